@@ -1,0 +1,350 @@
+//! The TOML configuration: its shape, and loading it with every error located.
+//!
+//! Parsing rejects unknown keys and malformed values; [`crate::runtime::Runtime::build`]
+//! then checks what only makes sense as a whole (routes against upstreams, plugins
+//! against their components) and reports those errors at the offending key too.
+
+mod units;
+
+pub use units::{ByteSize, Duration};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A configuration error, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Something wrong at a known place in the file.
+    #[error("{file}:{line}:{column}: {message}")]
+    At {
+        /// The config file as given.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// What is wrong and, where possible, what would be valid.
+        message: String,
+    },
+    /// The file could not be read at all.
+    #[error("{file}: {message}")]
+    Unreadable {
+        /// The config file as given.
+        file: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The text of a config file, kept to turn byte spans into line and column.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The path as the user gave it.
+    pub path: PathBuf,
+    text: String,
+}
+
+impl Source {
+    /// Reads `path`.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Unreadable {
+            file: path.display().to_string(),
+            message: err.to_string(),
+        })?;
+        Ok(Self::from_text(path, text))
+    }
+
+    /// Wraps text that came from somewhere other than a file read (tests).
+    pub fn from_text(path: &Path, text: String) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            text,
+        }
+    }
+
+    /// The directory relative paths in this file are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// An error at the start of `span`.
+    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let offset = span.start.min(self.text.len());
+        let before = &self.text[..floor_char_boundary(&self.text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        ConfigError::At {
+            file: self.path.display().to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// Parses the text into the raw config shape.
+    pub fn parse(&self) -> Result<Config, ConfigError> {
+        toml::from_str::<Config>(&self.text).map_err(|err| {
+            let span = err.span().unwrap_or(0..0);
+            self.error(span, err.message().trim_end().to_string())
+        })
+    }
+}
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The client-facing listener and its limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Defaults for every pipeline entry's sandbox.
+    #[serde(default)]
+    pub plugin_defaults: PluginDefaults,
+    /// Named upstream services.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<UpstreamConfig>>,
+    /// Routes, matched most-specific first regardless of order.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteConfig>>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, `ip:port`. Port 0 picks a free port (printed at start).
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<String>,
+    /// Time allowed for a client to send a request's headers.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers). At least 8KiB.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: Spanned<ByteSize>,
+    /// Largest request body accepted from a client.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body: ByteSize,
+    /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed and extended.
+    /// From anyone else, those headers are replaced with what the gateway saw.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            header_read_timeout: default_header_read_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_request_body: default_max_request_body(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+fn default_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:8080".to_string())
+}
+fn default_header_read_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(10))
+}
+fn default_max_header_bytes() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(64 * 1024))
+}
+fn default_max_request_body() -> ByteSize {
+    ByteSize(10 * 1024 * 1024)
+}
+
+/// `[plugin_defaults]`: the sandbox every pipeline entry gets unless it says otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDefaults {
+    /// CPU time one hook call may take before it is interrupted.
+    #[serde(default = "default_deadline")]
+    pub deadline: Duration,
+    /// Largest linear memory one instance may grow to.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: ByteSize,
+    /// Largest body handed to a plugin that reads bodies.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// Warm instances kept per pipeline entry.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+impl Default for PluginDefaults {
+    fn default() -> Self {
+        Self {
+            deadline: default_deadline(),
+            memory_limit: default_memory_limit(),
+            max_body: default_max_body(),
+            pool_size: default_pool_size(),
+        }
+    }
+}
+
+fn default_deadline() -> Duration {
+    Duration(std::time::Duration::from_millis(100))
+}
+fn default_memory_limit() -> ByteSize {
+    ByteSize(64 * 1024 * 1024)
+}
+fn default_max_body() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+fn default_pool_size() -> usize {
+    16
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `host:port` targets, used round robin.
+    pub targets: Vec<Spanned<String>>,
+    /// Time allowed to open a connection to a target.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Time allowed from sending the request to receiving the response head.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+    /// Idle connections kept per target.
+    #[serde(default = "default_max_idle")]
+    pub max_idle_connections: usize,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(5))
+}
+fn default_upstream_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(30))
+}
+fn default_idle_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(90))
+}
+fn default_max_idle() -> usize {
+    256
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in logs and shown to plugins.
+    pub name: Spanned<String>,
+    /// Path template: `/users/{id}`, `/static/{*rest}`.
+    pub path: Spanned<String>,
+    /// Methods this route answers; all when absent.
+    #[serde(default)]
+    pub methods: Option<Spanned<Vec<String>>>,
+    /// Hosts this route answers (`api.example.com`, `*.example.com`); all when absent.
+    #[serde(default)]
+    pub hosts: Option<Spanned<Vec<String>>>,
+    /// Upstream name. Without one, the pipeline must answer every request.
+    #[serde(default)]
+    pub upstream: Option<Spanned<String>>,
+    /// A leading path segment removed before proxying (`/api` turns `/api/x` into `/x`).
+    #[serde(default)]
+    pub strip_prefix: Option<Spanned<String>>,
+    /// Send the client's `Host` upstream instead of the target's address.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// The pipeline, run in order for requests and in reverse for responses.
+    #[serde(default)]
+    pub plugins: Vec<Spanned<PluginEntryConfig>>,
+}
+
+/// `[[routes.plugins]]`: one pipeline entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntryConfig {
+    /// A built-in plugin's name, or a path to a `.wasm` component (relative to the
+    /// config file).
+    pub plugin: Spanned<String>,
+    /// What a failing plugin does to the request.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Overrides `plugin_defaults.deadline`.
+    #[serde(default)]
+    pub deadline: Option<Duration>,
+    /// Overrides `plugin_defaults.memory_limit`.
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
+    /// Overrides `plugin_defaults.max_body`.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+    /// Overrides `plugin_defaults.pool_size`.
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+    /// Passed to the plugin's `init` as JSON.
+    #[serde(default)]
+    pub config: Option<Spanned<toml::Table>>,
+}
+
+/// The failure policy of a pipeline entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Answer the request with 500.
+    #[default]
+    Fail,
+    /// Skip the plugin and go on as if it had not been there.
+    Continue,
+}
+
+/// The listen address, checked.
+pub fn listen_addr(source: &Source, server: &ServerConfig) -> Result<SocketAddr, ConfigError> {
+    server.listen.get_ref().parse().map_err(|_| {
+        source.error(
+            server.listen.span(),
+            format!(
+                "invalid listen address `{}`: expected ip:port, for example \"127.0.0.1:8080\"",
+                server.listen.get_ref()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Source::from_text(Path::new("t.toml"), text.to_string())
+            .parse()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n").err();
+        let err = err.unwrap_or_default();
+        assert!(err.starts_with("t.toml:3:1: unknown field `lisen`"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_located() {
+        let err = parse("[plugin_defaults]\ndeadline = \"10 parsecs\"\n").err();
+        let err = err.unwrap_or_default();
+        assert!(err.starts_with("t.toml:2:12: invalid duration"), "{err}");
+    }
+}

@@ -1,0 +1,146 @@
+//! The errors a request can end in, and the one place they become HTTP responses.
+
+use crate::body::{self, Body};
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// Where a failure came from, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client sent something we refuse.
+    Client,
+    /// A plugin trapped, overran its deadline or its memory.
+    Plugin,
+    /// The upstream could not be reached or answered badly.
+    Upstream,
+    /// A bug or resource problem in the gateway.
+    Internal,
+}
+
+/// Why a request did not get a normal answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No route matches host and path.
+    #[error("no route matches this request")]
+    NoRoute,
+    /// A route matches the path but not the method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// Value for the `Allow` header.
+        allow: String,
+    },
+    /// The request body is over `server.max_request_body`.
+    #[error("request body exceeds {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The request is malformed in a way hyper let through.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A plugin failed and its entry's policy is to fail the request.
+    #[error("plugin `{plugin}` failed: {reason}")]
+    Plugin {
+        /// The plugin's name.
+        plugin: String,
+        /// Trap, deadline or memory limit.
+        reason: String,
+    },
+    /// The route has no upstream and no plugin answered.
+    #[error("route `{route}` has no upstream and no plugin answered")]
+    NoAnswer {
+        /// The route's name.
+        route: String,
+    },
+    /// Connecting to or talking with the upstream failed.
+    #[error("upstream `{upstream}` unavailable: {reason}")]
+    UpstreamUnavailable {
+        /// The upstream's name.
+        upstream: String,
+        /// The underlying error.
+        reason: String,
+    },
+    /// The upstream did not answer within its timeout.
+    #[error("upstream `{upstream}` timed out")]
+    UpstreamTimeout {
+        /// The upstream's name.
+        upstream: String,
+    },
+    /// The upstream's body could not be read for a plugin that reads bodies.
+    #[error("upstream `{upstream}` response body unusable: {reason}")]
+    UpstreamBody {
+        /// The upstream's name.
+        upstream: String,
+        /// Too large, or a read error.
+        reason: String,
+    },
+}
+
+impl RequestError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Plugin { .. } | Self::NoAnswer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Who is to blame.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Self::NoRoute
+            | Self::MethodNotAllowed { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::BadRequest(_) => Origin::Client,
+            Self::Plugin { .. } => Origin::Plugin,
+            Self::NoAnswer { .. } => Origin::Internal,
+            Self::UpstreamUnavailable { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::UpstreamBody { .. } => Origin::Upstream,
+        }
+    }
+
+    /// What the client is told. Internal detail (addresses, trap messages) stays
+    /// in the log; the client gets the category and the request id to quote.
+    fn public_message(&self) -> String {
+        match self {
+            Self::NoRoute
+            | Self::MethodNotAllowed { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::BadRequest(_) => self.to_string(),
+            Self::Plugin { .. } | Self::NoAnswer { .. } => "internal error".to_string(),
+            Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => {
+                "bad gateway".to_string()
+            }
+            Self::UpstreamTimeout { .. } => "upstream timed out".to_string(),
+        }
+    }
+
+    /// The response for this error: the only place errors become HTTP.
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let payload = serde_json::json!({
+            "error": self.public_message(),
+            "status": self.status().as_u16(),
+            "request_id": request_id,
+        });
+        let mut response = Response::new(body::full(payload.to_string()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Self::MethodNotAllowed { allow } = &self
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            headers.insert(header::ALLOW, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,377 @@
+//! One request, start to finish: route, request phase, upstream (or a plugin's
+//! answer), response phase, access log.
+
+use crate::body::{self, Body};
+use crate::error::{Origin, RequestError};
+use crate::pipeline::RequestPhase;
+use crate::plugin::{Context, Request as WitRequest, Response as WitResponse};
+use crate::proxy::{apply_forwarded, strip_hop_by_hop};
+use crate::router::Miss;
+use crate::runtime::{Route, Runtime};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the gateway knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    /// The client (or the proxy in front of us).
+    pub peer: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// Serves one request on the runtime snapshot it started with.
+pub async fn handle(runtime: Arc<Runtime>, request: Request<Body>, conn: Connection) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = request_id(request.headers());
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let span = tracing::info_span!("request", id = %request_id);
+    let mut route_name = None;
+    let result = process(&runtime, request, conn, &request_id, &mut route_name)
+        .instrument(span.clone())
+        .await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            let _entered = span.enter();
+            match err.origin() {
+                Origin::Client => tracing::debug!(error = %err, "request refused"),
+                _ => tracing::warn!(error = %err, "request failed"),
+            }
+            err.into_response(&request_id)
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    tracing::info!(
+        target: "access",
+        request_id = %request_id,
+        client = %conn.peer,
+        method = %method,
+        path = %path,
+        route = route_name.unwrap_or("-"),
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+async fn process<'rt>(
+    runtime: &'rt Runtime,
+    request: Request<Body>,
+    conn: Connection,
+    request_id: &str,
+    route_name: &mut Option<&'rt str>,
+) -> Result<Response<Body>, RequestError> {
+    let authority = authority(&request);
+    let matched = runtime
+        .router
+        .find(authority.as_deref(), request.method(), request.uri().path())
+        .map_err(|miss| match miss {
+            Miss::NotFound => RequestError::NoRoute,
+            Miss::MethodNotAllowed(methods) => RequestError::MethodNotAllowed {
+                allow: methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", "),
+            },
+        })?;
+    let route = &runtime.routes[matched.route];
+    *route_name = Some(&route.name);
+
+    let limit = runtime.limits.max_request_body;
+    if let Some(length) = content_length(request.headers())
+        && length > limit
+    {
+        return Err(RequestError::BodyTooLarge { limit });
+    }
+    let (mut parts, body) = request.into_parts();
+    let mut body = limit_body(body, limit);
+
+    let pipeline = &route.pipeline;
+    let mut context = Context::new();
+    let mut respond_upto = pipeline.entries().len();
+    let mut plugin_answer = None;
+    if pipeline.has_request_phase() {
+        let mut wit = wit_request(&parts, conn, route, matched.params, authority.unwrap_or_default());
+        if let Some(cap) = pipeline.request_body_cap() {
+            let cap = cap.min(usize::try_from(limit).unwrap_or(usize::MAX));
+            let bytes = collect(body, cap).await.map_err(|err| match err {
+                Collect::TooLarge => RequestError::BodyTooLarge { limit: cap as u64 },
+                Collect::Failed(reason) => RequestError::BadRequest(format!("cannot read the request body: {reason}")),
+            })?;
+            wit.body = Some(bytes.to_vec());
+            body = body::empty();
+        }
+        match pipeline.run_request(&mut wit, &mut context)? {
+            RequestPhase::Proceed { edited } => {
+                if edited {
+                    apply_request(&mut parts, &wit).map_err(|reason| RequestError::Plugin {
+                        plugin: "request phase".to_string(),
+                        reason,
+                    })?;
+                }
+                if let Some(new_body) = wit.body.take() {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    parts.headers.remove(header::TRANSFER_ENCODING);
+                    body = body::full(new_body);
+                }
+            }
+            RequestPhase::Respond { response, by } => {
+                respond_upto = by;
+                plugin_answer = Some(response);
+            }
+        }
+    }
+
+    let (mut wit_response, mut stream, mut upstream_parts) = match plugin_answer {
+        Some(answer) => (answer, None, None),
+        None => {
+            let response = forward(runtime, route, parts, body, conn, request_id).await?;
+            if !pipeline.has_response_phase(respond_upto) {
+                return Ok(response);
+            }
+            let (response_parts, response_body) = response.into_parts();
+            let mut wit = wit_response(&response_parts);
+            let stream = match pipeline.response_body_cap(respond_upto) {
+                Some(cap) => {
+                    let upstream = route.upstream.as_ref().map_or("-", |u| u.name.as_str()).to_string();
+                    let bytes = collect(response_body, cap).await.map_err(|err| RequestError::UpstreamBody {
+                        upstream,
+                        reason: match err {
+                            Collect::TooLarge => format!("larger than the {cap}-byte cap for plugins"),
+                            Collect::Failed(reason) => reason,
+                        },
+                    })?;
+                    wit.body = Some(bytes.to_vec());
+                    None
+                }
+                None => Some(response_body),
+            };
+            (wit, stream, Some(response_parts))
+        }
+    };
+
+    if pipeline.has_response_phase(respond_upto) {
+        let edited = pipeline.run_response(&mut wit_response, respond_upto, &mut context)?;
+        if !edited && let (Some(parts), Some(stream)) = (upstream_parts.take(), stream.take()) {
+            return Ok(Response::from_parts(parts, stream));
+        }
+    }
+    into_http_response(wit_response, stream)
+}
+
+/// Proxies to the route's upstream.
+async fn forward(
+    runtime: &Runtime,
+    route: &Route,
+    mut parts: Parts,
+    body: Body,
+    conn: Connection,
+    request_id: &str,
+) -> Result<Response<Body>, RequestError> {
+    let limit = runtime.limits.max_request_body;
+    let upstream = route.upstream.as_ref().ok_or_else(|| RequestError::NoAnswer {
+        route: route.name.clone(),
+    })?;
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    strip_hop_by_hop(&mut parts.headers);
+    apply_forwarded(
+        &mut parts.headers,
+        conn.peer,
+        conn.scheme,
+        authority.as_deref(),
+        &runtime.limits.trusted_proxies,
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        parts.headers.insert(X_REQUEST_ID.clone(), value);
+    }
+    if route.preserve_host
+        && !parts.headers.contains_key(header::HOST)
+        && let Some(value) = authority.as_deref().and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        parts.headers.insert(header::HOST, value);
+    }
+
+    let path = parts.uri.path();
+    let path = match &route.strip_prefix {
+        Some(prefix) => match path.strip_prefix(prefix.as_str()) {
+            Some("") => "/",
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => path,
+        },
+        None => path,
+    };
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let path_and_query = PathAndQuery::try_from(path_and_query)
+        .map_err(|e| RequestError::BadRequest(format!("invalid path: {e}")))?;
+
+    let request = Request::from_parts(parts, body);
+    let mut response = upstream
+        .send(request, path_and_query, !route.preserve_host)
+        .await
+        .map_err(|err| match err {
+            RequestError::BodyTooLarge { .. } => RequestError::BodyTooLarge { limit },
+            other => other,
+        })?;
+    strip_hop_by_hop(response.headers_mut());
+    Ok(response)
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+}
+
+fn authority(request: &Request<Body>) -> Option<String> {
+    request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+enum Collect {
+    TooLarge,
+    Failed(String),
+}
+
+/// Buffers up to `cap` bytes of `body`.
+///
+/// Reads frame by frame rather than through `http_body_util::Limited`: inside an
+/// async fn rustc cannot prove `Limited`'s error-conversion bound for every
+/// lifetime and would refuse to call the request future `Send`.
+async fn collect(mut body: Body, cap: usize) -> Result<Bytes, Collect> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| {
+            if err.downcast_ref::<LengthLimitError>().is_some() {
+                Collect::TooLarge
+            } else {
+                Collect::Failed(err.to_string())
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > cap {
+                return Err(Collect::TooLarge);
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// Caps a streamed body at `limit` bytes (outside the request future, as above).
+fn limit_body(body: Body, limit: u64) -> Body {
+    Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync()
+}
+
+fn headers_to_wit(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect()
+}
+
+fn wit_request(parts: &Parts, conn: Connection, route: &Route, params: Vec<(String, String)>, authority: String) -> WitRequest {
+    WitRequest {
+        method: parts.method.as_str().to_string(),
+        scheme: conn.scheme.to_string(),
+        authority,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: headers_to_wit(&parts.headers),
+        body: None,
+        client_addr: conn.peer.to_string(),
+        route: route.name.clone(),
+        params,
+    }
+}
+
+fn wit_response(parts: &http::response::Parts) -> WitResponse {
+    WitResponse {
+        status: parts.status.as_u16(),
+        headers: headers_to_wit(&parts.headers),
+        body: None,
+    }
+}
+
+fn headers_from_wit(headers: &[(String, String)]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header `{name}`"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Writes a plugin's edits back into the request head.
+fn apply_request(parts: &mut Parts, wit: &WitRequest) -> Result<(), String> {
+    parts.method = Method::from_bytes(wit.method.as_bytes()).map_err(|_| format!("invalid method `{}`", wit.method))?;
+    if !wit.path.starts_with('/') {
+        return Err(format!("invalid path `{}`: must start with `/`", wit.path));
+    }
+    let path_and_query = if wit.query.is_empty() {
+        wit.path.clone()
+    } else {
+        format!("{}?{}", wit.path, wit.query)
+    };
+    let mut uri = Uri::builder().path_and_query(path_and_query);
+    if let Some(authority) = parts.uri.authority() {
+        uri = uri.authority(authority.clone());
+    }
+    if let Some(scheme) = parts.uri.scheme() {
+        uri = uri.scheme(scheme.clone());
+    }
+    parts.uri = uri.build().map_err(|e| format!("invalid path or query: {e}"))?;
+    parts.headers = headers_from_wit(&wit.headers)?;
+    Ok(())
+}
+
+/// Builds the client response from the pipeline's result. `stream` is the
+/// upstream body when no plugin buffered it.
+fn into_http_response(wit: WitResponse, stream: Option<Body>) -> Result<Response<Body>, RequestError> {
+    let invalid = |reason: String| RequestError::Plugin {
+        plugin: "response".to_string(),
+        reason,
+    };
+    let status = StatusCode::from_u16(wit.status).map_err(|_| invalid(format!("invalid status {}", wit.status)))?;
+    let mut headers = headers_from_wit(&wit.headers).map_err(invalid)?;
+    strip_hop_by_hop(&mut headers);
+    let body = match (wit.body, stream) {
+        (Some(bytes), _) => {
+            headers.remove(header::CONTENT_LENGTH);
+            body::full(bytes)
+        }
+        (None, Some(stream)) => stream,
+        (None, None) => body::empty(),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}

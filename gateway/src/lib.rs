@@ -1,0 +1,45 @@
+//! The gateway: a hyper server that routes each request to a route, runs the
+//! route's pipeline of sandboxed WebAssembly plugins, and proxies to an upstream
+//! or lets a plugin answer.
+//!
+//! Modules follow the request: [`server`] accepts, [`handler`] drives one
+//! request, [`router`] matches it, [`pipeline`] runs the plugins hosted by
+//! [`plugin`], and [`proxy`] talks to upstreams. [`config`] reads the TOML and
+//! [`runtime`] turns it into the immutable snapshot requests run on.
+
+pub mod body;
+pub mod builtin;
+pub mod config;
+pub mod error;
+pub mod handler;
+pub mod pipeline;
+pub mod plugin;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod server;
+
+use config::{ConfigError, Source};
+use std::path::Path;
+
+/// Reads, parses and builds a config: everything `gateway check` does.
+pub fn load(
+    path: &Path,
+    engine: &plugin::PluginEngine,
+) -> Result<(config::Config, runtime::Runtime), ConfigError> {
+    let source = Source::read(path)?;
+    let config = source.parse()?;
+    config::listen_addr(&source, &config.server)?;
+    let max_header = config.server.max_header_bytes.get_ref().as_usize();
+    if max_header < server::MIN_HEADER_BYTES {
+        return Err(source.error(
+            config.server.max_header_bytes.span(),
+            format!(
+                "max_header_bytes must be at least {} (8KiB)",
+                server::MIN_HEADER_BYTES
+            ),
+        ));
+    }
+    let runtime = runtime::Runtime::build(&source, &config, engine)?;
+    Ok((config, runtime))
+}

@@ -1,0 +1,145 @@
+//! The `gateway` command: `run` serves a config, `check` validates one.
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand, ValueEnum};
+use gateway::config::listen_addr;
+use gateway::plugin::PluginEngine;
+use gateway::server::{ListenerSettings, serve};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "gateway", version, about = "A programmable API gateway with WebAssembly plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the given config.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a config (including compiling and initialising its plugins) and exit.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, log_format } => {
+            init_logging(log_format);
+            run(config)
+        }
+        Command::Check { config } => {
+            init_logging(LogFormat::Text);
+            check(config)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check(path: PathBuf) -> anyhow::Result<()> {
+    let engine = PluginEngine::new()?;
+    let (config, runtime) = gateway::load(&path, &engine)?;
+    let plugins: usize = runtime.routes.iter().map(|r| r.pipeline.entries().len()).sum();
+    println!(
+        "{}: OK ({} routes, {} upstreams, {} plugin entries)",
+        path.display(),
+        runtime.routes.len(),
+        config.upstreams.len(),
+        plugins
+    );
+    Ok(())
+}
+
+fn run(path: PathBuf) -> anyhow::Result<()> {
+    let engine = PluginEngine::new()?;
+    let (config, runtime) = gateway::load(&path, &engine)?;
+    let source = gateway::config::Source::read(&path)?;
+    let addr = listen_addr(&source, &config.server)?;
+    let settings = ListenerSettings {
+        header_read_timeout: config.server.header_read_timeout.0,
+        max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
+        drain_timeout: Duration::from_secs(30),
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        // Tests and scripts read this line to learn the port when listen uses :0.
+        println!("gateway listening on http://{local}");
+        std::io::stdout().flush()?;
+        tracing::info!(%local, routes = runtime.routes.len(), "serving");
+        let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+        serve(listener, runtime, settings, shutdown_signal()).await;
+        // Keep the engine (and its epoch thread) alive until serving ends.
+        drop(engine);
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}

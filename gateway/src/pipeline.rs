@@ -1,0 +1,196 @@
+//! A route's pipeline: its entries in order, and running the request phase
+//! forwards and the response phase backwards over them.
+//!
+//! The request and response travel through the phases in their WIT shape, built
+//! once per phase; only plugins that declared the phase are called, and bodies
+//! are handed only to plugins that read them.
+
+use crate::config::OnError;
+use crate::error::RequestError;
+use crate::plugin::{CallFailure, Context, InstancePool, Phases, Request, RequestOutcome, Response, ResponseOutcome};
+
+/// One plugin with its config and policy.
+pub struct Entry {
+    /// The plugin as the config references it (built-in name or path).
+    pub reference: String,
+    /// Warm instances.
+    pub pool: InstancePool,
+    /// What a failure does to the request.
+    pub on_error: OnError,
+    /// Largest body handed to this plugin.
+    pub max_body: usize,
+}
+
+impl Entry {
+    fn takes(&self, phase: Phases) -> bool {
+        self.pool.phases.contains(phase)
+    }
+}
+
+/// What the request phase ended in.
+pub enum RequestPhase {
+    /// Go on to the upstream; `edited` says whether any plugin changed the request.
+    Proceed {
+        /// Whether the request must be rebuilt from the WIT shape.
+        edited: bool,
+    },
+    /// Plugin `by` answered; entries before it still run their response phase.
+    Respond {
+        /// The answer.
+        response: Response,
+        /// Index of the answering entry.
+        by: usize,
+    },
+}
+
+/// The entries of one route.
+#[derive(Default)]
+pub struct Pipeline {
+    entries: Vec<Entry>,
+}
+
+impl Pipeline {
+    /// A pipeline over `entries`, in request order.
+    pub fn new(entries: Vec<Entry>) -> Self {
+        Self { entries }
+    }
+
+    /// The entries, in request order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Whether any entry takes the request phase.
+    pub fn has_request_phase(&self) -> bool {
+        self.entries.iter().any(|e| e.takes(Phases::REQUEST))
+    }
+
+    /// Whether any entry among the first `upto` takes the response phase.
+    pub fn has_response_phase(&self, upto: usize) -> bool {
+        self.entries[..upto].iter().any(|e| e.takes(Phases::RESPONSE))
+    }
+
+    /// The body cap for the request phase, if any entry reads request bodies.
+    pub fn request_body_cap(&self) -> Option<usize> {
+        self.entries
+            .iter()
+            .filter(|e| e.takes(Phases::REQUEST) && e.pool.info.reads_request_body)
+            .map(|e| e.max_body)
+            .min()
+    }
+
+    /// The body cap for the response phase over the first `upto` entries.
+    pub fn response_body_cap(&self, upto: usize) -> Option<usize> {
+        self.entries[..upto]
+            .iter()
+            .filter(|e| e.takes(Phases::RESPONSE) && e.pool.info.reads_response_body)
+            .map(|e| e.max_body)
+            .min()
+    }
+
+    /// Runs the request phase in order. `request.body` holds the buffered body
+    /// when some entry reads it; it is lent only to those entries.
+    pub fn run_request(
+        &self,
+        request: &mut Request,
+        context: &mut Context,
+    ) -> Result<RequestPhase, RequestError> {
+        let mut edited = false;
+        for (index, entry) in self.entries.iter().enumerate() {
+            if !entry.takes(Phases::REQUEST) {
+                continue;
+            }
+            let reads_body = entry.pool.info.reads_request_body;
+            let lent_body = if reads_body { None } else { request.body.take() };
+            let outcome = entry.pool.call(context, |plugin, store| {
+                plugin.gateway_plugin_handler().call_on_request(store, request)
+            });
+            if lent_body.is_some() {
+                request.body = lent_body;
+            }
+            match outcome {
+                Ok(RequestOutcome::Proceed) => {}
+                Ok(RequestOutcome::ProceedWith(new)) => {
+                    apply_request_edit(request, new);
+                    edited = true;
+                }
+                Ok(RequestOutcome::Respond(response)) => {
+                    return Ok(RequestPhase::Respond { response, by: index });
+                }
+                Err(failure) => failed(entry, "request", failure)?,
+            }
+        }
+        Ok(RequestPhase::Proceed { edited })
+    }
+
+    /// Runs the response phase in reverse over the first `upto` entries.
+    /// Returns whether any plugin replaced something.
+    pub fn run_response(
+        &self,
+        response: &mut Response,
+        upto: usize,
+        context: &mut Context,
+    ) -> Result<bool, RequestError> {
+        let mut edited = false;
+        for entry in self.entries[..upto].iter().rev() {
+            if !entry.takes(Phases::RESPONSE) {
+                continue;
+            }
+            let reads_body = entry.pool.info.reads_response_body;
+            let lent_body = if reads_body { None } else { response.body.take() };
+            let outcome = entry.pool.call(context, |plugin, store| {
+                plugin.gateway_plugin_handler().call_on_response(store, response)
+            });
+            match outcome {
+                Ok(ResponseOutcome::Proceed) => {
+                    if lent_body.is_some() {
+                        response.body = lent_body;
+                    }
+                }
+                Ok(ResponseOutcome::Replace(new)) => {
+                    response.status = new.status;
+                    response.headers = new.headers;
+                    // No body in the replacement keeps the one we have.
+                    response.body = new.body.or(lent_body).or(response.body.take());
+                    edited = true;
+                }
+                Err(failure) => {
+                    if lent_body.is_some() {
+                        response.body = lent_body;
+                    }
+                    failed(entry, "response", failure)?;
+                }
+            }
+        }
+        Ok(edited)
+    }
+}
+
+/// Takes what a plugin may change from its edited request.
+fn apply_request_edit(request: &mut Request, new: Request) {
+    request.method = new.method;
+    request.path = new.path;
+    request.query = new.query;
+    request.headers = new.headers;
+    if new.body.is_some() {
+        request.body = new.body;
+    }
+}
+
+/// Logs a failed call and applies the entry's policy.
+fn failed(entry: &Entry, phase: &str, failure: CallFailure) -> Result<(), RequestError> {
+    let plugin = entry.pool.name();
+    match entry.on_error {
+        OnError::Fail => {
+            tracing::error!(plugin, reference = %entry.reference, phase, %failure, "plugin failed; answering 500");
+            Err(RequestError::Plugin {
+                plugin: plugin.to_string(),
+                reason: failure.to_string(),
+            })
+        }
+        OnError::Continue => {
+            tracing::warn!(plugin, reference = %entry.reference, phase, %failure, "plugin failed; continuing as configured (on_error = \"continue\")");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The host side of the imports every plugin is granted (`log`, `clock`,
+//! `context`), and the per-instance state a `Store` carries.
+
+use super::bindings::gateway::plugin::{clock, context, log, types};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Longest log line a plugin may write; the rest is cut.
+const MAX_LOG_LINE: usize = 4 * 1024;
+/// Most entries a request's context may hold.
+pub const MAX_CONTEXT_ENTRIES: usize = 64;
+/// Longest context key.
+const MAX_CONTEXT_KEY: usize = 256;
+/// Longest context value.
+const MAX_CONTEXT_VALUE: usize = 16 * 1024;
+
+/// The per-request key/value shared by a pipeline's plugins.
+pub type Context = HashMap<String, String>;
+
+/// What a `Store` carries for one plugin instance.
+pub struct HostState {
+    /// The plugin's name, for logs.
+    pub plugin: Arc<str>,
+    /// The current request's context, moved in for the length of one call.
+    pub context: Context,
+    /// Enforces the instance's memory cap and remembers hitting it.
+    pub limiter: MemoryLimiter,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    started: Instant,
+}
+
+impl HostState {
+    /// State for a fresh instance with `memory_limit` bytes of linear memory.
+    pub fn new(plugin: Arc<str>, memory_limit: usize) -> Self {
+        // No preopened directories, no environment, no arguments, no sockets; the
+        // standard streams go nowhere. What is left of WASI is random numbers and
+        // clocks, which the Rust standard library needs to start.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            plugin,
+            context: Context::new(),
+            limiter: MemoryLimiter::new(memory_limit),
+            wasi,
+            table: ResourceTable::new(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A `ResourceLimiter` that caps linear memory and table growth and records a
+/// refused growth, so the host can tell a memory-limit hit from any other trap.
+pub struct MemoryLimiter {
+    max_memory: usize,
+    /// Set when a growth was refused.
+    pub hit: bool,
+}
+
+/// Table elements an instance may hold; generous for Rust plugins.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl MemoryLimiter {
+    fn new(max_memory: usize) -> Self {
+        Self {
+            max_memory,
+            hit: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn write(&mut self, level: log::Level, mut message: String) {
+        if message.len() > MAX_LOG_LINE {
+            let mut end = MAX_LOG_LINE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("...");
+        }
+        let plugin = &*self.plugin;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl clock::Host for HostState {
+    fn now_millis(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn monotonic_nanos(&mut self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl context::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.context.get(&key).cloned()
+    }
+
+    fn set(&mut self, key: String, value: String) {
+        let fits = key.len() <= MAX_CONTEXT_KEY && value.len() <= MAX_CONTEXT_VALUE;
+        let has_room =
+            self.context.len() < MAX_CONTEXT_ENTRIES || self.context.contains_key(&key);
+        if fits && has_room {
+            self.context.insert(key, value);
+        } else {
+            tracing::warn!(plugin = &*self.plugin, key = %key.chars().take(64).collect::<String>(), "context entry refused: over the size or count limit");
+        }
+    }
+
+    fn remove(&mut self, key: String) {
+        self.context.remove(&key);
+    }
+
+    fn keys(&mut self) -> Vec<String> {
+        self.context.keys().cloned().collect()
+    }
+}

@@ -1,0 +1,33 @@
+//! Hosting plugins: the engine, the contract's bindings, the host imports, and
+//! pools of warm instances per pipeline entry.
+
+mod bindings;
+mod engine;
+mod host;
+mod pool;
+
+pub use bindings::{Phases, PluginInfo, Request, RequestOutcome, Response, ResponseOutcome};
+pub use engine::{CompiledPlugin, EPOCH_TICK, PluginEngine};
+pub use host::Context;
+pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The engine could not be set up.
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    /// The bytes are not a valid component.
+    #[error("not a valid WebAssembly component: {0}")]
+    Compile(String),
+    /// The component imports something the host does not grant, or does not
+    /// export the handler interface.
+    #[error("cannot link component: {0}")]
+    Link(String),
+    /// Creating an instance failed.
+    #[error("cannot instantiate: {0}")]
+    Instantiate(String),
+    /// The plugin refused its configuration, or trapped while reading it.
+    #[error("{0}")]
+    Init(String),
+}

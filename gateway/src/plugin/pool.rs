@@ -1,0 +1,221 @@
+//! Warm instances of one pipeline entry (a plugin with its config), checked out
+//! for one hook call at a time.
+//!
+//! Instantiation and `init` happen at load (`min` instances) and, when the pool is
+//! empty under concurrency or after a failure discarded an instance, on demand.
+//! A call that traps, overruns its deadline or hits the memory cap discards its
+//! instance: the next call gets a clean one, so no state survives a failure.
+
+use super::PluginError;
+use super::bindings::{Phases, Plugin, PluginInfo, PluginPre};
+use super::engine::EPOCH_TICK;
+use super::host::{Context, HostState};
+use crossbeam_queue::ArrayQueue;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use wasmtime::{Engine, Store, Trap};
+
+/// The sandbox of one pipeline entry.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryLimits {
+    /// CPU time per hook call.
+    pub deadline: Duration,
+    /// Linear memory per instance.
+    pub memory: usize,
+    /// Warm instances kept.
+    pub pool_size: usize,
+}
+
+/// Counters of one entry, read by logs and (later) metrics.
+#[derive(Debug, Default)]
+pub struct EntryStats {
+    /// Hook calls made.
+    pub calls: AtomicU64,
+    /// Calls that trapped.
+    pub traps: AtomicU64,
+    /// Calls stopped by the deadline.
+    pub deadlines: AtomicU64,
+    /// Calls that hit the memory cap.
+    pub memory_limits: AtomicU64,
+    /// Instances created (at load and on demand).
+    pub instantiations: AtomicU64,
+}
+
+/// Why one call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallFailure {
+    /// The call overran its deadline.
+    Deadline(Duration),
+    /// The instance wanted more memory than its cap.
+    MemoryLimit(usize),
+    /// Any other trap (panic, unreachable, out-of-bounds access).
+    Trap(String),
+    /// No instance could be created.
+    Instantiate(String),
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Deadline(d) => write!(f, "deadline of {d:?} exceeded"),
+            Self::MemoryLimit(bytes) => write!(f, "memory limit of {bytes} bytes exceeded"),
+            Self::Trap(msg) => write!(f, "trapped: {msg}"),
+            Self::Instantiate(msg) => write!(f, "could not instantiate: {msg}"),
+        }
+    }
+}
+
+struct Instance {
+    store: Store<HostState>,
+    bindings: Plugin,
+}
+
+/// A pool of initialised instances of one plugin with one config.
+pub struct InstancePool {
+    engine: Engine,
+    pre: PluginPre<HostState>,
+    name: Arc<str>,
+    config_json: String,
+    limits: EntryLimits,
+    deadline_ticks: u64,
+    idle: ArrayQueue<Instance>,
+    /// The plugin's self-description.
+    pub info: PluginInfo,
+    /// The phases this configured plugin takes part in.
+    pub phases: Phases,
+    /// Counters.
+    pub stats: EntryStats,
+}
+
+impl InstancePool {
+    /// Describes the plugin, creates `min(2, pool_size)` instances and runs
+    /// `init(config)` on each. An error here refuses the config.
+    pub fn new(
+        engine: &Engine,
+        pre: PluginPre<HostState>,
+        config_json: String,
+        limits: EntryLimits,
+    ) -> Result<Self, PluginError> {
+        let deadline_ticks =
+            (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
+        // describe() needs an instance; it is a throwaway one, never init'ed.
+        let mut store = new_store(engine, Arc::from("(loading)"), limits.memory, deadline_ticks);
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
+        let info = bindings
+            .gateway_plugin_handler()
+            .call_describe(&mut store)
+            .map_err(|e| PluginError::Init(format!("describe() failed: {e:#}")))?;
+        let name: Arc<str> = Arc::from(info.name.as_str());
+        let mut pool = Self {
+            engine: engine.clone(),
+            pre,
+            name,
+            config_json,
+            limits,
+            deadline_ticks,
+            idle: ArrayQueue::new(limits.pool_size.max(1)),
+            phases: info.phases,
+            info,
+            stats: EntryStats::default(),
+        };
+        let warm = pool.limits.pool_size.clamp(1, 2);
+        for _ in 0..warm {
+            let (instance, phases) = pool.instantiate().map_err(|failure| match failure {
+                InitFailure::Refused(msg) => PluginError::Init(msg),
+                InitFailure::Failed(f) => PluginError::Init(format!("init failed: {f}")),
+            })?;
+            pool.phases = phases & pool.info.phases;
+            let _ = pool.idle.push(instance);
+        }
+        Ok(pool)
+    }
+
+    /// The plugin's name as it describes itself.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Calls `hook` on a warm instance, with `context` available to the plugin for
+    /// the length of the call. On failure the instance is discarded.
+    pub fn call<R>(
+        &self,
+        context: &mut Context,
+        hook: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let mut instance = match self.idle.pop() {
+            Some(instance) => instance,
+            None => match self.instantiate() {
+                Ok((instance, _)) => instance,
+                Err(InitFailure::Refused(msg)) => return Err(CallFailure::Instantiate(msg)),
+                Err(InitFailure::Failed(failure)) => return Err(failure),
+            },
+        };
+        instance.store.data_mut().context = std::mem::take(context);
+        instance.store.set_epoch_deadline(self.deadline_ticks);
+        let result = hook(&instance.bindings, &mut instance.store);
+        *context = std::mem::take(&mut instance.store.data_mut().context);
+        match result {
+            Ok(value) => {
+                // A full pool drops the extra instance, freeing its memory.
+                let _ = self.idle.push(instance);
+                Ok(value)
+            }
+            Err(err) => Err(self.classify(err, &instance.store)),
+        }
+    }
+
+    fn classify(&self, err: wasmtime::Error, store: &Store<HostState>) -> CallFailure {
+        if store.data().limiter.hit {
+            self.stats.memory_limits.fetch_add(1, Ordering::Relaxed);
+            return CallFailure::MemoryLimit(self.limits.memory);
+        }
+        if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            self.stats.deadlines.fetch_add(1, Ordering::Relaxed);
+            return CallFailure::Deadline(self.limits.deadline);
+        }
+        self.stats.traps.fetch_add(1, Ordering::Relaxed);
+        CallFailure::Trap(format!("{err:#}"))
+    }
+
+    fn instantiate(&self) -> Result<(Instance, Phases), InitFailure> {
+        self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+        let mut store = new_store(
+            &self.engine,
+            self.name.clone(),
+            self.limits.memory,
+            self.deadline_ticks,
+        );
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| InitFailure::Failed(self.classify(e, &store)))?;
+        let phases = match bindings
+            .gateway_plugin_handler()
+            .call_init(&mut store, &self.config_json)
+        {
+            Ok(Ok(phases)) => phases,
+            Ok(Err(message)) => return Err(InitFailure::Refused(message)),
+            Err(e) => return Err(InitFailure::Failed(self.classify(e, &store))),
+        };
+        Ok((Instance { store, bindings }, phases))
+    }
+}
+
+enum InitFailure {
+    /// `init` returned an error message.
+    Refused(String),
+    /// Instantiation or `init` trapped.
+    Failed(CallFailure),
+}
+
+fn new_store(engine: &Engine, name: Arc<str>, memory: usize, deadline_ticks: u64) -> Store<HostState> {
+    let mut store = Store::new(engine, HostState::new(name, memory));
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks);
+    store
+}

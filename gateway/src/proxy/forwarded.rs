@@ -1,0 +1,167 @@
+//! `X-Forwarded-*`, `Forwarded` (RFC 7239) and hop-by-hop headers.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The peers whose forwarding headers are believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Parses `"10.0.0.0/8"` or `"127.0.0.1"` entries.
+    pub fn parse(entries: &[&str]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!("invalid trusted proxy `{entry}`: expected an IP address or a CIDR range such as \"10.0.0.0/8\"")
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+
+    /// Whether `ip`'s forwarding headers are believed.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Removes headers that describe one connection and must not be forwarded
+/// (RFC 9110 section 7.6.1), including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Sets the forwarding headers for a request from `peer` that arrived over
+/// `scheme` for `host`. A trusted peer's headers are extended; anyone else's are
+/// replaced, so a client cannot spoof its address or protocol.
+pub fn apply_forwarded(
+    headers: &mut HeaderMap,
+    peer: SocketAddr,
+    scheme: &str,
+    host: Option<&str>,
+    trusted: &TrustedProxies,
+) {
+    let ip = peer.ip().to_canonical();
+    let believe = trusted.trusts(ip);
+    let ip_text = ip.to_string();
+
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if believe => format!("{prior}, {ip_text}"),
+        _ => ip_text.clone(),
+    };
+    set(headers, &X_FORWARDED_FOR, &xff);
+
+    if !(believe && headers.contains_key(&X_FORWARDED_PROTO)) {
+        set(headers, &X_FORWARDED_PROTO, scheme);
+    }
+    match host {
+        Some(host) if !(believe && headers.contains_key(&X_FORWARDED_HOST)) => {
+            set(headers, &X_FORWARDED_HOST, host);
+        }
+        None if !believe => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+        _ => {}
+    }
+
+    let node = match ip {
+        IpAddr::V4(_) => ip_text,
+        IpAddr::V6(_) => format!("\"[{ip_text}]\""),
+    };
+    let mut element = format!("for={node};proto={scheme}");
+    if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
+        element.push_str(&format!(";host=\"{host}\""));
+    }
+    let forwarded = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prior) if believe => format!("{prior}, {element}"),
+        _ => element,
+    };
+    set(headers, &FORWARDED, &forwarded);
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), value);
+    } else {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 7], 5555))
+    }
+
+    #[test]
+    fn untrusted_peer_headers_are_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        apply_forwarded(&mut headers, peer(), "http", Some("api.test"), &TrustedProxies::default());
+        assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[&X_FORWARDED_HOST], "api.test");
+        assert_eq!(headers[&FORWARDED], "for=192.0.2.7;proto=http;host=\"api.test\"");
+    }
+
+    #[test]
+    fn trusted_peer_headers_are_extended() {
+        let trusted = TrustedProxies::parse(&["192.0.2.0/24"]).unwrap_or_default();
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        apply_forwarded(&mut headers, peer(), "http", None, &trusted);
+        assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.9, 192.0.2.7");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Talking to upstreams: pooled clients, target selection, and the headers a
+//! proxy owes the hop it forwards to.
+
+mod forwarded;
+mod upstream;
+
+pub use forwarded::{TrustedProxies, apply_forwarded, strip_hop_by_hop};
+pub use upstream::Upstream;

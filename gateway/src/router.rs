@@ -1,0 +1,306 @@
+//! Matching a request's host, method and path to a route.
+//!
+//! Hosts are tried most specific first (exact, then the longest `*.suffix`, then
+//! routes without hosts). Within a host, paths use `matchit`, which prefers static
+//! segments over `{param}` over `{*catch_all}`; on one path, a route that names the
+//! method beats a route that takes every method.
+
+use http::Method;
+use std::collections::{BTreeMap, HashMap};
+
+/// A route identifier: its index in the runtime's route list.
+pub type RouteId = usize;
+
+/// What a route declares for matching.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// Path template.
+    pub path: String,
+    /// Methods, or all when `None`.
+    pub methods: Option<Vec<Method>>,
+    /// Host patterns, or all when `None`.
+    pub hosts: Option<Vec<String>>,
+}
+
+/// Why routes could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// Two routes answer the same host, path and method.
+    #[error("route duplicates route `{other}`: same host, path and method")]
+    Duplicate {
+        /// The route inserted earlier.
+        other: String,
+    },
+    /// The path template is malformed or conflicts with another.
+    #[error("invalid path template: {0}")]
+    Template(String),
+    /// A host pattern is malformed.
+    #[error("invalid host `{0}`: expected a name such as \"api.example.com\" or \"*.example.com\"")]
+    Host(String),
+}
+
+/// A successful match.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Match {
+    /// The matched route.
+    pub route: RouteId,
+    /// Captured parameters, in template order.
+    pub params: Vec<(String, String)>,
+}
+
+/// Why a request matched no route.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Miss {
+    /// Nothing matches the host and path.
+    NotFound,
+    /// The path matches, but only for these methods.
+    MethodNotAllowed(Vec<Method>),
+}
+
+#[derive(Debug, Default)]
+struct Candidates {
+    /// Routes with an explicit method list.
+    by_method: Vec<(Vec<Method>, RouteId)>,
+    /// The route taking any method, if any.
+    any: Option<RouteId>,
+}
+
+#[derive(Default)]
+struct PathTable {
+    paths: matchit::Router<Candidates>,
+}
+
+impl std::fmt::Debug for PathTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PathTable")
+    }
+}
+
+/// The compiled routing table.
+#[derive(Debug, Default)]
+pub struct Router {
+    exact: HashMap<String, PathTable>,
+    /// `(suffix including the dot, table)`, longest suffix first.
+    wildcard: Vec<(String, PathTable)>,
+    any_host: PathTable,
+}
+
+impl Router {
+    /// Builds the table. `names[i]` names route `i` in errors. On error, returns
+    /// the index of the offending route with the error.
+    pub fn build(specs: &[RouteSpec], names: &[String]) -> Result<Self, (RouteId, RouterError)> {
+        // host key -> path -> candidates. `None` host key is "any host".
+        let mut grouped: BTreeMap<Option<String>, BTreeMap<String, Candidates>> = BTreeMap::new();
+        for (id, spec) in specs.iter().enumerate() {
+            let hosts: Vec<Option<String>> = match &spec.hosts {
+                None => vec![None],
+                Some(hosts) => hosts
+                    .iter()
+                    .map(|h| normalize_host_pattern(h).map(Some).ok_or((id, RouterError::Host(h.clone()))))
+                    .collect::<Result<_, _>>()?,
+            };
+            for host in hosts {
+                let candidates = grouped
+                    .entry(host)
+                    .or_default()
+                    .entry(spec.path.clone())
+                    .or_default();
+                let duplicate = |other: RouteId| (id, RouterError::Duplicate { other: names[other].clone() });
+                match &spec.methods {
+                    None => {
+                        if let Some(other) = candidates.any {
+                            return Err(duplicate(other));
+                        }
+                        candidates.any = Some(id);
+                    }
+                    Some(methods) => {
+                        for (existing, other) in &candidates.by_method {
+                            if existing.iter().any(|m| methods.contains(m)) {
+                                return Err(duplicate(*other));
+                            }
+                        }
+                        candidates.by_method.push((methods.clone(), id));
+                    }
+                }
+            }
+        }
+
+        let mut router = Router::default();
+        let mut wildcard = Vec::new();
+        for (host, paths) in grouped {
+            let mut table = PathTable::default();
+            for (path, candidates) in paths {
+                let first = candidates
+                    .by_method
+                    .first()
+                    .map(|(_, id)| *id)
+                    .or(candidates.any)
+                    .unwrap_or_default();
+                table
+                    .paths
+                    .insert(path, candidates)
+                    .map_err(|e| (first, RouterError::Template(e.to_string())))?;
+            }
+            match host {
+                None => router.any_host = table,
+                Some(host) => match host.strip_prefix('*') {
+                    Some(suffix) => wildcard.push((suffix.to_string(), table)),
+                    None => {
+                        router.exact.insert(host, table);
+                    }
+                },
+            }
+        }
+        wildcard.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        router.wildcard = wildcard;
+        Ok(router)
+    }
+
+    /// Finds the route for a request. `host` may carry a port; it is ignored.
+    pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Result<Match, Miss> {
+        let host = host.map(strip_port).map(str::to_ascii_lowercase);
+        let mut allowed: Vec<Method> = Vec::new();
+        let tables = host
+            .as_deref()
+            .and_then(|h| self.exact.get(h))
+            .into_iter()
+            .chain(self.wildcard.iter().filter_map(|(suffix, table)| {
+                let h = host.as_deref()?;
+                (h.len() > suffix.len() && h.ends_with(suffix.as_str())).then_some(table)
+            }))
+            .chain(std::iter::once(&self.any_host));
+        for table in tables {
+            let Ok(found) = table.paths.at(path) else {
+                continue;
+            };
+            let candidates = found.value;
+            let route = candidates
+                .by_method
+                .iter()
+                .find(|(methods, _)| methods.contains(method))
+                .map(|(_, id)| *id)
+                .or(candidates.any);
+            match route {
+                Some(route) => {
+                    let params = found
+                        .params
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    return Ok(Match { route, params });
+                }
+                None => {
+                    for (methods, _) in &candidates.by_method {
+                        allowed.extend(methods.iter().cloned());
+                    }
+                }
+            }
+        }
+        if allowed.is_empty() {
+            Err(Miss::NotFound)
+        } else {
+            allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            allowed.dedup();
+            Err(Miss::MethodNotAllowed(allowed))
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // IPv6 literal: keep through the closing bracket.
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+/// Lower-cases a host pattern and checks it: `name.tld` or `*.name.tld`.
+fn normalize_host_pattern(pattern: &str) -> Option<String> {
+    let lower = pattern.trim().to_ascii_lowercase();
+    let name = lower.strip_prefix("*.").unwrap_or(&lower);
+    let valid = !name.is_empty()
+        && name
+            .split('.')
+            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    valid.then_some(lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(path: &str, methods: Option<&[&str]>, hosts: Option<&[&str]>) -> RouteSpec {
+        RouteSpec {
+            path: path.to_string(),
+            methods: methods.map(|ms| ms.iter().filter_map(|m| m.parse().ok()).collect()),
+            hosts: hosts.map(|hs| hs.iter().map(|h| h.to_string()).collect()),
+        }
+    }
+
+    fn build(specs: &[RouteSpec]) -> Router {
+        let names: Vec<String> = (0..specs.len()).map(|i| format!("r{i}")).collect();
+        match Router::build(specs, &names) {
+            Ok(router) => router,
+            Err((id, err)) => panic!("route {id}: {err}"),
+        }
+    }
+
+    #[test]
+    fn most_specific_path_wins() {
+        let router = build(&[
+            spec("/users/{id}", None, None),
+            spec("/users/me", None, None),
+            spec("/{*rest}", None, None),
+        ]);
+        let get = Method::GET;
+        assert_eq!(router.find(None, &get, "/users/me").map(|m| m.route), Ok(1));
+        let m = router.find(None, &get, "/users/42");
+        assert_eq!(
+            m,
+            Ok(Match { route: 0, params: vec![("id".into(), "42".into())] })
+        );
+        assert_eq!(router.find(None, &get, "/other/x").map(|m| m.route), Ok(2));
+    }
+
+    #[test]
+    fn hosts_exact_then_wildcard_then_any() {
+        let router = build(&[
+            spec("/", None, None),
+            spec("/", None, Some(&["*.example.com"])),
+            spec("/", None, Some(&["api.example.com"])),
+        ]);
+        let get = Method::GET;
+        assert_eq!(router.find(Some("api.example.com:8080"), &get, "/").map(|m| m.route), Ok(2));
+        assert_eq!(router.find(Some("WWW.example.com"), &get, "/").map(|m| m.route), Ok(1));
+        assert_eq!(router.find(Some("example.com"), &get, "/").map(|m| m.route), Ok(0));
+        assert_eq!(router.find(None, &get, "/").map(|m| m.route), Ok(0));
+    }
+
+    #[test]
+    fn methods_and_405() {
+        let router = build(&[
+            spec("/items", Some(&["GET"]), None),
+            spec("/items", Some(&["POST", "PUT"]), None),
+        ]);
+        assert_eq!(router.find(None, &Method::PUT, "/items").map(|m| m.route), Ok(1));
+        assert_eq!(
+            router.find(None, &Method::DELETE, "/items"),
+            Err(Miss::MethodNotAllowed(vec![Method::GET, Method::POST, Method::PUT]))
+        );
+        assert_eq!(router.find(None, &Method::GET, "/nope"), Err(Miss::NotFound));
+    }
+
+    #[test]
+    fn duplicates_and_conflicts_are_errors() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let dup = Router::build(
+            &[spec("/x", Some(&["GET"]), None), spec("/x", Some(&["GET", "POST"]), None)],
+            &names,
+        );
+        assert!(matches!(dup, Err((1, RouterError::Duplicate { .. }))));
+        let conflict = Router::build(&[spec("/u/{id}", None, None), spec("/u/{name}", None, None)], &names);
+        assert!(matches!(conflict, Err((_, RouterError::Template(_)))));
+        let bad_host = Router::build(&[spec("/", None, Some(&["bad host"]))], &names);
+        assert!(matches!(bad_host, Err((0, RouterError::Host(_)))));
+    }
+}

@@ -1,0 +1,244 @@
+//! The `Runtime`: an immutable snapshot of everything one config produced
+//! (routes, router, pipelines with warm instances, upstream pools). Requests load
+//! the current snapshot once and finish on it; a new config builds a new one.
+
+use crate::builtin;
+use crate::config::{Config, ConfigError, PluginEntryConfig, Source};
+use crate::pipeline::{Entry, Pipeline};
+use crate::plugin::{EntryLimits, InstancePool, PluginEngine};
+use crate::proxy::{TrustedProxies, Upstream};
+use crate::router::{RouteSpec, Router, RouterError};
+use http::Method;
+use std::collections::HashMap;
+use std::sync::Arc;
+use toml::Spanned;
+
+/// One route, ready to serve.
+pub struct Route {
+    /// Its unique name.
+    pub name: String,
+    /// Where it proxies, if anywhere.
+    pub upstream: Option<Arc<Upstream>>,
+    /// Its plugins.
+    pub pipeline: Pipeline,
+    /// Removed from the front of the path before proxying.
+    pub strip_prefix: Option<String>,
+    /// Send the client's `Host` upstream.
+    pub preserve_host: bool,
+}
+
+/// Request-path settings from `[server]`.
+pub struct Limits {
+    /// Largest request body.
+    pub max_request_body: u64,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// Everything one config produced.
+pub struct Runtime {
+    /// The routing table.
+    pub router: Router,
+    /// Routes by id.
+    pub routes: Vec<Route>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl Runtime {
+    /// Validates `config` as a whole and builds it: compiles (or reuses) every
+    /// plugin, initialises its instances, creates upstream pools. Any error is
+    /// located in `source`.
+    pub fn build(
+        source: &Source,
+        config: &Config,
+        engine: &PluginEngine,
+    ) -> Result<Self, ConfigError> {
+        let trusted: Vec<&str> = config.server.trusted_proxies.iter().map(|t| t.get_ref().as_str()).collect();
+        let trusted_proxies = TrustedProxies::parse(&trusted).map_err(|msg| {
+            let span = config
+                .server
+                .trusted_proxies
+                .iter()
+                .find(|t| msg.contains(&format!("`{}`", t.get_ref())))
+                .map_or(0..0, |t| t.span());
+            source.error(span, msg)
+        })?;
+
+        let mut upstreams = HashMap::new();
+        for (name, upstream) in &config.upstreams {
+            upstreams.insert(name.clone(), Arc::new(Upstream::new(name, upstream, source)?));
+        }
+
+        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut specs = Vec::with_capacity(config.routes.len());
+        let mut names: Vec<String> = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let (route, spec) = build_route(source, config, route, &upstreams, &names, engine)?;
+            names.push(route.name.clone());
+            specs.push(spec);
+            routes.push(route);
+        }
+        let router = Router::build(&specs, &names).map_err(|(id, err)| {
+            let route = config.routes[id].get_ref();
+            let span = match err {
+                RouterError::Host(_) => route.hosts.as_ref().map_or(route.path.span(), |h| h.span()),
+                _ => route.path.span(),
+            };
+            source.error(span, format!("route `{}`: {err}", names[id]))
+        })?;
+
+        Ok(Self {
+            router,
+            routes,
+            limits: Limits {
+                max_request_body: config.server.max_request_body.0,
+                trusted_proxies,
+            },
+        })
+    }
+}
+
+fn build_route(
+    source: &Source,
+    config: &Config,
+    spanned: &Spanned<crate::config::RouteConfig>,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    earlier: &[String],
+    engine: &PluginEngine,
+) -> Result<(Route, RouteSpec), ConfigError> {
+    let route = spanned.get_ref();
+    let name = route.name.get_ref().clone();
+    if name.is_empty() {
+        return Err(source.error(route.name.span(), "a route name cannot be empty"));
+    }
+    if earlier.contains(&name) {
+        return Err(source.error(route.name.span(), format!("duplicate route name `{name}`: route names must be unique")));
+    }
+    let path = route.path.get_ref();
+    if !path.starts_with('/') {
+        return Err(source.error(route.path.span(), format!("route `{name}`: path `{path}` must start with `/`")));
+    }
+    let methods = match &route.methods {
+        None => None,
+        Some(methods) => {
+            if methods.get_ref().is_empty() {
+                return Err(source.error(methods.span(), format!("route `{name}`: methods cannot be empty; leave it out to accept every method")));
+            }
+            let parsed = methods
+                .get_ref()
+                .iter()
+                .map(|m| {
+                    let upper = m.to_ascii_uppercase();
+                    Method::from_bytes(upper.as_bytes())
+                        .map_err(|_| source.error(methods.span(), format!("route `{name}`: invalid method `{m}`")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(parsed)
+        }
+    };
+    let upstream = match &route.upstream {
+        None => None,
+        Some(upstream) => Some(upstreams.get(upstream.get_ref()).cloned().ok_or_else(|| {
+            let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
+            source.error(
+                upstream.span(),
+                format!(
+                    "route `{name}`: unknown upstream `{}`; defined upstreams: {}",
+                    upstream.get_ref(),
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            )
+        })?),
+    };
+    if upstream.is_none() && route.plugins.is_empty() {
+        return Err(source.error(
+            spanned.span(),
+            format!("route `{name}` has neither an upstream nor plugins: add upstream = \"NAME\" or a plugin that answers"),
+        ));
+    }
+    let strip_prefix = match &route.strip_prefix {
+        None => None,
+        Some(prefix) => {
+            let text = prefix.get_ref().trim_end_matches('/');
+            if !text.starts_with('/') {
+                return Err(source.error(prefix.span(), format!("route `{name}`: strip_prefix `{}` must start with `/`", prefix.get_ref())));
+            }
+            Some(text.to_string())
+        }
+    };
+
+    let entries = route
+        .plugins
+        .iter()
+        .map(|entry| build_entry(source, config, &name, entry, engine))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let spec = RouteSpec {
+        path: path.clone(),
+        methods,
+        hosts: route.hosts.as_ref().map(|h| h.get_ref().clone()),
+    };
+    Ok((
+        Route {
+            name,
+            upstream,
+            pipeline: Pipeline::new(entries),
+            strip_prefix,
+            preserve_host: route.preserve_host,
+        },
+        spec,
+    ))
+}
+
+fn build_entry(
+    source: &Source,
+    config: &Config,
+    route: &str,
+    spanned: &Spanned<PluginEntryConfig>,
+    engine: &PluginEngine,
+) -> Result<Entry, ConfigError> {
+    let entry = spanned.get_ref();
+    let reference = entry.plugin.get_ref();
+    let at_plugin = |msg: String| source.error(entry.plugin.span(), format!("route `{route}`: {msg}"));
+
+    let bytes: std::borrow::Cow<'static, [u8]> = if reference.ends_with(".wasm") {
+        let path = source.base_dir().join(reference);
+        std::fs::read(&path)
+            .map(Into::into)
+            .map_err(|e| at_plugin(format!("cannot read plugin `{}`: {e}", path.display())))?
+    } else {
+        builtin::find(reference).map(Into::into).ok_or_else(|| {
+            at_plugin(format!(
+                "unknown plugin `{reference}`: built-in plugins are {}; a component path must end in .wasm",
+                builtin::names().join(", ")
+            ))
+        })?
+    };
+    let compiled = engine
+        .compile(&bytes)
+        .map_err(|e| at_plugin(format!("plugin `{reference}`: {e}")))?;
+
+    let defaults = &config.plugin_defaults;
+    let limits = EntryLimits {
+        deadline: entry.deadline.unwrap_or(defaults.deadline).0,
+        memory: entry.memory_limit.unwrap_or(defaults.memory_limit).as_usize(),
+        pool_size: entry.pool_size.unwrap_or(defaults.pool_size),
+    };
+    let config_json = match &entry.config {
+        Some(table) => serde_json::to_string(table.get_ref())
+            .map_err(|e| source.error(table.span(), format!("route `{route}`: plugin config cannot be passed on: {e}")))?,
+        None => "{}".to_string(),
+    };
+    let pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits).map_err(|e| {
+        let span = entry.config.as_ref().map_or(entry.plugin.span(), |c| c.span());
+        source.error(span, format!("route `{route}`: plugin `{reference}` rejected its config: {e}"))
+    })?;
+    tracing::debug!(route, plugin = pool.name(), hash = %compiled.hash, "plugin entry ready");
+    Ok(Entry {
+        reference: reference.clone(),
+        pool,
+        on_error: entry.on_error,
+        max_body: entry.max_body.unwrap_or(defaults.max_body).as_usize(),
+    })
+}

@@ -1,0 +1,92 @@
+//! The client-facing listener: accepts connections, speaks HTTP/1.1 and HTTP/2
+//! (cleartext, negotiated per connection), enforces the edge limits hyper owns,
+//! and drains connections on shutdown.
+
+use crate::handler::{Connection, handle};
+use crate::runtime::Runtime;
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Listener settings; changing them needs a restart.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSettings {
+    /// Time allowed for a request head to arrive.
+    pub header_read_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+/// hyper's HTTP/1 read buffer cannot be smaller than this.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for up to
+/// `settings.drain_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Arc<ArcSwap<Runtime>>,
+    settings: ListenerSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(MIN_HEADER_BYTES))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let runtime = runtime.clone();
+        let service = service_fn(move |request| {
+            let snapshot = runtime.load_full();
+            let conn = Connection { peer, scheme: "http" };
+            let request = request.map(crate::body::boxed);
+            async move { Ok::<_, Infallible>(handle(snapshot, request, conn).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, %err, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!("draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(settings.drain_timeout) => {
+            tracing::warn!("drain timeout reached; closing remaining connections");
+        }
+    }
+}
