@@ -1,0 +1,172 @@
+//! The glue between the generated bindings and a [`Plugin`]: what
+//! [`export!`](crate::export) expands to calls into here.
+
+use crate::bindings::exports::gateway::plugin::handler::{
+    PluginInfo, RequestOutcome, ResponseOutcome,
+};
+use crate::bindings::gateway::plugin::types::{
+    Phases as WitPhases, Request as WitRequest, Response as WitResponse,
+};
+use crate::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
+use std::any::Any;
+use std::cell::RefCell;
+
+thread_local! {
+    // The instance's plugin value. Wasm instances are single-threaded, so a
+    // thread-local is the instance's global.
+    static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+fn to_wit_phases(phases: Phases) -> WitPhases {
+    let mut wit = WitPhases::empty();
+    if phases.contains(Phases::REQUEST) {
+        wit |= WitPhases::REQUEST;
+    }
+    if phases.contains(Phases::RESPONSE) {
+        wit |= WitPhases::RESPONSE;
+    }
+    wit
+}
+
+/// `describe` for `P`.
+pub fn describe<P: Plugin>(version: &str) -> PluginInfo {
+    PluginInfo {
+        name: P::NAME.to_string(),
+        version: version.to_string(),
+        phases: to_wit_phases(P::PHASES),
+        reads_request_body: P::READS_REQUEST_BODY,
+        reads_response_body: P::READS_RESPONSE_BODY,
+    }
+}
+
+/// `init` for `P`: builds the plugin and keeps it for the instance's lifetime.
+pub fn init<P: Plugin>(config: String) -> Result<WitPhases, String> {
+    install_panic_hook();
+    let plugin = P::init(Config::from_json(&config))?;
+    let phases = plugin.phases().intersect(P::PHASES);
+    INSTANCE.with(|cell| *cell.borrow_mut() = Some(Box::new(plugin)));
+    Ok(to_wit_phases(phases))
+}
+
+fn with_plugin<P: Plugin, R>(f: impl FnOnce(&P) -> R) -> R {
+    INSTANCE.with(|cell| {
+        let guard = cell.borrow();
+        let plugin = guard
+            .as_ref()
+            .and_then(|b| b.downcast_ref::<P>())
+            .unwrap_or_else(|| panic!("{}: hook called before init", P::NAME));
+        f(plugin)
+    })
+}
+
+/// `on-request` for `P`.
+pub fn on_request<P: Plugin>(request: WitRequest) -> RequestOutcome {
+    let mut req = Request {
+        method: request.method,
+        scheme: request.scheme,
+        authority: request.authority,
+        path: request.path,
+        query: request.query,
+        headers: Headers::from_fields(request.headers),
+        body: request.body,
+        client_addr: request.client_addr,
+        route: request.route,
+        params: request.params,
+        edited: false,
+    };
+    let mut ctx = Context::new();
+    match with_plugin::<P, _>(|plugin| plugin.on_request(&mut req, &mut ctx)) {
+        Action::Respond(response) => RequestOutcome::Respond(to_wit_response(response)),
+        Action::Continue if req.edited => RequestOutcome::ProceedWith(WitRequest {
+            method: req.method,
+            scheme: req.scheme,
+            authority: req.authority,
+            path: req.path,
+            query: req.query,
+            headers: req.headers.into_fields(),
+            body: req.body,
+            client_addr: req.client_addr,
+            route: req.route,
+            params: req.params,
+        }),
+        Action::Continue => RequestOutcome::Proceed,
+    }
+}
+
+/// `on-response` for `P`.
+pub fn on_response<P: Plugin>(response: WitResponse) -> ResponseOutcome {
+    let mut resp = Response {
+        status: response.status,
+        headers: Headers::from_fields(response.headers),
+        body: response.body,
+        edited: false,
+    };
+    let mut ctx = Context::new();
+    with_plugin::<P, _>(|plugin| plugin.on_response(&mut resp, &mut ctx));
+    if resp.edited {
+        ResponseOutcome::Replace(to_wit_response(resp))
+    } else {
+        ResponseOutcome::Proceed
+    }
+}
+
+fn to_wit_response(response: Response) -> WitResponse {
+    WitResponse {
+        status: response.status,
+        headers: response.headers.into_fields(),
+        body: response.body,
+    }
+}
+
+fn install_panic_hook() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                crate::log::error(&format!("panic: {info}"));
+            }));
+        });
+    }
+}
+
+/// Exports a [`Plugin`] implementation as the component's `handler`.
+///
+/// Call it once, at the top level of the plugin crate:
+///
+/// ```ignore
+/// plugin_sdk::export!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! export {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        pub struct __GatewayPluginExport;
+
+        impl $crate::__private::Guest for __GatewayPluginExport {
+            fn describe() -> $crate::__private::PluginInfo {
+                $crate::__private::describe::<$plugin>(env!("CARGO_PKG_VERSION"))
+            }
+            fn init(
+                config: ::std::string::String,
+            ) -> ::std::result::Result<$crate::__private::WitPhases, ::std::string::String> {
+                $crate::__private::init::<$plugin>(config)
+            }
+            fn on_request(
+                request: $crate::__private::WitRequest,
+            ) -> $crate::__private::RequestOutcome {
+                $crate::__private::on_request::<$plugin>(request)
+            }
+            fn on_response(
+                response: $crate::__private::WitResponse,
+            ) -> $crate::__private::ResponseOutcome {
+                $crate::__private::on_response::<$plugin>(response)
+            }
+        }
+
+        // Natively there is no component to export into (and the export names
+        // are not valid native symbols); the impl above still type-checks.
+        #[cfg(target_arch = "wasm32")]
+        $crate::__private::bindings::__export_plugin_world!(__GatewayPluginExport with_types_in $crate::__private::bindings);
+    };
+}

@@ -1,0 +1,426 @@
+//! Requests, responses and headers as a plugin sees them.
+
+/// Header fields in order, names lower-cased. A name may repeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    fields: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn from_fields(fields: Vec<(String, String)>) -> Self {
+        Self { fields }
+    }
+
+    pub(crate) fn into_fields(self) -> Vec<(String, String)> {
+        self.fields
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Replaces every value of `name` with `value`.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.remove(name);
+        self.append(name, value);
+    }
+
+    /// Adds a value for `name`, keeping existing ones.
+    pub fn append(&mut self, name: &str, value: impl Into<String>) {
+        self.fields.push((name.to_ascii_lowercase(), value.into()));
+    }
+
+    /// Removes every value of `name`; returns whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.fields.len();
+        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.fields.len() != before
+    }
+
+    /// Renames `from` to `to`, keeping values and positions; returns whether
+    /// `from` was present.
+    pub fn rename(&mut self, from: &str, to: &str) -> bool {
+        let to = to.to_ascii_lowercase();
+        let mut found = false;
+        for (name, _) in &mut self.fields {
+            if name.eq_ignore_ascii_case(from) {
+                name.clone_from(&to);
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// All `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// The request a plugin sees in its request phase.
+///
+/// Every setter marks the request as edited; an unedited request is not sent
+/// back to the host, which is the cheapest outcome.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub(crate) method: String,
+    pub(crate) scheme: String,
+    pub(crate) authority: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
+    pub(crate) headers: Headers,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) client_addr: String,
+    pub(crate) route: String,
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) edited: bool,
+}
+
+impl Request {
+    /// A request for tests: `Request::new("GET", "/users/1?x=y")`.
+    pub fn new(method: &str, path_and_query: &str) -> Self {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        Self {
+            method: method.to_string(),
+            scheme: "http".to_string(),
+            authority: "localhost".to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            headers: Headers::new(),
+            body: None,
+            client_addr: "127.0.0.1:1".to_string(),
+            route: "test".to_string(),
+            params: Vec::new(),
+            edited: false,
+        }
+    }
+
+    /// With a header added (for tests).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// With a path parameter (for tests).
+    pub fn with_param(mut self, name: &str, value: &str) -> Self {
+        self.params.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// With a body (for tests).
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// `GET`, `POST`, ...
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// The host (and port) the client asked for.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The path, percent-encoded as received.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The raw query string, without `?`; empty when absent.
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The body, if the plugin declared `READS_REQUEST_BODY` (or set one).
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body.as_deref()
+    }
+
+    /// The client's `ip:port`.
+    pub fn client_addr(&self) -> &str {
+        &self.client_addr
+    }
+
+    /// The matched route's name.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// A path parameter captured by the route template.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All path parameters, in template order.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// Whether any setter was called.
+    pub fn is_edited(&self) -> bool {
+        self.edited
+    }
+
+    /// Replaces the method.
+    pub fn set_method(&mut self, method: impl Into<String>) {
+        self.method = method.into();
+        self.edited = true;
+    }
+
+    /// Replaces the path (must start with `/`).
+    pub fn set_path(&mut self, path: impl Into<String>) {
+        self.path = path.into();
+        self.edited = true;
+    }
+
+    /// Replaces the raw query string (without `?`).
+    pub fn set_query(&mut self, query: impl Into<String>) {
+        self.query = query.into();
+        self.edited = true;
+    }
+
+    /// Replaces the body sent upstream.
+    pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
+        self.body = Some(body.into());
+        self.edited = true;
+    }
+
+    /// The headers, for editing.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        self.edited = true;
+        &mut self.headers
+    }
+
+    /// The query parameters, percent-decoded, in order.
+    pub fn query_params(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    /// The first value of query parameter `name`, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// Adds `name=value` to the query, keeping existing values.
+    pub fn add_query_param(&mut self, name: &str, value: &str) {
+        let mut params = self.query_params();
+        params.push((name.to_string(), value.to_string()));
+        self.write_query(&params);
+    }
+
+    /// Replaces every value of `name` with `value` (appending when absent).
+    pub fn set_query_param(&mut self, name: &str, value: &str) {
+        let mut params = self.query_params();
+        params.retain(|(k, _)| k != name);
+        params.push((name.to_string(), value.to_string()));
+        self.write_query(&params);
+    }
+
+    /// Removes every value of `name`; returns whether there was one.
+    pub fn remove_query_param(&mut self, name: &str) -> bool {
+        let mut params = self.query_params();
+        let before = params.len();
+        params.retain(|(k, _)| k != name);
+        if params.len() == before {
+            return false;
+        }
+        self.write_query(&params);
+        true
+    }
+
+    fn write_query(&mut self, params: &[(String, String)]) {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            serializer.append_pair(k, v);
+        }
+        self.set_query(serializer.finish());
+    }
+}
+
+/// A response: from the upstream (response phase) or built by a plugin.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Headers,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) edited: bool,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Headers::new(),
+            body: None,
+            edited: false,
+        }
+    }
+
+    /// A `text/plain` response.
+    pub fn text(status: u16, text: impl Into<String>) -> Self {
+        Self::new(status)
+            .with_header("content-type", "text/plain; charset=utf-8")
+            .with_body(text.into())
+    }
+
+    /// An `application/json` response. A value that cannot be serialised
+    /// becomes `null`.
+    pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Self {
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+        Self::new(status)
+            .with_header("content-type", "application/json")
+            .with_body(body)
+    }
+
+    /// With a header appended.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// With a body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The body: set by a plugin, or the upstream's if the plugin declared
+    /// `READS_RESPONSE_BODY`.
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body.as_deref()
+    }
+
+    /// Whether any setter was called.
+    pub fn is_edited(&self) -> bool {
+        self.edited
+    }
+
+    /// Replaces the status.
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+        self.edited = true;
+    }
+
+    /// The headers, for editing.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        self.edited = true;
+        &mut self.headers
+    }
+
+    /// Replaces the body; `None` keeps the upstream's body streaming through.
+    pub fn set_body(&mut self, body: Option<Vec<u8>>) {
+        self.body = body;
+        self.edited = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_case_insensitive_and_ordered() {
+        let mut h = Headers::new();
+        h.append("X-A", "1");
+        h.append("x-b", "2");
+        h.append("x-a", "3");
+        assert_eq!(h.get("x-a"), Some("1"));
+        assert_eq!(h.get_all("X-A").collect::<Vec<_>>(), ["1", "3"]);
+        h.set("x-a", "4");
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("x-b", "2"), ("x-a", "4")]);
+        assert!(h.rename("X-B", "X-C"));
+        assert_eq!(h.get("x-c"), Some("2"));
+        assert!(h.remove("x-c"));
+        assert!(!h.remove("x-c"));
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn query_edits_are_encoded_and_mark_the_request() {
+        let mut req = Request::new("GET", "/s?q=a+b&drop=1&q=c");
+        assert!(!req.is_edited());
+        assert_eq!(req.query_param("q").as_deref(), Some("a b"));
+        assert!(req.remove_query_param("drop"));
+        assert!(req.is_edited());
+        req.add_query_param("name", "ä&=");
+        assert_eq!(req.query(), "q=a+b&q=c&name=%C3%A4%26%3D");
+        req.set_query_param("q", "z");
+        assert_eq!(req.query(), "name=%C3%A4%26%3D&q=z");
+        assert!(!req.remove_query_param("missing"));
+    }
+
+    #[test]
+    fn reading_does_not_mark_edited() {
+        let req = Request::new("GET", "/").with_header("a", "b");
+        let _ = (req.headers().get("a"), req.path(), req.query_params());
+        assert!(!req.is_edited());
+        let mut resp = Response::new(200);
+        assert!(!resp.is_edited());
+        resp.headers_mut().set("x", "y");
+        assert!(resp.is_edited());
+    }
+}

@@ -1,0 +1,145 @@
+//! A plugin that misbehaves on request, for the gateway's integration tests:
+//! it traps, loops forever, eats memory, refuses its config, or plays with the
+//! per-request context.
+
+use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    Ok,
+    Trap,
+    Loop,
+    Oom,
+    InitFail,
+    SetContext,
+    EchoContext,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Phase {
+    Request,
+    Response,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    mode: Mode,
+    #[serde(default = "default_phase")]
+    phase: Phase,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+fn default_phase() -> Phase {
+    Phase::Request
+}
+
+/// The plugin.
+pub struct Misbehave {
+    settings: Settings,
+}
+
+impl Misbehave {
+    /// Does the configured bad thing; returns only for the harmless modes.
+    fn act(&self, ctx: &mut Context) -> Option<Response> {
+        match self.settings.mode {
+            Mode::Ok | Mode::InitFail => None,
+            Mode::Trap => panic!("misbehave: trap requested"),
+            Mode::Loop => {
+                let mut counter: u64 = 0;
+                loop {
+                    counter = std::hint::black_box(counter.wrapping_add(1));
+                }
+            }
+            Mode::Oom => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut chunk = vec![0u8; 1 << 20];
+                    for page in chunk.iter_mut().step_by(4096) {
+                        *page = 1;
+                    }
+                    hoard.push(std::hint::black_box(chunk));
+                }
+            }
+            Mode::SetContext => {
+                ctx.set(&self.settings.key, self.settings.value.as_str());
+                None
+            }
+            Mode::EchoContext => {
+                let map: serde_json::Map<String, serde_json::Value> = ctx
+                    .keys()
+                    .into_iter()
+                    .filter_map(|k| ctx.get(&k).map(|v| (k, v.into())))
+                    .collect();
+                Some(Response::json(200, &map))
+            }
+        }
+    }
+}
+
+impl Plugin for Misbehave {
+    const NAME: &'static str = "misbehave";
+
+    fn init(config: Config) -> Result<Self, String> {
+        let settings: Settings = config.parse()?;
+        if settings.mode == Mode::InitFail {
+            return Err("misbehave: init refused".to_string());
+        }
+        Ok(Misbehave { settings })
+    }
+
+    fn phases(&self) -> Phases {
+        match self.settings.phase {
+            Phase::Request => Phases::REQUEST,
+            Phase::Response => Phases::RESPONSE,
+        }
+    }
+
+    fn on_request(&self, _req: &mut Request, ctx: &mut Context) -> Action {
+        match self.act(ctx) {
+            Some(response) => Action::Respond(response),
+            None => Action::Continue,
+        }
+    }
+
+    fn on_response(&self, resp: &mut Response, ctx: &mut Context) {
+        if self.settings.mode == Mode::EchoContext {
+            for key in ctx.keys() {
+                if let Some(value) = ctx.get(&key) {
+                    resp.headers_mut().set(&format!("x-context-{key}"), value);
+                }
+            }
+            return;
+        }
+        if self.act(ctx).is_none() && self.settings.mode == Mode::Ok {
+            resp.headers_mut().set("x-misbehave", "ok");
+        }
+    }
+}
+
+plugin_sdk::export!(Misbehave);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn harmless_modes() {
+        let set = Misbehave::init(Config::from_json(r#"{"mode": "set-context", "key": "k", "value": "v"}"#)).expect("valid");
+        let echo = Misbehave::init(Config::from_json(r#"{"mode": "echo-context"}"#)).expect("valid");
+        let mut ctx = Context::new();
+        let mut req = Request::new("GET", "/");
+        assert!(matches!(set.on_request(&mut req, &mut ctx), Action::Continue));
+        let Action::Respond(resp) = echo.on_request(&mut req, &mut ctx) else {
+            panic!("echo answers");
+        };
+        assert_eq!(resp.body(), Some(&br#"{"k":"v"}"#[..]));
+        assert!(Misbehave::init(Config::from_json(r#"{"mode": "init-fail"}"#)).is_err());
+    }
+}
