@@ -25,14 +25,16 @@ fn request() -> Request {
     }
 }
 
-fn pipeline(engine: &PluginEngine, bytes: &[u8], config: &str) -> Pipeline {
+async fn pipeline(engine: &PluginEngine, bytes: &[u8], config: &str) -> Pipeline {
     let compiled = engine.compile(bytes).expect("compile");
     let limits = EntryLimits {
         deadline: Duration::from_millis(100),
         memory: 64 << 20,
         pool_size: 4,
     };
-    let pool = InstancePool::new(engine.engine(), compiled.pre, config.to_string(), limits).expect("init");
+    let pool = InstancePool::new(engine.engine(), compiled.pre, config.to_string(), limits)
+        .await
+        .expect("init");
     Pipeline::new(vec![Entry {
         reference: "bench".into(),
         pool,
@@ -41,7 +43,7 @@ fn pipeline(engine: &PluginEngine, bytes: &[u8], config: &str) -> Pipeline {
     }])
 }
 
-fn measure(name: &str, pipeline: &Pipeline) {
+async fn measure(name: &str, pipeline: &Pipeline) {
     const BATCH: u32 = 2_000;
     let mut per_call = Vec::new();
     for round in 0..60 {
@@ -49,7 +51,7 @@ fn measure(name: &str, pipeline: &Pipeline) {
         let mut ctx = Context::new();
         let started = Instant::now();
         for _ in 0..BATCH {
-            let _ = pipeline.run_request(&mut req, &mut ctx).expect("call");
+            let _ = pipeline.run_request(&mut req, &mut ctx).await.expect("call");
         }
         // The first rounds warm caches and the allocator.
         if round >= 10 {
@@ -63,15 +65,23 @@ fn measure(name: &str, pipeline: &Pipeline) {
 }
 
 fn main() {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    tokio.block_on(run());
+}
+
+async fn run() {
     let engine = PluginEngine::new().expect("engine");
     let headers = gateway::builtin::find("headers").expect("headers built-in");
-    let noop = pipeline(&engine, headers, r#"{"response": {"set": {"x-a": "1"}}}"#);
+    let noop = pipeline(&engine, headers, r#"{"response": {"set": {"x-a": "1"}}}"#).await;
     // The response-only entry is skipped by the request phase: the host's cost
     // of deciding not to call.
-    measure("skipped (phase not declared)", &noop);
-    let set = pipeline(&engine, headers, r#"{"request": {"set": {"x-a": "1"}}}"#);
-    measure("headers: set one request header (edit crosses back)", &set);
+    measure("skipped (phase not declared)", &noop).await;
+    let set = pipeline(&engine, headers, r#"{"request": {"set": {"x-a": "1"}}}"#).await;
+    measure("headers: set one request header (edit crosses back)", &set).await;
     let misbehave = std::fs::read(concat!(env!("GATEWAY_PLUGIN_DIR"), "/misbehave_plugin.wasm")).expect("misbehave");
-    let ok = pipeline(&engine, &misbehave, r#"{"mode": "ok"}"#);
-    measure("no-op request hook (request crosses in, nothing back)", &ok);
+    let ok = pipeline(&engine, &misbehave, r#"{"mode": "ok"}"#).await;
+    measure("no-op request hook (request crosses in, nothing back)", &ok).await;
 }

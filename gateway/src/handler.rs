@@ -112,7 +112,7 @@ async fn process<'rt>(
             wit.body = Some(bytes.to_vec());
             body = body::empty();
         }
-        match pipeline.run_request(&mut wit, &mut context)? {
+        match pipeline.run_request(&mut wit, &mut context).await? {
             RequestPhase::Proceed { edited } => {
                 if edited {
                     apply_request(&mut parts, &wit).map_err(|reason| RequestError::Plugin {
@@ -162,7 +162,9 @@ async fn process<'rt>(
     };
 
     if pipeline.has_response_phase(respond_upto) {
-        let edited = pipeline.run_response(&mut wit_response, respond_upto, &mut context)?;
+        let edited = pipeline
+            .run_response(&mut wit_response, respond_upto, &mut context)
+            .await?;
         if !edited && let (Some(parts), Some(stream)) = (upstream_parts.take(), stream.take()) {
             return Ok(Response::from_parts(parts, stream));
         }

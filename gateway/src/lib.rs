@@ -23,7 +23,7 @@ use config::{ConfigError, Source};
 use std::path::Path;
 
 /// Reads, parses and builds a config: everything `gateway check` does.
-pub fn load(
+pub async fn load(
     path: &Path,
     engine: &plugin::PluginEngine,
 ) -> Result<(config::Config, runtime::Runtime), ConfigError> {
@@ -40,6 +40,6 @@ pub fn load(
             ),
         ));
     }
-    let runtime = runtime::Runtime::build(&source, &config, engine)?;
+    let runtime = runtime::Runtime::build(&source, &config, engine).await?;
     Ok((config, runtime))
 }

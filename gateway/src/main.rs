@@ -77,9 +77,16 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn check(path: PathBuf) -> anyhow::Result<()> {
     let engine = PluginEngine::new()?;
-    let (config, runtime) = gateway::load(&path, &engine)?;
+    let (config, runtime) = async_runtime()?.block_on(gateway::load(&path, &engine))?;
     let plugins: usize = runtime.routes.iter().map(|r| r.pipeline.entries().len()).sum();
     println!(
         "{}: OK ({} routes, {} upstreams, {} plugin entries)",
@@ -93,7 +100,8 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let engine = PluginEngine::new()?;
-    let (config, runtime) = gateway::load(&path, &engine)?;
+    let tokio = async_runtime()?;
+    let (config, runtime) = tokio.block_on(gateway::load(&path, &engine))?;
     let source = gateway::config::Source::read(&path)?;
     let addr = listen_addr(&source, &config.server)?;
     let settings = ListenerSettings {
@@ -101,10 +109,6 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
         drain_timeout: Duration::from_secs(30),
     };
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     tokio.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

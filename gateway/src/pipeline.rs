@@ -90,7 +90,7 @@ impl Pipeline {
 
     /// Runs the request phase in order. `request.body` holds the buffered body
     /// when some entry reads it; it is lent only to those entries.
-    pub fn run_request(
+    pub async fn run_request(
         &self,
         request: &mut Request,
         context: &mut Context,
@@ -102,9 +102,7 @@ impl Pipeline {
             }
             let reads_body = entry.pool.info.reads_request_body;
             let lent_body = if reads_body { None } else { request.body.take() };
-            let outcome = entry.pool.call(context, |plugin, store| {
-                plugin.gateway_plugin_handler().call_on_request(store, request)
-            });
+            let outcome = entry.pool.on_request(context, request).await;
             if lent_body.is_some() {
                 request.body = lent_body;
             }
@@ -125,7 +123,7 @@ impl Pipeline {
 
     /// Runs the response phase in reverse over the first `upto` entries.
     /// Returns whether any plugin replaced something.
-    pub fn run_response(
+    pub async fn run_response(
         &self,
         response: &mut Response,
         upto: usize,
@@ -138,9 +136,7 @@ impl Pipeline {
             }
             let reads_body = entry.pool.info.reads_response_body;
             let lent_body = if reads_body { None } else { response.body.take() };
-            let outcome = entry.pool.call(context, |plugin, store| {
-                plugin.gateway_plugin_handler().call_on_response(store, response)
-            });
+            let outcome = entry.pool.on_response(context, response).await;
             match outcome {
                 Ok(ResponseOutcome::Proceed) => {
                     if lent_body.is_some() {

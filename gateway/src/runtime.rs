@@ -49,7 +49,7 @@ impl Runtime {
     /// Validates `config` as a whole and builds it: compiles (or reuses) every
     /// plugin, initialises its instances, creates upstream pools. Any error is
     /// located in `source`.
-    pub fn build(
+    pub async fn build(
         source: &Source,
         config: &Config,
         engine: &PluginEngine,
@@ -74,7 +74,8 @@ impl Runtime {
         let mut specs = Vec::with_capacity(config.routes.len());
         let mut names: Vec<String> = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            let (route, spec) = build_route(source, config, route, &upstreams, &names, engine)?;
+            let (route, spec) =
+                build_route(source, config, route, &upstreams, &names, engine).await?;
             names.push(route.name.clone());
             specs.push(spec);
             routes.push(route);
@@ -99,7 +100,7 @@ impl Runtime {
     }
 }
 
-fn build_route(
+async fn build_route(
     source: &Source,
     config: &Config,
     spanned: &Spanned<crate::config::RouteConfig>,
@@ -168,11 +169,10 @@ fn build_route(
         }
     };
 
-    let entries = route
-        .plugins
-        .iter()
-        .map(|entry| build_entry(source, config, &name, entry, engine))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut entries = Vec::with_capacity(route.plugins.len());
+    for entry in &route.plugins {
+        entries.push(build_entry(source, config, &name, entry, engine).await?);
+    }
 
     let spec = RouteSpec {
         path: path.clone(),
@@ -191,7 +191,7 @@ fn build_route(
     ))
 }
 
-fn build_entry(
+async fn build_entry(
     source: &Source,
     config: &Config,
     route: &str,
@@ -230,7 +230,9 @@ fn build_entry(
             .map_err(|e| source.error(table.span(), format!("route `{route}`: plugin config cannot be passed on: {e}")))?,
         None => "{}".to_string(),
     };
-    let pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits).map_err(|e| {
+    let pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits)
+        .await
+        .map_err(|e| {
         let span = entry.config.as_ref().map_or(entry.plugin.span(), |c| c.span());
         source.error(span, format!("route `{route}`: plugin `{reference}` rejected its config: {e}"))
     })?;

@@ -103,7 +103,7 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Ful
 pub struct Gateway {
     pub addr: SocketAddr,
     child: Child,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     log: PathBuf,
 }
 
@@ -137,7 +137,7 @@ impl Gateway {
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        Gateway { addr, child, dir, log }
+        Gateway { addr, child, _dir: dir, log }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -3,6 +3,11 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
+    // Exports are called asynchronously so that WASI's blocking operations (a
+    // plugin writing to stderr, say) await instead of blocking a tokio worker,
+    // and so that later host capabilities can do network I/O. Our own imports
+    // (log, clock, context) never block and stay synchronous.
+    exports: { default: async },
 });
 
 pub use exports::gateway::plugin::handler::{PluginInfo, RequestOutcome, ResponseOutcome};

@@ -7,7 +7,9 @@
 //! instance: the next call gets a clean one, so no state survives a failure.
 
 use super::PluginError;
-use super::bindings::{Phases, Plugin, PluginInfo, PluginPre};
+use super::bindings::{
+    Phases, Plugin, PluginInfo, PluginPre, Request, RequestOutcome, Response, ResponseOutcome,
+};
 use super::engine::EPOCH_TICK;
 use super::host::{Context, HostState};
 use crossbeam_queue::ArrayQueue;
@@ -91,7 +93,7 @@ pub struct InstancePool {
 impl InstancePool {
     /// Describes the plugin, creates `min(2, pool_size)` instances and runs
     /// `init(config)` on each. An error here refuses the config.
-    pub fn new(
+    pub async fn new(
         engine: &Engine,
         pre: PluginPre<HostState>,
         config_json: String,
@@ -102,11 +104,13 @@ impl InstancePool {
         // describe() needs an instance; it is a throwaway one, never init'ed.
         let mut store = new_store(engine, Arc::from("(loading)"), limits.memory, deadline_ticks);
         let bindings = pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
         let info = bindings
             .gateway_plugin_handler()
             .call_describe(&mut store)
+            .await
             .map_err(|e| PluginError::Init(format!("describe() failed: {e:#}")))?;
         let name: Arc<str> = Arc::from(info.name.as_str());
         let mut pool = Self {
@@ -123,7 +127,7 @@ impl InstancePool {
         };
         let warm = pool.limits.pool_size.clamp(1, 2);
         for _ in 0..warm {
-            let (instance, phases) = pool.instantiate().map_err(|failure| match failure {
+            let (instance, phases) = pool.instantiate().await.map_err(|failure| match failure {
                 InitFailure::Refused(msg) => PluginError::Init(msg),
                 InitFailure::Failed(f) => PluginError::Init(format!("init failed: {f}")),
             })?;
@@ -138,17 +142,43 @@ impl InstancePool {
         &self.name
     }
 
-    /// Calls `hook` on a warm instance, with `context` available to the plugin for
-    /// the length of the call. On failure the instance is discarded.
-    pub fn call<R>(
+    /// Runs the request hook on a warm instance.
+    pub async fn on_request(
         &self,
         context: &mut Context,
-        hook: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, CallFailure> {
+        request: &Request,
+    ) -> Result<RequestOutcome, CallFailure> {
+        let mut instance = self.checkout(context).await?;
+        let result = instance
+            .bindings
+            .gateway_plugin_handler()
+            .call_on_request(&mut instance.store, request)
+            .await;
+        self.finish(instance, context, result)
+    }
+
+    /// Runs the response hook on a warm instance.
+    pub async fn on_response(
+        &self,
+        context: &mut Context,
+        response: &Response,
+    ) -> Result<ResponseOutcome, CallFailure> {
+        let mut instance = self.checkout(context).await?;
+        let result = instance
+            .bindings
+            .gateway_plugin_handler()
+            .call_on_response(&mut instance.store, response)
+            .await;
+        self.finish(instance, context, result)
+    }
+
+    /// Takes a warm instance (or makes one) and lends it the request's context
+    /// for one call.
+    async fn checkout(&self, context: &mut Context) -> Result<Instance, CallFailure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let mut instance = match self.idle.pop() {
             Some(instance) => instance,
-            None => match self.instantiate() {
+            None => match self.instantiate().await {
                 Ok((instance, _)) => instance,
                 Err(InitFailure::Refused(msg)) => return Err(CallFailure::Instantiate(msg)),
                 Err(InitFailure::Failed(failure)) => return Err(failure),
@@ -156,7 +186,17 @@ impl InstancePool {
         };
         instance.store.data_mut().context = std::mem::take(context);
         instance.store.set_epoch_deadline(self.deadline_ticks);
-        let result = hook(&instance.bindings, &mut instance.store);
+        Ok(instance)
+    }
+
+    /// Takes the context back and returns the instance to the pool, or discards
+    /// it if the call failed.
+    fn finish<R>(
+        &self,
+        mut instance: Instance,
+        context: &mut Context,
+        result: wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
         *context = std::mem::take(&mut instance.store.data_mut().context);
         match result {
             Ok(value) => {
@@ -181,7 +221,7 @@ impl InstancePool {
         CallFailure::Trap(format!("{err:#}"))
     }
 
-    fn instantiate(&self) -> Result<(Instance, Phases), InitFailure> {
+    async fn instantiate(&self) -> Result<(Instance, Phases), InitFailure> {
         self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
         let mut store = new_store(
             &self.engine,
@@ -189,13 +229,14 @@ impl InstancePool {
             self.limits.memory,
             self.deadline_ticks,
         );
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| InitFailure::Failed(self.classify(e, &store)))?;
+        let bindings = match self.pre.instantiate_async(&mut store).await {
+            Ok(bindings) => bindings,
+            Err(e) => return Err(InitFailure::Failed(self.classify(e, &store))),
+        };
         let phases = match bindings
             .gateway_plugin_handler()
             .call_init(&mut store, &self.config_json)
+            .await
         {
             Ok(Ok(phases)) => phases,
             Ok(Err(message)) => return Err(InitFailure::Refused(message)),
