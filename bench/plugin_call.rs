@@ -16,7 +16,12 @@ fn request() -> Request {
         path: "/users/42".into(),
         query: "page=1".into(),
         headers: (0..10)
-            .map(|i| (format!("x-header-{i}"), "some-typical-value-0123456789".to_string()))
+            .map(|i| {
+                (
+                    format!("x-header-{i}"),
+                    "some-typical-value-0123456789".to_string(),
+                )
+            })
             .collect(),
         body: None,
         client_addr: "127.0.0.1:50000".into(),
@@ -51,7 +56,10 @@ async fn measure(name: &str, pipeline: &Pipeline) {
         let mut ctx = Context::new();
         let started = Instant::now();
         for _ in 0..BATCH {
-            let _ = pipeline.run_request(&mut req, &mut ctx).await.expect("call");
+            let _ = pipeline
+                .run_request(&mut req, &mut ctx)
+                .await
+                .expect("call");
         }
         // The first rounds warm caches and the allocator.
         if round >= 10 {
@@ -81,7 +89,11 @@ async fn run() {
     measure("skipped (phase not declared)", &noop).await;
     let set = pipeline(&engine, headers, r#"{"request": {"set": {"x-a": "1"}}}"#).await;
     measure("headers: set one request header (edit crosses back)", &set).await;
-    let misbehave = std::fs::read(concat!(env!("GATEWAY_PLUGIN_DIR"), "/misbehave_plugin.wasm")).expect("misbehave");
+    let misbehave = std::fs::read(concat!(
+        env!("GATEWAY_PLUGIN_DIR"),
+        "/misbehave_plugin.wasm"
+    ))
+    .expect("misbehave");
     let ok = pipeline(&engine, &misbehave, r#"{"mode": "ok"}"#).await;
     measure("no-op request hook (request crosses in, nothing back)", &ok).await;
 }

@@ -23,7 +23,14 @@ fn main() {
         .expect("the gateway crate lives inside the workspace")
         .to_path_buf();
     let out_dir = PathBuf::from(env("OUT_DIR"));
-    for watched in ["wit", "plugin-sdk", "plugins", "examples/hello-plugin", "tests/plugins", "Cargo.lock"] {
+    for watched in [
+        "wit",
+        "plugin-sdk",
+        "plugins",
+        "examples/hello-plugin",
+        "tests/plugins",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=GATEWAY_SKIP_PLUGIN_BUILD");
@@ -40,7 +47,13 @@ fn build_plugins(root: &Path, out_dir: &Path) {
     let mut command = Command::new(cargo);
     command
         .current_dir(root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (krate, _) in PLUGINS {
         command.args(["-p", krate]);

@@ -84,9 +84,7 @@ impl RequestError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Plugin { .. } | Self::NoAnswer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }

@@ -31,7 +31,11 @@ pub struct Connection {
 }
 
 /// Serves one request on the runtime snapshot it started with.
-pub async fn handle(runtime: Arc<Runtime>, request: Request<Body>, conn: Connection) -> Response<Body> {
+pub async fn handle(
+    runtime: Arc<Runtime>,
+    request: Request<Body>,
+    conn: Connection,
+) -> Response<Body> {
     let started = Instant::now();
     let request_id = request_id(request.headers());
     let method = request.method().clone();
@@ -82,7 +86,11 @@ async fn process<'rt>(
         .map_err(|miss| match miss {
             Miss::NotFound => RequestError::NoRoute,
             Miss::MethodNotAllowed(methods) => RequestError::MethodNotAllowed {
-                allow: methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", "),
+                allow: methods
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             },
         })?;
     let route = &runtime.routes[matched.route];
@@ -102,12 +110,20 @@ async fn process<'rt>(
     let mut respond_upto = pipeline.entries().len();
     let mut plugin_answer = None;
     if pipeline.has_request_phase() {
-        let mut wit = wit_request(&parts, conn, route, matched.params, authority.unwrap_or_default());
+        let mut wit = wit_request(
+            &parts,
+            conn,
+            route,
+            matched.params,
+            authority.unwrap_or_default(),
+        );
         if let Some(cap) = pipeline.request_body_cap() {
             let cap = cap.min(usize::try_from(limit).unwrap_or(usize::MAX));
             let bytes = collect(body, cap).await.map_err(|err| match err {
                 Collect::TooLarge => RequestError::BodyTooLarge { limit: cap as u64 },
-                Collect::Failed(reason) => RequestError::BadRequest(format!("cannot read the request body: {reason}")),
+                Collect::Failed(reason) => {
+                    RequestError::BadRequest(format!("cannot read the request body: {reason}"))
+                }
             })?;
             wit.body = Some(bytes.to_vec());
             body = body::empty();
@@ -144,13 +160,21 @@ async fn process<'rt>(
             let mut wit = wit_response(&response_parts);
             let stream = match pipeline.response_body_cap(respond_upto) {
                 Some(cap) => {
-                    let upstream = route.upstream.as_ref().map_or("-", |u| u.name.as_str()).to_string();
-                    let bytes = collect(response_body, cap).await.map_err(|err| RequestError::UpstreamBody {
-                        upstream,
-                        reason: match err {
-                            Collect::TooLarge => format!("larger than the {cap}-byte cap for plugins"),
-                            Collect::Failed(reason) => reason,
-                        },
+                    let upstream = route
+                        .upstream
+                        .as_ref()
+                        .map_or("-", |u| u.name.as_str())
+                        .to_string();
+                    let bytes = collect(response_body, cap).await.map_err(|err| {
+                        RequestError::UpstreamBody {
+                            upstream,
+                            reason: match err {
+                                Collect::TooLarge => {
+                                    format!("larger than the {cap}-byte cap for plugins")
+                                }
+                                Collect::Failed(reason) => reason,
+                            },
+                        }
                     })?;
                     wit.body = Some(bytes.to_vec());
                     None
@@ -182,14 +206,23 @@ async fn forward(
     request_id: &str,
 ) -> Result<Response<Body>, RequestError> {
     let limit = runtime.limits.max_request_body;
-    let upstream = route.upstream.as_ref().ok_or_else(|| RequestError::NoAnswer {
-        route: route.name.clone(),
-    })?;
+    let upstream = route
+        .upstream
+        .as_ref()
+        .ok_or_else(|| RequestError::NoAnswer {
+            route: route.name.clone(),
+        })?;
     let authority = parts
         .uri
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
     strip_hop_by_hop(&mut parts.headers);
     apply_forwarded(
         &mut parts.headers,
@@ -203,7 +236,9 @@ async fn forward(
     }
     if route.preserve_host
         && !parts.headers.contains_key(header::HOST)
-        && let Some(value) = authority.as_deref().and_then(|a| HeaderValue::from_str(a).ok())
+        && let Some(value) = authority
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
     {
         parts.headers.insert(header::HOST, value);
     }
@@ -249,11 +284,22 @@ fn authority(request: &Request<Body>) -> Option<String> {
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 enum Collect {
@@ -294,11 +340,22 @@ fn limit_body(body: Body, limit: u64) -> Body {
 fn headers_to_wit(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
-        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
-fn wit_request(parts: &Parts, conn: Connection, route: &Route, params: Vec<(String, String)>, authority: String) -> WitRequest {
+fn wit_request(
+    parts: &Parts,
+    conn: Connection,
+    route: &Route,
+    params: Vec<(String, String)>,
+    authority: String,
+) -> WitRequest {
     WitRequest {
         method: parts.method.as_str().to_string(),
         scheme: conn.scheme.to_string(),
@@ -324,8 +381,10 @@ fn wit_response(parts: &http::response::Parts) -> WitResponse {
 fn headers_from_wit(headers: &[(String, String)]) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
-        let value = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header `{name}`"))?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name `{name}`"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header `{name}`"))?;
         map.append(name, value);
     }
     Ok(map)
@@ -333,7 +392,8 @@ fn headers_from_wit(headers: &[(String, String)]) -> Result<HeaderMap, String> {
 
 /// Writes a plugin's edits back into the request head.
 fn apply_request(parts: &mut Parts, wit: &WitRequest) -> Result<(), String> {
-    parts.method = Method::from_bytes(wit.method.as_bytes()).map_err(|_| format!("invalid method `{}`", wit.method))?;
+    parts.method = Method::from_bytes(wit.method.as_bytes())
+        .map_err(|_| format!("invalid method `{}`", wit.method))?;
     if !wit.path.starts_with('/') {
         return Err(format!("invalid path `{}`: must start with `/`", wit.path));
     }
@@ -349,19 +409,25 @@ fn apply_request(parts: &mut Parts, wit: &WitRequest) -> Result<(), String> {
     if let Some(scheme) = parts.uri.scheme() {
         uri = uri.scheme(scheme.clone());
     }
-    parts.uri = uri.build().map_err(|e| format!("invalid path or query: {e}"))?;
+    parts.uri = uri
+        .build()
+        .map_err(|e| format!("invalid path or query: {e}"))?;
     parts.headers = headers_from_wit(&wit.headers)?;
     Ok(())
 }
 
 /// Builds the client response from the pipeline's result. `stream` is the
 /// upstream body when no plugin buffered it.
-fn into_http_response(wit: WitResponse, stream: Option<Body>) -> Result<Response<Body>, RequestError> {
+fn into_http_response(
+    wit: WitResponse,
+    stream: Option<Body>,
+) -> Result<Response<Body>, RequestError> {
     let invalid = |reason: String| RequestError::Plugin {
         plugin: "response".to_string(),
         reason,
     };
-    let status = StatusCode::from_u16(wit.status).map_err(|_| invalid(format!("invalid status {}", wit.status)))?;
+    let status = StatusCode::from_u16(wit.status)
+        .map_err(|_| invalid(format!("invalid status {}", wit.status)))?;
     let mut headers = headers_from_wit(&wit.headers).map_err(invalid)?;
     strip_hop_by_hop(&mut headers);
     let body = match (wit.body, stream) {

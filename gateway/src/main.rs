@@ -13,7 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "gateway", version, about = "A programmable API gateway with WebAssembly plugins")]
+#[command(
+    name = "gateway",
+    version,
+    about = "A programmable API gateway with WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,7 +91,11 @@ fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn check(path: PathBuf) -> anyhow::Result<()> {
     let engine = PluginEngine::new()?;
     let (config, runtime) = async_runtime()?.block_on(gateway::load(&path, &engine))?;
-    let plugins: usize = runtime.routes.iter().map(|r| r.pipeline.entries().len()).sum();
+    let plugins: usize = runtime
+        .routes
+        .iter()
+        .map(|r| r.pipeline.entries().len())
+        .sum();
     println!(
         "{}: OK ({} routes, {} upstreams, {} plugin entries)",
         path.display(),
@@ -130,14 +138,15 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(err) => {
-                tracing::warn!(%err, "cannot watch SIGTERM");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot watch SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

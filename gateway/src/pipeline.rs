@@ -7,7 +7,9 @@
 
 use crate::config::OnError;
 use crate::error::RequestError;
-use crate::plugin::{CallFailure, Context, InstancePool, Phases, Request, RequestOutcome, Response, ResponseOutcome};
+use crate::plugin::{
+    CallFailure, Context, InstancePool, Phases, Request, RequestOutcome, Response, ResponseOutcome,
+};
 
 /// One plugin with its config and policy.
 pub struct Entry {
@@ -67,7 +69,9 @@ impl Pipeline {
 
     /// Whether any entry among the first `upto` takes the response phase.
     pub fn has_response_phase(&self, upto: usize) -> bool {
-        self.entries[..upto].iter().any(|e| e.takes(Phases::RESPONSE))
+        self.entries[..upto]
+            .iter()
+            .any(|e| e.takes(Phases::RESPONSE))
     }
 
     /// The body cap for the request phase, if any entry reads request bodies.
@@ -101,7 +105,11 @@ impl Pipeline {
                 continue;
             }
             let reads_body = entry.pool.info.reads_request_body;
-            let lent_body = if reads_body { None } else { request.body.take() };
+            let lent_body = if reads_body {
+                None
+            } else {
+                request.body.take()
+            };
             let outcome = entry.pool.on_request(context, request).await;
             if lent_body.is_some() {
                 request.body = lent_body;
@@ -113,7 +121,10 @@ impl Pipeline {
                     edited = true;
                 }
                 Ok(RequestOutcome::Respond(response)) => {
-                    return Ok(RequestPhase::Respond { response, by: index });
+                    return Ok(RequestPhase::Respond {
+                        response,
+                        by: index,
+                    });
                 }
                 Err(failure) => failed(entry, "request", failure)?,
             }
@@ -135,7 +146,11 @@ impl Pipeline {
                 continue;
             }
             let reads_body = entry.pool.info.reads_response_body;
-            let lent_body = if reads_body { None } else { response.body.take() };
+            let lent_body = if reads_body {
+                None
+            } else {
+                response.body.take()
+            };
             let outcome = entry.pool.on_response(context, response).await;
             match outcome {
                 Ok(ResponseOutcome::Proceed) => {

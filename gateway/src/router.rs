@@ -96,7 +96,11 @@ impl Router {
                 None => vec![None],
                 Some(hosts) => hosts
                     .iter()
-                    .map(|h| normalize_host_pattern(h).map(Some).ok_or((id, RouterError::Host(h.clone()))))
+                    .map(|h| {
+                        normalize_host_pattern(h)
+                            .map(Some)
+                            .ok_or((id, RouterError::Host(h.clone())))
+                    })
                     .collect::<Result<_, _>>()?,
             };
             for host in hosts {
@@ -105,7 +109,14 @@ impl Router {
                     .or_default()
                     .entry(spec.path.clone())
                     .or_default();
-                let duplicate = |other: RouteId| (id, RouterError::Duplicate { other: names[other].clone() });
+                let duplicate = |other: RouteId| {
+                    (
+                        id,
+                        RouterError::Duplicate {
+                            other: names[other].clone(),
+                        },
+                    )
+                };
                 match &spec.methods {
                     None => {
                         if let Some(other) = candidates.any {
@@ -219,9 +230,9 @@ fn normalize_host_pattern(pattern: &str) -> Option<String> {
     let lower = pattern.trim().to_ascii_lowercase();
     let name = lower.strip_prefix("*.").unwrap_or(&lower);
     let valid = !name.is_empty()
-        && name
-            .split('.')
-            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        && name.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
     valid.then_some(lower)
 }
 
@@ -257,7 +268,10 @@ mod tests {
         let m = router.find(None, &get, "/users/42");
         assert_eq!(
             m,
-            Ok(Match { route: 0, params: vec![("id".into(), "42".into())] })
+            Ok(Match {
+                route: 0,
+                params: vec![("id".into(), "42".into())]
+            })
         );
         assert_eq!(router.find(None, &get, "/other/x").map(|m| m.route), Ok(2));
     }
@@ -270,9 +284,22 @@ mod tests {
             spec("/", None, Some(&["api.example.com"])),
         ]);
         let get = Method::GET;
-        assert_eq!(router.find(Some("api.example.com:8080"), &get, "/").map(|m| m.route), Ok(2));
-        assert_eq!(router.find(Some("WWW.example.com"), &get, "/").map(|m| m.route), Ok(1));
-        assert_eq!(router.find(Some("example.com"), &get, "/").map(|m| m.route), Ok(0));
+        assert_eq!(
+            router
+                .find(Some("api.example.com:8080"), &get, "/")
+                .map(|m| m.route),
+            Ok(2)
+        );
+        assert_eq!(
+            router
+                .find(Some("WWW.example.com"), &get, "/")
+                .map(|m| m.route),
+            Ok(1)
+        );
+        assert_eq!(
+            router.find(Some("example.com"), &get, "/").map(|m| m.route),
+            Ok(0)
+        );
         assert_eq!(router.find(None, &get, "/").map(|m| m.route), Ok(0));
     }
 
@@ -282,23 +309,39 @@ mod tests {
             spec("/items", Some(&["GET"]), None),
             spec("/items", Some(&["POST", "PUT"]), None),
         ]);
-        assert_eq!(router.find(None, &Method::PUT, "/items").map(|m| m.route), Ok(1));
+        assert_eq!(
+            router.find(None, &Method::PUT, "/items").map(|m| m.route),
+            Ok(1)
+        );
         assert_eq!(
             router.find(None, &Method::DELETE, "/items"),
-            Err(Miss::MethodNotAllowed(vec![Method::GET, Method::POST, Method::PUT]))
+            Err(Miss::MethodNotAllowed(vec![
+                Method::GET,
+                Method::POST,
+                Method::PUT
+            ]))
         );
-        assert_eq!(router.find(None, &Method::GET, "/nope"), Err(Miss::NotFound));
+        assert_eq!(
+            router.find(None, &Method::GET, "/nope"),
+            Err(Miss::NotFound)
+        );
     }
 
     #[test]
     fn duplicates_and_conflicts_are_errors() {
         let names = vec!["a".to_string(), "b".to_string()];
         let dup = Router::build(
-            &[spec("/x", Some(&["GET"]), None), spec("/x", Some(&["GET", "POST"]), None)],
+            &[
+                spec("/x", Some(&["GET"]), None),
+                spec("/x", Some(&["GET", "POST"]), None),
+            ],
             &names,
         );
         assert!(matches!(dup, Err((1, RouterError::Duplicate { .. }))));
-        let conflict = Router::build(&[spec("/u/{id}", None, None), spec("/u/{name}", None, None)], &names);
+        let conflict = Router::build(
+            &[spec("/u/{id}", None, None), spec("/u/{name}", None, None)],
+            &names,
+        );
         assert!(matches!(conflict, Err((_, RouterError::Template(_)))));
         let bad_host = Router::build(&[spec("/", None, Some(&["bad host"]))], &names);
         assert!(matches!(bad_host, Err((0, RouterError::Host(_)))));

@@ -54,7 +54,12 @@ impl Runtime {
         config: &Config,
         engine: &PluginEngine,
     ) -> Result<Self, ConfigError> {
-        let trusted: Vec<&str> = config.server.trusted_proxies.iter().map(|t| t.get_ref().as_str()).collect();
+        let trusted: Vec<&str> = config
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|t| t.get_ref().as_str())
+            .collect();
         let trusted_proxies = TrustedProxies::parse(&trusted).map_err(|msg| {
             let span = config
                 .server
@@ -67,7 +72,10 @@ impl Runtime {
 
         let mut upstreams = HashMap::new();
         for (name, upstream) in &config.upstreams {
-            upstreams.insert(name.clone(), Arc::new(Upstream::new(name, upstream, source)?));
+            upstreams.insert(
+                name.clone(),
+                Arc::new(Upstream::new(name, upstream, source)?),
+            );
         }
 
         let mut routes = Vec::with_capacity(config.routes.len());
@@ -83,7 +91,9 @@ impl Runtime {
         let router = Router::build(&specs, &names).map_err(|(id, err)| {
             let route = config.routes[id].get_ref();
             let span = match err {
-                RouterError::Host(_) => route.hosts.as_ref().map_or(route.path.span(), |h| h.span()),
+                RouterError::Host(_) => {
+                    route.hosts.as_ref().map_or(route.path.span(), |h| h.span())
+                }
                 _ => route.path.span(),
             };
             source.error(span, format!("route `{}`: {err}", names[id]))
@@ -114,11 +124,17 @@ async fn build_route(
         return Err(source.error(route.name.span(), "a route name cannot be empty"));
     }
     if earlier.contains(&name) {
-        return Err(source.error(route.name.span(), format!("duplicate route name `{name}`: route names must be unique")));
+        return Err(source.error(
+            route.name.span(),
+            format!("duplicate route name `{name}`: route names must be unique"),
+        ));
     }
     let path = route.path.get_ref();
     if !path.starts_with('/') {
-        return Err(source.error(route.path.span(), format!("route `{name}`: path `{path}` must start with `/`")));
+        return Err(source.error(
+            route.path.span(),
+            format!("route `{name}`: path `{path}` must start with `/`"),
+        ));
     }
     let methods = match &route.methods {
         None => None,
@@ -131,8 +147,12 @@ async fn build_route(
                 .iter()
                 .map(|m| {
                     let upper = m.to_ascii_uppercase();
-                    Method::from_bytes(upper.as_bytes())
-                        .map_err(|_| source.error(methods.span(), format!("route `{name}`: invalid method `{m}`")))
+                    Method::from_bytes(upper.as_bytes()).map_err(|_| {
+                        source.error(
+                            methods.span(),
+                            format!("route `{name}`: invalid method `{m}`"),
+                        )
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Some(parsed)
@@ -147,7 +167,11 @@ async fn build_route(
                 format!(
                     "route `{name}`: unknown upstream `{}`; defined upstreams: {}",
                     upstream.get_ref(),
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             )
         })?),
@@ -163,7 +187,13 @@ async fn build_route(
         Some(prefix) => {
             let text = prefix.get_ref().trim_end_matches('/');
             if !text.starts_with('/') {
-                return Err(source.error(prefix.span(), format!("route `{name}`: strip_prefix `{}` must start with `/`", prefix.get_ref())));
+                return Err(source.error(
+                    prefix.span(),
+                    format!(
+                        "route `{name}`: strip_prefix `{}` must start with `/`",
+                        prefix.get_ref()
+                    ),
+                ));
             }
             Some(text.to_string())
         }
@@ -200,7 +230,8 @@ async fn build_entry(
 ) -> Result<Entry, ConfigError> {
     let entry = spanned.get_ref();
     let reference = entry.plugin.get_ref();
-    let at_plugin = |msg: String| source.error(entry.plugin.span(), format!("route `{route}`: {msg}"));
+    let at_plugin =
+        |msg: String| source.error(entry.plugin.span(), format!("route `{route}`: {msg}"));
 
     let bytes: std::borrow::Cow<'static, [u8]> = if reference.ends_with(".wasm") {
         let path = source.base_dir().join(reference);
@@ -222,20 +253,33 @@ async fn build_entry(
     let defaults = &config.plugin_defaults;
     let limits = EntryLimits {
         deadline: entry.deadline.unwrap_or(defaults.deadline).0,
-        memory: entry.memory_limit.unwrap_or(defaults.memory_limit).as_usize(),
+        memory: entry
+            .memory_limit
+            .unwrap_or(defaults.memory_limit)
+            .as_usize(),
         pool_size: entry.pool_size.unwrap_or(defaults.pool_size),
     };
     let config_json = match &entry.config {
-        Some(table) => serde_json::to_string(table.get_ref())
-            .map_err(|e| source.error(table.span(), format!("route `{route}`: plugin config cannot be passed on: {e}")))?,
+        Some(table) => serde_json::to_string(table.get_ref()).map_err(|e| {
+            source.error(
+                table.span(),
+                format!("route `{route}`: plugin config cannot be passed on: {e}"),
+            )
+        })?,
         None => "{}".to_string(),
     };
     let pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits)
         .await
         .map_err(|e| {
-        let span = entry.config.as_ref().map_or(entry.plugin.span(), |c| c.span());
-        source.error(span, format!("route `{route}`: plugin `{reference}` rejected its config: {e}"))
-    })?;
+            let span = entry
+                .config
+                .as_ref()
+                .map_or(entry.plugin.span(), |c| c.span());
+            source.error(
+                span,
+                format!("route `{route}`: plugin `{reference}` rejected its config: {e}"),
+            )
+        })?;
     tracing::debug!(route, plugin = pool.name(), hash = %compiled.hash, "plugin entry ready");
     Ok(Entry {
         reference: reference.clone(),

@@ -68,11 +68,16 @@ pub async fn serve(
         let runtime = runtime.clone();
         let service = service_fn(move |request| {
             let snapshot = runtime.load_full();
-            let conn = Connection { peer, scheme: "http" };
+            let conn = Connection {
+                peer,
+                scheme: "http",
+            };
             let request = request.map(crate::body::boxed);
             async move { Ok::<_, Infallible>(handle(snapshot, request, conn).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {

@@ -60,7 +60,11 @@ upstream = "b"
     assert_eq!(reply.json()["path"], "/users/42");
 
     let reply = get(&gw.url("/users/me")).await;
-    assert_eq!(reply.json()["upstream"], "b", "static segment beats the parameter");
+    assert_eq!(
+        reply.json()["upstream"],
+        "b",
+        "static segment beats the parameter"
+    );
 
     let reply = get(&gw.url("/static/css/site.css?v=3")).await;
     assert_eq!(reply.json()["path"], "/css/site.css", "prefix stripped");
@@ -78,7 +82,9 @@ upstream = "b"
     assert_eq!(reply.json()["error"], "no route matches this request");
     assert!(reply.header("x-request-id").is_some());
 
-    let request = Request::delete(gw.url("/users/me")).body(Full::default()).expect("request");
+    let request = Request::delete(gw.url("/users/me"))
+        .body(Full::default())
+        .expect("request");
     let reply = send(&client(), request).await;
     // The most specific template owns its path: /users/me answers GET only, and
     // does not fall back to /users/{id} for other methods (docs/configuration.md).
@@ -102,7 +108,9 @@ upstream = "a"
 "#,
         a = a.addr
     ));
-    let request = Request::delete(gw.url("/items")).body(Full::default()).expect("request");
+    let request = Request::delete(gw.url("/items"))
+        .body(Full::default())
+        .expect("request");
     let reply = send(&client(), request).await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET, POST"));
@@ -150,12 +158,20 @@ remove = ["x-upstream"]
     let reply = send(&client(), request).await;
     assert_eq!(reply.status, 200);
     let seen = reply.json();
-    assert_eq!(seen["headers"]["x-renamed"], "1", "second plugin saw the first one's edit");
+    assert_eq!(
+        seen["headers"]["x-renamed"], "1",
+        "second plugin saw the first one's edit"
+    );
     assert!(seen["headers"].get("x-first").is_none());
     assert!(seen["headers"].get("x-secret").is_none());
     assert_eq!(seen["query"], "keep=1&added=yes");
     // Response phase runs in reverse: the second plugin sets, then the first adds.
-    let order: Vec<&str> = reply.headers.get_all("x-order").iter().filter_map(|v| v.to_str().ok()).collect();
+    let order: Vec<&str> = reply
+        .headers
+        .get_all("x-order")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     assert_eq!(order, ["second", "first"]);
     assert_eq!(reply.header("x-second"), Some("yes"));
     assert_eq!(reply.header("x-upstream"), None);
@@ -202,7 +218,11 @@ config = {{ status = 403, body = "no" }}
     let reply = get(&gw.url("/blocked")).await;
     assert_eq!(reply.status, 403);
     assert_eq!(reply.body, "no");
-    assert_eq!(up.hits(), 0, "a short-circuited request never reaches the upstream");
+    assert_eq!(
+        up.hits(),
+        0,
+        "a short-circuited request never reaches the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +254,11 @@ config = {{ mode = "echo-context" }}
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["consumer"], "alice");
     let reply = get(&gw.url("/empty")).await;
-    assert_eq!(reply.json(), serde_json::json!({}), "no context leaks into another request");
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({}),
+        "no context leaks into another request"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +301,11 @@ config = {{ mode = "trap", phase = "response" }}
     for _ in 0..3 {
         let reply = get(&gw.url("/fail")).await;
         assert_eq!(reply.status, 500);
-        assert_eq!(reply.json()["error"], "internal error", "trap details stay in the log");
+        assert_eq!(
+            reply.json()["error"],
+            "internal error",
+            "trap details stay in the log"
+        );
     }
     assert_eq!(up.hits(), 0);
     let reply = get(&gw.url("/continue")).await;
@@ -286,7 +314,10 @@ config = {{ mode = "trap", phase = "response" }}
     let reply = get(&gw.url("/response-trap")).await;
     assert_eq!(reply.status, 500);
     let log = gw.log();
-    assert!(log.contains("misbehave: trap requested"), "panic message logged:\n{log}");
+    assert!(
+        log.contains("misbehave: trap requested"),
+        "panic message logged:\n{log}"
+    );
     assert!(log.contains("plugin failed"), "{log}");
 }
 
@@ -335,15 +366,26 @@ config = {{ request = {{ set = {{ "x-ok" = "1" }} }} }}
     let until = Instant::now() + Duration::from_millis(400);
     while Instant::now() < until {
         let reply = get(&gw.url("/fine")).await;
-        assert_eq!(reply.status, 200, "other routes keep working: {}", reply.body);
+        assert_eq!(
+            reply.status, 200,
+            "other routes keep working: {}",
+            reply.body
+        );
         served += 1;
     }
     let elapsed = looping.await.expect("loop task");
     assert!(served > 0);
     // The bar (stopped within 2x the deadline) is measured in bench/; here the
     // loop must simply end, with a bound loose enough for a loaded CI machine.
-    assert!(elapsed.iter().all(|e| *e < Duration::from_secs(3)), "{elapsed:?}");
-    assert!(gw.log().contains("deadline of 100ms exceeded"), "{}", gw.log());
+    assert!(
+        elapsed.iter().all(|e| *e < Duration::from_secs(3)),
+        "{elapsed:?}"
+    );
+    assert!(
+        gw.log().contains("deadline of 100ms exceeded"),
+        "{}",
+        gw.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,7 +419,10 @@ upstream = "up"
         assert_eq!(get(&gw.url("/fine")).await.status, 200);
     }
     let log = gw.log();
-    assert!(log.contains("memory limit of 16777216 bytes exceeded"), "{log}");
+    assert!(
+        log.contains("memory limit of 16777216 bytes exceeded"),
+        "{log}"
+    );
     assert_eq!(up.hits(), 3);
 }
 
@@ -447,15 +492,27 @@ upstream = "pair"
         .expect("request");
     let reply = send(&client(), request).await;
     let seen = reply.json();
-    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1", "untrusted XFF replaced");
+    assert_eq!(
+        seen["headers"]["x-forwarded-for"], "127.0.0.1",
+        "untrusted XFF replaced"
+    );
     assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
-    assert_eq!(seen["headers"]["forwarded"], format!("for=127.0.0.1;proto=http;host=\"{}\"", gw.addr));
+    assert_eq!(
+        seen["headers"]["forwarded"],
+        format!("for=127.0.0.1;proto=http;host=\"{}\"", gw.addr)
+    );
     assert_eq!(seen["headers"]["x-request-id"], "abc-123");
-    assert!(seen["headers"].get("x-hop").is_none(), "hop-by-hop header named in Connection dropped");
+    assert!(
+        seen["headers"].get("x-hop").is_none(),
+        "hop-by-hop header named in Connection dropped"
+    );
     assert_eq!(reply.header("x-request-id"), Some("abc-123"));
 
     let generated = get(&gw.url("/y")).await;
-    let id = generated.header("x-request-id").unwrap_or_default().to_string();
+    let id = generated
+        .header("x-request-id")
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(id.len(), 36, "a UUID is generated");
     assert_eq!(generated.json()["headers"]["x-request-id"], id);
 
@@ -485,22 +542,33 @@ upstream = "up"
 "#,
         up = up.addr
     ));
-    let big = Request::post(gw.url("/upload")).body(Full::new(Bytes::from(vec![b'x'; 4096]))).expect("request");
+    let big = Request::post(gw.url("/upload"))
+        .body(Full::new(Bytes::from(vec![b'x'; 4096])))
+        .expect("request");
     let reply = send(&client(), big).await;
     assert_eq!(reply.status, 413);
-    let small = Request::post(gw.url("/upload")).body(Full::new(Bytes::from_static(b"hello"))).expect("request");
+    let small = Request::post(gw.url("/upload"))
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .expect("request");
     let reply = send(&client(), small).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["body"], "hello");
 
-    let huge_header = Request::get(gw.url("/h")).header("x-big", "y".repeat(16 * 1024)).body(Full::default()).expect("request");
+    let huge_header = Request::get(gw.url("/h"))
+        .header("x-big", "y".repeat(16 * 1024))
+        .body(Full::default())
+        .expect("request");
     let reply = send(&client(), huge_header).await;
     assert_eq!(reply.status, 431);
 
     // A client that never finishes its headers is cut off.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut slow = tokio::net::TcpStream::connect(gw.addr).await.expect("connect");
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let mut slow = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
     let started = Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
@@ -527,12 +595,21 @@ config = {{ greeting = "Hi" }}
         .http2_only(true)
         .build::<_, Full<Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new());
     let response = h2
-        .request(Request::get(gw.url("/hello/ada")).body(Full::default()).expect("request"))
+        .request(
+            Request::get(gw.url("/hello/ada"))
+                .body(Full::default())
+                .expect("request"),
+        )
         .await
         .expect("h2 request");
     assert_eq!(response.version(), http::Version::HTTP_2);
     use http_body_util::BodyExt;
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(json["message"], "Hi, ada!");
 }
@@ -546,7 +623,11 @@ fn bad_configs_are_rejected_with_file_line_and_column() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 10, "expected the config error corpus, found {}", cases.len());
+    assert!(
+        cases.len() >= 10,
+        "expected the config error corpus, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let file = case.file_name().and_then(|f| f.to_str()).expect("name");
@@ -554,7 +635,10 @@ fn bad_configs_are_rejected_with_file_line_and_column() {
         let expected = std::fs::read_to_string(&expected_path)
             .unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
         let (ok, output) = check(&dir, file);
-        let first_line = output.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+        let first_line = output
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_default();
         if ok || first_line != expected.trim_end() {
             failures.push(format!("{file}:\n  expected: {}\n  got:      {first_line}\n  (exit ok = {ok}; full output: {output})", expected.trim_end()));
         }
@@ -594,7 +678,9 @@ upstream = "up"
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(up.hits(), 1);
-    let status = tokio::task::spawn_blocking(move || gw.terminate()).await.expect("join");
+    let status = tokio::task::spawn_blocking(move || gw.terminate())
+        .await
+        .expect("join");
     assert!(status.success(), "{status:?}");
     let reply = in_flight.await.expect("in-flight request");
     assert_eq!(reply.status, 200, "the in-flight request finished");

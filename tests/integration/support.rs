@@ -34,13 +34,17 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start(name: &'static str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -62,9 +66,15 @@ impl Upstream {
     }
 }
 
-async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(
+    name: &'static str,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
-    if let Some(ms) = path.strip_prefix("/slow/").and_then(|ms| ms.parse::<u64>().ok()) {
+    if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let status = path
@@ -75,11 +85,21 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Ful
     let headers: serde_json::Map<String, serde_json::Value> = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into(),
+            )
+        })
         .collect();
     let method = req.method().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let echo = serde_json::json!({
         "upstream": name,
         "method": method,
@@ -90,9 +110,10 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Ful
     });
     let mut response = Response::new(Full::new(Bytes::from(echo.to_string())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert("content-type", http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     response
         .headers_mut()
         .insert("x-upstream", http::HeaderValue::from_static(name));
@@ -129,7 +150,10 @@ impl Gateway {
         let read = BufReader::new(stdout).read_line(&mut line).unwrap_or(0);
         if read == 0 {
             let _ = child.wait();
-            panic!("gateway exited before listening:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            panic!(
+                "gateway exited before listening:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         let addr = line
             .trim()
@@ -137,7 +161,12 @@ impl Gateway {
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        Gateway { addr, child, _dir: dir, log }
+        Gateway {
+            addr,
+            child,
+            _dir: dir,
+            log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -151,7 +180,10 @@ impl Gateway {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         self.child.wait().expect("wait gateway")
     }
 }
@@ -200,11 +232,19 @@ impl Reply {
 }
 
 /// Sends `request` and reads the whole response.
-pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, request: Request<Full<Bytes>>) -> Reply {
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Reply {
     let response = client.request(request).await.expect("request failed");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.expect("read body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("read body")
+        .to_bytes();
     Reply {
         status,
         headers,
@@ -214,5 +254,9 @@ pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, request: Request<
 
 /// GET `url`.
 pub async fn get(url: &str) -> Reply {
-    send(&client(), Request::get(url).body(Full::default()).expect("request")).await
+    send(
+        &client(),
+        Request::get(url).body(Full::default()).expect("request"),
+    )
+    .await
 }

@@ -49,7 +49,10 @@ impl Plugin for Hello {
         ctx.set("greeted", name.as_str());
         plugin_sdk::log::debug(&format!("greeting {name}"));
         let message = format!("{}, {name}!", self.settings.greeting);
-        Action::Respond(Response::json(200, &serde_json::json!({ "message": message })))
+        Action::Respond(Response::json(
+            200,
+            &serde_json::json!({ "message": message }),
+        ))
     }
 }
 
@@ -73,7 +76,10 @@ mod tests {
 
     #[test]
     fn greets_the_path_parameter() {
-        let (resp, ctx) = answer(&hello(r#"{"greeting": "Hi"}"#), &mut Request::new("GET", "/hello/ada").with_param("name", "ada"));
+        let (resp, ctx) = answer(
+            &hello(r#"{"greeting": "Hi"}"#),
+            &mut Request::new("GET", "/hello/ada").with_param("name", "ada"),
+        );
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.body(), Some(&br#"{"message":"Hi, ada!"}"#[..]));
         assert_eq!(ctx.get("greeted").as_deref(), Some("ada"));

@@ -338,7 +338,10 @@ mod tests {
     fn unknown_key_is_located() {
         let err = parse("[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n").err();
         let err = err.unwrap_or_default();
-        assert!(err.starts_with("t.toml:3:1: unknown field `lisen`"), "{err}");
+        assert!(
+            err.starts_with("t.toml:3:1: unknown field `lisen`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Durations and byte sizes as people write them: `"30s"`, `"250ms"`, `"1MiB"`.
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 
 /// A duration written as a number and a unit: `ms`, `s`, `m` or `h`.
@@ -28,7 +28,9 @@ impl Duration {
         if !millis.is_finite() || millis > 1.0e12 {
             return Err(duration_hint(text));
         }
-        Ok(Duration(std::time::Duration::from_micros((millis * 1000.0) as u64)))
+        Ok(Duration(std::time::Duration::from_micros(
+            (millis * 1000.0) as u64,
+        )))
     }
 }
 

@@ -2,9 +2,9 @@
 //! host imports, an epoch ticker for deadlines, and compiled components kept by
 //! content hash so an unchanged plugin is never compiled twice.
 
+use super::PluginError;
 use super::bindings::Plugin as PluginWorld;
 use super::host::HostState;
-use super::PluginError;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,7 +44,9 @@ impl PluginEngine {
             Ok(cache) => {
                 config.cache(Some(cache));
             }
-            Err(err) => tracing::warn!(%err, "wasmtime compilation cache unavailable; plugins compile at every start"),
+            Err(err) => {
+                tracing::warn!(%err, "wasmtime compilation cache unavailable; plugins compile at every start")
+            }
         }
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
 
@@ -93,7 +95,10 @@ impl PluginEngine {
         })?;
         let pre = super::bindings::PluginPre::new(instance_pre)
             .map_err(|e| PluginError::Link(format!("{e:#}")))?;
-        let compiled = CompiledPlugin { hash: hash.clone(), pre };
+        let compiled = CompiledPlugin {
+            hash: hash.clone(),
+            pre,
+        };
         self.lock().insert(hash, compiled.clone());
         Ok(compiled)
     }

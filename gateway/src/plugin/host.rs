@@ -155,8 +155,7 @@ impl context::Host for HostState {
 
     fn set(&mut self, key: String, value: String) {
         let fits = key.len() <= MAX_CONTEXT_KEY && value.len() <= MAX_CONTEXT_VALUE;
-        let has_room =
-            self.context.len() < MAX_CONTEXT_ENTRIES || self.context.contains_key(&key);
+        let has_room = self.context.len() < MAX_CONTEXT_ENTRIES || self.context.contains_key(&key);
         if fits && has_room {
             self.context.insert(key, value);
         } else {

@@ -102,7 +102,12 @@ impl InstancePool {
         let deadline_ticks =
             (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
         // describe() needs an instance; it is a throwaway one, never init'ed.
-        let mut store = new_store(engine, Arc::from("(loading)"), limits.memory, deadline_ticks);
+        let mut store = new_store(
+            engine,
+            Arc::from("(loading)"),
+            limits.memory,
+            deadline_ticks,
+        );
         let bindings = pre
             .instantiate_async(&mut store)
             .await
@@ -253,7 +258,12 @@ enum InitFailure {
     Failed(CallFailure),
 }
 
-fn new_store(engine: &Engine, name: Arc<str>, memory: usize, deadline_ticks: u64) -> Store<HostState> {
+fn new_store(
+    engine: &Engine,
+    name: Arc<str>,
+    memory: usize,
+    deadline_ticks: u64,
+) -> Store<HostState> {
     let mut store = Store::new(engine, HostState::new(name, memory));
     store.limiter(|state| &mut state.limiter);
     store.epoch_deadline_trap();

@@ -135,11 +135,20 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        apply_forwarded(&mut headers, peer(), "http", Some("api.test"), &TrustedProxies::default());
+        apply_forwarded(
+            &mut headers,
+            peer(),
+            "http",
+            Some("api.test"),
+            &TrustedProxies::default(),
+        );
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");
         assert_eq!(headers[&X_FORWARDED_PROTO], "http");
         assert_eq!(headers[&X_FORWARDED_HOST], "api.test");
-        assert_eq!(headers[&FORWARDED], "for=192.0.2.7;proto=http;host=\"api.test\"");
+        assert_eq!(
+            headers[&FORWARDED],
+            "for=192.0.2.7;proto=http;host=\"api.test\""
+        );
     }
 
     #[test]
@@ -156,10 +165,16 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("x-kept", HeaderValue::from_static("1"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-kept"));

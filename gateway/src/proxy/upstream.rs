@@ -39,7 +39,9 @@ impl Upstream {
         let targets = settings
             .targets
             .iter()
-            .map(|target| parse_target(target.get_ref()).map_err(|msg| source.error(target.span(), msg)))
+            .map(|target| {
+                parse_target(target.get_ref()).map_err(|msg| source.error(target.span(), msg))
+            })
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut connector = HttpConnector::new();
@@ -138,10 +140,9 @@ fn parse_target(target: &str) -> Result<Authority, String> {
             "invalid target `{target}`: TLS to upstreams is not supported yet; use host:port"
         ));
     }
-    let authority: Authority = bare
-        .trim_end_matches('/')
-        .parse()
-        .map_err(|_| format!("invalid target `{target}`: expected host:port, for example \"127.0.0.1:9000\""))?;
+    let authority: Authority = bare.trim_end_matches('/').parse().map_err(|_| {
+        format!("invalid target `{target}`: expected host:port, for example \"127.0.0.1:9000\"")
+    })?;
     if authority.port_u16().is_none() {
         return Err(format!(
             "invalid target `{target}`: a port is required, for example \"{}:80\"",

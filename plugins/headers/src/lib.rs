@@ -53,7 +53,10 @@ pub struct HeadersPlugin {
 
 impl HeaderRules {
     fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.rename.is_empty() && self.set.is_empty() && self.add.is_empty()
+        self.remove.is_empty()
+            && self.rename.is_empty()
+            && self.set.is_empty()
+            && self.add.is_empty()
     }
 
     fn validate(&self, direction: &str) -> Result<(), String> {
@@ -71,7 +74,9 @@ impl HeaderRules {
         }
         for (name, value) in self.set.iter().chain(self.add.iter()) {
             if !valid_value(value) {
-                return Err(format!("{direction}: invalid value for header `{name}` (control characters are not allowed)"));
+                return Err(format!(
+                    "{direction}: invalid value for header `{name}` (control characters are not allowed)"
+                ));
             }
         }
         Ok(())
@@ -108,7 +113,9 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn valid_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 impl Plugin for HeadersPlugin {
@@ -177,7 +184,10 @@ mod tests {
         let mut req = Request::new("GET", "/?debug=1&page=9")
             .with_header("X-User", "spoofed")
             .with_header("x-a", "1");
-        assert!(matches!(p.on_request(&mut req, &mut Context::new()), Action::Continue));
+        assert!(matches!(
+            p.on_request(&mut req, &mut Context::new()),
+            Action::Continue
+        ));
         let h = req.headers();
         assert_eq!(h.get("x-user"), Some("gw"));
         assert_eq!(h.get_all("x-b").collect::<Vec<_>>(), ["1", "2"]);
@@ -187,7 +197,8 @@ mod tests {
 
     #[test]
     fn response_rules_and_phases() {
-        let p = plugin(r#"{"response": {"set": {"x-served-by": "gw"}, "remove": ["server"]}}"#).expect("valid");
+        let p = plugin(r#"{"response": {"set": {"x-served-by": "gw"}, "remove": ["server"]}}"#)
+            .expect("valid");
         assert_eq!(p.phases(), Phases::RESPONSE);
         let mut resp = Response::new(200).with_header("server", "nginx");
         p.on_response(&mut resp, &mut Context::new());
@@ -198,11 +209,20 @@ mod tests {
 
     #[test]
     fn bad_config_is_refused_with_a_reason() {
-        let unknown = plugin(r#"{"request": {"sett": {}}}"#).err().unwrap_or_default();
+        let unknown = plugin(r#"{"request": {"sett": {}}}"#)
+            .err()
+            .unwrap_or_default();
         assert!(unknown.contains("unknown field `sett`"), "{unknown}");
-        let bad_name = plugin(r#"{"request": {"set": {"bad name": "x"}}}"#).err().unwrap_or_default();
+        let bad_name = plugin(r#"{"request": {"set": {"bad name": "x"}}}"#)
+            .err()
+            .unwrap_or_default();
         assert_eq!(bad_name, "request: invalid header name `bad name`");
-        let bad_value = plugin(r#"{"response": {"add": {"x": "a\r\nb"}}}"#).err().unwrap_or_default();
-        assert!(bad_value.contains("invalid value for header `x`"), "{bad_value}");
+        let bad_value = plugin(r#"{"response": {"add": {"x": "a\r\nb"}}}"#)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            bad_value.contains("invalid value for header `x`"),
+            "{bad_value}"
+        );
     }
 }

@@ -43,10 +43,17 @@ impl Plugin for Respond {
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
         if !(100..=999).contains(&settings.status) {
-            return Err(format!("invalid status {}: expected 100 to 999", settings.status));
+            return Err(format!(
+                "invalid status {}: expected 100 to 999",
+                settings.status
+            ));
         }
         for (name, value) in &settings.headers {
-            if name.is_empty() || name.bytes().any(|b| !(b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))) {
+            if name.is_empty()
+                || name
+                    .bytes()
+                    .any(|b| !(b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
+            {
                 return Err(format!("invalid header name `{name}`"));
             }
             if value.bytes().any(|b| b < 0x20 && b != b'\t') {
@@ -117,14 +124,21 @@ mod tests {
         assert_eq!(resp.status(), 201);
         assert_eq!(resp.body(), Some(&b"hi ada, !"[..]));
         assert_eq!(resp.headers().get("x-a"), Some("1"));
-        assert_eq!(resp.headers().get("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            resp.headers().get("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
     }
 
     #[test]
     fn refuses_bad_config() {
-        let typo = Respond::init(Config::from_json(r#"{"bodyy": "x"}"#)).err().unwrap_or_default();
+        let typo = Respond::init(Config::from_json(r#"{"bodyy": "x"}"#))
+            .err()
+            .unwrap_or_default();
         assert!(typo.contains("unknown field `bodyy`"), "{typo}");
-        let status = Respond::init(Config::from_json(r#"{"status": 42}"#)).err().unwrap_or_default();
+        let status = Respond::init(Config::from_json(r#"{"status": 42}"#))
+            .err()
+            .unwrap_or_default();
         assert_eq!(status, "invalid status 42: expected 100 to 999");
     }
 }

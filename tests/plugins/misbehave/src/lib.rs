@@ -131,11 +131,18 @@ mod tests {
 
     #[test]
     fn harmless_modes() {
-        let set = Misbehave::init(Config::from_json(r#"{"mode": "set-context", "key": "k", "value": "v"}"#)).expect("valid");
-        let echo = Misbehave::init(Config::from_json(r#"{"mode": "echo-context"}"#)).expect("valid");
+        let set = Misbehave::init(Config::from_json(
+            r#"{"mode": "set-context", "key": "k", "value": "v"}"#,
+        ))
+        .expect("valid");
+        let echo =
+            Misbehave::init(Config::from_json(r#"{"mode": "echo-context"}"#)).expect("valid");
         let mut ctx = Context::new();
         let mut req = Request::new("GET", "/");
-        assert!(matches!(set.on_request(&mut req, &mut ctx), Action::Continue));
+        assert!(matches!(
+            set.on_request(&mut req, &mut ctx),
+            Action::Continue
+        ));
         let Action::Respond(resp) = echo.on_request(&mut req, &mut ctx) else {
             panic!("echo answers");
         };
