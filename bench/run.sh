@@ -12,7 +12,15 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; [ -f "$WORK/upstream.pid" ] && kill "$(cat "$WORK/upstream.pid")" 2>/dev/null; [ -f "$WORK/proxy.pid" ] && kill "$(cat "$WORK/proxy.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
+cleanup() {
+  for job in $(jobs -p); do kill "$job" 2>/dev/null || true; done
+  for name in upstream proxy; do
+    if [ -f "$WORK/$name.pid" ]; then kill "$(cat "$WORK/$name.pid")" 2>/dev/null || true; fi
+  done
+  sleep 0.2
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 for tool in nginx wrk; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install -y nginx-light wrk)" >&2; exit 1; }
@@ -71,7 +79,14 @@ gateway_conf() { # $1 file, $2 number of plugins
 
 wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
-# wrk output -> "rps p50_us p99_us"
+# Refuse to measure a setup that does not answer 200.
+sanity() { # $1 url, $2 log file
+  local status
+  status=$(curl -s -o /dev/null -w '%{http_code}' "$1")
+  if [ "$status" != 200 ]; then echo "bench: $1 answered $status" >&2; cat "$2" >&2; exit 1; fi
+}
+
+# wrk output -> "rps p50_us p99_us non2xx"
 run_wrk() {
   wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$1" >/dev/null   # warm-up
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$1" > "$WORK/wrk.out"
@@ -79,12 +94,14 @@ run_wrk() {
 import re, sys
 text = open(sys.argv[1]).read()
 def us(v):
-    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    if not m:
+        sys.exit(f"cannot parse wrk latency {v!r} in:\n{text}")
     n, u = float(m.group(1)), m.group(2)
-    return n * {"us": 1, "ms": 1000, "s": 1e6}[u]
+    return n * {"us": 1, "ms": 1000, "s": 1e6, "m": 6e7}[u]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = us(re.search(r"50%\s+(\S+)", text).group(1))
-p99 = us(re.search(r"99%\s+(\S+)", text).group(1))
+p50 = us(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = us(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 sock = re.search(r"Socket errors: (.*)", text)
 print(f"{rps:.0f} {p50:.0f} {p99:.0f} {errors.group(1) if errors else 0}")
@@ -92,12 +109,14 @@ PY
 }
 
 declare -A RESULT
+sanity "http://127.0.0.1:$NGINX_PORT/" "$WORK/proxy.error.log"
 RESULT[nginx]=$(run_wrk "http://127.0.0.1:$NGINX_PORT/")
 for n in 0 1 5; do
   gateway_conf "$WORK/gw$n.toml" "$n"
   RUST_LOG=warn "$GATEWAY" run --config "$WORK/gw$n.toml" > /dev/null 2> "$WORK/gw$n.log" &
   GW_PID=$!
   wait_port "$GATEWAY_PORT"
+  sanity "http://127.0.0.1:$GATEWAY_PORT/" "$WORK/gw$n.log"
   RESULT[gw$n]=$(run_wrk "http://127.0.0.1:$GATEWAY_PORT/")
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 done

@@ -8,12 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (crate name, file stem of the produced component, name the gateway uses)
+/// (crate name, file stem of the produced component)
 const PLUGINS: &[(&str, &str)] = &[
     ("plugin-headers", "plugin_headers"),
     ("plugin-respond", "plugin_respond"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),
+    ("body-reader-plugin", "body_reader_plugin"),
 ];
 
 fn main() {

@@ -57,7 +57,7 @@ pub enum Miss {
     MethodNotAllowed(Vec<Method>),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Candidates {
     /// Routes with an explicit method list.
     by_method: Vec<(Vec<Method>, RouteId)>,
@@ -138,7 +138,21 @@ impl Router {
 
         let mut router = Router::default();
         let mut wildcard = Vec::new();
-        for (host, paths) in grouped {
+        for (host, mut paths) in grouped {
+            // matchit's `{*rest}` needs at least one character, but people expect
+            // `/static/{*rest}` to take `/static/` too (and `/{*rest}` to take `/`).
+            // The bare prefix goes to the same routes unless a route names it.
+            let implicit: Vec<(String, Candidates)> = paths
+                .iter()
+                .filter_map(|(path, candidates)| {
+                    let (prefix, last) = path.rsplit_once('/')?;
+                    let is_catch_all = last.starts_with("{*") && last.ends_with('}');
+                    let prefix = format!("{prefix}/");
+                    (is_catch_all && !paths.contains_key(&prefix))
+                        .then(|| (prefix, candidates.clone()))
+                })
+                .collect();
+            paths.extend(implicit);
             let mut table = PathTable::default();
             for (path, candidates) in paths {
                 let first = candidates
@@ -274,6 +288,29 @@ mod tests {
             })
         );
         assert_eq!(router.find(None, &get, "/other/x").map(|m| m.route), Ok(2));
+        assert_eq!(
+            router.find(None, &get, "/").map(|m| m.route),
+            Ok(2),
+            "a catch-all takes its bare prefix"
+        );
+    }
+
+    #[test]
+    fn an_explicit_prefix_route_beats_the_catch_all() {
+        let router = build(&[
+            spec("/static/{*rest}", None, None),
+            spec("/static/", None, None),
+        ]);
+        let get = Method::GET;
+        assert_eq!(router.find(None, &get, "/static/").map(|m| m.route), Ok(1));
+        assert_eq!(
+            router.find(None, &get, "/static/a/b").map(|m| m.route),
+            Ok(0)
+        );
+        assert_eq!(
+            router.find(None, &get, "/static").map(|m| m.route),
+            Err(Miss::NotFound)
+        );
     }
 
     #[test]

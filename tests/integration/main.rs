@@ -614,6 +614,73 @@ config = {{ greeting = "Hi" }}
     assert_eq!(json["message"], "Hi, ada!");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_cross_only_to_plugins_that_read_them() {
+    let up = Upstream::start("up").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[upstreams.up]
+targets = ["{up}"]
+[[routes]]
+name = "reader"
+path = "/reader"
+upstream = "up"
+[[routes.plugins]]
+plugin = "{reader}"
+max_body = "64B"
+
+[[routes]]
+name = "blind"
+path = "/blind"
+[[routes.plugins]]
+plugin = "{misbehave}"
+config = {{ mode = "echo-body" }}
+"#,
+        up = up.addr,
+        reader = plugin_path("body_reader_plugin").display(),
+        misbehave = misbehave()
+    ));
+    let post = |path: &str, body: &'static str| {
+        Request::post(gw.url(path))
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .expect("request")
+    };
+    let reply = send(&client(), post("/reader", "hello")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-request-body-len"), Some("5"));
+    let upstream_len: usize = reply
+        .header("x-response-body-len")
+        .and_then(|l| l.parse().ok())
+        .expect("len");
+    assert!(reply.body.starts_with('[') && reply.body.ends_with(']'));
+    assert_eq!(
+        reply.body.len(),
+        upstream_len + 2,
+        "content-length fixed after the body changed"
+    );
+    let inner: serde_json::Value =
+        serde_json::from_str(&reply.body[1..reply.body.len() - 1]).expect("json");
+    assert_eq!(inner["body"], "HELLO", "the upstream got the edited body");
+
+    let reply = send(
+        &client(),
+        post(
+            "/reader",
+            "this body is longer than the sixty-four byte cap of this entry!!",
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 413);
+
+    let reply = send(&client(), post("/blind", "secret")).await;
+    assert_eq!(
+        reply.body, "none",
+        "a plugin that does not read bodies never sees one"
+    );
+}
+
 #[test]
 fn bad_configs_are_rejected_with_file_line_and_column() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/config-errors");

@@ -15,6 +15,9 @@ enum Mode {
     InitFail,
     SetContext,
     EchoContext,
+    /// Answers with what it was given of the body: `none` unless it reads bodies,
+    /// which this plugin does not.
+    EchoBody,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -49,7 +52,7 @@ impl Misbehave {
     /// Does the configured bad thing; returns only for the harmless modes.
     fn act(&self, ctx: &mut Context) -> Option<Response> {
         match self.settings.mode {
-            Mode::Ok | Mode::InitFail => None,
+            Mode::Ok | Mode::InitFail | Mode::EchoBody => None,
             Mode::Trap => panic!("misbehave: trap requested"),
             Mode::Loop => {
                 let mut counter: u64 = 0;
@@ -101,7 +104,13 @@ impl Plugin for Misbehave {
         }
     }
 
-    fn on_request(&self, _req: &mut Request, ctx: &mut Context) -> Action {
+    fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
+        if self.settings.mode == Mode::EchoBody {
+            let seen = req
+                .body()
+                .map_or("none".to_string(), |b| b.len().to_string());
+            return Action::Respond(Response::text(200, seen));
+        }
         match self.act(ctx) {
             Some(response) => Action::Respond(response),
             None => Action::Continue,
