@@ -629,7 +629,7 @@ path = "/reader"
 upstream = "up"
 [[routes.plugins]]
 plugin = "{reader}"
-max_body = "64B"
+max_body = "2KiB"
 
 [[routes]]
 name = "blind"
@@ -664,15 +664,18 @@ config = {{ mode = "echo-body" }}
         serde_json::from_str(&reply.body[1..reply.body.len() - 1]).expect("json");
     assert_eq!(inner["body"], "HELLO", "the upstream got the edited body");
 
-    let reply = send(
-        &client(),
-        post(
-            "/reader",
-            "this body is longer than the sixty-four byte cap of this entry!!",
-        ),
-    )
-    .await;
-    assert_eq!(reply.status, 413);
+    let big = Request::post(gw.url("/reader"))
+        .body(Full::new(Bytes::from(vec![b'a'; 3000])))
+        .expect("request");
+    let reply = send(&client(), big).await;
+    assert_eq!(reply.status, 413, "over the entry's max_body");
+    // Under the cap going up, but the upstream's echo of it is over the cap
+    // coming back: the plugin cannot be given the body, so the answer is 502.
+    let echoed = Request::post(gw.url("/reader"))
+        .body(Full::new(Bytes::from(vec![b'a'; 1900])))
+        .expect("request");
+    let reply = send(&client(), echoed).await;
+    assert_eq!(reply.status, 502, "upstream body over the entry's max_body");
 
     let reply = send(&client(), post("/blind", "secret")).await;
     assert_eq!(
