@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod worker;
 
 use config::{ConfigError, Source};
 use std::path::Path;

@@ -108,8 +108,10 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let engine = PluginEngine::new()?;
-    let tokio = async_runtime()?;
-    let (config, runtime) = tokio.block_on(gateway::load(&path, &engine))?;
+    let workers = gateway::worker::default_count();
+    // Upstreams get one connection pool per worker, so the count comes first.
+    gateway::worker::set_count(workers);
+    let (config, runtime) = async_runtime()?.block_on(gateway::load(&path, &engine))?;
     let source = gateway::config::Source::read(&path)?;
     let addr = listen_addr(&source, &config.server)?;
     let settings = ListenerSettings {
@@ -117,21 +119,56 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
         drain_timeout: Duration::from_secs(30),
     };
-    tokio.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let local = listener.local_addr()?;
-        // Tests and scripts read this line to learn the port when listen uses :0.
-        println!("gateway listening on http://{local}");
-        std::io::stdout().flush()?;
-        tracing::info!(%local, routes = runtime.routes.len(), "serving");
-        let runtime = Arc::new(ArcSwap::from_pointee(runtime));
-        serve(listener, runtime, settings, shutdown_signal()).await;
-        // Keep the engine (and its epoch thread) alive until serving ends.
-        drop(engine);
-        Ok(())
-    })
+    let listeners =
+        gateway::worker::bind(addr, workers).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listeners[0].local_addr()?;
+    // Tests and scripts read this line to learn the port when listen uses :0.
+    println!("gateway listening on http://{local}");
+    std::io::stdout().flush()?;
+    tracing::info!(%local, workers, routes = runtime.routes.len(), "serving");
+
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::with_capacity(workers);
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let runtime = runtime.clone();
+        let mut stopped = stopped.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || -> anyhow::Result<()> {
+                gateway::worker::enter(index);
+                let tokio = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start a worker runtime")?;
+                tokio.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    serve(listener, runtime, settings, shutdown).await;
+                    Ok(())
+                })
+            })
+            .context("cannot start a worker thread")?;
+        threads.push(thread);
+    }
+
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?
+        .block_on(shutdown_signal());
+    let _ = stop.send(true);
+    for thread in threads {
+        match thread.join() {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!("a worker thread panicked"),
+        }
+    }
+    // Keep the engine (and its epoch thread) alive until serving ends.
+    drop(engine);
+    Ok(())
 }
 
 async fn shutdown_signal() {

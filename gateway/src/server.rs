@@ -30,7 +30,8 @@ pub struct ListenerSettings {
 pub const MIN_HEADER_BYTES: usize = 8 * 1024;
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
-/// `settings.drain_timeout`.
+/// `settings.drain_timeout`. Each worker thread runs one of these on its own
+/// listener.
 pub async fn serve(
     listener: TcpListener,
     runtime: Arc<ArcSwap<Runtime>>,

@@ -18,7 +18,9 @@ pub struct Upstream {
     pub name: String,
     targets: Vec<Authority>,
     next: AtomicUsize,
-    client: Client<HttpConnector, Body>,
+    /// One pool per worker thread, so a pooled connection is always driven by
+    /// the thread that uses it.
+    clients: Vec<Client<HttpConnector, Body>>,
     timeout: Duration,
 }
 
@@ -48,16 +50,20 @@ impl Upstream {
         connector.set_connect_timeout(Some(settings.connect_timeout.0));
         connector.set_nodelay(true);
         connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.idle_timeout.0)
-            .pool_max_idle_per_host(settings.max_idle_connections)
-            .build(connector);
+        let clients = (0..crate::worker::count())
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(settings.idle_timeout.0)
+                    .pool_max_idle_per_host(settings.max_idle_connections)
+                    .build(connector.clone())
+            })
+            .collect();
         Ok(Self {
             name: name.to_string(),
             targets,
             next: AtomicUsize::new(0),
-            client,
+            clients,
             timeout: settings.timeout.0,
         })
     }
@@ -89,7 +95,8 @@ impl Upstream {
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
 
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+        let client = &self.clients[crate::worker::index() % self.clients.len()];
+        match tokio::time::timeout(self.timeout, client.request(request)).await {
             Err(_) => Err(RequestError::UpstreamTimeout {
                 upstream: self.name.clone(),
             }),
