@@ -15,14 +15,17 @@ fn request() -> Request {
         authority: "api.example.com".into(),
         path: "/users/42".into(),
         query: "page=1".into(),
-        headers: (0..10)
-            .map(|i| {
-                (
-                    format!("x-header-{i}"),
-                    "some-typical-value-0123456789".to_string(),
-                )
-            })
-            .collect(),
+        headers: {
+            let mut headers = http::HeaderMap::new();
+            for i in 0..10 {
+                let name = http::HeaderName::try_from(format!("x-header-{i}")).expect("name");
+                headers.insert(
+                    name,
+                    http::HeaderValue::from_static("some-typical-value-0123456789"),
+                );
+            }
+            gateway::plugin::encode_headers(&headers)
+        },
         body: None,
         client_addr: "127.0.0.1:50000".into(),
         route: "users".into(),

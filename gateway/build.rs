@@ -42,7 +42,35 @@ fn main() {
     println!("cargo:rustc-env=GATEWAY_PLUGIN_DIR={}", out_dir.display());
 }
 
+/// The toolchain file names the target, but rustup only installs listed
+/// targets when it installs the toolchain itself; a machine that already had
+/// the toolchain lacks it. Add it once so a fresh clone builds with no step.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    if libdir.is_some_and(|dir| dir.is_dir()) {
+        return;
+    }
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", "wasm32-wasip2"]);
+    if let Ok(toolchain) = std::env::var("RUSTUP_TOOLCHAIN") {
+        rustup.args(["--toolchain", &toolchain]);
+    }
+    match rustup.status() {
+        Ok(status) if status.success() => {}
+        _ => println!(
+            "cargo:warning=could not add the wasm32-wasip2 target with rustup; install it yourself"
+        ),
+    }
+}
+
 fn build_plugins(root: &Path, out_dir: &Path) {
+    ensure_wasm_target();
     let target_dir = root.join("target").join("plugins");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);

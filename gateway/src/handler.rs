@@ -4,7 +4,9 @@
 use crate::body::{self, Body};
 use crate::error::{Origin, RequestError};
 use crate::pipeline::RequestPhase;
-use crate::plugin::{Context, Request as WitRequest, Response as WitResponse};
+use crate::plugin::{
+    Context, Request as WitRequest, Response as WitResponse, decode_headers, encode_headers,
+};
 use crate::proxy::{apply_forwarded, strip_hop_by_hop};
 use crate::router::Miss;
 use crate::runtime::{Route, Runtime};
@@ -337,18 +339,6 @@ fn limit_body(body: Body, limit: u64) -> Body {
     Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync()
 }
 
-fn headers_to_wit(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
-
 fn wit_request(
     parts: &Parts,
     conn: Connection,
@@ -362,7 +352,7 @@ fn wit_request(
         authority,
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
-        headers: headers_to_wit(&parts.headers),
+        headers: encode_headers(&parts.headers),
         body: None,
         client_addr: conn.peer.to_string(),
         route: route.name.clone(),
@@ -373,21 +363,9 @@ fn wit_request(
 fn wit_response(parts: &http::response::Parts) -> WitResponse {
     WitResponse {
         status: parts.status.as_u16(),
-        headers: headers_to_wit(&parts.headers),
+        headers: encode_headers(&parts.headers),
         body: None,
     }
-}
-
-fn headers_from_wit(headers: &[(String, String)]) -> Result<HeaderMap, String> {
-    let mut map = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name `{name}`"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("invalid value for header `{name}`"))?;
-        map.append(name, value);
-    }
-    Ok(map)
 }
 
 /// Writes a plugin's edits back into the request head.
@@ -412,7 +390,7 @@ fn apply_request(parts: &mut Parts, wit: &WitRequest) -> Result<(), String> {
     parts.uri = uri
         .build()
         .map_err(|e| format!("invalid path or query: {e}"))?;
-    parts.headers = headers_from_wit(&wit.headers)?;
+    parts.headers = decode_headers(&wit.headers)?;
     Ok(())
 }
 
@@ -428,7 +406,7 @@ fn into_http_response(
     };
     let status = StatusCode::from_u16(wit.status)
         .map_err(|_| invalid(format!("invalid status {}", wit.status)))?;
-    let mut headers = headers_from_wit(&wit.headers).map_err(invalid)?;
+    let mut headers = decode_headers(&wit.headers).map_err(invalid)?;
     strip_hop_by_hop(&mut headers);
     let body = match (wit.body, stream) {
         (Some(bytes), _) => {

@@ -67,7 +67,7 @@ pub fn on_request<P: Plugin>(request: WitRequest) -> RequestOutcome {
         authority: request.authority,
         path: request.path,
         query: request.query,
-        headers: Headers::from_fields(request.headers),
+        headers: Headers::from_wire(request.headers),
         body: request.body,
         client_addr: request.client_addr,
         route: request.route,
@@ -83,7 +83,7 @@ pub fn on_request<P: Plugin>(request: WitRequest) -> RequestOutcome {
             authority: req.authority,
             path: req.path,
             query: req.query,
-            headers: req.headers.into_fields(),
+            headers: req.headers.into_wire(),
             body: req.body,
             client_addr: req.client_addr,
             route: req.route,
@@ -97,7 +97,7 @@ pub fn on_request<P: Plugin>(request: WitRequest) -> RequestOutcome {
 pub fn on_response<P: Plugin>(response: WitResponse) -> ResponseOutcome {
     let mut resp = Response {
         status: response.status,
-        headers: Headers::from_fields(response.headers),
+        headers: Headers::from_wire(response.headers),
         body: response.body,
         edited: false,
     };
@@ -113,7 +113,7 @@ pub fn on_response<P: Plugin>(response: WitResponse) -> ResponseOutcome {
 fn to_wit_response(response: Response) -> WitResponse {
     WitResponse {
         status: response.status,
-        headers: response.headers.into_fields(),
+        headers: response.headers.into_wire(),
         body: response.body,
     }
 }

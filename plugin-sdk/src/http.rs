@@ -1,9 +1,37 @@
 //! Requests, responses and headers as a plugin sees them.
 
 /// Header fields in order, names lower-cased. A name may repeat.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Kept in the contract's wire encoding (see `headers` in `wit/plugin.wit`) and
+/// read in place: a plugin that never looks at a header pays nothing to decode
+/// them, lookups allocate nothing, and an edit rewrites the buffer once.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    fields: Vec<(String, String)>,
+    wire: Vec<u8>,
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Splits one field off the front of `wire`: (name, value, rest).
+fn next_field(wire: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let name_len = u32::from_le_bytes(wire.get(0..4)?.try_into().ok()?) as usize;
+    let value_len = u32::from_le_bytes(wire.get(4..8)?.try_into().ok()?) as usize;
+    let body = wire.get(8..)?;
+    let end = name_len.checked_add(value_len)?;
+    let field = body.get(..end)?;
+    let (name, value) = field.split_at(name_len);
+    Some((name, value, &body[end..]))
+}
+
+fn push_field(wire: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    wire.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    wire.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    wire.extend_from_slice(name);
+    wire.extend_from_slice(value);
 }
 
 impl Headers {
@@ -12,33 +40,44 @@ impl Headers {
         Self::default()
     }
 
-    pub(crate) fn from_fields(fields: Vec<(String, String)>) -> Self {
-        Self { fields }
+    /// Takes the contract's header buffer as is.
+    pub(crate) fn from_wire(wire: Vec<u8>) -> Self {
+        Self { wire }
     }
 
-    pub(crate) fn into_fields(self) -> Vec<(String, String)> {
-        self.fields
+    /// The contract's header buffer.
+    pub(crate) fn into_wire(self) -> Vec<u8> {
+        self.wire
     }
 
-    /// The first value of `name`.
+    /// Every field as raw bytes, in order. A malformed tail is ignored.
+    fn raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = self.wire.as_slice();
+        std::iter::from_fn(move || {
+            let (name, value, tail) = next_field(rest)?;
+            rest = tail;
+            Some((name, value))
+        })
+    }
+
+    /// The first value of `name`. Values that are not UTF-8 are skipped.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.raw()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.fields
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.raw()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     /// Whether `name` is present.
     pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        self.raw()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
     }
 
     /// Replaces every value of `name` with `value`.
@@ -49,43 +88,64 @@ impl Headers {
 
     /// Adds a value for `name`, keeping existing ones.
     pub fn append(&mut self, name: &str, value: impl Into<String>) {
-        self.fields.push((name.to_ascii_lowercase(), value.into()));
+        let value = value.into();
+        push_field(
+            &mut self.wire,
+            name.to_ascii_lowercase().as_bytes(),
+            value.as_bytes(),
+        );
     }
 
     /// Removes every value of `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
-        let before = self.fields.len();
-        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.fields.len() != before
+        if !self.contains(name) {
+            return false;
+        }
+        let mut wire = Vec::with_capacity(self.wire.len());
+        for (n, v) in self
+            .raw()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            push_field(&mut wire, n, v);
+        }
+        self.wire = wire;
+        true
     }
 
     /// Renames `from` to `to`, keeping values and positions; returns whether
     /// `from` was present.
     pub fn rename(&mut self, from: &str, to: &str) -> bool {
-        let to = to.to_ascii_lowercase();
-        let mut found = false;
-        for (name, _) in &mut self.fields {
-            if name.eq_ignore_ascii_case(from) {
-                name.clone_from(&to);
-                found = true;
-            }
+        if !self.contains(from) {
+            return false;
         }
-        found
+        let to = to.to_ascii_lowercase();
+        let mut wire = Vec::with_capacity(self.wire.len() + to.len());
+        for (n, v) in self.raw() {
+            let n = if n.eq_ignore_ascii_case(from.as_bytes()) {
+                to.as_bytes()
+            } else {
+                n
+            };
+            push_field(&mut wire, n, v);
+        }
+        self.wire = wire;
+        true
     }
 
-    /// All `(name, value)` pairs in order.
+    /// All `(name, value)` pairs in order (fields that are not UTF-8 are skipped).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.raw()
+            .filter_map(|(n, v)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?)))
     }
 
     /// The number of fields.
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.raw().count()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.wire.is_empty()
     }
 }
 
@@ -397,6 +457,18 @@ mod tests {
         assert!(h.remove("x-c"));
         assert!(!h.remove("x-c"));
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn wire_encoding_round_trips() {
+        let mut h = Headers::new();
+        h.append("x-a", "1");
+        h.append("x-b", "zwei");
+        h.append("x-a", "");
+        assert_eq!(Headers::from_wire(h.clone().into_wire()), h);
+        let mut truncated = h.clone().into_wire();
+        truncated.pop();
+        assert_eq!(Headers::from_wire(truncated).len(), 2);
     }
 
     #[test]

@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::gateway::plugin::handler::{PluginInfo, RequestOutcome, ResponseOutcome};
-pub use gateway::plugin::types::{Phases, Request, Response};
+pub use self::exports::gateway::plugin::handler::{PluginInfo, RequestOutcome, ResponseOutcome};
+pub use self::gateway::plugin::types::{Phases, Request, Response};

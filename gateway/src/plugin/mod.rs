@@ -5,11 +5,13 @@ mod bindings;
 mod engine;
 mod host;
 mod pool;
+mod wire;
 
 pub use bindings::{Phases, PluginInfo, Request, RequestOutcome, Response, ResponseOutcome};
 pub use engine::{CompiledPlugin, EPOCH_TICK, PluginEngine};
 pub use host::Context;
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
+pub use wire::{decode_headers, encode_headers};
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
