@@ -5,7 +5,7 @@
 
 use gateway::config::OnError;
 use gateway::pipeline::{Entry, Pipeline};
-use gateway::plugin::{Context, EntryLimits, InstancePool, PluginEngine, Request};
+use gateway::plugin::{Context, EntryLimits, HostEnv, InstancePool, PluginEngine, Request};
 use std::time::{Duration, Instant};
 
 fn request() -> Request {
@@ -40,9 +40,15 @@ async fn pipeline(engine: &PluginEngine, bytes: &[u8], config: &str) -> Pipeline
         memory: 64 << 20,
         pool_size: 4,
     };
-    let pool = InstancePool::new(engine.engine(), compiled.pre, config.to_string(), limits)
-        .await
-        .expect("init");
+    let pool = InstancePool::new(
+        engine.engine(),
+        compiled.pre,
+        config.to_string(),
+        limits,
+        HostEnv::default(),
+    )
+    .await
+    .expect("init");
     Pipeline::new(vec![Entry {
         reference: "bench".into(),
         pool,

@@ -12,6 +12,7 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str)] = &[
     ("plugin-headers", "plugin_headers"),
     ("plugin-respond", "plugin_respond"),
+    ("plugin-key-auth", "plugin_key_auth"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),
     ("body-reader-plugin", "body_reader_plugin"),

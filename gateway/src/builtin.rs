@@ -1,26 +1,54 @@
 //! The built-in plugins, compiled by `build.rs` and embedded in the binary.
 
-/// `(name in config, component bytes)`.
-const BUILTINS: &[(&str, &[u8])] = &[
-    (
-        "headers",
-        include_bytes!(concat!(env!("GATEWAY_PLUGIN_DIR"), "/plugin_headers.wasm")),
-    ),
-    (
-        "respond",
-        include_bytes!(concat!(env!("GATEWAY_PLUGIN_DIR"), "/plugin_respond.wasm")),
-    ),
+use crate::plugin::Capability;
+
+/// One built-in: its name in config, its component and the host capabilities
+/// it is granted without a `grants` line (the ones its code imports).
+struct Builtin {
+    name: &'static str,
+    bytes: &'static [u8],
+    grants: &'static [Capability],
+}
+
+macro_rules! component {
+    ($stem:literal) => {
+        include_bytes!(concat!(env!("GATEWAY_PLUGIN_DIR"), "/", $stem, ".wasm"))
+    };
+}
+
+const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "headers",
+        bytes: component!("plugin_headers"),
+        grants: &[],
+    },
+    Builtin {
+        name: "respond",
+        bytes: component!("plugin_respond"),
+        grants: &[],
+    },
+    Builtin {
+        name: "key-auth",
+        bytes: component!("plugin_key_auth"),
+        grants: &[Capability::Consumers],
+    },
 ];
+
+fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|builtin| builtin.name == name)
+}
 
 /// The component bytes of the built-in called `name`.
 pub fn find(name: &str) -> Option<&'static [u8]> {
-    BUILTINS
-        .iter()
-        .find(|(builtin, _)| *builtin == name)
-        .map(|(_, bytes)| *bytes)
+    builtin(name).map(|builtin| builtin.bytes)
+}
+
+/// The capabilities the built-in called `name` is granted implicitly.
+pub fn grants(name: &str) -> &'static [Capability] {
+    builtin(name).map_or(&[], |builtin| builtin.grants)
 }
 
 /// The names of all built-ins, for error messages.
 pub fn names() -> Vec<&'static str> {
-    BUILTINS.iter().map(|(name, _)| *name).collect()
+    BUILTINS.iter().map(|builtin| builtin.name).collect()
 }

@@ -106,6 +106,10 @@ async fn process<'rt>(
     }
     let (mut parts, body) = request.into_parts();
     let mut body = limit_body(body, limit);
+    // Plugins see the id the client will get back (to quote it in their answers).
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        parts.headers.insert(X_REQUEST_ID.clone(), value);
+    }
 
     let pipeline = &route.pipeline;
     let mut context = Context::new();

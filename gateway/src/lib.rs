@@ -12,6 +12,7 @@ pub mod builtin;
 pub mod config;
 pub mod error;
 pub mod handler;
+pub mod identity;
 pub mod pipeline;
 pub mod plugin;
 pub mod proxy;

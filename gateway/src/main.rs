@@ -40,6 +40,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the stored form of an API key (`hmac-sha256:...`) for a consumer's
+    /// `keys = [{ hash = "..." }]`. Reads the key from stdin and the secret from
+    /// the environment variable named by --secret-env.
+    HashKey {
+        /// The environment variable holding `identity.key_hash_secret`.
+        #[arg(long, default_value = "GATEWAY_KEY_HASH_SECRET")]
+        secret_env: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,6 +67,7 @@ fn main() -> ExitCode {
             init_logging(LogFormat::Text);
             check(config)
         }
+        Command::HashKey { secret_env } => hash_key(&secret_env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +76,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn hash_key(secret_env: &str) -> anyhow::Result<()> {
+    let secret = std::env::var(secret_env)
+        .with_context(|| format!("set {secret_env} to the identity.key_hash_secret value"))?;
+    let mut key = String::new();
+    std::io::stdin()
+        .read_line(&mut key)
+        .context("cannot read the key from stdin")?;
+    let key = key.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(key.len() >= 8, "an API key must be at least 8 characters");
+    println!("{}", gateway::identity::hash_key(secret.as_bytes(), key));
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {

@@ -4,8 +4,9 @@
 
 use crate::builtin;
 use crate::config::{Config, ConfigError, PluginEntryConfig, Source};
+use crate::identity::Consumers;
 use crate::pipeline::{Entry, Pipeline};
-use crate::plugin::{EntryLimits, InstancePool, PluginEngine};
+use crate::plugin::{Capability, CompiledPlugin, EntryLimits, HostEnv, InstancePool, PluginEngine};
 use crate::proxy::{TrustedProxies, Upstream};
 use crate::router::{RouteSpec, Router, RouterError};
 use http::Method;
@@ -78,12 +79,16 @@ impl Runtime {
             );
         }
 
+        let env = HostEnv {
+            consumers: Arc::new(Consumers::build(source, config)?),
+        };
+
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut specs = Vec::with_capacity(config.routes.len());
         let mut names: Vec<String> = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             let (route, spec) =
-                build_route(source, config, route, &upstreams, &names, engine).await?;
+                build_route(source, config, route, &upstreams, &names, engine, &env).await?;
             names.push(route.name.clone());
             specs.push(spec);
             routes.push(route);
@@ -117,6 +122,7 @@ async fn build_route(
     upstreams: &HashMap<String, Arc<Upstream>>,
     earlier: &[String],
     engine: &PluginEngine,
+    env: &HostEnv,
 ) -> Result<(Route, RouteSpec), ConfigError> {
     let route = spanned.get_ref();
     let name = route.name.get_ref().clone();
@@ -201,7 +207,7 @@ async fn build_route(
 
     let mut entries = Vec::with_capacity(route.plugins.len());
     for entry in &route.plugins {
-        entries.push(build_entry(source, config, &name, entry, engine).await?);
+        entries.push(build_entry(source, config, &name, entry, engine, env).await?);
     }
 
     let spec = RouteSpec {
@@ -227,13 +233,15 @@ async fn build_entry(
     route: &str,
     spanned: &Spanned<PluginEntryConfig>,
     engine: &PluginEngine,
+    env: &HostEnv,
 ) -> Result<Entry, ConfigError> {
     let entry = spanned.get_ref();
     let reference = entry.plugin.get_ref();
     let at_plugin =
         |msg: String| source.error(entry.plugin.span(), format!("route `{route}`: {msg}"));
 
-    let bytes: std::borrow::Cow<'static, [u8]> = if reference.ends_with(".wasm") {
+    let is_path = reference.ends_with(".wasm");
+    let bytes: std::borrow::Cow<'static, [u8]> = if is_path {
         let path = source.base_dir().join(reference);
         std::fs::read(&path)
             .map(Into::into)
@@ -249,6 +257,7 @@ async fn build_entry(
     let compiled = engine
         .compile(&bytes)
         .map_err(|e| at_plugin(format!("plugin `{reference}`: {e}")))?;
+    check_grants(source, route, entry, &compiled, is_path)?;
 
     let defaults = &config.plugin_defaults;
     let limits = EntryLimits {
@@ -268,18 +277,24 @@ async fn build_entry(
         })?,
         None => "{}".to_string(),
     };
-    let pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits)
-        .await
-        .map_err(|e| {
-            let span = entry
-                .config
-                .as_ref()
-                .map_or(entry.plugin.span(), |c| c.span());
-            source.error(
-                span,
-                format!("route `{route}`: plugin `{reference}` rejected its config: {e}"),
-            )
-        })?;
+    let pool = InstancePool::new(
+        engine.engine(),
+        compiled.pre,
+        config_json,
+        limits,
+        env.clone(),
+    )
+    .await
+    .map_err(|e| {
+        let span = entry
+            .config
+            .as_ref()
+            .map_or(entry.plugin.span(), |c| c.span());
+        source.error(
+            span,
+            format!("route `{route}`: plugin `{reference}` rejected its config: {e}"),
+        )
+    })?;
     tracing::debug!(route, plugin = pool.name(), hash = %compiled.hash, "plugin entry ready");
     Ok(Entry {
         reference: reference.clone(),
@@ -287,4 +302,50 @@ async fn build_entry(
         on_error: entry.on_error,
         max_body: entry.max_body.unwrap_or(defaults.max_body).as_usize(),
     })
+}
+
+/// Refuses a plugin that imports a host interface its entry does not grant.
+/// Built-ins are granted what they are known to need; a `.wasm` file gets only
+/// its entry's `grants`.
+fn check_grants(
+    source: &Source,
+    route: &str,
+    entry: &PluginEntryConfig,
+    compiled: &CompiledPlugin,
+    is_path: bool,
+) -> Result<(), ConfigError> {
+    let reference = entry.plugin.get_ref();
+    let mut granted: Vec<Capability> = if is_path {
+        Vec::new()
+    } else {
+        builtin::grants(reference).to_vec()
+    };
+    for grant in &entry.grants {
+        let capability = Capability::from_name(grant.get_ref()).ok_or_else(|| {
+            let known: Vec<&str> = Capability::ALL.iter().map(|c| c.name()).collect();
+            source.error(
+                grant.span(),
+                format!(
+                    "route `{route}`: unknown grant `{}`: grantable capabilities are {}",
+                    grant.get_ref(),
+                    known.join(", ")
+                ),
+            )
+        })?;
+        granted.push(capability);
+    }
+    match compiled
+        .capabilities
+        .iter()
+        .find(|needed| !granted.contains(needed))
+    {
+        None => Ok(()),
+        Some(missing) => Err(source.error(
+            entry.plugin.span(),
+            format!(
+                "route `{route}`: plugin `{reference}` imports gateway:plugin/{name} but its entry does not grant it; add grants = [\"{name}\"] to the entry if you trust the plugin with it",
+                name = missing.name()
+            ),
+        )),
+    }
 }

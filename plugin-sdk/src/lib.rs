@@ -55,7 +55,10 @@
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod bindings;
+pub mod consumers;
 mod context;
+/// Signature verification (JWS), HMAC and digests, computed by the host.
+pub mod crypto;
 mod export;
 mod host;
 mod http;

@@ -4,8 +4,12 @@
 //! then checks what only makes sense as a whole (routes against upstreams, plugins
 //! against their components) and reports those errors at the offending key too.
 
+mod identity;
 mod units;
 
+pub use identity::{
+    ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
+};
 pub use units::{ByteSize, Duration};
 
 use serde::Deserialize;
@@ -121,6 +125,15 @@ pub struct Config {
     /// Routes, matched most-specific first regardless of order.
     #[serde(default)]
     pub routes: Vec<Spanned<RouteConfig>>,
+    /// Settings shared by consumers.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// The callers of the API and their credentials.
+    #[serde(default)]
+    pub consumers: Vec<Spanned<ConsumerConfig>>,
+    /// Usage plans consumers belong to.
+    #[serde(default)]
+    pub usage_plans: BTreeMap<String, Spanned<UsagePlanConfig>>,
 }
 
 /// `[server]`.
@@ -295,6 +308,10 @@ pub struct PluginEntryConfig {
     /// Overrides `plugin_defaults.pool_size`.
     #[serde(default)]
     pub pool_size: Option<usize>,
+    /// Host capabilities granted to this entry's plugin (`"crypto"`, ...). A
+    /// component importing an interface its entry does not grant is refused.
+    #[serde(default)]
+    pub grants: Vec<Spanned<String>>,
     /// Passed to the plugin's `init` as JSON.
     #[serde(default)]
     pub config: Option<Spanned<toml::Table>>,

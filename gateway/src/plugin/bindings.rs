@@ -8,6 +8,9 @@ wasmtime::component::bindgen!({
     // and so that later host capabilities can do network I/O. Our own imports
     // (log, clock, context) never block and stay synchronous.
     exports: { default: async },
+    with: {
+        "gateway:plugin/crypto.verifying-key": super::crypto::VerifyingKey,
+    },
 });
 
 pub use self::exports::gateway::plugin::handler::{PluginInfo, RequestOutcome, ResponseOutcome};

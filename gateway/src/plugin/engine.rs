@@ -22,6 +22,43 @@ pub struct CompiledPlugin {
     pub hash: String,
     /// Linked and ready to instantiate.
     pub pre: super::bindings::PluginPre<HostState>,
+    /// The grantable host interfaces the component imports (`crypto`, ...).
+    pub capabilities: Vec<Capability>,
+}
+
+/// A host interface a pipeline entry must grant before its plugin may import it.
+/// `log`, `clock` and `context` (and the sandboxed rest of WASI) need no grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// `gateway:plugin/crypto`: signature, MAC and digest primitives.
+    Crypto,
+    /// `gateway:plugin/consumers`: the configured consumers and their keys.
+    Consumers,
+}
+
+impl Capability {
+    /// Every capability, in the order the docs list them.
+    pub const ALL: [Capability; 2] = [Capability::Crypto, Capability::Consumers];
+
+    /// The name used in `grants = [...]` and in the WIT package.
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Crypto => "crypto",
+            Capability::Consumers => "consumers",
+        }
+    }
+
+    /// The capability called `name` in config.
+    pub fn from_name(name: &str) -> Option<Capability> {
+        Capability::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The capability a component import names, if the import is grantable.
+    fn of_import(import: &str) -> Option<Capability> {
+        let interface = import.strip_prefix("gateway:plugin/")?;
+        let interface = interface.split('@').next().unwrap_or(interface);
+        Capability::from_name(interface)
+    }
 }
 
 /// The engine and everything that lives as long as the process.
@@ -95,9 +132,16 @@ impl PluginEngine {
         })?;
         let pre = super::bindings::PluginPre::new(instance_pre)
             .map_err(|e| PluginError::Link(format!("{e:#}")))?;
+        let mut capabilities: Vec<Capability> = component
+            .component_type()
+            .imports(&self.engine)
+            .filter_map(|(name, _)| Capability::of_import(name))
+            .collect();
+        capabilities.dedup();
         let compiled = CompiledPlugin {
             hash: hash.clone(),
             pre,
+            capabilities,
         };
         self.lock().insert(hash, compiled.clone());
         Ok(compiled)

@@ -1,7 +1,8 @@
 //! The host side of the imports every plugin is granted (`log`, `clock`,
 //! `context`), and the per-instance state a `Store` carries.
 
-use super::bindings::gateway::plugin::{clock, context, log, types};
+use super::bindings::gateway::plugin::{clock, consumers, context, log, types};
+use crate::identity::{Consumer, Consumers};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -21,22 +22,34 @@ const MAX_CONTEXT_VALUE: usize = 16 * 1024;
 /// The per-request key/value shared by a pipeline's plugins.
 pub type Context = HashMap<String, String>;
 
+/// What the host interfaces serve from, shared by every instance built from
+/// one config.
+#[derive(Clone, Default)]
+pub struct HostEnv {
+    /// `[[consumers]]`, for the `consumers` interface.
+    pub consumers: Arc<Consumers>,
+}
+
 /// What a `Store` carries for one plugin instance.
 pub struct HostState {
     /// The plugin's name, for logs.
     pub plugin: Arc<str>,
+    /// Shared state the host interfaces read.
+    pub env: HostEnv,
+    /// Verifying keys the instance holds (resources live in `table`).
+    pub keys: usize,
     /// The current request's context, moved in for the length of one call.
     pub context: Context,
     /// Enforces the instance's memory cap and remembers hitting it.
     pub limiter: MemoryLimiter,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     started: Instant,
 }
 
 impl HostState {
     /// State for a fresh instance with `memory_limit` bytes of linear memory.
-    pub fn new(plugin: Arc<str>, memory_limit: usize) -> Self {
+    pub fn new(plugin: Arc<str>, env: HostEnv, memory_limit: usize) -> Self {
         // No preopened directories, no environment, no arguments, no sockets; the
         // standard streams go nowhere. What is left of WASI is random numbers and
         // clocks, which the Rust standard library needs to start.
@@ -47,6 +60,8 @@ impl HostState {
             .build();
         Self {
             plugin,
+            env,
+            keys: 0,
             context: Context::new(),
             limiter: MemoryLimiter::new(memory_limit),
             wasi,
@@ -169,5 +184,24 @@ impl context::Host for HostState {
 
     fn keys(&mut self) -> Vec<String> {
         self.context.keys().cloned().collect()
+    }
+}
+
+impl consumers::Host for HostState {
+    fn find_by_key(&mut self, key: String) -> Option<consumers::Consumer> {
+        self.env.consumers.find_by_key(&key).map(|c| to_wit(&c))
+    }
+
+    fn get(&mut self, name: String) -> Option<consumers::Consumer> {
+        self.env.consumers.get(&name).map(|c| to_wit(&c))
+    }
+}
+
+fn to_wit(consumer: &Consumer) -> consumers::Consumer {
+    consumers::Consumer {
+        name: consumer.name.clone(),
+        groups: consumer.groups.clone(),
+        plan: consumer.plan.clone(),
+        metadata: consumer.metadata.clone(),
     }
 }

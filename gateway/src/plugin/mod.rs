@@ -2,14 +2,15 @@
 //! pools of warm instances per pipeline entry.
 
 mod bindings;
+mod crypto;
 mod engine;
 mod host;
 mod pool;
 mod wire;
 
 pub use bindings::{Phases, PluginInfo, Request, RequestOutcome, Response, ResponseOutcome};
-pub use engine::{CompiledPlugin, EPOCH_TICK, PluginEngine};
-pub use host::Context;
+pub use engine::{Capability, CompiledPlugin, EPOCH_TICK, PluginEngine};
+pub use host::{Context, HostEnv};
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
 pub use wire::{decode_headers, encode_headers};
 

@@ -11,7 +11,7 @@ use super::bindings::{
     Phases, Plugin, PluginInfo, PluginPre, Request, RequestOutcome, Response, ResponseOutcome,
 };
 use super::engine::EPOCH_TICK;
-use super::host::{Context, HostState};
+use super::host::{Context, HostEnv, HostState};
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +79,7 @@ pub struct InstancePool {
     pre: PluginPre<HostState>,
     name: Arc<str>,
     config_json: String,
+    env: HostEnv,
     limits: EntryLimits,
     deadline_ticks: u64,
     idle: ArrayQueue<Instance>,
@@ -98,6 +99,7 @@ impl InstancePool {
         pre: PluginPre<HostState>,
         config_json: String,
         limits: EntryLimits,
+        env: HostEnv,
     ) -> Result<Self, PluginError> {
         let deadline_ticks =
             (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
@@ -105,6 +107,7 @@ impl InstancePool {
         let mut store = new_store(
             engine,
             Arc::from("(loading)"),
+            &env,
             limits.memory,
             deadline_ticks,
         );
@@ -123,6 +126,7 @@ impl InstancePool {
             pre,
             name,
             config_json,
+            env,
             limits,
             deadline_ticks,
             idle: ArrayQueue::new(limits.pool_size.max(1)),
@@ -231,6 +235,7 @@ impl InstancePool {
         let mut store = new_store(
             &self.engine,
             self.name.clone(),
+            &self.env,
             self.limits.memory,
             self.deadline_ticks,
         );
@@ -261,10 +266,11 @@ enum InitFailure {
 fn new_store(
     engine: &Engine,
     name: Arc<str>,
+    env: &HostEnv,
     memory: usize,
     deadline_ticks: u64,
 ) -> Store<HostState> {
-    let mut store = Store::new(engine, HostState::new(name, memory));
+    let mut store = Store::new(engine, HostState::new(name, env.clone(), memory));
     store.limiter(|state| &mut state.limiter);
     store.epoch_deadline_trap();
     store.set_epoch_deadline(deadline_ticks);

@@ -1,0 +1,330 @@
+//! Consumers and their API keys, as the `consumers` host interface serves them.
+//!
+//! Keys are held only as keyed hashes: HMAC-SHA256 under `identity.key_hash_secret`
+//! (or, when no key is configured by hash, under a random per-process secret).
+//! A presented key is hashed once and looked up by its digest, so the cost does
+//! not grow with the number of consumers. The lookup compares digests, not keys:
+//! timing can at most reveal bytes of an HMAC output the caller cannot compute,
+//! which says nothing about any stored key.
+
+use crate::config::{Config, ConfigError, KeyConfig, Secret, Source};
+use aws_lc_rs::hmac;
+use std::collections::HashMap;
+use std::sync::Arc;
+use toml::Spanned;
+
+/// The prefix of a stored key hash.
+pub const HASH_PREFIX: &str = "hmac-sha256:";
+
+/// A consumer as plugins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// Unique name.
+    pub name: String,
+    /// Group names.
+    pub groups: Vec<String>,
+    /// Usage plan, if any.
+    pub plan: Option<String>,
+    /// Free-form metadata.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Every consumer of one config, indexed by name and by key digest.
+#[derive(Default)]
+pub struct Consumers {
+    by_name: HashMap<String, Arc<Consumer>>,
+    by_key: HashMap<[u8; 32], Arc<Consumer>>,
+    key: Option<hmac::Key>,
+}
+
+impl Consumers {
+    /// Checks and indexes `config.consumers`, reading keys from the environment
+    /// and files as configured.
+    pub fn build(source: &Source, config: &Config) -> Result<Self, ConfigError> {
+        let secret = match &config.identity.key_hash_secret {
+            Some(secret) => Some(resolve_secret(source, secret).map_err(|e| {
+                source.error(secret.span(), format!("identity.key_hash_secret: {e}"))
+            })?),
+            None => None,
+        };
+        if let Some(secret) = &secret
+            && secret.len() < 16
+        {
+            return Err(source.error(
+                config.identity.key_hash_secret.as_ref().map_or(0..0, Spanned::span),
+                "identity.key_hash_secret must be at least 16 bytes; use 32 random bytes, for example `openssl rand -hex 32`",
+            ));
+        }
+        let key = match &secret {
+            Some(secret) => hmac::Key::new(hmac::HMAC_SHA256, secret),
+            None => {
+                let mut random = [0u8; 32];
+                aws_lc_rs::rand::fill(&mut random).map_err(|_| ConfigError::Unreadable {
+                    file: source.path.display().to_string(),
+                    message: "no system randomness for the API key hash".into(),
+                })?;
+                hmac::Key::new(hmac::HMAC_SHA256, &random)
+            }
+        };
+
+        let mut consumers = Consumers {
+            key: Some(key),
+            ..Consumers::default()
+        };
+        for spanned in &config.consumers {
+            let entry = spanned.get_ref();
+            let name = entry.name.get_ref();
+            if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+                return Err(source.error(
+                    entry.name.span(),
+                    "a consumer name must be 1 to 128 printable characters",
+                ));
+            }
+            if consumers.by_name.contains_key(name) {
+                return Err(source.error(entry.name.span(), format!("duplicate consumer `{name}`")));
+            }
+            if let Some(plan) = &entry.plan
+                && !config.usage_plans.contains_key(plan.get_ref())
+            {
+                let known: Vec<&str> = config.usage_plans.keys().map(String::as_str).collect();
+                return Err(source.error(
+                    plan.span(),
+                    format!(
+                        "consumer `{name}`: unknown usage plan `{}`; plans defined: {}",
+                        plan.get_ref(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+            let consumer = Arc::new(Consumer {
+                name: name.clone(),
+                groups: entry.groups.clone(),
+                plan: entry.plan.as_ref().map(|p| p.get_ref().clone()),
+                metadata: entry
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            });
+            for key in &entry.keys {
+                let digest = consumers
+                    .key_digest(source, key, secret.is_some())
+                    .map_err(|e| source.error(key.span(), format!("consumer `{name}`: {e}")))?;
+                if let Some(owner) = consumers.by_key.get(&digest) {
+                    return Err(source.error(
+                        key.span(),
+                        format!(
+                            "consumer `{name}`: this key is already a key of consumer `{}`; keys must be unique",
+                            owner.name
+                        ),
+                    ));
+                }
+                consumers.by_key.insert(digest, consumer.clone());
+            }
+            consumers.by_name.insert(name.clone(), consumer);
+        }
+        Ok(consumers)
+    }
+
+    fn key_digest(
+        &self,
+        source: &Source,
+        key: &Spanned<KeyConfig>,
+        has_secret: bool,
+    ) -> Result<[u8; 32], String> {
+        let key = key.get_ref();
+        let given = [&key.hash, &key.env, &key.file, &key.plaintext]
+            .iter()
+            .filter(|source| source.is_some())
+            .count();
+        if given != 1 {
+            return Err("a key needs exactly one of hash, env, file or plaintext".to_string());
+        }
+        if let Some(hash) = &key.hash {
+            if !has_secret {
+                return Err(
+                    "a key given by hash needs identity.key_hash_secret, the secret it was hashed with"
+                        .to_string(),
+                );
+            }
+            return parse_hash(hash);
+        }
+        let plain = if let Some(env) = &key.env {
+            read_env(env)?
+        } else if let Some(file) = &key.file {
+            read_file(source, file)?
+        } else if let Some(plain) = &key.plaintext {
+            tracing::warn!(
+                "an API key is written in clear in the config; use hash, env or file outside local development"
+            );
+            plain.clone()
+        } else {
+            return Err("a key needs exactly one of hash, env, file or plaintext".to_string());
+        };
+        if plain.len() < 8 {
+            return Err("an API key must be at least 8 characters".to_string());
+        }
+        Ok(self.digest(&plain))
+    }
+
+    fn digest(&self, key: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        if let Some(hmac_key) = &self.key {
+            out.copy_from_slice(hmac::sign(hmac_key, key.as_bytes()).as_ref());
+        }
+        out
+    }
+
+    /// The consumer owning `key`.
+    pub fn find_by_key(&self, key: &str) -> Option<Arc<Consumer>> {
+        if self.by_key.is_empty() || key.is_empty() || key.len() > 4096 {
+            return None;
+        }
+        self.by_key.get(&self.digest(key)).cloned()
+    }
+
+    /// The consumer called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Consumer>> {
+        self.by_name.get(name).cloned()
+    }
+
+    /// How many consumers there are.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// `hmac-sha256:<hex>` for `key` under `secret`, as stored in config.
+pub fn hash_key(secret: &[u8], key: &str) -> String {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), key.as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{HASH_PREFIX}{hex}")
+}
+
+fn parse_hash(text: &str) -> Result<[u8; 32], String> {
+    let hint = || {
+        format!(
+            "invalid key hash: expected {HASH_PREFIX} and 64 hex digits, as printed by `gateway hash-key`"
+        )
+    };
+    let hex = text.strip_prefix(HASH_PREFIX).ok_or_else(hint)?;
+    if hex.len() != 64 {
+        return Err(hint());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(hint)?, 16)
+            .map_err(|_| hint())?;
+    }
+    Ok(out)
+}
+
+fn read_env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
+}
+
+fn read_file(source: &Source, file: &str) -> Result<String, String> {
+    let path = source.base_dir().join(file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+}
+
+/// The bytes of `secret`, read from wherever it lives.
+pub fn resolve_secret(source: &Source, secret: &Spanned<Secret>) -> Result<Vec<u8>, String> {
+    match secret.get_ref() {
+        Secret::Inline(text) => {
+            tracing::warn!(
+                "a secret is written inline in the config; prefer {{ env = \"...\" }} or {{ file = \"...\" }}"
+            );
+            Ok(text.as_bytes().to_vec())
+        }
+        Secret::Env { env } => read_env(env).map(String::into_bytes),
+        Secret::File { file } => read_file(source, file).map(String::into_bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn build(text: &str) -> Result<Consumers, String> {
+        let source = Source::from_text(Path::new("t.toml"), text.to_string());
+        let config = source.parse().map_err(|e| e.to_string())?;
+        Consumers::build(&source, &config).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn keys_by_plaintext_and_hash_find_their_consumer() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let hashed = hash_key(secret.as_bytes(), "bob-key-123456");
+        let consumers = build(&format!(
+            r#"
+[identity]
+key_hash_secret = "{secret}"
+[[consumers]]
+name = "alice"
+keys = [{{ plaintext = "alice-key-1234" }}]
+[[consumers]]
+name = "bob"
+groups = ["gold"]
+keys = [{{ hash = "{hashed}" }}]
+"#
+        ));
+        let consumers = consumers.unwrap_or_default();
+        assert_eq!(consumers.len(), 2);
+        assert_eq!(
+            consumers
+                .find_by_key("alice-key-1234")
+                .map(|c| c.name.clone()),
+            Some("alice".to_string())
+        );
+        assert_eq!(
+            consumers
+                .find_by_key("bob-key-123456")
+                .map(|c| c.groups.clone()),
+            Some(vec!["gold".to_string()])
+        );
+        assert!(consumers.find_by_key("bob-key-12345").is_none());
+        assert!(consumers.find_by_key("").is_none());
+    }
+
+    #[test]
+    fn bad_consumers_are_located() {
+        let err = build("[[consumers]]\nname = \"a\"\nkeys = [{ hash = \"hmac-sha256:00\" }]\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with(
+                "t.toml:3:9: consumer `a`: a key given by hash needs identity.key_hash_secret"
+            ),
+            "{err}"
+        );
+        let err = build("[[consumers]]\nname = \"a\"\nplan = \"gold\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("t.toml:3:8: consumer `a`: unknown usage plan `gold`"),
+            "{err}"
+        );
+        let err = build("[[consumers]]\nname = \"a\"\n[[consumers]]\nname = \"a\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("t.toml:4:8: duplicate consumer `a`"),
+            "{err}"
+        );
+        let err = build("[[consumers]]\nname = \"a\"\nkeys = [{ plaintext = \"same-key-1\" }]\n[[consumers]]\nname = \"b\"\nkeys = [{ plaintext = \"same-key-1\" }]\n").err().unwrap_or_default();
+        assert!(err.contains("already a key of consumer `a`"), "{err}");
+    }
+}

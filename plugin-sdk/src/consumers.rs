@@ -1,0 +1,75 @@
+//! The consumers configured in the gateway (`[[consumers]]`): look one up by API
+//! key or by name. Needs the `consumers` grant.
+//!
+//! Natively there is no gateway, so tests register consumers with
+//! [`register`] first; lookups then behave as the host's would.
+
+/// A caller of the API, as configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Consumer {
+    /// Unique name.
+    pub name: String,
+    /// Group names.
+    pub groups: Vec<String>,
+    /// The usage plan, if any.
+    pub plan: Option<String>,
+    /// Free-form metadata.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// The consumer an API key belongs to. The gateway compares keyed hashes of
+/// keys; stored keys never reach a plugin.
+pub fn find_by_key(key: &str) -> Option<Consumer> {
+    #[cfg(target_arch = "wasm32")]
+    return crate::bindings::gateway::plugin::consumers::find_by_key(key).map(Consumer::from);
+    #[cfg(not(target_arch = "wasm32"))]
+    return native::REGISTRY.with_borrow(|registry| {
+        registry
+            .iter()
+            .find(|(_, keys)| keys.iter().any(|k| k == key))
+            .map(|(consumer, _)| consumer.clone())
+    });
+}
+
+/// The consumer called `name` (for example a JWT's `sub` claim).
+pub fn get(name: &str) -> Option<Consumer> {
+    #[cfg(target_arch = "wasm32")]
+    return crate::bindings::gateway::plugin::consumers::get(name).map(Consumer::from);
+    #[cfg(not(target_arch = "wasm32"))]
+    return native::REGISTRY.with_borrow(|registry| {
+        registry
+            .iter()
+            .find(|(consumer, _)| consumer.name == name)
+            .map(|(consumer, _)| consumer.clone())
+    });
+}
+
+/// Registers `consumer` with its API `keys` for native tests (this thread only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn register(consumer: Consumer, keys: &[&str]) {
+    native::REGISTRY.with_borrow_mut(|registry| {
+        registry.push((consumer, keys.iter().map(|k| (*k).to_string()).collect()));
+    });
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use super::Consumer;
+    use std::cell::RefCell;
+
+    thread_local! {
+        pub static REGISTRY: RefCell<Vec<(Consumer, Vec<String>)>> = const { RefCell::new(Vec::new()) };
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+impl From<crate::bindings::gateway::plugin::consumers::Consumer> for Consumer {
+    fn from(c: crate::bindings::gateway::plugin::consumers::Consumer) -> Self {
+        Consumer {
+            name: c.name,
+            groups: c.groups,
+            plan: c.plan,
+            metadata: c.metadata,
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The built-in `key-auth` plugin: API keys, as in Kong's key-auth and AWS API
+//! Gateway's `x-api-key`.
+//!
+//! The key is read from the configured headers, then the configured query
+//! parameters, and looked up with the gateway's `consumers` interface (the host
+//! compares keyed hashes; no plugin ever holds a stored key). On success the
+//! consumer goes into the request context (`consumer`, `consumer.groups`,
+//! `consumer.plan`) for later plugins such as rate limiting, optionally into
+//! `x-consumer-*` headers for the upstream, and the key is stripped before the
+//! request is proxied. On failure the client gets 401 with a
+//! `WWW-Authenticate` challenge and a JSON body.
+//!
+//! Whatever the outcome, headers under the consumer header prefix that the
+//! client sent are removed first, so a client cannot claim to be a consumer.
+
+use plugin_sdk::consumers::{self, Consumer};
+use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response, log};
+use serde::Deserialize;
+
+/// Context key holding the authenticated consumer's name.
+pub const CONTEXT_CONSUMER: &str = "consumer";
+/// Context key holding the consumer's groups, comma-separated.
+pub const CONTEXT_GROUPS: &str = "consumer.groups";
+/// Context key holding the consumer's usage plan.
+pub const CONTEXT_PLAN: &str = "consumer.plan";
+/// Context key naming the method that authenticated the request.
+pub const CONTEXT_AUTH: &str = "auth.method";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Request headers that may carry the key, tried in order.
+    #[serde(default = "default_headers")]
+    headers: Vec<String>,
+    /// Query parameters that may carry the key, tried after the headers.
+    #[serde(default)]
+    query: Vec<String>,
+    /// Remove the key from the request before it is proxied.
+    #[serde(default = "yes")]
+    hide_credentials: bool,
+    /// Send `<prefix>name`, `<prefix>groups` and `<prefix>plan` upstream.
+    #[serde(default = "yes")]
+    consumer_headers: bool,
+    /// The prefix of the consumer headers.
+    #[serde(default = "default_prefix")]
+    header_prefix: String,
+    /// The realm in the `WWW-Authenticate` challenge.
+    #[serde(default = "default_realm")]
+    realm: String,
+}
+
+fn default_headers() -> Vec<String> {
+    vec!["x-api-key".to_string()]
+}
+
+fn default_prefix() -> String {
+    "x-consumer-".to_string()
+}
+
+fn default_realm() -> String {
+    "gateway".to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The plugin with its checked settings.
+#[derive(Debug)]
+pub struct KeyAuth {
+    settings: Settings,
+    challenge: String,
+}
+
+/// Where a key was found.
+enum Found {
+    Header(String, String),
+    Query(String, String),
+}
+
+impl Found {
+    fn key(&self) -> &str {
+        match self {
+            Found::Header(_, key) | Found::Query(_, key) => key,
+        }
+    }
+}
+
+impl KeyAuth {
+    fn find_key(&self, req: &Request) -> Option<Found> {
+        for name in &self.settings.headers {
+            if let Some(value) = req.headers().get(name) {
+                let value = value.trim();
+                if !value.is_empty() {
+                    return Some(Found::Header(name.clone(), value.to_string()));
+                }
+            }
+        }
+        if self.settings.query.is_empty() || req.query().is_empty() {
+            return None;
+        }
+        for name in &self.settings.query {
+            if let Some(value) = req.query_param(name)
+                && !value.is_empty()
+            {
+                return Some(Found::Query(name.clone(), value));
+            }
+        }
+        None
+    }
+
+    fn unauthorized(&self, req: &Request, reason: &str) -> Action {
+        let body = serde_json::json!({
+            "error": format!("unauthorized: {reason}"),
+            "status": 401,
+            "request_id": req.headers().get("x-request-id").unwrap_or_default(),
+        });
+        Action::Respond(
+            Response::json(401, &body).with_header("www-authenticate", self.challenge.clone()),
+        )
+    }
+
+    fn strip_spoofed(&self, req: &mut Request) {
+        let prefix = self.settings.header_prefix.as_str();
+        let spoofed: Vec<String> = req
+            .headers()
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        for name in spoofed {
+            req.headers_mut().remove(&name);
+        }
+    }
+
+    fn admit(&self, req: &mut Request, ctx: &mut Context, found: &Found, consumer: &Consumer) {
+        ctx.set(CONTEXT_CONSUMER, consumer.name.as_str());
+        ctx.set(CONTEXT_GROUPS, consumer.groups.join(","));
+        match &consumer.plan {
+            Some(plan) => ctx.set(CONTEXT_PLAN, plan.as_str()),
+            None => ctx.remove(CONTEXT_PLAN),
+        }
+        ctx.set(CONTEXT_AUTH, "key-auth");
+        if self.settings.hide_credentials {
+            match found {
+                Found::Header(name, _) => {
+                    req.headers_mut().remove(name);
+                }
+                Found::Query(name, _) => {
+                    req.remove_query_param(name);
+                }
+            }
+        }
+        if self.settings.consumer_headers {
+            let prefix = &self.settings.header_prefix;
+            let headers = req.headers_mut();
+            headers.set(&format!("{prefix}name"), consumer.name.as_str());
+            if !consumer.groups.is_empty() {
+                headers.set(&format!("{prefix}groups"), consumer.groups.join(","));
+            }
+            if let Some(plan) = &consumer.plan {
+                headers.set(&format!("{prefix}plan"), plan.as_str());
+            }
+        }
+    }
+}
+
+impl Plugin for KeyAuth {
+    const NAME: &'static str = "key-auth";
+    const PHASES: Phases = Phases::REQUEST;
+
+    fn init(config: Config) -> Result<Self, String> {
+        let mut settings: Settings = config.parse()?;
+        if settings.headers.is_empty() && settings.query.is_empty() {
+            return Err(
+                "key-auth needs at least one header or query parameter to read the key from".into(),
+            );
+        }
+        for name in &mut settings.headers {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(format!("key-auth: `{name}` is not a valid header name"));
+            }
+            *name = name.to_ascii_lowercase();
+        }
+        settings.header_prefix = settings.header_prefix.to_ascii_lowercase();
+        if settings.consumer_headers && settings.header_prefix.is_empty() {
+            return Err("key-auth: header_prefix must not be empty".into());
+        }
+        if settings.realm.contains('"') || settings.realm.chars().any(char::is_control) {
+            return Err("key-auth: realm must not contain quotes or control characters".into());
+        }
+        let challenge = format!(
+            "ApiKey realm=\"{}\"{}",
+            settings.realm,
+            settings
+                .headers
+                .first()
+                .map(|h| format!(", header=\"{h}\""))
+                .unwrap_or_default()
+        );
+        Ok(KeyAuth {
+            settings,
+            challenge,
+        })
+    }
+
+    fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
+        self.strip_spoofed(req);
+        let Some(found) = self.find_key(req) else {
+            return self.unauthorized(req, "missing API key");
+        };
+        match consumers::find_by_key(found.key()) {
+            Some(consumer) => {
+                self.admit(req, ctx, &found, &consumer);
+                Action::Continue
+            }
+            None => {
+                log::info(&format!(
+                    "key-auth: unknown API key on route `{}` from {}",
+                    req.route(),
+                    req.client_addr()
+                ));
+                self.unauthorized(req, "invalid API key")
+            }
+        }
+    }
+}
+
+plugin_sdk::export!(KeyAuth);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() {
+        consumers::register(
+            Consumer {
+                name: "alice".into(),
+                groups: vec!["gold".into(), "beta".into()],
+                plan: Some("gold".into()),
+                metadata: vec![],
+            },
+            &["alice-key-123"],
+        );
+    }
+
+    fn plugin(json: &str) -> KeyAuth {
+        match KeyAuth::init(Config::from_json(json)) {
+            Ok(plugin) => plugin,
+            Err(e) => panic!("init failed: {e}"),
+        }
+    }
+
+    fn status(action: &Action) -> Option<u16> {
+        match action {
+            Action::Respond(response) => Some(response.status()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn right_key_in_header_admits_and_strips_it() {
+        setup();
+        let auth = plugin("{}");
+        let mut req = Request::new("GET", "/x")
+            .with_header("x-api-key", "alice-key-123")
+            .with_header("x-consumer-name", "mallory");
+        let mut ctx = Context::new();
+        assert!(matches!(
+            auth.on_request(&mut req, &mut ctx),
+            Action::Continue
+        ));
+        assert_eq!(ctx.get(CONTEXT_CONSUMER).as_deref(), Some("alice"));
+        assert_eq!(ctx.get(CONTEXT_GROUPS).as_deref(), Some("gold,beta"));
+        assert_eq!(ctx.get(CONTEXT_PLAN).as_deref(), Some("gold"));
+        assert_eq!(req.headers().get("x-api-key"), None);
+        assert_eq!(req.headers().get("x-consumer-name"), Some("alice"));
+        assert_eq!(req.headers().get_all("x-consumer-name").count(), 1);
+    }
+
+    #[test]
+    fn wrong_or_missing_key_is_401_with_a_challenge() {
+        setup();
+        let auth = plugin("{}");
+        let mut ctx = Context::new();
+        let mut wrong = Request::new("GET", "/x").with_header("x-api-key", "alice-key-124");
+        let action = auth.on_request(&mut wrong, &mut ctx);
+        assert_eq!(status(&action), Some(401));
+        if let Action::Respond(response) = &action {
+            assert_eq!(
+                response.headers().get("www-authenticate"),
+                Some("ApiKey realm=\"gateway\", header=\"x-api-key\"")
+            );
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body().unwrap_or_default()).unwrap_or_default();
+            assert_eq!(body["error"], "unauthorized: invalid API key");
+        }
+        let mut missing = Request::new("GET", "/x");
+        assert_eq!(status(&auth.on_request(&mut missing, &mut ctx)), Some(401));
+        assert_eq!(ctx.get(CONTEXT_CONSUMER), None);
+    }
+
+    #[test]
+    fn key_in_query_only_when_configured() {
+        setup();
+        let mut ctx = Context::new();
+        let header_only = plugin("{}");
+        let mut req = Request::new("GET", "/x?api_key=alice-key-123&a=1");
+        assert_eq!(
+            status(&header_only.on_request(&mut req, &mut ctx)),
+            Some(401)
+        );
+
+        let with_query = plugin(r#"{"query": ["api_key"]}"#);
+        let mut req = Request::new("GET", "/x?api_key=alice-key-123&a=1");
+        assert!(matches!(
+            with_query.on_request(&mut req, &mut ctx),
+            Action::Continue
+        ));
+        assert_eq!(req.query(), "a=1");
+    }
+
+    #[test]
+    fn hide_credentials_off_keeps_the_key() {
+        setup();
+        let auth = plugin(r#"{"hide_credentials": false, "consumer_headers": false}"#);
+        let mut req = Request::new("GET", "/x").with_header("x-api-key", "alice-key-123");
+        assert!(matches!(
+            auth.on_request(&mut req, &mut Context::new()),
+            Action::Continue
+        ));
+        assert_eq!(req.headers().get("x-api-key"), Some("alice-key-123"));
+        assert_eq!(req.headers().get("x-consumer-name"), None);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert!(KeyAuth::init(Config::from_json(r#"{"headers": [], "query": []}"#)).is_err());
+        assert!(KeyAuth::init(Config::from_json(r#"{"headers": ["bad header"]}"#)).is_err());
+        assert!(KeyAuth::init(Config::from_json(r#"{"realm": "a\"b"}"#)).is_err());
+        assert!(KeyAuth::init(Config::from_json(r#"{"heders": ["x"]}"#)).is_err());
+    }
+}

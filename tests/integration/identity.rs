@@ -1,0 +1,221 @@
+//! Consumers, API keys and capability grants, through the real binary.
+
+use crate::support::{Gateway, Upstream, check, client, plugin_path, send};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// `gateway hash-key`, as an operator would run it.
+fn hash_key(key: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("hash-key")
+        .env("GATEWAY_KEY_HASH_SECRET", SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway hash-key");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{key}\n").as_bytes())
+        .expect("write key");
+    let output = child.wait_with_output().expect("hash-key output");
+    assert!(output.status.success(), "hash-key failed");
+    let hash = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert!(
+        hash.starts_with("hmac-sha256:") && hash.len() == 12 + 64,
+        "{hash}"
+    );
+    hash
+}
+
+fn request(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut builder = Request::get(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::default()).expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_auth_admits_known_keys_and_refuses_everything_else() {
+    let upstream = Upstream::start("api").await;
+    let bob_hash = hash_key("bob-key-0000000001");
+    let gw = Gateway::start_with_env(
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+[identity]
+key_hash_secret = {{ env = "KEY_SECRET" }}
+
+[usage_plans.gold]
+rate = "100/s"
+quota = "10000/day"
+
+[[consumers]]
+name = "alice"
+groups = ["admins", "beta"]
+plan = "gold"
+keys = [{{ plaintext = "alice-key-0000000001" }}]
+
+[[consumers]]
+name = "bob"
+keys = [{{ hash = "{bob_hash}" }}]
+
+[[consumers]]
+name = "carol"
+keys = [{{ env = "CAROL_KEY" }}]
+
+[upstreams.api]
+targets = ["{addr}"]
+
+[[routes]]
+name = "api"
+path = "/api/{{*rest}}"
+upstream = "api"
+
+[[routes.plugins]]
+plugin = "key-auth"
+config = {{ query = ["api_key"] }}
+"#,
+            addr = upstream.addr
+        ),
+        &[
+            ("KEY_SECRET", SECRET),
+            ("CAROL_KEY", "carol-key-0000000001"),
+        ],
+    );
+    let client = client();
+
+    // The right key, by each way of storing it.
+    for (key, name) in [
+        ("alice-key-0000000001", "alice"),
+        ("bob-key-0000000001", "bob"),
+        ("carol-key-0000000001", "carol"),
+    ] {
+        let reply = send(&client, request(&gw.url("/api/x"), &[("x-api-key", key)])).await;
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+        let seen = &reply.json()["headers"];
+        assert_eq!(seen["x-consumer-name"], name);
+        assert!(
+            seen.get("x-api-key").is_none(),
+            "the key was forwarded upstream"
+        );
+    }
+
+    // Groups and plan travel upstream; a spoofed consumer header is replaced.
+    let reply = send(
+        &client,
+        request(
+            &gw.url("/api/x"),
+            &[
+                ("x-api-key", "alice-key-0000000001"),
+                ("x-consumer-name", "root"),
+            ],
+        ),
+    )
+    .await;
+    let seen = &reply.json()["headers"];
+    assert_eq!(seen["x-consumer-name"], "alice");
+    assert_eq!(seen["x-consumer-groups"], "admins,beta");
+    assert_eq!(seen["x-consumer-plan"], "gold");
+
+    // In the query, and stripped from it.
+    let reply = send(
+        &client,
+        request(&gw.url("/api/x?api_key=bob-key-0000000001&page=2"), &[]),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["query"], "page=2");
+
+    let hits = upstream.hits();
+    // Wrong, missing, empty, and spoofed-only.
+    for headers in [
+        vec![("x-api-key", "alice-key-0000000002")],
+        vec![],
+        vec![("x-api-key", "")],
+        vec![("x-consumer-name", "alice")],
+        vec![("x-api-key", "hmac-sha256:00")],
+    ] {
+        let reply = send(&client, request(&gw.url("/api/x"), &headers)).await;
+        assert_eq!(reply.status, 401, "{headers:?}");
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("ApiKey realm=\"gateway\", header=\"x-api-key\"")
+        );
+        let error = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.starts_with("unauthorized: "), "{error}");
+        assert!(
+            !reply.json()["request_id"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty()
+        );
+    }
+    assert_eq!(
+        upstream.hits(),
+        hits,
+        "a refused request reached the upstream"
+    );
+}
+
+#[test]
+fn a_plugin_file_gets_only_the_capabilities_its_entry_grants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = plugin_path("plugin_key_auth");
+    let config = |grants: &str| {
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "r"
+path = "/"
+
+[[routes.plugins]]
+plugin = "{wasm}"
+{grants}
+"#,
+            wasm = wasm.display()
+        )
+    };
+    std::fs::write(dir.path().join("ungranted.toml"), config("")).expect("write");
+    let (ok, out) = check(dir.path(), "ungranted.toml");
+    assert!(!ok);
+    assert!(
+        out.contains("ungranted.toml:9:10: route `r`: plugin `")
+            && out.contains("imports gateway:plugin/consumers but its entry does not grant it"),
+        "{out}"
+    );
+
+    std::fs::write(
+        dir.path().join("granted.toml"),
+        config("grants = [\"consumers\"]"),
+    )
+    .expect("write");
+    let (ok, out) = check(dir.path(), "granted.toml");
+    assert!(ok, "{out}");
+
+    std::fs::write(
+        dir.path().join("unknown.toml"),
+        config("grants = [\"filesystem\"]"),
+    )
+    .expect("write");
+    let (ok, out) = check(dir.path(), "unknown.toml");
+    assert!(!ok);
+    assert!(
+        out.contains("unknown.toml:10:11: route `r`: unknown grant `filesystem`: grantable capabilities are crypto, consumers"),
+        "{out}"
+    );
+}
