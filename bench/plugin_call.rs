@@ -9,6 +9,10 @@ use gateway::plugin::{Context, EntryLimits, HostEnv, InstancePool, PluginEngine,
 use std::time::{Duration, Instant};
 
 fn request() -> Request {
+    request_with(&[])
+}
+
+fn request_with(extra: &[(&str, &str)]) -> Request {
     Request {
         method: "GET".into(),
         scheme: "http".into(),
@@ -24,6 +28,12 @@ fn request() -> Request {
                     http::HeaderValue::from_static("some-typical-value-0123456789"),
                 );
             }
+            for (name, value) in extra {
+                headers.insert(
+                    http::HeaderName::try_from(*name).expect("name"),
+                    http::HeaderValue::try_from(*value).expect("value"),
+                );
+            }
             gateway::plugin::encode_headers(&headers)
         },
         body: None,
@@ -34,6 +44,10 @@ fn request() -> Request {
 }
 
 async fn pipeline(engine: &PluginEngine, bytes: &[u8], config: &str) -> Pipeline {
+    pipeline_in(engine, bytes, config, HostEnv::default()).await
+}
+
+async fn pipeline_in(engine: &PluginEngine, bytes: &[u8], config: &str, env: HostEnv) -> Pipeline {
     let compiled = engine.compile(bytes).expect("compile");
     let limits = EntryLimits {
         deadline: Duration::from_millis(100),
@@ -45,7 +59,7 @@ async fn pipeline(engine: &PluginEngine, bytes: &[u8], config: &str) -> Pipeline
         compiled.pre,
         config.to_string(),
         limits,
-        HostEnv::default(),
+        env,
     )
     .await
     .expect("init");
@@ -58,10 +72,14 @@ async fn pipeline(engine: &PluginEngine, bytes: &[u8], config: &str) -> Pipeline
 }
 
 async fn measure(name: &str, pipeline: &Pipeline) {
+    measure_with(name, pipeline, request).await;
+}
+
+async fn measure_with(name: &str, pipeline: &Pipeline, make: impl Fn() -> Request) {
     const BATCH: u32 = 2_000;
     let mut per_call = Vec::new();
     for round in 0..60 {
-        let mut req = request();
+        let mut req = make();
         let mut ctx = Context::new();
         let started = Instant::now();
         for _ in 0..BATCH {
@@ -105,4 +123,37 @@ async fn run() {
     .expect("misbehave");
     let ok = pipeline(&engine, &misbehave, r#"{"mode": "ok"}"#).await;
     measure("no-op request hook (request crosses in, nothing back)", &ok).await;
+
+    let identity = identity_env();
+    let key_auth = gateway::builtin::find("key-auth").expect("key-auth built-in");
+    let keyed = pipeline_in(
+        &engine,
+        key_auth,
+        r#"{"hide_credentials": false}"#,
+        identity,
+    )
+    .await;
+    measure_with("key-auth: valid key, consumer headers set", &keyed, || {
+        request_with(&[("x-api-key", "bench-key-0123456789")])
+    })
+    .await;
+}
+
+/// A host environment with 1000 consumers, one of which owns the bench key.
+fn identity_env() -> HostEnv {
+    let mut text = String::new();
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "[[consumers]]\nname = \"c{i}\"\ngroups = [\"g\"]\nkeys = [{{ plaintext = \"key-{i:010}\" }}]\n"
+        ));
+    }
+    text.push_str(
+        "[[consumers]]\nname = \"bench\"\nkeys = [{ plaintext = \"bench-key-0123456789\" }]\n",
+    );
+    let source = gateway::config::Source::from_text(std::path::Path::new("bench.toml"), text);
+    let config = source.parse().expect("bench config");
+    let consumers = gateway::identity::Consumers::build(&source, &config).expect("consumers");
+    HostEnv {
+        consumers: std::sync::Arc::new(consumers),
+    }
 }

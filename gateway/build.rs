@@ -13,6 +13,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-headers", "plugin_headers"),
     ("plugin-respond", "plugin_respond"),
     ("plugin-key-auth", "plugin_key_auth"),
+    ("plugin-jwt", "plugin_jwt"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),
     ("body-reader-plugin", "body_reader_plugin"),

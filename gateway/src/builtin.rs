@@ -32,6 +32,11 @@ const BUILTINS: &[Builtin] = &[
         bytes: component!("plugin_key_auth"),
         grants: &[Capability::Consumers],
     },
+    Builtin {
+        name: "jwt",
+        bytes: component!("plugin_jwt"),
+        grants: &[Capability::Crypto, Capability::Consumers],
+    },
 ];
 
 fn builtin(name: &str) -> Option<&'static Builtin> {

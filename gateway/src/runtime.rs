@@ -268,15 +268,7 @@ async fn build_entry(
             .as_usize(),
         pool_size: entry.pool_size.unwrap_or(defaults.pool_size),
     };
-    let config_json = match &entry.config {
-        Some(table) => serde_json::to_string(table.get_ref()).map_err(|e| {
-            source.error(
-                table.span(),
-                format!("route `{route}`: plugin config cannot be passed on: {e}"),
-            )
-        })?,
-        None => "{}".to_string(),
-    };
+    let config_json = plugin_config(source, route, entry)?;
     let pool = InstancePool::new(
         engine.engine(),
         compiled.pre,
@@ -348,4 +340,56 @@ fn check_grants(
             ),
         )),
     }
+}
+
+/// The entry's `config` table as JSON, with the `config_files` and `config_env`
+/// values filled in.
+fn plugin_config(
+    source: &Source,
+    route: &str,
+    entry: &PluginEntryConfig,
+) -> Result<String, ConfigError> {
+    let mut table = entry
+        .config
+        .as_ref()
+        .map(|t| t.get_ref().clone())
+        .unwrap_or_default();
+    let mut fill = |key: &String, spanned: &Spanned<String>, value: Result<String, String>| {
+        let at = |msg: String| source.error(spanned.span(), format!("route `{route}`: {msg}"));
+        if table.contains_key(key) {
+            return Err(at(format!(
+                "config key `{key}` is set both in config and here; keep one"
+            )));
+        }
+        table.insert(key.clone(), toml::Value::String(value.map_err(at)?));
+        Ok(())
+    };
+    for (key, file) in &entry.config_files {
+        let path = source.base_dir().join(file.get_ref());
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "cannot read `{}` for config key `{key}`: {e}",
+                path.display()
+            )
+        });
+        fill(key, file, text)?;
+    }
+    for (key, var) in &entry.config_env {
+        let value = std::env::var(var.get_ref()).map_err(|_| {
+            format!(
+                "environment variable `{}` (for config key `{key}`) is not set",
+                var.get_ref()
+            )
+        });
+        fill(key, var, value)?;
+    }
+    serde_json::to_string(&table).map_err(|e| {
+        source.error(
+            entry
+                .config
+                .as_ref()
+                .map_or(entry.plugin.span(), |c| c.span()),
+            format!("route `{route}`: plugin config cannot be passed on: {e}"),
+        )
+    })
 }

@@ -2,6 +2,7 @@
 //! real upstream servers, driven over real sockets.
 
 mod identity;
+mod jwt;
 mod support;
 
 use bytes::Bytes;

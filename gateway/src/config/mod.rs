@@ -315,6 +315,14 @@ pub struct PluginEntryConfig {
     /// Passed to the plugin's `init` as JSON.
     #[serde(default)]
     pub config: Option<Spanned<toml::Table>>,
+    /// Config keys whose value is the text of a file (relative to the config
+    /// file), read at load: `config_files = { jwks = "keys/jwks.json" }`.
+    #[serde(default)]
+    pub config_files: BTreeMap<String, Spanned<String>>,
+    /// Config keys whose value is an environment variable, read at load:
+    /// `config_env = { secret = "JWT_SECRET" }`. Keeps secrets out of the file.
+    #[serde(default)]
+    pub config_env: BTreeMap<String, Spanned<String>>,
 }
 
 /// The failure policy of a pipeline entry.

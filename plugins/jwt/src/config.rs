@@ -1,0 +1,350 @@
+//! The plugin's settings: parsed, checked and turned into a [`Validator`] and
+//! the request-side [`Options`] once, at `init`.
+
+use crate::Validator;
+use crate::claims::ClaimRules;
+use crate::keys::{KeyConfig, KeyStore, is_hmac};
+use plugin_sdk::Config;
+use plugin_sdk::crypto::Algorithm;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Appended to errors about algorithm names.
+pub const ALG_HINT: &str = "expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, \
+                            PS384, PS512, ES256, ES384, ES512, EdDSA (case-sensitive)";
+
+const MAX_LEEWAY: u64 = 600;
+const TOKEN_BYTES: std::ops::RangeInclusive<usize> = 128..=65536;
+
+/// Headers a claim may never be copied into: the request's framing and routing.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "cookie",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// The allow-list of JOSE `alg` names.
+    algorithms: Vec<String>,
+    /// Keys given one by one.
+    #[serde(default)]
+    keys: Vec<KeyConfig>,
+    /// A JWK set document, as JSON text.
+    #[serde(default)]
+    jwks: Option<String>,
+    /// A shared secret for every allowed HS* algorithm, without a kid (usually
+    /// filled from the environment by the entry's `config_env`).
+    #[serde(default)]
+    hmac_secret: Option<String>,
+    /// The header carrying `Bearer <token>`.
+    #[serde(default = "default_header")]
+    header: String,
+    /// A query parameter carrying the token, tried after the header.
+    #[serde(default)]
+    query: Option<String>,
+    /// A cookie carrying the token, tried last.
+    #[serde(default)]
+    cookie: Option<String>,
+    /// Seconds of clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    leeway: u64,
+    /// Accepted `iss` values.
+    #[serde(default, deserialize_with = "one_or_many")]
+    issuer: Option<Vec<String>>,
+    /// Accepted `aud` values.
+    #[serde(default, deserialize_with = "one_or_many")]
+    audience: Option<Vec<String>>,
+    /// Claims every token must carry.
+    #[serde(default = "default_required")]
+    required_claims: Vec<String>,
+    /// Longer tokens are refused unread.
+    #[serde(default = "default_max_token_bytes")]
+    max_token_bytes: usize,
+    /// Claims copied into the context as `jwt.claim.<name>`.
+    #[serde(default)]
+    claims_to_context: Vec<String>,
+    /// Claims copied into upstream request headers: claim name -> header.
+    #[serde(default)]
+    claims_to_headers: BTreeMap<String, String>,
+    /// The claim naming the consumer.
+    #[serde(default)]
+    consumer_claim: Option<String>,
+    /// Refuse tokens whose consumer is not configured.
+    #[serde(default)]
+    consumer_must_exist: bool,
+    /// Remove the token from the request before it is proxied.
+    #[serde(default)]
+    hide_credentials: bool,
+    /// The realm in the `WWW-Authenticate` challenge.
+    #[serde(default = "default_realm")]
+    realm: String,
+}
+
+fn default_header() -> String {
+    "authorization".into()
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
+fn default_required() -> Vec<String> {
+    vec!["exp".into()]
+}
+
+fn default_max_token_bytes() -> usize {
+    8192
+}
+
+fn default_realm() -> String {
+    "gateway".into()
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    struct OneOrMany;
+
+    impl<'de> Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Vec<String>, E> {
+            Ok(vec![value.to_string()])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut values = Vec::new();
+            while let Some(value) = seq.next_element::<String>()? {
+                values.push(value);
+            }
+            Ok(values)
+        }
+    }
+
+    deserializer.deserialize_any(OneOrMany).map(Some)
+}
+
+/// Where the token is read from and what a success writes; used by the hook.
+#[derive(Debug)]
+pub struct Options {
+    /// Lower-cased header name.
+    pub header: String,
+    /// Query parameter name.
+    pub query: Option<String>,
+    /// Cookie name.
+    pub cookie: Option<String>,
+    /// Claim names for `jwt.claim.<name>`.
+    pub claims_to_context: Vec<String>,
+    /// (claim, lower-cased header) pairs.
+    pub claims_to_headers: Vec<(String, String)>,
+    /// The claim naming the consumer.
+    pub consumer_claim: Option<String>,
+    /// Refuse tokens whose consumer is unknown.
+    pub consumer_must_exist: bool,
+    /// Strip the token before proxying.
+    pub hide_credentials: bool,
+    /// The realm, checked to need no escaping.
+    pub realm: String,
+}
+
+/// Parses and checks the settings; every error names the setting.
+pub fn load(config: &Config) -> Result<(Options, Validator), String> {
+    let settings: Settings = config.parse()?;
+
+    let algorithms = algorithms(&settings.algorithms)?;
+    if settings.leeway > MAX_LEEWAY {
+        return Err(format!(
+            "jwt: leeway is {} seconds; at most {MAX_LEEWAY} are allowed",
+            settings.leeway
+        ));
+    }
+    if !TOKEN_BYTES.contains(&settings.max_token_bytes) {
+        return Err(format!(
+            "jwt: max_token_bytes must be between {} and {}, got {}",
+            TOKEN_BYTES.start(),
+            TOKEN_BYTES.end(),
+            settings.max_token_bytes
+        ));
+    }
+    let issuers = non_empty_list("issuer", settings.issuer)?;
+    let audiences = non_empty_list("audience", settings.audience)?;
+    for name in &settings.required_claims {
+        claim_name("required_claims", name)?;
+    }
+    for name in &settings.claims_to_context {
+        claim_name("claims_to_context", name)?;
+    }
+
+    let header = header_name("header", &settings.header)?;
+    if let Some(query) = &settings.query
+        && (query.is_empty() || query.chars().any(|c| c.is_control() || "&=#".contains(c)))
+    {
+        return Err(format!(
+            "jwt: query {query:?} is not a usable parameter name"
+        ));
+    }
+    if let Some(cookie) = &settings.cookie
+        && (cookie.is_empty()
+            || !cookie
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
+    {
+        return Err(format!("jwt: cookie {cookie:?} is not a valid cookie name"));
+    }
+
+    let mut claims_to_headers = Vec::new();
+    for (claim, target) in &settings.claims_to_headers {
+        claim_name("claims_to_headers", claim)?;
+        let target = header_name(&format!("claims_to_headers.{claim}"), target)?;
+        if target == header || RESERVED_HEADERS.contains(&target.as_str()) {
+            return Err(format!(
+                "jwt: claims_to_headers.{claim}: the claim cannot be written to `{target}`, \
+                 which the gateway or this plugin reads"
+            ));
+        }
+        if let Some((other, _)) = claims_to_headers.iter().find(|(_, h)| *h == target) {
+            return Err(format!(
+                "jwt: claims_to_headers: `{other}` and `{claim}` both write header `{target}`"
+            ));
+        }
+        claims_to_headers.push((claim.clone(), target));
+    }
+
+    if let Some(claim) = &settings.consumer_claim {
+        claim_name("consumer_claim", claim)?;
+    } else if settings.consumer_must_exist {
+        return Err(
+            "jwt: consumer_must_exist needs consumer_claim, the claim naming the consumer".into(),
+        );
+    }
+    if settings.realm.is_empty()
+        || settings.realm.contains(['"', '\\'])
+        || settings.realm.chars().any(char::is_control)
+    {
+        return Err(
+            "jwt: realm must be non-empty, without quotes, backslashes or control characters"
+                .into(),
+        );
+    }
+
+    let mut key_configs = settings.keys;
+    if let Some(secret) = settings.hmac_secret {
+        let hmac: Vec<Algorithm> = algorithms.iter().copied().filter(|a| is_hmac(*a)).collect();
+        if hmac.is_empty() {
+            return Err(
+                "jwt: hmac_secret needs an HS256, HS384 or HS512 entry in algorithms".into(),
+            );
+        }
+        for alg in hmac {
+            key_configs.push(KeyConfig {
+                kid: None,
+                alg: alg.name().to_string(),
+                jwk: None,
+                pem: None,
+                secret: Some(secret.clone()),
+                secret_base64: None,
+            });
+        }
+    }
+    let keys = KeyStore::build(&algorithms, &key_configs, settings.jwks.as_deref())
+        .map_err(|e| format!("jwt: {e}"))?;
+    let rules = ClaimRules {
+        leeway: i64::try_from(settings.leeway).unwrap_or(0),
+        issuers,
+        audiences,
+        required: settings.required_claims,
+    };
+    let validator = Validator::new(algorithms, keys, rules, settings.max_token_bytes);
+    let options = Options {
+        header,
+        query: settings.query,
+        cookie: settings.cookie,
+        claims_to_context: settings.claims_to_context,
+        claims_to_headers,
+        consumer_claim: settings.consumer_claim,
+        consumer_must_exist: settings.consumer_must_exist,
+        hide_credentials: settings.hide_credentials,
+        realm: settings.realm,
+    };
+    Ok((options, validator))
+}
+
+/// The allow-list, checked: known names only, never `none`.
+fn algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
+    if names.is_empty() {
+        return Err(format!(
+            "jwt: algorithms must list at least one algorithm; {ALG_HINT}"
+        ));
+    }
+    let mut algorithms = Vec::new();
+    for name in names {
+        if name.eq_ignore_ascii_case("none") {
+            return Err(format!(
+                "jwt: {name:?} is never allowed in algorithms: it would accept unsigned tokens"
+            ));
+        }
+        let alg = Algorithm::from_name(name)
+            .ok_or_else(|| format!("jwt: unknown algorithm {name:?} in algorithms; {ALG_HINT}"))?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    Ok(algorithms)
+}
+
+fn non_empty_list(setting: &str, values: Option<Vec<String>>) -> Result<Vec<String>, String> {
+    match values {
+        None => Ok(Vec::new()),
+        Some(values) if values.is_empty() => Err(format!(
+            "jwt: {setting} is an empty list; leave it out to skip the check"
+        )),
+        Some(values) if values.iter().any(String::is_empty) => {
+            Err(format!("jwt: {setting} holds an empty string"))
+        }
+        Some(values) => Ok(values),
+    }
+}
+
+/// A claim name fit for a context key and an `error_description`.
+fn claim_name(setting: &str, name: &str) -> Result<(), String> {
+    let printable = name
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if name.is_empty() || name.len() > 200 || !printable {
+        return Err(format!(
+            "jwt: {setting}: {name:?} is not a usable claim name (1 to 200 printable ASCII \
+             characters, no quotes or backslashes)"
+        ));
+    }
+    Ok(())
+}
+
+/// A header name, lower-cased.
+fn header_name(setting: &str, name: &str) -> Result<String, String> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "jwt: {setting}: {name:?} is not a valid header name"
+        ));
+    }
+    Ok(name.to_ascii_lowercase())
+}

@@ -1,0 +1,252 @@
+//! The built-in `jwt` plugin: bearer JSON Web Tokens (compact JWS, RFC 7515
+//! and RFC 7519), verified with the keys in the configuration.
+//!
+//! The token is read from the `Authorization: Bearer` header (or the
+//! configured `header`), then the `query` parameter, then the `cookie`. Its
+//! signature is checked with the SDK's `crypto` host functions, each key bound
+//! to one algorithm of the `algorithms` allow-list, and its claims against the
+//! clock (`exp`, `nbf` with `leeway`), `required_claims`, `issuer` and
+//! `audience`. On success, chosen claims go into the request context
+//! (`jwt.claim.<name>`) and upstream headers, the consumer named by
+//! `consumer_claim` into `consumer`, `consumer.groups` and `consumer.plan`,
+//! and `auth.method` is `jwt`. On failure the client gets 401 with an
+//! RFC 6750 challenge and a JSON body, and the log gets one info line with
+//! the route, the reason and the (sanitised) `kid`, never the token.
+//!
+//! The rules that matter for security, each tested in `tests/`:
+//!
+//! - The token is three segments of strict unpadded base64url; header and
+//!   payload are JSON objects with unique member names. A token longer than
+//!   `max_token_bytes` is refused before any decoding.
+//! - `alg` must be in the allow-list, case-sensitively; `none` cannot be
+//!   configured. `crit` (RFC 7515 4.1.11) and `b64: false` (RFC 7797) are
+//!   refused: this plugin implements no extension.
+//! - Keys come from the configuration only: header `jwk`, `jku`, `x5u` and
+//!   `x5c` are never read. A key is found by `kid` and `alg`; a `kid` naming
+//!   several keys for that algorithm, or both a secret and a public key, is
+//!   refused as ambiguous. A token without a `kid` (or with one no key has)
+//!   is tried against at most 8 keys of its algorithm that carry no `kid`
+//!   (all keys of that algorithm when the token has no `kid`).
+//! - A JWK set that mixes HMAC secrets with public keys is a config error.
+//!
+//! **Verified-token cache.** Like Envoy's `jwt_cache`, each instance keeps up
+//! to 1024 tokens that passed every check, keyed by the exact token text, with
+//! their claims. A repeated token skips the signature check (the expensive
+//! part, especially RSA); `exp` and `nbf` are still checked against the clock
+//! on every hit, and an expired token is dropped. The cache is cleared when
+//! full. It holds nothing a request could not recompute, and it lives and dies
+//! with the instance, so a config reload starts it empty.
+//!
+//! Whatever the outcome, the headers named in `claims_to_headers` are removed
+//! from the request first, so a client cannot pose as a claim.
+
+mod cache;
+mod claims;
+mod config;
+mod extract;
+mod keys;
+mod reason;
+pub mod token;
+mod validator;
+
+pub use claims::{ClaimRules, Window};
+pub use keys::{KeyConfig, KeyStore, MAX_ATTEMPTS};
+pub use reason::Reason;
+pub use validator::{Jws, Validator, Verified};
+
+use config::Options;
+use extract::Source;
+use plugin_sdk::{
+    Action, Config, Context, Phases, Plugin, Request, Response, clock, consumers, log,
+};
+use serde_json::Value;
+
+/// Context key holding the consumer's name.
+pub const CONTEXT_CONSUMER: &str = "consumer";
+/// Context key holding the consumer's groups, comma-separated.
+pub const CONTEXT_GROUPS: &str = "consumer.groups";
+/// Context key holding the consumer's usage plan.
+pub const CONTEXT_PLAN: &str = "consumer.plan";
+/// Context key naming the method that authenticated the request.
+pub const CONTEXT_AUTH: &str = "auth.method";
+/// Prefix of the context keys that hold claims (`claims_to_context`).
+pub const CONTEXT_CLAIM_PREFIX: &str = "jwt.claim.";
+
+/// The plugin with its checked settings and keys.
+#[derive(Debug)]
+pub struct Jwt {
+    options: Options,
+    validator: Validator,
+}
+
+impl Jwt {
+    /// The validator, to check tokens at a chosen time in tests.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    fn refuse(&self, req: &Request, token: Option<&str>, reason: &Reason) -> Action {
+        let kid = token
+            .filter(|token| token.len() <= self.validator.max_token_bytes())
+            .and_then(token::peek_kid)
+            .map_or_else(|| "-".to_string(), |kid| sanitise(&kid));
+        log::info(&format!(
+            "jwt: refused a request on route `{}`: {reason} (kid {kid})",
+            req.route()
+        ));
+        let realm = &self.options.realm;
+        let challenge = match reason {
+            // RFC 6750 3.1: no error code when the request had no credentials.
+            Reason::MissingToken => format!("Bearer realm=\"{realm}\""),
+            reason => format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{reason}\""
+            ),
+        };
+        let body = serde_json::json!({
+            "error": format!("unauthorized: {reason}"),
+            "status": 401,
+            "request_id": req.headers().get("x-request-id").unwrap_or_default(),
+        });
+        Action::Respond(Response::json(401, &body).with_header("www-authenticate", challenge))
+    }
+
+    /// Removes client-sent copies of the claim headers.
+    fn strip_spoofed(&self, req: &mut Request) {
+        for (_, header) in &self.options.claims_to_headers {
+            if req.headers().contains(header) {
+                req.headers_mut().remove(header);
+            }
+        }
+    }
+
+    /// Sets the consumer context; `Err` when the token must be refused.
+    fn identify(&self, ctx: &mut Context, verified: &Verified) -> Result<(), Reason> {
+        let Some(claim) = &self.options.consumer_claim else {
+            return Ok(());
+        };
+        let name = match verified.claim(claim) {
+            Some(Value::String(name)) if !name.is_empty() => name,
+            _ => return Err(Reason::MissingClaim(claim.clone())),
+        };
+        match consumers::get(name) {
+            Some(consumer) => {
+                ctx.set(CONTEXT_CONSUMER, consumer.name.as_str());
+                ctx.set(CONTEXT_GROUPS, consumer.groups.join(","));
+                match &consumer.plan {
+                    Some(plan) => ctx.set(CONTEXT_PLAN, plan.as_str()),
+                    None => ctx.remove(CONTEXT_PLAN),
+                }
+            }
+            None if self.options.consumer_must_exist => return Err(Reason::UnknownConsumer),
+            None => {
+                ctx.set(CONTEXT_CONSUMER, name.as_str());
+                ctx.remove(CONTEXT_GROUPS);
+                ctx.remove(CONTEXT_PLAN);
+            }
+        }
+        Ok(())
+    }
+
+    fn admit(&self, req: &mut Request, ctx: &mut Context, source: &Source, verified: &Verified) {
+        ctx.set(CONTEXT_AUTH, "jwt");
+        for name in &self.options.claims_to_context {
+            if let Some(value) = verified.claim(name) {
+                ctx.set(&format!("{CONTEXT_CLAIM_PREFIX}{name}"), claim_text(value));
+            }
+        }
+        for (claim, header) in &self.options.claims_to_headers {
+            let Some(value) = verified.claim(claim) else {
+                continue;
+            };
+            let value = claim_text(value);
+            // A claim is signed, not sanitised: a line break in a header
+            // value would split the request upstream.
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                log::warn(&format!(
+                    "jwt: claim `{claim}` has control characters; header `{header}` not set"
+                ));
+                continue;
+            }
+            req.headers_mut().set(header, value);
+        }
+        if self.options.hide_credentials {
+            extract::hide(req, source, &self.options);
+        }
+    }
+}
+
+/// A claim as context or header text: strings as they are, anything else as
+/// compact JSON.
+fn claim_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A `kid` fit for a log line: at most 64 characters, anything but printable
+/// ASCII (and quotes and backslashes) replaced with `?`.
+fn sanitise(kid: &str) -> String {
+    let clean: String = kid
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    format!("\"{clean}\"")
+}
+
+impl Plugin for Jwt {
+    const NAME: &'static str = "jwt";
+    const PHASES: Phases = Phases::REQUEST;
+
+    fn init(config: Config) -> Result<Self, String> {
+        let (options, validator) = config::load(&config)?;
+        Ok(Jwt { options, validator })
+    }
+
+    fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
+        self.strip_spoofed(req);
+        let Some((source, token)) = extract::find(req, &self.options) else {
+            return self.refuse(req, None, &Reason::MissingToken);
+        };
+        let now = i64::try_from(clock::now_millis() / 1000).unwrap_or(i64::MAX);
+        let verified = match self.validator.validate(&token, now) {
+            Ok(verified) => verified,
+            Err(reason) => return self.refuse(req, Some(&token), &reason),
+        };
+        if let Err(reason) = self.identify(ctx, &verified) {
+            return self.refuse(req, Some(&token), &reason);
+        }
+        self.admit(req, ctx, &source, &verified);
+        Action::Continue
+    }
+}
+
+plugin_sdk::export!(Jwt);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kids_are_sanitised_for_logs() {
+        assert_eq!(sanitise("key-1"), "\"key-1\"");
+        assert_eq!(sanitise("a\nb\u{1b}[31m\"c\\"), "\"a?b?[31m?c?\"");
+        assert_eq!(sanitise("ключ"), "\"????\"");
+        assert_eq!(sanitise(&"k".repeat(100)).len(), 64 + 2);
+    }
+
+    #[test]
+    fn claims_become_text() {
+        assert_eq!(claim_text(&Value::String("a b".into())), "a b");
+        assert_eq!(claim_text(&serde_json::json!(["x", 1])), r#"["x",1]"#);
+        assert_eq!(claim_text(&serde_json::json!({"a": true})), r#"{"a":true}"#);
+        assert_eq!(claim_text(&serde_json::json!(7)), "7");
+    }
+}
