@@ -44,7 +44,13 @@ fn request_with(extra: &[(&str, &str)]) -> Request {
 }
 
 async fn pipeline(engine: &PluginEngine, bytes: &[u8], config: &str) -> Pipeline {
-    pipeline_in(engine, bytes, config, HostEnv::default()).await
+    pipeline_in(
+        engine,
+        bytes,
+        config,
+        HostEnv::new(engine.services().clone()),
+    )
+    .await
 }
 
 async fn pipeline_in(engine: &PluginEngine, bytes: &[u8], config: &str, env: HostEnv) -> Pipeline {
@@ -124,7 +130,7 @@ async fn run() {
     let ok = pipeline(&engine, &misbehave, r#"{"mode": "ok"}"#).await;
     measure("no-op request hook (request crosses in, nothing back)", &ok).await;
 
-    let identity = identity_env();
+    let identity = identity_env(&engine);
     let key_auth = gateway::builtin::find("key-auth").expect("key-auth built-in");
     let keyed = pipeline_in(
         &engine,
@@ -140,7 +146,7 @@ async fn run() {
 }
 
 /// A host environment with 1000 consumers, one of which owns the bench key.
-fn identity_env() -> HostEnv {
+fn identity_env(engine: &PluginEngine) -> HostEnv {
     let mut text = String::new();
     for i in 0..1000 {
         text.push_str(&format!(
@@ -153,7 +159,7 @@ fn identity_env() -> HostEnv {
     let source = gateway::config::Source::from_text(std::path::Path::new("bench.toml"), text);
     let config = source.parse().expect("bench config");
     let consumers = gateway::identity::Consumers::build(&source, &config).expect("consumers");
-    HostEnv {
-        consumers: std::sync::Arc::new(consumers),
-    }
+    let mut env = HostEnv::new(engine.services().clone());
+    env.consumers = std::sync::Arc::new(consumers);
+    env
 }

@@ -17,6 +17,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),
     ("body-reader-plugin", "body_reader_plugin"),
+    ("outbound-plugin", "outbound_plugin"),
 ];
 
 fn main() {

@@ -35,7 +35,11 @@ const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "jwt",
         bytes: component!("plugin_jwt"),
-        grants: &[Capability::Crypto, Capability::Consumers],
+        grants: &[
+            Capability::Crypto,
+            Capability::Consumers,
+            Capability::HttpClient,
+        ],
     },
 ];
 

@@ -6,7 +6,9 @@ use crate::builtin;
 use crate::config::{Config, ConfigError, PluginEntryConfig, Source};
 use crate::identity::Consumers;
 use crate::pipeline::{Entry, Pipeline};
-use crate::plugin::{Capability, CompiledPlugin, EntryLimits, HostEnv, InstancePool, PluginEngine};
+use crate::plugin::{
+    Capability, CompiledPlugin, EntryLimits, HostEnv, HostPattern, InstancePool, PluginEngine,
+};
 use crate::proxy::{TrustedProxies, Upstream};
 use crate::router::{RouteSpec, Router, RouterError};
 use http::Method;
@@ -79,9 +81,8 @@ impl Runtime {
             );
         }
 
-        let env = HostEnv {
-            consumers: Arc::new(Consumers::build(source, config)?),
-        };
+        let mut env = HostEnv::new(engine.services().clone());
+        env.consumers = Arc::new(Consumers::build(source, config)?);
 
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut specs = Vec::with_capacity(config.routes.len());
@@ -269,30 +270,38 @@ async fn build_entry(
         pool_size: entry.pool_size.unwrap_or(defaults.pool_size),
     };
     let config_json = plugin_config(source, route, entry)?;
-    let pool = InstancePool::new(
-        engine.engine(),
-        compiled.pre,
-        config_json,
-        limits,
-        env.clone(),
-    )
-    .await
-    .map_err(|e| {
-        let span = entry
-            .config
-            .as_ref()
-            .map_or(entry.plugin.span(), |c| c.span());
-        source.error(
-            span,
-            format!("route `{route}`: plugin `{reference}` rejected its config: {e}"),
-        )
-    })?;
+    let mut allowed_hosts = Vec::with_capacity(entry.allowed_hosts.len());
+    for host in &entry.allowed_hosts {
+        allowed_hosts.push(
+            HostPattern::parse(host.get_ref())
+                .map_err(|e| source.error(host.span(), format!("route `{route}`: {e}")))?,
+        );
+    }
+    let max_body = entry.max_body.unwrap_or(defaults.max_body).as_usize();
+    let env = HostEnv {
+        namespace: Arc::from(reference.as_str()),
+        allowed_hosts: allowed_hosts.into(),
+        max_body,
+        ..env.clone()
+    };
+    let pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits, env)
+        .await
+        .map_err(|e| {
+            let span = entry
+                .config
+                .as_ref()
+                .map_or(entry.plugin.span(), |c| c.span());
+            source.error(
+                span,
+                format!("route `{route}`: plugin `{reference}` rejected its config: {e}"),
+            )
+        })?;
     tracing::debug!(route, plugin = pool.name(), hash = %compiled.hash, "plugin entry ready");
     Ok(Entry {
         reference: reference.clone(),
         pool,
         on_error: entry.on_error,
-        max_body: entry.max_body.unwrap_or(defaults.max_body).as_usize(),
+        max_body,
     })
 }
 

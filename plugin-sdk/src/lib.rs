@@ -62,6 +62,8 @@ pub mod crypto;
 mod export;
 mod host;
 mod http;
+pub mod http_client;
+pub mod kv;
 mod plugin;
 
 pub use context::Context;

@@ -3,6 +3,7 @@
 
 mod identity;
 mod jwt;
+mod outbound;
 mod support;
 
 use bytes::Bytes;

@@ -312,6 +312,10 @@ pub struct PluginEntryConfig {
     /// component importing an interface its entry does not grant is refused.
     #[serde(default)]
     pub grants: Vec<Spanned<String>>,
+    /// Hosts the plugin may reach with `http-client`: `[scheme://]host[:port]`,
+    /// host may be `*.suffix`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<Spanned<String>>,
     /// Passed to the plugin's `init` as JSON.
     #[serde(default)]
     pub config: Option<Spanned<toml::Table>>,

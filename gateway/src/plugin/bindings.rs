@@ -8,6 +8,11 @@ wasmtime::component::bindgen!({
     // and so that later host capabilities can do network I/O. Our own imports
     // (log, clock, context) never block and stay synchronous.
     exports: { default: async },
+    // Outbound HTTP awaits the network; every other import is synchronous.
+    imports: {
+        "gateway:plugin/http-client.send": async,
+        "gateway:plugin/http-client.fetch-shared": async,
+    },
     with: {
         "gateway:plugin/crypto.verifying-key": super::crypto::VerifyingKey,
     },

@@ -5,6 +5,7 @@
 use super::PluginError;
 use super::bindings::Plugin as PluginWorld;
 use super::host::HostState;
+use super::outbound::Services;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,17 +35,28 @@ pub enum Capability {
     Crypto,
     /// `gateway:plugin/consumers`: the configured consumers and their keys.
     Consumers,
+    /// `gateway:plugin/http-client`: outbound HTTP to the entry's `allowed_hosts`.
+    HttpClient,
+    /// `gateway:plugin/kv`: a process-wide key/value store private to the plugin.
+    Kv,
 }
 
 impl Capability {
     /// Every capability, in the order the docs list them.
-    pub const ALL: [Capability; 2] = [Capability::Crypto, Capability::Consumers];
+    pub const ALL: [Capability; 4] = [
+        Capability::Crypto,
+        Capability::Consumers,
+        Capability::HttpClient,
+        Capability::Kv,
+    ];
 
     /// The name used in `grants = [...]` and in the WIT package.
     pub fn name(self) -> &'static str {
         match self {
             Capability::Crypto => "crypto",
             Capability::Consumers => "consumers",
+            Capability::HttpClient => "http-client",
+            Capability::Kv => "kv",
         }
     }
 
@@ -64,6 +76,7 @@ impl Capability {
 /// The engine and everything that lives as long as the process.
 pub struct PluginEngine {
     engine: Engine,
+    services: Arc<Services>,
     linker: Linker<HostState>,
     compiled: Mutex<HashMap<String, CompiledPlugin>>,
 }
@@ -107,6 +120,7 @@ impl PluginEngine {
 
         Ok(Arc::new(Self {
             engine,
+            services: Services::new(),
             linker,
             compiled: Mutex::new(HashMap::new()),
         }))
@@ -115,6 +129,11 @@ impl PluginEngine {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The process-wide services behind `http-client` and `kv`.
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
     /// Compiles and links `bytes`, or returns the earlier result for identical bytes.

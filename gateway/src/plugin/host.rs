@@ -2,6 +2,7 @@
 //! `context`), and the per-instance state a `Store` carries.
 
 use super::bindings::gateway::plugin::{clock, consumers, context, log, types};
+use super::outbound::{HostPattern, Services};
 use crate::identity::{Consumer, Consumers};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,12 +23,34 @@ const MAX_CONTEXT_VALUE: usize = 16 * 1024;
 /// The per-request key/value shared by a pipeline's plugins.
 pub type Context = HashMap<String, String>;
 
-/// What the host interfaces serve from, shared by every instance built from
-/// one config.
-#[derive(Clone, Default)]
+/// What the host interfaces serve from: shared by every instance of one
+/// pipeline entry (the config-wide parts are shared further).
+#[derive(Clone)]
 pub struct HostEnv {
     /// `[[consumers]]`, for the `consumers` interface.
     pub consumers: Arc<Consumers>,
+    /// The outbound client, shared fetches and kv (process-wide).
+    pub services: Arc<Services>,
+    /// Whose kv keys and shared fetches these are: the entry's plugin
+    /// reference, so every entry of one plugin shares them.
+    pub namespace: Arc<str>,
+    /// Where `http-client` may connect.
+    pub allowed_hosts: Arc<[HostPattern]>,
+    /// Largest outbound response body.
+    pub max_body: usize,
+}
+
+impl HostEnv {
+    /// An environment with no consumers and no outbound hosts.
+    pub fn new(services: Arc<Services>) -> Self {
+        HostEnv {
+            consumers: Arc::default(),
+            services,
+            namespace: Arc::from(""),
+            allowed_hosts: Arc::from(Vec::new()),
+            max_body: 1 << 20,
+        }
+    }
 }
 
 /// What a `Store` carries for one plugin instance.
@@ -38,6 +61,9 @@ pub struct HostState {
     pub env: HostEnv,
     /// Verifying keys the instance holds (resources live in `table`).
     pub keys: usize,
+    /// Epoch ticks spent waiting on host I/O during the current call, given
+    /// back to the call's CPU deadline.
+    pub io_credit_ticks: u64,
     /// The current request's context, moved in for the length of one call.
     pub context: Context,
     /// Enforces the instance's memory cap and remembers hitting it.
@@ -62,6 +88,7 @@ impl HostState {
             plugin,
             env,
             keys: 0,
+            io_credit_ticks: 0,
             context: Context::new(),
             limiter: MemoryLimiter::new(memory_limit),
             wasi,

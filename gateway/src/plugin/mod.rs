@@ -2,15 +2,18 @@
 //! pools of warm instances per pipeline entry.
 
 mod bindings;
+mod capabilities;
 mod crypto;
 mod engine;
 mod host;
+mod outbound;
 mod pool;
 mod wire;
 
 pub use bindings::{Phases, PluginInfo, Request, RequestOutcome, Response, ResponseOutcome};
 pub use engine::{Capability, CompiledPlugin, EPOCH_TICK, PluginEngine};
 pub use host::{Context, HostEnv};
+pub use outbound::{HostPattern, Services};
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
 pub use wire::{decode_headers, encode_headers};
 

@@ -193,7 +193,9 @@ impl InstancePool {
                 Err(InitFailure::Failed(failure)) => return Err(failure),
             },
         };
-        instance.store.data_mut().context = std::mem::take(context);
+        let state = instance.store.data_mut();
+        state.context = std::mem::take(context);
+        state.io_credit_ticks = 0;
         instance.store.set_epoch_deadline(self.deadline_ticks);
         Ok(instance)
     }
@@ -272,7 +274,16 @@ fn new_store(
 ) -> Store<HostState> {
     let mut store = Store::new(engine, HostState::new(name, env.clone(), memory));
     store.limiter(|state| &mut state.limiter);
-    store.epoch_deadline_trap();
+    // At the deadline, time the call spent waiting on host I/O (outbound HTTP)
+    // is given back once; only guest CPU time counts against the deadline.
+    store.epoch_deadline_callback(|mut store| {
+        let credit = std::mem::take(&mut store.data_mut().io_credit_ticks);
+        if credit > 0 {
+            Ok(wasmtime::UpdateDeadline::Continue(credit))
+        } else {
+            Err(Trap::Interrupt.into())
+        }
+    });
     store.set_epoch_deadline(deadline_ticks);
     store
 }

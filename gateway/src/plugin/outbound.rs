@@ -1,0 +1,377 @@
+//! Process-wide services behind the `http-client` and `kv` capabilities: an
+//! outbound HTTP(S) client, the shared-fetch cache, and the key/value store.
+//!
+//! They live as long as the process (not one config), so a reload keeps cached
+//! documents and kv entries.
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest a plugin may wait for one outbound answer.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect timeout of outbound requests.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most documents the shared-fetch cache holds.
+const MAX_SHARED: usize = 1024;
+/// Bytes the kv store holds across all plugins.
+const KV_CAPACITY: u64 = 64 << 20;
+/// Longest kv entry lifetime.
+const KV_MAX_TTL: Duration = Duration::from_secs(86_400);
+/// Longest kv key.
+pub const KV_MAX_KEY: usize = 512;
+/// Largest kv value.
+pub const KV_MAX_VALUE: usize = 1 << 20;
+
+/// Why an outbound request got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundError {
+    /// The host is not on the entry's allow-list.
+    NotAllowed(String),
+    /// Unusable URL or header.
+    InvalidRequest(String),
+    /// No connection.
+    Connect(String),
+    /// No complete answer in time.
+    Timeout,
+    /// Body over the cap.
+    TooLarge,
+    /// Broken protocol or, for shared fetches, a non-2xx answer.
+    Protocol(String),
+}
+
+/// A complete outbound answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// One hosts pattern of an entry's `allowed_hosts`:
+/// `[scheme://]host[:port]`, where host may be `*.suffix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    scheme: Option<String>,
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    /// Parses one pattern.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let hint = || {
+            format!(
+                "invalid allowed host `{text}`: expected [https://]host[:port], where host may start with *. (for example \"https://id.example.com\" or \"*.example.com:8443\")"
+            )
+        };
+        let (scheme, rest) = match text.split_once("://") {
+            Some((scheme @ ("http" | "https"), rest)) => (Some(scheme.to_string()), rest),
+            Some(_) => return Err(hint()),
+            None => (None, text),
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port.parse::<u16>().map_err(|_| hint())?)),
+            None => (rest, None),
+        };
+        let bare = host.strip_prefix("*.").unwrap_or(host);
+        let valid = !bare.is_empty()
+            && !bare.contains('*')
+            && bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !valid {
+            return Err(hint());
+        }
+        Ok(HostPattern {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        if self.scheme.as_deref().is_some_and(|s| s != scheme) {
+            return false;
+        }
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        match self.host.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|head| head.ends_with('.') && head.len() > 1),
+            None => self.host == host,
+        }
+    }
+}
+
+/// Checks `url` against `allowed` and returns it parsed.
+pub fn check_url(url: &str, allowed: &[HostPattern]) -> Result<Uri, OutboundError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| OutboundError::InvalidRequest(format!("bad URL: {e}")))?;
+    let scheme = uri.scheme_str().unwrap_or_default();
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => {
+            return Err(OutboundError::InvalidRequest(
+                "only http:// and https:// URLs".into(),
+            ));
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| OutboundError::InvalidRequest("the URL has no host".into()))?
+        .to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(default_port);
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(OutboundError::InvalidRequest(
+            "credentials in URLs are not allowed".into(),
+        ));
+    }
+    if !allowed.iter().any(|p| p.matches(scheme, &host, port)) {
+        return Err(OutboundError::NotAllowed(format!("{host}:{port}")));
+    }
+    Ok(uri)
+}
+
+/// A cached shared document.
+struct Shared {
+    body: Bytes,
+    fetched: Instant,
+}
+
+type SharedSlot = Arc<tokio::sync::Mutex<Option<Shared>>>;
+
+/// The process-wide services.
+pub struct Services {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    shared: Mutex<HashMap<(Arc<str>, String), SharedSlot>>,
+    kv: moka::sync::Cache<(Arc<str>, String), KvValue>,
+}
+
+#[derive(Clone)]
+struct KvValue {
+    value: Arc<[u8]>,
+    expires: Instant,
+}
+
+impl Services {
+    /// Creates the client (webpki roots, HTTP/1.1, no redirects) and the stores.
+    pub fn new() -> Arc<Self> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let kv = moka::sync::Cache::builder()
+            .max_capacity(KV_CAPACITY)
+            .weigher(|key: &(Arc<str>, String), value: &KvValue| {
+                u32::try_from(key.1.len() + value.value.len() + 64).unwrap_or(u32::MAX)
+            })
+            .time_to_live(KV_MAX_TTL)
+            .build();
+        Arc::new(Services {
+            client,
+            shared: Mutex::new(HashMap::new()),
+            kv,
+        })
+    }
+
+    /// Sends one request to an allowed host and reads the whole answer.
+    pub async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<Answer, OutboundError> {
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    OutboundError::Connect(format!("{e:#}"))
+                } else {
+                    OutboundError::Protocol(format!("{e:#}"))
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, max_body)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        OutboundError::TooLarge
+                    } else {
+                        OutboundError::Protocol(format!("{e:#}"))
+                    }
+                })?
+                .to_bytes();
+            Ok(Answer {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(timeout.min(MAX_TIMEOUT), exchange)
+            .await
+            .unwrap_or(Err(OutboundError::Timeout))
+    }
+
+    /// A GET of `uri` shared by every caller in `namespace`: the cached copy when
+    /// it is at most `max_age` old, else one fetch for all concurrent callers.
+    /// Returns the body and its age.
+    pub async fn fetch_shared(
+        &self,
+        namespace: &Arc<str>,
+        uri: Uri,
+        max_age: Duration,
+        max_body: usize,
+    ) -> Result<(Bytes, Duration), OutboundError> {
+        let slot = {
+            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            let key = (namespace.clone(), uri.to_string());
+            if !shared.contains_key(&key) && shared.len() >= MAX_SHARED {
+                return Err(OutboundError::InvalidRequest(format!(
+                    "the gateway already shares {MAX_SHARED} documents"
+                )));
+            }
+            shared.entry(key).or_default().clone()
+        };
+        // Callers for one document queue here; the first fetches, the rest
+        // find its copy fresh.
+        let mut copy = slot.lock().await;
+        if let Some(cached) = copy.as_ref()
+            && cached.fetched.elapsed() <= max_age
+        {
+            return Ok((cached.body.clone(), cached.fetched.elapsed()));
+        }
+        let request = http::Request::get(uri)
+            .header(http::header::USER_AGENT, "gateway")
+            .body(Full::default())
+            .map_err(|e| OutboundError::InvalidRequest(e.to_string()))?;
+        let answer = self.send(request, MAX_TIMEOUT, max_body).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(OutboundError::Protocol(format!("status {}", answer.status)));
+        }
+        *copy = Some(Shared {
+            body: answer.body.clone(),
+            fetched: Instant::now(),
+        });
+        Ok((answer.body, Duration::ZERO))
+    }
+
+    /// The kv value under `key` in `namespace`.
+    pub fn kv_get(&self, namespace: &Arc<str>, key: String) -> Option<Vec<u8>> {
+        let key = (namespace.clone(), key);
+        let found = self.kv.get(&key)?;
+        if found.expires <= Instant::now() {
+            self.kv.invalidate(&key);
+            return None;
+        }
+        Some(found.value.to_vec())
+    }
+
+    /// Stores a kv value; `false` when over the caps.
+    pub fn kv_set(&self, namespace: &Arc<str>, key: String, value: Vec<u8>, ttl: Duration) -> bool {
+        if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
+            return false;
+        }
+        let expires = Instant::now() + ttl.min(KV_MAX_TTL);
+        self.kv.insert(
+            (namespace.clone(), key),
+            KvValue {
+                value: value.into(),
+                expires,
+            },
+        );
+        true
+    }
+
+    /// Removes a kv value.
+    pub fn kv_delete(&self, namespace: &Arc<str>, key: String) {
+        self.kv.invalidate(&(namespace.clone(), key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(patterns: &[&str]) -> Vec<HostPattern> {
+        patterns
+            .iter()
+            .map(|p| HostPattern::parse(p).unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    }
+
+    #[test]
+    fn allow_list_matches_host_port_scheme_and_wildcards() {
+        let list = allowed(&["https://id.example.com", "*.corp.test:8443", "127.0.0.1"]);
+        assert!(check_url("https://id.example.com/jwks", &list).is_ok());
+        assert!(check_url("https://ID.example.com:443/x", &list).is_ok());
+        assert!(check_url("http://id.example.com/jwks", &list).is_err());
+        assert!(check_url("https://a.corp.test:8443/", &list).is_ok());
+        assert!(check_url("https://corp.test:8443/", &list).is_err());
+        assert!(check_url("https://evilcorp.test:8443/", &list).is_err());
+        assert!(check_url("https://a.corp.test/", &list).is_err());
+        assert!(check_url("http://127.0.0.1:9999/x", &list).is_ok());
+        assert_eq!(
+            check_url("https://other.example.com/", &list).err(),
+            Some(OutboundError::NotAllowed("other.example.com:443".into()))
+        );
+        assert!(matches!(
+            check_url("https://user@id.example.com/", &list),
+            Err(OutboundError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            check_url("file:///etc/passwd", &list),
+            Err(OutboundError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        for bad in ["", "ftp://x", "a*b.com", "host:port", "*.", "exa mple.com"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kv_entries_expire_and_are_namespaced() {
+        let services = Services::new();
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        assert!(services.kv_set(&a, "k".into(), b"v".to_vec(), Duration::from_secs(60)));
+        assert_eq!(services.kv_get(&a, "k".into()), Some(b"v".to_vec()));
+        assert_eq!(services.kv_get(&b, "k".into()), None);
+        assert!(services.kv_set(&a, "short".into(), b"v".to_vec(), Duration::ZERO));
+        assert_eq!(services.kv_get(&a, "short".into()), None);
+        assert!(!services.kv_set(
+            &a,
+            "x".repeat(KV_MAX_KEY + 1),
+            Vec::new(),
+            Duration::from_secs(1)
+        ));
+        services.kv_delete(&a, "k".into());
+        assert_eq!(services.kv_get(&a, "k".into()), None);
+    }
+}

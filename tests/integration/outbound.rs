@@ -1,0 +1,163 @@
+//! The `http-client` and `kv` capabilities through the real binary: allow-lists,
+//! shared fetches, the deadline pausing while a plugin waits, kv across requests.
+
+use crate::support::{Gateway, Upstream, check, client, get, plugin_path, send};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+fn outbound() -> String {
+    plugin_path("outbound_plugin").display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_reach_allowed_hosts_share_fetches_and_keep_kv() {
+    let api = Upstream::start("api").await;
+    let docs = Upstream::start("docs").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "fetch"
+path = "/fetch"
+[[routes.plugins]]
+plugin = "{wasm}"
+grants = ["http-client", "kv"]
+allowed_hosts = ["127.0.0.1"]
+config = {{ mode = "fetch", url = "http://{api}/data" }}
+
+[[routes]]
+name = "denied"
+path = "/denied"
+[[routes.plugins]]
+plugin = "{wasm}"
+grants = ["http-client", "kv"]
+allowed_hosts = ["https://example.com"]
+config = {{ mode = "fetch", url = "http://{api}/data" }}
+
+[[routes]]
+name = "slow"
+path = "/slow"
+[[routes.plugins]]
+plugin = "{wasm}"
+grants = ["http-client", "kv"]
+allowed_hosts = ["127.0.0.1:{api_port}"]
+deadline = "20ms"
+config = {{ mode = "fetch", url = "http://{api}/slow/150" }}
+
+[[routes]]
+name = "shared"
+path = "/shared"
+[[routes.plugins]]
+plugin = "{wasm}"
+grants = ["http-client", "kv"]
+allowed_hosts = ["127.0.0.1"]
+pool_size = 8
+config = {{ mode = "fetch-shared", url = "http://{docs}/jwks", max_age_ms = 60000 }}
+
+[[routes]]
+name = "counter"
+path = "/counter"
+[[routes.plugins]]
+plugin = "{wasm}"
+grants = ["kv", "http-client"]
+config = {{ mode = "kv-counter" }}
+"#,
+        wasm = outbound(),
+        api = api.addr,
+        api_port = api.addr.port(),
+        docs = docs.addr,
+    ));
+
+    let reply = get(&gw.url("/fetch")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("x-fetched"), Some("yes"));
+    assert_eq!(reply.json()["path"], "/data");
+
+    let reply = get(&gw.url("/denied")).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(
+        reply.body,
+        format!(
+            "outbound: host 127.0.0.1:{} is not allowed",
+            api.addr.port()
+        )
+    );
+
+    // 150 ms of waiting on the network under a 20 ms CPU deadline: the wait
+    // does not count.
+    let reply = get(&gw.url("/slow")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Many instances asking at once: one fetch.
+    let client = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let client = client.clone();
+        let url = gw.url("/shared");
+        tasks.spawn(async move {
+            send(
+                &client,
+                Request::get(url)
+                    .body(Full::<Bytes>::default())
+                    .expect("request"),
+            )
+            .await
+        });
+    }
+    let replies = tasks.join_all().await;
+    for reply in &replies {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["path"], "/jwks");
+    }
+    assert_eq!(
+        docs.hits(),
+        1,
+        "concurrent shared fetches were not coalesced"
+    );
+    let again = get(&gw.url("/shared")).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(docs.hits(), 1, "a fresh shared copy was fetched again");
+
+    for expected in 1..=3 {
+        let reply = get(&gw.url("/counter")).await;
+        assert_eq!(reply.body, expected.to_string());
+    }
+}
+
+#[test]
+fn outbound_capabilities_need_grants_and_valid_hosts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |extra: &str| {
+        format!(
+            "[[routes]]\nname = \"r\"\npath = \"/\"\n\n[[routes.plugins]]\nplugin = \"{}\"\n{extra}\nconfig = {{ mode = \"fetch\", url = \"http://127.0.0.1:1/\" }}\n",
+            outbound()
+        )
+    };
+    std::fs::write(
+        dir.path().join("ungranted.toml"),
+        config("grants = [\"kv\"]"),
+    )
+    .expect("write");
+    let (ok, out) = check(dir.path(), "ungranted.toml");
+    assert!(!ok);
+    assert!(
+        out.contains("imports gateway:plugin/http-client but its entry does not grant it"),
+        "{out}"
+    );
+    std::fs::write(
+        dir.path().join("bad-host.toml"),
+        config("grants = [\"http-client\", \"kv\"]\nallowed_hosts = [\"ftp://files.example.com\"]"),
+    )
+    .expect("write");
+    let (ok, out) = check(dir.path(), "bad-host.toml");
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "bad-host.toml:8:18: route `r`: invalid allowed host `ftp://files.example.com`"
+        ),
+        "{out}"
+    );
+}
