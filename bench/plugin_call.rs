@@ -3,9 +3,14 @@
 //!
 //! Prints one line per case: median and p99 nanoseconds per call over batches.
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use gateway::config::OnError;
 use gateway::pipeline::{Entry, Pipeline};
 use gateway::plugin::{Context, EntryLimits, HostEnv, InstancePool, PluginEngine, Request};
+use plugin_sdk::crypto::{Algorithm, VerifyingKey};
 use std::time::{Duration, Instant};
 
 fn request() -> Request {
@@ -143,6 +148,112 @@ async fn run() {
         request_with(&[("x-api-key", "bench-key-0123456789")])
     })
     .await;
+
+    let jwt = gateway::builtin::find("jwt").expect("jwt built-in");
+    let es_key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
+    let point = es_key.public_key().as_ref();
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1",
+        "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+    }]});
+    let config = serde_json::json!({
+        "algorithms": ["ES256"], "jwks": jwks.to_string(), "audience": "bench",
+        "claims_to_headers": {"sub": "x-user"},
+    });
+    let token = es256_token(&es_key);
+    let verified = pipeline_in(
+        &engine,
+        jwt,
+        &config.to_string(),
+        HostEnv::new(engine.services().clone()),
+    )
+    .await;
+    let bearer = format!("Bearer {token}");
+    measure_with(
+        "jwt: ES256 token, verified-token cache hit, one claim to a header",
+        &verified,
+        || request_with(&[("authorization", bearer.as_str())]),
+    )
+    .await;
+
+    // What the cache saves: one signature check, natively, per algorithm.
+    verify_cost("ES256", &es_key_check(&es_key, &token));
+    let (rsa_key, rsa_token) = rs256_token();
+    verify_cost("RS256 (2048-bit)", &(rsa_key, rsa_token));
+}
+
+fn es256_token(key: &EcdsaKeyPair) -> String {
+    let header = B64.encode(r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#);
+    let claims = B64.encode(
+        serde_json::json!({"sub": "user-42", "aud": "bench", "exp": 4_102_444_800u64}).to_string(),
+    );
+    let input = format!("{header}.{claims}");
+    let signature = key
+        .sign(&SystemRandom::new(), input.as_bytes())
+        .expect("sign");
+    format!("{input}.{}", B64.encode(signature.as_ref()))
+}
+
+fn es_key_check(key: &EcdsaKeyPair, token: &str) -> (VerifyingKey, String) {
+    let point = key.public_key().as_ref();
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256",
+        "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+    });
+    (
+        VerifyingKey::from_jwk(Algorithm::Es256, &jwk.to_string()).expect("key"),
+        token.to_string(),
+    )
+}
+
+fn rs256_token() -> (VerifyingKey, String) {
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
+    let der = key.public_key().as_ref();
+    let pem = format!(
+        "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    );
+    let input = format!(
+        "{}.{}",
+        B64.encode(r#"{"alg":"RS256"}"#),
+        B64.encode(r#"{"sub":"user-42"}"#)
+    );
+    let mut signature = vec![0u8; key.public_modulus_len()];
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .expect("sign");
+    let token = format!("{input}.{}", B64.encode(&signature));
+    (
+        VerifyingKey::from_pem(Algorithm::Rs256, &pem).expect("key"),
+        token,
+    )
+}
+
+/// Median time of one native signature check of `token` under `key`.
+fn verify_cost(name: &str, (key, token): &(VerifyingKey, String)) {
+    let (input, signature) = token.rsplit_once('.').expect("token");
+    let signature = B64.decode(signature).expect("signature");
+    assert!(
+        key.verify(input.as_bytes(), &signature),
+        "{name}: bench token does not verify"
+    );
+    let mut samples = Vec::new();
+    for _ in 0..30 {
+        let started = Instant::now();
+        for _ in 0..200 {
+            std::hint::black_box(key.verify(input.as_bytes(), &signature));
+        }
+        samples.push(started.elapsed().as_nanos() as f64 / 200.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "plugin_call signature check, {name}, native (what a cache miss adds): median {:.0} ns",
+        samples[samples.len() / 2]
+    );
 }
 
 /// A host environment with 1000 consumers, one of which owns the bench key.

@@ -60,37 +60,74 @@ nginx_conf proxy "upstream up { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; 
 nginx -c "$WORK/upstream.conf"
 nginx -c "$WORK/proxy.conf"
 
-gateway_conf() { # $1 file, $2 number of plugins
+API_KEY=bench-key-0123456789
+HS_SECRET=bench-hs256-secret-0123456789abcdef
+# An HS256 token for the jwt run, made with the Python standard library.
+JWT=$(python3 - "$HS_SECRET" <<'PY'
+import base64, hashlib, hmac, json, sys
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "user-42", "aud": "bench", "exp": 4102444800}).encode())
+sig = hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+print(f"{head}.{body}.{b64(sig)}")
+PY
+)
+
+gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt"
   {
     echo "[server]"
     echo "listen = \"127.0.0.1:$GATEWAY_PORT\""
     echo "[upstreams.up]"
     echo "targets = [\"127.0.0.1:$UPSTREAM_PORT\"]"
+    if [ "$2" = key ]; then
+      for i in $(seq 1 1000); do
+        echo "[[consumers]]"
+        echo "name = \"c$i\""
+        echo "keys = [{ plaintext = \"consumer-key-$i-0000\" }]"
+      done
+      echo "[[consumers]]"
+      echo "name = \"bench\""
+      echo "keys = [{ plaintext = \"$API_KEY\" }]"
+    fi
     echo "[[routes]]"
     echo "name = \"all\""
     echo "path = \"/{*rest}\""
     echo "upstream = \"up\""
-    for i in $(seq 1 "$2"); do
-      echo "[[routes.plugins]]"
-      echo "plugin = \"headers\""
-      echo "config = { request = { set = { \"x-plugin-$i\" = \"$i\" } } }"
-    done
+    case "$2" in
+      key)
+        echo "[[routes.plugins]]"
+        echo "plugin = \"key-auth\""
+        ;;
+      jwt)
+        echo "[[routes.plugins]]"
+        echo "plugin = \"jwt\""
+        echo "config = { algorithms = [\"HS256\"], hmac_secret = \"$HS_SECRET\", audience = \"bench\", claims_to_headers = { sub = \"x-user\" } }"
+        ;;
+      *)
+        for i in $(seq 1 "$2"); do
+          echo "[[routes.plugins]]"
+          echo "plugin = \"headers\""
+          echo "config = { request = { set = { \"x-plugin-$i\" = \"$i\" } } }"
+        done
+        ;;
+    esac
   } > "$1"
 }
 
 wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
 # Refuse to measure a setup that does not answer 200.
-sanity() { # $1 url, $2 log file
+sanity() { # $1 url, $2 log file, $3 optional request header
   local status
-  status=$(curl -s -o /dev/null -w '%{http_code}' "$1")
+  status=$(curl -s -o /dev/null -w '%{http_code}' ${3:+-H "$3"} "$1")
   if [ "$status" != 200 ]; then echo "bench: $1 answered $status" >&2; cat "$2" >&2; exit 1; fi
 }
 
-# wrk output -> "rps p50_us p99_us non2xx"
+# wrk output -> "rps p50_us p99_us non2xx"; $2 an optional request header
 run_wrk() {
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$1" >/dev/null   # warm-up
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$1" > "$WORK/wrk.out"
+  local header=(); [ -n "${2:-}" ] && header=(-H "$2")
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "${header[@]}" "$1" >/dev/null   # warm-up
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${header[@]}" "$1" > "$WORK/wrk.out"
   python3 - "$WORK/wrk.out" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -112,8 +149,9 @@ PY
 # Unloaded latency: one connection, one request at a time. The difference in
 # medians between pipelines is what each plugin adds to a request.
 run_wrk1() {
-  wrk -t1 -c1 -d2s "$1" >/dev/null
-  wrk -t1 -c1 -d"$DURATION" --latency "$1" > "$WORK/wrk1.out"
+  local header=(); [ -n "${2:-}" ] && header=(-H "$2")
+  wrk -t1 -c1 -d2s "${header[@]}" "$1" >/dev/null
+  wrk -t1 -c1 -d"$DURATION" --latency "${header[@]}" "$1" > "$WORK/wrk1.out"
   python3 - "$WORK/wrk1.out" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -131,14 +169,19 @@ declare -A SINGLE
 sanity "http://127.0.0.1:$NGINX_PORT/" "$WORK/proxy.error.log"
 RESULT[nginx]=$(run_wrk "http://127.0.0.1:$NGINX_PORT/")
 SINGLE[nginx]=$(run_wrk1 "http://127.0.0.1:$NGINX_PORT/")
-for n in 0 1 5; do
+for n in 0 1 5 key jwt; do
+  case "$n" in
+    key) HEADER="x-api-key: $API_KEY" ;;
+    jwt) HEADER="authorization: Bearer $JWT" ;;
+    *) HEADER="" ;;
+  esac
   gateway_conf "$WORK/gw$n.toml" "$n"
   RUST_LOG=warn "$GATEWAY" run --config "$WORK/gw$n.toml" > /dev/null 2> "$WORK/gw$n.log" &
   GW_PID=$!
   wait_port "$GATEWAY_PORT"
-  sanity "http://127.0.0.1:$GATEWAY_PORT/" "$WORK/gw$n.log"
-  RESULT[gw$n]=$(run_wrk "http://127.0.0.1:$GATEWAY_PORT/")
-  SINGLE[gw$n]=$(run_wrk1 "http://127.0.0.1:$GATEWAY_PORT/")
+  sanity "http://127.0.0.1:$GATEWAY_PORT/" "$WORK/gw$n.log" "$HEADER"
+  RESULT[gw$n]=$(run_wrk "http://127.0.0.1:$GATEWAY_PORT/" "$HEADER")
+  SINGLE[gw$n]=$(run_wrk1 "http://127.0.0.1:$GATEWAY_PORT/" "$HEADER")
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 done
 
@@ -178,11 +221,11 @@ MICRO=$(cargo bench -q -p gateway --bench plugin_call 2>/dev/null | grep '^plugi
 
 python3 - "$WORK" <<PY > bench/REPORT.md
 import sys
-res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}"}.items()}
-single = {"nginx": float("${SINGLE[nginx]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}")}
+res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}"}.items()}
+single = {"nginx": float("${SINGLE[nginx]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}")}
 nginx_rps = float(res["nginx"][0])
 base_p50 = float(res["gw0"][1])
-rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5")]
+rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5"), ("gateway, key-auth (1001 consumers)", "gwkey"), ("gateway, jwt (HS256, audience, claim to header)", "gwjwt")]
 print("# Benchmark report")
 print()
 print("Generated by \`bench/run.sh\` on $(nproc) cores, $(date -u +%Y-%m-%d). Load: wrk, ${THREADS} threads, ${CONNECTIONS} keep-alive")
@@ -201,6 +244,8 @@ gw5 = (single["gw5"] - single["gw0"]) / 5
 print(f"Median latency added per plugin, end to end on one connection: {gw1:.1f} us with 1 plugin, {gw5:.1f} us per plugin with 5")
 print("(the \`headers\` plugin setting one request header; wrk reports latency in steps of 10 us at this scale, so the")
 print("micro-benchmark below is the precise number).")
+print()
+print(f"Identity, median added on one connection over the empty pipeline: key-auth {single['gwkey'] - single['gw0']:.1f} us, jwt {single['gwjwt'] - single['gw0']:.1f} us.")
 print()
 print("## One plugin call through the host (\`cargo bench -p gateway --bench plugin_call\`)")
 print()

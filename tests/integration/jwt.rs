@@ -2,7 +2,7 @@
 //! aws-lc-rs (ES256 through a JWKS file, HS256 with a secret from the
 //! environment), and the attacks that must never reach the upstream.
 
-use crate::support::{Gateway, Upstream, client, send};
+use crate::support::{DocumentServer, Gateway, Upstream, client, send};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use aws_lc_rs::{hmac, rand::SystemRandom};
 use base64::Engine as _;
@@ -276,4 +276,81 @@ config = {{ algorithms = ["HS256"] }}
         hits,
         "a refused token reached the upstream"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_url_is_shared_refetched_on_rotation_and_survives_an_outage() {
+    let upstream = Upstream::start("api").await;
+    let first = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
+    let second = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
+    let set = |keys: Vec<Value>| json!({ "keys": keys }).to_string();
+    let jwks = DocumentServer::start(&set(vec![jwk(&first, "k1")])).await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstreams.api]
+targets = ["{api}"]
+
+[[routes]]
+name = "es"
+path = "/{{*rest}}"
+upstream = "api"
+[[routes.plugins]]
+plugin = "jwt"
+allowed_hosts = ["127.0.0.1:{port}"]
+pool_size = 4
+config = {{ algorithms = ["ES256"], jwks_url = "http://{jwks}/.well-known/jwks.json", jwks_refresh = 300, jwks_min_refetch = 1 }}
+"#,
+        api = upstream.addr,
+        port = jwks.addr.port(),
+        jwks = jwks.addr,
+    ));
+    let client = client();
+    let claims = json!({"sub": "alice", "exp": now() + 300});
+    let token =
+        |key: &EcdsaKeyPair, kid: &str| es256(key, &json!({"alg": "ES256", "kid": kid}), &claims);
+    let status = |token: String| {
+        let client = client.clone();
+        let url = gw.url("/x");
+        async move { send(&client, bearer(&url, &token)).await.status }
+    };
+
+    // Every instance at load and every request after it: one fetch in all.
+    for _ in 0..5 {
+        assert_eq!(status(token(&first, "k1")).await, 200);
+    }
+    assert_eq!(jwks.hits(), 1, "instances did not share the JWKS fetch");
+
+    // Rotation: k2 replaces k1. A token with the new kid triggers a refetch.
+    jwks.serve(Some(&set(vec![jwk(&second, "k2")])));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(status(token(&second, "k2")).await, 200);
+    assert_eq!(jwks.hits(), 2);
+
+    // A flood of made-up kids refetches at most once per jwks_min_refetch.
+    for i in 0..30 {
+        assert_eq!(status(token(&second, &format!("bogus-{i}"))).await, 401);
+    }
+    assert!(
+        jwks.hits() <= 3,
+        "unknown kids hammered the JWKS server: {}",
+        jwks.hits()
+    );
+
+    // The flood reached every instance (the pool hands them out in turn), so
+    // each has caught up with the rotation: k1 no longer verifies.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..8 {
+        assert_eq!(status(token(&first, "k1")).await, 401);
+    }
+
+    // The JWKS server goes down: the keys already fetched keep working.
+    jwks.serve(None);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..8 {
+        assert_eq!(status(token(&second, "k2")).await, 200);
+    }
+    assert_eq!(status(token(&first, "k1")).await, 401);
 }

@@ -266,3 +266,64 @@ pub async fn get(url: &str) -> Reply {
     )
     .await
 }
+
+/// A real HTTP server answering every request with a document the test can
+/// change (or replace with a 503), counting requests: a JWKS endpoint.
+pub struct DocumentServer {
+    pub addr: SocketAddr,
+    document: Arc<std::sync::Mutex<Option<String>>>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl DocumentServer {
+    pub async fn start(document: &str) -> DocumentServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let served = Arc::new(std::sync::Mutex::new(Some(document.to_string())));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (doc, counter) = (served.clone(), hits.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (doc, counter) = (doc.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |_req: Request<Incoming>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let current = doc.lock().map(|d| d.clone()).unwrap_or_default();
+                        async move {
+                            let mut response = Response::new(Full::new(Bytes::from(
+                                current.clone().unwrap_or_default(),
+                            )));
+                            if current.is_none() {
+                                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                            }
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        DocumentServer {
+            addr,
+            document: served,
+            hits,
+        }
+    }
+
+    /// Serves `document` from now on, or 503 for `None`.
+    pub fn serve(&self, document: Option<&str>) {
+        if let Ok(mut current) = self.document.lock() {
+            *current = document.map(str::to_string);
+        }
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}

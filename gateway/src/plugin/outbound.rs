@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connect timeout of outbound requests.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a shared fetch may take: a request waits for it.
+const SHARED_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most documents the shared-fetch cache holds.
 const MAX_SHARED: usize = 1024;
 /// Bytes the kv store holds across all plugins.
@@ -268,7 +270,7 @@ impl Services {
             .header(http::header::USER_AGENT, "gateway")
             .body(Full::default())
             .map_err(|e| OutboundError::InvalidRequest(e.to_string()))?;
-        let answer = self.send(request, MAX_TIMEOUT, max_body).await?;
+        let answer = self.send(request, SHARED_TIMEOUT, max_body).await?;
         if !(200..300).contains(&answer.status) {
             return Err(OutboundError::Protocol(format!("status {}", answer.status)));
         }

@@ -40,6 +40,12 @@ impl TokenCache {
         self.entries.borrow_mut().remove(token);
     }
 
+    /// Forgets every token (the keys changed: a token verified with a key
+    /// that is gone must not keep passing).
+    pub fn clear(&self) {
+        self.entries.borrow_mut().clear();
+    }
+
     /// The number of cached tokens.
     pub fn len(&self) -> usize {
         self.entries.borrow().len()

@@ -3,13 +3,16 @@
 
 use crate::Validator;
 use crate::claims::ClaimRules;
-use crate::keys::{KeyConfig, KeyStore, is_hmac};
+use crate::jwks_url::JwksUrl;
+use crate::keys::{KeyConfig, KeyList, KeyStore, NO_KEY, is_hmac};
 use plugin_sdk::Config;
 use plugin_sdk::crypto::Algorithm;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
 /// Appended to errors about algorithm names.
 pub const ALG_HINT: &str = "expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, \
@@ -17,6 +20,11 @@ pub const ALG_HINT: &str = "expected one of HS256, HS384, HS512, RS256, RS384, R
 
 const MAX_LEEWAY: u64 = 600;
 const TOKEN_BYTES: std::ops::RangeInclusive<usize> = 128..=65536;
+/// Seconds `jwks_refresh` may be: often enough to be pointless below, a day
+/// (the host's longest cache) above.
+const JWKS_REFRESH: std::ops::RangeInclusive<u64> = 10..=86_400;
+const DEFAULT_JWKS_REFRESH: u64 = 300;
+const DEFAULT_JWKS_MIN_REFETCH: u64 = 30;
 
 /// Headers a claim may never be copied into: the request's framing and routing.
 const RESERVED_HEADERS: &[&str] = &[
@@ -47,6 +55,15 @@ struct Settings {
     /// filled from the environment by the entry's `config_env`).
     #[serde(default)]
     hmac_secret: Option<String>,
+    /// A JWK set to fetch, at `init` and then as it ages.
+    #[serde(default)]
+    jwks_url: Option<String>,
+    /// Seconds the fetched set may age before it is fetched again.
+    #[serde(default)]
+    jwks_refresh: Option<u64>,
+    /// Seconds between early fetches for tokens with an unknown `kid`.
+    #[serde(default)]
+    jwks_min_refetch: Option<u64>,
     /// The header carrying `Bearer <token>`.
     #[serde(default = "default_header")]
     header: String,
@@ -163,8 +180,20 @@ pub struct Options {
     pub realm: String,
 }
 
+/// What `init` builds from the settings.
+#[derive(Debug)]
+pub struct Loaded {
+    /// What the request hook reads.
+    pub options: Options,
+    /// The validator; its keys are still to be installed when `jwks_url` is
+    /// set (see [`JwksUrl::start`]).
+    pub validator: Validator,
+    /// The set to fetch, if any.
+    pub jwks_url: Option<JwksUrl>,
+}
+
 /// Parses and checks the settings; every error names the setting.
-pub fn load(config: &Config) -> Result<(Options, Validator), String> {
+pub fn load(config: &Config) -> Result<Loaded, String> {
     let settings: Settings = config.parse()?;
 
     let algorithms = algorithms(&settings.algorithms)?;
@@ -262,8 +291,28 @@ pub fn load(config: &Config) -> Result<(Options, Validator), String> {
             });
         }
     }
-    let keys = KeyStore::build(&algorithms, &key_configs, settings.jwks.as_deref())
+    let url = jwks_url_timings(
+        settings.jwks_url.as_deref(),
+        settings.jwks_refresh,
+        settings.jwks_min_refetch,
+    )?;
+    let configured = KeyList::configured(&algorithms, &key_configs, settings.jwks.as_deref())
         .map_err(|e| format!("jwt: {e}"))?;
+    let (keys, jwks_url) = match url {
+        // The keys are installed by the first fetch, in `init`.
+        Some((url, refresh, min_refetch)) => (
+            KeyStore::default(),
+            Some(JwksUrl::new(
+                url,
+                refresh,
+                min_refetch,
+                algorithms.clone(),
+                configured,
+            )),
+        ),
+        None if configured.is_empty() => return Err(format!("jwt: {NO_KEY}")),
+        None => (KeyStore::from_lists(&algorithms, &[&configured]), None),
+    };
     let rules = ClaimRules {
         leeway: i64::try_from(settings.leeway).unwrap_or(0),
         issuers,
@@ -282,7 +331,100 @@ pub fn load(config: &Config) -> Result<(Options, Validator), String> {
         hide_credentials: settings.hide_credentials,
         realm: settings.realm,
     };
-    Ok((options, validator))
+    Ok(Loaded {
+        options,
+        validator,
+        jwks_url,
+    })
+}
+
+/// `jwks_url` with its refresh and refetch intervals, checked; `None`
+/// without a URL, where the intervals would mean nothing.
+fn jwks_url_timings(
+    url: Option<&str>,
+    refresh: Option<u64>,
+    min_refetch: Option<u64>,
+) -> Result<Option<(String, Duration, Duration)>, String> {
+    let Some(url) = url else {
+        if let Some(setting) = [("jwks_refresh", refresh), ("jwks_min_refetch", min_refetch)]
+            .into_iter()
+            .find_map(|(name, value)| value.map(|_| name))
+        {
+            return Err(format!(
+                "jwt: {setting} needs jwks_url, the JWK set it refreshes"
+            ));
+        }
+        return Ok(None);
+    };
+    check_jwks_url(url)?;
+    let refresh = refresh.unwrap_or(DEFAULT_JWKS_REFRESH);
+    if !JWKS_REFRESH.contains(&refresh) {
+        return Err(format!(
+            "jwt: jwks_refresh must be between {} and {} seconds, got {refresh}",
+            JWKS_REFRESH.start(),
+            JWKS_REFRESH.end()
+        ));
+    }
+    let min_refetch = min_refetch.unwrap_or(DEFAULT_JWKS_MIN_REFETCH.min(refresh));
+    if !(1..=refresh).contains(&min_refetch) {
+        return Err(format!(
+            "jwt: jwks_min_refetch must be between 1 and jwks_refresh ({refresh}) seconds, \
+             got {min_refetch}"
+        ));
+    }
+    Ok(Some((
+        url.to_string(),
+        Duration::from_secs(refresh),
+        Duration::from_secs(min_refetch),
+    )))
+}
+
+/// An `https://` URL, or `http://` to this machine (a local IdP, tests), with
+/// a host and no credentials (the URL is logged).
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    let (secure, rest) = match (
+        lower.strip_prefix("https://"),
+        lower.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => {
+            return Err(format!(
+                "jwt: jwks_url {url:?} is not an https:// URL (http:// is allowed to \
+                 localhost, 127.0.0.1 and [::1] only)"
+            ));
+        }
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "jwt: jwks_url {url:?} holds whitespace or control characters"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!(
+            "jwt: jwks_url {url:?} carries credentials; the URL is logged, so it must not"
+        ));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().map(|ip| format!("[{ip}]")),
+        None => authority.split(':').next().map(str::to_string),
+    }
+    .unwrap_or_default();
+    if host.is_empty() || host == "[]" {
+        return Err(format!("jwt: jwks_url {url:?} has no host"));
+    }
+    let loopback = host == "localhost"
+        || host == "[::1]"
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+    if !secure && !loopback {
+        return Err(format!(
+            "jwt: jwks_url {url:?}: keys fetched over plain http:// could be swapped on the \
+             way; use https:// (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"
+        ));
+    }
+    Ok(())
 }
 
 /// The allow-list, checked: known names only, never `none`.

@@ -1,11 +1,16 @@
-//! The verification keys, built once at `init` from `keys` and `jwks`, and
-//! the rules for picking the ones a token may be checked against.
+//! The verification keys, built at `init` from `keys` and `jwks` (and from
+//! each fetch of `jwks_url`), and the rules for picking the ones a token may
+//! be checked against.
 //!
 //! Every key is a [`VerifyingKey`] bound to exactly one algorithm, so the
 //! token's `alg` can only ever select keys made for that algorithm: an RSA
 //! key is never an HMAC secret however the header is forged. Keys are found
 //! by `kid` and `alg` only; nothing in the token (`jwk`, `jku`, `x5u`, `x5c`)
 //! can add one, and a `kid` is only ever a map key.
+//!
+//! Keys are gathered per source into a [`KeyList`] and indexed into a
+//! [`KeyStore`] built from one or more lists, so a refreshed `jwks_url` set
+//! replaces its own keys and leaves the configured ones alone.
 
 use crate::Reason;
 use base64::Engine as _;
@@ -20,6 +25,10 @@ use std::collections::{HashMap, HashSet};
 /// How many keys a token without a usable `kid` is tried against. Bounds the
 /// work an unauthenticated request can cause.
 pub const MAX_ATTEMPTS: usize = 8;
+
+/// The error when no source gives a key.
+pub const NO_KEY: &str =
+    "no key configured: give at least one in `keys`, `jwks`, `hmac_secret` or `jwks_url`";
 
 /// One entry of the `keys` setting.
 #[derive(Debug, Deserialize)]
@@ -45,13 +54,197 @@ pub struct KeyConfig {
 }
 
 /// A usable key and where it came from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     kid: Option<String>,
     key: VerifyingKey,
 }
 
-/// The configured keys, indexed for lookup.
+/// Where a JWK set came from: what its errors and log lines call it, and
+/// whether it may hold shared secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetSource {
+    /// The `jwks` setting, written by the operator.
+    Config,
+    /// A document fetched from `jwks_url`.
+    Url,
+}
+
+impl SetSource {
+    /// The subject of an error about the whole set.
+    fn name(self) -> &'static str {
+        match self {
+            SetSource::Config => "jwks",
+            SetSource::Url => "the document at jwks_url",
+        }
+    }
+
+    /// The prefix of a log line about one member.
+    fn label(self) -> &'static str {
+        match self {
+            SetSource::Config => "jwks",
+            SetSource::Url => "jwks_url",
+        }
+    }
+}
+
+/// The keys of one source, not yet indexed.
+#[derive(Debug, Default, Clone)]
+pub struct KeyList {
+    entries: Vec<Entry>,
+    /// Kids a JWK set publishes more than once for one key type, with the
+    /// algorithms that makes them ambiguous for.
+    duplicated: HashMap<String, HashSet<Algorithm>>,
+}
+
+impl KeyList {
+    /// The keys of the `keys` and `jwks` settings; `allowed` is the
+    /// `algorithms` allow-list. No key at all is not an error here: the
+    /// caller knows whether `jwks_url` supplies them.
+    pub fn configured(
+        allowed: &[Algorithm],
+        keys: &[KeyConfig],
+        jwks: Option<&str>,
+    ) -> Result<KeyList, String> {
+        let mut list = KeyList::default();
+        for (index, config) in keys.iter().enumerate() {
+            let (kid, key) = configured_key(allowed, index, config)?;
+            if let Some(kid) = &kid
+                && let Some(other) = list.entries.iter().position(|entry| {
+                    entry.kid.as_ref() == Some(kid)
+                        && (entry.key.algorithm() == key.algorithm()
+                            || is_hmac(entry.key.algorithm()) != is_hmac(key.algorithm()))
+                })
+            {
+                return Err(format!(
+                    "keys[{index}]: kid {kid:?} is already used by keys[{other}] ({}); \
+                     a kid must name one key per algorithm, and never both a secret and a public key",
+                    list.entries[other].key.algorithm().name()
+                ));
+            }
+            list.entries.push(Entry { kid, key });
+        }
+        if let Some(jwks) = jwks {
+            list.add_jwks(allowed, SetSource::Config, jwks.as_bytes())?;
+        }
+        Ok(list)
+    }
+
+    /// The keys of a JWK set fetched from `jwks_url`. Shared secrets (`kty`
+    /// `oct`) are skipped: a secret served over the network lets whoever
+    /// reaches the URL sign tokens. An error when the document is not a JWK
+    /// set or yields no usable key.
+    pub fn fetched(allowed: &[Algorithm], document: &[u8]) -> Result<KeyList, String> {
+        let mut list = KeyList::default();
+        list.add_jwks(allowed, SetSource::Url, document)?;
+        Ok(list)
+    }
+
+    /// The number of usable keys (one per key and algorithm).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn add_jwks(
+        &mut self,
+        allowed: &[Algorithm],
+        source: SetSource,
+        jwks: &[u8],
+    ) -> Result<(), String> {
+        let name = source.name();
+        let document: Value =
+            serde_json::from_slice(jwks).map_err(|e| format!("{name} is not valid JSON: {e}"))?;
+        let Some(Value::Array(jwks)) = document.get("keys") else {
+            return Err(format!(
+                "{name} must be a JWK set: a JSON object with a \"keys\" array"
+            ));
+        };
+        if jwks.is_empty() {
+            return Err(format!("{name} has no keys"));
+        }
+        let is_secret = |jwk: &Value| {
+            jwk.get("kty")
+                .and_then(Value::as_str)
+                .map(|kty| kty == "oct")
+        };
+        let secrets = jwks.iter().any(|jwk| is_secret(jwk) == Some(true));
+        let public = jwks.iter().any(|jwk| is_secret(jwk) == Some(false));
+        if source == SetSource::Config && secrets && public {
+            return Err(
+                "jwks mixes shared secrets (kty \"oct\") with public keys; a key set that \
+                 does both invites key confusion: keep HMAC secrets in `keys`"
+                    .into(),
+            );
+        }
+        let taken = |jwk: &Value| source == SetSource::Config || is_secret(jwk) != Some(true);
+        // Members sharing a kid and a key type make the kid ambiguous for every
+        // algorithm that type serves, even when one of them is unusable: the
+        // set as published does not say which key the kid means.
+        let mut shapes: HashMap<(&str, &str, Option<&str>), usize> = HashMap::new();
+        for jwk in jwks.iter().filter(|jwk| taken(jwk)) {
+            let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+            if let (Some(kid), Some(kty)) = (text("kid"), text("kty")) {
+                *shapes.entry((kid, kty, text("crv"))).or_default() += 1;
+            }
+        }
+        for ((kid, kty, crv), count) in shapes {
+            if count > 1 {
+                let algs = allowed.iter().copied().filter(|&alg| fits(alg, kty, crv));
+                self.duplicated
+                    .entry(kid.to_string())
+                    .or_default()
+                    .extend(algs);
+            }
+        }
+        let before = self.entries.len();
+        for (index, jwk) in jwks.iter().enumerate() {
+            let label = match jwk.get("kid").and_then(Value::as_str) {
+                Some(kid) => format!("{} key {index} (kid {kid:?})", source.label()),
+                None => format!("{} key {index}", source.label()),
+            };
+            if !taken(jwk) {
+                log::warn(&format!(
+                    "jwt: {label} skipped: a shared secret (kty \"oct\") is never taken from a URL"
+                ));
+                continue;
+            }
+            match jwks_entry(allowed, jwk) {
+                Ok((kid, keys, refused)) => {
+                    if keys.is_empty() {
+                        log::warn(&format!("jwt: {label} skipped: {}", refused.join("; ")));
+                    }
+                    for note in refused.iter().filter(|_| !keys.is_empty()) {
+                        log::debug(&format!("jwt: {label}: {note}"));
+                    }
+                    for key in keys {
+                        self.entries.push(Entry {
+                            kid: kid.clone(),
+                            key,
+                        });
+                    }
+                }
+                Err(why) => log::warn(&format!("jwt: {label} skipped: {why}")),
+            }
+        }
+        if self.entries.len() == before {
+            let names: Vec<&str> = allowed.iter().map(|alg| alg.name()).collect();
+            return Err(format!(
+                "none of the {} keys in {name} can verify any of the allowed algorithms [{}] \
+                 (each is logged above with the reason)",
+                jwks.len(),
+                names.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Keys indexed for lookup.
 #[derive(Debug, Default)]
 pub struct KeyStore {
     entries: Vec<Entry>,
@@ -66,38 +259,37 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// Builds the store; `allowed` is the `algorithms` allow-list.
+    /// The store of the `keys` and `jwks` settings, which must give at least
+    /// one key; `allowed` is the `algorithms` allow-list.
     pub fn build(
         allowed: &[Algorithm],
         keys: &[KeyConfig],
         jwks: Option<&str>,
     ) -> Result<KeyStore, String> {
+        let list = KeyList::configured(allowed, keys, jwks)?;
+        if list.is_empty() {
+            return Err(NO_KEY.into());
+        }
+        Ok(KeyStore::from_lists(allowed, &[&list]))
+    }
+
+    /// One store of the keys of every list. A kid on keys of two lists is
+    /// judged as if they were one list: the same kid for one algorithm, or
+    /// for both a secret and a public key, is ambiguous.
+    pub fn from_lists(allowed: &[Algorithm], lists: &[&KeyList]) -> KeyStore {
         let mut store = KeyStore::default();
-        for (index, config) in keys.iter().enumerate() {
-            let (kid, key) = configured_key(allowed, index, config)?;
-            if let Some(kid) = &kid
-                && let Some(other) = store.entries.iter().position(|entry| {
-                    entry.kid.as_ref() == Some(kid)
-                        && (entry.key.algorithm() == key.algorithm()
-                            || is_hmac(entry.key.algorithm()) != is_hmac(key.algorithm()))
-                })
-            {
-                return Err(format!(
-                    "keys[{index}]: kid {kid:?} is already used by keys[{other}] ({}); \
-                     a kid must name one key per algorithm, and never both a secret and a public key",
-                    store.entries[other].key.algorithm().name()
-                ));
+        for list in lists {
+            store.entries.extend(list.entries.iter().cloned());
+            for (kid, algs) in &list.duplicated {
+                store
+                    .ambiguous
+                    .entry(kid.clone())
+                    .or_default()
+                    .extend(algs.iter().copied());
             }
-            store.push(kid, key);
-        }
-        if let Some(jwks) = jwks {
-            store.add_jwks(allowed, jwks)?;
-        }
-        if store.entries.is_empty() {
-            return Err("no key configured: give at least one in `keys` or `jwks`".into());
         }
         store.index(allowed);
-        Ok(store)
+        store
     }
 
     /// The number of usable keys (one per key and algorithm).
@@ -105,9 +297,14 @@ impl KeyStore {
         self.entries.len()
     }
 
-    /// Whether there are none (never true after [`build`](KeyStore::build)).
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Whether some key carries this `kid`.
+    pub fn knows_kid(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
     }
 
     /// The keys a token with this `alg` and `kid` may be verified with: the
@@ -156,85 +353,6 @@ impl KeyStore {
         } else {
             Ok(keys)
         }
-    }
-
-    fn push(&mut self, kid: Option<String>, key: VerifyingKey) {
-        self.entries.push(Entry { kid, key });
-    }
-
-    fn add_jwks(&mut self, allowed: &[Algorithm], jwks: &str) -> Result<(), String> {
-        let document: Value =
-            serde_json::from_str(jwks).map_err(|e| format!("jwks is not valid JSON: {e}"))?;
-        let Some(Value::Array(jwks)) = document.get("keys") else {
-            return Err("jwks must be a JWK set: a JSON object with a \"keys\" array".into());
-        };
-        if jwks.is_empty() {
-            return Err("jwks has no keys".into());
-        }
-        let is_secret = |jwk: &Value| {
-            jwk.get("kty")
-                .and_then(Value::as_str)
-                .map(|kty| kty == "oct")
-        };
-        let secrets = jwks.iter().any(|jwk| is_secret(jwk) == Some(true));
-        let public = jwks.iter().any(|jwk| is_secret(jwk) == Some(false));
-        if secrets && public {
-            return Err(
-                "jwks mixes shared secrets (kty \"oct\") with public keys; a key set that \
-                 does both invites key confusion: keep HMAC secrets in `keys`"
-                    .into(),
-            );
-        }
-        // Members sharing a kid and a key type make the kid ambiguous for every
-        // algorithm that type serves, even when one of them is unusable: the
-        // set as published does not say which key the kid means.
-        let mut shapes: HashMap<(&str, &str, Option<&str>), usize> = HashMap::new();
-        for jwk in jwks {
-            let text = |name: &str| jwk.get(name).and_then(Value::as_str);
-            if let (Some(kid), Some(kty)) = (text("kid"), text("kty")) {
-                *shapes.entry((kid, kty, text("crv"))).or_default() += 1;
-            }
-        }
-        for ((kid, kty, crv), count) in shapes {
-            if count > 1 {
-                let algs = allowed.iter().copied().filter(|&alg| fits(alg, kty, crv));
-                self.ambiguous
-                    .entry(kid.to_string())
-                    .or_default()
-                    .extend(algs);
-            }
-        }
-        let before = self.entries.len();
-        for (index, jwk) in jwks.iter().enumerate() {
-            let label = match jwk.get("kid").and_then(Value::as_str) {
-                Some(kid) => format!("jwks key {index} (kid {kid:?})"),
-                None => format!("jwks key {index}"),
-            };
-            match jwks_entry(allowed, jwk) {
-                Ok((kid, keys, refused)) => {
-                    if keys.is_empty() {
-                        log::warn(&format!("jwt: {label} skipped: {}", refused.join("; ")));
-                    }
-                    for note in refused.iter().filter(|_| !keys.is_empty()) {
-                        log::debug(&format!("jwt: {label}: {note}"));
-                    }
-                    for key in keys {
-                        self.push(kid.clone(), key);
-                    }
-                }
-                Err(why) => log::warn(&format!("jwt: {label} skipped: {why}")),
-            }
-        }
-        if self.entries.len() == before {
-            let names: Vec<&str> = allowed.iter().map(|alg| alg.name()).collect();
-            return Err(format!(
-                "none of the {} keys in jwks can verify any of the allowed algorithms [{}] \
-                 (each is logged above with the reason)",
-                jwks.len(),
-                names.join(", ")
-            ));
-        }
-        Ok(())
     }
 
     fn index(&mut self, allowed: &[Algorithm]) {

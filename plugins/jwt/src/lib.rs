@@ -21,13 +21,20 @@
 //! - `alg` must be in the allow-list, case-sensitively; `none` cannot be
 //!   configured. `crit` (RFC 7515 4.1.11) and `b64: false` (RFC 7797) are
 //!   refused: this plugin implements no extension.
-//! - Keys come from the configuration only: header `jwk`, `jku`, `x5u` and
-//!   `x5c` are never read. A key is found by `kid` and `alg`; a `kid` naming
+//! - Keys come from the configuration and `jwks_url` only: header `jwk`,
+//!   `jku`, `x5u` and `x5c` are never read. A key is found by `kid` and `alg`; a `kid` naming
 //!   several keys for that algorithm, or both a secret and a public key, is
 //!   refused as ambiguous. A token without a `kid` (or with one no key has)
 //!   is tried against at most 8 keys of its algorithm that carry no `kid`
 //!   (all keys of that algorithm when the token has no `kid`).
-//! - A JWK set that mixes HMAC secrets with public keys is a config error.
+//! - A JWK set that mixes HMAC secrets with public keys is a config error;
+//!   a set fetched from `jwks_url` gives public keys only.
+//!
+//! **Keys from a URL.** With `jwks_url`, the set is fetched at `init` through
+//! the host's shared fetch, again when older than `jwks_refresh`, and early
+//! when a token names an unknown `kid`, at most once per `jwks_min_refetch`
+//! (see `jwks_url.rs`). A failed fetch keeps the last good keys; a new set
+//! replaces the previous one's keys and empties the verified-token cache.
 //!
 //! **Verified-token cache.** Like Envoy's `jwt_cache`, each instance keeps up
 //! to 1024 tokens that passed every check, keyed by the exact token text, with
@@ -44,18 +51,20 @@ mod cache;
 mod claims;
 mod config;
 mod extract;
+mod jwks_url;
 mod keys;
 mod reason;
 pub mod token;
 mod validator;
 
 pub use claims::{ClaimRules, Window};
-pub use keys::{KeyConfig, KeyStore, MAX_ATTEMPTS};
+pub use keys::{KeyConfig, KeyList, KeyStore, MAX_ATTEMPTS};
 pub use reason::Reason;
 pub use validator::{Jws, Validator, Verified};
 
-use config::Options;
+use config::{Loaded, Options};
 use extract::Source;
+use jwks_url::JwksUrl;
 use plugin_sdk::{
     Action, Config, Context, Phases, Plugin, Request, Response, clock, consumers, log,
 };
@@ -77,12 +86,54 @@ pub const CONTEXT_CLAIM_PREFIX: &str = "jwt.claim.";
 pub struct Jwt {
     options: Options,
     validator: Validator,
+    jwks_url: Option<JwksUrl>,
 }
 
 impl Jwt {
+    /// [`init`](Plugin::init) at a chosen time, in milliseconds since the
+    /// epoch: the time the first `jwks_url` fetch is taken to happen at.
+    pub fn init_at(config: Config, now_ms: u64) -> Result<Jwt, String> {
+        let Loaded {
+            options,
+            validator,
+            jwks_url,
+        } = config::load(&config)?;
+        if let Some(jwks_url) = &jwks_url {
+            jwks_url.start(&validator, now_ms)?;
+        }
+        Ok(Jwt {
+            options,
+            validator,
+            jwks_url,
+        })
+    }
+
     /// The validator, to check tokens at a chosen time in tests.
     pub fn validator(&self) -> &Validator {
         &self.validator
+    }
+
+    /// Checks `token` as a request at `now_ms` (milliseconds since the epoch)
+    /// does: with `jwks_url`, the keys are first refreshed if due, and a token
+    /// refused for a `kid` no key has is checked again if an early refetch
+    /// brings new keys.
+    pub fn check(&self, token: &str, now_ms: u64) -> Result<Verified, Reason> {
+        let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        let Some(jwks_url) = &self.jwks_url else {
+            return self.validator.validate(token, now);
+        };
+        jwks_url.refresh_if_due(&self.validator, now_ms);
+        let result = self.validator.validate(token, now);
+        // A kid without a key may be a key the issuer just rotated in. Keys
+        // without a kid serve such a token too, so an invalid signature can
+        // mean the same.
+        if let Err(Reason::UnknownKey | Reason::InvalidSignature) = result
+            && token::peek_kid(token).is_some_and(|kid| !self.validator.knows_kid(&kid))
+            && jwks_url.refetch_for_unknown_kid(&self.validator, now_ms)
+        {
+            return self.validator.validate(token, now);
+        }
+        result
     }
 
     fn refuse(&self, req: &Request, token: Option<&str>, reason: &Reason) -> Action {
@@ -206,8 +257,7 @@ impl Plugin for Jwt {
     const PHASES: Phases = Phases::REQUEST;
 
     fn init(config: Config) -> Result<Self, String> {
-        let (options, validator) = config::load(&config)?;
-        Ok(Jwt { options, validator })
+        Jwt::init_at(config, clock::now_millis())
     }
 
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
@@ -215,8 +265,7 @@ impl Plugin for Jwt {
         let Some((source, token)) = extract::find(req, &self.options) else {
             return self.refuse(req, None, &Reason::MissingToken);
         };
-        let now = i64::try_from(clock::now_millis() / 1000).unwrap_or(i64::MAX);
-        let verified = match self.validator.validate(&token, now) {
+        let verified = match self.check(&token, clock::now_millis()) {
             Ok(verified) => verified,
             Err(reason) => return self.refuse(req, Some(&token), &reason),
         };

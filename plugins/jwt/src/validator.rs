@@ -7,7 +7,7 @@ use crate::keys::KeyStore;
 use crate::{Reason, token};
 use plugin_sdk::crypto::Algorithm;
 use serde_json::{Map, Value};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 /// A JWS whose signature checked out; the payload is not interpreted yet.
@@ -56,7 +56,8 @@ impl Verified {
 #[derive(Debug)]
 pub struct Validator {
     algorithms: Vec<Algorithm>,
-    keys: KeyStore,
+    /// Swapped whole when `jwks_url` gives a new set, never edited.
+    keys: RefCell<KeyStore>,
     rules: ClaimRules,
     max_token_bytes: usize,
     cache: TokenCache,
@@ -73,7 +74,7 @@ impl Validator {
     ) -> Validator {
         Validator {
             algorithms,
-            keys,
+            keys: RefCell::new(keys),
             rules,
             max_token_bytes,
             cache: TokenCache::default(),
@@ -131,7 +132,8 @@ impl Validator {
         }
         let payload = token::decode(segments.payload)?;
         let signature = token::decode(segments.signature)?;
-        let candidates = self.keys.candidates(alg, header.kid.as_deref())?;
+        let keys = self.keys.borrow();
+        let candidates = keys.candidates(alg, header.kid.as_deref())?;
         let signing_input = segments.signing_input.as_bytes();
         let verified = candidates.into_iter().any(|key| {
             self.signature_checks.set(self.signature_checks.get() + 1);
@@ -165,6 +167,18 @@ impl Validator {
 
     /// The usable keys (one per key and algorithm).
     pub fn key_count(&self) -> usize {
-        self.keys.len()
+        self.keys.borrow().len()
+    }
+
+    /// Whether some key carries this `kid`.
+    pub fn knows_kid(&self, kid: &str) -> bool {
+        self.keys.borrow().knows_kid(kid)
+    }
+
+    /// Swaps in new keys and empties the verified-token cache, so a token
+    /// verified with a key that is gone stops passing.
+    pub fn replace_keys(&self, keys: KeyStore) {
+        *self.keys.borrow_mut() = keys;
+        self.cache.clear();
     }
 }

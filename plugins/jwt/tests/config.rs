@@ -68,11 +68,11 @@ fn each_bad_config_gives_its_message() {
         ),
         (
             json!({"algorithm": ["HS256"]}),
-            "invalid config: unknown field `algorithm`, expected one of `algorithms`, `keys`, `jwks`, `hmac_secret`, `header`, `query`, `cookie`, `leeway`, `issuer`, `audience`, `required_claims`, `max_token_bytes`, `claims_to_context`, `claims_to_headers`, `consumer_claim`, `consumer_must_exist`, `hide_credentials`, `realm`",
+            "invalid config: unknown field `algorithm`, expected one of `algorithms`, `keys`, `jwks`, `hmac_secret`, `jwks_url`, `jwks_refresh`, `jwks_min_refetch`, `header`, `query`, `cookie`, `leeway`, `issuer`, `audience`, `required_claims`, `max_token_bytes`, `claims_to_context`, `claims_to_headers`, `consumer_claim`, `consumer_must_exist`, `hide_credentials`, `realm`",
         ),
         (
             json!({"keys": []}),
-            "jwt: no key configured: give at least one in `keys` or `jwks`",
+            "jwt: no key configured: give at least one in `keys`, `jwks`, `hmac_secret` or `jwks_url`",
         ),
         (
             json!({"keys": [{"alg": "HS512", "secret": SECRET}]}),
@@ -133,6 +133,62 @@ fn each_bad_config_gives_its_message() {
         (
             json!({"keys": null, "jwks": set(json!([p256()]))}),
             "jwt: none of the 1 keys in jwks can verify any of the allowed algorithms [HS256] (each is logged above with the reason)",
+        ),
+        (
+            json!({"jwks_url": "ftp://issuer.example.com/jwks"}),
+            r#"jwt: jwks_url "ftp://issuer.example.com/jwks" is not an https:// URL (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"#,
+        ),
+        (
+            json!({"jwks_url": "issuer.example.com/jwks"}),
+            r#"jwt: jwks_url "issuer.example.com/jwks" is not an https:// URL (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"#,
+        ),
+        (
+            json!({"jwks_url": "http://issuer.example.com/jwks"}),
+            r#"jwt: jwks_url "http://issuer.example.com/jwks": keys fetched over plain http:// could be swapped on the way; use https:// (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"#,
+        ),
+        (
+            json!({"jwks_url": "http://127.0.0.1.example.com/jwks"}),
+            r#"jwt: jwks_url "http://127.0.0.1.example.com/jwks": keys fetched over plain http:// could be swapped on the way; use https:// (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"#,
+        ),
+        (
+            json!({"jwks_url": "https://user:pw@issuer.example.com/jwks"}),
+            r#"jwt: jwks_url "https://user:pw@issuer.example.com/jwks" carries credentials; the URL is logged, so it must not"#,
+        ),
+        (
+            json!({"jwks_url": "https:///jwks"}),
+            r#"jwt: jwks_url "https:///jwks" has no host"#,
+        ),
+        (
+            json!({"jwks_url": "https://issuer.example.com/jwks "}),
+            r#"jwt: jwks_url "https://issuer.example.com/jwks " holds whitespace or control characters"#,
+        ),
+        (
+            json!({"jwks_url": "https://issuer.example.com/jwks", "jwks_refresh": 9}),
+            "jwt: jwks_refresh must be between 10 and 86400 seconds, got 9",
+        ),
+        (
+            json!({"jwks_url": "https://issuer.example.com/jwks", "jwks_refresh": 86401}),
+            "jwt: jwks_refresh must be between 10 and 86400 seconds, got 86401",
+        ),
+        (
+            json!({"jwks_url": "https://issuer.example.com/jwks", "jwks_min_refetch": 0}),
+            "jwt: jwks_min_refetch must be between 1 and jwks_refresh (300) seconds, got 0",
+        ),
+        (
+            json!({"jwks_url": "https://issuer.example.com/jwks", "jwks_refresh": 60, "jwks_min_refetch": 61}),
+            "jwt: jwks_min_refetch must be between 1 and jwks_refresh (60) seconds, got 61",
+        ),
+        (
+            json!({"jwks_refresh": 600}),
+            "jwt: jwks_refresh needs jwks_url, the JWK set it refreshes",
+        ),
+        (
+            json!({"jwks_min_refetch": 5}),
+            "jwt: jwks_min_refetch needs jwks_url, the JWK set it refreshes",
+        ),
+        (
+            json!({"jwks_url": 5}),
+            "invalid config: invalid type: integer `5`, expected a string",
         ),
         (
             json!({"leeway": 601}),
