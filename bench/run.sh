@@ -73,10 +73,10 @@ print(f"{head}.{body}.{b64(sig)}")
 PY
 )
 
-gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt"
+gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt", $3 port
   {
     echo "[server]"
-    echo "listen = \"127.0.0.1:$GATEWAY_PORT\""
+    echo "listen = \"127.0.0.1:$3\""
     echo "[upstreams.up]"
     echo "targets = [\"127.0.0.1:$UPSTREAM_PORT\"]"
     if [ "$2" = key ]; then
@@ -150,7 +150,7 @@ PY
 # medians between pipelines is what each plugin adds to a request.
 run_wrk1() {
   local header=(); [ -n "${2:-}" ] && header=(-H "$2")
-  wrk -t1 -c1 -d2s "${header[@]}" "$1" >/dev/null
+  wrk -t1 -c1 -d1s "${header[@]}" "$1" >/dev/null
   wrk -t1 -c1 -d"$DURATION" --latency "${header[@]}" "$1" > "$WORK/wrk1.out"
   python3 - "$WORK/wrk1.out" <<'PY'
 import re, sys
@@ -164,26 +164,49 @@ print(f"{p50:.1f}")
 PY
 }
 
+# The micro-benchmark first, on a quiet machine.
+MICRO=$(cargo bench -q -p gateway --bench plugin_call 2>/dev/null | grep '^plugin_call' || true)
+
 declare -A RESULT
 declare -A SINGLE
+declare -A PORT
+declare -A HEADER
+CONFIGS="0 1 5 key jwt"
+HEADER[key]="x-api-key: $API_KEY"
+HEADER[jwt]="authorization: Bearer $JWT"
+GW_PIDS=()
+for n in $CONFIGS; do
+  PORT[$n]=$(free_port)
+  gateway_conf "$WORK/gw$n.toml" "$n" "${PORT[$n]}"
+  RUST_LOG=warn "$GATEWAY" run --config "$WORK/gw$n.toml" > /dev/null 2> "$WORK/gw$n.log" &
+  GW_PIDS+=($!)
+done
+for n in $CONFIGS; do
+  wait_port "${PORT[$n]}"
+  sanity "http://127.0.0.1:${PORT[$n]}/" "$WORK/gw$n.log" "${HEADER[$n]:-}"
+done
+
+# Saturation: one setup at a time (the others sit idle).
 sanity "http://127.0.0.1:$NGINX_PORT/" "$WORK/proxy.error.log"
 RESULT[nginx]=$(run_wrk "http://127.0.0.1:$NGINX_PORT/")
-SINGLE[nginx]=$(run_wrk1 "http://127.0.0.1:$NGINX_PORT/")
-for n in 0 1 5 key jwt; do
-  case "$n" in
-    key) HEADER="x-api-key: $API_KEY" ;;
-    jwt) HEADER="authorization: Bearer $JWT" ;;
-    *) HEADER="" ;;
-  esac
-  gateway_conf "$WORK/gw$n.toml" "$n"
-  RUST_LOG=warn "$GATEWAY" run --config "$WORK/gw$n.toml" > /dev/null 2> "$WORK/gw$n.log" &
-  GW_PID=$!
-  wait_port "$GATEWAY_PORT"
-  sanity "http://127.0.0.1:$GATEWAY_PORT/" "$WORK/gw$n.log" "$HEADER"
-  RESULT[gw$n]=$(run_wrk "http://127.0.0.1:$GATEWAY_PORT/" "$HEADER")
-  SINGLE[gw$n]=$(run_wrk1 "http://127.0.0.1:$GATEWAY_PORT/" "$HEADER")
-  kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
+for n in $CONFIGS; do
+  RESULT[gw$n]=$(run_wrk "http://127.0.0.1:${PORT[$n]}/" "${HEADER[$n]:-}")
 done
+
+# Unloaded latency: rounds interleaved across setups so that drift in the
+# machine's speed hits all of them alike; the median of the rounds is kept.
+ROUNDS=${ROUNDS:-5}
+declare -A SAMPLES
+for round in $(seq 1 "$ROUNDS"); do
+  SAMPLES[nginx]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:$NGINX_PORT/")"
+  for n in $CONFIGS; do
+    SAMPLES[gw$n]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:${PORT[$n]}/" "${HEADER[$n]:-}")"
+  done
+done
+median() { python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.argv[1:])):.1f}")' $1; }
+SINGLE[nginx]=$(median "${SAMPLES[nginx]}")
+for n in $CONFIGS; do SINGLE[gw$n]=$(median "${SAMPLES[gw$n]}"); done
+for pid in "${GW_PIDS[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
 
 # Deadline bar: how long a looping plugin takes to be stopped (deadline 50ms).
 MISBEHAVE=$(ls -t "$TARGET"/release/build/gateway-*/out/misbehave_plugin.wasm | head -1)
@@ -217,8 +240,6 @@ PY
 )
 kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 
-MICRO=$(cargo bench -q -p gateway --bench plugin_call 2>/dev/null | grep '^plugin_call' || true)
-
 python3 - "$WORK" <<PY > bench/REPORT.md
 import sys
 res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}"}.items()}
@@ -233,7 +254,7 @@ print("connections, ${DURATION} per run after a 2 s warm-up. Both proxies forwar
 print("answering from memory; nginx runs 2 workers, the gateway 2 worker threads (one per core); access logs off on both.")
 print("Load generator, proxies and upstream share the machine, so absolute numbers are low; the ratios are the result.")
 print()
-print("| setup | requests/s | ratio to nginx | p50 latency (us) | p99 latency (us) | non-2xx | p50, 1 connection (us) |")
+print("| setup | requests/s | ratio to nginx | p50 latency (us) | p99 latency (us) | non-2xx | p50 on 1 connection (us), median of ${ROUNDS} interleaved rounds |")
 print("|---|---|---|---|---|---|---|")
 for label, key in rows:
     rps, p50, p99, errs = res[key]

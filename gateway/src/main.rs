@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand, ValueEnum};
-use gateway::config::listen_addr;
+use gateway::config::{Source, listen_addr};
 use gateway::plugin::PluginEngine;
 use gateway::server::{ListenerSettings, serve};
 use std::io::Write as _;
@@ -130,11 +130,19 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let engine = PluginEngine::new()?;
-    let workers = gateway::worker::default_count();
+    let source = Source::read(&path)?;
+    let workers = match source.parse()?.server.workers {
+        Some(workers) if (1..=1024).contains(workers.get_ref()) => *workers.get_ref(),
+        Some(workers) => {
+            return Err(source
+                .error(workers.span(), "server.workers must be between 1 and 1024")
+                .into());
+        }
+        None => gateway::worker::default_count(),
+    };
     // Upstreams get one connection pool per worker, so the count comes first.
     gateway::worker::set_count(workers);
     let (config, runtime) = async_runtime()?.block_on(gateway::load(&path, &engine))?;
-    let source = gateway::config::Source::read(&path)?;
     let addr = listen_addr(&source, &config.server)?;
     let settings = ListenerSettings {
         header_read_timeout: config.server.header_read_timeout.0,

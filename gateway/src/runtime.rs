@@ -57,6 +57,11 @@ impl Runtime {
         config: &Config,
         engine: &PluginEngine,
     ) -> Result<Self, ConfigError> {
+        if let Some(workers) = &config.server.workers
+            && !(1..=1024).contains(workers.get_ref())
+        {
+            return Err(source.error(workers.span(), "server.workers must be between 1 and 1024"));
+        }
         let trusted: Vec<&str> = config
             .server
             .trusted_proxies

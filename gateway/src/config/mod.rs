@@ -156,6 +156,9 @@ pub struct ServerConfig {
     /// From anyone else, those headers are replaced with what the gateway saw.
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// Worker threads, each with its own listener socket; default one per core.
+    #[serde(default)]
+    pub workers: Option<Spanned<usize>>,
 }
 
 impl Default for ServerConfig {
@@ -166,6 +169,7 @@ impl Default for ServerConfig {
             max_header_bytes: default_max_header_bytes(),
             max_request_body: default_max_request_body(),
             trusted_proxies: Vec::new(),
+            workers: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use super::PluginError;
 use super::bindings::{
     Phases, Plugin, PluginInfo, PluginPre, Request, RequestOutcome, Response, ResponseOutcome,
 };
-use super::engine::EPOCH_TICK;
+use super::engine::{EPOCH_TICK, Ticking};
 use super::host::{Context, HostEnv, HostState};
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
@@ -103,6 +103,7 @@ impl InstancePool {
     ) -> Result<Self, PluginError> {
         let deadline_ticks =
             (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
+        let ticking = Ticking::start();
         // describe() needs an instance; it is a throwaway one, never init'ed.
         let mut store = new_store(
             engine,
@@ -120,6 +121,7 @@ impl InstancePool {
             .call_describe(&mut store)
             .await
             .map_err(|e| PluginError::Init(format!("describe() failed: {e:#}")))?;
+        drop(ticking);
         let name: Arc<str> = Arc::from(info.name.as_str());
         let mut pool = Self {
             engine: engine.clone(),
@@ -157,6 +159,7 @@ impl InstancePool {
         context: &mut Context,
         request: &Request,
     ) -> Result<RequestOutcome, CallFailure> {
+        let _ticking = Ticking::start();
         let mut instance = self.checkout(context).await?;
         let result = instance
             .bindings
@@ -172,6 +175,7 @@ impl InstancePool {
         context: &mut Context,
         response: &Response,
     ) -> Result<ResponseOutcome, CallFailure> {
+        let _ticking = Ticking::start();
         let mut instance = self.checkout(context).await?;
         let result = instance
             .bindings
@@ -233,6 +237,7 @@ impl InstancePool {
     }
 
     async fn instantiate(&self) -> Result<(Instance, Phases), InitFailure> {
+        let _ticking = Ticking::start();
         self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
         let mut store = new_store(
             &self.engine,
