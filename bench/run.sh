@@ -203,6 +203,29 @@ for round in $(seq 1 "$ROUNDS"); do
     SAMPLES[gw$n]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:${PORT[$n]}/" "${HEADER[$n]:-}")"
   done
 done
+# The gateway's CPU time per request (user + system, from /proc) under a
+# moderate load: the end-to-end cost of a pipeline, free of scheduling noise.
+cpu_per_request() { # $1 url, $2 pid, $3 optional header
+  local header=(); [ -n "${3:-}" ] && header=(-H "$3")
+  local before after
+  before=$(awk '{print $14 + $15}' "/proc/$2/stat")
+  wrk -t1 -c16 -d5s "${header[@]}" "$1" > "$WORK/wrkcpu.out"
+  after=$(awk '{print $14 + $15}' "/proc/$2/stat")
+  python3 - "$WORK/wrkcpu.out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+ticks = int(sys.argv[3]) - int(sys.argv[2])
+print(f"{ticks / int(sys.argv[4]) * 1e6 / requests:.1f}")
+PY
+}
+declare -A CPU
+i=0
+for n in $CONFIGS; do
+  CPU[gw$n]=$(cpu_per_request "http://127.0.0.1:${PORT[$n]}/" "${GW_PIDS[$i]}" "${HEADER[$n]:-}")
+  i=$((i + 1))
+done
+
 median() { python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.argv[1:])):.1f}")' $1; }
 SINGLE[nginx]=$(median "${SAMPLES[nginx]}")
 for n in $CONFIGS; do SINGLE[gw$n]=$(median "${SAMPLES[gw$n]}"); done
@@ -243,6 +266,7 @@ kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 python3 - "$WORK" <<PY > bench/REPORT.md
 import sys
 res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}"}.items()}
+cpu = {"gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}")}
 single = {"nginx": float("${SINGLE[nginx]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}")}
 nginx_rps = float(res["nginx"][0])
 base_p50 = float(res["gw0"][1])
@@ -267,6 +291,18 @@ print("(the \`headers\` plugin setting one request header; wrk reports latency i
 print("micro-benchmark below is the precise number).")
 print()
 print(f"Identity, median added on one connection over the empty pipeline: key-auth {single['gwkey'] - single['gw0']:.1f} us, jwt {single['gwjwt'] - single['gw0']:.1f} us.")
+print()
+print("## Gateway CPU time per request")
+print()
+print("User + system CPU of the gateway process per request (from /proc) under 16 keep-alive connections for 5 s:")
+print("the end-to-end cost of each pipeline with scheduling noise taken out.")
+print()
+print("| setup | CPU per request (us) | added over the empty pipeline (us) |")
+print("|---|---|---|")
+for label, key in rows[1:]:
+    print(f"| {label} | {cpu[key]:.1f} | {cpu[key] - cpu['gw0']:.1f} |")
+print()
+print(f"Per headers plugin: {cpu['gw1'] - cpu['gw0']:.1f} us with 1, {(cpu['gw5'] - cpu['gw0']) / 5:.1f} us each with 5.")
 print()
 print("## One plugin call through the host (\`cargo bench -p gateway --bench plugin_call\`)")
 print()

@@ -23,6 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const SHARED_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most documents the shared-fetch cache holds.
 const MAX_SHARED: usize = 1024;
+/// Most documents one plugin may share, so one cannot crowd out the others.
+const MAX_SHARED_PER_PLUGIN: usize = 64;
 /// Bytes the kv store holds across all plugins.
 const KV_CAPACITY: u64 = 64 << 20;
 /// Longest kv entry lifetime.
@@ -251,10 +253,13 @@ impl Services {
         let slot = {
             let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
             let key = (namespace.clone(), uri.to_string());
-            if !shared.contains_key(&key) && shared.len() >= MAX_SHARED {
-                return Err(OutboundError::InvalidRequest(format!(
-                    "the gateway already shares {MAX_SHARED} documents"
-                )));
+            if !shared.contains_key(&key) {
+                let mine = shared.keys().filter(|(ns, _)| ns == namespace).count();
+                if mine >= MAX_SHARED_PER_PLUGIN || shared.len() >= MAX_SHARED {
+                    return Err(OutboundError::InvalidRequest(format!(
+                        "too many shared documents (at most {MAX_SHARED_PER_PLUGIN} per plugin)"
+                    )));
+                }
             }
             shared.entry(key).or_default().clone()
         };
