@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-respond", "plugin_respond"),
     ("plugin-key-auth", "plugin_key_auth"),
     ("plugin-jwt", "plugin_jwt"),
+    ("plugin-rate-limit", "plugin_rate_limit"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),
     ("body-reader-plugin", "body_reader_plugin"),

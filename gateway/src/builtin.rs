@@ -41,6 +41,11 @@ const BUILTINS: &[Builtin] = &[
             Capability::HttpClient,
         ],
     },
+    Builtin {
+        name: "rate-limit",
+        bytes: component!("plugin_rate_limit"),
+        grants: &[Capability::RateLimit],
+    },
 ];
 
 fn builtin(name: &str) -> Option<&'static Builtin> {

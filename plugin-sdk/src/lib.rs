@@ -65,6 +65,7 @@ mod http;
 pub mod http_client;
 pub mod kv;
 mod plugin;
+pub mod rate_limit;
 
 pub use context::Context;
 pub use host::{clock, log};

@@ -5,6 +5,7 @@ mod identity;
 mod jwt;
 mod outbound;
 mod support;
+mod traffic;
 
 use bytes::Bytes;
 use http::Request;

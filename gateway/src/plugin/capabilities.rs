@@ -4,10 +4,11 @@
 //! CPU deadline (see `pool::new_store`), so a plugin is not killed for waiting
 //! on a slow server; the request timeout bounds that wait instead.
 
-use super::bindings::gateway::plugin::{http_client, kv};
+use super::bindings::gateway::plugin::{http_client, kv, rate_limit};
 use super::engine::EPOCH_TICK;
 use super::host::HostState;
 use super::outbound::{OutboundError, check_url};
+use super::ratelimit::Policy;
 use super::wire::{decode_headers, encode_headers};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -131,5 +132,32 @@ impl kv::Host for HostState {
 
     fn delete(&mut self, key: String) {
         self.env.services.kv_delete(&self.env.namespace, key);
+    }
+}
+
+impl rate_limit::Host for HostState {
+    fn check(
+        &mut self,
+        key: String,
+        policy: rate_limit::Policy,
+    ) -> Result<rate_limit::Decision, String> {
+        let policy = Policy {
+            limit: policy.limit,
+            period: Duration::from_millis(policy.period_ms),
+            burst: policy.burst,
+        };
+        let decision = self
+            .env
+            .services
+            .limits
+            .check(&self.env.namespace, &key, policy)?;
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Ok(rate_limit::Decision {
+            allowed: decision.allowed,
+            limit: decision.limit,
+            remaining: decision.remaining,
+            retry_after_ms: millis(decision.retry_after),
+            reset_ms: millis(decision.reset),
+        })
     }
 }

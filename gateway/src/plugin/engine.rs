@@ -68,15 +68,18 @@ pub enum Capability {
     HttpClient,
     /// `gateway:plugin/kv`: a process-wide key/value store private to the plugin.
     Kv,
+    /// `gateway:plugin/rate-limit`: GCRA counters kept by the host.
+    RateLimit,
 }
 
 impl Capability {
     /// Every capability, in the order the docs list them.
-    pub const ALL: [Capability; 4] = [
+    pub const ALL: [Capability; 5] = [
         Capability::Crypto,
         Capability::Consumers,
         Capability::HttpClient,
         Capability::Kv,
+        Capability::RateLimit,
     ];
 
     /// The name used in `grants = [...]` and in the WIT package.
@@ -86,6 +89,7 @@ impl Capability {
             Capability::Consumers => "consumers",
             Capability::HttpClient => "http-client",
             Capability::Kv => "kv",
+            Capability::RateLimit => "rate-limit",
         }
     }
 

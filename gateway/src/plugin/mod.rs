@@ -8,6 +8,7 @@ mod engine;
 mod host;
 mod outbound;
 mod pool;
+mod ratelimit;
 mod wire;
 
 pub use bindings::{Phases, PluginInfo, Request, RequestOutcome, Response, ResponseOutcome};

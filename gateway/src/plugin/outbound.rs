@@ -1,5 +1,6 @@
-//! Process-wide services behind the `http-client` and `kv` capabilities: an
-//! outbound HTTP(S) client, the shared-fetch cache, and the key/value store.
+//! Process-wide services behind the `http-client`, `kv` and `rate-limit`
+//! capabilities: an outbound HTTP(S) client, the shared-fetch cache, the
+//! key/value store and the local rate-limit counters.
 //!
 //! They live as long as the process (not one config), so a reload keeps cached
 //! documents and kv entries.
@@ -161,6 +162,8 @@ type SharedSlot = Arc<tokio::sync::Mutex<Option<Shared>>>;
 
 /// The process-wide services.
 pub struct Services {
+    /// Local rate-limit counters.
+    pub limits: super::ratelimit::LocalLimits,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     shared: Mutex<HashMap<(Arc<str>, String), SharedSlot>>,
     kv: moka::sync::Cache<(Arc<str>, String), KvValue>,
@@ -196,6 +199,7 @@ impl Services {
             .time_to_live(KV_MAX_TTL)
             .build();
         Arc::new(Services {
+            limits: super::ratelimit::LocalLimits::new(),
             client,
             shared: Mutex::new(HashMap::new()),
             kv,

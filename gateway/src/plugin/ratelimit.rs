@@ -1,0 +1,229 @@
+//! The local backend of `gateway:plugin/rate-limit`: one governor (GCRA)
+//! limiter per (plugin, policy, key), kept in a bounded moka cache so that a
+//! client rotating keys cannot grow memory without bound (idle and least used
+//! keys are evicted first).
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most keys tracked at once, over all plugins.
+const MAX_KEYS: u64 = 100_000;
+/// Longest key.
+const MAX_KEY: usize = 512;
+/// Longest period.
+const MAX_PERIOD: Duration = Duration::from_secs(86_400);
+
+/// `limit` requests per `period`, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Policy {
+    /// Requests per period.
+    pub limit: u32,
+    /// The period.
+    pub period: Duration,
+    /// Requests allowed at once.
+    pub burst: u32,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may pass.
+    pub allowed: bool,
+    /// The burst capacity.
+    pub limit: u32,
+    /// Requests that could pass now after this one.
+    pub remaining: u32,
+    /// When refused: time until one request would pass.
+    pub retry_after: Duration,
+    /// Time until the full burst is available again.
+    pub reset: Duration,
+}
+
+type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
+
+/// Limiters by (namespace, policy, key).
+pub struct LocalLimits<C: Clock + Clone + Send + Sync + 'static = DefaultClock> {
+    clock: C,
+    limiters: moka::sync::Cache<(Arc<str>, Policy, String), Arc<Limiter<C>>>,
+}
+
+impl LocalLimits<DefaultClock> {
+    /// Limits on the real clock.
+    pub fn new() -> Self {
+        Self::with_clock(DefaultClock::default(), MAX_KEYS)
+    }
+}
+
+impl Default for LocalLimits<DefaultClock> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C> LocalLimits<C>
+where
+    C: Clock + Clone + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
+    /// Limits on `clock`, tracking at most `max_keys` keys.
+    pub fn with_clock(clock: C, max_keys: u64) -> Self {
+        let limiters = moka::sync::Cache::builder()
+            .max_capacity(max_keys)
+            // A key idle for a day has a full bucket again: forgetting it
+            // changes no decision.
+            .time_to_idle(MAX_PERIOD)
+            .build();
+        LocalLimits { clock, limiters }
+    }
+
+    /// Checks `key` under `policy` in `namespace`, counting the request when
+    /// it is allowed.
+    pub fn check(
+        &self,
+        namespace: &Arc<str>,
+        key: &str,
+        policy: Policy,
+    ) -> Result<Decision, String> {
+        let quota = quota(policy)?;
+        if key.len() > MAX_KEY {
+            return Err(format!("rate-limit keys are at most {MAX_KEY} bytes"));
+        }
+        let interval = quota.replenish_interval();
+        let limiter = self
+            .limiters
+            .get_with((namespace.clone(), policy, key.to_string()), || {
+                Arc::new(
+                    RateLimiter::direct_with_clock(quota, self.clock.clone()).with_middleware(),
+                )
+            });
+        let burst = quota.burst_size().get();
+        Ok(match limiter.check() {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                Decision {
+                    allowed: true,
+                    limit: burst,
+                    remaining,
+                    retry_after: Duration::ZERO,
+                    reset: interval * (burst - remaining),
+                }
+            }
+            Err(not_until) => {
+                let retry_after = not_until.wait_time_from(self.clock.now());
+                Decision {
+                    allowed: false,
+                    limit: burst,
+                    remaining: 0,
+                    retry_after,
+                    reset: retry_after + interval * (burst - 1),
+                }
+            }
+        })
+    }
+}
+
+fn quota(policy: Policy) -> Result<Quota, String> {
+    let limit = NonZeroU32::new(policy.limit).ok_or("a rate limit needs a limit of at least 1")?;
+    let burst = NonZeroU32::new(policy.burst).ok_or("a rate limit needs a burst of at least 1")?;
+    if policy.period.is_zero() || policy.period > MAX_PERIOD {
+        return Err("a rate limit's period must be between 1 ms and a day".into());
+    }
+    let interval = policy.period / limit.get();
+    Quota::with_period(interval)
+        .map(|q| q.allow_burst(burst))
+        .ok_or_else(|| "the rate is too high to measure (under 1 ns per request)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    fn limits() -> (LocalLimits<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        (LocalLimits::with_clock(clock.clone(), 1000), clock)
+    }
+
+    fn policy(limit: u32, period_ms: u64, burst: u32) -> Policy {
+        Policy {
+            limit,
+            period: Duration::from_millis(period_ms),
+            burst,
+        }
+    }
+
+    #[test]
+    fn exactly_the_burst_passes_then_one_per_interval() {
+        let (limits, clock) = limits();
+        let ns: Arc<str> = Arc::from("p");
+        let p = policy(10, 1000, 5);
+        for expected_remaining in (0..5).rev() {
+            let d = limits.check(&ns, "k", p).unwrap_or_else(|e| panic!("{e}"));
+            assert!(d.allowed);
+            assert_eq!((d.limit, d.remaining), (5, expected_remaining));
+        }
+        let refused = limits.check(&ns, "k", p).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Duration::from_millis(100));
+        // One interval later exactly one more passes.
+        clock.advance(Duration::from_millis(99));
+        assert!(!limits.check(&ns, "k", p).is_ok_and(|d| d.allowed));
+        clock.advance(Duration::from_millis(1));
+        assert!(limits.check(&ns, "k", p).is_ok_and(|d| d.allowed));
+        assert!(!limits.check(&ns, "k", p).is_ok_and(|d| d.allowed));
+        // After a full period the whole burst is back.
+        clock.advance(Duration::from_secs(1));
+        let passed = (0..10)
+            .filter(|_| limits.check(&ns, "k", p).is_ok_and(|d| d.allowed))
+            .count();
+        assert_eq!(passed, 5);
+    }
+
+    #[test]
+    fn keys_namespaces_and_policies_are_separate() {
+        let (limits, _) = limits();
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let p = policy(1, 60_000, 1);
+        assert!(limits.check(&a, "k", p).is_ok_and(|d| d.allowed));
+        assert!(!limits.check(&a, "k", p).is_ok_and(|d| d.allowed));
+        assert!(limits.check(&a, "other", p).is_ok_and(|d| d.allowed));
+        assert!(limits.check(&b, "k", p).is_ok_and(|d| d.allowed));
+        assert!(
+            limits
+                .check(&a, "k", policy(2, 60_000, 2))
+                .is_ok_and(|d| d.allowed)
+        );
+    }
+
+    #[test]
+    fn bad_policies_are_refused() {
+        let (limits, _) = limits();
+        let ns: Arc<str> = Arc::from("p");
+        assert!(limits.check(&ns, "k", policy(0, 1000, 1)).is_err());
+        assert!(limits.check(&ns, "k", policy(1, 0, 1)).is_err());
+        assert!(limits.check(&ns, "k", policy(1, 1000, 0)).is_err());
+        assert!(limits.check(&ns, "k", policy(1, 86_400_001, 1)).is_err());
+        assert!(
+            limits
+                .check(&ns, &"k".repeat(513), policy(1, 1000, 1))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn rotating_keys_stay_bounded() {
+        let limits = LocalLimits::with_clock(FakeRelativeClock::default(), 100);
+        let ns: Arc<str> = Arc::from("p");
+        for i in 0..10_000 {
+            let _ = limits.check(&ns, &format!("k{i}"), policy(1, 1000, 1));
+        }
+        limits.limiters.run_pending_tasks();
+        assert!(limits.limiters.entry_count() <= 100);
+    }
+}
