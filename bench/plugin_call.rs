@@ -176,6 +176,15 @@ async fn run() {
     )
     .await;
 
+    let rate_limit = gateway::builtin::find("rate-limit").expect("rate-limit built-in");
+    let limited = pipeline(
+        &engine,
+        rate_limit,
+        r#"{"limits": [{"rate": "1000000000/s", "by": ["ip"]}], "headers": false}"#,
+    )
+    .await;
+    measure("rate-limit: one limit by client IP, allowed", &limited).await;
+
     // What the cache saves: one signature check, natively, per algorithm.
     verify_cost("ES256", &es_key_check(&es_key, &token));
     let (rsa_key, rsa_token) = rs256_token();
