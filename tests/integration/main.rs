@@ -727,6 +727,23 @@ fn the_quickstart_config_checks() {
     assert!(ok, "{output}");
 }
 
+#[test]
+fn the_secured_api_example_checks() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/secured-api");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .current_dir(&dir)
+        .args(["check", "--config", "gateway.toml"])
+        .env("JWT_SECRET", "change-me-to-32-bytes-or-more!!!!")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run gateway check");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
     let up = Upstream::start("up").await;
