@@ -54,8 +54,11 @@ pub fn check(key: &str, policy: Policy) -> Result<Decision, String> {
     native::check(key, policy)
 }
 
+/// The GCRA arithmetic, on governor, shared with the gateway's host side so a
+/// plugin's native tests and the gateway decide alike. Not part of the API.
 #[cfg(not(target_arch = "wasm32"))]
-mod native {
+#[doc(hidden)]
+pub mod native {
     use super::{Decision, Policy};
     use governor::clock::{Clock, DefaultClock};
     use governor::middleware::StateInformationMiddleware;
@@ -67,13 +70,11 @@ mod native {
     use std::rc::Rc;
     use std::time::Duration;
 
-    type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+    /// A limiter for one key under one policy.
+    pub type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
 
-    thread_local! {
-        static LIMITERS: RefCell<HashMap<(Policy, String), Rc<Limiter>>> = RefCell::new(HashMap::new());
-    }
-
-    pub fn check(key: &str, policy: Policy) -> Result<Decision, String> {
+    /// The governor quota for `policy`, checked.
+    pub fn quota(policy: Policy) -> Result<Quota, String> {
         let limit =
             NonZeroU32::new(policy.limit).ok_or("a rate limit needs a limit of at least 1")?;
         let burst =
@@ -81,9 +82,48 @@ mod native {
         if policy.period.is_zero() || policy.period > Duration::from_secs(86_400) {
             return Err("a rate limit's period must be between 1 ms and a day".into());
         }
-        let quota = Quota::with_period(policy.period / limit.get())
-            .ok_or("the rate is too high to measure")?
-            .allow_burst(burst);
+        Quota::with_period(policy.period / limit.get())
+            .map(|q| q.allow_burst(burst))
+            .ok_or_else(|| "the rate is too high to measure (under 1 ns per request)".into())
+    }
+
+    /// Checks one request against `limiter` (made from `quota` on `clock`).
+    pub fn decide<C: Clock>(limiter: &Limiter<C>, clock: &C, quota: Quota) -> Decision {
+        let burst = quota.burst_size().get();
+        let interval = quota.replenish_interval();
+        match limiter.check() {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                Decision {
+                    allowed: true,
+                    limit: burst,
+                    remaining,
+                    retry_after: Duration::ZERO,
+                    reset: interval * (burst - remaining),
+                }
+            }
+            Err(not_until) => {
+                let retry_after = not_until.wait_time_from(clock.now());
+                Decision {
+                    allowed: false,
+                    limit: burst,
+                    remaining: 0,
+                    retry_after,
+                    reset: retry_after + interval * (burst - 1),
+                }
+            }
+        }
+    }
+
+    /// This thread's limiters by policy and key.
+    type Limiters = HashMap<(Policy, String), Rc<Limiter<DefaultClock>>>;
+
+    thread_local! {
+        static LIMITERS: RefCell<Limiters> = RefCell::new(HashMap::new());
+    }
+
+    pub(super) fn check(key: &str, policy: Policy) -> Result<Decision, String> {
+        let quota = quota(policy)?;
         let clock = DefaultClock::default();
         let limiter = LIMITERS.with_borrow_mut(|all| {
             all.entry((policy, key.to_string()))
@@ -92,28 +132,6 @@ mod native {
                 })
                 .clone()
         });
-        let interval = quota.replenish_interval();
-        Ok(match limiter.check() {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                Decision {
-                    allowed: true,
-                    limit: burst.get(),
-                    remaining,
-                    retry_after: Duration::ZERO,
-                    reset: interval * (burst.get() - remaining),
-                }
-            }
-            Err(not_until) => {
-                let retry_after = not_until.wait_time_from(clock.now());
-                Decision {
-                    allowed: false,
-                    limit: burst.get(),
-                    remaining: 0,
-                    retry_after,
-                    reset: retry_after + interval * (burst.get() - 1),
-                }
-            }
-        })
+        Ok(decide(&limiter, &clock, quota))
     }
 }

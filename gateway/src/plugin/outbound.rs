@@ -35,22 +35,9 @@ pub const KV_MAX_KEY: usize = 512;
 /// Largest kv value.
 pub const KV_MAX_VALUE: usize = 1 << 20;
 
-/// Why an outbound request got no response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutboundError {
-    /// The host is not on the entry's allow-list.
-    NotAllowed(String),
-    /// Unusable URL or header.
-    InvalidRequest(String),
-    /// No connection.
-    Connect(String),
-    /// No complete answer in time.
-    Timeout,
-    /// Body over the cap.
-    TooLarge,
-    /// Broken protocol or, for shared fetches, a non-2xx answer.
-    Protocol(String),
-}
+/// Why an outbound request got no response: the SDK's error, so host and
+/// plugin name failures alike.
+pub use plugin_sdk::http_client::Error as OutboundError;
 
 /// A complete outbound answer.
 #[derive(Debug, Clone)]

@@ -3,11 +3,10 @@
 //! client rotating keys cannot grow memory without bound (idle and least used
 //! keys are evicted first).
 
+use governor::RateLimiter;
 use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
-use std::num::NonZeroU32;
+use plugin_sdk::rate_limit::native::{self, Limiter, quota};
+pub use plugin_sdk::rate_limit::{Decision, Policy};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,36 +14,8 @@ use std::time::Duration;
 const MAX_KEYS: u64 = 100_000;
 /// Longest key.
 const MAX_KEY: usize = 512;
-/// Longest period.
-const MAX_PERIOD: Duration = Duration::from_secs(86_400);
-
-/// `limit` requests per `period`, `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Policy {
-    /// Requests per period.
-    pub limit: u32,
-    /// The period.
-    pub period: Duration,
-    /// Requests allowed at once.
-    pub burst: u32,
-}
-
-/// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the request may pass.
-    pub allowed: bool,
-    /// The burst capacity.
-    pub limit: u32,
-    /// Requests that could pass now after this one.
-    pub remaining: u32,
-    /// When refused: time until one request would pass.
-    pub retry_after: Duration,
-    /// Time until the full burst is available again.
-    pub reset: Duration,
-}
-
-type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
+/// How long an idle key is kept: a key idle for a day has a full bucket again.
+const MAX_IDLE: Duration = Duration::from_secs(86_400);
 
 /// Limiters by (namespace, policy, key).
 pub struct LocalLimits<C: Clock + Clone + Send + Sync + 'static = DefaultClock> {
@@ -74,9 +45,8 @@ where
     pub fn with_clock(clock: C, max_keys: u64) -> Self {
         let limiters = moka::sync::Cache::builder()
             .max_capacity(max_keys)
-            // A key idle for a day has a full bucket again: forgetting it
-            // changes no decision.
-            .time_to_idle(MAX_PERIOD)
+            // Forgetting a key idle that long changes no decision.
+            .time_to_idle(MAX_IDLE)
             .build();
         LocalLimits { clock, limiters }
     }
@@ -93,7 +63,6 @@ where
         if key.len() > MAX_KEY {
             return Err(format!("rate-limit keys are at most {MAX_KEY} bytes"));
         }
-        let interval = quota.replenish_interval();
         let limiter = self
             .limiters
             .get_with((namespace.clone(), policy, key.to_string()), || {
@@ -101,42 +70,8 @@ where
                     RateLimiter::direct_with_clock(quota, self.clock.clone()).with_middleware(),
                 )
             });
-        let burst = quota.burst_size().get();
-        Ok(match limiter.check() {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                Decision {
-                    allowed: true,
-                    limit: burst,
-                    remaining,
-                    retry_after: Duration::ZERO,
-                    reset: interval * (burst - remaining),
-                }
-            }
-            Err(not_until) => {
-                let retry_after = not_until.wait_time_from(self.clock.now());
-                Decision {
-                    allowed: false,
-                    limit: burst,
-                    remaining: 0,
-                    retry_after,
-                    reset: retry_after + interval * (burst - 1),
-                }
-            }
-        })
+        Ok(native::decide(&limiter, &self.clock, quota))
     }
-}
-
-fn quota(policy: Policy) -> Result<Quota, String> {
-    let limit = NonZeroU32::new(policy.limit).ok_or("a rate limit needs a limit of at least 1")?;
-    let burst = NonZeroU32::new(policy.burst).ok_or("a rate limit needs a burst of at least 1")?;
-    if policy.period.is_zero() || policy.period > MAX_PERIOD {
-        return Err("a rate limit's period must be between 1 ms and a day".into());
-    }
-    let interval = policy.period / limit.get();
-    Quota::with_period(interval)
-        .map(|q| q.allow_burst(burst))
-        .ok_or_else(|| "the rate is too high to measure (under 1 ns per request)".into())
 }
 
 #[cfg(test)]
