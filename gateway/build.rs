@@ -15,6 +15,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-key-auth", "plugin_key_auth"),
     ("plugin-jwt", "plugin_jwt"),
     ("plugin-rate-limit", "plugin_rate_limit"),
+    ("plugin-cache", "plugin_cache"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),
     ("body-reader-plugin", "body_reader_plugin"),

@@ -29,3 +29,62 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// `prefix` followed by the rest of `body`: a body partly read already.
+pub fn prefixed(prefix: Bytes, rest: Body) -> Body {
+    Prefixed {
+        prefix: Some(prefix).filter(|p| !p.is_empty()),
+        rest,
+    }
+    .boxed_unsync()
+}
+
+struct Prefixed {
+    prefix: Option<Bytes>,
+    rest: Body,
+}
+
+impl http_body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(prefix))));
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = self.rest.size_hint();
+        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        hint.set_lower(hint.lower() + extra);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + extra);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_prefixed_body_yields_the_prefix_then_the_rest() {
+        let body = prefixed(Bytes::from_static(b"hello "), full("world"));
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        assert_eq!(bytes, Bytes::from_static(b"hello world"));
+    }
+}

@@ -44,7 +44,12 @@ const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "rate-limit",
         bytes: component!("plugin_rate_limit"),
-        grants: &[Capability::RateLimit],
+        grants: &[Capability::RateLimit, Capability::Consumers],
+    },
+    Builtin {
+        name: "cache",
+        bytes: component!("plugin_cache"),
+        grants: &[Capability::Cache],
     },
 ];
 

@@ -165,25 +165,40 @@ async fn process<'rt>(
             let (response_parts, response_body) = response.into_parts();
             let mut wit = wit_response(&response_parts);
             let stream = match pipeline.response_body_cap(respond_upto) {
-                Some(cap) => {
-                    let upstream = route
-                        .upstream
-                        .as_ref()
-                        .map_or("-", |u| u.name.as_str())
-                        .to_string();
-                    let bytes = collect(response_body, cap).await.map_err(|err| {
-                        RequestError::UpstreamBody {
-                            upstream,
-                            reason: match err {
-                                Collect::TooLarge => {
-                                    format!("larger than the {cap}-byte cap for plugins")
-                                }
-                                Collect::Failed(reason) => reason,
-                            },
+                Some((cap, passes))
+                    if passes
+                        && content_length(&response_parts.headers)
+                            .is_some_and(|len| len > cap as u64) =>
+                {
+                    Some(response_body)
+                }
+                Some((cap, passes)) => {
+                    let upstream = || {
+                        route
+                            .upstream
+                            .as_ref()
+                            .map_or("-", |u| u.name.as_str())
+                            .to_string()
+                    };
+                    match collect_or_keep(response_body, cap).await {
+                        Ok(Ok(bytes)) => {
+                            wit.body = Some(bytes.to_vec());
+                            None
                         }
-                    })?;
-                    wit.body = Some(bytes.to_vec());
-                    None
+                        Ok(Err((read, rest))) if passes => Some(body::prefixed(read, rest)),
+                        Ok(Err(_)) => {
+                            return Err(RequestError::UpstreamBody {
+                                upstream: upstream(),
+                                reason: format!("larger than the {cap}-byte cap for plugins"),
+                            });
+                        }
+                        Err(reason) => {
+                            return Err(RequestError::UpstreamBody {
+                                upstream: upstream(),
+                                reason,
+                            });
+                        }
+                    }
                 }
                 None => Some(response_body),
             };
@@ -336,6 +351,25 @@ async fn collect(mut body: Body, cap: usize) -> Result<Bytes, Collect> {
         }
     }
     Ok(buffer.freeze())
+}
+
+/// Buffers `body` if it is at most `cap` bytes; otherwise gives back what was
+/// read and the rest, so the body can still be streamed on.
+async fn collect_or_keep(
+    mut body: Body,
+    cap: usize,
+) -> Result<Result<Bytes, (Bytes, Body)>, String> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| err.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
+            if buffer.len() > cap {
+                return Ok(Err((buffer.freeze(), body)));
+            }
+        }
+    }
+    Ok(Ok(buffer.freeze()))
 }
 
 /// Caps a streamed body at `limit` bytes (outside the request future, as above).

@@ -9,6 +9,8 @@
 
 use crate::config::{Config, ConfigError, KeyConfig, Secret, Source};
 use aws_lc_rs::hmac;
+pub use plugin_sdk::consumers::UsagePlan;
+use plugin_sdk::rate_limit::Policy;
 use std::collections::HashMap;
 use std::sync::Arc;
 use toml::Spanned;
@@ -29,10 +31,12 @@ pub struct Consumer {
     pub metadata: Vec<(String, String)>,
 }
 
-/// Every consumer of one config, indexed by name and by key digest.
+/// Every consumer of one config, indexed by name and by key digest, and the
+/// usage plans.
 #[derive(Default)]
 pub struct Consumers {
     by_name: HashMap<String, Arc<Consumer>>,
+    plans: HashMap<String, UsagePlan>,
     by_key: HashMap<[u8; 32], Arc<Consumer>>,
     key: Option<hmac::Key>,
 }
@@ -71,6 +75,22 @@ impl Consumers {
             key: Some(key),
             ..Consumers::default()
         };
+        for (name, plan) in &config.usage_plans {
+            let plan = plan.get_ref();
+            let rate = plan.rate.map(|rate| Policy {
+                limit: rate.count,
+                period: rate.per,
+                burst: plan.burst.unwrap_or(rate.count).max(1),
+            });
+            consumers.plans.insert(
+                name.clone(),
+                UsagePlan {
+                    name: name.clone(),
+                    rate,
+                    quota: plan.quota,
+                },
+            );
+        }
         for spanned in &config.consumers {
             let entry = spanned.get_ref();
             let name = entry.name.get_ref();
@@ -190,6 +210,11 @@ impl Consumers {
     /// The consumer called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Consumer>> {
         self.by_name.get(name).cloned()
+    }
+
+    /// The usage plan called `name`.
+    pub fn plan(&self, name: &str) -> Option<&UsagePlan> {
+        self.plans.get(name)
     }
 
     /// How many consumers there are.

@@ -83,13 +83,18 @@ impl Pipeline {
             .min()
     }
 
-    /// The body cap for the response phase over the first `upto` entries.
-    pub fn response_body_cap(&self, upto: usize) -> Option<usize> {
-        self.entries[..upto]
+    /// The body cap for the response phase over the first `upto` entries, and
+    /// whether a body over it passes by (every reader lets it) rather than
+    /// failing the request.
+    pub fn response_body_cap(&self, upto: usize) -> Option<(usize, bool)> {
+        let readers = self.entries[..upto]
             .iter()
-            .filter(|e| e.takes(Phases::RESPONSE) && e.pool.info.reads_response_body)
-            .map(|e| e.max_body)
-            .min()
+            .filter(|e| e.takes(Phases::RESPONSE) && e.pool.info.reads_response_body);
+        let cap = readers.clone().map(|e| e.max_body).min()?;
+        Some((
+            cap,
+            readers.clone().all(|e| e.pool.info.passes_large_bodies),
+        ))
     }
 
     /// Runs the request phase in order. `request.body` holds the buffered body

@@ -3,11 +3,14 @@
 //! the current snapshot once and finish on it; a new config builds a new one.
 
 use crate::builtin;
-use crate::config::{Config, ConfigError, PluginEntryConfig, Source};
-use crate::identity::Consumers;
+use crate::config::{
+    Config, ConfigError, PluginEntryConfig, RedisConfig, Source, StoreFailure, StoreKind,
+};
+use crate::identity::{Consumers, resolve_secret};
 use crate::pipeline::{Entry, Pipeline};
 use crate::plugin::{
     Capability, CompiledPlugin, EntryLimits, HostEnv, HostPattern, InstancePool, PluginEngine,
+    RedisStore, Store,
 };
 use crate::proxy::{TrustedProxies, Upstream};
 use crate::router::{RouteSpec, Router, RouterError};
@@ -88,6 +91,16 @@ impl Runtime {
 
         let mut env = HostEnv::new(engine.services().clone());
         env.consumers = Arc::new(Consumers::build(source, config)?);
+        env.redis = match &config.redis {
+            Some(redis) => Some(Arc::new(redis_store(source, redis)?)),
+            None => None,
+        };
+        let (capacity, max_entry) = (config.cache.capacity.0, config.cache.max_entry.as_usize());
+        if !engine.services().size_response_cache(capacity, max_entry) {
+            tracing::warn!(
+                "cache.capacity and cache.max_entry changes take effect at the next restart"
+            );
+        }
 
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut specs = Vec::with_capacity(config.routes.len());
@@ -283,10 +296,12 @@ async fn build_entry(
         );
     }
     let max_body = entry.max_body.unwrap_or(defaults.max_body).as_usize();
+    let store = entry_store(source, route, entry, env.redis.as_ref())?;
     let env = HostEnv {
         namespace: Arc::from(reference.as_str()),
         allowed_hosts: allowed_hosts.into(),
         max_body,
+        store,
         ..env.clone()
     };
     let pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits, env)
@@ -308,6 +323,66 @@ async fn build_entry(
         on_error: entry.on_error,
         max_body,
     })
+}
+
+/// Connections to `[redis]` (made lazily: a Redis that is down at load is not
+/// a config error).
+fn redis_store(source: &Source, redis: &Spanned<RedisConfig>) -> Result<RedisStore, ConfigError> {
+    let config = redis.get_ref();
+    let password = match &config.password {
+        Some(secret) => Some(
+            resolve_secret(source, secret)
+                .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "is not UTF-8".to_string()))
+                .map_err(|e| source.error(secret.span(), format!("redis.password: {e}")))?,
+        ),
+        None => None,
+    };
+    if !(1..=64).contains(config.connections.get_ref()) {
+        return Err(source.error(
+            config.connections.span(),
+            "redis.connections must be between 1 and 64",
+        ));
+    }
+    RedisStore::new(
+        config.url.get_ref(),
+        config.username.as_deref(),
+        password.as_deref(),
+        config.timeout.0,
+        *config.connections.get_ref(),
+        config.key_prefix.clone(),
+    )
+    .map_err(|e| source.error(config.url.span(), e))
+}
+
+/// Where an entry's shared state lives.
+fn entry_store(
+    source: &Source,
+    route: &str,
+    entry: &PluginEntryConfig,
+    redis: Option<&Arc<RedisStore>>,
+) -> Result<Store, ConfigError> {
+    match (entry.store.get_ref(), redis) {
+        (StoreKind::Local, _) => match &entry.store_failure {
+            Some(failure) => Err(source.error(
+                failure.span(),
+                format!("route `{route}`: store_failure only applies with store = \"redis\""),
+            )),
+            None => Ok(Store::Local),
+        },
+        (StoreKind::Redis, Some(redis)) => Ok(Store::Redis {
+            redis: redis.clone(),
+            on_failure: entry
+                .store_failure
+                .as_ref()
+                .map_or(StoreFailure::default(), |f| *f.get_ref()),
+        }),
+        (StoreKind::Redis, None) => Err(source.error(
+            entry.store.span(),
+            format!(
+                "route `{route}`: store = \"redis\" needs a [redis] section with the server's url"
+            ),
+        )),
+    }
 }
 
 /// Refuses a plugin that imports a host interface its entry does not grant.

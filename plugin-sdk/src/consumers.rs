@@ -4,6 +4,8 @@
 //! Natively there is no gateway, so tests register consumers with
 //! [`register`] first; lookups then behave as the host's would.
 
+use crate::rate_limit::{Policy, Quota};
+
 /// A caller of the API, as configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Consumer {
@@ -15,6 +17,32 @@ pub struct Consumer {
     pub plan: Option<String>,
     /// Free-form metadata.
     pub metadata: Vec<(String, String)>,
+}
+
+/// A usage plan (`[usage_plans.NAME]`): a steady rate and a calendar quota,
+/// enforced by the rate-limit plugin for the consumers on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsagePlan {
+    /// The plan's name.
+    pub name: String,
+    /// The steady rate with its burst.
+    pub rate: Option<Policy>,
+    /// Requests per calendar period.
+    pub quota: Option<Quota>,
+}
+
+/// The usage plan called `name`.
+pub fn plan(name: &str) -> Option<UsagePlan> {
+    #[cfg(target_arch = "wasm32")]
+    return crate::bindings::gateway::plugin::consumers::plan(name).map(UsagePlan::from);
+    #[cfg(not(target_arch = "wasm32"))]
+    return native::PLANS.with_borrow(|plans| plans.iter().find(|p| p.name == name).cloned());
+}
+
+/// Registers `plan` for native tests (this thread only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn register_plan(plan: UsagePlan) {
+    native::PLANS.with_borrow_mut(|plans| plans.push(plan));
 }
 
 /// The consumer an API key belongs to. The gateway compares keyed hashes of
@@ -59,6 +87,7 @@ mod native {
 
     thread_local! {
         pub static REGISTRY: RefCell<Vec<(Consumer, Vec<String>)>> = const { RefCell::new(Vec::new()) };
+        pub static PLANS: RefCell<Vec<super::UsagePlan>> = const { RefCell::new(Vec::new()) };
     }
 }
 
@@ -70,6 +99,29 @@ impl From<crate::bindings::gateway::plugin::consumers::Consumer> for Consumer {
             groups: c.groups,
             plan: c.plan,
             metadata: c.metadata,
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+impl From<crate::bindings::gateway::plugin::consumers::UsagePlan> for UsagePlan {
+    fn from(p: crate::bindings::gateway::plugin::consumers::UsagePlan) -> Self {
+        use crate::bindings::gateway::plugin::types::QuotaPeriod as Wit;
+        UsagePlan {
+            name: p.name,
+            rate: p.rate_limit.map(|limit| Policy {
+                limit,
+                period: std::time::Duration::from_millis(p.rate_period_ms),
+                burst: p.rate_burst,
+            }),
+            quota: p.quota_limit.map(|limit| Quota {
+                limit,
+                period: match p.quota_period {
+                    Wit::Day => crate::rate_limit::QuotaPeriod::Day,
+                    Wit::Week => crate::rate_limit::QuotaPeriod::Week,
+                    Wit::Month => crate::rate_limit::QuotaPeriod::Month,
+                },
+            }),
         }
     }
 }

@@ -36,6 +36,7 @@ pub fn describe<P: Plugin>(version: &str) -> PluginInfo {
         phases: to_wit_phases(P::PHASES),
         reads_request_body: P::READS_REQUEST_BODY,
         reads_response_body: P::READS_RESPONSE_BODY,
+        passes_large_bodies: P::PASSES_LARGE_BODIES,
     }
 }
 

@@ -201,6 +201,24 @@ impl Request {
         self
     }
 
+    /// With the host the client asked for (for tests; default `localhost`).
+    pub fn with_authority(mut self, authority: &str) -> Self {
+        self.authority = authority.to_string();
+        self
+    }
+
+    /// With the client's address (for tests; default `127.0.0.1:1`).
+    pub fn with_client_addr(mut self, addr: &str) -> Self {
+        self.client_addr = addr.to_string();
+        self
+    }
+
+    /// With the matched route's name (for tests; default `test`).
+    pub fn with_route(mut self, route: &str) -> Self {
+        self.route = route.to_string();
+        self
+    }
+
     /// With a body (for tests).
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = Some(body.into());

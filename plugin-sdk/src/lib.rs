@@ -55,6 +55,7 @@
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod bindings;
+pub mod cache;
 pub mod consumers;
 mod context;
 /// Signature verification (JWS), HMAC and digests, computed by the host.

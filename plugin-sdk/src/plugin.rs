@@ -120,6 +120,10 @@ pub trait Plugin: Sized + 'static {
     const READS_REQUEST_BODY: bool = false;
     /// Whether `on_response` needs the response body.
     const READS_RESPONSE_BODY: bool = false;
+    /// Whether a response body over the entry's `max_body` should pass by
+    /// (`on_response` sees [`Response::body`] as `None` and the body streams
+    /// to the client) rather than fail the request with 502.
+    const PASSES_LARGE_BODIES: bool = false;
 
     /// Builds the plugin from its pipeline entry's config. An error refuses the
     /// gateway config, with this message.

@@ -4,6 +4,7 @@
 mod identity;
 mod jwt;
 mod outbound;
+mod shared;
 mod support;
 mod traffic;
 

@@ -327,3 +327,99 @@ impl DocumentServer {
         self.hits.load(Ordering::SeqCst)
     }
 }
+
+/// A real `redis-server` on an ephemeral port, with no persistence, killed on
+/// drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (from PATH) and waits until it answers PING.
+    pub fn start() -> RedisServer {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = RedisServer {
+            port,
+            child: None,
+            _dir: dir,
+        };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same port (after [`RedisServer::kill`]).
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self._dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}); install it, e.g. apt-get install -y redis-server")
+            });
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while !self.answers() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not answer on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends one command (RESP over a fresh connection) and returns the raw
+    /// reply.
+    pub fn command(&self, args: &[&str]) -> String {
+        self.try_command(args)
+            .unwrap_or_else(|e| panic!("redis command {args:?} failed: {e}"))
+    }
+
+    fn try_command(&self, args: &[&str]) -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut reply = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut reply)?;
+        Ok(String::from_utf8_lossy(&reply[..n]).into_owned())
+    }
+
+    fn answers(&self) -> bool {
+        self.try_command(&["PING"])
+            .is_ok_and(|reply| reply.starts_with("+PONG"))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -2,6 +2,7 @@
 //! under which plan.
 
 use super::units::Duration;
+pub use plugin_sdk::rate_limit::{Quota, QuotaPeriod};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use std::collections::BTreeMap;
@@ -96,6 +97,7 @@ pub struct UsagePlanConfig {
     /// rate's count).
     pub burst: Option<u32>,
     /// Requests per calendar period: `"10000/day"`, `"50000/week"`, `"1000000/month"`.
+    #[serde(default, deserialize_with = "quota")]
     pub quota: Option<Quota>,
 }
 
@@ -144,50 +146,33 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
-/// The calendar period of a quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuotaPeriod {
-    /// Resets at 00:00 UTC.
-    Day,
-    /// Resets Monday 00:00 UTC.
-    Week,
-    /// Resets on the 1st, 00:00 UTC.
-    Month,
-}
-
-/// Requests per calendar period: `"10000/day"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
-    /// Requests per period.
-    pub limit: u64,
-    /// The period.
-    pub period: QuotaPeriod,
-}
-
-impl Quota {
-    /// Parses `LIMIT/day`, `LIMIT/week` or `LIMIT/month`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let hint = || {
-            format!(
-                "invalid quota `{text}`: expected LIMIT/day, LIMIT/week or LIMIT/month, for example \"10000/day\""
-            )
-        };
-        let (limit, period) = text.split_once('/').ok_or_else(hint)?;
-        let limit: u64 = limit.trim().parse().map_err(|_| hint())?;
-        let period = match period.trim() {
-            "day" => QuotaPeriod::Day,
-            "week" => QuotaPeriod::Week,
-            "month" => QuotaPeriod::Month,
-            _ => return Err(hint()),
-        };
-        Ok(Quota { limit, period })
+/// Parses a quota: `LIMIT/day`, `LIMIT/week` or `LIMIT/month`.
+pub fn parse_quota(text: &str) -> Result<Quota, String> {
+    let hint = || {
+        format!(
+            "invalid quota `{text}`: expected LIMIT/day, LIMIT/week or LIMIT/month, for example \"10000/day\""
+        )
+    };
+    let (limit, period) = text.split_once('/').ok_or_else(hint)?;
+    let limit: u64 = limit.trim().parse().map_err(|_| hint())?;
+    let period = match period.trim() {
+        "day" => QuotaPeriod::Day,
+        "week" => QuotaPeriod::Week,
+        "month" => QuotaPeriod::Month,
+        _ => return Err(hint()),
+    };
+    if limit == 0 {
+        return Err(format!(
+            "invalid quota `{text}`: the limit must be at least 1"
+        ));
     }
+    Ok(Quota { limit, period })
 }
 
-impl<'de> Deserialize<'de> for Quota {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Quota::parse(&String::deserialize(deserializer)?).map_err(de::Error::custom)
-    }
+fn quota<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Quota>, D::Error> {
+    parse_quota(&String::deserialize(deserializer)?)
+        .map(Some)
+        .map_err(de::Error::custom)
 }
 
 #[cfg(test)]
@@ -217,13 +202,14 @@ mod tests {
     #[test]
     fn quotas() {
         assert_eq!(
-            Quota::parse("10000/month"),
+            parse_quota("10000/month"),
             Ok(Quota {
                 limit: 10_000,
                 period: QuotaPeriod::Month
             })
         );
-        assert!(Quota::parse("10/hour").is_err());
-        assert!(Quota::parse("-1/day").is_err());
+        assert!(parse_quota("10/hour").is_err());
+        assert!(parse_quota("-1/day").is_err());
+        assert!(parse_quota("0/day").is_err());
     }
 }

@@ -5,11 +5,13 @@
 //! against their components) and reports those errors at the offending key too.
 
 mod identity;
+mod store;
 mod units;
 
 pub use identity::{
     ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
 };
+pub use store::{CacheConfig, RedisConfig, StoreFailure, StoreKind};
 pub use units::{ByteSize, Duration};
 
 use serde::Deserialize;
@@ -134,6 +136,12 @@ pub struct Config {
     /// Usage plans consumers belong to.
     #[serde(default)]
     pub usage_plans: BTreeMap<String, Spanned<UsagePlanConfig>>,
+    /// The Redis server shared state can live on.
+    #[serde(default)]
+    pub redis: Option<Spanned<RedisConfig>>,
+    /// The in-process response cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
 }
 
 /// `[server]`.
@@ -316,6 +324,13 @@ pub struct PluginEntryConfig {
     /// component importing an interface its entry does not grant is refused.
     #[serde(default)]
     pub grants: Vec<Spanned<String>>,
+    /// Where the plugin's `kv`, `rate-limit` and `cache` state lives.
+    #[serde(default = "local_store")]
+    pub store: Spanned<StoreKind>,
+    /// What rate-limit checks do when `store = "redis"` and Redis does not
+    /// answer in time.
+    #[serde(default)]
+    pub store_failure: Option<Spanned<StoreFailure>>,
     /// Hosts the plugin may reach with `http-client`: `[scheme://]host[:port]`,
     /// host may be `*.suffix`.
     #[serde(default)]
@@ -331,6 +346,10 @@ pub struct PluginEntryConfig {
     /// `config_env = { secret = "JWT_SECRET" }`. Keeps secrets out of the file.
     #[serde(default)]
     pub config_env: BTreeMap<String, Spanned<String>>,
+}
+
+fn local_store() -> Spanned<StoreKind> {
+    Spanned::new(0..0, StoreKind::Local)
 }
 
 /// The failure policy of a pipeline entry.

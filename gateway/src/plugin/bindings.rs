@@ -8,10 +8,19 @@ wasmtime::component::bindgen!({
     // and so that later host capabilities can do network I/O. Our own imports
     // (log, clock, context) never block and stay synchronous.
     exports: { default: async },
-    // Outbound HTTP awaits the network; every other import is synchronous.
+    // Imports that await the network are async; every other one is synchronous.
     imports: {
         "gateway:plugin/http-client.send": async,
         "gateway:plugin/http-client.fetch-shared": async,
+        // These may go to Redis (the entry's `store`).
+        "gateway:plugin/rate-limit.check": async,
+        "gateway:plugin/rate-limit.count": async,
+        "gateway:plugin/kv.get": async,
+        "gateway:plugin/kv.set": async,
+        "gateway:plugin/kv.delete": async,
+        "gateway:plugin/cache.lookup": async,
+        "gateway:plugin/cache.put": async,
+        "gateway:plugin/cache.purge": async,
     },
     with: {
         "gateway:plugin/crypto.verifying-key": super::crypto::VerifyingKey,

@@ -1,17 +1,24 @@
-//! The host side of `gateway:plugin/http-client` and `gateway:plugin/kv`.
+//! The host side of `gateway:plugin/http-client`, `kv`, `rate-limit` and
+//! `cache`. The last three serve from this process or from Redis, as the
+//! entry's `store` says.
 //!
 //! Time a call spends waiting on the network is credited back to the call's
 //! CPU deadline (see `pool::new_store`), so a plugin is not killed for waiting
 //! on a slow server; the request timeout bounds that wait instead.
 
-use super::bindings::gateway::plugin::{http_client, kv, rate_limit};
+use super::bindings::gateway::plugin::types::QuotaPeriod;
+use super::bindings::gateway::plugin::{cache, http_client, kv, rate_limit};
+use super::cache::{Entry as CachedEntry, Miss};
 use super::engine::EPOCH_TICK;
-use super::host::HostState;
-use super::outbound::{OutboundError, check_url};
-use super::ratelimit::Policy;
+use super::host::{HostState, Store};
+use super::outbound::{KV_MAX_KEY, KV_MAX_TTL, KV_MAX_VALUE, OutboundError, check_url};
+use super::ratelimit::{Decision, Policy, Quota, QuotaDecision, validate};
+use super::redis::Kind;
 use super::wire::{decode_headers, encode_headers};
+use crate::config::StoreFailure;
 use bytes::Bytes;
 use http_body_util::Full;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn to_wit(error: OutboundError) -> http_client::Error {
@@ -24,6 +31,9 @@ fn to_wit(error: OutboundError) -> http_client::Error {
         OutboundError::Protocol(why) => http_client::Error::Protocol(why),
     }
 }
+
+/// What a fail-closed check tells the client to wait.
+const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(1);
 
 impl HostState {
     /// Gives the time since `started` back to the running call's deadline.
@@ -117,26 +127,63 @@ impl http_client::Host for HostState {
 }
 
 impl kv::Host for HostState {
-    fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.env.services.kv_get(&self.env.namespace, key)
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        match self.env.store.clone() {
+            Store::Local => self.env.services.kv_get(&self.env.namespace, key),
+            Store::Redis { redis, .. } => {
+                let started = Instant::now();
+                let found = redis.get(Kind::Kv, &self.env.namespace, &key).await;
+                self.credit_io(started);
+                found.ok().flatten()
+            }
+        }
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> bool {
-        self.env.services.kv_set(
-            &self.env.namespace,
-            key,
-            value,
-            Duration::from_millis(ttl_ms),
-        )
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> bool {
+        let ttl = Duration::from_millis(ttl_ms);
+        match self.env.store.clone() {
+            Store::Local => self
+                .env
+                .services
+                .kv_set(&self.env.namespace, key, value, ttl),
+            Store::Redis { redis, .. } => {
+                if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
+                    return false;
+                }
+                let started = Instant::now();
+                let stored = redis
+                    .set(
+                        Kind::Kv,
+                        &self.env.namespace,
+                        &key,
+                        &value,
+                        ttl.min(KV_MAX_TTL),
+                    )
+                    .await;
+                self.credit_io(started);
+                stored.is_ok()
+            }
+        }
     }
 
-    fn delete(&mut self, key: String) {
-        self.env.services.kv_delete(&self.env.namespace, key);
+    async fn delete(&mut self, key: String) {
+        match self.env.store.clone() {
+            Store::Local => self.env.services.kv_delete(&self.env.namespace, key),
+            Store::Redis { redis, .. } => {
+                let started = Instant::now();
+                let _ = redis.delete(Kind::Kv, &self.env.namespace, &key).await;
+                self.credit_io(started);
+            }
+        }
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl rate_limit::Host for HostState {
-    fn check(
+    async fn check(
         &mut self,
         key: String,
         policy: rate_limit::Policy,
@@ -146,12 +193,39 @@ impl rate_limit::Host for HostState {
             period: Duration::from_millis(policy.period_ms),
             burst: policy.burst,
         };
-        let decision = self
-            .env
-            .services
-            .limits
-            .check(&self.env.namespace, &key, policy)?;
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let limits = &self.env.services.limits;
+        let decision = match self.env.store.clone() {
+            Store::Local => limits.check(&self.env.namespace, &key, policy)?,
+            Store::Redis { redis, on_failure } => {
+                validate(&key, policy)?;
+                let started = Instant::now();
+                let answer = redis.check(&self.env.namespace, &key, policy).await;
+                self.credit_io(started);
+                match (answer, on_failure) {
+                    (Ok(decision), _) => decision,
+                    (Err(_), StoreFailure::Open) => Decision {
+                        allowed: true,
+                        limit: policy.burst,
+                        remaining: policy.burst.saturating_sub(1),
+                        retry_after: Duration::ZERO,
+                        reset: Duration::ZERO,
+                    },
+                    (Err(_), StoreFailure::Closed) => Decision {
+                        allowed: false,
+                        limit: policy.burst,
+                        remaining: 0,
+                        retry_after: FAIL_CLOSED_RETRY,
+                        reset: FAIL_CLOSED_RETRY,
+                    },
+                    (Err(_), StoreFailure::Local) => {
+                        self.env
+                            .services
+                            .limits
+                            .check(&self.env.namespace, &key, policy)?
+                    }
+                }
+            }
+        };
         Ok(rate_limit::Decision {
             allowed: decision.allowed,
             limit: decision.limit,
@@ -159,5 +233,175 @@ impl rate_limit::Host for HostState {
             retry_after_ms: millis(decision.retry_after),
             reset_ms: millis(decision.reset),
         })
+    }
+
+    async fn count(
+        &mut self,
+        key: String,
+        quota: rate_limit::Quota,
+    ) -> Result<rate_limit::QuotaDecision, String> {
+        let quota = Quota {
+            limit: quota.limit,
+            period: match quota.period {
+                QuotaPeriod::Day => crate::config::QuotaPeriod::Day,
+                QuotaPeriod::Week => crate::config::QuotaPeriod::Week,
+                QuotaPeriod::Month => crate::config::QuotaPeriod::Month,
+            },
+        };
+        let now_ms = millis(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        let limits = &self.env.services.limits;
+        let decision = match self.env.store.clone() {
+            Store::Local => limits.count(&self.env.namespace, &key, quota, now_ms)?,
+            Store::Redis { redis, on_failure } => {
+                if key.len() > super::ratelimit::MAX_KEY {
+                    return Err(format!(
+                        "rate-limit keys are at most {} bytes",
+                        super::ratelimit::MAX_KEY
+                    ));
+                }
+                let started = Instant::now();
+                let answer = redis.count(&self.env.namespace, &key, quota, now_ms).await;
+                self.credit_io(started);
+                match (answer, on_failure) {
+                    (Ok(decision), _) => decision,
+                    (Err(_), StoreFailure::Open) => QuotaDecision {
+                        allowed: true,
+                        limit: quota.limit,
+                        remaining: quota.limit.saturating_sub(1),
+                        reset: Duration::ZERO,
+                    },
+                    (Err(_), StoreFailure::Closed) => QuotaDecision {
+                        allowed: false,
+                        limit: quota.limit,
+                        remaining: 0,
+                        reset: FAIL_CLOSED_RETRY,
+                    },
+                    (Err(_), StoreFailure::Local) => {
+                        self.env
+                            .services
+                            .limits
+                            .count(&self.env.namespace, &key, quota, now_ms)?
+                    }
+                }
+            }
+        };
+        Ok(rate_limit::QuotaDecision {
+            allowed: decision.allowed,
+            limit: decision.limit,
+            remaining: decision.remaining,
+            reset_ms: millis(decision.reset),
+        })
+    }
+}
+
+/// Longest a request may wait for another's fill of the same cache key.
+const MAX_COLLAPSE_WAIT: Duration = Duration::from_secs(30);
+
+impl HostState {
+    /// The cached entry under `key`, from the entry's store.
+    async fn cached(&mut self, key: &str) -> Option<cache::Entry> {
+        let entry = match self.env.store.clone() {
+            Store::Local => self
+                .env
+                .services
+                .response_cache()
+                .get(&self.env.namespace, key)?,
+            Store::Redis { redis, .. } => {
+                let started = Instant::now();
+                let found = redis.get(Kind::Cache, &self.env.namespace, key).await;
+                self.credit_io(started);
+                Arc::new(CachedEntry::decode(&found.ok().flatten()?)?)
+            }
+        };
+        Some(cache::Entry {
+            status: entry.status,
+            headers: entry.headers.to_vec(),
+            body: entry.body.to_vec(),
+            stored_at_ms: entry.stored_at_ms,
+            vary: entry.vary.clone(),
+        })
+    }
+}
+
+impl cache::Host for HostState {
+    async fn lookup(&mut self, key: String, wait_ms: u32) -> Option<cache::Entry> {
+        if let Some(found) = self.cached(&key).await {
+            return Some(found);
+        }
+        let wait = Duration::from_millis(u64::from(wait_ms)).min(MAX_COLLAPSE_WAIT);
+        if wait.is_zero() {
+            return None;
+        }
+        let services = self.env.services.clone();
+        match services
+            .response_cache()
+            .miss(&self.env.namespace, &key, wait)
+        {
+            Miss::Fill => None,
+            Miss::Wait(done, until) => {
+                let started = Instant::now();
+                super::cache::wait(done, until).await;
+                self.credit_io(started);
+                self.cached(&key).await
+            }
+        }
+    }
+
+    async fn put(&mut self, key: String, entry: cache::Entry, ttl_ms: u64) -> bool {
+        let services = self.env.services.clone();
+        let local = services.response_cache();
+        let entry = CachedEntry {
+            status: entry.status,
+            headers: entry.headers.into(),
+            body: entry.body.into(),
+            stored_at_ms: entry.stored_at_ms,
+            vary: entry.vary,
+        };
+        let ttl = Duration::from_millis(ttl_ms).min(super::cache::MAX_TTL);
+        let stored = !ttl.is_zero()
+            && super::cache::acceptable(&key, &entry, local.max_entry())
+            && match self.env.store.clone() {
+                Store::Local => local.put(&self.env.namespace, &key, entry, ttl),
+                Store::Redis { redis, .. } => {
+                    let started = Instant::now();
+                    let done = redis
+                        .set(Kind::Cache, &self.env.namespace, &key, &entry.encode(), ttl)
+                        .await;
+                    self.credit_io(started);
+                    done.is_ok()
+                }
+            };
+        local.end_fill(&self.env.namespace, &key);
+        stored
+    }
+
+    fn release(&mut self, key: String) {
+        self.env
+            .services
+            .response_cache()
+            .end_fill(&self.env.namespace, &key);
+    }
+
+    async fn purge(&mut self, key: String) {
+        match self.env.store.clone() {
+            Store::Local => self
+                .env
+                .services
+                .response_cache()
+                .purge(&self.env.namespace, &key),
+            Store::Redis { redis, .. } => {
+                let started = Instant::now();
+                let namespace = self.env.namespace.clone();
+                let _ = redis.delete(Kind::Cache, &namespace, &key).await;
+                let _ = redis
+                    .purge_prefix(Kind::Cache, Some(&namespace), &format!("{key}\n"))
+                    .await;
+                self.credit_io(started);
+            }
+        }
     }
 }

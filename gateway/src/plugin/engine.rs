@@ -68,18 +68,21 @@ pub enum Capability {
     HttpClient,
     /// `gateway:plugin/kv`: a process-wide key/value store private to the plugin.
     Kv,
-    /// `gateway:plugin/rate-limit`: GCRA counters kept by the host.
+    /// `gateway:plugin/rate-limit`: GCRA counters and quotas kept by the host.
     RateLimit,
+    /// `gateway:plugin/cache`: a response cache private to the plugin.
+    Cache,
 }
 
 impl Capability {
     /// Every capability, in the order the docs list them.
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Capability::Crypto,
         Capability::Consumers,
         Capability::HttpClient,
         Capability::Kv,
         Capability::RateLimit,
+        Capability::Cache,
     ];
 
     /// The name used in `grants = [...]` and in the WIT package.
@@ -90,6 +93,7 @@ impl Capability {
             Capability::HttpClient => "http-client",
             Capability::Kv => "kv",
             Capability::RateLimit => "rate-limit",
+            Capability::Cache => "cache",
         }
     }
 

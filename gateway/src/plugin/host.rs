@@ -23,6 +23,21 @@ const MAX_CONTEXT_VALUE: usize = 16 * 1024;
 /// The per-request key/value shared by a pipeline's plugins.
 pub type Context = HashMap<String, String>;
 
+/// Where an entry's `kv`, `rate-limit` and `cache` state lives.
+#[derive(Clone, Default)]
+pub enum Store {
+    /// In this process.
+    #[default]
+    Local,
+    /// On Redis, shared by every gateway using it.
+    Redis {
+        /// The connections.
+        redis: Arc<super::RedisStore>,
+        /// What a rate-limit check does when Redis cannot answer.
+        on_failure: crate::config::StoreFailure,
+    },
+}
+
 /// What the host interfaces serve from: shared by every instance of one
 /// pipeline entry (the config-wide parts are shared further).
 #[derive(Clone)]
@@ -38,6 +53,10 @@ pub struct HostEnv {
     pub allowed_hosts: Arc<[HostPattern]>,
     /// Largest outbound response body.
     pub max_body: usize,
+    /// The config's `[redis]`, if any.
+    pub redis: Option<Arc<super::RedisStore>>,
+    /// Where this entry's shared state lives.
+    pub store: Store,
 }
 
 impl HostEnv {
@@ -49,6 +68,8 @@ impl HostEnv {
             namespace: Arc::from(""),
             allowed_hosts: Arc::from(Vec::new()),
             max_body: 1 << 20,
+            redis: None,
+            store: Store::Local,
         }
     }
 }
@@ -221,6 +242,32 @@ impl consumers::Host for HostState {
 
     fn get(&mut self, name: String) -> Option<consumers::Consumer> {
         self.env.consumers.get(&name).map(|c| to_wit(&c))
+    }
+
+    fn plan(&mut self, name: String) -> Option<consumers::UsagePlan> {
+        let plan = self.env.consumers.plan(&name)?;
+        let rate = plan.rate;
+        Some(consumers::UsagePlan {
+            name: plan.name.clone(),
+            rate_limit: rate.map(|r| r.limit),
+            rate_period_ms: rate.map_or(0, |r| {
+                u64::try_from(r.period.as_millis()).unwrap_or(u64::MAX)
+            }),
+            rate_burst: rate.map_or(0, |r| r.burst),
+            quota_limit: plan.quota.map(|q| q.limit),
+            quota_period: plan
+                .quota
+                .map_or(types::QuotaPeriod::Day, |q| period_to_wit(q.period)),
+        })
+    }
+}
+
+/// The contract's name for a quota period.
+pub fn period_to_wit(period: crate::config::QuotaPeriod) -> types::QuotaPeriod {
+    match period {
+        crate::config::QuotaPeriod::Day => types::QuotaPeriod::Day,
+        crate::config::QuotaPeriod::Week => types::QuotaPeriod::Week,
+        crate::config::QuotaPeriod::Month => types::QuotaPeriod::Month,
     }
 }
 

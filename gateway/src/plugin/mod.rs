@@ -2,6 +2,7 @@
 //! pools of warm instances per pipeline entry.
 
 mod bindings;
+mod cache;
 mod capabilities;
 mod crypto;
 mod engine;
@@ -9,13 +10,16 @@ mod host;
 mod outbound;
 mod pool;
 mod ratelimit;
+mod redis;
 mod wire;
 
 pub use bindings::{Phases, PluginInfo, Request, RequestOutcome, Response, ResponseOutcome};
+pub use cache::ResponseCache;
 pub use engine::{Capability, CompiledPlugin, EPOCH_TICK, PluginEngine};
-pub use host::{Context, HostEnv};
+pub use host::{Context, HostEnv, Store};
 pub use outbound::{HostPattern, Services};
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
+pub use redis::RedisStore;
 pub use wire::{decode_headers, encode_headers};
 
 /// Why a plugin could not be loaded.

@@ -29,7 +29,7 @@ const MAX_SHARED_PER_PLUGIN: usize = 64;
 /// Bytes the kv store holds across all plugins.
 const KV_CAPACITY: u64 = 64 << 20;
 /// Longest kv entry lifetime.
-const KV_MAX_TTL: Duration = Duration::from_secs(86_400);
+pub const KV_MAX_TTL: Duration = Duration::from_secs(86_400);
 /// Longest kv key.
 pub const KV_MAX_KEY: usize = 512;
 /// Largest kv value.
@@ -154,6 +154,7 @@ pub struct Services {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     shared: Mutex<HashMap<(Arc<str>, String), SharedSlot>>,
     kv: moka::sync::Cache<(Arc<str>, String), KvValue>,
+    responses: std::sync::OnceLock<super::ResponseCache>,
 }
 
 #[derive(Clone)]
@@ -190,7 +191,24 @@ impl Services {
             client,
             shared: Mutex::new(HashMap::new()),
             kv,
+            responses: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sizes the process's response cache. The first config to load decides;
+    /// `false` when a later one asks for another size (applied at restart).
+    pub fn size_response_cache(&self, capacity: u64, max_entry: usize) -> bool {
+        let cache = self
+            .responses
+            .get_or_init(|| super::ResponseCache::new(capacity, max_entry));
+        cache.capacity() == capacity && cache.max_entry() == max_entry
+    }
+
+    /// The process's response cache (64 MiB with 8 MiB entries unless sized
+    /// first).
+    pub fn response_cache(&self) -> &super::ResponseCache {
+        self.responses
+            .get_or_init(|| super::ResponseCache::new(64 << 20, 8 << 20))
     }
 
     /// Sends one request to an allowed host and reads the whole answer.

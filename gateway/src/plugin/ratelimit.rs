@@ -5,22 +5,39 @@
 
 use governor::RateLimiter;
 use governor::clock::{Clock, DefaultClock};
-use plugin_sdk::rate_limit::native::{self, Limiter, quota};
-pub use plugin_sdk::rate_limit::{Decision, Policy};
+use plugin_sdk::rate_limit::native::{self, Limiter, quota, quota_decision, window};
+pub use plugin_sdk::rate_limit::{Decision, Policy, Quota, QuotaDecision};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Most keys tracked at once, over all plugins.
 const MAX_KEYS: u64 = 100_000;
 /// Longest key.
-const MAX_KEY: usize = 512;
+pub const MAX_KEY: usize = 512;
 /// How long an idle key is kept: a key idle for a day has a full bucket again.
 const MAX_IDLE: Duration = Duration::from_secs(86_400);
 
-/// Limiters by (namespace, policy, key).
+/// Longest calendar window (a month) plus slack.
+const MAX_WINDOW: Duration = Duration::from_secs(32 * 86_400);
+
+/// Quota counts by (namespace, quota, window start, key).
+type QuotaCounts = moka::sync::Cache<(Arc<str>, Quota, u64, String), Arc<AtomicU64>>;
+
+/// Checks that `key` and `policy` can be honoured, on any backend.
+pub fn validate(key: &str, policy: Policy) -> Result<governor::Quota, String> {
+    let quota = quota(policy)?;
+    if key.len() > MAX_KEY {
+        return Err(format!("rate-limit keys are at most {MAX_KEY} bytes"));
+    }
+    Ok(quota)
+}
+
+/// Limiters by (namespace, policy, key), and quota counts.
 pub struct LocalLimits<C: Clock + Clone + Send + Sync + 'static = DefaultClock> {
     clock: C,
     limiters: moka::sync::Cache<(Arc<str>, Policy, String), Arc<Limiter<C>>>,
+    quotas: QuotaCounts,
 }
 
 impl LocalLimits<DefaultClock> {
@@ -48,7 +65,41 @@ where
             // Forgetting a key idle that long changes no decision.
             .time_to_idle(MAX_IDLE)
             .build();
-        LocalLimits { clock, limiters }
+        let quotas = moka::sync::Cache::builder()
+            .max_capacity(max_keys)
+            .time_to_live(MAX_WINDOW)
+            .build();
+        LocalLimits {
+            clock,
+            limiters,
+            quotas,
+        }
+    }
+
+    /// Counts one request against `quota` for `key` in the calendar window
+    /// holding `now_ms` (Unix milliseconds); refused requests are not counted.
+    pub fn count(
+        &self,
+        namespace: &Arc<str>,
+        key: &str,
+        quota: Quota,
+        now_ms: u64,
+    ) -> Result<QuotaDecision, String> {
+        if key.len() > MAX_KEY {
+            return Err(format!("rate-limit keys are at most {MAX_KEY} bytes"));
+        }
+        let (start, _) = window(quota.period, now_ms);
+        let counter = self
+            .quotas
+            .get_with((namespace.clone(), quota, start, key.to_string()), || {
+                Arc::new(AtomicU64::new(0))
+            });
+        let counted = counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < quota.limit).then_some(n + 1)
+            })
+            .unwrap_or_else(|n| n);
+        Ok(quota_decision(quota, counted, now_ms))
     }
 
     /// Checks `key` under `policy` in `namespace`, counting the request when
@@ -59,10 +110,7 @@ where
         key: &str,
         policy: Policy,
     ) -> Result<Decision, String> {
-        let quota = quota(policy)?;
-        if key.len() > MAX_KEY {
-            return Err(format!("rate-limit keys are at most {MAX_KEY} bytes"));
-        }
+        let quota = validate(key, policy)?;
         let limiter = self
             .limiters
             .get_with((namespace.clone(), policy, key.to_string()), || {
@@ -149,6 +197,30 @@ mod tests {
                 .check(&ns, &"k".repeat(513), policy(1, 1000, 1))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn quotas_count_per_calendar_window() {
+        use plugin_sdk::rate_limit::QuotaPeriod;
+        let (limits, _) = limits();
+        let ns: Arc<str> = Arc::from("p");
+        let quota = Quota {
+            limit: 2,
+            period: QuotaPeriod::Day,
+        };
+        // 2026-11-25 23:59:59.000 UTC, then a second later (the next day).
+        let late = 1_795_651_199_000;
+        let check = |key: &str, now: u64| {
+            limits
+                .count(&ns, key, quota, now)
+                .map(|d| (d.allowed, d.remaining, d.reset.as_millis()))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(check("k", late), (true, 1, 1000));
+        assert_eq!(check("k", late), (true, 0, 1000));
+        assert_eq!(check("k", late), (false, 0, 1000));
+        assert_eq!(check("other", late), (true, 1, 1000));
+        assert_eq!(check("k", late + 1000), (true, 1, 86_400_000));
     }
 
     #[test]

@@ -2,15 +2,25 @@
 //! per consumer, client IP, header value or route (or a combination), on the
 //! gateway's `rate-limit` counters (GCRA).
 //!
+//! A consumer on a usage plan (`[usage_plans]`) is also held to the plan's
+//! rate and calendar quota (per day, week or month); a quota only counts the
+//! requests the rate limits let through.
+//!
 //! A refused request gets 429 with `Retry-After`, the IETF `RateLimit-Limit`,
 //! `RateLimit-Remaining` and `RateLimit-Reset` headers and a JSON body; an
 //! allowed one carries the same `RateLimit-*` headers (for the tightest limit)
 //! on its response.
 
-use plugin_sdk::rate_limit::{self, Decision, Policy};
+use plugin_sdk::consumers::{self, UsagePlan};
+use plugin_sdk::rate_limit::{self, Decision, Policy, QuotaDecision};
 use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response, log};
 use serde::Deserialize;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
+
+/// Consumers whose plan an instance remembers before starting over.
+const MAX_REMEMBERED_PLANS: usize = 10_000;
 
 /// Context key carrying the tightest decision to the response phase.
 const CONTEXT_KEY: &str = "rate-limit.headers";
@@ -36,7 +46,11 @@ fn default_by() -> Vec<String> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
+    #[serde(default)]
     limits: Vec<LimitConfig>,
+    /// Hold consumers to their usage plan's rate and quota.
+    #[serde(default = "yes")]
+    usage_plans: bool,
     /// Add `RateLimit-*` headers to allowed responses.
     #[serde(default = "yes")]
     headers: bool,
@@ -65,6 +79,10 @@ struct Limit {
 pub struct RateLimit {
     limits: Vec<Limit>,
     headers: bool,
+    usage_plans: bool,
+    /// Each consumer's plan, looked up once per instance (the consumers of a
+    /// config never change; a new config makes new instances).
+    plans: RefCell<HashMap<String, Option<UsagePlan>>>,
 }
 
 /// `COUNT/PERIOD` as a policy with `burst` (default: COUNT).
@@ -180,6 +198,62 @@ impl RateLimit {
     }
 }
 
+impl RateLimit {
+    /// The request's consumer and their usage plan, when plans are enforced.
+    fn plan(&self, ctx: &Context) -> Option<(String, UsagePlan)> {
+        if !self.usage_plans {
+            return None;
+        }
+        let consumer = ctx.get("consumer")?;
+        let mut plans = self.plans.borrow_mut();
+        if plans.len() >= MAX_REMEMBERED_PLANS {
+            plans.clear();
+        }
+        let plan = plans
+            .entry(consumer.to_string())
+            .or_insert_with(|| {
+                consumers::get(&consumer)
+                    .and_then(|c| c.plan)
+                    .and_then(|name| consumers::plan(&name))
+            })
+            .clone()?;
+        Some((consumer.to_string(), plan))
+    }
+}
+
+/// A decision, or nothing when the host refused the check (logged; the
+/// request is let through, since policies were checked at init).
+fn checked(result: Result<Decision, String>) -> Option<Decision> {
+    result
+        .map_err(|error| log::warn(&format!("rate-limit: check failed: {error}")))
+        .ok()
+}
+
+fn error_body(req: &Request, error: &str) -> serde_json::Value {
+    serde_json::json!({
+        "error": error,
+        "status": 429,
+        "request_id": req.headers().get("x-request-id").unwrap_or_default(),
+    })
+}
+
+fn refusal(req: &Request, error: &str, decision: &Decision) -> Response {
+    let response = Response::json(429, &error_body(req, error)).with_header(
+        "retry-after",
+        secs_ceil(decision.retry_after).max(1).to_string(),
+    );
+    rate_limit_headers(response, decision)
+}
+
+fn quota_refusal(req: &Request, decision: &QuotaDecision) -> Response {
+    let reset = secs_ceil(decision.reset).max(1).to_string();
+    Response::json(429, &error_body(req, "quota exceeded"))
+        .with_header("retry-after", reset.clone())
+        .with_header("ratelimit-limit", decision.limit.to_string())
+        .with_header("ratelimit-remaining", "0")
+        .with_header("ratelimit-reset", reset)
+}
+
 fn secs_ceil(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX)
 }
@@ -197,8 +271,11 @@ impl Plugin for RateLimit {
 
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
-        if settings.limits.is_empty() {
-            return Err("rate-limit: limits must list at least one limit".into());
+        if settings.limits.is_empty() && !settings.usage_plans {
+            return Err(
+                "rate-limit: limits must list at least one limit (or usage_plans must be on)"
+                    .into(),
+            );
         }
         let mut limits = Vec::new();
         for limit in settings.limits {
@@ -221,6 +298,8 @@ impl Plugin for RateLimit {
         Ok(RateLimit {
             limits,
             headers: settings.headers,
+            usage_plans: settings.usage_plans,
+            plans: RefCell::new(HashMap::new()),
         })
     }
 
@@ -235,16 +314,7 @@ impl Plugin for RateLimit {
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
         let mut tightest: Option<Decision> = None;
         let mut refused: Option<Decision> = None;
-        for (index, limit) in self.limits.iter().enumerate() {
-            let key = self.key(index, limit, req, ctx);
-            let decision = match rate_limit::check(&key, limit.policy) {
-                Ok(decision) => decision,
-                Err(error) => {
-                    // A policy the host refuses was checked at init; fail open.
-                    log::warn(&format!("rate-limit: check failed: {error}"));
-                    continue;
-                }
-            };
+        let mut note = |decision: Decision| {
             if !decision.allowed {
                 if refused.is_none_or(|r| decision.retry_after > r.retry_after) {
                     refused = Some(decision);
@@ -252,18 +322,36 @@ impl Plugin for RateLimit {
             } else if tightest.is_none_or(|t| decision.remaining < t.remaining) {
                 tightest = Some(decision);
             }
+        };
+        for (index, limit) in self.limits.iter().enumerate() {
+            let key = self.key(index, limit, req, ctx);
+            if let Some(decision) = checked(rate_limit::check(&key, limit.policy)) {
+                note(decision);
+            }
+        }
+        let plan = self.plan(ctx);
+        if let (Some((consumer, plan)), Some(policy)) =
+            (&plan, plan.as_ref().and_then(|p| p.1.rate))
+            && let Some(decision) = checked(rate_limit::check(
+                &format!("plan:{}:{consumer}", plan.name),
+                policy,
+            ))
+        {
+            note(decision);
         }
         if let Some(decision) = refused {
-            let body = serde_json::json!({
-                "error": "too many requests",
-                "status": 429,
-                "request_id": req.headers().get("x-request-id").unwrap_or_default(),
-            });
-            let response = Response::json(429, &body).with_header(
-                "retry-after",
-                secs_ceil(decision.retry_after).max(1).to_string(),
-            );
-            return Action::Respond(rate_limit_headers(response, &decision));
+            return Action::Respond(refusal(req, "too many requests", &decision));
+        }
+        if let Some((consumer, plan)) = &plan
+            && let Some(quota) = plan.quota
+        {
+            match rate_limit::count(&format!("quota:{}:{consumer}", plan.name), quota) {
+                Ok(decision) if !decision.allowed => {
+                    return Action::Respond(quota_refusal(req, &decision));
+                }
+                Ok(_) => {}
+                Err(error) => log::warn(&format!("rate-limit: quota count failed: {error}")),
+            }
         }
         if self.headers
             && let Some(d) = tightest
@@ -355,12 +443,94 @@ mod tests {
         assert_eq!(resp.headers().get("ratelimit-remaining"), Some("1"));
     }
 
+    fn register_plan_consumer(name: &str, plan: UsagePlan) {
+        consumers::register(
+            consumers::Consumer {
+                name: name.to_string(),
+                plan: Some(plan.name.clone()),
+                ..Default::default()
+            },
+            &[],
+        );
+        consumers::register_plan(plan);
+    }
+
+    #[test]
+    fn a_plan_quota_counts_only_requests_the_rate_lets_through() {
+        use plugin_sdk::rate_limit::{Quota, QuotaPeriod};
+        register_plan_consumer(
+            "carol",
+            UsagePlan {
+                name: "bronze".into(),
+                rate: Some(Policy {
+                    limit: 2,
+                    period: Duration::from_secs(60),
+                    burst: 2,
+                }),
+                quota: Some(Quota {
+                    limit: 3,
+                    period: QuotaPeriod::Month,
+                }),
+            },
+        );
+        let limiter = plugin(r#"{}"#);
+        let mut ctx = Context::new();
+        ctx.set("consumer", "carol");
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(status(
+                &limiter.on_request(&mut Request::new("GET", "/"), &mut ctx),
+            ));
+        }
+        // Two pass the plan's rate; the third is over the rate, not counted
+        // against the quota.
+        assert_eq!(statuses, [200, 200, 429]);
+        // A second consumer on the plan has a quota of their own.
+        register_plan_consumer(
+            "dave",
+            UsagePlan {
+                name: "tiny".into(),
+                rate: None,
+                quota: Some(Quota {
+                    limit: 2,
+                    period: QuotaPeriod::Day,
+                }),
+            },
+        );
+        let mut dave = Context::new();
+        dave.set("consumer", "dave");
+        let mut outcomes = Vec::new();
+        for _ in 0..3 {
+            outcomes.push(limiter.on_request(&mut Request::new("GET", "/"), &mut dave));
+        }
+        assert_eq!(
+            outcomes.iter().map(status).collect::<Vec<_>>(),
+            [200, 200, 429]
+        );
+        match &outcomes[2] {
+            Action::Respond(response) => {
+                assert_eq!(response.headers().get("ratelimit-limit"), Some("2"));
+                let body = String::from_utf8_lossy(response.body().unwrap_or_default());
+                assert!(body.contains("quota exceeded"), "{body}");
+            }
+            _ => panic!("the third request passed"),
+        }
+        // Anonymous requests and consumers without a plan are not held to one.
+        let mut anonymous = Context::new();
+        for _ in 0..5 {
+            assert_eq!(
+                status(&limiter.on_request(&mut Request::new("GET", "/"), &mut anonymous)),
+                200
+            );
+        }
+    }
+
     #[test]
     fn bad_configs_are_refused() {
         for (json, message) in [
             (
-                r#"{"limits": []}"#,
-                "rate-limit: limits must list at least one limit",
+                r#"{"limits": [], "usage_plans": false}"#,
+                "rate-limit: limits must list at least one limit (or usage_plans must be on)",
             ),
             (
                 r#"{"limits": [{"rate": "10 per second"}]}"#,

@@ -1,0 +1,400 @@
+//! The in-process backend of `gateway:plugin/cache` and the request
+//! collapsing both backends share.
+//!
+//! Entries are weighed in bytes against one capacity for the process (least
+//! recently used out first) and expire on their own lifetime. A key missed by
+//! one request is "being filled" until that request stores or releases it or
+//! its lease (the wait it asked for) ends; requests missing the same key
+//! meanwhile wait for the fill instead of going upstream too.
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Longest lifetime of an entry.
+pub const MAX_TTL: Duration = Duration::from_secs(86_400);
+/// Longest key.
+pub const MAX_KEY: usize = 1024;
+/// Fills tracked before expired leases are swept.
+const SWEEP_FILLS_AT: usize = 10_000;
+
+/// A stored response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Status code.
+    pub status: u16,
+    /// Headers in the contract's wire encoding.
+    pub headers: Bytes,
+    /// The body.
+    pub body: Bytes,
+    /// Unix milliseconds when stored.
+    pub stored_at_ms: u64,
+    /// Request headers the response varies on.
+    pub vary: Vec<String>,
+}
+
+impl Entry {
+    /// Bytes the entry holds.
+    pub fn size(&self) -> usize {
+        self.headers.len() + self.body.len() + self.vary.iter().map(|v| v.len() + 8).sum::<usize>()
+    }
+
+    /// The entry as bytes, for Redis: status (u16), stored-at (u64), vary
+    /// names and headers (each a u32 length and the bytes), then the body;
+    /// integers little-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size() + 32);
+        out.extend_from_slice(&self.status.to_le_bytes());
+        out.extend_from_slice(&self.stored_at_ms.to_le_bytes());
+        let count = u32::try_from(self.vary.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&count.to_le_bytes());
+        for name in &self.vary {
+            push_chunk(&mut out, name.as_bytes());
+        }
+        push_chunk(&mut out, &self.headers);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Reads what [`Entry::encode`] wrote; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut reader = Reader(bytes);
+        let status = u16::from_le_bytes(reader.take(2)?.try_into().ok()?);
+        let stored_at_ms = u64::from_le_bytes(reader.take(8)?.try_into().ok()?);
+        let count = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
+        let mut vary = Vec::new();
+        for _ in 0..count {
+            vary.push(String::from_utf8(reader.chunk()?.to_vec()).ok()?);
+        }
+        let headers = Bytes::copy_from_slice(reader.chunk()?);
+        Some(Entry {
+            status,
+            headers,
+            body: Bytes::copy_from_slice(reader.0),
+            stored_at_ms,
+            vary,
+        })
+    }
+}
+
+fn push_chunk(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn chunk(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        self.take(usize::try_from(len).ok()?)
+    }
+}
+
+type Key = (Arc<str>, String);
+
+#[derive(Clone)]
+struct Stored {
+    entry: Arc<Entry>,
+    ttl: Duration,
+}
+
+struct Lifetime;
+
+impl moka::Expiry<Key, Stored> for Lifetime {
+    fn expire_after_create(&self, _: &Key, value: &Stored, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        value: &Stored,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// A key being filled: its lease and the channel its waiters watch (closed
+/// when the fill ends).
+struct Fill {
+    until: Instant,
+    done: watch::Sender<()>,
+}
+
+/// What a lookup found out about filling a missed key.
+pub enum Miss {
+    /// The caller fills it.
+    Fill,
+    /// Someone else is filling it: wait on this until it ends.
+    Wait(watch::Receiver<()>, Instant),
+}
+
+/// Responses held in this process, and the fills in progress.
+pub struct ResponseCache {
+    entries: moka::sync::Cache<Key, Stored>,
+    fills: Mutex<HashMap<Key, Fill>>,
+    capacity: u64,
+    max_entry: usize,
+}
+
+impl ResponseCache {
+    /// A cache of `capacity` bytes whose entries are at most `max_entry`.
+    pub fn new(capacity: u64, max_entry: usize) -> Self {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|key: &Key, value: &Stored| {
+                u32::try_from(key.1.len() + value.entry.size() + 64).unwrap_or(u32::MAX)
+            })
+            .expire_after(Lifetime)
+            .support_invalidation_closures()
+            .build();
+        Self {
+            entries,
+            fills: Mutex::new(HashMap::new()),
+            capacity,
+            max_entry,
+        }
+    }
+
+    /// Bytes held at most.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Largest entry accepted.
+    pub fn max_entry(&self) -> usize {
+        self.max_entry
+    }
+
+    /// The live entry under `key`.
+    pub fn get(&self, namespace: &Arc<str>, key: &str) -> Option<Arc<Entry>> {
+        self.entries
+            .get(&(namespace.clone(), key.to_string()))
+            .map(|stored| stored.entry)
+    }
+
+    /// Stores `entry` for `ttl`; `false` when over the caps.
+    pub fn put(&self, namespace: &Arc<str>, key: &str, entry: Entry, ttl: Duration) -> bool {
+        if !acceptable(key, &entry, self.max_entry) {
+            return false;
+        }
+        self.entries.insert(
+            (namespace.clone(), key.to_string()),
+            Stored {
+                entry: Arc::new(entry),
+                ttl: ttl.min(MAX_TTL),
+            },
+        );
+        true
+    }
+
+    /// Removes `key` and its variants (keys starting with `key` and a
+    /// newline) in `namespace`.
+    pub fn purge(&self, namespace: &Arc<str>, key: &str) {
+        self.entries
+            .invalidate(&(namespace.clone(), key.to_string()));
+        let variants = format!("{key}\n");
+        let namespace = namespace.clone();
+        // Only fails when closures are unsupported, which the builder enables.
+        let _ = self
+            .entries
+            .invalidate_entries_if(move |(ns, k), _| *ns == namespace && k.starts_with(&variants));
+    }
+
+    /// Removes every key starting with `prefix`, in `namespace` or in all.
+    pub fn purge_prefix(&self, namespace: Option<Arc<str>>, prefix: &str) {
+        let prefix = prefix.to_string();
+        let _ = self.entries.invalidate_entries_if(move |(ns, k), _| {
+            namespace.as_ref().is_none_or(|n| n == ns) && k.starts_with(&prefix)
+        });
+    }
+
+    /// Entries and bytes held (approximate until pending work runs).
+    pub fn usage(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks();
+        (self.entries.entry_count(), self.entries.weighted_size())
+    }
+
+    /// Registers a miss of `key`: the caller fills it for up to `lease`,
+    /// unless another request already does.
+    pub fn miss(&self, namespace: &Arc<str>, key: &str, lease: Duration) -> Miss {
+        let now = Instant::now();
+        let mut fills = self.fills.lock().unwrap_or_else(|p| p.into_inner());
+        let id = (namespace.clone(), key.to_string());
+        if let Some(fill) = fills.get(&id)
+            && fill.until > now
+        {
+            return Miss::Wait(fill.done.subscribe(), fill.until);
+        }
+        if fills.len() >= SWEEP_FILLS_AT {
+            fills.retain(|_, fill| fill.until > now);
+        }
+        let (done, _) = watch::channel(());
+        fills.insert(
+            id,
+            Fill {
+                until: now + lease,
+                done,
+            },
+        );
+        Miss::Fill
+    }
+
+    /// Ends the fill of `key`, waking its waiters.
+    pub fn end_fill(&self, namespace: &Arc<str>, key: &str) {
+        let mut fills = self.fills.lock().unwrap_or_else(|p| p.into_inner());
+        fills.remove(&(namespace.clone(), key.to_string()));
+    }
+}
+
+/// Whether `entry` under `key` fits the caps.
+pub fn acceptable(key: &str, entry: &Entry, max_entry: usize) -> bool {
+    key.len() <= MAX_KEY && entry.size() <= max_entry
+}
+
+/// Waits until the fill a [`Miss::Wait`] names ends or its lease runs out.
+pub async fn wait(mut done: watch::Receiver<()>, until: Instant) {
+    let deadline = tokio::time::Instant::from_std(until);
+    // The sender is dropped when the fill ends: `changed` then returns.
+    let _ = tokio::time::timeout_at(deadline, done.changed()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(body: &str) -> Entry {
+        Entry {
+            status: 200,
+            headers: Bytes::from_static(b"\x01\x00\x00\x00\x01\x00\x00\x00ab"),
+            body: Bytes::from(body.to_string()),
+            stored_at_ms: 1_700_000_000_000,
+            vary: vec!["accept".into(), "accept-language".into()],
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_and_garbage_is_refused() {
+        let e = entry("hello");
+        assert_eq!(Entry::decode(&e.encode()), Some(e.clone()));
+        let empty = Entry {
+            vary: Vec::new(),
+            body: Bytes::new(),
+            ..e
+        };
+        assert_eq!(Entry::decode(&empty.encode()), Some(empty));
+        assert_eq!(Entry::decode(b"\x01"), None);
+        assert_eq!(
+            Entry::decode(b"\xc8\x00\0\0\0\0\0\0\0\0\xff\xff\xff\xff"),
+            None
+        );
+    }
+
+    #[test]
+    fn namespaces_caps_and_purges() {
+        let cache = ResponseCache::new(1 << 20, 1000);
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        assert!(cache.put(&a, "GET x/1", entry("one"), Duration::from_secs(60)));
+        assert!(cache.put(&a, "GET x/1\nen", entry("en"), Duration::from_secs(60)));
+        assert!(cache.put(&a, "GET x/2", entry("two"), Duration::from_secs(60)));
+        assert!(cache.put(&b, "GET x/1", entry("b"), Duration::from_secs(60)));
+        assert!(!cache.put(
+            &a,
+            &"k".repeat(MAX_KEY + 1),
+            entry(""),
+            Duration::from_secs(1)
+        ));
+        assert!(!cache.put(&a, "big", entry(&"x".repeat(1000)), Duration::from_secs(1)));
+        assert_eq!(
+            cache.get(&a, "GET x/1").map(|e| e.body.clone()),
+            Some(Bytes::from("one"))
+        );
+        cache.purge(&a, "GET x/1");
+        cache.usage();
+        assert!(cache.get(&a, "GET x/1").is_none());
+        assert!(cache.get(&a, "GET x/1\nen").is_none());
+        assert!(cache.get(&a, "GET x/2").is_some());
+        assert!(cache.get(&b, "GET x/1").is_some());
+        cache.purge_prefix(None, "GET x/");
+        cache.usage();
+        assert!(cache.get(&a, "GET x/2").is_none());
+        assert!(cache.get(&b, "GET x/1").is_none());
+    }
+
+    #[test]
+    fn entries_expire_on_their_own_lifetime() {
+        let cache = ResponseCache::new(1 << 20, 1000);
+        let a: Arc<str> = Arc::from("a");
+        cache.put(&a, "short", entry("s"), Duration::from_millis(30));
+        cache.put(&a, "long", entry("l"), Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get(&a, "short").is_none());
+        assert!(cache.get(&a, "long").is_some());
+    }
+
+    #[tokio::test]
+    async fn one_request_fills_and_the_others_wait_for_it() {
+        let cache = Arc::new(ResponseCache::new(1 << 20, 1000));
+        let a: Arc<str> = Arc::from("a");
+        assert!(matches!(
+            cache.miss(&a, "k", Duration::from_secs(5)),
+            Miss::Fill
+        ));
+        let Miss::Wait(done, until) = cache.miss(&a, "k", Duration::from_secs(5)) else {
+            panic!("a second miss should wait");
+        };
+        let waiter = tokio::spawn(async move {
+            let started = Instant::now();
+            wait(done, until).await;
+            started.elapsed()
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cache.put(&a, "k", entry("v"), Duration::from_secs(60));
+        cache.end_fill(&a, "k");
+        let waited = waiter.await.unwrap_or(Duration::MAX);
+        assert!(
+            waited < Duration::from_secs(4),
+            "woken by the fill, not the lease"
+        );
+        // The fill is over: the next miss fills again.
+        assert!(matches!(
+            cache.miss(&a, "k", Duration::from_secs(5)),
+            Miss::Fill
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_fill_ends_with_its_lease() {
+        let cache = ResponseCache::new(1 << 20, 1000);
+        let a: Arc<str> = Arc::from("a");
+        assert!(matches!(
+            cache.miss(&a, "k", Duration::from_millis(40)),
+            Miss::Fill
+        ));
+        let Miss::Wait(done, until) = cache.miss(&a, "k", Duration::from_millis(40)) else {
+            panic!("a second miss should wait");
+        };
+        let started = Instant::now();
+        wait(done, until).await;
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(matches!(
+            cache.miss(&a, "k", Duration::from_millis(40)),
+            Miss::Fill
+        ));
+    }
+}
