@@ -7,12 +7,14 @@
 //! [`plugin`], and [`proxy`] talks to upstreams. [`config`] reads the TOML and
 //! [`runtime`] turns it into the immutable snapshot requests run on.
 
+pub mod admin;
 pub mod body;
 pub mod builtin;
 pub mod config;
 pub mod error;
 pub mod handler;
 pub mod identity;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod proxy;
@@ -42,6 +44,7 @@ pub async fn load(
             ),
         ));
     }
+    admin::settings(&source, &config)?;
     let runtime = runtime::Runtime::build(&source, &config, engine).await?;
     Ok((config, runtime))
 }

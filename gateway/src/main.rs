@@ -157,6 +157,18 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     tracing::info!(%local, workers, routes = runtime.routes.len(), "serving");
 
+    let admin = match gateway::admin::settings(&source, &config)? {
+        Some(gateway::admin::Settings { addr, token }) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (admin)"))?;
+            listener.set_nonblocking(true)?;
+            println!("admin listening on http://{}", listener.local_addr()?);
+            std::io::stdout().flush()?;
+            Some((listener, token))
+        }
+        None => None,
+    };
+
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut threads = Vec::with_capacity(workers);
@@ -188,7 +200,22 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?
-        .block_on(shutdown_signal());
+        .block_on(async {
+            if let Some((listener, token)) = admin {
+                let admin = Arc::new(gateway::admin::Admin {
+                    runtime: runtime.clone(),
+                    services: engine.services().clone(),
+                    token,
+                });
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        tokio::spawn(admin.serve(listener));
+                    }
+                    Err(err) => tracing::error!(%err, "cannot serve the admin listener"),
+                }
+            }
+            shutdown_signal().await;
+        });
     let _ = stop.send(true);
     for thread in threads {
         match thread.join() {

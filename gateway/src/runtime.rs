@@ -49,6 +49,8 @@ pub struct Runtime {
     pub routes: Vec<Route>,
     /// Request limits.
     pub limits: Limits,
+    /// The config's `[redis]`, if any.
+    pub redis: Option<Arc<RedisStore>>,
 }
 
 impl Runtime {
@@ -130,6 +132,7 @@ impl Runtime {
                 max_request_body: config.server.max_request_body.0,
                 trusted_proxies,
             },
+            redis: env.redis.clone(),
         })
     }
 }

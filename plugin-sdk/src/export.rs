@@ -101,10 +101,16 @@ pub fn on_response<P: Plugin>(response: WitResponse) -> ResponseOutcome {
         headers: Headers::from_wire(response.headers),
         body: response.body,
         edited: false,
+        body_edited: false,
     };
     let mut ctx = Context::new();
     with_plugin::<P, _>(|plugin| plugin.on_response(&mut resp, &mut ctx));
     if resp.edited {
+        // A body the plugin only read stays with the host: not copying it
+        // back is what makes a header edit on a large response cheap.
+        if !resp.body_edited {
+            resp.body = None;
+        }
         ResponseOutcome::Replace(to_wit_response(resp))
     } else {
         ResponseOutcome::Proceed

@@ -375,6 +375,8 @@ pub struct Response {
     pub(crate) headers: Headers,
     pub(crate) body: Option<Vec<u8>>,
     pub(crate) edited: bool,
+    /// Whether `set_body` was called: an untouched body is not sent back.
+    pub(crate) body_edited: bool,
 }
 
 impl Response {
@@ -385,6 +387,7 @@ impl Response {
             headers: Headers::new(),
             body: None,
             edited: false,
+            body_edited: false,
         }
     }
 
@@ -453,6 +456,7 @@ impl Response {
     pub fn set_body(&mut self, body: Option<Vec<u8>>) {
         self.body = body;
         self.edited = true;
+        self.body_edited = true;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Black-box tests: the real `gateway` binary on an ephemeral port, in front of
 //! real upstream servers, driven over real sockets.
 
+mod caching;
 mod identity;
 mod jwt;
 mod outbound;

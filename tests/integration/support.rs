@@ -24,9 +24,11 @@ pub fn plugin_path(stem: &str) -> PathBuf {
     Path::new(env!("GATEWAY_PLUGIN_DIR")).join(format!("{stem}.wasm"))
 }
 
-/// A real HTTP upstream that answers with a JSON echo of what it received.
+/// A real HTTP upstream that answers with a JSON echo of what it received and
+/// its serial number (1 for its first request).
 ///
-/// `/slow/{ms}` waits that long first; `/status/{code}` answers with that status.
+/// `/slow/{ms}` waits that long first; `/status/{code}` answers with that
+/// status; a query parameter `h-NAME=VALUE` adds the response header NAME.
 pub struct Upstream {
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
@@ -48,8 +50,8 @@ impl Upstream {
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        echo(name, req)
+                        let serial = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                        echo(name, req, serial)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -69,6 +71,7 @@ impl Upstream {
 async fn echo(
     name: &'static str,
     req: Request<Incoming>,
+    serial: usize,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
     if let Some(ms) = path
@@ -100,8 +103,13 @@ async fn echo(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let extra_headers: Vec<(String, String)> = url_pairs(&query)
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("h-")?.to_string(), v)))
+        .collect();
     let echo = serde_json::json!({
         "upstream": name,
+        "serial": serial,
         "method": method,
         "path": path,
         "query": query,
@@ -117,12 +125,29 @@ async fn echo(
     response
         .headers_mut()
         .insert("x-upstream", http::HeaderValue::from_static(name));
+    for (header, value) in extra_headers {
+        if let (Ok(header), Ok(value)) = (
+            http::HeaderName::from_bytes(header.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(header, value);
+        }
+    }
     Ok(response)
+}
+
+/// Decoded `name=value` pairs of a query string.
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The real `gateway` binary serving a config written to a temporary directory.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The admin listener, when the config has `[admin]`.
+    pub admin: Option<SocketAddr>,
     child: Child,
     _dir: tempfile::TempDir,
     log: PathBuf,
@@ -151,9 +176,10 @@ impl Gateway {
             .spawn()
             .expect("spawn gateway");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
         // The first stdout line announces the bound address; EOF means it exited.
-        let read = BufReader::new(stdout).read_line(&mut line).unwrap_or(0);
+        let read = stdout.read_line(&mut line).unwrap_or(0);
         if read == 0 {
             let _ = child.wait();
             panic!(
@@ -167,8 +193,19 @@ impl Gateway {
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        // With `[admin]`, the second line announces the admin address.
+        let admin = config.contains("\n[admin]").then(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap_or(0);
+            line.trim()
+                .rsplit("http://")
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected admin line: {line}"))
+        });
         Gateway {
             addr,
+            admin,
             child,
             _dir: dir,
             log,
@@ -177,6 +214,12 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.admin.expect("the config has no [admin]");
+        format!("http://{admin}{path}")
     }
 
     /// Everything the gateway has logged so far.

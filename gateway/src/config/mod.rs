@@ -11,7 +11,7 @@ mod units;
 pub use identity::{
     ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
 };
-pub use store::{CacheConfig, RedisConfig, StoreFailure, StoreKind};
+pub use store::{AdminConfig, CacheConfig, RedisConfig, StoreFailure, StoreKind};
 pub use units::{ByteSize, Duration};
 
 use serde::Deserialize;
@@ -142,6 +142,9 @@ pub struct Config {
     /// The in-process response cache.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// The admin listener; off unless given.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// `[server]`.

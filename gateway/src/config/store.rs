@@ -43,6 +43,22 @@ fn default_key_prefix() -> String {
     "gateway:".to_string()
 }
 
+/// `[admin]`: the operator's listener (health, metrics, cache purge).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ip:port`; keep it on loopback or a private network.
+    #[serde(default = "default_admin_listen")]
+    pub listen: Spanned<String>,
+    /// A bearer token every request but `/healthz` must present.
+    #[serde(default)]
+    pub token: Option<Spanned<Secret>>,
+}
+
+fn default_admin_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9901".to_string())
+}
+
 /// `[cache]`: the in-process response cache behind the `cache` capability.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -215,6 +215,14 @@ impl ResponseCache {
             .invalidate_entries_if(move |(ns, k), _| *ns == namespace && k.starts_with(&variants));
     }
 
+    /// Removes `key` in every namespace.
+    pub fn purge_exact(&self, key: &str) {
+        let key = key.to_string();
+        let _ = self
+            .entries
+            .invalidate_entries_if(move |(_, k), _| *k == key);
+    }
+
     /// Removes every key starting with `prefix`, in `namespace` or in all.
     pub fn purge_prefix(&self, namespace: Option<Arc<str>>, prefix: &str) {
         let prefix = prefix.to_string();

@@ -13,9 +13,10 @@ use super::engine::EPOCH_TICK;
 use super::host::{HostState, Store};
 use super::outbound::{KV_MAX_KEY, KV_MAX_TTL, KV_MAX_VALUE, OutboundError, check_url};
 use super::ratelimit::{Decision, Policy, Quota, QuotaDecision, validate};
-use super::redis::Kind;
+use super::redis::{Kind, Match};
 use super::wire::{decode_headers, encode_headers};
 use crate::config::StoreFailure;
+use crate::metrics::{Metrics, metrics};
 use bytes::Bytes;
 use http_body_util::Full;
 use std::sync::Arc;
@@ -194,6 +195,7 @@ impl rate_limit::Host for HostState {
             burst: policy.burst,
         };
         let limits = &self.env.services.limits;
+        let checks = &metrics().rate_limit_checks;
         let decision = match self.env.store.clone() {
             Store::Local => limits.check(&self.env.namespace, &key, policy)?,
             Store::Redis { redis, on_failure } => {
@@ -201,6 +203,9 @@ impl rate_limit::Host for HostState {
                 let started = Instant::now();
                 let answer = redis.check(&self.env.namespace, &key, policy).await;
                 self.credit_io(started);
+                if answer.is_err() {
+                    Metrics::count(checks, failure_outcome(on_failure));
+                }
                 match (answer, on_failure) {
                     (Ok(decision), _) => decision,
                     (Err(_), StoreFailure::Open) => Decision {
@@ -226,6 +231,7 @@ impl rate_limit::Host for HostState {
                 }
             }
         };
+        Metrics::count(checks, allowed_outcome(decision.allowed));
         Ok(rate_limit::Decision {
             allowed: decision.allowed,
             limit: decision.limit,
@@ -254,6 +260,7 @@ impl rate_limit::Host for HostState {
                 .unwrap_or_default(),
         );
         let limits = &self.env.services.limits;
+        let counts = &metrics().quota_counts;
         let decision = match self.env.store.clone() {
             Store::Local => limits.count(&self.env.namespace, &key, quota, now_ms)?,
             Store::Redis { redis, on_failure } => {
@@ -266,6 +273,9 @@ impl rate_limit::Host for HostState {
                 let started = Instant::now();
                 let answer = redis.count(&self.env.namespace, &key, quota, now_ms).await;
                 self.credit_io(started);
+                if answer.is_err() {
+                    Metrics::count(counts, failure_outcome(on_failure));
+                }
                 match (answer, on_failure) {
                     (Ok(decision), _) => decision,
                     (Err(_), StoreFailure::Open) => QuotaDecision {
@@ -289,12 +299,25 @@ impl rate_limit::Host for HostState {
                 }
             }
         };
+        Metrics::count(counts, allowed_outcome(decision.allowed));
         Ok(rate_limit::QuotaDecision {
             allowed: decision.allowed,
             limit: decision.limit,
             remaining: decision.remaining,
             reset_ms: millis(decision.reset),
         })
+    }
+}
+
+fn allowed_outcome(allowed: bool) -> &'static str {
+    if allowed { "allowed" } else { "refused" }
+}
+
+fn failure_outcome(on_failure: StoreFailure) -> &'static str {
+    match on_failure {
+        StoreFailure::Open => "failed_open",
+        StoreFailure::Closed => "failed_closed",
+        StoreFailure::Local => "failed_local",
     }
 }
 
@@ -329,11 +352,14 @@ impl HostState {
 
 impl cache::Host for HostState {
     async fn lookup(&mut self, key: String, wait_ms: u32) -> Option<cache::Entry> {
+        let lookups = &metrics().cache_lookups;
         if let Some(found) = self.cached(&key).await {
+            Metrics::count(lookups, "hit");
             return Some(found);
         }
         let wait = Duration::from_millis(u64::from(wait_ms)).min(MAX_COLLAPSE_WAIT);
         if wait.is_zero() {
+            Metrics::count(lookups, "miss");
             return None;
         }
         let services = self.env.services.clone();
@@ -341,12 +367,24 @@ impl cache::Host for HostState {
             .response_cache()
             .miss(&self.env.namespace, &key, wait)
         {
-            Miss::Fill => None,
+            Miss::Fill => {
+                Metrics::count(lookups, "miss");
+                None
+            }
             Miss::Wait(done, until) => {
                 let started = Instant::now();
                 super::cache::wait(done, until).await;
                 self.credit_io(started);
-                self.cached(&key).await
+                let found = self.cached(&key).await;
+                Metrics::count(
+                    lookups,
+                    if found.is_some() {
+                        "collapsed_hit"
+                    } else {
+                        "miss"
+                    },
+                );
+                found
             }
         }
     }
@@ -376,6 +414,9 @@ impl cache::Host for HostState {
                 }
             };
         local.end_fill(&self.env.namespace, &key);
+        if stored {
+            metrics().cache_stores.inc();
+        }
         stored
     }
 
@@ -398,7 +439,12 @@ impl cache::Host for HostState {
                 let namespace = self.env.namespace.clone();
                 let _ = redis.delete(Kind::Cache, &namespace, &key).await;
                 let _ = redis
-                    .purge_prefix(Kind::Cache, Some(&namespace), &format!("{key}\n"))
+                    .purge(
+                        Kind::Cache,
+                        Some(&namespace),
+                        &format!("{key}\n"),
+                        Match::Prefix,
+                    )
                     .await;
                 self.credit_io(started);
             }

@@ -19,7 +19,7 @@ pub use engine::{Capability, CompiledPlugin, EPOCH_TICK, PluginEngine};
 pub use host::{Context, HostEnv, Store};
 pub use outbound::{HostPattern, Services};
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
-pub use redis::RedisStore;
+pub use redis::{Kind as StateKind, Match, RedisStore};
 pub use wire::{decode_headers, encode_headers};
 
 /// Why a plugin could not be loaded.

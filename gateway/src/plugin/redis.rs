@@ -11,7 +11,7 @@ use plugin_sdk::rate_limit::{Decision, Policy, Quota, QuotaDecision, QuotaPeriod
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Shortest time between two log lines about Redis failures.
@@ -83,7 +83,6 @@ pub struct RedisStore {
     prefix: String,
     gcra: Script,
     quota: Script,
-    failures: AtomicU64,
     log: Mutex<LogState>,
 }
 
@@ -137,14 +136,8 @@ impl RedisStore {
             prefix,
             gcra: Script::new(GCRA),
             quota: Script::new(QUOTA),
-            failures: AtomicU64::new(0),
             log: Mutex::new(LogState::default()),
         })
-    }
-
-    /// Operations that failed or timed out since the start.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
     }
 
     fn connection(&self) -> ConnectionManager {
@@ -162,7 +155,7 @@ impl RedisStore {
             Ok(Err(err)) => err.to_string(),
             Err(_) => format!("no answer within {:?}", self.timeout),
         };
-        self.failures.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::metrics().redis_failures.inc();
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         if log.last.is_none_or(|last| last.elapsed() >= LOG_EVERY) {
             tracing::warn!(
@@ -308,23 +301,27 @@ impl RedisStore {
         .await
     }
 
-    /// Removes `key` and every key of `namespace` (all when `None`) starting
-    /// with `prefix`; returns how many went.
-    pub async fn purge_prefix(
+    /// Removes the keys of `namespace` (every namespace when `None`) that
+    /// start with `text` (`Match::Prefix`) or are `text` (`Match::Exact`);
+    /// returns how many went.
+    pub async fn purge(
         &self,
         kind: Kind,
         namespace: Option<&str>,
-        prefix: &str,
+        text: &str,
+        how: Match,
     ) -> Result<u64, StoreError> {
-        let pattern = match namespace {
-            Some(namespace) => {
-                format!("{}*", glob_escape(&self.key(kind.tag(), namespace, prefix)))
-            }
+        let key = match namespace {
+            Some(namespace) => glob_escape(&self.key(kind.tag(), namespace, text)),
             None => format!(
-                "{}:*:{}*",
+                "{}:*:{}",
                 glob_escape(&format!("{}{}", self.prefix, kind.tag())),
-                glob_escape(prefix)
+                glob_escape(text)
             ),
+        };
+        let pattern = match how {
+            Match::Prefix => format!("{key}*"),
+            Match::Exact => key,
         };
         let mut conn = self.connection();
         let mut cursor: u64 = 0;
@@ -357,6 +354,15 @@ impl RedisStore {
             cursor = next;
         }
     }
+}
+
+/// How [`RedisStore::purge`] matches keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// The key itself.
+    Exact,
+    /// Every key starting with the text.
+    Prefix,
 }
 
 /// `text` with Redis glob characters escaped.

@@ -90,7 +90,8 @@ impl Cache {
         }
         match cache::lookup(&variant, wait) {
             Some(entry) if !entry::is_marker(&entry) => Found::Hit(entry),
-            // Another request is storing this variant right now.
+            // Markers live under primary keys only, which hold no newline;
+            // whatever this is, it is not a response.
             Some(_) => Found::Miss(None),
             None => Found::Miss(Some(variant)),
         }

@@ -1,0 +1,227 @@
+//! The admin listener: a separate HTTP/1.1 port for operators, on loopback by
+//! default, with an optional bearer token.
+//!
+//! - `GET /healthz`: liveness (never needs the token).
+//! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
+//! - `POST /cache/purge?key=KEY` or `?prefix=PREFIX`: removes cached
+//!   responses (a key with its `Vary` variants, or every key starting with the
+//!   prefix) from this process and, when `[redis]` is configured, from Redis.
+
+use crate::config::{Config, ConfigError, Source};
+use crate::identity::resolve_secret;
+use crate::metrics::metrics;
+use crate::plugin::{Match, Services, StateKind};
+use crate::runtime::Runtime;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// `[admin]`, checked.
+pub struct Settings {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// The bearer token, if one is required.
+    pub token: Option<Vec<u8>>,
+}
+
+/// The admin listener's settings from `[admin]`; `None` when there is no
+/// `[admin]`.
+pub fn settings(source: &Source, config: &Config) -> Result<Option<Settings>, ConfigError> {
+    let Some(admin) = &config.admin else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = admin.listen.get_ref().parse().map_err(|_| {
+        source.error(
+            admin.listen.span(),
+            format!(
+                "invalid admin listen address `{}`: expected ip:port, for example \"127.0.0.1:9901\"",
+                admin.listen.get_ref()
+            ),
+        )
+    })?;
+    let token = match &admin.token {
+        Some(secret) => {
+            let token = resolve_secret(source, secret)
+                .map_err(|e| source.error(secret.span(), format!("admin.token: {e}")))?;
+            if token.len() < 16 {
+                return Err(source.error(
+                    secret.span(),
+                    "admin.token must be at least 16 bytes; use `openssl rand -hex 32`",
+                ));
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    if token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the admin listener is not on loopback and has no token: anyone who can reach it can purge the cache");
+    }
+    Ok(Some(Settings { addr, token }))
+}
+
+/// What the admin handlers read.
+pub struct Admin {
+    /// The current runtime (for its Redis connections).
+    pub runtime: Arc<ArcSwap<Runtime>>,
+    /// The process-wide services (the local cache).
+    pub services: Arc<Services>,
+    /// The bearer token, if one is required.
+    pub token: Option<Vec<u8>>,
+}
+
+impl Admin {
+    /// Serves admin requests on `listener` until the process ends.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(admin.handle(request).await) }
+                });
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(err) = served {
+                    tracing::debug!(%err, "admin connection ended");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path();
+        if path == "/healthz" {
+            return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
+        }
+        if !self.authorized(&request) {
+            return json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({ "error": "a valid admin token is required" }),
+            );
+        }
+        match (request.method(), path) {
+            (&Method::GET, "/metrics") => {
+                let usage = self.services.response_cache().usage();
+                Response::builder()
+                    .header(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )
+                    .body(Full::new(Bytes::from(metrics().render(usage))))
+                    .unwrap_or_default()
+            }
+            (&Method::POST, "/cache/purge") => {
+                self.purge(request.uri().query().unwrap_or("")).await
+            }
+            (_, "/metrics" | "/cache/purge") => json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &serde_json::json!({ "error": "method not allowed" }),
+            ),
+            _ => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({ "error": "no such admin endpoint" }),
+            ),
+        }
+    }
+
+    fn authorized(&self, request: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        plugin_sdk::crypto::constant_time_eq(presented.as_bytes(), token)
+    }
+
+    async fn purge(&self, query: &str) -> Response<Full<Bytes>> {
+        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let find = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let (prefix, exact) = match (find("key"), find("prefix")) {
+            (Some(key), None) if !key.is_empty() => (format!("{key}\n"), Some(key)),
+            (None, Some(prefix)) if !prefix.is_empty() => (prefix, None),
+            _ => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({ "error": "give exactly one non-empty `key` or `prefix` query parameter" }),
+                );
+            }
+        };
+        let cache = self.services.response_cache();
+        if let Some(key) = &exact {
+            cache.purge_exact(key);
+        }
+        cache.purge_prefix(None, &prefix);
+        let runtime = self.runtime.load_full();
+        let redis_removed = match &runtime.redis {
+            Some(redis) => {
+                let mut removed = redis
+                    .purge(StateKind::Cache, None, &prefix, Match::Prefix)
+                    .await;
+                if let (Some(key), Ok(n)) = (&exact, &removed) {
+                    removed = redis
+                        .purge(StateKind::Cache, None, key, Match::Exact)
+                        .await
+                        .map(|m| n + m);
+                }
+                match removed {
+                    Ok(n) => serde_json::json!(n),
+                    Err(err) => {
+                        return json(
+                            StatusCode::BAD_GATEWAY,
+                            &serde_json::json!({ "error": format!("purged locally, but Redis failed: {err}") }),
+                        );
+                    }
+                }
+            }
+            None => serde_json::Value::Null,
+        };
+        tracing::info!(
+            key = exact.as_deref(),
+            prefix,
+            "cache purged by the admin API"
+        );
+        json(
+            StatusCode::OK,
+            &serde_json::json!({ "purged": true, "redis_keys_removed": redis_removed }),
+        )
+    }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .unwrap_or_default()
+}

@@ -1,0 +1,331 @@
+//! The `cache` built-in through the real binary: what is stored and for how
+//! long, keys, Vary, poisoning headers, collapsing, purges through the admin
+//! API, and one cache shared by two gateways through a real `redis-server`.
+
+use crate::support::{Gateway, RedisServer, Reply, Upstream, client, send};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use std::time::Duration;
+
+/// A GET with extra headers.
+async fn fetch(url: &str, headers: &[(&str, &str)]) -> Reply {
+    request("GET", url, headers).await
+}
+
+async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    send(
+        &client(),
+        builder.body(Full::<Bytes>::default()).expect("request"),
+    )
+    .await
+}
+
+async fn post(url: &str) -> Reply {
+    request("POST", url, &[]).await
+}
+
+/// The upstream's serial number for the answer (same number: same response).
+fn serial(reply: &Reply) -> u64 {
+    reply.json()["serial"].as_u64().unwrap_or_default()
+}
+
+fn x_cache(reply: &Reply) -> &str {
+    reply.header("x-cache").unwrap_or("none")
+}
+
+fn cached_route(upstream: &Upstream, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.api]
+targets = ["{addr}"]
+
+[[routes]]
+name = "cached"
+path = "/c/{{*rest}}"
+upstream = "api"
+strip_prefix = "/c"
+[[routes.plugins]]
+plugin = "cache"
+max_body = "4KiB"
+config = {{ ttl = "60s", max_body = "4KiB" }}
+{extra}
+"#,
+        addr = upstream.addr
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_stores_what_http_allows_and_serves_it_back() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&cached_route(&upstream, ""));
+    let url = |path: &str| gw.url(path);
+
+    // Miss, then hits with the same response and an Age.
+    let first = fetch(&url("/c/items"), &[]).await;
+    assert_eq!((first.status, x_cache(&first)), (200, "MISS"));
+    let again = fetch(&url("/c/items"), &[]).await;
+    assert_eq!(x_cache(&again), "HIT");
+    assert_eq!(serial(&again), serial(&first));
+    assert!(again.header("age").is_some());
+    let head = request("HEAD", &url("/c/items"), &[]).await;
+    assert_eq!(
+        (head.status, x_cache(&head), head.body.as_str()),
+        (200, "HIT", "")
+    );
+    assert_eq!(upstream.hits(), 1);
+
+    // The query is keyed, in any order; another host is another key.
+    let a = fetch(&url("/c/items?b=2&a=1"), &[]).await;
+    assert_eq!(x_cache(&a), "MISS");
+    let b = fetch(&url("/c/items?a=1&b=2"), &[]).await;
+    assert_eq!((x_cache(&b), serial(&b)), ("HIT", serial(&a)));
+    let other_host = fetch(&url("/c/items"), &[("host", "other.example")]).await;
+    assert_eq!(x_cache(&other_host), "MISS");
+
+    // Never stored: no-store, private, Set-Cookie, 5xx; requests with
+    // Authorization and other methods are not even looked up.
+    for path in [
+        "/c/ns?h-cache-control=no-store",
+        "/c/pv?h-cache-control=private",
+        "/c/ck?h-set-cookie=session%3Dabc",
+        "/c/status/503",
+    ] {
+        let first = fetch(&url(path), &[]).await;
+        let second = fetch(&url(path), &[]).await;
+        assert_eq!(x_cache(&second), "MISS", "{path} was stored");
+        assert_ne!(serial(&first), serial(&second), "{path}");
+    }
+    let authorized = fetch(&url("/c/items"), &[("authorization", "Bearer x")]).await;
+    assert_eq!(x_cache(&authorized), "BYPASS");
+    assert_eq!(x_cache(&post(&url("/c/items")).await), "BYPASS");
+    // 404 is stored by default.
+    fetch(&url("/c/status/404"), &[]).await;
+    let missing = fetch(&url("/c/status/404"), &[]).await;
+    assert_eq!((missing.status, x_cache(&missing)), (404, "HIT"));
+
+    // The response's own lifetime wins over the route's ttl.
+    let short = fetch(&url("/c/short?h-cache-control=max-age%3D1"), &[]).await;
+    assert_eq!(
+        x_cache(&fetch(&url("/c/short?h-cache-control=max-age%3D1"), &[]).await),
+        "HIT"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = fetch(&url("/c/short?h-cache-control=max-age%3D1"), &[]).await;
+    assert_eq!(x_cache(&expired), "MISS");
+    assert_ne!(serial(&expired), serial(&short));
+
+    // Vary: one copy per value of the varying header.
+    let vary = "/c/greeting?h-vary=accept-language";
+    let en = fetch(&url(vary), &[("accept-language", "en")]).await;
+    let fr = fetch(&url(vary), &[("accept-language", "fr")]).await;
+    assert_eq!((x_cache(&en), x_cache(&fr)), ("MISS", "MISS"));
+    let en_again = fetch(&url(vary), &[("accept-language", "en")]).await;
+    let fr_again = fetch(&url(vary), &[("accept-language", "fr")]).await;
+    assert_eq!(
+        (x_cache(&en_again), serial(&en_again)),
+        ("HIT", serial(&en))
+    );
+    assert_eq!(
+        (x_cache(&fr_again), serial(&fr_again)),
+        ("HIT", serial(&fr))
+    );
+
+    // Poisoning headers never reach the upstream of a cacheable request.
+    let poisoned = fetch(
+        &url("/c/poison"),
+        &[
+            ("x-forwarded-host", "evil.example"),
+            ("x-original-url", "/admin"),
+        ],
+    )
+    .await;
+    let seen = &poisoned.json()["headers"];
+    assert_ne!(seen["x-forwarded-host"], "evil.example");
+    assert!(seen.get("x-original-url").is_none());
+
+    // A body over the entry's cap streams through whole, and is not stored.
+    // (The upstream echoes the request's headers, so a large header makes a
+    // large body.)
+    let pad = "x".repeat(5000);
+    let first = fetch(&url("/c/big"), &[("x-pad", &pad)]).await;
+    assert_eq!((first.status, x_cache(&first)), (200, "MISS"));
+    assert_eq!(first.json()["headers"]["x-pad"], pad.as_str());
+    assert_eq!(
+        x_cache(&fetch(&url("/c/big"), &[("x-pad", &pad)]).await),
+        "MISS"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_purges_by_key_and_prefix_and_counts_lookups() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&cached_route(&upstream, ""));
+    let host = gw.addr.to_string();
+    for path in ["/c/a", "/c/a?v=1", "/c/b"] {
+        fetch(&gw.url(path), &[]).await;
+        assert_eq!(x_cache(&fetch(&gw.url(path), &[]).await), "HIT");
+    }
+
+    // One key: the others stay.
+    let key = format!("GET {host}/c/a");
+    let purged = post(&format!(
+        "{}?key={}",
+        gw.admin_url("/cache/purge"),
+        form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+    ))
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.body);
+    assert_eq!(x_cache(&fetch(&gw.url("/c/a"), &[]).await), "MISS");
+    assert_eq!(x_cache(&fetch(&gw.url("/c/a?v=1"), &[]).await), "HIT");
+
+    // A prefix: everything under /c/.
+    let prefix = format!("GET {host}/c/");
+    let purged = post(&format!(
+        "{}?prefix={}",
+        gw.admin_url("/cache/purge"),
+        form_urlencoded::byte_serialize(prefix.as_bytes()).collect::<String>()
+    ))
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.body);
+    assert_eq!(x_cache(&fetch(&gw.url("/c/a?v=1"), &[]).await), "MISS");
+    assert_eq!(x_cache(&fetch(&gw.url("/c/b"), &[]).await), "MISS");
+
+    assert_eq!(post(&gw.admin_url("/cache/purge")).await.status, 400);
+    assert_eq!(fetch(&gw.admin_url("/nothing"), &[]).await.status, 404);
+    assert_eq!(fetch(&gw.admin_url("/healthz"), &[]).await.status, 200);
+
+    // 3 first misses, 3 hits, 1 miss after the key purge, 1 hit, 2 misses
+    // after the prefix purge.
+    let metrics = fetch(&gw.admin_url("/metrics"), &[]).await.body;
+    assert!(
+        metrics.contains("gateway_cache_lookups_total{outcome=\"hit\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_cache_lookups_total{outcome=\"miss\"} 6"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_send_one_request_upstream() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&cached_route(&upstream, ""));
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let url = gw.url("/c/slow/300");
+        tasks.push(tokio::spawn(async move { fetch(&url, &[]).await }));
+    }
+    let mut serials = Vec::new();
+    for task in tasks {
+        let reply = task.await.expect("request task");
+        assert_eq!(reply.status, 200);
+        serials.push(serial(&reply));
+    }
+    assert_eq!(
+        upstream.hits(),
+        1,
+        "the upstream saw one request for ten misses"
+    );
+    assert!(serials.iter().all(|s| *s == serials[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_consumer_has_its_own_entries_and_only_some_may_refresh() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[consumers]]
+name = "alice"
+keys = [{{ plaintext = "alice-key-00000001" }}]
+[[consumers]]
+name = "bob"
+keys = [{{ plaintext = "bob-key-000000001" }}]
+
+[upstreams.api]
+targets = ["{addr}"]
+
+[[routes]]
+name = "mine"
+path = "/me"
+upstream = "api"
+[[routes.plugins]]
+plugin = "key-auth"
+[[routes.plugins]]
+plugin = "cache"
+config = {{ refresh = ["alice"] }}
+"#,
+        addr = upstream.addr
+    ));
+    let alice = [("x-api-key", "alice-key-00000001")];
+    let bob = [("x-api-key", "bob-key-000000001")];
+    let url = gw.url("/me");
+    let a1 = fetch(&url, &alice).await;
+    let b1 = fetch(&url, &bob).await;
+    assert_eq!((x_cache(&a1), x_cache(&b1)), ("MISS", "MISS"));
+    assert_eq!(b1.json()["headers"]["x-consumer-name"], "bob");
+    let b2 = fetch(&url, &bob).await;
+    assert_eq!((x_cache(&b2), serial(&b2)), ("HIT", serial(&b1)));
+
+    // Bob cannot force a refresh; Alice can.
+    let b3 = fetch(&url, &[bob[0], ("cache-control", "no-cache")]).await;
+    assert_eq!(x_cache(&b3), "HIT");
+    let a2 = fetch(&url, &[alice[0], ("cache-control", "no-cache")]).await;
+    assert_eq!(x_cache(&a2), "MISS");
+    assert_ne!(serial(&a2), serial(&a1));
+    let a3 = fetch(&url, &alice).await;
+    assert_eq!((x_cache(&a3), serial(&a3)), ("HIT", serial(&a2)));
+    assert_eq!(upstream.hits(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_one_cache_through_redis() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start("api").await;
+    let config = cached_route(&upstream, "")
+        .replace(
+            "[upstreams.api]",
+            &format!("[redis]\nurl = \"{}\"\n\n[upstreams.api]", redis.url()),
+        )
+        .replace(
+            "plugin = \"cache\"",
+            "plugin = \"cache\"\nstore = \"redis\"",
+        );
+    let a = Gateway::start(&config);
+    let b = Gateway::start(&config);
+    let host = [("host", "api.example")];
+
+    let first = fetch(&a.url("/c/shared"), &host).await;
+    assert_eq!(x_cache(&first), "MISS");
+    let other = fetch(&b.url("/c/shared"), &host).await;
+    assert_eq!((x_cache(&other), serial(&other)), ("HIT", serial(&first)));
+    assert_eq!(upstream.hits(), 1);
+
+    // A purge through one gateway's admin API empties the shared cache.
+    let purged = post(&format!(
+        "{}?prefix=GET%20api.example%2F",
+        a.admin_url("/cache/purge")
+    ))
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.body);
+    assert!(
+        purged.json()["redis_keys_removed"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    );
+    assert_eq!(x_cache(&fetch(&b.url("/c/shared"), &host).await), "MISS");
+}
