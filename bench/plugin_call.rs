@@ -60,6 +60,7 @@ async fn pipeline(engine: &PluginEngine, bytes: &[u8], config: &str) -> Pipeline
 
 async fn pipeline_in(engine: &PluginEngine, bytes: &[u8], config: &str, env: HostEnv) -> Pipeline {
     let compiled = engine.compile(bytes).expect("compile");
+    let compiled_hash = compiled.hash.to_string();
     let limits = EntryLimits {
         deadline: Duration::from_millis(100),
         memory: 64 << 20,
@@ -79,6 +80,7 @@ async fn pipeline_in(engine: &PluginEngine, bytes: &[u8], config: &str, env: Hos
         pool,
         on_error: OnError::Fail,
         max_body: 1 << 20,
+        hash: compiled_hash,
     }])
 }
 

@@ -2,7 +2,7 @@
 # Side-by-side benchmark: nginx and the gateway proxying the same upstream, with
 # the same load from wrk, in one run on this machine. Writes bench/REPORT.md.
 #
-#   bench/run.sh            # needs nginx and wrk (apt-get install -y nginx-light wrk)
+#   bench/run.sh            # needs nginx, wrk and redis-server (apt-get install -y nginx-light wrk redis-server)
 #
 # Environment: DURATION (default 10s), CONNECTIONS (default 64), THREADS (default 2).
 set -euo pipefail
@@ -14,7 +14,7 @@ THREADS=${THREADS:-2}
 WORK=$(mktemp -d)
 cleanup() {
   for job in $(jobs -p); do kill "$job" 2>/dev/null || true; done
-  for name in upstream proxy; do
+  for name in upstream proxy redis; do
     if [ -f "$WORK/$name.pid" ]; then kill "$(cat "$WORK/$name.pid")" 2>/dev/null || true; fi
   done
   sleep 0.2
@@ -22,12 +22,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in nginx wrk; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install -y nginx-light wrk)" >&2; exit 1; }
+for tool in nginx wrk redis-server; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install -y nginx-light wrk redis-server)" >&2; exit 1; }
 done
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UPSTREAM_PORT=$(free_port); NGINX_PORT=$(free_port); GATEWAY_PORT=$(free_port)
+UPSTREAM_PORT=$(free_port); NGINX_PORT=$(free_port); GATEWAY_PORT=$(free_port); REDIS_PORT=$(free_port)
 
 cargo build --release -p gateway >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -59,6 +59,9 @@ nginx_conf proxy "upstream up { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; 
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 nginx -c "$WORK/upstream.conf"
 nginx -c "$WORK/proxy.conf"
+# The shared store for the Redis rows, on loopback like everything else.
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" > /dev/null &
+echo $! > "$WORK/redis.pid"
 
 API_KEY=bench-key-0123456789
 HS_SECRET=bench-hs256-secret-0123456789abcdef
@@ -73,10 +76,14 @@ print(f"{head}.{body}.{b64(sig)}")
 PY
 )
 
-gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt" / "rl", $3 port
+gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt" / "rl" / "rlr" / "hit", $3 port
   {
     echo "[server]"
     echo "listen = \"127.0.0.1:$3\""
+    if [ "$2" = rlr ]; then
+      echo "[redis]"
+      echo "url = \"redis://127.0.0.1:$REDIS_PORT\""
+    fi
     echo "[upstreams.up]"
     echo "targets = [\"127.0.0.1:$UPSTREAM_PORT\"]"
     if [ "$2" = key ]; then
@@ -98,10 +105,16 @@ gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt" / "rl
         echo "[[routes.plugins]]"
         echo "plugin = \"key-auth\""
         ;;
-      rl)
+      rl|rlr)
         echo "[[routes.plugins]]"
         echo "plugin = \"rate-limit\""
+        [ "$2" = rlr ] && echo "store = \"redis\""
         echo "config = { limits = [{ rate = \"1000000000/s\", by = [\"ip\"] }] }"
+        ;;
+      hit)
+        echo "[[routes.plugins]]"
+        echo "plugin = \"cache\""
+        echo "config = { ttl = \"1h\" }"
         ;;
       jwt)
         echo "[[routes.plugins]]"
@@ -176,7 +189,7 @@ declare -A RESULT
 declare -A SINGLE
 declare -A PORT
 declare -A HEADER
-CONFIGS="0 1 5 key jwt rl"
+CONFIGS="0 1 5 key jwt rl rlr hit"
 HEADER[key]="x-api-key: $API_KEY"
 HEADER[jwt]="authorization: Bearer $JWT"
 GW_PIDS=()
@@ -190,6 +203,21 @@ for n in $CONFIGS; do
   wait_port "${PORT[$n]}"
   sanity "http://127.0.0.1:${PORT[$n]}/" "$WORK/gw$n.log" "${HEADER[$n]:-}"
 done
+
+# One Redis round trip, for the Redis rows: PING on one connection.
+REDIS_RTT=$(python3 - "$REDIS_PORT" <<'PY'
+import socket, statistics, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+samples = []
+for _ in range(5000):
+    t = time.perf_counter()
+    s.sendall(b"PING\r\n")
+    assert s.recv(64).startswith(b"+PONG")
+    samples.append((time.perf_counter() - t) * 1e6)
+print(f"{statistics.median(samples):.1f}")
+PY
+)
 
 # Saturation: one setup at a time (the others sit idle).
 sanity "http://127.0.0.1:$NGINX_PORT/" "$WORK/proxy.error.log"
@@ -270,12 +298,12 @@ kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 
 python3 - "$WORK" <<PY > bench/REPORT.md
 import sys
-res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}", "gwrl": "${RESULT[gwrl]}"}.items()}
-cpu = {"gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}"), "gwrl": float("${CPU[gwrl]}")}
-single = {"nginx": float("${SINGLE[nginx]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}"), "gwrl": float("${SINGLE[gwrl]}")}
+res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}", "gwrl": "${RESULT[gwrl]}", "gwrlr": "${RESULT[gwrlr]}", "gwhit": "${RESULT[gwhit]}"}.items()}
+cpu = {"gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}"), "gwrl": float("${CPU[gwrl]}"), "gwrlr": float("${CPU[gwrlr]}"), "gwhit": float("${CPU[gwhit]}")}
+single = {"nginx": float("${SINGLE[nginx]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}"), "gwrl": float("${SINGLE[gwrl]}"), "gwrlr": float("${SINGLE[gwrlr]}"), "gwhit": float("${SINGLE[gwhit]}")}
 nginx_rps = float(res["nginx"][0])
 base_p50 = float(res["gw0"][1])
-rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5"), ("gateway, key-auth (1001 consumers)", "gwkey"), ("gateway, jwt (HS256, audience, claim to header)", "gwjwt"), ("gateway, rate-limit (one limit by IP, local)", "gwrl")]
+rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5"), ("gateway, key-auth (1001 consumers)", "gwkey"), ("gateway, jwt (HS256, audience, claim to header)", "gwjwt"), ("gateway, rate-limit (one limit by IP, local)", "gwrl"), ("gateway, rate-limit (one limit by IP, Redis)", "gwrlr"), ("gateway, cache hit (nothing proxied)", "gwhit")]
 print("# Benchmark report")
 print()
 print("Generated by \`bench/run.sh\` on $(nproc) cores, $(date -u +%Y-%m-%d). Load: wrk, ${THREADS} threads, ${CONNECTIONS} keep-alive")
@@ -295,7 +323,9 @@ print(f"Median latency added per plugin, end to end on one connection: {gw1:.1f}
 print("(the \`headers\` plugin setting one request header; wrk reports latency in steps of 10 us at this scale, so the")
 print("micro-benchmark below is the precise number).")
 print()
-print(f"Built-ins, median added on one connection over the empty pipeline: key-auth {single['gwkey'] - single['gw0']:.1f} us, jwt {single['gwjwt'] - single['gw0']:.1f} us, rate-limit {single['gwrl'] - single['gw0']:.1f} us.")
+print(f"Built-ins, median added on one connection over the empty pipeline: key-auth {single['gwkey'] - single['gw0']:.1f} us, jwt {single['gwjwt'] - single['gw0']:.1f} us, rate-limit {single['gwrl'] - single['gw0']:.1f} us (local), {single['gwrlr'] - single['gw0']:.1f} us (Redis; one Redis round trip, PING on one connection, is $REDIS_RTT us here).")
+print()
+print(f"Cache: a hit is answered in {single['gwhit']:.1f} us on one connection against {single['gw0']:.1f} us for the same request proxied with an empty pipeline ({single['gw0'] / single['gwhit']:.2f}x faster), and at {float(res['gwhit'][0]):.0f} against {float(res['gw0'][0]):.0f} requests/s under load ({float(res['gwhit'][0]) / float(res['gw0'][0]):.2f}x); the upstream answers from memory.")
 print()
 print("## Gateway CPU time per request")
 print()

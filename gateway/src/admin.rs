@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError, Source};
 use crate::identity::resolve_secret;
 use crate::metrics::metrics;
 use crate::plugin::{Match, Services, StateKind};
+use crate::reload::Reloader;
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -74,6 +75,8 @@ pub struct Admin {
     pub runtime: Arc<ArcSwap<Runtime>>,
     /// The process-wide services (the local cache).
     pub services: Arc<Services>,
+    /// Reloads the config.
+    pub reloader: Arc<Reloader>,
     /// The bearer token, if one is required.
     pub token: Option<Vec<u8>>,
 }
@@ -133,7 +136,15 @@ impl Admin {
             (&Method::POST, "/cache/purge") => {
                 self.purge(request.uri().query().unwrap_or("")).await
             }
-            (_, "/metrics" | "/cache/purge") => json(
+            (&Method::GET, "/status") => json(StatusCode::OK, &self.status()),
+            (&Method::POST, "/reload") => match self.reloader.reload("admin API", true).await {
+                Ok(version) => json(StatusCode::OK, &serde_json::json!({ "version": version })),
+                Err(error) => json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &serde_json::json!({ "error": error, "status": self.reloader.status() }),
+                ),
+            },
+            (_, "/metrics" | "/cache/purge" | "/status" | "/reload") => json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &serde_json::json!({ "error": "method not allowed" }),
             ),
@@ -142,6 +153,26 @@ impl Admin {
                 &serde_json::json!({ "error": "no such admin endpoint" }),
             ),
         }
+    }
+
+    /// The serving config: reload status, routes and their pipelines.
+    fn status(&self) -> serde_json::Value {
+        let runtime = self.runtime.load_full();
+        let routes: Vec<serde_json::Value> = runtime
+            .routes
+            .iter()
+            .map(|route| {
+                serde_json::json!({
+                    "name": route.name,
+                    "upstream": route.upstream.as_ref().map(|u| u.name.clone()),
+                    "plugins": route.pipeline.describe(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "reload": self.reloader.status(),
+            "routes": routes,
+        })
     }
 
     fn authorized(&self, request: &Request<Incoming>) -> bool {

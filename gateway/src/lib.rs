@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;
@@ -33,7 +34,19 @@ pub async fn load(
 ) -> Result<(config::Config, runtime::Runtime), ConfigError> {
     let source = Source::read(path)?;
     let config = source.parse()?;
-    config::listen_addr(&source, &config.server)?;
+    let runtime = build(&source, &config, engine, None).await?;
+    Ok((config, runtime))
+}
+
+/// Validates a parsed config as a whole and builds its runtime, reusing what
+/// `previous` has that did not change (upstream connection pools).
+pub async fn build(
+    source: &Source,
+    config: &config::Config,
+    engine: &plugin::PluginEngine,
+    previous: Option<&runtime::Runtime>,
+) -> Result<runtime::Runtime, ConfigError> {
+    config::listen_addr(source, &config.server)?;
     let max_header = config.server.max_header_bytes.get_ref().as_usize();
     if max_header < server::MIN_HEADER_BYTES {
         return Err(source.error(
@@ -44,7 +57,6 @@ pub async fn load(
             ),
         ));
     }
-    admin::settings(&source, &config)?;
-    let runtime = runtime::Runtime::build(&source, &config, engine).await?;
-    Ok((config, runtime))
+    admin::settings(source, config)?;
+    runtime::Runtime::build(source, config, engine, previous).await
 }

@@ -5,6 +5,7 @@ use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand, ValueEnum};
 use gateway::config::{Source, listen_addr};
 use gateway::plugin::PluginEngine;
+use gateway::reload::Reloader;
 use gateway::server::{ListenerSettings, serve};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -131,7 +132,8 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let engine = PluginEngine::new()?;
     let source = Source::read(&path)?;
-    let workers = match source.parse()?.server.workers {
+    let config = source.parse()?;
+    let workers = match &config.server.workers {
         Some(workers) if (1..=1024).contains(workers.get_ref()) => *workers.get_ref(),
         Some(workers) => {
             return Err(source
@@ -142,20 +144,35 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     };
     // Upstreams get one connection pool per worker, so the count comes first.
     gateway::worker::set_count(workers);
-    let (config, runtime) = async_runtime()?.block_on(gateway::load(&path, &engine))?;
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the control runtime")?;
+    let runtime = control.block_on(gateway::build(&source, &config, &engine, None))?;
     let addr = listen_addr(&source, &config.server)?;
     let settings = ListenerSettings {
         header_read_timeout: config.server.header_read_timeout.0,
         max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
         drain_timeout: Duration::from_secs(30),
     };
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    let reloader = Arc::new(Reloader::new(
+        path.clone(),
+        &source,
+        &config,
+        engine.clone(),
+        runtime.clone(),
+    ));
+    // Watches are in place before the gateway says it listens, so no change
+    // made after that line is missed.
+    let watching = reloader.clone().watch();
     let listeners =
         gateway::worker::bind(addr, workers).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listeners[0].local_addr()?;
     // Tests and scripts read this line to learn the port when listen uses :0.
     println!("gateway listening on http://{local}");
     std::io::stdout().flush()?;
-    tracing::info!(%local, workers, routes = runtime.routes.len(), "serving");
+    tracing::info!(%local, workers, routes = runtime.load().routes.len(), "serving");
 
     let admin = match gateway::admin::settings(&source, &config)? {
         Some(gateway::admin::Settings { addr, token }) => {
@@ -169,7 +186,6 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         None => None,
     };
 
-    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut threads = Vec::with_capacity(workers);
     for (index, listener) in listeners.into_iter().enumerate() {
@@ -196,26 +212,29 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         threads.push(thread);
     }
 
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the signal runtime")?
-        .block_on(async {
-            if let Some((listener, token)) = admin {
-                let admin = Arc::new(gateway::admin::Admin {
-                    runtime: runtime.clone(),
-                    services: engine.services().clone(),
-                    token,
-                });
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => {
-                        tokio::spawn(admin.serve(listener));
-                    }
-                    Err(err) => tracing::error!(%err, "cannot serve the admin listener"),
+    // Reloads, the admin listener and signals run on this thread, off the
+    // workers' request path.
+    control.block_on(async {
+        if let Some(watching) = watching {
+            tokio::spawn(watching);
+        }
+        tokio::spawn(reload_on_sighup(reloader.clone()));
+        if let Some((listener, token)) = admin {
+            let admin = Arc::new(gateway::admin::Admin {
+                runtime: runtime.clone(),
+                services: engine.services().clone(),
+                reloader: reloader.clone(),
+                token,
+            });
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    tokio::spawn(admin.serve(listener));
                 }
+                Err(err) => tracing::error!(%err, "cannot serve the admin listener"),
             }
-            shutdown_signal().await;
-        });
+        }
+        shutdown_signal().await;
+    });
     let _ = stop.send(true);
     for thread in threads {
         match thread.join() {
@@ -226,6 +245,26 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     // Keep the engine (and its epoch thread) alive until serving ends.
     drop(engine);
     Ok(())
+}
+
+/// Reloads on every SIGHUP.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch SIGHUP");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            let _ = reloader.reload("SIGHUP", true).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 async fn shutdown_signal() {

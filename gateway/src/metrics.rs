@@ -27,6 +27,8 @@ pub struct Metrics {
     pub cache_stores: Counter,
     /// Redis operations that failed or timed out.
     pub redis_failures: Counter,
+    /// Config reloads by outcome: `ok`, `rejected`.
+    pub reloads: Family<Label, Counter>,
     cache_entries: Gauge,
     cache_bytes: Gauge,
     registry: Mutex<Registry>,
@@ -47,6 +49,7 @@ impl Metrics {
             cache_lookups: Family::default(),
             cache_stores: Counter::default(),
             redis_failures: Counter::default(),
+            reloads: Family::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             registry: Mutex::new(Registry::with_prefix("gateway")),
@@ -77,6 +80,11 @@ impl Metrics {
                 "redis_failures",
                 "Redis operations that failed or timed out",
                 metrics.redis_failures.clone(),
+            );
+            registry.register(
+                "reloads",
+                "Config reloads by outcome",
+                metrics.reloads.clone(),
             );
             registry.register(
                 "cache_entries",

@@ -21,9 +21,30 @@ pub struct Entry {
     pub on_error: OnError,
     /// Largest body handed to this plugin.
     pub max_body: usize,
+    /// The component's content hash.
+    pub hash: String,
 }
 
 impl Entry {
+    /// What the admin API shows of the entry.
+    pub fn describe(&self) -> serde_json::Value {
+        let stats = &self.pool.stats;
+        let count = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        serde_json::json!({
+            "plugin": self.reference,
+            "name": self.pool.info.name,
+            "version": self.pool.info.version,
+            "hash": self.hash,
+            "pool_size": self.pool.pool_size(),
+            "idle_instances": self.pool.idle(),
+            "calls": count(&stats.calls),
+            "traps": count(&stats.traps),
+            "deadlines": count(&stats.deadlines),
+            "memory_limits": count(&stats.memory_limits),
+            "instantiations": count(&stats.instantiations),
+        })
+    }
+
     fn takes(&self, phase: Phases) -> bool {
         self.pool.phases.contains(phase)
     }
@@ -72,6 +93,11 @@ impl Pipeline {
         self.entries[..upto]
             .iter()
             .any(|e| e.takes(Phases::RESPONSE))
+    }
+
+    /// What the admin API shows of each entry, in order.
+    pub fn describe(&self) -> Vec<serde_json::Value> {
+        self.entries.iter().map(Entry::describe).collect()
     }
 
     /// The body cap for the request phase, if any entry reads request bodies.

@@ -51,6 +51,8 @@ pub struct Runtime {
     pub limits: Limits,
     /// The config's `[redis]`, if any.
     pub redis: Option<Arc<RedisStore>>,
+    /// Upstreams by name.
+    pub upstreams: HashMap<String, Arc<Upstream>>,
 }
 
 impl Runtime {
@@ -61,6 +63,7 @@ impl Runtime {
         source: &Source,
         config: &Config,
         engine: &PluginEngine,
+        previous: Option<&Runtime>,
     ) -> Result<Self, ConfigError> {
         if let Some(workers) = &config.server.workers
             && !(1..=1024).contains(workers.get_ref())
@@ -85,10 +88,15 @@ impl Runtime {
 
         let mut upstreams = HashMap::new();
         for (name, upstream) in &config.upstreams {
-            upstreams.insert(
-                name.clone(),
-                Arc::new(Upstream::new(name, upstream, source)?),
-            );
+            // An unchanged upstream keeps its connection pools across reloads.
+            let kept = previous
+                .and_then(|p| p.upstreams.get(name))
+                .filter(|kept| kept.config() == upstream.get_ref());
+            let upstream = match kept {
+                Some(kept) => kept.clone(),
+                None => Arc::new(Upstream::new(name, upstream, source)?),
+            };
+            upstreams.insert(name.clone(), upstream);
         }
 
         let mut env = HostEnv::new(engine.services().clone());
@@ -133,6 +141,7 @@ impl Runtime {
                 trusted_proxies,
             },
             redis: env.redis.clone(),
+            upstreams,
         })
     }
 }
@@ -325,6 +334,7 @@ async fn build_entry(
         pool,
         on_error: entry.on_error,
         max_body,
+        hash: compiled.hash.to_string(),
     })
 }
 
@@ -340,9 +350,11 @@ fn redis_store(source: &Source, redis: &Spanned<RedisConfig>) -> Result<RedisSto
         ),
         None => None,
     };
-    if !(1..=64).contains(config.connections.get_ref()) {
+    if let Some(connections) = &config.connections
+        && !(1..=64).contains(connections.get_ref())
+    {
         return Err(source.error(
-            config.connections.span(),
+            connections.span(),
             "redis.connections must be between 1 and 64",
         ));
     }
@@ -351,7 +363,10 @@ fn redis_store(source: &Source, redis: &Spanned<RedisConfig>) -> Result<RedisSto
         config.username.as_deref(),
         password.as_deref(),
         config.timeout.0,
-        *config.connections.get_ref(),
+        config
+            .connections
+            .as_ref()
+            .map_or(crate::worker::count(), |c| *c.get_ref()),
         config.key_prefix.clone(),
     )
     .map_err(|e| source.error(config.url.span(), e))

@@ -15,6 +15,7 @@ static WORKERS: AtomicUsize = AtomicUsize::new(1);
 
 thread_local! {
     static INDEX: Cell<usize> = const { Cell::new(0) };
+    static IS_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Sets how many workers serve; upstreams built afterwards get one pool each.
@@ -30,11 +31,17 @@ pub fn count() -> usize {
 /// Marks the current thread as worker `index`.
 pub fn enter(index: usize) {
     INDEX.with(|i| i.set(index));
+    IS_WORKER.with(|w| w.set(true));
 }
 
 /// The current worker's index (0 on threads that are not workers).
 pub fn index() -> usize {
     INDEX.with(Cell::get)
+}
+
+/// The current worker's index, or `None` on threads that are not workers.
+pub fn current() -> Option<usize> {
+    IS_WORKER.with(Cell::get).then(index)
 }
 
 /// The default worker count: one per available core.

@@ -5,6 +5,7 @@ mod caching;
 mod identity;
 mod jwt;
 mod outbound;
+mod reload;
 mod shared;
 mod support;
 mod traffic;

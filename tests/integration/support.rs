@@ -149,7 +149,9 @@ pub struct Gateway {
     /// The admin listener, when the config has `[admin]`.
     pub admin: Option<SocketAddr>,
     child: Child,
-    _dir: tempfile::TempDir,
+    config_path: PathBuf,
+    /// The config's directory (when the test gave only the text) and the log's.
+    _dirs: (Option<tempfile::TempDir>, tempfile::TempDir),
     log: PathBuf,
 }
 
@@ -164,7 +166,23 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, config).expect("write config");
-        let log = dir.path().join("gateway.log");
+        Gateway::spawn(config_path, Some(dir), env)
+    }
+
+    /// Starts the gateway on a config file that already exists (it stays
+    /// where it is, so tests can change it).
+    pub fn start_at(config_path: &Path) -> Gateway {
+        Gateway::spawn(config_path.to_path_buf(), None, &[])
+    }
+
+    fn spawn(
+        config_path: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let config = std::fs::read_to_string(&config_path).expect("read config");
+        let logs = tempfile::tempdir().expect("tempdir");
+        let log = logs.path().join("gateway.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args(["run", "--config"])
@@ -207,9 +225,23 @@ impl Gateway {
             addr,
             admin,
             child,
-            _dir: dir,
+            config_path,
+            _dirs: (dir, logs),
             log,
         }
+    }
+
+    /// The config file the gateway serves.
+    pub fn config_path(&self) -> PathBuf {
+        self.config_path.clone()
+    }
+
+    /// Sends a signal (`"HUP"`, `"TERM"`) to the gateway.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     pub fn url(&self, path: &str) -> String {

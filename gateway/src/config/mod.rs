@@ -241,7 +241,7 @@ fn default_pool_size() -> usize {
 }
 
 /// `[upstreams.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// `host:port` targets, used round robin.

@@ -23,9 +23,10 @@ pub struct RedisConfig {
     /// entry's `store_failure` applies.
     #[serde(default = "default_redis_timeout")]
     pub timeout: Duration,
-    /// Multiplexed connections to keep open (requests are spread over them).
-    #[serde(default = "default_redis_connections")]
-    pub connections: Spanned<usize>,
+    /// Multiplexed connections to keep open; default one per worker thread,
+    /// each used by its own worker.
+    #[serde(default)]
+    pub connections: Option<Spanned<usize>>,
     /// Prefix of every key the gateway writes, to share a Redis database.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
@@ -33,10 +34,6 @@ pub struct RedisConfig {
 
 fn default_redis_timeout() -> Duration {
     Duration(std::time::Duration::from_millis(250))
-}
-
-fn default_redis_connections() -> Spanned<usize> {
-    Spanned::new(0..0, 2)
 }
 
 fn default_key_prefix() -> String {

@@ -153,6 +153,16 @@ impl InstancePool {
         &self.name
     }
 
+    /// Most idle instances kept.
+    pub fn pool_size(&self) -> usize {
+        self.limits.pool_size
+    }
+
+    /// Idle instances now.
+    pub fn idle(&self) -> usize {
+        self.idle.len()
+    }
+
     /// Runs the request hook on a warm instance.
     pub async fn on_request(
         &self,

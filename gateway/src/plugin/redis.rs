@@ -140,8 +140,16 @@ impl RedisStore {
         })
     }
 
+    /// A connection for the calling thread. Each worker thread has its own
+    /// (when there are as many connections as workers, the default), so the
+    /// task driving a connection runs on the thread whose requests use it:
+    /// no cross-thread wake-up per Redis call. Other threads take turns.
     fn connection(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let n = self.connections.len();
+        let i = match crate::worker::current() {
+            Some(worker) => worker % n,
+            None => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        };
         self.connections[i].clone()
     }
 

@@ -22,9 +22,15 @@ pub struct Upstream {
     /// the thread that uses it.
     clients: Vec<Client<HttpConnector, Body>>,
     timeout: Duration,
+    config: UpstreamConfig,
 }
 
 impl Upstream {
+    /// The settings it was built from.
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
     /// Builds the upstream and its (lazily connecting) pool.
     pub fn new(
         name: &str,
@@ -65,6 +71,7 @@ impl Upstream {
             next: AtomicUsize::new(0),
             clients,
             timeout: settings.timeout.0,
+            config: settings.clone(),
         })
     }
 

@@ -1,0 +1,291 @@
+//! Changing the config while serving: a reload builds a complete new
+//! [`Runtime`] off the request path and swaps it in atomically; requests in
+//! flight finish on the runtime they started on. A config that fails to load
+//! is rejected whole and the old runtime keeps serving.
+//!
+//! Reloads come from three places: a file watcher (the config file and every
+//! file it references, watched through their directories so that editors that
+//! write by rename and Kubernetes ConfigMaps that swap a `..data` symlink are
+//! seen), `SIGHUP`, and the admin API. Watcher events are debounced, and a
+//! watched reload only happens when the content of some input changed.
+
+use crate::config::{Config, Source};
+use crate::metrics::{Metrics, metrics};
+use crate::plugin::PluginEngine;
+use crate::runtime::Runtime;
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Quiet time after a file event before reloading, so a burst of writes
+/// (an editor's save, a ConfigMap update) makes one reload.
+const DEBOUNCE: Duration = Duration::from_millis(40);
+
+/// The content of every input of a config: (path, SHA-256 or `None` when it
+/// cannot be read).
+type Fingerprint = Vec<(PathBuf, Option<[u8; 32]>)>;
+
+/// What the admin API shows about reloads.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The config file.
+    pub config: String,
+    /// Counts successful loads, the first included.
+    pub version: u64,
+    /// When the serving config was loaded (Unix milliseconds).
+    pub loaded_at_ms: u64,
+    /// The last rejected reload, if any since the start.
+    pub last_error: Option<LastError>,
+}
+
+/// A rejected reload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastError {
+    /// When (Unix milliseconds).
+    pub at_ms: u64,
+    /// Why, located in the file where possible.
+    pub message: String,
+}
+
+struct State {
+    status: Status,
+    /// Inputs of the serving config and their content.
+    serving: Fingerprint,
+    /// The content of the last attempt, so a rejected config is not retried
+    /// until something changes.
+    attempted: Option<Fingerprint>,
+}
+
+/// Reloads one config file into the shared runtime.
+pub struct Reloader {
+    path: PathBuf,
+    engine: Arc<PluginEngine>,
+    runtime: Arc<ArcSwap<Runtime>>,
+    serialize: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+    /// The `[server]` settings that need a restart, as first loaded.
+    listener: String,
+}
+
+impl Reloader {
+    /// A reloader for `path`, whose config `config` is serving in `runtime`.
+    pub fn new(
+        path: PathBuf,
+        source: &Source,
+        config: &Config,
+        engine: Arc<PluginEngine>,
+        runtime: Arc<ArcSwap<Runtime>>,
+    ) -> Self {
+        let serving = fingerprint(&inputs(source, config));
+        Self {
+            path: path.clone(),
+            engine,
+            runtime,
+            serialize: tokio::sync::Mutex::new(()),
+            state: Mutex::new(State {
+                status: Status {
+                    config: path.display().to_string(),
+                    version: 1,
+                    loaded_at_ms: now_ms(),
+                    last_error: None,
+                },
+                serving,
+                attempted: None,
+            }),
+            listener: listener_settings(config),
+        }
+    }
+
+    /// The reload status.
+    pub fn status(&self) -> Status {
+        self.lock().status.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads the config again and, if it is valid, serves it. With `force`
+    /// false, does nothing unless some input changed since the last attempt.
+    /// Returns the serving version.
+    pub async fn reload(&self, trigger: &'static str, force: bool) -> Result<u64, String> {
+        let _one_at_a_time = self.serialize.lock().await;
+        let started = Instant::now();
+        let source = match Source::read(&self.path) {
+            Ok(source) => source,
+            Err(err) => return Err(self.rejected(trigger, err.to_string(), None)),
+        };
+        let config = match source.parse() {
+            Ok(config) => config,
+            Err(err) => {
+                let attempt = fingerprint(std::slice::from_ref(&self.path));
+                if !force && self.lock().attempted.as_ref() == Some(&attempt) {
+                    return Err("unchanged since the last rejected attempt".into());
+                }
+                return Err(self.rejected(trigger, err.to_string(), Some(attempt)));
+            }
+        };
+        let attempt = fingerprint(&inputs(&source, &config));
+        if !force {
+            let state = self.lock();
+            if state.serving == attempt || state.attempted.as_ref() == Some(&attempt) {
+                return Ok(state.status.version);
+            }
+        }
+        let previous = self.runtime.load_full();
+        let runtime =
+            match crate::build(&source, &config, &self.engine, Some(previous.as_ref())).await {
+                Ok(runtime) => runtime,
+                Err(err) => return Err(self.rejected(trigger, err.to_string(), Some(attempt))),
+            };
+        let routes = runtime.routes.len();
+        self.runtime.store(Arc::new(runtime));
+        let settings = listener_settings(&config);
+        if settings != self.listener {
+            tracing::warn!(
+                "[server] listen, header limits and timeouts changed: they take effect at the next restart"
+            );
+        }
+        Metrics::count(&metrics().reloads, "ok");
+        let mut state = self.lock();
+        state.status.version += 1;
+        state.status.loaded_at_ms = now_ms();
+        state.serving = attempt;
+        state.attempted = None;
+        tracing::info!(
+            trigger,
+            version = state.status.version,
+            routes,
+            elapsed_ms = started.elapsed().as_millis(),
+            "config reloaded"
+        );
+        Ok(state.status.version)
+    }
+
+    /// Records a rejected reload and returns its message.
+    fn rejected(&self, trigger: &str, message: String, attempt: Option<Fingerprint>) -> String {
+        Metrics::count(&metrics().reloads, "rejected");
+        tracing::error!(trigger, error = %message, "config rejected; the previous config keeps serving");
+        let mut state = self.lock();
+        state.status.last_error = Some(LastError {
+            at_ms: now_ms(),
+            message: message.clone(),
+        });
+        if attempt.is_some() {
+            state.attempted = attempt;
+        }
+        message
+    }
+
+    /// Directories holding the serving config's inputs.
+    fn watched_dirs(&self) -> BTreeSet<PathBuf> {
+        self.lock()
+            .serving
+            .iter()
+            .map(|(path, _)| match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            })
+            .collect()
+    }
+
+    /// Starts watching the inputs (the watches are in place when this
+    /// returns) and gives the task that reloads when they change. `None`
+    /// when no watcher can be set up (logged); SIGHUP and the admin API still
+    /// reload then.
+    pub fn watch(self: Arc<Self>) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let (events, mut changed) = mpsc::unbounded_channel::<()>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = events.send(());
+            }
+        });
+        let mut watcher = match watcher {
+            Ok(watcher) => watcher,
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch the config for changes; reload with SIGHUP or the admin API");
+                return None;
+            }
+        };
+        let mut watched = BTreeSet::new();
+        self.sync_watches(&mut watcher, &mut watched);
+        Some(async move {
+            while changed.recv().await.is_some() {
+                // Debounce: wait for a quiet moment.
+                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changed.recv()).await {}
+                let _ = self.reload("file change", false).await;
+                self.sync_watches(&mut watcher, &mut watched);
+            }
+        })
+    }
+
+    /// Watches the directories of the serving config's inputs, and only them.
+    fn sync_watches(&self, watcher: &mut impl Watcher, watched: &mut BTreeSet<PathBuf>) {
+        let wanted = self.watched_dirs();
+        for dir in wanted.difference(watched) {
+            if let Err(err) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %dir.display(), %err, "cannot watch a config directory");
+            }
+        }
+        for dir in watched.difference(&wanted) {
+            let _ = watcher.unwatch(dir);
+        }
+        *watched = wanted;
+    }
+}
+
+/// The files a config reads: itself, its `.wasm` plugins and `config_files`.
+pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
+    let base = source.base_dir();
+    let mut files = vec![source.path.clone()];
+    for route in &config.routes {
+        for entry in &route.get_ref().plugins {
+            let entry = entry.get_ref();
+            let reference = entry.plugin.get_ref();
+            if reference.ends_with(".wasm") {
+                files.push(base.join(reference));
+            }
+            for file in entry.config_files.values() {
+                files.push(base.join(file.get_ref()));
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    files
+        .iter()
+        .map(|path| {
+            let digest = std::fs::read(path)
+                .ok()
+                .map(|bytes| Sha256::digest(&bytes).into());
+            (path.clone(), digest)
+        })
+        .collect()
+}
+
+/// The `[server]` settings a reload cannot change.
+fn listener_settings(config: &Config) -> String {
+    let server = &config.server;
+    format!(
+        "{} {:?} {:?} {:?}",
+        server.listen.get_ref(),
+        server.header_read_timeout,
+        server.max_header_bytes.get_ref(),
+        server.workers.as_ref().map(|w| *w.get_ref())
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
