@@ -75,13 +75,13 @@ async fn pipeline_in(engine: &PluginEngine, bytes: &[u8], config: &str, env: Hos
     )
     .await
     .expect("init");
-    Pipeline::new(vec![Entry {
-        reference: "bench".into(),
+    Pipeline::new(vec![Entry::new(
+        "bench".into(),
         pool,
-        on_error: OnError::Fail,
-        max_body: 1 << 20,
-        hash: compiled_hash,
-    }])
+        OnError::Fail,
+        1 << 20,
+        compiled_hash,
+    )])
 }
 
 async fn measure(name: &str, pipeline: &Pipeline) {

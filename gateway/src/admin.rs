@@ -1,7 +1,11 @@
 //! The admin listener: a separate HTTP/1.1 port for operators, on loopback by
 //! default, with an optional bearer token.
 //!
-//! - `GET /healthz`: liveness (never needs the token).
+//! - `GET /healthz`: liveness, and `GET /readyz`: readiness (503 while
+//!   draining at shutdown); neither needs the token.
+//! - `GET /status`: the serving config's version, load time, last reload
+//!   error, routes and their pipelines (plugins, hashes, pools, counters).
+//! - `POST /reload`: reloads the config now.
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text).
 //! - `POST /cache/purge?key=KEY` or `?prefix=PREFIX`: removes cached
 //!   responses (a key with its `Vary` variants, or every key starting with the
@@ -77,6 +81,8 @@ pub struct Admin {
     pub services: Arc<Services>,
     /// Reloads the config.
     pub reloader: Arc<Reloader>,
+    /// Set once shutdown began: `/readyz` then answers 503.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// The bearer token, if one is required.
     pub token: Option<Vec<u8>>,
 }
@@ -116,6 +122,19 @@ impl Admin {
         if path == "/healthz" {
             return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
         }
+        if path == "/readyz" {
+            if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                return json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({ "status": "draining" }),
+                );
+            }
+            let version = self.reloader.status().version;
+            return json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ready", "version": version }),
+            );
+        }
         if !self.authorized(&request) {
             return json(
                 StatusCode::UNAUTHORIZED,
@@ -125,12 +144,26 @@ impl Admin {
         match (request.method(), path) {
             (&Method::GET, "/metrics") => {
                 let usage = self.services.response_cache().usage();
+                let runtime = self.runtime.load_full();
+                let pools: Vec<(String, String, usize)> = runtime
+                    .routes
+                    .iter()
+                    .flat_map(|route| {
+                        route.pipeline.entries().iter().map(|entry| {
+                            (
+                                route.name.clone(),
+                                entry.reference.clone(),
+                                entry.pool.idle(),
+                            )
+                        })
+                    })
+                    .collect();
                 Response::builder()
                     .header(
                         header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )
-                    .body(Full::new(Bytes::from(metrics().render(usage))))
+                    .body(Full::new(Bytes::from(metrics().render(usage, &pools))))
                     .unwrap_or_default()
             }
             (&Method::POST, "/cache/purge") => {

@@ -3,11 +3,12 @@
 
 use crate::body::{self, Body};
 use crate::error::{Origin, RequestError};
+use crate::metrics::metrics;
 use crate::pipeline::RequestPhase;
 use crate::plugin::{
     Context, Request as WitRequest, Response as WitResponse, decode_headers, encode_headers,
 };
-use crate::proxy::{apply_forwarded, strip_hop_by_hop};
+use crate::proxy::{TRACEPARENT, Traceparent, apply_forwarded, strip_hop_by_hop};
 use crate::router::Miss;
 use crate::runtime::{Route, Runtime};
 use bytes::Bytes;
@@ -39,12 +40,17 @@ pub async fn handle(
     conn: Connection,
 ) -> Response<Body> {
     let started = Instant::now();
+    let mut request = request;
     let request_id = request_id(request.headers());
+    let trace = Traceparent::continue_or_start(request.headers());
+    if let Ok(value) = HeaderValue::from_str(&trace.header()) {
+        request.headers_mut().insert(TRACEPARENT.clone(), value);
+    }
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let span = tracing::info_span!("request", id = %request_id);
-    let mut route_name = None;
-    let result = process(&runtime, request, conn, &request_id, &mut route_name)
+    let mut access = Access::default();
+    let result = process(&runtime, request, conn, &request_id, &mut access)
         .instrument(span.clone())
         .await;
     let mut response = match result {
@@ -61,17 +67,45 @@ pub async fn handle(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
-    tracing::info!(
-        target: "access",
-        request_id = %request_id,
-        client = %conn.peer,
-        method = %method,
-        path = %path,
-        route = route_name.unwrap_or("-"),
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-    );
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let route_name = access.route.map_or("-", |route| route.name.as_str());
+    if let Some(route) = access.route {
+        route.latency.observe(elapsed.as_secs_f64());
+    }
+    metrics()
+        .requests
+        .get_or_create(&[
+            ("route", route_name.to_string()),
+            ("method", method.as_str().to_string()),
+            ("status", status.to_string()),
+        ])
+        .inc();
+    if status >= 400 || runtime.limits.access_log.sampled() {
+        tracing::info!(
+            target: "access",
+            request_id = %request_id,
+            trace_id = %trace.trace_id,
+            client = %conn.peer,
+            method = %method,
+            path = %path,
+            route = route_name,
+            consumer = access.consumer.as_deref().unwrap_or("-"),
+            status,
+            micros = elapsed.as_micros() as u64,
+            upstream_micros = access.upstream_micros,
+            bytes = content_length(response.headers()),
+        );
+    }
     response
+}
+
+/// What the access log and metrics need to know of a request.
+#[derive(Default)]
+struct Access<'rt> {
+    route: Option<&'rt Route>,
+    consumer: Option<String>,
+    upstream_micros: Option<u64>,
 }
 
 async fn process<'rt>(
@@ -79,7 +113,7 @@ async fn process<'rt>(
     request: Request<Body>,
     conn: Connection,
     request_id: &str,
-    route_name: &mut Option<&'rt str>,
+    access: &mut Access<'rt>,
 ) -> Result<Response<Body>, RequestError> {
     let authority = authority(&request);
     let matched = runtime
@@ -96,7 +130,7 @@ async fn process<'rt>(
             },
         })?;
     let route = &runtime.routes[matched.route];
-    *route_name = Some(&route.name);
+    access.route = Some(route);
 
     let limit = runtime.limits.max_request_body;
     if let Some(length) = content_length(request.headers())
@@ -134,7 +168,9 @@ async fn process<'rt>(
             wit.body = Some(bytes.to_vec());
             body = body::empty();
         }
-        match pipeline.run_request(&mut wit, &mut context).await? {
+        let phase = pipeline.run_request(&mut wit, &mut context).await;
+        access.consumer = context.get("consumer").cloned();
+        match phase? {
             RequestPhase::Proceed { edited } => {
                 if edited {
                     apply_request(&mut parts, &wit).map_err(|reason| RequestError::Plugin {
@@ -158,7 +194,14 @@ async fn process<'rt>(
     let (mut wit_response, mut stream, mut upstream_parts) = match plugin_answer {
         Some(answer) => (answer, None, None),
         None => {
-            let response = forward(runtime, route, parts, body, conn, request_id).await?;
+            let upstream_started = Instant::now();
+            let response = forward(runtime, route, parts, body, conn, request_id).await;
+            let upstream_elapsed = upstream_started.elapsed();
+            access.upstream_micros = Some(upstream_elapsed.as_micros() as u64);
+            if let Some(upstream) = &route.upstream {
+                upstream.latency.observe(upstream_elapsed.as_secs_f64());
+            }
+            let response = response?;
             if !pipeline.has_response_phase(respond_upto) {
                 return Ok(response);
             }

@@ -95,8 +95,10 @@ fn hash_key(secret_env: &str) -> anyhow::Result<()> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -214,7 +216,8 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
 
     // Reloads, the admin listener and signals run on this thread, off the
     // workers' request path.
-    control.block_on(async {
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let joined = control.block_on(async {
         if let Some(watching) = watching {
             tokio::spawn(watching);
         }
@@ -224,6 +227,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 runtime: runtime.clone(),
                 services: engine.services().clone(),
                 reloader: reloader.clone(),
+                draining: draining.clone(),
                 token,
             });
             match tokio::net::TcpListener::from_std(listener) {
@@ -234,14 +238,22 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             }
         }
         shutdown_signal().await;
+        // Not ready any more (the admin API keeps answering while workers
+        // drain, so a load balancer polling /readyz sees it).
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = stop.send(true);
+        tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                match thread.join() {
+                    Ok(result) => result?,
+                    Err(_) => anyhow::bail!("a worker thread panicked"),
+                }
+            }
+            Ok(())
+        })
+        .await
     });
-    let _ = stop.send(true);
-    for thread in threads {
-        match thread.join() {
-            Ok(result) => result?,
-            Err(_) => anyhow::bail!("a worker thread panicked"),
-        }
-    }
+    joined.context("cannot join the worker threads")??;
     // Keep the engine (and its epoch thread) alive until serving ends.
     drop(engine);
     Ok(())

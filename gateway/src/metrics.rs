@@ -7,14 +7,43 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::{LazyLock, Mutex};
 
 /// One label.
 type Label = [(&'static str, &'static str); 1];
+/// Labels with values known at run time.
+type Labels<const N: usize> = [(&'static str, String); N];
+/// A family of latency histograms.
+pub type Latencies<const N: usize> = Family<Labels<N>, Histogram, fn() -> Histogram>;
+
+/// Request and upstream latency buckets, in seconds: 100 us to about 26 s.
+fn request_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+/// Plugin call latency buckets, in seconds: 2 us to about 0.5 s.
+fn plugin_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_002, 2.0, 19))
+}
 
 /// The process's metrics.
 pub struct Metrics {
+    /// Requests by route, method and status.
+    pub requests: Family<Labels<3>, Counter>,
+    /// Request latency by route, from the head arriving to the response head
+    /// leaving.
+    pub request_duration: Latencies<1>,
+    /// Upstream latency by upstream, to the response head.
+    pub upstream_duration: Latencies<1>,
+    /// Plugin call latency by plugin (its reference) and phase.
+    pub plugin_duration: Latencies<2>,
+    /// Failed plugin calls by plugin and kind: `trap`, `deadline`,
+    /// `memory_limit`, `instantiate`.
+    pub plugin_failures: Family<Labels<2>, Counter>,
+    /// Idle warm instances by route and plugin, read when scraped.
+    pub pool_idle: Family<Labels<2>, Gauge>,
     /// Rate-limit checks by outcome: `allowed`, `refused`, or on a Redis
     /// failure `failed_open`, `failed_closed`, `failed_local`.
     pub rate_limit_checks: Family<Label, Counter>,
@@ -44,6 +73,12 @@ pub fn metrics() -> &'static Metrics {
 impl Metrics {
     fn new() -> Self {
         let metrics = Metrics {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(request_histogram),
+            upstream_duration: Family::new_with_constructor(request_histogram),
+            plugin_duration: Family::new_with_constructor(plugin_histogram),
+            plugin_failures: Family::default(),
+            pool_idle: Family::default(),
             rate_limit_checks: Family::default(),
             quota_counts: Family::default(),
             cache_lookups: Family::default(),
@@ -56,6 +91,36 @@ impl Metrics {
         };
         {
             let mut registry = metrics.registry.lock().unwrap_or_else(|p| p.into_inner());
+            registry.register(
+                "requests",
+                "Requests by route, method and status",
+                metrics.requests.clone(),
+            );
+            registry.register(
+                "request_duration_seconds",
+                "Request latency by route",
+                metrics.request_duration.clone(),
+            );
+            registry.register(
+                "upstream_duration_seconds",
+                "Upstream latency to the response head, by upstream",
+                metrics.upstream_duration.clone(),
+            );
+            registry.register(
+                "plugin_duration_seconds",
+                "Plugin call latency by plugin and phase",
+                metrics.plugin_duration.clone(),
+            );
+            registry.register(
+                "plugin_failures",
+                "Failed plugin calls by plugin and kind",
+                metrics.plugin_failures.clone(),
+            );
+            registry.register(
+                "plugin_idle_instances",
+                "Idle warm instances by route and plugin",
+                metrics.pool_idle.clone(),
+            );
             registry.register(
                 "rate_limit_checks",
                 "Rate-limit checks by outcome",
@@ -105,8 +170,15 @@ impl Metrics {
         family.get_or_create(&[("outcome", outcome)]).inc();
     }
 
-    /// The text exposition, with the cache gauges read now.
-    pub fn render(&self, cache_usage: (u64, u64)) -> String {
+    /// The text exposition, with the cache gauges read now and the instance
+    /// pools given as (route, plugin, idle instances).
+    pub fn render(&self, cache_usage: (u64, u64), pools: &[(String, String, usize)]) -> String {
+        self.pool_idle.clear();
+        for (route, plugin, idle) in pools {
+            self.pool_idle
+                .get_or_create(&[("route", route.clone()), ("plugin", plugin.clone())])
+                .set(i64::try_from(*idle).unwrap_or(i64::MAX));
+        }
         self.cache_entries
             .set(i64::try_from(cache_usage.0).unwrap_or(i64::MAX));
         self.cache_bytes
@@ -129,12 +201,16 @@ mod tests {
         Metrics::count(&metrics.rate_limit_checks, "refused");
         Metrics::count(&metrics.rate_limit_checks, "refused");
         metrics.redis_failures.inc();
-        let text = metrics.render((3, 300));
+        let text = metrics.render((3, 300), &[("r".into(), "p".into(), 2)]);
         assert!(
             text.contains("gateway_rate_limit_checks_total{outcome=\"refused\"} 2"),
             "{text}"
         );
         assert!(text.contains("gateway_redis_failures_total 1"), "{text}");
         assert!(text.contains("gateway_cache_bytes 300"), "{text}");
+        assert!(
+            text.contains("gateway_plugin_idle_instances{route=\"r\",plugin=\"p\"} 2"),
+            "{text}"
+        );
     }
 }

@@ -7,9 +7,12 @@
 
 use crate::config::OnError;
 use crate::error::RequestError;
+use crate::metrics::metrics;
 use crate::plugin::{
     CallFailure, Context, InstancePool, Phases, Request, RequestOutcome, Response, ResponseOutcome,
 };
+use prometheus_client::metrics::histogram::Histogram;
+use std::time::Instant;
 
 /// One plugin with its config and policy.
 pub struct Entry {
@@ -23,9 +26,36 @@ pub struct Entry {
     pub max_body: usize,
     /// The component's content hash.
     pub hash: String,
+    /// Call latency of the request and response hooks.
+    latency: [Histogram; 2],
 }
 
 impl Entry {
+    /// An entry for `pool`, its calls measured under the plugin's reference.
+    pub fn new(
+        reference: String,
+        pool: InstancePool,
+        on_error: OnError,
+        max_body: usize,
+        hash: String,
+    ) -> Self {
+        let latency = |phase: &str| {
+            metrics()
+                .plugin_duration
+                .get_or_create(&[("plugin", reference.clone()), ("phase", phase.to_string())])
+                .clone()
+        };
+        let latency = [latency("request"), latency("response")];
+        Self {
+            reference,
+            pool,
+            on_error,
+            max_body,
+            hash,
+            latency,
+        }
+    }
+
     /// What the admin API shows of the entry.
     pub fn describe(&self) -> serde_json::Value {
         let stats = &self.pool.stats;
@@ -141,7 +171,9 @@ impl Pipeline {
             } else {
                 request.body.take()
             };
+            let started = Instant::now();
             let outcome = entry.pool.on_request(context, request).await;
+            entry.latency[0].observe(started.elapsed().as_secs_f64());
             if lent_body.is_some() {
                 request.body = lent_body;
             }
@@ -182,7 +214,9 @@ impl Pipeline {
             } else {
                 response.body.take()
             };
+            let started = Instant::now();
             let outcome = entry.pool.on_response(context, response).await;
+            entry.latency[1].observe(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(ResponseOutcome::Proceed) => {
                     if lent_body.is_some() {
@@ -222,6 +256,19 @@ fn apply_request_edit(request: &mut Request, new: Request) {
 /// Logs a failed call and applies the entry's policy.
 fn failed(entry: &Entry, phase: &str, failure: CallFailure) -> Result<(), RequestError> {
     let plugin = entry.pool.name();
+    let kind = match &failure {
+        CallFailure::Deadline(_) => "deadline",
+        CallFailure::MemoryLimit(_) => "memory_limit",
+        CallFailure::Trap(_) => "trap",
+        CallFailure::Instantiate(_) => "instantiate",
+    };
+    metrics()
+        .plugin_failures
+        .get_or_create(&[
+            ("plugin", entry.reference.clone()),
+            ("kind", kind.to_string()),
+        ])
+        .inc();
     match entry.on_error {
         OnError::Fail => {
             tracing::error!(plugin, reference = %entry.reference, phase, %failure, "plugin failed; answering 500");

@@ -7,6 +7,7 @@ use crate::config::{
     Config, ConfigError, PluginEntryConfig, RedisConfig, Source, StoreFailure, StoreKind,
 };
 use crate::identity::{Consumers, resolve_secret};
+use crate::metrics::metrics;
 use crate::pipeline::{Entry, Pipeline};
 use crate::plugin::{
     Capability, CompiledPlugin, EntryLimits, HostEnv, HostPattern, InstancePool, PluginEngine,
@@ -31,10 +32,47 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     /// Send the client's `Host` upstream.
     pub preserve_host: bool,
+    /// Request latency, in the metrics.
+    pub latency: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// Which successful requests the access log records (errors always are).
+pub struct AccessLogSampling {
+    every: u64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl AccessLogSampling {
+    /// Records a `rate` (0 to 1) of requests: every `1/rate`-th one.
+    pub fn new(rate: f64) -> Self {
+        let every = if rate <= 0.0 {
+            0
+        } else {
+            (1.0 / rate.min(1.0)).round() as u64
+        };
+        Self {
+            every,
+            seen: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether to record this request.
+    pub fn sampled(&self) -> bool {
+        match self.every {
+            0 => false,
+            1 => true,
+            every => self
+                .seen
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .is_multiple_of(every),
+        }
+    }
 }
 
 /// Request-path settings from `[server]`.
 pub struct Limits {
+    /// Which successful requests the access log records.
+    pub access_log: AccessLogSampling,
     /// Largest request body.
     pub max_request_body: u64,
     /// Peers whose forwarding headers are believed.
@@ -65,6 +103,13 @@ impl Runtime {
         engine: &PluginEngine,
         previous: Option<&Runtime>,
     ) -> Result<Self, ConfigError> {
+        let sample = &config.server.access_log_sample;
+        if !(0.0..=1.0).contains(sample.get_ref()) {
+            return Err(source.error(
+                sample.span(),
+                "server.access_log_sample must be between 0 and 1",
+            ));
+        }
         if let Some(workers) = &config.server.workers
             && !(1..=1024).contains(workers.get_ref())
         {
@@ -137,6 +182,7 @@ impl Runtime {
             router,
             routes,
             limits: Limits {
+                access_log: AccessLogSampling::new(*config.server.access_log_sample.get_ref()),
                 max_request_body: config.server.max_request_body.0,
                 trusted_proxies,
             },
@@ -241,6 +287,7 @@ async fn build_route(
         entries.push(build_entry(source, config, &name, entry, engine, env).await?);
     }
 
+    let name_for_metrics = name.clone();
     let spec = RouteSpec {
         path: path.clone(),
         methods,
@@ -253,6 +300,10 @@ async fn build_route(
             pipeline: Pipeline::new(entries),
             strip_prefix,
             preserve_host: route.preserve_host,
+            latency: metrics()
+                .request_duration
+                .get_or_create(&[("route", name_for_metrics)])
+                .clone(),
         },
         spec,
     ))
@@ -329,13 +380,13 @@ async fn build_entry(
             )
         })?;
     tracing::debug!(route, plugin = pool.name(), hash = %compiled.hash, "plugin entry ready");
-    Ok(Entry {
-        reference: reference.clone(),
+    Ok(Entry::new(
+        reference.clone(),
         pool,
-        on_error: entry.on_error,
+        entry.on_error,
         max_body,
-        hash: compiled.hash.to_string(),
-    })
+        compiled.hash.to_string(),
+    ))
 }
 
 /// Connections to `[redis]` (made lazily: a Redis that is down at load is not

@@ -4,6 +4,7 @@
 mod caching;
 mod identity;
 mod jwt;
+mod observability;
 mod outbound;
 mod reload;
 mod shared;

@@ -170,6 +170,14 @@ pub struct ServerConfig {
     /// Worker threads, each with its own listener socket; default one per core.
     #[serde(default)]
     pub workers: Option<Spanned<usize>>,
+    /// The share of successful requests the access log records (0 to 1);
+    /// requests answered 4xx or 5xx are always recorded.
+    #[serde(default = "default_access_log_sample")]
+    pub access_log_sample: Spanned<f64>,
+}
+
+fn default_access_log_sample() -> Spanned<f64> {
+    Spanned::new(0..0, 1.0)
 }
 
 impl Default for ServerConfig {
@@ -181,6 +189,7 @@ impl Default for ServerConfig {
             max_request_body: default_max_request_body(),
             trusted_proxies: Vec::new(),
             workers: None,
+            access_log_sample: default_access_log_sample(),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! proxy owes the hop it forwards to.
 
 mod forwarded;
+mod traceparent;
 mod upstream;
 
 pub use forwarded::{TrustedProxies, apply_forwarded, strip_hop_by_hop};
+pub use traceparent::{TRACEPARENT, Traceparent};
 pub use upstream::Upstream;

@@ -23,6 +23,8 @@ pub struct Upstream {
     clients: Vec<Client<HttpConnector, Body>>,
     timeout: Duration,
     config: UpstreamConfig,
+    /// Latency to the response head, in the metrics.
+    pub latency: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Upstream {
@@ -72,6 +74,10 @@ impl Upstream {
             clients,
             timeout: settings.timeout.0,
             config: settings.clone(),
+            latency: crate::metrics::metrics()
+                .upstream_duration
+                .get_or_create(&[("upstream", name.to_string())])
+                .clone(),
         })
     }
 

@@ -1,0 +1,166 @@
+//! What operators see: metrics after a scripted traffic pattern, trace
+//! context propagation, the access log, and readiness while draining.
+
+use crate::support::{Gateway, Upstream, client, get, plugin_path, send};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use std::time::{Duration, Instant};
+
+fn config(upstream: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.api]
+targets = ["{upstream}"]
+
+[[routes]]
+name = "ok"
+path = "/ok"
+upstream = "api"
+[[routes.plugins]]
+plugin = "headers"
+config = {{ request = {{ set = {{ "x-seen" = "1" }} }} }}
+
+[[routes]]
+name = "fail"
+path = "/fail"
+upstream = "api"
+[[routes.plugins]]
+plugin = "{misbehave}"
+config = {{ mode = "trap" }}
+
+[[routes]]
+name = "slow"
+path = "/slow/{{ms}}"
+upstream = "api"
+"#,
+        misbehave = plugin_path("misbehave_plugin").display()
+    )
+}
+
+/// The value of the metric line starting with `prefix` (labels included).
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_scripted_traffic_pattern() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/ok")).await.status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(get(&gw.url("/fail")).await.status, 500);
+    }
+    assert_eq!(get(&gw.url("/nowhere")).await.status, 404);
+
+    let text = get(&gw.admin_url("/metrics")).await.body;
+    let expect = |prefix: &str, value: f64| {
+        assert_eq!(metric(&text, prefix), Some(value), "{prefix} in:\n{text}");
+    };
+    expect(
+        "gateway_requests_total{route=\"ok\",method=\"GET\",status=\"200\"}",
+        3.0,
+    );
+    expect(
+        "gateway_requests_total{route=\"fail\",method=\"GET\",status=\"500\"}",
+        2.0,
+    );
+    expect(
+        "gateway_requests_total{route=\"-\",method=\"GET\",status=\"404\"}",
+        1.0,
+    );
+    expect("gateway_request_duration_seconds_count{route=\"ok\"}", 3.0);
+    expect(
+        "gateway_upstream_duration_seconds_count{upstream=\"api\"}",
+        3.0,
+    );
+    expect(
+        "gateway_plugin_duration_seconds_count{plugin=\"headers\",phase=\"request\"}",
+        3.0,
+    );
+    let trap = text
+        .lines()
+        .find(|l| l.starts_with("gateway_plugin_failures_total{") && l.contains("kind=\"trap\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(trap, Some(2.0), "{text}");
+    assert!(
+        text.contains("gateway_plugin_idle_instances{route=\"ok\",plugin=\"headers\"}"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_are_continued_or_started_and_logged() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let request = Request::get(gw.url("/ok"))
+        .header("traceparent", incoming)
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let reply = send(&client(), request).await;
+    let sent = reply.json()["headers"]["traceparent"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{sent}"
+    );
+    assert!(sent.ends_with("-01"));
+    assert!(
+        !sent.contains("00f067aa0ba902b7"),
+        "the gateway's own span is the parent"
+    );
+
+    let fresh = get(&gw.url("/ok")).await.json()["headers"]["traceparent"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(fresh.len(), 55, "{fresh}");
+    let trace_id = &fresh[3..35];
+    let log = gw.log();
+    assert!(log.contains(&format!("trace_id={trace_id}")), "{log}");
+    assert!(log.contains("upstream_micros="), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_off_while_draining() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    assert_eq!(get(&gw.admin_url("/readyz")).await.status, 200);
+    let url = gw.url("/slow/1500");
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    let waiting = Instant::now();
+    while upstream.hits() == 0 && waiting.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gw.signal("TERM");
+    let mut draining = false;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        if get(&gw.admin_url("/readyz")).await.status == 503 {
+            draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(draining, "/readyz never said 503 while draining");
+    assert_eq!(in_flight.await.expect("in flight").status, 200);
+}
