@@ -16,6 +16,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-jwt", "plugin_jwt"),
     ("plugin-rate-limit", "plugin_rate_limit"),
     ("plugin-cache", "plugin_cache"),
+    ("plugin-transform", "plugin_transform"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),
     ("body-reader-plugin", "body_reader_plugin"),

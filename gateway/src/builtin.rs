@@ -51,6 +51,11 @@ const BUILTINS: &[Builtin] = &[
         bytes: component!("plugin_cache"),
         grants: &[Capability::Cache],
     },
+    Builtin {
+        name: "transform",
+        bytes: component!("plugin_transform"),
+        grants: &[],
+    },
 ];
 
 fn builtin(name: &str) -> Option<&'static Builtin> {

@@ -323,22 +323,21 @@ async fn build_entry(
         |msg: String| source.error(entry.plugin.span(), format!("route `{route}`: {msg}"));
 
     let is_path = reference.ends_with(".wasm");
-    let bytes: std::borrow::Cow<'static, [u8]> = if is_path {
+    let compiled = if is_path {
         let path = source.base_dir().join(reference);
-        std::fs::read(&path)
-            .map(Into::into)
-            .map_err(|e| at_plugin(format!("cannot read plugin `{}`: {e}", path.display())))?
+        let bytes = std::fs::read(&path)
+            .map_err(|e| at_plugin(format!("cannot read plugin `{}`: {e}", path.display())))?;
+        engine.compile(&bytes)
     } else {
-        builtin::find(reference).map(Into::into).ok_or_else(|| {
+        let bytes = builtin::find(reference).ok_or_else(|| {
             at_plugin(format!(
                 "unknown plugin `{reference}`: built-in plugins are {}; a component path must end in .wasm",
                 builtin::names().join(", ")
             ))
-        })?
-    };
-    let compiled = engine
-        .compile(&bytes)
-        .map_err(|e| at_plugin(format!("plugin `{reference}`: {e}")))?;
+        })?;
+        engine.compile_static(bytes)
+    }
+    .map_err(|e| at_plugin(format!("plugin `{reference}`: {e}")))?;
     check_grants(source, route, entry, &compiled, is_path)?;
 
     let defaults = &config.plugin_defaults;

@@ -10,6 +10,7 @@ mod reload;
 mod shared;
 mod support;
 mod traffic;
+mod transform;
 
 use bytes::Bytes;
 use http::Request;

@@ -116,6 +116,8 @@ pub struct PluginEngine {
     services: Arc<Services>,
     linker: Linker<HostState>,
     compiled: Mutex<HashMap<String, CompiledPlugin>>,
+    /// Hashes of the built-ins' bytes, by address and length.
+    static_hashes: Mutex<HashMap<(usize, usize), String>>,
 }
 
 impl PluginEngine {
@@ -174,6 +176,7 @@ impl PluginEngine {
             services: Services::new(),
             linker,
             compiled: Mutex::new(HashMap::new()),
+            static_hashes: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -189,7 +192,31 @@ impl PluginEngine {
 
     /// Compiles and links `bytes`, or returns the earlier result for identical bytes.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPlugin, PluginError> {
-        let hash = hex(&Sha256::digest(bytes));
+        self.compile_hashed(bytes, hex(&Sha256::digest(bytes)))
+    }
+
+    /// [`PluginEngine::compile`] for bytes that live as long as the process
+    /// (the built-ins): their hash is computed once, not at every use.
+    pub fn compile_static(&self, bytes: &'static [u8]) -> Result<CompiledPlugin, PluginError> {
+        let id = (bytes.as_ptr() as usize, bytes.len());
+        let known = self
+            .static_hashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        let hash = known.unwrap_or_else(|| {
+            let hash = hex(&Sha256::digest(bytes));
+            self.static_hashes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, hash.clone());
+            hash
+        });
+        self.compile_hashed(bytes, hash)
+    }
+
+    fn compile_hashed(&self, bytes: &[u8], hash: String) -> Result<CompiledPlugin, PluginError> {
         if let Some(found) = self.lock().get(&hash) {
             return Ok(found.clone());
         }

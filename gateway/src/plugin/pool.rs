@@ -92,8 +92,13 @@ pub struct InstancePool {
 }
 
 impl InstancePool {
-    /// Describes the plugin, creates `min(2, pool_size)` instances and runs
-    /// `init(config)` on each. An error here refuses the config.
+    /// Describes the plugin on a first instance, runs `init(config)` on it
+    /// and keeps it warm; more instances are made on demand, up to
+    /// `pool_size` kept. An error here refuses the config.
+    ///
+    /// One instance at load (not a throwaway one to describe the plugin plus
+    /// warm ones) keeps reloads of large configs fast: a second concurrent
+    /// request pays one instantiation, tens of microseconds, once.
     pub async fn new(
         engine: &Engine,
         pre: PluginPre<HostState>,
@@ -104,7 +109,6 @@ impl InstancePool {
         let deadline_ticks =
             (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
         let ticking = Ticking::start();
-        // describe() needs an instance; it is a throwaway one, never init'ed.
         let mut store = new_store(
             engine,
             Arc::from("(loading)"),
@@ -121,9 +125,27 @@ impl InstancePool {
             .call_describe(&mut store)
             .await
             .map_err(|e| PluginError::Init(format!("describe() failed: {e:#}")))?;
-        drop(ticking);
         let name: Arc<str> = Arc::from(info.name.as_str());
-        let mut pool = Self {
+        store.data_mut().plugin = name.clone();
+        store.set_epoch_deadline(deadline_ticks);
+        let phases = match bindings
+            .gateway_plugin_handler()
+            .call_init(&mut store, &config_json)
+            .await
+        {
+            Ok(Ok(phases)) => phases,
+            Ok(Err(message)) => return Err(PluginError::Init(message)),
+            Err(e) => {
+                let why = if store.data().limiter.hit {
+                    format!("memory limit of {} bytes exceeded", limits.memory)
+                } else {
+                    format!("{e:#}")
+                };
+                return Err(PluginError::Init(format!("init failed: {why}")));
+            }
+        };
+        drop(ticking);
+        let pool = Self {
             engine: engine.clone(),
             pre,
             name,
@@ -132,19 +154,12 @@ impl InstancePool {
             limits,
             deadline_ticks,
             idle: ArrayQueue::new(limits.pool_size.max(1)),
-            phases: info.phases,
+            phases: phases & info.phases,
             info,
             stats: EntryStats::default(),
         };
-        let warm = pool.limits.pool_size.clamp(1, 2);
-        for _ in 0..warm {
-            let (instance, phases) = pool.instantiate().await.map_err(|failure| match failure {
-                InitFailure::Refused(msg) => PluginError::Init(msg),
-                InitFailure::Failed(f) => PluginError::Init(format!("init failed: {f}")),
-            })?;
-            pool.phases = phases & pool.info.phases;
-            let _ = pool.idle.push(instance);
-        }
+        pool.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+        let _ = pool.idle.push(Instance { store, bindings });
         Ok(pool)
     }
 
