@@ -22,6 +22,7 @@ pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod worker;
 
 use config::{ConfigError, Source};

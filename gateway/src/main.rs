@@ -172,7 +172,12 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         gateway::worker::bind(addr, workers).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listeners[0].local_addr()?;
     // Tests and scripts read this line to learn the port when listen uses :0.
-    println!("gateway listening on http://{local}");
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("gateway listening on {scheme}://{local}");
     std::io::stdout().flush()?;
     tracing::info!(%local, workers, routes = runtime.load().routes.len(), "serving");
 
@@ -190,8 +195,13 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut threads = Vec::with_capacity(workers);
+    let tls = match &config.server.tls {
+        Some(_) => Some(gateway::tls::acceptor(runtime.clone()).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     for (index, listener) in listeners.into_iter().enumerate() {
         let runtime = runtime.clone();
+        let tls = tls.clone();
         let mut stopped = stopped.clone();
         let thread = std::thread::Builder::new()
             .name(format!("worker-{index}"))
@@ -206,7 +216,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                     let shutdown = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    serve(listener, runtime, settings, shutdown).await;
+                    serve(listener, runtime, settings, tls, shutdown).await;
                     Ok(())
                 })
             })

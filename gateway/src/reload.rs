@@ -239,10 +239,15 @@ impl Reloader {
     }
 }
 
-/// The files a config reads: itself, its `.wasm` plugins and `config_files`.
+/// The files a config reads: itself, its TLS certificate and key, its `.wasm`
+/// plugins and `config_files`.
 pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
     let base = source.base_dir();
     let mut files = vec![source.path.clone()];
+    if let Some(tls) = &config.server.tls {
+        files.push(base.join(tls.get_ref().cert.get_ref()));
+        files.push(base.join(tls.get_ref().key.get_ref()));
+    }
     for route in &config.routes {
         for entry in &route.get_ref().plugins {
             let entry = entry.get_ref();
@@ -276,8 +281,9 @@ fn fingerprint(files: &[PathBuf]) -> Fingerprint {
 fn listener_settings(config: &Config) -> String {
     let server = &config.server;
     format!(
-        "{} {:?} {:?} {:?}",
+        "{} {} {:?} {:?} {:?}",
         server.listen.get_ref(),
+        server.tls.is_some(),
         server.header_read_timeout,
         server.max_header_bytes.get_ref(),
         server.workers.as_ref().map(|w| *w.get_ref())

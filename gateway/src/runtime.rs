@@ -91,6 +91,8 @@ pub struct Runtime {
     pub redis: Option<Arc<RedisStore>>,
     /// Upstreams by name.
     pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// The certificate the listener presents, with `[server.tls]`.
+    pub tls: Option<Arc<rustls::sign::CertifiedKey>>,
 }
 
 impl Runtime {
@@ -188,6 +190,10 @@ impl Runtime {
             },
             redis: env.redis.clone(),
             upstreams,
+            tls: match &config.server.tls {
+                Some(tls) => Some(crate::tls::load(source, tls)?),
+                None => None,
+            },
         })
     }
 }

@@ -36,8 +36,10 @@ pub async fn serve(
     listener: TcpListener,
     runtime: Arc<ArcSwap<Runtime>>,
     settings: ListenerSettings,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -69,19 +71,45 @@ pub async fn serve(
         let runtime = runtime.clone();
         let service = service_fn(move |request| {
             let snapshot = runtime.load_full();
-            let conn = Connection {
-                peer,
-                scheme: "http",
-            };
+            let conn = Connection { peer, scheme };
             let request = request.map(crate::body::boxed);
             async move { Ok::<_, Infallible>(handle(snapshot, request, conn).await) }
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(acceptor) = &tls else {
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(%peer, %err, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task, bounded like a request
+        // head, so a slow client holds up nobody else.
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let handshake_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
         });

@@ -9,6 +9,7 @@ mod outbound;
 mod reload;
 mod shared;
 mod support;
+mod tls;
 mod traffic;
 mod transform;
 

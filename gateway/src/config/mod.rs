@@ -174,6 +174,20 @@ pub struct ServerConfig {
     /// requests answered 4xx or 5xx are always recorded.
     #[serde(default = "default_access_log_sample")]
     pub access_log_sample: Spanned<f64>,
+    /// TLS termination; without it the listener speaks cleartext.
+    #[serde(default)]
+    pub tls: Option<Spanned<TlsConfig>>,
+}
+
+/// `[server.tls]`: the certificate the listener presents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first (relative to the
+    /// config file).
+    pub cert: Spanned<String>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<String>,
 }
 
 fn default_access_log_sample() -> Spanned<f64> {
@@ -190,6 +204,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             workers: None,
             access_log_sample: default_access_log_sample(),
+            tls: None,
         }
     }
 }
