@@ -151,9 +151,15 @@ async fn a_hundred_config_changes_under_load_lose_no_request() {
     assert!(sent.load(Ordering::Relaxed) > 100);
     visible_after.sort();
     let median = visible_after[visible_after.len() / 2];
-    // The bar (median under 100 ms) is measured in bench/; this bound only
-    // says that changes show up promptly on a loaded CI machine.
-    assert!(median < Duration::from_millis(500), "median {median:?}");
+    let worst = visible_after[visible_after.len() - 1];
+    eprintln!("change visible after: median {median:?}, worst {worst:?}");
+    // Every change within 500 ms (the reload itself takes milliseconds; the
+    // rest is the 40 ms debounce and polling). The speed bar, a median under
+    // 100 ms for a large config, is measured in bench/.
+    assert!(
+        worst < Duration::from_millis(500),
+        "median {median:?}, worst {worst:?}"
+    );
     let status = get(&gw.admin_url("/status")).await.json();
     assert_eq!(status["reload"]["version"], 91);
     let metrics = get(&gw.admin_url("/metrics")).await.body;
