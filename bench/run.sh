@@ -51,8 +51,23 @@ http {
 CONF
 }
 
-# The fixed upstream both proxies forward to: nginx answering from memory.
-nginx_conf upstream "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 100000; location / { return 200 'hello from upstream\n'; } }"
+# A 10 KB XML document (an RSS feed) for the XML-to-JSON rows.
+python3 - "$WORK/data.xml" <<'PY'
+import sys
+items = "".join(
+    f'<item id="{i}"><title>Item number {i}</title><link>https://example.com/items/{i}</link>'
+    f'<description>Description of item {i}, with a little text.</description><price currency="EUR">{i}.99</price></item>'
+    for i in range(48))
+doc = f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Bench feed</title>{items}</channel></rss>'
+open(sys.argv[1], "w").write(doc)
+PY
+XML_BYTES=$(stat -c %s "$WORK/data.xml")
+
+# The fixed upstream both proxies forward to: nginx answering from memory
+# (and the XML document from its page cache).
+nginx_conf upstream "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 100000;
+    location / { return 200 'hello from upstream\n'; }
+    location = /data.xml { default_type application/xml; alias $WORK/data.xml; } }"
 # The peer: nginx as a keep-alive reverse proxy.
 nginx_conf proxy "upstream up { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
   server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 100000;
@@ -115,6 +130,11 @@ gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt" / "rl
         echo "[[routes.plugins]]"
         echo "plugin = \"cache\""
         echo "config = { ttl = \"1h\" }"
+        ;;
+      xml)
+        echo "[[routes.plugins]]"
+        echo "plugin = \"xml-json\""
+        echo "max_body = \"1MiB\""
         ;;
       jwt)
         echo "[[routes.plugins]]"
@@ -189,7 +209,9 @@ declare -A RESULT
 declare -A SINGLE
 declare -A PORT
 declare -A HEADER
-CONFIGS="0 1 5 key jwt rl rlr hit"
+CONFIGS="0 1 5 key jwt rl rlr hit xml"
+declare -A URLPATH
+URLPATH[xml]="/data.xml"
 HEADER[key]="x-api-key: $API_KEY"
 HEADER[jwt]="authorization: Bearer $JWT"
 GW_PIDS=()
@@ -201,8 +223,11 @@ for n in $CONFIGS; do
 done
 for n in $CONFIGS; do
   wait_port "${PORT[$n]}"
-  sanity "http://127.0.0.1:${PORT[$n]}/" "$WORK/gw$n.log" "${HEADER[$n]:-}"
+  sanity "http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}" "$WORK/gw$n.log" "${HEADER[$n]:-}"
 done
+if ! curl -s "http://127.0.0.1:${PORT[xml]}/data.xml" | python3 -c 'import json, sys; json.load(sys.stdin)'; then
+  echo "bench: the xml-json gateway did not answer JSON" >&2; exit 1
+fi
 
 # One Redis round trip, for the Redis rows: PING on one connection.
 REDIS_RTT=$(python3 - "$REDIS_PORT" <<'PY'
@@ -223,8 +248,9 @@ PY
 sanity "http://127.0.0.1:$NGINX_PORT/" "$WORK/proxy.error.log"
 RESULT[nginx]=$(run_wrk "http://127.0.0.1:$NGINX_PORT/")
 for n in $CONFIGS; do
-  RESULT[gw$n]=$(run_wrk "http://127.0.0.1:${PORT[$n]}/" "${HEADER[$n]:-}")
+  RESULT[gw$n]=$(run_wrk "http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}" "${HEADER[$n]:-}")
 done
+RESULT[gw0xml]=$(run_wrk "http://127.0.0.1:${PORT[0]}/data.xml")
 
 # Unloaded latency: rounds interleaved across setups so that drift in the
 # machine's speed hits all of them alike; the median of the rounds is kept.
@@ -233,8 +259,9 @@ declare -A SAMPLES
 for round in $(seq 1 "$ROUNDS"); do
   SAMPLES[nginx]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:$NGINX_PORT/")"
   for n in $CONFIGS; do
-    SAMPLES[gw$n]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:${PORT[$n]}/" "${HEADER[$n]:-}")"
+    SAMPLES[gw$n]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}" "${HEADER[$n]:-}")"
   done
+  SAMPLES[gw0xml]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:${PORT[0]}/data.xml")"
 done
 # The gateway's CPU time per request (user + system, from /proc) under a
 # moderate load: the end-to-end cost of a pipeline, free of scheduling noise.
@@ -255,13 +282,14 @@ PY
 declare -A CPU
 i=0
 for n in $CONFIGS; do
-  CPU[gw$n]=$(cpu_per_request "http://127.0.0.1:${PORT[$n]}/" "${GW_PIDS[$i]}" "${HEADER[$n]:-}")
+  CPU[gw$n]=$(cpu_per_request "http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}" "${GW_PIDS[$i]}" "${HEADER[$n]:-}")
   i=$((i + 1))
 done
 
 median() { python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.argv[1:])):.1f}")' $1; }
 SINGLE[nginx]=$(median "${SAMPLES[nginx]}")
 for n in $CONFIGS; do SINGLE[gw$n]=$(median "${SAMPLES[gw$n]}"); done
+SINGLE[gw0xml]=$(median "${SAMPLES[gw0xml]}")
 for pid in "${GW_PIDS[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
 
 # Deadline bar: how long a looping plugin takes to be stopped (deadline 50ms).
@@ -339,12 +367,12 @@ PY
 
 python3 - "$WORK" <<PY > bench/REPORT.md
 import sys
-res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}", "gwrl": "${RESULT[gwrl]}", "gwrlr": "${RESULT[gwrlr]}", "gwhit": "${RESULT[gwhit]}"}.items()}
-cpu = {"gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}"), "gwrl": float("${CPU[gwrl]}"), "gwrlr": float("${CPU[gwrlr]}"), "gwhit": float("${CPU[gwhit]}")}
-single = {"nginx": float("${SINGLE[nginx]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}"), "gwrl": float("${SINGLE[gwrl]}"), "gwrlr": float("${SINGLE[gwrlr]}"), "gwhit": float("${SINGLE[gwhit]}")}
+res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}", "gwrl": "${RESULT[gwrl]}", "gwrlr": "${RESULT[gwrlr]}", "gwhit": "${RESULT[gwhit]}", "gwxml": "${RESULT[gwxml]}", "gw0xml": "${RESULT[gw0xml]}"}.items()}
+cpu = {"gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}"), "gwrl": float("${CPU[gwrl]}"), "gwrlr": float("${CPU[gwrlr]}"), "gwhit": float("${CPU[gwhit]}"), "gwxml": float("${CPU[gwxml]}")}
+single = {"nginx": float("${SINGLE[nginx]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}"), "gwrl": float("${SINGLE[gwrl]}"), "gwrlr": float("${SINGLE[gwrlr]}"), "gwhit": float("${SINGLE[gwhit]}"), "gwxml": float("${SINGLE[gwxml]}"), "gw0xml": float("${SINGLE[gw0xml]}")}
 nginx_rps = float(res["nginx"][0])
 base_p50 = float(res["gw0"][1])
-rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5"), ("gateway, key-auth (1001 consumers)", "gwkey"), ("gateway, jwt (HS256, audience, claim to header)", "gwjwt"), ("gateway, rate-limit (one limit by IP, local)", "gwrl"), ("gateway, rate-limit (one limit by IP, Redis)", "gwrlr"), ("gateway, cache hit (nothing proxied)", "gwhit")]
+rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5"), ("gateway, key-auth (1001 consumers)", "gwkey"), ("gateway, jwt (HS256, audience, claim to header)", "gwjwt"), ("gateway, rate-limit (one limit by IP, local)", "gwrl"), ("gateway, rate-limit (one limit by IP, Redis)", "gwrlr"), ("gateway, cache hit (nothing proxied)", "gwhit"), ("gateway, empty pipeline, ${XML_BYTES}-byte XML response", "gw0xml"), ("gateway, xml-json (${XML_BYTES}-byte XML response to JSON)", "gwxml")]
 print("# Benchmark report")
 print()
 print("Generated by \`bench/run.sh\` on $(nproc) cores, $(date -u +%Y-%m-%d). Load: wrk, ${THREADS} threads, ${CONNECTIONS} keep-alive")
@@ -368,6 +396,8 @@ print(f"Built-ins, median added on one connection over the empty pipeline: key-a
 print()
 print(f"Cache: a hit is answered in {single['gwhit']:.1f} us on one connection against {single['gw0']:.1f} us for the same request proxied with an empty pipeline ({single['gw0'] / single['gwhit']:.2f}x faster), and at {float(res['gwhit'][0]):.0f} against {float(res['gw0'][0]):.0f} requests/s under load ({float(res['gwhit'][0]) / float(res['gw0'][0]):.2f}x); the upstream answers from memory.")
 print()
+print(f"XML to JSON: converting the ${XML_BYTES}-byte XML response adds {single['gwxml'] - single['gw0xml']:.1f} us at the median on one connection (the same response proxied unconverted: {single['gw0xml']:.1f} us; converted: {single['gwxml']:.1f} us).")
+print()
 print("## Gateway CPU time per request")
 print()
 print("User + system CPU of the gateway process per request (from /proc) under 16 keep-alive connections for 5 s:")
@@ -376,7 +406,8 @@ print()
 print("| setup | CPU per request (us) | added over the empty pipeline (us) |")
 print("|---|---|---|")
 for label, key in rows[1:]:
-    print(f"| {label} | {cpu[key]:.1f} | {cpu[key] - cpu['gw0']:.1f} |")
+    if key in cpu:
+        print(f"| {label} | {cpu[key]:.1f} | {cpu[key] - cpu['gw0']:.1f} |")
 print()
 print(f"Per headers plugin: {cpu['gw1'] - cpu['gw0']:.1f} us with 1, {(cpu['gw5'] - cpu['gw0']) / 5:.1f} us each with 5.")
 print()

@@ -17,6 +17,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-rate-limit", "plugin_rate_limit"),
     ("plugin-cache", "plugin_cache"),
     ("plugin-transform", "plugin_transform"),
+    ("plugin-xml-json", "plugin_xml_json"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),
     ("body-reader-plugin", "body_reader_plugin"),

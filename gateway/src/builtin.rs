@@ -56,6 +56,11 @@ const BUILTINS: &[Builtin] = &[
         bytes: component!("plugin_transform"),
         grants: &[],
     },
+    Builtin {
+        name: "xml-json",
+        bytes: component!("plugin_xml_json"),
+        grants: &[],
+    },
 ];
 
 fn builtin(name: &str) -> Option<&'static Builtin> {

@@ -67,3 +67,154 @@ body = '''{{"seenByUpstream": {{{{ body.body | fromjson | tojson }}}}, "upstream
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(upstream.hits(), 2);
 }
+
+/// A real XML service: answers every request with an XML document quoting the
+/// request's content type and body, or with `hostile` when set.
+async fn xml_service(hostile: Option<&'static str>) -> std::net::SocketAddr {
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let content_type = req
+                            .headers()
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_string();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let escape = |text: &str| {
+                            text.replace('&', "&amp;")
+                                .replace('<', "&lt;")
+                                .replace('>', "&gt;")
+                        };
+                        let document = hostile.map_or_else(
+                        || {
+                            format!(
+                                r#"<?xml version="1.0" encoding="UTF-8"?><orderResponse status="accepted"><contentType>{}</contentType><echo>{}</echo><items><item>1</item><item>2</item></items></orderResponse>"#,
+                                escape(&content_type),
+                                escape(&String::from_utf8_lossy(&body))
+                            )
+                        },
+                        str::to_string,
+                    );
+                        let mut response = hyper::Response::new(Full::new(Bytes::from(document)));
+                        response.headers_mut().insert(
+                            "content-type",
+                            http::HeaderValue::from_static("application/xml; charset=utf-8"),
+                        );
+                        Ok::<_, std::convert::Infallible>(response)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xml_json_fronts_an_xml_service_for_json_clients() {
+    let service = xml_service(None).await;
+    let hostile = xml_service(Some(
+        r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]><lolz>&lol2;</lolz>"#,
+    ))
+    .await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstreams.soap]
+targets = ["{service}"]
+[upstreams.evil]
+targets = ["{hostile}"]
+
+[[routes]]
+name = "orders"
+path = "/orders"
+upstream = "soap"
+[[routes.plugins]]
+plugin = "xml-json"
+config = {{ request = "json-to-xml", response = "xml-to-json", arrays = ["/orderResponse/items/item"] }}
+
+[[routes]]
+name = "evil"
+path = "/evil"
+upstream = "evil"
+[[routes.plugins]]
+plugin = "xml-json"
+"#
+    ));
+    let request = Request::post(gw.url("/orders"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"order": {"@id": "7", "sku": "A-1", "qty": 3}}"#,
+        )))
+        .expect("request");
+    let reply = send(&client(), request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")),
+        "{:?}",
+        reply.headers
+    );
+    let json = reply.json();
+    let response = &json["orderResponse"];
+    assert_eq!(response["@status"], "accepted");
+    assert_eq!(response["items"]["item"], serde_json::json!(["1", "2"]));
+    // What the XML service received: the client's JSON as XML.
+    assert!(
+        response["contentType"]
+            .as_str()
+            .is_some_and(|t| t.contains("xml")),
+        "{json}"
+    );
+    let echoed = response["echo"].as_str().unwrap_or_default();
+    assert!(
+        echoed.contains(r#"<order id="7">"#)
+            && echoed.contains("<sku>A-1</sku>")
+            && echoed.contains("<qty>3</qty>"),
+        "{echoed}"
+    );
+
+    // A hostile upstream document is refused with 502; the gateway keeps serving.
+    for _ in 0..3 {
+        let reply = send(
+            &client(),
+            Request::get(gw.url("/evil"))
+                .body(Full::default())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(reply.status, 502, "{}", reply.body);
+    }
+    let again = send(
+        &client(),
+        Request::post(gw.url("/orders"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(br#"{"order": {"sku": "B"}}"#)))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(again.status, 200);
+}
