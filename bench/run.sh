@@ -62,6 +62,8 @@ doc = f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title
 open(sys.argv[1], "w").write(doc)
 PY
 XML_BYTES=$(stat -c %s "$WORK/data.xml")
+# nginx workers run as an unprivileged user: let them read it.
+chmod 755 "$WORK"; chmod 644 "$WORK/data.xml"
 
 # The fixed upstream both proxies forward to: nginx answering from memory
 # (and the XML document from its page cache).

@@ -282,3 +282,54 @@ async fn sighup_and_the_admin_api_reload_and_report_errors() {
             .is_some_and(|h| h.len() >= 16)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_counters_and_cached_responses_survive_a_reload() {
+    let upstream = Upstream::start("api").await;
+    let config = |extra_route: &str| {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[upstreams.api]
+targets = ["{addr}"]
+[[routes]]
+name = "limited"
+path = "/limited"
+upstream = "api"
+[[routes.plugins]]
+plugin = "rate-limit"
+config = {{ limits = [{{ rate = "3/minute", by = ["route"] }}] }}
+[[routes]]
+name = "cached"
+path = "/cached"
+upstream = "api"
+[[routes.plugins]]
+plugin = "cache"
+{extra_route}
+"#,
+            addr = upstream.addr
+        )
+    };
+    let gw = Gateway::start(&config(""));
+    for _ in 0..2 {
+        assert_eq!(get(&gw.url("/limited")).await.status, 200);
+    }
+    let first = get(&gw.url("/cached")).await;
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+
+    // Reload with a route added and the rest unchanged.
+    write_atomically(
+        &gw.config_path(),
+        config("[[routes]]\nname = \"new\"\npath = \"/new\"\nupstream = \"api\"").as_bytes(),
+    );
+    let reloaded = until(&gw.url("/new"), Duration::from_secs(5), |r| r.status == 200).await;
+    assert!(reloaded.is_some(), "{}", gw.log());
+
+    // One request left in the minute, then 429: the count went on.
+    assert_eq!(get(&gw.url("/limited")).await.status, 200);
+    assert_eq!(get(&gw.url("/limited")).await.status, 429);
+    let cached = get(&gw.url("/cached")).await;
+    assert_eq!(cached.header("x-cache"), Some("HIT"));
+    assert_eq!(cached.json()["serial"], first.json()["serial"]);
+}
