@@ -67,6 +67,7 @@ pub mod http_client;
 pub mod kv;
 mod plugin;
 pub mod rate_limit;
+pub mod units;
 
 pub use context::Context;
 pub use host::{clock, log};

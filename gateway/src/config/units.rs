@@ -11,33 +11,8 @@ pub struct Duration(pub std::time::Duration);
 impl Duration {
     /// Parses `"30s"`, `"250ms"`, `"2m"`, `"1h"`, `"1.5s"`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| duration_hint(text))?;
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().map_err(|_| duration_hint(text))?;
-        let millis_per_unit = match unit.trim() {
-            "ms" => 1.0,
-            "s" => 1_000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            _ => return Err(duration_hint(text)),
-        };
-        let millis = number * millis_per_unit;
-        if !millis.is_finite() || millis > 1.0e12 {
-            return Err(duration_hint(text));
-        }
-        Ok(Duration(std::time::Duration::from_micros(
-            (millis * 1000.0) as u64,
-        )))
+        plugin_sdk::units::parse_duration(text).map(Duration)
     }
-}
-
-fn duration_hint(text: &str) -> String {
-    format!(
-        "invalid duration `{text}`: expected a number followed by ms, s, m or h (for example \"30s\" or \"250ms\")"
-    )
 }
 
 impl<'de> Deserialize<'de> for Duration {
@@ -55,38 +30,13 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     /// Parses `"64KiB"`, `"10MB"`, `"512"`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number.parse().map_err(|_| size_hint(text))?;
-        let multiplier: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KB" => 1_000,
-            "KiB" => 1 << 10,
-            "MB" => 1_000_000,
-            "MiB" => 1 << 20,
-            "GB" => 1_000_000_000,
-            "GiB" => 1 << 30,
-            _ => return Err(size_hint(text)),
-        };
-        number
-            .checked_mul(multiplier)
-            .map(ByteSize)
-            .ok_or_else(|| size_hint(text))
+        plugin_sdk::units::parse_size(text).map(ByteSize)
     }
 
     /// The size as `usize`, saturating on 32-bit hosts.
     pub fn as_usize(self) -> usize {
         usize::try_from(self.0).unwrap_or(usize::MAX)
     }
-}
-
-fn size_hint(text: &str) -> String {
-    format!(
-        "invalid size `{text}`: expected bytes as an integer or a number followed by B, KB, KiB, MB, MiB, GB or GiB (for example \"1MiB\")"
-    )
 }
 
 impl<'de> Deserialize<'de> for ByteSize {

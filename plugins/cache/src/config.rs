@@ -2,6 +2,7 @@
 //! that the request path only reads.
 
 use plugin_sdk::Config;
+use plugin_sdk::units;
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
@@ -286,66 +287,16 @@ fn refresh(names: &[String]) -> Result<Refresh, String> {
 
 /// `"30s"`, `"250ms"`, `"5m"`, `"1h"`, `"1.5s"`: the gateway's own duration syntax.
 pub fn parse_duration(key: &str, text: &str) -> Result<Duration, String> {
-    let hint = || {
-        format!(
-            "cache: {key}: invalid duration `{text}`: expected a number followed by ms, s, m or h (for example \"30s\" or \"250ms\")"
-        )
-    };
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(hint)?;
-    let (number, unit) = trimmed.split_at(split);
-    let number: f64 = number.parse().map_err(|_| hint())?;
-    let millis_per_unit = match unit.trim() {
-        "ms" => 1.0,
-        "s" => 1_000.0,
-        "m" => 60_000.0,
-        "h" => 3_600_000.0,
-        _ => return Err(hint()),
-    };
-    let millis = number * millis_per_unit;
-    if !millis.is_finite() || millis > 1.0e12 {
-        return Err(hint());
-    }
-    // Whole microseconds are plenty; the cast cannot overflow after the check.
-    Ok(Duration::from_micros((millis * 1000.0) as u64))
+    units::parse_duration(text).map_err(|e| format!("cache: {key}: {e}"))
 }
 
 /// A byte count: an integer, or a string such as `"1MiB"`, `"512KiB"`, `"1000"`.
 pub fn parse_size(key: &str, value: &Value) -> Result<usize, String> {
-    let hint = |shown: &str| {
-        format!(
-            "cache: {key}: invalid size `{shown}`: expected bytes as an integer or a number followed by B, KB, KiB, MB, MiB, GB or GiB (for example \"1MiB\")"
-        )
-    };
-    let bytes = match value {
-        Value::Number(n) => n.as_u64().ok_or_else(|| hint(&n.to_string()))?,
-        Value::String(text) => {
-            let trimmed = text.trim();
-            let split = trimmed
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(trimmed.len());
-            let (number, unit) = trimmed.split_at(split);
-            let number: u64 = number.parse().map_err(|_| hint(text))?;
-            let multiplier: u64 = match unit.trim() {
-                "" | "B" => 1,
-                "KB" => 1_000,
-                "KiB" => 1 << 10,
-                "MB" => 1_000_000,
-                "MiB" => 1 << 20,
-                "GB" => 1_000_000_000,
-                "GiB" => 1 << 30,
-                _ => return Err(hint(text)),
-            };
-            number.checked_mul(multiplier).ok_or_else(|| hint(text))?
-        }
-        other => return Err(hint(&other.to_string())),
-    };
+    let bytes = units::size_from_json(value).map_err(|e| format!("cache: {key}: {e}"))?;
     if bytes == 0 {
         return Err(format!("cache: {key} must be at least 1 byte"));
     }
-    usize::try_from(bytes).map_err(|_| hint(&value.to_string()))
+    usize::try_from(bytes).map_err(|_| format!("cache: {key}: {bytes} bytes is too large"))
 }
 
 #[cfg(test)]

@@ -143,35 +143,9 @@ const DEFAULT_MAX_OUTPUT: usize = 8 << 20;
 /// A size: bytes as an integer, or a number with a unit, as the gateway's own
 /// sizes (`"512KiB"`, `"8MiB"`).
 fn parse_size(key: &str, value: &serde_json::Value) -> Result<usize, String> {
-    let hint = |shown: &str| {
-        format!(
-            "xml-json: `{key}` = `{shown}` is not a size: expected bytes as an integer or a number followed by B, KB, KiB, MB, MiB, GB or GiB (for example \"8MiB\")"
-        )
-    };
-    let bytes = match value {
-        serde_json::Value::Number(n) => n.as_u64().ok_or_else(|| hint(&n.to_string()))?,
-        serde_json::Value::String(text) => {
-            let trimmed = text.trim();
-            let split = trimmed
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(trimmed.len());
-            let (number, unit) = trimmed.split_at(split);
-            let number: u64 = number.parse().map_err(|_| hint(text))?;
-            let multiplier: u64 = match unit.trim() {
-                "" | "B" => 1,
-                "KB" => 1_000,
-                "KiB" => 1 << 10,
-                "MB" => 1_000_000,
-                "MiB" => 1 << 20,
-                "GB" => 1_000_000_000,
-                "GiB" => 1 << 30,
-                _ => return Err(hint(text)),
-            };
-            number.checked_mul(multiplier).ok_or_else(|| hint(text))?
-        }
-        other => return Err(hint(&other.to_string())),
-    };
-    usize::try_from(bytes).map_err(|_| hint(&value.to_string()))
+    let bytes =
+        plugin_sdk::units::size_from_json(value).map_err(|e| format!("xml-json: `{key}`: {e}"))?;
+    usize::try_from(bytes).map_err(|_| format!("xml-json: `{key}`: {bytes} bytes is too large"))
 }
 
 /// Nesting beyond this would risk the converters' recursion in the plugin's

@@ -365,8 +365,8 @@ fn config_errors() {
         ),
         (
             json!({ "max_output": "8 megs" }),
-            "xml-json: `max_output` = `8 megs` is not a size: expected bytes as an integer or a number followed by \
-             B, KB, KiB, MB, MiB, GB or GiB (for example \"8MiB\")",
+            "xml-json: `max_output`: invalid size `8 megs`: expected bytes as an integer or a number followed by \
+             B, KB, KiB, MB, MiB, GB or GiB (for example \"1MiB\")",
         ),
         (
             json!({ "max_output": 0 }),
