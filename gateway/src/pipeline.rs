@@ -134,7 +134,7 @@ impl Pipeline {
     pub fn request_body_cap(&self) -> Option<usize> {
         self.entries
             .iter()
-            .filter(|e| e.takes(Phases::REQUEST) && e.pool.info.reads_request_body)
+            .filter(|e| e.takes(Phases::REQUEST) && e.pool.reads_request_body())
             .map(|e| e.max_body)
             .min()
     }
@@ -145,7 +145,7 @@ impl Pipeline {
     pub fn response_body_cap(&self, upto: usize) -> Option<(usize, bool)> {
         let readers = self.entries[..upto]
             .iter()
-            .filter(|e| e.takes(Phases::RESPONSE) && e.pool.info.reads_response_body);
+            .filter(|e| e.takes(Phases::RESPONSE) && e.pool.reads_response_body());
         let cap = readers.clone().map(|e| e.max_body).min()?;
         Some((
             cap,
@@ -165,7 +165,7 @@ impl Pipeline {
             if !entry.takes(Phases::REQUEST) {
                 continue;
             }
-            let reads_body = entry.pool.info.reads_request_body;
+            let reads_body = entry.pool.reads_request_body();
             let lent_body = if reads_body {
                 None
             } else {
@@ -208,7 +208,7 @@ impl Pipeline {
             if !entry.takes(Phases::RESPONSE) {
                 continue;
             }
-            let reads_body = entry.pool.info.reads_response_body;
+            let reads_body = entry.pool.reads_response_body();
             let lent_body = if reads_body {
                 None
             } else {

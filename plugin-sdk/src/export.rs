@@ -44,9 +44,15 @@ pub fn describe<P: Plugin>(version: &str) -> PluginInfo {
 pub fn init<P: Plugin>(config: String) -> Result<WitPhases, String> {
     install_panic_hook();
     let plugin = P::init(Config::from_json(&config))?;
-    let phases = plugin.phases().intersect(P::PHASES);
+    let mut phases = to_wit_phases(plugin.phases().intersect(P::PHASES));
+    if P::READS_REQUEST_BODY && plugin.reads_request_body() {
+        phases |= WitPhases::REQUEST_BODY;
+    }
+    if P::READS_RESPONSE_BODY && plugin.reads_response_body() {
+        phases |= WitPhases::RESPONSE_BODY;
+    }
     INSTANCE.with(|cell| *cell.borrow_mut() = Some(Box::new(plugin)));
-    Ok(to_wit_phases(phases))
+    Ok(phases)
 }
 
 fn with_plugin<P: Plugin, R>(f: impl FnOnce(&P) -> R) -> R {

@@ -134,6 +134,19 @@ pub trait Plugin: Sized + 'static {
         Self::PHASES
     }
 
+    /// Whether this configured instance reads request bodies (default:
+    /// [`Plugin::READS_REQUEST_BODY`]). Return `false` when the config needs no
+    /// body, so the route's request bodies stream to the upstream unbuffered.
+    fn reads_request_body(&self) -> bool {
+        Self::READS_REQUEST_BODY
+    }
+
+    /// Whether this configured instance reads response bodies (default:
+    /// [`Plugin::READS_RESPONSE_BODY`]).
+    fn reads_response_body(&self) -> bool {
+        Self::READS_RESPONSE_BODY
+    }
+
     /// The request phase: edit the request, or answer it.
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
         let _ = (req, ctx);

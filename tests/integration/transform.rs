@@ -218,3 +218,50 @@ plugin = "xml-json"
     .await;
     assert_eq!(again.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_entries_whose_templates_read_bodies_buffer_them() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[upstreams.api]
+targets = ["{addr}"]
+
+[[routes]]
+name = "headers-only"
+path = "/headers-only"
+upstream = "api"
+[[routes.plugins]]
+plugin = "transform"
+max_body = "1KiB"
+config = {{ request = {{ headers = {{ x-route = "{{{{ route }}}}" }} }} }}
+
+[[routes]]
+name = "reads-body"
+path = "/reads-body"
+upstream = "api"
+[[routes.plugins]]
+plugin = "transform"
+max_body = "1KiB"
+config = {{ request = {{ headers = {{ x-sku = "{{{{ body.sku | default('-') }}}}" }} }} }}
+"#,
+        addr = upstream.addr
+    ));
+    let big = format!(r#"{{"sku": "A", "pad": "{}"}}"#, "x".repeat(4000));
+    let post = |path: &str| {
+        Request::post(gw.url(path))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(big.clone())))
+            .expect("request")
+    };
+    // Over the entry's cap, but this entry never reads the body: it streams.
+    let reply = send(&client(), post("/headers-only")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["headers"]["x-route"], "headers-only");
+    assert_eq!(reply.json()["body"].as_str().map(str::len), Some(big.len()));
+    // This one reads it, so the cap applies.
+    let reply = send(&client(), post("/reads-body")).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+}

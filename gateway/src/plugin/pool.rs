@@ -154,7 +154,7 @@ impl InstancePool {
             limits,
             deadline_ticks,
             idle: ArrayQueue::new(limits.pool_size.max(1)),
-            phases: phases & info.phases,
+            phases: phases & allowed_phases(&info),
             info,
             stats: EntryStats::default(),
         };
@@ -166,6 +166,16 @@ impl InstancePool {
     /// The plugin's name as it describes itself.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the configured instances read request bodies.
+    pub fn reads_request_body(&self) -> bool {
+        self.phases.contains(Phases::REQUEST_BODY)
+    }
+
+    /// Whether the configured instances read response bodies.
+    pub fn reads_response_body(&self) -> bool {
+        self.phases.contains(Phases::RESPONSE_BODY)
     }
 
     /// Most idle instances kept.
@@ -286,6 +296,19 @@ impl InstancePool {
         };
         Ok((Instance { store, bindings }, phases))
     }
+}
+
+/// What `init` may ask for: the phases `describe` declared and the bodies it
+/// said the plugin may read.
+fn allowed_phases(info: &PluginInfo) -> Phases {
+    let mut allowed = info.phases & (Phases::REQUEST | Phases::RESPONSE);
+    if info.reads_request_body {
+        allowed |= Phases::REQUEST_BODY;
+    }
+    if info.reads_response_body {
+        allowed |= Phases::RESPONSE_BODY;
+    }
+    allowed
 }
 
 enum InitFailure {

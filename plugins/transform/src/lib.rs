@@ -249,9 +249,9 @@ impl Transform {
 impl Plugin for Transform {
     const NAME: &'static str = "transform";
     const PHASES: Phases = Phases::ALL;
-    // Only a template that names `body` or `raw_body` needs them, but the SDK
-    // asks once per plugin, not per entry: bodies are buffered (up to the
-    // entry's `max_body`) whenever a phase runs.
+    // May read bodies; each configured instance says whether it does (only
+    // templates that name `body` or `raw_body` do), so an entry that maps
+    // headers only lets bodies stream by unbuffered.
     const READS_REQUEST_BODY: bool = true;
     const READS_RESPONSE_BODY: bool = true;
 
@@ -293,6 +293,14 @@ impl Plugin for Transform {
             response_vars,
             reads_upstream_body,
         })
+    }
+
+    fn reads_request_body(&self) -> bool {
+        self.request_vars.contains(Var::Body) || self.request_vars.contains(Var::RawBody)
+    }
+
+    fn reads_response_body(&self) -> bool {
+        self.reads_upstream_body
     }
 
     fn phases(&self) -> Phases {
