@@ -67,6 +67,11 @@ pub async fn handle(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
+    // Headers request-phase plugins set for the client, on whatever answer it
+    // gets (upstream, plugin or error), after every response hook.
+    for (name, value) in access.context.take_response_headers() {
+        response.headers_mut().insert(name, value);
+    }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let route_name = access.route.map_or("-", |route| route.name.as_str());
@@ -90,7 +95,7 @@ pub async fn handle(
             method = %method,
             path = %path,
             route = route_name,
-            consumer = access.consumer.as_deref().unwrap_or("-"),
+            consumer = access.context.get("consumer").map_or("-", String::as_str),
             status,
             micros = elapsed.as_micros() as u64,
             upstream_micros = access.upstream_micros,
@@ -104,7 +109,8 @@ pub async fn handle(
 #[derive(Default)]
 struct Access<'rt> {
     route: Option<&'rt Route>,
-    consumer: Option<String>,
+    /// The pipeline's context: the consumer and headers set for the client.
+    context: Context,
     upstream_micros: Option<u64>,
 }
 
@@ -146,7 +152,7 @@ async fn process<'rt>(
     }
 
     let pipeline = &route.pipeline;
-    let mut context = Context::new();
+    let context = &mut access.context;
     let mut respond_upto = pipeline.entries().len();
     let mut plugin_answer = None;
     if pipeline.has_request_phase() {
@@ -168,9 +174,7 @@ async fn process<'rt>(
             wit.body = Some(bytes.to_vec());
             body = body::empty();
         }
-        let phase = pipeline.run_request(&mut wit, &mut context).await;
-        access.consumer = context.get("consumer").cloned();
-        match phase? {
+        match pipeline.run_request(&mut wit, context).await? {
             RequestPhase::Proceed { edited } => {
                 if edited {
                     apply_request(&mut parts, &wit).map_err(|reason| RequestError::Plugin {
@@ -251,7 +255,7 @@ async fn process<'rt>(
 
     if pipeline.has_response_phase(respond_upto) {
         let edited = pipeline
-            .run_response(&mut wit_response, respond_upto, &mut context)
+            .run_response(&mut wit_response, respond_upto, context)
             .await?;
         if !edited && let (Some(parts), Some(stream)) = (upstream_parts.take(), stream.take()) {
             return Ok(Response::from_parts(parts, stream));

@@ -12,6 +12,8 @@ use crate::bindings::gateway::plugin::context as host;
 pub struct Context {
     #[cfg(not(target_arch = "wasm32"))]
     entries: std::collections::HashMap<String, String>,
+    #[cfg(not(target_arch = "wasm32"))]
+    response_headers: Vec<(String, String)>,
 }
 
 impl Context {
@@ -52,5 +54,38 @@ impl Context {
         return host::keys();
         #[cfg(not(target_arch = "wasm32"))]
         return self.entries.keys().cloned().collect();
+    }
+
+    /// Sets a header on the response the client will get, replacing one of the
+    /// same name, from any hook. The gateway adds it at the very end, after every
+    /// response hook (none of them sees it, and a cache does not store it), to
+    /// whatever answer the client gets: upstream, plugin or error.
+    ///
+    /// This is how a request-phase plugin reports on the request (rate-limit
+    /// counters, a computed id) without a response hook, which would cost a
+    /// second call into the plugin on every request.
+    ///
+    /// Refused with the reason for an invalid name or value, a hop-by-hop
+    /// header, `content-length` or `content-type`, or beyond 32 headers or 8 KiB
+    /// in all. Natively the name is only lower-cased and kept, for
+    /// [`Context::response_headers`].
+    pub fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), String> {
+        #[cfg(target_arch = "wasm32")]
+        return host::set_response_header(name, value);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let name = name.to_ascii_lowercase();
+            self.response_headers
+                .retain(|(existing, _)| *existing != name);
+            self.response_headers.push((name, value.to_string()));
+            Ok(())
+        }
+    }
+
+    /// The headers set with [`Context::set_response_header`], in order (native
+    /// tests only; inside the gateway they live in the host).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn response_headers(&self) -> &[(String, String)] {
+        &self.response_headers
     }
 }

@@ -70,3 +70,74 @@ config = {{ limits = [{{ rate = "2/minute", by = ["header:x-tenant"] }}, {{ rate
     assert_eq!(send(&client, get("/tenant", Some("a"))).await.status, 429);
     assert_eq!(send(&client, get("/tenant", Some("c"))).await.status, 200);
 }
+
+/// The `RateLimit-*` headers of an admitted request are set from the request
+/// phase: they reach the client whatever answers (upstream, a later plugin, a
+/// gateway error), and no response hook sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_headers_reach_every_kind_of_answer() {
+    let upstream = Upstream::start("api").await;
+    let down = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let down_addr = down.local_addr().expect("addr");
+    drop(down);
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstreams.api]
+targets = ["{addr}"]
+
+[upstreams.down]
+targets = ["{down_addr}"]
+
+[[routes]]
+name = "proxied"
+path = "/proxied"
+upstream = "api"
+[[routes.plugins]]
+plugin = "rate-limit"
+config = {{ limits = [{{ rate = "5/minute", by = ["route"] }}] }}
+# Runs its response hook before the client gets the answer: it must not see
+# (so cannot remove) what the request phase set.
+[[routes.plugins]]
+plugin = "headers"
+config = {{ response = {{ remove = ["ratelimit-limit"], set = {{ "x-saw" = "yes" }} }} }}
+
+[[routes]]
+name = "answered"
+path = "/answered"
+[[routes.plugins]]
+plugin = "rate-limit"
+config = {{ limits = [{{ rate = "5/minute", by = ["route"] }}] }}
+[[routes.plugins]]
+plugin = "respond"
+config = {{ status = 201, body = "made here" }}
+
+[[routes]]
+name = "broken"
+path = "/broken"
+upstream = "down"
+[[routes.plugins]]
+plugin = "rate-limit"
+config = {{ limits = [{{ rate = "5/minute", by = ["route"] }}] }}
+"#,
+        addr = upstream.addr
+    ));
+    let client = client();
+    let get = |path: &str| {
+        Request::get(gw.url(path))
+            .body(Full::<Bytes>::default())
+            .expect("request")
+    };
+    for (path, status) in [("/proxied", 200), ("/answered", 201), ("/broken", 502)] {
+        let reply = send(&client, get(path)).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        assert_eq!(reply.header("ratelimit-limit"), Some("5"), "{path}");
+        assert_eq!(reply.header("ratelimit-remaining"), Some("4"), "{path}");
+        assert!(reply.header("ratelimit-reset").is_some(), "{path}");
+    }
+    let reply = send(&client, get("/proxied")).await;
+    assert_eq!(reply.header("x-saw"), Some("yes"));
+    assert_eq!(reply.header("ratelimit-remaining"), Some("3"));
+}

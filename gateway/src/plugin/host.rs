@@ -20,8 +20,91 @@ const MAX_CONTEXT_KEY: usize = 256;
 /// Longest context value.
 const MAX_CONTEXT_VALUE: usize = 16 * 1024;
 
-/// The per-request key/value shared by a pipeline's plugins.
-pub type Context = HashMap<String, String>;
+/// Most headers request-phase plugins may set on the client's response.
+const MAX_RESPONSE_HEADERS: usize = 32;
+/// Most bytes of names and values they may set in all.
+const MAX_RESPONSE_HEADER_BYTES: usize = 8 * 1024;
+
+/// What a pipeline's plugins share for one request: key/value strings, and
+/// headers set for the client's response.
+#[derive(Debug, Default)]
+pub struct Context {
+    values: HashMap<String, String>,
+    response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    response_header_bytes: usize,
+}
+
+impl Context {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.values.get(key)
+    }
+
+    /// Stores `value` under `key` unless it is over a cap; says whether it did.
+    pub fn set(&mut self, key: String, value: String) -> bool {
+        let fits = key.len() <= MAX_CONTEXT_KEY && value.len() <= MAX_CONTEXT_VALUE;
+        let has_room = self.values.len() < MAX_CONTEXT_ENTRIES || self.values.contains_key(&key);
+        if fits && has_room {
+            self.values.insert(key, value);
+        }
+        fits && has_room
+    }
+
+    /// Sets a header for the client's response, replacing an earlier one of
+    /// the same name.
+    pub fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name `{}`", name.escape_default()))?;
+        if crate::proxy::is_hop_by_hop(&name)
+            || name == http::header::CONTENT_LENGTH
+            || name == http::header::CONTENT_TYPE
+        {
+            return Err(format!("`{name}` cannot be set this way"));
+        }
+        let value = http::HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header `{name}`"))?;
+        let bytes = name.as_str().len() + value.len();
+        let replaced = self
+            .response_headers
+            .iter()
+            .position(|(existing, _)| *existing == name);
+        let (count, freed) = match replaced {
+            Some(at) => {
+                let (old_name, old_value) = &self.response_headers[at];
+                (
+                    self.response_headers.len(),
+                    old_name.as_str().len() + old_value.len(),
+                )
+            }
+            None => (self.response_headers.len() + 1, 0),
+        };
+        if count > MAX_RESPONSE_HEADERS
+            || self.response_header_bytes - freed + bytes > MAX_RESPONSE_HEADER_BYTES
+        {
+            // Refused whole: an earlier value of the same name stays.
+            return Err(format!(
+                "over the cap of {MAX_RESPONSE_HEADERS} response headers or {MAX_RESPONSE_HEADER_BYTES} bytes"
+            ));
+        }
+        self.response_header_bytes = self.response_header_bytes - freed + bytes;
+        match replaced {
+            Some(at) => self.response_headers[at] = (name, value),
+            None => self.response_headers.push((name, value)),
+        }
+        Ok(())
+    }
+
+    /// Takes the headers set for the client's response.
+    pub fn take_response_headers(&mut self) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        self.response_header_bytes = 0;
+        std::mem::take(&mut self.response_headers)
+    }
+}
 
 /// Where an entry's `kv`, `rate-limit` and `cache` state lives.
 #[derive(Clone, Default)]
@@ -217,21 +300,22 @@ impl context::Host for HostState {
     }
 
     fn set(&mut self, key: String, value: String) {
-        let fits = key.len() <= MAX_CONTEXT_KEY && value.len() <= MAX_CONTEXT_VALUE;
-        let has_room = self.context.len() < MAX_CONTEXT_ENTRIES || self.context.contains_key(&key);
-        if fits && has_room {
-            self.context.insert(key, value);
-        } else {
-            tracing::warn!(plugin = &*self.plugin, key = %key.chars().take(64).collect::<String>(), "context entry refused: over the size or count limit");
+        let shown = key.chars().take(64).collect::<String>();
+        if !self.context.set(key, value) {
+            tracing::warn!(plugin = &*self.plugin, key = %shown, "context entry refused: over the size or count limit");
         }
     }
 
     fn remove(&mut self, key: String) {
-        self.context.remove(&key);
+        self.context.values.remove(&key);
     }
 
     fn keys(&mut self) -> Vec<String> {
-        self.context.keys().cloned().collect()
+        self.context.values.keys().cloned().collect()
+    }
+
+    fn set_response_header(&mut self, name: String, value: String) -> Result<(), String> {
+        self.context.set_response_header(&name, &value)
     }
 }
 
@@ -277,5 +361,56 @@ fn to_wit(consumer: &Consumer) -> consumers::Consumer {
         groups: consumer.groups.clone(),
         plan: consumer.plan.clone(),
         metadata: consumer.metadata.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_headers_replace_by_name_and_refuse_what_they_must() {
+        let mut context = Context::new();
+        assert_eq!(context.set_response_header("X-Count", "1"), Ok(()));
+        assert_eq!(context.set_response_header("x-count", "2"), Ok(()));
+        for (name, value) in [
+            ("bad name", "v"),
+            ("x-ok", "bad\nvalue"),
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
+        ] {
+            assert!(
+                context.set_response_header(name, value).is_err(),
+                "{name}: {value}"
+            );
+        }
+        let set = context.take_response_headers();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set[0].0.as_str(), "x-count");
+        assert_eq!(set[0].1, "2");
+        assert!(context.take_response_headers().is_empty());
+    }
+
+    #[test]
+    fn response_headers_are_capped_in_count_and_bytes() {
+        let mut context = Context::new();
+        for i in 0..MAX_RESPONSE_HEADERS {
+            assert_eq!(context.set_response_header(&format!("x-h{i}"), "v"), Ok(()));
+        }
+        assert!(context.set_response_header("x-one-more", "v").is_err());
+        // Replacing one in place is still allowed at the cap.
+        assert_eq!(context.set_response_header("x-h0", "w"), Ok(()));
+
+        let mut context = Context::new();
+        let big = "v".repeat(MAX_RESPONSE_HEADER_BYTES / 2);
+        assert_eq!(context.set_response_header("x-a", &big), Ok(()));
+        assert!(context.set_response_header("x-b", &big).is_err());
+        // A refused replacement keeps the earlier value.
+        let huge = "v".repeat(MAX_RESPONSE_HEADER_BYTES);
+        assert!(context.set_response_header("x-a", &huge).is_err());
+        assert_eq!(context.response_headers[0].1, big.as_str());
+        // The refused header did not count against the budget.
+        assert_eq!(context.set_response_header("x-c", "small"), Ok(()));
     }
 }

@@ -12,9 +12,8 @@ use super::bindings::{
 };
 use super::engine::{EPOCH_TICK, Ticking};
 use super::host::{Context, HostEnv, HostState};
-use crossbeam_queue::ArrayQueue;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use wasmtime::{Engine, Store, Trap};
 
@@ -82,7 +81,10 @@ pub struct InstancePool {
     env: HostEnv,
     limits: EntryLimits,
     deadline_ticks: u64,
-    idle: ArrayQueue<Instance>,
+    /// Idle instances, one stack per worker thread. A worker takes back the
+    /// instance it used last, whose memory is still in its core's caches, and
+    /// never hands an instance to another core while it has one of its own.
+    idle: Box<[Mutex<Vec<Instance>>]>,
     /// The plugin's self-description.
     pub info: PluginInfo,
     /// The phases this configured plugin takes part in.
@@ -153,13 +155,15 @@ impl InstancePool {
             env,
             limits,
             deadline_ticks,
-            idle: ArrayQueue::new(limits.pool_size.max(1)),
+            idle: (0..crate::worker::count())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             phases: phases & allowed_phases(&info),
             info,
             stats: EntryStats::default(),
         };
         pool.stats.instantiations.fetch_add(1, Ordering::Relaxed);
-        let _ = pool.idle.push(Instance { store, bindings });
+        pool.give_back(Instance { store, bindings });
         Ok(pool)
     }
 
@@ -178,14 +182,47 @@ impl InstancePool {
         self.phases.contains(Phases::RESPONSE_BODY)
     }
 
-    /// Most idle instances kept.
+    /// Most idle instances kept per worker.
     pub fn pool_size(&self) -> usize {
         self.limits.pool_size
     }
 
-    /// Idle instances now.
+    /// Idle instances now, over all workers.
     pub fn idle(&self) -> usize {
-        self.idle.len()
+        self.idle
+            .iter()
+            .map(|stack| stack.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// The current worker's stack of idle instances (threads that are not
+    /// workers, such as the one loading configs, use the first).
+    fn own_stack(&self) -> usize {
+        crate::worker::index() % self.idle.len()
+    }
+
+    /// An idle instance: the current worker's most recently used one, else one
+    /// another worker has spare (moving it is cheaper than instantiating).
+    fn take_idle(&self) -> Option<Instance> {
+        let own = self.own_stack();
+        let stacks = self.idle.len();
+        (0..stacks).find_map(|offset| {
+            self.idle[(own + offset) % stacks]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()
+        })
+    }
+
+    /// Keeps `instance` for the current worker's next call, unless it already
+    /// keeps `pool_size`: then the extra instance is dropped, freeing its memory.
+    fn give_back(&self, instance: Instance) {
+        let mut stack = self.idle[self.own_stack()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if stack.len() < self.limits.pool_size.max(1) {
+            stack.push(instance);
+        }
     }
 
     /// Runs the request hook on a warm instance.
@@ -224,7 +261,7 @@ impl InstancePool {
     /// for one call.
     async fn checkout(&self, context: &mut Context) -> Result<Instance, CallFailure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let mut instance = match self.idle.pop() {
+        let mut instance = match self.take_idle() {
             Some(instance) => instance,
             None => match self.instantiate().await {
                 Ok((instance, _)) => instance,
@@ -250,8 +287,7 @@ impl InstancePool {
         *context = std::mem::take(&mut instance.store.data_mut().context);
         match result {
             Ok(value) => {
-                // A full pool drops the extra instance, freeing its memory.
-                let _ = self.idle.push(instance);
+                self.give_back(instance);
                 Ok(value)
             }
             Err(err) => Err(self.classify(err, &instance.store)),

@@ -5,6 +5,6 @@ mod forwarded;
 mod traceparent;
 mod upstream;
 
-pub use forwarded::{TrustedProxies, apply_forwarded, strip_hop_by_hop};
+pub use forwarded::{TrustedProxies, apply_forwarded, is_hop_by_hop, strip_hop_by_hop};
 pub use traceparent::{TRACEPARENT, Traceparent};
 pub use upstream::Upstream;

@@ -9,7 +9,9 @@
 //! A refused request gets 429 with `Retry-After`, the IETF `RateLimit-Limit`,
 //! `RateLimit-Remaining` and `RateLimit-Reset` headers and a JSON body; an
 //! allowed one carries the same `RateLimit-*` headers (for the tightest limit)
-//! on its response.
+//! on its response. Those are set from the request phase with
+//! `Context::set_response_header`, so the plugin has no response hook: one call
+//! per request instead of two.
 
 use plugin_sdk::consumers::{self, UsagePlan};
 use plugin_sdk::rate_limit::{self, Decision, Policy, QuotaDecision};
@@ -21,9 +23,6 @@ use std::time::Duration;
 
 /// Consumers whose plan an instance remembers before starting over.
 const MAX_REMEMBERED_PLANS: usize = 10_000;
-
-/// Context key carrying the tightest decision to the response phase.
-const CONTEXT_KEY: &str = "rate-limit.headers";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,7 +266,7 @@ fn rate_limit_headers(response: Response, d: &Decision) -> Response {
 
 impl Plugin for RateLimit {
     const NAME: &'static str = "rate-limit";
-    const PHASES: Phases = Phases::REQUEST.union(Phases::RESPONSE);
+    const PHASES: Phases = Phases::REQUEST;
 
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
@@ -301,14 +300,6 @@ impl Plugin for RateLimit {
             usage_plans: settings.usage_plans,
             plans: RefCell::new(HashMap::new()),
         })
-    }
-
-    fn phases(&self) -> Phases {
-        if self.headers {
-            Phases::REQUEST.union(Phases::RESPONSE)
-        } else {
-            Phases::REQUEST
-        }
     }
 
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
@@ -356,24 +347,18 @@ impl Plugin for RateLimit {
         if self.headers
             && let Some(d) = tightest
         {
-            ctx.set(
-                CONTEXT_KEY,
-                format!("{},{},{}", d.limit, d.remaining, secs_ceil(d.reset)),
-            );
-        }
-        Action::Continue
-    }
-
-    fn on_response(&self, resp: &mut Response, ctx: &mut Context) {
-        let Some(values) = ctx.get(CONTEXT_KEY) else {
-            return;
-        };
-        let mut parts = values.split(',');
-        for name in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
-            if let Some(value) = parts.next() {
-                resp.headers_mut().set(name, value);
+            let values = [
+                ("ratelimit-limit", d.limit.to_string()),
+                ("ratelimit-remaining", d.remaining.to_string()),
+                ("ratelimit-reset", secs_ceil(d.reset).to_string()),
+            ];
+            for (name, value) in values {
+                if let Err(error) = ctx.set_response_header(name, &value) {
+                    log::warn(&format!("rate-limit: cannot set {name}: {error}"));
+                }
             }
         }
+        Action::Continue
     }
 }
 
@@ -437,10 +422,19 @@ mod tests {
         let mut ctx = Context::new();
         let mut req = Request::new("GET", "/z");
         assert_eq!(status(&limiter.on_request(&mut req, &mut ctx)), 200);
-        let mut resp = Response::new(200);
-        limiter.on_response(&mut resp, &mut ctx);
-        assert_eq!(resp.headers().get("ratelimit-limit"), Some("2"));
-        assert_eq!(resp.headers().get("ratelimit-remaining"), Some("1"));
+        let set = ctx.response_headers();
+        assert!(
+            set.contains(&("ratelimit-limit".into(), "2".into())),
+            "{set:?}"
+        );
+        assert!(
+            set.contains(&("ratelimit-remaining".into(), "1".into())),
+            "{set:?}"
+        );
+        assert!(
+            set.contains(&("ratelimit-reset".into(), "1".into())),
+            "{set:?}"
+        );
     }
 
     fn register_plan_consumer(name: &str, plan: UsagePlan) {
