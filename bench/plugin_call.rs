@@ -90,6 +90,13 @@ async fn measure(name: &str, pipeline: &Pipeline) {
 
 async fn measure_with(name: &str, pipeline: &Pipeline, make: impl Fn() -> Request) {
     const BATCH: u32 = 2_000;
+    // `PLUGIN_CALL_ONLY=no-op` measures only the cases whose name contains it
+    // (to profile one case).
+    if let Ok(only) = std::env::var("PLUGIN_CALL_ONLY")
+        && !name.contains(&only)
+    {
+        return;
+    }
     let mut per_call = Vec::new();
     for round in 0..60 {
         let mut req = make();

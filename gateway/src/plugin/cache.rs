@@ -6,9 +6,14 @@
 //! one request is "being filled" until that request stores or releases it or
 //! its lease (the wait it asked for) ends; requests missing the same key
 //! meanwhile wait for the fill instead of going upstream too.
+//!
+//! Each fill has an id, kept in the filling request's context: a request whose
+//! lease ran out (and whose key another request now fills) ends only its own
+//! fill when it finally stores or releases, never its successor's.
 
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -131,14 +136,15 @@ impl moka::Expiry<Key, Stored> for Lifetime {
 /// A key being filled: its lease and the channel its waiters watch (closed
 /// when the fill ends).
 struct Fill {
+    id: u64,
     until: Instant,
     done: watch::Sender<()>,
 }
 
 /// What a lookup found out about filling a missed key.
 pub enum Miss {
-    /// The caller fills it.
-    Fill,
+    /// The caller fills it; the id ends this fill and no other.
+    Fill(u64),
     /// Someone else is filling it: wait on this until it ends.
     Wait(watch::Receiver<()>, Instant),
 }
@@ -147,6 +153,7 @@ pub enum Miss {
 pub struct ResponseCache {
     entries: moka::sync::Cache<Key, Stored>,
     fills: Mutex<HashMap<Key, Fill>>,
+    next_fill: AtomicU64,
     capacity: u64,
     max_entry: usize,
 }
@@ -165,6 +172,7 @@ impl ResponseCache {
         Self {
             entries,
             fills: Mutex::new(HashMap::new()),
+            next_fill: AtomicU64::new(1),
             capacity,
             max_entry,
         }
@@ -252,20 +260,26 @@ impl ResponseCache {
             fills.retain(|_, fill| fill.until > now);
         }
         let (done, _) = watch::channel(());
+        let fill = self.next_fill.fetch_add(1, Ordering::Relaxed);
         fills.insert(
             id,
             Fill {
+                id: fill,
                 until: now + lease,
                 done,
             },
         );
-        Miss::Fill
+        Miss::Fill(fill)
     }
 
-    /// Ends the fill of `key`, waking its waiters.
-    pub fn end_fill(&self, namespace: &Arc<str>, key: &str) {
+    /// Ends fill `fill` of `key`, waking its waiters; a later fill of the key
+    /// (after this one's lease ran out) is left alone.
+    pub fn end_fill(&self, namespace: &Arc<str>, key: &str, fill: u64) {
         let mut fills = self.fills.lock().unwrap_or_else(|p| p.into_inner());
-        fills.remove(&(namespace.clone(), key.to_string()));
+        let id = (namespace.clone(), key.to_string());
+        if fills.get(&id).is_some_and(|current| current.id == fill) {
+            fills.remove(&id);
+        }
     }
 }
 
@@ -359,10 +373,9 @@ mod tests {
     async fn one_request_fills_and_the_others_wait_for_it() {
         let cache = Arc::new(ResponseCache::new(1 << 20, 1000));
         let a: Arc<str> = Arc::from("a");
-        assert!(matches!(
-            cache.miss(&a, "k", Duration::from_secs(5)),
-            Miss::Fill
-        ));
+        let Miss::Fill(fill) = cache.miss(&a, "k", Duration::from_secs(5)) else {
+            panic!("the first miss should fill");
+        };
         let Miss::Wait(done, until) = cache.miss(&a, "k", Duration::from_secs(5)) else {
             panic!("a second miss should wait");
         };
@@ -373,7 +386,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         cache.put(&a, "k", entry("v"), Duration::from_secs(60));
-        cache.end_fill(&a, "k");
+        cache.end_fill(&a, "k", fill);
         let waited = waiter.await.unwrap_or(Duration::MAX);
         assert!(
             waited < Duration::from_secs(4),
@@ -382,7 +395,7 @@ mod tests {
         // The fill is over: the next miss fills again.
         assert!(matches!(
             cache.miss(&a, "k", Duration::from_secs(5)),
-            Miss::Fill
+            Miss::Fill(_)
         ));
     }
 
@@ -392,7 +405,7 @@ mod tests {
         let a: Arc<str> = Arc::from("a");
         assert!(matches!(
             cache.miss(&a, "k", Duration::from_millis(40)),
-            Miss::Fill
+            Miss::Fill(_)
         ));
         let Miss::Wait(done, until) = cache.miss(&a, "k", Duration::from_millis(40)) else {
             panic!("a second miss should wait");
@@ -402,7 +415,34 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(30));
         assert!(matches!(
             cache.miss(&a, "k", Duration::from_millis(40)),
-            Miss::Fill
+            Miss::Fill(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_late_filler_ends_only_its_own_fill() {
+        let cache = ResponseCache::new(1 << 20, 1000);
+        let a: Arc<str> = Arc::from("a");
+        let Miss::Fill(late) = cache.miss(&a, "k", Duration::from_millis(20)) else {
+            panic!("the first miss should fill");
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The first lease ran out: the next miss takes the fill over.
+        let Miss::Fill(current) = cache.miss(&a, "k", Duration::from_secs(5)) else {
+            panic!("an expired fill should be taken over");
+        };
+        assert_ne!(late, current);
+        // The first filler finishes late: the current fill must go on, so
+        // requests arriving now still wait for it instead of going upstream.
+        cache.end_fill(&a, "k", late);
+        assert!(matches!(
+            cache.miss(&a, "k", Duration::from_secs(5)),
+            Miss::Wait(..)
+        ));
+        cache.end_fill(&a, "k", current);
+        assert!(matches!(
+            cache.miss(&a, "k", Duration::from_secs(5)),
+            Miss::Fill(_)
         ));
     }
 }

@@ -367,7 +367,8 @@ impl cache::Host for HostState {
             .response_cache()
             .miss(&self.env.namespace, &key, wait)
         {
-            Miss::Fill => {
+            Miss::Fill(fill) => {
+                self.context.start_fill(&self.env.namespace, &key, fill);
                 Metrics::count(lookups, "miss");
                 None
             }
@@ -413,7 +414,9 @@ impl cache::Host for HostState {
                     done.is_ok()
                 }
             };
-        local.end_fill(&self.env.namespace, &key);
+        if let Some(fill) = self.context.take_fill(&self.env.namespace, &key) {
+            local.end_fill(&self.env.namespace, &key, fill);
+        }
         if stored {
             metrics().cache_stores.inc();
         }
@@ -421,10 +424,12 @@ impl cache::Host for HostState {
     }
 
     fn release(&mut self, key: String) {
-        self.env
-            .services
-            .response_cache()
-            .end_fill(&self.env.namespace, &key);
+        if let Some(fill) = self.context.take_fill(&self.env.namespace, &key) {
+            self.env
+                .services
+                .response_cache()
+                .end_fill(&self.env.namespace, &key, fill);
+        }
     }
 
     async fn purge(&mut self, key: String) {

@@ -32,6 +32,10 @@ pub struct Context {
     values: HashMap<String, String>,
     response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     response_header_bytes: usize,
+    /// Cache fills this request owns (namespace, key, fill id), from a missed
+    /// `cache.lookup` in the request phase to `put` or `release` in the
+    /// response phase, whichever instance serves it.
+    fills: Vec<(Arc<str>, String, u64)>,
 }
 
 impl Context {
@@ -97,6 +101,24 @@ impl Context {
             None => self.response_headers.push((name, value)),
         }
         Ok(())
+    }
+
+    /// Notes that this request fills `key` (fill id `fill`).
+    pub fn start_fill(&mut self, namespace: &Arc<str>, key: &str, fill: u64) {
+        // One lookup per key and request in practice; the cap only bounds a
+        // plugin that misses in a loop (its older fills then end by lease).
+        if self.fills.len() < MAX_CONTEXT_ENTRIES {
+            self.fills.push((namespace.clone(), key.to_string(), fill));
+        }
+    }
+
+    /// The id of this request's fill of `key`, forgotten here.
+    pub fn take_fill(&mut self, namespace: &Arc<str>, key: &str) -> Option<u64> {
+        let at = self
+            .fills
+            .iter()
+            .position(|(ns, k, _)| ns == namespace && k == key)?;
+        Some(self.fills.swap_remove(at).2)
     }
 
     /// Takes the headers set for the client's response.
