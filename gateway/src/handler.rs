@@ -3,7 +3,6 @@
 
 use crate::body::{self, Body};
 use crate::error::{Origin, RequestError};
-use crate::metrics::metrics;
 use crate::pipeline::RequestPhase;
 use crate::plugin::{
     Context, Request as WitRequest, Response as WitResponse, decode_headers, encode_headers,
@@ -42,13 +41,15 @@ pub async fn handle(
     let started = Instant::now();
     let mut request = request;
     let request_id = request_id(request.headers());
+    let id = request_id.to_str().unwrap_or("-");
     let trace = Traceparent::continue_or_start(request.headers());
-    if let Ok(value) = HeaderValue::from_str(&trace.header()) {
+    if let Ok(value) = HeaderValue::try_from(trace.header()) {
         request.headers_mut().insert(TRACEPARENT.clone(), value);
     }
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let span = tracing::info_span!("request", id = %request_id);
+    // For the access log; cloning a parsed URI shares its bytes.
+    let uri = request.uri().clone();
+    let span = tracing::info_span!("request", id = %id);
     let mut access = Access::default();
     let result = process(&runtime, request, conn, &request_id, &mut access)
         .instrument(span.clone())
@@ -61,12 +62,12 @@ pub async fn handle(
                 Origin::Client => tracing::debug!(error = %err, "request refused"),
                 _ => tracing::warn!(error = %err, "request failed"),
             }
-            err.into_response(&request_id)
+            err.into_response(id)
         }
     };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
-    }
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
     // Headers request-phase plugins set for the client, on whatever answer it
     // gets (upstream, plugin or error), after every response hook.
     for (name, value) in access.context.take_response_headers() {
@@ -75,25 +76,21 @@ pub async fn handle(
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let route_name = access.route.map_or("-", |route| route.name.as_str());
-    if let Some(route) = access.route {
-        route.latency.observe(elapsed.as_secs_f64());
+    match access.route {
+        Some(route) => {
+            route.latency.observe(elapsed.as_secs_f64());
+            route.requests.inc(&method, status);
+        }
+        None => runtime.unrouted.inc(&method, status),
     }
-    metrics()
-        .requests
-        .get_or_create(&[
-            ("route", route_name.to_string()),
-            ("method", method.as_str().to_string()),
-            ("status", status.to_string()),
-        ])
-        .inc();
     if status >= 400 || runtime.limits.access_log.sampled() {
         tracing::info!(
             target: "access",
-            request_id = %request_id,
+            request_id = %id,
             trace_id = %trace.trace_id,
             client = %conn.peer,
             method = %method,
-            path = %path,
+            path = %uri.path(),
             route = route_name,
             consumer = access.context.get("consumer").map_or("-", String::as_str),
             status,
@@ -118,13 +115,16 @@ async fn process<'rt>(
     runtime: &'rt Runtime,
     request: Request<Body>,
     conn: Connection,
-    request_id: &str,
+    request_id: &HeaderValue,
     access: &mut Access<'rt>,
 ) -> Result<Response<Body>, RequestError> {
-    let authority = authority(&request);
     let matched = runtime
         .router
-        .find(authority.as_deref(), request.method(), request.uri().path())
+        .find(
+            authority(request.uri(), request.headers()),
+            request.method(),
+            request.uri().path(),
+        )
         .map_err(|miss| match miss {
             Miss::NotFound => RequestError::NoRoute,
             Miss::MethodNotAllowed(methods) => RequestError::MethodNotAllowed {
@@ -147,22 +147,16 @@ async fn process<'rt>(
     let (mut parts, body) = request.into_parts();
     let mut body = limit_body(body, limit);
     // Plugins see the id the client will get back (to quote it in their answers).
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        parts.headers.insert(X_REQUEST_ID.clone(), value);
-    }
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
 
     let pipeline = &route.pipeline;
     let context = &mut access.context;
     let mut respond_upto = pipeline.entries().len();
     let mut plugin_answer = None;
     if pipeline.has_request_phase() {
-        let mut wit = wit_request(
-            &parts,
-            conn,
-            route,
-            matched.params,
-            authority.unwrap_or_default(),
-        );
+        let mut wit = wit_request(&parts, conn, route, matched.params);
         if let Some(cap) = pipeline.request_body_cap() {
             let cap = cap.min(usize::try_from(limit).unwrap_or(usize::MAX));
             let bytes = collect(body, cap).await.map_err(|err| match err {
@@ -271,7 +265,7 @@ async fn forward(
     mut parts: Parts,
     body: Body,
     conn: Connection,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, RequestError> {
     let limit = runtime.limits.max_request_body;
     let upstream = route
@@ -280,33 +274,26 @@ async fn forward(
         .ok_or_else(|| RequestError::NoAnswer {
             route: route.name.clone(),
         })?;
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
+    // The host the client asked for, as a header value (for HTTP/1 a shared
+    // copy of its `Host`).
+    let authority = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
     strip_hop_by_hop(&mut parts.headers);
     apply_forwarded(
         &mut parts.headers,
         conn.peer,
         conn.scheme,
-        authority.as_deref(),
+        authority.as_ref(),
         &runtime.limits.trusted_proxies,
     );
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        parts.headers.insert(X_REQUEST_ID.clone(), value);
-    }
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
     if route.preserve_host
         && !parts.headers.contains_key(header::HOST)
         && let Some(value) = authority
-            .as_deref()
-            .and_then(|a| HeaderValue::from_str(a).ok())
     {
         parts.headers.insert(header::HOST, value);
     }
@@ -320,12 +307,18 @@ async fn forward(
         },
         None => path,
     };
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_string(),
+    let path_and_query = match parts.uri.path_and_query() {
+        // Unchanged: share the parsed bytes.
+        Some(unchanged) if path.len() == unchanged.path().len() => unchanged.clone(),
+        _ => {
+            let rebuilt = match parts.uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path.to_string(),
+            };
+            PathAndQuery::try_from(rebuilt)
+                .map_err(|e| RequestError::BadRequest(format!("invalid path: {e}")))?
+        }
     };
-    let path_and_query = PathAndQuery::try_from(path_and_query)
-        .map_err(|e| RequestError::BadRequest(format!("invalid path: {e}")))?;
 
     let request = Request::from_parts(parts, body);
     let mut response = upstream
@@ -339,26 +332,27 @@ async fn forward(
     Ok(response)
 }
 
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+/// The client's `X-Request-Id` when it is sane (1 to 200 visible ASCII
+/// characters), else a new UUID.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(&X_REQUEST_ID)
+        && (1..=200).contains(&id.len())
+        && id.as_bytes().iter().all(u8::is_ascii_graphic)
+    {
+        return id.clone();
+    }
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
-fn authority(request: &Request<Body>) -> Option<String> {
-    request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
+/// The host the client asked for: the URI's authority (HTTP/2, absolute
+/// form) or the `Host` header.
+fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    match uri.authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -429,12 +423,13 @@ fn wit_request(
     conn: Connection,
     route: &Route,
     params: Vec<(String, String)>,
-    authority: String,
 ) -> WitRequest {
     WitRequest {
         method: parts.method.as_str().to_string(),
         scheme: conn.scheme.to_string(),
-        authority,
+        authority: authority(&parts.uri, &parts.headers)
+            .unwrap_or_default()
+            .to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
         headers: encode_headers(&parts.headers),

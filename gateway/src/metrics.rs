@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 /// One label.
 type Label = [(&'static str, &'static str); 1];
@@ -188,6 +188,73 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &registry);
         text
+    }
+}
+
+/// The request counters of one route, by method and status, each resolved from
+/// [`Metrics::requests`] once per worker thread instead of on every request
+/// (which hashes three labels, allocates them and takes the family's lock).
+pub struct RequestCounters {
+    route: String,
+    per_worker: Box<[Mutex<Vec<KnownCounter>>]>,
+}
+
+/// A counter a worker resolved: method label, status, counter.
+type KnownCounter = (&'static str, u16, Counter);
+
+/// Combinations a worker remembers per route; rarer ones take the slow path.
+const REMEMBERED_COUNTERS: usize = 64;
+
+impl RequestCounters {
+    /// Counters for `route` (`-` for requests that matched none).
+    pub fn new(route: &str) -> Self {
+        Self {
+            route: route.to_string(),
+            per_worker: (0..crate::worker::count())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+        }
+    }
+
+    /// Counts one request.
+    pub fn inc(&self, method: &http::Method, status: u16) {
+        let method = method_label(method);
+        let slot = &self.per_worker[crate::worker::index() % self.per_worker.len()];
+        let mut known = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, counter)) = known.iter().find(|(m, s, _)| *m == method && *s == status) {
+            counter.inc();
+            return;
+        }
+        let counter = metrics()
+            .requests
+            .get_or_create(&[
+                ("route", self.route.clone()),
+                ("method", method.to_string()),
+                ("status", status.to_string()),
+            ])
+            .clone();
+        counter.inc();
+        if known.len() < REMEMBERED_COUNTERS {
+            known.push((method, status, counter));
+        }
+    }
+}
+
+/// The method as a label: the standard ones by name, any other as `OTHER`, so
+/// clients inventing methods cannot grow the metrics without bound.
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
     }
 }
 

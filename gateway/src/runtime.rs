@@ -34,6 +34,8 @@ pub struct Route {
     pub preserve_host: bool,
     /// Request latency, in the metrics.
     pub latency: prometheus_client::metrics::histogram::Histogram,
+    /// Requests by method and status, in the metrics.
+    pub requests: crate::metrics::RequestCounters,
 }
 
 /// Which successful requests the access log records (errors always are).
@@ -93,6 +95,8 @@ pub struct Runtime {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// The certificate the listener presents, with `[server.tls]`.
     pub tls: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// Requests that matched no route, in the metrics.
+    pub unrouted: crate::metrics::RequestCounters,
 }
 
 impl Runtime {
@@ -190,6 +194,7 @@ impl Runtime {
             },
             redis: env.redis.clone(),
             upstreams,
+            unrouted: crate::metrics::RequestCounters::new("-"),
             tls: match &config.server.tls {
                 Some(tls) => Some(crate::tls::load(source, tls)?),
                 None => None,
@@ -308,8 +313,9 @@ async fn build_route(
             preserve_host: route.preserve_host,
             latency: metrics()
                 .request_duration
-                .get_or_create(&[("route", name_for_metrics)])
+                .get_or_create(&[("route", name_for_metrics.clone())])
                 .clone(),
+            requests: crate::metrics::RequestCounters::new(&name_for_metrics),
         },
         spec,
     ))

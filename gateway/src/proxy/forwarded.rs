@@ -90,50 +90,64 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn apply_forwarded(
     headers: &mut HeaderMap,
     peer: SocketAddr,
-    scheme: &str,
-    host: Option<&str>,
+    scheme: &'static str,
+    host: Option<&HeaderValue>,
     trusted: &TrustedProxies,
 ) {
     let ip = peer.ip().to_canonical();
     let believe = trusted.trusts(ip);
     let ip_text = ip.to_string();
 
+    let mut element = String::with_capacity(ip_text.len() + 64);
+    element.push_str("for=");
+    match ip {
+        IpAddr::V4(_) => element.push_str(&ip_text),
+        IpAddr::V6(_) => {
+            element.push_str("\"[");
+            element.push_str(&ip_text);
+            element.push_str("]\"");
+        }
+    }
+    element.push_str(";proto=");
+    element.push_str(scheme);
+    if let Some(host) = host
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
+    {
+        element.push_str(";host=\"");
+        element.push_str(host);
+        element.push('"');
+    }
+    let forwarded = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prior) if believe => format!("{prior}, {element}"),
+        _ => element,
+    };
+    set(headers, &FORWARDED, forwarded);
+
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if believe => format!("{prior}, {ip_text}"),
-        _ => ip_text.clone(),
+        _ => ip_text,
     };
-    set(headers, &X_FORWARDED_FOR, &xff);
+    set(headers, &X_FORWARDED_FOR, xff);
 
     if !(believe && headers.contains_key(&X_FORWARDED_PROTO)) {
-        set(headers, &X_FORWARDED_PROTO, scheme);
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
     match host {
         Some(host) if !(believe && headers.contains_key(&X_FORWARDED_HOST)) => {
-            set(headers, &X_FORWARDED_HOST, host);
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
         }
         None if !believe => {
             headers.remove(&X_FORWARDED_HOST);
         }
         _ => {}
     }
-
-    let node = match ip {
-        IpAddr::V4(_) => ip_text,
-        IpAddr::V6(_) => format!("\"[{ip_text}]\""),
-    };
-    let mut element = format!("for={node};proto={scheme}");
-    if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
-        element.push_str(&format!(";host=\"{host}\""));
-    }
-    let forwarded = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prior) if believe => format!("{prior}, {element}"),
-        _ => element,
-    };
-    set(headers, &FORWARDED, &forwarded);
 }
 
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
+/// Sets `name` to `value` (taken without copying), or removes it when `value`
+/// is not a valid header value.
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
+    if let Ok(value) = HeaderValue::try_from(value) {
         headers.insert(name.clone(), value);
     } else {
         headers.remove(name);
@@ -157,7 +171,7 @@ mod tests {
             &mut headers,
             peer(),
             "http",
-            Some("api.test"),
+            Some(&HeaderValue::from_static("api.test")),
             &TrustedProxies::default(),
         );
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");

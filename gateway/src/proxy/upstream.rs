@@ -16,7 +16,8 @@ use toml::Spanned;
 pub struct Upstream {
     /// The name routes refer to it by.
     pub name: String,
-    targets: Vec<Authority>,
+    /// Each target's authority, and the same as a `Host` header value.
+    targets: Vec<(Authority, http::HeaderValue)>,
     next: AtomicUsize,
     /// One pool per worker thread, so a pooled connection is always driven by
     /// the thread that uses it.
@@ -50,7 +51,11 @@ impl Upstream {
             .targets
             .iter()
             .map(|target| {
-                parse_target(target.get_ref()).map_err(|msg| source.error(target.span(), msg))
+                let authority = parse_target(target.get_ref())
+                    .map_err(|msg| source.error(target.span(), msg))?;
+                let host = http::HeaderValue::from_str(authority.as_str())
+                    .map_err(|_| source.error(target.span(), "invalid target"))?;
+                Ok((authority, host))
             })
             .collect::<Result<Vec<_>, _>>()?;
 
@@ -82,7 +87,11 @@ impl Upstream {
     }
 
     /// The next target, round robin.
-    fn pick(&self) -> &Authority {
+    fn pick(&self) -> &(Authority, http::HeaderValue) {
+        if let [only] = self.targets.as_slice() {
+            // No shared counter to bump (and bounce between cores).
+            return only;
+        }
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
         &self.targets[index]
     }
@@ -95,17 +104,18 @@ impl Upstream {
         path_and_query: PathAndQuery,
         set_host: bool,
     ) -> Result<Response<Body>, RequestError> {
-        let target = self.pick().clone();
-        if set_host && let Ok(value) = http::HeaderValue::from_str(target.as_str()) {
-            request.headers_mut().insert(http::header::HOST, value);
+        let (authority, host) = self.pick();
+        if set_host {
+            request
+                .headers_mut()
+                .insert(http::header::HOST, host.clone());
         }
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(target)
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| RequestError::BadRequest(e.to_string()))?;
-        *request.uri_mut() = uri;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(authority.clone());
+        uri.path_and_query = Some(path_and_query);
+        *request.uri_mut() =
+            Uri::from_parts(uri).map_err(|e| RequestError::BadRequest(e.to_string()))?;
         *request.version_mut() = Version::HTTP_11;
 
         let client = &self.clients[crate::worker::index() % self.clients.len()];
