@@ -171,7 +171,7 @@ async fn process<'rt>(
         match pipeline.run_request(&mut wit, context).await? {
             RequestPhase::Proceed { edited } => {
                 if edited {
-                    apply_request(&mut parts, &wit).map_err(|reason| RequestError::Plugin {
+                    apply_request(&mut parts, &mut wit).map_err(|reason| RequestError::Plugin {
                         plugin: "request phase".to_string(),
                         reason,
                     })?;
@@ -449,11 +449,17 @@ fn wit_response(parts: &http::response::Parts) -> WitResponse {
 }
 
 /// Writes a plugin's edits back into the request head.
-fn apply_request(parts: &mut Parts, wit: &WitRequest) -> Result<(), String> {
+fn apply_request(parts: &mut Parts, wit: &mut WitRequest) -> Result<(), String> {
     parts.method = Method::from_bytes(wit.method.as_bytes())
         .map_err(|_| format!("invalid method `{}`", wit.method))?;
     if !wit.path.starts_with('/') {
         return Err(format!("invalid path `{}`: must start with `/`", wit.path));
+    }
+    let unchanged =
+        wit.path == parts.uri.path() && wit.query == parts.uri.query().unwrap_or_default();
+    if unchanged {
+        parts.headers = decode_headers(std::mem::take(&mut wit.headers))?;
+        return Ok(());
     }
     let path_and_query = if wit.query.is_empty() {
         wit.path.clone()
@@ -470,7 +476,7 @@ fn apply_request(parts: &mut Parts, wit: &WitRequest) -> Result<(), String> {
     parts.uri = uri
         .build()
         .map_err(|e| format!("invalid path or query: {e}"))?;
-    parts.headers = decode_headers(&wit.headers)?;
+    parts.headers = decode_headers(std::mem::take(&mut wit.headers))?;
     Ok(())
 }
 
@@ -486,7 +492,7 @@ fn into_http_response(
     };
     let status = StatusCode::from_u16(wit.status)
         .map_err(|_| invalid(format!("invalid status {}", wit.status)))?;
-    let mut headers = decode_headers(&wit.headers).map_err(invalid)?;
+    let mut headers = decode_headers(wit.headers).map_err(invalid)?;
     strip_hop_by_hop(&mut headers);
     let body = match (wit.body, stream) {
         (Some(bytes), _) => {

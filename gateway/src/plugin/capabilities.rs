@@ -60,11 +60,11 @@ impl HostState {
 impl http_client::Host for HostState {
     async fn send(
         &mut self,
-        request: http_client::OutgoingRequest,
+        mut request: http_client::OutgoingRequest,
     ) -> Result<http_client::IncomingResponse, http_client::Error> {
         let started = Instant::now();
         let uri = check_url(&request.url, &self.env.allowed_hosts).map_err(to_wit)?;
-        let headers = decode_headers(&request.headers)
+        let headers = decode_headers(std::mem::take(&mut request.headers))
             .map_err(|e| http_client::Error::InvalidRequest(format!("bad headers: {e}")))?;
         let method = http::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| http_client::Error::InvalidRequest("bad method".into()))?;
