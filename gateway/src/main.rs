@@ -13,12 +13,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-// mimalloc: per-thread free lists suit workers that each allocate and free a
-// request's buffers on one thread; glibc's malloc cost several percent of a
-// proxied request's CPU.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "gateway",

@@ -49,14 +49,16 @@ impl Context {
         self.values.get(key)
     }
 
-    /// Stores `value` under `key` unless it is over a cap; says whether it did.
-    pub fn set(&mut self, key: String, value: String) -> bool {
+    /// Stores `value` under `key` unless it is over a cap, in which case the
+    /// key is handed back.
+    pub fn set(&mut self, key: String, value: String) -> Result<(), String> {
         let fits = key.len() <= MAX_CONTEXT_KEY && value.len() <= MAX_CONTEXT_VALUE;
         let has_room = self.values.len() < MAX_CONTEXT_ENTRIES || self.values.contains_key(&key);
-        if fits && has_room {
-            self.values.insert(key, value);
+        if !(fits && has_room) {
+            return Err(key);
         }
-        fits && has_room
+        self.values.insert(key, value);
+        Ok(())
     }
 
     /// Sets a header for the client's response, replacing an earlier one of
@@ -322,8 +324,8 @@ impl context::Host for HostState {
     }
 
     fn set(&mut self, key: String, value: String) {
-        let shown = key.chars().take(64).collect::<String>();
-        if !self.context.set(key, value) {
+        if let Err(key) = self.context.set(key, value) {
+            let shown = key.chars().take(64).collect::<String>();
             tracing::warn!(plugin = &*self.plugin, key = %shown, "context entry refused: over the size or count limit");
         }
     }
