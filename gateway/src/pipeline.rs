@@ -9,7 +9,8 @@ use crate::config::OnError;
 use crate::error::RequestError;
 use crate::metrics::metrics;
 use crate::plugin::{
-    CallFailure, Context, InstancePool, Phases, Request, RequestOutcome, Response, ResponseOutcome,
+    CallFailure, Context, InstancePool, Phases, Request, RequestEdit, RequestOutcome, Response,
+    ResponseOutcome,
 };
 use prometheus_client::metrics::histogram::Histogram;
 use std::time::Instant;
@@ -243,13 +244,22 @@ impl Pipeline {
 }
 
 /// Takes what a plugin may change from its edited request.
-fn apply_request_edit(request: &mut Request, new: Request) {
-    request.method = new.method;
-    request.path = new.path;
-    request.query = new.query;
-    request.headers = new.headers;
-    if new.body.is_some() {
-        request.body = new.body;
+/// Applies the parts a plugin changed; later entries see the result.
+fn apply_request_edit(request: &mut Request, edit: RequestEdit) {
+    if let Some(method) = edit.method {
+        request.method = method;
+    }
+    if let Some(path) = edit.path {
+        request.path = path;
+    }
+    if let Some(query) = edit.query {
+        request.query = query;
+    }
+    if let Some(headers) = edit.headers {
+        request.headers = headers;
+    }
+    if edit.body.is_some() {
+        request.body = edit.body;
     }
 }
 

@@ -5,7 +5,7 @@ use crate::bindings::exports::gateway::plugin::handler::{
     PluginInfo, RequestOutcome, ResponseOutcome,
 };
 use crate::bindings::gateway::plugin::types::{
-    Phases as WitPhases, Request as WitRequest, Response as WitResponse,
+    Phases as WitPhases, Request as WitRequest, RequestEdit, Response as WitResponse,
 };
 use crate::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
 use std::any::Any;
@@ -79,23 +79,22 @@ pub fn on_request<P: Plugin>(request: WitRequest) -> RequestOutcome {
         client_addr: request.client_addr,
         route: request.route,
         params: request.params,
-        edited: false,
+        edited: Default::default(),
     };
     let mut ctx = Context::new();
     match with_plugin::<P, _>(|plugin| plugin.on_request(&mut req, &mut ctx)) {
         Action::Respond(response) => RequestOutcome::Respond(to_wit_response(response)),
-        Action::Continue if req.edited => RequestOutcome::ProceedWith(WitRequest {
-            method: req.method,
-            scheme: req.scheme,
-            authority: req.authority,
-            path: req.path,
-            query: req.query,
-            headers: req.headers.into_wire(),
-            body: req.body,
-            client_addr: req.client_addr,
-            route: req.route,
-            params: req.params,
-        }),
+        // Only what changed crosses back.
+        Action::Continue if req.is_edited() => {
+            let edited = req.edited;
+            RequestOutcome::ProceedWith(RequestEdit {
+                method: edited.method.then_some(req.method),
+                path: edited.path.then_some(req.path),
+                query: edited.query.then_some(req.query),
+                headers: edited.headers.then(|| req.headers.into_wire()),
+                body: if edited.body { req.body } else { None },
+            })
+        }
         Action::Continue => RequestOutcome::Proceed,
     }
 }

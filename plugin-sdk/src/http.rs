@@ -151,8 +151,9 @@ impl Headers {
 
 /// The request a plugin sees in its request phase.
 ///
-/// Every setter marks the request as edited; an unedited request is not sent
-/// back to the host, which is the cheapest outcome.
+/// Every setter marks what it changed; an unedited request is not sent back
+/// to the host, which is the cheapest outcome, and an edited one sends back
+/// only the parts that changed.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub(crate) method: String,
@@ -165,7 +166,23 @@ pub struct Request {
     pub(crate) client_addr: String,
     pub(crate) route: String,
     pub(crate) params: Vec<(String, String)>,
-    pub(crate) edited: bool,
+    pub(crate) edited: Edited,
+}
+
+/// Which parts of a [`Request`] a plugin changed.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Edited {
+    pub(crate) method: bool,
+    pub(crate) path: bool,
+    pub(crate) query: bool,
+    pub(crate) headers: bool,
+    pub(crate) body: bool,
+}
+
+impl Edited {
+    fn any(self) -> bool {
+        self.method || self.path || self.query || self.headers || self.body
+    }
 }
 
 impl Request {
@@ -185,7 +202,7 @@ impl Request {
             client_addr: "127.0.0.1:1".to_string(),
             route: "test".to_string(),
             params: Vec::new(),
-            edited: false,
+            edited: Edited::default(),
         }
     }
 
@@ -285,36 +302,36 @@ impl Request {
 
     /// Whether any setter was called.
     pub fn is_edited(&self) -> bool {
-        self.edited
+        self.edited.any()
     }
 
     /// Replaces the method.
     pub fn set_method(&mut self, method: impl Into<String>) {
         self.method = method.into();
-        self.edited = true;
+        self.edited.method = true;
     }
 
     /// Replaces the path (must start with `/`).
     pub fn set_path(&mut self, path: impl Into<String>) {
         self.path = path.into();
-        self.edited = true;
+        self.edited.path = true;
     }
 
     /// Replaces the raw query string (without `?`).
     pub fn set_query(&mut self, query: impl Into<String>) {
         self.query = query.into();
-        self.edited = true;
+        self.edited.query = true;
     }
 
     /// Replaces the body sent upstream.
     pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
         self.body = Some(body.into());
-        self.edited = true;
+        self.edited.body = true;
     }
 
     /// The headers, for editing.
     pub fn headers_mut(&mut self) -> &mut Headers {
-        self.edited = true;
+        self.edited.headers = true;
         &mut self.headers
     }
 

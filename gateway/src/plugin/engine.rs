@@ -224,7 +224,7 @@ impl PluginEngine {
             .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             PluginError::Link(format!(
-                "{e:#}; a plugin may only import the gateway:plugin@0.2.0 interfaces it is granted and WASI"
+                "{e:#}; a plugin may only import the gateway:plugin@0.3.0 interfaces it is granted and WASI"
             ))
         })?;
         let pre = super::bindings::PluginPre::new(instance_pre)

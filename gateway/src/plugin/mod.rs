@@ -13,7 +13,9 @@ mod ratelimit;
 mod redis;
 mod wire;
 
-pub use bindings::{Phases, PluginInfo, Request, RequestOutcome, Response, ResponseOutcome};
+pub use bindings::{
+    Phases, PluginInfo, Request, RequestEdit, RequestOutcome, Response, ResponseOutcome,
+};
 pub use cache::ResponseCache;
 pub use engine::{Capability, CompiledPlugin, EPOCH_TICK, PluginEngine};
 pub use host::{Context, HostEnv, Store};
