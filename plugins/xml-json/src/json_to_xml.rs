@@ -17,6 +17,7 @@ use crate::json_reader::{self, Value};
 use crate::names::{
     BYTE_CLASS, COPY, NameSet, SPECIAL, is_namespace_declaration, key_name, refused_char_at,
 };
+use crate::swar;
 use std::borrow::Cow;
 
 /// Converts a JSON document to XML text.
@@ -223,8 +224,13 @@ impl<'v> XmlWriter<'_, 'v> {
     /// tabs and line breaks must be references to survive normalisation), and
     /// refuses characters XML cannot carry, in one pass.
     fn text(&mut self, text: &str, attribute: bool) -> Result<(), ConvertError> {
+        let bytes = text.as_bytes();
         let mut start = 0;
-        for (i, b) in text.bytes().enumerate() {
+        let mut i = 0;
+        loop {
+            i = next_to_check(bytes, i, attribute);
+            let Some(&b) = bytes.get(i) else { break };
+            i += 1;
             let escape = match BYTE_CLASS[b as usize] {
                 COPY => continue,
                 SPECIAL => match b {
@@ -239,18 +245,45 @@ impl<'v> XmlWriter<'_, 'v> {
                     b'\n' if attribute => "&#xA;",
                     _ => continue,
                 },
-                _ => match refused_char_at(text, i) {
+                _ => match refused_char_at(text, i - 1) {
                     Some(bad) => return Err(ConvertError::InvalidChar(bad)),
                     None => continue,
                 },
             };
-            self.out.push_str(&text[start..i]);
+            self.out.push_str(&text[start..i - 1]);
             self.out.push_str(escape);
-            start = i + 1;
+            start = i;
         }
         self.out.push_str(&text[start..]);
         Ok(())
     }
+}
+
+/// The offset of the first byte from `i` on that [`XmlWriter::text`] must
+/// escape or check, or the end: most text has none, and is looked at eight
+/// bytes at a time.
+fn next_to_check(bytes: &[u8], mut i: usize, attribute: bool) -> usize {
+    while let Some(word) = swar::word_at(bytes, i) {
+        let mut found = swar::equal(word, b'&')
+            | swar::equal(word, b'<')
+            | swar::equal(word, b'>')
+            | swar::equal(word, 0xEF)
+            | swar::control(word);
+        if attribute {
+            found |= swar::equal(word, b'"');
+        }
+        if found != 0 {
+            return i + swar::first(found);
+        }
+        i += 8;
+    }
+    while bytes
+        .get(i)
+        .is_some_and(|&b| BYTE_CLASS[b as usize] == COPY)
+    {
+        i += 1;
+    }
+    i
 }
 
 /// The text of a scalar (`null` is empty); `None` for arrays and objects.

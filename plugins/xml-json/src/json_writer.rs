@@ -3,7 +3,11 @@
 //! them) and numbers as the digits they were written with.
 
 use crate::error::ConvertError;
-use crate::names::{BYTE_CLASS, COPY, SPECIAL, refused_char_at};
+use crate::names::refused_char_at;
+use crate::swar;
+
+/// Indentation for [`JsonWriter::newline`], copied at once.
+const SPACES: &str = "                                                                ";
 
 /// Writes one JSON value made of objects, arrays, strings, raw numbers,
 /// booleans and nulls. The caller opens and closes containers in order.
@@ -36,6 +40,7 @@ impl JsonWriter {
 
     /// Fails once the output is over its limit; called once per element, so
     /// the overshoot is bounded by one element's own size.
+    #[inline(always)]
     pub fn check_size(&self) -> Result<(), ConvertError> {
         if self.out.len() > self.limit {
             return Err(ConvertError::TooLarge(self.limit));
@@ -43,16 +48,22 @@ impl JsonWriter {
         Ok(())
     }
 
+    #[inline(always)]
     fn newline(&mut self) {
         if self.pretty {
             self.out.push('\n');
-            for _ in 0..self.indent {
-                self.out.push_str("  ");
+            // Levels past the constant's are rare: a second round, or more.
+            let mut spaces = 2 * self.indent;
+            while spaces > 0 {
+                let run = spaces.min(SPACES.len());
+                self.out.push_str(&SPACES[..run]);
+                spaces -= run;
             }
         }
     }
 
     /// Before each array item.
+    #[inline(always)]
     pub fn item(&mut self) {
         if !self.fresh {
             self.out.push(',');
@@ -63,15 +74,24 @@ impl JsonWriter {
 
     /// An object member's key: `prefix`, already escaped (see [`escaped`]),
     /// and `name`, an XML name, which needs no escaping.
+    #[inline(always)]
     pub fn key(&mut self, prefix: &str, name: &str) {
         self.item();
         self.out.push('"');
-        self.out.push_str(prefix);
+        if !prefix.is_empty() {
+            self.out.push_str(prefix);
+        }
         self.out.push_str(name);
-        self.out.push_str(if self.pretty { "\": " } else { "\":" });
+        // Two constants, not one chosen: a copy of known length is inlined.
+        if self.pretty {
+            self.out.push_str("\": ");
+        } else {
+            self.out.push_str("\":");
+        }
     }
 
     /// Opens an object (`{`) or array (`[`).
+    #[inline(always)]
     pub fn open(&mut self, bracket: char) {
         self.out.push(bracket);
         self.indent += 1;
@@ -79,6 +99,7 @@ impl JsonWriter {
     }
 
     /// Closes the innermost container with `}` or `]`.
+    #[inline(always)]
     pub fn close(&mut self, bracket: char) {
         self.indent -= 1;
         if !self.fresh {
@@ -89,6 +110,7 @@ impl JsonWriter {
     }
 
     /// A string.
+    #[inline(always)]
     pub fn string(&mut self, text: &str) -> Result<(), ConvertError> {
         self.out.push('"');
         push_escaped(&mut self.out, text)?;
@@ -97,8 +119,56 @@ impl JsonWriter {
     }
 
     /// A number, boolean or `null` as is: the caller checked the grammar.
+    #[inline(always)]
     pub fn raw(&mut self, literal: &str) {
         self.out.push_str(literal);
+    }
+
+    /// Bytes written so far: where the next value will start.
+    #[inline(always)]
+    pub fn position(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Moves what was written from `at` on into `into` (cleared first), to
+    /// be written again in another order. `fresh` tells whether the innermost
+    /// container is left without members.
+    pub fn take_from(&mut self, at: usize, fresh: bool, into: &mut String) {
+        into.clear();
+        into.push_str(&self.out[at..]);
+        self.out.truncate(at);
+        self.fresh = fresh;
+    }
+
+    /// Makes the value written from `at` on the first item of an array:
+    /// `[` before it, and when pretty, its lines indented once more. The
+    /// array is left open for more items. Returns where the value now
+    /// starts. `scratch` is a buffer to reuse.
+    pub fn wrap_in_array(&mut self, at: usize, scratch: &mut String) -> usize {
+        self.take_from(at, self.fresh, scratch);
+        self.open('[');
+        self.item();
+        let start = self.position();
+        self.value_again(scratch, true);
+        start
+    }
+
+    /// A value written before (see [`Self::take_from`]), now one level
+    /// deeper when `deeper`: when pretty, its lines are indented once more.
+    pub fn value_again(&mut self, value: &str, deeper: bool) {
+        if !(self.pretty && deeper) {
+            self.out.push_str(value);
+            return;
+        }
+        // Only indentation breaks lines: strings escape their line feeds.
+        let mut lines = value.split('\n');
+        if let Some(first) = lines.next() {
+            self.out.push_str(first);
+        }
+        for line in lines {
+            self.out.push_str("\n  ");
+            self.out.push_str(line);
+        }
     }
 }
 
@@ -114,29 +184,57 @@ pub fn escaped(text: &str) -> Result<String, ConvertError> {
 /// can carry reach here from XML, so a control character (or U+FFFE, U+FFFF)
 /// is a document XML forbids, and refused.
 fn push_escaped(out: &mut String, text: &str) -> Result<(), ConvertError> {
+    let bytes = text.as_bytes();
     let mut start = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let escape = match BYTE_CLASS[b as usize] {
-            COPY => continue,
-            SPECIAL => match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                _ => continue,
-            },
+    let mut i = 0;
+    loop {
+        i = next_to_check(bytes, i);
+        let Some(&b) = bytes.get(i) else { break };
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
             _ => match refused_char_at(text, i) {
                 Some(bad) => return Err(ConvertError::InvalidChar(bad)),
-                None => continue,
+                None => {
+                    i += 1;
+                    continue;
+                }
             },
         };
         out.push_str(&text[start..i]);
         out.push_str(escape);
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.push_str(&text[start..]);
     Ok(())
+}
+
+/// The offset of the first byte from `i` on that a JSON string must escape
+/// or check: `"`, `\`, a control character, or 0xEF (which starts U+FFFE
+/// and U+FFFF). Most strings have none, and are looked at eight bytes at a
+/// time.
+fn next_to_check(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(word) = swar::word_at(bytes, i) {
+        let found = swar::equal(word, b'"')
+            | swar::equal(word, b'\\')
+            | swar::equal(word, 0xEF)
+            | swar::control(word);
+        if found != 0 {
+            return i + swar::first(found);
+        }
+        i += 8;
+    }
+    while bytes
+        .get(i)
+        .is_some_and(|&b| !matches!(b, b'"' | b'\\' | 0xEF | 0..0x20))
+    {
+        i += 1;
+    }
+    i
 }
 
 /// Whether `text` is a number in JSON's grammar

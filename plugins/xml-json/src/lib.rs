@@ -18,9 +18,10 @@
 //!
 //! The mapping is xmltodict's (`@` for attributes, `#text` for text beside
 //! attributes or children, repeated elements as arrays) with Apigee's options;
-//! `docs/transformation.md` describes it. Both converters read the document
-//! once into a flat tree and write it once: linear in the input, with limits on
-//! depth, element and attribute counts, name length and output size.
+//! `docs/transformation.md` describes it. XML -> JSON writes the JSON as it
+//! reads the XML; JSON -> XML reads the document once into a tree and writes
+//! it once. Both are linear in the input, with limits on depth, element and
+//! attribute counts, name length and output size.
 
 mod config;
 mod error;
@@ -29,6 +30,8 @@ mod json_to_xml;
 mod json_writer;
 mod media_type;
 mod names;
+mod swar;
+mod xml_reader;
 mod xml_to_json;
 
 pub use config::{Direction, Limits, Mapping, Options, Recognize};

@@ -2,6 +2,7 @@
 
 use crate::config::Mapping;
 use crate::error::ConvertError;
+use crate::swar;
 use std::collections::BTreeSet;
 
 /// `NameStartChar` of XML 1.0 (fifth edition), colon included.
@@ -56,11 +57,13 @@ pub fn is_name(name: &str) -> bool {
 }
 
 /// The local part of a prefixed name: `Body` for `soap:Body`.
+#[inline]
 pub fn local_name(name: &str) -> &str {
     name.rsplit_once(':').map_or(name, |(_, local)| local)
 }
 
 /// Whether `name` declares a namespace (`xmlns` or `xmlns:p`).
+#[inline]
 pub fn is_namespace_declaration(name: &str) -> bool {
     name == "xmlns" || name.starts_with("xmlns:")
 }
@@ -113,12 +116,16 @@ pub fn is_xml_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
-/// Whether `text` is only XML whitespace (or empty).
+/// Whether `text` is only XML whitespace (or empty). XML's whitespace is
+/// ASCII, so bytes will do.
+#[inline]
 pub fn is_blank(text: &str) -> bool {
-    text.chars().all(is_xml_space)
+    text.bytes()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// `text` without leading and trailing XML whitespace.
+#[inline]
 pub fn trim_xml(text: &str) -> &str {
     text.trim_matches(is_xml_space)
 }
@@ -126,7 +133,19 @@ pub fn trim_xml(text: &str) -> &str {
 /// Checks `name` and returns it as it becomes a key: its local part when
 /// namespaces are stripped.
 pub fn key_name<'n>(name: &'n str, mapping: &Mapping) -> Result<&'n str, ConvertError> {
-    check_name(name, mapping)?;
+    // The length first: a long name is refused as long, whatever it holds.
+    if name.len() <= mapping.limits.max_name_length && !is_name(name) {
+        return Err(ConvertError::invalid_name(name));
+    }
+    key_of_name(name, mapping)
+}
+
+/// [`key_name`] for a name already known to be an XML `Name`.
+#[inline]
+pub fn key_of_name<'n>(name: &'n str, mapping: &Mapping) -> Result<&'n str, ConvertError> {
+    if name.len() > mapping.limits.max_name_length {
+        return Err(ConvertError::NameTooLong(mapping.limits.max_name_length));
+    }
     if !mapping.strip_namespaces {
         return Ok(name);
     }
@@ -135,16 +154,6 @@ pub fn key_name<'n>(name: &'n str, mapping: &Mapping) -> Result<&'n str, Convert
         return Err(ConvertError::invalid_name(name));
     }
     Ok(local)
-}
-
-fn check_name(name: &str, mapping: &Mapping) -> Result<(), ConvertError> {
-    if name.len() > mapping.limits.max_name_length {
-        return Err(ConvertError::NameTooLong(mapping.limits.max_name_length));
-    }
-    if !is_name(name) {
-        return Err(ConvertError::invalid_name(name));
-    }
-    Ok(())
 }
 
 /// The attribute names of one element, to keep the first of duplicates:
@@ -160,15 +169,24 @@ impl<'a> NameSet<'a> {
     const FEW: usize = 16;
 
     /// Forgets every name.
+    #[inline]
     pub fn clear(&mut self) {
         self.few.clear();
-        self.many.clear();
+        // Clearing even an empty map costs a call, once per element.
+        if !self.many.is_empty() {
+            self.many.clear();
+        }
     }
 
     /// Adds `name`; false if it was there already.
+    #[inline]
     pub fn insert(&mut self, name: &'a str) -> bool {
         if self.few.len() < Self::FEW {
-            if self.few.contains(&name) {
+            if self
+                .few
+                .iter()
+                .any(|seen| swar::same(seen.as_bytes(), name.as_bytes()))
+            {
                 return false;
             }
             self.few.push(name);

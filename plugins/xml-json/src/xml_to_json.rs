@@ -1,7 +1,6 @@
-//! XML to JSON in one pass over the input: quick-xml's events build a flat
-//! tree whose names and text borrow from the input, and the tree is written
-//! once as JSON. The tree is what lets repeated elements that are not
-//! adjacent (`<a/><b/><a/>`) become one array under the first one's key.
+//! XML to JSON in one pass over the input: the JSON is written while the XML
+//! is read, with no tree in between. An element's key and attributes are
+//! written at its start tag, the rest of its value at its end tag.
 //!
 //! The mapping, with the default `@` and `#text`:
 //!
@@ -12,500 +11,771 @@
 //! <a><b>1</b><b>2</b></a>  "a": {"b": ["1", "2"]}
 //! <p>x <b>y</b> z</p>      "p": {"b": "y", "#text": "x  z"}   (text nodes joined)
 //! ```
+//!
+//! Only two things are not known when they come up. Text goes after the
+//! children, so it is kept (as slices of the input) until the end tag. And
+//! whether a child is one of several with its name, so an array. Namesakes
+//! nearly always come in a row (`<item/><item/>`): when the second one
+//! starts, the first one's value, the last thing written, becomes the
+//! array's first item, and the others follow as items. Namesakes apart
+//! (`<a/><b/><a/>`) are grouped when their parent ends: its children are
+//! written again, each name once, at its first place, with all its values.
+//! That moves only what that element wrote, and only for the elements that
+//! need it.
 
-use crate::config::Mapping;
+use crate::config::{Mapping, Recognize};
 use crate::error::ConvertError;
 use crate::json_writer::{JsonWriter, escaped, is_json_number};
 use crate::media_type::is_utf8;
-use crate::names::{NameSet, is_blank, is_namespace_declaration, is_xml_space, key_name, trim_xml};
-use quick_xml::escape::{EscapeError, resolve_xml_entity};
-use quick_xml::events::attributes::Attribute;
-use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::QName;
-use quick_xml::{Reader, XmlVersion};
-use std::borrow::Cow;
+use crate::names::{
+    NameSet, is_blank, is_namespace_declaration, is_xml_space, key_name, key_of_name, trim_xml,
+};
+use crate::swar;
+use crate::xml_reader::{
+    Name, Raw, Reader, Token, decode_attribute, decode_text, normalize_line_ends, xml_error,
+};
+use quick_xml::errors::IllFormedError;
+use quick_xml::events::{BytesDecl, BytesStart};
 use std::collections::BTreeMap;
 
-/// No node: the end of a sibling list.
+/// No member: the end of a list of namesakes.
 const NONE: u32 = u32::MAX;
 
-/// Siblings up to this many are grouped by comparing names pairwise; more go
-/// through a map, so an element with many children costs n log n, not n².
+/// Runs of same-name siblings up to this many are grouped by comparing names
+/// pairwise; more go through a map, so an element with many children costs
+/// n log n, not n².
 const PAIRWISE: usize = 16;
 
 /// Converts an XML document to JSON text.
 pub fn xml_to_json(body: &[u8], mapping: &Mapping) -> Result<Vec<u8>, ConvertError> {
     let text = std::str::from_utf8(body).map_err(|e| ConvertError::NotUtf8(e.valid_up_to()))?;
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
-    let tree = Tree::read(text, mapping)?;
-    Ok(tree.write(mapping, body.len())?.into_bytes())
+    let mut converter = Converter::new(text, mapping, body.len())?;
+    converter.read()?;
+    Ok(converter.finish()?.into_bytes())
 }
 
-struct Node<'a> {
+/// An element whose end tag is still to come.
+struct Open<'a> {
+    /// As written, which the end tag must repeat.
+    qname: &'a str,
     /// As it becomes a key: prefixed unless namespaces are stripped.
     name: &'a str,
-    /// This element's attributes in [`Tree::attrs`].
-    attrs: (u32, u32),
-    /// The first and last of its text nodes and CDATA sections in
-    /// [`Tree::pieces`], joined when written.
-    text: (u32, u32),
-    first_child: u32,
-    last_child: u32,
-    next_sibling: u32,
+    /// Where its member starts in the output, separator included...
+    start: usize,
+    /// ...and its value.
+    value: usize,
+    /// It wrote `{`: it has attributes or children.
+    object: bool,
+    /// It has attributes, which come first in its object.
+    attributes: bool,
+    /// Its first child in [`Converter::members`].
+    children: usize,
+    /// Its last child's array is still open: namesakes may follow.
+    array_open: bool,
+    /// Its first text piece in [`Converter::pieces`].
+    text: usize,
+    /// Some of its text is not whitespace. Without any, text beside child
+    /// elements is only their indentation, and dropped.
+    has_text: bool,
+    /// It is an item of an array (see [`Member::in_array`]).
+    in_array: bool,
+}
+
+/// What an element that ended wrote, kept until its parent ends (which may
+/// have to group it with its namesakes).
+struct Member<'a> {
+    name: &'a str,
+    /// Where it starts in the output, separator included...
+    start: usize,
+    /// ...and where its value is.
+    value: (usize, usize),
+    /// Written as an item of an array: one of namesakes in a row, or forced
+    /// to an array by `arrays`.
+    in_array: bool,
     /// The next sibling with the same name: the rest of this key's array.
     next_same: u32,
     /// An earlier sibling has the same name: written in its array.
     repeat: bool,
-    /// Forced to an array by `arrays`.
-    array: bool,
 }
 
-struct Tree<'a> {
-    /// In document order: the root is node 0.
-    nodes: Vec<Node<'a>>,
-    attrs: Vec<(&'a str, Cow<'a, str>)>,
-    /// Text, kept in pieces as read (joining them as they come would copy the
-    /// indentation between elements, only to drop it).
-    pieces: Vec<Piece<'a>>,
+/// Text kept until its element ends: a slice of the input, or of
+/// [`Converter::decoded`] when references were resolved or line ends
+/// normalised.
+#[derive(Clone, Copy)]
+enum Span<'a> {
+    Input(&'a str),
+    Decoded { start: usize, end: usize },
 }
 
-struct Piece<'a> {
-    text: Cow<'a, str>,
-    next: u32,
+type Decode = fn(&str, usize, &mut String) -> Result<(), ConvertError>;
+
+struct Converter<'a, 'm> {
+    reader: Reader<'a>,
+    mapping: &'m Mapping,
+    json: JsonWriter,
+    /// The configured keys, escaped once.
+    attribute_prefix: String,
+    text_key: String,
+    /// The open elements, innermost last, above the document itself: a
+    /// container whose one member is the root element.
+    stack: Vec<Open<'a>>,
+    /// The children of the open elements that ended: each open element's
+    /// children follow one another, from its `children` on.
+    members: Vec<Member<'a>>,
+    /// The text of the open elements, each's from its `text` on.
+    pieces: Vec<Span<'a>>,
+    /// Every decoded text, one after the other: one buffer, not one
+    /// allocation each.
+    decoded: String,
+    /// Elements read, for `max_elements`.
+    elements: usize,
+    scratch: Scratch<'a>,
 }
 
-/// `part`, a slice of the input that quick-xml hands out tied to an event's
-/// borrow, as a slice of `input` with the input's lifetime, so the tree can
-/// borrow it instead of copying every name. quick-xml's string reader always
-/// hands out slices of its input; anything else is reported, not guessed.
-fn anchor<'a>(input: &'a str, part: &str) -> Result<&'a str, ConvertError> {
-    let start = (part.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize);
-    input
-        .get(start..start.wrapping_add(part.len()))
-        .ok_or_else(|| ConvertError::Xml {
-            at: 0,
-            reason: "internal: the parser returned text outside the document".into(),
-        })
-}
-
-fn xml_error(at: u64, error: quick_xml::Error) -> ConvertError {
-    match error {
-        quick_xml::Error::Escape(EscapeError::UnrecognizedEntity(_, name)) => {
-            ConvertError::UnknownEntity(name)
-        }
-        other => ConvertError::Xml {
-            at,
-            reason: other.to_string(),
-        },
-    }
-}
-
-/// Reusable buffers for [`Tree::read`].
+/// Buffers reused from element to element.
 #[derive(Default)]
 struct Scratch<'a> {
-    children: Vec<u32>,
-    last_of_name: BTreeMap<&'a str, u32>,
     /// Attribute names of the element being read, as written...
     qnames: NameSet<'a>,
     /// ...and as keys, when namespaces are stripped.
     keys: NameSet<'a>,
+    /// The children of the element being ended, in runs of one name: (first,
+    /// last) in [`Converter::members`].
+    runs: Vec<(u32, u32)>,
+    last_of_name: BTreeMap<&'a str, u32>,
+    /// An element's text pieces, joined.
+    joined: String,
+    /// What is being written again: children being grouped, or the value
+    /// that becomes an array's first item.
+    regrouped: String,
 }
 
-impl<'a> Tree<'a> {
-    fn read(input: &'a str, mapping: &Mapping) -> Result<Tree<'a>, ConvertError> {
-        let mut reader = Reader::from_str(input);
-        reader.config_mut().check_end_names = true;
-        let mut tree = Tree {
-            nodes: Vec::with_capacity(input.len() / 32),
-            attrs: Vec::with_capacity(input.len() / 32),
-            pieces: Vec::with_capacity(input.len() / 16),
+/// Refuses an XML declaration naming an encoding other than UTF-8, which is
+/// how the body was read. quick-xml reads the declaration.
+fn check_encoding(declaration: &str) -> Result<(), ConvertError> {
+    let declaration = BytesDecl::from_start(BytesStart::from_content(declaration, 3));
+    match declaration.encoding() {
+        Some(Ok(encoding)) if !is_utf8(&encoding) => {
+            Err(ConvertError::Charset(encoding.into_owned()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `name` checked, as it becomes a key.
+fn key<'a>(name: Name<'a>, mapping: &Mapping) -> Result<&'a str, ConvertError> {
+    if name.valid {
+        key_of_name(name.text, mapping)
+    } else {
+        key_name(name.text, mapping)
+    }
+}
+
+impl<'a, 'm> Converter<'a, 'm> {
+    fn new(input: &'a str, mapping: &'m Mapping, size_hint: usize) -> Result<Self, ConvertError> {
+        let mut json = JsonWriter::new(
+            mapping.pretty,
+            size_hint + size_hint / 4,
+            mapping.limits.max_output,
+        );
+        json.open('{');
+        let document = Open {
+            qname: "",
+            name: "",
+            start: 0,
+            value: 0,
+            object: true,
+            attributes: false,
+            children: 0,
+            array_open: false,
+            text: 0,
+            has_text: false,
+            in_array: false,
         };
-        let mut stack: Vec<u32> = Vec::new();
-        let mut scratch = Scratch::default();
-        let misplaced = |reader: &Reader<&[u8]>, what: &str| ConvertError::Xml {
-            at: reader.buffer_position(),
+        Ok(Converter {
+            reader: Reader::new(input),
+            mapping,
+            json,
+            attribute_prefix: escaped(&mapping.attribute_prefix)?,
+            text_key: escaped(&mapping.text_key)?,
+            // Sized for usual documents, so they never grow.
+            stack: {
+                let mut stack = Vec::with_capacity(16);
+                stack.push(document);
+                stack
+            },
+            members: Vec::with_capacity(64),
+            pieces: Vec::with_capacity(16),
+            decoded: String::new(),
+            elements: 0,
+            scratch: Scratch::default(),
+        })
+    }
+
+    fn misplaced(&self, what: &str) -> ConvertError {
+        ConvertError::Xml {
+            at: self.reader.position() as u64,
             reason: format!("{what} outside the root element"),
-        };
+        }
+    }
+
+    /// Reads the document to its end, writing as it goes.
+    fn read(&mut self) -> Result<(), ConvertError> {
         loop {
-            let event = reader
-                .read_event()
-                .map_err(|e| xml_error(reader.error_position(), e))?;
-            match event {
-                Event::Start(_) | Event::Empty(_) if stack.is_empty() && !tree.nodes.is_empty() => {
-                    return Err(misplaced(&reader, "a second element"));
+            let at = self.reader.position();
+            // Above the document: inside the root element.
+            let inside = self.stack.len() > 1;
+            match self.reader.next()? {
+                Token::Start if !inside && self.elements > 0 => {
+                    return Err(self.misplaced("a second element"));
                 }
-                Event::Start(start) => {
-                    let node = tree.open(input, &start, &stack, mapping, &mut scratch, &reader)?;
-                    stack.push(node);
+                Token::Start => self.start(self.reader.name())?,
+                Token::End if !inside => {
+                    let found = self.reader.end_tag("")?.into();
+                    return Err(xml_error(at, IllFormedError::UnmatchedEndTag(found)));
                 }
-                Event::Empty(start) => {
-                    let node = tree.open(input, &start, &stack, mapping, &mut scratch, &reader)?;
-                    tree.close(node, &mut scratch);
-                }
-                Event::End(_) => {
-                    // quick-xml has matched the end tag to the open element.
-                    if let Some(node) = stack.pop() {
-                        tree.close(node, &mut scratch);
+                Token::End => {
+                    let qname = self.stack.last().map_or("", |open| open.qname);
+                    let found = self.reader.end_tag(qname)?;
+                    if found != qname {
+                        let error = IllFormedError::MismatchedEndTag {
+                            expected: qname.into(),
+                            found: found.into(),
+                        };
+                        return Err(xml_error(at, error));
                     }
+                    self.end()?;
                 }
-                Event::Text(text) => {
-                    let text = text.xml10_content();
-                    match stack.last() {
-                        Some(&node) => tree.append(node, text),
-                        None if is_blank(&text) => {}
-                        None => return Err(misplaced(&reader, "text")),
-                    }
+                Token::Text if inside => {
+                    let text = self.decode(self.reader.text(), at, decode_text)?;
+                    self.append(text);
                 }
-                Event::CData(cdata) => match stack.last() {
-                    Some(&node) => tree.append(node, cdata.xml10_content()),
-                    None => return Err(misplaced(&reader, "CDATA")),
+                // Whitespace only, or the first thing that is not tells
+                // what is out of place.
+                Token::Text => match self
+                    .reader
+                    .content()
+                    .bytes()
+                    .find(|&b| !is_xml_space(char::from(b)))
+                {
+                    None => {}
+                    Some(b'&') => return Err(self.misplaced("a reference")),
+                    Some(_) => return Err(self.misplaced("text")),
                 },
-                Event::GeneralRef(reference) => {
-                    let Some(&node) = stack.last() else {
-                        return Err(misplaced(&reader, "a reference"));
-                    };
-                    let text = match reference
-                        .resolve_char_ref()
-                        .map_err(|e| xml_error(reader.buffer_position(), e))?
-                    {
-                        Some(c) => Cow::Owned(c.to_string()),
-                        None => match resolve_xml_entity(&reference) {
-                            Some(text) => Cow::Borrowed(text),
-                            None => return Err(ConvertError::UnknownEntity(reference.to_string())),
-                        },
-                    };
-                    tree.append(node, text);
+                Token::CData if inside => {
+                    let text = self.cdata(self.reader.content());
+                    self.append(text);
                 }
-                Event::Decl(decl) => {
-                    if let Some(Ok(encoding)) = decl.encoding()
-                        && !is_utf8(&encoding)
-                    {
-                        return Err(ConvertError::Charset(encoding.into_owned()));
-                    }
-                }
+                Token::CData => return Err(self.misplaced("CDATA")),
+                Token::Decl => check_encoding(self.reader.content())?,
                 // Never processed: no entity it declares is ever expanded and
                 // no external subset is fetched. Refused unless allowed.
-                Event::DocType(_) if !mapping.allow_doctype => return Err(ConvertError::Doctype),
-                Event::DocType(_) | Event::PI(_) | Event::Comment(_) => {}
-                Event::Eof => break,
+                Token::Doctype if !self.mapping.allow_doctype => return Err(ConvertError::Doctype),
+                Token::Doctype => {}
+                Token::Eof => break,
             }
         }
-        if let Some(&open) = stack.last() {
+        if let Some(open) = self.stack.get(1..).and_then(<[_]>::last) {
             return Err(ConvertError::Xml {
-                at: reader.buffer_position(),
-                reason: format!(
-                    "unexpected end: `{}` is not closed",
-                    tree.nodes[open as usize].name
-                ),
+                at: self.reader.position() as u64,
+                reason: format!("unexpected end: `{}` is not closed", open.name),
             });
         }
-        if tree.nodes.is_empty() {
+        if self.elements == 0 {
             return Err(ConvertError::Xml {
-                at: reader.buffer_position(),
+                at: self.reader.position() as u64,
                 reason: "no root element".into(),
             });
         }
-        Ok(tree)
+        Ok(())
     }
 
-    /// Adds the element `start` under the innermost open one.
-    fn open(
+    /// The JSON text: the document's one member, the root element (an
+    /// array of one if `arrays` says so).
+    fn finish(mut self) -> Result<String, ConvertError> {
+        if let Some(document) = self.stack.pop() {
+            self.close_children(&document);
+        }
+        self.json.close('}');
+        self.json.finish()
+    }
+
+    /// The value of text or an attribute value: as written when plain, else
+    /// decoded into [`Self::decoded`]. `at` is where it is, for errors.
+    #[inline(always)]
+    fn decode(
         &mut self,
-        input: &'a str,
-        start: &BytesStart<'_>,
-        stack: &[u32],
-        mapping: &Mapping,
-        scratch: &mut Scratch<'a>,
-        reader: &Reader<&[u8]>,
-    ) -> Result<u32, ConvertError> {
+        raw: Raw<'a>,
+        at: usize,
+        decode: Decode,
+    ) -> Result<Span<'a>, ConvertError> {
+        if raw.plain {
+            return Ok(Span::Input(raw.text));
+        }
+        let start = self.decoded.len();
+        decode(raw.text, at, &mut self.decoded)?;
+        Ok(Span::Decoded {
+            start,
+            end: self.decoded.len(),
+        })
+    }
+
+    /// A CDATA section's value: its content, with line ends normalised.
+    fn cdata(&mut self, content: &'a str) -> Span<'a> {
+        if !content.contains('\r') {
+            return Span::Input(content);
+        }
+        let start = self.decoded.len();
+        normalize_line_ends(content, &mut self.decoded);
+        Span::Decoded {
+            start,
+            end: self.decoded.len(),
+        }
+    }
+
+    /// Adds a piece of text to the innermost open element.
+    #[inline(always)]
+    fn append(&mut self, piece: Span<'a>) {
+        let text = span_text(&self.decoded, piece);
+        if text.is_empty() {
+            return;
+        }
+        if let Some(open) = self.stack.last_mut()
+            && !open.has_text
+        {
+            open.has_text = !is_blank(text);
+        }
+        self.pieces.push(piece);
+    }
+
+    /// The element whose start tag the reader is reading, named `qname`: its
+    /// key, and its attributes first in its object. An empty element (`<a/>`)
+    /// ends here too.
+    fn start(&mut self, qname: Name<'a>) -> Result<(), ConvertError> {
+        let mapping = self.mapping;
         let limits = &mapping.limits;
-        if self.nodes.len() >= limits.max_elements {
+        if self.elements >= limits.max_elements {
             return Err(ConvertError::TooManyElements(limits.max_elements));
         }
-        if stack.len() >= limits.max_depth {
+        // The document itself is no level.
+        if self.stack.len() > limits.max_depth {
             return Err(ConvertError::TooDeep(limits.max_depth));
         }
-        let strip = mapping.strip_namespaces;
-        let name = key_name(anchor(input, start.name().0)?, mapping)?;
+        self.elements += 1;
+        let name = key(qname, mapping)?;
+        let array = !mapping.arrays.is_empty() && {
+            let ancestors = self.stack[1..].iter().map(|open| open.name);
+            mapping
+                .arrays
+                .iter()
+                .any(|path| path.matches(ancestors.clone(), name))
+        };
 
-        let first_attr = self.attrs.len();
+        let (start, in_array) = self.place(name, array);
+        let value = self.json.position();
+        let (attributes, empty) = self.attributes()?;
+        self.stack.push(Open {
+            qname: qname.text,
+            name,
+            start,
+            value,
+            object: attributes,
+            attributes,
+            children: self.members.len(),
+            array_open: false,
+            text: self.pieces.len(),
+            has_text: false,
+            in_array,
+        });
+        if empty {
+            self.end()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what comes before the value of an element named `name`: a key
+    /// in its parent's object, or the comma before the next item of the
+    /// array of namesakes just before it; `array` if forced to an array.
+    /// Returns where that starts, and whether the value is an array item.
+    fn place(&mut self, name: &'a str, array: bool) -> (usize, bool) {
+        let Some(parent) = self.stack.last_mut() else {
+            return (self.json.position(), false);
+        };
+        let previous = self.members[parent.children..].last_mut();
+        let namesake = previous.as_ref().is_some_and(|last| same(last.name, name));
+        if parent.array_open && !namesake {
+            parent.array_open = false;
+            self.json.close(']');
+        }
+        if !parent.object {
+            parent.object = true;
+            self.json.open('{');
+        }
+        let start = self.json.position();
+        match previous {
+            Some(previous) if namesake => {
+                if !previous.in_array {
+                    // The first of the run: its value becomes the first item.
+                    let value = &mut previous.value;
+                    value.0 = self
+                        .json
+                        .wrap_in_array(value.0, &mut self.scratch.regrouped);
+                    value.1 = self.json.position();
+                    previous.in_array = true;
+                    parent.array_open = true;
+                }
+                self.json.item();
+                (start, true)
+            }
+            _ => {
+                self.json.key("", name);
+                if array {
+                    self.json.open('[');
+                    self.json.item();
+                    parent.array_open = true;
+                }
+                (start, array)
+            }
+        }
+    }
+
+    /// Reads and writes the attributes of a start tag, to its end: whether it
+    /// had any (that are kept), and whether the tag was empty (`/>`).
+    fn attributes(&mut self) -> Result<(bool, bool), ConvertError> {
+        let mapping = self.mapping;
+        let limits = &mapping.limits;
+        let strip = mapping.strip_namespaces;
+        let scratch = &mut self.scratch;
         scratch.qnames.clear();
         scratch.keys.clear();
-        // quick-xml's own duplicate check allocates per element; the name
-        // sets are reused.
-        for (count, attr) in start.attributes().with_checks(false).enumerate() {
+        let mut count = 0;
+        let mut written = false;
+        loop {
+            if let Some(empty) = self.reader.tag_end()? {
+                return Ok((written, empty));
+            }
             if count >= limits.max_attributes {
                 return Err(ConvertError::TooManyAttributes(limits.max_attributes));
             }
-            let attr = attr.map_err(|e| xml_error(reader.buffer_position(), e.into()))?;
-            let qname = anchor(input, attr.key.0)?;
-            if !scratch.qnames.insert(qname) {
+            count += 1;
+            let at = self.reader.position();
+            self.reader.attribute()?;
+            let name = self.reader.name();
+            let qname = name.text;
+            if !self.scratch.qnames.insert(qname) {
                 return Err(ConvertError::Xml {
-                    at: reader.buffer_position(),
+                    at: at as u64,
                     reason: format!("duplicate attribute `{}`", crate::error::shorten(qname)),
                 });
             }
             if strip && is_namespace_declaration(qname) {
                 continue;
             }
-            let key = key_name(qname, mapping)?;
+            let key = key(name, mapping)?;
             // `a:id` and `b:id` both strip to `id`: the first one is kept.
-            if strip && !scratch.keys.insert(key) {
+            if strip && !self.scratch.keys.insert(key) {
                 continue;
             }
-            let raw = Attribute {
-                key: QName(key),
-                value: Cow::Borrowed(anchor(input, &attr.value)?),
-            };
-            let value = raw
-                .normalized_value_with(XmlVersion::Implicit1_0, 1, resolve_xml_entity)
-                .map_err(|e| xml_error(reader.buffer_position(), e))?;
-            self.attrs.push((key, value));
+            let value = self.decode(self.reader.value(), at, decode_attribute)?;
+            if !written {
+                written = true;
+                self.json.open('{');
+            }
+            self.json.key(&self.attribute_prefix, key);
+            let value = span_text(&self.decoded, value);
+            scalar(&mut self.json, mapping.recognize, value)?;
         }
+    }
 
-        let array = !mapping.arrays.is_empty() && {
-            let ancestors = stack.iter().map(|&i| self.nodes[i as usize].name);
-            mapping
-                .arrays
-                .iter()
-                .any(|path| path.matches(ancestors.clone(), name))
+    /// At the innermost open element's end tag: its children grouped if need
+    /// be, then its text, then its value closed.
+    fn end(&mut self) -> Result<(), ConvertError> {
+        let Some(open) = self.stack.pop() else {
+            return Ok(());
         };
-        let index = self.nodes.len() as u32;
-        self.nodes.push(Node {
-            name,
-            attrs: (first_attr as u32, self.attrs.len() as u32),
-            text: (NONE, NONE),
-            first_child: NONE,
-            last_child: NONE,
-            next_sibling: NONE,
+        let children = self.members.len() > open.children;
+        self.close_children(&open);
+        // Whitespace beside child elements is indentation, not text.
+        let text = if children && !open.has_text {
+            None
+        } else {
+            let trim = self.mapping.trim_whitespace;
+            text(
+                &self.decoded,
+                &self.pieces[open.text..],
+                trim,
+                &mut self.scratch.joined,
+            )
+        };
+        let recognize = self.mapping.recognize;
+        write_rest(&mut self.json, &self.text_key, recognize, open.object, text)?;
+        self.pieces.truncate(open.text);
+        self.members.truncate(open.children);
+        self.members.push(Member {
+            name: open.name,
+            start: open.start,
+            value: (open.value, self.json.position()),
+            in_array: open.in_array,
             next_same: NONE,
             repeat: false,
-            array,
         });
-        if let Some(&parent) = stack.last() {
-            let parent = &mut self.nodes[parent as usize];
-            let previous = std::mem::replace(&mut parent.last_child, index);
-            if previous == NONE {
-                parent.first_child = index;
-            } else {
-                self.nodes[previous as usize].next_sibling = index;
-            }
-        }
-        Ok(index)
+        self.json.check_size()
     }
 
-    fn append(&mut self, node: u32, piece: Cow<'a, str>) {
-        if piece.is_empty() {
+    /// After the last child of `open`: closes the array of its last
+    /// namesakes, and groups namesakes apart.
+    fn close_children(&mut self, open: &Open<'a>) {
+        if open.array_open {
+            self.json.close(']');
+        }
+        if self.members.len() > open.children {
+            self.group(open.children, open.attributes);
+        }
+    }
+
+    /// When some of the children from `first` on in [`Self::members`] share
+    /// a name with others apart from them, writes them again grouped: each
+    /// name once, where it first came, with an array of its values.
+    /// `attributes`: the element's object has attributes before its
+    /// children.
+    fn group(&mut self, first: usize, attributes: bool) {
+        if !self.link_namesakes(first) {
             return;
         }
-        let index = self.pieces.len() as u32;
-        self.pieces.push(Piece {
-            text: piece,
-            next: NONE,
-        });
-        let text = &mut self.nodes[node as usize].text;
-        if text.0 == NONE {
-            text.0 = index;
-        } else {
-            self.pieces[text.1 as usize].next = index;
+        let children = &self.members[first..];
+        let Some(start) = children.first().map(|member| member.start) else {
+            return;
+        };
+        let written = &mut self.scratch.regrouped;
+        self.json.take_from(start, !attributes, written);
+        for (i, member) in children.iter().enumerate() {
+            if member.repeat {
+                continue;
+            }
+            self.json.key("", member.name);
+            let value =
+                |member: &Member<'_>| &written[member.value.0 - start..member.value.1 - start];
+            if !member.in_array && member.next_same == NONE {
+                self.json.value_again(value(member), false);
+                continue;
+            }
+            self.json.open('[');
+            let mut next = i;
+            while let Some(item) = children.get(next) {
+                self.json.item();
+                // Items already in an array are at their depth.
+                self.json.value_again(value(item), !item.in_array);
+                next = item.next_same as usize;
+            }
+            self.json.close(']');
         }
-        text.1 = index;
     }
 
-    /// Links each child of the finished element `node` to its next
-    /// namesake, so the writer emits each name once, as an array if repeated.
-    fn close(&mut self, node: u32, scratch: &mut Scratch<'a>) {
-        let children = &mut scratch.children;
-        children.clear();
-        let mut child = self.nodes[node as usize].first_child;
-        while child != NONE {
-            children.push(child);
-            child = self.nodes[child as usize].next_sibling;
+    /// Links each child from `first` on to its next namesake: whether some
+    /// namesakes are apart, and must be grouped.
+    fn link_namesakes(&mut self, first: usize) -> bool {
+        let members = &mut self.members[first..];
+        let mut grouped = false;
+        // Namesakes in a row are already in one array: linked as they come,
+        // and only the runs are compared.
+        let runs = &mut self.scratch.runs;
+        runs.clear();
+        for i in 0..members.len() {
+            match runs.last_mut() {
+                Some((_, last)) if same(members[*last as usize].name, members[i].name) => {
+                    link(members, *last, i as u32);
+                    *last = i as u32;
+                }
+                _ => runs.push((i as u32, i as u32)),
+            }
         }
-        if children.len() <= PAIRWISE {
-            for (i, &first) in children.iter().enumerate() {
-                if self.nodes[first as usize].repeat {
+        if runs.len() < 2 {
+            return false;
+        }
+        if runs.len() <= PAIRWISE {
+            for (i, &(head, mut last)) in runs.iter().enumerate() {
+                if members[head as usize].repeat {
                     continue;
                 }
-                let name = self.nodes[first as usize].name;
-                let mut last = first;
-                for &later in &children[i + 1..] {
-                    if self.nodes[later as usize].name == name {
-                        self.nodes[last as usize].next_same = later;
-                        self.nodes[later as usize].repeat = true;
-                        last = later;
+                let name = members[head as usize].name;
+                for &(later, later_last) in &runs[i + 1..] {
+                    if same(members[later as usize].name, name) {
+                        link(members, last, later);
+                        last = later_last;
+                        grouped = true;
                     }
                 }
             }
         } else {
-            let last_of_name = &mut scratch.last_of_name;
+            let last_of_name = &mut self.scratch.last_of_name;
             last_of_name.clear();
-            for &child in children.iter() {
-                if let Some(previous) = last_of_name.insert(self.nodes[child as usize].name, child)
-                {
-                    self.nodes[previous as usize].next_same = child;
-                    self.nodes[child as usize].repeat = true;
+            for &(head, last) in runs.iter() {
+                if let Some(previous) = last_of_name.insert(members[head as usize].name, last) {
+                    link(members, previous, head);
+                    grouped = true;
                 }
             }
         }
-    }
-
-    fn write(&self, mapping: &Mapping, size_hint: usize) -> Result<String, ConvertError> {
-        let mut w = Writer {
-            tree: self,
-            json: JsonWriter::new(
-                mapping.pretty,
-                size_hint + size_hint / 4,
-                mapping.limits.max_output,
-            ),
-            mapping,
-            attribute_prefix: escaped(&mapping.attribute_prefix)?,
-            text_key: escaped(&mapping.text_key)?,
-            joined: String::new(),
-        };
-        w.json.open('{');
-        w.member(0)?;
-        w.json.close('}');
-        w.json.finish()
+        grouped
     }
 }
 
-/// Writes a [`Tree`] as JSON.
-struct Writer<'t, 'a, 'm> {
-    tree: &'t Tree<'a>,
-    json: JsonWriter,
-    mapping: &'m Mapping,
-    /// The configured keys, escaped once.
-    attribute_prefix: String,
-    text_key: String,
-    /// Reused to join an element's text pieces.
-    joined: String,
+/// Whether two names are the same.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    swar::same(a.as_bytes(), b.as_bytes())
 }
 
-impl<'t, 'a> Writer<'t, 'a, '_> {
-    /// The key of `node` and its value: the node alone, or the array of it and
-    /// its namesakes.
-    fn member(&mut self, node: u32) -> Result<(), ConvertError> {
-        let first = &self.tree.nodes[node as usize];
-        self.json.key("", first.name);
-        if !first.array && first.next_same == NONE {
-            return self.value(node);
-        }
-        self.json.open('[');
-        let mut next = node;
-        while next != NONE {
-            self.json.item();
-            self.value(next)?;
-            next = self.tree.nodes[next as usize].next_same;
-        }
-        self.json.close(']');
-        Ok(())
-    }
+/// Makes `later` the next item of `earlier`'s array.
+fn link(members: &mut [Member<'_>], earlier: u32, later: u32) {
+    members[earlier as usize].next_same = later;
+    members[later as usize].repeat = true;
+}
 
-    fn value(&mut self, node: u32) -> Result<(), ConvertError> {
-        self.json.check_size()?;
-        let tree = self.tree;
-        let element = &tree.nodes[node as usize];
-        let attrs = &tree.attrs[element.attrs.0 as usize..element.attrs.1 as usize];
-        if attrs.is_empty() && element.first_child == NONE {
-            return match self.text(element) {
-                None => {
-                    self.json.raw("null");
-                    Ok(())
-                }
-                Some(text) => {
-                    let written = self.scalar(&text);
-                    self.reuse(text);
-                    written
-                }
-            };
-        }
-        self.json.open('{');
-        for (name, value) in attrs {
-            self.json.key(&self.attribute_prefix, name);
-            self.scalar(value)?;
-        }
-        let mut child = element.first_child;
-        while child != NONE {
-            if !tree.nodes[child as usize].repeat {
-                self.member(child)?;
-            }
-            child = tree.nodes[child as usize].next_sibling;
-        }
-        if let Some(text) = self.text(element) {
-            self.json.key(&self.text_key, "");
-            self.scalar(&text)?;
-            self.reuse(text);
-        }
-        self.json.close('}');
-        Ok(())
+/// The text `span` stands for, `decoded` holding the decoded ones.
+fn span_text<'x>(decoded: &'x str, span: Span<'x>) -> &'x str {
+    match span {
+        Span::Input(text) => text,
+        Span::Decoded { start, end } => &decoded[start..end],
     }
+}
 
-    /// The element's text as written: its pieces joined, trimmed if
-    /// configured, and none when it is only the whitespace that indents child
-    /// elements.
-    fn text(&mut self, element: &Node<'a>) -> Option<Cow<'t, str>>
-    where
-        'a: 't,
-    {
-        let pieces = &self.tree.pieces;
-        let first = pieces.get(element.text.0 as usize)?;
-        let mut text: Cow<'t, str> = if first.next == NONE {
-            Cow::Borrowed(&first.text)
-        } else {
-            if element.first_child != NONE && self.pieces(element).all(is_blank) {
-                return None;
-            }
-            let mut joined = std::mem::take(&mut self.joined);
+/// An element's text as written: its pieces joined (in `joined` if there
+/// are several), trimmed if configured; none if that leaves nothing.
+fn text<'x>(
+    decoded: &'x str,
+    pieces: &[Span<'x>],
+    trim: bool,
+    joined: &'x mut String,
+) -> Option<&'x str> {
+    let text = match pieces {
+        [] => return None,
+        [piece] => span_text(decoded, *piece),
+        _ => {
             joined.clear();
-            for piece in self.pieces(element) {
-                joined.push_str(piece);
+            for &piece in pieces {
+                joined.push_str(span_text(decoded, piece));
             }
-            Cow::Owned(joined)
+            joined.as_str()
+        }
+    };
+    text_of(text, trim)
+}
+
+/// `text` trimmed if configured; none if that leaves nothing.
+fn text_of(text: &str, trim: bool) -> Option<&str> {
+    let text = if trim { trim_xml(text) } else { text };
+    (!text.is_empty()).then_some(text)
+}
+
+/// Writes what is left of an element's value after its children: its text
+/// and `}` when it is an `object`, else its text alone, or null.
+fn write_rest(
+    json: &mut JsonWriter,
+    text_key: &str,
+    recognize: Recognize,
+    object: bool,
+    text: Option<&str>,
+) -> Result<(), ConvertError> {
+    match text {
+        Some(text) if object => {
+            json.key(text_key, "");
+            scalar(json, recognize, text)?;
+        }
+        Some(text) => scalar(json, recognize, text)?,
+        None if object => {}
+        None => json.raw("null"),
+    }
+    if object {
+        json.close('}');
+    }
+    Ok(())
+}
+
+/// Text or an attribute value: a string, or what `recognize` makes of it.
+#[inline(always)]
+fn scalar(json: &mut JsonWriter, recognize: Recognize, text: &str) -> Result<(), ConvertError> {
+    if (recognize.null && text == "null")
+        || (recognize.booleans && (text == "true" || text == "false"))
+        || (recognize.numbers && is_json_number(text))
+    {
+        json.raw(text);
+        Ok(())
+    } else {
+        json.string(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Compact and pretty output for `xml`, the pretty one checked against
+    /// the compact one re-indented as Python's `json.dumps(indent=2)` does.
+    fn both(xml: &str, config: serde_json::Value) -> (String, String) {
+        let options = |pretty: bool| {
+            let mut config = config.clone();
+            config["pretty"] = pretty.into();
+            crate::Options::from_config(&plugin_sdk::Config::from_value(config))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .mapping
         };
-        if self.mapping.trim_whitespace {
-            match &mut text {
-                Cow::Borrowed(t) => *t = trim_xml(t),
-                Cow::Owned(t) => {
-                    let end = t.trim_end_matches(is_xml_space).len();
-                    t.truncate(end);
-                    let start = end - t.trim_start_matches(is_xml_space).len();
-                    t.drain(..start);
-                }
-            }
-        }
-        let indentation = element.first_child != NONE && is_blank(&text);
-        (!text.is_empty() && !indentation).then_some(text)
+        let convert = |pretty| {
+            let json = xml_to_json(xml.as_bytes(), &options(pretty));
+            String::from_utf8(json.unwrap_or_else(|e| panic!("{xml}: {e}"))).unwrap_or_default()
+        };
+        (convert(false), convert(true))
     }
 
-    /// Keeps a joined text's buffer for the next one.
-    fn reuse(&mut self, text: Cow<'_, str>) {
-        if let Cow::Owned(buffer) = text {
-            self.joined = buffer;
+    #[test]
+    fn namesakes_in_a_row_and_apart() {
+        let cases = [
+            (
+                "<a><b>1</b><b>2</b><c/></a>",
+                r#"{"a":{"b":["1","2"],"c":null}}"#,
+                "{\n  \"a\": {\n    \"b\": [\n      \"1\",\n      \"2\"\n    ],\n    \"c\": null\n  }\n}",
+            ),
+            // Runs apart join the first one's array, in document order.
+            (
+                "<a><x>1</x><x>2</x><y/><x>3</x><x>4</x></a>",
+                r#"{"a":{"x":["1","2","3","4"],"y":null}}"#,
+                "{\n  \"a\": {\n    \"x\": [\n      \"1\",\n      \"2\",\n      \"3\",\n      \"4\"\n    ],\n    \"y\": null\n  }\n}",
+            ),
+            (
+                "<a>\n  <b x=\"1\"><c>1</c></b>\n  <b x=\"2\"/>\n</a>",
+                r#"{"a":{"b":[{"@x":"1","c":"1"},{"@x":"2"}]}}"#,
+                "{\n  \"a\": {\n    \"b\": [\n      {\n        \"@x\": \"1\",\n        \"c\": \"1\"\n      },\n      {\n        \"@x\": \"2\"\n      }\n    ]\n  }\n}",
+            ),
+            // Items that hold arrays move with them, one level deeper.
+            (
+                "<r><a><b/><b/></a><c/><a><b/></a></r>",
+                r#"{"r":{"a":[{"b":[null,null]},{"b":null}],"c":null}}"#,
+                "{\n  \"r\": {\n    \"a\": [\n      {\n        \"b\": [\n          null,\n          null\n        ]\n      },\n      {\n        \"b\": null\n      }\n    ],\n    \"c\": null\n  }\n}",
+            ),
+        ];
+        for (xml, compact, pretty) in cases {
+            assert_eq!(
+                both(xml, serde_json::json!({})),
+                (compact.into(), pretty.into()),
+                "{xml}"
+            );
         }
     }
 
-    fn pieces<'e>(&self, element: &'e Node<'a>) -> impl Iterator<Item = &'t str> + use<'t, 'e, 'a> {
-        let pieces = &self.tree.pieces;
-        let mut next = element.text.0;
-        std::iter::from_fn(move || {
-            let piece = pieces.get(next as usize)?;
-            next = piece.next;
-            Some(&*piece.text)
-        })
-    }
-
-    /// Text or an attribute value: a string, or what `recognize` makes of it.
-    fn scalar(&mut self, text: &str) -> Result<(), ConvertError> {
-        let recognize = self.mapping.recognize;
-        if (recognize.null && text == "null")
-            || (recognize.booleans && (text == "true" || text == "false"))
-            || (recognize.numbers && is_json_number(text))
-        {
-            self.json.raw(text);
-            Ok(())
-        } else {
-            self.json.string(text)
-        }
+    #[test]
+    fn forced_arrays_and_text_after_children() {
+        let config = serde_json::json!({ "arrays": ["//b", "/r"] });
+        let (compact, pretty) = both("<r x=\"1\">t<b/><c/><b>2</b>u</r>", config);
+        assert_eq!(
+            compact,
+            r##"{"r":[{"@x":"1","b":[null,"2"],"c":null,"#text":"tu"}]}"##
+        );
+        let reparsed: Value = serde_json::from_str(&pretty).unwrap_or_default();
+        assert_eq!(
+            reparsed,
+            serde_json::from_str::<Value>(&compact).unwrap_or_default()
+        );
     }
 }
