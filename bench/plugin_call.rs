@@ -9,7 +9,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use gateway::config::OnError;
 use gateway::pipeline::{Entry, Pipeline};
-use gateway::plugin::{Context, EntryLimits, HostEnv, InstancePool, PluginEngine, Request};
+use gateway::plugin::{
+    Context, EntryLimits, HostEnv, InstancePool, PluginEngine, Request, Response,
+};
 use plugin_sdk::crypto::{Algorithm, VerifyingKey};
 use std::time::{Duration, Instant};
 
@@ -194,6 +196,10 @@ async fn run() {
     .await;
     measure("rate-limit: one limit by client IP, allowed", &limited).await;
 
+    let xml_json = gateway::builtin::find("xml-json").expect("xml-json built-in");
+    let converting = pipeline(&engine, xml_json, "{}").await;
+    measure_xml_to_json(&converting).await;
+
     // What the cache saves: one signature check, natively, per algorithm.
     verify_cost("ES256", &es_key_check(&es_key, &token));
     let (rsa_key, rsa_token) = rs256_token();
@@ -291,4 +297,71 @@ fn identity_env(engine: &PluginEngine) -> HostEnv {
     let mut env = HostEnv::new(engine.services().clone());
     env.consumers = std::sync::Arc::new(consumers);
     env
+}
+
+/// The 10 KB RSS document `bench/run.sh` serves (48 items).
+fn rss_document() -> Vec<u8> {
+    let mut items = String::new();
+    for i in 0..48 {
+        items.push_str(&format!(
+            "<item id=\"{i}\"><title>Item number {i}</title><link>https://example.com/items/{i}</link>\
+             <description>Description of item {i}, with a little text.</description>\
+             <price currency=\"EUR\">{i}.99</price></item>"
+        ));
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss version=\"2.0\"><channel>\
+         <title>Bench feed</title>{items}</channel></rss>"
+    )
+    .into_bytes()
+}
+
+/// One response-phase call converting the document to JSON: the body crosses
+/// in, is converted by the plugin, and the JSON crosses back.
+async fn measure_xml_to_json(pipeline: &Pipeline) {
+    let name = "xml-json: 10 KB XML response body to JSON (body crosses both ways)";
+    if let Ok(only) = std::env::var("PLUGIN_CALL_ONLY")
+        && !name.contains(&only)
+    {
+        return;
+    }
+    let document = rss_document();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    let headers = gateway::plugin::encode_headers(&headers);
+    let mut per_call = Vec::new();
+    for round in 0..40 {
+        const BATCH: u32 = 50;
+        let mut ctx = Context::new();
+        let started = Instant::now();
+        for _ in 0..BATCH {
+            let mut response = Response {
+                status: 200,
+                headers: headers.clone(),
+                body: Some(document.clone()),
+            };
+            pipeline
+                .run_response(&mut response, 1, &mut ctx)
+                .await
+                .expect("convert");
+            assert!(
+                response
+                    .body
+                    .as_deref()
+                    .is_some_and(|b| b.first() == Some(&b'{'))
+            );
+        }
+        if round >= 5 {
+            per_call.push(started.elapsed().as_nanos() as f64 / f64::from(BATCH));
+        }
+    }
+    per_call.sort_by(f64::total_cmp);
+    let median = per_call[per_call.len() / 2];
+    println!(
+        "plugin_call {name}: median {median:.0} ns/call ({} bytes)",
+        document.len()
+    );
 }

@@ -127,6 +127,11 @@ impl PluginEngine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // `GATEWAY_PERFMAP=1` writes /tmp/perf-PID.map, so `perf report` names
+        // plugin functions instead of showing bare JIT addresses.
+        if std::env::var_os("GATEWAY_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         // Compiled code is cached on disk by wasmtime, keyed by the bytes and the
         // engine settings, so a restart does not recompile unchanged plugins.
         match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
