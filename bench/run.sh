@@ -186,29 +186,10 @@ print(f"{rps:.0f} {p50:.0f} {p99:.0f} {errors.group(1) if errors else 0}")
 PY
 }
 
-# Unloaded latency: one connection, one request at a time. The difference in
-# medians between pipelines is what each plugin adds to a request.
-run_wrk1() {
-  local header=(); [ -n "${2:-}" ] && header=(-H "$2")
-  wrk -t1 -c1 -d1s "${header[@]}" "$1" >/dev/null
-  wrk -t1 -c1 -d"$DURATION" --latency "${header[@]}" "$1" > "$WORK/wrk1.out"
-  python3 - "$WORK/wrk1.out" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-def us(v):
-    m = re.match(r"([\d.]+)(us|ms|s)$", v)
-    n, u = float(m.group(1)), m.group(2)
-    return n * {"us": 1, "ms": 1000, "s": 1e6}[u]
-p50 = us(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
-print(f"{p50:.1f}")
-PY
-}
-
 # The micro-benchmark first, on a quiet machine.
 MICRO=$(cargo bench -q -p gateway --bench plugin_call 2>/dev/null | grep '^plugin_call' || true)
 
 declare -A RESULT
-declare -A SINGLE
 declare -A PORT
 declare -A HEADER
 CONFIGS="0 1 5 key jwt rl rlr hit xml"
@@ -254,17 +235,41 @@ for n in $CONFIGS; do
 done
 RESULT[gw0xml]=$(run_wrk "http://127.0.0.1:${PORT[0]}/data.xml")
 
-# Unloaded latency: rounds interleaved across setups so that drift in the
-# machine's speed hits all of them alike; the median of the rounds is kept.
-ROUNDS=${ROUNDS:-5}
-declare -A SAMPLES
-for round in $(seq 1 "$ROUNDS"); do
-  SAMPLES[nginx]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:$NGINX_PORT/")"
-  for n in $CONFIGS; do
-    SAMPLES[gw$n]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}" "${HEADER[$n]:-}")"
-  done
-  SAMPLES[gw0xml]+=" $(DURATION=3s run_wrk1 "http://127.0.0.1:${PORT[0]}/data.xml")"
+# Unloaded latency: each setup paired with its baseline (the empty pipeline;
+# nginx for the empty pipeline; the unconverted XML response for xml-json),
+# one keep-alive connection each and one request to each in turn
+# (bench/latency.rs), so that drift in the machine's speed hits both alike.
+# The difference in medians is what the pipeline adds to a request.
+PROBES=${PROBES:-4000}
+cargo bench -q -p gateway --bench latency --no-run 2>/dev/null
+target() { # $1 name -> name|url[|header]
+  case "$1" in
+    nginx) echo "nginx|http://127.0.0.1:$NGINX_PORT/" ;;
+    gw0xml) echo "gw0xml|http://127.0.0.1:${PORT[0]}/data.xml" ;;
+    gw*) local n=${1#gw}; echo "$1|http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}${HEADER[$n]:+|${HEADER[$n]}}" ;;
+  esac
+}
+declare -A SINGLE   # name -> median (us) in its pair
+declare -A ADDED    # name -> median minus its baseline's median in the same pair
+pair() { # $1 baseline, $2 setup
+  local out base setup
+  out=$(cargo bench -q -p gateway --bench latency -- "$PROBES" "$(target "$1")" "$(target "$2")")
+  base=$(echo "$out" | awk -v n="$1" '$1 == n {print $2}')
+  setup=$(echo "$out" | awk -v n="$2" '$1 == n {print $2}')
+  [ -n "$base" ] && [ -n "$setup" ] || { echo "bench: no latency for $1/$2: $out" >&2; exit 1; }
+  SINGLE[$2]=$setup
+  ADDED[$2]=$(python3 -c "print(f'{$setup - $base:.1f}')")
+  [ -n "${SINGLE[$1]:-}" ] || SINGLE[$1]=$base
+}
+pair nginx gw0
+for n in $CONFIGS; do
+  case "$n" in
+    0) ;;
+    xml) pair gw0xml gwxml ;;
+    *) pair gw0 "gw$n" ;;
+  esac
 done
+[ -n "${SINGLE[gw0xml]:-}" ] || pair gw0 gw0xml
 # The gateway's CPU time per request (user + system, from /proc) under a
 # moderate load: the end-to-end cost of a pipeline, free of scheduling noise.
 cpu_per_request() { # $1 url, $2 pid, $3 optional header
@@ -288,10 +293,6 @@ for n in $CONFIGS; do
   i=$((i + 1))
 done
 
-median() { python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.argv[1:])):.1f}")' $1; }
-SINGLE[nginx]=$(median "${SAMPLES[nginx]}")
-for n in $CONFIGS; do SINGLE[gw$n]=$(median "${SAMPLES[gw$n]}"); done
-SINGLE[gw0xml]=$(median "${SAMPLES[gw0xml]}")
 for pid in "${GW_PIDS[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
 
 # Deadline bar: how long a looping plugin takes to be stopped (deadline 50ms).
@@ -371,6 +372,7 @@ python3 - "$WORK" <<PY > bench/REPORT.md
 import sys
 res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}", "gwrl": "${RESULT[gwrl]}", "gwrlr": "${RESULT[gwrlr]}", "gwhit": "${RESULT[gwhit]}", "gwxml": "${RESULT[gwxml]}", "gw0xml": "${RESULT[gw0xml]}"}.items()}
 cpu = {"gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}"), "gwrl": float("${CPU[gwrl]}"), "gwrlr": float("${CPU[gwrlr]}"), "gwhit": float("${CPU[gwhit]}"), "gwxml": float("${CPU[gwxml]}")}
+added = {"gw0": float("${ADDED[gw0]}"), "gw1": float("${ADDED[gw1]}"), "gw5": float("${ADDED[gw5]}"), "gwkey": float("${ADDED[gwkey]}"), "gwjwt": float("${ADDED[gwjwt]}"), "gwrl": float("${ADDED[gwrl]}"), "gwrlr": float("${ADDED[gwrlr]}"), "gwhit": float("${ADDED[gwhit]}"), "gwxml": float("${ADDED[gwxml]}")}
 single = {"nginx": float("${SINGLE[nginx]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}"), "gwrl": float("${SINGLE[gwrl]}"), "gwrlr": float("${SINGLE[gwrlr]}"), "gwhit": float("${SINGLE[gwhit]}"), "gwxml": float("${SINGLE[gwxml]}"), "gw0xml": float("${SINGLE[gw0xml]}")}
 nginx_rps = float(res["nginx"][0])
 base_p50 = float(res["gw0"][1])
@@ -382,23 +384,23 @@ print("connections, ${DURATION} per run after a 2 s warm-up. Both proxies forwar
 print("answering from memory; nginx runs 2 workers, the gateway 2 worker threads (one per core); access logs off on both.")
 print("Load generator, proxies and upstream share the machine, so absolute numbers are low; the ratios are the result.")
 print()
-print("| setup | requests/s | ratio to nginx | p50 latency (us) | p99 latency (us) | non-2xx | p50 on 1 connection (us), median of ${ROUNDS} interleaved rounds |")
+print("| setup | requests/s | ratio to nginx | p50 latency (us) | p99 latency (us) | non-2xx | p50 on 1 connection (us), paired with its baseline |")
 print("|---|---|---|---|---|---|---|")
 for label, key in rows:
     rps, p50, p99, errs = res[key]
     print(f"| {label} | {rps} | {float(rps)/nginx_rps:.2f}x | {p50} | {p99} | {errs} | {single[key]:.1f} |")
 print()
-gw1 = single["gw1"] - single["gw0"]
-gw5 = (single["gw5"] - single["gw0"]) / 5
-print(f"Median latency added per plugin, end to end on one connection: {gw1:.1f} us with 1 plugin, {gw5:.1f} us per plugin with 5")
-print("(the \`headers\` plugin setting one request header; wrk reports latency in steps of 10 us at this scale, so the")
-print("micro-benchmark below is the precise number).")
+gw1 = added["gw1"]
+gw5 = added["gw5"] / 5
+print(f"Median latency added per plugin, end to end on one connection (each setup paired with the empty pipeline): {gw1:.1f} us with 1 plugin, {gw5:.1f} us per plugin with 5")
+print("(the \`headers\` plugin setting one request header; the micro-benchmark below is the cost of the call alone,")
+print("the rest is the request's data crossing into and out of the plugin with cold caches).")
 print()
-print(f"Built-ins, median added on one connection over the empty pipeline: key-auth {single['gwkey'] - single['gw0']:.1f} us, jwt {single['gwjwt'] - single['gw0']:.1f} us, rate-limit {single['gwrl'] - single['gw0']:.1f} us (local), {single['gwrlr'] - single['gw0']:.1f} us (Redis; one Redis round trip, PING on one connection, is $REDIS_RTT us here).")
+print(f"Built-ins, median added on one connection over the empty pipeline: key-auth {added['gwkey']:.1f} us, jwt {added['gwjwt']:.1f} us, rate-limit {added['gwrl']:.1f} us (local), {added['gwrlr']:.1f} us (Redis; one Redis round trip, PING on one connection, is $REDIS_RTT us here).")
 print()
-print(f"Cache: a hit is answered in {single['gwhit']:.1f} us on one connection against {single['gw0']:.1f} us for the same request proxied with an empty pipeline ({single['gw0'] / single['gwhit']:.2f}x faster), and at {float(res['gwhit'][0]):.0f} against {float(res['gw0'][0]):.0f} requests/s under load ({float(res['gwhit'][0]) / float(res['gw0'][0]):.2f}x); the upstream answers from memory.")
+print(f"Cache: a hit is answered in {single['gwhit']:.1f} us on one connection against {single['gwhit'] - added['gwhit']:.1f} us for the same request proxied with an empty pipeline, in the same paired run ({(single['gwhit'] - added['gwhit']) / single['gwhit']:.2f}x faster), and at {float(res['gwhit'][0]):.0f} against {float(res['gw0'][0]):.0f} requests/s under load ({float(res['gwhit'][0]) / float(res['gw0'][0]):.2f}x); the upstream answers from memory.")
 print()
-print(f"XML to JSON: converting the ${XML_BYTES}-byte XML response adds {single['gwxml'] - single['gw0xml']:.1f} us at the median on one connection (the same response proxied unconverted: {single['gw0xml']:.1f} us; converted: {single['gwxml']:.1f} us).")
+print(f"XML to JSON: converting the ${XML_BYTES}-byte XML response adds {added['gwxml']:.1f} us at the median on one connection (paired with the same response proxied unconverted: {single['gwxml'] - added['gwxml']:.1f} us; converted: {single['gwxml']:.1f} us).")
 print()
 print("## Gateway CPU time per request")
 print()
