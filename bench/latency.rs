@@ -120,7 +120,11 @@ fn exchange(target: &mut Target, buffer: &mut [u8]) {
             return;
         }
         if filled == buffer.len() {
-            fail(&format!("{}: response over {} bytes", target.name, buffer.len()));
+            fail(&format!(
+                "{}: response over {} bytes",
+                target.name,
+                buffer.len()
+            ));
         }
     }
 }
