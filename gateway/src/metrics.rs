@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex};
 
 /// One label.
 type Label = [(&'static str, &'static str); 1];
@@ -196,7 +196,7 @@ impl Metrics {
 /// (which hashes three labels, allocates them and takes the family's lock).
 pub struct RequestCounters {
     route: String,
-    per_worker: Box<[Mutex<Vec<KnownCounter>>]>,
+    known: crate::worker::PerWorker<Vec<KnownCounter>>,
 }
 
 /// A counter a worker resolved: method label, status, counter.
@@ -210,17 +210,14 @@ impl RequestCounters {
     pub fn new(route: &str) -> Self {
         Self {
             route: route.to_string(),
-            per_worker: (0..crate::worker::count())
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
+            known: crate::worker::PerWorker::new(),
         }
     }
 
     /// Counts one request.
     pub fn inc(&self, method: &http::Method, status: u16) {
         let method = method_label(method);
-        let slot = &self.per_worker[crate::worker::index() % self.per_worker.len()];
-        let mut known = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut known = self.known.mine();
         if let Some((_, _, counter)) = known.iter().find(|(m, s, _)| *m == method && *s == status) {
             counter.inc();
             return;

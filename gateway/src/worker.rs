@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 static WORKERS: AtomicUsize = AtomicUsize::new(1);
 
@@ -42,6 +43,49 @@ pub fn index() -> usize {
 /// The current worker's index, or `None` on threads that are not workers.
 pub fn current() -> Option<usize> {
     IS_WORKER.with(Cell::get).then(index)
+}
+
+/// One `T` per worker, so that a worker touches only its own (no lock
+/// contention, no cache lines bouncing between cores). Threads that are not
+/// workers use the first.
+pub struct PerWorker<T>(Box<[Mutex<T>]>);
+
+impl<T: Default> PerWorker<T> {
+    /// A default `T` for each worker.
+    pub fn new() -> Self {
+        Self((0..count()).map(|_| Mutex::default()).collect())
+    }
+}
+
+impl<T: Default> Default for PerWorker<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> PerWorker<T> {
+    /// The current worker's `T`.
+    pub fn mine(&self) -> MutexGuard<'_, T> {
+        self.slot(0)
+    }
+
+    /// The `T` of the worker `offset` places after the current one (0 is its
+    /// own), wrapping around: to look at every worker's, starting with one's own.
+    pub fn slot(&self, offset: usize) -> MutexGuard<'_, T> {
+        self.0[(index() + offset) % self.0.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none (never: there is at least one worker).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The default worker count: one per available core.

@@ -12,8 +12,9 @@ use super::bindings::{
 };
 use super::engine::{EPOCH_TICK, Ticking};
 use super::host::{Context, HostEnv, HostState};
+use crate::worker::PerWorker;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use wasmtime::{Engine, Store, Trap};
 
@@ -84,7 +85,7 @@ pub struct InstancePool {
     /// Idle instances, one stack per worker thread. A worker takes back the
     /// instance it used last, whose memory is still in its core's caches, and
     /// never hands an instance to another core while it has one of its own.
-    idle: Box<[Mutex<Vec<Instance>>]>,
+    idle: PerWorker<Vec<Instance>>,
     /// The plugin's self-description.
     pub info: PluginInfo,
     /// The phases this configured plugin takes part in.
@@ -155,9 +156,7 @@ impl InstancePool {
             env,
             limits,
             deadline_ticks,
-            idle: (0..crate::worker::count())
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
+            idle: PerWorker::new(),
             phases: phases & allowed_phases(&info),
             info,
             stats: EntryStats::default(),
@@ -189,37 +188,21 @@ impl InstancePool {
 
     /// Idle instances now, over all workers.
     pub fn idle(&self) -> usize {
-        self.idle
-            .iter()
-            .map(|stack| stack.lock().unwrap_or_else(PoisonError::into_inner).len())
+        (0..self.idle.len())
+            .map(|offset| self.idle.slot(offset).len())
             .sum()
-    }
-
-    /// The current worker's stack of idle instances (threads that are not
-    /// workers, such as the one loading configs, use the first).
-    fn own_stack(&self) -> usize {
-        crate::worker::index() % self.idle.len()
     }
 
     /// An idle instance: the current worker's most recently used one, else one
     /// another worker has spare (moving it is cheaper than instantiating).
     fn take_idle(&self) -> Option<Instance> {
-        let own = self.own_stack();
-        let stacks = self.idle.len();
-        (0..stacks).find_map(|offset| {
-            self.idle[(own + offset) % stacks]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop()
-        })
+        (0..self.idle.len()).find_map(|offset| self.idle.slot(offset).pop())
     }
 
     /// Keeps `instance` for the current worker's next call, unless it already
     /// keeps `pool_size`: then the extra instance is dropped, freeing its memory.
     fn give_back(&self, instance: Instance) {
-        let mut stack = self.idle[self.own_stack()]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut stack = self.idle.mine();
         if stack.len() < self.limits.pool_size.max(1) {
             stack.push(instance);
         }

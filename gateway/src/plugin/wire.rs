@@ -31,7 +31,7 @@ fn len32(len: usize) -> [u8; 4] {
 /// buffer, no copy per value).
 pub fn decode_headers(bytes: impl Into<Bytes>) -> Result<HeaderMap, String> {
     let bytes: Bytes = bytes.into();
-    let mut map = HeaderMap::with_capacity(count_fields(&bytes));
+    let mut map = HeaderMap::new();
     let mut at = 0;
     while at < bytes.len() {
         let (name_len, value_len) = split_field(&bytes[at..]).ok_or("malformed header encoding")?;
@@ -52,16 +52,6 @@ pub fn decode_headers(bytes: impl Into<Bytes>) -> Result<HeaderMap, String> {
         at = start + value_len;
     }
     Ok(map)
-}
-
-/// How many fields a well-formed encoding holds (a capacity hint).
-fn count_fields(mut bytes: &[u8]) -> usize {
-    let mut count = 0;
-    while let Some((name, value)) = split_field(bytes) {
-        count += 1;
-        bytes = &bytes[8 + name + value..];
-    }
-    count
 }
 
 /// The name and value lengths of the field at the start of `bytes`, when the

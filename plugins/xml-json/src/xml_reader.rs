@@ -522,6 +522,19 @@ fn internal(at: usize) -> ConvertError {
 /// line ends (`\r\n`, `\r`) made `\n`, as XML 1.0 reads them. `at` is where
 /// the text starts, for errors.
 pub fn decode_text(raw: &str, at: usize, out: &mut String) -> Result<(), ConvertError> {
+    decode(raw, at, out, false)
+}
+
+/// Appends an attribute's normalised value to `out`: references resolved,
+/// and each tab, line end (`\r\n` included) and newline made a space, as
+/// XML 1.0 reads them.
+pub fn decode_attribute(raw: &str, at: usize, out: &mut String) -> Result<(), ConvertError> {
+    decode(raw, at, out, true)
+}
+
+/// What [`decode_text`] and [`decode_attribute`] share; `attribute` picks
+/// how white space is normalised and how an unterminated reference is told.
+fn decode(raw: &str, at: usize, out: &mut String, attribute: bool) -> Result<(), ConvertError> {
     let bytes = raw.as_bytes();
     let mut start = 0;
     let mut i = 0;
@@ -529,21 +542,21 @@ pub fn decode_text(raw: &str, at: usize, out: &mut String) -> Result<(), Convert
         match bytes[i] {
             b'\r' => {
                 out.push_str(&raw[start..i]);
-                out.push('\n');
+                out.push(if attribute { ' ' } else { '\n' });
                 i += if bytes.get(i + 1) == Some(&b'\n') {
                     2
                 } else {
                     1
                 };
             }
+            b'\t' | b'\n' if attribute => {
+                out.push_str(&raw[start..i]);
+                out.push(' ');
+                i += 1;
+            }
             b'&' => {
                 out.push_str(&raw[start..i]);
-                // Text ends at `<`; another `&` before the `;` is an error too.
-                let len = bytes[i + 1..]
-                    .iter()
-                    .position(|&b| b == b';' || b == b'&')
-                    .filter(|&len| bytes[i + 1 + len] == b';')
-                    .ok_or_else(|| xml_error(at + i, IllFormedError::UnclosedReference))?;
+                let len = reference_length(bytes, i, at, attribute)?;
                 resolve(&raw[i + 1..i + 1 + len], at + i, out)?;
                 i += len + 2;
             }
@@ -558,49 +571,26 @@ pub fn decode_text(raw: &str, at: usize, out: &mut String) -> Result<(), Convert
     Ok(())
 }
 
-/// Appends an attribute's normalised value to `out`: references resolved,
-/// and each tab, line end (`\r\n` included) and newline made a space, as
-/// XML 1.0 reads them.
-pub fn decode_attribute(raw: &str, at: usize, out: &mut String) -> Result<(), ConvertError> {
-    let bytes = raw.as_bytes();
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\r' => {
-                out.push_str(&raw[start..i]);
-                out.push(' ');
-                i += if bytes.get(i + 1) == Some(&b'\n') {
-                    2
-                } else {
-                    1
-                };
-            }
-            b'\t' | b'\n' => {
-                out.push_str(&raw[start..i]);
-                out.push(' ');
-                i += 1;
-            }
-            b'&' => {
-                out.push_str(&raw[start..i]);
-                let len = bytes[i + 1..]
-                    .iter()
-                    .position(|&b| b == b';')
-                    .ok_or_else(|| {
-                        xml_error(at + i, EscapeError::UnterminatedEntity(i..raw.len()))
-                    })?;
-                resolve(&raw[i + 1..i + 1 + len], at + i, out)?;
-                i += len + 2;
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        start = i;
+/// The length of the name of the reference starting at `bytes[amp]`, up to
+/// its `;`. Text ends at `<`, so another `&` before the `;` is an error there;
+/// an attribute value only needs the `;`.
+fn reference_length(
+    bytes: &[u8],
+    amp: usize,
+    at: usize,
+    attribute: bool,
+) -> Result<usize, ConvertError> {
+    let rest = &bytes[amp + 1..];
+    if attribute {
+        return rest
+            .iter()
+            .position(|&b| b == b';')
+            .ok_or_else(|| xml_error(at + amp, EscapeError::UnterminatedEntity(amp..bytes.len())));
     }
-    out.push_str(&raw[start..]);
-    Ok(())
+    rest.iter()
+        .position(|&b| b == b';' || b == b'&')
+        .filter(|&len| rest[len] == b';')
+        .ok_or_else(|| xml_error(at + amp, IllFormedError::UnclosedReference))
 }
 
 /// Appends what the reference `&name;` stands for: a character reference,
