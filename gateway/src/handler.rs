@@ -22,6 +22,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
 
 /// What the gateway knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +138,10 @@ async fn process<'rt>(
         })?;
     let route = &runtime.routes[matched.route];
     access.route = Some(route);
+    let mut request = request;
+    let upgrade = route
+        .websocket
+        .and_then(|idle| websocket_upgrade(&mut request, idle));
 
     let limit = runtime.limits.max_request_body;
     if let Some(length) = content_length(request.headers())
@@ -193,13 +198,33 @@ async fn process<'rt>(
         Some(answer) => (answer, None, None),
         None => {
             let upstream_started = Instant::now();
-            let response = forward(runtime, route, parts, body, conn, request_id).await;
+            let upgrading = upgrade.as_ref().map(|u| &u.protocol);
+            let response = forward(runtime, route, parts, body, conn, request_id, upgrading).await;
             let upstream_elapsed = upstream_started.elapsed();
             access.upstream_micros = Some(upstream_elapsed.as_micros() as u64);
             if let Some(upstream) = &route.upstream {
                 upstream.latency.observe(upstream_elapsed.as_secs_f64());
             }
-            let response = response?;
+            let mut response = response?;
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                // Response hooks do not run: the answer has no body, and a
+                // hook changing it would leave the client and upstream
+                // speaking different protocols.
+                let Some(upgrade) = upgrade else {
+                    return Err(RequestError::UpstreamBody {
+                        upstream: route.upstream.as_ref().map_or("-", |u| u.name.as_str()).to_string(),
+                        reason: "answered 101 Switching Protocols to a request that asked for no upgrade".to_string(),
+                    });
+                };
+                let upstream_side = hyper::upgrade::on(&mut response);
+                crate::proxy::tunnel::spawn(
+                    upgrade.client,
+                    upstream_side,
+                    upgrade.idle,
+                    route.name.clone(),
+                );
+                return Ok(response);
+            }
             if !pipeline.has_response_phase(respond_upto) {
                 return Ok(response);
             }
@@ -258,7 +283,51 @@ async fn process<'rt>(
     into_http_response(wit_response, stream)
 }
 
-/// Proxies to the route's upstream.
+/// A WebSocket upgrade the client asked for, on a route that lets it through.
+struct Upgrade {
+    /// The client's `Upgrade` header, sent on upstream.
+    protocol: HeaderValue,
+    /// The client's connection, once the `101` has reached it.
+    client: hyper::upgrade::OnUpgrade,
+    /// The route's idle timeout for the upgraded connection.
+    idle: std::time::Duration,
+}
+
+/// The upgrade `request` asks for, when it is an HTTP/1.1 WebSocket
+/// handshake (`Connection: upgrade` and `Upgrade: websocket`). Takes the
+/// client connection's upgrade handle out of the request.
+fn websocket_upgrade(request: &mut Request<Body>, idle: std::time::Duration) -> Option<Upgrade> {
+    let headers = request.headers();
+    let asks = request.version() == http::Version::HTTP_11
+        && has_token(headers, &header::CONNECTION, "upgrade")
+        && has_token(headers, &header::UPGRADE, "websocket");
+    if !asks {
+        return None;
+    }
+    let protocol = headers.get(header::UPGRADE)?.clone();
+    let client = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()?;
+    Some(Upgrade {
+        protocol,
+        client,
+        idle,
+    })
+}
+
+/// Whether a comma-separated header lists `token` (any case).
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// Proxies to the route's upstream. With `upgrade` (the client's `Upgrade`
+/// header), the upgrade is asked of the upstream too, and a `101` answer keeps
+/// the headers that say so.
 async fn forward(
     runtime: &Runtime,
     route: &Route,
@@ -266,6 +335,7 @@ async fn forward(
     body: Body,
     conn: Connection,
     request_id: &HeaderValue,
+    upgrade: Option<&HeaderValue>,
 ) -> Result<Response<Body>, RequestError> {
     let limit = runtime.limits.max_request_body;
     let upstream = route
@@ -281,6 +351,12 @@ async fn forward(
         None => parts.headers.get(header::HOST).cloned(),
     };
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, UPGRADE_TOKEN.clone());
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
     apply_forwarded(
         &mut parts.headers,
         conn.peer,
@@ -328,7 +404,16 @@ async fn forward(
             RequestError::BodyTooLarge { .. } => RequestError::BodyTooLarge { limit },
             other => other,
         })?;
+    let switched = match response.status() {
+        StatusCode::SWITCHING_PROTOCOLS => response.headers().get(header::UPGRADE).cloned(),
+        _ => None,
+    };
     strip_hop_by_hop(response.headers_mut());
+    if let Some(protocol) = switched {
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, UPGRADE_TOKEN.clone());
+        headers.insert(header::UPGRADE, protocol);
+    }
     Ok(response)
 }
 

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub redis_failures: Counter,
     /// Config reloads by outcome: `ok`, `rejected`.
     pub reloads: Family<Label, Counter>,
+    /// Upgraded (WebSocket) connections open now.
+    pub tunnels: Gauge,
     cache_entries: Gauge,
     cache_bytes: Gauge,
     registry: Mutex<Registry>,
@@ -85,6 +87,7 @@ impl Metrics {
             cache_stores: Counter::default(),
             redis_failures: Counter::default(),
             reloads: Family::default(),
+            tunnels: Gauge::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             registry: Mutex::new(Registry::with_prefix("gateway")),
@@ -150,6 +153,11 @@ impl Metrics {
                 "reloads",
                 "Config reloads by outcome",
                 metrics.reloads.clone(),
+            );
+            registry.register(
+                "websocket_connections",
+                "Upgraded (WebSocket) connections open now",
+                metrics.tunnels.clone(),
             );
             registry.register(
                 "cache_entries",

@@ -4,7 +4,8 @@
 
 use crate::builtin;
 use crate::config::{
-    Config, ConfigError, PluginEntryConfig, RedisConfig, Source, StoreFailure, StoreKind,
+    Config, ConfigError, PluginEntryConfig, RedisConfig, RouteConfig, Source, StoreFailure,
+    StoreKind,
 };
 use crate::identity::{Consumers, resolve_secret};
 use crate::metrics::metrics;
@@ -32,6 +33,8 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     /// Send the client's `Host` upstream.
     pub preserve_host: bool,
+    /// When WebSocket upgrades pass: the idle timeout of an upgraded connection.
+    pub websocket: Option<std::time::Duration>,
     /// Request latency, in the metrics.
     pub latency: prometheus_client::metrics::histogram::Histogram,
     /// Requests by method and status, in the metrics.
@@ -293,6 +296,8 @@ async fn build_route(
         }
     };
 
+    let websocket = websocket_setting(source, &name, route, upstream.is_some())?;
+
     let mut entries = Vec::with_capacity(route.plugins.len());
     for entry in &route.plugins {
         entries.push(build_entry(source, config, &name, entry, engine, env).await?);
@@ -311,6 +316,7 @@ async fn build_route(
             pipeline: Pipeline::new(entries),
             strip_prefix,
             preserve_host: route.preserve_host,
+            websocket,
             latency: metrics()
                 .request_duration
                 .get_or_create(&[("route", name_for_metrics.clone())])
@@ -319,6 +325,38 @@ async fn build_route(
         },
         spec,
     ))
+}
+
+/// The idle timeout of the route's upgraded connections, when it lets
+/// WebSocket upgrades through.
+fn websocket_setting(
+    source: &Source,
+    name: &str,
+    route: &RouteConfig,
+    has_upstream: bool,
+) -> Result<Option<std::time::Duration>, ConfigError> {
+    let enabled = route.websocket.as_ref().filter(|on| *on.get_ref());
+    match (enabled, &route.websocket_idle_timeout) {
+        (None, None) => Ok(None),
+        (None, Some(timeout)) => Err(source.error(
+            timeout.span(),
+            format!("route `{name}`: websocket_idle_timeout needs websocket = true"),
+        )),
+        (Some(on), _) if !has_upstream => Err(source.error(
+            on.span(),
+            format!("route `{name}`: websocket = true needs an upstream to pass the connection to"),
+        )),
+        (Some(_), Some(timeout)) if timeout.get_ref().0.is_zero() => Err(source.error(
+            timeout.span(),
+            format!("route `{name}`: websocket_idle_timeout must be more than zero"),
+        )),
+        (Some(_), timeout) => {
+            Ok(Some(timeout.as_ref().map_or(
+                crate::config::DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
+                |t| t.get_ref().0,
+            )))
+        }
+    }
 }
 
 async fn build_entry(

@@ -320,10 +320,22 @@ pub struct RouteConfig {
     /// Send the client's `Host` upstream instead of the target's address.
     #[serde(default)]
     pub preserve_host: bool,
+    /// Let HTTP/1.1 WebSocket upgrades (`Upgrade: websocket`) through to the
+    /// upstream; without it the upgrade headers are dropped like any other
+    /// hop-by-hop header.
+    #[serde(default)]
+    pub websocket: Option<Spanned<bool>>,
+    /// How long an upgraded connection may carry no bytes either way before
+    /// the gateway closes it.
+    #[serde(default)]
+    pub websocket_idle_timeout: Option<Spanned<Duration>>,
     /// The pipeline, run in order for requests and in reverse for responses.
     #[serde(default)]
     pub plugins: Vec<Spanned<PluginEntryConfig>>,
 }
+
+/// How long an upgraded connection may stay silent, unless the route says.
+pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `[[routes.plugins]]`: one pipeline entry.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,6 +3,7 @@
 
 mod forwarded;
 mod traceparent;
+pub mod tunnel;
 mod upstream;
 
 pub use forwarded::{TrustedProxies, apply_forwarded, is_hop_by_hop, strip_hop_by_hop};

@@ -1,0 +1,388 @@
+//! WebSocket upgrades through the gateway: a real upstream that switches
+//! protocols (hyper, with upgrades), and a client speaking raw HTTP/1.1 on a
+//! TCP socket, so every byte the gateway passes is checked.
+
+use crate::support::{Gateway, Upstream, get};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An upstream that accepts WebSocket handshakes. After switching it sends
+/// one line, the JSON object of the handshake's headers, then echoes every
+/// byte until the client closes. `/refuse` answers 403 instead; a request
+/// without `Upgrade` gets 200 and the same JSON.
+struct WsUpstream {
+    addr: SocketAddr,
+    handshakes: Arc<AtomicUsize>,
+}
+
+impl WsUpstream {
+    async fn start() -> WsUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let counter = handshakes.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| answer(req, counter.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        WsUpstream { addr, handshakes }
+    }
+}
+
+async fn answer(
+    mut req: Request<Incoming>,
+    handshakes: Arc<AtomicUsize>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let seen: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    let seen = serde_json::Value::Object(seen).to_string();
+    if req.uri().path() == "/refuse" {
+        let mut refused = Response::new(Full::new(Bytes::from_static(b"no sockets here")));
+        *refused.status_mut() = StatusCode::FORBIDDEN;
+        return Ok(refused);
+    }
+    if !req.headers().contains_key(http::header::UPGRADE) {
+        return Ok(Response::new(Full::new(Bytes::from(seen))));
+    }
+    handshakes.fetch_add(1, Ordering::SeqCst);
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut io = TokioIo::new(upgraded);
+        if io.write_all(format!("{seen}\n").as_bytes()).await.is_err() {
+            return;
+        }
+        let mut buffer = vec![0u8; 8192];
+        loop {
+            match io.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if io.write_all(&buffer[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = io.shutdown().await;
+    });
+    let mut switching = Response::new(Full::default());
+    *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = switching.headers_mut();
+    headers.insert("upgrade", "websocket".parse().expect("value"));
+    headers.insert("connection", "Upgrade".parse().expect("value"));
+    headers.insert(
+        "sec-websocket-accept",
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".parse().expect("value"),
+    );
+    Ok(switching)
+}
+
+/// A client connection after its handshake: the response head, and the
+/// socket with whatever followed the head.
+struct Handshake {
+    status: u16,
+    head: String,
+    stream: TcpStream,
+    after_head: Vec<u8>,
+}
+
+/// Sends a WebSocket handshake for `path` with `extra` header lines.
+async fn handshake(gateway: &Gateway, path: &str, extra: &str) -> Handshake {
+    let addr = gateway.url("");
+    let mut stream = TcpStream::connect(addr.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: chat.example\r\nConnection: keep-alive, Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut read = Vec::new();
+    let end = loop {
+        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("response head in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "connection closed before the response head: {read:?}"
+        );
+        read.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&read[..end]).to_lowercase();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line");
+    Handshake {
+        status,
+        head,
+        stream,
+        after_head: read[end..].to_vec(),
+    }
+}
+
+impl Handshake {
+    /// Reads until `want` bytes have arrived after the head.
+    async fn read_exact(&mut self, want: usize) -> Vec<u8> {
+        while self.after_head.len() < want {
+            let mut chunk = vec![0u8; 16 * 1024];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+                .await
+                .expect("bytes in time")
+                .expect("read");
+            assert!(
+                n > 0,
+                "closed after {} of {want} bytes",
+                self.after_head.len()
+            );
+            self.after_head.extend_from_slice(&chunk[..n]);
+        }
+        self.after_head.drain(..want).collect()
+    }
+
+    /// The upstream's first line: the handshake headers it saw.
+    async fn upstream_saw(&mut self) -> serde_json::Value {
+        loop {
+            if let Some(end) = self.after_head.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.after_head.drain(..=end).collect();
+                return serde_json::from_slice(&line).expect("json line");
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+                .await
+                .expect("line in time")
+                .expect("read");
+            assert!(n > 0, "closed before the upstream's first line");
+            self.after_head.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Waits for the gateway to close the connection; how long it took.
+    async fn closed_within(&mut self, limit: Duration) -> Duration {
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(limit, self.stream.read_to_end(&mut rest))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        started.elapsed()
+    }
+}
+
+fn config(ws: &SocketAddr, plain: &SocketAddr, idle: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.chat]
+targets = ["{ws}"]
+[upstreams.plain]
+targets = ["{plain}"]
+
+[[consumers]]
+name = "alice"
+keys = [{{ plaintext = "alice-key-0000000001" }}]
+
+[[routes]]
+name = "chat"
+path = "/chat/{{*rest}}"
+upstream = "chat"
+websocket = true
+{idle}
+[[routes.plugins]]
+plugin = "key-auth"
+
+[[routes]]
+name = "no-upgrades"
+path = "/plain/{{*rest}}"
+upstream = "chat"
+
+[[routes]]
+name = "other"
+path = "/other"
+upstream = "plain"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshakes_pass_the_pipeline_then_bytes_flow_both_ways() {
+    let ws = WsUpstream::start().await;
+    let plain = Upstream::start("plain").await;
+    let gw = Gateway::start(&config(&ws.addr, &plain.addr, ""));
+
+    // The request phase runs first: no key, no upgrade, no upstream contact.
+    let refused = handshake(&gw, "/chat/room", "").await;
+    assert_eq!(refused.status, 401, "{}", refused.head);
+    assert_eq!(ws.handshakes.load(Ordering::SeqCst), 0);
+
+    let mut chat = handshake(&gw, "/chat/room", "x-api-key: alice-key-0000000001\r\n").await;
+    assert_eq!(chat.status, 101, "{}", chat.head);
+    assert!(chat.head.contains("upgrade: websocket"), "{}", chat.head);
+    assert!(chat.head.contains("connection: upgrade"), "{}", chat.head);
+    assert!(
+        chat.head
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{}",
+        chat.head
+    );
+    assert!(chat.head.contains("x-request-id: "), "{}", chat.head);
+
+    let saw = chat.upstream_saw().await;
+    assert_eq!(saw["upgrade"], "websocket", "{saw}");
+    assert_eq!(saw["connection"], "upgrade", "{saw}");
+    assert_eq!(
+        saw["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==",
+        "{saw}"
+    );
+    assert_eq!(saw["x-consumer-name"], "alice", "{saw}");
+    assert!(saw.get("x-api-key").is_none(), "the key is stripped: {saw}");
+    assert!(saw["x-forwarded-for"].is_string(), "{saw}");
+
+    // Small and large messages come back byte for byte.
+    chat.stream.write_all(b"hello").await.expect("write");
+    assert_eq!(chat.read_exact(5).await, b"hello");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut reader, mut writer) = chat.stream.into_split();
+    let sent = big.clone();
+    let send = tokio::spawn(async move {
+        writer.write_all(&sent).await.expect("write");
+        writer
+    });
+    let mut echoed = vec![0u8; big.len()];
+    tokio::time::timeout(Duration::from_secs(20), reader.read_exact(&mut echoed))
+        .await
+        .expect("echo in time")
+        .expect("read");
+    assert!(echoed == big, "the large message came back changed");
+
+    // Open tunnels are counted, and ordinary requests carry on meanwhile.
+    let metrics = get(&gw.admin_url("/metrics")).await.body;
+    assert!(
+        metrics.contains("gateway_websocket_connections 1"),
+        "{metrics}"
+    );
+    assert_eq!(get(&gw.url("/other")).await.status, 200);
+
+    // The client closes its end: the upstream sees it, closes too, and the
+    // gateway ends the connection.
+    let mut writer = send.await.expect("writer");
+    writer.shutdown().await.expect("shutdown");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    assert!(rest.is_empty(), "{rest:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = get(&gw.admin_url("/metrics")).await.body;
+        if metrics.contains("gateway_websocket_connections 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tunnel still counted:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_without_websocket_forward_the_handshake_as_a_plain_request() {
+    let ws = WsUpstream::start().await;
+    let plain = Upstream::start("plain").await;
+    let gw = Gateway::start(&config(&ws.addr, &plain.addr, ""));
+
+    // Not enabled on the route: forwarded as a plain request, as nginx does.
+    let mut plain_route = handshake(&gw, "/plain/room", "").await;
+    assert_eq!(plain_route.status, 200, "{}", plain_route.head);
+    let length: usize = plain_route
+        .head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("content-length");
+    let body = plain_route.read_exact(length).await;
+    let saw: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert!(saw.get("upgrade").is_none(), "{saw}");
+    assert_eq!(ws.handshakes.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusing_the_upgrade_is_answered_as_usual() {
+    let ws = WsUpstream::start().await;
+    let plain = Upstream::start("plain").await;
+    let config = config(&ws.addr, &plain.addr, "").replace(
+        "path = \"/chat/{*rest}\"\nupstream = \"chat\"\nwebsocket = true",
+        "path = \"/chat/{*rest}\"\nupstream = \"chat\"\nwebsocket = true\nstrip_prefix = \"/chat\"",
+    );
+    let gw = Gateway::start(&config);
+    let mut refused = handshake(&gw, "/chat/refuse", "x-api-key: alice-key-0000000001\r\n").await;
+    assert_eq!(refused.status, 403, "{}", refused.head);
+    assert_eq!(refused.read_exact(15).await, b"no sockets here");
+    assert!(
+        !refused.head.contains("upgrade: websocket"),
+        "{}",
+        refused.head
+    );
+    assert_eq!(ws.handshakes.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_is_closed_after_the_idle_timeout() {
+    let ws = WsUpstream::start().await;
+    let plain = Upstream::start("plain").await;
+    let gw = Gateway::start(&config(
+        &ws.addr,
+        &plain.addr,
+        "websocket_idle_timeout = \"400ms\"",
+    ));
+    let mut chat = handshake(&gw, "/chat/room", "x-api-key: alice-key-0000000001\r\n").await;
+    assert_eq!(chat.status, 101, "{}", chat.head);
+    chat.upstream_saw().await;
+    // Traffic keeps it open past the timeout...
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        chat.stream.write_all(b"tick").await.expect("write");
+        assert_eq!(chat.read_exact(4).await, b"tick");
+    }
+    // ...and silence closes it.
+    let took = chat.closed_within(Duration::from_secs(10)).await;
+    assert!(took >= Duration::from_millis(300), "closed after {took:?}");
+}
