@@ -37,6 +37,8 @@ pub struct Metrics {
     pub request_duration: Latencies<1>,
     /// Upstream latency by upstream, to the response head.
     pub upstream_duration: Latencies<1>,
+    /// Targets taken out of rotation after failed connections, by upstream.
+    pub upstream_ejections: Family<Labels<1>, Counter>,
     /// Plugin call latency by plugin (its reference) and phase.
     pub plugin_duration: Latencies<2>,
     /// Failed plugin calls by plugin and kind: `trap`, `deadline`,
@@ -78,6 +80,7 @@ impl Metrics {
             requests: Family::default(),
             request_duration: Family::new_with_constructor(request_histogram),
             upstream_duration: Family::new_with_constructor(request_histogram),
+            upstream_ejections: Family::default(),
             plugin_duration: Family::new_with_constructor(plugin_histogram),
             plugin_failures: Family::default(),
             pool_idle: Family::default(),
@@ -108,6 +111,11 @@ impl Metrics {
                 "upstream_duration_seconds",
                 "Upstream latency to the response head, by upstream",
                 metrics.upstream_duration.clone(),
+            );
+            registry.register(
+                "upstream_ejections",
+                "Targets taken out of rotation after failed connections, by upstream",
+                metrics.upstream_ejections.clone(),
             );
             registry.register(
                 "plugin_duration_seconds",

@@ -12,6 +12,7 @@ mod support;
 mod tls;
 mod traffic;
 mod transform;
+mod upstreams;
 mod websocket;
 
 use bytes::Bytes;

@@ -282,6 +282,17 @@ pub struct UpstreamConfig {
     /// Idle connections kept per target.
     #[serde(default = "default_max_idle")]
     pub max_idle_connections: usize,
+    /// Failed connections to a target in a row that take it out of rotation
+    /// for `fail_timeout` (0: never).
+    #[serde(default = "default_max_fails")]
+    pub max_fails: u32,
+    /// How long a target that failed `max_fails` times is skipped.
+    #[serde(default = "default_fail_timeout")]
+    pub fail_timeout: Spanned<Duration>,
+    /// Other targets tried when a connection cannot be opened, for requests
+    /// without a body (nothing has reached the upstream, so any method is safe).
+    #[serde(default = "default_retries")]
+    pub retries: Spanned<u32>,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -295,6 +306,15 @@ fn default_idle_timeout() -> Duration {
 }
 fn default_max_idle() -> usize {
     256
+}
+fn default_max_fails() -> u32 {
+    3
+}
+fn default_fail_timeout() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_secs(10)))
+}
+fn default_retries() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
 }
 
 /// `[[routes]]`.

@@ -1,31 +1,63 @@
-//! One named upstream: its targets, chosen round robin, and its connection pool.
+//! One named upstream: its targets, chosen round robin among those in
+//! rotation, and its connection pool.
+//!
+//! Passive health checking: a target whose connections fail `max_fails` times
+//! in a row is skipped for `fail_timeout`, then tried again (one more failure
+//! takes it out again; an answer puts it back for good). When every target is
+//! out, they are all tried anyway: a chance beats a certain 502. A request
+//! without a body whose connection cannot be opened is retried on another
+//! target, up to `retries` times: nothing reached the upstream, so this is
+//! safe for any method.
 
 use crate::body::{self, Body};
 use crate::config::{Source, UpstreamConfig};
 use crate::error::RequestError;
 use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, Response, Version};
+use http_body::Body as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use toml::Spanned;
+
+/// The most `retries` an upstream may ask for.
+pub const MAX_RETRIES: u32 = 10;
 
 /// A named upstream service.
 pub struct Upstream {
     /// The name routes refer to it by.
     pub name: String,
-    /// Each target's authority, and the same as a `Host` header value.
-    targets: Vec<(Authority, http::HeaderValue)>,
+    targets: Vec<Target>,
     next: AtomicUsize,
     /// One pool per worker thread, so a pooled connection is always driven by
     /// the thread that uses it.
     clients: Vec<Client<HttpConnector, Body>>,
     timeout: Duration,
     config: UpstreamConfig,
+    /// When it was built: the origin of the targets' ejection times.
+    born: Instant,
     /// Latency to the response head, in the metrics.
     pub latency: prometheus_client::metrics::histogram::Histogram,
+    ejections: prometheus_client::metrics::counter::Counter,
+}
+
+/// One target and what passive health checking knows of it.
+struct Target {
+    authority: Authority,
+    /// The authority as a `Host` header value.
+    host: http::HeaderValue,
+    /// Connections that failed in a row.
+    failures: AtomicU32,
+    /// Milliseconds after `Upstream::born` until which the target is skipped.
+    out_until: AtomicU64,
+}
+
+impl Target {
+    fn in_rotation(&self, now: u64) -> bool {
+        self.out_until.load(Ordering::Relaxed) <= now
+    }
 }
 
 impl Upstream {
@@ -55,9 +87,28 @@ impl Upstream {
                     .map_err(|msg| source.error(target.span(), msg))?;
                 let host = http::HeaderValue::from_str(authority.as_str())
                     .map_err(|_| source.error(target.span(), "invalid target"))?;
-                Ok((authority, host))
+                Ok(Target {
+                    authority,
+                    host,
+                    failures: AtomicU32::new(0),
+                    out_until: AtomicU64::new(0),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if *settings.retries.get_ref() > MAX_RETRIES {
+            return Err(source.error(
+                settings.retries.span(),
+                format!(
+                    "upstream `{name}`: retries is at most {MAX_RETRIES} (it counts other targets tried after a failed connection)"
+                ),
+            ));
+        }
+        if settings.max_fails > 0 && settings.fail_timeout.get_ref().0.is_zero() {
+            return Err(source.error(
+                settings.fail_timeout.span(),
+                format!("upstream `{name}`: fail_timeout must be more than zero (or set max_fails = 0 to never take a target out)"),
+            ));
+        }
 
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout.0));
@@ -79,56 +130,161 @@ impl Upstream {
             clients,
             timeout: settings.timeout.0,
             config: settings.clone(),
+            born: Instant::now(),
             latency: crate::metrics::metrics()
                 .upstream_duration
+                .get_or_create(&[("upstream", name.to_string())])
+                .clone(),
+            ejections: crate::metrics::metrics()
+                .upstream_ejections
                 .get_or_create(&[("upstream", name.to_string())])
                 .clone(),
         })
     }
 
-    /// The next target, round robin.
-    fn pick(&self) -> &(Authority, http::HeaderValue) {
-        if let [only] = self.targets.as_slice() {
-            // No shared counter to bump (and bounce between cores).
-            return only;
-        }
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
-        &self.targets[index]
+    fn now(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
     }
 
-    /// Sends `request` (whose URI carries only path and query) to the next target
-    /// and waits for the response head within the upstream's timeout.
+    /// The next target in rotation, round robin, other than `not` (the one
+    /// that just failed). When none qualifies, the round robin's pick.
+    fn pick(&self, not: Option<usize>) -> usize {
+        let count = self.targets.len();
+        if count == 1 {
+            // No shared counter to bump (and bounce between cores).
+            return 0;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.now();
+        (0..count)
+            .map(|step| (start + step) % count)
+            .find(|&i| Some(i) != not && self.targets[i].in_rotation(now))
+            .unwrap_or_else(|| match start % count {
+                same if Some(same) == not => (same + 1) % count,
+                other => other,
+            })
+    }
+
+    /// A connection to target `index` could not be opened (or broke before
+    /// the answer): takes the target out when that makes `max_fails` in a row.
+    fn failed(&self, index: usize) {
+        let target = &self.targets[index];
+        let failures = target.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let max = self.config.max_fails;
+        if max == 0 || failures < max || self.targets.len() == 1 {
+            return;
+        }
+        let timeout = self.config.fail_timeout.get_ref().0;
+        let until = self.now() + timeout.as_millis() as u64;
+        if target.out_until.swap(until, Ordering::Relaxed) <= self.now() {
+            self.ejections.inc();
+            tracing::warn!(
+                upstream = %self.name,
+                target = %target.authority,
+                failures,
+                "target taken out of rotation for {timeout:?} after failed connections"
+            );
+        }
+    }
+
+    /// Target `index` answered: it is in rotation, and its failure count
+    /// starts over.
+    fn answered(&self, index: usize) {
+        let target = &self.targets[index];
+        // Read first: most answers find nothing to reset, and a load keeps the
+        // line shared between cores.
+        if target.failures.load(Ordering::Relaxed) != 0 {
+            target.failures.store(0, Ordering::Relaxed);
+        }
+        if target.out_until.load(Ordering::Relaxed) != 0 {
+            target.out_until.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends `request` (whose URI carries only path and query) to the next
+    /// target and waits for the response head within the upstream's timeout;
+    /// on a failed connection, retries a request without a body on another
+    /// target.
     pub async fn send(
         &self,
-        mut request: Request<Body>,
+        request: Request<Body>,
         path_and_query: PathAndQuery,
         set_host: bool,
     ) -> Result<Response<Body>, RequestError> {
-        let (authority, host) = self.pick();
+        let mut retries = match self.targets.len() {
+            1 => 0,
+            _ if request.body().is_end_stream() => *self.config.retries.get_ref(),
+            _ => 0,
+        };
+        // What a retry resends: the head (the body is known to be empty).
+        let head = (retries > 0).then(|| (request.method().clone(), request.headers().clone()));
+        let mut request = request;
+        let mut index = self.pick(None);
+        loop {
+            match self
+                .send_to(index, request, path_and_query.clone(), set_host)
+                .await
+            {
+                Ok(response) => {
+                    self.answered(index);
+                    return Ok(response);
+                }
+                Err(Failure::Connection { error, sent }) => {
+                    self.failed(index);
+                    let Some((method, headers)) = head.as_ref().filter(|_| !sent && retries > 0)
+                    else {
+                        return Err(error);
+                    };
+                    retries -= 1;
+                    tracing::debug!(
+                        upstream = %self.name,
+                        target = %self.targets[index].authority,
+                        %error,
+                        "retrying on another target"
+                    );
+                    request = Request::new(body::empty());
+                    *request.method_mut() = method.clone();
+                    *request.headers_mut() = headers.clone();
+                    index = self.pick(Some(index));
+                }
+                Err(Failure::Other(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// One attempt on target `index`.
+    async fn send_to(
+        &self,
+        index: usize,
+        mut request: Request<Body>,
+        path_and_query: PathAndQuery,
+        set_host: bool,
+    ) -> Result<Response<Body>, Failure> {
+        let target = &self.targets[index];
         if set_host {
             request
                 .headers_mut()
-                .insert(http::header::HOST, host.clone());
+                .insert(http::header::HOST, target.host.clone());
         }
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(http::uri::Scheme::HTTP);
-        uri.authority = Some(authority.clone());
+        uri.authority = Some(target.authority.clone());
         uri.path_and_query = Some(path_and_query);
-        *request.uri_mut() =
-            Uri::from_parts(uri).map_err(|e| RequestError::BadRequest(e.to_string()))?;
+        *request.uri_mut() = Uri::from_parts(uri)
+            .map_err(|e| Failure::Other(RequestError::BadRequest(e.to_string())))?;
         *request.version_mut() = Version::HTTP_11;
 
         let client = &self.clients[crate::worker::index() % self.clients.len()];
         match tokio::time::timeout(self.timeout, client.request(request)).await {
-            Err(_) => Err(RequestError::UpstreamTimeout {
+            Err(_) => Err(Failure::Other(RequestError::UpstreamTimeout {
                 upstream: self.name.clone(),
-            }),
+            })),
             Ok(Err(err)) => Err(self.classify(err)),
             Ok(Ok(response)) => Ok(response.map(body::boxed)),
         }
     }
 
-    fn classify(&self, err: hyper_util::client::legacy::Error) -> RequestError {
+    fn classify(&self, err: hyper_util::client::legacy::Error) -> Failure {
         // A client body over the limit surfaces here, deep in the error chain.
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         while let Some(cause) = source {
@@ -136,20 +292,33 @@ impl Upstream {
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                return RequestError::BodyTooLarge { limit: 0 };
+                return Failure::Other(RequestError::BodyTooLarge { limit: 0 });
             }
             source = cause.source();
         }
-        let reason = if err.is_connect() {
-            format!("connect: {}", error_chain(&err))
-        } else {
+        let sent = !err.is_connect();
+        let reason = if sent {
             error_chain(&err)
+        } else {
+            format!("connect: {}", error_chain(&err))
         };
-        RequestError::UpstreamUnavailable {
-            upstream: self.name.clone(),
-            reason,
+        Failure::Connection {
+            error: RequestError::UpstreamUnavailable {
+                upstream: self.name.clone(),
+                reason,
+            },
+            sent,
         }
     }
+}
+
+/// Why one attempt failed.
+enum Failure {
+    /// The connection failed: before the request went out (`sent` false,
+    /// safe to retry) or after.
+    Connection { error: RequestError, sent: bool },
+    /// Anything else: a timeout waiting for the answer, a bad request.
+    Other(RequestError),
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
