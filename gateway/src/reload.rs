@@ -239,14 +239,19 @@ impl Reloader {
     }
 }
 
-/// The files a config reads: itself, its TLS certificate and key, its `.wasm`
-/// plugins and `config_files`.
+/// The files a config reads: itself, its TLS certificate and key, its
+/// upstreams' CA files, its `.wasm` plugins and `config_files`.
 pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
     let base = source.base_dir();
     let mut files = vec![source.path.clone()];
     if let Some(tls) = &config.server.tls {
         files.push(base.join(tls.get_ref().cert.get_ref()));
         files.push(base.join(tls.get_ref().key.get_ref()));
+    }
+    for upstream in config.upstreams.values() {
+        if let Some(ca) = &upstream.get_ref().ca_file {
+            files.push(base.join(ca.get_ref()));
+        }
     }
     for route in &config.routes {
         for entry in &route.get_ref().plugins {

@@ -145,7 +145,7 @@ impl Runtime {
             // An unchanged upstream keeps its connection pools across reloads.
             let kept = previous
                 .and_then(|p| p.upstreams.get(name))
-                .filter(|kept| kept.config() == upstream.get_ref());
+                .filter(|kept| kept.unchanged(upstream.get_ref(), source));
             let upstream = match kept {
                 Some(kept) => kept.clone(),
                 None => Arc::new(Upstream::new(name, upstream, source)?),

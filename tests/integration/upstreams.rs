@@ -185,3 +185,129 @@ async fn when_every_target_is_out_they_are_still_tried() {
     }
     assert!(ok >= 5, "{ok} of 6 answered after the target came back");
 }
+
+/// An HTTPS upstream presenting a self-signed certificate for `localhost`;
+/// it answers `tls:HOST` (the `Host` it was sent). Returns its address and
+/// the certificate's PEM.
+async fn tls_upstream() -> (std::net::SocketAddr, String) {
+    use hyper_util::rt::TokioIo;
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![made.cert.der().clone()], key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let host = req
+                            .headers()
+                            .get(http::header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or("-")
+                            .to_string();
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(format!("tls:{host}")),
+                        )))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, made.cert.pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_targets_are_verified_against_the_configured_authorities() {
+    let (addr, ca) = tls_upstream().await;
+    let port = addr.port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ca.pem"), &ca).expect("ca");
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+# Trusted through ca_file, reached by name.
+[upstreams.trusted]
+targets = ["https://localhost:{port}"]
+ca_file = "ca.pem"
+# Reached by address, checked against the name in tls_server_name.
+[upstreams.by-address]
+targets = ["https://127.0.0.1:{port}"]
+ca_file = "ca.pem"
+tls_server_name = "localhost"
+# The built-in public roots do not know this certificate.
+[upstreams.public-roots]
+targets = ["https://localhost:{port}"]
+# The certificate is not for this name.
+[upstreams.wrong-name]
+targets = ["https://127.0.0.1:{port}"]
+ca_file = "ca.pem"
+tls_server_name = "api.example.com"
+
+[[routes]]
+name = "trusted"
+path = "/trusted"
+upstream = "trusted"
+[[routes]]
+name = "by-address"
+path = "/by-address"
+upstream = "by-address"
+[[routes]]
+name = "public-roots"
+path = "/public-roots"
+upstream = "public-roots"
+[[routes]]
+name = "wrong-name"
+path = "/wrong-name"
+upstream = "wrong-name"
+"#
+        ),
+    )
+    .expect("config");
+    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+
+    let trusted = get(&gw.url("/trusted")).await;
+    assert_eq!(trusted.status, 200, "{}", trusted.body);
+    assert_eq!(trusted.body, format!("tls:localhost:{port}"));
+    let by_address = get(&gw.url("/by-address")).await;
+    assert_eq!(by_address.status, 200, "{}", by_address.body);
+    assert_eq!(by_address.body, format!("tls:127.0.0.1:{port}"));
+
+    for refused in ["/public-roots", "/wrong-name"] {
+        let reply = get(&gw.url(refused)).await;
+        assert_eq!(reply.status, 502, "{refused}: {}", reply.body);
+    }
+    let log = gw.log();
+    assert!(log.contains("UnknownIssuer"), "{log}");
+    assert!(
+        log.contains("certificate not valid for name \"api.example.com\""),
+        "{log}"
+    );
+}

@@ -293,6 +293,14 @@ pub struct UpstreamConfig {
     /// without a body (nothing has reached the upstream, so any method is safe).
     #[serde(default = "default_retries")]
     pub retries: Spanned<u32>,
+    /// PEM file of the certificate authorities `https://` targets must chain
+    /// to, instead of the built-in Mozilla roots (relative to the config file).
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    /// The name `https://` targets' certificates are checked against (and sent
+    /// as SNI), when it is not the target's host (targets given as addresses).
+    #[serde(default)]
+    pub tls_server_name: Option<Spanned<String>>,
 }
 
 fn default_connect_timeout() -> Duration {

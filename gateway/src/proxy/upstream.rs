@@ -12,12 +12,16 @@
 use crate::body::{self, Body};
 use crate::config::{Source, UpstreamConfig};
 use crate::error::RequestError;
-use http::uri::{Authority, PathAndQuery, Uri};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
 use http_body::Body as _;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use toml::Spanned;
@@ -33,9 +37,11 @@ pub struct Upstream {
     next: AtomicUsize,
     /// One pool per worker thread, so a pooled connection is always driven by
     /// the thread that uses it.
-    clients: Vec<Client<HttpConnector, Body>>,
+    clients: Vec<Client<HttpsConnector<HttpConnector>, Body>>,
     timeout: Duration,
     config: UpstreamConfig,
+    /// The `ca_file` as it was read, to tell whether a reload changed it.
+    ca_pem: Option<Vec<u8>>,
     /// When it was built: the origin of the targets' ejection times.
     born: Instant,
     /// Latency to the response head, in the metrics.
@@ -45,6 +51,8 @@ pub struct Upstream {
 
 /// One target and what passive health checking knows of it.
 struct Target {
+    /// `http` or `https`.
+    scheme: Scheme,
     authority: Authority,
     /// The authority as a `Host` header value.
     host: http::HeaderValue,
@@ -66,6 +74,18 @@ impl Upstream {
         &self.config
     }
 
+    /// Whether `config` (read from `source`) would build this same upstream,
+    /// so a reload can keep it and its connection pools.
+    pub fn unchanged(&self, config: &UpstreamConfig, source: &Source) -> bool {
+        self.config == *config
+            && match &config.ca_file {
+                None => self.ca_pem.is_none(),
+                Some(file) => {
+                    std::fs::read(source.base_dir().join(file.get_ref())).ok() == self.ca_pem
+                }
+            }
+    }
+
     /// Builds the upstream and its (lazily connecting) pool.
     pub fn new(
         name: &str,
@@ -83,11 +103,12 @@ impl Upstream {
             .targets
             .iter()
             .map(|target| {
-                let authority = parse_target(target.get_ref())
+                let (scheme, authority) = parse_target(target.get_ref())
                     .map_err(|msg| source.error(target.span(), msg))?;
                 let host = http::HeaderValue::from_str(authority.as_str())
                     .map_err(|_| source.error(target.span(), "invalid target"))?;
                 Ok(Target {
+                    scheme,
                     authority,
                     host,
                     failures: AtomicU32::new(0),
@@ -110,10 +131,51 @@ impl Upstream {
             ));
         }
 
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout.0));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(settings.connect_timeout.0));
+        http.set_nodelay(true);
+        // The TLS layer checks the scheme.
+        http.enforce_http(false);
+        let ca_pem = match &settings.ca_file {
+            None => None,
+            Some(file) => Some(
+                std::fs::read(source.base_dir().join(file.get_ref())).map_err(|err| {
+                    source.error(
+                        file.span(),
+                        format!(
+                            "upstream `{name}`: cannot read ca_file `{}`: {err}",
+                            file.get_ref()
+                        ),
+                    )
+                })?,
+            ),
+        };
+        let tls = tls_settings(settings, ca_pem.as_deref())
+            .map_err(|(span, msg)| source.error(span, format!("upstream `{name}`: {msg}")))?;
+        let connector = match &settings.tls_server_name {
+            Some(server_name) => {
+                let fixed = ServerName::try_from(server_name.get_ref().clone()).map_err(|_| {
+                    source.error(
+                        server_name.span(),
+                        format!(
+                            "upstream `{name}`: tls_server_name `{}` is not a DNS name or IP address",
+                            server_name.get_ref()
+                        ),
+                    )
+                })?;
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .with_server_name_resolver(FixedServerNameResolver::new(fixed))
+                    .enable_http1()
+                    .wrap_connector(http)
+            }
+            None => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http),
+        };
         let clients = (0..crate::worker::count())
             .map(|_| {
                 Client::builder(TokioExecutor::new())
@@ -130,6 +192,7 @@ impl Upstream {
             clients,
             timeout: settings.timeout.0,
             config: settings.clone(),
+            ca_pem,
             born: Instant::now(),
             latency: crate::metrics::metrics()
                 .upstream_duration
@@ -267,7 +330,7 @@ impl Upstream {
                 .insert(http::header::HOST, target.host.clone());
         }
         let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.scheme = Some(target.scheme.clone());
         uri.authority = Some(target.authority.clone());
         uri.path_and_query = Some(path_and_query);
         *request.uri_mut() = Uri::from_parts(uri)
@@ -332,21 +395,59 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-fn parse_target(target: &str) -> Result<Authority, String> {
-    let bare = target.strip_prefix("http://").unwrap_or(target);
-    if bare.starts_with("https://") {
-        return Err(format!(
-            "invalid target `{target}`: TLS to upstreams is not supported yet; use host:port"
-        ));
-    }
+/// `host:port`, `http://host:port` or `https://host[:port]`.
+fn parse_target(target: &str) -> Result<(Scheme, Authority), String> {
+    let (scheme, bare) = match target.split_once("://") {
+        None => (Scheme::HTTP, target),
+        Some(("http", rest)) => (Scheme::HTTP, rest),
+        Some(("https", rest)) => (Scheme::HTTPS, rest),
+        Some((other, _)) => {
+            return Err(format!(
+                "invalid target `{target}`: the scheme `{other}` is not supported; use http:// or https://"
+            ));
+        }
+    };
     let authority: Authority = bare.trim_end_matches('/').parse().map_err(|_| {
-        format!("invalid target `{target}`: expected host:port, for example \"127.0.0.1:9000\"")
+        format!("invalid target `{target}`: expected host:port, for example \"127.0.0.1:9000\" or \"https://api.example.com\"")
     })?;
-    if authority.port_u16().is_none() {
+    if authority.port_u16().is_none() && scheme == Scheme::HTTP {
         return Err(format!(
             "invalid target `{target}`: a port is required, for example \"{}:80\"",
             authority.host()
         ));
     }
-    Ok(authority)
+    Ok((scheme, authority))
+}
+
+/// The TLS client settings for `https://` targets: the CAs in `ca_pem`, or
+/// the built-in Mozilla roots; HTTP/1.1.
+fn tls_settings(
+    settings: &UpstreamConfig,
+    ca_pem: Option<&[u8]>,
+) -> Result<rustls::ClientConfig, (std::ops::Range<usize>, String)> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|err| (0..0, format!("TLS setup failed: {err}")))?;
+    let Some(pem) = ca_pem else {
+        use hyper_rustls::ConfigBuilderExt;
+        return Ok(builder.with_webpki_roots().with_no_client_auth());
+    };
+    let span = settings.ca_file.as_ref().map_or(0..0, Spanned::span);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert =
+            cert.map_err(|err| (span.clone(), format!("ca_file is not valid PEM: {err}")))?;
+        roots.add(cert).map_err(|err| {
+            (
+                span.clone(),
+                format!("ca_file holds an unusable certificate: {err}"),
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err((span, "ca_file holds no certificate".to_string()));
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
