@@ -304,6 +304,20 @@ upstream = "wrong-name"
         let reply = get(&gw.url(refused)).await;
         assert_eq!(reply.status, 502, "{refused}: {}", reply.body);
     }
+    // Another CA in ca_file is picked up by a reload: the upstream is built
+    // anew (pooled connections included) and no longer trusts the target.
+    let other =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    std::fs::write(dir.path().join("ca.pem"), other.cert.pem()).expect("ca");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&gw.url("/trusted")).await.status != 502 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new ca_file was not applied:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let log = gw.log();
     assert!(log.contains("UnknownIssuer"), "{log}");
     assert!(
