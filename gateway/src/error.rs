@@ -73,6 +73,12 @@ pub enum RequestError {
         /// Too large, or a read error.
         reason: String,
     },
+    /// A process-wide limit is reached (open WebSocket connections).
+    #[error("too many {what} open")]
+    Overloaded {
+        /// What there are too many of.
+        what: &'static str,
+    },
 }
 
 impl RequestError {
@@ -86,6 +92,7 @@ impl RequestError {
             Self::Plugin { .. } | Self::NoAnswer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -97,7 +104,7 @@ impl RequestError {
             | Self::BodyTooLarge { .. }
             | Self::BadRequest(_) => Origin::Client,
             Self::Plugin { .. } => Origin::Plugin,
-            Self::NoAnswer { .. } => Origin::Internal,
+            Self::NoAnswer { .. } | Self::Overloaded { .. } => Origin::Internal,
             Self::UpstreamUnavailable { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamBody { .. } => Origin::Upstream,
@@ -111,7 +118,8 @@ impl RequestError {
             Self::NoRoute
             | Self::MethodNotAllowed { .. }
             | Self::BodyTooLarge { .. }
-            | Self::BadRequest(_) => self.to_string(),
+            | Self::BadRequest(_)
+            | Self::Overloaded { .. } => self.to_string(),
             Self::Plugin { .. } | Self::NoAnswer { .. } => "internal error".to_string(),
             Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => {
                 "bad gateway".to_string()

@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
+static WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
 
 /// What the gateway knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -139,7 +140,7 @@ async fn process<'rt>(
     let route = &runtime.routes[matched.route];
     access.route = Some(route);
     let mut request = request;
-    let upgrade = route
+    let mut upgrade = route
         .websocket
         .and_then(|idle| websocket_upgrade(&mut request, idle));
 
@@ -194,12 +195,28 @@ async fn process<'rt>(
         }
     }
 
+    // A request hook that dropped the handshake's headers turned it into a
+    // plain request.
+    if upgrade.is_some() && !has_token(&parts.headers, &header::UPGRADE, "websocket") {
+        upgrade = None;
+    }
+    let permit = match (&upgrade, &plugin_answer) {
+        (Some(_), None) => Some(
+            crate::proxy::tunnel::Permit::take(runtime.limits.max_websocket_connections).ok_or(
+                RequestError::Overloaded {
+                    what: "WebSocket connections",
+                },
+            )?,
+        ),
+        _ => None,
+    };
+
     let (mut wit_response, mut stream, mut upstream_parts) = match plugin_answer {
         Some(answer) => (answer, None, None),
         None => {
             let upstream_started = Instant::now();
-            let upgrading = upgrade.as_ref().map(|u| &u.protocol);
-            let response = forward(runtime, route, parts, body, conn, request_id, upgrading).await;
+            let websocket = upgrade.is_some();
+            let response = forward(runtime, route, parts, body, conn, request_id, websocket).await;
             let upstream_elapsed = upstream_started.elapsed();
             access.upstream_micros = Some(upstream_elapsed.as_micros() as u64);
             if let Some(upstream) = &route.upstream {
@@ -210,18 +227,33 @@ async fn process<'rt>(
                 // Response hooks do not run: the answer has no body, and a
                 // hook changing it would leave the client and upstream
                 // speaking different protocols.
-                let Some(upgrade) = upgrade else {
+                let upstream_name = || {
+                    route
+                        .upstream
+                        .as_ref()
+                        .map_or("-", |u| u.name.as_str())
+                        .to_string()
+                };
+                let (Some(upgrade), Some(permit)) = (upgrade, permit) else {
                     return Err(RequestError::UpstreamBody {
-                        upstream: route.upstream.as_ref().map_or("-", |u| u.name.as_str()).to_string(),
+                        upstream: upstream_name(),
                         reason: "answered 101 Switching Protocols to a request that asked for no upgrade".to_string(),
                     });
                 };
+                if !has_token(response.headers(), &header::UPGRADE, "websocket") {
+                    return Err(RequestError::UpstreamBody {
+                        upstream: upstream_name(),
+                        reason: "answered 101 Switching Protocols without `Upgrade: websocket`"
+                            .to_string(),
+                    });
+                }
                 let upstream_side = hyper::upgrade::on(&mut response);
                 crate::proxy::tunnel::spawn(
                     upgrade.client,
                     upstream_side,
                     upgrade.idle,
                     route.name.clone(),
+                    permit,
                 );
                 return Ok(response);
             }
@@ -285,8 +317,6 @@ async fn process<'rt>(
 
 /// A WebSocket upgrade the client asked for, on a route that lets it through.
 struct Upgrade {
-    /// The client's `Upgrade` header, sent on upstream.
-    protocol: HeaderValue,
     /// The client's connection, once the `101` has reached it.
     client: hyper::upgrade::OnUpgrade,
     /// The route's idle timeout for the upgraded connection.
@@ -294,25 +324,23 @@ struct Upgrade {
 }
 
 /// The upgrade `request` asks for, when it is an HTTP/1.1 WebSocket
-/// handshake (`Connection: upgrade` and `Upgrade: websocket`). Takes the
-/// client connection's upgrade handle out of the request.
+/// handshake: a `GET` without a body, with `Connection: upgrade` and
+/// `Upgrade: websocket` (RFC 6455, section 4.1). Takes the client
+/// connection's upgrade handle out of the request.
 fn websocket_upgrade(request: &mut Request<Body>, idle: std::time::Duration) -> Option<Upgrade> {
     let headers = request.headers();
     let asks = request.version() == http::Version::HTTP_11
+        && request.method() == Method::GET
+        && http_body::Body::is_end_stream(request.body())
         && has_token(headers, &header::CONNECTION, "upgrade")
         && has_token(headers, &header::UPGRADE, "websocket");
     if !asks {
         return None;
     }
-    let protocol = headers.get(header::UPGRADE)?.clone();
     let client = request
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()?;
-    Some(Upgrade {
-        protocol,
-        client,
-        idle,
-    })
+    Some(Upgrade { client, idle })
 }
 
 /// Whether a comma-separated header lists `token` (any case).
@@ -325,9 +353,9 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
         .any(|item| item.trim().eq_ignore_ascii_case(token))
 }
 
-/// Proxies to the route's upstream. With `upgrade` (the client's `Upgrade`
-/// header), the upgrade is asked of the upstream too, and a `101` answer keeps
-/// the headers that say so.
+/// Proxies to the route's upstream. With `websocket`, the upgrade to
+/// WebSocket is asked of the upstream too, and a `101` answer keeps the
+/// headers that say so.
 async fn forward(
     runtime: &Runtime,
     route: &Route,
@@ -335,7 +363,7 @@ async fn forward(
     body: Body,
     conn: Connection,
     request_id: &HeaderValue,
-    upgrade: Option<&HeaderValue>,
+    websocket: bool,
 ) -> Result<Response<Body>, RequestError> {
     let limit = runtime.limits.max_request_body;
     let upstream = route
@@ -351,11 +379,11 @@ async fn forward(
         None => parts.headers.get(header::HOST).cloned(),
     };
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(protocol) = upgrade {
+    if websocket {
         parts
             .headers
             .insert(header::CONNECTION, UPGRADE_TOKEN.clone());
-        parts.headers.insert(header::UPGRADE, protocol.clone());
+        parts.headers.insert(header::UPGRADE, WEBSOCKET.clone());
     }
     apply_forwarded(
         &mut parts.headers,

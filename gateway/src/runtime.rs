@@ -82,6 +82,8 @@ pub struct Limits {
     pub max_request_body: u64,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: TrustedProxies,
+    /// Upgraded connections open at once.
+    pub max_websocket_connections: usize,
 }
 
 /// Everything one config produced.
@@ -194,6 +196,7 @@ impl Runtime {
                 access_log: AccessLogSampling::new(*config.server.access_log_sample.get_ref()),
                 max_request_body: config.server.max_request_body.0,
                 trusted_proxies,
+                max_websocket_connections: config.server.max_websocket_connections,
             },
             redis: env.redis.clone(),
             upstreams,

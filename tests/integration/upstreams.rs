@@ -325,3 +325,37 @@ upstream = "wrong-name"
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cutting_its_upload_short_is_not_held_against_the_target() {
+    use tokio::io::AsyncWriteExt;
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let gw = Gateway::start(&config(
+        &[&a.addr.to_string(), &b.addr.to_string()],
+        "max_fails = 1\nfail_timeout = \"1h\"",
+    ));
+    let addr = gw.url("");
+    for _ in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(addr.trim_start_matches("http://"))
+            .await
+            .expect("connect");
+        stream
+            .write_all(
+                b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\nonly a little",
+            )
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = get(&gw.admin_url("/metrics")).await.body;
+    assert_eq!(ejections(&metrics), Some(0.0), "{metrics}");
+    // Both targets still take their share.
+    let hits = (a.hits(), b.hits());
+    for _ in 0..4 {
+        assert_eq!(get(&gw.url("/items")).await.status, 200);
+    }
+    assert_eq!((a.hits() - hits.0, b.hits() - hits.1), (2, 2));
+}

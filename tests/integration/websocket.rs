@@ -19,8 +19,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// An upstream that accepts WebSocket handshakes. After switching it sends
 /// one line, the JSON object of the handshake's headers, then echoes every
-/// byte until the client closes. `/refuse` answers 403 instead; a request
-/// without `Upgrade` gets 200 and the same JSON.
+/// byte until the client closes its end, then sends `bye` and closes. `/refuse`
+/// answers 403 instead; a request without `Upgrade` gets 200 and the same
+/// JSON. Paths ending in `/always-101` switch whatever was asked, and
+/// `/h2c` switches to another protocol than the one asked for.
 struct WsUpstream {
     addr: SocketAddr,
     handshakes: Arc<AtomicUsize>,
@@ -66,9 +68,15 @@ async fn answer(
         *refused.status_mut() = StatusCode::FORBIDDEN;
         return Ok(refused);
     }
-    if !req.headers().contains_key(http::header::UPGRADE) {
+    let always = req.uri().path().ends_with("/always-101");
+    if !req.headers().contains_key(http::header::UPGRADE) && !always {
         return Ok(Response::new(Full::new(Bytes::from(seen))));
     }
+    let protocol = if req.uri().path().ends_with("/h2c") {
+        "h2c"
+    } else {
+        "websocket"
+    };
     handshakes.fetch_add(1, Ordering::SeqCst);
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -80,7 +88,8 @@ async fn answer(
         let mut buffer = vec![0u8; 8192];
         loop {
             match io.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
+                Err(_) => return,
                 Ok(n) => {
                     if io.write_all(&buffer[..n]).await.is_err() {
                         return;
@@ -88,12 +97,14 @@ async fn answer(
                 }
             }
         }
+        // The client closed its end; this one is still open.
+        let _ = io.write_all(b"bye").await;
         let _ = io.shutdown().await;
     });
     let mut switching = Response::new(Full::default());
     *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = switching.headers_mut();
-    headers.insert("upgrade", "websocket".parse().expect("value"));
+    headers.insert("upgrade", protocol.parse().expect("value"));
     headers.insert("connection", "Upgrade".parse().expect("value"));
     headers.insert(
         "sec-websocket-accept",
@@ -206,6 +217,7 @@ fn config(ws: &SocketAddr, plain: &SocketAddr, idle: &str) -> String {
         r#"
 [server]
 listen = "127.0.0.1:0"
+max_websocket_connections = 2
 [admin]
 listen = "127.0.0.1:0"
 
@@ -299,8 +311,8 @@ async fn websocket_handshakes_pass_the_pipeline_then_bytes_flow_both_ways() {
     );
     assert_eq!(get(&gw.url("/other")).await.status, 200);
 
-    // The client closes its end: the upstream sees it, closes too, and the
-    // gateway ends the connection.
+    // The client closes its end: the upstream sees it, still answers on its
+    // own end, then closes too, and the gateway ends the connection.
     let mut writer = send.await.expect("writer");
     writer.shutdown().await.expect("shutdown");
     let mut rest = Vec::new();
@@ -308,7 +320,7 @@ async fn websocket_handshakes_pass_the_pipeline_then_bytes_flow_both_ways() {
         .await
         .expect("closed in time")
         .expect("read");
-    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(rest, b"bye");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let metrics = get(&gw.admin_url("/metrics")).await.body;
@@ -385,4 +397,52 @@ async fn a_silent_websocket_is_closed_after_the_idle_timeout() {
     // ...and silence closes it.
     let took = chat.closed_within(Duration::from_secs(10)).await;
     assert!(took >= Duration::from_millis(300), "closed after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_protocols_is_refused_unless_it_is_the_websocket_asked_for() {
+    let ws = WsUpstream::start().await;
+    let plain = Upstream::start("plain").await;
+    let gw = Gateway::start(&config(&ws.addr, &plain.addr, ""));
+    // No upgrade was asked of this upstream (the route does not pass them).
+    let unasked = handshake(&gw, "/plain/always-101", "").await;
+    assert_eq!(unasked.status, 502, "{}", unasked.head);
+    // Asked for WebSocket, switched to something else.
+    let other = handshake(&gw, "/chat/h2c", "x-api-key: alice-key-0000000001\r\n").await;
+    assert_eq!(other.status, 502, "{}", other.head);
+    let metrics = get(&gw.admin_url("/metrics")).await.body;
+    assert!(
+        metrics.contains("gateway_websocket_connections 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_websockets_are_capped_by_max_websocket_connections() {
+    let ws = WsUpstream::start().await;
+    let plain = Upstream::start("plain").await;
+    let gw = Gateway::start(&config(&ws.addr, &plain.addr, ""));
+    let key = "x-api-key: alice-key-0000000001\r\n";
+    let mut first = handshake(&gw, "/chat/a", key).await;
+    let second = handshake(&gw, "/chat/b", key).await;
+    assert_eq!((first.status, second.status), (101, 101));
+    let third = handshake(&gw, "/chat/c", key).await;
+    assert_eq!(third.status, 503, "{}", third.head);
+    assert!(third.head.contains("application/json"), "{}", third.head);
+    // Ordinary requests are not limited by it.
+    assert_eq!(get(&gw.url("/other")).await.status, 200);
+    // A closed tunnel frees its place.
+    first.upstream_saw().await;
+    first.stream.shutdown().await.expect("shutdown");
+    first.closed_within(Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = handshake(&gw, "/chat/d", key).await;
+        if again.status == 101 {
+            break;
+        }
+        assert_eq!(again.status, 503, "{}", again.head);
+        assert!(Instant::now() < deadline, "the place was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

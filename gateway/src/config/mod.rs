@@ -177,6 +177,14 @@ pub struct ServerConfig {
     /// TLS termination; without it the listener speaks cleartext.
     #[serde(default)]
     pub tls: Option<Spanned<TlsConfig>>,
+    /// Upgraded (WebSocket) connections open at once, process-wide; a
+    /// handshake over the limit is answered 503.
+    #[serde(default = "default_max_websocket_connections")]
+    pub max_websocket_connections: usize,
+}
+
+fn default_max_websocket_connections() -> usize {
+    1024
 }
 
 /// `[server.tls]`: the certificate the listener presents.
@@ -205,6 +213,7 @@ impl Default for ServerConfig {
             workers: None,
             access_log_sample: default_access_log_sample(),
             tls: None,
+            max_websocket_connections: default_max_websocket_connections(),
         }
     }
 }

@@ -7,7 +7,8 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::io;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bytes read from one side before they are written to the other.
@@ -22,14 +23,50 @@ pub enum Ended {
     Idle,
 }
 
+/// Open tunnels (and handshakes on their way to becoming one), process-wide.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// A place among the process's tunnels, taken before a handshake is
+/// forwarded and given back when the handshake fails or the tunnel ends.
+pub struct Permit(());
+
+impl Permit {
+    /// A place, unless `max` tunnels are open already.
+    pub fn take(max: usize) -> Option<Permit> {
+        OPEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+            (open < max).then_some(open + 1)
+        })
+        .ok()
+        .map(|_| Permit(()))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Joins `client` and `upstream` once both have switched protocols, in a task
-/// of its own: the request that set it up has finished.
-pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, route: String) {
+/// of its own: the request that set it up has finished. Both sides get `idle`
+/// to finish switching.
+pub fn spawn(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle: Duration,
+    route: String,
+    permit: Permit,
+) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(both) => both,
-            Err(err) => {
+        let both = tokio::time::timeout(idle, async { tokio::try_join!(client, upstream) });
+        let (client, upstream) = match both.await {
+            Ok(Ok(both)) => both,
+            Ok(Err(err)) => {
                 tracing::debug!(route, %err, "upgrade did not complete");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(route, "upgrade did not complete in time");
                 return;
             }
         };
@@ -37,6 +74,7 @@ pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, route: Stri
         open.inc();
         let ended = relay(TokioIo::new(client), TokioIo::new(upstream), idle).await;
         open.dec();
+        drop(permit);
         match ended {
             Ok(how) => tracing::debug!(route, ?how, "upgraded connection ended"),
             Err(err) => tracing::debug!(route, %err, "upgraded connection failed"),
@@ -44,58 +82,62 @@ pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, route: Stri
     });
 }
 
-/// Copies bytes between `a` and `b` in both directions. A side that closes
-/// its end has the other side's write end shut down, and the other direction
-/// goes on until it closes too. Any read or write error ends both directions,
-/// as does `idle` without a byte either way (a write that cannot finish
-/// within `idle` counts as a failure).
+/// Copies bytes between `a` and `b`, both directions at once (so a side that
+/// writes before it reads never waits on the other direction). A side that
+/// closes its end has the other side's write end shut down, and the other
+/// direction goes on until it closes too. Any read or write error ends both
+/// directions, as does `idle` without a byte read or written either way.
 pub async fn relay<A, B>(a: A, b: B, idle: Duration) -> io::Result<Ended>
 where
     A: AsyncRead + AsyncWrite,
     B: AsyncRead + AsyncWrite,
 {
-    let (mut a_read, mut a_write) = tokio::io::split(a);
-    let (mut b_read, mut b_write) = tokio::io::split(b);
-    let mut a_buffer = vec![0u8; BUFFER];
-    let mut b_buffer = vec![0u8; BUFFER];
-    let (mut a_open, mut b_open) = (true, true);
-    while a_open || b_open {
-        tokio::select! {
-            read = a_read.read(&mut a_buffer), if a_open => {
-                a_open = pass(read?, &a_buffer, &mut b_write, idle).await?;
+    let (a_read, a_write) = tokio::io::split(a);
+    let (b_read, b_write) = tokio::io::split(b);
+    let started = Instant::now();
+    let last = AtomicU64::new(0);
+    let active = || last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let both = async {
+        tokio::try_join!(
+            copy(a_read, b_write, &active),
+            copy(b_read, a_write, &active)
+        )
+    };
+    let watchdog = async {
+        loop {
+            let quiet = started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            if quiet >= idle {
+                return;
             }
-            read = b_read.read(&mut b_buffer), if b_open => {
-                b_open = pass(read?, &b_buffer, &mut a_write, idle).await?;
-            }
-            () = tokio::time::sleep(idle) => return Ok(Ended::Idle),
+            tokio::time::sleep(idle - quiet).await;
         }
+    };
+    tokio::select! {
+        copied = both => copied.map(|_| Ended::Closed),
+        () = watchdog => Ok(Ended::Idle),
     }
-    Ok(Ended::Closed)
 }
 
-/// Writes the `read` bytes just read into `buffer` to `to`, or shuts `to`'s
-/// write end down when the read found the end. Whether the reading side is
-/// still open.
-async fn pass<W: AsyncWrite + Unpin>(
-    read: usize,
-    buffer: &[u8],
-    to: &mut W,
-    idle: Duration,
-) -> io::Result<bool> {
-    let stalled = || io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading");
-    if read == 0 {
-        tokio::time::timeout(idle, to.shutdown())
-            .await
-            .map_err(|_| stalled())??;
-        return Ok(false);
-    }
-    tokio::time::timeout(idle, async {
+/// Copies `from` to `to` until `from` ends, then shuts `to`'s write end down.
+/// Calls `active` after every read and write.
+async fn copy<R, W>(mut from: R, mut to: W, active: &impl Fn()) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0u8; BUFFER];
+    loop {
+        let read = from.read(&mut buffer).await?;
+        active();
+        if read == 0 {
+            return to.shutdown().await;
+        }
         to.write_all(&buffer[..read]).await?;
-        to.flush().await
-    })
-    .await
-    .map_err(|_| stalled())??;
-    Ok(true)
+        to.flush().await?;
+        active();
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +170,45 @@ mod tests {
         upstream.read_exact(&mut got).await.expect("read");
         assert_eq!(&got, b"late");
         client.shutdown().await.expect("shutdown");
+        assert_eq!(relay.await.expect("relay").expect("ok"), Ended::Closed);
+    }
+
+    #[tokio::test]
+    async fn an_echoing_peer_never_deadlocks_the_relay() {
+        // Small buffers everywhere: a relay that stopped reading one side
+        // while writing to the other would stall here.
+        let (client, gateway_side) = tokio::io::duplex(256);
+        let (upstream_side, upstream) = tokio::io::duplex(256);
+        let relay = tokio::spawn(relay(gateway_side, upstream_side, Duration::from_secs(5)));
+        tokio::spawn(async move {
+            let (mut read, mut write) = tokio::io::split(upstream);
+            let mut buffer = [0u8; 4096];
+            loop {
+                match read.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = write.shutdown().await;
+        });
+        let message: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let (mut read, mut write) = tokio::io::split(client);
+        let sent = message.clone();
+        let writer = tokio::spawn(async move {
+            write.write_all(&sent).await.expect("write");
+            write.shutdown().await.expect("shutdown");
+        });
+        let mut echoed = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut echoed))
+            .await
+            .expect("no deadlock")
+            .expect("read");
+        writer.await.expect("writer");
+        assert!(echoed == message);
         assert_eq!(relay.await.expect("relay").expect("ok"), Ended::Closed);
     }
 

@@ -37,7 +37,7 @@ pub struct Upstream {
     next: AtomicUsize,
     /// One pool per worker thread, so a pooled connection is always driven by
     /// the thread that uses it.
-    clients: Vec<Client<HttpsConnector<HttpConnector>, Body>>,
+    clients: Vec<Client<TimedConnector, Body>>,
     timeout: Duration,
     config: UpstreamConfig,
     /// The `ca_file` as it was read, to tell whether a reload changed it.
@@ -152,7 +152,7 @@ impl Upstream {
         };
         let tls = tls_settings(settings, ca_pem.as_deref())
             .map_err(|(span, msg)| source.error(span, format!("upstream `{name}`: {msg}")))?;
-        let connector = match &settings.tls_server_name {
+        let connect = match &settings.tls_server_name {
             Some(server_name) => {
                 let fixed = ServerName::try_from(server_name.get_ref().clone()).map_err(|_| {
                     source.error(
@@ -175,6 +175,10 @@ impl Upstream {
                 .https_or_http()
                 .enable_http1()
                 .wrap_connector(http),
+        };
+        let connector = TimedConnector {
+            inner: connect,
+            timeout: settings.connect_timeout.0,
         };
         let clients = (0..crate::worker::count())
             .map(|_| {
@@ -209,23 +213,29 @@ impl Upstream {
         self.born.elapsed().as_millis() as u64
     }
 
-    /// The next target in rotation, round robin, other than `not` (the one
-    /// that just failed). When none qualifies, the round robin's pick.
-    fn pick(&self, not: Option<usize>) -> usize {
+    /// The next target to try, round robin over those in rotation and not
+    /// `tried` already. When every untried one is out, round robin over those.
+    fn pick(&self, tried: &[usize]) -> usize {
         let count = self.targets.len();
         if count == 1 {
             // No shared counter to bump (and bounce between cores).
             return 0;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
         let now = self.now();
-        (0..count)
-            .map(|step| (start + step) % count)
-            .find(|&i| Some(i) != not && self.targets[i].in_rotation(now))
-            .unwrap_or_else(|| match start % count {
-                same if Some(same) == not => (same + 1) % count,
-                other => other,
-            })
+        let untried = |i: &usize| !tried.contains(i);
+        let usable = |i: &usize| untried(i) && self.targets[*i].in_rotation(now);
+        // Counting first spreads a missing target's share over all the others,
+        // not onto its neighbour.
+        let pick_among = |keep: &dyn Fn(&usize) -> bool| {
+            let candidates = (0..count).filter(|i| keep(i)).count();
+            (candidates > 0)
+                .then(|| (0..count).filter(|i| keep(i)).nth(turn % candidates))
+                .flatten()
+        };
+        pick_among(&usable)
+            .or_else(|| pick_among(&untried))
+            .unwrap_or(turn % count)
     }
 
     /// A connection to target `index` could not be opened (or broke before
@@ -274,15 +284,20 @@ impl Upstream {
         path_and_query: PathAndQuery,
         set_host: bool,
     ) -> Result<Response<Body>, RequestError> {
-        let mut retries = match self.targets.len() {
-            1 => 0,
-            _ if request.body().is_end_stream() => *self.config.retries.get_ref(),
+        // Each retry goes to a target not tried yet.
+        let others = self.targets.len() - 1;
+        let mut retries = match others {
+            0 => 0,
+            _ if request.body().is_end_stream() => {
+                (*self.config.retries.get_ref() as usize).min(others)
+            }
             _ => 0,
         };
         // What a retry resends: the head (the body is known to be empty).
         let head = (retries > 0).then(|| (request.method().clone(), request.headers().clone()));
         let mut request = request;
-        let mut index = self.pick(None);
+        let mut tried = Vec::new();
+        let mut index = self.pick(&tried);
         loop {
             match self
                 .send_to(index, request, path_and_query.clone(), set_host)
@@ -308,7 +323,8 @@ impl Upstream {
                     request = Request::new(body::empty());
                     *request.method_mut() = method.clone();
                     *request.headers_mut() = headers.clone();
-                    index = self.pick(Some(index));
+                    tried.push(index);
+                    index = self.pick(&tried);
                 }
                 Err(Failure::Other(error)) => return Err(error),
             }
@@ -348,7 +364,8 @@ impl Upstream {
     }
 
     fn classify(&self, err: hyper_util::client::legacy::Error) -> Failure {
-        // A client body over the limit surfaces here, deep in the error chain.
+        // The client's body failing (over the limit, cut short, malformed)
+        // surfaces here, deep in the error chain. It is not the target's fault.
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         while let Some(cause) = source {
             if cause
@@ -356,6 +373,15 @@ impl Upstream {
                 .is_some()
             {
                 return Failure::Other(RequestError::BodyTooLarge { limit: 0 });
+            }
+            if cause
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_user)
+            {
+                return Failure::Other(RequestError::BadRequest(format!(
+                    "the request body could not be read: {}",
+                    error_chain(&err)
+                )));
             }
             source = cause.source();
         }
@@ -372,6 +398,42 @@ impl Upstream {
             },
             sent,
         }
+    }
+}
+
+/// The connector with one deadline over the TCP connect and the TLS
+/// handshake: a target that accepts connections but stalls the handshake is
+/// a failed connection after `connect_timeout`, like one that does not answer.
+#[derive(Clone)]
+struct TimedConnector {
+    inner: HttpsConnector<HttpConnector>,
+    timeout: Duration,
+}
+
+type Connecting = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Response;
+
+impl tower_service::Service<Uri> for TimedConnector {
+    type Response = Connecting;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Connecting, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            tokio::time::timeout(timeout, connecting)
+                .await
+                .unwrap_or_else(|_| Err(format!("no connection within {timeout:?}").into()))
+        })
     }
 }
 
