@@ -18,6 +18,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-cache", "plugin_cache"),
     ("plugin-transform", "plugin_transform"),
     ("plugin-xml-json", "plugin_xml_json"),
+    ("plugin-cors", "plugin_cors"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),
     ("body-reader-plugin", "body_reader_plugin"),

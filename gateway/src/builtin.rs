@@ -61,6 +61,11 @@ const BUILTINS: &[Builtin] = &[
         bytes: component!("plugin_xml_json"),
         grants: &[],
     },
+    Builtin {
+        name: "cors",
+        bytes: component!("plugin_cors"),
+        grants: &[],
+    },
 ];
 
 fn builtin(name: &str) -> Option<&'static Builtin> {

@@ -2,6 +2,7 @@
 //! real upstream servers, driven over real sockets.
 
 mod caching;
+mod cors;
 mod identity;
 mod jwt;
 mod observability;
