@@ -32,6 +32,9 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The client, as the trusted proxies before us report it (`peer` when
+    /// there are none): what plugins and the access log see.
+    pub client: SocketAddr,
 }
 
 /// Serves one request on the runtime snapshot it started with.
@@ -42,6 +45,13 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let mut request = request;
+    let conn = Connection {
+        client: runtime
+            .limits
+            .trusted_proxies
+            .client(conn.peer, request.headers()),
+        ..conn
+    };
     let request_id = request_id(request.headers());
     let id = request_id.to_str().unwrap_or("-");
     let trace = Traceparent::continue_or_start(request.headers());
@@ -90,7 +100,7 @@ pub async fn handle(
             target: "access",
             request_id = %id,
             trace_id = %trace.trace_id,
-            client = %conn.peer,
+            client = %conn.client,
             method = %method,
             path = %uri.path(),
             route = route_name,
@@ -547,7 +557,7 @@ fn wit_request(
         query: parts.uri.query().unwrap_or_default().to_string(),
         headers: encode_headers(&parts.headers),
         body: None,
-        client_addr: conn.peer.to_string(),
+        client_addr: conn.client.to_string(),
         route: route.name.clone(),
         params,
     }

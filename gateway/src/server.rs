@@ -71,7 +71,11 @@ pub async fn serve(
         let runtime = runtime.clone();
         let service = service_fn(move |request| {
             let snapshot = runtime.load_full();
-            let conn = Connection { peer, scheme };
+            let conn = Connection {
+                peer,
+                scheme,
+                client: peer,
+            };
             let request = request.map(crate::body::boxed);
             async move { Ok::<_, Infallible>(handle(snapshot, request, conn).await) }
         });

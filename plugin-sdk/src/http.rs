@@ -277,7 +277,9 @@ impl Request {
         self.body.as_deref()
     }
 
-    /// The client's `ip:port`.
+    /// The client's `ip:port`: the connection's peer, or, when the peer is one
+    /// of the gateway's `trusted_proxies`, the nearest untrusted address in
+    /// `X-Forwarded-For` (with port `0`).
     pub fn client_addr(&self) -> &str {
         &self.client_addr
     }

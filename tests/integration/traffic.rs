@@ -141,3 +141,57 @@ config = {{ limits = [{{ rate = "5/minute", by = ["route"] }}] }}
     assert_eq!(reply.header("x-saw"), Some("yes"));
     assert_eq!(reply.header("ratelimit-remaining"), Some("3"));
 }
+
+/// Behind a trusted load balancer, limits by IP count each client, not the
+/// balancer; a peer that is not trusted cannot pick its address with
+/// `X-Forwarded-For`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_by_ip_see_the_client_behind_a_trusted_proxy() {
+    let upstream = Upstream::start("api").await;
+    let config = |trusted: &str| {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+trusted_proxies = [{trusted}]
+
+[upstreams.api]
+targets = ["{addr}"]
+
+[[routes]]
+name = "by-ip"
+path = "/ip"
+upstream = "api"
+[[routes.plugins]]
+plugin = "rate-limit"
+config = {{ limits = [{{ rate = "2/minute", by = ["ip"] }}] }}
+"#,
+            addr = upstream.addr
+        )
+    };
+    let from = |gw: &Gateway, client: &str| {
+        Request::get(gw.url("/ip"))
+            .header("x-forwarded-for", format!("6.6.6.6, {client}"))
+            .body(Full::<Bytes>::default())
+            .expect("request")
+    };
+    let client = client();
+
+    // The tests' own address (127.0.0.1) plays the trusted balancer.
+    let behind = Gateway::start(&config("\"127.0.0.1\""));
+    let mut statuses = Vec::new();
+    for who in ["203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.2"] {
+        statuses.push(send(&client, from(&behind, who)).await.status);
+    }
+    assert_eq!(statuses, vec![200, 200, 429, 200]);
+    let log = behind.log();
+    assert!(log.contains("client=203.0.113.1:0"), "{log}");
+
+    // Untrusted: the header is ignored and every request is the same client.
+    let direct = Gateway::start(&config(""));
+    let mut statuses = Vec::new();
+    for who in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        statuses.push(send(&client, from(&direct, who)).await.status);
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
+}

@@ -36,6 +36,44 @@ impl TrustedProxies {
     pub fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|net| net.contains(&ip))
     }
+
+    /// The client a request from `peer` is for: `peer` itself, unless it is a
+    /// trusted proxy; then the nearest address in `X-Forwarded-For`, read
+    /// from the right, that is not a trusted proxy (or the leftmost one, if
+    /// all are). Addresses from the header have port 0. An entry that is not
+    /// an address stops the walk: what lies left of it cannot be believed.
+    pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> SocketAddr {
+        if self.0.is_empty() || !self.trusts(peer.ip().to_canonical()) {
+            return peer;
+        }
+        let mut client = peer;
+        // Later header lines were appended by nearer proxies.
+        for line in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+            let Ok(line) = line.to_str() else {
+                return client;
+            };
+            for entry in line.rsplit(',') {
+                let Some(ip) = forwarded_ip(entry.trim()) else {
+                    return client;
+                };
+                client = SocketAddr::new(ip, 0);
+                if !self.trusts(ip) {
+                    return client;
+                }
+            }
+        }
+        client
+    }
+}
+
+/// The address in one `X-Forwarded-For` entry: `ip`, `ip:port` or
+/// `[ipv6]:port`.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|addr| addr.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
 }
 
 /// Whether `name` is a header that describes one connection and must not be
@@ -192,6 +230,46 @@ mod tests {
         apply_forwarded(&mut headers, peer(), "http", None, &trusted);
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.9, 192.0.2.7");
         assert_eq!(headers[&X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_forwarded_address() {
+        let trusted = TrustedProxies::parse(&["192.0.2.0/24", "10.0.0.0/8"]).unwrap_or_default();
+        let with = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    &X_FORWARDED_FOR,
+                    HeaderValue::from_str(value).expect("value"),
+                );
+            }
+            headers
+        };
+        let client =
+            |peer: SocketAddr, values: &[&str]| trusted.client(peer, &with(values)).to_string();
+        // A trusted peer: the nearest untrusted entry, spoofed entries left of it ignored.
+        assert_eq!(
+            client(peer(), &["6.6.6.6, 203.0.113.9, 10.1.2.3"]),
+            "203.0.113.9:0"
+        );
+        assert_eq!(
+            client(peer(), &["6.6.6.6", "203.0.113.9:4444"]),
+            "203.0.113.9:0"
+        );
+        assert_eq!(client(peer(), &["[2001:db8::7]:443"]), "[2001:db8::7]:0");
+        // Every entry trusted: the leftmost; no header: the peer.
+        assert_eq!(client(peer(), &["10.0.0.1, 10.0.0.2"]), "10.0.0.1:0");
+        assert_eq!(client(peer(), &[]), "192.0.2.7:5555");
+        // Garbage stops the walk at the last believable address.
+        assert_eq!(client(peer(), &["203.0.113.9, unknown"]), "192.0.2.7:5555");
+        assert_eq!(client(peer(), &["unknown, 10.0.0.5"]), "10.0.0.5:0");
+        // An untrusted peer's header is not read at all.
+        let stranger = SocketAddr::from(([198, 51, 100, 1], 1000));
+        assert_eq!(client(stranger, &["203.0.113.9"]), "198.51.100.1:1000");
+        assert_eq!(
+            TrustedProxies::default().client(peer(), &with(&["203.0.113.9"])),
+            peer()
+        );
     }
 
     #[test]
