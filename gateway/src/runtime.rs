@@ -150,7 +150,11 @@ impl Runtime {
                 .filter(|kept| kept.unchanged(upstream.get_ref(), source));
             let upstream = match kept {
                 Some(kept) => kept.clone(),
-                None => Arc::new(Upstream::new(name, upstream, source)?),
+                None => {
+                    let built = Arc::new(Upstream::new(name, upstream, source)?);
+                    built.start_health_checks();
+                    built
+                }
             };
             upstreams.insert(name.clone(), upstream);
         }

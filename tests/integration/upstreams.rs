@@ -359,3 +359,49 @@ async fn a_client_cutting_its_upload_short_is_not_held_against_the_target() {
     }
     assert_eq!((a.hits() - hits.0, b.hits() - hits.1), (2, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_health_checks_take_an_unhealthy_target_out_and_bring_it_back() {
+    let steady = Upstream::start("steady").await;
+    // Answers "flaky" to everything, or 503 to everything when switched off:
+    // its connections never fail, so only the checks can see it is sick.
+    let flaky = crate::support::DocumentServer::start("flaky").await;
+    let gw = Gateway::start(&config(
+        &[&steady.addr.to_string(), &flaky.addr.to_string()],
+        "health_check = { path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", healthy = 2, unhealthy = 2 }",
+    ));
+    let served_by_flaky =
+        |replies: &[crate::support::Reply]| replies.iter().filter(|r| r.body == "flaky").count();
+    let round = || async {
+        let mut replies = Vec::new();
+        for _ in 0..10 {
+            replies.push(get(&gw.url("/items")).await);
+        }
+        replies
+    };
+    let replies = round().await;
+    assert_eq!(served_by_flaky(&replies), 5, "both targets in rotation");
+
+    flaky.serve(None);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let replies = round().await;
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "the failing target still got traffic: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(served_by_flaky(&replies), 0);
+    let metrics = get(&gw.admin_url("/metrics")).await.body;
+    assert_eq!(ejections(&metrics), Some(1.0), "{metrics}");
+    assert!(
+        gw.log().contains("failed 2 health checks in a row"),
+        "{}",
+        gw.log()
+    );
+
+    flaky.serve(Some("flaky"));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let replies = round().await;
+    assert_eq!(served_by_flaky(&replies), 5, "back in rotation");
+    assert!(gw.log().contains("back in rotation"), "{}", gw.log());
+}

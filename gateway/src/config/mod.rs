@@ -310,6 +310,39 @@ pub struct UpstreamConfig {
     /// as SNI), when it is not the target's host (targets given as addresses).
     #[serde(default)]
     pub tls_server_name: Option<Spanned<String>>,
+    /// Active health checks: a `GET` to each target every `interval`.
+    #[serde(default)]
+    pub health_check: Option<Spanned<HealthCheckConfig>>,
+}
+
+/// `[upstreams.NAME.health_check]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// The path asked of every target (`/healthz`).
+    pub path: Spanned<String>,
+    /// Time between two checks of a target.
+    #[serde(default = "default_check_interval")]
+    pub interval: Spanned<Duration>,
+    /// Time a check may take, connection included.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: Spanned<Duration>,
+    /// Passed checks in a row that bring a target back.
+    #[serde(default = "default_check_threshold")]
+    pub healthy: Spanned<u32>,
+    /// Failed checks in a row that take a target out.
+    #[serde(default = "default_check_threshold")]
+    pub unhealthy: Spanned<u32>,
+}
+
+fn default_check_interval() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_secs(10)))
+}
+fn default_check_timeout() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_secs(2)))
+}
+fn default_check_threshold() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
 }
 
 fn default_connect_timeout() -> Duration {

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use toml::Spanned;
 
@@ -38,6 +38,8 @@ pub struct Upstream {
     /// One pool per worker thread, so a pooled connection is always driven by
     /// the thread that uses it.
     clients: Vec<Client<TimedConnector, Body>>,
+    /// For health checks: a connection per check, not from the pools.
+    connector: TimedConnector,
     timeout: Duration,
     config: UpstreamConfig,
     /// The `ca_file` as it was read, to tell whether a reload changed it.
@@ -60,11 +62,14 @@ struct Target {
     failures: AtomicU32,
     /// Milliseconds after `Upstream::born` until which the target is skipped.
     out_until: AtomicU64,
+    /// Failed its active health checks (and has not passed enough since).
+    checks_failing: AtomicBool,
 }
 
 impl Target {
     fn in_rotation(&self, now: u64) -> bool {
-        self.out_until.load(Ordering::Relaxed) <= now
+        !self.checks_failing.load(Ordering::Relaxed)
+            && self.out_until.load(Ordering::Relaxed) <= now
     }
 }
 
@@ -113,6 +118,7 @@ impl Upstream {
                     host,
                     failures: AtomicU32::new(0),
                     out_until: AtomicU64::new(0),
+                    checks_failing: AtomicBool::new(false),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -123,6 +129,11 @@ impl Upstream {
                     "upstream `{name}`: retries is at most {MAX_RETRIES} (it counts other targets tried after a failed connection)"
                 ),
             ));
+        }
+        if let Some(check) = &settings.health_check {
+            validate_check(check.get_ref()).map_err(|(span, msg)| {
+                source.error(span, format!("upstream `{name}`: health_check: {msg}"))
+            })?;
         }
         if settings.max_fails > 0 && settings.fail_timeout.get_ref().0.is_zero() {
             return Err(source.error(
@@ -194,6 +205,7 @@ impl Upstream {
             targets,
             next: AtomicUsize::new(0),
             clients,
+            connector: connector.clone(),
             timeout: settings.timeout.0,
             config: settings.clone(),
             ca_pem,
@@ -207,6 +219,109 @@ impl Upstream {
                 .get_or_create(&[("upstream", name.to_string())])
                 .clone(),
         })
+    }
+
+    /// Starts checking the targets' health in a task of the current runtime,
+    /// when the config asks for it. The task ends once the upstream is gone
+    /// (a reload replaced it).
+    pub fn start_health_checks(self: &Arc<Self>) {
+        let Some(check) = self
+            .config
+            .health_check
+            .as_ref()
+            .map(|c| c.get_ref().clone())
+        else {
+            return;
+        };
+        let upstream = Arc::downgrade(self);
+        let every = check.interval.get_ref().0;
+        let client: Client<TimedConnector, Body> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(self.connector.clone());
+        tokio::spawn(async move {
+            // Passed (positive) or failed (negative) checks in a row, per target.
+            let mut streaks: Vec<i64> = Vec::new();
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(upstream) = upstream.upgrade() else {
+                    return;
+                };
+                streaks.resize(upstream.targets.len(), 0);
+                for (index, streak) in streaks.iter_mut().enumerate() {
+                    let passed = upstream.check(&client, index, &check).await;
+                    *streak = match (passed, *streak) {
+                        (true, s) if s > 0 => s + 1,
+                        (true, _) => 1,
+                        (false, s) if s < 0 => s - 1,
+                        (false, _) => -1,
+                    };
+                    upstream.checked(index, *streak, &check);
+                }
+            }
+        });
+    }
+
+    /// One health check of target `index`: whether it answered 2xx or 3xx in time.
+    async fn check(
+        &self,
+        client: &Client<TimedConnector, Body>,
+        index: usize,
+        check: &crate::config::HealthCheckConfig,
+    ) -> bool {
+        let target = &self.targets[index];
+        let uri = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(check.path.get_ref().as_str())
+            .build();
+        let Ok(uri) = uri else {
+            return false;
+        };
+        let mut request = Request::new(body::empty());
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(http::header::HOST, target.host.clone());
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("gateway-health-check"),
+        );
+        let answer = tokio::time::timeout(check.timeout.get_ref().0, client.request(request)).await;
+        let passed = matches!(&answer, Ok(Ok(response)) if response.status().is_success() || response.status().is_redirection());
+        if !passed {
+            let why = match answer {
+                Ok(Ok(response)) => format!("status {}", response.status().as_u16()),
+                Ok(Err(err)) => error_chain(&err),
+                Err(_) => format!("no answer within {:?}", check.timeout.get_ref().0),
+            };
+            tracing::debug!(upstream = %self.name, target = %target.authority, why, "health check failed");
+        }
+        passed
+    }
+
+    /// Applies a check's outcome: `streak` passed (positive) or failed
+    /// (negative) checks in a row.
+    fn checked(&self, index: usize, streak: i64, check: &crate::config::HealthCheckConfig) {
+        let target = &self.targets[index];
+        let failing = target.checks_failing.load(Ordering::Relaxed);
+        if !failing && -streak >= i64::from(*check.unhealthy.get_ref()) {
+            target.checks_failing.store(true, Ordering::Relaxed);
+            self.ejections.inc();
+            tracing::warn!(
+                upstream = %self.name,
+                target = %target.authority,
+                "target taken out of rotation: it failed {} health checks in a row",
+                -streak
+            );
+        } else if failing && streak >= i64::from(*check.healthy.get_ref()) {
+            target.checks_failing.store(false, Ordering::Relaxed);
+            tracing::info!(
+                upstream = %self.name,
+                target = %target.authority,
+                "target back in rotation: it passed {streak} health checks in a row"
+            );
+        }
     }
 
     fn now(&self) -> u64 {
@@ -455,6 +570,33 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Checks `[upstreams.NAME.health_check]`: where a value is wrong, and why.
+fn validate_check(
+    check: &crate::config::HealthCheckConfig,
+) -> Result<(), (std::ops::Range<usize>, String)> {
+    let path = check.path.get_ref();
+    if !path.starts_with('/') || PathAndQuery::try_from(path.as_str()).is_err() {
+        return Err((
+            check.path.span(),
+            format!("path `{path}` must be a path starting with `/`, such as \"/healthz\""),
+        ));
+    }
+    for (value, what) in [(&check.interval, "interval"), (&check.timeout, "timeout")] {
+        if value.get_ref().0.is_zero() {
+            return Err((value.span(), format!("{what} must be more than zero")));
+        }
+    }
+    for (value, what) in [(&check.healthy, "healthy"), (&check.unhealthy, "unhealthy")] {
+        if *value.get_ref() == 0 {
+            return Err((
+                value.span(),
+                format!("{what} must be at least 1 (checks in a row)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `host:port`, `http://host:port` or `https://host[:port]`.
