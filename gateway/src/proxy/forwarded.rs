@@ -156,13 +156,13 @@ pub fn apply_forwarded(
         element.push_str(host);
         element.push('"');
     }
-    let forwarded = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
+    let forwarded = match joined(headers, &FORWARDED) {
         Some(prior) if believe => format!("{prior}, {element}"),
         _ => element,
     };
     set(headers, &FORWARDED, forwarded);
 
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let xff = match joined(headers, &X_FORWARDED_FOR) {
         Some(prior) if believe => format!("{prior}, {ip_text}"),
         _ => ip_text,
     };
@@ -180,6 +180,18 @@ pub fn apply_forwarded(
         }
         _ => {}
     }
+}
+
+/// Every line of a list header, in order, as one list (a proxy may have added
+/// its own line rather than extend the client's).
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut lines = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+    let first = lines.next()?.to_string();
+    Some(lines.fold(first, |mut all, line| {
+        all.push_str(", ");
+        all.push_str(line);
+        all
+    }))
 }
 
 /// Sets `name` to `value` (taken without copying), or removes it when `value`
@@ -230,6 +242,22 @@ mod tests {
         apply_forwarded(&mut headers, peer(), "http", None, &trusted);
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.9, 192.0.2.7");
         assert_eq!(headers[&X_FORWARDED_PROTO], "https");
+
+        // A balancer that adds its own line instead of extending the client's:
+        // every line is kept, in order, so the upstream sees the client the
+        // plugins saw.
+        let mut headers = HeaderMap::new();
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(
+            trusted.client(peer(), &headers),
+            SocketAddr::from(([203, 0, 113, 9], 0))
+        );
+        apply_forwarded(&mut headers, peer(), "http", None, &trusted);
+        assert_eq!(
+            headers.get_all(&X_FORWARDED_FOR).iter().collect::<Vec<_>>(),
+            ["6.6.6.6, 203.0.113.9, 192.0.2.7"]
+        );
     }
 
     #[test]

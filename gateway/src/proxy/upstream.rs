@@ -222,8 +222,9 @@ impl Upstream {
     }
 
     /// Starts checking the targets' health in a task of the current runtime,
-    /// when the config asks for it. The task ends once the upstream is gone
-    /// (a reload replaced it).
+    /// when the config asks for it and there is more than one target (a lone
+    /// target is always tried). The task ends once the upstream is gone (a
+    /// reload replaced it).
     pub fn start_health_checks(self: &Arc<Self>) {
         let Some(check) = self
             .config
@@ -233,7 +234,10 @@ impl Upstream {
         else {
             return;
         };
-        let upstream = Arc::downgrade(self);
+        if self.targets.len() < 2 {
+            return;
+        }
+        let weak = Arc::downgrade(self);
         let every = check.interval.get_ref().0;
         let client: Client<TimedConnector, Body> = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
@@ -245,12 +249,26 @@ impl Upstream {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let Some(upstream) = upstream.upgrade() else {
+                let Some(upstream) = weak.upgrade() else {
+                    return;
+                };
+                // All targets at once: a dead one's timeout delays no other.
+                let mut round = tokio::task::JoinSet::new();
+                for index in 0..upstream.targets.len() {
+                    let (upstream, client, check) =
+                        (upstream.clone(), client.clone(), check.clone());
+                    round.spawn(
+                        async move { (index, upstream.check(&client, index, &check).await) },
+                    );
+                }
+                drop(upstream);
+                let outcomes = round.join_all().await;
+                let Some(upstream) = weak.upgrade() else {
                     return;
                 };
                 streaks.resize(upstream.targets.len(), 0);
-                for (index, streak) in streaks.iter_mut().enumerate() {
-                    let passed = upstream.check(&client, index, &check).await;
+                for (index, passed) in outcomes {
+                    let streak = &mut streaks[index];
                     *streak = match (passed, *streak) {
                         (true, s) if s > 0 => s + 1,
                         (true, _) => 1,

@@ -71,9 +71,15 @@ impl Origin {
                 "origin `{text}`: an origin has no path (remove the trailing `/...`)"
             ));
         }
+        // `*.` must be followed by two labels at least: `https://*.com` would
+        // let every .com site in.
+        let registrable = |suffix: &str| {
+            let domain = suffix.split(':').next().unwrap_or_default();
+            domain.len() > 1 && domain[1..].contains('.') && !domain.ends_with('.')
+        };
         match host.strip_prefix('*') {
             Some(suffix)
-                if suffix.starts_with('.') && !suffix.contains('*') && suffix.len() > 1 =>
+                if suffix.starts_with('.') && !suffix.contains('*') && registrable(suffix) =>
             {
                 Ok(Origin::Subdomains {
                     scheme: format!("{scheme}://"),
@@ -155,7 +161,9 @@ impl Cors {
         let Some(allow_origin) = self.allow_origin(origin) else {
             return refuse(format!("origin `{origin}` is not allowed"));
         };
-        if !self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
+        // GET, HEAD and POST are always allowed by the Fetch standard.
+        let safelisted = ["GET", "HEAD", "POST"].contains(&method);
+        if !safelisted && !self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
             return refuse(format!("method `{method}` is not allowed"));
         }
         let requested: Vec<String> = req
@@ -189,6 +197,21 @@ impl Cors {
             );
         }
         answer
+    }
+}
+
+impl Cors {
+    /// Puts the allow headers on the answer, whatever it is (upstream, a later
+    /// plugin, a gateway error), so the page can read why its request failed.
+    fn mark(&self, ctx: &mut Context, allow: &str) {
+        let _ = ctx.set_response_header("access-control-allow-origin", allow);
+        if self.credentials {
+            let _ = ctx.set_response_header("access-control-allow-credentials", "true");
+        }
+        if !self.expose_headers.is_empty() {
+            let _ = ctx.set_response_header("access-control-expose-headers", &self.expose_headers);
+        }
+        ctx.set(ALLOWED, allow);
     }
 }
 
@@ -227,13 +250,21 @@ impl Plugin for Cors {
             .iter()
             .map(|m| m.to_ascii_uppercase())
             .collect();
-        if let Some(bad) = methods.iter().find(|m| !token(m)) {
-            return Err(format!("methods: invalid method `{bad}`"));
+        if let Some(bad) = methods.iter().find(|m| !token(m) || *m == "*") {
+            return Err(format!(
+                "methods: invalid method `{bad}` (list the methods; there is no wildcard)"
+            ));
         }
         let any_header = settings.headers.iter().any(|h| h == "*");
         if any_header && settings.credentials {
             return Err(
                 "headers = [\"*\"] cannot go with credentials = true: list the headers".to_string(),
+            );
+        }
+        if settings.credentials && settings.expose_headers.iter().any(|h| h == "*") {
+            return Err(
+                "expose_headers = [\"*\"] cannot go with credentials = true (browsers then read `*` as a header name): list the headers"
+                    .to_string(),
             );
         }
         let names = settings.headers.iter().filter(|h| *h != "*");
@@ -271,6 +302,11 @@ impl Plugin for Cors {
 
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
         let Some(origin) = req.headers().get("origin").map(str::to_string) else {
+            if self.answers_star() {
+                // The same answer for every origin, with or without one, so a
+                // cache may serve it to anyone.
+                self.mark(ctx, "*");
+            }
             return Action::Continue;
         };
         if req.method() == "OPTIONS"
@@ -280,17 +316,7 @@ impl Plugin for Cors {
             return Action::Respond(self.preflight(req, &origin, &method));
         }
         if let Some(allow) = self.allow_origin(&origin) {
-            // On every answer, gateway errors included, so the page can read
-            // why its request failed.
-            let _ = ctx.set_response_header("access-control-allow-origin", &allow);
-            if self.credentials {
-                let _ = ctx.set_response_header("access-control-allow-credentials", "true");
-            }
-            if !self.expose_headers.is_empty() {
-                let _ =
-                    ctx.set_response_header("access-control-expose-headers", &self.expose_headers);
-            }
-            ctx.set(ALLOWED, allow);
+            self.mark(ctx, &allow);
         }
         Action::Continue
     }
@@ -362,6 +388,8 @@ mod tests {
             "https://*example.com",
             "https://a.*.com",
             "https://a.com/x",
+            "https://*.com",
+            "https://*.com:443",
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }
@@ -467,6 +495,13 @@ mod tests {
     #[test]
     fn star_for_everyone_needs_no_vary() {
         let p = cors(r#"{"origins": ["*"]}"#);
+        // Without an Origin too: a cached copy must serve cross-origin pages.
+        let mut plain = Context::new();
+        p.on_request(&mut Request::new("GET", "/"), &mut plain);
+        assert_eq!(
+            plain.response_headers(),
+            [("access-control-allow-origin".to_string(), "*".to_string())]
+        );
         let mut ctx = Context::new();
         let mut req = Request::new("GET", "/").with_header("origin", "https://anyone.test");
         p.on_request(&mut req, &mut ctx);
@@ -490,6 +525,13 @@ mod tests {
         assert!(refused(r#"{"origins": ["https://*.*.com"]}"#).contains("wildcard"));
         assert!(refused(r#"{"origins": ["*"], "max_age": "soon"}"#).contains("max_age"));
         assert!(refused(r#"{"origins": ["*"], "methods": ["GE T"]}"#).contains("GE T"));
+        assert!(refused(r#"{"origins": ["*"], "methods": ["*"]}"#).contains("no wildcard"));
+        assert!(
+            refused(
+                r#"{"origins": ["https://a.com"], "expose_headers": ["*"], "credentials": true}"#
+            )
+            .contains("expose_headers")
+        );
         assert!(refused(r#"{"origin": ["*"]}"#).contains("unknown field"));
     }
 }
