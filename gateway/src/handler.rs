@@ -237,22 +237,15 @@ async fn process<'rt>(
                 // Response hooks do not run: the answer has no body, and a
                 // hook changing it would leave the client and upstream
                 // speaking different protocols.
-                let upstream_name = || {
-                    route
-                        .upstream
-                        .as_ref()
-                        .map_or("-", |u| u.name.as_str())
-                        .to_string()
-                };
                 let (Some(upgrade), Some(permit)) = (upgrade, permit) else {
                     return Err(RequestError::UpstreamBody {
-                        upstream: upstream_name(),
+                        upstream: upstream_name(route),
                         reason: "answered 101 Switching Protocols to a request that asked for no upgrade".to_string(),
                     });
                 };
                 if !has_token(response.headers(), &header::UPGRADE, "websocket") {
                     return Err(RequestError::UpstreamBody {
-                        upstream: upstream_name(),
+                        upstream: upstream_name(route),
                         reason: "answered 101 Switching Protocols without `Upgrade: websocket`"
                             .to_string(),
                     });
@@ -280,34 +273,25 @@ async fn process<'rt>(
                 {
                     Some(response_body)
                 }
-                Some((cap, passes)) => {
-                    let upstream = || {
-                        route
-                            .upstream
-                            .as_ref()
-                            .map_or("-", |u| u.name.as_str())
-                            .to_string()
-                    };
-                    match collect_or_keep(response_body, cap).await {
-                        Ok(Ok(bytes)) => {
-                            wit.body = Some(bytes.to_vec());
-                            None
-                        }
-                        Ok(Err((read, rest))) if passes => Some(body::prefixed(read, rest)),
-                        Ok(Err(_)) => {
-                            return Err(RequestError::UpstreamBody {
-                                upstream: upstream(),
-                                reason: format!("larger than the {cap}-byte cap for plugins"),
-                            });
-                        }
-                        Err(reason) => {
-                            return Err(RequestError::UpstreamBody {
-                                upstream: upstream(),
-                                reason,
-                            });
-                        }
+                Some((cap, passes)) => match collect_or_keep(response_body, cap).await {
+                    Ok(Ok(bytes)) => {
+                        wit.body = Some(bytes.to_vec());
+                        None
                     }
-                }
+                    Ok(Err((read, rest))) if passes => Some(body::prefixed(read, rest)),
+                    Ok(Err(_)) => {
+                        return Err(RequestError::UpstreamBody {
+                            upstream: upstream_name(route),
+                            reason: format!("larger than the {cap}-byte cap for plugins"),
+                        });
+                    }
+                    Err(reason) => {
+                        return Err(RequestError::UpstreamBody {
+                            upstream: upstream_name(route),
+                            reason,
+                        });
+                    }
+                },
                 None => Some(response_body),
             };
             (wit, stream, Some(response_parts))
@@ -361,6 +345,15 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// The route's upstream's name, for errors.
+fn upstream_name(route: &Route) -> String {
+    route
+        .upstream
+        .as_ref()
+        .map_or("-", |u| u.name.as_str())
+        .to_string()
 }
 
 /// Proxies to the route's upstream. With `websocket`, the upgrade to
