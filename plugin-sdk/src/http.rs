@@ -35,6 +35,15 @@ fn push_field(wire: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 impl Headers {
+    /// Whether `name` is a valid header name: an RFC 9110 token (the grammar
+    /// of methods too), for checking names in a plugin's config at `init`.
+    pub fn is_valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    }
+
     /// No headers.
     pub fn new() -> Self {
         Self::default()

@@ -12,7 +12,7 @@
 //! - Unless every origin gets `*`, answers vary by `Origin`, and the response
 //!   hook adds it to the upstream's `Vary` rather than replacing it.
 
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -215,13 +215,6 @@ impl Cors {
     }
 }
 
-fn token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 impl Plugin for Cors {
     const NAME: &'static str = "cors";
     const PHASES: Phases = Phases::REQUEST.union(Phases::RESPONSE);
@@ -250,7 +243,10 @@ impl Plugin for Cors {
             .iter()
             .map(|m| m.to_ascii_uppercase())
             .collect();
-        if let Some(bad) = methods.iter().find(|m| !token(m) || *m == "*") {
+        if let Some(bad) = methods
+            .iter()
+            .find(|m| !Headers::is_valid_name(m) || *m == "*")
+        {
             return Err(format!(
                 "methods: invalid method `{bad}` (list the methods; there is no wildcard)"
             ));
@@ -270,7 +266,7 @@ impl Plugin for Cors {
         let names = settings.headers.iter().filter(|h| *h != "*");
         if let Some(bad) = names
             .chain(settings.expose_headers.iter())
-            .find(|h| !token(h))
+            .find(|h| !Headers::is_valid_name(h))
         {
             return Err(format!("invalid header name `{bad}`"));
         }

@@ -68,7 +68,7 @@ impl HeaderRules {
             .chain(self.set.keys())
             .chain(self.add.keys());
         for name in names {
-            if !valid_name(name) {
+            if !Headers::is_valid_name(name) {
                 return Err(format!("{direction}: invalid header name `{name}`"));
             }
         }
@@ -102,14 +102,6 @@ impl RequestRules {
     fn has_query_rules(&self) -> bool {
         !(self.query_remove.is_empty() && self.query_set.is_empty() && self.query_add.is_empty())
     }
-}
-
-/// RFC 9110 token characters.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn valid_value(value: &str) -> bool {

@@ -152,14 +152,6 @@ pub struct Spec {
     pub sources: Vec<Source>,
 }
 
-/// Whether `name` is a valid header name (an RFC 9110 token).
-fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 fn content_type(phase: &str, value: Option<String>) -> Result<String, String> {
     let value = value.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string());
     if value.trim().is_empty() || value.chars().any(|c| c.is_control()) {
@@ -219,7 +211,7 @@ fn mapping(
     let mut mapped = Vec::new();
     for (name, text) in headers {
         let lower = name.to_ascii_lowercase();
-        if !valid_header_name(&name) {
+        if !plugin_sdk::Headers::is_valid_name(&name) {
             return Err(format!(
                 "transform: {phase}.headers: `{name}` is not a valid header name"
             ));
