@@ -24,6 +24,33 @@ pub fn plugin_path(stem: &str) -> PathBuf {
     Path::new(env!("GATEWAY_PLUGIN_DIR")).join(format!("{stem}.wasm"))
 }
 
+/// Serves HTTP/1.1 (upgrades included) with `service` on every connection
+/// `listener` accepts, until the test ends.
+pub fn serve_http1<S, B>(listener: TcpListener, service: S)
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+}
+
 /// A real HTTP upstream that answers with a JSON echo of what it received and
 /// its serial number (1 for its first request).
 ///
@@ -42,23 +69,13 @@ impl Upstream {
         let addr = listener.local_addr().expect("upstream addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let serial = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                        echo(name, req, serial)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        serve_http1(
+            listener,
+            service_fn(move |req| {
+                let serial = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                echo(name, req, serial)
+            }),
+        );
         Upstream { addr, hits }
     }
 
@@ -357,32 +374,21 @@ impl DocumentServer {
         let served = Arc::new(std::sync::Mutex::new(Some(document.to_string())));
         let hits = Arc::new(AtomicUsize::new(0));
         let (doc, counter) = (served.clone(), hits.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (doc, counter) = (doc.clone(), counter.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |_req: Request<Incoming>| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let current = doc.lock().map(|d| d.clone()).unwrap_or_default();
-                        async move {
-                            let mut response = Response::new(Full::new(Bytes::from(
-                                current.clone().unwrap_or_default(),
-                            )));
-                            if current.is_none() {
-                                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                            }
-                            Ok::<_, Infallible>(response)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        serve_http1(
+            listener,
+            service_fn(move |_req: Request<Incoming>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let current = doc.lock().map(|d| d.clone()).unwrap_or_default();
+                async move {
+                    let mut response =
+                        Response::new(Full::new(Bytes::from(current.clone().unwrap_or_default())));
+                    if current.is_none() {
+                        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            }),
+        );
         DocumentServer {
             addr,
             document: served,

@@ -2,7 +2,7 @@
 //! protocols (hyper, with upgrades), and a client speaking raw HTTP/1.1 on a
 //! TCP socket, so every byte the gateway passes is checked.
 
-use crate::support::{Gateway, Upstream, get};
+use crate::support::{Gateway, Upstream, get, serve_http1};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -34,21 +34,10 @@ impl WsUpstream {
         let addr = listener.local_addr().expect("addr");
         let handshakes = Arc::new(AtomicUsize::new(0));
         let counter = handshakes.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(req, counter.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
-                });
-            }
-        });
+        serve_http1(
+            listener,
+            service_fn(move |req| answer(req, counter.clone())),
+        );
         WsUpstream { addr, handshakes }
     }
 }
