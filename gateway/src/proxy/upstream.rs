@@ -74,11 +74,6 @@ impl Target {
 }
 
 impl Upstream {
-    /// The settings it was built from.
-    pub fn config(&self) -> &UpstreamConfig {
-        &self.config
-    }
-
     /// Whether `config` (read from `source`) would build this same upstream,
     /// so a reload can keep it and its connection pools.
     pub fn unchanged(&self, config: &UpstreamConfig, source: &Source) -> bool {
@@ -381,8 +376,12 @@ impl Upstream {
             return;
         }
         let timeout = self.config.fail_timeout.get_ref().0;
-        let until = self.now() + timeout.as_millis() as u64;
-        if target.out_until.swap(until, Ordering::Relaxed) <= self.now() {
+        let now = self.now();
+        if target
+            .out_until
+            .swap(now + timeout.as_millis() as u64, Ordering::Relaxed)
+            <= now
+        {
             self.ejections.inc();
             tracing::warn!(
                 upstream = %self.name,
