@@ -6,8 +6,10 @@
 //! Reloads come from three places: a file watcher (the config file and every
 //! file it references, watched through their directories so that editors that
 //! write by rename and Kubernetes ConfigMaps that swap a `..data` symlink are
-//! seen), `SIGHUP`, and the admin API. Watcher events are debounced, and a
-//! watched reload only happens when the content of some input changed.
+//! seen), `SIGHUP`, and the admin API. Watcher events about other files in
+//! those directories (a log written next to the config) are ignored on the
+//! watcher's thread; the rest are debounced, and a watched reload only
+//! happens when the content of some input changed.
 
 use crate::config::{Config, Source};
 use crate::metrics::{Metrics, metrics};
@@ -17,7 +19,8 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -25,6 +28,10 @@ use tokio::sync::mpsc;
 /// Quiet time after a file event before reloading, so a burst of writes
 /// (an editor's save, a ConfigMap update) makes one reload.
 const DEBOUNCE: Duration = Duration::from_millis(40);
+
+/// The longest a reload waits for a quiet moment: a file that never stops
+/// changing must not hold a reload back for ever.
+const MAX_DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// The content of every input of a config: (path, SHA-256 or `None` when it
 /// cannot be read).
@@ -182,26 +189,16 @@ impl Reloader {
         message
     }
 
-    /// Directories holding the serving config's inputs.
-    fn watched_dirs(&self) -> BTreeSet<PathBuf> {
-        self.lock()
-            .serving
-            .iter()
-            .map(|(path, _)| match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-                _ => PathBuf::from("."),
-            })
-            .collect()
-    }
-
     /// Starts watching the inputs (the watches are in place when this
     /// returns) and gives the task that reloads when they change. `None`
     /// when no watcher can be set up (logged); SIGHUP and the admin API still
     /// reload then.
     pub fn watch(self: Arc<Self>) -> Option<impl Future<Output = ()> + Send + 'static> {
         let (events, mut changed) = mpsc::unbounded_channel::<()>();
+        let names = Arc::new(ArcSwap::from_pointee(BTreeSet::new()));
+        let relevant = names.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
+            if event.is_ok_and(|e| concerns_inputs(&e, &relevant.load())) {
                 let _ = events.send(());
             }
         });
@@ -213,20 +210,41 @@ impl Reloader {
             }
         };
         let mut watched = BTreeSet::new();
-        self.sync_watches(&mut watcher, &mut watched);
+        self.sync_watches(&mut watcher, &mut watched, &names);
         Some(async move {
             while changed.recv().await.is_some() {
-                // Debounce: wait for a quiet moment.
-                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changed.recv()).await {}
+                // Debounce: wait for a quiet moment, or at most MAX_DEBOUNCE.
+                let latest = tokio::time::Instant::now() + MAX_DEBOUNCE;
+                loop {
+                    let quiet = (tokio::time::Instant::now() + DEBOUNCE).min(latest);
+                    match tokio::time::timeout_at(quiet, changed.recv()).await {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_elapsed) => break,
+                    }
+                }
                 let _ = self.reload("file change", false).await;
-                self.sync_watches(&mut watcher, &mut watched);
+                self.sync_watches(&mut watcher, &mut watched, &names);
             }
         })
     }
 
-    /// Watches the directories of the serving config's inputs, and only them.
-    fn sync_watches(&self, watcher: &mut impl Watcher, watched: &mut BTreeSet<PathBuf>) {
-        let wanted = self.watched_dirs();
+    /// Watches the directories of the serving config's inputs, and only them,
+    /// and publishes the inputs' file names to the watcher's filter.
+    fn sync_watches(
+        &self,
+        watcher: &mut impl Watcher,
+        watched: &mut BTreeSet<PathBuf>,
+        names: &ArcSwap<BTreeSet<OsString>>,
+    ) {
+        let serving: Vec<PathBuf> = self.lock().serving.iter().map(|(p, _)| p.clone()).collect();
+        names.store(Arc::new(
+            serving
+                .iter()
+                .filter_map(|path| path.file_name().map(OsString::from))
+                .collect(),
+        ));
+        let wanted: BTreeSet<PathBuf> = serving.iter().map(|path| directory_of(path)).collect();
         for dir in wanted.difference(watched) {
             if let Err(err) = watcher.watch(dir, RecursiveMode::NonRecursive) {
                 tracing::warn!(dir = %dir.display(), %err, "cannot watch a config directory");
@@ -237,6 +255,31 @@ impl Reloader {
         }
         *watched = wanted;
     }
+}
+
+/// The directory watched for `path`.
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether a file event in a watched directory may have changed an input:
+/// it names an input's file, or a `..`-prefixed entry (the symlinks a
+/// Kubernetes ConfigMap swaps), or the watcher lost track and asks for a
+/// rescan. Modifications of other files (logs, editors' swap files) are not.
+fn concerns_inputs(event: &notify::Event, names: &BTreeSet<OsString>) -> bool {
+    if event.kind.is_access() {
+        return false;
+    }
+    event.need_rescan()
+        || event.paths.is_empty()
+        || event.paths.iter().any(|path| {
+            path.file_name().is_none_or(|name| {
+                names.contains(name) || name.as_encoded_bytes().starts_with(b"..")
+            })
+        })
 }
 
 /// The files a config reads: itself, its TLS certificate and key, its
@@ -299,4 +342,61 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, EventKind, Flag, ModifyKind, RenameMode};
+
+    fn event(kind: EventKind, paths: &[&str]) -> notify::Event {
+        let mut event = notify::Event::new(kind);
+        for path in paths {
+            event = event.add_path(PathBuf::from(path));
+        }
+        event
+    }
+
+    #[test]
+    fn only_events_about_inputs_wake_the_reloader() {
+        let names: BTreeSet<OsString> = ["gateway.toml", "p.wasm"].map(OsString::from).into();
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        assert!(concerns_inputs(
+            &event(write, &["/etc/gw/gateway.toml"]),
+            &names
+        ));
+        assert!(concerns_inputs(&event(write, &["./p.wasm"]), &names));
+        // An editor's or a deploy script's rename onto an input.
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        assert!(concerns_inputs(
+            &event(renamed, &["/etc/gw/gateway.tmp", "/etc/gw/gateway.toml"]),
+            &names
+        ));
+        // A ConfigMap's symlink swap.
+        assert!(concerns_inputs(
+            &event(renamed, &["/etc/gw/..data_tmp", "/etc/gw/..data"]),
+            &names
+        ));
+        // Other files in the same directory.
+        assert!(!concerns_inputs(
+            &event(write, &["/etc/gw/gateway.log"]),
+            &names
+        ));
+        assert!(!concerns_inputs(
+            &event(
+                EventKind::Create(CreateKind::File),
+                &["/etc/gw/.gateway.toml.swp"]
+            ),
+            &names
+        ));
+        // Reading an input changes nothing.
+        let read = EventKind::Access(notify::event::AccessKind::Any);
+        assert!(!concerns_inputs(
+            &event(read, &["/etc/gw/gateway.toml"]),
+            &names
+        ));
+        // The watcher lost events: look.
+        let lost = event(EventKind::Other, &[]).set_flag(Flag::Rescan);
+        assert!(concerns_inputs(&lost, &names));
+    }
 }

@@ -339,3 +339,37 @@ plugin = "cache"
     assert_eq!(cached.header("x-cache"), Some("HIT"));
     assert_eq!(cached.json()["serial"], first.json()["serial"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_without_pause_next_to_the_config_does_not_hold_reloads_back() {
+    let upstream = Upstream::start("api").await;
+    let addr = upstream.addr.to_string();
+    let gw = Gateway::start(&version_config(&addr, 0));
+    let config_path = gw.config_path();
+    // Something appends to a file in the config's directory every
+    // millisecond, as `gateway run > gateway.log` started there would.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let log = config_path.with_file_name("gateway.log");
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut file = std::fs::File::create(log).expect("log");
+            while !stop.load(Ordering::Relaxed) {
+                file.write_all(b"a line of log\n").expect("append");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    write_atomically(&config_path, version_config(&addr, 1).as_bytes());
+    let reloaded = until(&gw.url("/v1"), Duration::from_secs(5), |r| r.status == 200).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    assert!(
+        reloaded.is_some(),
+        "the config change was not served while the log was written:\n{}",
+        gw.log()
+    );
+}
