@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
+static TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
 static WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
 
 /// What the gateway knows about the connection a request came on.
@@ -381,7 +382,14 @@ async fn forward(
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
+    // `TE: trailers` says the client takes trailers (gRPC's clients send it,
+    // and some of its servers insist on it). It is hop-by-hop, but HTTP/2
+    // allows exactly this value: passed on when the next hop speaks HTTP/2.
+    let trailers = upstream.http2() && has_token(&parts.headers, &header::TE, "trailers");
     strip_hop_by_hop(&mut parts.headers);
+    if trailers {
+        parts.headers.insert(header::TE, TRAILERS.clone());
+    }
     if websocket {
         parts
             .headers

@@ -304,6 +304,30 @@ async fn build_route(
     };
 
     let websocket = websocket_setting(source, &name, route, upstream.is_some())?;
+    if let Some(upstream) = upstream.as_ref().filter(|u| u.http2()) {
+        // HTTP/2 names the host in `:authority`, which is the target's: a
+        // different `Host` beside it makes the request malformed (RFC 9113,
+        // section 8.3.1). And WebSocket over HTTP/2 is another handshake
+        // (RFC 8441) than the one this gateway relays.
+        if let Some(on) = route.preserve_host.as_ref().filter(|p| *p.get_ref()) {
+            return Err(source.error(
+                on.span(),
+                format!(
+                    "route `{name}`: preserve_host cannot be used with upstream `{}`, which speaks HTTP/2 (its requests carry the target's authority)",
+                    upstream.name
+                ),
+            ));
+        }
+        if let Some(on) = route.websocket.as_ref().filter(|w| *w.get_ref()) {
+            return Err(source.error(
+                on.span(),
+                format!(
+                    "route `{name}`: websocket = true needs an HTTP/1.1 upstream; `{}` speaks HTTP/2",
+                    upstream.name
+                ),
+            ));
+        }
+    }
 
     let mut entries = Vec::with_capacity(route.plugins.len());
     for entry in &route.plugins {
@@ -322,7 +346,7 @@ async fn build_route(
             upstream,
             pipeline: Pipeline::new(entries),
             strip_prefix,
-            preserve_host: route.preserve_host,
+            preserve_host: route.preserve_host.as_ref().is_some_and(|p| *p.get_ref()),
             websocket,
             latency: metrics()
                 .request_duration

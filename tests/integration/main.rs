@@ -3,6 +3,7 @@
 
 mod caching;
 mod cors;
+mod grpc;
 mod identity;
 mod jwt;
 mod observability;

@@ -313,6 +313,23 @@ pub struct UpstreamConfig {
     /// Active health checks: a `GET` to each target every `interval`.
     #[serde(default)]
     pub health_check: Option<Spanned<HealthCheckConfig>>,
+    /// The HTTP version spoken to the targets.
+    #[serde(default = "http1")]
+    pub protocol: Spanned<UpstreamProtocol>,
+}
+
+/// The HTTP version an upstream's targets speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, a pool of keep-alive connections per target.
+    #[default]
+    #[serde(rename = "http1")]
+    Http1,
+    /// HTTP/2 only: with prior knowledge over `http://` (h2c), negotiated by
+    /// ALPN over `https://`; requests are multiplexed on one connection per
+    /// target and worker. What gRPC services need.
+    #[serde(rename = "http2")]
+    Http2,
 }
 
 /// `[upstreams.NAME.health_check]`.
@@ -389,7 +406,7 @@ pub struct RouteConfig {
     pub strip_prefix: Option<Spanned<String>>,
     /// Send the client's `Host` upstream instead of the target's address.
     #[serde(default)]
-    pub preserve_host: bool,
+    pub preserve_host: Option<Spanned<bool>>,
     /// Let HTTP/1.1 WebSocket upgrades (`Upgrade: websocket`) through to the
     /// upstream; without it the upgrade headers are dropped like any other
     /// hop-by-hop header.
@@ -455,6 +472,10 @@ pub struct PluginEntryConfig {
     /// `config_env = { secret = "JWT_SECRET" }`. Keeps secrets out of the file.
     #[serde(default)]
     pub config_env: BTreeMap<String, Spanned<String>>,
+}
+
+fn http1() -> Spanned<UpstreamProtocol> {
+    Spanned::new(0..0, UpstreamProtocol::Http1)
 }
 
 fn local_store() -> Spanned<StoreKind> {

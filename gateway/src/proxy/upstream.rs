@@ -10,7 +10,7 @@
 //! safe for any method.
 
 use crate::body::{self, Body};
-use crate::config::{Source, UpstreamConfig};
+use crate::config::{Source, UpstreamConfig, UpstreamProtocol};
 use crate::error::RequestError;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
@@ -38,6 +38,8 @@ pub struct Upstream {
     /// One pool per worker thread, so a pooled connection is always driven by
     /// the thread that uses it.
     clients: Vec<Client<TimedConnector, Body>>,
+    /// Speaks HTTP/2 to the targets.
+    http2: bool,
     /// For health checks: a connection per check, not from the pools.
     connector: TimedConnector,
     timeout: Duration,
@@ -158,9 +160,10 @@ impl Upstream {
         };
         let tls = tls_settings(settings, ca_pem.as_deref())
             .map_err(|(span, msg)| source.error(span, format!("upstream `{name}`: {msg}")))?;
-        let connect = match &settings.tls_server_name {
-            Some(server_name) => {
-                let fixed = ServerName::try_from(server_name.get_ref().clone()).map_err(|_| {
+        let http2 = *settings.protocol.get_ref() == UpstreamProtocol::Http2;
+        let server_name = match &settings.tls_server_name {
+            Some(server_name) => Some(
+                ServerName::try_from(server_name.get_ref().clone()).map_err(|_| {
                     source.error(
                         server_name.span(),
                         format!(
@@ -168,19 +171,25 @@ impl Upstream {
                             server_name.get_ref()
                         ),
                     )
-                })?;
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .with_server_name_resolver(FixedServerNameResolver::new(fixed))
-                    .enable_http1()
-                    .wrap_connector(http)
-            }
-            None => hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
+                })?,
+            ),
+            None => None,
+        };
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        // ALPN offers exactly the version spoken: `h2` or nothing (HTTP/1.1).
+        let connect = match (server_name, http2) {
+            (Some(fixed), false) => builder
+                .with_server_name_resolver(FixedServerNameResolver::new(fixed))
                 .enable_http1()
                 .wrap_connector(http),
+            (Some(fixed), true) => builder
+                .with_server_name_resolver(FixedServerNameResolver::new(fixed))
+                .enable_http2()
+                .wrap_connector(http),
+            (None, false) => builder.enable_http1().wrap_connector(http),
+            (None, true) => builder.enable_http2().wrap_connector(http),
         };
         let connector = TimedConnector {
             inner: connect,
@@ -188,7 +197,7 @@ impl Upstream {
         };
         let clients = (0..crate::worker::count())
             .map(|_| {
-                Client::builder(TokioExecutor::new())
+                client_builder(http2)
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(settings.idle_timeout.0)
                     .pool_max_idle_per_host(settings.max_idle_connections)
@@ -200,6 +209,7 @@ impl Upstream {
             targets,
             next: AtomicUsize::new(0),
             clients,
+            http2,
             connector: connector.clone(),
             timeout: settings.timeout.0,
             config: settings.clone(),
@@ -234,7 +244,7 @@ impl Upstream {
         }
         let weak = Arc::downgrade(self);
         let every = check.interval.get_ref().0;
-        let client: Client<TimedConnector, Body> = Client::builder(TokioExecutor::new())
+        let client: Client<TimedConnector, Body> = client_builder(self.http2)
             .pool_max_idle_per_host(0)
             .build(self.connector.clone());
         tokio::spawn(async move {
@@ -294,8 +304,14 @@ impl Upstream {
         };
         let mut request = Request::new(body::empty());
         *request.uri_mut() = uri;
+        if self.http2 {
+            *request.version_mut() = Version::HTTP_2;
+        } else {
+            request
+                .headers_mut()
+                .insert(http::header::HOST, target.host.clone());
+        }
         let headers = request.headers_mut();
-        headers.insert(http::header::HOST, target.host.clone());
         headers.insert(
             http::header::USER_AGENT,
             http::HeaderValue::from_static("gateway-health-check"),
@@ -335,6 +351,11 @@ impl Upstream {
                 "target back in rotation: it passed {streak} health checks in a row"
             );
         }
+    }
+
+    /// Whether the targets are spoken to in HTTP/2.
+    pub fn http2(&self) -> bool {
+        self.http2
     }
 
     fn now(&self) -> u64 {
@@ -472,7 +493,10 @@ impl Upstream {
         set_host: bool,
     ) -> Result<Response<Body>, Failure> {
         let target = &self.targets[index];
-        if set_host {
+        if self.http2 {
+            // The target's authority goes in `:authority`, from the URI below.
+            request.headers_mut().remove(http::header::HOST);
+        } else if set_host {
             request
                 .headers_mut()
                 .insert(http::header::HOST, target.host.clone());
@@ -483,7 +507,11 @@ impl Upstream {
         uri.path_and_query = Some(path_and_query);
         *request.uri_mut() = Uri::from_parts(uri)
             .map_err(|e| Failure::Other(RequestError::BadRequest(e.to_string())))?;
-        *request.version_mut() = Version::HTTP_11;
+        *request.version_mut() = if self.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
 
         let client = &self.clients[crate::worker::index() % self.clients.len()];
         match tokio::time::timeout(self.timeout, client.request(request)).await {
@@ -531,6 +559,16 @@ impl Upstream {
             sent,
         }
     }
+}
+
+/// A client for the upstream's protocol: HTTP/2 only (prior knowledge over
+/// cleartext), or HTTP/1.1.
+fn client_builder(http2: bool) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    if http2 {
+        builder.http2_only(true);
+    }
+    builder
 }
 
 /// The connector with one deadline over the TCP connect and the TLS

@@ -1,0 +1,360 @@
+//! HTTP/2 upstreams (`protocol = "http2"`), the way gRPC uses them: requests
+//! and responses streamed both ways at once, and trailers carried through.
+//! The upstreams are real hyper HTTP/2 servers, in cleartext (h2c) and over
+//! TLS with ALPN.
+
+use crate::support::{Gateway, client, send};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A body fed frame by frame through a channel; it ends when the sender is dropped.
+struct ChannelBody(mpsc::Receiver<Frame<Bytes>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|frame| frame.map(Ok))
+    }
+}
+
+fn channel_body() -> (mpsc::Sender<Frame<Bytes>>, ChannelBody) {
+    let (tx, rx) = mpsc::channel(8);
+    (tx, ChannelBody(rx))
+}
+
+/// The echo service: answers at once with what it saw of the request in
+/// `x-seen-*` headers, then echoes every data frame as `echo:DATA` while the
+/// request streams, and ends with gRPC-style trailers.
+async fn echo(
+    request: Request<Incoming>,
+) -> Result<Response<ChannelBody>, std::convert::Infallible> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let seen = [
+        ("x-seen-version", format!("{:?}", request.version())),
+        ("x-seen-te", header("te")),
+        ("x-seen-host", header("host")),
+        (
+            "x-seen-authority",
+            request
+                .uri()
+                .authority()
+                .map_or("-".to_string(), |a| a.to_string()),
+        ),
+        ("x-seen-content-type", header("content-type")),
+    ];
+    let (tx, body) = channel_body();
+    let mut incoming = request.into_body();
+    tokio::spawn(async move {
+        let mut frames = 0;
+        while let Some(Ok(frame)) = incoming.frame().await {
+            // An empty DATA frame may carry the end of the stream.
+            if let Some(data) = frame.into_data().ok().filter(|d| !d.is_empty()) {
+                frames += 1;
+                let echoed = [b"echo:".as_slice(), &data].concat();
+                if tx.send(Frame::data(Bytes::from(echoed))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        trailers.insert(
+            "grpc-message",
+            http::HeaderValue::from_str(&format!("{frames} messages")).expect("value"),
+        );
+        let _ = tx.send(Frame::trailers(trailers)).await;
+    });
+    let mut response = Response::new(body);
+    for (name, value) in seen {
+        response.headers_mut().insert(
+            name,
+            http::HeaderValue::from_str(&value).expect("header value"),
+        );
+    }
+    Ok(response)
+}
+
+/// Serves [`echo`] over HTTP/2 on every connection `accept` hands over.
+fn serve_h2<S>(stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), hyper::service::service_fn(echo))
+            .await;
+    });
+}
+
+/// A cleartext HTTP/2 (h2c, prior knowledge) echo upstream.
+async fn h2c_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            serve_h2(stream);
+        }
+    });
+    addr
+}
+
+fn config(target: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstreams.grpc]
+targets = ["{target}"]
+protocol = "http2"
+{extra}
+
+[[routes]]
+name = "grpc"
+path = "/{{*rest}}"
+upstream = "grpc"
+"#
+    )
+}
+
+/// An HTTP/2 (prior knowledge) connection to the gateway.
+async fn h2_client(gw: &Gateway) -> hyper::client::conn::http2::SendRequest<ChannelBody> {
+    let addr = gw
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+fn grpc_request(gw: &Gateway, body: ChannelBody) -> Request<ChannelBody> {
+    Request::post(gw.url("/echo.Echo/Chat"))
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .expect("request")
+}
+
+/// The next frame of `body`, within five seconds (a proxy that buffers
+/// would never hand it over while the request is still open).
+async fn next_frame(body: &mut Incoming) -> Frame<Bytes> {
+    tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("a frame within 5 s: the stream is buffered somewhere")
+        .expect("a frame, not the end")
+        .expect("a frame, not an error")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_style_stream_flows_both_ways_with_its_trailers() {
+    let upstream = h2c_upstream().await;
+    let gw = Gateway::start(&config(&upstream.to_string(), ""));
+    let mut sender = h2_client(&gw).await;
+    let (tx, body) = channel_body();
+    tx.send(Frame::data(Bytes::from_static(b"ping-1")))
+        .await
+        .expect("send");
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        sender.send_request(grpc_request(&gw, body)),
+    )
+    .await
+    .expect("the response head while the request is still open")
+    .expect("response");
+    assert_eq!(response.status(), 200);
+    let seen = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    // Spoken to in HTTP/2, with the target's authority, and told the client
+    // takes trailers; no Host beside :authority.
+    assert_eq!(seen("x-seen-version"), "HTTP/2.0");
+    assert_eq!(seen("x-seen-authority"), upstream.to_string());
+    assert_eq!(seen("x-seen-host"), "-");
+    assert_eq!(seen("x-seen-te"), "trailers");
+    assert_eq!(seen("x-seen-content-type"), "application/grpc");
+
+    // Ping-pong: each message is echoed before the next one is sent.
+    let mut body = response.into_body();
+    assert_eq!(
+        next_frame(&mut body).await.into_data().ok(),
+        Some(Bytes::from_static(b"echo:ping-1"))
+    );
+    tx.send(Frame::data(Bytes::from_static(b"ping-2")))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_frame(&mut body).await.into_data().ok(),
+        Some(Bytes::from_static(b"echo:ping-2"))
+    );
+    drop(tx);
+    let trailers = next_frame(&mut body)
+        .await
+        .into_trailers()
+        .expect("trailers after the data");
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(b"0".as_slice())
+    );
+    assert_eq!(
+        trailers.get("grpc-message").map(|v| v.as_bytes()),
+        Some(b"2 messages".as_slice())
+    );
+
+    // Many streams at once on the one client connection, each its own.
+    let calls = (0..20).map(|i| {
+        let mut sender = sender.clone();
+        let gw_request = grpc_request(&gw, {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx.send(Frame::data(Bytes::from(format!("call-{i}")))).await;
+            });
+            body
+        });
+        async move {
+            let response = sender.send_request(gw_request).await.expect("response");
+            let collected = response.into_body().collect().await.expect("body");
+            let status = collected
+                .trailers()
+                .and_then(|t| t.get("grpc-status"))
+                .cloned();
+            (i, collected.to_bytes(), status)
+        }
+    });
+    for (i, bytes, status) in futures_join_all(calls).await {
+        assert_eq!(bytes, Bytes::from(format!("echo:call-{i}")));
+        assert_eq!(status.as_ref().map(|v| v.as_bytes()), Some(b"0".as_slice()));
+    }
+}
+
+/// Runs the futures concurrently and gives their outputs in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outputs.push(handle.await.expect("task"));
+    }
+    outputs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_reaches_an_http2_upstream() {
+    let upstream = h2c_upstream().await;
+    let gw = Gateway::start(&config(&upstream.to_string(), ""));
+    let request = Request::post(gw.url("/anything"))
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .expect("request");
+    let reply = send(&client(), request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body, "echo:hello");
+    assert_eq!(reply.header("x-seen-version"), Some("HTTP/2.0"));
+    assert_eq!(reply.header("x-seen-te"), Some("trailers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_upstream_over_tls_is_reached_through_alpn() {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).expect("key");
+    let mut tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![made.cert.der().clone()], key)
+    .expect("server config");
+    // Like a gRPC server: HTTP/2 or nothing.
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(stream) = acceptor.accept(stream).await {
+                    let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                    assert_eq!(alpn.as_deref(), Some(b"h2".as_slice()), "ALPN chose h2");
+                    serve_h2(stream);
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ca.pem"), made.cert.pem()).expect("ca");
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        config(&format!("https://localhost:{port}"), "ca_file = \"ca.pem\""),
+    )
+    .expect("config");
+    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+
+    let mut sender = h2_client(&gw).await;
+    let (tx, body) = channel_body();
+    tx.send(Frame::data(Bytes::from_static(b"over tls")))
+        .await
+        .expect("send");
+    drop(tx);
+    let response = sender
+        .send_request(grpc_request(&gw, body))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200, "{}", gw.log());
+    assert_eq!(
+        response
+            .headers()
+            .get("x-seen-authority")
+            .map(|v| v.as_bytes()),
+        Some(format!("localhost:{port}").as_bytes())
+    );
+    let collected = response.into_body().collect().await.expect("body");
+    let status = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .cloned();
+    assert_eq!(collected.to_bytes(), Bytes::from_static(b"echo:over tls"));
+    assert_eq!(status.as_ref().map(|v| v.as_bytes()), Some(b"0".as_slice()));
+}
