@@ -18,7 +18,7 @@ use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,6 +32,9 @@ const DEBOUNCE: Duration = Duration::from_millis(40);
 /// The longest a reload waits for a quiet moment: a file that never stops
 /// changing must not hold a reload back for ever.
 const MAX_DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// The trigger of reloads the watcher starts.
+const FILE_CHANGE: &str = "file change";
 
 /// The content of every input of a config: (path, SHA-256 or `None` when it
 /// cannot be read).
@@ -77,6 +80,9 @@ pub struct Reloader {
     state: Mutex<State>,
     /// The `[server]` settings that need a restart, as first loaded.
     listener: String,
+    /// Wakes the watcher after a reload it did not start, so it watches the
+    /// new config's inputs.
+    resync: std::sync::OnceLock<mpsc::UnboundedSender<()>>,
 }
 
 impl Reloader {
@@ -105,6 +111,7 @@ impl Reloader {
                 attempted: None,
             }),
             listener: listener_settings(config),
+            resync: std::sync::OnceLock::new(),
         }
     }
 
@@ -121,6 +128,16 @@ impl Reloader {
     /// false, does nothing unless some input changed since the last attempt.
     /// Returns the serving version.
     pub async fn reload(&self, trigger: &'static str, force: bool) -> Result<u64, String> {
+        let outcome = self.attempt(trigger, force).await;
+        if trigger != FILE_CHANGE
+            && let Some(resync) = self.resync.get()
+        {
+            let _ = resync.send(());
+        }
+        outcome
+    }
+
+    async fn attempt(&self, trigger: &'static str, force: bool) -> Result<u64, String> {
         let _one_at_a_time = self.serialize.lock().await;
         let started = Instant::now();
         let source = match Source::read(&self.path) {
@@ -197,9 +214,10 @@ impl Reloader {
         let (events, mut changed) = mpsc::unbounded_channel::<()>();
         let names = Arc::new(ArcSwap::from_pointee(BTreeSet::new()));
         let relevant = names.clone();
+        let sender = events.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok_and(|e| concerns_inputs(&e, &relevant.load())) {
-                let _ = events.send(());
+                let _ = sender.send(());
             }
         });
         let mut watcher = match watcher {
@@ -209,7 +227,8 @@ impl Reloader {
                 return None;
             }
         };
-        let mut watched = BTreeSet::new();
+        let _ = self.resync.set(events);
+        let mut watched = BTreeMap::new();
         self.sync_watches(&mut watcher, &mut watched, &names);
         Some(async move {
             while changed.recv().await.is_some() {
@@ -223,37 +242,112 @@ impl Reloader {
                         Err(_elapsed) => break,
                     }
                 }
-                let _ = self.reload("file change", false).await;
-                self.sync_watches(&mut watcher, &mut watched, &names);
+                let _ = self.reload(FILE_CHANGE, false).await;
+                if self.sync_watches(&mut watcher, &mut watched, &names)
+                    && let Some(again) = self.resync.get()
+                {
+                    // A change made before a new watch was in place is seen
+                    // by one more look at the inputs.
+                    let _ = again.send(());
+                }
             }
         })
     }
 
-    /// Watches the directories of the serving config's inputs, and only them,
-    /// and publishes the inputs' file names to the watcher's filter.
+    /// Watches the directories the inputs of the serving config and of the
+    /// last rejected attempt live in (along their symlinks), and publishes the
+    /// names whose events count to the watcher's filter. A directory whose
+    /// identity changed (swapped by a rename) is watched again. Returns
+    /// whether a watch was added after the first call.
     fn sync_watches(
         &self,
         watcher: &mut impl Watcher,
-        watched: &mut BTreeSet<PathBuf>,
+        watched: &mut BTreeMap<PathBuf, Option<(u64, u64)>>,
         names: &ArcSwap<BTreeSet<OsString>>,
-    ) {
-        let serving: Vec<PathBuf> = self.lock().serving.iter().map(|(p, _)| p.clone()).collect();
-        names.store(Arc::new(
-            serving
+    ) -> bool {
+        let first = watched.is_empty();
+        let mut added = false;
+        let inputs: Vec<PathBuf> = {
+            let state = self.lock();
+            let attempted = state.attempted.iter().flatten();
+            state
+                .serving
                 .iter()
-                .filter_map(|path| path.file_name().map(OsString::from))
-                .collect(),
-        ));
-        let wanted: BTreeSet<PathBuf> = serving.iter().map(|path| directory_of(path)).collect();
-        for dir in wanted.difference(watched) {
+                .chain(attempted)
+                .map(|(p, _)| p.clone())
+                .collect()
+        };
+        let (dirs, relevant) = watch_set(&inputs);
+        names.store(Arc::new(relevant));
+        let wanted: BTreeMap<PathBuf, Option<(u64, u64)>> = dirs
+            .into_iter()
+            .map(|dir| {
+                let identity = identity(&dir);
+                (dir, identity)
+            })
+            .collect();
+        for (dir, identity) in &wanted {
+            match watched.get(dir) {
+                Some(known) if known == identity => continue,
+                Some(_) => {
+                    let _ = watcher.unwatch(dir);
+                }
+                None => {}
+            }
+            added = true;
             if let Err(err) = watcher.watch(dir, RecursiveMode::NonRecursive) {
                 tracing::warn!(dir = %dir.display(), %err, "cannot watch a config directory");
             }
         }
-        for dir in watched.difference(&wanted) {
+        for dir in watched.keys().filter(|dir| !wanted.contains_key(*dir)) {
             let _ = watcher.unwatch(dir);
         }
         *watched = wanted;
+        added && !first
+    }
+}
+
+/// The directories to watch for `inputs` and the names whose events count:
+/// every input and every link of its symlink chain (a config that is a link
+/// to the file edited, a Kubernetes ConfigMap's `..data` links) gives its
+/// directory and the names of all its components (so the rename of a
+/// directory on the way, like a release switch of a linked `plugins`
+/// directory, counts).
+fn watch_set(inputs: &[PathBuf]) -> (BTreeSet<PathBuf>, BTreeSet<OsString>) {
+    /// Links followed per input, like the kernel's limit on nested links.
+    const MAX_LINKS: usize = 8;
+    let mut dirs = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    for input in inputs {
+        let mut path = input.clone();
+        for _ in 0..=MAX_LINKS {
+            let dir = directory_of(&path);
+            names.extend(path.components().filter_map(|part| match part {
+                std::path::Component::Normal(name) => Some(name.to_os_string()),
+                _ => None,
+            }));
+            let Ok(target) = std::fs::read_link(&path) else {
+                dirs.insert(dir);
+                break;
+            };
+            dirs.insert(dir.clone());
+            path = dir.join(target);
+        }
+    }
+    (dirs, names)
+}
+
+/// What a directory is (device and inode), to tell when a rename swapped it.
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
     }
 }
 
@@ -266,9 +360,10 @@ fn directory_of(path: &Path) -> PathBuf {
 }
 
 /// Whether a file event in a watched directory may have changed an input:
-/// it names an input's file, or a `..`-prefixed entry (the symlinks a
-/// Kubernetes ConfigMap swaps), or the watcher lost track and asks for a
-/// rescan. Modifications of other files (logs, editors' swap files) are not.
+/// it names one of `names` (see [`watch_set`]) or a `..`-prefixed entry (the
+/// symlinks a Kubernetes ConfigMap swaps), or the watcher lost track and asks
+/// for a rescan. Modifications of other files (logs, editors' swap files) do
+/// not.
 fn concerns_inputs(event: &notify::Event, names: &BTreeSet<OsString>) -> bool {
     if event.kind.is_access() {
         return false;

@@ -373,3 +373,145 @@ async fn a_log_written_without_pause_next_to_the_config_does_not_hold_reloads_ba
         gw.log()
     );
 }
+
+fn respond_config(route: &str, plugin: &str, body: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "r"
+path = "{route}"
+[[routes.plugins]]
+plugin = "{plugin}"
+config = {{ status = 200, body = "{body}" }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_copied_in_after_the_config_that_needs_it_is_picked_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, respond_config("/old", "respond", "old")).expect("config");
+    let gw = Gateway::start_at(&config);
+    assert_eq!(get(&gw.url("/old")).await.body, "old");
+    // A deploy writes the config first: rejected, its plugin is missing...
+    write_atomically(
+        &config,
+        respond_config("/new", "new.wasm", "new").as_bytes(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gw.log().contains("config rejected") {
+        assert!(Instant::now() < deadline, "not rejected:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&gw.url("/old")).await.body, "old");
+    // ... then copies the plugin next to it, into a file the serving config
+    // does not know.
+    std::fs::copy(plugin_path("plugin_respond"), dir.path().join("new.wasm")).expect("copy");
+    let seen = until(&gw.url("/new"), Duration::from_secs(5), |r| r.body == "new").await;
+    assert!(
+        seen.is_some(),
+        "the plugin's arrival was not picked up:\n{}",
+        gw.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_reached_through_symlinks_and_swapped_directories_are_picked_up() {
+    // The config is a link to the file that is edited.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let real = root.join("gateway.prod.toml");
+    std::fs::write(&real, respond_config("/a", "respond", "one")).expect("config");
+    std::os::unix::fs::symlink("gateway.prod.toml", root.join("gateway.toml")).expect("link");
+    let gw = Gateway::start_at(&root.join("gateway.toml"));
+    assert_eq!(get(&gw.url("/a")).await.body, "one");
+    std::fs::write(&real, respond_config("/a", "respond", "two")).expect("edit");
+    let seen = until(&gw.url("/a"), Duration::from_secs(5), |r| r.body == "two").await;
+    assert!(
+        seen.is_some(),
+        "edit of the link's target not picked up:\n{}",
+        gw.log()
+    );
+    drop(gw);
+
+    // A release switch of a linked plugin directory, next to the config.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for (release, body) in [("v1", "one"), ("v2", "two")] {
+        let release = root.join("releases").join(release);
+        std::fs::create_dir_all(&release).expect("dir");
+        std::fs::copy(plugin_path("plugin_respond"), release.join("p.wasm")).expect("copy");
+        std::fs::write(release.join("body.txt"), body).expect("body");
+    }
+    std::os::unix::fs::symlink("releases/v1", root.join("plugins")).expect("link");
+    std::fs::write(
+        root.join("gateway.toml"),
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "r"
+path = "/p"
+[[routes.plugins]]
+plugin = "plugins/p.wasm"
+config = { status = 200 }
+config_files = { body = "plugins/body.txt" }
+"#,
+    )
+    .expect("config");
+    let gw = Gateway::start_at(&root.join("gateway.toml"));
+    assert_eq!(get(&gw.url("/p")).await.body, "one", "{}", gw.log());
+    std::os::unix::fs::symlink("releases/v2", root.join("plugins.new")).expect("link");
+    std::fs::rename(root.join("plugins.new"), root.join("plugins")).expect("switch");
+    let seen = until(&gw.url("/p"), Duration::from_secs(5), |r| r.body == "two").await;
+    assert!(
+        seen.is_some(),
+        "plugin directory switch not picked up:\n{}",
+        gw.log()
+    );
+    drop(gw);
+
+    // The config's whole directory replaced by a rename; then edited in place,
+    // which must be seen in the new directory.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("gw");
+    let next = dir.path().join("gw.new");
+    std::fs::create_dir(&live).expect("dir");
+    std::fs::create_dir(&next).expect("dir");
+    std::fs::write(
+        live.join("gateway.toml"),
+        respond_config("/d", "respond", "one"),
+    )
+    .expect("config");
+    std::fs::write(
+        next.join("gateway.toml"),
+        respond_config("/d", "respond", "two"),
+    )
+    .expect("config");
+    let gw = Gateway::start_at(&live.join("gateway.toml"));
+    assert_eq!(get(&gw.url("/d")).await.body, "one");
+    std::fs::rename(&live, dir.path().join("gw.old")).expect("retire");
+    std::fs::rename(&next, &live).expect("swap");
+    let seen = until(&gw.url("/d"), Duration::from_secs(5), |r| r.body == "two").await;
+    assert!(
+        seen.is_some(),
+        "directory swap not picked up:\n{}",
+        gw.log()
+    );
+    std::fs::write(
+        live.join("gateway.toml"),
+        respond_config("/d", "respond", "three"),
+    )
+    .expect("edit");
+    let seen = until(&gw.url("/d"), Duration::from_secs(5), |r| r.body == "three").await;
+    assert!(
+        seen.is_some(),
+        "edit in the swapped-in directory not picked up:\n{}",
+        gw.log()
+    );
+}
