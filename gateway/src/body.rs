@@ -30,6 +30,12 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// `body` followed by `trailers`.
+pub fn with_trailers(body: Body, trailers: http::HeaderMap) -> Body {
+    body.with_trailers(std::future::ready(Some(Ok(trailers))))
+        .boxed_unsync()
+}
+
 /// `prefix` followed by the rest of `body`: a body partly read already.
 pub fn prefixed(prefix: Bytes, rest: Body) -> Body {
     Prefixed {

@@ -222,6 +222,9 @@ async fn process<'rt>(
         _ => None,
     };
 
+    // The upstream's trailers (gRPC's status) when its body was buffered for
+    // the plugins, with the body they came after.
+    let mut trailers: Option<(Bytes, HeaderMap)> = None;
     let (mut wit_response, mut stream, mut upstream_parts) = match plugin_answer {
         Some(answer) => (answer, None, None),
         None => {
@@ -275,8 +278,9 @@ async fn process<'rt>(
                     Some(response_body)
                 }
                 Some((cap, passes)) => match collect_or_keep(response_body, cap).await {
-                    Ok(Ok(bytes)) => {
+                    Ok(Ok((bytes, after))) => {
                         wit.body = Some(bytes.to_vec());
+                        trailers = after.map(|after| (bytes, after));
                         None
                     }
                     Ok(Err((read, rest))) if passes => Some(body::prefixed(read, rest)),
@@ -307,7 +311,17 @@ async fn process<'rt>(
             return Ok(Response::from_parts(parts, stream));
         }
     }
-    into_http_response(wit_response, stream)
+    // Trailers belong to the body they followed: kept if the plugins left it
+    // as it was.
+    let trailers = trailers
+        .filter(|(original, _)| wit_response.body.as_deref() == Some(original.as_ref()))
+        .map(|(_, trailers)| trailers);
+    let mut response = into_http_response(wit_response, stream)?;
+    if let Some(trailers) = trailers {
+        let body = std::mem::replace(response.body_mut(), body::empty());
+        *response.body_mut() = body::with_trailers(body, trailers);
+    }
+    Ok(response)
 }
 
 /// A WebSocket upgrade the client asked for, on a route that lets it through.
@@ -518,23 +532,34 @@ async fn collect(mut body: Body, cap: usize) -> Result<Bytes, Collect> {
     Ok(buffer.freeze())
 }
 
-/// Buffers `body` if it is at most `cap` bytes; otherwise gives back what was
-/// read and the rest, so the body can still be streamed on.
+/// A body read whole, and the trailers that followed it.
+type Buffered = (Bytes, Option<HeaderMap>);
+
+/// Buffers `body` (and its trailers) if it is at most `cap` bytes; otherwise
+/// gives back what was read and the rest, so the body can still be streamed on.
 async fn collect_or_keep(
     mut body: Body,
     cap: usize,
-) -> Result<Result<Bytes, (Bytes, Body)>, String> {
+) -> Result<Result<Buffered, (Bytes, Body)>, String> {
     let mut buffer = bytes::BytesMut::new();
+    let mut trailers: Option<HeaderMap> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| err.to_string())?;
-        if let Ok(data) = frame.into_data() {
-            buffer.extend_from_slice(&data);
-            if buffer.len() > cap {
-                return Ok(Err((buffer.freeze(), body)));
+        match frame.into_data() {
+            Ok(data) => {
+                buffer.extend_from_slice(&data);
+                if buffer.len() > cap {
+                    return Ok(Err((buffer.freeze(), body)));
+                }
+            }
+            Err(frame) => {
+                if let Ok(more) = frame.into_trailers() {
+                    trailers.get_or_insert_with(HeaderMap::new).extend(more);
+                }
             }
         }
     }
-    Ok(Ok(buffer.freeze()))
+    Ok(Ok((buffer.freeze(), trailers)))
 }
 
 /// Caps a streamed body at `limit` bytes (outside the request future, as above).

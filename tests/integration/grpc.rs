@@ -358,3 +358,148 @@ async fn an_http2_upstream_over_tls_is_reached_through_alpn() {
     assert_eq!(collected.to_bytes(), Bytes::from_static(b"echo:over tls"));
     assert_eq!(status.as_ref().map(|v| v.as_bytes()), Some(b"0".as_slice()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_survive_a_plugin_that_reads_the_body_and_leaves_it() {
+    let upstream = h2c_upstream().await;
+    // The cache reads response bodies; a POST it passes by untouched.
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstreams.grpc]
+targets = ["{upstream}"]
+protocol = "http2"
+
+[[routes]]
+name = "grpc"
+path = "/{{*rest}}"
+upstream = "grpc"
+[[routes.plugins]]
+plugin = "cache"
+"#
+    ));
+    let mut sender = h2_client(&gw).await;
+    let (tx, body) = channel_body();
+    tx.send(Frame::data(Bytes::from_static(b"unary")))
+        .await
+        .expect("send");
+    drop(tx);
+    let response = sender
+        .send_request(grpc_request(&gw, body))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200, "{}", gw.log());
+    assert_eq!(
+        response.headers().get("x-cache").map(|v| v.as_bytes()),
+        Some(b"BYPASS".as_slice())
+    );
+    let collected = response.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned();
+    assert_eq!(collected.to_bytes(), Bytes::from_static(b"echo:unary"));
+    assert_eq!(
+        trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-message"))
+            .map(|v| v.as_bytes()),
+        Some(b"1 messages".as_slice()),
+        "trailers: {trailers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_stops_answering_is_found_out_by_its_pings() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = h2c_upstream().await;
+    // A relay in front of the target. Once `frozen`, the connections it
+    // already carries swallow every byte and stay open, like a peer that
+    // vanished without a FIN; new ones still work.
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let relay_addr = relay.local_addr().expect("addr");
+    let frozen = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicUsize::new(0));
+    {
+        let (frozen, opened) = (frozen.clone(), opened.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = relay.accept().await {
+                opened.fetch_add(1, Ordering::SeqCst);
+                let frozen = frozen.clone();
+                let born_frozen = frozen.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let pump = |mut from: tokio::net::tcp::OwnedReadHalf,
+                                mut to: tokio::net::tcp::OwnedWriteHalf,
+                                frozen: Arc<AtomicBool>| async move {
+                        let mut buffer = vec![0u8; 16384];
+                        loop {
+                            let n = match from.read(&mut buffer).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if frozen.load(Ordering::SeqCst) && !born_frozen {
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buffer[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::join!(
+                        pump(client_read, server_write, frozen.clone()),
+                        pump(server_read, client_write, frozen)
+                    );
+                });
+            }
+        });
+    }
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[upstreams.grpc]
+targets = ["{relay_addr}"]
+protocol = "http2"
+timeout = "1s"
+http2_keepalive = "500ms"
+
+[[routes]]
+name = "grpc"
+path = "/{{*rest}}"
+upstream = "grpc"
+"#
+    ));
+    let call = || async {
+        let request = Request::post(gw.url("/echo.Echo/Unary"))
+            .body(Full::new(Bytes::from_static(b"x")))
+            .expect("request");
+        send(&client(), request).await.status
+    };
+    assert_eq!(call().await, 200);
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+    frozen.store(true, Ordering::SeqCst);
+    // The shared connection is dead: its unanswered ping closes it, and
+    // requests get a new one.
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still no answer after {:?}: {statuses:?}\n{}",
+            started.elapsed(),
+            gw.log()
+        );
+        statuses.push(call().await);
+    }
+    assert!(opened.load(Ordering::SeqCst) >= 2);
+}

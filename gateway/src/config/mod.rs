@@ -316,6 +316,10 @@ pub struct UpstreamConfig {
     /// The HTTP version spoken to the targets.
     #[serde(default = "http1")]
     pub protocol: Spanned<UpstreamProtocol>,
+    /// With HTTP/2: how often a connection is pinged; one whose ping is not
+    /// answered within as long is closed (default 30 s).
+    #[serde(default)]
+    pub http2_keepalive: Option<Spanned<Duration>>,
 }
 
 /// The HTTP version an upstream's targets speak.

@@ -161,6 +161,22 @@ impl Upstream {
         let tls = tls_settings(settings, ca_pem.as_deref())
             .map_err(|(span, msg)| source.error(span, format!("upstream `{name}`: {msg}")))?;
         let http2 = *settings.protocol.get_ref() == UpstreamProtocol::Http2;
+        let keepalive = match (&settings.http2_keepalive, http2) {
+            (None, _) => DEFAULT_HTTP2_KEEPALIVE,
+            (Some(every), false) => {
+                return Err(source.error(
+                    every.span(),
+                    format!("upstream `{name}`: http2_keepalive needs protocol = \"http2\""),
+                ));
+            }
+            (Some(every), true) if every.get_ref().0.is_zero() => {
+                return Err(source.error(
+                    every.span(),
+                    format!("upstream `{name}`: http2_keepalive must be more than zero"),
+                ));
+            }
+            (Some(every), true) => every.get_ref().0,
+        };
         let server_name = match &settings.tls_server_name {
             Some(server_name) => Some(
                 ServerName::try_from(server_name.get_ref().clone()).map_err(|_| {
@@ -197,10 +213,16 @@ impl Upstream {
         };
         let clients = (0..crate::worker::count())
             .map(|_| {
-                client_builder(http2)
+                client_builder(http2, keepalive)
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(settings.idle_timeout.0)
-                    .pool_max_idle_per_host(settings.max_idle_connections)
+                    // An HTTP/2 connection is shared through the idle list:
+                    // with none allowed, every request would open one.
+                    .pool_max_idle_per_host(if http2 {
+                        settings.max_idle_connections.max(1)
+                    } else {
+                        settings.max_idle_connections
+                    })
                     .build(connector.clone())
             })
             .collect();
@@ -244,9 +266,10 @@ impl Upstream {
         }
         let weak = Arc::downgrade(self);
         let every = check.interval.get_ref().0;
-        let client: Client<TimedConnector, Body> = client_builder(self.http2)
-            .pool_max_idle_per_host(0)
-            .build(self.connector.clone());
+        let client: Client<TimedConnector, Body> =
+            client_builder(self.http2, check.timeout.get_ref().0)
+                .pool_max_idle_per_host(0)
+                .build(self.connector.clone());
         tokio::spawn(async move {
             // Passed (positive) or failed (negative) checks in a row, per target.
             let mut streaks: Vec<i64> = Vec::new();
@@ -561,12 +584,23 @@ impl Upstream {
     }
 }
 
-/// A client for the upstream's protocol: HTTP/2 only (prior knowledge over
-/// cleartext), or HTTP/1.1.
-fn client_builder(http2: bool) -> hyper_util::client::legacy::Builder {
+/// How often HTTP/2 connections to targets are pinged by default.
+const DEFAULT_HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// A client for the upstream's protocol: HTTP/1.1, or HTTP/2 only (prior
+/// knowledge over cleartext) whose connections are pinged every `keepalive`
+/// and closed when a ping is not answered within as long. Requests share an
+/// HTTP/2 connection, so one that died silently (a peer gone, a NAT entry
+/// expired) must be found out by the gateway, not by the requests' timeouts.
+fn client_builder(http2: bool, keepalive: Duration) -> hyper_util::client::legacy::Builder {
     let mut builder = Client::builder(TokioExecutor::new());
     if http2 {
-        builder.http2_only(true);
+        builder
+            .http2_only(true)
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(keepalive)
+            .http2_keep_alive_timeout(keepalive)
+            .http2_keep_alive_while_idle(true);
     }
     builder
 }
