@@ -22,12 +22,13 @@ use std::time::Instant;
 use tracing::Instrument;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 static UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
 static TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
 static WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
 
 /// What the gateway knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     /// The client (or the proxy in front of us).
     pub peer: SocketAddr,
@@ -36,6 +37,8 @@ pub struct Connection {
     /// The client, as the trusted proxies before us report it (`peer` when
     /// there are none): what plugins and the access log see.
     pub client: SocketAddr,
+    /// The certificate the client presented, verified, with mutual TLS.
+    pub client_cert: Option<Arc<crate::tls::ClientCert>>,
 }
 
 /// Serves one request on the runtime snapshot it started with.
@@ -64,7 +67,7 @@ pub async fn handle(
     let uri = request.uri().clone();
     let span = tracing::info_span!("request", id = %id);
     let mut access = Access::default();
-    let result = process(&runtime, request, conn, &request_id, &mut access)
+    let result = process(&runtime, request, &conn, &request_id, &mut access)
         .instrument(span.clone())
         .await;
     let mut response = match result {
@@ -127,7 +130,7 @@ struct Access<'rt> {
 async fn process<'rt>(
     runtime: &'rt Runtime,
     request: Request<Body>,
-    conn: Connection,
+    conn: &Connection,
     request_id: &HeaderValue,
     access: &mut Access<'rt>,
 ) -> Result<Response<Body>, RequestError> {
@@ -150,6 +153,16 @@ async fn process<'rt>(
         })?;
     let route = &runtime.routes[matched.route];
     access.route = Some(route);
+    if let Some(cert) = &conn.client_cert
+        && !route.pipeline.entries().is_empty()
+    {
+        // Who the client proved to be, for the plugins (small values, well
+        // within the context's limits).
+        let context = &mut access.context;
+        let _ = context.set("tls.client.fingerprint".into(), cert.fingerprint.clone());
+        let _ = context.set("tls.client.subject".into(), cert.subject.clone());
+        let _ = context.set("tls.client.names".into(), cert.names.join(","));
+    }
     let mut request = request;
     let mut upgrade = route
         .websocket
@@ -379,7 +392,7 @@ async fn forward(
     route: &Route,
     mut parts: Parts,
     body: Body,
-    conn: Connection,
+    conn: &Connection,
     request_id: &HeaderValue,
     websocket: bool,
 ) -> Result<Response<Body>, RequestError> {
@@ -420,6 +433,19 @@ async fn forward(
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());
+    // The verified client certificate, as Envoy reports it; a claim to one
+    // from anyone but a trusted proxy is dropped.
+    match &conn.client_cert {
+        Some(cert) => {
+            parts
+                .headers
+                .insert(X_FORWARDED_CLIENT_CERT.clone(), cert.header.clone());
+        }
+        None if !runtime.limits.trusted_proxies.trusts(conn.peer.ip()) => {
+            parts.headers.remove(&X_FORWARDED_CLIENT_CERT);
+        }
+        None => {}
+    }
     if route.preserve_host
         && !parts.headers.contains_key(header::HOST)
         && let Some(value) = authority
@@ -569,7 +595,7 @@ fn limit_body(body: Body, limit: u64) -> Body {
 
 fn wit_request(
     parts: &Parts,
-    conn: Connection,
+    conn: &Connection,
     route: &Route,
     params: Vec<(String, String)>,
 ) -> WitRequest {

@@ -195,10 +195,11 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut threads = Vec::with_capacity(workers);
-    let tls = match &config.server.tls {
-        Some(_) => Some(gateway::tls::acceptor(runtime.clone()).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(|_| gateway::tls::Acceptor::new(runtime.clone()));
     for (index, listener) in listeners.into_iter().enumerate() {
         let runtime = runtime.clone();
         let tls = tls.clone();

@@ -377,7 +377,7 @@ fn concerns_inputs(event: &notify::Event, names: &BTreeSet<OsString>) -> bool {
         })
 }
 
-/// The files a config reads: itself, its TLS certificate and key, its
+/// The files a config reads: itself, its TLS certificate, key and client CA, its
 /// upstreams' CA files, its `.wasm` plugins and `config_files`.
 pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
     let base = source.base_dir();
@@ -385,6 +385,9 @@ pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
     if let Some(tls) = &config.server.tls {
         files.push(base.join(tls.get_ref().cert.get_ref()));
         files.push(base.join(tls.get_ref().key.get_ref()));
+        if let Some(ca) = &tls.get_ref().client_ca {
+            files.push(base.join(ca.get_ref()));
+        }
     }
     for upstream in config.upstreams.values() {
         if let Some(ca) = &upstream.get_ref().ca_file {

@@ -98,8 +98,9 @@ pub struct Runtime {
     pub redis: Option<Arc<RedisStore>>,
     /// Upstreams by name.
     pub upstreams: HashMap<String, Arc<Upstream>>,
-    /// The certificate the listener presents, with `[server.tls]`.
-    pub tls: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// The listener's TLS settings (certificate, client verification), with
+    /// `[server.tls]`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Requests that matched no route, in the metrics.
     pub unrouted: crate::metrics::RequestCounters,
 }

@@ -4,6 +4,7 @@
 
 use crate::handler::{Connection, handle};
 use crate::runtime::Runtime;
+use crate::tls::ClientCert;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -36,7 +37,7 @@ pub async fn serve(
     listener: TcpListener,
     runtime: Arc<ArcSwap<Runtime>>,
     settings: ListenerSettings,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<crate::tls::Acceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -69,17 +70,21 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let runtime = runtime.clone();
-        let service = service_fn(move |request| {
-            let snapshot = runtime.load_full();
-            let conn = Connection {
-                peer,
-                scheme,
-                client: peer,
-            };
-            let request = request.map(crate::body::boxed);
-            async move { Ok::<_, Infallible>(handle(snapshot, request, conn).await) }
-        });
+        let service = move |client_cert: Option<Arc<ClientCert>>| {
+            service_fn(move |request| {
+                let snapshot = runtime.load_full();
+                let conn = Connection {
+                    peer,
+                    scheme,
+                    client: peer,
+                    client_cert: client_cert.clone(),
+                };
+                let request = request.map(crate::body::boxed);
+                async move { Ok::<_, Infallible>(handle(snapshot, request, conn).await) }
+            })
+        };
         let Some(acceptor) = &tls else {
+            let service = service(None);
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
@@ -98,6 +103,9 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let handshake_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
+            let Some(acceptor) = acceptor.current() else {
+                return;
+            };
             let stream =
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => stream,
@@ -110,8 +118,16 @@ pub async fn serve(
                         return;
                     }
                 };
+            // Verified by the handshake when the listener asks for client
+            // certificates; read once per connection.
+            let client_cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
             let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service(client_cert))
                 .into_owned();
             if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %err, "connection ended with an error");

@@ -1,22 +1,91 @@
-//! TLS termination on the client-facing listener (rustls, on aws-lc-rs).
+//! TLS termination on the client-facing listener (rustls, on aws-lc-rs), and
+//! mutual TLS: client certificates verified against the configured
+//! authorities, their identity handed to plugins and the upstream.
 //!
-//! The certificate is part of the runtime: every handshake asks the current
-//! runtime for it, so a reload that brings a new certificate (a renewed file,
-//! a rotated secret) serves it to the next connection without a restart,
-//! while connections already open keep theirs.
+//! The TLS settings are part of the runtime: every handshake uses the current
+//! runtime's, so a reload that brings a new certificate (a renewed file, a
+//! rotated secret) or new client authorities applies to the next connection
+//! without a restart, while connections already open keep theirs.
 
-use crate::config::{ConfigError, Source, TlsConfig};
+use crate::config::{ClientAuth, ConfigError, Source, TlsConfig};
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use toml::Spanned;
 
+/// Builds the listener's TLS settings from `[server.tls]`: its certificate
+/// and, with `client_ca`, the verification of client certificates.
+pub fn load(
+    source: &Source,
+    tls: &Spanned<TlsConfig>,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let verifier = client_verifier(source, tls)?;
+    let certified = certified_key(source, tls)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| source.error(tls.span(), format!("server.tls: {e}")))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(Fixed(certified)));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Verifies client certificates against `client_ca`, or asks for none.
+fn client_verifier(
+    source: &Source,
+    tls: &Spanned<TlsConfig>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ConfigError> {
+    let config = tls.get_ref();
+    let Some(file) = &config.client_ca else {
+        if let Some(auth) = &config.client_auth {
+            return Err(source.error(
+                auth.span(),
+                "server.tls: client_auth needs client_ca, the authorities client certificates must chain to",
+            ));
+        }
+        return Ok(WebPkiClientVerifier::no_client_auth());
+    };
+    let at = |message: String| source.error(file.span(), format!("server.tls: {message}"));
+    let path = source.base_dir().join(file.get_ref());
+    let certs = CertificateDer::pem_file_iter(&path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| at(format!("cannot read client_ca `{}`: {e}", path.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| at(format!("client_ca holds an unusable certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(at(format!(
+            "client_ca `{}` holds no PEM certificate",
+            path.display()
+        )));
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    );
+    let builder = match config.client_auth.as_ref().map(|a| *a.get_ref()) {
+        Some(ClientAuth::Optional) => builder.allow_unauthenticated(),
+        None | Some(ClientAuth::Required) => builder,
+    };
+    builder
+        .build()
+        .map_err(|e| at(format!("cannot verify clients with client_ca: {e}")))
+}
+
 /// Reads and checks the certificate chain and key `[server.tls]` names.
-pub fn load(source: &Source, tls: &Spanned<TlsConfig>) -> Result<Arc<CertifiedKey>, ConfigError> {
+fn certified_key(
+    source: &Source,
+    tls: &Spanned<TlsConfig>,
+) -> Result<Arc<CertifiedKey>, ConfigError> {
     let config = tls.get_ref();
     let base = source.base_dir();
     let at = |message: String| source.error(tls.span(), format!("server.tls: {message}"));
@@ -55,30 +124,188 @@ pub fn load(source: &Source, tls: &Spanned<TlsConfig>) -> Result<Arc<CertifiedKe
     Ok(Arc::new(certified))
 }
 
-/// Hands each handshake the current runtime's certificate.
-struct CurrentCertificate(Arc<ArcSwap<Runtime>>);
+/// Presents one certificate, whatever the client asks for.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
 
-impl std::fmt::Debug for CurrentCertificate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CurrentCertificate")
-    }
-}
-
-impl ResolvesServerCert for CurrentCertificate {
+impl ResolvesServerCert for Fixed {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.load().tls.clone()
+        Some(self.0.clone())
     }
 }
 
-/// An acceptor that serves the runtime's current certificate and offers
-/// HTTP/2 and HTTP/1.1 by ALPN.
-pub fn acceptor(runtime: Arc<ArcSwap<Runtime>>) -> Result<tokio_rustls::TlsAcceptor, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(CurrentCertificate(runtime)));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+/// Accepts TLS connections with the current runtime's settings.
+#[derive(Clone)]
+pub struct Acceptor(Arc<ArcSwap<Runtime>>);
+
+impl Acceptor {
+    /// An acceptor that follows `runtime` through reloads.
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>) -> Self {
+        Self(runtime)
+    }
+
+    /// The handshake with the settings serving now; `None` when a reload
+    /// turned TLS off (it needs a restart: the connection is refused).
+    pub fn current(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.0
+            .load()
+            .tls
+            .clone()
+            .map(tokio_rustls::TlsAcceptor::from)
+    }
+}
+
+/// A client certificate verified during the handshake: who the client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// Hex SHA-256 of the leaf certificate's DER.
+    pub fingerprint: String,
+    /// The subject's distinguished name (RFC 4514 style, `CN=...`).
+    pub subject: String,
+    /// Subject alternative names: `DNS:...`, `URI:...`, `email:...`, `IP:...`.
+    pub names: Vec<String>,
+    /// The `X-Forwarded-Client-Cert` value sent upstream (see [`ClientCert::forwarded`]).
+    pub header: http::HeaderValue,
+}
+
+impl ClientCert {
+    /// The identity in the leaf certificate `der` (already verified).
+    pub fn from_der(der: &[u8]) -> Self {
+        let fingerprint = Sha256::digest(der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let (subject, names) = match x509_parser::parse_x509_certificate(der) {
+            Ok((_, cert)) => {
+                let names = cert
+                    .subject_alternative_name()
+                    .ok()
+                    .flatten()
+                    .map(|san| {
+                        san.value
+                            .general_names
+                            .iter()
+                            .filter_map(general_name)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (cert.subject().to_string(), names)
+            }
+            Err(_) => (String::new(), Vec::new()),
+        };
+        let mut cert = Self {
+            fingerprint,
+            subject,
+            names,
+            header: http::HeaderValue::from_static(""),
+        };
+        // Printable ASCII only (see `escape`): always a valid header value.
+        if let Ok(header) = http::HeaderValue::from_str(&cert.forwarded()) {
+            cert.header = header;
+        }
+        cert
+    }
+
+    /// The `X-Forwarded-Client-Cert` value, in Envoy's format:
+    /// `Hash=...;Subject="...";DNS=...;URI=...`. Characters outside printable
+    /// ASCII, and `"`, `\`, `;` and `,` in values, are percent-encoded.
+    pub fn forwarded(&self) -> String {
+        let mut out = format!(
+            "Hash={};Subject=\"{}\"",
+            self.fingerprint,
+            escape(&self.subject)
+        );
+        for name in &self.names {
+            let (kind, value) = name.split_once(':').unwrap_or(("", name));
+            let key = match kind {
+                "DNS" => "DNS",
+                "URI" => "URI",
+                _ => continue,
+            };
+            out.push_str(&format!(";{key}={}", escape(value)));
+        }
+        out
+    }
+}
+
+fn general_name(name: &x509_parser::extensions::GeneralName<'_>) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    match name {
+        GeneralName::DNSName(dns) => Some(format!("DNS:{dns}")),
+        GeneralName::URI(uri) => Some(format!("URI:{uri}")),
+        GeneralName::RFC822Name(email) => Some(format!("email:{email}")),
+        GeneralName::IPAddress(bytes) => match bytes.len() {
+            4 => <[u8; 4]>::try_from(*bytes)
+                .ok()
+                .map(|ip| format!("IP:{}", std::net::Ipv4Addr::from(ip))),
+            16 => <[u8; 16]>::try_from(*bytes)
+                .ok()
+                .map(|ip| format!("IP:{}", std::net::Ipv6Addr::from(ip))),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if (0x20..0x7f).contains(&byte) && !matches!(byte, b'"' | b'\\' | b';' | b',' | b'%') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forwarded_identity_escapes_what_would_break_the_header() {
+        let cert = ClientCert {
+            fingerprint: "ab12".into(),
+            subject: "CN=Zoë \"the; admin\",O=Acme".into(),
+            names: vec![
+                "DNS:a.example".into(),
+                "URI:spiffe://acme/ns/x".into(),
+                "email:ops@acme.example".into(),
+                "IP:10.0.0.1".into(),
+            ],
+            header: http::HeaderValue::from_static(""),
+        };
+        assert_eq!(
+            cert.forwarded(),
+            "Hash=ab12;Subject=\"CN=Zo%C3%AB %22the%3B admin%22%2CO=Acme\";DNS=a.example;URI=spiffe://acme/ns/x"
+        );
+        assert!(http::HeaderValue::from_str(&cert.forwarded()).is_ok());
+    }
+
+    #[test]
+    fn a_certificate_gives_its_subject_names_and_fingerprint() {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["api.example".to_string(), "10.1.2.3".to_string()])
+                .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "svc-a");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let made = params.self_signed(&key).expect("certificate");
+        let cert = ClientCert::from_der(made.der());
+        assert_eq!(cert.subject, "CN=svc-a");
+        assert_eq!(cert.names, ["DNS:api.example", "IP:10.1.2.3"]);
+        assert_eq!(cert.fingerprint.len(), 64);
+        assert_eq!(
+            cert.header.to_str().ok(),
+            Some(
+                format!(
+                    "Hash={};Subject=\"CN=svc-a\";DNS=api.example",
+                    cert.fingerprint
+                )
+                .as_str()
+            )
+        );
+    }
 }

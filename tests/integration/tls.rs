@@ -115,3 +115,183 @@ upstream = "api"
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A certificate authority for client certificates: (CA PEM, issuer).
+fn client_ca(name: &str) -> (String, rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let issuer = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA");
+    (issuer.pem(), issuer)
+}
+
+/// A client certificate for `cn` with the DNS name `dns`, issued by `issuer`:
+/// (chain, key, leaf DER).
+fn client_certificate(
+    issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    cn: &str,
+    dns: &str,
+) -> (
+    Vec<CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let mut params = rcgen::CertificateParams::new(vec![dns.to_string()]).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, issuer).expect("signed");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key");
+    (vec![cert.der().clone()], key)
+}
+
+/// One request over TLS trusting `root`, presenting `client` if given; the
+/// response text, or `None` when the connection fails (handshake refused).
+async fn mtls_request(
+    addr: std::net::SocketAddr,
+    root: &CertificateDer<'static>,
+    client: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+    request: &str,
+) -> Option<String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).expect("root");
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    let config = match client {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .expect("client auth"),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.ok()?;
+    // With TLS 1.3 the server judges the client's certificate after the
+    // client's side of the handshake is done: a refusal shows on reading.
+    tls.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response).await.ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_clients_of_the_configured_authority_and_tells_who_they_are() {
+    let upstream = Upstream::start("api").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, server_root) = certificate();
+    let (ca_pem, ca) = client_ca("Clients CA");
+    let (_, stranger_ca) = client_ca("Another CA");
+    std::fs::write(dir.path().join("cert.pem"), &cert).expect("cert");
+    std::fs::write(dir.path().join("key.pem"), &key).expect("key");
+    std::fs::write(dir.path().join("clients.pem"), &ca_pem).expect("ca");
+    let config = |auth: &str| {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[server.tls]
+cert = "cert.pem"
+key = "key.pem"
+client_ca = "clients.pem"
+client_auth = "{auth}"
+
+[upstreams.api]
+targets = ["{addr}"]
+[[routes]]
+name = "all"
+path = "/{{*rest}}"
+upstream = "api"
+[[routes.plugins]]
+plugin = "transform"
+[routes.plugins.config.request.headers]
+x-subject-seen-by-plugins = '{{{{ context["tls.client.subject"] | default("none") }}}}'
+x-names-seen-by-plugins = '{{{{ context["tls.client.names"] | default("none") }}}}'
+"#,
+            addr = upstream.addr
+        )
+    };
+    std::fs::write(dir.path().join("gateway.toml"), config("required")).expect("config");
+    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+    let forged = "GET /hello HTTP/1.1\r\nhost: localhost\r\nx-forwarded-client-cert: Hash=forged\r\nconnection: close\r\n\r\n";
+
+    let (chain, key) = client_certificate(&ca, "client-1", "client-1.example");
+    let leaf = chain[0].clone();
+    let response = mtls_request(gw.addr, &server_root, Some((chain, key)), forged)
+        .await
+        .expect("a client of the configured authority is admitted");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "{response}\n{}",
+        gw.log()
+    );
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    let echo: serde_json::Value = serde_json::from_str(body).expect("JSON echo");
+    let headers = &echo["headers"];
+    let fingerprint: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(leaf.as_ref())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(
+        headers["x-forwarded-client-cert"],
+        format!("Hash={fingerprint};Subject=\"CN=client-1\";DNS=client-1.example"),
+        "{echo}"
+    );
+    assert_eq!(headers["x-subject-seen-by-plugins"], "CN=client-1");
+    assert_eq!(headers["x-names-seen-by-plugins"], "DNS:client-1.example");
+
+    // Refused: no certificate, and one from another authority.
+    assert_eq!(
+        mtls_request(gw.addr, &server_root, None, forged).await,
+        None
+    );
+    let (chain, key) = client_certificate(&stranger_ca, "intruder", "intruder.example");
+    assert_eq!(
+        mtls_request(gw.addr, &server_root, Some((chain, key)), forged).await,
+        None
+    );
+
+    // Optional: a client without a certificate gets through, and its forged
+    // header does not.
+    std::fs::write(dir.path().join("gateway.toml"), config("optional")).expect("config");
+    let started = Instant::now();
+    let response = loop {
+        if let Some(response) = mtls_request(gw.addr, &server_root, None, forged).await {
+            break response;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "client_auth = \"optional\" was never applied:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(!response.contains("forged"), "{response}");
+    assert!(!response.contains("x-forwarded-client-cert"), "{response}");
+    assert!(
+        response.contains("\"x-subject-seen-by-plugins\":\"none\""),
+        "{response}"
+    );
+    // ... and one from another authority is still refused.
+    let (chain, key) = client_certificate(&stranger_ca, "intruder", "intruder.example");
+    assert_eq!(
+        mtls_request(gw.addr, &server_root, Some((chain, key)), forged).await,
+        None
+    );
+}

@@ -187,7 +187,8 @@ fn default_max_websocket_connections() -> usize {
     1024
 }
 
-/// `[server.tls]`: the certificate the listener presents.
+/// `[server.tls]`: the certificate the listener presents, and the client
+/// certificates it asks for.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -196,6 +197,23 @@ pub struct TlsConfig {
     pub cert: Spanned<String>,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Spanned<String>,
+    /// PEM file of the certificate authorities client certificates must
+    /// chain to: turns on mutual TLS.
+    #[serde(default)]
+    pub client_ca: Option<Spanned<String>>,
+    /// Whether a client must present a certificate (with `client_ca`).
+    #[serde(default)]
+    pub client_auth: Option<Spanned<ClientAuth>>,
+}
+
+/// `[server.tls] client_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A handshake without a valid client certificate fails.
+    Required,
+    /// Clients may present a certificate; one that does must be valid.
+    Optional,
 }
 
 fn default_access_log_sample() -> Spanned<f64> {
