@@ -33,6 +33,11 @@ const BUILTINS: &[Builtin] = &[
         grants: &[Capability::Consumers],
     },
     Builtin {
+        name: "mtls-auth",
+        bytes: component!("plugin_mtls_auth"),
+        grants: &[Capability::Consumers],
+    },
+    Builtin {
         name: "jwt",
         bytes: component!("plugin_jwt"),
         grants: &[

@@ -161,6 +161,9 @@ async fn process<'rt>(
         let context = &mut access.context;
         let _ = context.set("tls.client.fingerprint".into(), cert.fingerprint.clone());
         let _ = context.set("tls.client.subject".into(), cert.subject.clone());
+        if let Some(cn) = &cert.common_name {
+            let _ = context.set("tls.client.cn".into(), cn.clone());
+        }
         let _ = context.set("tls.client.names".into(), cert.names.join(","));
     }
     let mut request = request;

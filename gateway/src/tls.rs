@@ -162,6 +162,8 @@ pub struct ClientCert {
     pub fingerprint: String,
     /// The subject's distinguished name (RFC 4514 style, `CN=...`).
     pub subject: String,
+    /// The subject's (first) common name, if it has one.
+    pub common_name: Option<String>,
     /// Subject alternative names: `DNS:...`, `URI:...`, `email:...`, `IP:...`.
     pub names: Vec<String>,
     /// The `X-Forwarded-Client-Cert` value sent upstream (see [`ClientCert::forwarded`]).
@@ -175,7 +177,7 @@ impl ClientCert {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let (subject, names) = match x509_parser::parse_x509_certificate(der) {
+        let (subject, common_name, names) = match x509_parser::parse_x509_certificate(der) {
             Ok((_, cert)) => {
                 let names = cert
                     .subject_alternative_name()
@@ -189,13 +191,20 @@ impl ClientCert {
                             .collect()
                     })
                     .unwrap_or_default();
-                (cert.subject().to_string(), names)
+                let common_name = cert
+                    .subject()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|cn| cn.as_str().ok())
+                    .map(str::to_string);
+                (cert.subject().to_string(), common_name, names)
             }
-            Err(_) => (String::new(), Vec::new()),
+            Err(_) => (String::new(), None, Vec::new()),
         };
         let mut cert = Self {
             fingerprint,
             subject,
+            common_name,
             names,
             header: http::HeaderValue::from_static(""),
         };
@@ -207,13 +216,12 @@ impl ClientCert {
     }
 
     /// The `X-Forwarded-Client-Cert` value, in Envoy's format:
-    /// `Hash=...;Subject="...";DNS=...;URI=...`. Characters outside printable
-    /// ASCII, and `"`, `\`, `;` and `,` in values, are percent-encoded.
+    /// `Hash=...;Subject="...";DNS=...;URI=...` (see [`escape`]).
     pub fn forwarded(&self) -> String {
         let mut out = format!(
             "Hash={};Subject=\"{}\"",
             self.fingerprint,
-            escape(&self.subject)
+            escape(&self.subject, true)
         );
         for name in &self.names {
             let (kind, value) = name.split_once(':').unwrap_or(("", name));
@@ -222,7 +230,7 @@ impl ClientCert {
                 "URI" => "URI",
                 _ => continue,
             };
-            out.push_str(&format!(";{key}={}", escape(value)));
+            out.push_str(&format!(";{key}={}", escape(value, false)));
         }
         out
     }
@@ -247,13 +255,21 @@ fn general_name(name: &x509_parser::extensions::GeneralName<'_>) -> Option<Strin
     }
 }
 
-fn escape(value: &str) -> String {
+/// Makes `value` safe in the header: bytes outside printable ASCII, and `%`,
+/// percent-encoded; inside a quoted value `"` and `\` backslash-escaped (as
+/// Envoy does), elsewhere the separators `"` `\` `;` `,` percent-encoded.
+fn escape(value: &str, quoted: bool) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
-        if (0x20..0x7f).contains(&byte) && !matches!(byte, b'"' | b'\\' | b';' | b',' | b'%') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
+        match byte {
+            b'"' | b'\\' if quoted => {
+                out.push('\\');
+                out.push(byte as char);
+            }
+            b'%' => out.push_str("%25"),
+            b'"' | b'\\' | b';' | b',' if !quoted => out.push_str(&format!("%{byte:02X}")),
+            0x20..0x7f => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
     out
@@ -268,9 +284,11 @@ mod tests {
         let cert = ClientCert {
             fingerprint: "ab12".into(),
             subject: "CN=Zoë \"the; admin\",O=Acme".into(),
+            common_name: None,
             names: vec![
                 "DNS:a.example".into(),
                 "URI:spiffe://acme/ns/x".into(),
+                "URI:x;y".into(),
                 "email:ops@acme.example".into(),
                 "IP:10.0.0.1".into(),
             ],
@@ -278,7 +296,7 @@ mod tests {
         };
         assert_eq!(
             cert.forwarded(),
-            "Hash=ab12;Subject=\"CN=Zo%C3%AB %22the%3B admin%22%2CO=Acme\";DNS=a.example;URI=spiffe://acme/ns/x"
+            "Hash=ab12;Subject=\"CN=Zo%C3%AB \\\"the; admin\\\",O=Acme\";DNS=a.example;URI=spiffe://acme/ns/x;URI=x%3By"
         );
         assert!(http::HeaderValue::from_str(&cert.forwarded()).is_ok());
     }
@@ -291,17 +309,21 @@ mod tests {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "svc-a");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Acme");
         let key = rcgen::KeyPair::generate().expect("key");
         let made = params.self_signed(&key).expect("certificate");
         let cert = ClientCert::from_der(made.der());
-        assert_eq!(cert.subject, "CN=svc-a");
+        assert_eq!(cert.subject, "CN=svc-a, O=Acme");
+        assert_eq!(cert.common_name.as_deref(), Some("svc-a"));
         assert_eq!(cert.names, ["DNS:api.example", "IP:10.1.2.3"]);
         assert_eq!(cert.fingerprint.len(), 64);
         assert_eq!(
             cert.header.to_str().ok(),
             Some(
                 format!(
-                    "Hash={};Subject=\"CN=svc-a\";DNS=api.example",
+                    "Hash={};Subject=\"CN=svc-a, O=Acme\";DNS=api.example",
                     cert.fingerprint
                 )
                 .as_str()

@@ -295,3 +295,78 @@ x-names-seen-by-plugins = '{{{{ context["tls.client.names"] | default("none") }}
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_auth_makes_the_certificate_a_consumer_credential() {
+    let upstream = Upstream::start("api").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, server_root) = certificate();
+    let (ca_pem, ca) = client_ca("Clients CA");
+    std::fs::write(dir.path().join("cert.pem"), &cert).expect("cert");
+    std::fs::write(dir.path().join("key.pem"), &key).expect("key");
+    std::fs::write(dir.path().join("clients.pem"), &ca_pem).expect("ca");
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[server.tls]
+cert = "cert.pem"
+key = "key.pem"
+client_ca = "clients.pem"
+client_auth = "optional"
+
+[usage_plans.gold]
+rate = "100/s"
+
+[[consumers]]
+name = "billing"
+plan = "gold"
+
+[upstreams.api]
+targets = ["{addr}"]
+[[routes]]
+name = "all"
+path = "/{{*rest}}"
+upstream = "api"
+[[routes.plugins]]
+plugin = "mtls-auth"
+config = {{ consumer_from = ["dns", "cn"] }}
+"#,
+            addr = upstream.addr
+        ),
+    )
+    .expect("config");
+    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+    let request = "GET /orders HTTP/1.1\r\nhost: localhost\r\nx-consumer-name: billing\r\nconnection: close\r\n\r\n";
+
+    // The DNS name is no consumer; the CN is.
+    let (chain, key) = client_certificate(&ca, "billing", "billing-7.pods.internal");
+    let admitted = mtls_request(gw.addr, &server_root, Some((chain, key)), request)
+        .await
+        .expect("admitted");
+    assert!(admitted.starts_with("HTTP/1.1 200"), "{admitted}");
+    let body = admitted.split("\r\n\r\n").nth(1).unwrap_or("");
+    let echo: serde_json::Value = serde_json::from_str(body).expect("JSON echo");
+    assert_eq!(echo["headers"]["x-consumer-name"], "billing");
+    assert_eq!(echo["headers"]["x-consumer-plan"], "gold");
+    let hits = upstream.hits();
+
+    // A valid certificate naming nobody: 403. No certificate (allowed by
+    // the handshake in "optional" mode), claiming the consumer by header: 401.
+    let (chain, key) = client_certificate(&ca, "reports", "reports.internal");
+    let stranger = mtls_request(gw.addr, &server_root, Some((chain, key)), request)
+        .await
+        .expect("an answer");
+    assert!(stranger.starts_with("HTTP/1.1 403"), "{stranger}");
+    let anonymous = mtls_request(gw.addr, &server_root, None, request)
+        .await
+        .expect("an answer");
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+    assert_eq!(
+        upstream.hits(),
+        hits,
+        "refused requests reached the upstream"
+    );
+}
