@@ -156,15 +156,19 @@ async fn process<'rt>(
     if let Some(cert) = &conn.client_cert
         && !route.pipeline.entries().is_empty()
     {
-        // Who the client proved to be, for the plugins (small values, well
-        // within the context's limits).
+        // Who the client proved to be, for the plugins (`ClientCert` keeps
+        // each value within the context's limits).
         let context = &mut access.context;
         let _ = context.set("tls.client.fingerprint".into(), cert.fingerprint.clone());
-        let _ = context.set("tls.client.subject".into(), cert.subject.clone());
+        if !cert.subject.is_empty() {
+            let _ = context.set("tls.client.subject".into(), cert.subject.clone());
+        }
         if let Some(cn) = &cert.common_name {
             let _ = context.set("tls.client.cn".into(), cn.clone());
         }
-        let _ = context.set("tls.client.names".into(), cert.names.join(","));
+        if !cert.names.is_empty() {
+            let _ = context.set("tls.client.names".into(), cert.names_joined());
+        }
     }
     let mut request = request;
     let mut upgrade = route
@@ -178,6 +182,18 @@ async fn process<'rt>(
         return Err(RequestError::BodyTooLarge { limit });
     }
     let (mut parts, body) = request.into_parts();
+    // The verified client certificate, as Envoy reports it, set before the
+    // plugins see the request; a client's own claim to one is dropped.
+    match &conn.client_cert {
+        Some(cert) => {
+            parts
+                .headers
+                .insert(X_FORWARDED_CLIENT_CERT.clone(), cert.header.clone());
+        }
+        None => {
+            parts.headers.remove(&X_FORWARDED_CLIENT_CERT);
+        }
+    }
     let mut body = limit_body(body, limit);
     // Plugins see the id the client will get back (to quote it in their answers).
     parts
@@ -436,19 +452,6 @@ async fn forward(
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());
-    // The verified client certificate, as Envoy reports it; a claim to one
-    // from anyone but a trusted proxy is dropped.
-    match &conn.client_cert {
-        Some(cert) => {
-            parts
-                .headers
-                .insert(X_FORWARDED_CLIENT_CERT.clone(), cert.header.clone());
-        }
-        None if !runtime.limits.trusted_proxies.trusts(conn.peer.ip()) => {
-            parts.headers.remove(&X_FORWARDED_CLIENT_CERT);
-        }
-        None => {}
-    }
     if route.preserve_host
         && !parts.headers.contains_key(header::HOST)
         && let Some(value) = authority

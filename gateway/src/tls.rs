@@ -160,7 +160,8 @@ impl Acceptor {
 pub struct ClientCert {
     /// Hex SHA-256 of the leaf certificate's DER.
     pub fingerprint: String,
-    /// The subject's distinguished name (RFC 4514 style, `CN=...`).
+    /// The subject's distinguished name as RFC 4514 text (`CN=client-1,O=Acme`);
+    /// empty when it could not be read.
     pub subject: String,
     /// The subject's (first) common name, if it has one.
     pub common_name: Option<String>,
@@ -171,7 +172,10 @@ pub struct ClientCert {
 }
 
 impl ClientCert {
-    /// The identity in the leaf certificate `der` (already verified).
+    /// The identity in the leaf certificate `der` (already verified). A
+    /// subject that cannot be read as text, or is over [`MAX_SUBJECT`], is
+    /// left out (empty) rather than approximated, and so is its common name;
+    /// names beyond [`MAX_NAMES`] bytes in all are dropped.
     pub fn from_der(der: &[u8]) -> Self {
         let fingerprint = Sha256::digest(der)
             .iter()
@@ -179,6 +183,7 @@ impl ClientCert {
             .collect();
         let (subject, common_name, names) = match x509_parser::parse_x509_certificate(der) {
             Ok((_, cert)) => {
+                let mut total = 0;
                 let names = cert
                     .subject_alternative_name()
                     .ok()
@@ -188,16 +193,25 @@ impl ClientCert {
                             .general_names
                             .iter()
                             .filter_map(general_name)
+                            .take_while(|name| {
+                                total += name.len() + 1;
+                                total <= MAX_NAMES
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
-                let common_name = cert
-                    .subject()
-                    .iter_common_name()
-                    .next()
-                    .and_then(|cn| cn.as_str().ok())
-                    .map(str::to_string);
-                (cert.subject().to_string(), common_name, names)
+                match rfc4514(cert.subject()).filter(|s| s.len() <= MAX_SUBJECT) {
+                    Some(subject) => {
+                        let common_name = cert
+                            .subject()
+                            .iter_common_name()
+                            .next()
+                            .and_then(|cn| cn.as_str().ok())
+                            .map(str::to_string);
+                        (subject, common_name, names)
+                    }
+                    None => (String::new(), None, names),
+                }
             }
             Err(_) => (String::new(), None, Vec::new()),
         };
@@ -213,6 +227,17 @@ impl ClientCert {
             cert.header = header;
         }
         cert
+    }
+
+    /// The alternative names as one context value: comma-separated, with `%`
+    /// and `,` inside a name percent-encoded (`%25`, `%2C`) so that a name
+    /// cannot pass for two.
+    pub fn names_joined(&self) -> String {
+        self.names
+            .iter()
+            .map(|name| name.replace('%', "%25").replace(',', "%2C"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The `X-Forwarded-Client-Cert` value, in Envoy's format:
@@ -234,6 +259,58 @@ impl ClientCert {
         }
         out
     }
+}
+
+/// The most a subject may take, in bytes (as RFC 4514 text).
+pub const MAX_SUBJECT: usize = 4096;
+/// The most the alternative names may take together, in bytes.
+pub const MAX_NAMES: usize = 8192;
+
+/// `name` as RFC 4514 text: the RDNs from last to first, separated by `,`,
+/// multi-valued RDNs joined by `+`, attribute types by their RFC 4514 short
+/// name or dotted OID, and the special characters of values escaped. `None`
+/// when a value is not a string.
+fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    const SHORT: [&str; 9] = ["CN", "L", "ST", "O", "OU", "C", "STREET", "DC", "UID"];
+    let registry = x509_parser::objects::oid_registry();
+    let mut rdns = Vec::new();
+    for rdn in name.iter_rdn() {
+        let mut values = Vec::new();
+        for attribute in rdn.iter() {
+            let oid = attribute.attr_type();
+            let key = match x509_parser::objects::oid2abbrev(oid, registry) {
+                Ok(abbrev) if SHORT.contains(&abbrev) => abbrev.to_string(),
+                _ => oid.to_id_string(),
+            };
+            let value = attribute.as_str().ok()?;
+            values.push(format!("{key}={}", escape_dn(value)));
+        }
+        rdns.push(values.join("+"));
+    }
+    rdns.reverse();
+    Some(rdns.join(","))
+}
+
+/// An attribute value escaped as RFC 4514 (section 2.4) says.
+fn escape_dn(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | ' ' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if i == last => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn general_name(name: &x509_parser::extensions::GeneralName<'_>) -> Option<String> {
@@ -302,6 +379,28 @@ mod tests {
     }
 
     #[test]
+    fn values_that_look_like_more_of_the_name_are_escaped() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            rcgen::string::Ia5String::try_from("spiffe://acme/x,DNS:admin.example").expect("IA5"),
+        )];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "x, O=Acme, CN=admin");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let made = params.self_signed(&key).expect("certificate");
+        let cert = ClientCert::from_der(made.der());
+        assert_eq!(cert.subject, "CN=x\\, O=Acme\\, CN=admin");
+        assert_eq!(cert.common_name.as_deref(), Some("x, O=Acme, CN=admin"));
+        assert_eq!(cert.names, ["URI:spiffe://acme/x,DNS:admin.example"]);
+        assert_eq!(
+            cert.names_joined(),
+            "URI:spiffe://acme/x%2CDNS:admin.example"
+        );
+        assert_eq!(escape_dn("#lead and trail "), "\\#lead and trail\\ ");
+    }
+
+    #[test]
     fn a_certificate_gives_its_subject_names_and_fingerprint() {
         let mut params =
             rcgen::CertificateParams::new(vec!["api.example".to_string(), "10.1.2.3".to_string()])
@@ -315,7 +414,8 @@ mod tests {
         let key = rcgen::KeyPair::generate().expect("key");
         let made = params.self_signed(&key).expect("certificate");
         let cert = ClientCert::from_der(made.der());
-        assert_eq!(cert.subject, "CN=svc-a, O=Acme");
+        // RFC 4514: last RDN first.
+        assert_eq!(cert.subject, "O=Acme,CN=svc-a");
         assert_eq!(cert.common_name.as_deref(), Some("svc-a"));
         assert_eq!(cert.names, ["DNS:api.example", "IP:10.1.2.3"]);
         assert_eq!(cert.fingerprint.len(), 64);
@@ -323,7 +423,7 @@ mod tests {
             cert.header.to_str().ok(),
             Some(
                 format!(
-                    "Hash={};Subject=\"CN=svc-a, O=Acme\";DNS=api.example",
+                    "Hash={};Subject=\"O=Acme,CN=svc-a\";DNS=api.example",
                     cert.fingerprint
                 )
                 .as_str()

@@ -219,6 +219,7 @@ plugin = "transform"
 [routes.plugins.config.request.headers]
 x-subject-seen-by-plugins = '{{{{ context["tls.client.subject"] | default("none") }}}}'
 x-names-seen-by-plugins = '{{{{ context["tls.client.names"] | default("none") }}}}'
+x-xfcc-seen-by-plugins = '{{{{ headers["x-forwarded-client-cert"] | default("none") }}}}'
 "#,
             addr = upstream.addr
         )
@@ -253,6 +254,11 @@ x-names-seen-by-plugins = '{{{{ context["tls.client.names"] | default("none") }}
         "{echo}"
     );
     assert_eq!(headers["x-subject-seen-by-plugins"], "CN=client-1");
+    // The plugins already saw the gateway's header, not the client's.
+    assert_eq!(
+        headers["x-xfcc-seen-by-plugins"],
+        headers["x-forwarded-client-cert"]
+    );
     assert_eq!(headers["x-names-seen-by-plugins"], "DNS:client-1.example");
 
     // Refused: no certificate, and one from another authority.
@@ -286,6 +292,10 @@ x-names-seen-by-plugins = '{{{{ context["tls.client.names"] | default("none") }}
     assert!(!response.contains("x-forwarded-client-cert"), "{response}");
     assert!(
         response.contains("\"x-subject-seen-by-plugins\":\"none\""),
+        "{response}"
+    );
+    assert!(
+        response.contains("\"x-xfcc-seen-by-plugins\":\"none\""),
         "{response}"
     );
     // ... and one from another authority is still refused.

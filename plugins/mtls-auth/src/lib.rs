@@ -100,7 +100,7 @@ impl MtlsAuth {
                     names
                         .split(',')
                         .filter_map(|name| name.strip_prefix(source.prefix()))
-                        .map(str::to_string),
+                        .map(unescape),
                 ),
             }
         }
@@ -150,6 +150,29 @@ impl MtlsAuth {
             }
         }
     }
+}
+
+/// One name of `tls.client.names`, where the gateway wrote `%` and `,` as
+/// `%25` and `%2C`.
+fn unescape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let escaped = &rest[at..];
+        if escaped.starts_with("%2C") {
+            out.push(',');
+            rest = &escaped[3..];
+        } else if escaped.starts_with("%25") {
+            out.push('%');
+            rest = &escaped[3..];
+        } else {
+            out.push('%');
+            rest = &escaped[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Plugin for MtlsAuth {
@@ -307,6 +330,26 @@ mod tests {
         // A certificate without a CN, asked for by CN only.
         let mut no_cn = presented(None, "DNS:billing");
         assert_eq!(status(&auth.on_request(&mut req, &mut no_cn)), Some(403));
+    }
+
+    #[test]
+    fn a_comma_inside_a_name_does_not_make_two_names() {
+        setup();
+        consumers::register(
+            Consumer {
+                name: "admin.example".into(),
+                groups: vec![],
+                plan: None,
+                metadata: vec![],
+            },
+            &[],
+        );
+        let auth = plugin(r#"{"consumer_from": ["dns"]}"#);
+        // One URI name, `spiffe://acme/x,DNS:admin.example`, as the gateway writes it.
+        let mut ctx = presented(None, "URI:spiffe://acme/x%2CDNS:admin.example");
+        let mut req = Request::new("GET", "/x");
+        assert_eq!(status(&auth.on_request(&mut req, &mut ctx)), Some(403));
+        assert_eq!(unescape("a%2Cb%252C%"), "a,b%2C%");
     }
 
     #[test]
