@@ -160,12 +160,12 @@ fn unescape(name: &str) -> String {
     while let Some(at) = rest.find('%') {
         out.push_str(&rest[..at]);
         let escaped = &rest[at..];
-        if escaped.starts_with("%2C") {
+        if let Some(after) = escaped.strip_prefix("%2C") {
             out.push(',');
-            rest = &escaped[3..];
-        } else if escaped.starts_with("%25") {
+            rest = after;
+        } else if let Some(after) = escaped.strip_prefix("%25") {
             out.push('%');
-            rest = &escaped[3..];
+            rest = after;
         } else {
             out.push('%');
             rest = &escaped[1..];
