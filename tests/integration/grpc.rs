@@ -12,6 +12,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -410,8 +412,7 @@ plugin = "cache"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_stops_answering_is_found_out_by_its_pings() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicBool;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = h2c_upstream().await;
     // A relay in front of the target. Once `frozen`, the connections it
@@ -502,4 +503,101 @@ upstream = "grpc"
         statuses.push(call().await);
     }
     assert!(opened.load(Ordering::SeqCst) >= 2);
+}
+
+/// An h2c echo upstream that allows `streams` concurrent streams per
+/// connection; counts the connections it accepts.
+async fn h2c_upstream_limited(streams: u32) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .max_concurrent_streams(streams)
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(echo))
+                    .await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_streams_do_not_starve_other_calls_another_connection_opens() {
+    let (upstream, connections) = h2c_upstream_limited(2).await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[upstreams.grpc]
+targets = ["{upstream}"]
+protocol = "http2"
+timeout = "2s"
+http2_max_streams = 2
+
+[[routes]]
+name = "grpc"
+path = "/{{*rest}}"
+upstream = "grpc"
+"#
+    ));
+    let mut sender = h2_client(&gw).await;
+    // Three long-lived streams (watches, server streams) stay open.
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let (tx, body) = channel_body();
+        tx.send(Frame::data(Bytes::from(format!("watch-{i}"))))
+            .await
+            .expect("send");
+        let response = sender
+            .send_request(grpc_request(&gw, body))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200, "watch {i}: {}", gw.log());
+        let mut body = response.into_body();
+        assert_eq!(
+            next_frame(&mut body).await.into_data().ok(),
+            Some(Bytes::from(format!("echo:watch-{i}")))
+        );
+        open.push((tx, body));
+    }
+    // Two streams per connection: the third needed a second connection.
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    // A unary call meanwhile is answered at once, not after a stream ends.
+    let (tx, body) = channel_body();
+    tx.send(Frame::data(Bytes::from_static(b"unary")))
+        .await
+        .expect("send");
+    drop(tx);
+    let response = sender
+        .send_request(grpc_request(&gw, body))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200, "{}", gw.log());
+    let collected = response.into_body().collect().await.expect("body");
+    assert_eq!(collected.to_bytes(), Bytes::from_static(b"echo:unary"));
+    // Once the watches end, their streams are free again: more calls need
+    // no new connection.
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = connections.load(Ordering::SeqCst);
+    for _ in 0..4 {
+        let (tx, body) = channel_body();
+        drop(tx);
+        let response = sender
+            .send_request(grpc_request(&gw, body))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        let _ = response.into_body().collect().await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), before);
 }

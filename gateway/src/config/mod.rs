@@ -338,6 +338,10 @@ pub struct UpstreamConfig {
     /// answered within as long is closed (default 30 s).
     #[serde(default)]
     pub http2_keepalive: Option<Spanned<Duration>>,
+    /// With HTTP/2: requests one connection carries at once before another
+    /// is opened (default 100).
+    #[serde(default)]
+    pub http2_max_streams: Option<Spanned<usize>>,
 }
 
 /// The HTTP version an upstream's targets speak.

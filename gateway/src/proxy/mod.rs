@@ -2,6 +2,7 @@
 //! proxy owes the hop it forwards to.
 
 mod forwarded;
+mod h2pool;
 mod traceparent;
 pub mod tunnel;
 mod upstream;

@@ -40,6 +40,8 @@ pub struct Upstream {
     clients: Vec<Client<TimedConnector, Body>>,
     /// Speaks HTTP/2 to the targets.
     http2: bool,
+    /// With HTTP/2, the connections (the `clients` are then unused).
+    h2: Option<super::h2pool::H2Pool>,
     /// For health checks: a connection per check, not from the pools.
     connector: TimedConnector,
     timeout: Duration,
@@ -177,6 +179,24 @@ impl Upstream {
             }
             (Some(every), true) => every.get_ref().0,
         };
+        let max_streams = match (&settings.http2_max_streams, http2) {
+            (None, _) => DEFAULT_HTTP2_MAX_STREAMS,
+            (Some(max), false) => {
+                return Err(source.error(
+                    max.span(),
+                    format!("upstream `{name}`: http2_max_streams needs protocol = \"http2\""),
+                ));
+            }
+            (Some(max), true) if !(1..=MAX_HTTP2_STREAMS).contains(max.get_ref()) => {
+                return Err(source.error(
+                    max.span(),
+                    format!(
+                        "upstream `{name}`: http2_max_streams must be between 1 and {MAX_HTTP2_STREAMS}"
+                    ),
+                ));
+            }
+            (Some(max), true) => *max.get_ref(),
+        };
         let server_name = match &settings.tls_server_name {
             Some(server_name) => Some(
                 ServerName::try_from(server_name.get_ref().clone()).map_err(|_| {
@@ -211,18 +231,23 @@ impl Upstream {
             inner: connect,
             timeout: settings.connect_timeout.0,
         };
-        let clients = (0..crate::worker::count())
+        let h2 = http2.then(|| {
+            super::h2pool::H2Pool::new(
+                connector.clone(),
+                keepalive,
+                max_streams,
+                settings.idle_timeout.0,
+                targets.len(),
+            )
+        });
+        // HTTP/2 requests go through `h2`.
+        let pools = if http2 { 0 } else { crate::worker::count() };
+        let clients = (0..pools)
             .map(|_| {
                 client_builder(http2, keepalive)
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(settings.idle_timeout.0)
-                    // An HTTP/2 connection is shared through the idle list:
-                    // with none allowed, every request would open one.
-                    .pool_max_idle_per_host(if http2 {
-                        settings.max_idle_connections.max(1)
-                    } else {
-                        settings.max_idle_connections
-                    })
+                    .pool_max_idle_per_host(settings.max_idle_connections)
                     .build(connector.clone())
             })
             .collect();
@@ -232,6 +257,7 @@ impl Upstream {
             next: AtomicUsize::new(0),
             clients,
             http2,
+            h2,
             connector: connector.clone(),
             timeout: settings.timeout.0,
             config: settings.clone(),
@@ -536,20 +562,44 @@ impl Upstream {
             Version::HTTP_11
         };
 
+        let timed_out = || {
+            Failure::Other(RequestError::UpstreamTimeout {
+                upstream: self.name.clone(),
+            })
+        };
+        if let Some(pool) = &self.h2 {
+            let mut origin = http::uri::Parts::default();
+            origin.scheme = Some(target.scheme.clone());
+            origin.authority = Some(target.authority.clone());
+            origin.path_and_query = Some(PathAndQuery::from_static("/"));
+            let origin = Uri::from_parts(origin)
+                .map_err(|e| Failure::Other(RequestError::BadRequest(e.to_string())))?;
+            return match tokio::time::timeout(self.timeout, pool.send(index, &origin, request))
+                .await
+            {
+                Err(_) => Err(timed_out()),
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(super::h2pool::SendError::Connect(err))) => Err(self.classify(&*err, false)),
+                Ok(Err(super::h2pool::SendError::Send(err))) => Err(self.classify(&err, true)),
+            };
+        }
         let client = &self.clients[crate::worker::index() % self.clients.len()];
         match tokio::time::timeout(self.timeout, client.request(request)).await {
-            Err(_) => Err(Failure::Other(RequestError::UpstreamTimeout {
-                upstream: self.name.clone(),
-            })),
-            Ok(Err(err)) => Err(self.classify(err)),
+            Err(_) => Err(timed_out()),
+            Ok(Err(err)) => {
+                let sent = !err.is_connect();
+                Err(self.classify(&err, sent))
+            }
             Ok(Ok(response)) => Ok(response.map(body::boxed)),
         }
     }
 
-    fn classify(&self, err: hyper_util::client::legacy::Error) -> Failure {
+    /// What a failed attempt means: `err` happened after the connection was
+    /// open (`sent`: the request may have reached the target) or before.
+    fn classify(&self, err: &(dyn std::error::Error + 'static), sent: bool) -> Failure {
         // The client's body failing (over the limit, cut short, malformed)
         // surfaces here, deep in the error chain. It is not the target's fault.
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(cause) = source {
             if cause
                 .downcast_ref::<http_body_util::LengthLimitError>()
@@ -563,16 +613,15 @@ impl Upstream {
             {
                 return Failure::Other(RequestError::BadRequest(format!(
                     "the request body could not be read: {}",
-                    error_chain(&err)
+                    error_chain(err)
                 )));
             }
             source = cause.source();
         }
-        let sent = !err.is_connect();
         let reason = if sent {
-            error_chain(&err)
+            error_chain(err)
         } else {
-            format!("connect: {}", error_chain(&err))
+            format!("connect: {}", error_chain(err))
         };
         Failure::Connection {
             error: RequestError::UpstreamUnavailable {
@@ -586,6 +635,11 @@ impl Upstream {
 
 /// How often HTTP/2 connections to targets are pinged by default.
 const DEFAULT_HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+/// Requests one HTTP/2 connection carries at once by default: at or under
+/// what servers allow (nginx 128, hyper 200, gRPC's unlimited).
+const DEFAULT_HTTP2_MAX_STREAMS: usize = 100;
+/// The most `http2_max_streams` may say (HTTP/2 stream ids allow 2^30 client streams).
+const MAX_HTTP2_STREAMS: usize = 1 << 20;
 
 /// A client for the upstream's protocol: HTTP/1.1, or HTTP/2 only (prior
 /// knowledge over cleartext) whose connections are pinged every `keepalive`
@@ -609,7 +663,7 @@ fn client_builder(http2: bool, keepalive: Duration) -> hyper_util::client::legac
 /// handshake: a target that accepts connections but stalls the handshake is
 /// a failed connection after `connect_timeout`, like one that does not answer.
 #[derive(Clone)]
-struct TimedConnector {
+pub(super) struct TimedConnector {
     inner: HttpsConnector<HttpConnector>,
     timeout: Duration,
 }
