@@ -169,6 +169,9 @@ async fn process<'rt>(
         if !cert.names.is_empty() {
             let _ = context.set("tls.client.names".into(), cert.names_joined());
         }
+        if cert.incomplete {
+            let _ = context.set("tls.client.incomplete".into(), "true".into());
+        }
     }
     let mut request = request;
     let mut upgrade = route

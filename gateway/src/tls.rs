@@ -163,63 +163,66 @@ pub struct ClientCert {
     /// The subject's distinguished name as RFC 4514 text (`CN=client-1,O=Acme`);
     /// empty when it could not be read.
     pub subject: String,
-    /// The subject's (first) common name, if it has one.
+    /// The subject's common name, if it has exactly one.
     pub common_name: Option<String>,
     /// Subject alternative names: `DNS:...`, `URI:...`, `email:...`, `IP:...`.
     pub names: Vec<String>,
+    /// Something in the certificate could not be read in full, so names
+    /// from it must not be trusted to identify the client.
+    pub incomplete: bool,
     /// The `X-Forwarded-Client-Cert` value sent upstream (see [`ClientCert::forwarded`]).
     pub header: http::HeaderValue,
 }
 
 impl ClientCert {
-    /// The identity in the leaf certificate `der` (already verified). A
-    /// subject that cannot be read as text, or is over [`MAX_SUBJECT`], is
-    /// left out (empty) rather than approximated, and so is its common name;
-    /// names beyond [`MAX_NAMES`] bytes in all are dropped.
+    /// The identity in the leaf certificate `der` (already verified). What
+    /// cannot be read in full is left out rather than approximated, and the
+    /// certificate is marked [`incomplete`](ClientCert::incomplete): a subject
+    /// that is not text or is over [`MAX_SUBJECT`], alternative names beyond
+    /// [`MAX_NAMES`] bytes in all (as written in the context). A subject with
+    /// several common names has none.
     pub fn from_der(der: &[u8]) -> Self {
         let fingerprint = Sha256::digest(der)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        let mut incomplete = false;
         let (subject, common_name, names) = match x509_parser::parse_x509_certificate(der) {
             Ok((_, cert)) => {
+                let mut names = Vec::new();
                 let mut total = 0;
-                let names = cert
-                    .subject_alternative_name()
-                    .ok()
-                    .flatten()
-                    .map(|san| {
-                        san.value
-                            .general_names
-                            .iter()
-                            .filter_map(general_name)
-                            .take_while(|name| {
-                                total += name.len() + 1;
-                                total <= MAX_NAMES
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                match rfc4514(cert.subject()).filter(|s| s.len() <= MAX_SUBJECT) {
-                    Some(subject) => {
-                        let common_name = cert
-                            .subject()
-                            .iter_common_name()
-                            .next()
-                            .and_then(|cn| cn.as_str().ok())
-                            .map(str::to_string);
-                        (subject, common_name, names)
+                let all = cert.subject_alternative_name().ok().flatten();
+                for name in all.iter().flat_map(|san| san.value.general_names.iter()) {
+                    let Some(name) = general_name(name) else {
+                        continue;
+                    };
+                    total += joined(&name).len() + 1;
+                    if total > MAX_NAMES {
+                        incomplete = true;
+                        break;
                     }
-                    None => (String::new(), None, names),
+                    names.push(name);
                 }
+                let subject = rfc4514(cert.subject()).filter(|s| s.len() <= MAX_SUBJECT);
+                incomplete |= subject.is_none();
+                let mut common_names = cert.subject().iter_common_name();
+                let common_name = match (common_names.next(), common_names.next()) {
+                    (Some(only), None) => only.as_str().ok().map(str::to_string),
+                    _ => None,
+                };
+                (subject.unwrap_or_default(), common_name, names)
             }
-            Err(_) => (String::new(), None, Vec::new()),
+            Err(_) => {
+                incomplete = true;
+                (String::new(), None, Vec::new())
+            }
         };
         let mut cert = Self {
             fingerprint,
             subject,
             common_name,
             names,
+            incomplete,
             header: http::HeaderValue::from_static(""),
         };
         // Printable ASCII only (see `escape`): always a valid header value.
@@ -235,7 +238,7 @@ impl ClientCert {
     pub fn names_joined(&self) -> String {
         self.names
             .iter()
-            .map(|name| name.replace('%', "%25").replace(',', "%2C"))
+            .map(|name| joined(name))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -259,6 +262,11 @@ impl ClientCert {
         }
         out
     }
+}
+
+/// One name as written among the others in the context.
+fn joined(name: &str) -> String {
+    name.replace('%', "%25").replace(',', "%2C")
 }
 
 /// The most a subject may take, in bytes (as RFC 4514 text).
@@ -362,6 +370,7 @@ mod tests {
             fingerprint: "ab12".into(),
             subject: "CN=Zoë \"the; admin\",O=Acme".into(),
             common_name: None,
+            incomplete: false,
             names: vec![
                 "DNS:a.example".into(),
                 "URI:spiffe://acme/ns/x".into(),
@@ -401,6 +410,27 @@ mod tests {
     }
 
     #[test]
+    fn names_over_the_cap_mark_the_certificate_incomplete() {
+        let names: Vec<String> = (0..300)
+            .map(|i| format!("host-{i:04}.a-rather-long-domain.example"))
+            .collect();
+        let params = rcgen::CertificateParams::new(names).expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let made = params.self_signed(&key).expect("certificate");
+        let cert = ClientCert::from_der(made.der());
+        assert!(cert.incomplete);
+        assert!(cert.names.len() < 300);
+        assert!(cert.names_joined().len() <= MAX_NAMES);
+        assert!(
+            !ClientCert::from_der(b"not a certificate")
+                .names
+                .iter()
+                .any(|_| true)
+        );
+        assert!(ClientCert::from_der(b"not a certificate").incomplete);
+    }
+
+    #[test]
     fn a_certificate_gives_its_subject_names_and_fingerprint() {
         let mut params =
             rcgen::CertificateParams::new(vec!["api.example".to_string(), "10.1.2.3".to_string()])
@@ -417,6 +447,7 @@ mod tests {
         // RFC 4514: last RDN first.
         assert_eq!(cert.subject, "O=Acme,CN=svc-a");
         assert_eq!(cert.common_name.as_deref(), Some("svc-a"));
+        assert!(!cert.incomplete);
         assert_eq!(cert.names, ["DNS:api.example", "IP:10.1.2.3"]);
         assert_eq!(cert.fingerprint.len(), 64);
         assert_eq!(

@@ -318,12 +318,20 @@ impl clock::Host for HostState {
     }
 }
 
+/// Context entries only the gateway writes (a verified client certificate's
+/// identity): plugins read them but can neither set nor remove them.
+pub const GATEWAY_PREFIX: &str = "tls.client.";
+
 impl context::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
         self.context.get(&key).cloned()
     }
 
     fn set(&mut self, key: String, value: String) {
+        if key.starts_with(GATEWAY_PREFIX) {
+            tracing::warn!(plugin = &*self.plugin, key = %key.chars().take(64).collect::<String>(), "context entry refused: `tls.client.*` entries are the gateway's");
+            return;
+        }
         if let Err(key) = self.context.set(key, value) {
             let shown = key.chars().take(64).collect::<String>();
             tracing::warn!(plugin = &*self.plugin, key = %shown, "context entry refused: over the size or count limit");
@@ -331,7 +339,9 @@ impl context::Host for HostState {
     }
 
     fn remove(&mut self, key: String) {
-        self.context.values.remove(&key);
+        if !key.starts_with(GATEWAY_PREFIX) {
+            self.context.values.remove(&key);
+        }
     }
 
     fn keys(&mut self) -> Vec<String> {
@@ -436,5 +446,33 @@ mod tests {
         assert_eq!(context.response_headers[0].1, big.as_str());
         // The refused header did not count against the budget.
         assert_eq!(context.set_response_header("x-c", "small"), Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod reserved {
+    use super::*;
+
+    #[test]
+    fn plugins_cannot_write_the_gateways_entries() {
+        let env = HostEnv::new(crate::plugin::outbound::Services::new());
+        let mut state = HostState::new(Arc::from("p"), env, 1 << 20);
+        state
+            .context
+            .set("tls.client.cn".into(), "billing".into())
+            .expect("the gateway sets it");
+        context::Host::set(&mut state, "tls.client.cn".into(), "admin".into());
+        context::Host::set(&mut state, "tls.client.names".into(), "DNS:admin".into());
+        context::Host::remove(&mut state, "tls.client.cn".into());
+        assert_eq!(
+            state.context.get("tls.client.cn").map(String::as_str),
+            Some("billing")
+        );
+        assert_eq!(state.context.get("tls.client.names"), None);
+        context::Host::set(&mut state, "consumer".into(), "billing".into());
+        assert_eq!(
+            state.context.get("consumer").map(String::as_str),
+            Some("billing")
+        );
     }
 }

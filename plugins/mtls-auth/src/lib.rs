@@ -30,6 +30,9 @@ pub const CONTEXT_CN: &str = "tls.client.cn";
 pub const CONTEXT_NAMES: &str = "tls.client.names";
 /// Context key the gateway fills with the certificate's SHA-256 fingerprint.
 pub const CONTEXT_FINGERPRINT: &str = "tls.client.fingerprint";
+/// Context key the gateway sets when it could not read all of the
+/// certificate's names (too many, or not text).
+pub const CONTEXT_INCOMPLETE: &str = "tls.client.incomplete";
 
 /// Where a consumer name may come from in the certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -199,6 +202,10 @@ impl Plugin for MtlsAuth {
         if ctx.get(CONTEXT_FINGERPRINT).is_none() {
             return Self::refuse(req, 401, "a client certificate is required");
         }
+        if ctx.get(CONTEXT_INCOMPLETE).is_some() {
+            // A name left out could have been the one that matched first.
+            return Self::refuse(req, 403, "the client certificate could not be read in full");
+        }
         let candidates = self.candidates(ctx);
         match candidates.iter().find_map(|name| consumers::get(name)) {
             Some(consumer) => {
@@ -327,6 +334,10 @@ mod tests {
             );
         }
         assert_eq!(unknown.get(CONTEXT_CONSUMER), None);
+        // A certificate the gateway could not read in full.
+        let mut partial = presented(Some("billing"), "DNS:billing");
+        partial.set(CONTEXT_INCOMPLETE, "true");
+        assert_eq!(status(&auth.on_request(&mut req, &mut partial)), Some(403));
         // A certificate without a CN, asked for by CN only.
         let mut no_cn = presented(None, "DNS:billing");
         assert_eq!(status(&auth.on_request(&mut req, &mut no_cn)), Some(403));
