@@ -153,7 +153,7 @@ impl Runtime {
                 Some(kept) => kept.clone(),
                 None => {
                     let built = Arc::new(Upstream::new(name, upstream, source)?);
-                    built.start_health_checks();
+                    built.start_tasks();
                     built
                 }
             };

@@ -506,31 +506,61 @@ upstream = "grpc"
 }
 
 /// An h2c echo upstream that allows `streams` concurrent streams per
-/// connection; counts the connections it accepts.
-async fn h2c_upstream_limited(streams: u32) -> (SocketAddr, Arc<AtomicUsize>) {
+/// connection; counts the connections it accepted, and those open now.
+async fn h2c_upstream_limited(streams: u32) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(0));
+    let (accepted_count, open_count) = (accepted.clone(), open.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
+            accepted_count.fetch_add(1, Ordering::SeqCst);
+            open_count.fetch_add(1, Ordering::SeqCst);
+            let open_count = open_count.clone();
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .max_concurrent_streams(streams)
                     .serve_connection(TokioIo::new(stream), hyper::service::service_fn(echo))
                     .await;
+                open_count.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
-    (addr, connections)
+    (addr, accepted, open)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_a_cold_gateway_opens_one_connection() {
+    let (upstream, accepted, _) = h2c_upstream_limited(100).await;
+    let gw = Gateway::start(&config(&upstream.to_string(), ""));
+    let sender = h2_client(&gw).await;
+    let calls = (0..30).map(|i| {
+        let mut sender = sender.clone();
+        let (tx, body) = channel_body();
+        drop(tx);
+        let request = grpc_request(&gw, body);
+        async move {
+            let response = sender.send_request(request).await.expect("response");
+            (i, response.status())
+        }
+    });
+    for (i, status) in futures_join_all(calls).await {
+        assert_eq!(status, 200, "call {i}");
+    }
+    // One per worker at most (two workers here), not one per request.
+    assert!(
+        accepted.load(Ordering::SeqCst) <= 2,
+        "{} connections for 30 concurrent calls",
+        accepted.load(Ordering::SeqCst)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_streams_do_not_starve_other_calls_another_connection_opens() {
-    let (upstream, connections) = h2c_upstream_limited(2).await;
+    let (upstream, connections, open_now) = h2c_upstream_limited(2).await;
     let gw = Gateway::start(&format!(
         r#"
 [server]
@@ -542,6 +572,7 @@ targets = ["{upstream}"]
 protocol = "http2"
 timeout = "2s"
 http2_max_streams = 2
+idle_timeout = "1s"
 
 [[routes]]
 name = "grpc"
@@ -600,4 +631,15 @@ upstream = "grpc"
         let _ = response.into_body().collect().await;
     }
     assert_eq!(connections.load(Ordering::SeqCst), before);
+    // The extra connection, idle past idle_timeout, is closed; the first stays.
+    let started = std::time::Instant::now();
+    while open_now.load(Ordering::SeqCst) > 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} connections still open",
+            open_now.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open_now.load(Ordering::SeqCst), 1);
 }

@@ -7,8 +7,13 @@
 //! a list of connections per target; a connection carries at most
 //! `max_streams` requests at once (a stream counts until its response body is
 //! dropped), and when every connection is full another one is opened, as
-//! Envoy and Go's HTTP/2 client do. Extra connections idle for the upstream's
-//! `idle_timeout` are closed; closed ones (GOAWAY, a failed ping) are dropped.
+//! Envoy and Go's HTTP/2 client do. One connection is opened at a time per
+//! worker and target: requests arriving meanwhile wait for it (a burst does
+//! not open a connection each, and a dead target costs them one connect
+//! timeout, not one each). Past [`MAX_CONNECTIONS`], requests share the least
+//! busy connection. Closed connections (GOAWAY, a failed ping) are dropped,
+//! and extra ones idle for the upstream's `idle_timeout` are closed by
+//! [`H2Pool::sweep`].
 
 use super::upstream::TimedConnector;
 use crate::body::{self, Body, BoxError};
@@ -20,12 +25,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+/// Connections per worker and target at most: past it, requests share the
+/// least busy connection (and wait there for a stream if it is full).
+const MAX_CONNECTIONS: usize = 64;
+
 /// How one request failed.
 pub enum SendError {
     /// No connection could be opened: nothing reached the target.
     Connect(BoxError),
     /// The request went out (or may have) and failed.
     Send(hyper::Error),
+    /// The request did not go out: connections closed under it twice.
+    Unsent(hyper::Error),
 }
 
 /// The HTTP/2 connections of one upstream.
@@ -35,11 +46,17 @@ pub struct H2Pool {
     max_streams: usize,
     idle_timeout: Duration,
     /// Per worker, per target.
-    slots: Box<[Box<[Connections]>]>,
+    slots: Box<[Box<[Slot]>]>,
 }
 
 /// The connections of one worker to one target.
-type Connections = Mutex<Vec<Conn>>;
+#[derive(Default)]
+struct Slot {
+    conns: Mutex<Vec<Conn>>,
+    /// Held while a connection is being opened; holds the last failure to
+    /// open one (when, and why).
+    connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
 
 struct Conn {
     sender: SendRequest<Body>,
@@ -57,7 +74,7 @@ impl H2Pool {
         targets: usize,
     ) -> Self {
         let slots = (0..crate::worker::count())
-            .map(|_| (0..targets).map(|_| Mutex::new(Vec::new())).collect())
+            .map(|_| (0..targets).map(|_| Slot::default()).collect())
             .collect();
         Self {
             connector,
@@ -68,11 +85,22 @@ impl H2Pool {
         }
     }
 
-    fn slot(&self, target: usize) -> MutexGuard<'_, Vec<Conn>> {
-        let worker = &self.slots[crate::worker::index() % self.slots.len()];
-        worker[target]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn slot(&self, target: usize) -> &Slot {
+        &self.slots[crate::worker::index() % self.slots.len()][target]
+    }
+
+    /// Closes connections that are closing anyway and extra ones idle for
+    /// `idle_timeout`, on every worker (run now and then, off the request path).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for slot in self.slots.iter().flat_map(|worker| worker.iter()) {
+            prune(&mut lock(&slot.conns), now, self.idle_timeout);
+        }
+    }
+
+    /// How often [`H2Pool::sweep`] should run.
+    pub fn sweep_every(&self) -> Duration {
+        (self.idle_timeout / 2).max(Duration::from_secs(1))
     }
 
     /// Sends `request` (its URI absolute) to `target` (reached at `origin`,
@@ -87,56 +115,77 @@ impl H2Pool {
         let mut request = request;
         // A connection that closed just before the request went out hands it
         // back: it is sent once more, on a fresh connection.
-        let mut fresh_only = false;
+        let mut fresh = false;
         loop {
-            let found = if fresh_only { None } else { self.take(target) };
+            let found = if fresh { None } else { self.take(target) };
             let (mut sender, stream) = match found {
                 Some(found) => found,
                 None => self
-                    .connect(target, origin)
+                    .open(target, origin, fresh)
                     .await
                     .map_err(SendError::Connect)?,
             };
             match sender.try_send_request(request).await {
-                Ok(response) => {
-                    return Ok(response.map(|body| {
-                        Counted {
-                            body,
-                            _stream: stream,
-                        }
-                        .into_body()
-                    }));
-                }
+                Ok(response) => return Ok(response.map(|body| counted(body, stream))),
                 Err(mut failed) => match failed.take_message() {
-                    Some(unsent) if !fresh_only => {
+                    Some(unsent) if !fresh => {
                         request = unsent;
-                        fresh_only = true;
+                        fresh = true;
                     }
-                    _ => return Err(SendError::Send(failed.into_error())),
+                    Some(_) => return Err(SendError::Unsent(failed.into_error())),
+                    None => return Err(SendError::Send(failed.into_error())),
                 },
             }
         }
     }
 
-    /// A stream on an open connection to `target` with one to spare.
+    /// A stream on an open connection to `target` with one to spare; with
+    /// [`MAX_CONNECTIONS`] open and all full, on the least busy.
     fn take(&self, target: usize) -> Option<(SendRequest<Body>, Stream)> {
         let now = Instant::now();
-        let mut conns = self.slot(target);
-        // Closed connections go; so do idle ones beyond the first.
-        let mut kept = 0;
-        conns.retain(|conn| {
-            let keep = !conn.sender.is_closed()
-                && (kept == 0
-                    || conn.streams.load(Ordering::Relaxed) > 0
-                    || now.duration_since(conn.last_used) < self.idle_timeout);
-            kept += usize::from(keep);
-            keep
-        });
-        let conn = conns
-            .iter_mut()
-            .find(|conn| conn.streams.load(Ordering::Relaxed) < self.max_streams)?;
+        let mut conns = lock(&self.slot(target).conns);
+        prune(&mut conns, now, self.idle_timeout);
+        let at_cap = conns.len() >= MAX_CONNECTIONS;
+        let busy = |conn: &&mut Conn| conn.streams.load(Ordering::Relaxed);
+        let conn = match conns.iter_mut().find(|c| busy(c) < self.max_streams) {
+            Some(conn) => conn,
+            None if at_cap => conns.iter_mut().min_by_key(busy)?,
+            None => return None,
+        };
         conn.last_used = now;
         Some((conn.sender.clone(), Stream::open(&conn.streams)))
+    }
+
+    /// A stream on a connection opened for it, one opening at a time per
+    /// worker and target: a request that waited while another opened one
+    /// takes a stream on it (unless it wants a `fresh` one), or fails at once
+    /// with the error that opening met.
+    async fn open(
+        &self,
+        target: usize,
+        origin: &Uri,
+        fresh: bool,
+    ) -> Result<(SendRequest<Body>, Stream), BoxError> {
+        let waiting_since = Instant::now();
+        let mut gate = self.slot(target).connecting.lock().await;
+        if !fresh && let Some(found) = self.take(target) {
+            return Ok(found);
+        }
+        if let Some((at, why)) = gate.as_ref()
+            && *at >= waiting_since
+        {
+            return Err(why.clone().into());
+        }
+        match self.connect(target, origin).await {
+            Ok(opened) => {
+                *gate = None;
+                Ok(opened)
+            }
+            Err(err) => {
+                *gate = Some((Instant::now(), err.to_string()));
+                Err(err)
+            }
+        }
     }
 
     /// Opens a connection to `target` and takes its first stream.
@@ -159,18 +208,40 @@ impl H2Pool {
         let authority = origin.authority().map(ToString::to_string);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
-                tracing::debug!(target = authority.as_deref().unwrap_or("-"), %err, "HTTP/2 upstream connection ended");
+                tracing::debug!(
+                    target = authority.as_deref().unwrap_or("-"),
+                    %err,
+                    "HTTP/2 upstream connection ended"
+                );
             }
         });
         let streams = Arc::new(AtomicUsize::new(0));
         let stream = Stream::open(&streams);
-        self.slot(target).push(Conn {
+        lock(&self.slot(target).conns).push(Conn {
             sender: sender.clone(),
             streams,
             last_used: Instant::now(),
         });
         Ok((sender, stream))
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Drops closed connections, and idle ones beyond the first that have not
+/// been used for `idle_timeout` (dropping a connection's last handle closes it).
+fn prune(conns: &mut Vec<Conn>, now: Instant, idle_timeout: Duration) {
+    let mut kept = 0;
+    conns.retain(|conn| {
+        let keep = !conn.sender.is_closed()
+            && (kept == 0
+                || conn.streams.load(Ordering::Relaxed) > 0
+                || now.duration_since(conn.last_used) < idle_timeout);
+        kept += usize::from(keep);
+        keep
+    });
 }
 
 /// One stream in use on a connection, until dropped.
@@ -189,16 +260,18 @@ impl Drop for Stream {
     }
 }
 
+/// `body`, holding its `stream` until it is dropped.
+fn counted(body: Incoming, stream: Stream) -> Body {
+    body::boxed(Counted {
+        body,
+        _stream: stream,
+    })
+}
+
 /// A response body that holds its stream until it is dropped.
 struct Counted {
     body: Incoming,
     _stream: Stream,
-}
-
-impl Counted {
-    fn into_body(self) -> Body {
-        body::boxed(self)
-    }
 }
 
 impl http_body::Body for Counted {

@@ -274,11 +274,33 @@ impl Upstream {
         })
     }
 
-    /// Starts checking the targets' health in a task of the current runtime,
-    /// when the config asks for it and there is more than one target (a lone
-    /// target is always tried). The task ends once the upstream is gone (a
-    /// reload replaced it).
-    pub fn start_health_checks(self: &Arc<Self>) {
+    /// Starts the upstream's tasks in the current runtime: the sweep of idle
+    /// HTTP/2 connections, and the health checks (when the config asks for
+    /// them and there is more than one target: a lone target is always
+    /// tried). The tasks end once the upstream is gone (a reload replaced it).
+    pub fn start_tasks(self: &Arc<Self>) {
+        if let Some(pool) = &self.h2 {
+            let weak = Arc::downgrade(self);
+            let every = pool.sweep_every();
+            tokio::spawn(async move {
+                let mut ticks =
+                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let Some(upstream) = weak.upgrade() else {
+                        return;
+                    };
+                    if let Some(pool) = &upstream.h2 {
+                        pool.sweep();
+                    }
+                }
+            });
+        }
+        self.start_health_checks();
+    }
+
+    fn start_health_checks(self: &Arc<Self>) {
         let Some(check) = self
             .config
             .health_check
@@ -580,7 +602,10 @@ impl Upstream {
                 Err(_) => Err(timed_out()),
                 Ok(Ok(response)) => Ok(response),
                 Ok(Err(super::h2pool::SendError::Connect(err))) => Err(self.classify(&*err, false)),
-                Ok(Err(super::h2pool::SendError::Send(err))) => Err(self.classify(&err, true)),
+                Ok(Err(super::h2pool::SendError::Send(err))) => {
+                    Err(self.classify(&err, !refused_stream(&err)))
+                }
+                Ok(Err(super::h2pool::SendError::Unsent(err))) => Err(self.classify(&err, false)),
             };
         }
         let client = &self.clients[crate::worker::index() % self.clients.len()];
@@ -704,6 +729,20 @@ enum Failure {
     Other(RequestError),
 }
 
+/// Whether the target refused the stream (`REFUSED_STREAM`): HTTP/2
+/// guarantees it did nothing with the request (RFC 9113, section 8.7), so
+/// another target may have it.
+fn refused_stream(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = cause.source();
+    }
+    false
+}
+
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -797,4 +836,21 @@ fn tls_settings(
         return Err((span, "ca_file holds no certificate".to_string()));
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_stream_counts_as_not_sent() {
+        let refused = h2::Error::from(h2::Reason::REFUSED_STREAM);
+        assert!(refused_stream(&refused));
+        let reset = h2::Error::from(h2::Reason::CANCEL);
+        assert!(!refused_stream(&reset));
+        let wrapped: Box<dyn std::error::Error + Send + Sync> =
+            format!("{}", h2::Error::from(h2::Reason::REFUSED_STREAM)).into();
+        // Text that merely says so is not the error itself.
+        assert!(!refused_stream(&*wrapped));
+    }
 }
