@@ -248,11 +248,11 @@ async fn process<'rt>(
     }
     let permit = match (&upgrade, &plugin_answer) {
         (Some(_), None) => Some(
-            crate::proxy::tunnel::Permit::take(runtime.limits.max_websocket_connections).ok_or(
-                RequestError::Overloaded {
+            crate::limit::TUNNELS
+                .take(runtime.limits.max_websocket_connections)
+                .ok_or(RequestError::Overloaded {
                     what: "WebSocket connections",
-                },
-            )?,
+                })?,
         ),
         _ => None,
     };

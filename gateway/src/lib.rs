@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod handler;
 pub mod identity;
+pub mod limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;

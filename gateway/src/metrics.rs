@@ -62,6 +62,10 @@ pub struct Metrics {
     pub reloads: Family<Label, Counter>,
     /// Upgraded (WebSocket) connections open now.
     pub tunnels: Gauge,
+    /// Client connections open now.
+    pub connections: Gauge,
+    /// Client connections closed at once: `[server] max_connections` were open.
+    pub connections_refused: Counter,
     cache_entries: Gauge,
     cache_bytes: Gauge,
     registry: Mutex<Registry>,
@@ -91,6 +95,8 @@ impl Metrics {
             redis_failures: Counter::default(),
             reloads: Family::default(),
             tunnels: Gauge::default(),
+            connections: Gauge::default(),
+            connections_refused: Counter::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             registry: Mutex::new(Registry::with_prefix("gateway")),
@@ -166,6 +172,16 @@ impl Metrics {
                 "websocket_connections",
                 "Upgraded (WebSocket) connections open now",
                 metrics.tunnels.clone(),
+            );
+            registry.register(
+                "connections",
+                "Client connections open now",
+                metrics.connections.clone(),
+            );
+            registry.register(
+                "connections_refused",
+                "Client connections closed on arrival because max_connections were open",
+                metrics.connections_refused.clone(),
             );
             registry.register(
                 "cache_entries",

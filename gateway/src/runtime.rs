@@ -84,6 +84,8 @@ pub struct Limits {
     pub trusted_proxies: TrustedProxies,
     /// Upgraded connections open at once.
     pub max_websocket_connections: usize,
+    /// Client connections open at once.
+    pub max_connections: usize,
 }
 
 /// Everything one config produced.
@@ -173,6 +175,13 @@ impl Runtime {
             );
         }
 
+        if *config.server.max_connections.get_ref() == 0 {
+            return Err(source.error(
+                config.server.max_connections.span(),
+                "server.max_connections must be at least 1",
+            ));
+        }
+
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut specs = Vec::with_capacity(config.routes.len());
         let mut names: Vec<String> = Vec::with_capacity(config.routes.len());
@@ -202,6 +211,7 @@ impl Runtime {
                 max_request_body: config.server.max_request_body.0,
                 trusted_proxies,
                 max_websocket_connections: config.server.max_websocket_connections,
+                max_connections: *config.server.max_connections.get_ref(),
             },
             redis: env.redis.clone(),
             upstreams,

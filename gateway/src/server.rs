@@ -68,6 +68,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(place) = crate::limit::CONNECTIONS.take(runtime.load().limits.max_connections)
+        else {
+            refused(peer);
+            continue;
+        };
+        let place = Open::new(place);
         let _ = stream.set_nodelay(true);
         let runtime = runtime.clone();
         let service = move |client_cert: Option<Arc<ClientCert>>| {
@@ -93,6 +99,7 @@ pub async fn serve(
                 if let Err(err) = connection.await {
                     tracing::debug!(%peer, %err, "connection ended with an error");
                 }
+                drop(place);
             });
             continue;
         };
@@ -132,6 +139,7 @@ pub async fn serve(
             if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
+            drop(place);
         });
     }
 
@@ -142,5 +150,38 @@ pub async fn serve(
         () = tokio::time::sleep(settings.drain_timeout) => {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
+    }
+}
+
+/// A client connection's place under `[server] max_connections`, counted in
+/// the `gateway_connections` gauge while it is open.
+struct Open {
+    _place: crate::limit::Place,
+}
+
+impl Open {
+    fn new(place: crate::limit::Place) -> Self {
+        crate::metrics::metrics().connections.inc();
+        Open { _place: place }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        crate::metrics::metrics().connections.dec();
+    }
+}
+
+/// Counts a connection closed on arrival, and says so in the log at most
+/// every 10 s.
+fn refused(peer: std::net::SocketAddr) {
+    static LAST_LINE: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    crate::metrics::metrics().connections_refused.inc();
+    let mut last = LAST_LINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(%peer, open = crate::limit::CONNECTIONS.open(), "max_connections reached: new connections are closed on arrival (logged at most every 10 s; gateway_connections_refused_total counts them)");
     }
 }

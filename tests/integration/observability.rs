@@ -180,3 +180,89 @@ async fn readiness_turns_off_while_draining() {
     assert!(draining, "/readyz never said 503 while draining");
     assert_eq!(in_flight.await.expect("in flight").status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_max_connections_are_closed_on_arrival() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_connections = 2
+
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.api]
+targets = ["{addr}"]
+
+[[routes]]
+name = "all"
+path = "/{{*rest}}"
+upstream = "api"
+"#,
+        addr = upstream.addr
+    ));
+    let request = b"GET /x HTTP/1.1\r\nhost: gw\r\n\r\n";
+    // One request on a kept-alive connection; the answer, or `None` when the
+    // connection is closed without one.
+    async fn ask(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Option<String> {
+        stream.write_all(request).await.ok()?;
+        let mut buffer = vec![0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("an answer or a close within 5 s")
+            .ok()?;
+        (read > 0).then(|| String::from_utf8_lossy(&buffer[..read]).into_owned())
+    }
+    let connect = || tokio::net::TcpStream::connect(gw.addr);
+    let mut first = connect().await.expect("connect");
+    let mut second = connect().await.expect("connect");
+    assert!(
+        ask(&mut first, request)
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    );
+    assert!(
+        ask(&mut second, request)
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    );
+
+    // Two are open: a third is closed without an answer.
+    let mut third = connect().await.expect("the kernel accepts");
+    assert_eq!(ask(&mut third, request).await, None);
+    // Those open are served on.
+    assert!(
+        ask(&mut first, request)
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    );
+    let text = get(&gw.admin_url("/metrics")).await.body;
+    assert_eq!(metric(&text, "gateway_connections "), Some(2.0), "{text}");
+    assert_eq!(
+        metric(&text, "gateway_connections_refused_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(gw.log().contains("max_connections reached"), "{}", gw.log());
+
+    // One closes: there is room again.
+    drop(first);
+    let started = Instant::now();
+    loop {
+        let mut again = connect().await.expect("connect");
+        if ask(&mut again, request)
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no room after a close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -181,10 +181,18 @@ pub struct ServerConfig {
     /// handshake over the limit is answered 503.
     #[serde(default = "default_max_websocket_connections")]
     pub max_websocket_connections: usize,
+    /// Client connections open at once, process-wide; a connection over the
+    /// limit is closed as soon as it is accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<usize>,
 }
 
 fn default_max_websocket_connections() -> usize {
     1024
+}
+
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 10_000)
 }
 
 /// `[server.tls]`: the certificate the listener presents, and the client
@@ -232,6 +240,7 @@ impl Default for ServerConfig {
             access_log_sample: default_access_log_sample(),
             tls: None,
             max_websocket_connections: default_max_websocket_connections(),
+            max_connections: default_max_connections(),
         }
     }
 }

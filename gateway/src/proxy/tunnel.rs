@@ -7,7 +7,7 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -23,29 +23,9 @@ pub enum Ended {
     Idle,
 }
 
-/// Open tunnels (and handshakes on their way to becoming one), process-wide.
-static OPEN: AtomicUsize = AtomicUsize::new(0);
-
 /// A place among the process's tunnels, taken before a handshake is
 /// forwarded and given back when the handshake fails or the tunnel ends.
-pub struct Permit(());
-
-impl Permit {
-    /// A place, unless `max` tunnels are open already.
-    pub fn take(max: usize) -> Option<Permit> {
-        OPEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-            (open < max).then_some(open + 1)
-        })
-        .ok()
-        .map(|_| Permit(()))
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        OPEN.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+pub type Permit = crate::limit::Place;
 
 /// Joins `client` and `upstream` once both have switched protocols, in a task
 /// of its own: the request that set it up has finished. Both sides get `idle`
