@@ -36,6 +36,41 @@ pub fn with_trailers(body: Body, trailers: http::HeaderMap) -> Body {
         .boxed_unsync()
 }
 
+/// `body`, keeping `guard` alive until the body is dropped (read to the end,
+/// or abandoned).
+pub fn guarded<G: Send + Unpin + 'static>(body: Body, guard: G) -> Body {
+    Guarded {
+        body,
+        _guard: guard,
+    }
+    .boxed_unsync()
+}
+
+struct Guarded<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// `prefix` followed by the rest of `body`: a body partly read already.
 pub fn prefixed(prefix: Bytes, rest: Body) -> Body {
     Prefixed {

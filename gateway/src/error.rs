@@ -73,6 +73,12 @@ pub enum RequestError {
         /// Too large, or a read error.
         reason: String,
     },
+    /// The upstream has its `max_requests` in flight already.
+    #[error("upstream `{upstream}` has its max_requests in flight")]
+    UpstreamBusy {
+        /// The upstream's name.
+        upstream: String,
+    },
     /// A process-wide limit is reached (open WebSocket connections).
     #[error("too many {what} open")]
     Overloaded {
@@ -92,7 +98,7 @@ impl RequestError {
             Self::Plugin { .. } | Self::NoAnswer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::UpstreamBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -107,6 +113,7 @@ impl RequestError {
             Self::NoAnswer { .. } | Self::Overloaded { .. } => Origin::Internal,
             Self::UpstreamUnavailable { .. }
             | Self::UpstreamTimeout { .. }
+            | Self::UpstreamBusy { .. }
             | Self::UpstreamBody { .. } => Origin::Upstream,
         }
     }
@@ -125,6 +132,7 @@ impl RequestError {
                 "bad gateway".to_string()
             }
             Self::UpstreamTimeout { .. } => "upstream timed out".to_string(),
+            Self::UpstreamBusy { .. } => "upstream busy".to_string(),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub upstream_duration: Latencies<1>,
     /// Targets taken out of rotation after failed connections, by upstream.
     pub upstream_ejections: Family<Labels<1>, Counter>,
+    /// Requests answered 503 because their upstream had `max_requests` in flight.
+    pub upstream_busy: Family<Labels<1>, Counter>,
     /// Plugin call latency by plugin (its reference) and phase.
     pub plugin_duration: Latencies<2>,
     /// Failed plugin calls by plugin and kind: `trap`, `deadline`,
@@ -85,6 +87,7 @@ impl Metrics {
             request_duration: Family::new_with_constructor(request_histogram),
             upstream_duration: Family::new_with_constructor(request_histogram),
             upstream_ejections: Family::default(),
+            upstream_busy: Family::default(),
             plugin_duration: Family::new_with_constructor(plugin_histogram),
             plugin_failures: Family::default(),
             pool_idle: Family::default(),
@@ -122,6 +125,11 @@ impl Metrics {
                 "upstream_ejections",
                 "Targets taken out of rotation after failed connections, by upstream",
                 metrics.upstream_ejections.clone(),
+            );
+            registry.register(
+                "upstream_busy",
+                "Requests answered 503 because their upstream had max_requests in flight",
+                metrics.upstream_busy.clone(),
             );
             registry.register(
                 "plugin_duration_seconds",

@@ -405,3 +405,32 @@ async fn active_health_checks_take_an_unhealthy_target_out_and_bring_it_back() {
     assert_eq!(served_by_flaky(&replies), 5, "back in rotation");
     assert!(gw.log().contains("back in rotation"), "{}", gw.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_sheds_load_at_once_while_the_upstream_is_slow() {
+    let upstream = Upstream::start("api").await;
+    let addr = upstream.addr.to_string();
+    let gw = Gateway::start(&config(&[&addr], "max_requests = 2"));
+    // Two slow requests in flight...
+    let slow = |gw_url: String| tokio::spawn(async move { get(&gw_url).await.status });
+    let first = slow(gw.url("/slow/1500"));
+    let second = slow(gw.url("/slow/1500"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...a third is turned away at once, without reaching the upstream.
+    let hits = upstream.hits();
+    let started = std::time::Instant::now();
+    let third = get(&gw.url("/fast")).await;
+    assert_eq!(third.status, 503, "{}", third.body);
+    assert!(third.body.contains("upstream busy"), "{}", third.body);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(upstream.hits(), hits);
+    assert_eq!(first.await.expect("first"), 200);
+    assert_eq!(second.await.expect("second"), 200);
+    // Their places are given back when their responses end.
+    assert_eq!(get(&gw.url("/fast")).await.status, 200);
+    let metrics = get(&gw.admin_url("/metrics")).await.body;
+    assert!(
+        metrics.contains("gateway_upstream_busy_total{upstream=\"svc\"} 1"),
+        "{metrics}"
+    );
+}

@@ -351,6 +351,10 @@ pub struct UpstreamConfig {
     /// is opened (default 100).
     #[serde(default)]
     pub http2_max_streams: Option<Spanned<usize>>,
+    /// Requests in flight to the upstream at once, from this process; over
+    /// it, 503 at once. None: no limit.
+    #[serde(default)]
+    pub max_requests: Option<Spanned<usize>>,
 }
 
 /// The HTTP version an upstream's targets speak.

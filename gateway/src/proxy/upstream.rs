@@ -42,6 +42,9 @@ pub struct Upstream {
     http2: bool,
     /// With HTTP/2, the connections (the `clients` are then unused).
     h2: Option<super::h2pool::H2Pool>,
+    /// Requests in flight (until their response body ends), with `max_requests`.
+    in_flight: Option<(Arc<AtomicUsize>, usize)>,
+    busy: prometheus_client::metrics::counter::Counter,
     /// For health checks: a connection per check, not from the pools.
     connector: TimedConnector,
     timeout: Duration,
@@ -258,6 +261,20 @@ impl Upstream {
             clients,
             http2,
             h2,
+            in_flight: match &settings.max_requests {
+                Some(max) if *max.get_ref() == 0 => {
+                    return Err(source.error(
+                        max.span(),
+                        format!("upstream `{name}`: max_requests must be at least 1 (leave it out for no limit)"),
+                    ));
+                }
+                Some(max) => Some((Arc::new(AtomicUsize::new(0)), *max.get_ref())),
+                None => None,
+            },
+            busy: crate::metrics::metrics()
+                .upstream_busy
+                .get_or_create(&[("upstream", name.to_string())])
+                .clone(),
             connector: connector.clone(),
             timeout: settings.timeout.0,
             config: settings.clone(),
@@ -508,6 +525,39 @@ impl Upstream {
         path_and_query: PathAndQuery,
         set_host: bool,
     ) -> Result<Response<Body>, RequestError> {
+        let Some(place) = self.take_place() else {
+            self.busy.inc();
+            return Err(RequestError::UpstreamBusy {
+                upstream: self.name.clone(),
+            });
+        };
+        let response = self.send_within(request, path_and_query, set_host).await?;
+        Ok(match place {
+            Some(place) => response.map(|body| body::guarded(body, place)),
+            None => response,
+        })
+    }
+
+    /// A place among the requests in flight: `Some(None)` without
+    /// `max_requests`, `None` when they are all taken.
+    fn take_place(&self) -> Option<Option<InFlight>> {
+        let Some((count, max)) = &self.in_flight else {
+            return Some(None);
+        };
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < *max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Some(InFlight(count.clone())))
+    }
+
+    async fn send_within(
+        &self,
+        request: Request<Body>,
+        path_and_query: PathAndQuery,
+        set_host: bool,
+    ) -> Result<Response<Body>, RequestError> {
         // Each retry goes to a target not tried yet.
         let others = self.targets.len() - 1;
         let mut retries = match others {
@@ -717,6 +767,15 @@ impl tower_service::Service<Uri> for TimedConnector {
                 .await
                 .unwrap_or_else(|_| Err(format!("no connection within {timeout:?}").into()))
         })
+    }
+}
+
+/// A request in flight to an upstream with `max_requests`, until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
