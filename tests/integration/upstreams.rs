@@ -434,3 +434,33 @@ async fn max_requests_sheds_load_at_once_while_the_upstream_is_slow() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_share_the_requests_and_zero_drains_a_target() {
+    let heavy = Upstream::start("heavy").await;
+    let light = Upstream::start("light").await;
+    let drained = Upstream::start("drained").await;
+    let targets = [
+        heavy.addr.to_string(),
+        light.addr.to_string(),
+        drained.addr.to_string(),
+    ];
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let gw = Gateway::start(&config(&targets, "weights = [3, 1, 0]"));
+    for _ in 0..40 {
+        assert_eq!(get(&gw.url("/x")).await.status, 200);
+    }
+    // Every cycle of 4 gives 3 to the heavy target and 1 to the light one.
+    assert_eq!((heavy.hits(), light.hits(), drained.hits()), (30, 10, 0));
+
+    // The heavy one down: its requests are retried on, and its share goes
+    // to, the light one, never the drained one.
+    let dead = dead_port().await;
+    let targets = [dead.as_str(), targets[1], targets[2]];
+    let gw = Gateway::start(&config(&targets, "weights = [3, 1, 0]"));
+    for _ in 0..8 {
+        assert_eq!(get(&gw.url("/x")).await.status, 200);
+    }
+    assert_eq!(drained.hits(), 0);
+    assert_eq!(light.hits(), 18);
+}

@@ -306,6 +306,10 @@ fn default_pool_size() -> usize {
 pub struct UpstreamConfig {
     /// `host:port` targets, used round robin.
     pub targets: Vec<Spanned<String>>,
+    /// One weight per target (default: all 1): a target gets its weight's
+    /// share of the requests; 0 gives it none.
+    #[serde(default)]
+    pub weights: Option<Spanned<Vec<u32>>>,
     /// Time allowed to open a connection to a target.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Duration,

@@ -58,8 +58,13 @@ pub struct Upstream {
     ejections: prometheus_client::metrics::counter::Counter,
 }
 
+/// The largest weight a target may have.
+pub const MAX_WEIGHT: u32 = 1000;
+
 /// One target and what passive health checking knows of it.
 struct Target {
+    /// Its share of the requests, relative to the others' (0: none).
+    weight: u64,
     /// `http` or `https`.
     scheme: Scheme,
     authority: Authority,
@@ -106,15 +111,41 @@ impl Upstream {
                 format!("upstream `{name}` has no targets: add targets = [\"host:port\"]"),
             ));
         }
+        let weights = match &settings.weights {
+            None => vec![1; settings.targets.len()],
+            Some(weights) => {
+                let at =
+                    |msg: String| source.error(weights.span(), format!("upstream `{name}`: {msg}"));
+                let list = weights.get_ref();
+                if list.len() != settings.targets.len() {
+                    return Err(at(format!(
+                        "weights has {} entries for {} targets: give one weight per target, in the same order",
+                        list.len(),
+                        settings.targets.len()
+                    )));
+                }
+                if list.iter().any(|w| *w > MAX_WEIGHT) {
+                    return Err(at(format!("a weight is at most {MAX_WEIGHT}")));
+                }
+                if list.iter().all(|w| *w == 0) {
+                    return Err(at(
+                        "every weight is 0: at least one target must get requests".to_string(),
+                    ));
+                }
+                list.clone()
+            }
+        };
         let targets = settings
             .targets
             .iter()
-            .map(|target| {
+            .zip(weights)
+            .map(|(target, weight)| {
                 let (scheme, authority) = parse_target(target.get_ref())
                     .map_err(|msg| source.error(target.span(), msg))?;
                 let host = http::HeaderValue::from_str(authority.as_str())
                     .map_err(|_| source.error(target.span(), "invalid target"))?;
                 Ok(Target {
+                    weight: u64::from(weight),
                     scheme,
                     authority,
                     host,
@@ -450,29 +481,45 @@ impl Upstream {
         self.born.elapsed().as_millis() as u64
     }
 
-    /// The next target to try, round robin over those in rotation and not
-    /// `tried` already. When every untried one is out, round robin over those.
+    /// The next target to try, weighted round robin over those in rotation
+    /// and not `tried` already. When every untried one is out, weighted round
+    /// robin over those. Targets of weight 0 are never picked.
     fn pick(&self, tried: &[usize]) -> usize {
         let count = self.targets.len();
         if count == 1 {
             // No shared counter to bump (and bounce between cores).
             return 0;
         }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) as u64;
         let now = self.now();
         let untried = |i: &usize| !tried.contains(i);
         let usable = |i: &usize| untried(i) && self.targets[*i].in_rotation(now);
-        // Counting first spreads a missing target's share over all the others,
-        // not onto its neighbour.
+        // Summing first spreads a missing target's share over all the others
+        // by their weights, not onto its neighbour. Each cycle of the sum's
+        // length gives every candidate exactly its weight's share (and one
+        // of weight 0 none).
         let pick_among = |keep: &dyn Fn(&usize) -> bool| {
-            let candidates = (0..count).filter(|i| keep(i)).count();
-            (candidates > 0)
-                .then(|| (0..count).filter(|i| keep(i)).nth(turn % candidates))
-                .flatten()
+            let total: u64 = (0..count)
+                .filter(|i| keep(i))
+                .map(|i| self.targets[i].weight)
+                .sum();
+            if total == 0 {
+                return None;
+            }
+            let mut left = turn % total;
+            (0..count).filter(|i| keep(i)).find(|i| {
+                let weight = self.targets[*i].weight;
+                if left < weight {
+                    return true;
+                }
+                left -= weight;
+                false
+            })
         };
         pick_among(&usable)
             .or_else(|| pick_among(&untried))
-            .unwrap_or(turn % count)
+            .or_else(|| pick_among(&|_| true))
+            .unwrap_or(0)
     }
 
     /// A connection to target `index` could not be opened (or broke before
