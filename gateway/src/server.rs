@@ -27,6 +27,10 @@ pub struct ListenerSettings {
     pub drain_timeout: Duration,
 }
 
+/// How often idle HTTP/2 client connections are pinged, and how long the
+/// answer may take.
+const HTTP2_KEEPALIVE: Duration = Duration::from_secs(60);
+
 /// hyper's HTTP/1 read buffer cannot be smaller than this.
 pub const MIN_HEADER_BYTES: usize = 8 * 1024;
 
@@ -48,9 +52,13 @@ pub async fn serve(
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(settings.max_header_bytes.max(MIN_HEADER_BYTES))
         .keep_alive(true);
+    // Idle HTTP/2 clients are pinged: one that stopped answering (gone
+    // without closing) gives its place under max_connections back.
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HTTP2_KEEPALIVE))
+        .keep_alive_timeout(HTTP2_KEEPALIVE)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -92,7 +100,10 @@ pub async fn serve(
         let Some(acceptor) = &tls else {
             let service = service(None);
             let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(
+                    TokioIo::new(FirstBytes::new(stream, settings.header_read_timeout)),
+                    service,
+                )
                 .into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
@@ -134,7 +145,10 @@ pub async fn serve(
                 .and_then(|chain| chain.first())
                 .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
             let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service(client_cert))
+                .serve_connection_with_upgrades(
+                    TokioIo::new(FirstBytes::new(stream, handshake_timeout)),
+                    service(client_cert),
+                )
                 .into_owned();
             if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
@@ -183,5 +197,102 @@ fn refused(peer: std::net::SocketAddr) {
     if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
         *last = Some(std::time::Instant::now());
         tracing::warn!(%peer, open = crate::limit::CONNECTIONS.open(), "max_connections reached: new connections are closed on arrival (logged at most every 10 s; gateway_connections_refused_total counts them)");
+    }
+}
+
+/// What an HTTP/2 client sends first (RFC 9113, section 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A client connection whose first bytes must arrive within a deadline:
+/// until they tell HTTP/1 from HTTP/2 (a byte off the HTTP/2 preface, or
+/// the whole preface), nothing in hyper times the connection, so a client
+/// that connects and sends nothing (or `P` and nothing) would hold a place
+/// under `max_connections` for ever. Past them, reads and writes pass
+/// through untouched and hyper's own timeouts apply.
+struct FirstBytes<T> {
+    inner: T,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// Bytes read so far that matched the preface.
+    matched: usize,
+}
+
+impl<T> FirstBytes<T> {
+    fn new(inner: T, within: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(within))),
+            matched: 0,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstBytes<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no request within header_read_timeout",
+            )));
+        }
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.deadline.is_some() && matches!(polled, Poll::Ready(Ok(()))) {
+            for &byte in &buf.filled()[before..] {
+                if PREFACE.get(this.matched) == Some(&byte) {
+                    this.matched += 1;
+                } else {
+                    this.deadline = None;
+                    break;
+                }
+            }
+            if this.matched == PREFACE.len() {
+                this.deadline = None;
+            }
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstBytes<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -266,3 +266,45 @@ upstream = "api"
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_send_nothing_are_closed_after_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+header_read_timeout = "1s"
+max_connections = 2
+
+[[routes]]
+name = "hello"
+path = "/hello"
+[[routes.plugins]]
+plugin = "respond"
+config = { status = 200, body = "hi" }
+"#,
+    );
+    // Silent, and stalled on the first byte of the HTTP/2 preface: both hold
+    // a place until the deadline closes them.
+    let mut silent = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let mut stalled = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    stalled.write_all(b"P").await.expect("write");
+    let started = Instant::now();
+    for stream in [&mut silent, &mut stalled] {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("closed within 10 s");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Their places are free again.
+    let reply = get(&gw.url("/hello")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "hi");
+}
