@@ -413,17 +413,24 @@ async fn max_requests_sheds_load_at_once_while_the_upstream_is_slow() {
     let gw = Gateway::start(&config(&[&addr], "max_requests = 2"));
     // Two slow requests in flight...
     let slow = |gw_url: String| tokio::spawn(async move { get(&gw_url).await.status });
-    let first = slow(gw.url("/slow/1500"));
-    let second = slow(gw.url("/slow/1500"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // ...a third is turned away at once, without reaching the upstream.
-    let hits = upstream.hits();
+    let first = slow(gw.url("/slow/3000"));
+    let second = slow(gw.url("/slow/3000"));
+    let waiting = std::time::Instant::now();
+    while upstream.hits() < 2 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "the slow requests never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...a third is turned away at once (not after they end), without
+    // reaching the upstream.
     let started = std::time::Instant::now();
     let third = get(&gw.url("/fast")).await;
     assert_eq!(third.status, 503, "{}", third.body);
     assert!(third.body.contains("upstream busy"), "{}", third.body);
-    assert!(started.elapsed() < Duration::from_millis(500));
-    assert_eq!(upstream.hits(), hits);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(upstream.hits(), 2);
     assert_eq!(first.await.expect("first"), 200);
     assert_eq!(second.await.expect("second"), 200);
     // Their places are given back when their responses end.

@@ -21,7 +21,7 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,10 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// How one request failed.
 pub enum SendError {
-    /// No connection could be opened: nothing reached the target.
-    Connect(BoxError),
+    /// No connection could be opened: nothing reached the target. `shared`:
+    /// another request's attempt failed while this one waited for it (so the
+    /// target's failure is counted once, by that request).
+    Connect { error: BoxError, shared: bool },
     /// The request went out (or may have) and failed.
     Send(hyper::Error),
     /// The request did not go out: connections closed under it twice.
@@ -45,6 +47,8 @@ pub struct H2Pool {
     keepalive: Duration,
     max_streams: usize,
     idle_timeout: Duration,
+    /// The origin of the connections' last-use times.
+    epoch: Instant,
     /// Per worker, per target.
     slots: Box<[Box<[Slot]>]>,
 }
@@ -60,8 +64,23 @@ struct Slot {
 
 struct Conn {
     sender: SendRequest<Body>,
-    streams: Arc<AtomicUsize>,
-    last_used: Instant,
+    use_: Arc<Use>,
+    opened: Instant,
+}
+
+/// How a connection is used: streams open on it now, and when one last
+/// started or ended (milliseconds after the pool's epoch).
+#[derive(Default)]
+struct Use {
+    streams: AtomicUsize,
+    last: AtomicU64,
+}
+
+impl Use {
+    fn idle_for(&self, now_ms: u64) -> Option<u64> {
+        (self.streams.load(Ordering::Relaxed) == 0)
+            .then(|| now_ms.saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
 }
 
 impl H2Pool {
@@ -81,8 +100,13 @@ impl H2Pool {
             keepalive,
             max_streams: max_streams.max(1),
             idle_timeout,
+            epoch: Instant::now(),
             slots,
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     fn slot(&self, target: usize) -> &Slot {
@@ -92,7 +116,7 @@ impl H2Pool {
     /// Closes connections that are closing anyway and extra ones idle for
     /// `idle_timeout`, on every worker (run now and then, off the request path).
     pub fn sweep(&self) {
-        let now = Instant::now();
+        let now = self.now_ms();
         for slot in self.slots.iter().flat_map(|worker| worker.iter()) {
             prune(&mut lock(&slot.conns), now, self.idle_timeout);
         }
@@ -117,13 +141,10 @@ impl H2Pool {
         // back: it is sent once more, on a fresh connection.
         let mut fresh = false;
         loop {
-            let found = if fresh { None } else { self.take(target) };
+            let found = if fresh { None } else { self.take(target, None) };
             let (mut sender, stream) = match found {
                 Some(found) => found,
-                None => self
-                    .open(target, origin, fresh)
-                    .await
-                    .map_err(SendError::Connect)?,
+                None => self.open(target, origin, fresh).await?,
             };
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(response.map(|body| counted(body, stream))),
@@ -139,51 +160,74 @@ impl H2Pool {
         }
     }
 
-    /// A stream on an open connection to `target` with one to spare; with
-    /// [`MAX_CONNECTIONS`] open and all full, on the least busy.
-    fn take(&self, target: usize) -> Option<(SendRequest<Body>, Stream)> {
-        let now = Instant::now();
+    /// A stream on an open connection to `target` (opened after
+    /// `opened_after`, if given) with one to spare; with [`MAX_CONNECTIONS`]
+    /// open and all full, on the least busy.
+    fn take(
+        &self,
+        target: usize,
+        opened_after: Option<Instant>,
+    ) -> Option<(SendRequest<Body>, Stream)> {
         let mut conns = lock(&self.slot(target).conns);
-        prune(&mut conns, now, self.idle_timeout);
+        prune(&mut conns, self.now_ms(), self.idle_timeout);
         let at_cap = conns.len() >= MAX_CONNECTIONS;
-        let busy = |conn: &&mut Conn| conn.streams.load(Ordering::Relaxed);
-        let conn = match conns.iter_mut().find(|c| busy(c) < self.max_streams) {
+        let recent = |conn: &&Conn| opened_after.is_none_or(|after| conn.opened >= after);
+        let busy = |conn: &&Conn| conn.use_.streams.load(Ordering::Relaxed);
+        let conn = match conns
+            .iter()
+            .filter(recent)
+            .find(|c| busy(c) < self.max_streams)
+        {
             Some(conn) => conn,
-            None if at_cap => conns.iter_mut().min_by_key(busy)?,
+            None if at_cap => conns.iter().filter(recent).min_by_key(busy)?,
             None => return None,
         };
-        conn.last_used = now;
-        Some((conn.sender.clone(), Stream::open(&conn.streams)))
+        Some((conn.sender.clone(), self.stream_on(&conn.use_)))
+    }
+
+    fn stream_on(&self, use_: &Arc<Use>) -> Stream {
+        use_.streams.fetch_add(1, Ordering::Relaxed);
+        use_.last.store(self.now_ms(), Ordering::Relaxed);
+        Stream {
+            use_: use_.clone(),
+            epoch: self.epoch,
+        }
     }
 
     /// A stream on a connection opened for it, one opening at a time per
     /// worker and target: a request that waited while another opened one
-    /// takes a stream on it (unless it wants a `fresh` one), or fails at once
-    /// with the error that opening met.
+    /// takes a stream on it (one opened since it began waiting, if it wants
+    /// a `fresh` one), or fails at once with the error that opening met.
     async fn open(
         &self,
         target: usize,
         origin: &Uri,
         fresh: bool,
-    ) -> Result<(SendRequest<Body>, Stream), BoxError> {
+    ) -> Result<(SendRequest<Body>, Stream), SendError> {
         let waiting_since = Instant::now();
         let mut gate = self.slot(target).connecting.lock().await;
-        if !fresh && let Some(found) = self.take(target) {
+        if let Some(found) = self.take(target, fresh.then_some(waiting_since)) {
             return Ok(found);
         }
         if let Some((at, why)) = gate.as_ref()
             && *at >= waiting_since
         {
-            return Err(why.clone().into());
+            return Err(SendError::Connect {
+                error: why.clone().into(),
+                shared: true,
+            });
         }
         match self.connect(target, origin).await {
             Ok(opened) => {
                 *gate = None;
                 Ok(opened)
             }
-            Err(err) => {
-                *gate = Some((Instant::now(), err.to_string()));
-                Err(err)
+            Err(error) => {
+                *gate = Some((Instant::now(), error.to_string()));
+                Err(SendError::Connect {
+                    error,
+                    shared: false,
+                })
             }
         }
     }
@@ -215,12 +259,12 @@ impl H2Pool {
                 );
             }
         });
-        let streams = Arc::new(AtomicUsize::new(0));
-        let stream = Stream::open(&streams);
+        let use_ = Arc::new(Use::default());
+        let stream = self.stream_on(&use_);
         lock(&self.slot(target).conns).push(Conn {
             sender: sender.clone(),
-            streams,
-            last_used: Instant::now(),
+            use_,
+            opened: Instant::now(),
         });
         Ok((sender, stream))
     }
@@ -230,33 +274,37 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Drops closed connections, and idle ones beyond the first that have not
-/// been used for `idle_timeout` (dropping a connection's last handle closes it).
-fn prune(conns: &mut Vec<Conn>, now: Instant, idle_timeout: Duration) {
+/// Drops closed connections, and idle ones beyond the first that have had
+/// no stream for `idle_timeout` (dropping a connection's last handle closes
+/// it). `now` is in milliseconds after the pool's epoch.
+fn prune(conns: &mut Vec<Conn>, now: u64, idle_timeout: Duration) {
+    let idle_timeout = idle_timeout.as_millis() as u64;
     let mut kept = 0;
     conns.retain(|conn| {
         let keep = !conn.sender.is_closed()
             && (kept == 0
-                || conn.streams.load(Ordering::Relaxed) > 0
-                || now.duration_since(conn.last_used) < idle_timeout);
+                || conn
+                    .use_
+                    .idle_for(now)
+                    .is_none_or(|idle| idle < idle_timeout));
         kept += usize::from(keep);
         keep
     });
 }
 
 /// One stream in use on a connection, until dropped.
-struct Stream(Arc<AtomicUsize>);
-
-impl Stream {
-    fn open(streams: &Arc<AtomicUsize>) -> Self {
-        streams.fetch_add(1, Ordering::Relaxed);
-        Stream(streams.clone())
-    }
+struct Stream {
+    use_: Arc<Use>,
+    epoch: Instant,
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        // The connection's idle time starts when its last stream ends.
+        self.use_
+            .last
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.use_.streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -628,8 +628,14 @@ impl Upstream {
                     self.answered(index);
                     return Ok(response);
                 }
-                Err(Failure::Connection { error, sent }) => {
-                    self.failed(index);
+                Err(Failure::Connection {
+                    error,
+                    sent,
+                    counts,
+                }) => {
+                    if counts {
+                        self.failed(index);
+                    }
                     let Some((method, headers)) = head.as_ref().filter(|_| !sent && retries > 0)
                     else {
                         return Err(error);
@@ -698,7 +704,17 @@ impl Upstream {
             {
                 Err(_) => Err(timed_out()),
                 Ok(Ok(response)) => Ok(response),
-                Ok(Err(super::h2pool::SendError::Connect(err))) => Err(self.classify(&*err, false)),
+                Ok(Err(super::h2pool::SendError::Connect { error, shared })) => {
+                    Err(match self.classify(&*error, false) {
+                        // Another request counted this failure already.
+                        Failure::Connection { error, sent, .. } if shared => Failure::Connection {
+                            error,
+                            sent,
+                            counts: false,
+                        },
+                        other => other,
+                    })
+                }
                 Ok(Err(super::h2pool::SendError::Send(err))) => {
                     Err(self.classify(&err, !refused_stream(&err)))
                 }
@@ -751,6 +767,7 @@ impl Upstream {
                 reason,
             },
             sent,
+            counts: true,
         }
     }
 }
@@ -830,7 +847,12 @@ impl Drop for InFlight {
 enum Failure {
     /// The connection failed: before the request went out (`sent` false,
     /// safe to retry) or after.
-    Connection { error: RequestError, sent: bool },
+    /// `counts`: against the target's passive health.
+    Connection {
+        error: RequestError,
+        sent: bool,
+        counts: bool,
+    },
     /// Anything else: a timeout waiting for the answer, a bad request.
     Other(RequestError),
 }
