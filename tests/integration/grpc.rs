@@ -167,6 +167,25 @@ fn grpc_request(gw: &Gateway, body: ChannelBody) -> Request<ChannelBody> {
         .expect("request")
 }
 
+/// One call with a single `message` (or none) on `sender`: its response.
+async fn call(
+    sender: &mut hyper::client::conn::http2::SendRequest<ChannelBody>,
+    gw: &Gateway,
+    message: Option<&'static [u8]>,
+) -> Response<Incoming> {
+    let (tx, body) = channel_body();
+    if let Some(message) = message {
+        tx.send(Frame::data(Bytes::from_static(message)))
+            .await
+            .expect("send");
+    }
+    drop(tx);
+    sender
+        .send_request(grpc_request(gw, body))
+        .await
+        .expect("response")
+}
+
 /// The next frame of `body`, within five seconds (a proxy that buffers
 /// would never hand it over while the request is still open).
 async fn next_frame(body: &mut Incoming) -> Frame<Bytes> {
@@ -335,15 +354,7 @@ async fn an_http2_upstream_over_tls_is_reached_through_alpn() {
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
 
     let mut sender = h2_client(&gw).await;
-    let (tx, body) = channel_body();
-    tx.send(Frame::data(Bytes::from_static(b"over tls")))
-        .await
-        .expect("send");
-    drop(tx);
-    let response = sender
-        .send_request(grpc_request(&gw, body))
-        .await
-        .expect("response");
+    let response = call(&mut sender, &gw, Some(b"over tls")).await;
     assert_eq!(response.status(), 200, "{}", gw.log());
     assert_eq!(
         response
@@ -383,15 +394,7 @@ plugin = "cache"
 "#
     ));
     let mut sender = h2_client(&gw).await;
-    let (tx, body) = channel_body();
-    tx.send(Frame::data(Bytes::from_static(b"unary")))
-        .await
-        .expect("send");
-    drop(tx);
-    let response = sender
-        .send_request(grpc_request(&gw, body))
-        .await
-        .expect("response");
+    let response = call(&mut sender, &gw, Some(b"unary")).await;
     assert_eq!(response.status(), 200, "{}", gw.log());
     assert_eq!(
         response.headers().get("x-cache").map(|v| v.as_bytes()),
@@ -603,15 +606,7 @@ upstream = "grpc"
     // Two streams per connection: the third needed a second connection.
     assert_eq!(connections.load(Ordering::SeqCst), 2);
     // A unary call meanwhile is answered at once, not after a stream ends.
-    let (tx, body) = channel_body();
-    tx.send(Frame::data(Bytes::from_static(b"unary")))
-        .await
-        .expect("send");
-    drop(tx);
-    let response = sender
-        .send_request(grpc_request(&gw, body))
-        .await
-        .expect("response");
+    let response = call(&mut sender, &gw, Some(b"unary")).await;
     assert_eq!(response.status(), 200, "{}", gw.log());
     let collected = response.into_body().collect().await.expect("body");
     assert_eq!(collected.to_bytes(), Bytes::from_static(b"echo:unary"));
@@ -621,12 +616,7 @@ upstream = "grpc"
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = connections.load(Ordering::SeqCst);
     for _ in 0..4 {
-        let (tx, body) = channel_body();
-        drop(tx);
-        let response = sender
-            .send_request(grpc_request(&gw, body))
-            .await
-            .expect("response");
+        let response = call(&mut sender, &gw, None).await;
         assert_eq!(response.status(), 200);
         let _ = response.into_body().collect().await;
     }

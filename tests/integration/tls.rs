@@ -187,19 +187,28 @@ async fn mtls_request(
     (!text.is_empty()).then_some(text)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutual_tls_admits_clients_of_the_configured_authority_and_tells_who_they_are() {
-    let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Writes the listener's certificate and key and a client CA into `dir`
+/// (`cert.pem`, `key.pem`, `clients.pem`): the root a client must trust, and
+/// the CA that issues client certificates.
+fn mtls_files(
+    dir: &std::path::Path,
+) -> (
+    CertificateDer<'static>,
+    rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+) {
     let (cert, key, server_root) = certificate();
     let (ca_pem, ca) = client_ca("Clients CA");
-    let (_, stranger_ca) = client_ca("Another CA");
-    std::fs::write(dir.path().join("cert.pem"), &cert).expect("cert");
-    std::fs::write(dir.path().join("key.pem"), &key).expect("key");
-    std::fs::write(dir.path().join("clients.pem"), &ca_pem).expect("ca");
-    let config = |auth: &str| {
-        format!(
-            r#"
+    std::fs::write(dir.join("cert.pem"), &cert).expect("cert");
+    std::fs::write(dir.join("key.pem"), &key).expect("key");
+    std::fs::write(dir.join("clients.pem"), &ca_pem).expect("ca");
+    (server_root, ca)
+}
+
+/// A config with mutual TLS (`client_auth`) and one catch-all route to
+/// `upstream`, its plugins and anything else in `rest`.
+fn mtls_config(upstream: std::net::SocketAddr, auth: &str, rest: &str) -> String {
+    format!(
+        r#"
 [server]
 listen = "127.0.0.1:0"
 [server.tls]
@@ -209,19 +218,33 @@ client_ca = "clients.pem"
 client_auth = "{auth}"
 
 [upstreams.api]
-targets = ["{addr}"]
+targets = ["{upstream}"]
 [[routes]]
 name = "all"
 path = "/{{*rest}}"
 upstream = "api"
-[[routes.plugins]]
+{rest}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_clients_of_the_configured_authority_and_tells_who_they_are() {
+    let upstream = Upstream::start("api").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server_root, ca) = mtls_files(dir.path());
+    let (_, stranger_ca) = client_ca("Another CA");
+    let config = |auth: &str| {
+        mtls_config(
+            upstream.addr,
+            auth,
+            r#"[[routes.plugins]]
 plugin = "transform"
 [routes.plugins.config.request.headers]
-x-subject-seen-by-plugins = '{{{{ context["tls.client.subject"] | default("none") }}}}'
-x-names-seen-by-plugins = '{{{{ context["tls.client.names"] | default("none") }}}}'
-x-xfcc-seen-by-plugins = '{{{{ headers["x-forwarded-client-cert"] | default("none") }}}}'
+x-subject-seen-by-plugins = '{{ context["tls.client.subject"] | default("none") }}'
+x-names-seen-by-plugins = '{{ context["tls.client.names"] | default("none") }}'
+x-xfcc-seen-by-plugins = '{{ headers["x-forwarded-client-cert"] | default("none") }}'
 "#,
-            addr = upstream.addr
         )
     };
     std::fs::write(dir.path().join("gateway.toml"), config("required")).expect("config");
@@ -310,22 +333,13 @@ x-xfcc-seen-by-plugins = '{{{{ headers["x-forwarded-client-cert"] | default("non
 async fn mtls_auth_makes_the_certificate_a_consumer_credential() {
     let upstream = Upstream::start("api").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key, server_root) = certificate();
-    let (ca_pem, ca) = client_ca("Clients CA");
-    std::fs::write(dir.path().join("cert.pem"), &cert).expect("cert");
-    std::fs::write(dir.path().join("key.pem"), &key).expect("key");
-    std::fs::write(dir.path().join("clients.pem"), &ca_pem).expect("ca");
-    std::fs::write(
-        dir.path().join("gateway.toml"),
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[server.tls]
-cert = "cert.pem"
-key = "key.pem"
-client_ca = "clients.pem"
-client_auth = "optional"
+    let (server_root, ca) = mtls_files(dir.path());
+    let config = mtls_config(
+        upstream.addr,
+        "optional",
+        r#"[[routes.plugins]]
+plugin = "mtls-auth"
+config = { consumer_from = ["dns", "cn"] }
 
 [usage_plans.gold]
 rate = "100/s"
@@ -333,21 +347,9 @@ rate = "100/s"
 [[consumers]]
 name = "billing"
 plan = "gold"
-
-[upstreams.api]
-targets = ["{addr}"]
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "mtls-auth"
-config = {{ consumer_from = ["dns", "cn"] }}
 "#,
-            addr = upstream.addr
-        ),
-    )
-    .expect("config");
+    );
+    std::fs::write(dir.path().join("gateway.toml"), config).expect("config");
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
     let request = "GET /orders HTTP/1.1\r\nhost: localhost\r\nx-consumer-name: billing\r\nconnection: close\r\n\r\n";
 
