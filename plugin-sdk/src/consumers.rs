@@ -5,6 +5,16 @@
 //! [`register`] first; lookups then behave as the host's would.
 
 use crate::rate_limit::{Policy, Quota};
+use crate::{Context, Headers};
+
+/// Context key of the authenticated consumer's name (rate limiting keys on it).
+pub const CONTEXT_CONSUMER: &str = "consumer";
+/// Context key of the consumer's groups, comma-separated.
+pub const CONTEXT_GROUPS: &str = "consumer.groups";
+/// Context key of the consumer's usage plan.
+pub const CONTEXT_PLAN: &str = "consumer.plan";
+/// Context key naming the plugin that authenticated the request.
+pub const CONTEXT_AUTH: &str = "auth.method";
 
 /// A caller of the API, as configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +27,33 @@ pub struct Consumer {
     pub plan: Option<String>,
     /// Free-form metadata.
     pub metadata: Vec<(String, String)>,
+}
+
+impl Consumer {
+    /// Records the consumer as the request's caller, for the plugins after
+    /// this one: `consumer`, `consumer.groups` and `consumer.plan` (removed
+    /// when it has none) in the context, and `auth.method = method`.
+    pub fn identify(&self, ctx: &mut Context, method: &str) {
+        ctx.set(CONTEXT_CONSUMER, self.name.as_str());
+        ctx.set(CONTEXT_GROUPS, self.groups.join(","));
+        match &self.plan {
+            Some(plan) => ctx.set(CONTEXT_PLAN, plan.as_str()),
+            None => ctx.remove(CONTEXT_PLAN),
+        }
+        ctx.set(CONTEXT_AUTH, method);
+    }
+
+    /// Tells the upstream who the caller is: `<prefix>name`, and
+    /// `<prefix>groups` and `<prefix>plan` when it has them.
+    pub fn set_headers(&self, headers: &mut Headers, prefix: &str) {
+        headers.set(&format!("{prefix}name"), self.name.as_str());
+        if !self.groups.is_empty() {
+            headers.set(&format!("{prefix}groups"), self.groups.join(","));
+        }
+        if let Some(plan) = &self.plan {
+            headers.set(&format!("{prefix}plan"), plan.as_str());
+        }
+    }
 }
 
 /// A usage plan (`[usage_plans.NAME]`): a steady rate and a calendar quota,
@@ -123,5 +160,39 @@ impl From<crate::bindings::gateway::plugin::consumers::UsagePlan> for UsagePlan 
                 },
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Request;
+
+    #[test]
+    fn identify_and_set_headers_say_who_the_caller_is() {
+        let consumer = Consumer {
+            name: "alice".into(),
+            groups: vec!["gold".into(), "beta".into()],
+            plan: None,
+            metadata: vec![],
+        };
+        let mut ctx = Context::new();
+        ctx.set(CONTEXT_PLAN, "stale");
+        consumer.identify(&mut ctx, "key-auth");
+        assert_eq!(ctx.get(CONTEXT_CONSUMER).as_deref(), Some("alice"));
+        assert_eq!(ctx.get(CONTEXT_GROUPS).as_deref(), Some("gold,beta"));
+        assert_eq!(ctx.get(CONTEXT_PLAN), None);
+        assert_eq!(ctx.get(CONTEXT_AUTH).as_deref(), Some("key-auth"));
+
+        let mut req = Request::new("GET", "/")
+            .with_header("X-Consumer-Name", "mallory")
+            .with_header("x-consumer-plan", "platinum")
+            .with_header("x-other", "kept");
+        assert_eq!(req.headers_mut().remove_prefixed("x-consumer-"), 2);
+        consumer.set_headers(req.headers_mut(), "x-consumer-");
+        assert_eq!(req.headers().get("x-consumer-name"), Some("alice"));
+        assert_eq!(req.headers().get("x-consumer-groups"), Some("gold,beta"));
+        assert_eq!(req.headers().get("x-consumer-plan"), None);
+        assert_eq!(req.headers().get("x-other"), Some("kept"));
     }
 }

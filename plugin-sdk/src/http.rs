@@ -121,6 +121,25 @@ impl Headers {
         true
     }
 
+    /// Removes every field whose name starts with `prefix` (any case); returns
+    /// how many there were. What an authentication plugin does first with the
+    /// headers it sets itself, so that a client cannot send its own.
+    pub fn remove_prefixed(&mut self, prefix: &str) -> usize {
+        let prefix = prefix.as_bytes();
+        let matches = |name: &[u8]| {
+            name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+        };
+        let removed = self.raw().filter(|(n, _)| matches(n)).count();
+        if removed > 0 {
+            let mut wire = Vec::with_capacity(self.wire.len());
+            for (n, v) in self.raw().filter(|(n, _)| !matches(n)) {
+                push_field(&mut wire, n, v);
+            }
+            self.wire = wire;
+        }
+        removed
+    }
+
     /// Renames `from` to `to`, keeping values and positions; returns whether
     /// `from` was present.
     pub fn rename(&mut self, from: &str, to: &str) -> bool {

@@ -34,6 +34,7 @@ pub use key::MAX_KEY;
 
 use config::Options;
 use key::Vary;
+use plugin_sdk::consumers::CONTEXT_CONSUMER;
 use plugin_sdk::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
 use plugin_sdk::{cache, clock, log};
 use std::time::Duration;
@@ -49,8 +50,6 @@ pub const CONTEXT_FILL: &str = "cache.fill";
 /// Context key with the request's headers (JSON pairs), for a response that
 /// turns out to vary on some of them.
 pub const CONTEXT_REQUEST_HEADERS: &str = "cache.request_headers";
-/// Context key where `key-auth` and `jwt` put the consumer's name.
-const CONTEXT_CONSUMER: &str = "consumer";
 
 const HIT: &str = "HIT";
 const MISS: &str = "MISS";

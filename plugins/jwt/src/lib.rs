@@ -70,14 +70,7 @@ use plugin_sdk::{
 };
 use serde_json::Value;
 
-/// Context key holding the consumer's name.
-pub const CONTEXT_CONSUMER: &str = "consumer";
-/// Context key holding the consumer's groups, comma-separated.
-pub const CONTEXT_GROUPS: &str = "consumer.groups";
-/// Context key holding the consumer's usage plan.
-pub const CONTEXT_PLAN: &str = "consumer.plan";
-/// Context key naming the method that authenticated the request.
-pub const CONTEXT_AUTH: &str = "auth.method";
+pub use plugin_sdk::consumers::{CONTEXT_AUTH, CONTEXT_CONSUMER, CONTEXT_GROUPS, CONTEXT_PLAN};
 /// Prefix of the context keys that hold claims (`claims_to_context`).
 pub const CONTEXT_CLAIM_PREFIX: &str = "jwt.claim.";
 
@@ -180,14 +173,7 @@ impl Jwt {
             _ => return Err(Reason::MissingClaim(claim.clone())),
         };
         match consumers::get(name) {
-            Some(consumer) => {
-                ctx.set(CONTEXT_CONSUMER, consumer.name.as_str());
-                ctx.set(CONTEXT_GROUPS, consumer.groups.join(","));
-                match &consumer.plan {
-                    Some(plan) => ctx.set(CONTEXT_PLAN, plan.as_str()),
-                    None => ctx.remove(CONTEXT_PLAN),
-                }
-            }
+            Some(consumer) => consumer.identify(ctx, "jwt"),
             None if self.options.consumer_must_exist => return Err(Reason::UnknownConsumer),
             None => {
                 ctx.set(CONTEXT_CONSUMER, name.as_str());

@@ -16,14 +16,7 @@ use plugin_sdk::consumers::{self, Consumer};
 use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response, log};
 use serde::Deserialize;
 
-/// Context key holding the authenticated consumer's name.
-pub const CONTEXT_CONSUMER: &str = "consumer";
-/// Context key holding the consumer's groups, comma-separated.
-pub const CONTEXT_GROUPS: &str = "consumer.groups";
-/// Context key holding the consumer's usage plan.
-pub const CONTEXT_PLAN: &str = "consumer.plan";
-/// Context key naming the method that authenticated the request.
-pub const CONTEXT_AUTH: &str = "auth.method";
+pub use plugin_sdk::consumers::{CONTEXT_AUTH, CONTEXT_CONSUMER, CONTEXT_GROUPS, CONTEXT_PLAN};
 /// Context key the gateway fills with the certificate's subject common name.
 pub const CONTEXT_CN: &str = "tls.client.cn";
 /// Context key the gateway fills with the certificate's alternative names.
@@ -120,37 +113,10 @@ impl MtlsAuth {
         Action::Respond(Response::json(status, &body))
     }
 
-    fn strip_spoofed(&self, req: &mut Request) {
-        let prefix = self.settings.header_prefix.as_str();
-        let spoofed: Vec<String> = req
-            .headers()
-            .iter()
-            .filter(|(name, _)| name.starts_with(prefix))
-            .map(|(name, _)| name.to_string())
-            .collect();
-        for name in spoofed {
-            req.headers_mut().remove(&name);
-        }
-    }
-
     fn admit(&self, req: &mut Request, ctx: &mut Context, consumer: &Consumer) {
-        ctx.set(CONTEXT_CONSUMER, consumer.name.as_str());
-        ctx.set(CONTEXT_GROUPS, consumer.groups.join(","));
-        match &consumer.plan {
-            Some(plan) => ctx.set(CONTEXT_PLAN, plan.as_str()),
-            None => ctx.remove(CONTEXT_PLAN),
-        }
-        ctx.set(CONTEXT_AUTH, "mtls-auth");
+        consumer.identify(ctx, "mtls-auth");
         if self.settings.consumer_headers {
-            let prefix = &self.settings.header_prefix;
-            let headers = req.headers_mut();
-            headers.set(&format!("{prefix}name"), consumer.name.as_str());
-            if !consumer.groups.is_empty() {
-                headers.set(&format!("{prefix}groups"), consumer.groups.join(","));
-            }
-            if let Some(plan) = &consumer.plan {
-                headers.set(&format!("{prefix}plan"), plan.as_str());
-            }
+            consumer.set_headers(req.headers_mut(), &self.settings.header_prefix);
         }
     }
 }
@@ -198,7 +164,8 @@ impl Plugin for MtlsAuth {
     }
 
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
-        self.strip_spoofed(req);
+        req.headers_mut()
+            .remove_prefixed(&self.settings.header_prefix);
         if ctx.get(CONTEXT_FINGERPRINT).is_none() {
             return Self::refuse(req, 401, "a client certificate is required");
         }

@@ -13,7 +13,7 @@
 //! `Context::set_response_header`, so the plugin has no response hook: one call
 //! per request instead of two.
 
-use plugin_sdk::consumers::{self, UsagePlan};
+use plugin_sdk::consumers::{self, CONTEXT_CONSUMER, UsagePlan};
 use plugin_sdk::rate_limit::{self, Decision, Policy, QuotaDecision};
 use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response, log};
 use serde::Deserialize;
@@ -164,7 +164,7 @@ impl RateLimit {
         for part in &limit.by {
             key.push('|');
             match part {
-                Part::Consumer => match ctx.get("consumer") {
+                Part::Consumer => match ctx.get(CONTEXT_CONSUMER) {
                     Some(consumer) => {
                         key.push_str("c:");
                         key.push_str(&consumer);
@@ -203,7 +203,7 @@ impl RateLimit {
         if !self.usage_plans {
             return None;
         }
-        let consumer = ctx.get("consumer")?;
+        let consumer = ctx.get(CONTEXT_CONSUMER)?;
         let mut plans = self.plans.borrow_mut();
         if plans.len() >= MAX_REMEMBERED_PLANS {
             plans.clear();
