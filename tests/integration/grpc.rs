@@ -142,6 +142,16 @@ upstream = "grpc"
     )
 }
 
+/// `config` with one worker thread: every request of a test meets the same
+/// connections to the target.
+fn one_worker(config: String) -> String {
+    config.replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nworkers = 1\n",
+        1,
+    )
+}
+
 /// An HTTP/2 (prior knowledge) connection to the gateway.
 async fn h2_client(gw: &Gateway) -> hyper::client::conn::http2::SendRequest<ChannelBody> {
     let addr = gw
@@ -376,23 +386,8 @@ async fn an_http2_upstream_over_tls_is_reached_through_alpn() {
 async fn trailers_survive_a_plugin_that_reads_the_body_and_leaves_it() {
     let upstream = h2c_upstream().await;
     // The cache reads response bodies; a POST it passes by untouched.
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.grpc]
-targets = ["{upstream}"]
-protocol = "http2"
-
-[[routes]]
-name = "grpc"
-path = "/{{*rest}}"
-upstream = "grpc"
-[[routes.plugins]]
-plugin = "cache"
-"#
-    ));
+    let route_plugins = "[[routes.plugins]]\nplugin = \"cache\"\n";
+    let gw = Gateway::start(&(config(&upstream.to_string(), "") + route_plugins));
     let mut sender = h2_client(&gw).await;
     let response = call(&mut sender, &gw, Some(b"unary")).await;
     assert_eq!(response.status(), 200, "{}", gw.log());
@@ -465,24 +460,10 @@ async fn a_connection_that_stops_answering_is_found_out_by_its_pings() {
             }
         });
     }
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-workers = 1
-
-[upstreams.grpc]
-targets = ["{relay_addr}"]
-protocol = "http2"
-timeout = "1s"
-http2_keepalive = "500ms"
-
-[[routes]]
-name = "grpc"
-path = "/{{*rest}}"
-upstream = "grpc"
-"#
-    ));
+    let gw = Gateway::start(&one_worker(config(
+        &relay_addr.to_string(),
+        "timeout = \"1s\"\nhttp2_keepalive = \"500ms\"",
+    )));
     let call = || async {
         let request = Request::post(gw.url("/echo.Echo/Unary"))
             .body(Full::new(Bytes::from_static(b"x")))
@@ -564,25 +545,10 @@ async fn a_burst_on_a_cold_gateway_opens_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_streams_do_not_starve_other_calls_another_connection_opens() {
     let (upstream, connections, open_now) = h2c_upstream_limited(2).await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-workers = 1
-
-[upstreams.grpc]
-targets = ["{upstream}"]
-protocol = "http2"
-timeout = "2s"
-http2_max_streams = 2
-idle_timeout = "1s"
-
-[[routes]]
-name = "grpc"
-path = "/{{*rest}}"
-upstream = "grpc"
-"#
-    ));
+    let gw = Gateway::start(&one_worker(config(
+        &upstream.to_string(),
+        "timeout = \"2s\"\nhttp2_max_streams = 2\nidle_timeout = \"1s\"",
+    )));
     let mut sender = h2_client(&gw).await;
     // Three long-lived streams (watches, server streams) stay open.
     let mut open = Vec::new();

@@ -64,23 +64,7 @@ async fn tls_is_terminated_and_a_renewed_certificate_is_served_after_reload() {
     std::fs::write(dir.path().join("key.pem"), &key).expect("key");
     std::fs::write(
         dir.path().join("gateway.toml"),
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[server.tls]
-cert = "cert.pem"
-key = "key.pem"
-
-[upstreams.api]
-targets = ["{addr}"]
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "api"
-"#,
-            addr = upstream.addr
-        ),
+        tls_config(upstream.addr, "", ""),
     )
     .expect("config");
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
@@ -207,6 +191,13 @@ fn mtls_files(
 /// A config with mutual TLS (`client_auth`) and one catch-all route to
 /// `upstream`, its plugins and anything else in `rest`.
 fn mtls_config(upstream: std::net::SocketAddr, auth: &str, rest: &str) -> String {
+    let client_auth = format!("client_ca = \"clients.pem\"\nclient_auth = \"{auth}\"");
+    tls_config(upstream, &client_auth, rest)
+}
+
+/// A config with TLS (`cert.pem`, `key.pem` and `tls` more `[server.tls]`
+/// keys) and one catch-all route to `upstream`, then `rest`.
+fn tls_config(upstream: std::net::SocketAddr, tls: &str, rest: &str) -> String {
     format!(
         r#"
 [server]
@@ -214,8 +205,7 @@ listen = "127.0.0.1:0"
 [server.tls]
 cert = "cert.pem"
 key = "key.pem"
-client_ca = "clients.pem"
-client_auth = "{auth}"
+{tls}
 
 [upstreams.api]
 targets = ["{upstream}"]
