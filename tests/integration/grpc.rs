@@ -323,20 +323,8 @@ async fn an_http1_client_reaches_an_http2_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_upstream_over_tls_is_reached_through_alpn() {
-    let made =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
-    let key =
-        rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).expect("key");
-    let mut tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![made.cert.der().clone()], key)
-    .expect("server config");
     // Like a gRPC server: HTTP/2 or nothing.
-    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let (tls, ca) = crate::support::localhost_tls(&[b"h2"]);
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -355,7 +343,7 @@ async fn an_http2_upstream_over_tls_is_reached_through_alpn() {
         }
     });
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("ca.pem"), made.cert.pem()).expect("ca");
+    std::fs::write(dir.path().join("ca.pem"), ca).expect("ca");
     std::fs::write(
         dir.path().join("gateway.toml"),
         config(&format!("https://localhost:{port}"), "ca_file = \"ca.pem\""),

@@ -51,6 +51,26 @@ where
     });
 }
 
+/// A TLS server setup for `localhost` with a fresh self-signed certificate,
+/// offering `alpn` (none: HTTP/1.1): the config and the certificate's PEM,
+/// for a client's `ca_file`.
+pub fn localhost_tls(alpn: &[&[u8]]) -> (rustls::ServerConfig, String) {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).expect("key");
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![made.cert.der().clone()], key)
+    .expect("server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (config, made.cert.pem())
+}
+
 /// A real HTTP upstream that answers with a JSON echo of what it received and
 /// its serial number (1 for its first request).
 ///

@@ -191,18 +191,7 @@ async fn when_every_target_is_out_they_are_still_tried() {
 /// the certificate's PEM.
 async fn tls_upstream() -> (std::net::SocketAddr, String) {
     use hyper_util::rt::TokioIo;
-    let made =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
-    let key =
-        rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).expect("key");
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![made.cert.der().clone()], key)
-    .expect("server config");
+    let (config, ca) = crate::support::localhost_tls(&[]);
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -237,7 +226,7 @@ async fn tls_upstream() -> (std::net::SocketAddr, String) {
             });
         }
     });
-    (addr, made.cert.pem())
+    (addr, ca)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
