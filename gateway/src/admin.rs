@@ -170,6 +170,14 @@ impl Admin {
                 self.purge(request.uri().query().unwrap_or("")).await
             }
             (&Method::GET, "/status") => json(StatusCode::OK, &self.status()),
+            (&Method::GET, "/upstreams") => {
+                let runtime = self.runtime.load_full();
+                let mut upstreams: Vec<_> = runtime.upstreams.values().collect();
+                upstreams.sort_by(|a, b| a.name.cmp(&b.name));
+                let states: Vec<serde_json::Value> =
+                    upstreams.iter().map(|upstream| upstream.state()).collect();
+                json(StatusCode::OK, &serde_json::json!({ "upstreams": states }))
+            }
             (&Method::POST, "/reload") => match self.reloader.reload("admin API", true).await {
                 Ok(version) => json(StatusCode::OK, &serde_json::json!({ "version": version })),
                 Err(error) => json(
@@ -177,7 +185,7 @@ impl Admin {
                     &serde_json::json!({ "error": error, "status": self.reloader.status() }),
                 ),
             },
-            (_, "/metrics" | "/cache/purge" | "/status" | "/reload") => json(
+            (_, "/metrics" | "/cache/purge" | "/status" | "/upstreams" | "/reload") => json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &serde_json::json!({ "error": "method not allowed" }),
             ),

@@ -120,6 +120,16 @@ async fn a_target_failing_max_fails_times_is_skipped_for_fail_timeout() {
     let metrics = get(&gw.admin_url("/metrics")).await.body;
     assert_eq!(ejections(&metrics), Some(1.0), "{metrics}");
     assert!(gw.log().contains("taken out of rotation"), "{}", gw.log());
+    // The admin API shows which target is out, and for how long.
+    let state = get(&gw.admin_url("/upstreams")).await.json();
+    let targets = &state["upstreams"][0]["targets"];
+    assert_eq!(state["upstreams"][0]["name"], "svc");
+    assert_eq!(targets[0]["target"], format!("http://{dead}"));
+    assert_eq!(targets[0]["state"], "ejected", "{state}");
+    assert_eq!(targets[0]["failed_connections_in_a_row"], 2);
+    let left = targets[0]["ejected_for_ms"].as_u64().unwrap_or(0);
+    assert!((1..=1000).contains(&left), "{state}");
+    assert_eq!(targets[1]["state"], "in rotation", "{state}");
 
     // After fail_timeout it is tried again, and one more failure is enough
     // to take it out again.
@@ -420,6 +430,9 @@ async fn max_requests_sheds_load_at_once_while_the_upstream_is_slow() {
     assert!(third.body.contains("upstream busy"), "{}", third.body);
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(upstream.hits(), 2);
+    let state = get(&gw.admin_url("/upstreams")).await.json();
+    assert_eq!(state["upstreams"][0]["max_requests"], 2, "{state}");
+    assert_eq!(state["upstreams"][0]["requests_in_flight"], 2, "{state}");
     assert_eq!(first.await.expect("first"), 200);
     assert_eq!(second.await.expect("second"), 200);
     // Their places are given back when their responses end.
@@ -448,6 +461,25 @@ async fn weights_share_the_requests_and_zero_drains_a_target() {
     }
     // Every cycle of 4 gives 3 to the heavy target and 1 to the light one.
     assert_eq!((heavy.hits(), light.hits(), drained.hits()), (30, 10, 0));
+    let state = get(&gw.admin_url("/upstreams")).await.json();
+    let states: Vec<(u64, String)> = state["upstreams"][0]["targets"]
+        .as_array()
+        .map(|targets| {
+            targets
+                .iter()
+                .map(|t| (t["weight"].as_u64().unwrap_or(99), t["state"].to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        states,
+        [
+            (3, "\"in rotation\"".to_string()),
+            (1, "\"in rotation\"".to_string()),
+            (0, "\"drained\"".to_string())
+        ],
+        "{state}"
+    );
 
     // The heavy one down: its requests are retried on, and its share goes
     // to, the light one, never the drained one.

@@ -477,6 +477,41 @@ impl Upstream {
         self.http2
     }
 
+    /// What the admin API shows: each target's weight and whether it is in
+    /// rotation (and if not, why and for how long), the requests in flight
+    /// with `max_requests`.
+    pub fn state(&self) -> serde_json::Value {
+        let now = self.now();
+        let targets: Vec<serde_json::Value> = self
+            .targets
+            .iter()
+            .map(|target| {
+                let out_for = target.out_until.load(Ordering::Relaxed).saturating_sub(now);
+                let failing_checks = target.checks_failing.load(Ordering::Relaxed);
+                let state = match (failing_checks, out_for) {
+                    (true, _) => "failing health checks",
+                    (false, 0) if target.weight == 0 => "drained",
+                    (false, 0) => "in rotation",
+                    (false, _) => "ejected",
+                };
+                serde_json::json!({
+                    "target": format!("{}://{}", target.scheme, target.authority),
+                    "weight": target.weight,
+                    "state": state,
+                    "failed_connections_in_a_row": target.failures.load(Ordering::Relaxed),
+                    "ejected_for_ms": out_for,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "protocol": if self.http2 { "http2" } else { "http1" },
+            "max_requests": self.in_flight.as_ref().map(|(_, max)| max),
+            "requests_in_flight": self.in_flight.as_ref().map(|(count, _)| count.load(Ordering::Relaxed)),
+            "targets": targets,
+        })
+    }
+
     fn now(&self) -> u64 {
         self.born.elapsed().as_millis() as u64
     }
