@@ -37,28 +37,35 @@ pub fn with_trailers(body: Body, trailers: http::HeaderMap) -> Body {
 }
 
 /// `body`, keeping `guard` alive until the body is dropped (read to the end,
-/// or abandoned).
-pub fn guarded<G: Send + Unpin + 'static>(body: Body, guard: G) -> Body {
+/// or abandoned): what holds a place (a request in flight, an HTTP/2 stream)
+/// for as long as the response streams.
+pub fn guarded<B, G>(body: B, guard: G) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+    G: Send + Unpin + 'static,
+{
     Guarded {
         body,
         _guard: guard,
     }
+    .map_err(Into::into)
     .boxed_unsync()
 }
 
-struct Guarded<G> {
-    body: Body,
+struct Guarded<B, G> {
+    body: B,
     _guard: G,
 }
 
-impl<G: Unpin> http_body::Body for Guarded<G> {
-    type Data = Bytes;
-    type Error = BoxError;
+impl<B: http_body::Body + Unpin, G: Unpin> http_body::Body for Guarded<B, G> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
         std::pin::Pin::new(&mut self.body).poll_frame(cx)
     }
 

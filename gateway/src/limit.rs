@@ -1,8 +1,11 @@
 //! Ceilings on things open at once in the whole process (client
 //! connections, WebSocket tunnels): a place is taken before the thing opens
-//! and given back when its [`Place`] is dropped.
+//! and given back when its [`Place`] is dropped. And [`LogEvery`], the
+//! ceiling on how often one warning is written.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// A count of things open now, with a ceiling given at each [`Ceiling::take`]
 /// (so a reload can change it).
@@ -49,6 +52,37 @@ impl Drop for Place {
     }
 }
 
+/// Lets one log line through per period and counts the ones it held back,
+/// for warnings that a failing dependency or a flood would repeat per request.
+pub struct LogEvery {
+    period: Duration,
+    /// When the last line was let through, and the lines held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogEvery {
+    /// At most one line per `period`.
+    pub const fn new(period: Duration) -> Self {
+        Self {
+            period,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may be written
+    /// now; `None` (and one more held back) otherwise.
+    pub fn ready(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, held) = &mut *state;
+        if last.is_some_and(|at| at.elapsed() < self.period) {
+            *held += 1;
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(std::mem::take(held))
+    }
+}
+
 /// Client connections open now, process-wide.
 pub static CONNECTIONS: Ceiling = Ceiling::new();
 
@@ -73,5 +107,16 @@ mod tests {
         assert_eq!(CEILING.open(), 1);
         // A lower ceiling after a reload: nothing new until under it.
         assert!(CEILING.take(1).is_none());
+    }
+
+    #[test]
+    fn one_line_per_period_and_a_count_of_the_rest() {
+        let every = LogEvery::new(Duration::from_millis(50));
+        assert_eq!(every.ready(), Some(0));
+        assert_eq!(every.ready(), None);
+        assert_eq!(every.ready(), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(every.ready(), Some(2));
+        assert_eq!(every.ready(), None);
     }
 }

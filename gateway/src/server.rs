@@ -189,14 +189,10 @@ impl Drop for Open {
 /// Counts a connection closed on arrival, and says so in the log at most
 /// every 10 s.
 fn refused(peer: std::net::SocketAddr) {
-    static LAST_LINE: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    static LOG: crate::limit::LogEvery = crate::limit::LogEvery::new(Duration::from_secs(10));
     crate::metrics::metrics().connections_refused.inc();
-    let mut last = LAST_LINE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-        *last = Some(std::time::Instant::now());
-        tracing::warn!(%peer, open = crate::limit::CONNECTIONS.open(), "max_connections reached: new connections are closed on arrival (logged at most every 10 s; gateway_connections_refused_total counts them)");
+    if let Some(suppressed) = LOG.ready() {
+        tracing::warn!(%peer, open = crate::limit::CONNECTIONS.open(), suppressed, "max_connections reached: new connections are closed on arrival (logged at most every 10 s; `suppressed` since the last line; gateway_connections_refused_total counts them)");
     }
 }
 

@@ -364,6 +364,13 @@ fn escape(value: &str, quoted: bool) -> String {
 mod tests {
     use super::*;
 
+    /// The identity in a certificate made from `params`.
+    fn identity(params: &rcgen::CertificateParams) -> ClientCert {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let made = params.self_signed(&key).expect("certificate");
+        ClientCert::from_der(made.der())
+    }
+
     #[test]
     fn the_forwarded_identity_escapes_what_would_break_the_header() {
         let cert = ClientCert {
@@ -396,9 +403,7 @@ mod tests {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "x, O=Acme, CN=admin");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let made = params.self_signed(&key).expect("certificate");
-        let cert = ClientCert::from_der(made.der());
+        let cert = identity(&params);
         assert_eq!(cert.subject, "CN=x\\, O=Acme\\, CN=admin");
         assert_eq!(cert.common_name.as_deref(), Some("x, O=Acme, CN=admin"));
         assert_eq!(cert.names, ["URI:spiffe://acme/x,DNS:admin.example"]);
@@ -415,9 +420,7 @@ mod tests {
             .map(|i| format!("host-{i:04}.a-rather-long-domain.example"))
             .collect();
         let params = rcgen::CertificateParams::new(names).expect("params");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let made = params.self_signed(&key).expect("certificate");
-        let cert = ClientCert::from_der(made.der());
+        let cert = identity(&params);
         assert!(cert.incomplete);
         assert!(cert.names.len() < 300);
         assert!(cert.names_joined().len() <= MAX_NAMES);
@@ -441,9 +444,7 @@ mod tests {
         params
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, "Acme");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let made = params.self_signed(&key).expect("certificate");
-        let cert = ClientCert::from_der(made.der());
+        let cert = identity(&params);
         // RFC 4514: last RDN first.
         assert_eq!(cert.subject, "O=Acme,CN=svc-a");
         assert_eq!(cert.common_name.as_deref(), Some("svc-a"));

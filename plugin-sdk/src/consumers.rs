@@ -15,6 +15,9 @@ pub const CONTEXT_GROUPS: &str = "consumer.groups";
 pub const CONTEXT_PLAN: &str = "consumer.plan";
 /// Context key naming the plugin that authenticated the request.
 pub const CONTEXT_AUTH: &str = "auth.method";
+/// The usual prefix of the headers that tell the upstream who the caller is
+/// ([`Consumer::set_headers`]).
+pub const HEADER_PREFIX: &str = "x-consumer-";
 
 /// A caller of the API, as configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

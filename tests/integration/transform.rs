@@ -72,61 +72,48 @@ body = '''{{"seenByUpstream": {{{{ body.body | fromjson | tojson }}}}, "upstream
 /// request's content type and body, or with `hostile` when set.
 async fn xml_service(hostile: Option<&'static str>) -> std::net::SocketAddr {
     use http_body_util::BodyExt;
-    use hyper::service::service_fn;
-    use hyper_util::rt::TokioIo;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+    let service = hyper::service::service_fn(
+        move |req: hyper::Request<hyper::body::Incoming>| async move {
+            let content_type = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let escape = |text: &str| {
+                text.replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
             };
-            tokio::spawn(async move {
-                let service = service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let content_type = req
-                            .headers()
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-")
-                            .to_string();
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let escape = |text: &str| {
-                            text.replace('&', "&amp;")
-                                .replace('<', "&lt;")
-                                .replace('>', "&gt;")
-                        };
-                        let document = hostile.map_or_else(
-                        || {
-                            format!(
-                                r#"<?xml version="1.0" encoding="UTF-8"?><orderResponse status="accepted"><contentType>{}</contentType><echo>{}</echo><items><item>1</item><item>2</item></items></orderResponse>"#,
-                                escape(&content_type),
-                                escape(&String::from_utf8_lossy(&body))
-                            )
-                        },
-                        str::to_string,
-                    );
-                        let mut response = hyper::Response::new(Full::new(Bytes::from(document)));
-                        response.headers_mut().insert(
-                            "content-type",
-                            http::HeaderValue::from_static("application/xml; charset=utf-8"),
-                        );
-                        Ok::<_, std::convert::Infallible>(response)
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+            let document = hostile.map_or_else(
+                || {
+                    format!(
+                        r#"<?xml version="1.0" encoding="UTF-8"?><orderResponse status="accepted"><contentType>{}</contentType><echo>{}</echo><items><item>1</item><item>2</item></items></orderResponse>"#,
+                        escape(&content_type),
+                        escape(&String::from_utf8_lossy(&body))
+                    )
+                },
+                str::to_string,
+            );
+            let mut response = hyper::Response::new(Full::new(Bytes::from(document)));
+            response.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/xml; charset=utf-8"),
+            );
+            Ok::<_, std::convert::Infallible>(response)
+        },
+    );
+    crate::support::serve_http1(listener, service);
     addr
 }
 

@@ -200,42 +200,24 @@ async fn when_every_target_is_out_they_are_still_tried() {
 /// it answers `tls:HOST` (the `Host` it was sent). Returns its address and
 /// the certificate's PEM.
 async fn tls_upstream() -> (std::net::SocketAddr, String) {
-    use hyper_util::rt::TokioIo;
     let (config, ca) = crate::support::localhost_tls(&[]);
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(
-                    |req: http::Request<hyper::body::Incoming>| async move {
-                        let host = req
-                            .headers()
-                            .get(http::header::HOST)
-                            .and_then(|h| h.to_str().ok())
-                            .unwrap_or("-")
-                            .to_string();
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                            Bytes::from(format!("tls:{host}")),
-                        )))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
+    let service =
+        hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            let host = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(format!(
+                "tls:{host}"
+            )))))
+        });
+    crate::support::serve_https1(listener, config, service);
     (addr, ca)
 }
 

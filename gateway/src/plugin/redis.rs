@@ -10,9 +10,8 @@ use plugin_sdk::rate_limit::native::quota_decision;
 use plugin_sdk::rate_limit::{Decision, Policy, Quota, QuotaDecision, QuotaPeriod};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Shortest time between two log lines about Redis failures.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -83,13 +82,7 @@ pub struct RedisStore {
     prefix: String,
     gcra: Script,
     quota: Script,
-    log: Mutex<LogState>,
-}
-
-#[derive(Default)]
-struct LogState {
-    last: Option<Instant>,
-    suppressed: u64,
+    log: crate::limit::LogEvery,
 }
 
 impl RedisStore {
@@ -136,7 +129,7 @@ impl RedisStore {
             prefix,
             gcra: Script::new(GCRA),
             quota: Script::new(QUOTA),
-            log: Mutex::new(LogState::default()),
+            log: crate::limit::LogEvery::new(LOG_EVERY),
         })
     }
 
@@ -164,18 +157,13 @@ impl RedisStore {
             Err(_) => format!("no answer within {:?}", self.timeout),
         };
         crate::metrics::metrics().redis_failures.inc();
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        if log.last.is_none_or(|last| last.elapsed() >= LOG_EVERY) {
+        if let Some(suppressed) = self.log.ready() {
             tracing::warn!(
                 operation = what,
                 %error,
-                suppressed = log.suppressed,
+                suppressed,
                 "redis unavailable (logged at most every 10 s; `suppressed` failures since the last line)"
             );
-            log.last = Some(Instant::now());
-            log.suppressed = 0;
-        } else {
-            log.suppressed += 1;
         }
         Err(StoreError(error))
     }

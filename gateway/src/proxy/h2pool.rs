@@ -18,7 +18,6 @@
 use super::upstream::TimedConnector;
 use crate::body::{self, Body, BoxError};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -147,7 +146,7 @@ impl H2Pool {
                 None => self.open(target, origin, fresh).await?,
             };
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(response.map(|body| counted(body, stream))),
+                Ok(response) => return Ok(response.map(|body| body::guarded(body, stream))),
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) if !fresh => {
                         request = unsent;
@@ -305,39 +304,5 @@ impl Drop for Stream {
             .last
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.use_.streams.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// `body`, holding its `stream` until it is dropped.
-fn counted(body: Incoming, stream: Stream) -> Body {
-    body::boxed(Counted {
-        body,
-        _stream: stream,
-    })
-}
-
-/// A response body that holds its stream until it is dropped.
-struct Counted {
-    body: Incoming,
-    _stream: Stream,
-}
-
-impl http_body::Body for Counted {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }

@@ -70,6 +70,8 @@ struct Target {
     authority: Authority,
     /// The authority as a `Host` header value.
     host: http::HeaderValue,
+    /// `scheme://authority/`, where connections to it are opened.
+    origin: Uri,
     /// Connections that failed in a row.
     failures: AtomicU32,
     /// Milliseconds after `Upstream::born` until which the target is skipped.
@@ -144,11 +146,18 @@ impl Upstream {
                     .map_err(|msg| source.error(target.span(), msg))?;
                 let host = http::HeaderValue::from_str(authority.as_str())
                     .map_err(|_| source.error(target.span(), "invalid target"))?;
+                let origin = Uri::builder()
+                    .scheme(scheme.clone())
+                    .authority(authority.clone())
+                    .path_and_query("/")
+                    .build()
+                    .map_err(|_| source.error(target.span(), "invalid target"))?;
                 Ok(Target {
                     weight: u64::from(weight),
                     scheme,
                     authority,
                     host,
+                    origin,
                     failures: AtomicU32::new(0),
                     out_until: AtomicU64::new(0),
                     checks_failing: AtomicBool::new(false),
@@ -247,19 +256,13 @@ impl Upstream {
         };
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
-            .https_or_http();
+            .https_or_http()
+            .with_server_name_resolver(ServerNames(server_name.map(FixedServerNameResolver::new)));
         // ALPN offers exactly the version spoken: `h2` or nothing (HTTP/1.1).
-        let connect = match (server_name, http2) {
-            (Some(fixed), false) => builder
-                .with_server_name_resolver(FixedServerNameResolver::new(fixed))
-                .enable_http1()
-                .wrap_connector(http),
-            (Some(fixed), true) => builder
-                .with_server_name_resolver(FixedServerNameResolver::new(fixed))
-                .enable_http2()
-                .wrap_connector(http),
-            (None, false) => builder.enable_http1().wrap_connector(http),
-            (None, true) => builder.enable_http2().wrap_connector(http),
+        let connect = if http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
         };
         let connector = TimedConnector {
             inner: connect,
@@ -278,7 +281,7 @@ impl Upstream {
         let pools = if http2 { 0 } else { crate::worker::count() };
         let clients = (0..pools)
             .map(|_| {
-                client_builder(http2, keepalive)
+                Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(settings.idle_timeout.0)
                     .pool_max_idle_per_host(settings.max_idle_connections)
@@ -728,14 +731,11 @@ impl Upstream {
             })
         };
         if let Some(pool) = &self.h2 {
-            let mut origin = http::uri::Parts::default();
-            origin.scheme = Some(target.scheme.clone());
-            origin.authority = Some(target.authority.clone());
-            origin.path_and_query = Some(PathAndQuery::from_static("/"));
-            let origin = Uri::from_parts(origin)
-                .map_err(|e| Failure::Other(RequestError::BadRequest(e.to_string())))?;
-            return match tokio::time::timeout(self.timeout, pool.send(index, &origin, request))
-                .await
+            return match tokio::time::timeout(
+                self.timeout,
+                pool.send(index, &target.origin, request),
+            )
+            .await
             {
                 Err(_) => Err(timed_out()),
                 Ok(Ok(response)) => Ok(response),
@@ -803,6 +803,22 @@ impl Upstream {
             },
             sent,
             counts: true,
+        }
+    }
+}
+
+/// The name `https://` targets' certificates are checked against: the
+/// configured `tls_server_name`, or else the target's host.
+struct ServerNames(Option<FixedServerNameResolver>);
+
+impl hyper_rustls::ResolveServerName for ServerNames {
+    fn resolve(
+        &self,
+        uri: &Uri,
+    ) -> Result<ServerName<'static>, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            Some(fixed) => fixed.resolve(uri),
+            None => hyper_rustls::DefaultServerNameResolver::default().resolve(uri),
         }
     }
 }

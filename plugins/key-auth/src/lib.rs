@@ -47,7 +47,7 @@ fn default_headers() -> Vec<String> {
 }
 
 fn default_prefix() -> String {
-    "x-consumer-".to_string()
+    consumers::HEADER_PREFIX.to_string()
 }
 
 fn default_realm() -> String {

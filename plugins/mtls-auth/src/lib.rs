@@ -71,7 +71,7 @@ fn default_sources() -> Vec<Source> {
 }
 
 fn default_prefix() -> String {
-    "x-consumer-".to_string()
+    consumers::HEADER_PREFIX.to_string()
 }
 
 fn yes() -> bool {
