@@ -25,8 +25,9 @@ pub fn plugin_path(stem: &str) -> PathBuf {
 }
 
 /// Serves HTTP/1.1 (upgrades included) with `service` on every connection
-/// `listener` accepts, until the test ends.
-pub fn serve_http1<S, B>(listener: TcpListener, service: S)
+/// `listener` accepts, until the test ends; over TLS with `tls`, each
+/// connection's handshake first.
+pub fn serve_http1<S, B>(listener: TcpListener, tls: Option<rustls::ServerConfig>, service: S)
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -35,32 +36,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    serve_http1_over(listener, None, service);
-}
-
-/// [`serve_http1`] over TLS: each connection's handshake first, with `tls`.
-pub fn serve_https1<S, B>(listener: TcpListener, tls: rustls::ServerConfig, service: S)
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
-    serve_http1_over(listener, Some(acceptor), service);
-}
-
-fn serve_http1_over<S, B>(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, service: S)
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+    let tls = tls.map(|config| tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)));
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -131,6 +107,7 @@ impl Upstream {
         let counter = hits.clone();
         serve_http1(
             listener,
+            None,
             service_fn(move |req| {
                 let serial = counter.fetch_add(1, Ordering::SeqCst) + 1;
                 echo(name, req, serial)
@@ -436,6 +413,7 @@ impl DocumentServer {
         let (doc, counter) = (served.clone(), hits.clone());
         serve_http1(
             listener,
+            None,
             service_fn(move |_req: Request<Incoming>| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let current = doc.lock().map(|d| d.clone()).unwrap_or_default();

@@ -113,7 +113,7 @@ async fn xml_service(hostile: Option<&'static str>) -> std::net::SocketAddr {
             Ok::<_, std::convert::Infallible>(response)
         },
     );
-    crate::support::serve_http1(listener, service);
+    crate::support::serve_http1(listener, None, service);
     addr
 }
 

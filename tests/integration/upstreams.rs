@@ -217,7 +217,7 @@ async fn tls_upstream() -> (std::net::SocketAddr, String) {
                 "tls:{host}"
             )))))
         });
-    crate::support::serve_https1(listener, config, service);
+    crate::support::serve_http1(listener, Some(config), service);
     (addr, ca)
 }
 

@@ -36,6 +36,7 @@ impl WsUpstream {
         let counter = handshakes.clone();
         serve_http1(
             listener,
+            None,
             service_fn(move |req| answer(req, counter.clone())),
         );
         WsUpstream { addr, handshakes }
