@@ -14,7 +14,7 @@ THREADS=${THREADS:-2}
 WORK=$(mktemp -d)
 cleanup() {
   for job in $(jobs -p); do kill "$job" 2>/dev/null || true; done
-  for name in upstream proxy redis; do
+  for name in upstream proxy redis bare; do
     if [ -f "$WORK/$name.pid" ]; then kill "$(cat "$WORK/$name.pid")" 2>/dev/null || true; fi
   done
   sleep 0.2
@@ -28,8 +28,9 @@ done
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UPSTREAM_PORT=$(free_port); NGINX_PORT=$(free_port); GATEWAY_PORT=$(free_port); REDIS_PORT=$(free_port)
+BARE_PORT=$(free_port)
 
-cargo build --release -p gateway >&2
+cargo build --release -p gateway --bin gateway --example bare_proxy >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 GATEWAY=$TARGET/release/gateway
 
@@ -79,6 +80,10 @@ nginx -c "$WORK/proxy.conf"
 # The shared store for the Redis rows, on loopback like everything else.
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" > /dev/null &
 echo $! > "$WORK/redis.pid"
+# The floor: hyper's server and pooled client on the gateway's runtime layout,
+# with nothing else (bench/bare_proxy.rs).
+"$TARGET/release/examples/bare_proxy" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UPSTREAM_PORT" 2 &
+echo $! > "$WORK/bare.pid"
 
 API_KEY=bench-key-0123456789
 HS_SECRET=bench-hs256-secret-0123456789abcdef
@@ -230,6 +235,8 @@ PY
 # Saturation: one setup at a time (the others sit idle).
 sanity "http://127.0.0.1:$NGINX_PORT/" "$WORK/proxy.error.log"
 RESULT[nginx]=$(run_wrk "http://127.0.0.1:$NGINX_PORT/")
+sanity "http://127.0.0.1:$BARE_PORT/" /dev/null
+RESULT[bare]=$(run_wrk "http://127.0.0.1:$BARE_PORT/")
 for n in $CONFIGS; do
   RESULT[gw$n]=$(run_wrk "http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}" "${HEADER[$n]:-}")
 done
@@ -245,6 +252,7 @@ cargo bench -q -p gateway --bench latency --no-run 2>/dev/null
 target() { # $1 name -> name|url[|header]
   case "$1" in
     nginx) echo "nginx|http://127.0.0.1:$NGINX_PORT/" ;;
+    bare) echo "bare|http://127.0.0.1:$BARE_PORT/" ;;
     gw0xml) echo "gw0xml|http://127.0.0.1:${PORT[0]}/data.xml" ;;
     gw*) local n=${1#gw}; echo "$1|http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}${HEADER[$n]:+|${HEADER[$n]}}" ;;
   esac
@@ -262,6 +270,7 @@ pair() { # $1 baseline, $2 setup
   [ -n "${SINGLE[$1]:-}" ] || SINGLE[$1]=$base
 }
 pair nginx gw0
+pair nginx bare
 for n in $CONFIGS; do
   case "$n" in
     0) ;;
@@ -272,12 +281,19 @@ done
 [ -n "${SINGLE[gw0xml]:-}" ] || pair gw0 gw0xml
 # The gateway's CPU time per request (user + system, from /proc) under a
 # moderate load: the end-to-end cost of a pipeline, free of scheduling noise.
-cpu_per_request() { # $1 url, $2 pid, $3 optional header
+cpu_ticks() { # $@ pids -> user + system ticks of all of them
+  local pid total=0
+  for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo "$total"
+}
+cpu_per_request() { # $1 url, $2 pids (space-separated), $3 optional header
   local header=(); [ -n "${3:-}" ] && header=(-H "$3")
   local before after
-  before=$(awk '{print $14 + $15}' "/proc/$2/stat")
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $2)
   wrk -t1 -c16 -d5s "${header[@]}" "$1" > "$WORK/wrkcpu.out"
-  after=$(awk '{print $14 + $15}' "/proc/$2/stat")
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks $2)
   python3 - "$WORK/wrkcpu.out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -287,6 +303,9 @@ print(f"{ticks / int(sys.argv[4]) * 1e6 / requests:.1f}")
 PY
 }
 declare -A CPU
+# nginx's workers are the proxy's cost (its master only supervises).
+CPU[nginx]=$(cpu_per_request "http://127.0.0.1:$NGINX_PORT/" "$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')")
+CPU[bare]=$(cpu_per_request "http://127.0.0.1:$BARE_PORT/" "$(cat "$WORK/bare.pid")")
 i=0
 for n in $CONFIGS; do
   CPU[gw$n]=$(cpu_per_request "http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}" "${GW_PIDS[$i]}" "${HEADER[$n]:-}")
@@ -370,19 +389,21 @@ PY
 
 python3 - "$WORK" <<PY > bench/REPORT.md
 import sys
-res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}", "gwrl": "${RESULT[gwrl]}", "gwrlr": "${RESULT[gwrlr]}", "gwhit": "${RESULT[gwhit]}", "gwxml": "${RESULT[gwxml]}", "gw0xml": "${RESULT[gw0xml]}"}.items()}
-cpu = {"gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}"), "gwrl": float("${CPU[gwrl]}"), "gwrlr": float("${CPU[gwrlr]}"), "gwhit": float("${CPU[gwhit]}"), "gwxml": float("${CPU[gwxml]}")}
+res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "bare": "${RESULT[bare]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}", "gwrl": "${RESULT[gwrl]}", "gwrlr": "${RESULT[gwrlr]}", "gwhit": "${RESULT[gwhit]}", "gwxml": "${RESULT[gwxml]}", "gw0xml": "${RESULT[gw0xml]}"}.items()}
+cpu = {"nginx": float("${CPU[nginx]}"), "bare": float("${CPU[bare]}"), "gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}"), "gwrl": float("${CPU[gwrl]}"), "gwrlr": float("${CPU[gwrlr]}"), "gwhit": float("${CPU[gwhit]}"), "gwxml": float("${CPU[gwxml]}")}
 added = {"gw0": float("${ADDED[gw0]}"), "gw1": float("${ADDED[gw1]}"), "gw5": float("${ADDED[gw5]}"), "gwkey": float("${ADDED[gwkey]}"), "gwjwt": float("${ADDED[gwjwt]}"), "gwrl": float("${ADDED[gwrl]}"), "gwrlr": float("${ADDED[gwrlr]}"), "gwhit": float("${ADDED[gwhit]}"), "gwxml": float("${ADDED[gwxml]}")}
-single = {"nginx": float("${SINGLE[nginx]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}"), "gwrl": float("${SINGLE[gwrl]}"), "gwrlr": float("${SINGLE[gwrlr]}"), "gwhit": float("${SINGLE[gwhit]}"), "gwxml": float("${SINGLE[gwxml]}"), "gw0xml": float("${SINGLE[gw0xml]}")}
+single = {"nginx": float("${SINGLE[nginx]}"), "bare": float("${SINGLE[bare]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}"), "gwrl": float("${SINGLE[gwrl]}"), "gwrlr": float("${SINGLE[gwrlr]}"), "gwhit": float("${SINGLE[gwhit]}"), "gwxml": float("${SINGLE[gwxml]}"), "gw0xml": float("${SINGLE[gw0xml]}")}
 nginx_rps = float(res["nginx"][0])
 base_p50 = float(res["gw0"][1])
-rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5"), ("gateway, key-auth (1001 consumers)", "gwkey"), ("gateway, jwt (HS256, audience, claim to header)", "gwjwt"), ("gateway, rate-limit (one limit by IP, local)", "gwrl"), ("gateway, rate-limit (one limit by IP, Redis)", "gwrlr"), ("gateway, cache hit (nothing proxied)", "gwhit"), ("gateway, empty pipeline, ${XML_BYTES}-byte XML response", "gw0xml"), ("gateway, xml-json (${XML_BYTES}-byte XML response to JSON)", "gwxml")]
+rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("bare hyper proxy (bench/bare_proxy.rs: hyper-util server and client only)", "bare"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5"), ("gateway, key-auth (1001 consumers)", "gwkey"), ("gateway, jwt (HS256, audience, claim to header)", "gwjwt"), ("gateway, rate-limit (one limit by IP, local)", "gwrl"), ("gateway, rate-limit (one limit by IP, Redis)", "gwrlr"), ("gateway, cache hit (nothing proxied)", "gwhit"), ("gateway, empty pipeline, ${XML_BYTES}-byte XML response", "gw0xml"), ("gateway, xml-json (${XML_BYTES}-byte XML response to JSON)", "gwxml")]
 print("# Benchmark report")
 print()
 print("Generated by \`bench/run.sh\` on $(nproc) cores, $(date -u +%Y-%m-%d). Load: wrk, ${THREADS} threads, ${CONNECTIONS} keep-alive")
 print("connections, ${DURATION} per run after a 2 s warm-up. Both proxies forward to the same nginx upstream")
 print("answering from memory; nginx runs 2 workers, the gateway 2 worker threads (one per core); access logs off on both.")
 print("Load generator, proxies and upstream share the machine, so absolute numbers are low; the ratios are the result.")
+print("The bare hyper proxy is the floor of the gateway's stack: hyper-util's server and pooled client on the same")
+print("runtime layout, with no router, pipeline, limits or header handling.")
 print()
 print("| setup | requests/s | ratio to nginx | p50 latency (us) | p99 latency (us) | non-2xx | p50 on 1 connection (us), paired with its baseline |")
 print("|---|---|---|---|---|---|---|")
@@ -404,16 +425,20 @@ print(f"XML to JSON: converting the ${XML_BYTES}-byte XML response adds {added['
 print()
 print("## Gateway CPU time per request")
 print()
-print("User + system CPU of the gateway process per request (from /proc) under 16 keep-alive connections for 5 s:")
+print("User + system CPU of the proxy's processes per request (from /proc) under 16 keep-alive connections for 5 s:")
 print("the end-to-end cost of each pipeline with scheduling noise taken out.")
 print()
 print("| setup | CPU per request (us) | added over the empty pipeline (us) |")
 print("|---|---|---|")
-for label, key in rows[1:]:
+for label, key in rows:
     if key in cpu:
-        print(f"| {label} | {cpu[key]:.1f} | {cpu[key] - cpu['gw0']:.1f} |")
+        over = "-" if key in ("nginx", "bare") else f"{cpu[key] - cpu['gw0']:.1f}"
+        print(f"| {label} | {cpu[key]:.1f} | {over} |")
 print()
 print(f"Per headers plugin: {cpu['gw1'] - cpu['gw0']:.1f} us with 1, {(cpu['gw5'] - cpu['gw0']) / 5:.1f} us each with 5.")
+print()
+print(f"Of the {cpu['gw0'] - cpu['nginx']:.1f} us the empty pipeline costs over nginx per request, {cpu['bare'] - cpu['nginx']:.1f} us is hyper's own")
+print(f"(the bare proxy against nginx) and {cpu['gw0'] - cpu['bare']:.1f} us is the gateway's (routing, limits, forwarding headers, request id, metrics).")
 print()
 print("## One plugin call through the host (\`cargo bench -p gateway --bench plugin_call\`)")
 print()

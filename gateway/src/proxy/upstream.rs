@@ -731,9 +731,12 @@ impl Upstream {
             })
         };
         if let Some(pool) = &self.h2 {
+            // Boxed: the HTTP/2 send is a large future (6.8 KB), and inline
+            // it would grow every request's state, HTTP/1.1 ones included,
+            // which is copied as the futures nest (the handler's was 12 KB).
             return match tokio::time::timeout(
                 self.timeout,
-                pool.send(index, &target.origin, request),
+                Box::pin(pool.send(index, &target.origin, request)),
             )
             .await
             {
