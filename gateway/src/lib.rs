@@ -59,6 +59,12 @@ pub async fn build(
             ),
         ));
     }
+    if config.server.idle_timeout.get_ref().0 < std::time::Duration::from_secs(1) {
+        return Err(source.error(
+            config.server.idle_timeout.span(),
+            "server.idle_timeout must be at least 1s",
+        ));
+    }
     admin::settings(source, config)?;
     runtime::Runtime::build(source, config, engine, previous).await
 }

@@ -156,6 +156,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         header_read_timeout: config.server.header_read_timeout.0,
         max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
         drain_timeout: Duration::from_secs(30),
+        idle_timeout: config.server.idle_timeout.get_ref().0,
     };
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let reloader = Arc::new(Reloader::new(

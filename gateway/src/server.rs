@@ -1,6 +1,6 @@
 //! The client-facing listener: accepts connections, speaks HTTP/1.1 and HTTP/2
 //! (cleartext, negotiated per connection), enforces the edge limits hyper owns,
-//! and drains connections on shutdown.
+//! closes idle HTTP/2 connections, and drains connections on shutdown.
 
 use crate::handler::{Connection, handle};
 use crate::runtime::Runtime;
@@ -9,12 +9,15 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Listener settings; changing them needs a restart.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +28,8 @@ pub struct ListenerSettings {
     pub max_header_bytes: usize,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// How long an HTTP/2 connection may stay without an open stream.
+    pub idle_timeout: Duration,
 }
 
 /// How often idle HTTP/2 client connections are pinged, and how long the
@@ -60,7 +65,9 @@ pub async fn serve(
         .keep_alive_interval(Some(HTTP2_KEEPALIVE))
         .keep_alive_timeout(HTTP2_KEEPALIVE)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
+    // Sent once at shutdown; the drain is over when every connection has
+    // dropped its receiver.
+    let (stop, _) = watch::channel(());
     tokio::pin!(shutdown);
 
     loop {
@@ -84,8 +91,15 @@ pub async fn serve(
         let place = Open::new(place);
         let _ = stream.set_nodelay(true);
         let runtime = runtime.clone();
-        let service = move |client_cert: Option<Arc<ClientCert>>| {
-            service_fn(move |request| {
+        let activity = Arc::new(Activity::new());
+        let stopping = stop.subscribe();
+        let idle_timeout = settings.idle_timeout;
+        let service = move |client_cert: Option<Arc<ClientCert>>, activity: Arc<Activity>| {
+            service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                // HTTP/2 streams are counted until their response ends, for
+                // the idle timer; HTTP/1.1's idle wait is hyper's.
+                let stream = (request.version() == http::Version::HTTP_2)
+                    .then(|| Stream::open(activity.clone()));
                 let snapshot = runtime.load_full();
                 let conn = Connection {
                     peer,
@@ -94,20 +108,29 @@ pub async fn serve(
                     client_cert: client_cert.clone(),
                 };
                 let request = request.map(crate::body::boxed);
-                async move { Ok::<_, Infallible>(handle(snapshot, request, conn).await) }
+                async move {
+                    let response = handle(snapshot, request, conn).await;
+                    Ok::<_, Infallible>(match stream {
+                        Some(stream) => response.map(|body| crate::body::guarded(body, stream)),
+                        None => response,
+                    })
+                }
             })
         };
         let Some(acceptor) = &tls else {
-            let service = service(None);
+            let service = service(None, activity.clone());
             let connection = builder
                 .serve_connection_with_upgrades(
-                    TokioIo::new(FirstBytes::new(stream, settings.header_read_timeout)),
+                    TokioIo::new(FirstBytes::new(
+                        stream,
+                        settings.header_read_timeout,
+                        activity.clone(),
+                    )),
                     service,
                 )
                 .into_owned();
-            let connection = graceful.watch(connection);
             tokio::spawn(async move {
-                if let Err(err) = connection.await {
+                if let Err(err) = Drive::new(connection, activity, idle_timeout, stopping).await {
                     tracing::debug!(%peer, %err, "connection ended with an error");
                 }
                 drop(place);
@@ -118,7 +141,6 @@ pub async fn serve(
         // head, so a slow client holds up nobody else.
         let acceptor = acceptor.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let handshake_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
             let Some(acceptor) = acceptor.current() else {
@@ -146,11 +168,11 @@ pub async fn serve(
                 .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
             let connection = builder
                 .serve_connection_with_upgrades(
-                    TokioIo::new(FirstBytes::new(stream, handshake_timeout)),
-                    service(client_cert),
+                    TokioIo::new(FirstBytes::new(stream, handshake_timeout, activity.clone())),
+                    service(client_cert, activity.clone()),
                 )
                 .into_owned();
-            if let Err(err) = watcher.watch(connection).await {
+            if let Err(err) = Drive::new(connection, activity, idle_timeout, stopping).await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
             drop(place);
@@ -159,10 +181,137 @@ pub async fn serve(
 
     drop(listener);
     tracing::info!("draining in-flight requests");
+    stop.send_replace(());
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = stop.closed() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(settings.drain_timeout) => {
             tracing::warn!("drain timeout reached; closing remaining connections");
+        }
+    }
+}
+
+/// Runs one client connection to its end. At shutdown (`stopping` changes),
+/// or once an HTTP/2 connection has had no stream open for `idle_timeout`,
+/// it is closed gracefully: HTTP/2 sends GOAWAY and finishes the streams
+/// open, HTTP/1.1 finishes the response in progress. (A future written out,
+/// not an `async fn`: generic over the connection, the latter trips rustc's
+/// `Send` inference for the spawned task.)
+struct Drive<C> {
+    connection: std::pin::Pin<Box<C>>,
+    /// Resolves when the connection should close; `None` once it did.
+    close: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Held until the connection ends: the drain waits for every one.
+    _stopping: watch::Receiver<()>,
+}
+
+impl<C: GracefulConnection> Drive<C> {
+    fn new(
+        connection: C,
+        activity: Arc<Activity>,
+        idle_timeout: Duration,
+        stopping: watch::Receiver<()>,
+    ) -> Self {
+        let mut stop = stopping.clone();
+        let close = Box::pin(async move {
+            tokio::select! {
+                _ = stop.changed() => {}
+                () = activity.idle_for(idle_timeout) => {
+                    tracing::debug!("closing an HTTP/2 connection idle for idle_timeout");
+                }
+            }
+        });
+        Self {
+            connection: Box::pin(connection),
+            close: Some(close),
+            _stopping: stopping,
+        }
+    }
+}
+
+impl<C: GracefulConnection> Future for Drive<C> {
+    type Output = Result<(), C::Error>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if let Some(close) = self.close.as_mut()
+            && close.as_mut().poll(cx).is_ready()
+        {
+            self.close = None;
+            self.connection.as_mut().graceful_shutdown();
+        }
+        self.connection.as_mut().poll(cx)
+    }
+}
+
+/// Whether a client connection speaks HTTP/2, how many of its streams are
+/// open, and since when none has been.
+struct Activity {
+    http2: AtomicBool,
+    streams: Mutex<Streams>,
+}
+
+struct Streams {
+    open: usize,
+    quiet_since: Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            http2: AtomicBool::new(false),
+            streams: Mutex::new(Streams {
+                open: 0,
+                quiet_since: Instant::now(),
+            }),
+        }
+    }
+
+    /// Since when the connection has been idle: `None` while it is not
+    /// known to speak HTTP/2 or has a stream open.
+    fn quiet_since(&self) -> Option<Instant> {
+        if !self.http2.load(Ordering::Relaxed) {
+            return None;
+        }
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        (streams.open == 0).then_some(streams.quiet_since)
+    }
+
+    /// Resolves once the connection is HTTP/2 and has had no stream open for
+    /// `timeout`; checks again at least every `timeout` meanwhile.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let wake = match self.quiet_since() {
+                Some(since) if since.elapsed() >= timeout => return,
+                Some(since) => since + timeout,
+                None => Instant::now() + timeout,
+            };
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+}
+
+/// An HTTP/2 stream counted open until its response ends or is dropped.
+struct Stream(Arc<Activity>);
+
+impl Stream {
+    fn open(activity: Arc<Activity>) -> Self {
+        activity
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open += 1;
+        Stream(activity)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let mut streams = self.0.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.open -= 1;
+        if streams.open == 0 {
+            streams.quiet_since = Instant::now();
         }
     }
 }
@@ -210,14 +359,17 @@ struct FirstBytes<T> {
     deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     /// Bytes read so far that matched the preface.
     matched: usize,
+    /// Told when the whole preface arrived: the connection speaks HTTP/2.
+    activity: Arc<Activity>,
 }
 
 impl<T> FirstBytes<T> {
-    fn new(inner: T, within: Duration) -> Self {
+    fn new(inner: T, within: Duration, activity: Arc<Activity>) -> Self {
         Self {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(within))),
             matched: 0,
+            activity,
         }
     }
 }
@@ -251,6 +403,7 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstBytes<T> {
             }
             if this.matched == PREFACE.len() {
                 this.deadline = None;
+                this.activity.http2.store(true, Ordering::Relaxed);
             }
         }
         polled

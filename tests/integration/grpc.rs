@@ -587,3 +587,92 @@ async fn long_streams_do_not_starve_other_calls_another_connection_opens() {
     }
     assert_eq!(open_now.load(Ordering::SeqCst), 1);
 }
+
+/// A prior-knowledge HTTP/2 connection to the gateway, and the task driving
+/// it: the task ends when the gateway closes the connection.
+async fn h2_connection(
+    gw: &Gateway,
+) -> (
+    hyper::client::conn::http2::SendRequest<ChannelBody>,
+    tokio::task::JoinHandle<()>,
+) {
+    let tcp = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, task)
+}
+
+/// How long `task` (a connection's) runs on from now, up to `limit`.
+async fn closes_after(task: tokio::task::JoinHandle<()>, limit: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    tokio::time::timeout(limit, task)
+        .await
+        .expect("the gateway closes the connection")
+        .expect("connection task");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_are_closed_but_not_while_a_stream_is_open() {
+    let upstream = h2c_upstream().await;
+    let gw = Gateway::start(&config(&upstream.to_string(), "").replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nidle_timeout = \"1s\"\n",
+        1,
+    ));
+
+    // A connection that never sends a request is closed after idle_timeout.
+    let (_silent, silent) = h2_connection(&gw).await;
+
+    // One that made a call is closed idle_timeout after the call ended.
+    let (mut sender, after_call) = h2_connection(&gw).await;
+    let response = call(&mut sender, &gw, Some(b"once")).await;
+    let collected = response.into_body().collect().await.expect("body");
+    assert_eq!(collected.to_bytes(), Bytes::from_static(b"echo:once"));
+    let waited = closes_after(after_call, Duration::from_secs(5)).await;
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed after {waited:?}"
+    );
+
+    // The silent one went the same way.
+    closes_after(silent, Duration::from_secs(5)).await;
+
+    // A stream open three times as long as idle_timeout keeps its connection:
+    // ping-pong every half second, then the stream ends and the connection
+    // goes idle.
+    let (mut sender, streaming) = h2_connection(&gw).await;
+    let (tx, body) = channel_body();
+    let response = sender
+        .send_request(grpc_request(&gw, body))
+        .await
+        .expect("response");
+    let mut body = response.into_body();
+    for round in 0..6 {
+        let message = Bytes::from(format!("ping-{round}"));
+        tx.send(Frame::data(message.clone())).await.expect("send");
+        let echoed = next_frame(&mut body).await.into_data().ok();
+        assert_eq!(echoed, Some(Bytes::from(format!("echo:ping-{round}"))));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(!streaming.is_finished(), "closed with a stream open");
+    drop(tx);
+    let trailers = next_frame(&mut body).await.into_trailers().ok();
+    assert_eq!(
+        trailers.and_then(|t| t.get("grpc-status").cloned()),
+        Some(http::HeaderValue::from_static("0"))
+    );
+    drop(body);
+    let waited = closes_after(streaming, Duration::from_secs(5)).await;
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed after {waited:?}"
+    );
+}

@@ -756,6 +756,7 @@ fn the_secured_api_example_checks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("up").await;
     let gw = Gateway::start(&format!(
         r#"
@@ -779,10 +780,28 @@ upstream = "up"
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(up.hits(), 1);
+    // A kept-alive HTTP/1.1 connection between two requests: closed at once,
+    // not left to hold the drain up until its header_read_timeout (10 s).
+    let mut idle = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /slow/0 HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let read = idle.read(&mut answer).await.expect("answer");
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || gw.terminate())
         .await
         .expect("join");
     assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the drain waited {:?} for an idle connection",
+        started.elapsed()
+    );
+    assert_eq!(idle.read(&mut answer).await.ok(), Some(0), "closed");
     let reply = in_flight.await.expect("in-flight request");
     assert_eq!(reply.status, 200, "the in-flight request finished");
 }

@@ -185,6 +185,14 @@ pub struct ServerConfig {
     /// limit is closed as soon as it is accepted.
     #[serde(default = "default_max_connections")]
     pub max_connections: Spanned<usize>,
+    /// An HTTP/2 client connection with no stream open for this long is
+    /// closed (GOAWAY). At least 1s.
+    #[serde(default = "default_server_idle_timeout")]
+    pub idle_timeout: Spanned<Duration>,
+}
+
+fn default_server_idle_timeout() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_secs(60)))
 }
 
 fn default_max_websocket_connections() -> usize {
@@ -241,6 +249,7 @@ impl Default for ServerConfig {
             tls: None,
             max_websocket_connections: default_max_websocket_connections(),
             max_connections: default_max_connections(),
+            idle_timeout: default_server_idle_timeout(),
         }
     }
 }
