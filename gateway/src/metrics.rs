@@ -66,8 +66,9 @@ pub struct Metrics {
     pub tunnels: Gauge,
     /// Client connections open now.
     pub connections: Gauge,
-    /// Client connections closed at once: `[server] max_connections` were open.
-    pub connections_refused: Counter,
+    /// Client connections closed at once, by the limit reached:
+    /// `max_connections` or `max_connections_per_ip`.
+    pub connections_refused: Family<Label, Counter>,
     cache_entries: Gauge,
     cache_bytes: Gauge,
     registry: Mutex<Registry>,
@@ -99,7 +100,7 @@ impl Metrics {
             reloads: Family::default(),
             tunnels: Gauge::default(),
             connections: Gauge::default(),
-            connections_refused: Counter::default(),
+            connections_refused: Family::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             registry: Mutex::new(Registry::with_prefix("gateway")),
@@ -188,7 +189,7 @@ impl Metrics {
             );
             registry.register(
                 "connections_refused",
-                "Client connections closed on arrival because max_connections were open",
+                "Client connections closed on arrival, by the limit reached (max_connections, max_connections_per_ip)",
                 metrics.connections_refused.clone(),
             );
             registry.register(

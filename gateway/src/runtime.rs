@@ -86,6 +86,8 @@ pub struct Limits {
     pub max_websocket_connections: usize,
     /// Client connections open at once.
     pub max_connections: usize,
+    /// Client connections open at once from one address (IPv6: one /64).
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// Everything one config produced.
@@ -181,6 +183,14 @@ impl Runtime {
                 "server.max_connections must be at least 1",
             ));
         }
+        if let Some(per_ip) = &config.server.max_connections_per_ip
+            && *per_ip.get_ref() == 0
+        {
+            return Err(source.error(
+                per_ip.span(),
+                "server.max_connections_per_ip must be at least 1 (leave it out for no limit)",
+            ));
+        }
 
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut specs = Vec::with_capacity(config.routes.len());
@@ -212,6 +222,11 @@ impl Runtime {
                 trusted_proxies,
                 max_websocket_connections: config.server.max_websocket_connections,
                 max_connections: *config.server.max_connections.get_ref(),
+                max_connections_per_ip: config
+                    .server
+                    .max_connections_per_ip
+                    .as_ref()
+                    .map(|max| *max.get_ref()),
             },
             redis: env.redis.clone(),
             upstreams,

@@ -83,12 +83,25 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(place) = crate::limit::CONNECTIONS.take(runtime.load().limits.max_connections)
-        else {
-            refused(peer);
+        let (max, per_ip) = {
+            let limits = &runtime.load().limits;
+            (limits.max_connections, limits.max_connections_per_ip)
+        };
+        let Some(place) = crate::limit::CONNECTIONS.take(max) else {
+            refused(peer, Refusal::Total);
             continue;
         };
-        let place = Open::new(place);
+        let client_place = match per_ip {
+            Some(max) => match crate::limit::CLIENT_CONNECTIONS.take(peer.ip(), max) {
+                Some(client_place) => Some(client_place),
+                None => {
+                    refused(peer, Refusal::PerIp);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let place = Open::new(place, client_place);
         let _ = stream.set_nodelay(true);
         let runtime = runtime.clone();
         let activity = Arc::new(Activity::new());
@@ -316,16 +329,21 @@ impl Drop for Stream {
     }
 }
 
-/// A client connection's place under `[server] max_connections`, counted in
-/// the `gateway_connections` gauge while it is open.
+/// A client connection's place under `[server] max_connections` (and
+/// `max_connections_per_ip`), counted in the `gateway_connections` gauge
+/// while it is open.
 struct Open {
     _place: crate::limit::Place,
+    _client_place: Option<crate::limit::ClientPlace>,
 }
 
 impl Open {
-    fn new(place: crate::limit::Place) -> Self {
+    fn new(place: crate::limit::Place, client_place: Option<crate::limit::ClientPlace>) -> Self {
         crate::metrics::metrics().connections.inc();
-        Open { _place: place }
+        Open {
+            _place: place,
+            _client_place: client_place,
+        }
     }
 }
 
@@ -335,13 +353,40 @@ impl Drop for Open {
     }
 }
 
+/// The limit a connection closed on arrival reached.
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// `max_connections`.
+    Total,
+    /// `max_connections_per_ip`.
+    PerIp,
+}
+
 /// Counts a connection closed on arrival, and says so in the log at most
-/// every 10 s.
-fn refused(peer: std::net::SocketAddr) {
-    static LOG: crate::limit::LogEvery = crate::limit::LogEvery::new(Duration::from_secs(10));
-    crate::metrics::metrics().connections_refused.inc();
-    if let Some(suppressed) = LOG.ready() {
-        tracing::warn!(%peer, open = crate::limit::CONNECTIONS.open(), suppressed, "max_connections reached: new connections are closed on arrival (logged at most every 10 s; `suppressed` since the last line; gateway_connections_refused_total counts them)");
+/// every 10 s per limit.
+fn refused(peer: std::net::SocketAddr, refusal: Refusal) {
+    static TOTAL: crate::limit::LogEvery = crate::limit::LogEvery::new(Duration::from_secs(10));
+    static PER_IP: crate::limit::LogEvery = crate::limit::LogEvery::new(Duration::from_secs(10));
+    let metrics = crate::metrics::metrics();
+    match refusal {
+        Refusal::Total => {
+            metrics
+                .connections_refused
+                .get_or_create(&[("limit", "max_connections")])
+                .inc();
+            if let Some(suppressed) = TOTAL.ready() {
+                tracing::warn!(%peer, open = crate::limit::CONNECTIONS.open(), suppressed, "max_connections reached: new connections are closed on arrival (logged at most every 10 s; `suppressed` since the last line; gateway_connections_refused_total counts them)");
+            }
+        }
+        Refusal::PerIp => {
+            metrics
+                .connections_refused
+                .get_or_create(&[("limit", "max_connections_per_ip")])
+                .inc();
+            if let Some(suppressed) = PER_IP.ready() {
+                tracing::warn!(%peer, open = crate::limit::CLIENT_CONNECTIONS.open(peer.ip()), suppressed, "max_connections_per_ip reached: this client's new connections are closed on arrival (logged at most every 10 s for all clients; `suppressed` since the last line; gateway_connections_refused_total counts them)");
+            }
+        }
     }
 }
 

@@ -181,9 +181,21 @@ async fn readiness_turns_off_while_draining() {
     assert_eq!(in_flight.await.expect("in flight").status, 200);
 }
 
+/// One request on a kept-alive connection; the answer, or `None` when the
+/// connection is closed without one.
+async fn ask(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.ok()?;
+    let mut buffer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .expect("an answer or a close within 5 s")
+        .ok()?;
+    (read > 0).then(|| String::from_utf8_lossy(&buffer[..read]).into_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_max_connections_are_closed_on_arrival() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::start("api").await;
     let gw = Gateway::start(&format!(
         r#"
@@ -205,17 +217,6 @@ upstream = "api"
         addr = upstream.addr
     ));
     let request = b"GET /x HTTP/1.1\r\nhost: gw\r\n\r\n";
-    // One request on a kept-alive connection; the answer, or `None` when the
-    // connection is closed without one.
-    async fn ask(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Option<String> {
-        stream.write_all(request).await.ok()?;
-        let mut buffer = vec![0u8; 4096];
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
-            .await
-            .expect("an answer or a close within 5 s")
-            .ok()?;
-        (read > 0).then(|| String::from_utf8_lossy(&buffer[..read]).into_owned())
-    }
     let connect = || tokio::net::TcpStream::connect(gw.addr);
     let mut first = connect().await.expect("connect");
     let mut second = connect().await.expect("connect");
@@ -257,6 +258,79 @@ upstream = "api"
             .await
             .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
         {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no room after a close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_hold_more_than_max_connections_per_ip() {
+    let gw = Gateway::start(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_connections_per_ip = 2
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "hello"
+path = "/hello"
+[[routes.plugins]]
+plugin = "respond"
+config = { status = 200, body = "hi" }
+"#,
+    );
+    let request = b"GET /hello HTTP/1.1\r\nhost: gw\r\n\r\n";
+    // Connections from 127.0.0.1 and from 127.0.0.2 (another client on loopback).
+    let from = |ip: [u8; 4]| {
+        let addr = gw.addr;
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(std::net::SocketAddr::from((ip, 0)))
+                .expect("bind the client address");
+            socket.connect(addr).await.expect("connect")
+        }
+    };
+    let served = |answer: Option<String>| answer.is_some_and(|a| a.starts_with("HTTP/1.1 200"));
+    let mut first = from([127, 0, 0, 1]).await;
+    let mut second = from([127, 0, 0, 1]).await;
+    assert!(served(ask(&mut first, request).await));
+    assert!(served(ask(&mut second, request).await));
+    // A third from the same address is closed without an answer.
+    let mut third = from([127, 0, 0, 1]).await;
+    assert_eq!(ask(&mut third, request).await, None);
+    // Another client is served meanwhile, and so are the two open ones.
+    let mut other = from([127, 0, 0, 2]).await;
+    assert!(served(ask(&mut other, request).await));
+    assert!(served(ask(&mut first, request).await));
+    let text = get(&gw.admin_url("/metrics")).await.body;
+    assert_eq!(
+        metric(
+            &text,
+            "gateway_connections_refused_total{limit=\"max_connections_per_ip\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        gw.log().contains("max_connections_per_ip reached"),
+        "{}",
+        gw.log()
+    );
+    // One closes: the client has room again.
+    drop(first);
+    let started = Instant::now();
+    loop {
+        let mut again = from([127, 0, 0, 1]).await;
+        if served(ask(&mut again, request).await) {
             break;
         }
         assert!(

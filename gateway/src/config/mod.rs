@@ -185,6 +185,10 @@ pub struct ServerConfig {
     /// limit is closed as soon as it is accepted.
     #[serde(default = "default_max_connections")]
     pub max_connections: Spanned<usize>,
+    /// Client connections open at once from one IPv4 address or IPv6 /64;
+    /// no limit unless given.
+    #[serde(default)]
+    pub max_connections_per_ip: Option<Spanned<usize>>,
     /// An HTTP/2 client connection with no stream open for this long is
     /// closed (GOAWAY). At least 1s.
     #[serde(default = "default_server_idle_timeout")]
@@ -249,6 +253,7 @@ impl Default for ServerConfig {
             tls: None,
             max_websocket_connections: default_max_websocket_connections(),
             max_connections: default_max_connections(),
+            max_connections_per_ip: None,
             idle_timeout: default_server_idle_timeout(),
         }
     }
