@@ -157,6 +157,9 @@ impl Runtime {
                 Some(kept) => kept.clone(),
                 None => {
                     let built = Arc::new(Upstream::new(name, upstream, source)?);
+                    if let Some(before) = previous.and_then(|p| p.upstreams.get(name)) {
+                        built.inherit_health(before);
+                    }
                     built.start_tasks();
                     built
                 }

@@ -146,6 +146,47 @@ async fn a_target_failing_max_fails_times_is_skipped_for_fail_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_taken_out_stays_out_when_a_reload_rebuilds_its_upstream() {
+    let live = Upstream::start("live").await;
+    let dead = dead_port().await;
+    let live_addr = live.addr.to_string();
+    let targets = [dead.as_str(), live_addr.as_str()];
+    let settings = "max_fails = 1\nfail_timeout = \"60s\"\nretries = 0";
+    let gw = Gateway::start(&config(&targets, settings));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(get(&gw.url("/items")).await.status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 502).count(),
+        1,
+        "{statuses:?}"
+    );
+
+    // Another connect_timeout: the upstream is built anew (its pools too).
+    let changed =
+        config(&targets, settings).replace("connect_timeout = \"2s\"", "connect_timeout = \"3s\"");
+    std::fs::write(gw.config_path(), changed).expect("write");
+    let reload = Request::post(gw.admin_url("/reload"))
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let reply = send(&client(), reload).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // The dead target is still out: nothing fails, the live one serves all.
+    let hits = live.hits();
+    for _ in 0..6 {
+        assert_eq!(get(&gw.url("/items")).await.status, 200);
+    }
+    assert_eq!(live.hits() - hits, 6);
+    let state = get(&gw.admin_url("/upstreams")).await.json();
+    let target = &state["upstreams"][0]["targets"][0];
+    assert_eq!(target["state"], "ejected", "{state}");
+    let left = target["ejected_for_ms"].as_u64().unwrap_or(0);
+    assert!((50_000..=60_000).contains(&left), "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_target_is_out_they_are_still_tried() {
     let first = dead_port().await;
     let second = dead_port().await;
@@ -378,6 +419,25 @@ async fn active_health_checks_take_an_unhealthy_target_out_and_bring_it_back() {
         gw.log().contains("failed 2 health checks in a row"),
         "{}",
         gw.log()
+    );
+
+    // A reload that builds the upstream anew keeps it out: no request
+    // reaches it while the new checks would still be counting.
+    let config_text = std::fs::read_to_string(gw.config_path()).expect("read");
+    std::fs::write(
+        gw.config_path(),
+        config_text.replace("connect_timeout = \"2s\"", "connect_timeout = \"3s\""),
+    )
+    .expect("write");
+    let reload = Request::post(gw.admin_url("/reload"))
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    assert_eq!(send(&client(), reload).await.status, 200);
+    let replies = round().await;
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "the failing target got traffic after the reload: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
     );
 
     flaky.serve(Some("flaky"));

@@ -329,6 +329,42 @@ impl Upstream {
     /// HTTP/2 connections, and the health checks (when the config asks for
     /// them and there is more than one target: a lone target is always
     /// tried). The tasks end once the upstream is gone (a reload replaced it).
+    /// Takes over what `previous`, this upstream as it was before a reload
+    /// changed its settings, learned of the targets both have: connections
+    /// failed in a row, time left out of rotation, and (when this one checks
+    /// health too) failing health checks. A target taken out stays out
+    /// instead of getting traffic again because an unrelated setting changed.
+    pub fn inherit_health(&self, previous: &Upstream) {
+        let checks = self.config.health_check.is_some() && self.targets.len() > 1;
+        let now = Instant::now();
+        for target in &self.targets {
+            let Some(old) = previous
+                .targets
+                .iter()
+                .find(|old| old.scheme == target.scheme && old.authority == target.authority)
+            else {
+                continue;
+            };
+            target
+                .failures
+                .store(old.failures.load(Ordering::Relaxed), Ordering::Relaxed);
+            let until =
+                previous.born + Duration::from_millis(old.out_until.load(Ordering::Relaxed));
+            if until > now {
+                let until = until.duration_since(self.born).as_millis();
+                target
+                    .out_until
+                    .store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::Relaxed);
+            }
+            if checks {
+                target.checks_failing.store(
+                    old.checks_failing.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
     pub fn start_tasks(self: &Arc<Self>) {
         if let Some(pool) = &self.h2 {
             let weak = Arc::downgrade(self);
