@@ -30,6 +30,81 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// `body`, failing with [`ReadTimedOut`] when it is read and its next bytes
+/// take longer than `timeout` to come (the time between two reads, like
+/// nginx's `client_body_timeout`; a reader that stops asking, held back by a
+/// slow upstream, runs no clock).
+pub fn read_timeout(body: Body, timeout: std::time::Duration) -> Body {
+    ReadTimeout {
+        body,
+        timeout,
+        deadline: None,
+        armed: false,
+    }
+    .boxed_unsync()
+}
+
+/// A request body whose next bytes did not come within the read timeout.
+#[derive(Debug)]
+pub struct ReadTimedOut(pub std::time::Duration);
+
+impl std::fmt::Display for ReadTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no request body bytes for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for ReadTimedOut {}
+
+struct ReadTimeout {
+    body: Body,
+    timeout: std::time::Duration,
+    /// Made at the first wait, then reset for each later one.
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `deadline` times the current wait.
+    armed: bool,
+}
+
+impl http_body::Body for ReadTimeout {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            this.armed = false;
+            return Poll::Ready(frame);
+        }
+        let at = tokio::time::Instant::now() + this.timeout;
+        let deadline = match &mut this.deadline {
+            Some(deadline) => {
+                if !this.armed {
+                    deadline.as_mut().reset(at);
+                }
+                deadline
+            }
+            None => this.deadline.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        this.armed = true;
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimedOut(this.timeout))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// `body` followed by `trailers`.
 pub fn with_trailers(body: Body, trailers: http::HeaderMap) -> Body {
     body.with_trailers(std::future::ready(Some(Ok(trailers))))

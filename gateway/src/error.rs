@@ -34,6 +34,13 @@ pub enum RequestError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The client stopped sending its request body for longer than
+    /// `server.body_read_timeout`.
+    #[error("the request body stopped coming (no bytes for {timeout:?})")]
+    BodyTimeout {
+        /// The timeout.
+        timeout: std::time::Duration,
+    },
     /// The request is malformed in a way hyper let through.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -95,6 +102,7 @@ impl RequestError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Plugin { .. } | Self::NoAnswer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -108,6 +116,7 @@ impl RequestError {
             Self::NoRoute
             | Self::MethodNotAllowed { .. }
             | Self::BodyTooLarge { .. }
+            | Self::BodyTimeout { .. }
             | Self::BadRequest(_) => Origin::Client,
             Self::Plugin { .. } => Origin::Plugin,
             Self::NoAnswer { .. } | Self::Overloaded { .. } => Origin::Internal,
@@ -125,6 +134,7 @@ impl RequestError {
             Self::NoRoute
             | Self::MethodNotAllowed { .. }
             | Self::BodyTooLarge { .. }
+            | Self::BodyTimeout { .. }
             | Self::BadRequest(_)
             | Self::Overloaded { .. } => self.to_string(),
             Self::Plugin { .. } | Self::NoAnswer { .. } => "internal error".to_string(),

@@ -197,6 +197,12 @@ async fn process<'rt>(
             parts.headers.remove(&X_FORWARDED_CLIENT_CERT);
         }
     }
+    // A body still to come must keep coming; one that ended is left as it is.
+    let body = if http_body::Body::is_end_stream(&body) {
+        body
+    } else {
+        crate::body::read_timeout(body, runtime.limits.body_read_timeout)
+    };
     let mut body = limit_body(body, limit);
     // Plugins see the id the client will get back (to quote it in their answers).
     parts
@@ -213,6 +219,7 @@ async fn process<'rt>(
             let cap = cap.min(usize::try_from(limit).unwrap_or(usize::MAX));
             let bytes = collect(body, cap).await.map_err(|err| match err {
                 Collect::TooLarge => RequestError::BodyTooLarge { limit: cap as u64 },
+                Collect::TimedOut(timeout) => RequestError::BodyTimeout { timeout },
                 Collect::Failed(reason) => {
                     RequestError::BadRequest(format!("cannot read the request body: {reason}"))
                 }
@@ -539,6 +546,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 enum Collect {
     TooLarge,
+    TimedOut(std::time::Duration),
     Failed(String),
 }
 
@@ -553,6 +561,8 @@ async fn collect(mut body: Body, cap: usize) -> Result<Bytes, Collect> {
         let frame = frame.map_err(|err| {
             if err.downcast_ref::<LengthLimitError>().is_some() {
                 Collect::TooLarge
+            } else if let Some(timed_out) = err.downcast_ref::<crate::body::ReadTimedOut>() {
+                Collect::TimedOut(timed_out.0)
             } else {
                 Collect::Failed(err.to_string())
             }

@@ -80,6 +80,8 @@ pub struct Limits {
     pub access_log: AccessLogSampling,
     /// Largest request body.
     pub max_request_body: u64,
+    /// Longest wait for a request body's next bytes.
+    pub body_read_timeout: std::time::Duration,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: TrustedProxies,
     /// Upgraded connections open at once.
@@ -186,6 +188,12 @@ impl Runtime {
                 "server.max_connections must be at least 1",
             ));
         }
+        if config.server.body_read_timeout.get_ref().0 < std::time::Duration::from_secs(1) {
+            return Err(source.error(
+                config.server.body_read_timeout.span(),
+                "server.body_read_timeout must be at least 1s",
+            ));
+        }
         if let Some(per_ip) = &config.server.max_connections_per_ip
             && *per_ip.get_ref() == 0
         {
@@ -222,6 +230,7 @@ impl Runtime {
             limits: Limits {
                 access_log: AccessLogSampling::new(*config.server.access_log_sample.get_ref()),
                 max_request_body: config.server.max_request_body.0,
+                body_read_timeout: config.server.body_read_timeout.get_ref().0,
                 trusted_proxies,
                 max_websocket_connections: config.server.max_websocket_connections,
                 max_connections: *config.server.max_connections.get_ref(),

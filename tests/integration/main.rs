@@ -805,3 +805,78 @@ upstream = "up"
     let reply = in_flight.await.expect("in-flight request");
     assert_eq!(reply.status, 200, "the in-flight request finished");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_coming_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+body_read_timeout = "1s"
+[upstreams.up]
+targets = ["{up}"]
+[[routes]]
+name = "proxied"
+path = "/proxied"
+upstream = "up"
+[[routes]]
+name = "reader"
+path = "/reader"
+upstream = "up"
+[[routes.plugins]]
+plugin = "{reader}"
+"#,
+        up = up.addr,
+        reader = plugin_path("body_reader_plugin").display(),
+    ));
+    // Sends the head and `parts` of a 12-byte body, one every `pause`; the
+    // status line answered and how long after the first part it came.
+    let upload = |path: &'static str, parts: &'static [&'static str], pause: Duration| {
+        let addr = gw.addr;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-length: 12\r\nconnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.expect("head");
+            let started = Instant::now();
+            for part in parts {
+                // The gateway may have answered and closed already.
+                if stream.write_all(part.as_bytes()).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+                .await;
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            (answer, started.elapsed())
+        }
+    };
+    // Three bytes, then nothing: 408 after the timeout, proxied or read by a
+    // plugin.
+    for path in ["/proxied", "/reader"] {
+        let (answer, waited) = upload(path, &["abc"], Duration::ZERO).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(
+            answer.contains("the request body stopped coming"),
+            "{answer}"
+        );
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+            "{path}: answered after {waited:?}"
+        );
+    }
+    // Slow but steady: four bytes every 600 ms (1.8 s in all) is served.
+    let (answer, _) = upload(
+        "/proxied",
+        &["abcd", "efgh", "ijkl"],
+        Duration::from_millis(600),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""body":"abcdefghijkl""#), "{answer}");
+}

@@ -163,6 +163,9 @@ pub struct ServerConfig {
     /// Largest request body accepted from a client.
     #[serde(default = "default_max_request_body")]
     pub max_request_body: ByteSize,
+    /// Longest wait for the next bytes of a request body; over it: 408.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: Spanned<Duration>,
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed and extended.
     /// From anyone else, those headers are replaced with what the gateway saw.
     #[serde(default)]
@@ -193,6 +196,10 @@ pub struct ServerConfig {
     /// closed (GOAWAY). At least 1s.
     #[serde(default = "default_server_idle_timeout")]
     pub idle_timeout: Spanned<Duration>,
+}
+
+fn default_body_read_timeout() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_secs(60)))
 }
 
 fn default_server_idle_timeout() -> Spanned<Duration> {
@@ -247,6 +254,7 @@ impl Default for ServerConfig {
             header_read_timeout: default_header_read_timeout(),
             max_header_bytes: default_max_header_bytes(),
             max_request_body: default_max_request_body(),
+            body_read_timeout: default_body_read_timeout(),
             trusted_proxies: Vec::new(),
             workers: None,
             access_log_sample: default_access_log_sample(),

@@ -811,24 +811,31 @@ impl Upstream {
     fn classify(&self, err: &(dyn std::error::Error + 'static), sent: bool) -> Failure {
         // The client's body failing (over the limit, cut short, malformed)
         // surfaces here, deep in the error chain. It is not the target's fault.
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(cause) = source {
+        // The body's own errors sit below hyper's "user body" error: look at
+        // the whole chain for them first.
+        let chain = || std::iter::successors(Some(err), |cause| cause.source());
+        for cause in chain() {
             if cause
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
                 return Failure::Other(RequestError::BodyTooLarge { limit: 0 });
             }
-            if cause
+            if let Some(timed_out) = cause.downcast_ref::<crate::body::ReadTimedOut>() {
+                return Failure::Other(RequestError::BodyTimeout {
+                    timeout: timed_out.0,
+                });
+            }
+        }
+        if chain().any(|cause| {
+            cause
                 .downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_user)
-            {
-                return Failure::Other(RequestError::BadRequest(format!(
-                    "the request body could not be read: {}",
-                    error_chain(err)
-                )));
-            }
-            source = cause.source();
+        }) {
+            return Failure::Other(RequestError::BadRequest(format!(
+                "the request body could not be read: {}",
+                error_chain(err)
+            )));
         }
         let reason = if sent {
             error_chain(err)
