@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-respond", "plugin_respond"),
     ("plugin-key-auth", "plugin_key_auth"),
     ("plugin-mtls-auth", "plugin_mtls_auth"),
+    ("plugin-ip-restriction", "plugin_ip_restriction"),
     ("plugin-jwt", "plugin_jwt"),
     ("plugin-rate-limit", "plugin_rate_limit"),
     ("plugin-cache", "plugin_cache"),

@@ -38,6 +38,11 @@ const BUILTINS: &[Builtin] = &[
         grants: &[Capability::Consumers],
     },
     Builtin {
+        name: "ip-restriction",
+        bytes: component!("plugin_ip_restriction"),
+        grants: &[],
+    },
+    Builtin {
         name: "jwt",
         bytes: component!("plugin_jwt"),
         grants: &[

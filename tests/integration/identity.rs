@@ -219,3 +219,51 @@ plugin = "{wasm}"
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_restriction_lets_only_allowed_clients_through() {
+    let up = Upstream::start("up").await;
+    // The test client is the trusted proxy: X-Forwarded-For says which
+    // client each request comes from.
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+trusted_proxies = ["127.0.0.1"]
+
+[upstreams.up]
+targets = ["{up}"]
+
+[[routes]]
+name = "office"
+path = "/office"
+upstream = "up"
+[[routes.plugins]]
+plugin = "ip-restriction"
+config = {{ allow = ["203.0.113.0/24", "2001:db8::/32"], deny = ["203.0.113.66"] }}
+"#,
+        up = up.addr
+    ));
+    let from = |client: Option<&str>| {
+        let mut request = Request::get(gw.url("/office"));
+        if let Some(client) = client {
+            request = request.header("x-forwarded-for", client);
+        }
+        request.body(Full::<Bytes>::default()).expect("request")
+    };
+    for address in ["203.0.113.5", "2001:db8::7"] {
+        let reply = send(&client(), from(Some(address))).await;
+        assert_eq!(reply.status, 200, "{address}: {}", reply.body);
+    }
+    assert_eq!(up.hits(), 2);
+    for address in [Some("203.0.113.66"), Some("198.51.100.1"), None] {
+        let reply = send(&client(), from(address)).await;
+        assert_eq!(reply.status, 403, "{address:?}");
+        assert_eq!(reply.json()["error"], "your IP address is not allowed");
+        assert_eq!(
+            reply.json()["request_id"].as_str(),
+            reply.header("x-request-id")
+        );
+    }
+    assert_eq!(up.hits(), 2, "refused requests never reach the upstream");
+}
