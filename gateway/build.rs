@@ -15,6 +15,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-key-auth", "plugin_key_auth"),
     ("plugin-mtls-auth", "plugin_mtls_auth"),
     ("plugin-ip-restriction", "plugin_ip_restriction"),
+    ("plugin-acl", "plugin_acl"),
     ("plugin-jwt", "plugin_jwt"),
     ("plugin-rate-limit", "plugin_rate_limit"),
     ("plugin-cache", "plugin_cache"),

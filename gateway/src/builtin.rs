@@ -43,6 +43,11 @@ const BUILTINS: &[Builtin] = &[
         grants: &[],
     },
     Builtin {
+        name: "acl",
+        bytes: component!("plugin_acl"),
+        grants: &[],
+    },
+    Builtin {
         name: "jwt",
         bytes: component!("plugin_jwt"),
         grants: &[

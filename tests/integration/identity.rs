@@ -267,3 +267,86 @@ config = {{ allow = ["203.0.113.0/24", "2001:db8::/32"], deny = ["203.0.113.66"]
     }
     assert_eq!(up.hits(), 2, "refused requests never reach the upstream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_admits_consumers_by_group_after_key_auth() {
+    let up = Upstream::start("up").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[consumers]]
+name = "alice"
+groups = ["admins", "beta"]
+keys = [{{ plaintext = "alice-key-0000000001" }}]
+
+[[consumers]]
+name = "bob"
+groups = ["beta"]
+keys = [{{ plaintext = "bob-key-00000000000002" }}]
+
+[[consumers]]
+name = "mallory"
+groups = ["admins", "suspended"]
+keys = [{{ plaintext = "mallory-key-0000000003" }}]
+
+[upstreams.up]
+targets = ["{up}"]
+
+[[routes]]
+name = "admin"
+path = "/admin"
+upstream = "up"
+[[routes.plugins]]
+plugin = "key-auth"
+[[routes.plugins]]
+plugin = "acl"
+config = {{ allow = ["admins"], deny = ["suspended"] }}
+
+[[routes]]
+name = "anonymous"
+path = "/anonymous"
+upstream = "up"
+[[routes.plugins]]
+plugin = "acl"
+config = {{ allow = ["admins"] }}
+"#,
+        up = up.addr
+    ));
+    let ask = |path: &str, key: Option<&str>| {
+        let mut request = Request::get(gw.url(path));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request.body(Full::<Bytes>::default()).expect("request")
+    };
+    let reply = send(&client(), ask("/admin", Some("alice-key-0000000001"))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(up.hits(), 1);
+    let reply = send(&client(), ask("/admin", Some("bob-key-00000000000002"))).await;
+    assert_eq!(reply.status, 403, "not in an allowed group");
+    assert_eq!(
+        reply.json()["error"],
+        "forbidden: this consumer may not use this route"
+    );
+    let reply = send(&client(), ask("/admin", Some("mallory-key-0000000003"))).await;
+    assert_eq!(reply.status, 403, "in a denied group");
+    // No key: key-auth refuses before acl is asked.
+    let reply = send(&client(), ask("/admin", None)).await;
+    assert_eq!(reply.status, 401);
+    // A route that authenticates no one: acl has no consumer to check.
+    let reply = send(&client(), ask("/anonymous", Some("alice-key-0000000001"))).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.json()["error"],
+        "unauthorized: no authenticated consumer"
+    );
+    assert_eq!(up.hits(), 1, "refused requests never reach the upstream");
+    assert!(
+        gw.log()
+            .contains("consumer `bob` (groups: beta) refused on route `admin`"),
+        "{}",
+        gw.log()
+    );
+}
