@@ -85,7 +85,11 @@ pub async fn serve(
         };
         let (max, per_ip) = {
             let limits = &runtime.load().limits;
-            (limits.max_connections, limits.max_connections_per_ip)
+            // Load balancers in trusted_proxies carry many clients each.
+            let per_ip = limits
+                .max_connections_per_ip
+                .filter(|_| !limits.trusted_proxies.trusts(peer.ip()));
+            (limits.max_connections, per_ip)
         };
         let Some(place) = crate::limit::CONNECTIONS.take(max) else {
             refused(peer, Refusal::Total);

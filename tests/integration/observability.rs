@@ -275,6 +275,7 @@ async fn one_client_cannot_hold_more_than_max_connections_per_ip() {
 [server]
 listen = "127.0.0.1:0"
 max_connections_per_ip = 2
+trusted_proxies = ["127.0.0.3"]
 
 [admin]
 listen = "127.0.0.1:0"
@@ -311,6 +312,13 @@ config = { status = 200, body = "hi" }
     let mut other = from([127, 0, 0, 2]).await;
     assert!(served(ask(&mut other, request).await));
     assert!(served(ask(&mut first, request).await));
+    // A trusted proxy (a load balancer, many clients) is not limited.
+    let mut balanced = Vec::new();
+    for _ in 0..3 {
+        let mut stream = from([127, 0, 0, 3]).await;
+        assert!(served(ask(&mut stream, request).await));
+        balanced.push(stream);
+    }
     let text = get(&gw.admin_url("/metrics")).await.body;
     assert_eq!(
         metric(
