@@ -33,15 +33,37 @@ where
 /// `body`, failing with [`ReadTimedOut`] when it is read and its next bytes
 /// take longer than `timeout` to come (the time between two reads, like
 /// nginx's `client_body_timeout`; a reader that stops asking, held back by a
-/// slow upstream, runs no clock).
-pub fn read_timeout(body: Body, timeout: std::time::Duration) -> Body {
-    ReadTimeout {
+/// slow upstream, runs no clock). The clock stops for good once the returned
+/// [`Answered`] is told the upstream answered: from then on the request is
+/// a stream the upstream is part of (gRPC, say), whose client may be quiet.
+pub fn read_timeout(body: Body, timeout: std::time::Duration) -> (Body, Answered) {
+    let answered = Answered(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+        false,
+    )));
+    let body = ReadTimeout {
         body,
         timeout,
         deadline: None,
         armed: false,
+        answered: answered.clone(),
     }
-    .boxed_unsync()
+    .boxed_unsync();
+    (body, answered)
+}
+
+/// Stops a [`read_timeout`] clock.
+#[derive(Clone, Debug)]
+pub struct Answered(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Answered {
+    /// The upstream's response head arrived.
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A request body whose next bytes did not come within the read timeout.
@@ -63,6 +85,7 @@ struct ReadTimeout {
     deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     /// Whether `deadline` times the current wait.
     armed: bool,
+    answered: Answered,
 }
 
 impl http_body::Body for ReadTimeout {
@@ -78,6 +101,10 @@ impl http_body::Body for ReadTimeout {
         if let Poll::Ready(frame) = std::pin::Pin::new(&mut this.body).poll_frame(cx) {
             this.armed = false;
             return Poll::Ready(frame);
+        }
+        if this.answered.is_set() {
+            this.deadline = None;
+            return Poll::Pending;
         }
         let at = tokio::time::Instant::now() + this.timeout;
         let deadline = match &mut this.deadline {

@@ -198,10 +198,11 @@ async fn process<'rt>(
         }
     }
     // A body still to come must keep coming; one that ended is left as it is.
-    let body = if http_body::Body::is_end_stream(&body) {
-        body
+    let (body, answered) = if http_body::Body::is_end_stream(&body) {
+        (body, None)
     } else {
-        crate::body::read_timeout(body, runtime.limits.body_read_timeout)
+        let (body, answered) = crate::body::read_timeout(body, runtime.limits.body_read_timeout);
+        (body, Some(answered))
     };
     let mut body = limit_body(body, limit);
     // Plugins see the id the client will get back (to quote it in their answers).
@@ -273,6 +274,9 @@ async fn process<'rt>(
             let upstream_started = Instant::now();
             let websocket = upgrade.is_some();
             let response = forward(runtime, route, parts, body, conn, request_id, websocket).await;
+            if let (Ok(_), Some(answered)) = (&response, &answered) {
+                answered.set();
+            }
             let upstream_elapsed = upstream_started.elapsed();
             access.upstream_micros = Some(upstream_elapsed.as_micros() as u64);
             if let Some(upstream) = &route.upstream {

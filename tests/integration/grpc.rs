@@ -676,3 +676,43 @@ async fn idle_client_connections_are_closed_but_not_while_a_stream_is_open() {
         "closed after {waited:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_client_stream_outlives_body_read_timeout_once_the_upstream_answered() {
+    let upstream = h2c_upstream().await;
+    let gw = Gateway::start(&config(&upstream.to_string(), "").replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nbody_read_timeout = \"1s\"\n",
+        1,
+    ));
+    let (mut sender, _connection) = h2_connection(&gw).await;
+    let (tx, body) = channel_body();
+    tx.send(Frame::data(Bytes::from_static(b"first")))
+        .await
+        .expect("send");
+    let response = sender
+        .send_request(grpc_request(&gw, body))
+        .await
+        .expect("response");
+    let mut body = response.into_body();
+    assert_eq!(
+        next_frame(&mut body).await.into_data().ok(),
+        Some(Bytes::from_static(b"echo:first"))
+    );
+    // The client says nothing for longer than body_read_timeout: the
+    // upstream answered already, so the stream is its to end.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    tx.send(Frame::data(Bytes::from_static(b"second")))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_frame(&mut body).await.into_data().ok(),
+        Some(Bytes::from_static(b"echo:second"))
+    );
+    drop(tx);
+    let trailers = next_frame(&mut body).await.into_trailers().ok();
+    assert_eq!(
+        trailers.and_then(|t| t.get("grpc-status").cloned()),
+        Some(http::HeaderValue::from_static("0"))
+    );
+}
