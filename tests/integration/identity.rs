@@ -241,6 +241,14 @@ upstream = "up"
 [[routes.plugins]]
 plugin = "ip-restriction"
 config = {{ allow = ["203.0.113.0/24", "2001:db8::/32"], deny = ["203.0.113.66"] }}
+
+[[routes]]
+name = "internal"
+path = "/internal"
+upstream = "up"
+[[routes.plugins]]
+plugin = "ip-restriction"
+config = {{ allow = ["127.0.0.0/8"] }}
 "#,
         up = up.addr
     ));
@@ -265,7 +273,57 @@ config = {{ allow = ["203.0.113.0/24", "2001:db8::/32"], deny = ["203.0.113.66"]
             reply.header("x-request-id")
         );
     }
-    assert_eq!(up.hits(), 2, "refused requests never reach the upstream");
+    // The nearest untrusted entry counts, not one the client put left of
+    // it; junk bytes in the client's own entry hide nothing.
+    for header in [
+        b"203.0.113.5, 198.51.100.1".as_slice(),
+        b"\xff, 198.51.100.1".as_slice(),
+    ] {
+        let request = Request::get(gw.url("/office"))
+            .header(
+                "x-forwarded-for",
+                http::HeaderValue::from_bytes(header).expect("value"),
+            )
+            .body(Full::<Bytes>::default())
+            .expect("request");
+        let reply = send(&client(), request).await;
+        assert_eq!(reply.status, 403, "{}", String::from_utf8_lossy(header));
+    }
+    // "Internal only" (the trusted proxy's own range): a client behind the
+    // proxy cannot pass for the proxy with junk in its entry.
+    let internal = |header: Option<&[u8]>| {
+        let mut request = Request::get(gw.url("/internal"));
+        if let Some(header) = header {
+            request = request.header(
+                "x-forwarded-for",
+                http::HeaderValue::from_bytes(header).expect("value"),
+            );
+        }
+        request.body(Full::<Bytes>::default()).expect("request")
+    };
+    assert_eq!(send(&client(), internal(None)).await.status, 200);
+    let reply = send(&client(), internal(Some(b"\xff, 198.51.100.1"))).await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(up.hits(), 3);
+    // A peer that is not a trusted proxy is not believed at all.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 2], 0)))
+            .expect("bind");
+        let mut stream = socket.connect(gw.addr).await.expect("connect");
+        stream
+            .write_all(
+                b"GET /office HTTP/1.1\r\nhost: gw\r\nx-forwarded-for: 203.0.113.5\r\nconnection: close\r\n\r\n",
+            )
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    }
+    assert_eq!(up.hits(), 3, "refused requests never reach the upstream");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,13 +47,15 @@ impl TrustedProxies {
             return peer;
         }
         let mut client = peer;
-        // Later header lines were appended by nearer proxies.
+        // Later header lines were appended by nearer proxies. Entries are
+        // split as bytes: a client's junk (non-ASCII, say) in its own entry
+        // must not hide the entries proxies appended after it.
         for line in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
-            let Ok(line) = line.to_str() else {
-                return client;
-            };
-            for entry in line.rsplit(',') {
-                let Some(ip) = forwarded_ip(entry.trim()) else {
+            for entry in line.as_bytes().rsplit(|byte| *byte == b',') {
+                let Some(ip) = std::str::from_utf8(entry)
+                    .ok()
+                    .and_then(|entry| forwarded_ip(entry.trim()))
+                else {
                     return client;
                 };
                 client = SocketAddr::new(ip, 0);
@@ -66,12 +68,20 @@ impl TrustedProxies {
     }
 }
 
-/// The address in one `X-Forwarded-For` entry: `ip`, `ip:port` or
-/// `[ipv6]:port`.
+/// The address in one `X-Forwarded-For` entry: `ip`, `ip:port`, `[ipv6]`
+/// or `[ipv6]:port`.
 fn forwarded_ip(entry: &str) -> Option<IpAddr> {
     entry
         .parse::<IpAddr>()
         .or_else(|_| entry.parse::<SocketAddr>().map(|addr| addr.ip()))
+        .or_else(|_| {
+            entry
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .ok_or(())
+                .and_then(|inner| inner.parse::<std::net::Ipv6Addr>().map_err(|_| ()))
+                .map(IpAddr::V6)
+        })
         .ok()
         .map(|ip| ip.to_canonical())
 }
@@ -291,6 +301,15 @@ mod tests {
         // Garbage stops the walk at the last believable address.
         assert_eq!(client(peer(), &["203.0.113.9, unknown"]), "192.0.2.7:5555");
         assert_eq!(client(peer(), &["unknown, 10.0.0.5"]), "10.0.0.5:0");
+        assert_eq!(client(peer(), &["[2001:db8::8]"]), "[2001:db8::8]:0");
+        // A client's junk (non-ASCII bytes) in its own entry hides nothing a
+        // proxy appended after it.
+        let mut junk = HeaderMap::new();
+        junk.append(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.5").expect("obs-text value"),
+        );
+        assert_eq!(trusted.client(peer(), &junk).to_string(), "203.0.113.5:0");
         // An untrusted peer's header is not read at all.
         let stranger = SocketAddr::from(([198, 51, 100, 1], 1000));
         assert_eq!(client(stranger, &["203.0.113.9"]), "198.51.100.1:1000");
