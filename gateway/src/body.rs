@@ -66,6 +66,51 @@ impl Answered {
     }
 }
 
+/// `body`, and a receiver told when it has been read to its end.
+pub fn notify_end(body: Body) -> (Body, tokio::sync::oneshot::Receiver<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let body = NotifyEnd {
+        body,
+        ended: Some(tx),
+    }
+    .boxed_unsync();
+    (body, rx)
+}
+
+struct NotifyEnd {
+    body: Body,
+    ended: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl http_body::Body for NotifyEnd {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
+            _ => false,
+        };
+        if ended && let Some(tx) = self.ended.take() {
+            let _ = tx.send(());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A request body whose next bytes did not come within the read timeout.
 #[derive(Debug)]
 pub struct ReadTimedOut(pub std::time::Duration);

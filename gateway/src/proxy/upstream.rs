@@ -766,19 +766,29 @@ impl Upstream {
                 upstream: self.name.clone(),
             })
         };
+        // The timeout runs from the request's last byte: how long an upload
+        // takes is the client's to pace (within body_read_timeout).
+        let (request, sent) = if request.body().is_end_stream() {
+            (request, None)
+        } else {
+            let (parts, body) = request.into_parts();
+            let (body, sent) = body::notify_end(body);
+            (Request::from_parts(parts, body), Some(sent))
+        };
         if let Some(pool) = &self.h2 {
             // Boxed: the HTTP/2 send is a large future (6.8 KB), and inline
             // it would grow every request's state, HTTP/1.1 ones included,
             // which is copied as the futures nest (the handler's was 12 KB).
-            return match tokio::time::timeout(
+            return match within(
                 self.timeout,
+                sent,
                 Box::pin(pool.send(index, &target.origin, request)),
             )
             .await
             {
-                Err(_) => Err(timed_out()),
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(super::h2pool::SendError::Connect { error, shared })) => {
+                None => Err(timed_out()),
+                Some(Ok(response)) => Ok(response),
+                Some(Err(super::h2pool::SendError::Connect { error, shared })) => {
                     Err(match self.classify(&*error, false) {
                         // Another request counted this failure already.
                         Failure::Connection { error, sent, .. } if shared => Failure::Connection {
@@ -789,20 +799,20 @@ impl Upstream {
                         other => other,
                     })
                 }
-                Ok(Err(super::h2pool::SendError::Send(err))) => {
+                Some(Err(super::h2pool::SendError::Send(err))) => {
                     Err(self.classify(&err, !refused_stream(&err)))
                 }
-                Ok(Err(super::h2pool::SendError::Unsent(err))) => Err(self.classify(&err, false)),
+                Some(Err(super::h2pool::SendError::Unsent(err))) => Err(self.classify(&err, false)),
             };
         }
         let client = &self.clients[crate::worker::index() % self.clients.len()];
-        match tokio::time::timeout(self.timeout, client.request(request)).await {
-            Err(_) => Err(timed_out()),
-            Ok(Err(err)) => {
+        match within(self.timeout, sent, client.request(request)).await {
+            None => Err(timed_out()),
+            Some(Err(err)) => {
                 let sent = !err.is_connect();
                 Err(self.classify(&err, sent))
             }
-            Ok(Ok(response)) => Ok(response.map(body::boxed)),
+            Some(Ok(response)) => Ok(response.map(body::boxed)),
         }
     }
 
@@ -952,6 +962,30 @@ enum Failure {
     },
     /// Anything else: a timeout waiting for the answer, a bad request.
     Other(RequestError),
+}
+
+/// `sending`'s output, unless `timeout` passes first; the clock starts when
+/// `sent` fires (the request body's end), or at once without one. `None`:
+/// timed out.
+async fn within<F: Future>(
+    timeout: Duration,
+    sent: Option<tokio::sync::oneshot::Receiver<()>>,
+    sending: F,
+) -> Option<F::Output> {
+    match sent {
+        None => tokio::time::timeout(timeout, sending).await.ok(),
+        Some(sent) => {
+            let clock = async {
+                // Dropped unsent (the body failed): the request fails anyway.
+                let _ = sent.await;
+                tokio::time::sleep(timeout).await;
+            };
+            tokio::select! {
+                output = sending => Some(output),
+                () = clock => None,
+            }
+        }
+    }
 }
 
 /// Whether the target refused the stream (`REFUSED_STREAM`): HTTP/2
