@@ -39,6 +39,9 @@ pub struct Connection {
     pub client: SocketAddr,
     /// The certificate the client presented, verified, with mutual TLS.
     pub client_cert: Option<Arc<crate::tls::ClientCert>>,
+    /// The connection's place under `max_connections_per_ip`: a WebSocket
+    /// tunnel keeps it once the connection itself has ended in the upgrade.
+    pub client_place: Option<Arc<crate::limit::ClientPlace>>,
 }
 
 /// Serves one request on the runtime snapshot it started with.
@@ -306,7 +309,7 @@ async fn process<'rt>(
                     upstream_side,
                     upgrade.idle,
                     route.name.clone(),
-                    permit,
+                    (permit, conn.client_place.clone()),
                 );
                 return Ok(response);
             }

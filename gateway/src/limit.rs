@@ -56,6 +56,7 @@ impl Drop for Place {
 }
 
 /// Counts of things open now per client address, each with the same ceiling.
+#[derive(Debug)]
 /// IPv6 clients are counted per /64, the block one subscriber usually gets,
 /// so one client cannot take a fresh address per connection.
 pub struct PerClient {
@@ -121,6 +122,7 @@ fn client_key(client: IpAddr) -> IpAddr {
 }
 
 /// One place under a [`PerClient`] ceiling, given back on drop.
+#[derive(Debug)]
 pub struct ClientPlace {
     ceiling: &'static PerClient,
     key: IpAddr,

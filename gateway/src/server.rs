@@ -97,7 +97,7 @@ pub async fn serve(
         };
         let client_place = match per_ip {
             Some(max) => match crate::limit::CLIENT_CONNECTIONS.take(peer.ip(), max) {
-                Some(client_place) => Some(client_place),
+                Some(client_place) => Some(Arc::new(client_place)),
                 None => {
                     refused(peer, Refusal::PerIp);
                     continue;
@@ -105,7 +105,7 @@ pub async fn serve(
             },
             None => None,
         };
-        let place = Open::new(place, client_place);
+        let place = Open::new(place, client_place.clone());
         let _ = stream.set_nodelay(true);
         let runtime = runtime.clone();
         let activity = Arc::new(Activity::new());
@@ -123,6 +123,7 @@ pub async fn serve(
                     scheme,
                     client: peer,
                     client_cert: client_cert.clone(),
+                    client_place: client_place.clone(),
                 };
                 let request = request.map(crate::body::boxed);
                 async move {
@@ -338,11 +339,14 @@ impl Drop for Stream {
 /// while it is open.
 struct Open {
     _place: crate::limit::Place,
-    _client_place: Option<crate::limit::ClientPlace>,
+    _client_place: Option<Arc<crate::limit::ClientPlace>>,
 }
 
 impl Open {
-    fn new(place: crate::limit::Place, client_place: Option<crate::limit::ClientPlace>) -> Self {
+    fn new(
+        place: crate::limit::Place,
+        client_place: Option<Arc<crate::limit::ClientPlace>>,
+    ) -> Self {
         crate::metrics::metrics().connections.inc();
         Open {
             _place: place,

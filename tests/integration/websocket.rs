@@ -436,3 +436,46 @@ async fn open_websockets_are_capped_by_max_websocket_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_websocket_keeps_its_place_under_max_connections_per_ip() {
+    let ws = WsUpstream::start().await;
+    let plain = Upstream::start("plain").await;
+    let gw = Gateway::start(&config(&ws.addr, &plain.addr, "").replacen(
+        "max_websocket_connections = 2\n",
+        "max_websocket_connections = 2\nmax_connections_per_ip = 1\n",
+        1,
+    ));
+    let key = "x-api-key: alice-key-0000000001\r\n";
+    // A request on a new connection: whether it is answered at all.
+    let answered = || async {
+        let Ok(mut stream) = TcpStream::connect(gw.addr).await else {
+            return false;
+        };
+        if stream
+            .write_all(b"GET /other HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        answer.starts_with(b"HTTP/1.1 200")
+    };
+    let mut tunnel = handshake(&gw, "/chat/a", key).await;
+    assert_eq!(tunnel.status, 101, "{}", tunnel.head);
+    tunnel.upstream_saw().await;
+    // The upgraded connection still counts: this client has no room.
+    assert!(
+        !answered().await,
+        "a second connection while the tunnel is open"
+    );
+    tunnel.stream.shutdown().await.expect("shutdown");
+    tunnel.closed_within(Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !answered().await {
+        assert!(Instant::now() < deadline, "the place was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

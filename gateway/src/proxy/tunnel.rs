@@ -29,13 +29,14 @@ pub type Permit = crate::limit::Place;
 
 /// Joins `client` and `upstream` once both have switched protocols, in a task
 /// of its own: the request that set it up has finished. Both sides get `idle`
-/// to finish switching.
+/// to finish switching. `permit` (its [`Permit`], and the client's place
+/// under `max_connections_per_ip`) is held until the tunnel ends.
 pub fn spawn(
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle: Duration,
     route: String,
-    permit: Permit,
+    permit: impl Send + 'static,
 ) {
     tokio::spawn(async move {
         let both = tokio::time::timeout(idle, async { tokio::try_join!(client, upstream) });
