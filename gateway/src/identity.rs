@@ -100,6 +100,21 @@ impl Consumers {
                     "a consumer name must be 1 to 128 printable characters",
                 ));
             }
+            // Groups travel comma-separated (context, x-consumer-groups):
+            // a comma in one would read as two.
+            for group in &entry.groups {
+                let text = group.get_ref();
+                if text.is_empty()
+                    || text.len() > 128
+                    || text.trim() != text
+                    || text.chars().any(|c| c == ',' || c.is_control())
+                {
+                    return Err(source.error(
+                        group.span(),
+                        format!("consumer `{name}`: group `{text}` must be 1 to 128 printable characters, without commas or surrounding spaces"),
+                    ));
+                }
+            }
             if consumers.by_name.contains_key(name) {
                 return Err(source.error(entry.name.span(), format!("duplicate consumer `{name}`")));
             }
@@ -122,7 +137,7 @@ impl Consumers {
             }
             let consumer = Arc::new(Consumer {
                 name: name.clone(),
-                groups: entry.groups.clone(),
+                groups: entry.groups.iter().map(|g| g.get_ref().clone()).collect(),
                 plan: entry.plan.as_ref().map(|p| p.get_ref().clone()),
                 metadata: entry
                     .metadata

@@ -61,7 +61,7 @@ pub struct ConsumerConfig {
     pub name: Spanned<String>,
     /// Free-form group names (for authorization plugins and headers).
     #[serde(default)]
-    pub groups: Vec<String>,
+    pub groups: Vec<Spanned<String>>,
     /// The usage plan the consumer is on.
     pub plan: Option<Spanned<String>>,
     /// Free-form string metadata, passed to plugins.

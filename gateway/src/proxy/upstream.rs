@@ -325,10 +325,6 @@ impl Upstream {
         })
     }
 
-    /// Starts the upstream's tasks in the current runtime: the sweep of idle
-    /// HTTP/2 connections, and the health checks (when the config asks for
-    /// them and there is more than one target: a lone target is always
-    /// tried). The tasks end once the upstream is gone (a reload replaced it).
     /// Takes over what `previous`, this upstream as it was before a reload
     /// changed its settings, learned of the targets both have: connections
     /// failed in a row, time left out of rotation, and (when this one checks
@@ -350,7 +346,8 @@ impl Upstream {
                 .store(old.failures.load(Ordering::Relaxed), Ordering::Relaxed);
             let until =
                 previous.born + Duration::from_millis(old.out_until.load(Ordering::Relaxed));
-            if until > now {
+            // max_fails = 0 now: passive checks are off, and so is their verdict.
+            if self.config.max_fails != 0 && until > now {
                 let until = until.duration_since(self.born).as_millis();
                 target
                     .out_until
@@ -365,6 +362,10 @@ impl Upstream {
         }
     }
 
+    /// Starts the upstream's tasks in the current runtime: the sweep of idle
+    /// HTTP/2 connections, and the health checks (when the config asks for
+    /// them and there is more than one target: a lone target is always
+    /// tried). The tasks end once the upstream is gone (a reload replaced it).
     pub fn start_tasks(self: &Arc<Self>) {
         if let Some(pool) = &self.h2 {
             let weak = Arc::downgrade(self);
