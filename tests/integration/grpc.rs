@@ -631,6 +631,23 @@ async fn idle_client_connections_are_closed_but_not_while_a_stream_is_open() {
     // A connection that never sends a request is closed after idle_timeout.
     let (_silent, silent) = h2_connection(&gw).await;
 
+    // An HTTP/1.1 connection is left to header_read_timeout (10 s here):
+    // idle past idle_timeout, it still serves.
+    async fn h1_request(stream: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(b"GET /x HTTP/1.1\r\nhost: gw\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buffer = vec![0u8; 4096];
+        let read = stream.read(&mut buffer).await.expect("read");
+        String::from_utf8_lossy(&buffer[..read]).into_owned()
+    }
+    let mut h1 = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    assert!(h1_request(&mut h1).await.starts_with("HTTP/1.1 200"));
+
     // One that made a call is closed idle_timeout after the call ended.
     let (mut sender, after_call) = h2_connection(&gw).await;
     let response = call(&mut sender, &gw, Some(b"once")).await;
@@ -644,6 +661,8 @@ async fn idle_client_connections_are_closed_but_not_while_a_stream_is_open() {
 
     // The silent one went the same way.
     closes_after(silent, Duration::from_secs(5)).await;
+    let answer = h1_request(&mut h1).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // A stream open three times as long as idle_timeout keeps its connection:
     // ping-pong every half second, then the stream ends and the connection
