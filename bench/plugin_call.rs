@@ -106,7 +106,7 @@ async fn measure_with(name: &str, pipeline: &Pipeline, make: impl Fn() -> Reques
         let started = Instant::now();
         for _ in 0..BATCH {
             let _ = pipeline
-                .run_request(&mut req, &mut ctx)
+                .run_request(&mut req, &mut ctx, None)
                 .await
                 .expect("call");
         }
@@ -133,7 +133,7 @@ async fn measure_with(name: &str, pipeline: &Pipeline, make: impl Fn() -> Reques
         std::hint::black_box(&evict);
         let started = Instant::now();
         let _ = pipeline
-            .run_request(&mut req, &mut ctx)
+            .run_request(&mut req, &mut ctx, None)
             .await
             .expect("call");
         cold.push(started.elapsed().as_nanos() as f64);

@@ -219,19 +219,13 @@ async fn process<'rt>(
     let mut plugin_answer = None;
     if pipeline.has_request_phase() {
         let mut wit = wit_request(&parts, conn, route, matched.params);
-        if let Some(cap) = pipeline.request_body_cap() {
-            let cap = cap.min(usize::try_from(limit).unwrap_or(usize::MAX));
-            let bytes = collect(body, cap).await.map_err(|err| match err {
-                Collect::TooLarge => RequestError::BodyTooLarge { limit: cap as u64 },
-                Collect::TimedOut(timeout) => RequestError::BodyTimeout { timeout },
-                Collect::Failed(reason) => {
-                    RequestError::BadRequest(format!("cannot read the request body: {reason}"))
-                }
-            })?;
-            wit.body = Some(bytes.to_vec());
-            body = body::empty();
-        }
-        match pipeline.run_request(&mut wit, context).await? {
+        // Read when the first plugin that reads it is reached: one before it
+        // that refuses the request (an auth check) spares reading the body.
+        let cap = pipeline
+            .request_body_cap()
+            .map(|cap| cap.min(usize::try_from(limit).unwrap_or(usize::MAX)));
+        let unread = cap.map(|cap| (&mut body, cap));
+        match pipeline.run_request(&mut wit, context, unread).await? {
             RequestPhase::Proceed { edited } => {
                 if edited {
                     apply_request(&mut parts, &mut wit).map_err(|reason| RequestError::Plugin {
@@ -555,6 +549,18 @@ enum Collect {
     TooLarge,
     TimedOut(std::time::Duration),
     Failed(String),
+}
+
+/// The request body, buffered for the plugins that read it (up to `cap`
+/// bytes), or the error the client is answered with.
+pub(crate) async fn collect_request_body(body: Body, cap: usize) -> Result<Bytes, RequestError> {
+    collect(body, cap).await.map_err(|err| match err {
+        Collect::TooLarge => RequestError::BodyTooLarge { limit: cap as u64 },
+        Collect::TimedOut(timeout) => RequestError::BodyTimeout { timeout },
+        Collect::Failed(reason) => {
+            RequestError::BadRequest(format!("cannot read the request body: {reason}"))
+        }
+    })
 }
 
 /// Buffers up to `cap` bytes of `body`.

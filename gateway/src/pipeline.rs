@@ -154,12 +154,16 @@ impl Pipeline {
         ))
     }
 
-    /// Runs the request phase in order. `request.body` holds the buffered body
-    /// when some entry reads it; it is lent only to those entries.
+    /// Runs the request phase in order. `unread` is the client's body and the
+    /// cap to buffer it with when some entry reads it: it is read when the
+    /// first such entry is reached (so an entry before it may refuse the
+    /// request without it being read), into `request.body`, and lent only to
+    /// the entries that read it (the body left in `unread` is then empty).
     pub async fn run_request(
         &self,
         request: &mut Request,
         context: &mut Context,
+        mut unread: Option<(&mut crate::body::Body, usize)>,
     ) -> Result<RequestPhase, RequestError> {
         let mut edited = false;
         for (index, entry) in self.entries.iter().enumerate() {
@@ -167,6 +171,11 @@ impl Pipeline {
                 continue;
             }
             let reads_body = entry.pool.reads_request_body();
+            if reads_body && let Some((body, cap)) = unread.take() {
+                let body = std::mem::replace(body, crate::body::empty());
+                let bytes = crate::handler::collect_request_body(body, cap).await?;
+                request.body = Some(bytes.to_vec());
+            }
             let lent_body = if reads_body {
                 None
             } else {

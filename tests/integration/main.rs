@@ -883,3 +883,57 @@ plugin = "{reader}"
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#""body":"abcdefghijkl""#), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_before_the_first_body_reader_answer_without_waiting_for_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+body_read_timeout = "10s"
+[[consumers]]
+name = "alice"
+keys = [{{ plaintext = "alice-key-0000000001" }}]
+[upstreams.up]
+targets = ["{up}"]
+[[routes]]
+name = "reader"
+path = "/reader"
+upstream = "up"
+[[routes.plugins]]
+plugin = "key-auth"
+[[routes.plugins]]
+plugin = "{reader}"
+"#,
+        up = up.addr,
+        reader = plugin_path("body_reader_plugin").display(),
+    ));
+    // Announces 1000 bytes, sends 5, and waits.
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /reader HTTP/1.1\r\nhost: gw\r\ncontent-length: 1000\r\n\r\nhello")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("key-auth answers before the body is complete")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(up.hits(), 0);
+    // With a key, the reader gets the whole body.
+    let request = Request::post(gw.url("/reader"))
+        .header("x-api-key", "alice-key-0000000001")
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .expect("request");
+    let reply = send(&client(), request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("x-request-body-len"), Some("5"));
+}
