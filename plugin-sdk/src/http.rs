@@ -445,6 +445,19 @@ impl Response {
             .with_body(text.into())
     }
 
+    /// An error answered the way the gateway answers its own:
+    /// `{"error": message, "status": status, "request_id": ...}` as JSON, with
+    /// the id the client gets back in `X-Request-Id` (taken from `req`), so
+    /// a plugin's refusals read like the gateway's.
+    pub fn error(status: u16, message: &str, req: &Request) -> Self {
+        let body = serde_json::json!({
+            "error": message,
+            "status": status,
+            "request_id": req.headers().get("x-request-id").unwrap_or_default(),
+        });
+        Self::json(status, &body)
+    }
+
     /// An `application/json` response. A value that cannot be serialised
     /// becomes `null`.
     pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Self {
@@ -510,6 +523,28 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_read_like_the_gateways() {
+        let req = Request::new("GET", "/x").with_header("x-request-id", "req-3");
+        let response = Response::error(403, "forbidden: no", &req);
+        assert_eq!(response.status(), 403);
+        assert_eq!(
+            response.headers().get("content-type"),
+            Some("application/json")
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(response.body().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "forbidden: no", "status": 403, "request_id": "req-3"})
+        );
+        // No id (a request built in a unit test): an empty one.
+        let bare = Response::error(429, "slow down", &Request::new("GET", "/"));
+        let body: serde_json::Value =
+            serde_json::from_slice(bare.body().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(body["request_id"], "");
+    }
 
     #[test]
     fn headers_are_case_insensitive_and_ordered() {

@@ -46,12 +46,12 @@ impl Acl {
     }
 
     fn refuse(req: &Request, status: u16, reason: &str) -> Action {
-        let body = serde_json::json!({
-            "error": format!("{}: {reason}", if status == 401 { "unauthorized" } else { "forbidden" }),
-            "status": status,
-            "request_id": req.headers().get("x-request-id").unwrap_or_default(),
-        });
-        Action::Respond(Response::json(status, &body))
+        let kind = if status == 401 {
+            "unauthorized"
+        } else {
+            "forbidden"
+        };
+        Action::Respond(Response::error(status, &format!("{kind}: {reason}"), req))
     }
 }
 

@@ -136,12 +136,7 @@ impl Plugin for IpRestriction {
             req.client_addr(),
             req.route()
         ));
-        let body = serde_json::json!({
-            "error": self.message,
-            "status": self.status,
-            "request_id": req.headers().get("x-request-id").unwrap_or_default(),
-        });
-        Action::Respond(Response::json(self.status, &body))
+        Action::Respond(Response::error(self.status, &self.message, req))
     }
 }
 

@@ -146,12 +146,10 @@ impl Jwt {
                 "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{reason}\""
             ),
         };
-        let body = serde_json::json!({
-            "error": format!("unauthorized: {reason}"),
-            "status": 401,
-            "request_id": req.headers().get("x-request-id").unwrap_or_default(),
-        });
-        Action::Respond(Response::json(401, &body).with_header("www-authenticate", challenge))
+        Action::Respond(
+            Response::error(401, &format!("unauthorized: {reason}"), req)
+                .with_header("www-authenticate", challenge),
+        )
     }
 
     /// Removes client-sent copies of the claim headers.

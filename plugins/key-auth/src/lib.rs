@@ -103,13 +103,9 @@ impl KeyAuth {
     }
 
     fn unauthorized(&self, req: &Request, reason: &str) -> Action {
-        let body = serde_json::json!({
-            "error": format!("unauthorized: {reason}"),
-            "status": 401,
-            "request_id": req.headers().get("x-request-id").unwrap_or_default(),
-        });
         Action::Respond(
-            Response::json(401, &body).with_header("www-authenticate", self.challenge.clone()),
+            Response::error(401, &format!("unauthorized: {reason}"), req)
+                .with_header("www-authenticate", self.challenge.clone()),
         )
     }
 

@@ -228,16 +228,8 @@ fn checked(result: Result<Decision, String>) -> Option<Decision> {
         .ok()
 }
 
-fn error_body(req: &Request, error: &str) -> serde_json::Value {
-    serde_json::json!({
-        "error": error,
-        "status": 429,
-        "request_id": req.headers().get("x-request-id").unwrap_or_default(),
-    })
-}
-
 fn refusal(req: &Request, error: &str, decision: &Decision) -> Response {
-    let response = Response::json(429, &error_body(req, error)).with_header(
+    let response = Response::error(429, error, req).with_header(
         "retry-after",
         secs_ceil(decision.retry_after).max(1).to_string(),
     );
@@ -246,7 +238,7 @@ fn refusal(req: &Request, error: &str, decision: &Decision) -> Response {
 
 fn quota_refusal(req: &Request, decision: &QuotaDecision) -> Response {
     let reset = secs_ceil(decision.reset).max(1).to_string();
-    Response::json(429, &error_body(req, "quota exceeded"))
+    Response::error(429, "quota exceeded", req)
         .with_header("retry-after", reset.clone())
         .with_header("ratelimit-limit", decision.limit.to_string())
         .with_header("ratelimit-remaining", "0")
