@@ -163,6 +163,10 @@ async fn a_target_taken_out_stays_out_when_a_reload_rebuilds_its_upstream() {
         "{statuses:?}"
     );
 
+    let built_ms_ago = |state: &serde_json::Value| state["upstreams"][0]["built_ms_ago"].as_u64();
+    let before = get(&gw.admin_url("/upstreams")).await.json();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // Another connect_timeout: the upstream is built anew (its pools too).
     let changed =
         config(&targets, settings).replace("connect_timeout = \"2s\"", "connect_timeout = \"3s\"");
@@ -180,6 +184,11 @@ async fn a_target_taken_out_stays_out_when_a_reload_rebuilds_its_upstream() {
     }
     assert_eq!(live.hits() - hits, 6);
     let state = get(&gw.admin_url("/upstreams")).await.json();
+    // Built anew by the reload (its age started over), not kept.
+    assert!(
+        built_ms_ago(&state) < built_ms_ago(&before).map(|ms| ms + 300),
+        "{before} then {state}"
+    );
     let target = &state["upstreams"][0]["targets"][0];
     assert_eq!(target["state"], "ejected", "{state}");
     let left = target["ejected_for_ms"].as_u64().unwrap_or(0);

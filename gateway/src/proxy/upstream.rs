@@ -546,6 +546,9 @@ impl Upstream {
         serde_json::json!({
             "name": self.name,
             "protocol": if self.http2 { "http2" } else { "http1" },
+            // Since this upstream (and its pools) was built: a reload that
+            // changes its settings builds it anew, one that does not keeps it.
+            "built_ms_ago": self.now(),
             "max_requests": self.in_flight.as_ref().map(|(_, max)| max),
             "requests_in_flight": self.in_flight.as_ref().map(|(count, _)| count.load(Ordering::Relaxed)),
             "targets": targets,
