@@ -545,44 +545,33 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-enum Collect {
-    TooLarge,
-    TimedOut(std::time::Duration),
-    Failed(String),
-}
-
 /// The request body, buffered for the plugins that read it (up to `cap`
 /// bytes), or the error the client is answered with.
-pub(crate) async fn collect_request_body(body: Body, cap: usize) -> Result<Bytes, RequestError> {
-    collect(body, cap).await.map_err(|err| match err {
-        Collect::TooLarge => RequestError::BodyTooLarge { limit: cap as u64 },
-        Collect::TimedOut(timeout) => RequestError::BodyTimeout { timeout },
-        Collect::Failed(reason) => {
-            RequestError::BadRequest(format!("cannot read the request body: {reason}"))
-        }
-    })
-}
-
-/// Buffers up to `cap` bytes of `body`.
 ///
 /// Reads frame by frame rather than through `http_body_util::Limited`: inside an
 /// async fn rustc cannot prove `Limited`'s error-conversion bound for every
 /// lifetime and would refuse to call the request future `Send`.
-async fn collect(mut body: Body, cap: usize) -> Result<Bytes, Collect> {
+pub(crate) async fn collect_request_body(
+    mut body: Body,
+    cap: usize,
+) -> Result<Bytes, RequestError> {
+    let too_large = || RequestError::BodyTooLarge { limit: cap as u64 };
     let mut buffer = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| {
             if err.downcast_ref::<LengthLimitError>().is_some() {
-                Collect::TooLarge
+                too_large()
             } else if let Some(timed_out) = err.downcast_ref::<crate::body::ReadTimedOut>() {
-                Collect::TimedOut(timed_out.0)
+                RequestError::BodyTimeout {
+                    timeout: timed_out.0,
+                }
             } else {
-                Collect::Failed(err.to_string())
+                RequestError::BadRequest(format!("cannot read the request body: {err}"))
             }
         })?;
         if let Ok(data) = frame.into_data() {
             if buffer.len() + data.len() > cap {
-                return Err(Collect::TooLarge);
+                return Err(too_large());
             }
             buffer.extend_from_slice(&data);
         }

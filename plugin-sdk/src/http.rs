@@ -458,6 +458,18 @@ impl Response {
         Self::json(status, &body)
     }
 
+    /// [`Response::error`] for an authentication or authorization refusal:
+    /// `unauthorized: reason` for 401, `forbidden: reason` for any other
+    /// status.
+    pub fn denied(status: u16, reason: &str, req: &Request) -> Self {
+        let kind = if status == 401 {
+            "unauthorized"
+        } else {
+            "forbidden"
+        };
+        Self::error(status, &format!("{kind}: {reason}"), req)
+    }
+
     /// An `application/json` response. A value that cannot be serialised
     /// becomes `null`.
     pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Self {
@@ -539,6 +551,14 @@ mod tests {
             body,
             serde_json::json!({"error": "forbidden: no", "status": 403, "request_id": "req-3"})
         );
+        let denied = Response::denied(401, "no key", &req);
+        let body: serde_json::Value =
+            serde_json::from_slice(denied.body().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(body["error"], "unauthorized: no key");
+        let body: serde_json::Value =
+            serde_json::from_slice(Response::denied(403, "no", &req).body().unwrap_or_default())
+                .unwrap_or_default();
+        assert_eq!(body["error"], "forbidden: no");
         // No id (a request built in a unit test): an empty one.
         let bare = Response::error(429, "slow down", &Request::new("GET", "/"));
         let body: serde_json::Value =

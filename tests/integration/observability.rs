@@ -194,6 +194,30 @@ async fn ask(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Option<Strin
     (read > 0).then(|| String::from_utf8_lossy(&buffer[..read]).into_owned())
 }
 
+/// Waits (up to 5 s) until a new connection from `connect` gets `request`
+/// answered 200: a place given back is found again.
+async fn served_again<F, Fut>(connect: F, request: &[u8])
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = tokio::net::TcpStream>,
+{
+    let started = Instant::now();
+    loop {
+        let mut again = connect().await;
+        if ask(&mut again, request)
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no room after a close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_max_connections_are_closed_on_arrival() {
     let upstream = Upstream::start("api").await;
@@ -251,21 +275,7 @@ upstream = "api"
 
     // One closes: there is room again.
     drop(first);
-    let started = Instant::now();
-    loop {
-        let mut again = connect().await.expect("connect");
-        if ask(&mut again, request)
-            .await
-            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no room after a close"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    served_again(|| async { connect().await.expect("connect") }, request).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,18 +345,7 @@ config = { status = 200, body = "hi" }
     );
     // One closes: the client has room again.
     drop(first);
-    let started = Instant::now();
-    loop {
-        let mut again = from([127, 0, 0, 1]).await;
-        if served(ask(&mut again, request).await) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no room after a close"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    served_again(|| from([127, 0, 0, 1]), request).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,12 +46,7 @@ impl Acl {
     }
 
     fn refuse(req: &Request, status: u16, reason: &str) -> Action {
-        let kind = if status == 401 {
-            "unauthorized"
-        } else {
-            "forbidden"
-        };
-        Action::Respond(Response::error(status, &format!("{kind}: {reason}"), req))
+        Action::Respond(Response::denied(status, reason, req))
     }
 }
 

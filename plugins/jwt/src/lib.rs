@@ -147,7 +147,7 @@ impl Jwt {
             ),
         };
         Action::Respond(
-            Response::error(401, &format!("unauthorized: {reason}"), req)
+            Response::denied(401, &reason.to_string(), req)
                 .with_header("www-authenticate", challenge),
         )
     }

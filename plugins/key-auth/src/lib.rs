@@ -104,7 +104,7 @@ impl KeyAuth {
 
     fn unauthorized(&self, req: &Request, reason: &str) -> Action {
         Action::Respond(
-            Response::error(401, &format!("unauthorized: {reason}"), req)
+            Response::denied(401, reason, req)
                 .with_header("www-authenticate", self.challenge.clone()),
         )
     }

@@ -105,12 +105,7 @@ impl MtlsAuth {
     }
 
     fn refuse(req: &Request, status: u16, reason: &str) -> Action {
-        let kind = if status == 401 {
-            "unauthorized"
-        } else {
-            "forbidden"
-        };
-        Action::Respond(Response::error(status, &format!("{kind}: {reason}"), req))
+        Action::Respond(Response::denied(status, reason, req))
     }
 
     fn admit(&self, req: &mut Request, ctx: &mut Context, consumer: &Consumer) {
