@@ -56,9 +56,9 @@ impl Drop for Place {
 }
 
 /// Counts of things open now per client address, each with the same ceiling.
-#[derive(Debug)]
 /// IPv6 clients are counted per /64, the block one subscriber usually gets,
 /// so one client cannot take a fresh address per connection.
+#[derive(Debug)]
 pub struct PerClient {
     open: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -75,14 +75,10 @@ impl PerClient {
     pub fn take(&'static self, client: IpAddr, max: usize) -> Option<ClientPlace> {
         let key = client_key(client);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(key).or_insert(0);
-        if *count >= max {
-            if *count == 0 {
-                open.remove(&key);
-            }
+        if open.get(&key).is_some_and(|count| *count >= max) || max == 0 {
             return None;
         }
-        *count += 1;
+        *open.entry(key).or_insert(0) += 1;
         Some(ClientPlace { ceiling: self, key })
     }
 
@@ -110,14 +106,11 @@ impl Default for PerClient {
 /// What a client is counted by: its IPv4 address (IPv4-mapped IPv6 ones
 /// included), or the /64 its IPv6 address is in.
 fn client_key(client: IpAddr) -> IpAddr {
-    match client {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
-                v6.to_bits() & !((1u128 << 64) - 1),
-            )),
-        },
+    match client.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+            v6.to_bits() & !((1u128 << 64) - 1),
+        )),
+        v4 => v4,
     }
 }
 

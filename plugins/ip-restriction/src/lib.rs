@@ -77,15 +77,11 @@ fn block(text: &str) -> Result<IpNet, String> {
 
 /// The client's address from the gateway's `ip:port` / `[ip]:port` text.
 fn client_ip(addr: &str) -> Option<IpAddr> {
-    let ip = addr
-        .parse::<SocketAddr>()
+    addr.parse::<SocketAddr>()
         .map(|socket| socket.ip())
         .or_else(|_| addr.parse::<IpAddr>())
-        .ok()?;
-    Some(match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    })
+        .ok()
+        .map(|ip| ip.to_canonical())
 }
 
 impl IpRestriction {
