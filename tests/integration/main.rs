@@ -395,11 +395,31 @@ config = {{ request = {{ set = {{ "x-ok" = "1" }} }} }}
         elapsed.iter().all(|e| *e < Duration::from_secs(3)),
         "{elapsed:?}"
     );
+    // Never before the budget: the deadline is CPU time the call may use.
+    assert!(
+        elapsed.iter().all(|e| *e >= Duration::from_millis(100)),
+        "{elapsed:?}"
+    );
     assert!(
         gw.log().contains("deadline of 100ms exceeded"),
         "{}",
         gw.log()
     );
+
+    // After a quiet second the watchdog sleeps; the next runaway call must
+    // wake it and still be stopped.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(10), get(&gw.url("/loop")))
+        .await
+        .expect("a loop after a quiet spell was never stopped");
+    assert_eq!(reply.status, 500);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(&gw.url("/fine")).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

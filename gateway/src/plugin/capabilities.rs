@@ -2,14 +2,13 @@
 //! `cache`. The last three serve from this process or from Redis, as the
 //! entry's `store` says.
 //!
-//! Time a call spends waiting on the network is credited back to the call's
-//! CPU deadline (see `pool::new_store`), so a plugin is not killed for waiting
-//! on a slow server; the request timeout bounds that wait instead.
+//! Time a call spends waiting on the network does not count against its CPU
+//! deadline (see `watchdog`), so a plugin is not killed for waiting on a slow
+//! server; the request timeout bounds that wait instead.
 
 use super::bindings::gateway::plugin::types::QuotaPeriod;
 use super::bindings::gateway::plugin::{cache, http_client, kv, rate_limit};
 use super::cache::{Entry as CachedEntry, Miss};
-use super::engine::EPOCH_TICK;
 use super::host::{HostState, Store};
 use super::outbound::{KV_MAX_KEY, KV_MAX_TTL, KV_MAX_VALUE, OutboundError, check_url};
 use super::ratelimit::{Decision, Policy, Quota, QuotaDecision, validate};
@@ -37,14 +36,6 @@ fn to_wit(error: OutboundError) -> http_client::Error {
 const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(1);
 
 impl HostState {
-    /// Gives the time since `started` back to the running call's deadline.
-    fn credit_io(&mut self, started: Instant) {
-        let ticks = started.elapsed().as_micros() / EPOCH_TICK.as_micros().max(1);
-        self.io_credit_ticks = self
-            .io_credit_ticks
-            .saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX) + 1);
-    }
-
     fn log_outbound(&self, url: &str, result: &Result<u16, OutboundError>, started: Instant) {
         let plugin = &*self.plugin;
         let elapsed_ms = started.elapsed().as_millis();
@@ -82,7 +73,6 @@ impl http_client::Host for HostState {
             });
         let services = self.env.services.clone();
         let result = services.send(outgoing, timeout, self.env.max_body).await;
-        self.credit_io(started);
         self.log_outbound(
             &request.url,
             &result.as_ref().map(|a| a.status).map_err(Clone::clone),
@@ -113,7 +103,6 @@ impl http_client::Host for HostState {
                 self.env.max_body,
             )
             .await;
-        self.credit_io(started);
         self.log_outbound(
             &url,
             &result.as_ref().map(|_| 200).map_err(Clone::clone),
@@ -132,9 +121,7 @@ impl kv::Host for HostState {
         match self.env.store.clone() {
             Store::Local => self.env.services.kv_get(&self.env.namespace, key),
             Store::Redis { redis, .. } => {
-                let started = Instant::now();
                 let found = redis.get(Kind::Kv, &self.env.namespace, &key).await;
-                self.credit_io(started);
                 found.ok().flatten()
             }
         }
@@ -151,7 +138,6 @@ impl kv::Host for HostState {
                 if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
                     return false;
                 }
-                let started = Instant::now();
                 let stored = redis
                     .set(
                         Kind::Kv,
@@ -161,7 +147,6 @@ impl kv::Host for HostState {
                         ttl.min(KV_MAX_TTL),
                     )
                     .await;
-                self.credit_io(started);
                 stored.is_ok()
             }
         }
@@ -171,9 +156,7 @@ impl kv::Host for HostState {
         match self.env.store.clone() {
             Store::Local => self.env.services.kv_delete(&self.env.namespace, key),
             Store::Redis { redis, .. } => {
-                let started = Instant::now();
                 let _ = redis.delete(Kind::Kv, &self.env.namespace, &key).await;
-                self.credit_io(started);
             }
         }
     }
@@ -200,9 +183,7 @@ impl rate_limit::Host for HostState {
             Store::Local => limits.check(&self.env.namespace, &key, policy)?,
             Store::Redis { redis, on_failure } => {
                 validate(&key, policy)?;
-                let started = Instant::now();
                 let answer = redis.check(&self.env.namespace, &key, policy).await;
-                self.credit_io(started);
                 if answer.is_err() {
                     Metrics::count(checks, failure_outcome(on_failure));
                 }
@@ -270,9 +251,7 @@ impl rate_limit::Host for HostState {
                         super::ratelimit::MAX_KEY
                     ));
                 }
-                let started = Instant::now();
                 let answer = redis.count(&self.env.namespace, &key, quota, now_ms).await;
-                self.credit_io(started);
                 if answer.is_err() {
                     Metrics::count(counts, failure_outcome(on_failure));
                 }
@@ -334,9 +313,7 @@ impl HostState {
                 .response_cache()
                 .get(&self.env.namespace, key)?,
             Store::Redis { redis, .. } => {
-                let started = Instant::now();
                 let found = redis.get(Kind::Cache, &self.env.namespace, key).await;
-                self.credit_io(started);
                 Arc::new(CachedEntry::decode(&found.ok().flatten()?)?)
             }
         };
@@ -373,9 +350,7 @@ impl cache::Host for HostState {
                 None
             }
             Miss::Wait(done, until) => {
-                let started = Instant::now();
                 super::cache::wait(done, until).await;
-                self.credit_io(started);
                 let found = self.cached(&key).await;
                 Metrics::count(
                     lookups,
@@ -406,11 +381,9 @@ impl cache::Host for HostState {
             && match self.env.store.clone() {
                 Store::Local => local.put(&self.env.namespace, &key, entry, ttl),
                 Store::Redis { redis, .. } => {
-                    let started = Instant::now();
                     let done = redis
                         .set(Kind::Cache, &self.env.namespace, &key, &entry.encode(), ttl)
                         .await;
-                    self.credit_io(started);
                     done.is_ok()
                 }
             };
@@ -440,7 +413,6 @@ impl cache::Host for HostState {
                 .response_cache()
                 .purge(&self.env.namespace, &key),
             Store::Redis { redis, .. } => {
-                let started = Instant::now();
                 let namespace = self.env.namespace.clone();
                 let _ = redis.delete(Kind::Cache, &namespace, &key).await;
                 let _ = redis
@@ -451,7 +423,6 @@ impl cache::Host for HostState {
                         Match::Prefix,
                     )
                     .await;
-                self.credit_io(started);
             }
         }
     }

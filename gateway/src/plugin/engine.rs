@@ -1,5 +1,5 @@
 //! The process-wide Wasm engine: one `wasmtime::Engine`, the linker with the
-//! host imports, an epoch ticker for deadlines, and compiled components kept by
+//! host imports, the watchdog for deadlines, and compiled components kept by
 //! content hash so an unchanged plugin is never compiled twice.
 
 use super::PluginError;
@@ -8,42 +8,9 @@ use super::host::HostState;
 use super::outbound::Services;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
-
-/// How often the epoch advances; a deadline is a whole number of ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
-
-/// Wasm calls running now, in the whole process.
-static ACTIVE_CALLS: AtomicUsize = AtomicUsize::new(0);
-/// The epoch thread, to wake it when a call starts.
-static TICKER: OnceLock<std::thread::Thread> = OnceLock::new();
-/// Ticks without any call before the epoch thread sleeps.
-const IDLE_TICKS_BEFORE_PARKING: u32 = 100;
-
-/// Held while Wasm runs: the epoch advances only while someone holds one.
-pub struct Ticking(());
-
-impl Ticking {
-    /// Marks the start of a call, waking the epoch thread if it sleeps.
-    pub fn start() -> Self {
-        if ACTIVE_CALLS.fetch_add(1, Ordering::AcqRel) == 0
-            && let Some(ticker) = TICKER.get()
-        {
-            ticker.unpark();
-        }
-        Ticking(())
-    }
-}
-
-impl Drop for Ticking {
-    fn drop(&mut self) {
-        ACTIVE_CALLS.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// A compiled component and what it is known by.
 #[derive(Clone)]
@@ -121,7 +88,7 @@ pub struct PluginEngine {
 }
 
 impl PluginEngine {
-    /// Creates the engine and starts its epoch ticker thread.
+    /// Creates the engine and puts it under the deadline watchdog.
     pub fn new() -> Result<Arc<Self>, PluginError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -150,31 +117,8 @@ impl PluginEngine {
         PluginWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| PluginError::Engine(e.to_string()))?;
 
-        let weak = engine.weak();
-        let ticker = std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                let mut idle_ticks = 0u32;
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    if ACTIVE_CALLS.load(Ordering::Acquire) == 0 {
-                        idle_ticks += 1;
-                        // Nothing to time: sleep until a call starts, so an idle
-                        // gateway (or one whose pipelines are empty) never wakes.
-                        if idle_ticks >= IDLE_TICKS_BEFORE_PARKING {
-                            idle_ticks = 0;
-                            std::thread::park();
-                            continue;
-                        }
-                    } else {
-                        idle_ticks = 0;
-                    }
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })
-            .map_err(|e| PluginError::Engine(format!("cannot start the epoch thread: {e}")))?;
-        let _ = TICKER.set(ticker.thread().clone());
+        super::watchdog::watch(&engine)
+            .map_err(|e| PluginError::Engine(format!("cannot start the watchdog thread: {e}")))?;
 
         Ok(Arc::new(Self {
             engine,

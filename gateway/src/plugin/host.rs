@@ -189,9 +189,6 @@ pub struct HostState {
     pub env: HostEnv,
     /// Verifying keys the instance holds (resources live in `table`).
     pub keys: usize,
-    /// Epoch ticks spent waiting on host I/O during the current call, given
-    /// back to the call's CPU deadline.
-    pub io_credit_ticks: u64,
     /// The current request's context, moved in for the length of one call.
     pub context: Context,
     /// Enforces the instance's memory cap and remembers hitting it.
@@ -216,7 +213,6 @@ impl HostState {
             plugin,
             env,
             keys: 0,
-            io_credit_ticks: 0,
             context: Context::new(),
             limiter: MemoryLimiter::new(memory_limit),
             wasi,

@@ -11,13 +11,14 @@ mod outbound;
 mod pool;
 mod ratelimit;
 mod redis;
+mod watchdog;
 mod wire;
 
 pub use bindings::{
     Phases, PluginInfo, Request, RequestEdit, RequestOutcome, Response, ResponseOutcome,
 };
 pub use cache::ResponseCache;
-pub use engine::{Capability, CompiledPlugin, EPOCH_TICK, PluginEngine};
+pub use engine::{Capability, CompiledPlugin, PluginEngine};
 pub use host::{Context, HostEnv, Store};
 pub use outbound::{HostPattern, Services};
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};

@@ -10,8 +10,8 @@ use super::PluginError;
 use super::bindings::{
     Phases, Plugin, PluginInfo, PluginPre, Request, RequestOutcome, Response, ResponseOutcome,
 };
-use super::engine::{EPOCH_TICK, Ticking};
 use super::host::{Context, HostEnv, HostState};
+use super::watchdog::{self, timed};
 use crate::worker::PerWorker;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,7 +81,6 @@ pub struct InstancePool {
     config_json: String,
     env: HostEnv,
     limits: EntryLimits,
-    deadline_ticks: u64,
     /// Idle instances, one stack per worker thread. A worker takes back the
     /// instance it used last, whose memory is still in its core's caches, and
     /// never hands an instance to another core while it has one of its own.
@@ -109,33 +108,23 @@ impl InstancePool {
         limits: EntryLimits,
         env: HostEnv,
     ) -> Result<Self, PluginError> {
-        let deadline_ticks =
-            (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
-        let ticking = Ticking::start();
-        let mut store = new_store(
-            engine,
-            Arc::from("(loading)"),
-            &env,
-            limits.memory,
-            deadline_ticks,
-        );
-        let bindings = pre
-            .instantiate_async(&mut store)
+        watchdog::expect_deadline(limits.deadline);
+        let mut store = new_store(engine, Arc::from("(loading)"), &env, limits.memory);
+        let bindings = timed(limits.deadline, pre.instantiate_async(&mut store))
             .await
             .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
-        let info = bindings
-            .gateway_plugin_handler()
-            .call_describe(&mut store)
-            .await
-            .map_err(|e| PluginError::Init(format!("describe() failed: {e:#}")))?;
+        let info = timed(
+            limits.deadline,
+            bindings.gateway_plugin_handler().call_describe(&mut store),
+        )
+        .await
+        .map_err(|e| PluginError::Init(format!("describe() failed: {e:#}")))?;
         let name: Arc<str> = Arc::from(info.name.as_str());
         store.data_mut().plugin = name.clone();
-        store.set_epoch_deadline(deadline_ticks);
-        let phases = match bindings
+        let init = bindings
             .gateway_plugin_handler()
-            .call_init(&mut store, &config_json)
-            .await
-        {
+            .call_init(&mut store, &config_json);
+        let phases = match timed(limits.deadline, init).await {
             Ok(Ok(phases)) => phases,
             Ok(Err(message)) => return Err(PluginError::Init(message)),
             Err(e) => {
@@ -147,7 +136,6 @@ impl InstancePool {
                 return Err(PluginError::Init(format!("init failed: {why}")));
             }
         };
-        drop(ticking);
         let pool = Self {
             engine: engine.clone(),
             pre,
@@ -155,7 +143,6 @@ impl InstancePool {
             config_json,
             env,
             limits,
-            deadline_ticks,
             idle: PerWorker::new(),
             phases: phases & allowed_phases(&info),
             info,
@@ -214,13 +201,12 @@ impl InstancePool {
         context: &mut Context,
         request: &Request,
     ) -> Result<RequestOutcome, CallFailure> {
-        let _ticking = Ticking::start();
         let mut instance = self.checkout(context).await?;
-        let result = instance
+        let call = instance
             .bindings
             .gateway_plugin_handler()
-            .call_on_request(&mut instance.store, request)
-            .await;
+            .call_on_request(&mut instance.store, request);
+        let result = timed(self.limits.deadline, call).await;
         self.finish(instance, context, result)
     }
 
@@ -230,13 +216,12 @@ impl InstancePool {
         context: &mut Context,
         response: &Response,
     ) -> Result<ResponseOutcome, CallFailure> {
-        let _ticking = Ticking::start();
         let mut instance = self.checkout(context).await?;
-        let result = instance
+        let call = instance
             .bindings
             .gateway_plugin_handler()
-            .call_on_response(&mut instance.store, response)
-            .await;
+            .call_on_response(&mut instance.store, response);
+        let result = timed(self.limits.deadline, call).await;
         self.finish(instance, context, result)
     }
 
@@ -254,8 +239,7 @@ impl InstancePool {
         };
         let state = instance.store.data_mut();
         state.context = std::mem::take(context);
-        state.io_credit_ticks = 0;
-        instance.store.set_epoch_deadline(self.deadline_ticks);
+        instance.store.set_epoch_deadline(1);
         Ok(instance)
     }
 
@@ -291,24 +275,22 @@ impl InstancePool {
     }
 
     async fn instantiate(&self) -> Result<(Instance, Phases), InitFailure> {
-        let _ticking = Ticking::start();
         self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+        let deadline = self.limits.deadline;
         let mut store = new_store(
             &self.engine,
             self.name.clone(),
             &self.env,
             self.limits.memory,
-            self.deadline_ticks,
         );
-        let bindings = match self.pre.instantiate_async(&mut store).await {
+        let bindings = match timed(deadline, self.pre.instantiate_async(&mut store)).await {
             Ok(bindings) => bindings,
             Err(e) => return Err(InitFailure::Failed(self.classify(e, &store))),
         };
-        let phases = match bindings
+        let init = bindings
             .gateway_plugin_handler()
-            .call_init(&mut store, &self.config_json)
-            .await
-        {
+            .call_init(&mut store, &self.config_json);
+        let phases = match timed(deadline, init).await {
             Ok(Ok(phases)) => phases,
             Ok(Err(message)) => return Err(InitFailure::Refused(message)),
             Err(e) => return Err(InitFailure::Failed(self.classify(e, &store))),
@@ -337,25 +319,18 @@ enum InitFailure {
     Failed(CallFailure),
 }
 
-fn new_store(
-    engine: &Engine,
-    name: Arc<str>,
-    env: &HostEnv,
-    memory: usize,
-    deadline_ticks: u64,
-) -> Store<HostState> {
+/// A store whose guest stops at the next advance of the epoch if it is over
+/// its call's budget (see [`watchdog`]); calls run through [`timed`].
+fn new_store(engine: &Engine, name: Arc<str>, env: &HostEnv, memory: usize) -> Store<HostState> {
     let mut store = Store::new(engine, HostState::new(name, env.clone(), memory));
     store.limiter(|state| &mut state.limiter);
-    // At the deadline, time the call spent waiting on host I/O (outbound HTTP)
-    // is given back once; only guest CPU time counts against the deadline.
-    store.epoch_deadline_callback(|mut store| {
-        let credit = std::mem::take(&mut store.data_mut().io_credit_ticks);
-        if credit > 0 {
-            Ok(wasmtime::UpdateDeadline::Continue(credit))
-        } else {
+    store.epoch_deadline_callback(|_| {
+        if watchdog::overdue() {
             Err(Trap::Interrupt.into())
+        } else {
+            Ok(wasmtime::UpdateDeadline::Continue(1))
         }
     });
-    store.set_epoch_deadline(deadline_ticks);
+    store.set_epoch_deadline(1);
     store
 }
