@@ -9,7 +9,10 @@
 //! ```
 //!
 //! The first argument is the number of requests per target; each further one
-//! is `name|url` or `name|url|header`. Prints `name median_us` per target.
+//! is `name|url` or `name|url|header`, or `name|redis://host:port|ARG ARG...`
+//! for one Redis command (its reply must be a line or an array of integers):
+//! the round trip a Redis-backed plugin makes, timed in the same rotation.
+//! Prints `name median_us` per target.
 //! The client is a bare blocking socket, timed with `Instant`, so its own cost
 //! is small and the same for every target.
 
@@ -21,6 +24,7 @@ struct Target {
     name: String,
     stream: TcpStream,
     request: Vec<u8>,
+    redis: bool,
     samples: Vec<f64>,
 }
 
@@ -69,29 +73,47 @@ fn target(spec: &str) -> Target {
     let (Some(name), Some(url)) = (parts.next(), parts.next()) else {
         fail(&format!("`{spec}` is not name|url[|header]"));
     };
-    let header = parts.next();
+    let extra = parts.next();
+    let connect = |authority: &str| {
+        let stream = TcpStream::connect(authority)
+            .unwrap_or_else(|e| fail(&format!("cannot connect to {authority}: {e}")));
+        stream
+            .set_nodelay(true)
+            .unwrap_or_else(|e| fail(&format!("nodelay: {e}")));
+        stream
+    };
+    if let Some(authority) = url.strip_prefix("redis://") {
+        let args: Vec<&str> = extra.unwrap_or("PING").split_whitespace().collect();
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        return Target {
+            name: name.to_string(),
+            stream: connect(authority),
+            request: request.into_bytes(),
+            redis: true,
+            samples: Vec::with_capacity(1 << 16),
+        };
+    }
     let rest = url
         .strip_prefix("http://")
-        .unwrap_or_else(|| fail(&format!("`{url}` is not an http:// URL")));
+        .unwrap_or_else(|| fail(&format!("`{url}` is not an http:// or redis:// URL")));
     let (authority, path) = match rest.find('/') {
         Some(at) => rest.split_at(at),
         None => (rest, "/"),
     };
-    let stream = TcpStream::connect(authority)
-        .unwrap_or_else(|e| fail(&format!("cannot connect to {authority}: {e}")));
-    stream
-        .set_nodelay(true)
-        .unwrap_or_else(|e| fail(&format!("nodelay: {e}")));
     let mut request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n");
-    if let Some(header) = header {
+    if let Some(header) = extra {
         request.push_str(header);
         request.push_str("\r\n");
     }
     request.push_str("\r\n");
     Target {
         name: name.to_string(),
-        stream,
+        stream: connect(authority),
         request: request.into_bytes(),
+        redis: false,
         samples: Vec::with_capacity(1 << 16),
     }
 }
@@ -113,7 +135,12 @@ fn exchange(target: &mut Target, buffer: &mut [u8]) {
             fail(&format!("{}: connection closed", target.name));
         }
         filled += read;
-        if let Some(done) = complete(&buffer[..filled], &target.name) {
+        let done = if target.redis {
+            redis_complete(&buffer[..filled], &target.name)
+        } else {
+            complete(&buffer[..filled], &target.name)
+        };
+        if let Some(done) = done {
             if done != filled {
                 fail(&format!("{}: more bytes than one response", target.name));
             }
@@ -157,6 +184,34 @@ fn complete(bytes: &[u8], name: &str) -> Option<usize> {
         return Some(head_end + end + 5);
     }
     fail(&format!("{name}: response without a length"))
+}
+
+/// The length of the Redis reply at the start of `bytes`, once all of it is
+/// there: one line, or an array of one-line elements. Errors are refused.
+fn redis_complete(bytes: &[u8], name: &str) -> Option<usize> {
+    if bytes.first() == Some(&b'-') {
+        fail(&format!("{name}: {}", String::from_utf8_lossy(bytes).trim()));
+    }
+    let lines = if bytes.first() == Some(&b'*') {
+        let end = bytes.windows(2).position(|w| w == b"\r\n")?;
+        let count: usize = std::str::from_utf8(&bytes[1..end])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| fail(&format!("{name}: bad array reply")));
+        count + 1
+    } else {
+        1
+    };
+    let mut seen = 0;
+    for (at, pair) in bytes.windows(2).enumerate() {
+        if pair == b"\r\n" {
+            seen += 1;
+            if seen == lines {
+                return Some(at + 2);
+            }
+        }
+    }
+    None
 }
 
 fn fail(message: &str) -> ! {

@@ -227,7 +227,11 @@ async fn run() {
 
     let xml_json = gateway::builtin::find("xml-json").expect("xml-json built-in");
     let converting = pipeline(&engine, xml_json, "{}").await;
-    measure_xml_to_json(&converting).await;
+    // The bench document, then smaller and larger ones up to the 1 MiB body
+    // cap: the conversion's cost per byte should stay flat.
+    for items in [48, 5, 480, 5000] {
+        measure_xml_to_json(&converting, items).await;
+    }
 
     // What the cache saves: one signature check, natively, per algorithm.
     verify_cost("ES256", &es_key_check(&es_key, &token));
@@ -328,10 +332,11 @@ fn identity_env(engine: &PluginEngine) -> HostEnv {
     env
 }
 
-/// The 10 KB RSS document `bench/run.sh` serves (48 items).
-fn rss_document() -> Vec<u8> {
+/// An RSS document of `count` items; with 48 it is the 10 KB document
+/// `bench/run.sh` serves.
+fn rss_document(count: usize) -> Vec<u8> {
     let mut items = String::new();
-    for i in 0..48 {
+    for i in 0..count {
         items.push_str(&format!(
             "<item id=\"{i}\"><title>Item number {i}</title><link>https://example.com/items/{i}</link>\
              <description>Description of item {i}, with a little text.</description>\
@@ -345,16 +350,21 @@ fn rss_document() -> Vec<u8> {
     .into_bytes()
 }
 
-/// One response-phase call converting the document to JSON: the body crosses
-/// in, is converted by the plugin, and the JSON crosses back.
-async fn measure_xml_to_json(pipeline: &Pipeline) {
-    let name = "xml-json: 10 KB XML response body to JSON (body crosses both ways)";
+/// One response-phase call converting a document of `items` items to JSON:
+/// the body crosses in, is converted by the plugin, and the JSON crosses back.
+async fn measure_xml_to_json(pipeline: &Pipeline, items: usize) {
+    let document = rss_document(items);
+    let name = format!(
+        "xml-json: {}-byte XML response body to JSON (body crosses both ways)",
+        document.len()
+    );
     if let Ok(only) = std::env::var("PLUGIN_CALL_ONLY")
         && !name.contains(&only)
     {
         return;
     }
-    let document = rss_document();
+    // About 2 MB converted per round, at least one call.
+    let batch = u32::try_from((2_000_000 / document.len()).clamp(1, 200)).unwrap_or(1);
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -362,11 +372,10 @@ async fn measure_xml_to_json(pipeline: &Pipeline) {
     );
     let headers = gateway::plugin::encode_headers(&headers);
     let mut per_call = Vec::new();
-    for round in 0..40 {
-        const BATCH: u32 = 50;
+    for round in 0..25 {
         let mut ctx = Context::new();
         let started = Instant::now();
-        for _ in 0..BATCH {
+        for _ in 0..batch {
             let mut response = Response {
                 status: 200,
                 headers: headers.clone(),
@@ -384,13 +393,13 @@ async fn measure_xml_to_json(pipeline: &Pipeline) {
             );
         }
         if round >= 5 {
-            per_call.push(started.elapsed().as_nanos() as f64 / f64::from(BATCH));
+            per_call.push(started.elapsed().as_nanos() as f64 / f64::from(batch));
         }
     }
     per_call.sort_by(f64::total_cmp);
     let median = per_call[per_call.len() / 2];
     println!(
-        "plugin_call {name}: median {median:.0} ns/call ({} bytes)",
-        document.len()
+        "plugin_call {name}: median {median:.0} ns/call, {:.2} ns/byte",
+        median / document.len() as f64
     );
 }

@@ -217,18 +217,20 @@ if ! curl -s "http://127.0.0.1:${PORT[xml]}/data.xml" | python3 -c 'import json,
   echo "bench: the xml-json gateway did not answer JSON" >&2; exit 1
 fi
 
-# One Redis round trip, for the Redis rows: PING on one connection.
-REDIS_RTT=$(python3 - "$REDIS_PORT" <<'PY'
-import socket, statistics, sys, time
+# The gateway's own rate-limit script (read from its source), loaded into
+# Redis: the Redis rows time one EVALSHA of it, the round trip a Redis-backed
+# check makes, beside the gateways.
+GCRA_SHA=$(python3 - "$REDIS_PORT" gateway/src/plugin/redis.rs <<'PY'
+import hashlib, re, socket, sys
+script = re.search(r'const GCRA: &str = r"(.*?)";', open(sys.argv[2]).read(), re.S).group(1)
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-samples = []
-for _ in range(5000):
-    t = time.perf_counter()
-    s.sendall(b"PING\r\n")
-    assert s.recv(64).startswith(b"+PONG")
-    samples.append((time.perf_counter() - t) * 1e6)
-print(f"{statistics.median(samples):.1f}")
+s.sendall(f"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n${len(script.encode())}\r\n".encode() + script.encode() + b"\r\n")
+reply = b""
+while reply.count(b"\r\n") < 2:
+    reply += s.recv(4096)
+sha = reply.split(b"\r\n")[1].decode()
+assert sha == hashlib.sha1(script.encode()).hexdigest(), reply
+print(sha)
 PY
 )
 
@@ -279,6 +281,16 @@ for n in $CONFIGS; do
   esac
 done
 [ -n "${SINGLE[gw0xml]:-}" ] || pair gw0 gw0xml
+# The Redis backend against the local one and against one round trip of the
+# script it runs (and a PING), all four in one rotation.
+REDIS_OUT=$(cargo bench -q -p gateway --bench latency -- "$PROBES" "$(target gwrl)" "$(target gwrlr)" \
+  "evalsha|redis://127.0.0.1:$REDIS_PORT|EVALSHA $GCRA_SHA 1 bench:rtt 1 1000000000" \
+  "ping|redis://127.0.0.1:$REDIS_PORT|PING")
+redis_median() { echo "$REDIS_OUT" | awk -v n="$1" '$1 == n {print $2}'; }
+REDIS_LOCAL=$(redis_median gwrl); REDIS_REMOTE=$(redis_median gwrlr)
+REDIS_EVAL=$(redis_median evalsha); REDIS_PING=$(redis_median ping)
+[ -n "$REDIS_LOCAL" ] && [ -n "$REDIS_REMOTE" ] && [ -n "$REDIS_EVAL" ] && [ -n "$REDIS_PING" ] \
+  || { echo "bench: no Redis latency: $REDIS_OUT" >&2; exit 1; }
 # The gateway's CPU time per request (user + system, from /proc) under a
 # moderate load: the end-to-end cost of a pipeline, free of scheduling noise.
 cpu_ticks() { # $@ pids -> user + system ticks of all of them
@@ -417,7 +429,12 @@ print(f"Median latency added per plugin, end to end on one connection (each setu
 print("(the \`headers\` plugin setting one request header; the micro-benchmark below is the cost of the call alone,")
 print("the rest is the request's data crossing into and out of the plugin with cold caches).")
 print()
-print(f"Built-ins, median added on one connection over the empty pipeline: key-auth {added['gwkey']:.1f} us, jwt {added['gwjwt']:.1f} us, rate-limit {added['gwrl']:.1f} us (local), {added['gwrlr']:.1f} us (Redis; one Redis round trip, PING on one connection, is $REDIS_RTT us here).")
+print(f"Built-ins, median added on one connection over the empty pipeline: key-auth {added['gwkey']:.1f} us, jwt {added['gwjwt']:.1f} us, rate-limit {added['gwrl']:.1f} us (local), {added['gwrlr']:.1f} us (Redis).")
+print()
+over = float("$REDIS_REMOTE") - float("$REDIS_LOCAL")
+print(f"Redis: a Redis-backed check makes one round trip (one EVALSHA of the GCRA script). In one rotation on one connection each,")
+print(f"the Redis-backed gateway took $REDIS_REMOTE us, the local one $REDIS_LOCAL us ({over:.1f} us more), and that EVALSHA from a client")
+print(f"$REDIS_EVAL us (PING: $REDIS_PING us): the Redis backend costs {over / float('$REDIS_EVAL'):.2f} of its round trips over the local backend.")
 print()
 print(f"Cache: a hit is answered in {single['gwhit']:.1f} us on one connection against {single['gwhit'] - added['gwhit']:.1f} us for the same request proxied with an empty pipeline, in the same paired run ({(single['gwhit'] - added['gwhit']) / single['gwhit']:.2f}x faster), and at {float(res['gwhit'][0]):.0f} against {float(res['gw0'][0]):.0f} requests/s under load ({float(res['gwhit'][0]) / float(res['gw0'][0]):.2f}x); the upstream answers from memory.")
 print()
