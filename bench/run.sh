@@ -291,6 +291,18 @@ REDIS_LOCAL=$(redis_median gwrl); REDIS_REMOTE=$(redis_median gwrlr)
 REDIS_EVAL=$(redis_median evalsha); REDIS_PING=$(redis_median ping)
 [ -n "$REDIS_LOCAL" ] && [ -n "$REDIS_REMOTE" ] && [ -n "$REDIS_EVAL" ] && [ -n "$REDIS_PING" ] \
   || { echo "bench: no Redis latency: $REDIS_OUT" >&2; exit 1; }
+# The same three back to back: each alone on its connection for a run, the
+# three runs in turn, three times; the median run of each.
+EVALSHA_TARGET="evalsha|redis://127.0.0.1:$REDIS_PORT|EVALSHA $GCRA_SHA 1 bench:rtt 1 1000000000"
+declare -A ALONE
+for round in 1 2 3; do
+  for spec in "$(target gwrl)" "$(target gwrlr)" "$EVALSHA_TARGET"; do
+    out=$(cargo bench -q -p gateway --bench latency -- 2000 "$spec")
+    ALONE[${out%% *}]="${ALONE[${out%% *}]:-} ${out#* }"
+  done
+done
+alone_median() { python3 -c "import statistics, sys; print(statistics.median(map(float, sys.argv[1:])))" ${ALONE[$1]}; }
+ALONE_LOCAL=$(alone_median gwrl); ALONE_REMOTE=$(alone_median gwrlr); ALONE_EVAL=$(alone_median evalsha)
 # The gateway's CPU time per request (user + system, from /proc) under a
 # moderate load: the end-to-end cost of a pipeline, free of scheduling noise.
 cpu_ticks() { # $@ pids -> user + system ticks of all of them
@@ -435,6 +447,10 @@ over = float("$REDIS_REMOTE") - float("$REDIS_LOCAL")
 print(f"Redis: a Redis-backed check makes one round trip (one EVALSHA of the GCRA script). In one rotation on one connection each,")
 print(f"the Redis-backed gateway took $REDIS_REMOTE us, the local one $REDIS_LOCAL us ({over:.1f} us more), and that EVALSHA from a client")
 print(f"$REDIS_EVAL us (PING: $REDIS_PING us): the Redis backend costs {over / float('$REDIS_EVAL'):.2f} of its round trips over the local backend.")
+alone = float("$ALONE_REMOTE") - float("$ALONE_LOCAL")
+print(f"Back to back instead (each alone on its connection, median of three runs): Redis-backed $ALONE_REMOTE us, local $ALONE_LOCAL us")
+print(f"({alone:.1f} us more), EVALSHA $ALONE_EVAL us: {alone / float('$ALONE_EVAL'):.2f} round trips. In the rotation the Redis path's code")
+print("(the redis client, the suspended plugin call) is cold at every request; back to back it stays warm.")
 print()
 print(f"Cache: a hit is answered in {single['gwhit']:.1f} us on one connection against {single['gwhit'] - added['gwhit']:.1f} us for the same request proxied with an empty pipeline, in the same paired run ({(single['gwhit'] - added['gwhit']) / single['gwhit']:.2f}x faster), and at {float(res['gwhit'][0]):.0f} against {float(res['gw0'][0]):.0f} requests/s under load ({float(res['gwhit'][0]) / float(res['gw0'][0]):.2f}x); the upstream answers from memory.")
 print()
