@@ -190,7 +190,10 @@ fn complete(bytes: &[u8], name: &str) -> Option<usize> {
 /// there: one line, or an array of one-line elements. Errors are refused.
 fn redis_complete(bytes: &[u8], name: &str) -> Option<usize> {
     if bytes.first() == Some(&b'-') {
-        fail(&format!("{name}: {}", String::from_utf8_lossy(bytes).trim()));
+        fail(&format!(
+            "{name}: {}",
+            String::from_utf8_lossy(bytes).trim()
+        ));
     }
     let lines = if bytes.first() == Some(&b'*') {
         let end = bytes.windows(2).position(|w| w == b"\r\n")?;

@@ -11,7 +11,6 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -155,7 +154,6 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     let settings = ListenerSettings {
         header_read_timeout: config.server.header_read_timeout.0,
         max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
-        drain_timeout: Duration::from_secs(30),
         idle_timeout: config.server.idle_timeout.get_ref().0,
     };
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
@@ -253,6 +251,19 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         // Not ready any more (the admin API keeps answering while workers
         // drain, so a load balancer polling /readyz sees it).
         draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Serving on for a while lets load balancers take the gateway out of
+        // rotation before its listener closes; a second signal cuts it short.
+        let delay = runtime.load().limits.shutdown.delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "not ready; serving on for shutdown_delay before draining"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown_signal() => {}
+            }
+        }
         let _ = stop.send(true);
         tokio::task::spawn_blocking(move || {
             for thread in threads {

@@ -90,6 +90,20 @@ pub struct Limits {
     pub max_connections: usize,
     /// Client connections open at once from one address (IPv6: one /64).
     pub max_connections_per_ip: Option<usize>,
+    /// At shutdown: serving on while `/readyz` says 503, then the longest
+    /// wait for in-flight requests.
+    pub shutdown: Shutdown,
+}
+
+/// `[server] shutdown_delay` and `drain_timeout`, read when the signal comes
+/// (so a reload changes them).
+#[derive(Debug, Clone, Copy)]
+pub struct Shutdown {
+    /// Accepting and serving on after the signal, for load balancers to stop
+    /// sending.
+    pub delay: std::time::Duration,
+    /// Then, how long in-flight requests may take.
+    pub drain_timeout: std::time::Duration,
 }
 
 /// Everything one config produced.
@@ -194,6 +208,18 @@ impl Runtime {
                 "server.body_read_timeout must be at least 1s",
             ));
         }
+        if config.server.drain_timeout.get_ref().0 > std::time::Duration::from_secs(3600) {
+            return Err(source.error(
+                config.server.drain_timeout.span(),
+                "server.drain_timeout must be at most 1h",
+            ));
+        }
+        if config.server.shutdown_delay.get_ref().0 > std::time::Duration::from_secs(600) {
+            return Err(source.error(
+                config.server.shutdown_delay.span(),
+                "server.shutdown_delay must be at most 10m",
+            ));
+        }
         if let Some(per_ip) = &config.server.max_connections_per_ip
             && *per_ip.get_ref() == 0
         {
@@ -239,6 +265,10 @@ impl Runtime {
                     .max_connections_per_ip
                     .as_ref()
                     .map(|max| *max.get_ref()),
+                shutdown: Shutdown {
+                    delay: config.server.shutdown_delay.get_ref().0,
+                    drain_timeout: config.server.drain_timeout.get_ref().0,
+                },
             },
             redis: env.redis.clone(),
             upstreams,

@@ -26,8 +26,6 @@ pub struct ListenerSettings {
     pub header_read_timeout: Duration,
     /// Largest request head.
     pub max_header_bytes: usize,
-    /// How long shutdown waits for in-flight requests.
-    pub drain_timeout: Duration,
     /// How long an HTTP/2 connection may stay without an open stream.
     pub idle_timeout: Duration,
 }
@@ -40,8 +38,8 @@ const HTTP2_KEEPALIVE: Duration = Duration::from_secs(60);
 pub const MIN_HEADER_BYTES: usize = 8 * 1024;
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
-/// `settings.drain_timeout`. Each worker thread runs one of these on its own
-/// listener.
+/// `[server] drain_timeout` (as the serving config says then). Each worker
+/// thread runs one of these on its own listener.
 pub async fn serve(
     listener: TcpListener,
     runtime: Arc<ArcSwap<Runtime>>,
@@ -198,11 +196,12 @@ pub async fn serve(
     }
 
     drop(listener);
-    tracing::info!("draining in-flight requests");
+    let drain_timeout = runtime.load().limits.shutdown.drain_timeout;
+    tracing::info!(?drain_timeout, "draining in-flight requests");
     stop.send_replace(());
     tokio::select! {
         () = stop.closed() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(settings.drain_timeout) => {
+        () = tokio::time::sleep(drain_timeout) => {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
     }

@@ -827,6 +827,138 @@ upstream = "up"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_keeps_serving_while_not_ready() {
+    let up = Upstream::start("up").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_delay = "1500ms"
+[admin]
+listen = "127.0.0.1:0"
+[upstreams.up]
+targets = ["{up}"]
+[[routes]]
+name = "all"
+path = "/{{*rest}}"
+upstream = "up"
+"#,
+        up = up.addr
+    ));
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    let mut not_ready = false;
+    while signalled.elapsed() < Duration::from_millis(500) {
+        if get(&gw.admin_url("/readyz")).await.status == 503 {
+            not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(not_ready, "/readyz still said ready after the signal");
+    // New connections are still accepted and served during the delay.
+    let reply = get(&gw.url("/during-the-delay")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(signalled.elapsed() < Duration::from_millis(1500));
+    let addr = gw.addr;
+    let status = tokio::task::spawn_blocking(move || gw.wait())
+        .await
+        .expect("join");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1500),
+        "exited {:?} after the signal, before the delay",
+        signalled.elapsed()
+    );
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_cuts_the_shutdown_delay_short() {
+    let gw = Gateway::start(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_delay = "1m"
+[admin]
+listen = "127.0.0.1:0"
+[[routes]]
+name = "hello"
+path = "/"
+[[routes.plugins]]
+plugin = "respond"
+config = { status = 200, body = "hi" }
+"#,
+    );
+    gw.signal("TERM");
+    let waiting = Instant::now();
+    while get(&gw.admin_url("/readyz")).await.status != 503 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(5),
+            "never not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gw.signal("TERM");
+    let status = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || gw.wait()),
+    )
+    .await
+    .expect("the second signal did not end the delay")
+    .expect("join");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_bounds_the_wait_for_in_flight_requests() {
+    let up = Upstream::start("up").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+drain_timeout = "300ms"
+[upstreams.up]
+targets = ["{up}"]
+[[routes]]
+name = "slow"
+path = "/slow/{{ms}}"
+upstream = "up"
+"#,
+        up = up.addr
+    ));
+    let request = Request::get(gw.url("/slow/20000"))
+        .body(Full::default())
+        .expect("request");
+    let in_flight = tokio::spawn(async move {
+        // The connection closed under it, or (at worst) an error status.
+        match client().request(request).await {
+            Ok(response) => Some(response.status().as_u16()),
+            Err(_) => None,
+        }
+    });
+    let waiting = Instant::now();
+    while up.hits() == 0 && waiting.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(up.hits(), 1);
+    let status = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || gw.terminate()),
+    )
+    .await
+    .expect("the drain outlasted drain_timeout")
+    .expect("join");
+    assert!(status.success(), "{status:?}");
+    // The 20-second request was cut off, not answered.
+    let outcome = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("the client saw the connection close")
+        .expect("join");
+    assert_eq!(outcome, None, "the in-flight request was answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_stops_coming_is_answered_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("up").await;

@@ -313,6 +313,11 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits for the process to exit by itself (after a signal).
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait gateway")
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

@@ -196,6 +196,22 @@ pub struct ServerConfig {
     /// closed (GOAWAY). At least 1s.
     #[serde(default = "default_server_idle_timeout")]
     pub idle_timeout: Spanned<Duration>,
+    /// At shutdown, how long in-flight requests may take to finish before
+    /// their connections are closed. At most 1h.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Spanned<Duration>,
+    /// At shutdown, how long the gateway keeps accepting and serving while
+    /// `/readyz` already answers 503, before it drains. At most 10m.
+    #[serde(default = "default_shutdown_delay")]
+    pub shutdown_delay: Spanned<Duration>,
+}
+
+fn default_drain_timeout() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_secs(30)))
+}
+
+fn default_shutdown_delay() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::ZERO))
 }
 
 fn default_body_read_timeout() -> Spanned<Duration> {
@@ -263,6 +279,8 @@ impl Default for ServerConfig {
             max_connections: default_max_connections(),
             max_connections_per_ip: None,
             idle_timeout: default_server_idle_timeout(),
+            drain_timeout: default_drain_timeout(),
+            shutdown_delay: default_shutdown_delay(),
         }
     }
 }
