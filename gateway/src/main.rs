@@ -149,6 +149,12 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the control runtime")?;
+    // Listening for SIGTERM and SIGINT before saying we listen: a signal sent
+    // as soon as the listening line appears must drain, not kill.
+    let mut signals = {
+        let _inside = control.enter();
+        ShutdownSignals::new()
+    };
     let runtime = control.block_on(gateway::build(&source, &config, &engine, None))?;
     let addr = listen_addr(&source, &config.server)?;
     let settings = ListenerSettings {
@@ -247,7 +253,8 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 Err(err) => tracing::error!(%err, "cannot serve the admin listener"),
             }
         }
-        shutdown_signal().await;
+        signals.recv().await;
+        tracing::info!("shutdown requested");
         // Not ready any more (the admin API keeps answering while workers
         // drain, so a load balancer polling /readyz sees it).
         draining.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -261,11 +268,11 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             );
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = shutdown_signal() => {}
+                () = signals.recv() => tracing::info!("another signal: draining now"),
             }
         }
         let _ = stop.send(true);
-        tokio::task::spawn_blocking(move || {
+        let joining = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 match thread.join() {
                     Ok(result) => result?,
@@ -273,11 +280,21 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 }
             }
             Ok(())
-        })
-        .await
+        });
+        // The drain may take up to drain_timeout; a further signal ends it.
+        tokio::select! {
+            joined = joining => joined,
+            () = signals.recv() => {
+                tracing::warn!("another signal during the drain: exiting now");
+                Ok(Ok(()))
+            }
+        }
     });
+    // Without waiting for a blocking join still running after a signal cut
+    // the drain short.
+    control.shutdown_background();
     joined.context("cannot join the worker threads")??;
-    // Keep the engine (and its epoch thread) alive until serving ends.
+    // Keep the engine alive until serving ends.
     drop(engine);
     Ok(())
 }
@@ -302,25 +319,56 @@ async fn reload_on_sighup(reloader: Arc<Reloader>) {
     let _ = reloader;
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT (Ctrl-C), listened to from start to exit, so that a
+/// signal arriving between two waits is not lost.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Starts listening; call inside the runtime.
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
                 Err(err) => {
-                    tracing::warn!(%err, "cannot watch SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
+                    tracing::warn!(%err, "cannot watch {name}");
+                    None
                 }
             };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            Self {
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+            }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested");
+
+    /// The next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            let Self { term, interrupt } = self;
+            tokio::select! {
+                () = next(term) => {}
+                () = next(interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

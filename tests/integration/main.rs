@@ -408,7 +408,7 @@ config = {{ request = {{ set = {{ "x-ok" = "1" }} }} }}
 
     // After a quiet second the watchdog sleeps; the next runaway call must
     // wake it and still be stopped.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let started = Instant::now();
     let reply = tokio::time::timeout(Duration::from_secs(10), get(&gw.url("/loop")))
         .await
@@ -420,6 +420,41 @@ config = {{ request = {{ set = {{ "x-ok" = "1" }} }} }}
         started.elapsed()
     );
     assert_eq!(get(&gw.url("/fine")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_sleeping_in_a_loop_is_stopped_by_the_deadline() {
+    // WASI sleeps suspend the call, so no epoch check sees them: the time
+    // still counts, and the call is cut off at its deadline.
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[[routes]]
+name = "sleepy"
+path = "/sleepy"
+[[routes.plugins]]
+plugin = "{p}"
+deadline = "100ms"
+config = {{ mode = "sleep" }}
+"#,
+        p = misbehave()
+    ));
+    for _ in 0..2 {
+        let started = Instant::now();
+        let reply = tokio::time::timeout(Duration::from_secs(10), get(&gw.url("/sleepy")))
+            .await
+            .expect("a sleeping plugin was never stopped");
+        assert_eq!(reply.status, 500);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(100), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    assert!(
+        gw.log().contains("deadline of 100ms exceeded"),
+        "{}",
+        gw.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -829,7 +864,7 @@ upstream = "up"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_delay_keeps_serving_while_not_ready() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
+    let mut gw = Gateway::start(&format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -861,9 +896,10 @@ upstream = "up"
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(signalled.elapsed() < Duration::from_millis(1500));
     let addr = gw.addr;
-    let status = tokio::task::spawn_blocking(move || gw.wait())
+    let status = tokio::task::spawn_blocking(move || gw.wait_for_exit(Duration::from_secs(20)))
         .await
-        .expect("join");
+        .expect("join")
+        .expect("no exit within 20 s of the signal");
     assert!(status.success(), "{status:?}");
     assert!(
         signalled.elapsed() >= Duration::from_millis(1500),
@@ -875,7 +911,7 @@ upstream = "up"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_cuts_the_shutdown_delay_short() {
-    let gw = Gateway::start(
+    let mut gw = Gateway::start(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -900,13 +936,52 @@ config = { status = 200, body = "hi" }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     gw.signal("TERM");
-    let status = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || gw.wait()),
-    )
-    .await
-    .expect("the second signal did not end the delay")
-    .expect("join");
+    let status = tokio::task::spawn_blocking(move || gw.wait_for_exit(Duration::from_secs(20)))
+        .await
+        .expect("join")
+        .expect("the second signal did not end the delay");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_the_drain_ends_it() {
+    let up = Upstream::start("up").await;
+    let mut gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[upstreams.up]
+targets = ["{up}"]
+[[routes]]
+name = "slow"
+path = "/slow/{{ms}}"
+upstream = "up"
+"#,
+        up = up.addr
+    ));
+    let url = gw.url("/slow/20000");
+    let _in_flight = tokio::spawn(async move {
+        let _ = client()
+            .request(Request::get(url).body(Full::default()).expect("request"))
+            .await;
+    });
+    let waiting = Instant::now();
+    while up.hits() == 0 && waiting.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(up.hits(), 1);
+    // The drain would wait up to 30 s for the 20-second request.
+    gw.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        gw.wait_for_exit(Duration::ZERO).is_none(),
+        "exited without draining"
+    );
+    gw.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || gw.wait_for_exit(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the second signal did not end the drain");
     assert!(status.success(), "{status:?}");
 }
 

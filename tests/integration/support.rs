@@ -313,9 +313,19 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits for the process to exit by itself (after a signal).
-    pub fn wait(mut self) -> std::process::ExitStatus {
-        self.child.wait().expect("wait gateway")
+    /// Waits up to `limit` for the process to exit by itself (after a
+    /// signal); `None` if it did not (it is killed when dropped).
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait gateway") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.

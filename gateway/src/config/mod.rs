@@ -302,7 +302,8 @@ fn default_max_request_body() -> ByteSize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginDefaults {
-    /// CPU time one hook call may take before it is interrupted.
+    /// Time one hook call may take before it is interrupted, its waits on
+    /// the network through host functions not counted.
     #[serde(default = "default_deadline")]
     pub deadline: Duration,
     /// Largest linear memory one instance may grow to.

@@ -72,7 +72,9 @@ impl http_client::Host for HostState {
                 Duration::from_millis(u64::from(ms))
             });
         let services = self.env.services.clone();
+        let waiting = self.io.enter();
         let result = services.send(outgoing, timeout, self.env.max_body).await;
+        drop(waiting);
         self.log_outbound(
             &request.url,
             &result.as_ref().map(|a| a.status).map_err(Clone::clone),
@@ -95,6 +97,7 @@ impl http_client::Host for HostState {
         let uri = check_url(&url, &self.env.allowed_hosts).map_err(to_wit)?;
         let services = self.env.services.clone();
         let namespace = self.env.namespace.clone();
+        let waiting = self.io.enter();
         let result = services
             .fetch_shared(
                 &namespace,
@@ -103,6 +106,7 @@ impl http_client::Host for HostState {
                 self.env.max_body,
             )
             .await;
+        drop(waiting);
         self.log_outbound(
             &url,
             &result.as_ref().map(|_| 200).map_err(Clone::clone),
@@ -121,6 +125,7 @@ impl kv::Host for HostState {
         match self.env.store.clone() {
             Store::Local => self.env.services.kv_get(&self.env.namespace, key),
             Store::Redis { redis, .. } => {
+                let _waiting = self.io.enter();
                 let found = redis.get(Kind::Kv, &self.env.namespace, &key).await;
                 found.ok().flatten()
             }
@@ -138,6 +143,7 @@ impl kv::Host for HostState {
                 if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
                     return false;
                 }
+                let _waiting = self.io.enter();
                 let stored = redis
                     .set(
                         Kind::Kv,
@@ -156,6 +162,7 @@ impl kv::Host for HostState {
         match self.env.store.clone() {
             Store::Local => self.env.services.kv_delete(&self.env.namespace, key),
             Store::Redis { redis, .. } => {
+                let _waiting = self.io.enter();
                 let _ = redis.delete(Kind::Kv, &self.env.namespace, &key).await;
             }
         }
@@ -183,7 +190,9 @@ impl rate_limit::Host for HostState {
             Store::Local => limits.check(&self.env.namespace, &key, policy)?,
             Store::Redis { redis, on_failure } => {
                 validate(&key, policy)?;
+                let waiting = self.io.enter();
                 let answer = redis.check(&self.env.namespace, &key, policy).await;
+                drop(waiting);
                 if answer.is_err() {
                     Metrics::count(checks, failure_outcome(on_failure));
                 }
@@ -251,7 +260,9 @@ impl rate_limit::Host for HostState {
                         super::ratelimit::MAX_KEY
                     ));
                 }
+                let waiting = self.io.enter();
                 let answer = redis.count(&self.env.namespace, &key, quota, now_ms).await;
+                drop(waiting);
                 if answer.is_err() {
                     Metrics::count(counts, failure_outcome(on_failure));
                 }
@@ -313,7 +324,9 @@ impl HostState {
                 .response_cache()
                 .get(&self.env.namespace, key)?,
             Store::Redis { redis, .. } => {
+                let waiting = self.io.enter();
                 let found = redis.get(Kind::Cache, &self.env.namespace, key).await;
+                drop(waiting);
                 Arc::new(CachedEntry::decode(&found.ok().flatten()?)?)
             }
         };
@@ -350,7 +363,9 @@ impl cache::Host for HostState {
                 None
             }
             Miss::Wait(done, until) => {
+                let waiting = self.io.enter();
                 super::cache::wait(done, until).await;
+                drop(waiting);
                 let found = self.cached(&key).await;
                 Metrics::count(
                     lookups,
@@ -381,6 +396,7 @@ impl cache::Host for HostState {
             && match self.env.store.clone() {
                 Store::Local => local.put(&self.env.namespace, &key, entry, ttl),
                 Store::Redis { redis, .. } => {
+                    let _waiting = self.io.enter();
                     let done = redis
                         .set(Kind::Cache, &self.env.namespace, &key, &entry.encode(), ttl)
                         .await;
@@ -414,6 +430,7 @@ impl cache::Host for HostState {
                 .purge(&self.env.namespace, &key),
             Store::Redis { redis, .. } => {
                 let namespace = self.env.namespace.clone();
+                let _waiting = self.io.enter();
                 let _ = redis.delete(Kind::Cache, &namespace, &key).await;
                 let _ = redis
                     .purge(

@@ -193,6 +193,9 @@ pub struct HostState {
     pub context: Context,
     /// Enforces the instance's memory cap and remembers hitting it.
     pub limiter: MemoryLimiter,
+    /// Host functions waiting on the network now (their wait does not count
+    /// against the call's deadline).
+    pub io: super::watchdog::IoWaits,
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
     started: Instant,
@@ -215,6 +218,7 @@ impl HostState {
             keys: 0,
             context: Context::new(),
             limiter: MemoryLimiter::new(memory_limit),
+            io: super::watchdog::IoWaits::default(),
             wasi,
             table: ResourceTable::new(),
             started: Instant::now(),

@@ -21,7 +21,7 @@ use wasmtime::{Engine, Store, Trap};
 /// The sandbox of one pipeline entry.
 #[derive(Debug, Clone, Copy)]
 pub struct EntryLimits {
-    /// CPU time per hook call.
+    /// Time per hook call, network waits not counted.
     pub deadline: Duration,
     /// Linear memory per instance.
     pub memory: usize,
@@ -110,11 +110,13 @@ impl InstancePool {
     ) -> Result<Self, PluginError> {
         watchdog::expect_deadline(limits.deadline);
         let mut store = new_store(engine, Arc::from("(loading)"), &env, limits.memory);
-        let bindings = timed(limits.deadline, pre.instantiate_async(&mut store))
+        let io = store.data().io.clone();
+        let bindings = timed(limits.deadline, &io, pre.instantiate_async(&mut store))
             .await
             .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
         let info = timed(
             limits.deadline,
+            &io,
             bindings.gateway_plugin_handler().call_describe(&mut store),
         )
         .await
@@ -124,7 +126,7 @@ impl InstancePool {
         let init = bindings
             .gateway_plugin_handler()
             .call_init(&mut store, &config_json);
-        let phases = match timed(limits.deadline, init).await {
+        let phases = match timed(limits.deadline, &io, init).await {
             Ok(Ok(phases)) => phases,
             Ok(Err(message)) => return Err(PluginError::Init(message)),
             Err(e) => {
@@ -202,11 +204,12 @@ impl InstancePool {
         request: &Request,
     ) -> Result<RequestOutcome, CallFailure> {
         let mut instance = self.checkout(context).await?;
+        let io = instance.store.data().io.clone();
         let call = instance
             .bindings
             .gateway_plugin_handler()
             .call_on_request(&mut instance.store, request);
-        let result = timed(self.limits.deadline, call).await;
+        let result = timed(self.limits.deadline, &io, call).await;
         self.finish(instance, context, result)
     }
 
@@ -217,11 +220,12 @@ impl InstancePool {
         response: &Response,
     ) -> Result<ResponseOutcome, CallFailure> {
         let mut instance = self.checkout(context).await?;
+        let io = instance.store.data().io.clone();
         let call = instance
             .bindings
             .gateway_plugin_handler()
             .call_on_response(&mut instance.store, response);
-        let result = timed(self.limits.deadline, call).await;
+        let result = timed(self.limits.deadline, &io, call).await;
         self.finish(instance, context, result)
     }
 
@@ -283,14 +287,15 @@ impl InstancePool {
             &self.env,
             self.limits.memory,
         );
-        let bindings = match timed(deadline, self.pre.instantiate_async(&mut store)).await {
+        let io = store.data().io.clone();
+        let bindings = match timed(deadline, &io, self.pre.instantiate_async(&mut store)).await {
             Ok(bindings) => bindings,
             Err(e) => return Err(InitFailure::Failed(self.classify(e, &store))),
         };
         let init = bindings
             .gateway_plugin_handler()
             .call_init(&mut store, &self.config_json);
-        let phases = match timed(deadline, init).await {
+        let phases = match timed(deadline, &io, init).await {
             Ok(Ok(phases)) => phases,
             Ok(Err(message)) => return Err(InitFailure::Refused(message)),
             Err(e) => return Err(InitFailure::Failed(self.classify(e, &store))),

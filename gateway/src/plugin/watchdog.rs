@@ -1,10 +1,10 @@
-//! CPU deadlines for plugin calls, enforced through wasmtime's epoch.
+//! Deadlines for plugin calls, enforced through wasmtime's epoch.
 //!
-//! A call's time counts only while its future is being polled: guest code and
-//! the host functions it calls synchronously. While the call waits on the
-//! network (`http-client`, Redis) its future is not polled and its clock
-//! stops, so a slow server never gets an instance killed while a loop still
-//! is.
+//! A call's time counts while its future is being polled (guest code and the
+//! host functions it calls) and while it is suspended, except when it is
+//! suspended in one of the gateway's own network waits (`http-client`,
+//! Redis), which have their own timeouts: a slow server never gets an
+//! instance killed, while a loop, or a loop of WASI sleeps, still is.
 //!
 //! Each thread that runs guest code has a [`Slot`] saying when the stretch of
 //! guest time it is running now would exceed its call's budget. One watchdog
@@ -22,9 +22,10 @@
 //! and could stop a call only at tick granularity.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, EngineWeak};
 
@@ -110,7 +111,9 @@ pub fn watch(engine: &Engine) -> std::io::Result<()> {
 }
 
 /// Notes that some entry's calls may run for `deadline`, so the watchdog
-/// looks often enough to stop them on time.
+/// looks often enough to stop them on time. The shortest ever noted stays:
+/// scanning too often after a reload dropped it costs little, too seldom
+/// would let calls overrun.
 pub fn expect_deadline(deadline: Duration) {
     WATCHDOG
         .shortest_deadline
@@ -118,25 +121,84 @@ pub fn expect_deadline(deadline: Duration) {
 }
 
 /// Whether the guest running on this thread is past its budget: the epoch
-/// callback's question.
+/// callback's question. (During thread teardown, when the slot is gone, yes.)
 pub fn overdue() -> bool {
-    SLOT.with(|slot| {
+    SLOT.try_with(|slot| {
         let expires_at = slot.expires_at.load(Ordering::Relaxed);
         expires_at != 0 && now() >= expires_at
     })
+    .unwrap_or(true)
 }
 
-/// Runs `call` with `budget` of CPU time: only the time spent polling it
-/// counts. Past the budget the guest traps with `Trap::Interrupt`.
-pub async fn timed<F: Future>(budget: Duration, call: F) -> F::Output {
+/// Host functions of one instance that are waiting on the network now; a
+/// call suspended while one is does not spend its budget.
+#[derive(Debug, Clone, Default)]
+pub struct IoWaits(Arc<AtomicU64>);
+
+impl IoWaits {
+    /// Marks a wait on the network until the guard is dropped.
+    pub fn enter(&self) -> IoWait {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        IoWait(self.0.clone())
+    }
+
+    fn waiting(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// See [`IoWaits::enter`].
+#[derive(Debug)]
+pub struct IoWait(Arc<AtomicU64>);
+
+impl Drop for IoWait {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `call` with `budget` of guest time. Time spent polling it counts,
+/// and so does time it spends suspended, except while one of its host
+/// functions waits on the network (`io`): those waits have their own
+/// timeouts. Past the budget the guest traps with `Trap::Interrupt` at its
+/// next check; a call suspended past it (a WASI sleep, say) is cut off with
+/// the same error, and its instance must then be discarded.
+pub async fn timed<T, F>(budget: Duration, io: &IoWaits, call: F) -> wasmtime::Result<T>
+where
+    F: Future<Output = wasmtime::Result<T>>,
+{
     let mut call = pin!(call);
     let mut left = nanos(budget);
+    // Since when the call is suspended, and whether that time counts.
+    let mut suspended: Option<(u64, bool)> = None;
+    // Armed only while a suspension counts (rare: calls finish in one poll).
+    let mut alarm: Option<Pin<Box<tokio::time::Sleep>>> = None;
     std::future::poll_fn(move |cx| {
         let started = now();
+        if let Some((since, true)) = suspended.take() {
+            left = left.saturating_sub(started.saturating_sub(since));
+            if left == 0 {
+                return Poll::Ready(Err(wasmtime::Trap::Interrupt.into()));
+            }
+        }
         let stretch = Stretch::begin(started.saturating_add(left).max(1));
         let result = call.as_mut().poll(cx);
         drop(stretch);
-        left = left.saturating_sub(now().saturating_sub(started));
+        let ended = now();
+        left = left.saturating_sub(ended.saturating_sub(started));
+        if result.is_pending() {
+            let counts = !io.waiting();
+            suspended = Some((ended, counts));
+            if counts {
+                let deadline = tokio::time::Instant::now() + Duration::from_nanos(left);
+                let alarm =
+                    alarm.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                alarm.as_mut().reset(deadline);
+                if alarm.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(wasmtime::Trap::Interrupt.into()));
+                }
+            }
+        }
         result
     })
     .await
@@ -150,12 +212,14 @@ struct Stretch {
 
 impl Stretch {
     fn begin(expires_at: u64) -> Self {
-        let previous = SLOT.with(|slot| {
-            let previous = slot.expires_at.swap(expires_at, Ordering::SeqCst);
-            let begun = slot.begun.load(Ordering::Relaxed);
-            slot.begun.store(begun.wrapping_add(1), Ordering::Relaxed);
-            previous
-        });
+        let previous = SLOT
+            .try_with(|slot| {
+                let previous = slot.expires_at.swap(expires_at, Ordering::SeqCst);
+                let begun = slot.begun.load(Ordering::Relaxed);
+                slot.begun.store(begun.wrapping_add(1), Ordering::Relaxed);
+                previous
+            })
+            .unwrap_or(0);
         // Pairs with the watchdog's store of `parked` and its scan after it:
         // either it sees this stretch running, or this sees it parked and
         // wakes it. (A stretch that ended before the scan needs no watching,
@@ -172,7 +236,7 @@ impl Stretch {
 
 impl Drop for Stretch {
     fn drop(&mut self) {
-        SLOT.with(|slot| slot.expires_at.store(self.previous, Ordering::Release));
+        let _ = SLOT.try_with(|slot| slot.expires_at.store(self.previous, Ordering::Release));
     }
 }
 
@@ -263,7 +327,6 @@ impl Watchdog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Poll;
 
     /// Burns CPU on this thread for `duration`.
     fn spin(duration: Duration) {
@@ -273,6 +336,34 @@ mod tests {
         }
     }
 
+    /// Pending once, woken by another thread after `duration`: a wait that
+    /// the timer cannot see.
+    async fn suspend(duration: Duration) {
+        let mut waited = false;
+        std::future::poll_fn(|cx| {
+            if waited {
+                Poll::Ready(())
+            } else {
+                waited = true;
+                let waker = cx.waker().clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(duration);
+                    waker.wake();
+                });
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    fn interrupted<T: std::fmt::Debug>(result: &wasmtime::Result<T>) -> bool {
+        result
+            .as_ref()
+            .err()
+            .and_then(|e| e.downcast_ref::<wasmtime::Trap>())
+            == Some(&wasmtime::Trap::Interrupt)
+    }
+
     #[test]
     fn nothing_is_overdue_outside_a_call() {
         assert!(!overdue());
@@ -280,58 +371,61 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_stretch_past_the_budget_is_overdue() {
-        let seen = timed(Duration::from_millis(50), async {
+        let seen = timed(Duration::from_millis(50), &IoWaits::default(), async {
             let before = overdue();
             spin(Duration::from_millis(150));
-            (before, overdue())
+            Ok((before, overdue()))
         })
-        .await;
+        .await
+        .expect("not cut off: it never suspended");
         assert_eq!(seen, (false, true));
         assert!(!overdue(), "the stretch ended with the call");
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn time_spent_waiting_does_not_count() {
-        // 20 ms of work in two polls around a 1.2 s wait, under a 1 s budget:
-        // only the polls count.
-        let mut polls = 0;
-        let seen = timed(Duration::from_secs(1), async {
+    async fn time_spent_waiting_on_the_network_does_not_count() {
+        // 20 ms of work around a 1.2 s network wait, under a 1 s budget.
+        let io = IoWaits::default();
+        let seen = timed(Duration::from_secs(1), &io, async {
             spin(Duration::from_millis(10));
-            let mut waited = false;
-            std::future::poll_fn(|cx| {
-                polls += 1;
-                if waited {
-                    Poll::Ready(())
-                } else {
-                    waited = true;
-                    let waker = cx.waker().clone();
-                    std::thread::spawn(move || {
-                        std::thread::sleep(Duration::from_millis(1200));
-                        waker.wake();
-                    });
-                    Poll::Pending
-                }
-            })
-            .await;
+            let waiting = io.enter();
+            suspend(Duration::from_millis(1200)).await;
+            drop(waiting);
             spin(Duration::from_millis(10));
-            overdue()
+            Ok(overdue())
         })
         .await;
-        assert_eq!(polls, 2);
-        assert!(!seen, "waiting was counted against the budget");
+        assert_eq!(seen.ok(), Some(false), "the network wait was counted");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn other_waits_count_and_are_cut_off_at_the_budget() {
+        // A wait the gateway does not own (a WASI sleep, say) spends the
+        // budget: a 2 s wait under a 200 ms budget ends at the budget.
+        let started = Instant::now();
+        let result = timed(Duration::from_millis(200), &IoWaits::default(), async {
+            suspend(Duration::from_secs(2)).await;
+            Ok(())
+        })
+        .await;
+        assert!(interrupted(&result), "{result:?}");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_secs(2), "not cut off: {took:?}");
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_budget_is_spread_over_the_polls() {
         // Two polls of 120 ms under a 200 ms budget: the second one ends over.
-        let seen = timed(Duration::from_millis(200), async {
+        let seen = timed(Duration::from_millis(200), &IoWaits::default(), async {
             spin(Duration::from_millis(120));
             let first = overdue();
             tokio::task::yield_now().await;
             spin(Duration::from_millis(120));
-            (first, overdue())
+            Ok((first, overdue()))
         })
-        .await;
+        .await
+        .expect("a yield is not a wait");
         assert_eq!(seen, (false, true));
     }
 }

@@ -1,6 +1,6 @@
 //! A plugin that misbehaves on request, for the gateway's integration tests:
-//! it traps, loops forever, eats memory, refuses its config, or plays with the
-//! per-request context.
+//! it traps, loops forever (busy, or sleeping through WASI), eats memory,
+//! refuses its config, or plays with the per-request context.
 
 use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response};
 use serde::Deserialize;
@@ -11,6 +11,8 @@ enum Mode {
     Ok,
     Trap,
     Loop,
+    /// Sleeps 10 ms at a time, forever: waits no timer of the gateway sees.
+    Sleep,
     Oom,
     InitFail,
     SetContext,
@@ -60,6 +62,9 @@ impl Misbehave {
                     counter = std::hint::black_box(counter.wrapping_add(1));
                 }
             }
+            Mode::Sleep => loop {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            },
             Mode::Oom => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
