@@ -809,14 +809,14 @@ fn the_secured_api_example_checks() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_and_exits_zero() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
+/// A gateway whose `/slow/{ms}` route answers after `ms` milliseconds, with
+/// `server` added to its `[server]` table.
+fn slow_gateway(up: &Upstream, server: &str) -> Gateway {
+    Gateway::start(&format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
+{server}
 [upstreams.up]
 targets = ["{up}"]
 [[routes]]
@@ -825,15 +825,17 @@ path = "/slow/{{ms}}"
 upstream = "up"
 "#,
         up = up.addr
-    ));
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up").await;
+    let gw = slow_gateway(&up, "");
     let url = gw.url("/slow/500");
     let in_flight = tokio::spawn(async move { get(&url).await });
-    // Wait until the request has reached the upstream, so it is truly in flight.
-    let waiting = Instant::now();
-    while up.hits() == 0 && waiting.elapsed() < Duration::from_secs(5) {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    up.wait_for_a_hit().await;
     assert_eq!(up.hits(), 1);
     // A kept-alive HTTP/1.1 connection between two requests: closed at once,
     // not left to hold the drain up until its header_read_timeout (10 s).
@@ -882,15 +884,10 @@ upstream = "up"
     ));
     let signalled = Instant::now();
     gw.signal("TERM");
-    let mut not_ready = false;
-    while signalled.elapsed() < Duration::from_millis(500) {
-        if get(&gw.admin_url("/readyz")).await.status == 503 {
-            not_ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(not_ready, "/readyz still said ready after the signal");
+    assert!(
+        gw.turns_not_ready(Duration::from_millis(500)).await,
+        "/readyz still said ready after the signal"
+    );
     // New connections are still accepted and served during the delay.
     let reply = get(&gw.url("/during-the-delay")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -927,14 +924,7 @@ config = { status = 200, body = "hi" }
 "#,
     );
     gw.signal("TERM");
-    let waiting = Instant::now();
-    while get(&gw.admin_url("/readyz")).await.status != 503 {
-        assert!(
-            waiting.elapsed() < Duration::from_secs(5),
-            "never not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(gw.turns_not_ready(Duration::from_secs(5)).await);
     gw.signal("TERM");
     let status = tokio::task::spawn_blocking(move || gw.wait_for_exit(Duration::from_secs(20)))
         .await
@@ -946,29 +936,14 @@ config = { status = 200, body = "hi" }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_during_the_drain_ends_it() {
     let up = Upstream::start("up").await;
-    let mut gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "slow"
-path = "/slow/{{ms}}"
-upstream = "up"
-"#,
-        up = up.addr
-    ));
+    let mut gw = slow_gateway(&up, "");
     let url = gw.url("/slow/20000");
     let _in_flight = tokio::spawn(async move {
         let _ = client()
             .request(Request::get(url).body(Full::default()).expect("request"))
             .await;
     });
-    let waiting = Instant::now();
-    while up.hits() == 0 && waiting.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    up.wait_for_a_hit().await;
     assert_eq!(up.hits(), 1);
     // The drain would wait up to 30 s for the 20-second request.
     gw.signal("TERM");
@@ -988,20 +963,7 @@ upstream = "up"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_bounds_the_wait_for_in_flight_requests() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-drain_timeout = "300ms"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "slow"
-path = "/slow/{{ms}}"
-upstream = "up"
-"#,
-        up = up.addr
-    ));
+    let gw = slow_gateway(&up, "drain_timeout = \"300ms\"");
     let request = Request::get(gw.url("/slow/20000"))
         .body(Full::default())
         .expect("request");
@@ -1012,10 +974,7 @@ upstream = "up"
             Err(_) => None,
         }
     });
-    let waiting = Instant::now();
-    while up.hits() == 0 && waiting.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    up.wait_for_a_hit().await;
     assert_eq!(up.hits(), 1);
     let status = tokio::time::timeout(
         Duration::from_secs(15),

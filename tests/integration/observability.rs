@@ -163,21 +163,12 @@ async fn readiness_turns_off_while_draining() {
     assert_eq!(get(&gw.admin_url("/readyz")).await.status, 200);
     let url = gw.url("/slow/1500");
     let in_flight = tokio::spawn(async move { get(&url).await });
-    let waiting = Instant::now();
-    while upstream.hits() == 0 && waiting.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    upstream.wait_for_a_hit().await;
     gw.signal("TERM");
-    let mut draining = false;
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(1) {
-        if get(&gw.admin_url("/readyz")).await.status == 503 {
-            draining = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(draining, "/readyz never said 503 while draining");
+    assert!(
+        gw.turns_not_ready(Duration::from_secs(1)).await,
+        "/readyz never said 503 while draining"
+    );
     assert_eq!(in_flight.await.expect("in flight").status, 200);
 }
 

@@ -120,6 +120,16 @@ impl Upstream {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+
+    /// Waits (up to 5 s) until a request has reached this upstream, so one
+    /// sent to the gateway is truly in flight.
+    pub async fn wait_for_a_hit(&self) {
+        let waiting = std::time::Instant::now();
+        while self.hits() == 0 && waiting.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(self.hits() > 0, "no request reached the upstream");
+    }
 }
 
 async fn echo(
@@ -311,6 +321,18 @@ impl Gateway {
     /// Everything the gateway has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether `/readyz` on the admin listener turns 503 within `limit`.
+    pub async fn turns_not_ready(&self, limit: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if get(&self.admin_url("/readyz")).await.status == 503 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
     }
 
     /// Waits up to `limit` for the process to exit by itself (after a
