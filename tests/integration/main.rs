@@ -893,9 +893,9 @@ upstream = "up"
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(signalled.elapsed() < Duration::from_millis(1500));
     let addr = gw.addr;
-    let status = tokio::task::spawn_blocking(move || gw.wait_for_exit(Duration::from_secs(20)))
+    let status = gw
+        .wait_for_exit(Duration::from_secs(20))
         .await
-        .expect("join")
         .expect("no exit within 20 s of the signal");
     assert!(status.success(), "{status:?}");
     assert!(
@@ -926,9 +926,9 @@ config = { status = 200, body = "hi" }
     gw.signal("TERM");
     assert!(gw.turns_not_ready(Duration::from_secs(5)).await);
     gw.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || gw.wait_for_exit(Duration::from_secs(20)))
+    let status = gw
+        .wait_for_exit(Duration::from_secs(20))
         .await
-        .expect("join")
         .expect("the second signal did not end the delay");
     assert!(status.success(), "{status:?}");
 }
@@ -949,13 +949,13 @@ async fn a_signal_during_the_drain_ends_it() {
     gw.signal("TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        gw.wait_for_exit(Duration::ZERO).is_none(),
+        gw.wait_for_exit(Duration::ZERO).await.is_none(),
         "exited without draining"
     );
     gw.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || gw.wait_for_exit(Duration::from_secs(10)))
+    let status = gw
+        .wait_for_exit(Duration::from_secs(10))
         .await
-        .expect("join")
         .expect("the second signal did not end the drain");
     assert!(status.success(), "{status:?}");
 }

@@ -337,7 +337,7 @@ impl Gateway {
 
     /// Waits up to `limit` for the process to exit by itself (after a
     /// signal); `None` if it did not (it is killed when dropped).
-    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+    pub async fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let until = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait gateway") {
@@ -346,7 +346,7 @@ impl Gateway {
             if std::time::Instant::now() >= until {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
