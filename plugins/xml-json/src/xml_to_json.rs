@@ -73,6 +73,12 @@ struct Open<'a> {
     children: usize,
     /// Its last child's array is still open: namesakes may follow.
     array_open: bool,
+    /// A bit per hash of the names that began runs of its children (see
+    /// [`name_bit`]): a run whose bit is already set may share its name
+    /// with an earlier run, and only then are its children grouped.
+    run_names: u64,
+    /// Some run's bit was already set.
+    maybe_apart: bool,
     /// Its first text piece in [`Converter::pieces`].
     text: usize,
     /// Some of its text is not whitespace. Without any, text beside child
@@ -189,6 +195,8 @@ impl<'a, 'm> Converter<'a, 'm> {
             attributes: false,
             children: 0,
             array_open: false,
+            run_names: 0,
+            maybe_apart: false,
             text: 0,
             has_text: false,
             in_array: false,
@@ -238,7 +246,9 @@ impl<'a, 'm> Converter<'a, 'm> {
                 Token::End => {
                     let qname = self.stack.last().map_or("", |open| open.qname);
                     let found = self.reader.end_tag(qname)?;
-                    if found != qname {
+                    // Words, not `!=`: in Wasm that is a call to a
+                    // byte-at-a-time `memcmp`, once per element.
+                    if !same(found, qname) {
                         let error = IllFormedError::MismatchedEndTag {
                             expected: qname.into(),
                             found: found.into(),
@@ -384,6 +394,8 @@ impl<'a, 'm> Converter<'a, 'm> {
             attributes,
             children: self.members.len(),
             array_open: false,
+            run_names: 0,
+            maybe_apart: false,
             text: self.pieces.len(),
             has_text: false,
             in_array,
@@ -429,6 +441,9 @@ impl<'a, 'm> Converter<'a, 'm> {
                 (start, true)
             }
             _ => {
+                let bit = name_bit(name);
+                parent.maybe_apart |= parent.run_names & bit != 0;
+                parent.run_names |= bit;
                 self.json.key("", name);
                 if array {
                     self.json.open('[');
@@ -529,7 +544,7 @@ impl<'a, 'm> Converter<'a, 'm> {
         if open.array_open {
             self.json.close(']');
         }
-        if self.members.len() > open.children {
+        if open.maybe_apart && self.members.len() > open.children {
             self.group(open.children, open.attributes);
         }
     }
@@ -625,6 +640,17 @@ impl<'a, 'm> Converter<'a, 'm> {
 #[inline]
 fn same(a: &str, b: &str) -> bool {
     swar::same(a.as_bytes(), b.as_bytes())
+}
+
+/// One of 64 bits for `name`, from its length and its first and last bytes:
+/// cheap, and different for most siblings' names.
+#[inline(always)]
+fn name_bit(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let (first, last) = (bytes.first().copied(), bytes.last().copied());
+    let hash =
+        usize::from(first.unwrap_or(0)) ^ usize::from(last.unwrap_or(0)) << 2 ^ bytes.len() * 7;
+    1 << (hash & 63)
 }
 
 /// Makes `later` the next item of `earlier`'s array.
