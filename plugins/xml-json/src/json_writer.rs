@@ -228,14 +228,26 @@ fn next_to_check(bytes: &[u8], mut i: usize) -> usize {
         }
         i += 8;
     }
-    while bytes
-        .get(i)
-        .is_some_and(|&b| !matches!(b, b'"' | b'\\' | 0xEF | 0..0x20))
-    {
+    // The last few bytes (all of a short string): a table, one load a byte.
+    while bytes.get(i).is_some_and(|&b| !JSON_CHECK[usize::from(b)]) {
         i += 1;
     }
     i
 }
+
+/// The bytes [`next_to_check`] stops at.
+const JSON_CHECK: [bool; 256] = {
+    let mut check = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        check[b] = true;
+        b += 1;
+    }
+    check[b'"' as usize] = true;
+    check[b'\\' as usize] = true;
+    check[0xEF] = true;
+    check
+};
 
 /// Whether `text` is a number in JSON's grammar
 /// (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`), so it can be written
