@@ -52,8 +52,11 @@ http {
 CONF
 }
 
-# A 10 KB XML document (an RSS feed) for the XML-to-JSON rows.
-python3 - "$WORK/data.xml" <<'PY'
+# A 10 KB XML document (an RSS feed) for the XML-to-JSON rows, in a directory
+# of its own: the gateways watch the one their configs are in, and nginx
+# opening the file there at every request would wake each of them.
+mkdir "$WORK/www"
+python3 - "$WORK/www/data.xml" <<'PY'
 import sys
 items = "".join(
     f'<item id="{i}"><title>Item number {i}</title><link>https://example.com/items/{i}</link>'
@@ -62,15 +65,15 @@ items = "".join(
 doc = f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Bench feed</title>{items}</channel></rss>'
 open(sys.argv[1], "w").write(doc)
 PY
-XML_BYTES=$(stat -c %s "$WORK/data.xml")
+XML_BYTES=$(stat -c %s "$WORK/www/data.xml")
 # nginx workers run as an unprivileged user: let them read it.
-chmod 755 "$WORK"; chmod 644 "$WORK/data.xml"
+chmod 755 "$WORK" "$WORK/www"; chmod 644 "$WORK/www/data.xml"
 
 # The fixed upstream both proxies forward to: nginx answering from memory
 # (and the XML document from its page cache).
 nginx_conf upstream "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 100000;
     location / { return 200 'hello from upstream\n'; }
-    location = /data.xml { default_type application/xml; alias $WORK/data.xml; } }"
+    location = /data.xml { default_type application/xml; alias $WORK/www/data.xml; } }"
 # The peer: nginx as a keep-alive reverse proxy.
 nginx_conf proxy "upstream up { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
   server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 100000;
@@ -138,10 +141,12 @@ gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt" / "rl
         echo "plugin = \"cache\""
         echo "config = { ttl = \"1h\" }"
         ;;
-      xml)
+      xml|xmlpass)
         echo "[[routes.plugins]]"
         echo "plugin = \"xml-json\""
         echo "max_body = \"1MiB\""
+        # Reads the body, as the converting one does, and converts nothing.
+        if [ "$2" = xmlpass ]; then echo "config = { xml_types = [\"application/x-bench-none\"] }"; fi
         ;;
       jwt)
         echo "[[routes.plugins]]"
@@ -216,6 +221,16 @@ done
 if ! curl -s "http://127.0.0.1:${PORT[xml]}/data.xml" | python3 -c 'import json, sys; json.load(sys.stdin)'; then
   echo "bench: the xml-json gateway did not answer JSON" >&2; exit 1
 fi
+# xml-json reading the response and converting nothing: what the body's trip
+# into the plugin costs without the conversion. Only in the XML rounds below.
+XMLPASS_PORT=$(free_port)
+gateway_conf "$WORK/gwxmlpass.toml" xmlpass "$XMLPASS_PORT"
+RUST_LOG=warn "$GATEWAY" run --config "$WORK/gwxmlpass.toml" > /dev/null 2> "$WORK/gwxmlpass.log" &
+XMLPASS_PID=$!
+wait_port "$XMLPASS_PORT"
+if ! curl -s "http://127.0.0.1:$XMLPASS_PORT/data.xml" | cmp -s - "$WORK/www/data.xml"; then
+  echo "bench: the pass-through xml-json gateway changed the body" >&2; exit 1
+fi
 
 # The gateway's own rate-limit script (read from its source), loaded into
 # Redis: the Redis rows time one EVALSHA of it, the round trip a Redis-backed
@@ -281,6 +296,27 @@ for n in $CONFIGS; do
   esac
 done
 [ -n "${SINGLE[gw0xml]:-}" ] || pair gw0 gw0xml
+# XML to JSON, five rounds of one rotation over three setups: the XML proxied
+# as is, read by xml-json and left alone, and converted. The machine's speed
+# drifts by up to 2x between rounds (other tenants); each round is paired
+# within itself, and all five are reported.
+XML_ROUNDS=""
+for round in 1 2 3 4 5; do
+  out=$(cargo bench -q -p gateway --bench latency -- "$PROBES" "$(target gw0xml)" \
+    "gwxmlpass|http://127.0.0.1:$XMLPASS_PORT/data.xml" "$(target gwxml)")
+  XML_ROUNDS="$XML_ROUNDS $(echo "$out" | awk '$1 == "gw0xml" {a=$2} $1 == "gwxmlpass" {b=$2} $1 == "gwxml" {c=$2} END {print a "," b "," c}')"
+done
+kill "$XMLPASS_PID"; wait "$XMLPASS_PID" 2>/dev/null || true
+# The conversion alone, the same code natively and in Wasm (the gateway's
+# engine settings), on the bench's document: what the sandbox costs.
+cargo build -q --release --target wasm32-wasip2 -p plugin-xml-json --example convert_bench \
+  --target-dir "$TARGET/plugins" 2>/dev/null
+cargo build -q --release -p plugin-xml-json --example convert_bench -p gateway --example wasm_run 2>/dev/null
+CONVERT_NATIVE=""; CONVERT_WASM=""
+for round in 1 2 3; do
+  CONVERT_NATIVE="$CONVERT_NATIVE $("$TARGET/release/examples/convert_bench" | sed -n 's/.*median \([0-9]*\) ns.*/\1/p')"
+  CONVERT_WASM="$CONVERT_WASM $("$TARGET/release/examples/wasm_run" "$TARGET/plugins/wasm32-wasip2/release/examples/convert_bench.wasm" | sed -n 's/.*median \([0-9]*\) ns.*/\1/p')"
+done
 # The Redis backend against the local one and against one round trip of the
 # script it runs (and a PING), all four in one rotation.
 REDIS_OUT=$(cargo bench -q -p gateway --bench latency -- "$PROBES" "$(target gwrl)" "$(target gwrlr)" \
@@ -455,6 +491,23 @@ print()
 print(f"Cache: a hit is answered in {single['gwhit']:.1f} us on one connection against {single['gwhit'] - added['gwhit']:.1f} us for the same request proxied with an empty pipeline, in the same paired run ({(single['gwhit'] - added['gwhit']) / single['gwhit']:.2f}x faster), and at {float(res['gwhit'][0]):.0f} against {float(res['gw0'][0]):.0f} requests/s under load ({float(res['gwhit'][0]) / float(res['gw0'][0]):.2f}x); the upstream answers from memory.")
 print()
 print(f"XML to JSON: converting the ${XML_BYTES}-byte XML response adds {added['gwxml']:.1f} us at the median on one connection (paired with the same response proxied unconverted: {single['gwxml'] - added['gwxml']:.1f} us; converted: {single['gwxml']:.1f} us).")
+print()
+rounds = [tuple(map(float, r.split(","))) for r in "$XML_ROUNDS".split()]
+print("Five more rounds, each one rotation over three setups on one connection: the XML proxied as is, read by")
+print("xml-json and left alone (the body crosses into the plugin), and converted. Medians in us:")
+print()
+print("| round | proxied as is | body read, not converted | converted | reading adds | converting adds |")
+print("|---|---|---|---|---|---|")
+for i, (plain, read, converted) in enumerate(rounds, 1):
+    print(f"| {i} | {plain:.1f} | {read:.1f} | {converted:.1f} | {read - plain:.1f} | {converted - plain:.1f} |")
+import statistics
+adds = sorted(c - p for p, _, c in rounds)
+print()
+print(f"Converting adds {statistics.median(adds):.1f} us at the median round ({adds[0]:.1f} to {adds[-1]:.1f}); the bar is 100 us.")
+native = sorted(int(x) for x in "$CONVERT_NATIVE".split())
+wasm = sorted(int(x) for x in "$CONVERT_WASM".split())
+print(f"The conversion alone (\`plugins/xml-json/examples/convert_bench.rs\`, 3 runs, median ns per call): natively {native}, in Wasm")
+print(f"with the gateway's engine settings (\`bench/wasm_run.rs\`) {wasm}: {statistics.median(wasm) / statistics.median(native):.2f}x.")
 print()
 print("## Gateway CPU time per request")
 print()

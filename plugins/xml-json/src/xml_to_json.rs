@@ -649,7 +649,7 @@ fn name_bit(name: &str) -> u64 {
     let bytes = name.as_bytes();
     let (first, last) = (bytes.first().copied(), bytes.last().copied());
     let hash =
-        usize::from(first.unwrap_or(0)) ^ usize::from(last.unwrap_or(0)) << 2 ^ bytes.len() * 7;
+        usize::from(first.unwrap_or(0)) ^ (usize::from(last.unwrap_or(0)) << 2) ^ (bytes.len() * 7);
     1 << (hash & 63)
 }
 
@@ -787,6 +787,28 @@ mod tests {
                 (compact.into(), pretty.into()),
                 "{xml}"
             );
+        }
+    }
+
+    #[test]
+    fn names_that_share_a_filter_bit() {
+        // `axb` and `ayb` have the same length and ends, so the same bit:
+        // grouping runs for them and must change nothing but namesakes.
+        assert_eq!(name_bit("axb"), name_bit("ayb"));
+        let cases = [
+            ("<r><axb/><ayb/></r>", r#"{"r":{"axb":null,"ayb":null}}"#),
+            (
+                "<r><axb>1</axb><ayb/><axb>2</axb></r>",
+                r#"{"r":{"axb":["1","2"],"ayb":null}}"#,
+            ),
+            // Different bits, apart: found by the filter.
+            (
+                "<r><a>1</a><b/><a>2</a></r>",
+                r#"{"r":{"a":["1","2"],"b":null}}"#,
+            ),
+        ];
+        for (xml, compact) in cases {
+            assert_eq!(both(xml, serde_json::json!({})).0, compact, "{xml}");
         }
     }
 
