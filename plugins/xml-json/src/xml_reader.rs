@@ -405,6 +405,31 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// Right after a start tag named `qname`: when the element is only plain
+    /// text (no reference, no carriage return, no markup) and its end tag,
+    /// `</qname>`, reads both and returns the text. Otherwise reads nothing.
+    /// Most elements of data documents are such leaves.
+    #[inline(always)]
+    pub fn leaf_text(&mut self, qname: &str) -> Option<&'a str> {
+        let start = self.pos;
+        self.scan_text();
+        let end = self.pos;
+        let bytes = self.text.as_bytes();
+        let close = end + 2 + qname.len();
+        let leaf = self.plain
+            && bytes.get(end + 1) == Some(&b'/')
+            && bytes.get(close) == Some(&b'>')
+            && bytes
+                .get(end + 2..close)
+                .is_some_and(|name| swar::same(name, qname.as_bytes()));
+        if !leaf {
+            self.pos = start;
+            return None;
+        }
+        self.pos = close + 1;
+        Some(&self.text[start..end])
+    }
+
     /// After `</`: the name the end tag closes, without the whitespace
     /// allowed after it. `expected`, the open element's name, is what it
     /// nearly always is.

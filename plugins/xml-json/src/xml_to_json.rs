@@ -385,6 +385,22 @@ impl<'a, 'm> Converter<'a, 'm> {
         let (start, in_array) = self.place(name, array);
         let value = self.json.position();
         let (attributes, empty) = self.attributes()?;
+        // A leaf of plain text, `<a>text</a>` or `<a x="1">text</a>`, ends
+        // here: what `end` would write for it, without opening it.
+        if !empty && let Some(text) = self.reader.leaf_text(qname.text) {
+            let text = text_of(text, mapping.trim_whitespace);
+            let recognize = mapping.recognize;
+            write_rest(&mut self.json, &self.text_key, recognize, attributes, text)?;
+            self.members.push(Member {
+                name,
+                start,
+                value: (value, self.json.position()),
+                in_array,
+                next_same: NONE,
+                repeat: false,
+            });
+            return self.json.check_size();
+        }
         self.stack.push(Open {
             qname: qname.text,
             name,
@@ -786,6 +802,62 @@ mod tests {
                 both(xml, serde_json::json!({})),
                 (compact.into(), pretty.into()),
                 "{xml}"
+            );
+        }
+    }
+
+    #[test]
+    fn leaves_read_whole_and_the_cases_that_are_not() {
+        let cases = [
+            ("<r><a>x</a></r>", r#"{"r":{"a":"x"}}"#),
+            ("<r><a></a></r>", r#"{"r":{"a":null}}"#),
+            ("<r><a> </a></r>", r#"{"r":{"a":" "}}"#),
+            (
+                "<r><a x=\"1\">t</a></r>",
+                r##"{"r":{"a":{"@x":"1","#text":"t"}}}"##,
+            ),
+            ("<r><a x=\"1\"></a></r>", r#"{"r":{"a":{"@x":"1"}}}"#),
+            ("<r><a>1</a><a>2</a></r>", r#"{"r":{"a":["1","2"]}}"#),
+            (
+                "<r><a>1</a><b>2</b><a>3</a></r>",
+                r#"{"r":{"a":["1","3"],"b":"2"}}"#,
+            ),
+            // Not plain text, or not the end tag right after it: read token
+            // by token.
+            ("<r><a>x &amp; y</a></r>", r#"{"r":{"a":"x & y"}}"#),
+            ("<r><a>x\r\ny</a></r>", r#"{"r":{"a":"x\ny"}}"#),
+            ("<r><a>x<!-- c -->y</a></r>", r#"{"r":{"a":"xy"}}"#),
+            ("<r><a>x<![CDATA[<y>]]></a></r>", r#"{"r":{"a":"x<y>"}}"#),
+            ("<r><a>x</a ></r>", r#"{"r":{"a":"x"}}"#),
+            ("<r><ab>x</ab></r>", r#"{"r":{"ab":"x"}}"#),
+            (
+                "<r><a>x<b/></a></r>",
+                r##"{"r":{"a":{"b":null,"#text":"x"}}}"##,
+            ),
+        ];
+        for (xml, compact) in cases {
+            assert_eq!(both(xml, serde_json::json!({})).0, compact, "{xml}");
+        }
+        let (trimmed, _) = both(
+            "<r><a> x </a><b> </b></r>",
+            serde_json::json!({ "trim_whitespace": true }),
+        );
+        assert_eq!(trimmed, r#"{"r":{"a":"x","b":null}}"#);
+        let options =
+            crate::Options::from_config(&plugin_sdk::Config::from_value(serde_json::json!({})))
+                .unwrap_or_else(|e| panic!("{e}"));
+        for xml in [
+            "<r><a>x</ab></r>",
+            "<r><ab>x</a></r>",
+            "<r><ab>x</ac></r>",
+            "<r><a>x</b></r>",
+            "<r><a>x</a",
+            "<r><a>x</",
+        ] {
+            let result = xml_to_json(xml.as_bytes(), &options.mapping);
+            assert!(
+                matches!(result, Err(ConvertError::Xml { .. })),
+                "{xml}: {result:?}"
             );
         }
     }
