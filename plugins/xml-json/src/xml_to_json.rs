@@ -21,7 +21,11 @@
 //! (`<a/><b/><a/>`) are grouped when their parent ends: its children are
 //! written again, each name once, at its first place, with all its values.
 //! That moves only what that element wrote, and only for the elements that
-//! need it.
+//! need it: a 64-bit filter of the names that began its children's runs
+//! tells which may (see [`name_bit`]).
+//!
+//! A leaf of plain text (`<a x="1">text</a>`, the bulk of data documents) is
+//! read with its end tag in one step and written at once, never opened.
 
 use crate::config::{Mapping, Recognize};
 use crate::error::ConvertError;
