@@ -72,9 +72,10 @@ impl http_client::Host for HostState {
                 Duration::from_millis(u64::from(ms))
             });
         let services = self.env.services.clone();
-        let waiting = self.io.enter();
-        let result = services.send(outgoing, timeout, self.env.max_body).await;
-        drop(waiting);
+        let result = self
+            .io
+            .around(services.send(outgoing, timeout, self.env.max_body))
+            .await;
         self.log_outbound(
             &request.url,
             &result.as_ref().map(|a| a.status).map_err(Clone::clone),
@@ -97,16 +98,15 @@ impl http_client::Host for HostState {
         let uri = check_url(&url, &self.env.allowed_hosts).map_err(to_wit)?;
         let services = self.env.services.clone();
         let namespace = self.env.namespace.clone();
-        let waiting = self.io.enter();
-        let result = services
-            .fetch_shared(
+        let result = self
+            .io
+            .around(services.fetch_shared(
                 &namespace,
                 uri,
                 Duration::from_millis(max_age_ms),
                 self.env.max_body,
-            )
+            ))
             .await;
-        drop(waiting);
         self.log_outbound(
             &url,
             &result.as_ref().map(|_| 200).map_err(Clone::clone),
@@ -125,8 +125,10 @@ impl kv::Host for HostState {
         match self.env.store.clone() {
             Store::Local => self.env.services.kv_get(&self.env.namespace, key),
             Store::Redis { redis, .. } => {
-                let _waiting = self.io.enter();
-                let found = redis.get(Kind::Kv, &self.env.namespace, &key).await;
+                let found = self
+                    .io
+                    .around(redis.get(Kind::Kv, &self.env.namespace, &key))
+                    .await;
                 found.ok().flatten()
             }
         }
@@ -143,15 +145,15 @@ impl kv::Host for HostState {
                 if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
                     return false;
                 }
-                let _waiting = self.io.enter();
-                let stored = redis
-                    .set(
+                let stored = self
+                    .io
+                    .around(redis.set(
                         Kind::Kv,
                         &self.env.namespace,
                         &key,
                         &value,
                         ttl.min(KV_MAX_TTL),
-                    )
+                    ))
                     .await;
                 stored.is_ok()
             }
@@ -162,8 +164,10 @@ impl kv::Host for HostState {
         match self.env.store.clone() {
             Store::Local => self.env.services.kv_delete(&self.env.namespace, key),
             Store::Redis { redis, .. } => {
-                let _waiting = self.io.enter();
-                let _ = redis.delete(Kind::Kv, &self.env.namespace, &key).await;
+                let _ = self
+                    .io
+                    .around(redis.delete(Kind::Kv, &self.env.namespace, &key))
+                    .await;
             }
         }
     }
@@ -190,9 +194,10 @@ impl rate_limit::Host for HostState {
             Store::Local => limits.check(&self.env.namespace, &key, policy)?,
             Store::Redis { redis, on_failure } => {
                 validate(&key, policy)?;
-                let waiting = self.io.enter();
-                let answer = redis.check(&self.env.namespace, &key, policy).await;
-                drop(waiting);
+                let answer = self
+                    .io
+                    .around(redis.check(&self.env.namespace, &key, policy))
+                    .await;
                 if answer.is_err() {
                     Metrics::count(checks, failure_outcome(on_failure));
                 }
@@ -260,9 +265,10 @@ impl rate_limit::Host for HostState {
                         super::ratelimit::MAX_KEY
                     ));
                 }
-                let waiting = self.io.enter();
-                let answer = redis.count(&self.env.namespace, &key, quota, now_ms).await;
-                drop(waiting);
+                let answer = self
+                    .io
+                    .around(redis.count(&self.env.namespace, &key, quota, now_ms))
+                    .await;
                 if answer.is_err() {
                     Metrics::count(counts, failure_outcome(on_failure));
                 }
@@ -324,9 +330,10 @@ impl HostState {
                 .response_cache()
                 .get(&self.env.namespace, key)?,
             Store::Redis { redis, .. } => {
-                let waiting = self.io.enter();
-                let found = redis.get(Kind::Cache, &self.env.namespace, key).await;
-                drop(waiting);
+                let found = self
+                    .io
+                    .around(redis.get(Kind::Cache, &self.env.namespace, key))
+                    .await;
                 Arc::new(CachedEntry::decode(&found.ok().flatten()?)?)
             }
         };
@@ -363,9 +370,7 @@ impl cache::Host for HostState {
                 None
             }
             Miss::Wait(done, until) => {
-                let waiting = self.io.enter();
-                super::cache::wait(done, until).await;
-                drop(waiting);
+                self.io.around(super::cache::wait(done, until)).await;
                 let found = self.cached(&key).await;
                 Metrics::count(
                     lookups,
@@ -396,9 +401,15 @@ impl cache::Host for HostState {
             && match self.env.store.clone() {
                 Store::Local => local.put(&self.env.namespace, &key, entry, ttl),
                 Store::Redis { redis, .. } => {
-                    let _waiting = self.io.enter();
-                    let done = redis
-                        .set(Kind::Cache, &self.env.namespace, &key, &entry.encode(), ttl)
+                    let done = self
+                        .io
+                        .around(redis.set(
+                            Kind::Cache,
+                            &self.env.namespace,
+                            &key,
+                            &entry.encode(),
+                            ttl,
+                        ))
                         .await;
                     done.is_ok()
                 }
@@ -430,15 +441,18 @@ impl cache::Host for HostState {
                 .purge(&self.env.namespace, &key),
             Store::Redis { redis, .. } => {
                 let namespace = self.env.namespace.clone();
-                let _waiting = self.io.enter();
-                let _ = redis.delete(Kind::Cache, &namespace, &key).await;
-                let _ = redis
-                    .purge(
-                        Kind::Cache,
-                        Some(&namespace),
-                        &format!("{key}\n"),
-                        Match::Prefix,
-                    )
+                self.io
+                    .around(async {
+                        let _ = redis.delete(Kind::Cache, &namespace, &key).await;
+                        let _ = redis
+                            .purge(
+                                Kind::Cache,
+                                Some(&namespace),
+                                &format!("{key}\n"),
+                                Match::Prefix,
+                            )
+                            .await;
+                    })
                     .await;
             }
         }

@@ -137,9 +137,15 @@ pub struct IoWaits(Arc<AtomicU64>);
 
 impl IoWaits {
     /// Marks a wait on the network until the guard is dropped.
-    pub fn enter(&self) -> IoWait {
+    fn enter(&self) -> IoWait {
         self.0.fetch_add(1, Ordering::Relaxed);
         IoWait(self.0.clone())
+    }
+
+    /// Awaits `wait`, a wait on the network, marked as one.
+    pub async fn around<F: Future>(&self, wait: F) -> F::Output {
+        let _waiting = self.enter();
+        wait.await
     }
 
     fn waiting(&self) -> bool {
@@ -388,9 +394,7 @@ mod tests {
         let io = IoWaits::default();
         let seen = timed(Duration::from_secs(1), &io, async {
             spin(Duration::from_millis(10));
-            let waiting = io.enter();
-            suspend(Duration::from_millis(1200)).await;
-            drop(waiting);
+            io.around(suspend(Duration::from_millis(1200))).await;
             spin(Duration::from_millis(10));
             Ok(overdue())
         })
