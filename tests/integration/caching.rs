@@ -329,3 +329,29 @@ async fn two_gateways_share_one_cache_through_redis() {
     );
     assert_eq!(x_cache(&fetch(&b.url("/c/shared"), &host).await), "MISS");
 }
+
+/// RFC 9111 5.1: of a list-valued `Age`, the first member counts; the
+/// response is not taken for younger than the upstream said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_valued_age_is_read_as_its_first_member() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&cached_route(&upstream, ""));
+    // An hour of lifetime, two hours old: stale on arrival, not served again.
+    let stale = "/c/aged?h-cache-control=max-age%3D3600&h-age=7200%2C%200";
+    let first = fetch(&gw.url(stale), &[]).await;
+    assert_eq!((first.status, x_cache(&first)), (200, "MISS"));
+    let second = fetch(&gw.url(stale), &[]).await;
+    assert_eq!(x_cache(&second), "MISS");
+    assert_ne!(serial(&second), serial(&first));
+
+    // Ten seconds old: served, its Age counting on from 10.
+    let young = "/c/young?h-cache-control=max-age%3D3600&h-age=10%2C%207200";
+    fetch(&gw.url(young), &[]).await;
+    let hit = fetch(&gw.url(young), &[]).await;
+    assert_eq!(x_cache(&hit), "HIT");
+    let age: u64 = hit
+        .header("age")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_default();
+    assert!((10..7200).contains(&age), "age {age}");
+}

@@ -1,7 +1,7 @@
 //! Stored entries: what of a response is kept, the marker that says a key has
 //! variants, and the answer a hit gives.
 
-use crate::storable::age_secs;
+use crate::storable::{MAX_AGE_SECS, age_secs};
 use plugin_sdk::cache::Entry;
 use plugin_sdk::{Headers, Response};
 
@@ -66,12 +66,20 @@ pub fn is_marker(entry: &Entry) -> bool {
     entry.status == 0
 }
 
+/// The entry's current age (RFC 9111 4.2.3): the `Age` it arrived with plus
+/// the whole seconds it has been stored, saturating at [`MAX_AGE_SECS`].
+pub fn current_age_secs(entry: &Entry, now_ms: u64) -> u64 {
+    let resident = now_ms.saturating_sub(entry.stored_at_ms) / 1000;
+    age_secs(&entry.headers)
+        .saturating_add(resident)
+        .min(MAX_AGE_SECS)
+}
+
 /// The answer to a request that hit `entry`: its status, headers and (unless
 /// for HEAD) body, with `X-Cache: HIT` and `Age`, the upstream's `Age` plus
 /// the whole seconds since it was stored.
 pub fn answer(entry: Entry, head: bool, now_ms: u64) -> Response {
-    let age =
-        age_secs(&entry.headers).saturating_add(now_ms.saturating_sub(entry.stored_at_ms) / 1000);
+    let age = current_age_secs(&entry, now_ms);
     let mut response = Response::new(entry.status);
     let headers = response.headers_mut();
     *headers = entry.headers;

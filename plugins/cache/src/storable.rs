@@ -99,9 +99,25 @@ pub fn lifetime(
     }
 }
 
-/// The response's `Age` in seconds; absent or invalid counts as 0.
+/// The largest age this cache counts, as RFC 9111 1.2.2 says: larger
+/// received values and sums saturate here.
+pub const MAX_AGE_SECS: u64 = 1 << 31;
+
+/// The response's `Age` in seconds (RFC 9111 5.1): the first member of the
+/// field value, over every `Age` line, so `7200, 0` is 7200; a first member
+/// that is not delta-seconds (`-1`, `abc`, `"5"`) means the field is ignored
+/// and counts as 0. At most [`MAX_AGE_SECS`].
 pub fn age_secs(headers: &Headers) -> u64 {
-    headers.get("age").and_then(delta_seconds).unwrap_or(0)
+    let Some(first_line) = headers.get_all("age").next() else {
+        return 0;
+    };
+    let first_member = first_line.split(',').next().unwrap_or_default().trim();
+    if first_member.is_empty() || !first_member.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    first_member
+        .parse::<u64>()
+        .map_or(MAX_AGE_SECS, |age| age.min(MAX_AGE_SECS))
 }
 
 /// The `Cache-Control` directives this cache obeys.

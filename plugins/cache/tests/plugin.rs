@@ -700,3 +700,61 @@ fn a_response_phase_without_a_request_phase_changes_nothing() {
     assert!(!resp.is_edited());
     assert_eq!(resp.headers().get("x-cache"), None);
 }
+
+/// RFC 9111 5.1: Age is one delta-seconds; of a list, the first member counts
+/// (over several lines too), and an invalid value is ignored, never read as a
+/// small age.
+#[test]
+fn age_lists_count_their_first_member_and_invalid_ages_are_ignored() {
+    let c = plugin(json!({}));
+    let aged = |age: &[&str]| {
+        let mut resp = ok("v1").with_header("cache-control", "max-age=3600");
+        for value in age {
+            resp = resp.with_header("age", *value);
+        }
+        resp
+    };
+    // 7200 seconds old with an hour of lifetime: stale on arrival.
+    for (path, age) in [
+        ("/list", &["7200, 0"][..]),
+        ("/lines", &["7200", "0"][..]),
+        ("/huge", &["99999999999999999999999"][..]),
+    ] {
+        trip(&c, get(path), aged(age));
+        assert_miss(&c, get(path));
+    }
+    // Invalid: ignored, as if absent.
+    for (path, age) in [("/negative", "-1"), ("/word", "abc"), ("/float", "1.5")] {
+        trip(&c, get(path), aged(&[age]));
+        let t = trip(&c, get(path), ok("upstream was called"));
+        assert_eq!(t.x_cache(), Some("HIT"), "{age}");
+        assert_eq!(t.response.headers().get("age"), Some("0"), "{age}");
+    }
+    // A valid first member is served on, plus the time resident.
+    trip(&c, get("/small"), aged(&["10, 7200"]));
+    let t = trip(&c, get("/small"), ok("upstream was called"));
+    assert_eq!(t.response.headers().get("age"), Some("10"));
+}
+
+#[test]
+fn served_age_saturates_at_two_to_the_31() {
+    let c = plugin(json!({}));
+    let entry = Entry {
+        status: 200,
+        headers: {
+            let mut h = Headers::new();
+            h.append("age", "99999999999999999999999");
+            h
+        },
+        body: b"old".to_vec(),
+        stored_at_ms: clock::now_millis() - 5_000,
+        vary: vec![],
+    };
+    assert!(cache::put(
+        "GET api.example.com/ancient",
+        entry,
+        Duration::from_secs(60)
+    ));
+    let t = trip(&c, get("/ancient"), ok("upstream was called"));
+    assert_eq!(t.response.headers().get("age"), Some("2147483648"));
+}
