@@ -76,6 +76,31 @@ impl Headers {
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
+    /// The one value of `name`: `Ok(None)` when absent, [`Repeated`] when the
+    /// request has more than one line of it.
+    ///
+    /// Use it, not [`Headers::get`], for anything security-relevant (a
+    /// credential, a tenant, a signature): `get` answers with the first line,
+    /// while the upstream or a later plugin may read the last one or all of
+    /// them joined. Every line counts, also one that is not UTF-8. A lone
+    /// value that is not UTF-8 is `Ok(None)`, as with `get`; [`Headers::contains`]
+    /// tells it from an absent header.
+    ///
+    /// A proxy may have joined several lines into one, separated by commas
+    /// (RFC 9110 5.3): for a header whose syntax allows no list, a comma in the
+    /// value is a repetition too, and only the caller knows the syntax.
+    pub fn single(&self, name: &str) -> Result<Option<&str>, Repeated> {
+        let mut lines = self
+            .raw()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v);
+        let first = lines.next();
+        if lines.next().is_some() {
+            return Err(Repeated);
+        }
+        Ok(first.and_then(|v| std::str::from_utf8(v).ok()))
+    }
+
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.raw()
@@ -176,6 +201,19 @@ impl Headers {
         self.wire.is_empty()
     }
 }
+
+/// A header or query parameter that must appear once appeared more than once;
+/// the error of [`Headers::single`] and [`Request::single_query_param`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
+impl std::fmt::Display for Repeated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("given more than once")
+    }
+}
+
+impl std::error::Error for Repeated {}
 
 /// The request a plugin sees in its request phase.
 ///
@@ -377,6 +415,21 @@ impl Request {
         form_urlencoded::parse(self.query.as_bytes())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
+    }
+
+    /// The one value of query parameter `name`, decoded: `Ok(None)` when
+    /// absent, [`Repeated`] when the query has it more than once (`?a=1&a=2`,
+    /// `?a=&a=2`, or `?a=1&%61=2`, which decodes to the same name).
+    ///
+    /// Use it, not [`Request::query_param`], for anything security-relevant:
+    /// that answers with the first value, while the upstream may read the last.
+    pub fn single_query_param(&self, name: &str) -> Result<Option<String>, Repeated> {
+        let mut values = form_urlencoded::parse(self.query.as_bytes()).filter(|(k, _)| k == name);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(Repeated);
+        }
+        Ok(first.map(|(_, v)| v.into_owned()))
     }
 
     /// Adds `name=value` to the query, keeping existing values.
@@ -581,6 +634,43 @@ mod tests {
         assert!(h.remove("x-c"));
         assert!(!h.remove("x-c"));
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn single_gives_the_one_value_or_refuses_a_repeated_header() {
+        let req = Request::new("GET", "/")
+            .with_header("Authorization", "Bearer a")
+            .with_header("x-key", "k1")
+            .with_header("X-Key", "k2");
+        assert_eq!(req.headers().single("authorization"), Ok(Some("Bearer a")));
+        assert_eq!(req.headers().single("x-absent"), Ok(None));
+        assert_eq!(req.headers().single("x-key"), Err(Repeated));
+        assert_eq!(Repeated.to_string(), "given more than once");
+    }
+
+    #[test]
+    fn single_counts_lines_that_are_not_text() {
+        let mut wire = Vec::new();
+        push_field(&mut wire, b"x-key", b"\xff");
+        let lone = Headers::from_wire(wire.clone());
+        assert_eq!(lone.single("x-key"), Ok(None));
+        assert!(lone.contains("x-key"));
+        push_field(&mut wire, b"x-key", b"k1");
+        let headers = Headers::from_wire(wire);
+        assert_eq!(headers.get_all("x-key").collect::<Vec<_>>(), ["k1"]);
+        assert_eq!(headers.single("x-key"), Err(Repeated));
+    }
+
+    #[test]
+    fn single_query_param_refuses_a_repeated_name_however_written() {
+        let req = Request::new("GET", "/s?api_key=k1&page=2&q=a+b");
+        assert_eq!(req.single_query_param("api_key"), Ok(Some("k1".into())));
+        assert_eq!(req.single_query_param("q"), Ok(Some("a b".into())));
+        assert_eq!(req.single_query_param("absent"), Ok(None));
+        for query in ["k=1&k=2", "k=&k=2", "k=1&%6B=2", "k&k=1"] {
+            let req = Request::new("GET", &format!("/s?{query}"));
+            assert_eq!(req.single_query_param("k"), Err(Repeated), "{query}");
+        }
     }
 
     #[test]

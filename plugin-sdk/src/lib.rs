@@ -71,7 +71,7 @@ pub mod units;
 
 pub use context::Context;
 pub use host::{clock, log};
-pub use http::{Headers, Request, Response};
+pub use http::{Headers, Repeated, Request, Response};
 pub use plugin::{Action, Config, Phases, Plugin};
 
 /// What [`export!`] expands to refers to these. Not part of the API.
