@@ -10,11 +10,16 @@
 //! request is proxied. On failure the client gets 401 with a
 //! `WWW-Authenticate` challenge and a JSON body.
 //!
+//! A key must be given once: a request with two lines of a key header, a
+//! comma in one (what a proxy makes of two lines), a key parameter twice, or
+//! keys in two of the configured places is refused with 401, since the
+//! upstream might read another copy than the one checked here.
+//!
 //! Whatever the outcome, headers under the consumer header prefix that the
 //! client sent are removed first, so a client cannot claim to be a consumer.
 
 use plugin_sdk::consumers::{self, Consumer};
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response, log};
+use plugin_sdk::{Action, Config, Context, Phases, Plugin, Repeated, Request, Response, log};
 use serde::Deserialize;
 
 pub use plugin_sdk::consumers::{CONTEXT_AUTH, CONTEXT_CONSUMER, CONTEXT_GROUPS, CONTEXT_PLAN};
@@ -80,26 +85,46 @@ impl Found {
 }
 
 impl KeyAuth {
-    fn find_key(&self, req: &Request) -> Option<Found> {
-        for name in &self.settings.headers {
-            if let Some(value) = req.headers().get(name) {
-                let value = value.trim();
-                if !value.is_empty() {
-                    return Some(Found::Header(name.clone(), value.to_string()));
-                }
-            }
+    /// The key, from the one configured place the request has; [`Repeated`]
+    /// when it has several, or a key twice in one.
+    fn find_key(&self, req: &Request) -> Result<Option<Found>, Repeated> {
+        let mut places = self.header_keys(req)?;
+        places.extend(self.query_keys(req)?);
+        if places.len() > 1 {
+            return Err(Repeated);
         }
-        if self.settings.query.is_empty() || req.query().is_empty() {
-            return None;
+        Ok(places.pop().filter(|found| !found.key().is_empty()))
+    }
+
+    /// The configured headers the request has, with their (trimmed) keys.
+    fn header_keys(&self, req: &Request) -> Result<Vec<Found>, Repeated> {
+        let mut found = Vec::new();
+        for name in &self.settings.headers {
+            if !req.headers().contains(name) {
+                continue;
+            }
+            let value = req.headers().single(name)?.unwrap_or_default().trim();
+            // A key is one value: commas are lines joined by a proxy.
+            if value.contains(',') {
+                return Err(Repeated);
+            }
+            found.push(Found::Header(name.clone(), value.to_string()));
+        }
+        Ok(found)
+    }
+
+    /// The configured query parameters the request has, with their keys.
+    fn query_keys(&self, req: &Request) -> Result<Vec<Found>, Repeated> {
+        let mut found = Vec::new();
+        if req.query().is_empty() {
+            return Ok(found);
         }
         for name in &self.settings.query {
-            if let Some(value) = req.query_param(name)
-                && !value.is_empty()
-            {
-                return Some(Found::Query(name.clone(), value));
+            if let Some(value) = req.single_query_param(name)? {
+                found.push(Found::Query(name.clone(), value));
             }
         }
-        None
+        Ok(found)
     }
 
     fn unauthorized(&self, req: &Request, reason: &str) -> Action {
@@ -148,6 +173,9 @@ impl Plugin for KeyAuth {
             }
             *name = name.to_ascii_lowercase();
         }
+        // A place listed twice is one place, not a key given twice.
+        dedup(&mut settings.headers);
+        dedup(&mut settings.query);
         settings.header_prefix = settings.header_prefix.to_ascii_lowercase();
         if settings.consumer_headers && settings.header_prefix.is_empty() {
             return Err("key-auth: header_prefix must not be empty".into());
@@ -173,8 +201,17 @@ impl Plugin for KeyAuth {
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
         req.headers_mut()
             .remove_prefixed(&self.settings.header_prefix);
-        let Some(found) = self.find_key(req) else {
-            return self.unauthorized(req, "missing API key");
+        let found = match self.find_key(req) {
+            Ok(Some(found)) => found,
+            Ok(None) => return self.unauthorized(req, "missing API key"),
+            Err(Repeated) => {
+                log::info(&format!(
+                    "key-auth: API key given more than once on route `{}` from {}",
+                    req.route(),
+                    req.client_addr()
+                ));
+                return self.unauthorized(req, "credential given more than once");
+            }
         };
         match consumers::find_by_key(found.key()) {
             Some(consumer) => {
@@ -191,6 +228,12 @@ impl Plugin for KeyAuth {
             }
         }
     }
+}
+
+/// Drops later copies of a name, keeping the order.
+fn dedup(names: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|name| seen.insert(name.clone()));
 }
 
 plugin_sdk::export!(KeyAuth);
