@@ -7,13 +7,15 @@
 //! consumer goes into the request context (`consumer`, `consumer.groups`,
 //! `consumer.plan`) for later plugins such as rate limiting, optionally into
 //! `x-consumer-*` headers for the upstream, and the key is stripped before the
-//! request is proxied. On failure the client gets 401 with a
+//! request is proxied (every configured header and parameter, so that no
+//! copy of it goes on). On failure the client gets 401 with a
 //! `WWW-Authenticate` challenge and a JSON body.
 //!
 //! A key must be given once: a request with two lines of a key header, a
 //! comma in one (what a proxy makes of two lines), a key parameter twice, or
-//! keys in two of the configured places is refused with 401, since the
-//! upstream might read another copy than the one checked here.
+//! keys in two of the configured places (an empty value is no key) is refused
+//! with 401, since the upstream might read another copy than the one checked
+//! here.
 //!
 //! Whatever the outcome, headers under the consumer header prefix that the
 //! client sent are removed first, so a client cannot claim to be a consumer.
@@ -70,58 +72,42 @@ pub struct KeyAuth {
     challenge: String,
 }
 
-/// Where a key was found.
-enum Found {
-    Header(String, String),
-    Query(String, String),
-}
-
-impl Found {
-    fn key(&self) -> &str {
-        match self {
-            Found::Header(_, key) | Found::Query(_, key) => key,
-        }
-    }
-}
-
 impl KeyAuth {
-    /// The key, from the one configured place the request has; [`Repeated`]
-    /// when it has several, or a key twice in one.
-    fn find_key(&self, req: &Request) -> Result<Option<Found>, Repeated> {
-        let mut places = self.header_keys(req)?;
-        places.extend(self.query_keys(req)?);
-        if places.len() > 1 {
+    /// The key, from the one configured place that holds one; [`Repeated`]
+    /// when several do, or when one place is given twice (even empty).
+    fn find_key(&self, req: &Request) -> Result<Option<String>, Repeated> {
+        let mut keys = self.header_keys(req)?;
+        keys.extend(self.query_keys(req)?);
+        keys.retain(|key| !key.is_empty());
+        if keys.len() > 1 {
             return Err(Repeated);
         }
-        Ok(places.pop().filter(|found| !found.key().is_empty()))
+        Ok(keys.pop())
     }
 
-    /// The configured headers the request has, with their (trimmed) keys.
-    fn header_keys(&self, req: &Request) -> Result<Vec<Found>, Repeated> {
+    /// The (trimmed) values of the configured headers; empty for one absent.
+    fn header_keys(&self, req: &Request) -> Result<Vec<String>, Repeated> {
         let mut found = Vec::new();
         for name in &self.settings.headers {
-            if !req.headers().contains(name) {
-                continue;
-            }
             let value = req.headers().single(name)?.unwrap_or_default().trim();
             // A key is one value: commas are lines joined by a proxy.
             if value.contains(',') {
                 return Err(Repeated);
             }
-            found.push(Found::Header(name.clone(), value.to_string()));
+            found.push(value.to_string());
         }
         Ok(found)
     }
 
-    /// The configured query parameters the request has, with their keys.
-    fn query_keys(&self, req: &Request) -> Result<Vec<Found>, Repeated> {
+    /// The values of the configured query parameters the request has.
+    fn query_keys(&self, req: &Request) -> Result<Vec<String>, Repeated> {
         let mut found = Vec::new();
         if req.query().is_empty() {
             return Ok(found);
         }
         for name in &self.settings.query {
             if let Some(value) = req.single_query_param(name)? {
-                found.push(Found::Query(name.clone(), value));
+                found.push(value);
             }
         }
         Ok(found)
@@ -134,20 +120,27 @@ impl KeyAuth {
         )
     }
 
-    fn admit(&self, req: &mut Request, ctx: &mut Context, found: &Found, consumer: &Consumer) {
+    fn admit(&self, req: &mut Request, ctx: &mut Context, consumer: &Consumer) {
         consumer.identify(ctx, "key-auth");
         if self.settings.hide_credentials {
-            match found {
-                Found::Header(name, _) => {
-                    req.headers_mut().remove(name);
-                }
-                Found::Query(name, _) => {
-                    req.remove_query_param(name);
-                }
-            }
+            self.hide(req);
         }
         if self.settings.consumer_headers {
             consumer.set_headers(req.headers_mut(), &self.settings.header_prefix);
+        }
+    }
+
+    /// Removes every configured place: the key, and any empty copy beside it.
+    fn hide(&self, req: &mut Request) {
+        for name in &self.settings.headers {
+            if req.headers().contains(name) {
+                req.headers_mut().remove(name);
+            }
+        }
+        if !req.query().is_empty() {
+            for name in &self.settings.query {
+                req.remove_query_param(name);
+            }
         }
     }
 }
@@ -201,8 +194,8 @@ impl Plugin for KeyAuth {
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
         req.headers_mut()
             .remove_prefixed(&self.settings.header_prefix);
-        let found = match self.find_key(req) {
-            Ok(Some(found)) => found,
+        let key = match self.find_key(req) {
+            Ok(Some(key)) => key,
             Ok(None) => return self.unauthorized(req, "missing API key"),
             Err(Repeated) => {
                 log::info(&format!(
@@ -213,9 +206,9 @@ impl Plugin for KeyAuth {
                 return self.unauthorized(req, "credential given more than once");
             }
         };
-        match consumers::find_by_key(found.key()) {
+        match consumers::find_by_key(&key) {
             Some(consumer) => {
-                self.admit(req, ctx, &found, &consumer);
+                self.admit(req, ctx, &consumer);
                 Action::Continue
             }
             None => {

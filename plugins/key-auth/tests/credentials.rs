@@ -99,10 +99,21 @@ fn a_key_in_two_configured_places_is_refused() {
         .with_header("x-api-key", KEY)
         .with_header("apikey", "forged");
     assert_refused_as_repeated(&both, two_headers, "two headers");
-    // An empty copy in the other place is a copy all the same.
-    let empty_header =
-        Request::new("GET", &format!("/x?api_key={KEY}")).with_header("x-api-key", "");
-    assert_refused_as_repeated(&both, empty_header, "empty header and query");
+}
+
+#[test]
+fn an_empty_place_beside_the_key_is_no_second_key_and_is_hidden_too() {
+    setup();
+    let auth = plugin(r#"{"headers": ["x-api-key", "apikey"], "query": ["api_key"]}"#);
+    let mut req = Request::new("GET", &format!("/x?api_key={KEY}&page=2"))
+        .with_header("x-api-key", "")
+        .with_header("apikey", " ");
+    assert!(matches!(
+        auth.on_request(&mut req, &mut Context::new()),
+        Action::Continue
+    ));
+    assert!(!req.headers().contains("x-api-key") && !req.headers().contains("apikey"));
+    assert_eq!(req.query(), "page=2");
 }
 
 #[test]
