@@ -1,74 +1,112 @@
-//! Finding the token in a request (header, then query parameter, then
+//! Finding the token in a request (the header, the query parameter or the
 //! cookie) and removing it again for `hide_credentials`.
+//!
+//! RFC 6750 2: a client must not send the token by more than one method. A
+//! request that does, or that repeats one (two header lines, a comma-joined
+//! line, the parameter or the cookie twice), is refused: the upstream might
+//! read another copy than the one verified here.
 
 use crate::config::Options;
-use plugin_sdk::Request;
+use plugin_sdk::{Repeated, Request};
 
-/// Where the token was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// `<header>: Bearer <token>`.
-    Header,
-    /// `?<query>=<token>`.
-    Query,
-    /// `Cookie: <cookie>=<token>`.
-    Cookie,
+/// What one place holds: `None` when absent or empty, `Some(None)` for a
+/// header with another scheme than `Bearer`, else `Some(Some(token))`.
+type Place = Option<Option<String>>;
+
+/// The token: `Ok(None)` when no place holds one, [`Repeated`] when several
+/// places hold something or one is repeated.
+pub fn find(req: &Request, options: &Options) -> Result<Option<String>, Repeated> {
+    let places = [
+        in_header(req, options)?,
+        in_query(req, options)?,
+        in_cookie(req, options)?,
+    ];
+    let mut held = places.into_iter().flatten();
+    let first = held.next();
+    if held.next().is_some() {
+        return Err(Repeated);
+    }
+    Ok(first.flatten())
 }
 
-/// The token and where it was, or `None` when no place holds one.
-pub fn find(req: &Request, options: &Options) -> Option<(Source, String)> {
-    if let Some(token) = req.headers().get(&options.header).and_then(bearer) {
-        return Some((Source::Header, token.to_string()));
+fn in_header(req: &Request, options: &Options) -> Result<Place, Repeated> {
+    let value = req.headers().single(&options.header)?.unwrap_or_default();
+    // A bearer token has no comma (RFC 6750 2.1): two lines joined by a proxy.
+    if value.contains(',') {
+        return Err(Repeated);
+    }
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(bearer(value).map(str::to_string)))
+}
+
+fn in_query(req: &Request, options: &Options) -> Result<Place, Repeated> {
+    let Some(name) = &options.query else {
+        return Ok(None);
+    };
+    if req.query().is_empty() {
+        return Ok(None);
+    }
+    let token = req.single_query_param(name)?.filter(|t| !t.is_empty());
+    Ok(token.map(Some))
+}
+
+fn in_cookie(req: &Request, options: &Options) -> Result<Place, Repeated> {
+    let Some(name) = &options.cookie else {
+        return Ok(None);
+    };
+    let mut values = req
+        .headers()
+        .get_all("cookie")
+        .flat_map(|header| cookie_values(header, name));
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Repeated);
+    }
+    let token = first.filter(|v| !v.is_empty());
+    Ok(token.map(|token| Some(token.to_string())))
+}
+
+/// Removes every place the token may be in: where it was, and any empty
+/// copy beside it.
+pub fn hide(req: &mut Request, options: &Options) {
+    if req.headers().contains(&options.header) {
+        req.headers_mut().remove(&options.header);
     }
     if let Some(name) = &options.query
         && !req.query().is_empty()
-        && let Some(token) = req.query_param(name).filter(|t| !t.is_empty())
     {
-        return Some((Source::Query, token));
+        req.remove_query_param(name);
     }
-    if let Some(name) = &options.cookie
-        && let Some(token) = req
-            .headers()
-            .get_all("cookie")
-            .find_map(|header| cookie_value(header, name))
-    {
-        return Some((Source::Cookie, token.to_string()));
+    if let Some(name) = &options.cookie {
+        hide_cookie(req, name);
     }
-    None
 }
 
-/// Removes the token from where it was found.
-pub fn hide(req: &mut Request, source: &Source, options: &Options) {
-    match source {
-        Source::Header => {
-            req.headers_mut().remove(&options.header);
-        }
-        Source::Query => {
-            if let Some(name) = &options.query {
-                req.remove_query_param(name);
-            }
-        }
-        Source::Cookie => {
-            let Some(name) = &options.cookie else { return };
-            let kept: Vec<String> = req
-                .headers()
-                .get_all("cookie")
-                .map(|header| {
-                    header
-                        .split(';')
-                        .map(str::trim)
-                        .filter(|pair| pair.split_once('=').is_none_or(|(n, _)| n.trim() != name))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .filter(|header| !header.is_empty())
-                .collect();
-            let headers = req.headers_mut();
-            headers.remove("cookie");
-            for header in kept {
-                headers.append("cookie", header);
-            }
-        }
+/// Removes cookie `name` from every `Cookie` header, and headers left empty.
+fn hide_cookie(req: &mut Request, name: &str) {
+    let has_it = |header: &str| cookie_values(header, name).next().is_some();
+    if !req.headers().get_all("cookie").any(has_it) {
+        return;
+    }
+    let kept: Vec<String> = req
+        .headers()
+        .get_all("cookie")
+        .map(|header| {
+            header
+                .split(';')
+                .map(str::trim)
+                .filter(|pair| pair.split_once('=').is_none_or(|(n, _)| n.trim() != name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|header| !header.is_empty())
+        .collect();
+    let headers = req.headers_mut();
+    headers.remove("cookie");
+    for header in kept {
+        headers.append("cookie", header);
     }
 }
 
@@ -82,20 +120,21 @@ fn bearer(value: &str) -> Option<&str> {
     Some(rest.trim()).filter(|token| !token.is_empty())
 }
 
-/// The value of cookie `name` in one `Cookie` header (RFC 6265 5.4), without
-/// surrounding quotes.
-fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
+/// Every value of cookie `name` in one `Cookie` header (RFC 6265 5.4),
+/// without surrounding quotes; empty ones too.
+fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    header.split(';').filter_map(move |pair| {
         let (n, value) = pair.split_once('=')?;
         if n.trim() != name {
             return None;
         }
         let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        Some(value).filter(|v| !v.is_empty())
+        Some(
+            value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value),
+        )
     })
 }
 
@@ -118,10 +157,12 @@ mod tests {
     #[test]
     fn cookies_match_by_exact_name() {
         let header = "a=1; jwt=tok; other_jwt=x; q=\"quoted\"";
-        assert_eq!(cookie_value(header, "jwt"), Some("tok"));
-        assert_eq!(cookie_value(header, "q"), Some("quoted"));
-        assert_eq!(cookie_value(header, "JWT"), None);
-        assert_eq!(cookie_value("jwt=", "jwt"), None);
-        assert_eq!(cookie_value("jwt", "jwt"), None);
+        let values = |header, name| cookie_values(header, name).collect::<Vec<_>>();
+        assert_eq!(values(header, "jwt"), ["tok"]);
+        assert_eq!(values(header, "q"), ["quoted"]);
+        assert!(values(header, "JWT").is_empty());
+        assert_eq!(values("jwt=", "jwt"), [""]);
+        assert!(values("jwt", "jwt").is_empty());
+        assert_eq!(values("jwt=a; x=1; jwt=b", "jwt"), ["a", "b"]);
     }
 }

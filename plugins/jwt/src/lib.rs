@@ -2,7 +2,11 @@
 //! and RFC 7519), verified with the keys in the configuration.
 //!
 //! The token is read from the `Authorization: Bearer` header (or the
-//! configured `header`), then the `query` parameter, then the `cookie`. Its
+//! configured `header`), the `query` parameter or the `cookie`: from one of
+//! them, once. A request that holds something in two of them, or repeats one
+//! (two header lines, a comma-joined line, the parameter or the cookie
+//! twice), is refused (RFC 6750 2), since the upstream might read another
+//! copy than the one verified here. Its
 //! signature is checked with the SDK's `crypto` host functions, each key bound
 //! to one algorithm of the `algorithms` allow-list, and its claims against the
 //! clock (`exp`, `nbf` with `leeway`), `required_claims`, `issuer` and
@@ -63,10 +67,9 @@ pub use reason::Reason;
 pub use validator::{Jws, Validator, Verified};
 
 use config::{Loaded, Options};
-use extract::Source;
 use jwks_url::JwksUrl;
 use plugin_sdk::{
-    Action, Config, Context, Phases, Plugin, Request, Response, clock, consumers, log,
+    Action, Config, Context, Phases, Plugin, Repeated, Request, Response, clock, consumers, log,
 };
 use serde_json::Value;
 
@@ -142,6 +145,10 @@ impl Jwt {
         let challenge = match reason {
             // RFC 6750 3.1: no error code when the request had no credentials.
             Reason::MissingToken => format!("Bearer realm=\"{realm}\""),
+            // RFC 6750 3.1: more than one method, or a repeated parameter.
+            Reason::Repeated => format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{reason}\""
+            ),
             reason => format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{reason}\""
             ),
@@ -182,7 +189,7 @@ impl Jwt {
         Ok(())
     }
 
-    fn admit(&self, req: &mut Request, ctx: &mut Context, source: &Source, verified: &Verified) {
+    fn admit(&self, req: &mut Request, ctx: &mut Context, verified: &Verified) {
         ctx.set(CONTEXT_AUTH, "jwt");
         for name in &self.options.claims_to_context {
             if let Some(value) = verified.claim(name) {
@@ -205,7 +212,7 @@ impl Jwt {
             req.headers_mut().set(header, value);
         }
         if self.options.hide_credentials {
-            extract::hide(req, source, &self.options);
+            extract::hide(req, &self.options);
         }
     }
 }
@@ -246,8 +253,10 @@ impl Plugin for Jwt {
 
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
         self.strip_spoofed(req);
-        let Some((source, token)) = extract::find(req, &self.options) else {
-            return self.refuse(req, None, &Reason::MissingToken);
+        let token = match extract::find(req, &self.options) {
+            Ok(Some(token)) => token,
+            Ok(None) => return self.refuse(req, None, &Reason::MissingToken),
+            Err(Repeated) => return self.refuse(req, None, &Reason::Repeated),
         };
         let verified = match self.check(&token, clock::now_millis()) {
             Ok(verified) => verified,
@@ -256,7 +265,7 @@ impl Plugin for Jwt {
         if let Err(reason) = self.identify(ctx, &verified) {
             return self.refuse(req, Some(&token), &reason);
         }
-        self.admit(req, ctx, &source, &verified);
+        self.admit(req, ctx, &verified);
         Action::Continue
     }
 }

@@ -11,6 +11,9 @@ use std::fmt;
 pub enum Reason {
     /// No token in the header, query parameter or cookie.
     MissingToken,
+    /// The token given more than once: in two places (header, query
+    /// parameter, cookie), or twice in one.
+    Repeated,
     /// Not three segments of strict base64url, or a header or payload that is
     /// not a JSON object, or a registered claim of the wrong type.
     Malformed,
@@ -45,6 +48,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
             Reason::MissingToken => "missing token",
+            Reason::Repeated => "credential given more than once",
             Reason::Malformed => "malformed token",
             Reason::TooLarge => "token too large",
             Reason::AlgorithmNotAllowed => "algorithm not allowed",
