@@ -206,14 +206,15 @@ async fn admin_purges_by_key_and_prefix_and_counts_lookups() {
     assert_eq!(fetch(&gw.admin_url("/healthz"), &[]).await.status, 200);
 
     // 3 first misses, 3 hits, 1 miss after the key purge, 1 hit, 2 misses
-    // after the prefix purge.
+    // after the prefix purge; and for each of these 10 requests, the lookup
+    // of its URI's generation, a miss while no unsafe request invalidated it.
     let metrics = fetch(&gw.admin_url("/metrics"), &[]).await.body;
     assert!(
         metrics.contains("gateway_cache_lookups_total{outcome=\"hit\"} 4"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("gateway_cache_lookups_total{outcome=\"miss\"} 6"),
+        metrics.contains("gateway_cache_lookups_total{outcome=\"miss\"} 16"),
         "{metrics}"
     );
 }
@@ -354,4 +355,76 @@ async fn a_list_valued_age_is_read_as_its_first_member() {
         .and_then(|a| a.parse().ok())
         .unwrap_or_default();
     assert!((10..7200).contains(&age), "age {age}");
+}
+
+/// RFC 9111 4.4: a successful POST (PUT, DELETE, ...) invalidates what is
+/// stored for its URI, and for the same-origin URIs its response's `Location`
+/// and `Content-Location` name; a failed one does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_unsafe_requests_invalidate_their_uri_and_locations() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&cached_route(&upstream, ""));
+    let url = |path: &str| gw.url(path);
+    let stored = |path: &'static str| {
+        let url = url(path);
+        async move {
+            fetch(&url, &[]).await;
+            x_cache(&fetch(&url, &[]).await) == "HIT"
+        }
+    };
+    for path in ["/c/items", "/c/items/1", "/c/items/2", "/c/status/404"] {
+        assert!(stored(path).await, "{path} was not stored");
+    }
+
+    assert_eq!(x_cache(&post(&url("/c/items")).await), "BYPASS");
+    assert_eq!(x_cache(&fetch(&url("/c/items"), &[]).await), "MISS");
+    assert_eq!(x_cache(&fetch(&url("/c/items/1"), &[]).await), "HIT");
+
+    // The upstream echoes `h-*` parameters as headers: Location is an
+    // absolute path, Content-Location relative to /c/new.
+    let created = post(&url(
+        "/c/new?h-location=%2Fc%2Fitems%2F1&h-content-location=items%2F2",
+    ))
+    .await;
+    assert_eq!(created.status, 200);
+    assert_eq!(x_cache(&fetch(&url("/c/items/1"), &[]).await), "MISS");
+    assert_eq!(x_cache(&fetch(&url("/c/items/2"), &[]).await), "MISS");
+    assert_eq!(x_cache(&fetch(&url("/c/items"), &[]).await), "HIT");
+
+    // A failed request changed nothing.
+    assert_eq!(post(&url("/c/status/404")).await.status, 404);
+    assert_eq!(x_cache(&fetch(&url("/c/status/404"), &[]).await), "HIT");
+}
+
+/// Gateways sharing a cache on Redis see each other's invalidations: what a
+/// POST through one invalidates is not served by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_through_one_gateway_holds_on_the_others_through_redis() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start("api").await;
+    let config = cached_route(&upstream, "")
+        .replace(
+            "[upstreams.api]",
+            &format!("[redis]\nurl = \"{}\"\n\n[upstreams.api]", redis.url()),
+        )
+        .replace(
+            "plugin = \"cache\"",
+            "plugin = \"cache\"\nstore = \"redis\"",
+        );
+    let a = Gateway::start(&config);
+    let b = Gateway::start(&config);
+    let host = [("host", "api.example")];
+    let german = [("host", "api.example"), ("accept-language", "de")];
+    let varying = "/c/doc?h-vary=accept-language";
+
+    for headers in [&host[..], &german[..]] {
+        fetch(&a.url(varying), headers).await;
+        assert_eq!(x_cache(&fetch(&b.url(varying), headers).await), "HIT");
+    }
+    let done = request("PUT", &b.url("/c/doc?h-vary=accept-language"), &host).await;
+    assert_eq!(done.status, 200);
+    for headers in [&host[..], &german[..]] {
+        assert_eq!(x_cache(&fetch(&a.url(varying), headers).await), "MISS");
+        assert_eq!(x_cache(&fetch(&b.url(varying), headers).await), "HIT");
+    }
 }

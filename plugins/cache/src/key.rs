@@ -22,12 +22,10 @@ pub const MAX_KEY: usize = 1000;
 /// The primary key of a cacheable (and already [sanitised](sanitise)) request.
 pub fn primary(req: &Request, options: &Options, consumer: Option<&str>) -> String {
     // HEAD is served from GET entries, so both are written GET.
-    let mut key = format!("GET {}{}", req.authority().to_ascii_lowercase(), req.path());
-    let query = normalised_query(req.query());
-    if !query.is_empty() {
-        key.push('?');
-        key.push_str(&query);
-    }
+    let mut key = format!(
+        "GET {}",
+        target(req.authority(), req.path(), req.query(), options)
+    );
     for name in &options.key_headers {
         key.push_str(" h:");
         key.push_str(name);
@@ -39,6 +37,22 @@ pub fn primary(req: &Request, options: &Options, consumer: Option<&str>) -> Stri
         escape_into(&mut key, consumer);
     }
     key
+}
+
+/// The URI part of a key, `{host}{path}?{query}`: what identifies a resource
+/// whatever the consumer or the key headers, hence what an unsafe request
+/// invalidates. With `key_query`, only keyed parameters count.
+pub fn target(authority: &str, path: &str, query: &str, options: &Options) -> String {
+    let mut target = format!("{}{}", authority.to_ascii_lowercase(), path);
+    let query = match &options.key_query {
+        Some(keep) => normalised_query(&keyed_params(query, keep)),
+        None => normalised_query(query),
+    };
+    if !query.is_empty() {
+        target.push('?');
+        target.push_str(&query);
+    }
+    target
 }
 
 /// The key of the variant of `primary` that a request with `headers` selects,

@@ -26,6 +26,7 @@
 
 mod config;
 mod entry;
+mod invalidation;
 mod key;
 mod storable;
 
@@ -33,6 +34,7 @@ pub use config::POISONING_HEADERS;
 pub use key::MAX_KEY;
 
 use config::Options;
+use invalidation::Origin;
 use key::Vary;
 use plugin_sdk::consumers::CONTEXT_CONSUMER;
 use plugin_sdk::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
@@ -50,6 +52,10 @@ pub const CONTEXT_FILL: &str = "cache.fill";
 /// Context key with the request's headers (JSON pairs), for a response that
 /// turns out to vary on some of them.
 pub const CONTEXT_REQUEST_HEADERS: &str = "cache.request_headers";
+/// Context key with an unsafe request's host, path and query (one per line):
+/// a successful response invalidates the entries of that URI and of its
+/// same-origin `Location` and `Content-Location`.
+pub const CONTEXT_INVALIDATE: &str = "cache.invalidate";
 
 const HIT: &str = "HIT";
 const MISS: &str = "MISS";
@@ -125,6 +131,29 @@ impl Cache {
         put(key, entry::marker(names, now), ttl)?;
         Ok(vec![variant, key.to_string()])
     }
+
+    /// Invalidates the URI an unsafe request targeted and the same-origin
+    /// URIs its response's `Location` and `Content-Location` name.
+    fn invalidate(&self, origin: &Origin, headers: &Headers) {
+        let mut targets = vec![key::target(
+            &origin.authority,
+            &origin.path,
+            &origin.query,
+            &self.options,
+        )];
+        for name in ["location", "content-location"] {
+            if let Some(target) = headers
+                .get(name)
+                .and_then(|reference| origin.target_of(reference, &self.options))
+                && !targets.contains(&target)
+            {
+                targets.push(target);
+            }
+        }
+        for target in &targets {
+            invalidation::invalidate(target);
+        }
+    }
 }
 
 fn put(key: &str, entry: cache::Entry, ttl: Duration) -> Result<(), NotStored> {
@@ -133,6 +162,16 @@ fn put(key: &str, entry: cache::Entry, ttl: Duration) -> Result<(), NotStored> {
     } else {
         Err(NotStored::Refused)
     }
+}
+
+/// Keeps an unsafe request's URI for its response phase.
+fn remember_origin(req: &Request, ctx: &mut Context) {
+    let origin = Origin {
+        authority: req.authority().to_string(),
+        path: req.path().to_string(),
+        query: req.query().to_string(),
+    };
+    ctx.set(CONTEXT_INVALIDATE, origin.encode());
 }
 
 fn bypass(ctx: &mut Context) -> Action {
@@ -189,7 +228,12 @@ impl Plugin for Cache {
         let head = match req.method() {
             "GET" => false,
             "HEAD" if self.options.head => true,
-            _ => return bypass(ctx),
+            method => {
+                if invalidation::is_unsafe(method) {
+                    remember_origin(req, ctx);
+                }
+                return bypass(ctx);
+            }
         };
         if !self.options.cache_authorized && req.headers().contains("authorization") {
             return bypass(ctx);
@@ -199,7 +243,11 @@ impl Plugin for Cache {
         }
         key::sanitise(req, &self.options);
         let consumer = ctx.get(CONTEXT_CONSUMER);
-        let primary = key::primary(req, &self.options, consumer.as_deref());
+        let target = key::target(req.authority(), req.path(), req.query(), &self.options);
+        let primary = invalidation::storage_key(
+            &key::primary(req, &self.options, consumer.as_deref()),
+            invalidation::generation(&target),
+        );
         if primary.len() > MAX_KEY {
             return bypass(ctx);
         }
@@ -242,6 +290,11 @@ impl Plugin for Cache {
         let Some(status) = ctx.get(CONTEXT_STATUS) else {
             return;
         };
+        if invalidation::invalidates(resp.status())
+            && let Some(origin) = ctx.get(CONTEXT_INVALIDATE).and_then(|o| Origin::decode(&o))
+        {
+            self.invalidate(&origin, resp.headers());
+        }
         if status == MISS
             && let Some(key) = ctx.get(CONTEXT_KEY)
         {

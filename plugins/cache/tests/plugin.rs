@@ -685,11 +685,17 @@ fn a_miss_remembers_only_what_the_response_phase_needs() {
         ctx.get("cache.key").as_deref(),
         Some("GET api.example.com/ctx?b=1")
     );
-    // A bypass leaves only its status.
+    // A bypass leaves only its status ...
     let mut ctx = Context::new();
-    c.on_request(&mut Request::new("POST", "/ctx"), &mut ctx);
+    c.on_request(&mut Request::new("OPTIONS", "/ctx"), &mut ctx);
     assert_eq!(ctx.keys(), ["cache.status"]);
     assert_eq!(ctx.get(CONTEXT_STATUS).as_deref(), Some("BYPASS"));
+    // ... and an unsafe request the URI its success invalidates.
+    let mut ctx = Context::new();
+    c.on_request(&mut Request::new("POST", "/ctx?b=1"), &mut ctx);
+    let mut keys = ctx.keys();
+    keys.sort();
+    assert_eq!(keys, ["cache.invalidate", "cache.status"]);
 }
 
 #[test]
@@ -757,4 +763,112 @@ fn served_age_saturates_at_two_to_the_31() {
     ));
     let t = trip(&c, get("/ancient"), ok("upstream was called"));
     assert_eq!(t.response.headers().get("age"), Some("2147483648"));
+}
+
+/// RFC 9111 4.4: a successful unsafe request invalidates every stored copy of
+/// its target URI, whoever the consumer, whatever the key headers or variant.
+#[test]
+fn successful_unsafe_requests_invalidate_every_copy_of_their_uri() {
+    let c = plugin(json!({"key_headers": ["x-tenant"]}));
+    let german = || get("/items").with_header("accept-language", "de");
+    let varying = || ok("Hallo").with_header("vary", "accept-language");
+    let t1 = || get("/items").with_header("x-tenant", "t1");
+    // Every copy of /items, each a miss that stores it (again).
+    let fill = || {
+        let misses = [
+            trip(&c, get("/items"), ok("anonymous")),
+            trip_as(&c, Some("alice"), get("/items"), ok("alice's")),
+            trip(&c, t1(), ok("t1's")),
+            trip_as(&c, Some("bob"), german(), varying()),
+        ];
+        misses.iter().all(|t| t.x_cache() == Some("MISS"))
+    };
+    trip(&c, get("/items?page=2"), ok("page 2"));
+    assert!(fill());
+    assert_hit(&c, get("/items"), "anonymous");
+    assert_hit(&c, t1(), "t1's");
+    for method in ["POST", "PUT", "DELETE", "PATCH", "FROBNICATE"] {
+        let unsafe_request = Request::new(method, "/items").with_authority("api.example.com");
+        let t = trip(&c, unsafe_request, Response::text(204, ""));
+        assert_eq!(t.x_cache(), Some("BYPASS"), "{method}");
+        assert!(fill(), "{method} left a copy");
+        assert_hit(&c, get("/items"), "anonymous");
+        let t = trip_as(&c, Some("bob"), german(), ok("upstream was called"));
+        assert_eq!((t.x_cache(), t.body()), (Some("HIT"), "Hallo"));
+        // Another URI (the query is part of it) is left alone.
+        assert_hit(&c, get("/items?page=2"), "page 2");
+    }
+    let post = Request::new("POST", "/items?page=2").with_authority("api.example.com");
+    trip(&c, post, Response::text(201, "created"));
+    assert_miss(&c, get("/items?page=2"));
+    assert_hit(&c, get("/items"), "anonymous");
+}
+
+#[test]
+fn failed_or_safe_requests_invalidate_nothing() {
+    let c = plugin(json!({}));
+    trip(&c, get("/items"), ok("stored"));
+    for (method, status) in [
+        ("POST", 400),
+        ("PUT", 404),
+        ("DELETE", 500),
+        ("OPTIONS", 200),
+        ("TRACE", 200),
+    ] {
+        let req = Request::new(method, "/items").with_authority("api.example.com");
+        trip(&c, req, Response::text(status, "no"));
+        assert_hit(&c, get("/items"), "stored");
+    }
+    // A redirect is a success.
+    let req = Request::new("POST", "/items").with_authority("api.example.com");
+    trip(
+        &c,
+        req,
+        Response::new(303).with_header("location", "/items/1"),
+    );
+    assert_miss(&c, get("/items"));
+}
+
+/// `Location` and `Content-Location` are invalidated too when they are on the
+/// request's host, relative references resolved against the request URI.
+#[test]
+fn unsafe_requests_invalidate_same_origin_location_and_content_location() {
+    let c = plugin(json!({"key_query": ["page"]}));
+    let paths = [
+        "/shop/cart",
+        "/shop/items/7",
+        "/shop/items/8",
+        "/shop/list?page=2",
+        "/elsewhere",
+    ];
+    for path in paths {
+        trip(&c, get(path), ok(path));
+    }
+    let post = || Request::new("POST", "/shop/items/new?x=1").with_authority("API.example.com");
+    trip(
+        &c,
+        post(),
+        Response::new(201)
+            .with_header("location", "7")
+            .with_header("content-location", "http://api.example.com/shop/cart#top"),
+    );
+    assert_miss(&c, get("/shop/items/7"));
+    assert_miss(&c, get("/shop/cart"));
+    assert_hit(&c, get("/shop/items/8"), "/shop/items/8");
+    trip(
+        &c,
+        post(),
+        Response::new(303).with_header("location", "../list?utm=mail&page=2"),
+    );
+    assert_miss(&c, get("/shop/list?page=2"));
+    // Other hosts are not this cache's to invalidate.
+    trip(
+        &c,
+        post(),
+        Response::new(201)
+            .with_header("location", "http://evil.example/elsewhere")
+            .with_header("content-location", "//other.example/shop/items/8"),
+    );
+    assert_hit(&c, get("/elsewhere"), "/elsewhere");
+    assert_hit(&c, get("/shop/items/8"), "/shop/items/8");
 }
