@@ -3,6 +3,7 @@
 
 mod caching;
 mod cors;
+mod credentials;
 mod grpc;
 mod identity;
 mod jwt;

@@ -1,0 +1,322 @@
+//! A credential given more than once, through the real binary: `key-auth`
+//! and `jwt` refuse it before the upstream sees anything, and with one valid
+//! credential the upstream receives exactly that one (or none, with
+//! `hide_credentials`). The upstream records every header line it gets, so
+//! a second line cannot hide behind the first.
+
+use crate::support::{Gateway, Reply, client, send, serve_http1};
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use serde_json::json;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+const REPEATED: &str = "unauthorized: credential given more than once";
+const KEY: &str = "alice-key-0000000001";
+const HS_SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!!";
+
+/// Every header line of one request, in order, names lower-cased.
+type Lines = Vec<(String, String)>;
+
+/// A real upstream that answers 200 and records the header lines and query
+/// of every request it receives.
+struct Recorder {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<(Lines, String)>>>,
+}
+
+impl Recorder {
+    async fn start() -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        serve_http1(
+            listener,
+            None,
+            service_fn(move |req: Request<Incoming>| {
+                let lines = req
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                    .collect();
+                let query = req.uri().query().unwrap_or_default().to_string();
+                if let Ok(mut log) = log.lock() {
+                    log.push((lines, query));
+                }
+                async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("ok")))) }
+            }),
+        );
+        Recorder { addr, seen }
+    }
+
+    /// How many requests reached this upstream.
+    fn requests(&self) -> usize {
+        self.seen.lock().map(|seen| seen.len()).unwrap_or_default()
+    }
+
+    /// The values of header `name` in the last request, one per line.
+    fn last_lines(&self, name: &str) -> Vec<String> {
+        let seen = self.seen.lock().expect("recorder lock");
+        let (lines, _) = seen.last().expect("no request reached the upstream");
+        lines
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The query string of the last request.
+    fn last_query(&self) -> String {
+        let seen = self.seen.lock().expect("recorder lock");
+        seen.last()
+            .map(|(_, query)| query.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A GET of `url` with these header lines, in order (repeats kept).
+fn get_with(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut builder = Request::get(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::default()).expect("request")
+}
+
+fn assert_refused_as_repeated(reply: &Reply, case: &str) {
+    assert_eq!(reply.status, 401, "{case}: {}", reply.body);
+    assert_eq!(reply.json()["error"], REPEATED, "{case}");
+}
+
+/// An HS256 token for `sub`, valid for five minutes, MACed with `secret`.
+fn hs256(secret: &str, sub: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = B64.encode(json!({"alg": "HS256"}).to_string());
+    let claims = B64.encode(json!({"sub": sub, "exp": now + 300}).to_string());
+    let input = format!("{header}.{claims}");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = hmac::sign(&key, input.as_bytes());
+    format!("{input}.{}", B64.encode(tag.as_ref()))
+}
+
+fn key_auth_gateway(upstream: SocketAddr) -> Gateway {
+    Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[consumers]]
+name = "alice"
+keys = [{{ plaintext = "{KEY}" }}]
+
+[upstreams.api]
+targets = ["{upstream}"]
+
+[[routes]]
+name = "kept"
+path = "/kept/{{*rest}}"
+upstream = "api"
+[[routes.plugins]]
+plugin = "key-auth"
+config = {{ query = ["api_key"], hide_credentials = false }}
+
+[[routes]]
+name = "hidden"
+path = "/hidden/{{*rest}}"
+upstream = "api"
+[[routes.plugins]]
+plugin = "key-auth"
+config = {{ query = ["api_key"] }}
+"#
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_auth_refuses_a_key_given_twice_before_the_upstream_sees_it() {
+    let upstream = Recorder::start().await;
+    let gw = key_auth_gateway(upstream.addr);
+    let client = client();
+    let joined = format!("{KEY}, forged-key-0000000002");
+    let cases = [
+        (
+            "two header lines, valid first",
+            get_with(
+                &gw.url("/kept/x"),
+                &[("x-api-key", KEY), ("x-api-key", "forged-key-0000000002")],
+            ),
+        ),
+        (
+            "one comma-joined line",
+            get_with(&gw.url("/kept/x"), &[("x-api-key", &joined)]),
+        ),
+        (
+            "the parameter twice",
+            get_with(
+                &gw.url(&format!("/kept/x?api_key={KEY}&api_key=forged")),
+                &[],
+            ),
+        ),
+        (
+            "header and parameter",
+            get_with(&gw.url("/kept/x?api_key=forged"), &[("x-api-key", KEY)]),
+        ),
+    ];
+    for (case, request) in cases {
+        assert_refused_as_repeated(&send(&client, request).await, case);
+    }
+    assert_eq!(
+        upstream.requests(),
+        0,
+        "a refused request reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_auth_forwards_exactly_the_one_key_it_checked_or_none() {
+    let upstream = Recorder::start().await;
+    let gw = key_auth_gateway(upstream.addr);
+    let client = client();
+
+    let reply = send(&client, get_with(&gw.url("/kept/x"), &[("x-api-key", KEY)])).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(upstream.last_lines("x-api-key"), [KEY]);
+
+    // Hidden: neither the key nor an empty copy beside it goes on.
+    let reply = send(
+        &client,
+        get_with(
+            &gw.url(&format!("/hidden/x?api_key={KEY}&page=2")),
+            &[("x-api-key", "")],
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(upstream.last_query(), "page=2");
+    assert!(upstream.last_lines("x-api-key").is_empty());
+}
+
+fn jwt_gateway(upstream: SocketAddr) -> Gateway {
+    Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstreams.api]
+targets = ["{upstream}"]
+
+[[routes]]
+name = "kept"
+path = "/kept/{{*rest}}"
+upstream = "api"
+[[routes.plugins]]
+plugin = "jwt"
+config = {{ algorithms = ["HS256"], hmac_secret = "{HS_SECRET}", query = "access_token", cookie = "session" }}
+
+[[routes]]
+name = "hidden"
+path = "/hidden/{{*rest}}"
+upstream = "api"
+[[routes.plugins]]
+plugin = "jwt"
+config = {{ algorithms = ["HS256"], hmac_secret = "{HS_SECRET}", query = "access_token", hide_credentials = true }}
+"#
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_refuses_a_token_given_twice_before_the_upstream_sees_it() {
+    let upstream = Recorder::start().await;
+    let gw = jwt_gateway(upstream.addr);
+    let client = client();
+    let valid = format!("Bearer {}", hs256(HS_SECRET, "alice"));
+    let forged = format!(
+        "Bearer {}",
+        hs256("a-secret-nobody-configured-0123456789", "root")
+    );
+    let joined = format!("{valid}, {forged}");
+    let cookie = format!("session={}", hs256(HS_SECRET, "alice"));
+    let cases = [
+        (
+            "valid line then forged line",
+            get_with(
+                &gw.url("/kept/x"),
+                &[("authorization", &valid), ("authorization", &forged)],
+            ),
+        ),
+        (
+            "forged line then valid line",
+            get_with(
+                &gw.url("/hidden/x"),
+                &[("authorization", &forged), ("authorization", &valid)],
+            ),
+        ),
+        (
+            "one comma-joined line",
+            get_with(&gw.url("/kept/x"), &[("authorization", &joined)]),
+        ),
+        (
+            "header and cookie",
+            get_with(
+                &gw.url("/kept/x"),
+                &[("authorization", &valid), ("cookie", &cookie)],
+            ),
+        ),
+    ];
+    for (case, request) in cases {
+        let reply = send(&client, request).await;
+        assert_refused_as_repeated(&reply, case);
+        assert!(
+            reply
+                .header("www-authenticate")
+                .is_some_and(|c| c.contains("error=\"invalid_request\"")),
+            "{case}: {:?}",
+            reply.header("www-authenticate")
+        );
+    }
+    assert_eq!(
+        upstream.requests(),
+        0,
+        "a refused request reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_forwards_exactly_the_one_token_it_verified_or_none() {
+    let upstream = Recorder::start().await;
+    let gw = jwt_gateway(upstream.addr);
+    let client = client();
+    let valid = format!("Bearer {}", hs256(HS_SECRET, "alice"));
+
+    let reply = send(
+        &client,
+        get_with(&gw.url("/kept/x"), &[("authorization", &valid)]),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(upstream.last_lines("authorization"), [valid.as_str()]);
+
+    // Hidden: neither the token nor an empty copy beside it goes on.
+    let reply = send(
+        &client,
+        get_with(
+            &gw.url("/hidden/x?access_token=&page=2"),
+            &[("authorization", &valid)],
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(upstream.last_lines("authorization").is_empty());
+    assert_eq!(upstream.last_query(), "page=2");
+}
