@@ -89,6 +89,15 @@ impl Headers {
     /// A proxy may have joined several lines into one, separated by commas
     /// (RFC 9110 5.3): for a header whose syntax allows no list, a comma in the
     /// value is a repetition too, and only the caller knows the syntax.
+    ///
+    /// ```
+    /// use plugin_sdk::{Repeated, Request};
+    ///
+    /// let once = Request::new("GET", "/").with_header("x-api-key", "k1");
+    /// assert_eq!(once.headers().single("X-Api-Key"), Ok(Some("k1")));
+    /// let twice = once.with_header("x-api-key", "forged");
+    /// assert_eq!(twice.headers().single("x-api-key"), Err(Repeated));
+    /// ```
     pub fn single(&self, name: &str) -> Result<Option<&str>, Repeated> {
         let mut lines = self
             .raw()
@@ -423,6 +432,15 @@ impl Request {
     ///
     /// Use it, not [`Request::query_param`], for anything security-relevant:
     /// that answers with the first value, while the upstream may read the last.
+    ///
+    /// ```
+    /// use plugin_sdk::{Repeated, Request};
+    ///
+    /// let req = Request::new("GET", "/?api_key=k1&page=2");
+    /// assert_eq!(req.single_query_param("api_key"), Ok(Some("k1".to_string())));
+    /// let req = Request::new("GET", "/?api_key=k1&api_key=forged");
+    /// assert_eq!(req.single_query_param("api_key"), Err(Repeated));
+    /// ```
     pub fn single_query_param(&self, name: &str) -> Result<Option<String>, Repeated> {
         let mut values = form_urlencoded::parse(self.query.as_bytes()).filter(|(k, _)| k == name);
         let first = values.next();

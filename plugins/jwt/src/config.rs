@@ -67,10 +67,10 @@ struct Settings {
     /// The header carrying `Bearer <token>`.
     #[serde(default = "default_header")]
     header: String,
-    /// A query parameter carrying the token, tried after the header.
+    /// A query parameter that may carry the token instead of the header.
     #[serde(default)]
     query: Option<String>,
-    /// A cookie carrying the token, tried last.
+    /// A cookie that may carry the token instead of the header.
     #[serde(default)]
     cookie: Option<String>,
     /// Seconds of clock skew tolerated on `exp` and `nbf`.
@@ -100,7 +100,8 @@ struct Settings {
     /// Refuse tokens whose consumer is not configured.
     #[serde(default)]
     consumer_must_exist: bool,
-    /// Remove the token from the request before it is proxied.
+    /// Remove the token from the request before it is proxied (from the
+    /// header, the parameter and the cookie).
     #[serde(default)]
     hide_credentials: bool,
     /// The realm in the `WWW-Authenticate` challenge.

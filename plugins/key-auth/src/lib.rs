@@ -1,8 +1,8 @@
 //! The built-in `key-auth` plugin: API keys, as in Kong's key-auth and AWS API
 //! Gateway's `x-api-key`.
 //!
-//! The key is read from the configured headers, then the configured query
-//! parameters, and looked up with the gateway's `consumers` interface (the host
+//! The key is read from the one configured header or query parameter that
+//! holds one, and looked up with the gateway's `consumers` interface (the host
 //! compares keyed hashes; no plugin ever holds a stored key). On success the
 //! consumer goes into the request context (`consumer`, `consumer.groups`,
 //! `consumer.plan`) for later plugins such as rate limiting, optionally into
