@@ -62,6 +62,16 @@ struct Settings {
     /// An integer (bytes) or a string with a unit, hence untyped here.
     #[serde(default)]
     max_body: Option<Value>,
+    #[serde(default = "default_keep")]
+    keep: String,
+    #[serde(default)]
+    targeted_cache_control: Vec<String>,
+    #[serde(default)]
+    strip_targeted_cache_control: bool,
+}
+
+fn default_keep() -> String {
+    "1h".to_string()
 }
 
 fn default_ttl() -> String {
@@ -133,6 +143,15 @@ pub struct Options {
     pub collapse_wait: Duration,
     /// Largest body stored.
     pub max_body: usize,
+    /// How long a stale entry with a validator (`ETag`, `Last-Modified`) is
+    /// kept past its freshness, to be revalidated with a conditional request.
+    pub keep: Duration,
+    /// Targeted cache-control fields this cache obeys before `Cache-Control`
+    /// (RFC 9213), lower-case, first match wins: `["cdn-cache-control"]` to
+    /// act as a CDN. Empty by default, as RFC 9213 asks of gateway caches.
+    pub targeted: Vec<String>,
+    /// Whether the targeted fields are removed from what the client gets.
+    pub strip_targeted: bool,
 }
 
 impl Options {
@@ -164,6 +183,19 @@ impl Options {
             None => DEFAULT_MAX_BODY,
             Some(value) => parse_size("max_body", value)?,
         };
+        let keep = parse_duration("keep", &settings.keep)?;
+        if keep > LONGEST_TTL {
+            return Err(format!(
+                "cache: keep `{}` must be at most 24h",
+                settings.keep
+            ));
+        }
+        let targeted = header_names("targeted_cache_control", &settings.targeted_cache_control)?;
+        if let Some(name) = targeted.iter().find(|n| *n == "cache-control") {
+            return Err(format!(
+                "cache: targeted_cache_control: `{name}` is not a targeted field (list fields such as CDN-Cache-Control)"
+            ));
+        }
         let key_headers = header_names("key_headers", &settings.key_headers)?;
         let configured_strip = header_names("strip_headers", &settings.strip_headers)?;
         if let Some(name) = configured_strip.iter().find(|n| key_headers.contains(n)) {
@@ -194,6 +226,9 @@ impl Options {
             refresh: refresh(&settings.refresh)?,
             collapse_wait,
             max_body,
+            keep,
+            targeted,
+            strip_targeted: settings.strip_targeted_cache_control,
         })
     }
 }
@@ -323,6 +358,9 @@ mod tests {
         assert_eq!(o.refresh, Refresh::Consumers(vec![]));
         assert_eq!(o.collapse_wait, Duration::from_secs(5));
         assert_eq!(o.max_body, 1_048_576);
+        assert_eq!(o.keep, Duration::from_secs(3600));
+        assert!(o.targeted.is_empty());
+        assert!(!o.strip_targeted);
     }
 
     #[test]
@@ -477,8 +515,24 @@ mod tests {
                 "cache: refresh must not contain an empty consumer name",
             ),
             (
+                json!({"keep": "2d"}),
+                "cache: keep: invalid duration `2d`: expected a number followed by ms, s, m or h (for example \"30s\" or \"250ms\")",
+            ),
+            (
+                json!({"keep": "25h"}),
+                "cache: keep `25h` must be at most 24h",
+            ),
+            (
+                json!({"targeted_cache_control": ["CDN Cache Control"]}),
+                "cache: targeted_cache_control: `CDN Cache Control` is not a valid header name",
+            ),
+            (
+                json!({"targeted_cache_control": ["Cache-Control"]}),
+                "cache: targeted_cache_control: `cache-control` is not a targeted field (list fields such as CDN-Cache-Control)",
+            ),
+            (
                 json!({"tll": "30s"}),
-                "cache: invalid config: unknown field `tll`, expected one of `ttl`, `max_ttl`, `statuses`, `methods`, `key_query`, `key_headers`, `strip_headers`, `cache_authorized`, `cache_set_cookie`, `refresh`, `collapse_wait`, `max_body`",
+                "cache: invalid config: unknown field `tll`, expected one of `ttl`, `max_ttl`, `statuses`, `methods`, `key_query`, `key_headers`, `strip_headers`, `cache_authorized`, `cache_set_cookie`, `refresh`, `collapse_wait`, `max_body`, `keep`, `targeted_cache_control`, `strip_targeted_cache_control`",
             ),
             (
                 json!({"statuses": "200"}),

@@ -29,7 +29,7 @@ pub fn stored(resp: &Response, now_ms: u64) -> Entry {
 /// The headers worth replaying to other clients: no hop-by-hop headers (nor
 /// those `Connection` names), no cookie set for the client that fetched it,
 /// and no `X-Cache`, which each answer gets anew.
-fn stored_headers(headers: &Headers) -> Headers {
+pub fn stored_headers(headers: &Headers) -> Headers {
     let per_connection: Vec<String> = headers
         .get_all("connection")
         .flat_map(|value| value.split(','))

@@ -28,6 +28,8 @@ mod config;
 mod entry;
 mod invalidation;
 mod key;
+mod revalidation;
+mod sf;
 mod storable;
 
 pub use config::POISONING_HEADERS;
@@ -39,6 +41,7 @@ use key::Vary;
 use plugin_sdk::consumers::CONTEXT_CONSUMER;
 use plugin_sdk::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
 use plugin_sdk::{cache, clock, log};
+use revalidation::Conditions;
 use std::time::Duration;
 use storable::NotStored;
 
@@ -56,10 +59,16 @@ pub const CONTEXT_REQUEST_HEADERS: &str = "cache.request_headers";
 /// a successful response invalidates the entries of that URI and of its
 /// same-origin `Location` and `Content-Location`.
 pub const CONTEXT_INVALIDATE: &str = "cache.invalidate";
+/// Context key with the key of the stale entry this request revalidates.
+pub const CONTEXT_REVALIDATE: &str = "cache.revalidate";
+/// Context key with the client's own conditional headers (JSON) while the
+/// cache revalidates with its validators instead.
+pub const CONTEXT_CONDITIONS: &str = "cache.conditions";
 
 const HIT: &str = "HIT";
 const MISS: &str = "MISS";
 const BYPASS: &str = "BYPASS";
+const REVALIDATED: &str = "REVALIDATED";
 
 /// The host drops context values over 16 KiB; headers that large are not
 /// kept, and a varying response to them is then not stored.
@@ -73,7 +82,8 @@ pub struct Cache {
 
 /// What a lookup found.
 enum Found {
-    Hit(cache::Entry),
+    /// An entry, fresh or stale, and the key it is under.
+    Hit(cache::Entry, String),
     /// Not there; the key this request may now be filling, if any.
     Miss(Option<String>),
     /// The variant's key is over [`MAX_KEY`].
@@ -87,14 +97,14 @@ impl Cache {
             return Found::Miss(Some(key.to_string()));
         };
         if !entry::is_marker(&found) {
-            return Found::Hit(found);
+            return Found::Hit(found, key.to_string());
         }
         let variant = key::variant(key, &found.vary, headers);
         if variant.len() > MAX_KEY {
             return Found::Unkeyable;
         }
         match cache::lookup(&variant, wait) {
-            Some(entry) if !entry::is_marker(&entry) => Found::Hit(entry),
+            Some(entry) if !entry::is_marker(&entry) => Found::Hit(entry, variant),
             // Markers live under primary keys only, which hold no newline;
             // whatever this is, it is not a response.
             Some(_) => Found::Miss(None),
@@ -110,7 +120,7 @@ impl Cache {
         if vary == Vary::Anything {
             return Err(NotStored::VaryAnything);
         }
-        let ttl = storable::check(resp, &self.options, now)?;
+        let ttl = storable::check(resp, &self.options, now)?.ttl;
         let mut stored = entry::stored(resp, now);
         let Vary::On(names) = vary else {
             put(key, stored, ttl)?;
@@ -130,6 +140,102 @@ impl Cache {
         put(&variant, stored, ttl)?;
         put(key, entry::marker(names, now), ttl)?;
         Ok(vec![variant, key.to_string()])
+    }
+
+    /// Answers a request from a fresh `entry`.
+    fn hit(&self, entry: cache::Entry, head: bool, req: &Request, ctx: &mut Context) -> Action {
+        ctx.set(CONTEXT_STATUS, HIT);
+        let mut answer = entry::answer(entry, head, clock::now_millis());
+        self.finish(&mut answer, Conditions::of(req.headers()).as_ref());
+        Action::Respond(answer)
+    }
+
+    /// What every answer of the cache gets last: a `304` when the client's
+    /// conditions say it has this response, and no targeted fields when
+    /// they are stripped.
+    fn finish(&self, answer: &mut Response, conditions: Option<&Conditions>) {
+        if answer.status() == 200 && conditions.is_some_and(|c| c.not_modified(answer.headers())) {
+            revalidation::into_not_modified(answer);
+        }
+        self.strip_targeted(answer);
+    }
+
+    fn strip_targeted(&self, response: &mut Response) {
+        if !self.options.strip_targeted {
+            return;
+        }
+        for name in &self.options.targeted {
+            if response.headers().contains(name) {
+                response.headers_mut().remove(name);
+            }
+        }
+    }
+
+    /// Sends `req` upstream as the conditional request that revalidates the
+    /// stale `entry` found under `found_at`.
+    fn revalidate(
+        &self,
+        req: &mut Request,
+        ctx: &mut Context,
+        entry: &cache::Entry,
+        found_at: String,
+    ) {
+        if let Some(json) =
+            Conditions::of(req.headers()).and_then(|c| serde_json::to_string(&c).ok())
+        {
+            ctx.set(CONTEXT_CONDITIONS, json);
+        }
+        revalidation::make_conditional(req, &entry.headers);
+        ctx.set(CONTEXT_REVALIDATE, found_at);
+    }
+
+    /// Answers a revalidation's `304`: the entry under `found_at`, its
+    /// headers refreshed from the `304` (and stored so), becomes the answer.
+    /// `false` when the entry is gone meanwhile: the `304` passes as it is.
+    fn refresh(&self, resp: &mut Response, found_at: &str, ctx: &Context) -> bool {
+        let Some(stored) =
+            cache::lookup(found_at, std::time::Duration::ZERO).filter(|e| !entry::is_marker(e))
+        else {
+            log::warn(&format!("cache: revalidated entry gone: {found_at}"));
+            return false;
+        };
+        let now = clock::now_millis();
+        let updates = entry::stored_headers(resp.headers());
+        let current = if revalidation::validates(&stored.headers, &updates) {
+            let refreshed = revalidation::refreshed(stored, &updates, now);
+            self.restore(&refreshed, found_at, ctx.get(CONTEXT_KEY).as_deref(), now);
+            refreshed
+        } else {
+            log::debug(&format!(
+                "cache: a 304 with another ETag refreshes nothing: {found_at}"
+            ));
+            stored
+        };
+        let conditions = ctx
+            .get(CONTEXT_CONDITIONS)
+            .and_then(|json| serde_json::from_str::<Conditions>(&json).ok());
+        let mut answer = entry::answer(current, false, now);
+        self.finish(&mut answer, conditions.as_ref());
+        *resp = answer;
+        true
+    }
+
+    /// Stores a refreshed entry again under `found_at` (and the Vary marker
+    /// under `primary`, so it outlives the variant).
+    fn restore(&self, refreshed: &cache::Entry, found_at: &str, primary: Option<&str>, now: u64) {
+        let ttl = match storable::storage(&refreshed.headers, &self.options, now) {
+            Ok(storage) => storage.ttl,
+            Err(reason) => {
+                log::debug(&format!(
+                    "cache: refreshed entry not stored ({reason:?}): {found_at}"
+                ));
+                return;
+            }
+        };
+        let _ = cache::put(found_at, refreshed.clone(), ttl);
+        if let Some(primary) = primary.filter(|p| *p != found_at && !refreshed.vary.is_empty()) {
+            let _ = cache::put(primary, entry::marker(refreshed.vary.clone(), now), ttl);
+        }
     }
 
     /// Invalidates the URI an unsafe request targeted and the same-origin
@@ -258,9 +364,17 @@ impl Plugin for Cache {
             None
         } else {
             match self.lookup(&primary, req.headers()) {
-                Found::Hit(entry) => {
-                    ctx.set(CONTEXT_STATUS, HIT);
-                    return Action::Respond(entry::answer(entry, head, clock::now_millis()));
+                Found::Hit(entry, found_at) => {
+                    let now = clock::now_millis();
+                    if storable::is_fresh(&entry.headers, &self.options, entry.stored_at_ms, now) {
+                        return self.hit(entry, head, req, ctx);
+                    }
+                    // Stale: asked about with its validators, or fetched anew
+                    // (HEAD always is).
+                    if !head && storable::has_validator(&entry.headers) {
+                        self.revalidate(req, ctx, &entry, found_at);
+                    }
+                    None
                 }
                 Found::Miss(fill) => fill,
                 Found::Unkeyable => return bypass(ctx),
@@ -295,7 +409,15 @@ impl Plugin for Cache {
         {
             self.invalidate(&origin, resp.headers());
         }
+        let mut status = status;
         if status == MISS
+            && resp.status() == 304
+            && let Some(found_at) = ctx.get(CONTEXT_REVALIDATE)
+            && self.refresh(resp, &found_at, ctx)
+        {
+            status = REVALIDATED.to_string();
+            ctx.set(CONTEXT_STATUS, REVALIDATED);
+        } else if status == MISS
             && let Some(key) = ctx.get(CONTEXT_KEY)
         {
             let written = match self.store(resp, &key, ctx) {
@@ -310,6 +432,15 @@ impl Plugin for Cache {
             {
                 cache::release(&fill);
             }
+            // The client's own conditions, held back while revalidating,
+            // apply to the new response.
+            let conditions = ctx
+                .get(CONTEXT_CONDITIONS)
+                .and_then(|json| serde_json::from_str::<Conditions>(&json).ok());
+            if resp.status() == 200 && conditions.is_some_and(|c| c.not_modified(resp.headers())) {
+                revalidation::into_not_modified(resp);
+            }
+            self.strip_targeted(resp);
         }
         resp.headers_mut().set("x-cache", status);
     }

@@ -3,6 +3,7 @@
 //! and `max_ttl` over all of them.
 
 use crate::config::Options;
+use crate::sf;
 use plugin_sdk::{Headers, Response};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -21,14 +22,15 @@ pub enum NotStored {
     NoStore,
     /// `Cache-Control: private`: for one user only.
     Private,
-    /// `Cache-Control: no-cache`: every reuse must be revalidated, which this
-    /// cache does not do.
+    /// `Cache-Control: no-cache` without a validator: every reuse must be
+    /// revalidated, and there is nothing to revalidate with.
     NoCache,
     /// `s-maxage` or `max-age` is not a number of seconds.
     InvalidMaxAge,
     /// `Expires` is not an HTTP date.
     InvalidExpires,
-    /// No lifetime is left (zero max-age, past `Expires`, a `ttl` of 0s).
+    /// No lifetime is left (zero max-age, past `Expires`, a `ttl` of 0s) and
+    /// no validator to revalidate it with.
     Stale,
     /// `Vary: *`: it depends on more than any request header.
     VaryAnything,
@@ -40,8 +42,21 @@ pub enum NotStored {
     Refused,
 }
 
-/// How long `resp` may be served from the cache, or why it must not be.
-pub fn check(resp: &Response, options: &Options, now_ms: u64) -> Result<Duration, NotStored> {
+/// How a storable response is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storage {
+    /// How long it is served without asking the upstream (may be zero).
+    pub fresh: Duration,
+    /// How long the store keeps it: `fresh`, plus `keep` when it has a
+    /// validator to be revalidated with once stale.
+    pub ttl: Duration,
+}
+
+/// The store keeps an entry for a day at most.
+const LONGEST_STORAGE: Duration = Duration::from_secs(86_400);
+
+/// How `resp` may be stored, or why it must not be.
+pub fn check(resp: &Response, options: &Options, now_ms: u64) -> Result<Storage, NotStored> {
     if !options.statuses.contains(&resp.status()) {
         return Err(NotStored::Status);
     }
@@ -53,19 +68,54 @@ pub fn check(resp: &Response, options: &Options, now_ms: u64) -> Result<Duration
     if !options.cache_set_cookie && resp.headers().contains("set-cookie") {
         return Err(NotStored::SetCookie);
     }
-    lifetime(resp.headers(), now_ms, options.ttl, options.max_ttl)
+    storage(resp.headers(), options, now_ms)
 }
 
-/// The freshness lifetime left, capped at `max_ttl`: `s-maxage`, else
-/// `max-age`, else `Expires` minus `Date` (minus now without a `Date`), else
-/// `ttl`. An upstream `Age` counts against a lifetime the response states.
-pub fn lifetime(
-    headers: &Headers,
-    now_ms: u64,
-    ttl: Duration,
-    max_ttl: Duration,
-) -> Result<Duration, NotStored> {
-    let directives = CacheControl::read(headers);
+/// How a response with `headers`, received at `now_ms`, is kept: fresh for
+/// its lifetime, and past it for `keep` when it has a validator. Without a
+/// validator, a response with no lifetime left is not stored.
+pub fn storage(headers: &Headers, options: &Options, now_ms: u64) -> Result<Storage, NotStored> {
+    let fresh = match freshness(headers, options, now_ms) {
+        Ok(fresh) if !fresh.is_zero() => Ok(fresh),
+        Ok(_) => Err(NotStored::Stale),
+        Err(NotStored::NoCache) => Err(NotStored::NoCache),
+        Err(refused) => return Err(refused),
+    };
+    if has_validator(headers) {
+        let fresh = fresh.unwrap_or(Duration::ZERO);
+        let ttl = fresh.saturating_add(options.keep).min(LONGEST_STORAGE);
+        if ttl.is_zero() {
+            return Err(NotStored::Stale);
+        }
+        return Ok(Storage { fresh, ttl });
+    }
+    let fresh = fresh?;
+    Ok(Storage { fresh, ttl: fresh })
+}
+
+/// Whether a stored response can be revalidated: it has an `ETag` or a
+/// `Last-Modified`.
+pub fn has_validator(headers: &Headers) -> bool {
+    headers.contains("etag") || headers.contains("last-modified")
+}
+
+/// Whether an entry with `headers`, stored at `stored_at_ms`, is still fresh
+/// at `now_ms`: younger than the lifetime it had left when stored.
+pub fn is_fresh(headers: &Headers, options: &Options, stored_at_ms: u64, now_ms: u64) -> bool {
+    let resident = Duration::from_millis(now_ms.saturating_sub(stored_at_ms));
+    freshness(headers, options, stored_at_ms).is_ok_and(|fresh| resident < fresh)
+}
+
+/// The freshness lifetime left when received at `now_ms`, capped at
+/// `max_ttl` (zero: stale on arrival): `s-maxage`, else `max-age`, else
+/// `Expires` minus `Date` (minus now without a `Date`), else `ttl`. An
+/// upstream `Age` counts against a lifetime the response states.
+///
+/// The directives come from the first configured targeted field (RFC 9213,
+/// `CDN-Cache-Control`) that is present and valid; `Cache-Control` and
+/// `Expires` are then ignored. `no-cache` is [`NotStored::NoCache`].
+pub fn freshness(headers: &Headers, options: &Options, now_ms: u64) -> Result<Duration, NotStored> {
+    let directives = Directives::read(headers, &options.targeted);
     if directives.no_store {
         return Err(NotStored::NoStore);
     }
@@ -76,9 +126,10 @@ pub fn lifetime(
         return Err(NotStored::NoCache);
     }
     let age = age_secs(headers);
+    let expires = headers.get("expires").filter(|_| directives.expires_apply);
     let left = if let Some(seconds) = directives.s_maxage.or(directives.max_age) {
         Duration::from_secs(seconds?.saturating_sub(age))
-    } else if let Some(expires) = headers.get("expires") {
+    } else if let Some(expires) = expires {
         let expires = http_date_ms(expires).ok_or(NotStored::InvalidExpires)?;
         match headers.get("date").and_then(http_date_ms) {
             Some(date) => Duration::from_millis(
@@ -89,14 +140,9 @@ pub fn lifetime(
             None => Duration::from_millis(expires.saturating_sub(now_ms)),
         }
     } else {
-        ttl
+        options.ttl
     };
-    let left = left.min(max_ttl);
-    if left.is_zero() {
-        Err(NotStored::Stale)
-    } else {
-        Ok(left)
-    }
+    Ok(left.min(options.max_ttl))
 }
 
 /// The largest age this cache counts, as RFC 9111 1.2.2 says: larger
@@ -120,19 +166,33 @@ pub fn age_secs(headers: &Headers) -> u64 {
         .map_or(MAX_AGE_SECS, |age| age.min(MAX_AGE_SECS))
 }
 
-/// The `Cache-Control` directives this cache obeys.
+/// The directives this cache obeys, from `Cache-Control` or a targeted field.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct CacheControl {
+struct Directives {
     no_store: bool,
     private: bool,
     no_cache: bool,
     s_maxage: Option<Result<u64, NotStored>>,
     max_age: Option<Result<u64, NotStored>>,
+    /// Whether `Expires` counts: not when a targeted field decides.
+    expires_apply: bool,
 }
 
-impl CacheControl {
-    fn read(headers: &Headers) -> CacheControl {
-        let mut directives = CacheControl::default();
+impl Directives {
+    /// From the first of `targeted` present with a valid, non-empty value,
+    /// else from `Cache-Control`.
+    fn read(headers: &Headers, targeted: &[String]) -> Directives {
+        targeted
+            .iter()
+            .find_map(|name| Directives::targeted(headers, name))
+            .unwrap_or_else(|| Directives::cache_control(headers))
+    }
+
+    fn cache_control(headers: &Headers) -> Directives {
+        let mut directives = Directives {
+            expires_apply: true,
+            ..Directives::default()
+        };
         for value in headers.get_all("cache-control") {
             for directive in value.split(',') {
                 let (name, argument) = match directive.split_once('=') {
@@ -146,9 +206,9 @@ impl CacheControl {
                             .ok_or(NotStored::InvalidMaxAge),
                     )
                 };
-                // `private="set-cookie"` and `no-cache="..."` name fields; this
-                // cache cannot store a response without them, so it does not
-                // store it at all.
+                // `private="set-cookie"` names fields; this cache cannot
+                // store a response without them, so it does not store it at
+                // all. `no-cache="..."` is taken as `no-cache`.
                 match name.trim().to_ascii_lowercase().as_str() {
                     "no-store" => directives.no_store = true,
                     "private" => directives.private = true,
@@ -161,6 +221,34 @@ impl CacheControl {
             }
         }
         directives
+    }
+
+    /// A targeted field (RFC 9213) as a Structured Field Dictionary: `None`
+    /// when absent, empty or invalid, so `Cache-Control` decides. Directives
+    /// mean what they mean in `Cache-Control`; the last of repeated ones wins.
+    fn targeted(headers: &Headers, name: &str) -> Option<Directives> {
+        let value = headers.get_all(name).collect::<Vec<_>>().join(", ");
+        let members = sf::parse_dictionary(&value)?;
+        if members.is_empty() {
+            return None;
+        }
+        let mut directives = Directives::default();
+        for (key, value) in members {
+            let on = value != sf::Value::Boolean(false);
+            let seconds = match value {
+                sf::Value::Integer(n) => u64::try_from(n).map_err(|_| NotStored::InvalidMaxAge),
+                _ => Err(NotStored::InvalidMaxAge),
+            };
+            match key.as_str() {
+                "no-store" => directives.no_store = on,
+                "private" => directives.private = on,
+                "no-cache" => directives.no_cache = on,
+                "s-maxage" => directives.s_maxage = Some(seconds),
+                "max-age" => directives.max_age = Some(seconds),
+                _ => {}
+            }
+        }
+        Some(directives)
     }
 }
 
@@ -199,6 +287,27 @@ mod tests {
             h.append(name, *value);
         }
         h
+    }
+
+    fn options_with(ttl: Duration, max_ttl: Duration) -> Options {
+        let config = plugin_sdk::Config::from_value(serde_json::json!({}));
+        let defaults = Options::from_config(&config).unwrap_or_else(|e| panic!("{e}"));
+        Options {
+            ttl,
+            max_ttl,
+            ..defaults
+        }
+    }
+
+    /// How long a response without a validator is fresh, or why it is not
+    /// stored.
+    fn lifetime(
+        headers: &Headers,
+        now: u64,
+        ttl: Duration,
+        max_ttl: Duration,
+    ) -> Result<Duration, NotStored> {
+        storage(headers, &options_with(ttl, max_ttl), now).map(|s| s.fresh)
     }
 
     fn life(fields: &[(&str, &str)]) -> Result<u64, NotStored> {
@@ -359,5 +468,127 @@ mod tests {
             life(&[("cache-control", "max-age=60"), ("age", "x")]),
             Ok(60)
         );
+    }
+
+    #[test]
+    fn stale_or_no_cache_responses_with_a_validator_are_kept_for_revalidation() {
+        let options = options_with(TTL, MAX);
+        let keep = options.keep;
+        for fields in [
+            &[("cache-control", "no-cache"), ("etag", "\"v1\"")][..],
+            &[
+                ("cache-control", "max-age=0"),
+                ("last-modified", "Sun, 06 Nov 1994 08:00:00 GMT"),
+            ][..],
+            &[
+                ("cache-control", "max-age=60"),
+                ("age", "7200"),
+                ("etag", "W/\"1\""),
+            ][..],
+        ] {
+            assert_eq!(
+                storage(&headers(fields), &options, NOW),
+                Ok(Storage {
+                    fresh: Duration::ZERO,
+                    ttl: keep
+                }),
+                "{fields:?}"
+            );
+        }
+        assert_eq!(
+            storage(
+                &headers(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]),
+                &options,
+                NOW
+            ),
+            Ok(Storage {
+                fresh: Duration::from_secs(60),
+                ttl: Duration::from_secs(60) + keep
+            })
+        );
+        assert_eq!(
+            storage(&headers(&[("cache-control", "no-cache")]), &options, NOW),
+            Err(NotStored::NoCache)
+        );
+        assert_eq!(
+            storage(
+                &headers(&[("cache-control", "no-store"), ("etag", "\"v1\"")]),
+                &options,
+                NOW
+            ),
+            Err(NotStored::NoStore)
+        );
+    }
+
+    #[test]
+    fn freshness_is_judged_from_when_the_entry_was_stored() {
+        let options = options_with(TTL, MAX);
+        let h = headers(&[("cache-control", "max-age=60"), ("age", "20")]);
+        assert!(is_fresh(&h, &options, NOW, NOW + 39_999));
+        assert!(!is_fresh(&h, &options, NOW, NOW + 40_000));
+        let no_cache = headers(&[("cache-control", "no-cache"), ("etag", "\"v1\"")]);
+        assert!(!is_fresh(&no_cache, &options, NOW, NOW));
+    }
+
+    #[test]
+    fn a_valid_targeted_field_replaces_cache_control_and_expires() {
+        let options = Options {
+            targeted: vec!["cdn-cache-control".into()],
+            ..options_with(TTL, MAX)
+        };
+        let fresh = |fields: &[(&str, &str)]| {
+            storage(&headers(fields), &options, NOW).map(|s| s.fresh.as_secs())
+        };
+        let cdn = |value| ("cdn-cache-control", value);
+        assert_eq!(
+            fresh(&[("cache-control", "no-store"), cdn("max-age=600")]),
+            Ok(600)
+        );
+        assert_eq!(
+            fresh(&[("cache-control", "max-age=600"), cdn("no-store")]),
+            Err(NotStored::NoStore)
+        );
+        assert_eq!(
+            fresh(&[("expires", "Sun, 06 Nov 1994 08:59:37 GMT"), cdn("none")]),
+            Ok(60)
+        );
+        assert_eq!(fresh(&[cdn("max-age=30, max-age=90")]), Ok(90));
+        assert_eq!(fresh(&[cdn("max-age=600"), ("age", "100")]), Ok(500));
+        assert_eq!(fresh(&[cdn("max-age=-1")]), Err(NotStored::InvalidMaxAge));
+        assert_eq!(fresh(&[cdn("no-cache")]), Err(NotStored::NoCache));
+        assert_eq!(fresh(&[cdn("private=?0, max-age=5")]), Ok(5));
+        // Invalid or empty: Cache-Control decides.
+        for value in ["max-age=600,", "Max-Age=600", ""] {
+            assert_eq!(
+                fresh(&[("cache-control", "max-age=20"), cdn(value)]),
+                Ok(20),
+                "{value}"
+            );
+        }
+        // Without the option, the field means nothing to this cache.
+        assert_eq!(
+            life(&[("cache-control", "max-age=20"), cdn("max-age=600")]),
+            Ok(20)
+        );
+    }
+
+    #[test]
+    fn age_is_the_first_member_and_saturates() {
+        let age = |values: &[&str]| {
+            let mut h = Headers::new();
+            for v in values {
+                h.append("age", *v);
+            }
+            age_secs(&h)
+        };
+        assert_eq!(age(&[]), 0);
+        assert_eq!(age(&["7200, 0"]), 7200);
+        assert_eq!(age(&["7200", "0"]), 7200);
+        assert_eq!(age(&[" 12 "]), 12);
+        for invalid in ["-1", "abc", "1.5", "\"5\"", "", ", 5"] {
+            assert_eq!(age(&[invalid]), 0, "{invalid}");
+        }
+        assert_eq!(age(&["99999999999999999999999"]), MAX_AGE_SECS);
+        assert_eq!(age(&["2147483649"]), MAX_AGE_SECS);
     }
 }

@@ -353,7 +353,7 @@ fn config_errors_refuse_init() {
         ),
         (
             json!({"cache_cookies": true}),
-            "cache: invalid config: unknown field `cache_cookies`, expected one of `ttl`, `max_ttl`, `statuses`, `methods`, `key_query`, `key_headers`, `strip_headers`, `cache_authorized`, `cache_set_cookie`, `refresh`, `collapse_wait`, `max_body`",
+            "cache: invalid config: unknown field `cache_cookies`, expected one of `ttl`, `max_ttl`, `statuses`, `methods`, `key_query`, `key_headers`, `strip_headers`, `cache_authorized`, `cache_set_cookie`, `refresh`, `collapse_wait`, `max_body`, `keep`, `targeted_cache_control`, `strip_targeted_cache_control`",
         ),
     ] {
         assert_eq!(
@@ -871,4 +871,192 @@ fn unsafe_requests_invalidate_same_origin_location_and_content_location() {
     );
     assert_hit(&c, get("/elsewhere"), "/elsewhere");
     assert_hit(&c, get("/shop/items/8"), "/shop/items/8");
+}
+
+fn sent<'a>(t: &'a Trip, name: &str) -> Option<&'a str> {
+    t.upstream.as_ref().and_then(|req| req.headers().get(name))
+}
+
+/// RFC 9111 4.3: a stale entry with an `ETag` is revalidated with
+/// `If-None-Match`; a `304` refreshes its headers and the client gets the
+/// stored body with the stored status.
+#[test]
+fn a_stale_entry_is_revalidated_and_a_304_refreshes_it() {
+    let c = plugin(json!({}));
+    // An hour of lifetime, two hours old: stale on arrival, yet kept.
+    let first = trip(
+        &c,
+        get("/doc"),
+        ok("v1")
+            .with_header("etag", "\"v1\"")
+            .with_header("cache-control", "max-age=3600")
+            .with_header("age", "7200")
+            .with_header("x-version", "1"),
+    );
+    assert_eq!(first.x_cache(), Some("MISS"));
+    let t = trip(
+        &c,
+        get("/doc"),
+        Response::new(304)
+            .with_header("etag", "\"v1\"")
+            .with_header("cache-control", "max-age=3600")
+            .with_header("x-version", "2")
+            .with_header("content-length", "0"),
+    );
+    assert_eq!(sent(&t, "if-none-match"), Some("\"v1\""));
+    assert_eq!(t.x_cache(), Some("REVALIDATED"));
+    assert_eq!(t.response.status(), 200);
+    assert_eq!(t.body(), "v1");
+    assert_eq!(t.response.headers().get("x-version"), Some("2"));
+    assert_eq!(t.response.headers().get("age"), Some("0"));
+    assert_eq!(
+        t.response.headers().get("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    // Refreshed: fresh again, with the new headers.
+    let t = trip(&c, get("/doc"), ok("upstream was called"));
+    assert_eq!((t.x_cache(), t.body()), (Some("HIT"), "v1"));
+    assert_eq!(t.response.headers().get("x-version"), Some("2"));
+}
+
+#[test]
+fn no_cache_and_must_revalidate_entries_are_revalidated_on_every_stale_use() {
+    let c = plugin(json!({}));
+    let lm = "Sun, 06 Nov 1994 08:49:37 GMT";
+    trip(
+        &c,
+        get("/nc"),
+        ok("kept")
+            .with_header("cache-control", "no-cache")
+            .with_header("etag", "W/\"a\""),
+    );
+    trip(
+        &c,
+        get("/mr"),
+        ok("dated")
+            .with_header("cache-control", "max-age=0, must-revalidate")
+            .with_header("last-modified", lm),
+    );
+    for _ in 0..2 {
+        let t = trip(&c, get("/nc"), Response::new(304));
+        assert_eq!(sent(&t, "if-none-match"), Some("W/\"a\""));
+        assert_eq!((t.x_cache(), t.body()), (Some("REVALIDATED"), "kept"));
+        let t = trip(&c, get("/mr"), Response::new(304));
+        assert_eq!(sent(&t, "if-modified-since"), Some(lm));
+        assert_eq!(sent(&t, "if-none-match"), None);
+        assert_eq!((t.x_cache(), t.body()), (Some("REVALIDATED"), "dated"));
+    }
+    // A full answer replaces the entry.
+    let t = trip(
+        &c,
+        get("/mr"),
+        ok("new").with_header("cache-control", "max-age=60"),
+    );
+    assert_eq!((t.x_cache(), t.body()), (Some("MISS"), "new"));
+    assert_hit(&c, get("/mr"), "new");
+    // Without a validator, a stale response is not kept at all.
+    trip(
+        &c,
+        get("/plain"),
+        ok("v1").with_header("cache-control", "no-cache"),
+    );
+    let t = trip(&c, get("/plain"), ok("v2"));
+    assert_eq!(sent(&t, "if-none-match"), None);
+    assert_eq!(t.x_cache(), Some("MISS"));
+}
+
+/// The client's own conditional headers are answered by the cache, not sent
+/// upstream beside the cache's validators.
+#[test]
+fn the_clients_own_conditions_are_answered_by_the_cache() {
+    let c = plugin(json!({}));
+    let tagged = |body: &str, cache_control: &str| {
+        ok(body)
+            .with_header("etag", "\"v1\"")
+            .with_header("cache-control", cache_control)
+    };
+    trip(&c, get("/fresh"), tagged("fresh", "max-age=60"));
+    let t = trip(
+        &c,
+        get("/fresh").with_header("if-none-match", "\"v0\", \"v1\""),
+        ok("upstream was called"),
+    );
+    assert_eq!((t.x_cache(), t.response.status()), (Some("HIT"), 304));
+    assert_eq!(t.response.body(), None);
+    assert_eq!(t.response.headers().get("etag"), Some("\"v1\""));
+    assert_eq!(t.response.headers().get("content-type"), None);
+    let t = trip(
+        &c,
+        get("/fresh").with_header("if-none-match", "\"v2\""),
+        ok("upstream was called"),
+    );
+    assert_eq!((t.response.status(), t.body()), (200, "fresh"));
+
+    trip(&c, get("/stale"), tagged("stale", "no-cache"));
+    let client_etag = || get("/stale").with_header("if-none-match", "\"mine\"");
+    let t = trip(&c, client_etag(), Response::new(304));
+    assert_eq!(sent(&t, "if-none-match"), Some("\"v1\""));
+    assert_eq!((t.response.status(), t.body()), (200, "stale"));
+    let t = trip(
+        &c,
+        get("/stale").with_header("if-none-match", "\"v1\""),
+        Response::new(304),
+    );
+    assert_eq!(
+        (t.x_cache(), t.response.status()),
+        (Some("REVALIDATED"), 304)
+    );
+    // A new version that is the client's: 304 too.
+    let t = trip(
+        &c,
+        get("/stale").with_header("if-none-match", "\"v2\""),
+        ok("v2").with_header("etag", "\"v2\""),
+    );
+    assert_eq!((t.x_cache(), t.response.status()), (Some("MISS"), 304));
+}
+
+/// RFC 9213: configured as a CDN, the cache takes its freshness from
+/// `CDN-Cache-Control` before `Cache-Control`, and strips it if told to.
+#[test]
+fn cdn_cache_control_decides_when_configured() {
+    let both = || {
+        ok("v1")
+            .with_header("cache-control", "no-store")
+            .with_header("cdn-cache-control", "max-age=600")
+    };
+    let plain = plugin(json!({}));
+    trip(&plain, get("/cdn"), both());
+    assert_miss(&plain, get("/cdn"));
+
+    let cdn = plugin(json!({"targeted_cache_control": ["CDN-Cache-Control"]}));
+    trip(&cdn, get("/cdn2"), both());
+    let t = trip(&cdn, get("/cdn2"), ok("upstream was called"));
+    assert_eq!((t.x_cache(), t.body()), (Some("HIT"), "v1"));
+    assert_eq!(
+        t.response.headers().get("cdn-cache-control"),
+        Some("max-age=600")
+    );
+    // CDN-Cache-Control: no-store wins over a Cache-Control max-age.
+    trip(
+        &cdn,
+        get("/cdn3"),
+        ok("v1")
+            .with_header("cache-control", "max-age=600")
+            .with_header("cdn-cache-control", "no-store"),
+    );
+    assert_miss(&cdn, get("/cdn3"));
+
+    let stripping = plugin(json!({
+        "targeted_cache_control": ["CDN-Cache-Control"],
+        "strip_targeted_cache_control": true,
+    }));
+    let miss = trip(&stripping, get("/cdn4"), both());
+    assert_eq!(miss.response.headers().get("cdn-cache-control"), None);
+    assert_eq!(
+        miss.response.headers().get("cache-control"),
+        Some("no-store")
+    );
+    let t = trip(&stripping, get("/cdn4"), ok("upstream was called"));
+    assert_eq!((t.x_cache(), t.body()), (Some("HIT"), "v1"));
+    assert_eq!(t.response.headers().get("cdn-cache-control"), None);
 }
