@@ -2,10 +2,11 @@
 //! long, keys, Vary, poisoning headers, collapsing, purges through the admin
 //! API, and one cache shared by two gateways through a real `redis-server`.
 
-use crate::support::{Gateway, RedisServer, Reply, Upstream, client, send};
+use crate::support::{Gateway, RedisServer, Reply, Upstream, client, send, serve_http1};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A GET with extra headers.
@@ -427,4 +428,117 @@ async fn an_invalidation_through_one_gateway_holds_on_the_others_through_redis()
         assert_eq!(x_cache(&fetch(&a.url(varying), headers).await), "MISS");
         assert_eq!(x_cache(&fetch(&b.url(varying), headers).await), "HIT");
     }
+}
+
+/// An upstream for revalidation: `/doc` is `stored body` with `ETag: "v1"`,
+/// an hour of lifetime and an `Age` of two hours (stale on arrival); a
+/// request with `If-None-Match: "v1"` gets a `304` with `X-Refreshed`. It
+/// records the `If-None-Match` of every request.
+async fn validating_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let record = seen.clone();
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let if_none_match = req
+            .headers()
+            .get("if-none-match")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(if_none_match.clone());
+        let builder = http::Response::builder()
+            .header("etag", "\"v1\"")
+            .header("cache-control", "max-age=3600");
+        let response = if if_none_match.as_deref() == Some("\"v1\"") {
+            builder
+                .status(304)
+                .header("x-refreshed", "yes")
+                .body(Full::new(Bytes::new()))
+        } else {
+            builder
+                .header("content-type", "text/plain")
+                .header("age", "7200")
+                .body(Full::new(Bytes::from_static(b"stored body")))
+        };
+        async move { Ok::<_, std::convert::Infallible>(response.expect("response")) }
+    });
+    serve_http1(listener, None, service);
+    (addr, seen)
+}
+
+/// RFC 9111 4.3: a stale entry with an `ETag` is revalidated with a
+/// conditional request; the upstream's `304` refreshes the entry and the
+/// client gets the stored body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_entry_is_revalidated_and_a_304_serves_the_stored_body() {
+    let (addr, seen) = validating_upstream().await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstreams.api]
+targets = ["{addr}"]
+
+[[routes]]
+name = "cached"
+path = "/{{*rest}}"
+upstream = "api"
+[[routes.plugins]]
+plugin = "cache"
+"#
+    ));
+    let first = fetch(&gw.url("/doc"), &[]).await;
+    assert_eq!((first.status, x_cache(&first)), (200, "MISS"));
+    assert_eq!(first.body, "stored body");
+
+    let second = fetch(&gw.url("/doc"), &[]).await;
+    assert_eq!((second.status, x_cache(&second)), (200, "REVALIDATED"));
+    assert_eq!(second.body, "stored body");
+    assert_eq!(second.header("x-refreshed"), Some("yes"));
+    assert_eq!(second.header("content-type"), Some("text/plain"));
+    assert_eq!(
+        seen.lock().unwrap_or_else(|p| p.into_inner()).as_slice(),
+        [None, Some("\"v1\"".to_string())]
+    );
+
+    // Refreshed without the old Age: fresh for the hour the 304 gave.
+    let third = fetch(&gw.url("/doc"), &[]).await;
+    assert_eq!(
+        (x_cache(&third), third.body.as_str()),
+        ("HIT", "stored body")
+    );
+    assert_eq!(third.header("x-refreshed"), Some("yes"));
+    // The client's own If-None-Match is answered from the cache.
+    let mine = fetch(&gw.url("/doc"), &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(
+        (mine.status, x_cache(&mine), mine.body.as_str()),
+        (304, "HIT", "")
+    );
+    assert_eq!(seen.lock().unwrap_or_else(|p| p.into_inner()).len(), 2);
+}
+
+/// RFC 9213: with `targeted_cache_control`, `CDN-Cache-Control` decides over
+/// `Cache-Control`, and with `strip_targeted_cache_control` the client never
+/// sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdn_cache_control_decides_when_the_cache_acts_as_a_cdn() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&cached_route(&upstream, "").replace(
+        r#"config = { ttl = "60s", max_body = "4KiB" }"#,
+        r#"config = { ttl = "60s", max_body = "4KiB", targeted_cache_control = ["CDN-Cache-Control"], strip_targeted_cache_control = true }"#,
+    ));
+    let path = "/c/cdn?h-cache-control=no-store&h-cdn-cache-control=max-age%3D600";
+    let first = fetch(&gw.url(path), &[]).await;
+    assert_eq!(x_cache(&first), "MISS");
+    assert_eq!(first.header("cache-control"), Some("no-store"));
+    assert_eq!(first.header("cdn-cache-control"), None);
+    let second = fetch(&gw.url(path), &[]).await;
+    assert_eq!((x_cache(&second), serial(&second)), ("HIT", serial(&first)));
+    assert_eq!(second.header("cdn-cache-control"), None);
 }
