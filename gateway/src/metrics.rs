@@ -48,6 +48,9 @@ pub struct Metrics {
     pub plugin_failures: Family<Labels<2>, Counter>,
     /// Idle warm instances by route and plugin, read when scraped.
     pub pool_idle: Family<Labels<2>, Gauge>,
+    /// Instances dropped after a successful call instead of kept warm, by
+    /// route, plugin and reason (`max_idle_memory`: their memory grew past it).
+    pub pool_discards: Family<Labels<3>, Counter>,
     /// Rate-limit checks by outcome: `allowed`, `refused`, or on a Redis
     /// failure `failed_open`, `failed_closed`, `failed_local`.
     pub rate_limit_checks: Family<Label, Counter>,
@@ -95,6 +98,7 @@ impl Metrics {
             rate_limit_checks: Family::default(),
             quota_counts: Family::default(),
             cache_lookups: Family::default(),
+            pool_discards: Family::default(),
             cache_stores: Counter::default(),
             redis_failures: Counter::default(),
             reloads: Family::default(),
@@ -151,6 +155,11 @@ impl Metrics {
                 "rate_limit_checks",
                 "Rate-limit checks by outcome",
                 metrics.rate_limit_checks.clone(),
+            registry.register(
+                "plugin_instances_discarded",
+                "Instances dropped after a successful call instead of kept warm, by route, plugin and reason",
+                metrics.pool_discards.clone(),
+            );
             );
             registry.register(
                 "quota_counts",
@@ -315,7 +324,19 @@ mod tests {
         assert!(text.contains("gateway_cache_bytes 300"), "{text}");
         assert!(
             text.contains("gateway_plugin_idle_instances{route=\"r\",plugin=\"p\"} 2"),
+        metrics
+            .pool_discards
+            .get_or_create(&[
+                ("route", "r".into()),
+                ("plugin", "p".into()),
+                ("reason", "max_idle_memory".into()),
+            ])
+            .inc();
             "{text}"
         );
     }
 }
+        assert!(
+            text.contains("gateway_plugin_instances_discarded_total{route=\"r\",plugin=\"p\",reason=\"max_idle_memory\"} 1"),
+            "{text}"
+        );

@@ -5,19 +5,27 @@
 //! ```text
 //!  on_request                                   on_response (upstream's answer)
 //!  ----------                                   -----------
-//!  not GET/HEAD, Authorization, ... -> BYPASS   BYPASS -> X-Cache: BYPASS
-//!  strip poisoning headers, unkeyed query       MISS   -> stored if cacheable
-//!  lookup(key) --hit--> answer, X-Cache: HIT              (else the fill is
-//!      |                  (no response phase)              released), X-Cache: MISS
-//!      +--miss--> remember the key, go upstream
+//!  unsafe method -> remember URI, BYPASS        2xx/3xx to it -> invalidate URI,
+//!  not GET/HEAD, Authorization, ... -> BYPASS        Location, Content-Location
+//!  strip poisoning headers, unkeyed query       BYPASS -> X-Cache: BYPASS
+//!  lookup(key) --fresh--> answer, X-Cache: HIT  304 to a revalidation -> refresh
+//!      |                  (no response phase)          the entry, answer from it,
+//!      +--stale, validator--> conditional request      X-Cache: REVALIDATED
+//!      +--miss--> remember the key, go upstream MISS -> stored if cacheable
+//!                                                      (else the fill is
+//!                                                      released), X-Cache: MISS
 //! ```
 //!
 //! What is stored, and for how long, follows RFC 9111 for a shared cache
-//! (`storable.rs`); what makes two requests share an entry is the key
-//! (`key.rs`): `GET {host}{path}?{sorted query}`, the `key_headers` and the
-//! consumer. A response with `Vary` is stored as a variant, with a marker
-//! under the primary key naming the headers that select it. Concurrent misses
-//! of one key collapse into one upstream request (`collapse_wait`).
+//! (`storable.rs`), with `CDN-Cache-Control` (RFC 9213, `sf.rs`) first when
+//! configured; stale entries with a validator are revalidated
+//! (`revalidation.rs`); successful unsafe requests invalidate their URI
+//! through a per-URI generation in the store (`invalidation.rs`). What makes
+//! two requests share an entry is the key (`key.rs`): `GET {host}{path}?{sorted
+//! query}`, the `key_headers` and the consumer. A response with `Vary` is
+//! stored as a variant, with a marker under the primary key naming the
+//! headers that select it. Concurrent misses of one key collapse into one
+//! upstream request (`collapse_wait`).
 //!
 //! The pipeline runs a plugin's response phase only for answers it did not
 //! give itself (the entries before the answering one see it), so a hit never
