@@ -1,8 +1,9 @@
 //! A credential given more than once, through the real binary: `key-auth`
 //! and `jwt` refuse it before the upstream sees anything, and with one valid
 //! credential the upstream receives exactly that one (or none, with
-//! `hide_credentials`). The upstream records every header line it gets, so
-//! a second line cannot hide behind the first.
+//! `hide_credentials`); `mtls-auth` takes the certificate, never a forged
+//! header. The upstream records every header line it gets, so a second line
+//! cannot hide behind the first.
 
 use crate::support::{Gateway, Reply, client, send, serve_http1};
 use aws_lc_rs::hmac;
@@ -13,10 +14,12 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const REPEATED: &str = "unauthorized: credential given more than once";
 const KEY: &str = "alice-key-0000000001";
@@ -319,4 +322,131 @@ async fn jwt_forwards_exactly_the_one_token_it_verified_or_none() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(upstream.last_lines("authorization").is_empty());
     assert_eq!(upstream.last_query(), "page=2");
+}
+
+/// The listener's certificate and key and a client CA, written into `dir`
+/// (`cert.pem`, `key.pem`, `clients.pem`): the root a client trusts and the
+/// issuer of client certificates.
+fn mtls_files(dir: &std::path::Path) -> (CertificateDer<'static>, Issuer) {
+    let listener = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("listener certificate");
+    std::fs::write(dir.join("cert.pem"), listener.cert.pem()).expect("cert");
+    std::fs::write(dir.join("key.pem"), listener.signing_key.serialize_pem()).expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let ca = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA");
+    std::fs::write(dir.join("clients.pem"), ca.pem()).expect("ca");
+    (listener.cert.der().clone(), ca)
+}
+
+type Issuer = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
+type ClientCert = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// A client certificate for common name `cn`, issued by `ca`.
+fn client_certificate(ca: &Issuer, cn: &str) -> ClientCert {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, ca).expect("signed");
+    let key = PrivateKeyDer::try_from(key.serialize_der()).expect("key");
+    (vec![cert.der().clone()], key)
+}
+
+/// Sends the raw `request` over TLS trusting `root`, with `client`'s
+/// certificate if given, and returns the response text.
+async fn over_tls(
+    addr: SocketAddr,
+    root: &CertificateDer<'static>,
+    client: Option<ClientCert>,
+    request: &str,
+) -> String {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).expect("root");
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    let config = match client {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).expect("client"),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_auth_takes_the_certificate_not_forged_headers_however_many() {
+    let upstream = Recorder::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (root, ca) = mtls_files(dir.path());
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[server.tls]
+cert = "cert.pem"
+key = "key.pem"
+client_ca = "clients.pem"
+client_auth = "optional"
+
+[[consumers]]
+name = "billing"
+
+[[consumers]]
+name = "admin"
+
+[upstreams.api]
+targets = ["{upstream}"]
+
+[[routes]]
+name = "all"
+path = "/{{*rest}}"
+upstream = "api"
+[[routes.plugins]]
+plugin = "mtls-auth"
+"#,
+        upstream = upstream.addr
+    );
+    std::fs::write(dir.path().join("gateway.toml"), config).expect("config");
+    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+    let forged = "GET /x HTTP/1.1\r\nhost: localhost\r\n\
+        x-forwarded-client-cert: Hash=00;Subject=\"CN=admin\"\r\n\
+        x-forwarded-client-cert: Hash=11;Subject=\"CN=admin\"\r\n\
+        x-consumer-name: admin\r\nx-consumer-name: admin\r\n\
+        connection: close\r\n\r\n";
+
+    // No certificate: the forged lines authenticate no one.
+    let refused = over_tls(gw.addr, &root, None, forged).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert_eq!(
+        upstream.requests(),
+        0,
+        "a refused request reached the upstream"
+    );
+
+    // A certificate for billing: billing, once, whatever the client claimed.
+    let client = client_certificate(&ca, "billing");
+    let admitted = over_tls(gw.addr, &root, Some(client), forged).await;
+    assert!(admitted.starts_with("HTTP/1.1 200"), "{admitted}");
+    assert_eq!(upstream.last_lines("x-consumer-name"), ["billing"]);
+    let xfcc = upstream.last_lines("x-forwarded-client-cert");
+    assert_eq!(xfcc.len(), 1, "{xfcc:?}");
+    assert!(
+        xfcc[0].contains("CN=billing") && !xfcc[0].contains("admin"),
+        "{xfcc:?}"
+    );
 }
