@@ -4,8 +4,8 @@
 
 use crate::builtin;
 use crate::config::{
-    Config, ConfigError, PluginEntryConfig, RedisConfig, RouteConfig, Source, StoreFailure,
-    StoreKind,
+    ByteSize, Config, ConfigError, DEFAULT_MAX_IDLE_MEMORY, PluginDefaults, PluginEntryConfig,
+    RedisConfig, RouteConfig, Source, StoreFailure, StoreKind,
 };
 use crate::identity::{Consumers, resolve_secret};
 use crate::metrics::metrics;
@@ -492,10 +492,7 @@ async fn build_entry(
     let defaults = &config.plugin_defaults;
     let limits = EntryLimits {
         deadline: entry.deadline.unwrap_or(defaults.deadline).0,
-        memory: entry
-            .memory_limit
-            .unwrap_or(defaults.memory_limit)
-            .as_usize(),
+        memory: memory_limit,
         pool_size: entry.pool_size.unwrap_or(defaults.pool_size),
     };
     let config_json = plugin_config(source, route, entry)?;
@@ -515,7 +512,12 @@ async fn build_entry(
         store,
         ..env.clone()
     };
-    let pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits, env)
+    let memory_limit = entry
+        .memory_limit
+        .unwrap_or(defaults.memory_limit)
+        .as_usize();
+    let idle = idle_memory(source, route, entry, defaults, memory_limit)?;
+    let mut pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits, env)
         .await
         .map_err(|e| {
             let span = entry
@@ -563,6 +565,103 @@ fn redis_store(source: &Source, redis: &Spanned<RedisConfig>) -> Result<RedisSto
         password.as_deref(),
         config.timeout.0,
         config
+/// An entry's `max_idle_memory`: bytes, and where the file set it (none for
+/// the built-in default).
+struct IdleMemory<'a> {
+    bytes: usize,
+    setting: Option<(&'a Spanned<ByteSize>, &'static str)>,
+}
+
+/// The entry's `max_idle_memory`, else `[plugin_defaults]`'s, else the
+/// default (never above `memory_limit`). One set above `memory_limit` is an
+/// error where it was written.
+fn idle_memory<'a>(
+    source: &Source,
+    route: &str,
+    entry: &'a PluginEntryConfig,
+    defaults: &'a PluginDefaults,
+    memory_limit: usize,
+) -> Result<IdleMemory<'a>, ConfigError> {
+    let setting = match (&entry.max_idle_memory, &defaults.max_idle_memory) {
+        (Some(own), _) => Some((own, "")),
+        (None, Some(default)) => Some((default, ", from [plugin_defaults]")),
+        (None, None) => None,
+    };
+    let Some((value, origin)) = setting else {
+        return Ok(IdleMemory {
+            bytes: DEFAULT_MAX_IDLE_MEMORY.as_usize().min(memory_limit),
+            setting: None,
+        });
+    };
+    let bytes = value.get_ref().as_usize();
+    if bytes > memory_limit {
+        return Err(source.error(
+            value.span(),
+            format!(
+                "route `{route}`: max_idle_memory ({}{origin}) is above the entry's memory_limit ({}); set it at most to memory_limit (equal to it, instances are never dropped for their memory)",
+                show_size(bytes),
+                show_size(memory_limit)
+            ),
+        ));
+    }
+    Ok(IdleMemory {
+        bytes,
+        setting: Some((value, origin)),
+    })
+}
+
+impl IdleMemory<'_> {
+    /// Has `pool` drop instances grown past the limit, counted by the
+    /// metric; refuses a limit below what the plugin holds after `init`
+    /// (every call would then drop its instance).
+    fn apply(
+        &self,
+        source: &Source,
+        route: &str,
+        entry: &PluginEntryConfig,
+        pool: &mut InstancePool,
+    ) -> Result<(), ConfigError> {
+        let initial = pool.initial_memory();
+        if initial > self.bytes {
+            let (span, origin) = match self.setting {
+                Some((value, origin)) => (value.span(), origin),
+                None => (entry.plugin.span(), ", the default"),
+            };
+            return Err(source.error(
+                span,
+                format!(
+                    "route `{route}`: plugin `{}` holds {} of linear memory right after init, more than max_idle_memory ({}{origin}), so every call would drop its instance; set max_idle_memory above what the plugin needs, at most memory_limit",
+                    entry.plugin.get_ref(),
+                    show_size(initial),
+                    show_size(self.bytes)
+                ),
+            ));
+        }
+        let discards = metrics()
+            .pool_discards
+            .get_or_create(&[
+                ("route", route.to_string()),
+                ("plugin", entry.plugin.get_ref().clone()),
+                ("reason", "max_idle_memory".to_string()),
+            ])
+            .clone();
+        pool.drop_oversized(self.bytes, discards);
+        Ok(())
+    }
+}
+
+/// A byte count for a message: `16MiB`, `1.1MiB`, `4096 bytes`.
+fn show_size(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{}MiB", bytes / MIB)
+    } else if bytes >= MIB {
+        format!("{:.1}MiB", bytes as f64 / MIB as f64)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
             .connections
             .as_ref()
             .map_or(crate::worker::count(), |c| *c.get_ref()),

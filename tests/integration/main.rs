@@ -8,6 +8,7 @@ mod grpc;
 mod identity;
 mod jwt;
 mod observability;
+mod memory;
 mod outbound;
 mod reload;
 mod shared;

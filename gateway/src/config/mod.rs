@@ -332,8 +332,15 @@ fn default_deadline() -> Duration {
     Duration(std::time::Duration::from_millis(100))
 }
 fn default_memory_limit() -> ByteSize {
+    /// Linear memory above which an instance is dropped after its call
+    /// instead of kept warm; [`DEFAULT_MAX_IDLE_MEMORY`] when absent.
+    #[serde(default)]
+    pub max_idle_memory: Option<Spanned<ByteSize>>,
     ByteSize(64 * 1024 * 1024)
 }
+/// `max_idle_memory` when neither the entry nor `[plugin_defaults]` sets it.
+pub const DEFAULT_MAX_IDLE_MEMORY: ByteSize = ByteSize(16 * 1024 * 1024);
+
 fn default_max_body() -> ByteSize {
     ByteSize(1024 * 1024)
 }
@@ -341,6 +348,7 @@ fn default_pool_size() -> usize {
     16
 }
 
+            max_idle_memory: None,
 /// `[upstreams.NAME]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -547,6 +555,9 @@ pub struct PluginEntryConfig {
     pub allowed_hosts: Vec<Spanned<String>>,
     /// Passed to the plugin's `init` as JSON.
     #[serde(default)]
+    /// Overrides `plugin_defaults.max_idle_memory`.
+    #[serde(default)]
+    pub max_idle_memory: Option<Spanned<ByteSize>>,
     pub config: Option<Spanned<toml::Table>>,
     /// Config keys whose value is the text of a file (relative to the config
     /// file), read at load: `config_files = { jwks = "keys/jwks.json" }`.

@@ -150,6 +150,59 @@ impl Cache {
         Ok(vec![variant, key.to_string()])
     }
 
+    /// Looks `primary` up for `req`: `Err` with the answer when a fresh entry
+    /// (or a bypass) settles it; else the key this request fills, if any. A
+    /// stale entry with a validator turns `req` into its revalidation.
+    fn serve_or_fill(
+        &self,
+        primary: &str,
+        head: bool,
+        req: &mut Request,
+        ctx: &mut Context,
+    ) -> Result<Option<String>, Action> {
+        match self.lookup(primary, req.headers()) {
+            Found::Hit(entry, found_at) => {
+                let now = clock::now_millis();
+                if storable::is_fresh(&entry.headers, &self.options, entry.stored_at_ms, now) {
+                    return Err(self.hit(entry, head, req, ctx));
+                }
+                // Stale: asked about with its validators, or fetched anew
+                // (HEAD always is).
+                if !head && storable::has_validator(&entry.headers) {
+                    self.revalidate(req, ctx, &entry, found_at);
+                }
+                Ok(None)
+            }
+            Found::Miss(fill) => Ok(fill),
+            Found::Unkeyable => Err(bypass(ctx)),
+        }
+    }
+
+    /// Stores a missed request's response under `key` (or releases the
+    /// fill), and answers the client's held-back conditions from it.
+    fn store_miss(&self, resp: &mut Response, key: &str, ctx: &Context) {
+        let written = match self.store(resp, key, ctx) {
+            Ok(written) => written,
+            Err(reason) => {
+                log::debug(&format!("cache: not stored ({reason:?}): {key}"));
+                Vec::new()
+            }
+        };
+        if let Some(fill) = ctx.get(CONTEXT_FILL)
+            && !written.contains(&fill)
+        {
+            cache::release(&fill);
+        }
+        // The client's own conditions, held back while revalidating, apply
+        // to the new response.
+        if resp.status() == 200
+            && held_conditions(ctx).is_some_and(|c| c.not_modified(resp.headers()))
+        {
+            revalidation::into_not_modified(resp);
+        }
+        self.strip_targeted(resp);
+    }
+
     /// Answers a request from a fresh `entry`.
     fn hit(&self, entry: cache::Entry, head: bool, req: &Request, ctx: &mut Context) -> Action {
         ctx.set(CONTEXT_STATUS, HIT);
@@ -219,11 +272,8 @@ impl Cache {
             ));
             stored
         };
-        let conditions = ctx
-            .get(CONTEXT_CONDITIONS)
-            .and_then(|json| serde_json::from_str::<Conditions>(&json).ok());
         let mut answer = entry::answer(current, false, now);
-        self.finish(&mut answer, conditions.as_ref());
+        self.finish(&mut answer, held_conditions(ctx).as_ref());
         *resp = answer;
         true
     }
@@ -276,6 +326,12 @@ fn put(key: &str, entry: cache::Entry, ttl: Duration) -> Result<(), NotStored> {
     } else {
         Err(NotStored::Refused)
     }
+}
+
+/// The client's conditions, held back while the cache revalidates.
+fn held_conditions(ctx: &Context) -> Option<Conditions> {
+    ctx.get(CONTEXT_CONDITIONS)
+        .and_then(|json| serde_json::from_str(&json).ok())
 }
 
 /// Keeps an unsafe request's URI for its response phase.
@@ -371,21 +427,9 @@ impl Plugin for Cache {
             // Straight to the upstream; the new response replaces the entry.
             None
         } else {
-            match self.lookup(&primary, req.headers()) {
-                Found::Hit(entry, found_at) => {
-                    let now = clock::now_millis();
-                    if storable::is_fresh(&entry.headers, &self.options, entry.stored_at_ms, now) {
-                        return self.hit(entry, head, req, ctx);
-                    }
-                    // Stale: asked about with its validators, or fetched anew
-                    // (HEAD always is).
-                    if !head && storable::has_validator(&entry.headers) {
-                        self.revalidate(req, ctx, &entry, found_at);
-                    }
-                    None
-                }
-                Found::Miss(fill) => fill,
-                Found::Unkeyable => return bypass(ctx),
+            match self.serve_or_fill(&primary, head, req, ctx) {
+                Ok(fill) => fill,
+                Err(answer) => return answer,
             }
         };
         ctx.set(CONTEXT_STATUS, MISS);
@@ -428,27 +472,7 @@ impl Plugin for Cache {
         } else if status == MISS
             && let Some(key) = ctx.get(CONTEXT_KEY)
         {
-            let written = match self.store(resp, &key, ctx) {
-                Ok(written) => written,
-                Err(reason) => {
-                    log::debug(&format!("cache: not stored ({reason:?}): {key}"));
-                    Vec::new()
-                }
-            };
-            if let Some(fill) = ctx.get(CONTEXT_FILL)
-                && !written.contains(&fill)
-            {
-                cache::release(&fill);
-            }
-            // The client's own conditions, held back while revalidating,
-            // apply to the new response.
-            let conditions = ctx
-                .get(CONTEXT_CONDITIONS)
-                .and_then(|json| serde_json::from_str::<Conditions>(&json).ok());
-            if resp.status() == 200 && conditions.is_some_and(|c| c.not_modified(resp.headers())) {
-                revalidation::into_not_modified(resp);
-            }
-            self.strip_targeted(resp);
+            self.store_miss(resp, &key, ctx);
         }
         resp.headers_mut().set("x-cache", status);
     }
