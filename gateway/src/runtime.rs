@@ -490,6 +490,11 @@ async fn build_entry(
     check_grants(source, route, entry, &compiled, is_path)?;
 
     let defaults = &config.plugin_defaults;
+    let memory_limit = entry
+        .memory_limit
+        .unwrap_or(defaults.memory_limit)
+        .as_usize();
+    let idle = idle_memory(source, route, entry, defaults, memory_limit)?;
     let limits = EntryLimits {
         deadline: entry.deadline.unwrap_or(defaults.deadline).0,
         memory: memory_limit,
@@ -512,11 +517,6 @@ async fn build_entry(
         store,
         ..env.clone()
     };
-    let memory_limit = entry
-        .memory_limit
-        .unwrap_or(defaults.memory_limit)
-        .as_usize();
-    let idle = idle_memory(source, route, entry, defaults, memory_limit)?;
     let mut pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits, env)
         .await
         .map_err(|e| {
@@ -529,6 +529,7 @@ async fn build_entry(
                 format!("route `{route}`: plugin `{reference}` rejected its config: {e}"),
             )
         })?;
+    idle.apply(source, route, entry, &mut pool)?;
     tracing::debug!(route, plugin = pool.name(), hash = %compiled.hash, "plugin entry ready");
     Ok(Entry::new(
         reference.clone(),
@@ -662,6 +663,32 @@ fn show_size(bytes: usize) -> String {
     }
 }
 
+/// Connections to `[redis]` (made lazily: a Redis that is down at load is not
+/// a config error).
+fn redis_store(source: &Source, redis: &Spanned<RedisConfig>) -> Result<RedisStore, ConfigError> {
+    let config = redis.get_ref();
+    let password = match &config.password {
+        Some(secret) => Some(
+            resolve_secret(source, secret)
+                .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "is not UTF-8".to_string()))
+                .map_err(|e| source.error(secret.span(), format!("redis.password: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(connections) = &config.connections
+        && !(1..=64).contains(connections.get_ref())
+    {
+        return Err(source.error(
+            connections.span(),
+            "redis.connections must be between 1 and 64",
+        ));
+    }
+    RedisStore::new(
+        config.url.get_ref(),
+        config.username.as_deref(),
+        password.as_deref(),
+        config.timeout.0,
+        config
             .connections
             .as_ref()
             .map_or(crate::worker::count(), |c| *c.get_ref()),

@@ -395,6 +395,17 @@ async fn successful_unsafe_requests_invalidate_their_uri_and_locations() {
     // A failed request changed nothing.
     assert_eq!(post(&url("/c/status/404")).await.status, 404);
     assert_eq!(x_cache(&fetch(&url("/c/status/404"), &[]).await), "HIT");
+
+    // What is stored after an invalidation is still purged by its key.
+    let key = format!("GET {}/c/items", gw.addr);
+    let purged = post(&format!(
+        "{}?key={}",
+        gw.admin_url("/cache/purge"),
+        form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+    ))
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.body);
+    assert_eq!(x_cache(&fetch(&url("/c/items"), &[]).await), "MISS");
 }
 
 /// Gateways sharing a cache on Redis see each other's invalidations: what a

@@ -237,10 +237,14 @@ impl WasiView for HostState {
 
 /// A `ResourceLimiter` that caps linear memory and table growth and records a
 /// refused growth, so the host can tell a memory-limit hit from any other trap.
+/// It also adds up the linear memory the instance holds: memories are created
+/// and grown only through it, and never shrink.
 pub struct MemoryLimiter {
     max_memory: usize,
     /// Set when a growth was refused.
     pub hit: bool,
+    /// Bytes of linear memory allowed so far, over all the instance's memories.
+    held: usize,
 }
 
 /// Table elements an instance may hold; generous for Rust plugins.
@@ -251,14 +255,22 @@ impl MemoryLimiter {
         Self {
             max_memory,
             hit: false,
+            held: 0,
         }
+    }
+
+    /// Bytes of linear memory the instance holds now. A growth the limiter
+    /// allowed but the engine then failed still counts: the call that asked
+    /// for it failed too, and the over-count only makes a discard likelier.
+    pub fn memory(&self) -> usize {
+        self.held
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -266,6 +278,8 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        // A new memory comes in as growing from 0 to its initial size.
+        self.held = self.held.saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 
@@ -446,6 +460,25 @@ mod tests {
         assert_eq!(context.response_headers[0].1, big.as_str());
         // The refused header did not count against the budget.
         assert_eq!(context.set_response_header("x-c", "small"), Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod limiter {
+    use super::*;
+
+    #[test]
+    fn counts_the_memory_it_allowed_and_not_what_it_refused() {
+        let mut limiter = MemoryLimiter::new(4 << 20);
+        let page = 64 * 1024;
+        let mut grow = |from: usize, to: usize| limiter.memory_growing(from, to, None).ok();
+        assert_eq!(grow(0, 16 * page), Some(true));
+        assert_eq!(grow(16 * page, 20 * page), Some(true));
+        assert_eq!(grow(20 * page, (4 << 20) + page), Some(false));
+        // A second memory adds to the first.
+        assert_eq!(grow(0, page), Some(true));
+        assert!(limiter.hit);
+        assert_eq!(limiter.memory(), 21 * page);
     }
 }
 

@@ -5,6 +5,9 @@
 //! empty under concurrency or after a failure discarded an instance, on demand.
 //! A call that traps, overruns its deadline or hits the memory cap discards its
 //! instance: the next call gets a clean one, so no state survives a failure.
+//! A call that succeeds but leaves its instance holding more linear memory
+//! than the entry's `max_idle_memory` discards it too: linear memory never
+//! shrinks, so keeping it would hold the peak of one large body for good.
 
 use super::PluginError;
 use super::bindings::{
@@ -13,6 +16,7 @@ use super::bindings::{
 use super::host::{Context, HostEnv, HostState};
 use super::watchdog::{self, timed};
 use crate::worker::PerWorker;
+use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,6 +46,9 @@ pub struct EntryStats {
     pub memory_limits: AtomicU64,
     /// Instances created (at load and on demand).
     pub instantiations: AtomicU64,
+    /// Instances dropped after a successful call because their linear memory
+    /// had grown past `max_idle_memory`.
+    pub oversized: AtomicU64,
 }
 
 /// Why one call failed.
@@ -85,6 +92,14 @@ pub struct InstancePool {
     /// instance it used last, whose memory is still in its core's caches, and
     /// never hands an instance to another core while it has one of its own.
     idle: PerWorker<Vec<Instance>>,
+    /// Linear memory (bytes) above which an instance is dropped after its
+    /// call instead of kept; no limit unless [`InstancePool::drop_oversized`]
+    /// sets one.
+    max_idle_memory: usize,
+    /// Linear memory of the first instance right after `init`.
+    initial_memory: usize,
+    /// Counts the instances dropped for their memory (a metric's counter).
+    oversized: Counter,
     /// The plugin's self-description.
     pub info: PluginInfo,
     /// The phases this configured plugin takes part in.
@@ -146,6 +161,9 @@ impl InstancePool {
             env,
             limits,
             idle: PerWorker::new(),
+            max_idle_memory: usize::MAX,
+            initial_memory: store.data().limiter.memory(),
+            oversized: Counter::default(),
             phases: phases & allowed_phases(&info),
             info,
             stats: EntryStats::default(),
@@ -153,6 +171,20 @@ impl InstancePool {
         pool.stats.instantiations.fetch_add(1, Ordering::Relaxed);
         pool.give_back(Instance { store, bindings });
         Ok(pool)
+    }
+
+    /// From now on, drops an instance whose linear memory is over
+    /// `max_idle_memory` bytes after a call, counting it in `counter` (and
+    /// in [`EntryStats::oversized`]), so its memory goes back to the system.
+    pub fn drop_oversized(&mut self, max_idle_memory: usize, counter: Counter) {
+        self.max_idle_memory = max_idle_memory;
+        self.oversized = counter;
+    }
+
+    /// Bytes of linear memory the first instance held right after `init`:
+    /// the least any instance of this entry holds between calls.
+    pub fn initial_memory(&self) -> usize {
+        self.initial_memory
     }
 
     /// The plugin's name as it describes itself.
@@ -248,7 +280,7 @@ impl InstancePool {
     }
 
     /// Takes the context back and returns the instance to the pool, or discards
-    /// it if the call failed.
+    /// it if the call failed or left it holding too much memory.
     fn finish<R>(
         &self,
         mut instance: Instance,
@@ -258,11 +290,30 @@ impl InstancePool {
         *context = std::mem::take(&mut instance.store.data_mut().context);
         match result {
             Ok(value) => {
-                self.give_back(instance);
+                self.keep_unless_oversized(instance);
                 Ok(value)
             }
             Err(err) => Err(self.classify(err, &instance.store)),
         }
+    }
+
+    /// Gives `instance` back, unless its linear memory grew past
+    /// `max_idle_memory`: then it is dropped here, its memory unmapped.
+    fn keep_unless_oversized(&self, instance: Instance) {
+        let held = instance.store.data().limiter.memory();
+        if held <= self.max_idle_memory {
+            self.give_back(instance);
+            return;
+        }
+        self.stats.oversized.fetch_add(1, Ordering::Relaxed);
+        self.oversized.inc();
+        tracing::debug!(
+            plugin = &*self.name,
+            held,
+            max_idle_memory = self.max_idle_memory,
+            "instance dropped after its call: its memory grew past max_idle_memory"
+        );
+        drop(instance);
     }
 
     fn classify(&self, err: wasmtime::Error, store: &Store<HostState>) -> CallFailure {
@@ -338,4 +389,86 @@ fn new_store(engine: &Engine, name: Arc<str>, env: &HostEnv, memory: usize) -> S
     });
     store.set_epoch_deadline(1);
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{PluginEngine, encode_headers};
+
+    /// A pool of the `body-reader` test plugin, whose linear memory grows
+    /// with the bodies it reads.
+    async fn body_reader_pool(engine: &PluginEngine) -> InstancePool {
+        let path = concat!(env!("GATEWAY_PLUGIN_DIR"), "/body_reader_plugin.wasm");
+        let bytes = std::fs::read(path).expect("the test plugin is built");
+        let compiled = engine.compile(&bytes).expect("compiles");
+        let limits = EntryLimits {
+            deadline: Duration::from_secs(10),
+            memory: 256 << 20,
+            pool_size: 4,
+        };
+        let env = HostEnv::new(engine.services().clone());
+        InstancePool::new(engine.engine(), compiled.pre, "{}".into(), limits, env)
+            .await
+            .expect("init")
+    }
+
+    fn post(body_bytes: usize) -> Request {
+        Request {
+            method: "POST".into(),
+            scheme: "http".into(),
+            authority: "api.example.com".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: encode_headers(&http::HeaderMap::new()),
+            body: Some(vec![b'a'; body_bytes]),
+            client_addr: "127.0.0.1:50000".into(),
+            route: "r".into(),
+            params: Vec::new(),
+        }
+    }
+
+    async fn call(pool: &InstancePool, body_bytes: usize) {
+        let mut context = Context::new();
+        let outcome = pool.on_request(&mut context, &post(body_bytes)).await;
+        assert!(outcome.is_ok(), "{:?}", outcome.err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_instance_grown_past_max_idle_memory_is_dropped_after_its_call() {
+        let engine = PluginEngine::new().expect("engine");
+        let mut pool = body_reader_pool(&engine).await;
+        let initial = pool.initial_memory();
+        assert!(initial > 0 && initial < 8 << 20, "{initial}");
+        let counter = Counter::default();
+        pool.drop_oversized(initial + (8 << 20), counter.clone());
+
+        call(&pool, 1024).await;
+        assert_eq!(
+            (pool.idle(), counter.get()),
+            (1, 0),
+            "a small call keeps it"
+        );
+
+        call(&pool, 16 << 20).await;
+        assert_eq!(
+            (pool.idle(), counter.get()),
+            (0, 1),
+            "a large call drops it"
+        );
+        assert_eq!(pool.stats.oversized.load(Ordering::Relaxed), 1);
+
+        call(&pool, 1024).await;
+        assert_eq!(pool.idle(), 1, "a fresh instance serves the next call");
+        assert_eq!(pool.stats.instantiations.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn without_a_limit_a_grown_instance_is_kept() {
+        let engine = PluginEngine::new().expect("engine");
+        let pool = body_reader_pool(&engine).await;
+        call(&pool, 16 << 20).await;
+        assert_eq!(pool.idle(), 1);
+        assert_eq!(pool.stats.oversized.load(Ordering::Relaxed), 0);
+    }
 }

@@ -1,0 +1,144 @@
+//! Memory after a large body: an instance whose linear memory grew past the
+//! entry's `max_idle_memory` is dropped after its call, so the process's
+//! resident memory returns to where it was, and `/metrics` counts the discard.
+
+use crate::support::{Gateway, Upstream, client, get, send};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// About `bytes` of XML: one root with many small, distinct elements.
+fn large_xml(bytes: usize) -> String {
+    let mut xml = String::with_capacity(bytes + 64);
+    xml.push_str("<orders>");
+    let mut n = 0u64;
+    while xml.len() < bytes {
+        xml.push_str(&format!(
+            "<order id=\"{n}\"><sku>A-{n}</sku><qty>{}</qty></order>",
+            n % 97
+        ));
+        n += 1;
+    }
+    xml.push_str("</orders>");
+    xml
+}
+
+/// The pid of the gateway serving `config` (a child of this test process).
+fn gateway_pid(config: &Path) -> u32 {
+    let needle = config.display().to_string();
+    let found = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(&needle))
+                .unwrap_or(false)
+        });
+    found.expect("the gateway's process")
+}
+
+/// A `/proc/PID/status` field in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    let kib: u64 = line
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .expect("a size in kB");
+    kib * 1024
+}
+
+fn config(upstream: &Upstream) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_request_body = "64MiB"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.api]
+targets = ["{addr}"]
+
+[[routes]]
+name = "convert"
+path = "/convert"
+upstream = "api"
+
+[[routes.plugins]]
+plugin = "xml-json"
+max_body = "64MiB"
+memory_limit = "1GiB"
+deadline = "30s"
+config = {{ request = "xml-to-json", response = "none", max_elements = 10000000, max_output = "256MiB" }}
+"#,
+        addr = upstream.addr
+    )
+}
+
+async fn post_xml(gw: &Gateway, xml: String) {
+    let request = Request::post(gw.url("/convert"))
+        .header("content-type", "application/xml")
+        .body(Full::new(Bytes::from(xml)))
+        .expect("request");
+    let reply = send(&client(), request).await;
+    let shown: String = reply.body.chars().take(500).collect();
+    assert_eq!(reply.status, 200, "{shown}");
+}
+
+/// Waits (up to 10 s) for the resident size to fall to `ceiling`; the last
+/// reading either way.
+async fn rss_settles_below(pid: u32, ceiling: u64) -> u64 {
+    let waiting = Instant::now();
+    loop {
+        let rss = status_bytes(pid, "VmRSS");
+        if rss <= ceiling || waiting.elapsed() > Duration::from_secs(10) {
+            return rss;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_conversion_leaves_no_resident_memory_behind() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&config(&upstream));
+    let pid = gateway_pid(&gw.config_path());
+    // Warm up the route and the allocator with a small document first.
+    post_xml(&gw, large_xml(4 * 1024)).await;
+    let before = status_bytes(pid, "VmRSS");
+
+    post_xml(&gw, large_xml(50 << 20)).await;
+    let peak = status_bytes(pid, "VmHWM");
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown > 100 << 20,
+        "the conversion should have grown the process: {before} -> peak {peak}"
+    );
+    let ceiling = before + grown / 3;
+    let after = rss_settles_below(pid, ceiling).await;
+    eprintln!(
+        "VmRSS before {} MiB, peak {} MiB, after {} MiB",
+        before >> 20,
+        peak >> 20,
+        after >> 20
+    );
+    assert!(
+        after <= ceiling,
+        "resident memory stayed up: {before} before, peak {peak}, {after} after (ceiling {ceiling})"
+    );
+
+    let metrics = get(&gw.admin_url("/metrics")).await.body;
+    let discarded = r#"gateway_plugin_instances_discarded_total{route="convert",plugin="xml-json",reason="max_idle_memory"} 1"#;
+    assert!(metrics.contains(discarded), "{metrics}");
+    // A later small call is served by a fresh instance.
+    post_xml(&gw, large_xml(4 * 1024)).await;
+}
