@@ -117,6 +117,14 @@ impl Headers {
             .filter_map(|(_, v)| std::str::from_utf8(v).ok())
     }
 
+    /// How many lines of `name` there are, values that are not UTF-8
+    /// included (which [`Headers::get_all`] skips).
+    pub fn count(&self, name: &str) -> usize {
+        self.raw()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .count()
+    }
+
     /// Whether `name` is present.
     pub fn contains(&self, name: &str) -> bool {
         self.raw()
@@ -676,6 +684,7 @@ mod tests {
         push_field(&mut wire, b"x-key", b"k1");
         let headers = Headers::from_wire(wire);
         assert_eq!(headers.get_all("x-key").collect::<Vec<_>>(), ["k1"]);
+        assert_eq!(headers.count("X-Key"), 2);
         assert_eq!(headers.single("x-key"), Err(Repeated));
     }
 

@@ -96,6 +96,17 @@ fn get_with(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
     builder.body(Full::default()).expect("request")
 }
 
+/// `request` with one more header line, its value raw bytes (not text).
+fn with_raw(
+    mut request: Request<Full<Bytes>>,
+    name: &'static str,
+    value: &[u8],
+) -> Request<Full<Bytes>> {
+    let value = http::HeaderValue::from_bytes(value).expect("header value");
+    request.headers_mut().append(name, value);
+    request
+}
+
 fn assert_refused_as_repeated(reply: &Reply, case: &str) {
     assert_eq!(reply.status, 401, "{case}: {}", reply.body);
     assert_eq!(reply.json()["error"], REPEATED, "{case}");
@@ -174,6 +185,14 @@ async fn key_auth_refuses_a_key_given_twice_before_the_upstream_sees_it() {
         (
             "header and parameter",
             get_with(&gw.url("/kept/x?api_key=forged"), &[("x-api-key", KEY)]),
+        ),
+        (
+            "parameter and a header line that is not text",
+            with_raw(
+                get_with(&gw.url(&format!("/kept/x?api_key={KEY}")), &[]),
+                "x-api-key",
+                b"forged\xff",
+            ),
         ),
     ];
     for (case, request) in cases {
@@ -274,6 +293,14 @@ async fn jwt_refuses_a_token_given_twice_before_the_upstream_sees_it() {
             get_with(
                 &gw.url("/kept/x"),
                 &[("authorization", &valid), ("cookie", &cookie)],
+            ),
+        ),
+        (
+            "cookie and a cookie line that is not text",
+            with_raw(
+                get_with(&gw.url("/kept/x"), &[("cookie", &cookie)]),
+                "cookie",
+                b"theme=\xff; session=forged",
             ),
         ),
     ];

@@ -30,7 +30,10 @@ pub fn find(req: &Request, options: &Options) -> Result<Option<String>, Repeated
 }
 
 fn in_header(req: &Request, options: &Options) -> Result<Place, Repeated> {
-    let value = req.headers().single(&options.header)?.unwrap_or_default();
+    let Some(value) = req.headers().single(&options.header)? else {
+        // Absent, or a value that is not text: something, but no token.
+        return Ok(req.headers().contains(&options.header).then_some(None));
+    };
     // A bearer token has no comma (RFC 6750 2.1): two lines joined by a proxy.
     if value.contains(',') {
         return Err(Repeated);
@@ -56,6 +59,11 @@ fn in_cookie(req: &Request, options: &Options) -> Result<Place, Repeated> {
     let Some(name) = &options.cookie else {
         return Ok(None);
     };
+    if req.headers().get_all("cookie").count() != req.headers().count("cookie") {
+        // A line that is not text may hold the cookie too: unreadable here,
+        // read by the upstream.
+        return Err(Repeated);
+    }
     let mut values = req
         .headers()
         .get_all("cookie")

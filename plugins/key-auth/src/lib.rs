@@ -26,6 +26,10 @@ use serde::Deserialize;
 
 pub use plugin_sdk::consumers::{CONTEXT_AUTH, CONTEXT_CONSUMER, CONTEXT_GROUPS, CONTEXT_PLAN};
 
+/// The key a header holds when its value is not text (as lossy decoding
+/// would read it): shorter than any configured key.
+const UNREADABLE: &str = "\u{fffd}";
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
@@ -89,7 +93,12 @@ impl KeyAuth {
     fn header_keys(&self, req: &Request) -> Result<Vec<String>, Repeated> {
         let mut found = Vec::new();
         for name in &self.settings.headers {
-            let value = req.headers().single(name)?.unwrap_or_default().trim();
+            let value = match req.headers().single(name)? {
+                Some(value) => value.trim(),
+                // Not text: a key all the same, and never a valid one.
+                None if req.headers().contains(name) => UNREADABLE,
+                None => "",
+            };
             // A key is one value: commas are lines joined by a proxy.
             if value.contains(',') {
                 return Err(Repeated);
