@@ -95,10 +95,10 @@ impl Metrics {
             plugin_duration: Family::new_with_constructor(plugin_histogram),
             plugin_failures: Family::default(),
             pool_idle: Family::default(),
+            pool_discards: Family::default(),
             rate_limit_checks: Family::default(),
             quota_counts: Family::default(),
             cache_lookups: Family::default(),
-            pool_discards: Family::default(),
             cache_stores: Counter::default(),
             redis_failures: Counter::default(),
             reloads: Family::default(),
@@ -152,14 +152,14 @@ impl Metrics {
                 metrics.pool_idle.clone(),
             );
             registry.register(
-                "rate_limit_checks",
-                "Rate-limit checks by outcome",
-                metrics.rate_limit_checks.clone(),
-            registry.register(
                 "plugin_instances_discarded",
                 "Instances dropped after a successful call instead of kept warm, by route, plugin and reason",
                 metrics.pool_discards.clone(),
             );
+            registry.register(
+                "rate_limit_checks",
+                "Rate-limit checks by outcome",
+                metrics.rate_limit_checks.clone(),
             );
             registry.register(
                 "quota_counts",
@@ -315,6 +315,14 @@ mod tests {
         Metrics::count(&metrics.rate_limit_checks, "refused");
         Metrics::count(&metrics.rate_limit_checks, "refused");
         metrics.redis_failures.inc();
+        metrics
+            .pool_discards
+            .get_or_create(&[
+                ("route", "r".into()),
+                ("plugin", "p".into()),
+                ("reason", "max_idle_memory".into()),
+            ])
+            .inc();
         let text = metrics.render((3, 300), &[("r".into(), "p".into(), 2)]);
         assert!(
             text.contains("gateway_rate_limit_checks_total{outcome=\"refused\"} 2"),
@@ -324,19 +332,11 @@ mod tests {
         assert!(text.contains("gateway_cache_bytes 300"), "{text}");
         assert!(
             text.contains("gateway_plugin_idle_instances{route=\"r\",plugin=\"p\"} 2"),
-        metrics
-            .pool_discards
-            .get_or_create(&[
-                ("route", "r".into()),
-                ("plugin", "p".into()),
-                ("reason", "max_idle_memory".into()),
-            ])
-            .inc();
             "{text}"
         );
-    }
-}
         assert!(
             text.contains("gateway_plugin_instances_discarded_total{route=\"r\",plugin=\"p\",reason=\"max_idle_memory\"} 1"),
             "{text}"
         );
+    }
+}

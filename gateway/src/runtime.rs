@@ -540,32 +540,6 @@ async fn build_entry(
     ))
 }
 
-/// Connections to `[redis]` (made lazily: a Redis that is down at load is not
-/// a config error).
-fn redis_store(source: &Source, redis: &Spanned<RedisConfig>) -> Result<RedisStore, ConfigError> {
-    let config = redis.get_ref();
-    let password = match &config.password {
-        Some(secret) => Some(
-            resolve_secret(source, secret)
-                .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "is not UTF-8".to_string()))
-                .map_err(|e| source.error(secret.span(), format!("redis.password: {e}")))?,
-        ),
-        None => None,
-    };
-    if let Some(connections) = &config.connections
-        && !(1..=64).contains(connections.get_ref())
-    {
-        return Err(source.error(
-            connections.span(),
-            "redis.connections must be between 1 and 64",
-        ));
-    }
-    RedisStore::new(
-        config.url.get_ref(),
-        config.username.as_deref(),
-        password.as_deref(),
-        config.timeout.0,
-        config
 /// An entry's `max_idle_memory`: bytes, and where the file set it (none for
 /// the built-in default).
 struct IdleMemory<'a> {

@@ -315,7 +315,14 @@ pub struct PluginDefaults {
     /// Warm instances kept per pipeline entry.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+    /// Linear memory above which an instance is dropped after its call
+    /// instead of kept warm; [`DEFAULT_MAX_IDLE_MEMORY`] when absent.
+    #[serde(default)]
+    pub max_idle_memory: Option<Spanned<ByteSize>>,
 }
+
+/// `max_idle_memory` when neither the entry nor `[plugin_defaults]` sets it.
+pub const DEFAULT_MAX_IDLE_MEMORY: ByteSize = ByteSize(16 * 1024 * 1024);
 
 impl Default for PluginDefaults {
     fn default() -> Self {
@@ -324,6 +331,7 @@ impl Default for PluginDefaults {
             memory_limit: default_memory_limit(),
             max_body: default_max_body(),
             pool_size: default_pool_size(),
+            max_idle_memory: None,
         }
     }
 }
@@ -332,15 +340,8 @@ fn default_deadline() -> Duration {
     Duration(std::time::Duration::from_millis(100))
 }
 fn default_memory_limit() -> ByteSize {
-    /// Linear memory above which an instance is dropped after its call
-    /// instead of kept warm; [`DEFAULT_MAX_IDLE_MEMORY`] when absent.
-    #[serde(default)]
-    pub max_idle_memory: Option<Spanned<ByteSize>>,
     ByteSize(64 * 1024 * 1024)
 }
-/// `max_idle_memory` when neither the entry nor `[plugin_defaults]` sets it.
-pub const DEFAULT_MAX_IDLE_MEMORY: ByteSize = ByteSize(16 * 1024 * 1024);
-
 fn default_max_body() -> ByteSize {
     ByteSize(1024 * 1024)
 }
@@ -348,7 +349,6 @@ fn default_pool_size() -> usize {
     16
 }
 
-            max_idle_memory: None,
 /// `[upstreams.NAME]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -538,6 +538,9 @@ pub struct PluginEntryConfig {
     /// Overrides `plugin_defaults.pool_size`.
     #[serde(default)]
     pub pool_size: Option<usize>,
+    /// Overrides `plugin_defaults.max_idle_memory`.
+    #[serde(default)]
+    pub max_idle_memory: Option<Spanned<ByteSize>>,
     /// Host capabilities granted to this entry's plugin (`"crypto"`, ...). A
     /// component importing an interface its entry does not grant is refused.
     #[serde(default)]
@@ -555,9 +558,6 @@ pub struct PluginEntryConfig {
     pub allowed_hosts: Vec<Spanned<String>>,
     /// Passed to the plugin's `init` as JSON.
     #[serde(default)]
-    /// Overrides `plugin_defaults.max_idle_memory`.
-    #[serde(default)]
-    pub max_idle_memory: Option<Spanned<ByteSize>>,
     pub config: Option<Spanned<toml::Table>>,
     /// Config keys whose value is the text of a file (relative to the config
     /// file), read at load: `config_files = { jwks = "keys/jwks.json" }`.
