@@ -142,3 +142,60 @@ async fn a_large_conversion_leaves_no_resident_memory_behind() {
     // A later small call is served by a fresh instance.
     post_xml(&gw, large_xml(4 * 1024)).await;
 }
+
+/// A config with one `respond` entry carrying `settings`, and `defaults` in
+/// `[plugin_defaults]`.
+fn entry_config(defaults: &str, settings: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+
+[plugin_defaults]
+{defaults}
+
+[[routes]]
+name = "hello"
+path = "/hello"
+
+[[routes.plugins]]
+plugin = "respond"
+config = {{ status = 200, body = "hi" }}
+{settings}
+"#
+    )
+}
+
+#[test]
+fn max_idle_memory_is_checked_where_it_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        // Above the entry's memory_limit, on the entry.
+        (
+            "",
+            "memory_limit = \"32MiB\"\nmax_idle_memory = \"64MiB\"",
+            "t.toml:15:19: route `hello`: max_idle_memory (64MiB) is above the entry's memory_limit (32MiB)",
+        ),
+        // Inherited from [plugin_defaults], above this entry's memory_limit.
+        (
+            "max_idle_memory = \"48MiB\"",
+            "memory_limit = \"32MiB\"",
+            "t.toml:5:19: route `hello`: max_idle_memory (48MiB, from [plugin_defaults]) is above the entry's memory_limit (32MiB)",
+        ),
+        // Below what the plugin holds right after init.
+        (
+            "",
+            "max_idle_memory = \"64KiB\"",
+            "t.toml:14:19: route `hello`: plugin `respond` holds ",
+        ),
+    ];
+    for (defaults, settings, expected) in cases {
+        std::fs::write(dir.path().join("t.toml"), entry_config(defaults, settings))
+            .expect("write config");
+        let (ok, out) = crate::support::check(dir.path(), "t.toml");
+        assert!(!ok && out.contains(expected), "{expected}\n{out}");
+    }
+    let fine = entry_config("max_idle_memory = \"8MiB\"", "max_idle_memory = \"64MiB\"");
+    std::fs::write(dir.path().join("t.toml"), fine).expect("write config");
+    let (ok, out) = crate::support::check(dir.path(), "t.toml");
+    assert!(ok, "{out}");
+}
