@@ -44,6 +44,23 @@ pub enum RequestError {
     /// The request is malformed in a way hyper let through.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// `CONNECT`: the gateway opens no tunnels. The connection is closed
+    /// after the answer, as the client may already be sending the tunnel's
+    /// bytes.
+    #[error("CONNECT is not supported: the gateway opens no tunnels")]
+    Connect {
+        /// Value for the `Allow` header.
+        allow: &'static str,
+    },
+    /// The request's framing or `Host` is invalid: the connection cannot be
+    /// trusted to carry another request, and is closed after the answer.
+    #[error("bad request: {0}")]
+    Malformed(String),
+    /// The request uses something the gateway does not implement (a
+    /// transfer coding other than chunked); the connection is closed after
+    /// the answer, as its body cannot be delimited.
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
     /// A plugin failed and its entry's policy is to fail the request.
     #[error("plugin `{plugin}` failed: {reason}")]
     Plugin {
@@ -99,9 +116,10 @@ impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } | Self::Connect { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Plugin { .. } | Self::NoAnswer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => StatusCode::BAD_GATEWAY,
@@ -115,9 +133,12 @@ impl RequestError {
         match self {
             Self::NoRoute
             | Self::MethodNotAllowed { .. }
+            | Self::Connect { .. }
             | Self::BodyTooLarge { .. }
             | Self::BodyTimeout { .. }
-            | Self::BadRequest(_) => Origin::Client,
+            | Self::BadRequest(_)
+            | Self::Malformed(_)
+            | Self::NotImplemented(_) => Origin::Client,
             Self::Plugin { .. } => Origin::Plugin,
             Self::NoAnswer { .. } | Self::Overloaded { .. } => Origin::Internal,
             Self::UpstreamUnavailable { .. }
@@ -133,9 +154,12 @@ impl RequestError {
         match self {
             Self::NoRoute
             | Self::MethodNotAllowed { .. }
+            | Self::Connect { .. }
             | Self::BodyTooLarge { .. }
             | Self::BodyTimeout { .. }
             | Self::BadRequest(_)
+            | Self::Malformed(_)
+            | Self::NotImplemented(_)
             | Self::Overloaded { .. } => self.to_string(),
             Self::Plugin { .. } | Self::NoAnswer { .. } => "internal error".to_string(),
             Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => {
@@ -148,23 +172,39 @@ impl RequestError {
 
     /// The response for this error: the only place errors become HTTP.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
-        let payload = serde_json::json!({
-            "error": self.public_message(),
-            "status": self.status().as_u16(),
-            "request_id": request_id,
-        });
-        let mut response = Response::new(body::full(payload.to_string()));
+        let payload = json_body(self.status(), &self.public_message(), request_id);
+        let mut response = Response::new(body::full(payload));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Self::MethodNotAllowed { allow } = &self
-            && let Ok(value) = HeaderValue::from_str(allow)
-        {
-            headers.insert(header::ALLOW, value);
+        if matches!(
+            self,
+            Self::Malformed(_) | Self::NotImplemented(_) | Self::Connect { .. }
+        ) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let allow = match &self {
+            Self::MethodNotAllowed { allow } => HeaderValue::from_str(allow).ok(),
+            Self::Connect { allow } => Some(HeaderValue::from_static(allow)),
+            _ => None,
+        };
+        if let Some(allow) = allow {
+            headers.insert(header::ALLOW, allow);
         }
         response
     }
+}
+
+/// The JSON body of every answer the gateway gives of its own accord: what
+/// went wrong, the status, and the request id to quote.
+pub fn json_body(status: StatusCode, message: &str, request_id: &str) -> String {
+    serde_json::json!({
+        "error": message,
+        "status": status.as_u16(),
+        "request_id": request_id,
+    })
+    .to_string()
 }

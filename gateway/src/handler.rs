@@ -132,11 +132,12 @@ struct Access<'rt> {
 
 async fn process<'rt>(
     runtime: &'rt Runtime,
-    request: Request<Body>,
+    mut request: Request<Body>,
     conn: &Connection,
     request_id: &HeaderValue,
     access: &mut Access<'rt>,
 ) -> Result<Response<Body>, RequestError> {
+    crate::request_head::check(&mut request)?;
     let matched = runtime
         .router
         .find(
@@ -176,7 +177,6 @@ async fn process<'rt>(
             let _ = context.set("tls.client.incomplete".into(), "true".into());
         }
     }
-    let mut request = request;
     let mut upgrade = route
         .websocket
         .and_then(|idle| websocket_upgrade(&mut request, idle));

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod proxy;
 pub mod reload;
+pub mod request_head;
 pub mod router;
 pub mod runtime;
 pub mod server;
@@ -56,6 +57,16 @@ pub async fn build(
             format!(
                 "max_header_bytes must be at least {} (8KiB)",
                 server::MIN_HEADER_BYTES
+            ),
+        ));
+    }
+    let max_headers = *config.server.max_headers.get_ref();
+    if !(1..=server::MAX_HEADERS).contains(&max_headers) {
+        return Err(source.error(
+            config.server.max_headers.span(),
+            format!(
+                "server.max_headers must be between 1 and {}",
+                server::MAX_HEADERS
             ),
         ));
     }

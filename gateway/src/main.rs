@@ -160,6 +160,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     let settings = ListenerSettings {
         header_read_timeout: config.server.header_read_timeout.0,
         max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
+        max_headers: *config.server.max_headers.get_ref(),
         idle_timeout: config.server.idle_timeout.get_ref().0,
     };
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));

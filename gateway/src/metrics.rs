@@ -72,6 +72,9 @@ pub struct Metrics {
     /// Client connections closed at once, by the limit reached:
     /// `max_connections` or `max_connections_per_ip`.
     pub connections_refused: Family<Label, Counter>,
+    /// Kept-alive client connections closed while idle to make room for new
+    /// ones (past `close_idle_above` of `max_connections`).
+    pub connections_idle_closed: Counter,
     cache_entries: Gauge,
     cache_bytes: Gauge,
     registry: Mutex<Registry>,
@@ -105,6 +108,7 @@ impl Metrics {
             tunnels: Gauge::default(),
             connections: Gauge::default(),
             connections_refused: Family::default(),
+            connections_idle_closed: Counter::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             registry: Mutex::new(Registry::with_prefix("gateway")),
@@ -200,6 +204,11 @@ impl Metrics {
                 "connections_refused",
                 "Client connections closed on arrival, by the limit reached (max_connections, max_connections_per_ip)",
                 metrics.connections_refused.clone(),
+            );
+            registry.register(
+                "connections_idle_closed",
+                "Kept-alive client connections closed while idle to make room for new ones (past close_idle_above of max_connections)",
+                metrics.connections_idle_closed.clone(),
             );
             registry.register(
                 "cache_entries",

@@ -427,12 +427,13 @@ fn fingerprint(files: &[PathBuf]) -> Fingerprint {
 fn listener_settings(config: &Config) -> String {
     let server = &config.server;
     format!(
-        "{} {} {:?} {:?} {:?} {:?}",
+        "{} {} {:?} {:?} {:?} {:?} {:?}",
         server.listen.get_ref(),
         server.tls.is_some(),
         server.header_read_timeout,
         server.idle_timeout.get_ref(),
         server.max_header_bytes.get_ref(),
+        server.max_headers.get_ref(),
         server.workers.as_ref().map(|w| *w.get_ref())
     )
 }

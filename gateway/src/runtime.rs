@@ -88,6 +88,10 @@ pub struct Limits {
     pub max_websocket_connections: usize,
     /// Client connections open at once.
     pub max_connections: usize,
+    /// Open client connections from which each new one closes the
+    /// keep-alive connection idle the longest (`close_idle_above` of
+    /// `max_connections`).
+    pub close_idle_from: usize,
     /// Client connections open at once from one address (IPv6: one /64).
     pub max_connections_per_ip: Option<usize>,
     /// At shutdown: serving on while `/readyz` says 503, then the longest
@@ -220,6 +224,13 @@ impl Runtime {
                 "server.shutdown_delay must be at most 10m",
             ));
         }
+        let share = *config.server.close_idle_above.get_ref();
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(source.error(
+                config.server.close_idle_above.span(),
+                "server.close_idle_above must be above 0 and at most 1 (a share of max_connections)",
+            ));
+        }
         if let Some(per_ip) = &config.server.max_connections_per_ip
             && *per_ip.get_ref() == 0
         {
@@ -260,6 +271,7 @@ impl Runtime {
                 trusted_proxies,
                 max_websocket_connections: config.server.max_websocket_connections,
                 max_connections: *config.server.max_connections.get_ref(),
+                close_idle_from: close_idle_from(*config.server.max_connections.get_ref(), share),
                 max_connections_per_ip: config
                     .server
                     .max_connections_per_ip
@@ -279,6 +291,13 @@ impl Runtime {
             },
         })
     }
+}
+
+/// The open connections from which new ones close idle ones: `share` of
+/// `max`, rounded down, at least 1.
+fn close_idle_from(max: usize, share: f64) -> usize {
+    let from = (max as f64 * share).floor() as usize;
+    from.clamp(1, max)
 }
 
 async fn build_route(
@@ -327,6 +346,12 @@ async fn build_route(
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            if parsed.contains(&Method::CONNECT) {
+                return Err(source.error(
+                    methods.span(),
+                    format!("route `{name}`: CONNECT cannot be routed: the gateway does not open tunnels, and answers CONNECT with 405"),
+                ));
+            }
             Some(parsed)
         }
     };

@@ -4,6 +4,7 @@
 mod caching;
 mod cors;
 mod credentials;
+mod edge;
 mod grpc;
 mod identity;
 mod jwt;

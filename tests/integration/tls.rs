@@ -372,3 +372,51 @@ plan = "gold"
         "refused requests reached the upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_chose_h2_by_alpn_and_speaks_http1_gets_goaway() {
+    let upstream = Upstream::start("api").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, root) = certificate();
+    std::fs::write(dir.path().join("cert.pem"), &cert).expect("cert");
+    std::fs::write(dir.path().join("key.pem"), &key).expect("key");
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        tls_config(upstream.addr, "", ""),
+    )
+    .expect("config");
+    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer))
+        .await
+        .expect("closed");
+    assert!(!answer.starts_with(b"HTTP/1.1"), "{answer:?}");
+    // GOAWAY (type 7, length 8, stream 0), last stream 0, PROTOCOL_ERROR.
+    let goaway = [0u8, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    assert!(
+        answer.windows(goaway.len()).any(|frame| frame == goaway),
+        "{answer:?}"
+    );
+    assert_eq!(upstream.hits(), 0);
+}

@@ -160,6 +160,9 @@ pub struct ServerConfig {
     /// Largest request head (request line and headers). At least 8KiB.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: Spanned<ByteSize>,
+    /// Most header fields in one request head (HTTP/1.1); over it: 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: Spanned<usize>,
     /// Largest request body accepted from a client.
     #[serde(default = "default_max_request_body")]
     pub max_request_body: ByteSize,
@@ -188,6 +191,10 @@ pub struct ServerConfig {
     /// limit is closed as soon as it is accepted.
     #[serde(default = "default_max_connections")]
     pub max_connections: Spanned<usize>,
+    /// The share of `max_connections` (above 0, at most 1) from which each
+    /// new connection closes the keep-alive connection idle the longest.
+    #[serde(default = "default_close_idle_above")]
+    pub close_idle_above: Spanned<f64>,
     /// Client connections open at once from one IPv4 address or IPv6 /64;
     /// no limit unless given.
     #[serde(default)]
@@ -224,6 +231,14 @@ fn default_server_idle_timeout() -> Spanned<Duration> {
 
 fn default_max_websocket_connections() -> usize {
     1024
+}
+
+fn default_max_headers() -> Spanned<usize> {
+    Spanned::new(0..0, 100)
+}
+
+fn default_close_idle_above() -> Spanned<f64> {
+    Spanned::new(0..0, 0.9)
 }
 
 fn default_max_connections() -> Spanned<usize> {
@@ -269,6 +284,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             header_read_timeout: default_header_read_timeout(),
             max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
             max_request_body: default_max_request_body(),
             body_read_timeout: default_body_read_timeout(),
             trusted_proxies: Vec::new(),
@@ -277,6 +293,7 @@ impl Default for ServerConfig {
             tls: None,
             max_websocket_connections: default_max_websocket_connections(),
             max_connections: default_max_connections(),
+            close_idle_above: default_close_idle_above(),
             max_connections_per_ip: None,
             idle_timeout: default_server_idle_timeout(),
             drain_timeout: default_drain_timeout(),

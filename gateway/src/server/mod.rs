@@ -1,23 +1,28 @@
 //! The client-facing listener: accepts connections, speaks HTTP/1.1 and HTTP/2
 //! (cleartext, negotiated per connection), enforces the edge limits hyper owns,
-//! closes idle HTTP/2 connections, and drains connections on shutdown.
+//! closes idle connections (HTTP/2 after `idle_timeout`; kept-alive ones,
+//! longest idle first, when the listener nears `max_connections`), and drains
+//! connections on shutdown.
+
+mod activity;
+mod edge_io;
 
 use crate::handler::{Connection, handle};
 use crate::runtime::Runtime;
 use crate::tls::ClientCert;
+use activity::{Activity, InProgress};
 use arc_swap::ArcSwap;
+use edge_io::EdgeIo;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// Listener settings; changing them needs a restart.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +31,8 @@ pub struct ListenerSettings {
     pub header_read_timeout: Duration,
     /// Largest request head.
     pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1.1 request head.
+    pub max_headers: usize,
     /// How long an HTTP/2 connection may stay without an open stream.
     pub idle_timeout: Duration,
 }
@@ -36,6 +43,10 @@ const HTTP2_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// hyper's HTTP/1 read buffer cannot be smaller than this.
 pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+
+/// The most `[server] max_headers` may be (hyper allocates room for that
+/// many on every request head it parses).
+pub const MAX_HEADERS: usize = 1000;
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
 /// `[server] drain_timeout` (as the serving config says then). Each worker
@@ -48,21 +59,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes.max(MIN_HEADER_BYTES))
-        .keep_alive(true);
-    // Idle HTTP/2 clients are pinged: one that stopped answering (gone
-    // without closing) gives its place under max_connections back.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(HTTP2_KEEPALIVE))
-        .keep_alive_timeout(HTTP2_KEEPALIVE)
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = http_builder(&settings);
     // Sent once at shutdown; the drain is over when every connection has
     // dropped its receiver.
     let (stop, _) = watch::channel(());
@@ -81,40 +78,19 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (max, per_ip) = {
-            let limits = &runtime.load().limits;
-            // Load balancers in trusted_proxies carry many clients each.
-            let per_ip = limits
-                .max_connections_per_ip
-                .filter(|_| !limits.trusted_proxies.trusts(peer.ip()));
-            (limits.max_connections, per_ip)
-        };
-        let Some(place) = crate::limit::CONNECTIONS.take(max) else {
-            refused(peer, Refusal::Total);
+        let activity = Arc::new(Activity::new());
+        let Some(place) = admit(&runtime.load(), peer, activity.clone()) else {
             continue;
         };
-        let client_place = match per_ip {
-            Some(max) => match crate::limit::CLIENT_CONNECTIONS.take(peer.ip(), max) {
-                Some(client_place) => Some(Arc::new(client_place)),
-                None => {
-                    refused(peer, Refusal::PerIp);
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let place = Open::new(place, client_place.clone());
+        let client_place = place.client_place.clone();
         let _ = stream.set_nodelay(true);
         let runtime = runtime.clone();
-        let activity = Arc::new(Activity::new());
         let stopping = stop.subscribe();
         let idle_timeout = settings.idle_timeout;
         let service = move |client_cert: Option<Arc<ClientCert>>, activity: Arc<Activity>| {
             service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                // HTTP/2 streams are counted until their response ends, for
-                // the idle timer; HTTP/1.1's idle wait is hyper's.
-                let stream = (request.version() == http::Version::HTTP_2)
-                    .then(|| Stream::open(activity.clone()));
+                // Counted until the response ends, for the idle timers.
+                let in_progress = InProgress::open(activity.clone());
                 let snapshot = runtime.load_full();
                 let conn = Connection {
                     peer,
@@ -126,24 +102,17 @@ pub async fn serve(
                 let request = request.map(crate::body::boxed);
                 async move {
                     let response = handle(snapshot, request, conn).await;
-                    Ok::<_, Infallible>(match stream {
-                        Some(stream) => response.map(|body| crate::body::guarded(body, stream)),
-                        None => response,
-                    })
+                    Ok::<_, Infallible>(
+                        response.map(|body| crate::body::guarded(body, in_progress)),
+                    )
                 }
             })
         };
         let Some(acceptor) = &tls else {
             let service = service(None, activity.clone());
+            let io = EdgeIo::new(stream, settings.header_read_timeout, activity.clone());
             let connection = builder
-                .serve_connection_with_upgrades(
-                    TokioIo::new(FirstBytes::new(
-                        stream,
-                        settings.header_read_timeout,
-                        activity.clone(),
-                    )),
-                    service,
-                )
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
             tokio::spawn(async move {
                 if let Err(err) = Drive::new(connection, activity, idle_timeout, stopping).await {
@@ -174,17 +143,21 @@ pub async fn serve(
                         return;
                     }
                 };
+            let session = stream.get_ref().1;
             // Verified by the handshake when the listener asks for client
             // certificates; read once per connection.
-            let client_cert = stream
-                .get_ref()
-                .1
+            let client_cert = session
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            let mut io = EdgeIo::new(stream, handshake_timeout, activity.clone());
+            if h2 {
+                io = io.expecting_http2();
+            }
             let connection = builder
                 .serve_connection_with_upgrades(
-                    TokioIo::new(FirstBytes::new(stream, handshake_timeout, activity.clone())),
+                    TokioIo::new(io),
                     service(client_cert, activity.clone()),
                 )
                 .into_owned();
@@ -205,6 +178,63 @@ pub async fn serve(
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
     }
+}
+
+/// hyper's connection settings from the listener's.
+fn http_builder(settings: &ListenerSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(MIN_HEADER_BYTES))
+        .max_headers(settings.max_headers)
+        .keep_alive(true);
+    // Idle HTTP/2 clients are pinged: one that stopped answering (gone
+    // without closing) gives its place under max_connections back.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HTTP2_KEEPALIVE))
+        .keep_alive_timeout(HTTP2_KEEPALIVE)
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// A place for a new connection under `max_connections` (and
+/// `max_connections_per_ip`), or `None` when it is to be closed. From
+/// `close_idle_from` connections on, each new one first closes the
+/// kept-alive connection idle the longest, and is refused only when none
+/// is idle.
+fn admit(runtime: &Runtime, peer: std::net::SocketAddr, activity: Arc<Activity>) -> Option<Open> {
+    let limits = &runtime.limits;
+    let closed_idle = crate::limit::CONNECTIONS.open() >= limits.close_idle_from
+        && activity::close_longest_idle();
+    if closed_idle {
+        crate::metrics::metrics().connections_idle_closed.inc();
+    }
+    // The connection just told to close is on its way out: at the limit,
+    // its place is the newcomer's (one over the limit until it has gone).
+    let max = limits.max_connections + usize::from(closed_idle);
+    let Some(place) = crate::limit::CONNECTIONS.take(max) else {
+        refused(peer, Refusal::Total);
+        return None;
+    };
+    // Load balancers in trusted_proxies carry many clients each.
+    let per_ip = limits
+        .max_connections_per_ip
+        .filter(|_| !limits.trusted_proxies.trusts(peer.ip()));
+    let client_place = match per_ip {
+        Some(max) => match crate::limit::CLIENT_CONNECTIONS.take(peer.ip(), max) {
+            Some(client_place) => Some(Arc::new(client_place)),
+            None => {
+                refused(peer, Refusal::PerIp);
+                return None;
+            }
+        },
+        None => None,
+    };
+    Some(Open::new(place, client_place, activity))
 }
 
 /// Runs one client connection to its end. At shutdown (`stopping` changes),
@@ -232,8 +262,11 @@ impl<C: GracefulConnection> Drive<C> {
         let close = Box::pin(async move {
             tokio::select! {
                 _ = stop.changed() => {}
-                () = activity.idle_for(idle_timeout) => {
+                () = activity.http2_idle_for(idle_timeout) => {
                     tracing::debug!("closing an HTTP/2 connection idle for idle_timeout");
+                }
+                () = activity.evicted() => {
+                    tracing::debug!("closing the connection idle the longest, to make room");
                 }
             }
         });
@@ -262,94 +295,27 @@ impl<C: GracefulConnection> Future for Drive<C> {
     }
 }
 
-/// Whether a client connection speaks HTTP/2, how many of its streams are
-/// open, and since when none has been.
-struct Activity {
-    http2: AtomicBool,
-    streams: Mutex<Streams>,
-}
-
-struct Streams {
-    open: usize,
-    quiet_since: Instant,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            http2: AtomicBool::new(false),
-            streams: Mutex::new(Streams {
-                open: 0,
-                quiet_since: Instant::now(),
-            }),
-        }
-    }
-
-    /// Since when the connection has been idle: `None` while it is not
-    /// known to speak HTTP/2 or has a stream open.
-    fn quiet_since(&self) -> Option<Instant> {
-        if !self.http2.load(Ordering::Relaxed) {
-            return None;
-        }
-        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        (streams.open == 0).then_some(streams.quiet_since)
-    }
-
-    /// Resolves once the connection is HTTP/2 and has had no stream open for
-    /// `timeout`; checks again at least every `timeout` meanwhile.
-    async fn idle_for(&self, timeout: Duration) {
-        loop {
-            let wake = match self.quiet_since() {
-                Some(since) if since.elapsed() >= timeout => return,
-                Some(since) => since + timeout,
-                None => Instant::now() + timeout,
-            };
-            tokio::time::sleep_until(wake).await;
-        }
-    }
-}
-
-/// An HTTP/2 stream counted open until its response ends or is dropped.
-struct Stream(Arc<Activity>);
-
-impl Stream {
-    fn open(activity: Arc<Activity>) -> Self {
-        activity
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .open += 1;
-        Stream(activity)
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let mut streams = self.0.streams.lock().unwrap_or_else(|e| e.into_inner());
-        streams.open -= 1;
-        if streams.open == 0 {
-            streams.quiet_since = Instant::now();
-        }
-    }
-}
-
 /// A client connection's place under `[server] max_connections` (and
 /// `max_connections_per_ip`), counted in the `gateway_connections` gauge
-/// while it is open.
+/// while it is open, and its entry among the connections that can be closed
+/// to make room.
 struct Open {
     _place: crate::limit::Place,
-    _client_place: Option<Arc<crate::limit::ClientPlace>>,
+    client_place: Option<Arc<crate::limit::ClientPlace>>,
+    _registered: activity::Registered,
 }
 
 impl Open {
     fn new(
         place: crate::limit::Place,
         client_place: Option<Arc<crate::limit::ClientPlace>>,
+        activity: Arc<Activity>,
     ) -> Self {
         crate::metrics::metrics().connections.inc();
         Open {
             _place: place,
-            _client_place: client_place,
+            client_place,
+            _registered: activity::register(activity),
         }
     }
 }
@@ -394,106 +360,5 @@ fn refused(peer: std::net::SocketAddr, refusal: Refusal) {
                 tracing::warn!(%peer, open = crate::limit::CLIENT_CONNECTIONS.open(peer.ip()), suppressed, "max_connections_per_ip reached: this client's new connections are closed on arrival (logged at most every 10 s for all clients; `suppressed` since the last line; gateway_connections_refused_total counts them)");
             }
         }
-    }
-}
-
-/// What an HTTP/2 client sends first (RFC 9113, section 3.4).
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// A client connection whose first bytes must arrive within a deadline:
-/// until they tell HTTP/1 from HTTP/2 (a byte off the HTTP/2 preface, or
-/// the whole preface), nothing in hyper times the connection, so a client
-/// that connects and sends nothing (or `P` and nothing) would hold a place
-/// under `max_connections` for ever. Past them, reads and writes pass
-/// through untouched and hyper's own timeouts apply.
-struct FirstBytes<T> {
-    inner: T,
-    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    /// Bytes read so far that matched the preface.
-    matched: usize,
-    /// Told when the whole preface arrived: the connection speaks HTTP/2.
-    activity: Arc<Activity>,
-}
-
-impl<T> FirstBytes<T> {
-    fn new(inner: T, within: Duration, activity: Arc<Activity>) -> Self {
-        Self {
-            inner,
-            deadline: Some(Box::pin(tokio::time::sleep(within))),
-            matched: 0,
-            activity,
-        }
-    }
-}
-
-impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstBytes<T> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::Poll;
-        let this = &mut *self;
-        if let Some(deadline) = this.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no request within header_read_timeout",
-            )));
-        }
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.deadline.is_some() && matches!(polled, Poll::Ready(Ok(()))) {
-            for &byte in &buf.filled()[before..] {
-                if PREFACE.get(this.matched) == Some(&byte) {
-                    this.matched += 1;
-                } else {
-                    this.deadline = None;
-                    break;
-                }
-            }
-            if this.matched == PREFACE.len() {
-                this.deadline = None;
-                this.activity.http2.store(true, Ordering::Relaxed);
-            }
-        }
-        polled
-    }
-}
-
-impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstBytes<T> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
