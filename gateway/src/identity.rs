@@ -200,9 +200,7 @@ impl Consumers {
         } else {
             return Err("a key needs exactly one of hash, env, file or plaintext".to_string());
         };
-        if plain.len() < 8 {
-            return Err("an API key must be at least 8 characters".to_string());
-        }
+        check_key_text(&plain)?;
         Ok(self.digest(&plain))
     }
 
@@ -293,6 +291,22 @@ pub fn resolve_secret(source: &Source, secret: &Spanned<Secret>) -> Result<Vec<u
     }
 }
 
+/// Whether `key` can be an API key: at least 8 characters of visible ASCII
+/// without a comma (it travels in a header, where key-auth refuses a comma
+/// as two keys joined).
+pub fn check_key_text(key: &str) -> Result<(), String> {
+    if key.len() < 8 {
+        return Err("an API key must be at least 8 characters".to_string());
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+        return Err(
+            "an API key must be visible ASCII without commas or spaces (it travels in a header)"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +376,13 @@ keys = [{{ hash = "{hashed}" }}]
             .unwrap_or_default();
         assert!(
             err.starts_with("t.toml:4:8: duplicate consumer `a`"),
+            "{err}"
+        );
+        let err = build("[[consumers]]\nname = \"a\"\nkeys = [{ plaintext = \"key-1,key-2\" }]\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("t.toml:3:9: consumer `a`: an API key must be visible ASCII without commas"),
             "{err}"
         );
         let err = build("[[consumers]]\nname = \"a\"\nkeys = [{ plaintext = \"same-key-1\" }]\n[[consumers]]\nname = \"b\"\nkeys = [{ plaintext = \"same-key-1\" }]\n").err().unwrap_or_default();

@@ -86,7 +86,7 @@ fn hash_key(secret_env: &str) -> anyhow::Result<()> {
         .read_line(&mut key)
         .context("cannot read the key from stdin")?;
     let key = key.trim_end_matches(['\r', '\n']);
-    anyhow::ensure!(key.len() >= 8, "an API key must be at least 8 characters");
+    gateway::identity::check_key_text(key).map_err(anyhow::Error::msg)?;
     println!("{}", gateway::identity::hash_key(secret.as_bytes(), key));
     Ok(())
 }
