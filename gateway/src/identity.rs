@@ -382,7 +382,9 @@ keys = [{{ hash = "{hashed}" }}]
             .err()
             .unwrap_or_default();
         assert!(
-            err.starts_with("t.toml:3:9: consumer `a`: an API key must be visible ASCII without commas"),
+            err.starts_with(
+                "t.toml:3:9: consumer `a`: an API key must be visible ASCII without commas"
+            ),
             "{err}"
         );
         let err = build("[[consumers]]\nname = \"a\"\nkeys = [{ plaintext = \"same-key-1\" }]\n[[consumers]]\nname = \"b\"\nkeys = [{ plaintext = \"same-key-1\" }]\n").err().unwrap_or_default();

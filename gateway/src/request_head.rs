@@ -67,8 +67,17 @@ fn host<B>(request: &mut Request<B>) -> Result<(), RequestError> {
     if hosts.next().is_some() {
         return Err(RequestError::Malformed("more than one Host".to_string()));
     }
+    if let Some(host) = &first {
+        let text = host
+            .to_str()
+            .map_err(|_| RequestError::Malformed("invalid Host".to_string()))?;
+        valid_authority(text, "Host")?;
+    }
     let target = request.uri().authority().map(|a| a.as_str().to_string());
     match (target, first) {
+        (_, None) if request.version() == Version::HTTP_11 => Err(RequestError::Malformed(
+            "an HTTP/1.1 request needs a Host".to_string(),
+        )),
         (Some(target), host) => {
             valid_authority(&target, "the request target's authority")?;
             if request.version() == Version::HTTP_2 {
@@ -89,16 +98,7 @@ fn host<B>(request: &mut Request<B>) -> Result<(), RequestError> {
             request.headers_mut().insert(header::HOST, value);
             Ok(())
         }
-        (None, Some(host)) => {
-            let text = host
-                .to_str()
-                .map_err(|_| RequestError::Malformed("invalid Host".to_string()))?;
-            valid_authority(text, "Host")
-        }
-        (None, None) if request.version() == Version::HTTP_11 => Err(RequestError::Malformed(
-            "an HTTP/1.1 request needs a Host".to_string(),
-        )),
-        (None, None) => Ok(()),
+        (None, _) => Ok(()),
     }
 }
 
@@ -114,7 +114,7 @@ fn valid_authority(text: &str, what: &str) -> Result<(), RequestError> {
         return Err(invalid("userinfo (`user@`) is not accepted"));
     }
     let (host, port) = split_port(text).ok_or_else(|| invalid("malformed port"))?;
-    if !port.bytes().all(|b| b.is_ascii_digit()) || port.len() > 5 {
+    if !port.is_empty() && port.parse::<u16>().is_err() {
         return Err(invalid("malformed port"));
     }
     let valid_host = match host.strip_prefix('[') {
@@ -145,7 +145,8 @@ fn split_port(text: &str) -> Option<(&str, &str)> {
 }
 
 /// RFC 3986's `reg-name` (which covers IPv4 addresses), not empty:
-/// unreserved characters, sub-delimiters and percent-escapes.
+/// unreserved characters, sub-delimiters and percent-escapes, less the
+/// comma (a `Host` with one would reach `X-Forwarded-Host` as a list).
 fn is_reg_name(host: &str) -> bool {
     let bytes = host.as_bytes();
     if bytes.is_empty() {
@@ -161,7 +162,7 @@ fn is_reg_name(host: &str) -> bool {
                 }
                 i += 3;
             }
-            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => i += 1,
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=".contains(&b) => i += 1,
             _ => return false,
         }
     }
@@ -238,6 +239,8 @@ mod tests {
             "[not-an-ip]",
             "%zz",
             "a/b",
+            "a.test:65536",
+            "evil.test,good.test",
         ] {
             assert_eq!(with(&[bad]), 400, "{bad:?}");
         }
@@ -261,6 +264,22 @@ mod tests {
                 .get(header::HOST)
                 .map(HeaderValue::as_bytes),
             Some(&b"api.example.com:8080"[..])
+        );
+        let invalid_host = request(
+            Version::HTTP_11,
+            "http://api.example.com/x",
+            &[("host", "a b")],
+        );
+        assert_eq!(
+            status(invalid_host),
+            400,
+            "an invalid Host beside the target"
+        );
+        let no_host = request(Version::HTTP_11, "http://api.example.com/x", &[]);
+        assert_eq!(
+            status(no_host),
+            400,
+            "HTTP/1.1 needs Host, absolute form too"
         );
         let userinfo = request(
             Version::HTTP_11,

@@ -401,3 +401,35 @@ async fn at_the_limit_an_idle_connection_gives_its_place_to_a_new_client() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_own_limit_closes_nobodys_connection() {
+    let up = Upstream::start("up").await;
+    let gw = proxy(
+        &up,
+        "max_connections = 10\nclose_idle_above = 0.2\nmax_connections_per_ip = 2",
+    );
+    let mut idle = [kept_alive(&gw).await, kept_alive(&gw).await];
+    // A third from the same address is over max_connections_per_ip.
+    let mut third = TcpStream::connect(gw.addr).await.expect("connect");
+    let _ = third
+        .write_all(b"GET /a HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await;
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "refused: {read:?}");
+    for stream in &mut idle {
+        stream
+            .write_all(b"GET /b HTTP/1.1\r\nhost: gw\r\n\r\n")
+            .await
+            .expect("write");
+        let read = stream.read(&mut answer).await.expect("answer");
+        assert!(answer[..read].starts_with(b"HTTP/1.1 200"), "still served");
+    }
+    let text = get(&gw.admin_url("/metrics")).await.body;
+    assert_eq!(
+        metric(&text, "gateway_connections_idle_closed_total"),
+        Some(0.0),
+        "{text}"
+    );
+}

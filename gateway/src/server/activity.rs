@@ -6,7 +6,7 @@
 //! makes room), so idle clients never lock new ones out.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -19,6 +19,8 @@ pub(super) struct Activity {
     requests: Mutex<Requests>,
     /// Told when the connection is to close to make room for new ones.
     evicted: Notify,
+    /// Set when it was told: it counts in [`closing`] until it has gone.
+    closing: AtomicBool,
 }
 
 struct Requests {
@@ -42,6 +44,7 @@ impl Activity {
                 served: false,
             }),
             evicted: Notify::new(),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -64,6 +67,13 @@ impl Activity {
     fn kept_alive_since(&self) -> Option<Instant> {
         let requests = self.requests();
         (requests.open == 0 && requests.served).then_some(requests.quiet_since)
+    }
+
+    /// Whether no request has reached the handler on this connection yet:
+    /// nothing written so far can be part of a response of the gateway's.
+    pub(super) fn before_first_request(&self) -> bool {
+        let requests = self.requests();
+        requests.open == 0 && !requests.served
     }
 
     /// Resolves once the connection is HTTP/2 and has had no stream open for
@@ -112,12 +122,20 @@ impl Drop for InProgress {
 struct Registry {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Activity>>>,
+    /// Connections told to close that have not gone yet.
+    closing: AtomicUsize,
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
     next: AtomicU64::new(0),
     open: Mutex::new(HashMap::new()),
+    closing: AtomicUsize::new(0),
 });
+
+/// How many registered connections one choice looks at: the longest idle
+/// among them, as Redis approximates LRU, so a choice costs the same with
+/// ten thousand connections open as with a hundred.
+const SAMPLE: usize = 64;
 
 impl Registry {
     fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Activity>>> {
@@ -126,41 +144,59 @@ impl Registry {
 }
 
 /// A connection's entry in the registry, removed when dropped.
-pub(super) struct Registered(u64);
+pub(super) struct Registered(u64, Arc<Activity>);
 
 /// Lists `activity`'s connection among those that can be closed to make room.
 pub(super) fn register(activity: Arc<Activity>) -> Registered {
     let id = REGISTRY.next.fetch_add(1, Ordering::Relaxed);
-    REGISTRY.open().insert(id, activity);
-    Registered(id)
+    REGISTRY.open().insert(id, activity.clone());
+    Registered(id, activity)
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        REGISTRY.open().remove(&self.0);
+        if self.1.closing.load(Ordering::Relaxed) {
+            REGISTRY.closing.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            REGISTRY.open().remove(&self.0);
+        }
     }
 }
 
-/// Tells the kept-alive connection idle the longest to close, and takes it
-/// off the registry (it is not chosen twice). False when every connection
-/// has a request in progress or has not finished its first.
+/// Connections told to close to make room that have not gone yet: their
+/// places are already promised to the newcomers that closed them.
+pub(super) fn closing() -> usize {
+    REGISTRY.closing.load(Ordering::Relaxed)
+}
+
+/// Tells the kept-alive connection idle the longest (of a sample of
+/// [`SAMPLE`], from a point that moves with each call) to close, and takes
+/// it off the registry (it is not chosen twice). False when every connection
+/// looked at has a request in progress or has not finished its first.
 pub(super) fn close_longest_idle() -> bool {
     let mut open = REGISTRY.open();
+    if open.is_empty() {
+        return false;
+    }
+    let start = REGISTRY.next.load(Ordering::Relaxed) as usize % open.len();
     let longest = open
         .iter()
+        .cycle()
+        .skip(start)
+        .take(SAMPLE.min(open.len()))
         .filter_map(|(id, activity)| Some((activity.kept_alive_since()?, *id)))
         .min();
     let Some((_, id)) = longest else {
         return false;
     };
-    match open.remove(&id) {
-        Some(activity) => {
-            // Stored if the connection is not waiting yet: it sees it next.
-            activity.evicted.notify_one();
-            true
-        }
-        None => false,
-    }
+    let Some(activity) = open.remove(&id) else {
+        return false;
+    };
+    activity.closing.store(true, Ordering::Relaxed);
+    REGISTRY.closing.fetch_add(1, Ordering::Relaxed);
+    // Stored if the connection is not waiting yet: it sees it next.
+    activity.evicted.notify_one();
+    true
 }
 
 #[cfg(test)]

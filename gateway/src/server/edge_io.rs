@@ -10,12 +10,15 @@
 //! - A client committed to HTTP/2 (by ALPN, or by sending the preface's
 //!   request line `PRI * HTTP/2.0`) whose preface then goes wrong gets a
 //!   GOAWAY with PROTOCOL_ERROR (RFC 9113, section 3.4), not an HTTP/1.1 400.
-//! - When hyper's HTTP/1 parser refuses a request head (400, 414, 431), it
-//!   writes a bare response itself; that response is rewritten into the JSON
-//!   error body every other answer of the gateway carries.
+//! - When hyper's HTTP/1 parser refuses a connection's first request head
+//!   (400, 414, 431), it writes a bare response itself; that response is
+//!   rewritten into the JSON error body every other answer of the gateway
+//!   carries. Only before the first request reaches the handler: from then
+//!   on a write may be any part of a response body or of an upgraded
+//!   connection's stream, and is never looked into. (A head refused later
+//!   on a kept-alive connection keeps hyper's empty body.)
 //!
-//! Past the first bytes, reads pass through untouched; writes are looked at
-//! only for a response head hyper wrote without the gateway's request id.
+//! Past the first bytes, reads pass through untouched.
 
 use super::activity::Activity;
 use bytes::{Bytes, BytesMut};
@@ -83,18 +86,27 @@ impl<T> EdgeIo<T> {
     /// a client committed to HTTP/2 went off it.
     fn follow_preface(&mut self, read: &[u8]) -> bool {
         for &byte in read {
-            if PREFACE.get(self.matched) == Some(&byte) {
-                self.matched += 1;
-                continue;
+            if PREFACE.get(self.matched) != Some(&byte) {
+                self.deadline = None;
+                return !(self.expect_h2 || self.matched >= PREFACE_LINE);
             }
-            self.deadline = None;
-            return !(self.expect_h2 || self.matched >= PREFACE_LINE);
-        }
-        if self.matched == PREFACE.len() {
-            self.deadline = None;
-            self.activity.http2.store(true, Ordering::Relaxed);
+            self.matched += 1;
+            if self.matched == PREFACE.len() {
+                // The frames that follow are hyper's to read.
+                self.deadline = None;
+                self.activity.http2.store(true, Ordering::Relaxed);
+                return true;
+            }
         }
         true
+    }
+
+    /// Whether `buf` may be a refusal hyper wrote itself: it looks like one,
+    /// and no request has reached the handler yet.
+    fn may_be_refusal(&self, buf: &[u8]) -> bool {
+        looks_like_refusal(buf)
+            && !self.activity.http2.load(Ordering::Relaxed)
+            && self.activity.before_first_request()
     }
 }
 
@@ -114,7 +126,7 @@ impl<T: AsyncWrite + Unpin> EdgeIo<T> {
     /// Writes `buf`, or its rewrite when it is a refusal hyper wrote itself.
     fn poll_write_head(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         ready!(self.poll_pending(cx))?;
-        if !self.activity.http2.load(Ordering::Relaxed)
+        if self.may_be_refusal(buf)
             && let Some(rewritten) = rewrite_refusal(buf)
         {
             self.pending = rewritten;
@@ -135,6 +147,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for EdgeIo<T> {
         let this = &mut *self;
         if this.broken_preface {
             ready!(this.poll_pending(cx))?;
+            // Out of any buffer (TLS) before hyper drops the connection.
+            ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "invalid HTTP/2 connection preface",
@@ -177,8 +191,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for EdgeIo<T> {
     ) -> Poll<io::Result<usize>> {
         // A response head is the first slice of its write.
         if let Some(first) = bufs.iter().find(|b| !b.is_empty())
-            && !self.activity.http2.load(Ordering::Relaxed)
-            && looks_like_refusal(first)
+            && self.may_be_refusal(first)
         {
             return self.poll_write_head(cx, first);
         }
@@ -288,6 +301,37 @@ mod tests {
         );
     }
 
+    /// What `EdgeIo` passes on of `written`, with `dispatched` requests
+    /// served on the connection before.
+    async fn written_through(written: &[u8], dispatched: usize) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let activity = Arc::new(Activity::new());
+        for _ in 0..dispatched {
+            drop(super::super::activity::InProgress::open(activity.clone()));
+        }
+        let mut io = EdgeIo::new(server, Duration::from_secs(5), activity);
+        io.write_all(written).await.expect("write");
+        io.flush().await.expect("flush");
+        drop(io);
+        let mut seen = Vec::new();
+        client.read_to_end(&mut seen).await.expect("read");
+        seen
+    }
+
+    #[tokio::test]
+    async fn only_a_refusal_before_the_first_request_is_rewritten() {
+        let bare = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let first = written_through(bare, 0).await;
+        assert!(
+            first.ends_with(b"\"status\":400}"),
+            "{}",
+            String::from_utf8_lossy(&first)
+        );
+        // Later, the same bytes may be a response body or a tunnel's.
+        assert_eq!(written_through(bare, 1).await, bare);
+    }
+
     #[tokio::test]
     async fn a_broken_preface_is_caught_once_committed_to_http2() {
         let io = || EdgeIo::new((), Duration::from_secs(1), Arc::new(Activity::new()));
@@ -301,7 +345,11 @@ mod tests {
         let mut alpn = io().expecting_http2();
         assert!(!alpn.follow_preface(b"GET / HTTP/1.1\r\n"));
         let mut whole = io();
-        assert!(whole.follow_preface(PREFACE));
+        let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+        assert!(
+            whole.follow_preface(&[PREFACE, &settings[..]].concat()),
+            "the frames after the preface are not part of it"
+        );
         assert!(whole.activity.http2.load(Ordering::Relaxed));
     }
 }

@@ -201,29 +201,19 @@ fn http_builder(settings: &ListenerSettings) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// A place for a new connection under `max_connections` (and
-/// `max_connections_per_ip`), or `None` when it is to be closed. From
-/// `close_idle_from` connections on, each new one first closes the
-/// kept-alive connection idle the longest, and is refused only when none
-/// is idle.
+/// A place for a new connection under `max_connections_per_ip` and
+/// `max_connections`, or `None` when it is to be closed. From
+/// `close_idle_from` connections on, an admitted newcomer first closes the
+/// kept-alive connection idle the longest, and takes its place if need be
+/// (the places of connections told to close count as free): it is refused
+/// only when none is idle.
 fn admit(runtime: &Runtime, peer: std::net::SocketAddr, activity: Arc<Activity>) -> Option<Open> {
     let limits = &runtime.limits;
-    let closed_idle = crate::limit::CONNECTIONS.open() >= limits.close_idle_from
-        && activity::close_longest_idle();
-    if closed_idle {
-        crate::metrics::metrics().connections_idle_closed.inc();
-    }
-    // The connection just told to close is on its way out: at the limit,
-    // its place is the newcomer's (one over the limit until it has gone).
-    let max = limits.max_connections + usize::from(closed_idle);
-    let Some(place) = crate::limit::CONNECTIONS.take(max) else {
-        refused(peer, Refusal::Total);
-        return None;
-    };
     // Load balancers in trusted_proxies carry many clients each.
     let per_ip = limits
         .max_connections_per_ip
         .filter(|_| !limits.trusted_proxies.trusts(peer.ip()));
+    // First, so a client over its own limit closes nobody's connection.
     let client_place = match per_ip {
         Some(max) => match crate::limit::CLIENT_CONNECTIONS.take(peer.ip(), max) {
             Some(client_place) => Some(Arc::new(client_place)),
@@ -233,6 +223,15 @@ fn admit(runtime: &Runtime, peer: std::net::SocketAddr, activity: Arc<Activity>)
             }
         },
         None => None,
+    };
+    let open = crate::limit::CONNECTIONS.open();
+    if open >= limits.close_idle_from && activity::close_longest_idle() {
+        crate::metrics::metrics().connections_idle_closed.inc();
+    }
+    let max = limits.max_connections + activity::closing();
+    let Some(place) = crate::limit::CONNECTIONS.take(max) else {
+        refused(peer, Refusal::Total);
+        return None;
     };
     Some(Open::new(place, client_place, activity))
 }
