@@ -73,6 +73,8 @@ impl Entry {
             "deadlines": count(&stats.deadlines),
             "memory_limits": count(&stats.memory_limits),
             "instantiations": count(&stats.instantiations),
+            "oversized": count(&stats.oversized),
+            "max_idle_memory": self.pool.max_idle_memory(),
         })
     }
 

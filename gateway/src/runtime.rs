@@ -565,15 +565,15 @@ async fn build_entry(
     ))
 }
 
-/// An entry's `max_idle_memory`: bytes, and where the file set it (none for
-/// the built-in default).
+/// An entry's `max_idle_memory` as the file set it (with where), or none for
+/// the default, which depends on the plugin's memory after `init`.
 struct IdleMemory<'a> {
-    bytes: usize,
     setting: Option<(&'a Spanned<ByteSize>, &'static str)>,
+    memory_limit: usize,
 }
 
 /// The entry's `max_idle_memory`, else `[plugin_defaults]`'s, else the
-/// default (never above `memory_limit`). One set above `memory_limit` is an
+/// default (see [`default_idle_memory`]). One set above `memory_limit` is an
 /// error where it was written.
 fn idle_memory<'a>(
     source: &Source,
@@ -587,33 +587,40 @@ fn idle_memory<'a>(
         (None, Some(default)) => Some((default, ", from [plugin_defaults]")),
         (None, None) => None,
     };
-    let Some((value, origin)) = setting else {
-        return Ok(IdleMemory {
-            bytes: DEFAULT_MAX_IDLE_MEMORY.as_usize().min(memory_limit),
-            setting: None,
-        });
-    };
-    let bytes = value.get_ref().as_usize();
-    if bytes > memory_limit {
-        return Err(source.error(
-            value.span(),
-            format!(
-                "route `{route}`: max_idle_memory ({}{origin}) is above the entry's memory_limit ({}); set it at most to memory_limit (equal to it, instances are never dropped for their memory)",
-                show_size(bytes),
-                show_size(memory_limit)
-            ),
-        ));
+    if let Some((value, origin)) = setting {
+        let bytes = value.get_ref().as_usize();
+        if bytes > memory_limit {
+            return Err(source.error(
+                value.span(),
+                format!(
+                    "route `{route}`: max_idle_memory ({}{origin}) is above the entry's memory_limit ({}); set it at most to memory_limit (equal to it, instances are never dropped for their memory)",
+                    show_size(bytes),
+                    show_size(memory_limit)
+                ),
+            ));
+        }
     }
     Ok(IdleMemory {
-        bytes,
-        setting: Some((value, origin)),
+        setting,
+        memory_limit,
     })
+}
+
+/// `max_idle_memory` when the file does not set it: 16MiB, or 4 times what
+/// the plugin holds right after `init` when that is more, capped at
+/// `memory_limit`. Never below `initial` (an instance cannot hold more than
+/// `memory_limit`), so an instance at its size after `init` is never dropped.
+fn default_idle_memory(initial: usize, memory_limit: usize) -> usize {
+    DEFAULT_MAX_IDLE_MEMORY
+        .as_usize()
+        .max(initial.saturating_mul(4))
+        .min(memory_limit)
 }
 
 impl IdleMemory<'_> {
     /// Has `pool` drop instances grown past the limit, counted by the
-    /// metric; refuses a limit below what the plugin holds after `init`
-    /// (every call would then drop its instance).
+    /// metric; refuses a limit the file set below what the plugin holds
+    /// after `init` (every call would then drop its instance).
     fn apply(
         &self,
         source: &Source,
@@ -622,21 +629,10 @@ impl IdleMemory<'_> {
         pool: &mut InstancePool,
     ) -> Result<(), ConfigError> {
         let initial = pool.initial_memory();
-        if initial > self.bytes {
-            let (span, origin) = match self.setting {
-                Some((value, origin)) => (value.span(), origin),
-                None => (entry.plugin.span(), ", the default"),
-            };
-            return Err(source.error(
-                span,
-                format!(
-                    "route `{route}`: plugin `{}` holds {} of linear memory right after init, more than max_idle_memory ({}{origin}), so every call would drop its instance; set max_idle_memory above what the plugin needs, at most memory_limit",
-                    entry.plugin.get_ref(),
-                    show_size(initial),
-                    show_size(self.bytes)
-                ),
-            ));
-        }
+        let bytes = match self.setting {
+            Some(setting) => written_idle_memory(source, route, entry, setting, initial)?,
+            None => default_idle_memory(initial, self.memory_limit),
+        };
         let discards = metrics()
             .pool_discards
             .get_or_create(&[
@@ -645,9 +641,33 @@ impl IdleMemory<'_> {
                 ("reason", "max_idle_memory".to_string()),
             ])
             .clone();
-        pool.drop_oversized(self.bytes, discards);
+        pool.drop_oversized(bytes, discards);
         Ok(())
     }
+}
+
+/// A `max_idle_memory` the file set, in bytes; an error where it was
+/// written when it is below `initial`, the plugin's memory after `init`.
+fn written_idle_memory(
+    source: &Source,
+    route: &str,
+    entry: &PluginEntryConfig,
+    (value, origin): (&Spanned<ByteSize>, &'static str),
+    initial: usize,
+) -> Result<usize, ConfigError> {
+    let bytes = value.get_ref().as_usize();
+    if initial <= bytes {
+        return Ok(bytes);
+    }
+    Err(source.error(
+        value.span(),
+        format!(
+            "route `{route}`: plugin `{}` holds {} of linear memory right after init, more than max_idle_memory ({}{origin}), so every call would drop its instance; set max_idle_memory above what the plugin needs, at most memory_limit, or leave it out (the default is 4 times the memory after init, at least 16MiB, at most memory_limit)",
+            entry.plugin.get_ref(),
+            show_size(initial),
+            show_size(bytes)
+        ),
+    ))
 }
 
 /// A byte count for a message: `16MiB`, `1.1MiB`, `4096 bytes`.
@@ -823,4 +843,34 @@ fn plugin_config(
             format!("route `{route}`: plugin config cannot be passed on: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_idle_memory;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn the_default_max_idle_memory_is_16mib_for_a_small_plugin() {
+        assert_eq!(default_idle_memory(MIB, 64 * MIB), 16 * MIB);
+        assert_eq!(default_idle_memory(4 * MIB, 64 * MIB), 16 * MIB);
+    }
+
+    #[test]
+    fn the_default_max_idle_memory_is_4_times_a_large_init() {
+        assert_eq!(default_idle_memory(5 * MIB, 64 * MIB), 20 * MIB);
+        assert_eq!(default_idle_memory(13 * MIB, 256 * MIB), 52 * MIB);
+    }
+
+    #[test]
+    fn the_default_max_idle_memory_is_capped_at_memory_limit_and_never_below_init() {
+        assert_eq!(default_idle_memory(MIB, 8 * MIB), 8 * MIB);
+        assert_eq!(default_idle_memory(40 * MIB, 64 * MIB), 64 * MIB);
+        assert_eq!(default_idle_memory(64 * MIB, 64 * MIB), 64 * MIB);
+        assert_eq!(default_idle_memory(usize::MAX / 2, usize::MAX), usize::MAX);
+        for initial in (0..=64).map(|m| m * MIB) {
+            assert!(default_idle_memory(initial, 64 * MIB) >= initial);
+        }
+    }
 }

@@ -139,6 +139,9 @@ async fn a_large_conversion_leaves_no_resident_memory_behind() {
     let metrics = get(&gw.admin_url("/metrics")).await.body;
     let discarded = r#"gateway_plugin_instances_discarded_total{route="convert",plugin="xml-json",reason="max_idle_memory"} 1"#;
     assert!(metrics.contains(discarded), "{metrics}");
+    let status = get(&gw.admin_url("/status")).await.json();
+    let entry = &status["routes"][0]["plugins"][0];
+    assert_eq!(entry["oversized"], 1, "{entry}");
     // A later small call is served by a fresh instance.
     post_xml(&gw, large_xml(4 * 1024)).await;
 }
@@ -198,4 +201,67 @@ fn max_idle_memory_is_checked_where_it_is_written() {
     std::fs::write(dir.path().join("t.toml"), fine).expect("write config");
     let (ok, out) = crate::support::check(dir.path(), "t.toml");
     assert!(ok, "{out}");
+}
+
+/// A config with one `respond` entry answering `body_mib` MiB (which it
+/// holds from `init` on, twice: the config text and the parsed body), plus
+/// `settings` on the entry.
+fn large_init_config(body_mib: usize, settings: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "large"
+path = "/large"
+
+[[routes.plugins]]
+plugin = "respond"
+{settings}
+config = {{ status = 200, body = "{body}" }}
+"#,
+        body = "x".repeat(body_mib << 20)
+    )
+}
+
+#[test]
+fn the_default_max_idle_memory_admits_a_plugin_large_after_init() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // About 19MiB after init: above 16MiB, below memory_limit.
+    for settings in ["", "memory_limit = \"256MiB\""] {
+        std::fs::write(dir.path().join("t.toml"), large_init_config(6, settings))
+            .expect("write config");
+        let (ok, out) = crate::support::check(dir.path(), "t.toml");
+        assert!(ok, "{settings}: {out}");
+    }
+    // A value the file sets below it is still refused, where it is written.
+    let written = large_init_config(6, "max_idle_memory = \"16MiB\"");
+    std::fs::write(dir.path().join("t.toml"), written).expect("write config");
+    let (ok, out) = crate::support::check(dir.path(), "t.toml");
+    let expected = "t.toml:13:19: route `large`: plugin `respond` holds ";
+    assert!(!ok && out.contains(expected), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_max_idle_memory_is_4_times_the_memory_after_init() {
+    // About 13MiB after init (in 64KiB pages): the default is about 52MiB,
+    // under the default memory_limit (64MiB).
+    let gw = Gateway::start(&large_init_config(4, ""));
+    for _ in 0..3 {
+        let reply = get(&gw.url("/large")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body.len(), 4 << 20);
+    }
+    let metrics = get(&gw.admin_url("/metrics")).await.body;
+    let kept = r#"gateway_plugin_instances_discarded_total{route="large",plugin="respond",reason="max_idle_memory"} 0"#;
+    assert!(metrics.contains(kept), "{metrics}");
+    let status = get(&gw.admin_url("/status")).await.json();
+    let entry = &status["routes"][0]["plugins"][0];
+    assert_eq!(entry["oversized"], 0, "{entry}");
+    let limit = entry["max_idle_memory"].as_u64().expect("max_idle_memory");
+    assert_eq!(limit % (4 << 16), 0, "{entry}");
+    assert!((12 << 20..14 << 20).contains(&(limit / 4)), "{entry}");
 }

@@ -181,6 +181,12 @@ impl InstancePool {
         self.oversized = counter;
     }
 
+    /// Linear memory (bytes) above which an instance is dropped after its
+    /// call (`usize::MAX` until [`InstancePool::drop_oversized`] sets it).
+    pub fn max_idle_memory(&self) -> usize {
+        self.max_idle_memory
+    }
+
     /// Bytes of linear memory the first instance held right after `init`:
     /// the least any instance of this entry holds between calls.
     pub fn initial_memory(&self) -> usize {
