@@ -443,8 +443,9 @@ async fn an_invalidation_through_one_gateway_holds_on_the_others_through_redis()
 
 /// An upstream for revalidation: `/doc` is `stored body` with `ETag: "v1"`,
 /// an hour of lifetime and an `Age` of two hours (stale on arrival); a
-/// request with `If-None-Match: "v1"` gets a `304` with `X-Refreshed`. It
-/// records the `If-None-Match` of every request.
+/// request with `If-None-Match: "v1"` gets a `304` with `X-Refreshed`
+/// (with `ETag: "v2"` for `/moved`, a `304` about another representation).
+/// It records the `If-None-Match` of every request.
 async fn validating_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -453,6 +454,7 @@ async fn validating_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<St
     let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
     let record = seen.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let moved = req.uri().path() == "/moved";
         let if_none_match = req
             .headers()
             .get("if-none-match")
@@ -462,16 +464,16 @@ async fn validating_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<St
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(if_none_match.clone());
-        let builder = http::Response::builder()
-            .header("etag", "\"v1\"")
-            .header("cache-control", "max-age=3600");
+        let builder = http::Response::builder().header("cache-control", "max-age=3600");
         let response = if if_none_match.as_deref() == Some("\"v1\"") {
             builder
                 .status(304)
+                .header("etag", if moved { "\"v2\"" } else { "\"v1\"" })
                 .header("x-refreshed", "yes")
                 .body(Full::new(Bytes::new()))
         } else {
             builder
+                .header("etag", "\"v1\"")
                 .header("content-type", "text/plain")
                 .header("age", "7200")
                 .body(Full::new(Bytes::from_static(b"stored body")))
@@ -532,6 +534,24 @@ plugin = "cache"
         (304, "HIT", "")
     );
     assert_eq!(seen.lock().unwrap_or_else(|p| p.into_inner()).len(), 2);
+
+    // A 304 about another representation (`ETag: "v2"`) validates nothing:
+    // neither its empty body nor the stale copy reaches a plain GET, but a
+    // 502; the copy is dropped, so the retry fetches it in full.
+    let first = fetch(&gw.url("/moved"), &[]).await;
+    assert_eq!((first.status, x_cache(&first)), (200, "MISS"));
+    let bad = fetch(&gw.url("/moved"), &[]).await;
+    assert_eq!((bad.status, x_cache(&bad)), (502, "MISS"));
+    assert_eq!(bad.json()["status"], 502);
+    let retry = fetch(&gw.url("/moved"), &[]).await;
+    assert_eq!(
+        (retry.status, x_cache(&retry), retry.body.as_str()),
+        (200, "MISS", "stored body")
+    );
+    assert_eq!(
+        seen.lock().unwrap_or_else(|p| p.into_inner())[2..],
+        [None, Some("\"v1\"".to_string()), None]
+    );
 }
 
 /// RFC 9213: with `targeted_cache_control`, `CDN-Cache-Control` decides over
@@ -552,4 +572,8 @@ async fn cdn_cache_control_decides_when_the_cache_acts_as_a_cdn() {
     let second = fetch(&gw.url(path), &[]).await;
     assert_eq!((x_cache(&second), serial(&second)), ("HIT", serial(&first)));
     assert_eq!(second.header("cdn-cache-control"), None);
+    // Stripped from answers that bypass the cache too.
+    let bypass = request("POST", &gw.url(path), &[]).await;
+    assert_eq!(x_cache(&bypass), "BYPASS");
+    assert_eq!(bypass.header("cdn-cache-control"), None);
 }

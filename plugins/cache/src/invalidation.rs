@@ -12,20 +12,26 @@
 //! stored under the old one stops being looked up. The old entries are not
 //! deleted: they live out their lifetime or are evicted.
 //!
-//! The generation entry lives a day, the longest any entry lives, so entries
-//! stored before an invalidation are gone when it expires and the URI is back
-//! to "never invalidated". The `gen` line has a space, which no escaped
-//! header value in a variant line can hold, so it never reads as a variant.
+//! The generation entry lives a day, the longest the store keeps anything;
+//! entries are stored for at most a day less ten minutes, so every entry
+//! stored under an older generation (even by a request that was under way
+//! when the URI was invalidated) is gone before the generation entry expires
+//! and the URI is back to "never invalidated". The `gen` line has a space,
+//! which no escaped header value in a variant line can hold, so it never
+//! reads as a variant.
 
 use crate::key;
+use crate::storable::{GENERATION_MARGIN_SECS, LONGEST_STORAGE};
 use plugin_sdk::cache::{self, Entry};
 use plugin_sdk::{Headers, clock};
 use std::time::Duration;
 
 /// Start of the key of a URI's generation entry.
 const GENERATION_PREFIX: &str = "GEN ";
-/// How long a generation is kept: the longest any entry lives.
-const GENERATION_TTL: Duration = Duration::from_secs(86_400);
+/// How long a generation is kept: the longest any entry lives
+/// ([`LONGEST_STORAGE`]) plus a margin, which is the store's own cap of a day.
+const GENERATION_TTL: Duration =
+    Duration::from_secs(LONGEST_STORAGE.as_secs() + GENERATION_MARGIN_SECS);
 
 /// Whether a request with `method` invalidates its URI when it succeeds:
 /// every method but the safe ones a cache knows (RFC 9110 9.2.1).
@@ -268,6 +274,16 @@ mod tests {
         assert_eq!(storage_key("GET h/p", Some(42)), "GET h/p\ngen 42");
         assert!(is_unsafe("POST") && is_unsafe("PATCH") && is_unsafe("BREW"));
         assert!(!is_unsafe("GET") && !is_unsafe("OPTIONS") && !is_unsafe("TRACE"));
+    }
+
+    /// The host keeps nothing longer than a day: the generation entry is
+    /// kept that long, and every entry (stored under an older generation
+    /// too) for at least a few minutes less, so none outlives it.
+    #[test]
+    fn a_generation_outlives_every_entry_by_a_margin() {
+        let host_cap = Duration::from_secs(86_400);
+        assert!(GENERATION_TTL <= host_cap);
+        assert!(GENERATION_TTL >= LONGEST_STORAGE + Duration::from_secs(5 * 60));
     }
 
     #[test]

@@ -25,7 +25,11 @@
 //! query}`, the `key_headers` and the consumer. A response with `Vary` is
 //! stored as a variant, with a marker under the primary key naming the
 //! headers that select it. Concurrent misses of one key collapse into one
-//! upstream request (`collapse_wait`).
+//! upstream request (`collapse_wait`). A revalidation's `304` that cannot
+//! refresh its entry (gone meanwhile, or about another representation)
+//! reaches only a client whose own conditions it meets; others get a `503`
+//! (`Retry-After: 0`) or a `502`. The targeted fields are stripped, when
+//! configured, from every answer that passes the plugin.
 //!
 //! The pipeline runs a plugin's response phase only for answers it did not
 //! give itself (the entries before the answering one see it), so a hit never
@@ -72,6 +76,12 @@ pub const CONTEXT_REVALIDATE: &str = "cache.revalidate";
 /// Context key with the client's own conditional headers (JSON) while the
 /// cache revalidates with its validators instead.
 pub const CONTEXT_CONDITIONS: &str = "cache.conditions";
+/// Context key with the validators the revalidation sent (JSON), which a
+/// `304` without validators of its own stands for.
+pub const CONTEXT_VALIDATORS: &str = "cache.validators";
+/// Context key with the request's `X-Request-Id`, for an error the response
+/// phase answers with.
+pub const CONTEXT_REQUEST_ID: &str = "cache.request_id";
 
 const HIT: &str = "HIT";
 const MISS: &str = "MISS";
@@ -86,6 +96,17 @@ const CONTEXT_VALUE_CAP: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Cache {
     options: Options,
+}
+
+/// What became of a revalidation's `304`.
+enum Revalidation {
+    /// The entry was refreshed (or at least validated) and is the answer.
+    Refreshed,
+    /// The entry was gone when the `304` came (evicted, purged, expired).
+    Gone,
+    /// The `304` names another representation than the entry's (RFC 9111
+    /// 4.3.4): the entry cannot be served as validated.
+    Unvalidated,
 }
 
 /// What a lookup found.
@@ -200,7 +221,6 @@ impl Cache {
         {
             revalidation::into_not_modified(resp);
         }
-        self.strip_targeted(resp);
     }
 
     /// Answers a request from a fresh `entry`.
@@ -247,35 +267,103 @@ impl Cache {
             ctx.set(CONTEXT_CONDITIONS, json);
         }
         revalidation::make_conditional(req, &entry.headers);
+        if let Some(json) =
+            Conditions::of(req.headers()).and_then(|c| serde_json::to_string(&c).ok())
+        {
+            ctx.set(CONTEXT_VALIDATORS, json);
+        }
+        if let Some(id) = req.headers().get("x-request-id") {
+            ctx.set(CONTEXT_REQUEST_ID, id);
+        }
         ctx.set(CONTEXT_REVALIDATE, found_at);
     }
 
     /// Answers a revalidation's `304`: the entry under `found_at`, its
     /// headers refreshed from the `304` (and stored so), becomes the answer.
-    /// `false` when the entry is gone meanwhile: the `304` passes as it is.
-    fn refresh(&self, resp: &mut Response, found_at: &str, ctx: &Context) -> bool {
+    /// When the entry is gone meanwhile, or the `304` does not validate it,
+    /// `resp` is left as it is and the caller decides.
+    fn refresh(&self, resp: &mut Response, found_at: &str, ctx: &Context) -> Revalidation {
         let Some(stored) =
             cache::lookup(found_at, std::time::Duration::ZERO).filter(|e| !entry::is_marker(e))
         else {
             log::warn(&format!("cache: revalidated entry gone: {found_at}"));
-            return false;
+            return Revalidation::Gone;
         };
         let now = clock::now_millis();
         let updates = entry::stored_headers(resp.headers());
-        let current = if revalidation::validates(&stored.headers, &updates) {
-            let refreshed = revalidation::refreshed(stored, &updates, now);
-            self.restore(&refreshed, found_at, ctx.get(CONTEXT_KEY).as_deref(), now);
-            refreshed
-        } else {
-            log::debug(&format!(
-                "cache: a 304 with another ETag refreshes nothing: {found_at}"
+        if !revalidation::validates(&stored.headers, &updates) {
+            log::warn(&format!(
+                "cache: a 304 with another ETag validates nothing: {found_at}"
             ));
-            stored
-        };
-        let mut answer = entry::answer(current, false, now);
+            return Revalidation::Unvalidated;
+        }
+        let refreshed = revalidation::refreshed(stored, &updates, now);
+        self.restore(&refreshed, found_at, ctx.get(CONTEXT_KEY).as_deref(), now);
+        let mut answer = entry::answer(refreshed, false, now);
         self.finish(&mut answer, held_conditions(ctx).as_ref());
         *resp = answer;
-        true
+        Revalidation::Refreshed
+    }
+
+    /// Answers a revalidation's `304` that refreshed nothing. The client
+    /// whose own conditions the `304` meets gets it; any other client asked
+    /// for a body the cache no longer has (or cannot vouch for), so it gets
+    /// an error, never a bodiless `304` nor an unvalidated stale body: `503`
+    /// with `Retry-After: 0` when the entry was gone (a retry is a plain
+    /// miss), `502` when the upstream's `304` names another representation
+    /// (the entry is dropped, so a retry fetches it in full).
+    fn unrevalidated(
+        &self,
+        resp: &mut Response,
+        outcome: &Revalidation,
+        found_at: &str,
+        ctx: &Context,
+    ) {
+        if matches!(outcome, Revalidation::Unvalidated) {
+            cache::purge(found_at);
+        }
+        let mut validators = resp.headers().clone();
+        if let Some(sent) = ctx
+            .get(CONTEXT_VALIDATORS)
+            .and_then(|json| serde_json::from_str::<Conditions>(&json).ok())
+        {
+            // The validators sent stand for the representation a `304`
+            // without its own is about.
+            if !validators.contains("etag")
+                && let Some(etag) = sent.if_none_match
+            {
+                validators.set("etag", etag);
+            }
+            if !validators.contains("last-modified")
+                && let Some(last_modified) = sent.if_modified_since
+            {
+                validators.set("last-modified", last_modified);
+            }
+        }
+        if held_conditions(ctx).is_some_and(|c| c.not_modified(&validators)) {
+            return;
+        }
+        let mut request = Request::new("GET", "/");
+        if let Some(id) = ctx.get(CONTEXT_REQUEST_ID) {
+            request.headers_mut().set("x-request-id", id);
+        }
+        let mut answer = match outcome {
+            Revalidation::Unvalidated => Response::error(
+                502,
+                "cache: the upstream's 304 does not match the stored response",
+                &request,
+            ),
+            _ => Response::error(
+                503,
+                "cache: the stored response being revalidated is gone; retry",
+                &request,
+            )
+            .with_header("retry-after", "0"),
+        };
+        // Set through the setter: a body only built in is not sent back.
+        let body = answer.body().map(<[u8]>::to_vec);
+        answer.set_body(body);
+        *resp = answer;
     }
 
     /// Stores a refreshed entry again under `found_at` (and the Vary marker
@@ -465,15 +553,21 @@ impl Plugin for Cache {
         if status == MISS
             && resp.status() == 304
             && let Some(found_at) = ctx.get(CONTEXT_REVALIDATE)
-            && self.refresh(resp, &found_at, ctx)
         {
-            status = REVALIDATED.to_string();
-            ctx.set(CONTEXT_STATUS, REVALIDATED);
+            match self.refresh(resp, &found_at, ctx) {
+                Revalidation::Refreshed => {
+                    status = REVALIDATED.to_string();
+                    ctx.set(CONTEXT_STATUS, REVALIDATED);
+                }
+                outcome => self.unrevalidated(resp, &outcome, &found_at, ctx),
+            }
         } else if status == MISS
             && let Some(key) = ctx.get(CONTEXT_KEY)
         {
             self.store_miss(resp, &key, ctx);
         }
+        // Every answer that passes, stored or not (BYPASS, HEAD misses).
+        self.strip_targeted(resp);
         resp.headers_mut().set("x-cache", status);
     }
 }

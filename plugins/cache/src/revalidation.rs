@@ -2,7 +2,9 @@
 //! fetched again in full; the upstream is asked whether it changed, with
 //! `If-None-Match` (its `ETag`) and `If-Modified-Since` (its
 //! `Last-Modified`). A `304 Not Modified` refreshes the entry's headers and
-//! the client gets the stored body; anything else is a new response.
+//! the client gets the stored body; anything else is a new response. A
+//! `304` must be about the entry (RFC 9111 4.3.4): its `ETag`, strong or
+//! weak, must match the entry's.
 //!
 //! The client's own `If-None-Match` and `If-Modified-Since` are the cache's
 //! to answer (RFC 9110 13.2): they are answered from the entry, never
@@ -79,7 +81,11 @@ fn weak_match(a: &str, b: &str) -> bool {
 /// Strong comparison: equal and neither weak.
 fn strong_match(a: &str, b: &str) -> bool {
     let (a, b) = (a.trim(), b.trim());
-    !a.starts_with("W/") && a == b
+    !is_weak(a) && !is_weak(b) && a == b
+}
+
+fn is_weak(tag: &str) -> bool {
+    tag.trim().starts_with("W/")
 }
 
 fn http_date_secs(text: &str) -> Option<u64> {
@@ -102,15 +108,21 @@ pub fn make_conditional(req: &mut Request, stored: &Headers) {
     }
 }
 
-/// Whether a `304` with `headers` validates `stored` (RFC 9111 4.3.4): a
-/// strong `ETag` in it must be the entry's.
+/// Whether a `304` with `headers` validates `stored` (RFC 9111 4.3.4): an
+/// `ETag` in it must be the entry's, by strong comparison when it is strong
+/// and by weak comparison (RFC 9110 8.8.3.2) when it is weak. A `304`
+/// without an `ETag` validates the entry it answers.
 pub fn validates(stored: &Headers, not_modified: &Headers) -> bool {
-    match not_modified.get("etag") {
-        Some(etag) if !etag.trim().starts_with("W/") => stored
-            .get("etag")
-            .is_some_and(|own| strong_match(own, etag)),
-        _ => true,
-    }
+    let Some(etag) = not_modified.get("etag") else {
+        return true;
+    };
+    stored.get("etag").is_some_and(|own| {
+        if is_weak(etag) {
+            weak_match(own, etag)
+        } else {
+            strong_match(own, etag)
+        }
+    })
 }
 
 /// The entry's headers updated from a `304` (RFC 9111 3.2): each field the
@@ -221,8 +233,26 @@ mod tests {
         let stored = headers(&[("etag", "\"v1\"")]);
         assert!(validates(&stored, &headers(&[("etag", "\"v1\"")])));
         assert!(validates(&stored, &headers(&[])));
-        assert!(validates(&stored, &headers(&[("etag", "W/\"v2\"")])));
         assert!(!validates(&stored, &headers(&[("etag", "\"v2\"")])));
+        assert!(!validates(
+            &headers(&[("etag", "W/\"v1\"")]),
+            &headers(&[("etag", "\"v1\"")])
+        ));
+    }
+
+    /// RFC 9111 4.3.4 with RFC 9110 8.8.3.2: a weak `ETag` in a `304`
+    /// selects only an entry whose `ETag` matches it weakly.
+    #[test]
+    fn a_304_with_a_weak_etag_validates_only_a_weakly_matching_entry() {
+        let weak = headers(&[("etag", "W/\"v2\"")]);
+        assert!(validates(&headers(&[("etag", "W/\"v2\"")]), &weak));
+        assert!(validates(&headers(&[("etag", "\"v2\"")]), &weak));
+        assert!(!validates(&headers(&[("etag", "\"v1\"")]), &weak));
+        assert!(!validates(&headers(&[("etag", "W/\"v1\"")]), &weak));
+        assert!(!validates(
+            &headers(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            &weak
+        ));
     }
 
     #[test]

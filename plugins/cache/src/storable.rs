@@ -52,8 +52,14 @@ pub struct Storage {
     pub ttl: Duration,
 }
 
-/// The store keeps an entry for a day at most.
-const LONGEST_STORAGE: Duration = Duration::from_secs(86_400);
+/// The longest any entry is stored: the store's own cap (a day) less a
+/// margin, so that a URI's generation entry, written with the store's cap
+/// (`invalidation.rs`), outlives every entry stored under an older
+/// generation, even one written by a request that was under way when the
+/// URI was invalidated.
+pub const LONGEST_STORAGE: Duration = Duration::from_secs(86_400 - GENERATION_MARGIN_SECS);
+/// How much longer than any entry a generation entry lives.
+pub const GENERATION_MARGIN_SECS: u64 = 10 * 60;
 
 /// How `resp` may be stored, or why it must not be.
 pub fn check(resp: &Response, options: &Options, now_ms: u64) -> Result<Storage, NotStored> {
@@ -90,7 +96,10 @@ pub fn storage(headers: &Headers, options: &Options, now_ms: u64) -> Result<Stor
         return Ok(Storage { fresh, ttl });
     }
     let fresh = fresh?;
-    Ok(Storage { fresh, ttl: fresh })
+    Ok(Storage {
+        fresh,
+        ttl: fresh.min(LONGEST_STORAGE),
+    })
 }
 
 /// Whether a stored response can be revalidated: it has an `ETag` or a
@@ -468,6 +477,22 @@ mod tests {
             life(&[("cache-control", "max-age=60"), ("age", "x")]),
             Ok(60)
         );
+    }
+
+    /// No entry is stored for as long as a URI's generation entry lives
+    /// (the store's cap of a day), with or without a validator.
+    #[test]
+    fn no_entry_is_stored_for_a_whole_day() {
+        let day = Duration::from_secs(86_400);
+        let options = options_with(TTL, day);
+        for fields in [
+            &[("cache-control", "max-age=86400")][..],
+            &[("cache-control", "max-age=86400"), ("etag", "\"v1\"")][..],
+        ] {
+            let stored = storage(&headers(fields), &options, NOW);
+            assert_eq!(stored.map(|s| s.ttl), Ok(LONGEST_STORAGE), "{fields:?}");
+        }
+        assert!(LONGEST_STORAGE + Duration::from_secs(5 * 60) <= day);
     }
 
     #[test]

@@ -1060,3 +1060,205 @@ fn cdn_cache_control_decides_when_configured() {
     assert_eq!((t.x_cache(), t.body()), (Some("HIT"), "v1"));
     assert_eq!(t.response.headers().get("cdn-cache-control"), None);
 }
+
+/// Stores a stale `ETag`ged entry under `path`, then runs `req` to it: the
+/// request phase (a revalidation), `between` (what happens to the store
+/// meanwhile), and the response phase with the upstream's `upstream`.
+fn revalidate_with(
+    cache: &Cache,
+    path: &str,
+    etag: &str,
+    req: Request,
+    between: impl FnOnce(),
+    upstream: Response,
+) -> Trip {
+    trip(
+        cache,
+        get(path),
+        ok("stored")
+            .with_header("etag", etag)
+            .with_header("cache-control", "no-cache"),
+    );
+    let mut req = req;
+    let mut ctx = Context::new();
+    assert!(matches!(
+        cache.on_request(&mut req, &mut ctx),
+        Action::Continue
+    ));
+    assert_eq!(req.headers().get("if-none-match"), Some(etag));
+    between();
+    let mut response = upstream;
+    cache.on_response(&mut response, &mut ctx);
+    Trip {
+        response,
+        upstream: Some(req),
+    }
+}
+
+fn error_message(t: &Trip) -> String {
+    let body: Value = serde_json::from_str(t.body()).unwrap_or(Value::Null);
+    assert_eq!(
+        t.response.headers().get("content-type"),
+        Some("application/json")
+    );
+    body["error"].as_str().unwrap_or_default().to_string()
+}
+
+/// The stale entry is evicted while its revalidation is under way: a plain
+/// GET must not get the upstream's bodiless 304, but a 503 to retry at once
+/// (the retry is a plain miss); a client whose own conditions the 304 meets
+/// gets the 304.
+#[test]
+fn a_304_for_an_entry_gone_meanwhile_is_an_error_unless_the_client_asked() {
+    let c = plugin(json!({}));
+    let purge = || cache::purge("GET api.example.com/gone");
+    let not_modified = || Response::new(304).with_header("etag", "\"v1\"");
+
+    let t = revalidate_with(
+        &c,
+        "/gone",
+        "\"v1\"",
+        get("/gone").with_header("x-request-id", "r-1"),
+        purge,
+        not_modified(),
+    );
+    assert_eq!(t.response.status(), 503);
+    assert_eq!(t.response.headers().get("retry-after"), Some("0"));
+    assert_eq!(t.x_cache(), Some("MISS"));
+    assert!(error_message(&t).contains("gone"));
+    let body: Value = serde_json::from_str(t.body()).unwrap_or(Value::Null);
+    assert_eq!(body["request_id"], "r-1");
+    // The retry fetches in full.
+    assert_miss(&c, get("/gone"));
+    cache::purge("GET api.example.com/gone");
+
+    // The client's own validator is the one the 304 is about (or that was
+    // sent, when the 304 names none): the 304 answers it.
+    let mine = || get("/gone").with_header("if-none-match", "\"v1\"");
+    let t = revalidate_with(&c, "/gone", "\"v1\"", mine(), purge, not_modified());
+    assert_eq!((t.response.status(), t.x_cache()), (304, Some("MISS")));
+    let t = revalidate_with(&c, "/gone", "\"v1\"", mine(), purge, Response::new(304));
+    assert_eq!(t.response.status(), 304);
+    // Another validator of the client's is no reason for a 304.
+    let other = get("/gone").with_header("if-none-match", "\"v0\"");
+    let t = revalidate_with(&c, "/gone", "\"v1\"", other, purge, not_modified());
+    assert_eq!(t.response.status(), 503);
+}
+
+/// RFC 9111 4.3.4: a 304 whose strong ETag is not the entry's validates
+/// nothing; the stale body must not be served as REVALIDATED. The client
+/// gets a 502 and the entry is dropped, so a retry fetches in full.
+#[test]
+fn a_304_naming_another_representation_is_a_bad_gateway() {
+    let c = plugin(json!({}));
+    let t = revalidate_with(
+        &c,
+        "/other",
+        "\"v1\"",
+        get("/other"),
+        || {},
+        Response::new(304).with_header("etag", "\"v2\""),
+    );
+    assert_eq!((t.response.status(), t.x_cache()), (502, Some("MISS")));
+    assert_ne!(t.body(), "stored");
+    assert!(error_message(&t).contains("304"));
+    let retry = trip(&c, get("/other"), ok("v2").with_header("etag", "\"v2\""));
+    assert_eq!(sent(&retry, "if-none-match"), None);
+    assert_eq!((retry.x_cache(), retry.body()), (Some("MISS"), "v2"));
+
+    // A client that has the 304's representation gets the 304.
+    let t = revalidate_with(
+        &c,
+        "/other2",
+        "\"v1\"",
+        get("/other2").with_header("if-none-match", "\"v2\""),
+        || {},
+        Response::new(304).with_header("etag", "\"v2\""),
+    );
+    assert_eq!(t.response.status(), 304);
+    assert_eq!(t.response.headers().get("etag"), Some("\"v2\""));
+}
+
+/// RFC 9111 4.3.4, RFC 9110 8.8.3.2: a weak ETag in a 304 refreshes only an
+/// entry whose ETag matches it weakly, and keeps the entry's body.
+#[test]
+fn a_304_with_a_weak_etag_refreshes_only_a_weakly_matching_entry() {
+    let c = plugin(json!({}));
+    let t = revalidate_with(
+        &c,
+        "/weak",
+        "\"v1\"",
+        get("/weak"),
+        || {},
+        Response::new(304).with_header("etag", "W/\"v2\""),
+    );
+    assert_eq!(t.response.status(), 502);
+    assert_ne!(t.x_cache(), Some("REVALIDATED"));
+
+    for stored in ["W/\"v2\"", "\"v2\""] {
+        let path = if stored.starts_with('W') {
+            "/weak2"
+        } else {
+            "/weak3"
+        };
+        let t = revalidate_with(
+            &c,
+            path,
+            stored,
+            get(path),
+            || {},
+            Response::new(304)
+                .with_header("etag", "W/\"v2\"")
+                .with_header("x-version", "2"),
+        );
+        assert_eq!(
+            (t.response.status(), t.x_cache(), t.body()),
+            (200, Some("REVALIDATED"), "stored"),
+            "{stored}"
+        );
+        assert_eq!(t.response.headers().get("x-version"), Some("2"));
+    }
+}
+
+/// `strip_targeted_cache_control` applies to every answer that passes the
+/// plugin: hits, stored misses, HEAD misses, bypasses and its own errors.
+#[test]
+fn targeted_fields_are_stripped_from_every_answer() {
+    let c = plugin(json!({
+        "targeted_cache_control": ["CDN-Cache-Control"],
+        "strip_targeted_cache_control": true,
+    }));
+    let targeted = |status: u16| {
+        Response::new(status)
+            .with_header("cdn-cache-control", "max-age=600")
+            .with_header("cache-control", "no-store")
+    };
+    let head = Request::new("HEAD", "/s").with_authority("api.example.com");
+    let t = trip(&c, head, targeted(200));
+    assert_eq!(t.x_cache(), Some("MISS"));
+    assert_eq!(t.response.headers().get("cdn-cache-control"), None);
+    assert_eq!(t.response.headers().get("cache-control"), Some("no-store"));
+
+    let post = Request::new("POST", "/s").with_authority("api.example.com");
+    let t = trip(&c, post, targeted(201));
+    assert_eq!(t.x_cache(), Some("BYPASS"));
+    assert_eq!(t.response.headers().get("cdn-cache-control"), None);
+
+    let authorized = get("/s").with_header("authorization", "Bearer t");
+    let t = trip(&c, authorized, targeted(200));
+    assert_eq!(t.x_cache(), Some("BYPASS"));
+    assert_eq!(t.response.headers().get("cdn-cache-control"), None);
+
+    let t = revalidate_with(
+        &c,
+        "/s304",
+        "\"v1\"",
+        get("/s304").with_header("if-none-match", "\"v1\""),
+        || cache::purge("GET api.example.com/s304"),
+        Response::new(304)
+            .with_header("etag", "\"v1\"")
+            .with_header("cdn-cache-control", "max-age=600"),
+    );
+    assert_eq!(t.response.status(), 304);
+    assert_eq!(t.response.headers().get("cdn-cache-control"), None);
+}
