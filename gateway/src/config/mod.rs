@@ -333,12 +333,15 @@ pub struct PluginDefaults {
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// Linear memory above which an instance is dropped after its call
-    /// instead of kept warm; [`DEFAULT_MAX_IDLE_MEMORY`] when absent.
+    /// instead of kept warm; when absent, four times the memory after `init`,
+    /// at least [`DEFAULT_MAX_IDLE_MEMORY`] and at most `memory_limit`.
     #[serde(default)]
     pub max_idle_memory: Option<Spanned<ByteSize>>,
 }
 
-/// `max_idle_memory` when neither the entry nor `[plugin_defaults]` sets it.
+/// The least `max_idle_memory` is when neither the entry nor
+/// `[plugin_defaults]` sets it (four times the memory after `init` when
+/// that is more, capped at `memory_limit`).
 pub const DEFAULT_MAX_IDLE_MEMORY: ByteSize = ByteSize(16 * 1024 * 1024);
 
 impl Default for PluginDefaults {
