@@ -3,7 +3,7 @@
 //! HTTP/2 preface, hyper's own refusals, a body cut off at its limit, and
 //! idle connections crowding out new clients.
 
-use crate::support::{Gateway, Upstream, get, serve_http1};
+use crate::support::{Gateway, Upstream, get, metric, serve_http1};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -302,28 +302,31 @@ upstream = "up"
     );
 }
 
-/// The value of the metric line starting with `prefix`.
-fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(prefix))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
+/// Whether a request on `stream` is answered 200.
+async fn served(stream: &mut TcpStream) -> bool {
+    if stream
+        .write_all(b"GET /a HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await;
+    matches!(read, Ok(Ok(read)) if answer[..read].starts_with(b"HTTP/1.1 200"))
+}
+
+/// Whether the gateway closes `stream` (within 5 s) without answering.
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await;
+    matches!(read, Ok(Ok(0) | Err(_)))
 }
 
 /// A kept-alive connection that has had one request answered.
 async fn kept_alive(gw: &Gateway) -> TcpStream {
     let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
-    stream
-        .write_all(b"GET /a HTTP/1.1\r\nhost: gw\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = vec![0u8; 4096];
-    let read = stream.read(&mut answer).await.expect("answer");
-    assert!(
-        answer[..read].starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&answer[..read])
-    );
+    assert!(served(&mut stream).await, "a new connection is served");
     stream
 }
 
@@ -338,25 +341,9 @@ async fn idle_keep_alive_connections_make_room_for_new_clients() {
     // A fresh client is served although 30 kept-alive connections were opened.
     let reply = get(&gw.url("/fresh")).await;
     assert_eq!(reply.status, 200);
-    // The longest idle went first.
-    let mut first = idle.remove(0);
-    let mut byte = [0u8; 1];
-    let read = tokio::time::timeout(Duration::from_secs(5), first.read(&mut byte)).await;
-    assert!(
-        matches!(read, Ok(Ok(0) | Err(_))),
-        "the oldest is closed: {read:?}"
-    );
+    assert!(closed(&mut idle[0]).await, "the longest idle went first");
     let newest = idle.last_mut().expect("newest");
-    newest
-        .write_all(b"GET /b HTTP/1.1\r\nhost: gw\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = vec![0u8; 4096];
-    let read = newest.read(&mut answer).await.expect("answer");
-    assert!(
-        answer[..read].starts_with(b"HTTP/1.1 200"),
-        "the newest is kept"
-    );
+    assert!(served(newest).await, "the newest is kept");
 
     let text = get(&gw.admin_url("/metrics")).await.body;
     let closed = metric(&text, "gateway_connections_idle_closed_total").unwrap_or(0.0);
@@ -376,19 +363,8 @@ async fn at_the_limit_an_idle_connection_gives_its_place_to_a_new_client() {
     // All three places are taken by kept-alive connections: the newcomer
     // closes the oldest and is served.
     let mut newcomer = kept_alive(&gw).await;
-    let mut byte = [0u8; 1];
-    let read = tokio::time::timeout(Duration::from_secs(5), idle[0].read(&mut byte)).await;
-    assert!(
-        matches!(read, Ok(Ok(0) | Err(_))),
-        "the oldest is closed: {read:?}"
-    );
-    newcomer
-        .write_all(b"GET /again HTTP/1.1\r\nhost: gw\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = vec![0u8; 4096];
-    let read = newcomer.read(&mut answer).await.expect("answer");
-    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    assert!(closed(&mut idle[0]).await, "the oldest is closed");
+    assert!(served(&mut newcomer).await);
     let text = get(&gw.admin_url("/metrics")).await.body;
     assert_eq!(
         metric(&text, "gateway_connections_idle_closed_total"),
@@ -412,19 +388,9 @@ async fn a_client_over_its_own_limit_closes_nobodys_connection() {
     let mut idle = [kept_alive(&gw).await, kept_alive(&gw).await];
     // A third from the same address is over max_connections_per_ip.
     let mut third = TcpStream::connect(gw.addr).await.expect("connect");
-    let _ = third
-        .write_all(b"GET /a HTTP/1.1\r\nhost: gw\r\n\r\n")
-        .await;
-    let mut answer = vec![0u8; 4096];
-    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer)).await;
-    assert!(matches!(read, Ok(Ok(0) | Err(_))), "refused: {read:?}");
+    assert!(!served(&mut third).await, "refused");
     for stream in &mut idle {
-        stream
-            .write_all(b"GET /b HTTP/1.1\r\nhost: gw\r\n\r\n")
-            .await
-            .expect("write");
-        let read = stream.read(&mut answer).await.expect("answer");
-        assert!(answer[..read].starts_with(b"HTTP/1.1 200"), "still served");
+        assert!(served(stream).await, "still served");
     }
     let text = get(&gw.admin_url("/metrics")).await.body;
     assert_eq!(

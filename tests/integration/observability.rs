@@ -1,7 +1,7 @@
 //! What operators see: metrics after a scripted traffic pattern, trace
 //! context propagation, the access log, and readiness while draining.
 
-use crate::support::{Gateway, Upstream, client, get, plugin_path, send};
+use crate::support::{Gateway, Upstream, client, get, metric, plugin_path, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
@@ -42,14 +42,6 @@ upstream = "api"
 "#,
         misbehave = plugin_path("misbehave_plugin").display()
     )
-}
-
-/// The value of the metric line starting with `prefix` (labels included).
-fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(prefix))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

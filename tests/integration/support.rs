@@ -380,6 +380,15 @@ pub fn check(dir: &Path, file: &str) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// The value of the first metric line starting with `prefix` (labels
+/// included) in a Prometheus text exposition.
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
 /// A keep-alive HTTP client.
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())

@@ -19,6 +19,23 @@ fn certificate() -> (String, String, CertificateDer<'static>) {
     )
 }
 
+/// A gateway terminating TLS with a fresh self-signed certificate for
+/// `localhost` (files in the returned directory), in front of `upstream`;
+/// and the certificate, for a client to trust.
+fn tls_gateway(upstream: &Upstream) -> (Gateway, tempfile::TempDir, CertificateDer<'static>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, der) = certificate();
+    std::fs::write(dir.path().join("cert.pem"), &cert).expect("cert");
+    std::fs::write(dir.path().join("key.pem"), &key).expect("key");
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        tls_config(upstream.addr, "", ""),
+    )
+    .expect("config");
+    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+    (gw, dir, der)
+}
+
 /// One HTTPS GET trusting only `root`; returns the certificate the server
 /// presented and the response text, or `None` when the handshake fails (the
 /// server presented another certificate).
@@ -58,16 +75,7 @@ async fn https_get(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_terminated_and_a_renewed_certificate_is_served_after_reload() {
     let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key, first) = certificate();
-    std::fs::write(dir.path().join("cert.pem"), &cert).expect("cert");
-    std::fs::write(dir.path().join("key.pem"), &key).expect("key");
-    std::fs::write(
-        dir.path().join("gateway.toml"),
-        tls_config(upstream.addr, "", ""),
-    )
-    .expect("config");
-    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+    let (gw, dir, first) = tls_gateway(&upstream);
 
     let (presented, response) = https_get(gw.addr, "/hello", &first)
         .await
@@ -376,16 +384,7 @@ plan = "gold"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_chose_h2_by_alpn_and_speaks_http1_gets_goaway() {
     let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key, root) = certificate();
-    std::fs::write(dir.path().join("cert.pem"), &cert).expect("cert");
-    std::fs::write(dir.path().join("key.pem"), &key).expect("key");
-    std::fs::write(
-        dir.path().join("gateway.toml"),
-        tls_config(upstream.addr, "", ""),
-    )
-    .expect("config");
-    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+    let (gw, _dir, root) = tls_gateway(&upstream);
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root).expect("root");
