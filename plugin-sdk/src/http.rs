@@ -27,6 +27,19 @@ fn next_field(wire: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     Some((name, value, &body[end..]))
 }
 
+/// Whether two header names are the same to an upstream that maps them to
+/// CGI-style variables: equal but for case and `_` for `-`.
+fn alike(a: &[u8], b: &[u8]) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| fold(x) == fold(y))
+}
+
 fn push_field(wire: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     wire.extend_from_slice(&(name.len() as u32).to_le_bytes());
     wire.extend_from_slice(&(value.len() as u32).to_le_bytes());
@@ -86,6 +99,11 @@ impl Headers {
     /// value that is not UTF-8 is `Ok(None)`, as with `get`; [`Headers::contains`]
     /// tells it from an absent header.
     ///
+    /// A line whose name differs only by `_` for `-` (`x_api_key` beside
+    /// `x-api-key`) is a repetition too, as servers that map headers to
+    /// CGI-style variables (`HTTP_X_API_KEY`) read both as one; its value is
+    /// never the answer (alone, the header is absent).
+    ///
     /// A proxy may have joined several lines into one, separated by commas
     /// (RFC 9110 5.3): for a header whose syntax allows no list, a comma in the
     /// value is a repetition too, and only the caller knows the syntax.
@@ -99,15 +117,14 @@ impl Headers {
     /// assert_eq!(twice.headers().single("x-api-key"), Err(Repeated));
     /// ```
     pub fn single(&self, name: &str) -> Result<Option<&str>, Repeated> {
-        let mut lines = self
-            .raw()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v);
+        let mut lines = self.raw().filter(|(n, _)| alike(n, name.as_bytes()));
         let first = lines.next();
         if lines.next().is_some() {
             return Err(Repeated);
         }
-        Ok(first.and_then(|v| std::str::from_utf8(v).ok()))
+        Ok(first
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()))
     }
 
     /// Every value of `name`, in order.
@@ -163,14 +180,25 @@ impl Headers {
         true
     }
 
-    /// Removes every field whose name starts with `prefix` (any case); returns
-    /// how many there were. What an authentication plugin does first with the
-    /// headers it sets itself, so that a client cannot send its own.
+    /// Removes every value of `name` under any spelling an upstream may read
+    /// as it: any case, and `_` for `-` (`x_api_key` for `x-api-key`);
+    /// returns how many lines there were. What a plugin that verified a
+    /// credential uses to keep every copy of it from the upstream.
+    pub fn remove_alike(&mut self, name: &str) -> usize {
+        self.remove_where(|n| alike(n, name.as_bytes()))
+    }
+
+    /// Removes every field whose name starts with `prefix` (any case, and
+    /// `_` for `-`, as [`Headers::remove_alike`]); returns how many there
+    /// were. What an authentication plugin does first with the headers it
+    /// sets itself, so that a client cannot send its own.
     pub fn remove_prefixed(&mut self, prefix: &str) -> usize {
         let prefix = prefix.as_bytes();
-        let matches = |name: &[u8]| {
-            name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
-        };
+        self.remove_where(|name| name.len() >= prefix.len() && alike(&name[..prefix.len()], prefix))
+    }
+
+    /// Removes the fields whose name `matches`; returns how many there were.
+    fn remove_where(&mut self, matches: impl Fn(&[u8]) -> bool) -> usize {
         let removed = self.raw().filter(|(n, _)| matches(n)).count();
         if removed > 0 {
             let mut wire = Vec::with_capacity(self.wire.len());
@@ -614,6 +642,29 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_underscore_spelling_is_the_same_header_for_checks_and_removal() {
+        let both = Request::new("GET", "/")
+            .with_header("x-api-key", "valid")
+            .with_header("x_api_key", "forged");
+        assert_eq!(both.headers().single("x-api-key"), Err(Repeated));
+        let alone = Request::new("GET", "/").with_header("X_Api_Key", "forged");
+        assert_eq!(
+            alone.headers().single("x-api-key"),
+            Ok(None),
+            "another spelling is never the answer"
+        );
+        let mut both = both;
+        assert_eq!(both.headers_mut().remove_alike("X-API-KEY"), 2);
+        assert!(both.headers().is_empty());
+        let mut spoofed = Request::new("GET", "/")
+            .with_header("x_consumer_name", "admin")
+            .with_header("x-consumer-id", "1")
+            .with_header("x-consumerx", "kept");
+        assert_eq!(spoofed.headers_mut().remove_prefixed("x-consumer-"), 2);
+        assert_eq!(spoofed.headers().get("x-consumerx"), Some("kept"));
+    }
 
     #[test]
     fn errors_read_like_the_gateways() {

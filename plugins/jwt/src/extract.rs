@@ -79,9 +79,7 @@ fn in_cookie(req: &Request, options: &Options) -> Result<Place, Repeated> {
 /// Removes every place the token may be in: where it was, and any empty
 /// copy beside it.
 pub fn hide(req: &mut Request, options: &Options) {
-    if req.headers().contains(&options.header) {
-        req.headers_mut().remove(&options.header);
-    }
+    req.headers_mut().remove_alike(&options.header);
     if let Some(name) = &options.query
         && !req.query().is_empty()
     {

@@ -162,9 +162,7 @@ impl Jwt {
     /// Removes client-sent copies of the claim headers.
     fn strip_spoofed(&self, req: &mut Request) {
         for (_, header) in &self.options.claims_to_headers {
-            if req.headers().contains(header) {
-                req.headers_mut().remove(header);
-            }
+            req.headers_mut().remove_alike(header);
         }
     }
 

@@ -142,9 +142,7 @@ impl KeyAuth {
     /// Removes every configured place: the key, and any empty copy beside it.
     fn hide(&self, req: &mut Request) {
         for name in &self.settings.headers {
-            if req.headers().contains(name) {
-                req.headers_mut().remove(name);
-            }
+            req.headers_mut().remove_alike(name);
         }
         if !req.query().is_empty() {
             for name in &self.settings.query {

@@ -151,3 +151,29 @@ fn the_upstream_gets_exactly_the_one_key_checked_or_none() {
     assert_eq!(req.query(), "page=2");
     assert!(!req.headers().contains("x-api-key"));
 }
+
+#[test]
+fn an_underscore_spelling_of_the_key_header_is_a_second_copy() {
+    setup();
+    let auth = plugin("{}");
+    for (first, second) in [("x-api-key", "x_api_key"), ("X_API_KEY", "x-api-key")] {
+        let req = Request::new("GET", "/x")
+            .with_header(first, KEY)
+            .with_header(second, "forged");
+        assert_refused_as_repeated(&auth, req, &format!("{first} + {second}"));
+    }
+    // Alone, another spelling is no key at all.
+    let mut req = Request::new("GET", "/x").with_header("x_api_key", KEY);
+    let mut ctx = Context::new();
+    let action = auth.on_request(&mut req, &mut ctx);
+    assert_eq!(refusal(&action).0, 401);
+    // And hide_credentials removes every spelling of what it verified.
+    let hiding = plugin(r#"{"hide_credentials": true}"#);
+    let mut req = Request::new("GET", "/x").with_header("x-api-key", KEY);
+    let mut ctx = Context::new();
+    assert!(matches!(
+        hiding.on_request(&mut req, &mut ctx),
+        Action::Continue
+    ));
+    assert!(!req.headers().contains("x-api-key"));
+}
