@@ -79,6 +79,8 @@ pub async fn handle(
             let _entered = span.enter();
             match err.origin() {
                 Origin::Client => tracing::debug!(error = %err, "request refused"),
+                // The pipeline said which plugin failed, how and where.
+                Origin::Plugin => tracing::debug!(error = %err, "request failed"),
                 _ => tracing::warn!(error = %err, "request failed"),
             }
             err.into_response(id)

@@ -379,3 +379,33 @@ config = { status = 200, body = "hi" }
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, "hi");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_panic_is_one_readable_log_line() {
+    let upstream = Upstream::start("api").await;
+    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let reply = get(&gw.url("/fail")).await;
+    assert_eq!(reply.status, 500);
+    // The access line comes after the failure's: wait for it.
+    let started = Instant::now();
+    while !gw.log().contains("status=500") {
+        assert!(started.elapsed() < Duration::from_secs(5), "{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let log = gw.log();
+    let panics: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("misbehave: trap requested"))
+        .collect();
+    assert_eq!(panics.len(), 1, "said once:\n{log}");
+    let line = panics[0];
+    assert!(line.contains(r#"plugin="misbehave""#), "{line}");
+    assert!(
+        line.contains("panicked at tests/plugins/misbehave/src/lib.rs"),
+        "{line}"
+    );
+    assert!(
+        !log.contains("backtrace"),
+        "no wasm backtrace at info:\n{log}"
+    );
+}

@@ -177,7 +177,7 @@ impl PluginEngine {
             return Ok(found.clone());
         }
         let component = Component::new(&self.engine, bytes)
-            .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+            .map_err(|e| PluginError::Compile(not_a_component(bytes, &e)))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             PluginError::Link(format!(
                 "{e:#}; a plugin may only import the gateway:plugin@0.3.0 interfaces it is granted and WASI"
@@ -231,6 +231,28 @@ fn return_freed_memory_promptly() {
     // (the global allocator this crate links); any thread may call it at any
     // time, and the index names an existing option.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
+/// How a plugin author builds a component the gateway loads.
+const BUILD_HINT: &str = "build the plugin with `cargo build --release --target wasm32-wasip2` and use target/wasm32-wasip2/release/NAME.wasm";
+
+/// Why `bytes` are no component, in the plugin author's terms: not
+/// WebAssembly at all, a core module (built for another target), or a
+/// component wasmtime refused (its reason, on one line).
+fn not_a_component(bytes: &[u8], err: &wasmtime::Error) -> String {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) {
+        return format!("not a WebAssembly file; {BUILD_HINT}");
+    }
+    if bytes.get(4..8) == Some(CORE_MODULE) {
+        return format!(
+            "a core WebAssembly module, not a component (built for wasm32-unknown-unknown or wasm32-wasip1?); {BUILD_HINT}"
+        );
+    }
+    let reason = err.root_cause().to_string();
+    let reason = reason.lines().next().unwrap_or_default();
+    format!("not a valid WebAssembly component: {reason}")
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -11,6 +11,9 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+/// What the SDK's panic hook starts its error line with.
+const PANIC_PREFIX: &str = "panic: ";
+
 /// Longest log line a plugin may write; the rest is cut.
 const MAX_LOG_LINE: usize = 4 * 1024;
 /// Most entries a request's context may hold.
@@ -196,6 +199,10 @@ pub struct HostState {
     /// Host functions waiting on the network now (their wait does not count
     /// against the call's deadline).
     pub io: super::watchdog::IoWaits,
+    /// The panic the guest reported through the SDK's hook (`panic: ...`,
+    /// logged at error level just before the trap), on one line: what the
+    /// failure it ends in says, instead of the trap's backtrace.
+    pub panic: Option<String>,
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
     started: Instant,
@@ -219,6 +226,7 @@ impl HostState {
             context: Context::new(),
             limiter: MemoryLimiter::new(memory_limit),
             io: super::watchdog::IoWaits::default(),
+            panic: None,
             wasi,
             table: ResourceTable::new(),
             started: Instant::now(),
@@ -310,6 +318,14 @@ impl log::Host for HostState {
             message.push_str("...");
         }
         let plugin = &*self.plugin;
+        if level == log::Level::Error
+            && let Some(panic) = message.strip_prefix(PANIC_PREFIX)
+        {
+            // Said once, by the failure the trap that follows becomes.
+            tracing::debug!(plugin, "{message}");
+            self.panic = Some(panic.replace('\n', " "));
+            return;
+        }
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
             log::Level::Debug => tracing::debug!(plugin, "{message}"),

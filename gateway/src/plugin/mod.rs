@@ -31,8 +31,9 @@ pub enum PluginError {
     /// The engine could not be set up.
     #[error("wasm engine: {0}")]
     Engine(String),
-    /// The bytes are not a valid component.
-    #[error("not a valid WebAssembly component: {0}")]
+    /// The bytes are not a valid component (the message says what they are,
+    /// and how to build a component).
+    #[error("{0}")]
     Compile(String),
     /// The component imports something the host does not grant, or does not
     /// export the handler interface.

@@ -281,6 +281,7 @@ impl InstancePool {
         };
         let state = instance.store.data_mut();
         state.context = std::mem::take(context);
+        state.panic = None;
         instance.store.set_epoch_deadline(1);
         Ok(instance)
     }
@@ -332,7 +333,8 @@ impl InstancePool {
             return CallFailure::Deadline(self.limits.deadline);
         }
         self.stats.traps.fetch_add(1, Ordering::Relaxed);
-        CallFailure::Trap(format!("{err:#}"))
+        tracing::debug!(plugin = %store.data().plugin, error = ?err, "plugin trapped");
+        CallFailure::Trap(trap_reason(&err, store.data().panic.as_deref()))
     }
 
     async fn instantiate(&self) -> Result<(Instance, Phases), InitFailure> {
@@ -395,6 +397,19 @@ fn new_store(engine: &Engine, name: Arc<str>, env: &HostEnv, memory: usize) -> S
     });
     store.set_epoch_deadline(1);
     store
+}
+
+/// A trap in one line: the guest's panic message when it reported one, else
+/// what trapped (`wasm \`unreachable\` instruction executed`, a host error),
+/// never the backtrace (which the debug log has).
+fn trap_reason(err: &wasmtime::Error, panic: Option<&str>) -> String {
+    if let Some(panic) = panic {
+        return panic.to_string();
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => err.root_cause().to_string().replace('\n', " "),
+    }
 }
 
 #[cfg(test)]
