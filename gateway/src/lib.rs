@@ -23,6 +23,7 @@ pub mod reload;
 pub mod request_head;
 pub mod router;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod tls;
 pub mod worker;

@@ -8,7 +8,7 @@ use gateway::plugin::PluginEngine;
 use gateway::reload::Reloader;
 use gateway::server::{ListenerSettings, serve};
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -48,6 +48,26 @@ enum Command {
         #[arg(long, default_value = "GATEWAY_KEY_HASH_SECRET")]
         secret_env: String,
     },
+    /// Scaffold something new.
+    New {
+        #[command(subcommand)]
+        what: New,
+    },
+}
+
+#[derive(Subcommand)]
+enum New {
+    /// A plugin crate of its own that builds, tests and loads as it is.
+    Plugin {
+        /// The crate's name (lowercase letters, digits and `-`).
+        name: String,
+        /// Where to create it (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The plugin-sdk crate to depend on (default: this gateway's own).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -68,6 +88,9 @@ fn main() -> ExitCode {
             check(config)
         }
         Command::HashKey { secret_env } => hash_key(&secret_env),
+        Command::New {
+            what: New::Plugin { name, dir, sdk },
+        } => new_plugin(&name, dir, sdk),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +99,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn new_plugin(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    // The SDK next to the crate this binary was built from.
+    let sdk = sdk.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk"));
+    let spec = gateway::scaffold::NewPlugin {
+        name,
+        dir: &dir,
+        sdk: &sdk,
+    };
+    let written = gateway::scaffold::new_plugin(&spec).map_err(anyhow::Error::msg)?;
+    for file in written {
+        println!("created {}", file.display());
+    }
+    println!(
+        "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2 && gateway check --config gateway.toml",
+        dir.display()
+    );
+    Ok(())
 }
 
 fn hash_key(secret_env: &str) -> anyhow::Result<()> {

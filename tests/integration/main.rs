@@ -12,6 +12,7 @@ mod memory;
 mod observability;
 mod outbound;
 mod reload;
+mod scaffold;
 mod shared;
 mod support;
 mod tls;
