@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A gateway with one catch-all route to `upstream`, and `server` more
-/// `[server]` keys.
-fn proxy(upstream: &Upstream, server: &str) -> Gateway {
+/// A gateway with one catch-all route to `upstream`, `server` more
+/// `[server]` keys and `route` more keys of the route.
+fn proxy_with(upstream: &Upstream, server: &str, route: &str) -> Gateway {
     Gateway::start(&format!(
         r#"
 [server]
@@ -29,9 +29,15 @@ targets = ["{up}"]
 name = "all"
 path = "/{{*rest}}"
 upstream = "up"
+{route}
 "#,
         up = upstream.addr
     ))
+}
+
+/// [`proxy_with`] a plain route.
+fn proxy(upstream: &Upstream, server: &str) -> Gateway {
+    proxy_with(upstream, server, "")
 }
 
 /// Sends `raw` on a new connection and reads until the gateway closes it
@@ -133,20 +139,7 @@ async fn host_must_be_present_single_and_valid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_names_the_host() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "up"
-preserve_host = true
-"#,
-        up = up.addr
-    ));
+    let gw = proxy_with(&up, "", "preserve_host = true");
     let answer = exchange(
         &gw,
         b"GET http://api.example.test:8080/a HTTP/1.1\r\nhost: other.test\r\nconnection: close\r\n\r\n",

@@ -67,46 +67,24 @@ pub async fn serve(
 
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
         let activity = Arc::new(Activity::new());
         let Some(place) = admit(&runtime.load(), peer, activity.clone()) else {
             continue;
         };
-        let client_place = place.client_place.clone();
+        let serving = Serving {
+            runtime: runtime.clone(),
+            peer,
+            scheme,
+            client_place: place.client_place.clone(),
+        };
         let _ = stream.set_nodelay(true);
-        let runtime = runtime.clone();
         let stopping = stop.subscribe();
         let idle_timeout = settings.idle_timeout;
         let service = move |client_cert: Option<Arc<ClientCert>>, activity: Arc<Activity>| {
-            service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                // Counted until the response ends, for the idle timers.
-                let in_progress = InProgress::open(activity.clone());
-                let snapshot = runtime.load_full();
-                let conn = Connection {
-                    peer,
-                    scheme,
-                    client: peer,
-                    client_cert: client_cert.clone(),
-                    client_place: client_place.clone(),
-                };
-                let request = request.map(crate::body::boxed);
-                async move {
-                    let response = handle(snapshot, request, conn).await;
-                    Ok::<_, Infallible>(
-                        response.map(|body| crate::body::guarded(body, in_progress)),
-                    )
-                }
-            })
+            service_fn(move |request| serving.answer(request, &client_cert, &activity))
         };
         let Some(acceptor) = &tls else {
             let service = service(None, activity.clone());
@@ -128,29 +106,11 @@ pub async fn serve(
         let builder = builder.clone();
         let handshake_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
-            let Some(acceptor) = acceptor.current() else {
+            let Some((stream, client_cert, h2)) =
+                handshake(&acceptor, stream, handshake_timeout, peer).await
+            else {
                 return;
             };
-            let stream =
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(err)) => {
-                        tracing::debug!(%peer, %err, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let session = stream.get_ref().1;
-            // Verified by the handshake when the listener asks for client
-            // certificates; read once per connection.
-            let client_cert = session
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
-            let h2 = session.alpn_protocol() == Some(b"h2");
             let mut io = EdgeIo::new(stream, handshake_timeout, activity.clone());
             if h2 {
                 io = io.expecting_http2();
@@ -169,7 +129,96 @@ pub async fn serve(
     }
 
     drop(listener);
-    let drain_timeout = runtime.load().limits.shutdown.drain_timeout;
+    drain(stop, runtime.load().limits.shutdown.drain_timeout).await;
+}
+
+/// What a connection's requests are served with.
+struct Serving {
+    runtime: Arc<ArcSwap<Runtime>>,
+    peer: std::net::SocketAddr,
+    scheme: &'static str,
+    client_place: Option<Arc<crate::limit::ClientPlace>>,
+}
+
+impl Serving {
+    /// Answers one request on the runtime snapshot current at its start,
+    /// counted in progress until its response ends (for the idle timers).
+    fn answer(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+        client_cert: &Option<Arc<ClientCert>>,
+        activity: &Arc<Activity>,
+    ) -> impl Future<Output = Result<hyper::Response<crate::body::Body>, Infallible>> + Send + use<>
+    {
+        let in_progress = InProgress::open(activity.clone());
+        let snapshot = self.runtime.load_full();
+        let conn = Connection {
+            peer: self.peer,
+            scheme: self.scheme,
+            client: self.peer,
+            client_cert: client_cert.clone(),
+            client_place: self.client_place.clone(),
+        };
+        let request = request.map(crate::body::boxed);
+        async move {
+            let response = handle(snapshot, request, conn).await;
+            Ok(response.map(|body| crate::body::guarded(body, in_progress)))
+        }
+    }
+}
+
+/// The next client connection; errors (out of file descriptors and the
+/// like) are logged and waited out instead of spinning.
+async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// The TLS handshake, bounded like a request head: the stream, the client
+/// certificate (verified by the handshake when the listener asks for one;
+/// read once per connection) and whether ALPN chose HTTP/2. `None` when it
+/// failed or timed out (logged at debug).
+async fn handshake(
+    acceptor: &crate::tls::Acceptor,
+    stream: tokio::net::TcpStream,
+    timeout: Duration,
+    peer: std::net::SocketAddr,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Option<Arc<ClientCert>>,
+    bool,
+)> {
+    let acceptor = acceptor.current()?;
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, %err, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let session = stream.get_ref().1;
+    let client_cert = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    Some((stream, client_cert, h2))
+}
+
+/// Tells every connection to close gracefully, then waits for them for up
+/// to `drain_timeout`.
+async fn drain(stop: watch::Sender<()>, drain_timeout: Duration) {
     tracing::info!(?drain_timeout, "draining in-flight requests");
     stop.send_replace(());
     tokio::select! {

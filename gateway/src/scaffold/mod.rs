@@ -92,6 +92,15 @@ fn type_name(name: &str) -> String {
         .collect()
 }
 
+/// A template with `__NAME__` (the crate), `__TYPE__` (its plugin type)
+/// and `__ARTIFACT__` (the built component's path) filled in.
+fn fill(template: &str, name: &str) -> String {
+    template
+        .replace("__NAME__", name)
+        .replace("__TYPE__", &type_name(name))
+        .replace("__ARTIFACT__", &artifact(name))
+}
+
 /// The component's file name once built.
 fn artifact(name: &str) -> String {
     format!(
@@ -129,136 +138,15 @@ serde = {{ version = "1", features = ["derive"] }}
 }
 
 fn lib_rs(name: &str) -> String {
-    let ty = type_name(name);
-    format!(
-        r#"//! The `{name}` plugin: refuses requests without the configured header,
-//! and hands its value to later plugins as `tenant` in the context.
-
-use plugin_sdk::{{Action, Config, Context, Phases, Plugin, Request, Response}};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Settings {{
-    #[serde(default = "default_header")]
-    header: String,
-}}
-
-fn default_header() -> String {{
-    "x-tenant".to_string()
-}}
-
-/// Built once per warm instance from the route's `config` table.
-pub struct {ty} {{
-    settings: Settings,
-}}
-
-impl Plugin for {ty} {{
-    const NAME: &'static str = "{name}";
-    // Only the hooks this plugin implements: no call for responses.
-    const PHASES: Phases = Phases::REQUEST;
-
-    fn init(config: Config) -> Result<Self, String> {{
-        Ok({ty} {{
-            settings: config.parse()?,
-        }})
-    }}
-
-    fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {{
-        // `single`, not `get`: a header given twice is refused, never half-read.
-        match req.headers().single(&self.settings.header) {{
-            Ok(Some(value)) if !value.is_empty() => {{
-                ctx.set("tenant", value);
-                Action::Continue
-            }}
-            _ => {{
-                let reason = format!("{{}} header required, once", self.settings.header);
-                Action::Respond(Response::error(400, &reason, req))
-            }}
-        }}
-    }}
-}}
-
-plugin_sdk::export!({ty});
-
-#[cfg(test)]
-mod tests {{
-    use super::*;
-
-    fn plugin() -> {ty} {{
-        {ty}::init(Config::from_json("{{}}")).expect("valid config")
-    }}
-
-    #[test]
-    fn a_request_with_the_header_goes_on_with_its_value() {{
-        let mut req = Request::new("GET", "/").with_header("x-tenant", "acme");
-        let mut ctx = Context::new();
-        assert!(matches!(plugin().on_request(&mut req, &mut ctx), Action::Continue));
-        assert_eq!(ctx.get("tenant").as_deref(), Some("acme"));
-    }}
-
-    #[test]
-    fn a_request_without_it_is_refused() {{
-        let mut req = Request::new("GET", "/");
-        let mut ctx = Context::new();
-        let Action::Respond(answer) = plugin().on_request(&mut req, &mut ctx) else {{
-            panic!("admitted");
-        }};
-        assert_eq!(answer.status(), 400);
-    }}
-}}
-"#
-    )
+    fill(include_str!("lib.rs.template"), name)
 }
 
 fn gateway_toml(name: &str) -> String {
-    let artifact = artifact(name);
-    format!(
-        r#"# Serves the plugin in front of an answer from the gateway itself:
-#   cargo build --release --target wasm32-wasip2
-#   gateway run --config gateway.toml
-#   curl -i -H 'x-tenant: acme' http://127.0.0.1:8080/
-
-[server]
-listen = "127.0.0.1:8080"
-
-[[routes]]
-name = "{name}"
-path = "/{{*rest}}"
-
-[[routes.plugins]]
-plugin = "{artifact}"
-config = {{ header = "x-tenant" }}
-
-# Stands in for an upstream: answers every request the plugin lets through.
-# Replace it with `upstream = "NAME"` on the route and an [upstreams.NAME].
-[[routes.plugins]]
-plugin = "respond"
-config = {{ status = 200, body = "let through by {name}\n" }}
-"#
-    )
+    fill(include_str!("gateway.toml.template"), name)
 }
 
 fn readme(name: &str) -> String {
-    let artifact = artifact(name);
-    format!(
-        r#"# {name}
-
-A plugin for the gateway, built as a WebAssembly component.
-
-```sh
-rustup target add wasm32-wasip2               # once
-cargo test                                    # native tests (need a C compiler)
-cargo build --release --target wasm32-wasip2  # the component: {artifact}
-gateway check --config gateway.toml
-gateway run --config gateway.toml
-curl -i -H 'x-tenant: acme' http://127.0.0.1:8080/
-```
-
-`src/lib.rs` is the plugin; `gateway.toml` puts it on a route. The gateway's
-docs/plugins.md describes the SDK.
-"#
-    )
+    fill(include_str!("README.md.template"), name)
 }
 
 #[cfg(test)]
