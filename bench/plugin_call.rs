@@ -20,33 +20,34 @@ fn request() -> Request {
 }
 
 fn request_with(extra: &[(&str, &str)]) -> Request {
+    let mut headers = http::HeaderMap::new();
+    for i in 0..10 {
+        let name = http::HeaderName::try_from(format!("x-header-{i}")).expect("name");
+        headers.insert(
+            name,
+            http::HeaderValue::from_static("some-typical-value-0123456789"),
+        );
+    }
+    for (name, value) in extra {
+        headers.insert(
+            http::HeaderName::try_from(*name).expect("name"),
+            http::HeaderValue::try_from(*value).expect("value"),
+        );
+    }
+    let pseudo = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "api.example.com"),
+        (":path", "/users/42"),
+        (":query", "page=1"),
+        (":client-addr", "127.0.0.1:50000"),
+        (":route", "users"),
+        (":request-id", "0b9c6c2e-1f0c-4c59-9d3a-8a4f3f2d6e11"),
+    ];
+    let params = [("id".to_string(), "42".to_string())];
     Request {
-        method: "GET".into(),
-        scheme: "http".into(),
-        authority: "api.example.com".into(),
-        path: "/users/42".into(),
-        query: "page=1".into(),
-        headers: {
-            let mut headers = http::HeaderMap::new();
-            for i in 0..10 {
-                let name = http::HeaderName::try_from(format!("x-header-{i}")).expect("name");
-                headers.insert(
-                    name,
-                    http::HeaderValue::from_static("some-typical-value-0123456789"),
-                );
-            }
-            for (name, value) in extra {
-                headers.insert(
-                    http::HeaderName::try_from(*name).expect("name"),
-                    http::HeaderValue::try_from(*value).expect("value"),
-                );
-            }
-            gateway::plugin::encode_headers(&headers)
-        },
+        head: gateway::plugin::encode_head(&pseudo, &params, &headers),
         body: None,
-        client_addr: "127.0.0.1:50000".into(),
-        route: "users".into(),
-        params: vec![("id".into(), "42".into())],
     }
 }
 
@@ -371,6 +372,7 @@ async fn measure_xml_to_json(pipeline: &Pipeline, items: usize) {
         http::HeaderValue::from_static("application/xml"),
     );
     let headers = gateway::plugin::encode_headers(&headers);
+    let head = request();
     let mut per_call = Vec::new();
     for round in 0..25 {
         let mut ctx = Context::new();
@@ -382,7 +384,7 @@ async fn measure_xml_to_json(pipeline: &Pipeline, items: usize) {
                 body: Some(document.clone()),
             };
             pipeline
-                .run_response(&mut response, 1, &mut ctx)
+                .run_response(&head, &mut response, 1, &mut ctx)
                 .await
                 .expect("convert");
             assert!(

@@ -226,7 +226,7 @@ impl Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        plugin_sdk::crypto::constant_time_eq(presented.as_bytes(), token)
+        plugin_shared::crypto::native::constant_time_eq(presented.as_bytes(), token)
     }
 
     async fn purge(&self, query: &str) -> Response<Full<Bytes>> {

@@ -5,9 +5,10 @@ use crate::body::{self, Body};
 use crate::error::{Origin, RequestError};
 use crate::pipeline::RequestPhase;
 use crate::plugin::{
-    Context, Request as WitRequest, Response as WitResponse, decode_headers, encode_headers,
+    Context, Request as WitRequest, Response as WitResponse, decode_headers, edit_head,
+    encode_head, encode_headers, head_field, head_headers,
 };
-use crate::proxy::{TRACEPARENT, Traceparent, apply_forwarded, strip_hop_by_hop};
+use crate::proxy::{TRACEPARENT, Traceparent, Upstream, apply_forwarded, strip_hop_by_hop};
 use crate::router::Miss;
 use crate::runtime::{Route, Runtime};
 use bytes::Bytes;
@@ -219,21 +220,25 @@ async fn process<'rt>(
     let context = &mut access.context;
     let mut respond_upto = pipeline.entries().len();
     let mut plugin_answer = None;
-    if pipeline.has_request_phase() {
-        let mut wit = wit_request(&parts, conn, route, matched.params);
+    // The head the plugins see: built once, for either phase.
+    let mut wit = (pipeline.has_request_phase() || pipeline.has_response_phase(respond_upto))
+        .then(|| wit_request(&parts, conn, route, &matched.params, request_id));
+    let mut upstream = route.upstream.as_ref();
+    if let Some(wit) = wit.as_mut().filter(|_| pipeline.has_request_phase()) {
         // Read when the first plugin that reads it is reached: one before it
         // that refuses the request (an auth check) spares reading the body.
         let cap = pipeline
             .request_body_cap()
             .map(|cap| cap.min(usize::try_from(limit).unwrap_or(usize::MAX)));
         let unread = cap.map(|cap| (&mut body, cap));
-        match pipeline.run_request(&mut wit, context, unread).await? {
+        match pipeline.run_request(wit, context, unread).await? {
             RequestPhase::Proceed { edited } => {
                 if edited {
-                    apply_request(&mut parts, &mut wit).map_err(|reason| RequestError::Plugin {
+                    apply_request(&mut parts, wit).map_err(|reason| RequestError::Plugin {
                         plugin: "request phase".to_string(),
                         reason,
                     })?;
+                    upstream = chosen_upstream(route, wit).or(upstream);
                 }
                 if let Some(new_body) = wit.body.take() {
                     parts.headers.remove(header::CONTENT_LENGTH);
@@ -272,13 +277,24 @@ async fn process<'rt>(
         None => {
             let upstream_started = Instant::now();
             let websocket = upgrade.is_some();
-            let response = forward(runtime, route, parts, body, conn, request_id, websocket).await;
+            let response = match upstream {
+                Some(upstream) => {
+                    let to = Forward {
+                        upstream,
+                        websocket,
+                    };
+                    forward(runtime, route, to, parts, body, conn, request_id).await
+                }
+                None => Err(RequestError::NoAnswer {
+                    route: route.name.clone(),
+                }),
+            };
             if let (Ok(_), Some(answered)) = (&response, &answered) {
                 answered.set();
             }
             let upstream_elapsed = upstream_started.elapsed();
             access.upstream_micros = Some(upstream_elapsed.as_micros() as u64);
-            if let Some(upstream) = &route.upstream {
+            if let Some(upstream) = upstream {
                 upstream.latency.observe(upstream_elapsed.as_secs_f64());
             }
             let mut response = response?;
@@ -288,13 +304,13 @@ async fn process<'rt>(
                 // speaking different protocols.
                 let (Some(upgrade), Some(permit)) = (upgrade, permit) else {
                     return Err(RequestError::UpstreamBody {
-                        upstream: upstream_name(route),
+                        upstream: upstream_name(upstream),
                         reason: "answered 101 Switching Protocols to a request that asked for no upgrade".to_string(),
                     });
                 };
                 if !has_token(response.headers(), &header::UPGRADE, "websocket") {
                     return Err(RequestError::UpstreamBody {
-                        upstream: upstream_name(route),
+                        upstream: upstream_name(upstream),
                         reason: "answered 101 Switching Protocols without `Upgrade: websocket`"
                             .to_string(),
                     });
@@ -331,13 +347,13 @@ async fn process<'rt>(
                     Ok(Err((read, rest))) if passes => Some(body::prefixed(read, rest)),
                     Ok(Err(_)) => {
                         return Err(RequestError::UpstreamBody {
-                            upstream: upstream_name(route),
+                            upstream: upstream_name(upstream),
                             reason: format!("larger than the {cap}-byte cap for plugins"),
                         });
                     }
                     Err(reason) => {
                         return Err(RequestError::UpstreamBody {
-                            upstream: upstream_name(route),
+                            upstream: upstream_name(upstream),
                             reason,
                         });
                     }
@@ -349,8 +365,15 @@ async fn process<'rt>(
     };
 
     if pipeline.has_response_phase(respond_upto) {
+        let head = response_head(
+            wit.unwrap_or_else(|| WitRequest {
+                head: Vec::new(),
+                body: None,
+            }),
+            context,
+        );
         let edited = pipeline
-            .run_response(&mut wit_response, respond_upto, context)
+            .run_response(&head, &mut wit_response, respond_upto, context)
             .await?;
         if !edited && let (Some(parts), Some(stream)) = (upstream_parts.take(), stream.take()) {
             return Ok(Response::from_parts(parts, stream));
@@ -407,13 +430,24 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
         .any(|item| item.trim().eq_ignore_ascii_case(token))
 }
 
-/// The route's upstream's name, for errors.
-fn upstream_name(route: &Route) -> String {
-    route
-        .upstream
-        .as_ref()
-        .map_or("-", |u| u.name.as_str())
-        .to_string()
+/// An upstream's name, for errors.
+fn upstream_name(upstream: Option<&Arc<Upstream>>) -> String {
+    upstream.map_or("-", |u| u.name.as_str()).to_string()
+}
+
+/// The upstream a request hook chose (`:upstream` in the head), among the
+/// route's; the pipeline refused any other name.
+fn chosen_upstream<'r>(route: &'r Route, wit: &WitRequest) -> Option<&'r Arc<Upstream>> {
+    let name = head_field(&wit.head, ":upstream")?;
+    route.upstreams.iter().find(|u| u.name == name)
+}
+
+/// Where [`forward`] sends a request.
+struct Forward<'a> {
+    upstream: &'a Arc<Upstream>,
+    /// Ask the upstream for the WebSocket upgrade too; a `101` answer keeps
+    /// the headers that say so.
+    websocket: bool,
 }
 
 /// Proxies to the route's upstream. With `websocket`, the upgrade to
@@ -422,19 +456,17 @@ fn upstream_name(route: &Route) -> String {
 async fn forward(
     runtime: &Runtime,
     route: &Route,
+    to: Forward<'_>,
     mut parts: Parts,
     body: Body,
     conn: &Connection,
     request_id: &HeaderValue,
-    websocket: bool,
 ) -> Result<Response<Body>, RequestError> {
     let limit = runtime.limits.max_request_body;
-    let upstream = route
-        .upstream
-        .as_ref()
-        .ok_or_else(|| RequestError::NoAnswer {
-            route: route.name.clone(),
-        })?;
+    let Forward {
+        upstream,
+        websocket,
+    } = to;
     // The host the client asked for, as a header value (for HTTP/1 a shared
     // copy of its `Host`).
     let authority = match parts.uri.authority() {
@@ -620,22 +652,42 @@ fn wit_request(
     parts: &Parts,
     conn: &Connection,
     route: &Route,
-    params: Vec<(String, String)>,
+    params: &[(String, String)],
+    request_id: &HeaderValue,
 ) -> WitRequest {
-    WitRequest {
-        method: parts.method.as_str().to_string(),
-        scheme: conn.scheme.to_string(),
-        authority: authority(&parts.uri, &parts.headers)
-            .unwrap_or_default()
-            .to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or_default().to_string(),
-        headers: encode_headers(&parts.headers),
-        body: None,
-        client_addr: conn.client.to_string(),
-        route: route.name.clone(),
-        params,
+    let client = conn.client.to_string();
+    let mut pseudo = vec![
+        (":method", parts.method.as_str()),
+        (":scheme", conn.scheme),
+        (
+            ":authority",
+            authority(&parts.uri, &parts.headers).unwrap_or_default(),
+        ),
+        (":path", parts.uri.path()),
+        (":client-addr", client.as_str()),
+        (":route", route.name.as_str()),
+        (":request-id", request_id.to_str().unwrap_or_default()),
+    ];
+    if let Some(query) = parts.uri.query() {
+        pseudo.push((":query", query));
     }
+    if let Some(upstream) = &route.upstream {
+        pseudo.push((":upstream", upstream.name.as_str()));
+    }
+    WitRequest {
+        head: encode_head(&pseudo, params, &parts.headers),
+        body: None,
+    }
+}
+
+/// The head the response phase sees: the request's as the request phase left
+/// it, without its body, with the consumer the request phase identified.
+fn response_head(mut wit: WitRequest, context: &Context) -> WitRequest {
+    wit.body = None;
+    if let Some(consumer) = context.get("consumer") {
+        wit.head = edit_head(&wit.head, &[(":consumer", Some(consumer.as_str()))], None);
+    }
+    wit
 }
 
 fn wit_response(parts: &http::response::Parts) -> WitResponse {
@@ -647,22 +699,22 @@ fn wit_response(parts: &http::response::Parts) -> WitResponse {
 }
 
 /// Writes a plugin's edits back into the request head.
-fn apply_request(parts: &mut Parts, wit: &mut WitRequest) -> Result<(), String> {
-    parts.method = Method::from_bytes(wit.method.as_bytes())
-        .map_err(|_| format!("invalid method `{}`", wit.method))?;
-    if !wit.path.starts_with('/') {
-        return Err(format!("invalid path `{}`: must start with `/`", wit.path));
+fn apply_request(parts: &mut Parts, wit: &WitRequest) -> Result<(), String> {
+    let field = |name| head_field(&wit.head, name).unwrap_or_default();
+    let (method, path, query) = (field(":method"), field(":path"), field(":query"));
+    parts.method =
+        Method::from_bytes(method.as_bytes()).map_err(|_| format!("invalid method `{method}`"))?;
+    if !path.starts_with('/') {
+        return Err(format!("invalid path `{path}`: must start with `/`"));
     }
-    let unchanged =
-        wit.path == parts.uri.path() && wit.query == parts.uri.query().unwrap_or_default();
-    if unchanged {
-        parts.headers = decode_headers(std::mem::take(&mut wit.headers))?;
+    parts.headers = decode_headers(head_headers(&wit.head).to_vec())?;
+    if path == parts.uri.path() && query == parts.uri.query().unwrap_or_default() {
         return Ok(());
     }
-    let path_and_query = if wit.query.is_empty() {
-        wit.path.clone()
+    let path_and_query = if query.is_empty() {
+        path.to_string()
     } else {
-        format!("{}?{}", wit.path, wit.query)
+        format!("{path}?{query}")
     };
     let mut uri = Uri::builder().path_and_query(path_and_query);
     if let Some(authority) = parts.uri.authority() {
@@ -674,7 +726,6 @@ fn apply_request(parts: &mut Parts, wit: &mut WitRequest) -> Result<(), String> 
     parts.uri = uri
         .build()
         .map_err(|e| format!("invalid path or query: {e}"))?;
-    parts.headers = decode_headers(std::mem::take(&mut wit.headers))?;
     Ok(())
 }
 

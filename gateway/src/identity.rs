@@ -9,8 +9,8 @@
 
 use crate::config::{Config, ConfigError, KeyConfig, Secret, Source};
 use aws_lc_rs::hmac;
-pub use plugin_sdk::consumers::UsagePlan;
-use plugin_sdk::rate_limit::Policy;
+pub use plugin_shared::consumers::UsagePlan;
+use plugin_shared::rate_limit::Policy;
 use std::collections::HashMap;
 use std::sync::Arc;
 use toml::Spanned;

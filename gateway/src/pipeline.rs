@@ -2,15 +2,16 @@
 //! forwards and the response phase backwards over them.
 //!
 //! The request and response travel through the phases in their WIT shape, built
-//! once per phase; only plugins that declared the phase are called, and bodies
-//! are handed only to plugins that read them.
+//! once per phase (the request's head as one encoded buffer, rewritten only
+//! when a plugin edits it); only plugins that declared a hook are called, and
+//! bodies are handed only to plugins that read them.
 
 use crate::config::OnError;
 use crate::error::RequestError;
 use crate::metrics::metrics;
 use crate::plugin::{
-    CallFailure, Context, InstancePool, Phases, Request, RequestEdit, RequestOutcome, Response,
-    ResponseOutcome,
+    CallFailure, Context, InstancePool, Needs, Request, RequestEdit, RequestOutcome, Response,
+    ResponseOutcome, edit_head,
 };
 use prometheus_client::metrics::histogram::Histogram;
 use std::time::Instant;
@@ -78,8 +79,8 @@ impl Entry {
         })
     }
 
-    fn takes(&self, phase: Phases) -> bool {
-        self.pool.phases.contains(phase)
+    fn takes(&self, hook: Needs) -> bool {
+        self.pool.needs.contains(hook)
     }
 }
 
@@ -103,12 +104,24 @@ pub enum RequestPhase {
 #[derive(Default)]
 pub struct Pipeline {
     entries: Vec<Entry>,
+    /// The upstreams a request hook may choose among (the route's).
+    upstreams: Vec<String>,
 }
 
 impl Pipeline {
     /// A pipeline over `entries`, in request order.
     pub fn new(entries: Vec<Entry>) -> Self {
-        Self { entries }
+        Self {
+            entries,
+            upstreams: Vec::new(),
+        }
+    }
+
+    /// The same pipeline, whose request hooks may send the request to any of
+    /// `upstreams` (the route's) by name.
+    pub fn choosing_among(mut self, upstreams: Vec<String>) -> Self {
+        self.upstreams = upstreams;
+        self
     }
 
     /// The entries, in request order.
@@ -118,14 +131,14 @@ impl Pipeline {
 
     /// Whether any entry takes the request phase.
     pub fn has_request_phase(&self) -> bool {
-        self.entries.iter().any(|e| e.takes(Phases::REQUEST))
+        self.entries.iter().any(|e| e.takes(Needs::REQUEST_HOOK))
     }
 
     /// Whether any entry among the first `upto` takes the response phase.
     pub fn has_response_phase(&self, upto: usize) -> bool {
         self.entries[..upto]
             .iter()
-            .any(|e| e.takes(Phases::RESPONSE))
+            .any(|e| e.takes(Needs::RESPONSE_HOOK))
     }
 
     /// What the admin API shows of each entry, in order.
@@ -137,7 +150,7 @@ impl Pipeline {
     pub fn request_body_cap(&self) -> Option<usize> {
         self.entries
             .iter()
-            .filter(|e| e.takes(Phases::REQUEST) && e.pool.reads_request_body())
+            .filter(|e| e.takes(Needs::REQUEST_HOOK) && e.pool.reads_request_body())
             .map(|e| e.max_body)
             .min()
     }
@@ -148,12 +161,9 @@ impl Pipeline {
     pub fn response_body_cap(&self, upto: usize) -> Option<(usize, bool)> {
         let readers = self.entries[..upto]
             .iter()
-            .filter(|e| e.takes(Phases::RESPONSE) && e.pool.reads_response_body());
+            .filter(|e| e.takes(Needs::RESPONSE_HOOK) && e.pool.reads_response_body());
         let cap = readers.clone().map(|e| e.max_body).min()?;
-        Some((
-            cap,
-            readers.clone().all(|e| e.pool.info.passes_large_bodies),
-        ))
+        Some((cap, readers.clone().all(|e| e.pool.passes_large_bodies())))
     }
 
     /// Runs the request phase in order. `unread` is the client's body and the
@@ -169,7 +179,7 @@ impl Pipeline {
     ) -> Result<RequestPhase, RequestError> {
         let mut edited = false;
         for (index, entry) in self.entries.iter().enumerate() {
-            if !entry.takes(Phases::REQUEST) {
+            if !entry.takes(Needs::REQUEST_HOOK) {
                 continue;
             }
             let reads_body = entry.pool.reads_request_body();
@@ -192,6 +202,18 @@ impl Pipeline {
             match outcome {
                 Ok(RequestOutcome::Proceed) => {}
                 Ok(RequestOutcome::ProceedWith(new)) => {
+                    if let Some(unlisted) = new
+                        .upstream
+                        .as_ref()
+                        .filter(|name| !self.upstreams.contains(name))
+                    {
+                        let why = format!(
+                            "upstream `{unlisted}`, which its route does not list in `upstreams` ({})",
+                            self.upstreams.join(", ")
+                        );
+                        failed(entry, "request", CallFailure::BadAnswer(why))?;
+                        continue;
+                    }
                     apply_request_edit(request, new);
                     edited = true;
                 }
@@ -207,17 +229,19 @@ impl Pipeline {
         Ok(RequestPhase::Proceed { edited })
     }
 
-    /// Runs the response phase in reverse over the first `upto` entries.
-    /// Returns whether any plugin replaced something.
+    /// Runs the response phase in reverse over the first `upto` entries;
+    /// `request` is the head of the request `response` answers. Returns
+    /// whether any plugin replaced something.
     pub async fn run_response(
         &self,
+        request: &Request,
         response: &mut Response,
         upto: usize,
         context: &mut Context,
     ) -> Result<bool, RequestError> {
         let mut edited = false;
         for entry in self.entries[..upto].iter().rev() {
-            if !entry.takes(Phases::RESPONSE) {
+            if !entry.takes(Needs::RESPONSE_HOOK) {
                 continue;
             }
             let reads_body = entry.pool.reads_response_body();
@@ -227,7 +251,7 @@ impl Pipeline {
                 response.body.take()
             };
             let started = Instant::now();
-            let outcome = entry.pool.on_response(context, response).await;
+            let outcome = entry.pool.on_response(context, request, response).await;
             entry.latency[1].observe(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(ResponseOutcome::Proceed) => {
@@ -254,20 +278,23 @@ impl Pipeline {
     }
 }
 
-/// Takes what a plugin may change from its edited request.
 /// Applies the parts a plugin changed; later entries see the result.
 fn apply_request_edit(request: &mut Request, edit: RequestEdit) {
-    if let Some(method) = edit.method {
-        request.method = method;
+    let mut set = Vec::with_capacity(4);
+    if let Some(method) = &edit.method {
+        set.push((":method", Some(method.as_str())));
     }
-    if let Some(path) = edit.path {
-        request.path = path;
+    if let Some(path) = &edit.path {
+        set.push((":path", Some(path.as_str())));
     }
-    if let Some(query) = edit.query {
-        request.query = query;
+    if let Some(query) = &edit.query {
+        set.push((":query", Some(query.as_str()).filter(|q| !q.is_empty())));
     }
-    if let Some(headers) = edit.headers {
-        request.headers = headers;
+    if let Some(upstream) = &edit.upstream {
+        set.push((":upstream", Some(upstream.as_str())));
+    }
+    if !set.is_empty() || edit.headers.is_some() {
+        request.head = edit_head(&request.head, &set, edit.headers.as_deref());
     }
     if edit.body.is_some() {
         request.body = edit.body;
@@ -282,6 +309,7 @@ fn failed(entry: &Entry, phase: &str, failure: CallFailure) -> Result<(), Reques
         CallFailure::MemoryLimit(_) => "memory_limit",
         CallFailure::Trap(_) => "trap",
         CallFailure::Instantiate(_) => "instantiate",
+        CallFailure::BadAnswer(_) => "bad_answer",
     };
     metrics()
         .plugin_failures

@@ -25,8 +25,10 @@ use toml::Spanned;
 pub struct Route {
     /// Its unique name.
     pub name: String,
-    /// Where it proxies, if anywhere.
+    /// Where it proxies, if anywhere: the first of `upstreams`.
     pub upstream: Option<Arc<Upstream>>,
+    /// Every upstream it lists, which a request hook may choose among.
+    pub upstreams: Vec<Arc<Upstream>>,
     /// Its plugins.
     pub pipeline: Pipeline,
     /// Removed from the front of the path before proxying.
@@ -355,24 +357,8 @@ async fn build_route(
             Some(parsed)
         }
     };
-    let upstream = match &route.upstream {
-        None => None,
-        Some(upstream) => Some(upstreams.get(upstream.get_ref()).cloned().ok_or_else(|| {
-            let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
-            source.error(
-                upstream.span(),
-                format!(
-                    "route `{name}`: unknown upstream `{}`; defined upstreams: {}",
-                    upstream.get_ref(),
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            )
-        })?),
-    };
+    let listed = route_upstreams(source, config, route, &name, upstreams)?;
+    let upstream = listed.first().cloned();
     if upstream.is_none() && route.plugins.is_empty() {
         return Err(source.error(
             spanned.span(),
@@ -397,7 +383,7 @@ async fn build_route(
     };
 
     let websocket = websocket_setting(source, &name, route, upstream.is_some())?;
-    if let Some(upstream) = upstream.as_ref().filter(|u| u.http2()) {
+    for upstream in listed.iter().filter(|u| u.http2()) {
         // HTTP/2 names the host in `:authority`, which is the target's: a
         // different `Host` beside it makes the request malformed (RFC 9113,
         // section 8.3.1). And WebSocket over HTTP/2 is another handshake
@@ -437,7 +423,9 @@ async fn build_route(
         Route {
             name,
             upstream,
-            pipeline: Pipeline::new(entries),
+            pipeline: Pipeline::new(entries)
+                .choosing_among(listed.iter().map(|u| u.name.clone()).collect()),
+            upstreams: listed,
             strip_prefix,
             preserve_host: route.preserve_host.as_ref().is_some_and(|p| *p.get_ref()),
             websocket,
@@ -449,6 +437,64 @@ async fn build_route(
         },
         spec,
     ))
+}
+
+/// The upstreams a route lists (`upstream = "a"` or `upstreams = ["a",
+/// "b"]`), resolved by name, in order.
+fn route_upstreams(
+    source: &Source,
+    config: &Config,
+    route: &RouteConfig,
+    name: &str,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+) -> Result<Vec<Arc<Upstream>>, ConfigError> {
+    let names: Vec<Spanned<String>> = match (&route.upstream, &route.upstreams) {
+        (Some(_), Some(list)) => {
+            return Err(source.error(
+                list.span(),
+                format!("route `{name}`: give either `upstream` or `upstreams`, not both"),
+            ));
+        }
+        (Some(one), None) => vec![one.clone()],
+        (None, Some(list)) if list.get_ref().is_empty() => {
+            return Err(source.error(
+                list.span(),
+                format!("route `{name}`: `upstreams` is empty; name at least one upstream or leave it out"),
+            ));
+        }
+        (None, Some(list)) => list
+            .get_ref()
+            .iter()
+            .map(|n| Spanned::new(list.span(), n.clone()))
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    let mut listed: Vec<Arc<Upstream>> = Vec::with_capacity(names.len());
+    for wanted in &names {
+        let found = upstreams.get(wanted.get_ref()).cloned().ok_or_else(|| {
+            let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
+            source.error(
+                wanted.span(),
+                format!(
+                    "route `{name}`: unknown upstream `{}`; defined upstreams: {}",
+                    wanted.get_ref(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })?;
+        if listed.iter().any(|u| u.name == found.name) {
+            return Err(source.error(
+                wanted.span(),
+                format!("route `{name}`: upstream `{}` is listed twice", found.name),
+            ));
+        }
+        listed.push(found);
+    }
+    Ok(listed)
 }
 
 /// The idle timeout of the route's upgraded connections, when it lets

@@ -6,6 +6,7 @@
 //! their own writes; nobody ever waits there.
 
 use crate::Headers;
+pub use crate::kv::StoreError;
 use std::time::Duration;
 
 /// A stored response.
@@ -47,9 +48,9 @@ pub fn lookup(key: &str, wait: Duration) -> Option<Entry> {
 }
 
 /// Stores `entry` under `key` for `ttl` (capped at a day) and wakes the
-/// callers waiting for it. Refused with `false` when the key is over 1 KiB or
-/// the entry over the cache's per-entry cap.
-pub fn put(key: &str, entry: Entry, ttl: Duration) -> bool {
+/// callers waiting for it. Refused, saying why, for a key over 1 KiB, an
+/// entry over the cache's per-entry cap, a zero TTL or an unreachable store.
+pub fn put(key: &str, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     #[cfg(target_arch = "wasm32")]
     return crate::bindings::gateway::plugin::cache::put(
@@ -62,7 +63,8 @@ pub fn put(key: &str, entry: Entry, ttl: Duration) -> bool {
             vary: entry.vary,
         },
         ttl_ms,
-    );
+    )
+    .map_err(StoreError::from);
     #[cfg(not(target_arch = "wasm32"))]
     return native::put(key, entry, ttl_ms);
 }
@@ -108,13 +110,16 @@ mod native {
         })
     }
 
-    pub fn put(key: &str, entry: Entry, ttl_ms: u64) -> bool {
+    pub fn put(key: &str, entry: Entry, ttl_ms: u64) -> Result<(), super::StoreError> {
         if key.len() > MAX_KEY {
-            return false;
+            return Err(super::StoreError::KeyTooLong(MAX_KEY as u32));
+        }
+        if ttl_ms == 0 {
+            return Err(super::StoreError::ZeroTtl);
         }
         let expires = crate::clock::now_millis().saturating_add(ttl_ms.min(MAX_TTL_MS));
         STORE.with_borrow_mut(|s| s.insert(key.to_string(), (entry, expires)));
-        true
+        Ok(())
     }
 
     pub fn purge(key: &str) {

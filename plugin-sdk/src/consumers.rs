@@ -149,14 +149,14 @@ impl From<crate::bindings::gateway::plugin::consumers::UsagePlan> for UsagePlan 
         use crate::bindings::gateway::plugin::types::QuotaPeriod as Wit;
         UsagePlan {
             name: p.name,
-            rate: p.rate_limit.map(|limit| Policy {
-                limit,
-                period: std::time::Duration::from_millis(p.rate_period_ms),
-                burst: p.rate_burst,
+            rate: p.rate.map(|rate| Policy {
+                limit: rate.limit,
+                period: std::time::Duration::from_millis(rate.period_ms),
+                burst: rate.burst,
             }),
-            quota: p.quota_limit.map(|limit| Quota {
-                limit,
-                period: match p.quota_period {
+            quota: p.quota.map(|quota| Quota {
+                limit: quota.limit,
+                period: match quota.period {
                     Wit::Day => crate::rate_limit::QuotaPeriod::Day,
                     Wit::Week => crate::rate_limit::QuotaPeriod::Week,
                     Wit::Month => crate::rate_limit::QuotaPeriod::Month,

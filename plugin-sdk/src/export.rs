@@ -5,9 +5,9 @@ use crate::bindings::exports::gateway::plugin::handler::{
     PluginInfo, RequestOutcome, ResponseOutcome,
 };
 use crate::bindings::gateway::plugin::types::{
-    Phases as WitPhases, Request as WitRequest, RequestEdit, Response as WitResponse,
+    Needs as WitNeeds, Request as WitRequest, RequestEdit, Response as WitResponse,
 };
-use crate::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
+use crate::{Action, Config, Context, Headers, Needs, Plugin, Request, Response};
 use std::any::Any;
 use std::cell::RefCell;
 
@@ -17,15 +17,10 @@ thread_local! {
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
 
-fn to_wit_phases(phases: Phases) -> WitPhases {
-    let mut wit = WitPhases::empty();
-    if phases.contains(Phases::REQUEST) {
-        wit |= WitPhases::REQUEST;
-    }
-    if phases.contains(Phases::RESPONSE) {
-        wit |= WitPhases::RESPONSE;
-    }
-    wit
+/// The contract's flags for `needs`: the SDK's bits are the contract's, in
+/// its order.
+fn to_wit_needs(needs: Needs) -> WitNeeds {
+    WitNeeds::from_bits_truncate(needs.bits())
 }
 
 /// `describe` for `P`.
@@ -33,26 +28,17 @@ pub fn describe<P: Plugin>(version: &str) -> PluginInfo {
     PluginInfo {
         name: P::NAME.to_string(),
         version: version.to_string(),
-        phases: to_wit_phases(P::PHASES),
-        reads_request_body: P::READS_REQUEST_BODY,
-        reads_response_body: P::READS_RESPONSE_BODY,
-        passes_large_bodies: P::PASSES_LARGE_BODIES,
     }
 }
 
-/// `init` for `P`: builds the plugin and keeps it for the instance's lifetime.
-pub fn init<P: Plugin>(config: String) -> Result<WitPhases, String> {
+/// `init` for `P`: builds the plugin, keeps it for the instance's lifetime,
+/// and returns what it needs.
+pub fn init<P: Plugin>(config: String) -> Result<WitNeeds, String> {
     install_panic_hook();
     let plugin = P::init(Config::from_json(&config))?;
-    let mut phases = to_wit_phases(plugin.phases().intersect(P::PHASES));
-    if P::READS_REQUEST_BODY && plugin.reads_request_body() {
-        phases |= WitPhases::REQUEST_BODY;
-    }
-    if P::READS_RESPONSE_BODY && plugin.reads_response_body() {
-        phases |= WitPhases::RESPONSE_BODY;
-    }
+    let needs = to_wit_needs(plugin.needs());
     INSTANCE.with(|cell| *cell.borrow_mut() = Some(Box::new(plugin)));
-    Ok(phases)
+    Ok(needs)
 }
 
 fn with_plugin<P: Plugin, R>(f: impl FnOnce(&P) -> R) -> R {
@@ -68,19 +54,7 @@ fn with_plugin<P: Plugin, R>(f: impl FnOnce(&P) -> R) -> R {
 
 /// `on-request` for `P`.
 pub fn on_request<P: Plugin>(request: WitRequest) -> RequestOutcome {
-    let mut req = Request {
-        method: request.method,
-        scheme: request.scheme,
-        authority: request.authority,
-        path: request.path,
-        query: request.query,
-        headers: Headers::from_wire(request.headers),
-        body: request.body,
-        client_addr: request.client_addr,
-        route: request.route,
-        params: request.params,
-        edited: Default::default(),
-    };
+    let mut req = Request::from_wire(request.head, request.body);
     let mut ctx = Context::new();
     match with_plugin::<P, _>(|plugin| plugin.on_request(&mut req, &mut ctx)) {
         Action::Respond(response) => RequestOutcome::Respond(to_wit_response(response)),
@@ -88,11 +62,12 @@ pub fn on_request<P: Plugin>(request: WitRequest) -> RequestOutcome {
         Action::Continue if req.is_edited() => {
             let edited = req.edited;
             RequestOutcome::ProceedWith(RequestEdit {
-                method: edited.method.then_some(req.method),
-                path: edited.path.then_some(req.path),
-                query: edited.query.then_some(req.query),
-                headers: edited.headers.then(|| req.headers.into_wire()),
+                method: edited.method,
+                path: edited.path,
+                query: edited.query,
+                headers: edited.headers.then(|| req.head.into_wire()),
                 body: if edited.body { req.body } else { None },
+                upstream: edited.upstream,
             })
         }
         Action::Continue => RequestOutcome::Proceed,
@@ -100,7 +75,8 @@ pub fn on_request<P: Plugin>(request: WitRequest) -> RequestOutcome {
 }
 
 /// `on-response` for `P`.
-pub fn on_response<P: Plugin>(response: WitResponse) -> ResponseOutcome {
+pub fn on_response<P: Plugin>(request: WitRequest, response: WitResponse) -> ResponseOutcome {
+    let req = Request::from_wire(request.head, None);
     let mut resp = Response {
         status: response.status,
         headers: Headers::from_wire(response.headers),
@@ -109,7 +85,7 @@ pub fn on_response<P: Plugin>(response: WitResponse) -> ResponseOutcome {
         body_edited: false,
     };
     let mut ctx = Context::new();
-    with_plugin::<P, _>(|plugin| plugin.on_response(&mut resp, &mut ctx));
+    with_plugin::<P, _>(|plugin| plugin.on_response(&req, &mut resp, &mut ctx));
     if resp.edited {
         // A body the plugin only read stays with the host: not copying it
         // back is what makes a header edit on a large response cheap.
@@ -161,7 +137,7 @@ macro_rules! export {
             }
             fn init(
                 config: ::std::string::String,
-            ) -> ::std::result::Result<$crate::__private::WitPhases, ::std::string::String> {
+            ) -> ::std::result::Result<$crate::__private::WitNeeds, ::std::string::String> {
                 $crate::__private::init::<$plugin>(config)
             }
             fn on_request(
@@ -170,9 +146,10 @@ macro_rules! export {
                 $crate::__private::on_request::<$plugin>(request)
             }
             fn on_response(
+                request: $crate::__private::WitRequest,
                 response: $crate::__private::WitResponse,
             ) -> $crate::__private::ResponseOutcome {
-                $crate::__private::on_response::<$plugin>(response)
+                $crate::__private::on_response::<$plugin>(request, response)
             }
         }
 

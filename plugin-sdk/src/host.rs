@@ -1,7 +1,8 @@
 //! Logging and clocks: host imports inside the gateway, std natively.
 
 /// Writing to the gateway's structured log, tagged with the plugin's name and
-/// the request id. Natively, lines go to stderr.
+/// the request id. A line over 4 KiB is cut there (and natively alike).
+/// Natively, lines go to stderr.
 pub mod log {
     #[cfg(target_arch = "wasm32")]
     use crate::bindings::gateway::plugin::log::{Level, write};
@@ -16,8 +17,11 @@ pub mod log {
         Error,
     }
 
+    /// Natively: to stderr, cut at the host's cap like the gateway's log.
     #[cfg(not(target_arch = "wasm32"))]
     fn write(level: Level, message: &str) {
+        let mut message = message.to_string();
+        plugin_shared::limits::cut_log_line(&mut message);
         eprintln!("[{level:?}] {message}");
     }
 

@@ -5,10 +5,23 @@
 /// Kept in the contract's wire encoding (see `headers` in `wit/plugin.wit`) and
 /// read in place: a plugin that never looks at a header pays nothing to decode
 /// them, lookups allocate nothing, and an edit rewrites the buffer once.
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// A request's headers share their buffer with its pseudo-fields (`:method`,
+/// ...), which come first: `start` is where the header fields begin, and
+/// edits keep what is before it.
+#[derive(Clone, Default)]
 pub struct Headers {
     wire: Vec<u8>,
+    start: usize,
 }
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields() == other.fields()
+    }
+}
+
+impl Eq for Headers {}
 
 impl std::fmt::Debug for Headers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,24 +77,73 @@ impl Headers {
 
     /// Takes the contract's header buffer as is.
     pub(crate) fn from_wire(wire: Vec<u8>) -> Self {
-        Self { wire }
+        Self { wire, start: 0 }
     }
 
-    /// The contract's header buffer.
-    pub(crate) fn into_wire(self) -> Vec<u8> {
+    /// A request head (pseudo-fields, then header fields) as is: the header
+    /// fields are read in place after the pseudo-fields.
+    pub(crate) fn from_head(wire: Vec<u8>) -> Self {
+        let start = pseudo_len(&wire);
+        Self { wire, start }
+    }
+
+    /// The contract's header buffer (without the pseudo-fields before it).
+    pub(crate) fn into_wire(mut self) -> Vec<u8> {
+        self.wire.drain(..self.start);
         self.wire
+    }
+
+    /// The encoded header fields.
+    fn fields(&self) -> &[u8] {
+        &self.wire[self.start..]
+    }
+
+    /// The encoded pseudo-fields before the header fields.
+    pub(crate) fn pseudo(&self) -> &[u8] {
+        &self.wire[..self.start]
+    }
+
+    /// Replaces the pseudo-fields before the header fields.
+    pub(crate) fn set_pseudo(&mut self, pseudo: &[u8]) {
+        let mut wire = Vec::with_capacity(pseudo.len() + self.fields().len());
+        wire.extend_from_slice(pseudo);
+        wire.extend_from_slice(self.fields());
+        self.start = pseudo.len();
+        self.wire = wire;
+    }
+
+    /// A new buffer holding the pseudo-fields, for a rewrite of the fields.
+    fn rewrite(&self) -> Vec<u8> {
+        let mut wire = Vec::with_capacity(self.wire.len() + 32);
+        wire.extend_from_slice(self.pseudo());
+        wire
     }
 
     /// Every field as raw bytes, in order. A malformed tail is ignored.
     fn raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let mut rest = self.wire.as_slice();
-        std::iter::from_fn(move || {
-            let (name, value, tail) = next_field(rest)?;
-            rest = tail;
-            Some((name, value))
-        })
+        fields_of(self.fields())
     }
+}
 
+/// The fields of an encoded buffer, in order; a malformed tail ends them.
+pub(crate) fn fields_of(wire: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = wire;
+    std::iter::from_fn(move || {
+        let (name, value, tail) = next_field(rest)?;
+        rest = tail;
+        Some((name, value))
+    })
+}
+
+/// How many bytes of a head its pseudo-fields (names starting with `:`) take.
+fn pseudo_len(wire: &[u8]) -> usize {
+    fields_of(wire)
+        .take_while(|(name, _)| name.starts_with(b":"))
+        .map(|(name, value)| 8 + name.len() + value.len())
+        .sum()
+}
+
+impl Headers {
     /// The first value of `name`. Values that are not UTF-8 are skipped.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.raw()
@@ -169,7 +231,7 @@ impl Headers {
         if !self.contains(name) {
             return false;
         }
-        let mut wire = Vec::with_capacity(self.wire.len());
+        let mut wire = self.rewrite();
         for (n, v) in self
             .raw()
             .filter(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()))
@@ -201,7 +263,7 @@ impl Headers {
     fn remove_where(&mut self, matches: impl Fn(&[u8]) -> bool) -> usize {
         let removed = self.raw().filter(|(n, _)| matches(n)).count();
         if removed > 0 {
-            let mut wire = Vec::with_capacity(self.wire.len());
+            let mut wire = self.rewrite();
             for (n, v) in self.raw().filter(|(n, _)| !matches(n)) {
                 push_field(&mut wire, n, v);
             }
@@ -217,7 +279,7 @@ impl Headers {
             return false;
         }
         let to = to.to_ascii_lowercase();
-        let mut wire = Vec::with_capacity(self.wire.len() + to.len());
+        let mut wire = self.rewrite();
         for (n, v) in self.raw() {
             let n = if n.eq_ignore_ascii_case(from.as_bytes()) {
                 to.as_bytes()
@@ -243,7 +305,7 @@ impl Headers {
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.wire.is_empty()
+        self.fields().is_empty()
     }
 }
 
@@ -260,91 +322,145 @@ impl std::fmt::Display for Repeated {
 
 impl std::error::Error for Repeated {}
 
-/// The request a plugin sees in its request phase.
+/// The request a plugin sees: in its request phase, and (its head, without
+/// body) in its response phase.
 ///
-/// Every setter marks what it changed; an unedited request is not sent back
-/// to the host, which is the cheapest outcome, and an edited one sends back
-/// only the parts that changed.
+/// Read in place from the buffer the host sent (see `request` in
+/// `wit/plugin.wit`): reading a part decodes nothing else. Every setter marks
+/// what it changed; an unedited request is not sent back to the host, which
+/// is the cheapest outcome, and an edited one sends back only the parts that
+/// changed.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub(crate) method: String,
-    pub(crate) scheme: String,
-    pub(crate) authority: String,
-    pub(crate) path: String,
-    pub(crate) query: String,
-    pub(crate) headers: Headers,
+    /// The pseudo-fields, then the header fields.
+    pub(crate) head: Headers,
     pub(crate) body: Option<Vec<u8>>,
-    pub(crate) client_addr: String,
-    pub(crate) route: String,
-    pub(crate) params: Vec<(String, String)>,
     pub(crate) edited: Edited,
 }
 
-/// Which parts of a [`Request`] a plugin changed.
-#[derive(Debug, Clone, Copy, Default)]
+/// What a plugin changed in a [`Request`].
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Edited {
-    pub(crate) method: bool,
-    pub(crate) path: bool,
-    pub(crate) query: bool,
+    pub(crate) method: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) query: Option<String>,
+    pub(crate) upstream: Option<String>,
     pub(crate) headers: bool,
     pub(crate) body: bool,
 }
 
 impl Edited {
-    fn any(self) -> bool {
-        self.method || self.path || self.query || self.headers || self.body
+    fn any(&self) -> bool {
+        self.method.is_some()
+            || self.path.is_some()
+            || self.query.is_some()
+            || self.upstream.is_some()
+            || self.headers
+            || self.body
     }
 }
 
 impl Request {
-    /// A request for tests: `Request::new("GET", "/users/1?x=y")`.
-    pub fn new(method: &str, path_and_query: &str) -> Self {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
+    /// The request the host sent.
+    pub(crate) fn from_wire(head: Vec<u8>, body: Option<Vec<u8>>) -> Self {
         Self {
-            method: method.to_string(),
-            scheme: "http".to_string(),
-            authority: "localhost".to_string(),
-            path: path.to_string(),
-            query: query.to_string(),
-            headers: Headers::new(),
-            body: None,
-            client_addr: "127.0.0.1:1".to_string(),
-            route: "test".to_string(),
-            params: Vec::new(),
+            head: Headers::from_head(head),
+            body,
             edited: Edited::default(),
         }
     }
 
+    /// A request for tests: `Request::new("GET", "/users/1?x=y")`, from
+    /// `127.0.0.1:1` to `localhost` over `http`, on route `test`.
+    pub fn new(method: &str, path_and_query: &str) -> Self {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let mut head = Vec::new();
+        for (name, value) in [
+            (":method", method),
+            (":scheme", "http"),
+            (":authority", "localhost"),
+            (":path", path),
+            (":query", query),
+            (":client-addr", "127.0.0.1:1"),
+            (":route", "test"),
+        ] {
+            if !value.is_empty() {
+                push_field(&mut head, name.as_bytes(), value.as_bytes());
+            }
+        }
+        Self::from_wire(head, None)
+    }
+
+    /// The value of pseudo-field `name` (with its `:`).
+    fn pseudo(&self, name: &str) -> Option<&str> {
+        fields_of(self.head.pseudo())
+            .find(|(n, _)| *n == name.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// With pseudo-field `name` set to `value`, replacing the first one
+    /// unless `add`.
+    fn with_pseudo(mut self, name: &str, value: &str, add: bool) -> Self {
+        let mut pseudo = Vec::with_capacity(self.head.pseudo().len() + value.len() + 16);
+        let mut placed = false;
+        for (n, v) in fields_of(self.head.pseudo()) {
+            if !add && !placed && n == name.as_bytes() {
+                push_field(&mut pseudo, n, value.as_bytes());
+                placed = true;
+            } else {
+                push_field(&mut pseudo, n, v);
+            }
+        }
+        if !placed {
+            push_field(&mut pseudo, name.as_bytes(), value.as_bytes());
+        }
+        self.head.set_pseudo(&pseudo);
+        self
+    }
+
     /// With a header added (for tests).
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.append(name, value);
+        self.head.append(name, value);
         self
     }
 
     /// With a path parameter (for tests).
-    pub fn with_param(mut self, name: &str, value: &str) -> Self {
-        self.params.push((name.to_string(), value.to_string()));
-        self
+    pub fn with_param(self, name: &str, value: &str) -> Self {
+        self.with_pseudo(":param", &format!("{name}={value}"), true)
     }
 
     /// With the host the client asked for (for tests; default `localhost`).
-    pub fn with_authority(mut self, authority: &str) -> Self {
-        self.authority = authority.to_string();
-        self
+    pub fn with_authority(self, authority: &str) -> Self {
+        self.with_pseudo(":authority", authority, false)
     }
 
     /// With the client's address (for tests; default `127.0.0.1:1`).
-    pub fn with_client_addr(mut self, addr: &str) -> Self {
-        self.client_addr = addr.to_string();
-        self
+    pub fn with_client_addr(self, addr: &str) -> Self {
+        self.with_pseudo(":client-addr", addr, false)
     }
 
     /// With the matched route's name (for tests; default `test`).
-    pub fn with_route(mut self, route: &str) -> Self {
-        self.route = route.to_string();
-        self
+    pub fn with_route(self, route: &str) -> Self {
+        self.with_pseudo(":route", route, false)
+    }
+
+    /// With the id the client gets back in `X-Request-Id` (for tests;
+    /// default: the request's `x-request-id` header, else empty).
+    pub fn with_id(self, id: &str) -> Self {
+        self.with_pseudo(":request-id", id, false)
+    }
+
+    /// With the upstream the request goes to (for tests; default none).
+    pub fn with_upstream(self, upstream: &str) -> Self {
+        self.with_pseudo(":upstream", upstream, false)
+    }
+
+    /// With the consumer the request phase identified, as a response hook
+    /// sees it (for tests; default none).
+    pub fn with_consumer(self, consumer: &str) -> Self {
+        self.with_pseudo(":consumer", consumer, false)
     }
 
     /// With a body (for tests).
@@ -355,35 +471,45 @@ impl Request {
 
     /// `GET`, `POST`, ...
     pub fn method(&self) -> &str {
-        &self.method
+        match &self.edited.method {
+            Some(method) => method,
+            None => self.pseudo(":method").unwrap_or_default(),
+        }
     }
 
     /// `http` or `https`.
     pub fn scheme(&self) -> &str {
-        &self.scheme
+        self.pseudo(":scheme").unwrap_or_default()
     }
 
     /// The host (and port) the client asked for.
     pub fn authority(&self) -> &str {
-        &self.authority
+        self.pseudo(":authority").unwrap_or_default()
     }
 
     /// The path, percent-encoded as received.
     pub fn path(&self) -> &str {
-        &self.path
+        match &self.edited.path {
+            Some(path) => path,
+            None => self.pseudo(":path").unwrap_or_default(),
+        }
     }
 
     /// The raw query string, without `?`; empty when absent.
     pub fn query(&self) -> &str {
-        &self.query
+        match &self.edited.query {
+            Some(query) => query,
+            None => self.pseudo(":query").unwrap_or_default(),
+        }
     }
 
     /// The headers.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        &self.head
     }
 
-    /// The body, if the plugin declared `READS_REQUEST_BODY` (or set one).
+    /// The body, if the plugin declared [`Needs::REQUEST_BODY`](crate::Needs)
+    /// (or set one). Never in the response phase.
     pub fn body(&self) -> Option<&[u8]> {
         self.body.as_deref()
     }
@@ -392,25 +518,49 @@ impl Request {
     /// of the gateway's `trusted_proxies`, the nearest untrusted address in
     /// `X-Forwarded-For` (with port `0`).
     pub fn client_addr(&self) -> &str {
-        &self.client_addr
+        self.pseudo(":client-addr").unwrap_or_default()
     }
 
     /// The matched route's name.
     pub fn route(&self) -> &str {
-        &self.route
+        self.pseudo(":route").unwrap_or_default()
+    }
+
+    /// The id the client gets back in `X-Request-Id` (the gateway sets the
+    /// request's `x-request-id` header to it too, which is what a test's
+    /// request without [`Request::with_id`] answers with).
+    pub fn id(&self) -> &str {
+        self.pseudo(":request-id")
+            .or_else(|| self.head.get("x-request-id"))
+            .unwrap_or_default()
+    }
+
+    /// The upstream the request goes to: the route's first, or the one a
+    /// request hook chose with [`Request::set_upstream`]. `None` on a route
+    /// without upstreams.
+    pub fn upstream(&self) -> Option<&str> {
+        match &self.edited.upstream {
+            Some(upstream) => Some(upstream),
+            None => self.pseudo(":upstream"),
+        }
+    }
+
+    /// In the response phase: the consumer the request phase identified (the
+    /// context's `consumer`), if any.
+    pub fn consumer(&self) -> Option<&str> {
+        self.pseudo(":consumer")
     }
 
     /// A path parameter captured by the route template.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.params().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// All path parameters, in template order.
-    pub fn params(&self) -> &[(String, String)] {
-        &self.params
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        fields_of(self.head.pseudo())
+            .filter(|(n, _)| *n == b":param")
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok()?.split_once('='))
     }
 
     /// Whether any setter was called.
@@ -420,20 +570,23 @@ impl Request {
 
     /// Replaces the method.
     pub fn set_method(&mut self, method: impl Into<String>) {
-        self.method = method.into();
-        self.edited.method = true;
+        self.edited.method = Some(method.into());
     }
 
     /// Replaces the path (must start with `/`).
     pub fn set_path(&mut self, path: impl Into<String>) {
-        self.path = path.into();
-        self.edited.path = true;
+        self.edited.path = Some(path.into());
     }
 
     /// Replaces the raw query string (without `?`).
     pub fn set_query(&mut self, query: impl Into<String>) {
-        self.query = query.into();
-        self.edited.query = true;
+        self.edited.query = Some(query.into());
+    }
+
+    /// Sends the request to `upstream`, one of those the route lists in
+    /// `upstreams` (a canary, say). Any other name fails the call.
+    pub fn set_upstream(&mut self, upstream: impl Into<String>) {
+        self.edited.upstream = Some(upstream.into());
     }
 
     /// Replaces the body sent upstream.
@@ -445,19 +598,19 @@ impl Request {
     /// The headers, for editing.
     pub fn headers_mut(&mut self) -> &mut Headers {
         self.edited.headers = true;
-        &mut self.headers
+        &mut self.head
     }
 
     /// The query parameters, percent-decoded, in order.
     pub fn query_params(&self) -> Vec<(String, String)> {
-        form_urlencoded::parse(self.query.as_bytes())
+        form_urlencoded::parse(self.query().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
     }
 
     /// The first value of query parameter `name`, decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        form_urlencoded::parse(self.query.as_bytes())
+        form_urlencoded::parse(self.query().as_bytes())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     }
@@ -478,7 +631,7 @@ impl Request {
     /// assert_eq!(req.single_query_param("api_key"), Err(Repeated));
     /// ```
     pub fn single_query_param(&self, name: &str) -> Result<Option<String>, Repeated> {
-        let mut values = form_urlencoded::parse(self.query.as_bytes()).filter(|(k, _)| k == name);
+        let mut values = form_urlencoded::parse(self.query().as_bytes()).filter(|(k, _)| k == name);
         let first = values.next();
         if values.next().is_some() {
             return Err(Repeated);
@@ -560,7 +713,7 @@ impl Response {
         let body = serde_json::json!({
             "error": message,
             "status": status,
-            "request_id": req.headers().get("x-request-id").unwrap_or_default(),
+            "request_id": req.id(),
         });
         Self::json(status, &body)
     }
@@ -609,7 +762,7 @@ impl Response {
     }
 
     /// The body: set by a plugin, or the upstream's if the plugin declared
-    /// `READS_RESPONSE_BODY`.
+    /// [`Needs::RESPONSE_BODY`](crate::Needs::RESPONSE_BODY).
     pub fn body(&self) -> Option<&[u8]> {
         self.body.as_deref()
     }
@@ -668,7 +821,7 @@ mod tests {
 
     #[test]
     fn errors_read_like_the_gateways() {
-        let req = Request::new("GET", "/x").with_header("x-request-id", "req-3");
+        let req = Request::new("GET", "/x").with_id("req-3");
         let response = Response::error(403, "forbidden: no", &req);
         assert_eq!(response.status(), 403);
         assert_eq!(

@@ -55,37 +55,7 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Why a request got no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// The host is not in the entry's `allowed_hosts`.
-    NotAllowed(String),
-    /// The URL or a header is unusable.
-    InvalidRequest(String),
-    /// No connection (refused, DNS, TLS).
-    Connect(String),
-    /// No complete answer in time.
-    Timeout,
-    /// The body is over the cap.
-    TooLarge,
-    /// The peer broke the protocol.
-    Protocol(String),
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Error::NotAllowed(host) => write!(f, "host {host} is not allowed"),
-            Error::InvalidRequest(why) => write!(f, "invalid request: {why}"),
-            Error::Connect(why) => write!(f, "cannot connect: {why}"),
-            Error::Timeout => f.write_str("timed out"),
-            Error::TooLarge => f.write_str("response too large"),
-            Error::Protocol(why) => write!(f, "protocol error: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
+pub use plugin_shared::http_client::Error;
 
 /// Sends `request` and returns the whole answer.
 pub fn send(request: Request) -> Result<Response, Error> {
@@ -97,9 +67,7 @@ pub fn send(request: Request) -> Result<Response, Error> {
             url: request.url,
             headers: request.headers.into_wire(),
             body: request.body,
-            timeout_ms: request
-                .timeout
-                .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
+            timeout_ms: request.timeout.map(plugin_shared::limits::millis_u32),
         };
         wit::send(&outgoing)
             .map(|r| Response {
@@ -126,7 +94,7 @@ pub fn send(request: Request) -> Result<Response, Error> {
 pub fn fetch_shared(url: &str, max_age: Duration) -> Result<(Vec<u8>, Duration), Error> {
     #[cfg(target_arch = "wasm32")]
     {
-        let max_age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+        let max_age_ms = plugin_shared::limits::millis(max_age);
         crate::bindings::gateway::plugin::http_client::fetch_shared(url, max_age_ms)
             .map(|(body, age)| (body, Duration::from_millis(age)))
             .map_err(from_wit)

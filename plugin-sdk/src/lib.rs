@@ -4,7 +4,7 @@
 //! to a WebAssembly component with `cargo build --release --target wasm32-wasip2`:
 //!
 //! ```
-//! use plugin_sdk::{Action, Config, Context, Plugin, Request, Response};
+//! use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response};
 //!
 //! /// Answers `/ping` itself and tags everything else.
 //! pub struct Ping {
@@ -23,6 +23,10 @@
 //!     fn init(config: Config) -> Result<Self, String> {
 //!         let settings: Settings = config.parse()?;
 //!         Ok(Ping { tag: settings.tag })
+//!     }
+//!
+//!     fn needs(&self) -> Needs {
+//!         Needs::REQUEST
 //!     }
 //!
 //!     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Action {
@@ -72,7 +76,7 @@ pub mod units;
 pub use context::Context;
 pub use host::{clock, log};
 pub use http::{Headers, Repeated, Request, Response};
-pub use plugin::{Action, Config, Phases, Plugin};
+pub use plugin::{Action, Config, Needs, Plugin};
 
 /// What [`export!`] expands to refers to these. Not part of the API.
 #[doc(hidden)]
@@ -82,7 +86,7 @@ pub mod __private {
         Guest, PluginInfo, RequestOutcome, ResponseOutcome,
     };
     pub use crate::bindings::gateway::plugin::types::{
-        Phases as WitPhases, Request as WitRequest, Response as WitResponse,
+        Needs as WitNeeds, Request as WitRequest, Response as WitResponse,
     };
     pub use crate::export::{describe, init, on_request, on_response};
 }

@@ -3,52 +3,70 @@
 use crate::{Context, Request, Response};
 use serde::de::DeserializeOwned;
 
-/// The phases a plugin takes part in.
+/// What a configured plugin takes part in and reads: its one declaration,
+/// returned by [`Plugin::needs`]. The host calls only the hooks named here
+/// and buffers only the bodies named here.
+///
+/// ```
+/// use plugin_sdk::Needs;
+///
+/// let needs = Needs::REQUEST | Needs::REQUEST_BODY;
+/// assert!(needs.contains(Needs::REQUEST));
+/// assert!(!needs.contains(Needs::RESPONSE));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Phases(u8);
+pub struct Needs(u8);
 
-impl Phases {
-    /// Neither phase.
-    pub const NONE: Phases = Phases(0);
-    /// The request phase (`on_request`).
-    pub const REQUEST: Phases = Phases(1);
-    /// The response phase (`on_response`).
-    pub const RESPONSE: Phases = Phases(2);
-    /// Both phases.
-    pub const ALL: Phases = Phases(3);
+impl Needs {
+    /// Nothing: the plugin is never called.
+    pub const NONE: Needs = Needs(0);
+    /// The request hook ([`Plugin::on_request`]), in pipeline order.
+    pub const REQUEST: Needs = Needs(1);
+    /// The response hook ([`Plugin::on_response`]), in reverse order.
+    pub const RESPONSE: Needs = Needs(2);
+    /// The request body, buffered up to the entry's `max_body`, in
+    /// [`Request::body`](crate::Request::body). Without it the route's
+    /// request bodies stream to the upstream unbuffered.
+    pub const REQUEST_BODY: Needs = Needs(4);
+    /// The upstream's response body, buffered, in
+    /// [`Response::body`](crate::Response::body).
+    pub const RESPONSE_BODY: Needs = Needs(8);
+    /// With `RESPONSE_BODY`: a response body over the entry's `max_body`
+    /// passes by (the hook sees `body()` as `None` and the body streams to
+    /// the client) instead of failing the request with 502. For plugins that
+    /// only sometimes need the body, such as a cache.
+    pub const LARGE_BODIES_PASS: Needs = Needs(16);
 
-    /// Whether every phase in `other` is in `self`.
-    pub const fn contains(self, other: Phases) -> bool {
+    /// Whether everything in `other` is in `self`.
+    pub const fn contains(self, other: Needs) -> bool {
         self.0 & other.0 == other.0
     }
 
-    /// The phases in both.
-    pub const fn intersect(self, other: Phases) -> Phases {
-        Phases(self.0 & other.0)
+    /// Both together.
+    pub const fn union(self, other: Needs) -> Needs {
+        Needs(self.0 | other.0)
     }
 
-    /// The phases in either.
-    pub const fn union(self, other: Phases) -> Phases {
-        Phases(self.0 | other.0)
+    /// `self` without `other`.
+    pub const fn without(self, other: Needs) -> Needs {
+        Needs(self.0 & !other.0)
     }
 
-    /// Whether no phase is set.
+    /// Whether nothing is set.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
-}
 
-impl std::ops::BitOr for Phases {
-    type Output = Phases;
-    fn bitor(self, rhs: Phases) -> Phases {
-        self.union(rhs)
+    /// The bits, in the order of the contract's `needs` flags.
+    pub(crate) const fn bits(self) -> u8 {
+        self.0
     }
 }
 
-impl std::ops::BitAnd for Phases {
-    type Output = Phases;
-    fn bitand(self, rhs: Phases) -> Phases {
-        self.intersect(rhs)
+impl std::ops::BitOr for Needs {
+    type Output = Needs;
+    fn bitor(self, rhs: Needs) -> Needs {
+        self.union(rhs)
     }
 }
 
@@ -106,46 +124,25 @@ impl Config {
 
 /// A gateway plugin. Implement this, then call [`export!`](crate::export) once.
 ///
-/// Every hook has a default that does nothing, so a plugin implements only what
-/// it needs. Hooks take `&self`: the value built by [`init`](Plugin::init) lives
-/// as long as its instance and serves many requests, one at a time.
+/// Every hook has a default that does nothing; [`Plugin::needs`] says which
+/// ones the host calls, so a plugin declares exactly the hooks it implements
+/// (and what the configured instance reads). Hooks take `&self`: the value
+/// built by [`init`](Plugin::init) lives as long as its instance and serves
+/// many requests, one at a time.
 pub trait Plugin: Sized + 'static {
     /// The plugin's name, shown in logs.
     const NAME: &'static str;
-    /// The phases the plugin implements. The host never calls a hook for a phase
-    /// not listed here.
-    const PHASES: Phases = Phases::ALL;
-    /// Whether `on_request` needs the request body (buffered, up to the entry's
-    /// `max_body`). Without it, [`Request::body`] is `None`.
-    const READS_REQUEST_BODY: bool = false;
-    /// Whether `on_response` needs the response body.
-    const READS_RESPONSE_BODY: bool = false;
-    /// Whether a response body over the entry's `max_body` should pass by
-    /// (`on_response` sees [`Response::body`] as `None` and the body streams
-    /// to the client) rather than fail the request with 502.
-    const PASSES_LARGE_BODIES: bool = false;
 
     /// Builds the plugin from its pipeline entry's config. An error refuses the
     /// gateway config, with this message.
     fn init(config: Config) -> Result<Self, String>;
 
-    /// The phases this configured instance needs; a subset of `PHASES`.
-    fn phases(&self) -> Phases {
-        Self::PHASES
-    }
-
-    /// Whether this configured instance reads request bodies (default:
-    /// [`Plugin::READS_REQUEST_BODY`]). Return `false` when the config needs no
-    /// body, so the route's request bodies stream to the upstream unbuffered.
-    fn reads_request_body(&self) -> bool {
-        Self::READS_REQUEST_BODY
-    }
-
-    /// Whether this configured instance reads response bodies (default:
-    /// [`Plugin::READS_RESPONSE_BODY`]).
-    fn reads_response_body(&self) -> bool {
-        Self::READS_RESPONSE_BODY
-    }
+    /// What this configured instance takes part in and reads: the hooks it
+    /// implements ([`Needs::REQUEST`], [`Needs::RESPONSE`]) and the bodies
+    /// it reads. Depend on the config where that helps: a header
+    /// transformer with no response rules leaves out `RESPONSE`, and its
+    /// route pays for no response call.
+    fn needs(&self) -> Needs;
 
     /// The request phase: edit the request, or answer it.
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
@@ -153,8 +150,10 @@ pub trait Plugin: Sized + 'static {
         Action::Continue
     }
 
-    /// The response phase: edit the response.
-    fn on_response(&self, resp: &mut Response, ctx: &mut Context) {
-        let _ = (resp, ctx);
+    /// The response phase: edit the response. `req` is the head of the
+    /// request it answers, as the request phase left it, with
+    /// [`Request::consumer`] set; it has no body.
+    fn on_response(&self, req: &Request, resp: &mut Response, ctx: &mut Context) {
+        let _ = (req, resp, ctx);
     }
 }

@@ -77,7 +77,7 @@ pub fn count(key: &str, quota: Quota) -> Result<QuotaDecision, String> {
             QuotaPeriod::Week => Wit::Week,
             QuotaPeriod::Month => Wit::Month,
         };
-        let quota = wit::Quota {
+        let quota = crate::bindings::gateway::plugin::types::Quota {
             limit: quota.limit,
             period,
         };
@@ -97,7 +97,7 @@ pub fn check(key: &str, policy: Policy) -> Result<Decision, String> {
     #[cfg(target_arch = "wasm32")]
     {
         use crate::bindings::gateway::plugin::rate_limit as wit;
-        let policy = wit::Policy {
+        let policy = crate::bindings::gateway::plugin::types::Rate {
             limit: policy.limit,
             period_ms: u64::try_from(policy.period.as_millis()).unwrap_or(u64::MAX),
             burst: policy.burst,

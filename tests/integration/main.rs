@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use std::time::{Duration, Instant};
-use support::{Gateway, Upstream, check, client, get, plugin_path, send};
+use support::{Gateway, Reply, Upstream, check, client, get, plugin_path, send};
 
 fn misbehave() -> String {
     plugin_path("misbehave_plugin").display().to_string()
@@ -277,6 +277,82 @@ config = {{ mode = "echo-context" }}
         serde_json::json!({}),
         "no context leaks into another request"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_hook_chooses_among_the_route_upstreams_and_the_response_hook_sees_the_head() {
+    let stable = Upstream::start("stable").await;
+    let canary = Upstream::start("canary").await;
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[upstreams.stable]
+targets = ["{stable}"]
+[upstreams.canary]
+targets = ["{canary}"]
+[upstreams.elsewhere]
+targets = ["{canary}"]
+[[routes]]
+name = "users"
+path = "/users/{{id}}"
+upstreams = ["stable", "canary"]
+[[routes.plugins]]
+plugin = "{p}"
+config = {{ mode = "set-context", key = "consumer", value = "alice" }}
+[[routes.plugins]]
+plugin = "{p}"
+config = {{ mode = "choose-upstream" }}
+"#,
+        stable = stable.addr,
+        canary = canary.addr,
+        p = misbehave()
+    ));
+    let by_default = get(&gw.url("/users/42")).await;
+    assert_eq!(by_default.status, 200);
+    assert_eq!(by_default.json()["upstream"], "stable");
+    let seen = |reply: &Reply, name: &str| {
+        reply
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(seen(&by_default, "x-seen-upstream"), "stable");
+    assert_eq!(seen(&by_default, "x-seen-route"), "users");
+    assert_eq!(seen(&by_default, "x-seen-path"), "/users/42");
+    assert_eq!(seen(&by_default, "x-seen-param"), "42");
+    assert_eq!(seen(&by_default, "x-seen-method"), "GET");
+    assert_eq!(seen(&by_default, "x-seen-consumer"), "alice");
+    assert_eq!(
+        seen(&by_default, "x-seen-request-id"),
+        seen(&by_default, "x-request-id"),
+        "the response hook sees the id the client gets"
+    );
+
+    let ask = |upstream: &'static str| {
+        Request::get(gw.url("/users/7"))
+            .header("x-upstream", upstream)
+            .body(Full::default())
+            .expect("request")
+    };
+    let chosen = send(&client(), ask("canary")).await;
+    assert_eq!(chosen.status, 200);
+    assert_eq!(chosen.json()["upstream"], "canary");
+    assert_eq!(seen(&chosen, "x-seen-upstream"), "canary");
+    assert_eq!((stable.hits(), canary.hits()), (1, 1));
+
+    // An upstream the route does not list fails the call: 500, and the
+    // request goes nowhere.
+    let unlisted = send(&client(), ask("elsewhere")).await;
+    assert_eq!(unlisted.status, 500, "{}", unlisted.body);
+    let log = gw.log();
+    assert!(
+        log.contains("upstream `elsewhere`, which its route does not list"),
+        "{log}"
+    );
+    assert_eq!((stable.hits(), canary.hits()), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

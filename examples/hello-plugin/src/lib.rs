@@ -3,7 +3,7 @@
 //! The name comes from the route's `{name}` path parameter, else the `name`
 //! query parameter, else the config's `default_name`.
 
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -31,7 +31,9 @@ pub struct Hello {
 impl Plugin for Hello {
     const NAME: &'static str = "hello";
     // Only the request phase: the gateway never calls this plugin for responses.
-    const PHASES: Phases = Phases::REQUEST;
+    fn needs(&self) -> Needs {
+        Needs::REQUEST
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         Ok(Hello {

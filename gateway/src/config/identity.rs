@@ -2,7 +2,7 @@
 //! under which plan.
 
 use super::units::Duration;
-pub use plugin_sdk::rate_limit::{Quota, QuotaPeriod};
+pub use plugin_shared::rate_limit::{Quota, QuotaPeriod};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use std::collections::BTreeMap;

@@ -513,6 +513,10 @@ pub struct RouteConfig {
     /// Upstream name. Without one, the pipeline must answer every request.
     #[serde(default)]
     pub upstream: Option<Spanned<String>>,
+    /// Several upstreams by name instead of `upstream`: requests go to the
+    /// first unless a request hook chooses another of them.
+    #[serde(default)]
+    pub upstreams: Option<Spanned<Vec<String>>>,
     /// A leading path segment removed before proxying (`/api` turns `/api/x` into `/x`).
     #[serde(default)]
     pub strip_prefix: Option<Spanned<String>>,

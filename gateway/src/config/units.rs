@@ -11,7 +11,7 @@ pub struct Duration(pub std::time::Duration);
 impl Duration {
     /// Parses `"30s"`, `"250ms"`, `"2m"`, `"1h"`, `"1.5s"`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        plugin_sdk::units::parse_duration(text).map(Duration)
+        plugin_shared::units::parse_duration(text).map(Duration)
     }
 }
 
@@ -30,7 +30,7 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     /// Parses `"64KiB"`, `"10MB"`, `"512"`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        plugin_sdk::units::parse_size(text).map(ByteSize)
+        plugin_shared::units::parse_size(text).map(ByteSize)
     }
 
     /// The size as `usize`, saturating on 32-bit hosts.

@@ -28,4 +28,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::exports::gateway::plugin::handler::{PluginInfo, RequestOutcome, ResponseOutcome};
-pub use self::gateway::plugin::types::{Phases, Request, RequestEdit, Response};
+pub use self::gateway::plugin::types::{Needs, Request, RequestEdit, Response};

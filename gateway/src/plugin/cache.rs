@@ -11,6 +11,7 @@
 //! lease ran out (and whose key another request now fills) ends only its own
 //! fill when it finally stores or releases, never its successor's.
 
+use super::bindings::gateway::plugin::types::StoreError;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -286,6 +287,17 @@ impl ResponseCache {
 /// Whether `entry` under `key` fits the caps.
 pub fn acceptable(key: &str, entry: &Entry, max_entry: usize) -> bool {
     key.len() <= MAX_KEY && entry.size() <= max_entry
+}
+
+/// Why `entry` cannot be stored under `key` for `ttl`, if it cannot.
+pub fn refusal(key: &str, entry: &Entry, max_entry: usize, ttl: Duration) -> Option<StoreError> {
+    if key.len() > MAX_KEY {
+        return Some(StoreError::KeyTooLong(MAX_KEY as u32));
+    }
+    if entry.size() > max_entry {
+        return Some(StoreError::TooLarge(max_entry as u64));
+    }
+    ttl.is_zero().then_some(StoreError::ZeroTtl)
 }
 
 /// Waits until the fill a [`Miss::Wait`] names ends or its lease runs out.

@@ -6,7 +6,7 @@
 //! deadline (see `watchdog`), so a plugin is not killed for waiting on a slow
 //! server; the request timeout bounds that wait instead.
 
-use super::bindings::gateway::plugin::types::QuotaPeriod;
+use super::bindings::gateway::plugin::types::{self, QuotaPeriod, StoreError};
 use super::bindings::gateway::plugin::{cache, http_client, kv, rate_limit};
 use super::cache::{Entry as CachedEntry, Miss};
 use super::host::{HostState, Store};
@@ -134,17 +134,25 @@ impl kv::Host for HostState {
         }
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> bool {
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> Result<(), StoreError> {
+        if key.len() > KV_MAX_KEY {
+            return Err(StoreError::KeyTooLong(KV_MAX_KEY as u32));
+        }
+        if value.len() > KV_MAX_VALUE {
+            return Err(StoreError::TooLarge(KV_MAX_VALUE as u64));
+        }
+        if ttl_ms == 0 {
+            return Err(StoreError::ZeroTtl);
+        }
         let ttl = Duration::from_millis(ttl_ms);
         match self.env.store.clone() {
-            Store::Local => self
-                .env
-                .services
-                .kv_set(&self.env.namespace, key, value, ttl),
+            Store::Local => {
+                self.env
+                    .services
+                    .kv_set(&self.env.namespace, key, value, ttl);
+                Ok(())
+            }
             Store::Redis { redis, .. } => {
-                if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
-                    return false;
-                }
                 let stored = self
                     .io
                     .around(redis.set(
@@ -155,7 +163,7 @@ impl kv::Host for HostState {
                         ttl.min(KV_MAX_TTL),
                     ))
                     .await;
-                stored.is_ok()
+                stored.map_err(|e| StoreError::Unavailable(e.to_string()))
             }
         }
     }
@@ -181,7 +189,7 @@ impl rate_limit::Host for HostState {
     async fn check(
         &mut self,
         key: String,
-        policy: rate_limit::Policy,
+        policy: types::Rate,
     ) -> Result<rate_limit::Decision, String> {
         let policy = Policy {
             limit: policy.limit,
@@ -239,7 +247,7 @@ impl rate_limit::Host for HostState {
     async fn count(
         &mut self,
         key: String,
-        quota: rate_limit::Quota,
+        quota: types::Quota,
     ) -> Result<rate_limit::QuotaDecision, String> {
         let quota = Quota {
             limit: quota.limit,
@@ -385,7 +393,12 @@ impl cache::Host for HostState {
         }
     }
 
-    async fn put(&mut self, key: String, entry: cache::Entry, ttl_ms: u64) -> bool {
+    async fn put(
+        &mut self,
+        key: String,
+        entry: cache::Entry,
+        ttl_ms: u64,
+    ) -> Result<(), StoreError> {
         let services = self.env.services.clone();
         let local = services.response_cache();
         let entry = CachedEntry {
@@ -396,28 +409,25 @@ impl cache::Host for HostState {
             vary: entry.vary,
         };
         let ttl = Duration::from_millis(ttl_ms).min(super::cache::MAX_TTL);
-        let stored = !ttl.is_zero()
-            && super::cache::acceptable(&key, &entry, local.max_entry())
-            && match self.env.store.clone() {
-                Store::Local => local.put(&self.env.namespace, &key, entry, ttl),
-                Store::Redis { redis, .. } => {
-                    let done = self
-                        .io
-                        .around(redis.set(
-                            Kind::Cache,
-                            &self.env.namespace,
-                            &key,
-                            &entry.encode(),
-                            ttl,
-                        ))
-                        .await;
-                    done.is_ok()
+        let stored = match super::cache::refusal(&key, &entry, local.max_entry(), ttl) {
+            Some(refused) => Err(refused),
+            None => match self.env.store.clone() {
+                Store::Local => {
+                    local.put(&self.env.namespace, &key, entry, ttl);
+                    Ok(())
                 }
-            };
+                Store::Redis { redis, .. } => {
+                    let encoded = entry.encode();
+                    let set = redis.set(Kind::Cache, &self.env.namespace, &key, &encoded, ttl);
+                    let done = self.io.around(set).await;
+                    done.map_err(|e| StoreError::Unavailable(e.to_string()))
+                }
+            },
+        };
         if let Some(fill) = self.context.take_fill(&self.env.namespace, &key) {
             local.end_fill(&self.env.namespace, &key, fill);
         }
-        if stored {
+        if stored.is_ok() {
             metrics().cache_stores.inc();
         }
         stored

@@ -1,25 +1,25 @@
 //! The host side of `gateway:plugin/crypto`.
 //!
-//! The work is done by the plugin SDK's native crypto module (aws-lc-rs), the
-//! same code a plugin's native unit tests run, so a plugin behaves the same in
-//! its tests and in the gateway. Keys are resources in the instance's table,
-//! capped in number so a plugin cannot grow host memory without bound.
+//! The work is done by `plugin_shared::crypto::native` (aws-lc-rs), the same
+//! code a plugin's native unit tests run through the SDK, so a plugin behaves
+//! the same in its tests and in the gateway, input caps included. Keys are
+//! resources in the instance's table, capped in number so a plugin cannot
+//! grow host memory without bound.
 
 use super::bindings::gateway::plugin::crypto::{
     self, Algorithm as WitAlgorithm, DigestAlgorithm as WitDigest,
 };
 use super::host::HostState;
-use plugin_sdk::crypto::native::{self, NativeKey};
-use plugin_sdk::crypto::{Algorithm, DigestAlgorithm};
+use plugin_shared::crypto::native::{self, NativeKey};
+use plugin_shared::crypto::{Algorithm, DigestAlgorithm};
 use wasmtime::component::Resource;
 
 /// The resource behind a plugin's `verifying-key` handle.
 pub struct VerifyingKey(NativeKey);
 
-/// Most keys one instance may hold at once.
+/// Most keys one instance may hold at once (a host resource: natively a key
+/// is a plain value, so this cap has no native counterpart).
 const MAX_KEYS: usize = 4096;
-/// Largest input accepted by one crypto call.
-const MAX_INPUT: usize = 1 << 20;
 
 fn algorithm(alg: WitAlgorithm) -> Algorithm {
     match alg {
@@ -103,9 +103,6 @@ impl crypto::HostVerifyingKey for HostState {
         alg: WitAlgorithm,
         jwk: String,
     ) -> Result<Resource<VerifyingKey>, String> {
-        if jwk.len() > MAX_INPUT {
-            return Err("the JWK is too large".into());
-        }
         self.push_key(NativeKey::from_jwk(algorithm(alg), &jwk))
     }
 
@@ -114,9 +111,6 @@ impl crypto::HostVerifyingKey for HostState {
         alg: WitAlgorithm,
         pem: String,
     ) -> Result<Resource<VerifyingKey>, String> {
-        if pem.len() > MAX_INPUT {
-            return Err("the PEM is too large".into());
-        }
         self.push_key(NativeKey::from_pem(algorithm(alg), &pem))
     }
 

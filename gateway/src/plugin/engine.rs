@@ -178,9 +178,14 @@ impl PluginEngine {
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| PluginError::Compile(not_a_component(bytes, &e)))?;
+        if let Some(other) = other_contract(&component, &self.engine) {
+            return Err(PluginError::Link(format!(
+                "the component was built against gateway:plugin@{other}, and this gateway runs plugins built against gateway:plugin@{CONTRACT}: rebuild it with the plugin-sdk of this gateway"
+            )));
+        }
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             PluginError::Link(format!(
-                "{e:#}; a plugin may only import the gateway:plugin@0.3.0 interfaces it is granted and WASI"
+                "{e:#}; a plugin may only import the gateway:plugin@{CONTRACT} interfaces it is granted and WASI"
             ))
         })?;
         let pre = super::bindings::PluginPre::new(instance_pre)
@@ -205,6 +210,25 @@ impl PluginEngine {
         // insert is a single call), so a poisoned lock is still usable.
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The version of the contract (`wit/plugin.wit`) this gateway hosts.
+pub const CONTRACT: &str = "0.4.0";
+
+/// The contract version a component was built against, when it is not
+/// [`CONTRACT`]: read from the `gateway:plugin/...@VERSION` names it imports
+/// and exports.
+fn other_contract(component: &Component, engine: &Engine) -> Option<String> {
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(name, _)| name.to_string());
+    let exports = ty.exports(engine).map(|(name, _)| name.to_string());
+    imports
+        .chain(exports)
+        .filter_map(|name| {
+            let rest = name.strip_prefix("gateway:plugin/")?;
+            Some(rest.split_once('@')?.1.to_string())
+        })
+        .find(|version| version != CONTRACT)
 }
 
 /// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3).
@@ -257,4 +281,46 @@ fn not_a_component(bytes: &[u8], err: &wasmtime::Error) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_encoder::{
+        Component as Encoded, ComponentImportSection, ComponentTypeRef, ComponentTypeSection,
+        InstanceType,
+    };
+
+    /// The smallest component that imports `gateway:plugin/log@VERSION`.
+    fn importing_log(version: &str) -> Vec<u8> {
+        let mut types = ComponentTypeSection::new();
+        types.instance(&InstanceType::new());
+        let mut imports = ComponentImportSection::new();
+        imports.import(
+            format!("gateway:plugin/log@{version}").as_str(),
+            ComponentTypeRef::Instance(0),
+        );
+        let mut component = Encoded::new();
+        component.section(&types).section(&imports);
+        component.finish()
+    }
+
+    #[test]
+    fn a_component_built_against_another_contract_is_refused_naming_both_versions() {
+        let engine = PluginEngine::new().expect("engine");
+        let refused = engine.compile(&importing_log("0.3.0")).err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("gateway:plugin@0.3.0") && message.contains("gateway:plugin@0.4.0"),
+            "{message}"
+        );
+        // The same component against this contract gets past the version
+        // check (to be refused for exporting no handler).
+        let current = engine.compile(&importing_log(CONTRACT)).err();
+        let message = current.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            !message.contains("built against") && message.contains("handler"),
+            "{message}"
+        );
+    }
 }

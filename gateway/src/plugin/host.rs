@@ -394,18 +394,17 @@ impl consumers::Host for HostState {
 
     fn plan(&mut self, name: String) -> Option<consumers::UsagePlan> {
         let plan = self.env.consumers.plan(&name)?;
-        let rate = plan.rate;
         Some(consumers::UsagePlan {
             name: plan.name.clone(),
-            rate_limit: rate.map(|r| r.limit),
-            rate_period_ms: rate.map_or(0, |r| {
-                u64::try_from(r.period.as_millis()).unwrap_or(u64::MAX)
+            rate: plan.rate.map(|r| types::Rate {
+                limit: r.limit,
+                period_ms: u64::try_from(r.period.as_millis()).unwrap_or(u64::MAX),
+                burst: r.burst,
             }),
-            rate_burst: rate.map_or(0, |r| r.burst),
-            quota_limit: plan.quota.map(|q| q.limit),
-            quota_period: plan
-                .quota
-                .map_or(types::QuotaPeriod::Day, |q| period_to_wit(q.period)),
+            quota: plan.quota.map(|q| types::Quota {
+                limit: q.limit,
+                period: period_to_wit(q.period),
+            }),
         })
     }
 }

@@ -15,7 +15,7 @@ mod watchdog;
 mod wire;
 
 pub use bindings::{
-    Phases, PluginInfo, Request, RequestEdit, RequestOutcome, Response, ResponseOutcome,
+    Needs, PluginInfo, Request, RequestEdit, RequestOutcome, Response, ResponseOutcome,
 };
 pub use cache::ResponseCache;
 pub use engine::{Capability, CompiledPlugin, PluginEngine};
@@ -23,7 +23,7 @@ pub use host::{Context, HostEnv, Store};
 pub use outbound::{HostPattern, Services};
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
 pub use redis::{Kind as StateKind, Match, RedisStore};
-pub use wire::{decode_headers, encode_headers};
+pub use wire::{decode_headers, edit_head, encode_head, encode_headers, head_field, head_headers};
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Longest a plugin may wait for one outbound answer.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_TIMEOUT: Duration = plugin_shared::limits::HTTP_CLIENT_MAX_TIMEOUT;
 /// Connect timeout of outbound requests.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a shared fetch may take: a request waits for it.
@@ -28,16 +28,11 @@ const MAX_SHARED: usize = 1024;
 const MAX_SHARED_PER_PLUGIN: usize = 64;
 /// Bytes the kv store holds across all plugins.
 const KV_CAPACITY: u64 = 64 << 20;
-/// Longest kv entry lifetime.
-pub const KV_MAX_TTL: Duration = Duration::from_secs(86_400);
-/// Longest kv key.
-pub const KV_MAX_KEY: usize = 512;
-/// Largest kv value.
-pub const KV_MAX_VALUE: usize = 1 << 20;
+pub use plugin_shared::limits::{KV_MAX_KEY, KV_MAX_TTL, KV_MAX_VALUE};
 
-/// Why an outbound request got no response: the SDK's error, so host and
-/// plugin name failures alike.
-pub use plugin_sdk::http_client::Error as OutboundError;
+/// Why an outbound request got no response: the error plugins get, so host
+/// and plugin name failures alike.
+pub use plugin_shared::http_client::Error as OutboundError;
 
 /// A complete outbound answer.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@
 
 use super::PluginError;
 use super::bindings::{
-    Phases, Plugin, PluginInfo, PluginPre, Request, RequestOutcome, Response, ResponseOutcome,
+    Needs, Plugin, PluginInfo, PluginPre, Request, RequestOutcome, Response, ResponseOutcome,
 };
 use super::host::{Context, HostEnv, HostState};
 use super::watchdog::{self, timed};
@@ -62,6 +62,9 @@ pub enum CallFailure {
     Trap(String),
     /// No instance could be created.
     Instantiate(String),
+    /// The hook answered something the host refuses (an upstream the route
+    /// does not list).
+    BadAnswer(String),
 }
 
 impl std::fmt::Display for CallFailure {
@@ -71,6 +74,7 @@ impl std::fmt::Display for CallFailure {
             Self::MemoryLimit(bytes) => write!(f, "memory limit of {bytes} bytes exceeded"),
             Self::Trap(msg) => write!(f, "trapped: {msg}"),
             Self::Instantiate(msg) => write!(f, "could not instantiate: {msg}"),
+            Self::BadAnswer(msg) => write!(f, "answered {msg}"),
         }
     }
 }
@@ -102,8 +106,9 @@ pub struct InstancePool {
     oversized: Counter,
     /// The plugin's self-description.
     pub info: PluginInfo,
-    /// The phases this configured plugin takes part in.
-    pub phases: Phases,
+    /// The hooks this configured plugin takes part in and the bodies it reads,
+    /// as its `init` declared them.
+    pub needs: Needs,
     /// Counters.
     pub stats: EntryStats,
 }
@@ -141,8 +146,8 @@ impl InstancePool {
         let init = bindings
             .gateway_plugin_handler()
             .call_init(&mut store, &config_json);
-        let phases = match timed(limits.deadline, &io, init).await {
-            Ok(Ok(phases)) => phases,
+        let needs = match timed(limits.deadline, &io, init).await {
+            Ok(Ok(needs)) => needs,
             Ok(Err(message)) => return Err(PluginError::Init(message)),
             Err(e) => {
                 let why = if store.data().limiter.hit {
@@ -164,7 +169,7 @@ impl InstancePool {
             max_idle_memory: usize::MAX,
             initial_memory: store.data().limiter.memory(),
             oversized: Counter::default(),
-            phases: phases & allowed_phases(&info),
+            needs,
             info,
             stats: EntryStats::default(),
         };
@@ -200,12 +205,18 @@ impl InstancePool {
 
     /// Whether the configured instances read request bodies.
     pub fn reads_request_body(&self) -> bool {
-        self.phases.contains(Phases::REQUEST_BODY)
+        self.needs.contains(Needs::REQUEST_BODY)
     }
 
     /// Whether the configured instances read response bodies.
     pub fn reads_response_body(&self) -> bool {
-        self.phases.contains(Phases::RESPONSE_BODY)
+        self.needs.contains(Needs::RESPONSE_BODY)
+    }
+
+    /// Whether a response body over the entry's cap passes by this plugin
+    /// (which then sees no body) instead of failing the request.
+    pub fn passes_large_bodies(&self) -> bool {
+        self.needs.contains(Needs::LARGE_BODIES_PASS)
     }
 
     /// Most idle instances kept per worker.
@@ -251,18 +262,21 @@ impl InstancePool {
         self.finish(instance, context, result)
     }
 
-    /// Runs the response hook on a warm instance.
+    /// Runs the response hook on a warm instance; `request` is the head of
+    /// the request `response` answers.
     pub async fn on_response(
         &self,
         context: &mut Context,
+        request: &Request,
         response: &Response,
     ) -> Result<ResponseOutcome, CallFailure> {
         let mut instance = self.checkout(context).await?;
         let io = instance.store.data().io.clone();
-        let call = instance
-            .bindings
-            .gateway_plugin_handler()
-            .call_on_response(&mut instance.store, response);
+        let call = instance.bindings.gateway_plugin_handler().call_on_response(
+            &mut instance.store,
+            request,
+            response,
+        );
         let result = timed(self.limits.deadline, &io, call).await;
         self.finish(instance, context, result)
     }
@@ -337,7 +351,7 @@ impl InstancePool {
         CallFailure::Trap(trap_reason(&err, store.data().panic.as_deref()))
     }
 
-    async fn instantiate(&self) -> Result<(Instance, Phases), InitFailure> {
+    async fn instantiate(&self) -> Result<(Instance, Needs), InitFailure> {
         self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
         let deadline = self.limits.deadline;
         let mut store = new_store(
@@ -354,26 +368,13 @@ impl InstancePool {
         let init = bindings
             .gateway_plugin_handler()
             .call_init(&mut store, &self.config_json);
-        let phases = match timed(deadline, &io, init).await {
-            Ok(Ok(phases)) => phases,
+        let needs = match timed(deadline, &io, init).await {
+            Ok(Ok(needs)) => needs,
             Ok(Err(message)) => return Err(InitFailure::Refused(message)),
             Err(e) => return Err(InitFailure::Failed(self.classify(e, &store))),
         };
-        Ok((Instance { store, bindings }, phases))
+        Ok((Instance { store, bindings }, needs))
     }
-}
-
-/// What `init` may ask for: the phases `describe` declared and the bodies it
-/// said the plugin may read.
-fn allowed_phases(info: &PluginInfo) -> Phases {
-    let mut allowed = info.phases & (Phases::REQUEST | Phases::RESPONSE);
-    if info.reads_request_body {
-        allowed |= Phases::REQUEST_BODY;
-    }
-    if info.reads_response_body {
-        allowed |= Phases::RESPONSE_BODY;
-    }
-    allowed
 }
 
 enum InitFailure {
@@ -415,14 +416,17 @@ fn trap_reason(err: &wasmtime::Error, panic: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{PluginEngine, encode_headers};
+    use crate::plugin::{PluginEngine, encode_head};
 
     /// A pool of the `body-reader` test plugin, whose linear memory grows
     /// with the bodies it reads.
     async fn body_reader_pool(engine: &PluginEngine) -> InstancePool {
         let path = concat!(env!("GATEWAY_PLUGIN_DIR"), "/body_reader_plugin.wasm");
         let bytes = std::fs::read(path).expect("the test plugin is built");
-        let compiled = engine.compile(&bytes).expect("compiles");
+        let compiled = match engine.compile(&bytes) {
+            Ok(compiled) => compiled,
+            Err(e) => panic!("the test plugin compiles: {e}"),
+        };
         let limits = EntryLimits {
             deadline: Duration::from_secs(10),
             memory: 256 << 20,
@@ -435,17 +439,10 @@ mod tests {
     }
 
     fn post(body_bytes: usize) -> Request {
+        let pseudo = [(":method", "POST"), (":path", "/"), (":route", "r")];
         Request {
-            method: "POST".into(),
-            scheme: "http".into(),
-            authority: "api.example.com".into(),
-            path: "/".into(),
-            query: String::new(),
-            headers: encode_headers(&http::HeaderMap::new()),
+            head: encode_head(&pseudo, &[], &http::HeaderMap::new()),
             body: Some(vec![b'a'; body_bytes]),
-            client_addr: "127.0.0.1:50000".into(),
-            route: "r".into(),
-            params: Vec::new(),
         }
     }
 

@@ -3,18 +3,17 @@
 //! client rotating keys cannot grow memory without bound (idle and least used
 //! keys are evicted first).
 
-use governor::RateLimiter;
 use governor::clock::{Clock, DefaultClock};
-use plugin_sdk::rate_limit::native::{self, Limiter, quota, quota_decision, window};
-pub use plugin_sdk::rate_limit::{Decision, Policy, Quota, QuotaDecision};
+use plugin_shared::rate_limit::native::{self, Limiter};
+pub use plugin_shared::rate_limit::native::validate;
+use plugin_shared::rate_limit::{check_key, quota_decision, window};
+pub use plugin_shared::rate_limit::{Decision, Policy, Quota, QuotaDecision};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Most keys tracked at once, over all plugins.
 const MAX_KEYS: u64 = 100_000;
-/// Longest key.
-pub const MAX_KEY: usize = 512;
 /// How long an idle key is kept: a key idle for a day has a full bucket again.
 const MAX_IDLE: Duration = Duration::from_secs(86_400);
 
@@ -23,15 +22,6 @@ const MAX_WINDOW: Duration = Duration::from_secs(32 * 86_400);
 
 /// Quota counts by (namespace, quota, window start, key).
 type QuotaCounts = moka::sync::Cache<(Arc<str>, Quota, u64, String), Arc<AtomicU64>>;
-
-/// Checks that `key` and `policy` can be honoured, on any backend.
-pub fn validate(key: &str, policy: Policy) -> Result<governor::Quota, String> {
-    let quota = quota(policy)?;
-    if key.len() > MAX_KEY {
-        return Err(format!("rate-limit keys are at most {MAX_KEY} bytes"));
-    }
-    Ok(quota)
-}
 
 /// Limiters by (namespace, policy, key), and quota counts.
 pub struct LocalLimits<C: Clock + Clone + Send + Sync + 'static = DefaultClock> {
@@ -85,9 +75,7 @@ where
         quota: Quota,
         now_ms: u64,
     ) -> Result<QuotaDecision, String> {
-        if key.len() > MAX_KEY {
-            return Err(format!("rate-limit keys are at most {MAX_KEY} bytes"));
-        }
+        check_key(key)?;
         let (start, _) = window(quota.period, now_ms);
         let counter = self
             .quotas
@@ -114,9 +102,7 @@ where
         let limiter = self
             .limiters
             .get_with((namespace.clone(), policy, key.to_string()), || {
-                Arc::new(
-                    RateLimiter::direct_with_clock(quota, self.clock.clone()).with_middleware(),
-                )
+                Arc::new(native::limiter(quota, self.clock.clone()))
             });
         Ok(native::decide(&limiter, &self.clock, quota))
     }
@@ -201,7 +187,7 @@ mod tests {
 
     #[test]
     fn quotas_count_per_calendar_window() {
-        use plugin_sdk::rate_limit::QuotaPeriod;
+        use plugin_shared::rate_limit::QuotaPeriod;
         let (limits, _) = limits();
         let ns: Arc<str> = Arc::from("p");
         let quota = Quota {

@@ -6,8 +6,7 @@
 //! Failures are counted and logged at most once per [`LOG_EVERY`]; what a
 //! failure means for a request is up to the caller (see `StoreFailure`).
 
-use plugin_sdk::rate_limit::native::quota_decision;
-use plugin_sdk::rate_limit::{Decision, Policy, Quota, QuotaDecision, QuotaPeriod};
+use plugin_shared::rate_limit::{Decision, Policy, Quota, QuotaDecision, QuotaPeriod, quota_decision};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -228,7 +227,7 @@ impl RedisStore {
         quota: Quota,
         now_ms: u64,
     ) -> Result<QuotaDecision, StoreError> {
-        let (start, end) = plugin_sdk::rate_limit::native::window(quota.period, now_ms);
+        let (start, end) = plugin_shared::rate_limit::window(quota.period, now_ms);
         let period = match quota.period {
             QuotaPeriod::Day => "d",
             QuotaPeriod::Week => "w",

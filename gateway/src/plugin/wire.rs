@@ -1,22 +1,112 @@
-//! The header encoding of the WIT contract (`types.headers`): for each field,
-//! name length and value length as little-endian u32, then name and value bytes.
+//! The field encoding of the WIT contract (`types.headers`): for each field,
+//! name length and value length as little-endian u32, then name and value
+//! bytes. A request's head is one such buffer: pseudo-fields (`:method`,
+//! `:path`, ...) first, then its header fields.
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Serialises `headers` in order.
 pub fn encode_headers(headers: &HeaderMap) -> Vec<u8> {
-    let size: usize = headers
+    let mut out = Vec::with_capacity(headers_size(headers));
+    append_headers(&mut out, headers);
+    out
+}
+
+fn headers_size(headers: &HeaderMap) -> usize {
+    headers
         .iter()
         .map(|(n, v)| 8 + n.as_str().len() + v.len())
-        .sum();
-    let mut out = Vec::with_capacity(size);
+        .sum()
+}
+
+fn append_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
     for (name, value) in headers {
-        out.extend_from_slice(&len32(name.as_str().len()));
-        out.extend_from_slice(&len32(value.len()));
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(value.as_bytes());
+        push_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(&len32(name.len()));
+    out.extend_from_slice(&len32(value.len()));
+    out.extend_from_slice(name);
+    out.extend_from_slice(value);
+}
+
+/// A request head for plugins: `pseudo` fields (names with their `:`), one
+/// `:param` field (`name=value`) per path parameter, then `headers`.
+pub fn encode_head(
+    pseudo: &[(&str, &str)],
+    params: &[(String, String)],
+    headers: &HeaderMap,
+) -> Vec<u8> {
+    let pseudo_size: usize = pseudo.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
+    let params_size: usize = params.iter().map(|(n, v)| 15 + n.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(pseudo_size + params_size + headers_size(headers));
+    for (name, value) in pseudo {
+        push_field(&mut out, name.as_bytes(), value.as_bytes());
+    }
+    for (name, value) in params {
+        let value = [name.as_bytes(), b"=", value.as_bytes()].concat();
+        push_field(&mut out, b":param", &value);
+    }
+    append_headers(&mut out, headers);
+    out
+}
+
+/// Every field of `buffer` as raw bytes, in order; a malformed tail ends it.
+fn fields(buffer: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let (name_len, value_len) = split_field(buffer.get(at..)?)?;
+        let name = &buffer[at + 8..at + 8 + name_len];
+        let value = &buffer[at + 8 + name_len..at + 8 + name_len + value_len];
+        at += 8 + name_len + value_len;
+        Some((name, value))
+    })
+}
+
+/// The value of the first pseudo-field `name` (with its `:`) of a head.
+pub fn head_field<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
+    fields(head)
+        .take_while(|(n, _)| n.starts_with(b":"))
+        .find(|(n, _)| *n == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+/// The header fields of a head: what follows its pseudo-fields.
+pub fn head_headers(head: &[u8]) -> &[u8] {
+    let pseudo: usize = fields(head)
+        .take_while(|(n, _)| n.starts_with(b":"))
+        .map(|(n, v)| 8 + n.len() + v.len())
+        .sum();
+    &head[pseudo..]
+}
+
+/// `head` with the pseudo-fields in `set` given these values (`None`
+/// removes one), in place when present and after the others when not, and
+/// with `headers` (encoded) for its header fields when given.
+pub fn edit_head(head: &[u8], set: &[(&str, Option<&str>)], headers: Option<&[u8]>) -> Vec<u8> {
+    let headers = headers.unwrap_or_else(|| head_headers(head));
+    let mut out = Vec::with_capacity(head.len() + 64);
+    let mut done = vec![false; set.len()];
+    for (name, value) in fields(head).take_while(|(n, _)| n.starts_with(b":")) {
+        match set.iter().position(|(n, _)| n.as_bytes() == name) {
+            Some(index) => {
+                if let (false, Some(new)) = (done[index], set[index].1) {
+                    push_field(&mut out, name, new.as_bytes());
+                }
+                done[index] = true;
+            }
+            None => push_field(&mut out, name, value),
+        }
+    }
+    for ((name, value), done) in set.iter().zip(done) {
+        if let (false, Some(value)) = (done, value) {
+            push_field(&mut out, name.as_bytes(), value.as_bytes());
+        }
+    }
+    out.extend_from_slice(headers);
     out
 }
 
@@ -75,6 +165,51 @@ mod tests {
         headers.append("x-a", HeaderValue::from_static("3"));
         let decoded = decode_headers(encode_headers(&headers)).unwrap_or_default();
         assert_eq!(decoded, headers);
+    }
+
+    #[test]
+    fn a_head_holds_pseudo_fields_params_then_headers() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", HeaderValue::from_static("1"));
+        let params = vec![("id".to_string(), "42".to_string())];
+        let head = encode_head(&[(":method", "GET"), (":path", "/u/42")], &params, &headers);
+        assert_eq!(head_field(&head, ":method"), Some("GET"));
+        assert_eq!(head_field(&head, ":param"), Some("id=42"));
+        assert_eq!(
+            head_field(&head, "x-a"),
+            None,
+            "headers are no pseudo-fields"
+        );
+        assert_eq!(
+            decode_headers(head_headers(&head).to_vec()).ok(),
+            Some(headers)
+        );
+    }
+
+    #[test]
+    fn an_edit_replaces_adds_and_removes_pseudo_fields() {
+        let head = encode_head(
+            &[(":method", "GET"), (":query", "a=1")],
+            &[],
+            &HeaderMap::new(),
+        );
+        let new_headers = encode_headers(&HeaderMap::from_iter([(
+            http::header::ACCEPT,
+            HeaderValue::from_static("*/*"),
+        )]));
+        let edited = edit_head(
+            &head,
+            &[
+                (":method", Some("POST")),
+                (":query", None),
+                (":upstream", Some("canary")),
+            ],
+            Some(&new_headers),
+        );
+        assert_eq!(head_field(&edited, ":method"), Some("POST"));
+        assert_eq!(head_field(&edited, ":query"), None);
+        assert_eq!(head_field(&edited, ":upstream"), Some("canary"));
+        assert_eq!(head_headers(&edited), new_headers.as_slice());
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! Plugins that check tokens or signed requests need real cryptography, and a
 //! Wasm guest is the wrong place for it: slow, and one more copy of code that
 //! must be right. Inside the gateway these functions call the host's `crypto`
-//! interface; natively (plugin unit tests, and the gateway itself, which
-//! implements that interface with this module's hidden `native` code) they
-//! run in-process on aws-lc-rs, so both sides give the same answers.
+//! interface; natively (plugin unit tests) they run in-process on aws-lc-rs,
+//! with the code the gateway implements that interface with (`plugin-shared`),
+//! so both sides give the same answers.
 //!
 //! A [`VerifyingKey`] is bound to one [`Algorithm`] when it is made and refuses
 //! keys of any other kind, so an RSA public key can never be used as an HMAC
@@ -30,100 +30,12 @@
 use std::fmt;
 
 #[cfg(not(target_arch = "wasm32"))]
-#[doc(hidden)]
-pub mod native;
-
-#[cfg(not(target_arch = "wasm32"))]
-use native::{self as backend, NativeKey as Inner};
+use plugin_shared::crypto::native::{self as backend, NativeKey as Inner};
 
 #[cfg(target_arch = "wasm32")]
 use host::{self as backend, Inner};
 
-/// A JWS signature algorithm (RFC 7518 section 3, RFC 8037 for `EdDSA`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// HMAC with SHA-256.
-    Hs256,
-    /// HMAC with SHA-384.
-    Hs384,
-    /// HMAC with SHA-512.
-    Hs512,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    Rs256,
-    /// RSASSA-PKCS1-v1_5 with SHA-384.
-    Rs384,
-    /// RSASSA-PKCS1-v1_5 with SHA-512.
-    Rs512,
-    /// RSASSA-PSS with SHA-256 (MGF1 SHA-256, 32-byte salt).
-    Ps256,
-    /// RSASSA-PSS with SHA-384 (MGF1 SHA-384, 48-byte salt).
-    Ps384,
-    /// RSASSA-PSS with SHA-512 (MGF1 SHA-512, 64-byte salt).
-    Ps512,
-    /// ECDSA on P-256 with SHA-256.
-    Es256,
-    /// ECDSA on P-384 with SHA-384.
-    Es384,
-    /// ECDSA on P-521 with SHA-512.
-    Es512,
-    /// Ed25519 (the only `EdDSA` curve supported).
-    EdDsa,
-}
-
-impl Algorithm {
-    /// Every algorithm, in the order of RFC 7518's table.
-    pub const ALL: [Algorithm; 13] = [
-        Algorithm::Hs256,
-        Algorithm::Hs384,
-        Algorithm::Hs512,
-        Algorithm::Rs256,
-        Algorithm::Rs384,
-        Algorithm::Rs512,
-        Algorithm::Ps256,
-        Algorithm::Ps384,
-        Algorithm::Ps512,
-        Algorithm::Es256,
-        Algorithm::Es384,
-        Algorithm::Es512,
-        Algorithm::EdDsa,
-    ];
-
-    /// The algorithm a JOSE `alg` names: exactly `"HS256"` to `"EdDSA"`,
-    /// case-sensitive. `"none"` and anything unknown give `None`.
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        Algorithm::ALL.into_iter().find(|alg| alg.name() == name)
-    }
-
-    /// The JOSE `alg` name, such as `"RS256"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Hs256 => "HS256",
-            Algorithm::Hs384 => "HS384",
-            Algorithm::Hs512 => "HS512",
-            Algorithm::Rs256 => "RS256",
-            Algorithm::Rs384 => "RS384",
-            Algorithm::Rs512 => "RS512",
-            Algorithm::Ps256 => "PS256",
-            Algorithm::Ps384 => "PS384",
-            Algorithm::Ps512 => "PS512",
-            Algorithm::Es256 => "ES256",
-            Algorithm::Es384 => "ES384",
-            Algorithm::Es512 => "ES512",
-            Algorithm::EdDsa => "EdDSA",
-        }
-    }
-}
-
-/// A hash function for [`digest`] and [`hmac`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DigestAlgorithm {
-    /// SHA-256 (32-byte output).
-    Sha256,
-    /// SHA-384 (48-byte output).
-    Sha384,
-    /// SHA-512 (64-byte output).
-    Sha512,
-}
+pub use plugin_shared::crypto::{Algorithm, DigestAlgorithm};
 
 /// A key that checks signatures or MACs for exactly one [`Algorithm`].
 ///

@@ -9,7 +9,7 @@
 //! in a `deny` group, or in none of the `allow` groups: 403.
 
 use plugin_sdk::consumers::{CONTEXT_CONSUMER, CONTEXT_GROUPS};
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response, log};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response, log};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -52,7 +52,10 @@ impl Acl {
 
 impl Plugin for Acl {
     const NAME: &'static str = "acl";
-    const PHASES: Phases = Phases::REQUEST;
+
+    fn needs(&self) -> Needs {
+        Needs::REQUEST
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;

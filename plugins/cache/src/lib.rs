@@ -51,7 +51,7 @@ use config::Options;
 use invalidation::Origin;
 use key::Vary;
 use plugin_sdk::consumers::CONTEXT_CONSUMER;
-use plugin_sdk::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Headers, Needs, Plugin, Request, Response};
 use plugin_sdk::{cache, clock, log};
 use revalidation::Conditions;
 use std::time::Duration;
@@ -409,11 +409,7 @@ impl Cache {
 }
 
 fn put(key: &str, entry: cache::Entry, ttl: Duration) -> Result<(), NotStored> {
-    if cache::put(key, entry, ttl) {
-        Ok(())
-    } else {
-        Err(NotStored::Refused)
-    }
+    cache::put(key, entry, ttl).map_err(NotStored::Refused)
 }
 
 /// The client's conditions, held back while the cache revalidates.
@@ -470,11 +466,12 @@ fn decode_headers(json: &str) -> Option<Headers> {
 
 impl Plugin for Cache {
     const NAME: &'static str = "cache";
-    const PHASES: Phases = Phases::ALL;
-    const READS_RESPONSE_BODY: bool = true;
+
     // A body over the entry's `max_body` cannot be stored, but it is no reason
     // to fail the request: it streams by and `on_response` sees no body.
-    const PASSES_LARGE_BODIES: bool = true;
+    fn needs(&self) -> Needs {
+        Needs::REQUEST | Needs::RESPONSE | Needs::RESPONSE_BODY | Needs::LARGE_BODIES_PASS
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         Ok(Cache {
@@ -538,7 +535,7 @@ impl Plugin for Cache {
         Action::Continue
     }
 
-    fn on_response(&self, resp: &mut Response, ctx: &mut Context) {
+    fn on_response(&self, _req: &Request, resp: &mut Response, ctx: &mut Context) {
         // No status: the request phase did not run (it failed and the entry
         // says `on_error = "continue"`).
         let Some(status) = ctx.get(CONTEXT_STATUS) else {

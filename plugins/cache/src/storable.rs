@@ -8,7 +8,7 @@ use plugin_sdk::{Headers, Response};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Why a response was not stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotStored {
     /// Its status is not in `statuses`.
     Status,
@@ -38,8 +38,9 @@ pub enum NotStored {
     VaryUnknown,
     /// The key of its variant is over the longest key.
     KeyTooLong,
-    /// The host refused the entry (over its per-entry cap).
-    Refused,
+    /// The host refused the entry (over its per-entry cap, or the store
+    /// unreachable), saying why.
+    Refused(plugin_sdk::cache::StoreError),
 }
 
 /// How a storable response is kept.

@@ -50,7 +50,7 @@ fn trip_as(cache: &Cache, consumer: Option<&str>, mut req: Request, upstream: Re
         },
         Action::Continue => {
             let mut response = upstream;
-            cache.on_response(&mut response, &mut ctx);
+            cache.on_response(&Request::new("GET", "/"), &mut response, &mut ctx);
             Trip {
                 response,
                 upstream: Some(req),
@@ -122,7 +122,7 @@ fn hit_sets_the_context_status_and_is_never_stored_again() {
     // Were the response phase to see the plugin's own answer, it must not be
     // stored again (its Age would be replayed, its lifetime extended).
     cache::purge("GET api.example.com/once");
-    c.on_response(&mut answer, &mut ctx);
+    c.on_response(&Request::new("GET", "/"), &mut answer, &mut ctx);
     assert_eq!(
         cache::lookup("GET api.example.com/once", Duration::ZERO),
         None
@@ -145,21 +145,27 @@ fn age_counts_whole_seconds_since_stored_plus_the_upstreams_age() {
         stored_at_ms: clock::now_millis() - ago_ms,
         vary: vec![],
     };
-    assert!(cache::put(
-        "GET api.example.com/aged",
-        stored(headers.clone(), 5_500),
-        Duration::from_secs(60)
-    ));
+    assert_eq!(
+        cache::put(
+            "GET api.example.com/aged",
+            stored(headers.clone(), 5_500),
+            Duration::from_secs(60)
+        ),
+        Ok(())
+    );
     let t = trip(&c, get("/aged"), ok("upstream was called"));
     assert_eq!(t.response.headers().get("age"), Some("5"));
     assert_eq!(t.x_cache(), Some("HIT"));
 
     headers.append("age", "100");
-    assert!(cache::put(
-        "GET api.example.com/aged-upstream",
-        stored(headers, 2_000),
-        Duration::from_secs(60)
-    ));
+    assert_eq!(
+        cache::put(
+            "GET api.example.com/aged-upstream",
+            stored(headers, 2_000),
+            Duration::from_secs(60)
+        ),
+        Ok(())
+    );
     let t = trip(&c, get("/aged-upstream"), ok("upstream was called"));
     assert_eq!(t.response.headers().get("age"), Some("102"));
 }
@@ -702,7 +708,7 @@ fn a_miss_remembers_only_what_the_response_phase_needs() {
 fn a_response_phase_without_a_request_phase_changes_nothing() {
     let c = plugin(json!({}));
     let mut resp = ok("v1");
-    c.on_response(&mut resp, &mut Context::new());
+    c.on_response(&Request::new("GET", "/"), &mut resp, &mut Context::new());
     assert!(!resp.is_edited());
     assert_eq!(resp.headers().get("x-cache"), None);
 }
@@ -756,11 +762,14 @@ fn served_age_saturates_at_two_to_the_31() {
         stored_at_ms: clock::now_millis() - 5_000,
         vary: vec![],
     };
-    assert!(cache::put(
-        "GET api.example.com/ancient",
-        entry,
-        Duration::from_secs(60)
-    ));
+    assert_eq!(
+        cache::put(
+            "GET api.example.com/ancient",
+            entry,
+            Duration::from_secs(60)
+        ),
+        Ok(())
+    );
     let t = trip(&c, get("/ancient"), ok("upstream was called"));
     assert_eq!(t.response.headers().get("age"), Some("2147483648"));
 }
@@ -1088,7 +1097,7 @@ fn revalidate_with(
     assert_eq!(req.headers().get("if-none-match"), Some(etag));
     between();
     let mut response = upstream;
-    cache.on_response(&mut response, &mut ctx);
+    cache.on_response(&Request::new("GET", "/"), &mut response, &mut ctx);
     Trip {
         response,
         upstream: Some(req),

@@ -12,7 +12,7 @@
 //! - Unless every origin gets `*`, answers vary by `Origin`, and the response
 //!   hook adds it to the upstream's `Vary` rather than replacing it.
 
-use plugin_sdk::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Headers, Needs, Plugin, Request, Response};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -217,7 +217,10 @@ impl Cors {
 
 impl Plugin for Cors {
     const NAME: &'static str = "cors";
-    const PHASES: Phases = Phases::REQUEST.union(Phases::RESPONSE);
+
+    fn needs(&self) -> Needs {
+        Needs::REQUEST | Needs::RESPONSE
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
@@ -317,7 +320,7 @@ impl Plugin for Cors {
         Action::Continue
     }
 
-    fn on_response(&self, resp: &mut Response, _ctx: &mut Context) {
+    fn on_response(&self, _req: &Request, resp: &mut Response, _ctx: &mut Context) {
         if self.answers_star() {
             return;
         }
@@ -479,12 +482,12 @@ mod tests {
 
         // The upstream's Vary is kept, and Origin added once.
         let mut resp = Response::new(200).with_header("vary", "Accept-Encoding");
-        p.on_response(&mut resp, &mut ctx);
+        p.on_response(&Request::new("GET", "/"), &mut resp, &mut ctx);
         assert_eq!(
             resp.headers().get_all("vary").collect::<Vec<_>>(),
             ["Accept-Encoding", "Origin"]
         );
-        p.on_response(&mut resp, &mut ctx);
+        p.on_response(&Request::new("GET", "/"), &mut resp, &mut ctx);
         assert_eq!(resp.headers().get_all("vary").count(), 2);
     }
 
@@ -506,7 +509,7 @@ mod tests {
             [("access-control-allow-origin".to_string(), "*".to_string())]
         );
         let mut resp = Response::new(200);
-        p.on_response(&mut resp, &mut ctx);
+        p.on_response(&Request::new("GET", "/"), &mut resp, &mut ctx);
         assert!(!resp.headers().contains("vary"));
     }
 

@@ -5,7 +5,7 @@
 //! example, remove every `x-user` a client sent and then set its own. An entry
 //! with only request rules never runs in the response phase, and vice versa.
 
-use plugin_sdk::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Headers, Needs, Plugin, Request, Response};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -120,15 +120,15 @@ impl Plugin for HeadersPlugin {
         Ok(HeadersPlugin { settings })
     }
 
-    fn phases(&self) -> Phases {
-        let mut phases = Phases::NONE;
+    fn needs(&self) -> Needs {
+        let mut needs = Needs::NONE;
         if !self.settings.request.headers.is_empty() || self.settings.request.has_query_rules() {
-            phases = phases | Phases::REQUEST;
+            needs = needs | Needs::REQUEST;
         }
         if !self.settings.response.is_empty() {
-            phases = phases | Phases::RESPONSE;
+            needs = needs | Needs::RESPONSE;
         }
-        phases
+        needs
     }
 
     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Action {
@@ -150,7 +150,7 @@ impl Plugin for HeadersPlugin {
         Action::Continue
     }
 
-    fn on_response(&self, resp: &mut Response, _ctx: &mut Context) {
+    fn on_response(&self, _req: &Request, resp: &mut Response, _ctx: &mut Context) {
         self.settings.response.apply(resp.headers_mut());
     }
 }
@@ -172,7 +172,7 @@ mod tests {
                 "query_remove": ["debug"], "query_set": {"page": "1"}, "query_add": {"src": "gw"}}}"#,
         )
         .expect("valid");
-        assert_eq!(p.phases(), Phases::REQUEST);
+        assert_eq!(p.needs(), Needs::REQUEST);
         let mut req = Request::new("GET", "/?debug=1&page=9")
             .with_header("X-User", "spoofed")
             .with_header("x-a", "1");
@@ -191,12 +191,12 @@ mod tests {
     fn response_rules_and_phases() {
         let p = plugin(r#"{"response": {"set": {"x-served-by": "gw"}, "remove": ["server"]}}"#)
             .expect("valid");
-        assert_eq!(p.phases(), Phases::RESPONSE);
+        assert_eq!(p.needs(), Needs::RESPONSE);
         let mut resp = Response::new(200).with_header("server", "nginx");
-        p.on_response(&mut resp, &mut Context::new());
+        p.on_response(&Request::new("GET", "/"), &mut resp, &mut Context::new());
         assert_eq!(resp.headers().get("x-served-by"), Some("gw"));
         assert!(!resp.headers().contains("server"));
-        assert_eq!(plugin("{}").expect("empty is valid").phases(), Phases::NONE);
+        assert_eq!(plugin("{}").expect("empty is valid").needs(), Needs::NONE);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! written as IPv6 (`::ffff:192.0.2.1`) is matched as IPv4.
 
 use ipnet::IpNet;
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response, log};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response, log};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 
@@ -96,7 +96,10 @@ impl IpRestriction {
 
 impl Plugin for IpRestriction {
     const NAME: &'static str = "ip-restriction";
-    const PHASES: Phases = Phases::REQUEST;
+
+    fn needs(&self) -> Needs {
+        Needs::REQUEST
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;

@@ -69,7 +69,7 @@ pub use validator::{Jws, Validator, Verified};
 use config::{Loaded, Options};
 use jwks_url::JwksUrl;
 use plugin_sdk::{
-    Action, Config, Context, Phases, Plugin, Repeated, Request, Response, clock, consumers, log,
+    Action, Config, Context, Needs, Plugin, Repeated, Request, Response, clock, consumers, log,
 };
 use serde_json::Value;
 
@@ -243,7 +243,10 @@ fn sanitise(kid: &str) -> String {
 
 impl Plugin for Jwt {
     const NAME: &'static str = "jwt";
-    const PHASES: Phases = Phases::REQUEST;
+
+    fn needs(&self) -> Needs {
+        Needs::REQUEST
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         Jwt::init_at(config, clock::now_millis())

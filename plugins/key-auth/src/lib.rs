@@ -21,7 +21,7 @@
 //! client sent are removed first, so a client cannot claim to be a consumer.
 
 use plugin_sdk::consumers::{self, Consumer};
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Repeated, Request, Response, log};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Repeated, Request, Response, log};
 use serde::Deserialize;
 
 pub use plugin_sdk::consumers::{CONTEXT_AUTH, CONTEXT_CONSUMER, CONTEXT_GROUPS, CONTEXT_PLAN};
@@ -154,7 +154,10 @@ impl KeyAuth {
 
 impl Plugin for KeyAuth {
     const NAME: &'static str = "key-auth";
-    const PHASES: Phases = Phases::REQUEST;
+
+    fn needs(&self) -> Needs {
+        Needs::REQUEST
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         let mut settings: Settings = config.parse()?;

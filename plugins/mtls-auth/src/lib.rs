@@ -13,7 +13,7 @@
 //! removed first, so a client cannot claim to be a consumer.
 
 use plugin_sdk::consumers::{self, Consumer};
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response, log};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response, log};
 use serde::Deserialize;
 
 pub use plugin_sdk::consumers::{CONTEXT_AUTH, CONTEXT_CONSUMER, CONTEXT_GROUPS, CONTEXT_PLAN};
@@ -141,7 +141,10 @@ fn unescape(name: &str) -> String {
 
 impl Plugin for MtlsAuth {
     const NAME: &'static str = "mtls-auth";
-    const PHASES: Phases = Phases::REQUEST;
+
+    fn needs(&self) -> Needs {
+        Needs::REQUEST
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         let mut settings: Settings = config.parse()?;

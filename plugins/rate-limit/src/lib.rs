@@ -15,7 +15,7 @@
 
 use plugin_sdk::consumers::{self, CONTEXT_CONSUMER, UsagePlan};
 use plugin_sdk::rate_limit::{self, Decision, Policy, QuotaDecision};
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response, log};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response, log};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -258,7 +258,10 @@ fn rate_limit_headers(response: Response, d: &Decision) -> Response {
 
 impl Plugin for RateLimit {
     const NAME: &'static str = "rate-limit";
-    const PHASES: Phases = Phases::REQUEST;
+
+    fn needs(&self) -> Needs {
+        Needs::REQUEST
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;

@@ -4,7 +4,7 @@
 //! `{{name}}` in the body is replaced by the route's path parameter `name`
 //! (empty when absent).
 
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -38,7 +38,10 @@ pub struct Respond {
 
 impl Plugin for Respond {
     const NAME: &'static str = "respond";
-    const PHASES: Phases = Phases::REQUEST;
+
+    fn needs(&self) -> Needs {
+        Needs::REQUEST
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;

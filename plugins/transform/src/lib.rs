@@ -41,7 +41,7 @@ pub use engine::{MAX_HEADER_VALUE, RECURSION_LIMIT, xml_escape};
 use config::{Mapping, Spec, StatusSpec};
 use engine::Engine;
 use error::{Failure, Origin, answer};
-use plugin_sdk::{Action, Config, Context, Headers, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Headers, Needs, Plugin, Request, Response};
 use vars::{Phase, Var, VarSet};
 
 /// Headers that describe the bytes of a body, not the resource: stale once
@@ -248,12 +248,6 @@ impl Transform {
 
 impl Plugin for Transform {
     const NAME: &'static str = "transform";
-    const PHASES: Phases = Phases::ALL;
-    // May read bodies; each configured instance says whether it does (only
-    // templates that name `body` or `raw_body` do), so an entry that maps
-    // headers only lets bodies stream by unbuffered.
-    const READS_REQUEST_BODY: bool = true;
-    const READS_RESPONSE_BODY: bool = true;
 
     fn init(config: Config) -> Result<Self, String> {
         let spec = Spec::from_config(&config)?;
@@ -295,26 +289,27 @@ impl Plugin for Transform {
         })
     }
 
-    fn reads_request_body(&self) -> bool {
-        self.request_vars.contains(Var::Body) || self.request_vars.contains(Var::RawBody)
-    }
-
-    fn reads_response_body(&self) -> bool {
-        self.reads_upstream_body
-    }
-
-    fn phases(&self) -> Phases {
-        let mut phases = Phases::NONE;
+    /// Each configured instance reads bodies only when its templates name
+    /// `body` or `raw_body`, so an entry that maps headers only lets bodies
+    /// stream by unbuffered.
+    fn needs(&self) -> Needs {
+        let mut needs = Needs::NONE;
         if self.spec.request.is_some()
             || !self.response_vars.carried().is_empty()
             || self.reads_upstream_body
         {
-            phases = phases | Phases::REQUEST;
+            needs = needs | Needs::REQUEST;
+        }
+        if self.request_vars.contains(Var::Body) || self.request_vars.contains(Var::RawBody) {
+            needs = needs | Needs::REQUEST_BODY;
         }
         if self.spec.response.is_some() {
-            phases = phases | Phases::RESPONSE;
+            needs = needs | Needs::RESPONSE;
         }
-        phases
+        if self.reads_upstream_body {
+            needs = needs | Needs::RESPONSE_BODY;
+        }
+        needs
     }
 
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
@@ -344,7 +339,7 @@ impl Plugin for Transform {
         Action::Continue
     }
 
-    fn on_response(&self, resp: &mut Response, ctx: &mut Context) {
+    fn on_response(&self, _req: &Request, resp: &mut Response, ctx: &mut Context) {
         let Some(mapping) = &self.spec.response else {
             return;
         };

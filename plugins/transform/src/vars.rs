@@ -272,8 +272,7 @@ fn request_values(req: &Request, want: VarSet, scope: &mut Scope) -> Result<(), 
             Var::Route => Value::from(req.route()),
             Var::Params => Value::from(
                 req.params()
-                    .iter()
-                    .cloned()
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
                     .collect::<BTreeMap<String, String>>(),
             ),
             Var::Query => {

@@ -2,7 +2,7 @@
 //! then (unless the plugin answered) the upstream's response through
 //! `on_response`, sharing one context.
 
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response};
 use plugin_transform::Transform;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ fn trip(t: &Transform, req: Request, ctx: &mut Context, upstream: Response) -> R
     match request(t, req, ctx) {
         Ok(_) => {
             let mut response = upstream;
-            t.on_response(&mut response, ctx);
+            t.on_response(&Request::new("GET", "/"), &mut response, ctx);
             response
         }
         Err(answer) => answer,
@@ -570,7 +570,7 @@ fn an_upstream_body_that_cannot_be_mapped_is_a_502_with_the_request_id() {
     assert!(!sent.headers().contains("accept-encoding"));
     assert!(!sent.headers().contains("range"));
     let mut resp = Response::json(200, &json!({"id": 1})).with_header("content-encoding", "gzip");
-    t.on_response(&mut resp, &mut ctx);
+    t.on_response(&Request::new("GET", "/"), &mut resp, &mut ctx);
     assert_eq!(resp.status(), 502);
 }
 
@@ -629,15 +629,18 @@ fn filters_for_encodings() {
 #[test]
 fn phases_follow_what_the_config_maps() {
     let request_only = plugin(json!({"request": {"headers": {"x-a": "1"}}}));
-    assert_eq!(request_only.phases(), Phases::REQUEST);
+    assert_eq!(request_only.needs(), Needs::REQUEST);
     // A response mapping that reads nothing from the request (or its body)
     // needs no request phase.
     let response_only = plugin(json!({"response": {"headers": {"x-s": "{{ status }}"}}}));
-    assert_eq!(response_only.phases(), Phases::RESPONSE);
+    assert_eq!(response_only.needs(), Needs::RESPONSE);
     let carrying = plugin(json!({"response": {"headers": {"x-p": "{{ path }}"}}}));
-    assert_eq!(carrying.phases(), Phases::ALL);
+    assert_eq!(carrying.needs(), Needs::REQUEST | Needs::RESPONSE);
     let reading_body = plugin(json!({"response": {"body": "{{ body | tojson }}"}}));
-    assert_eq!(reading_body.phases(), Phases::ALL);
+    assert_eq!(
+        reading_body.needs(),
+        Needs::REQUEST | Needs::RESPONSE | Needs::RESPONSE_BODY
+    );
 }
 
 #[test]
@@ -674,8 +677,8 @@ fn two_entries_keep_their_request_values_apart() {
         Action::Continue
     ));
     let mut resp = Response::new(200);
-    second.on_response(&mut resp, &mut ctx);
-    first.on_response(&mut resp, &mut ctx);
+    second.on_response(&Request::new("GET", "/"), &mut resp, &mut ctx);
+    first.on_response(&Request::new("GET", "/"), &mut resp, &mut ctx);
     assert_eq!(resp.headers().get("x-first"), Some("/one"));
     assert_eq!(resp.headers().get("x-second"), Some("/two"));
 }

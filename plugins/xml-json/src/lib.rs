@@ -39,7 +39,7 @@ pub use error::ConvertError;
 pub use json_to_xml::json_to_xml;
 pub use xml_to_json::xml_to_json;
 
-use plugin_sdk::{Action, Config, Context, Headers, Phases, Plugin, Request, Response, log};
+use plugin_sdk::{Action, Config, Context, Headers, Needs, Plugin, Request, Response, log};
 
 /// Headers that describe the bytes of a body, and are wrong once it is
 /// converted (`Content-Length` is set anew instead).
@@ -113,13 +113,6 @@ fn error_body(status: u16, error: String, request_id: Option<&str>) -> Vec<u8> {
 
 impl Plugin for XmlJson {
     const NAME: &'static str = "xml-json";
-    const PHASES: Phases = Phases::ALL;
-    const READS_REQUEST_BODY: bool = true;
-    const READS_RESPONSE_BODY: bool = true;
-    // A body over the entry's `max_body` cannot be converted, and passing it
-    // unconverted would hand the client the wrong format: the gateway answers
-    // 413 (request) or 502 (response) instead.
-    const PASSES_LARGE_BODIES: bool = false;
 
     fn init(config: Config) -> Result<Self, String> {
         Ok(XmlJson {
@@ -128,16 +121,19 @@ impl Plugin for XmlJson {
     }
 
     /// Only the phases that convert something: a phase taken reads bodies, and
-    /// the gateway buffers them for it.
-    fn phases(&self) -> Phases {
-        let mut phases = Phases::NONE;
+    /// the gateway buffers them for it. A body over the entry's `max_body`
+    /// cannot be converted, and passing it unconverted would hand the client
+    /// the wrong format: the gateway answers 413 (request) or 502 (response)
+    /// instead (no `LARGE_BODIES_PASS`).
+    fn needs(&self) -> Needs {
+        let mut needs = Needs::NONE;
         if self.options.request != Direction::None {
-            phases = phases | Phases::REQUEST;
+            needs = needs | Needs::REQUEST | Needs::REQUEST_BODY;
         }
         if self.options.response != Direction::None {
-            phases = phases | Phases::RESPONSE;
+            needs = needs | Needs::RESPONSE | Needs::RESPONSE_BODY;
         }
-        phases
+        needs
     }
 
     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Action {
@@ -167,7 +163,7 @@ impl Plugin for XmlJson {
         }
     }
 
-    fn on_response(&self, resp: &mut Response, _ctx: &mut Context) {
+    fn on_response(&self, _req: &Request, resp: &mut Response, _ctx: &mut Context) {
         match self.convert(self.options.response, resp.headers(), resp.body()) {
             None => {}
             Some(Ok((body, content_type))) => {

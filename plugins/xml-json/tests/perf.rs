@@ -11,7 +11,7 @@
 //! re-serialising the resulting JSON. Then time per byte at 10 KB, 100 KB and
 //! 1 MB, which should stay flat (linear).
 
-use plugin_sdk::{Config, Context, Plugin, Response};
+use plugin_sdk::{Config, Context, Plugin, Request, Response};
 use plugin_xml_json::{Mapping, XmlJson, json_to_xml, xml_to_json};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -82,7 +82,7 @@ fn conversion_time() {
 
     let on_response = median(1000, || {
         let mut resp = response.clone();
-        plugin.on_response(&mut resp, &mut Context::new());
+        plugin.on_response(&Request::new("GET", "/"), &mut resp, &mut Context::new());
         black_box(resp);
     });
     let converter = median(1000, || {

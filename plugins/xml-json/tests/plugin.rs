@@ -1,7 +1,7 @@
 //! The plugin as the pipeline drives it: which bodies it converts, the
 //! headers it fixes, the answers it gives when it cannot, and its config.
 
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response};
 use plugin_xml_json::XmlJson;
 use serde_json::{Value, json};
 
@@ -27,7 +27,7 @@ fn upstream(content_type: &str, body: &str) -> Response {
 }
 
 fn respond(plugin: &XmlJson, mut resp: Response) -> Response {
-    plugin.on_response(&mut resp, &mut Context::new());
+    plugin.on_response(&Request::new("GET", "/"), &mut resp, &mut Context::new());
     resp
 }
 
@@ -49,14 +49,15 @@ fn json_body(resp: &Response) -> Value {
 
 #[test]
 fn phases_follow_the_directions() {
-    assert_eq!(plugin(json!({})).phases(), Phases::RESPONSE);
+    let both = Needs::REQUEST | Needs::REQUEST_BODY | Needs::RESPONSE | Needs::RESPONSE_BODY;
     assert_eq!(
-        plugin(json!({ "request": "json-to-xml" })).phases(),
-        Phases::ALL
+        plugin(json!({})).needs(),
+        Needs::RESPONSE | Needs::RESPONSE_BODY
     );
+    assert_eq!(plugin(json!({ "request": "json-to-xml" })).needs(), both);
     assert_eq!(
-        plugin(json!({ "request": "json-to-xml", "response": "none" })).phases(),
-        Phases::REQUEST
+        plugin(json!({ "request": "json-to-xml", "response": "none" })).needs(),
+        Needs::REQUEST | Needs::REQUEST_BODY
     );
 }
 

@@ -2,18 +2,20 @@
 //! body and wraps the response body in brackets, reporting the sizes it saw in
 //! headers, so the tests can check that bodies cross only to plugins that ask.
 
-use plugin_sdk::{Action, Config, Context, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response};
 
 /// The plugin.
 pub struct BodyReader;
 
 impl Plugin for BodyReader {
     const NAME: &'static str = "body-reader";
-    const READS_REQUEST_BODY: bool = true;
-    const READS_RESPONSE_BODY: bool = true;
 
     fn init(_config: Config) -> Result<Self, String> {
         Ok(BodyReader)
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::REQUEST | Needs::REQUEST_BODY | Needs::RESPONSE | Needs::RESPONSE_BODY
     }
 
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
@@ -29,7 +31,7 @@ impl Plugin for BodyReader {
         Action::Continue
     }
 
-    fn on_response(&self, resp: &mut Response, ctx: &mut Context) {
+    fn on_response(&self, _req: &Request, resp: &mut Response, ctx: &mut Context) {
         let seen = resp
             .body()
             .map_or("none".to_string(), |b| b.len().to_string());
@@ -61,7 +63,7 @@ mod tests {
         ));
         assert_eq!(req.body(), Some(&b"ABC"[..]));
         let mut resp = Response::new(200).with_body("x");
-        plugin.on_response(&mut resp, &mut ctx);
+        plugin.on_response(&Request::new("GET", "/"), &mut resp, &mut ctx);
         assert_eq!(resp.body(), Some(&b"[x]"[..]));
         assert_eq!(resp.headers().get("x-request-body-len"), Some("3"));
     }

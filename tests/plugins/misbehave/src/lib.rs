@@ -2,7 +2,7 @@
 //! it traps, loops forever (busy, or sleeping through WASI), eats memory,
 //! refuses its config, or plays with the per-request context.
 
-use plugin_sdk::{Action, Config, Context, Phases, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -20,6 +20,10 @@ enum Mode {
     /// Answers with what it was given of the body: `none` unless it reads bodies,
     /// which this plugin does not.
     EchoBody,
+    /// Sends the request to the upstream named in its `x-upstream` header
+    /// (if any) and reports, in `x-seen-*` response headers, the request
+    /// head its response hook sees.
+    ChooseUpstream,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -54,7 +58,7 @@ impl Misbehave {
     /// Does the configured bad thing; returns only for the harmless modes.
     fn act(&self, ctx: &mut Context) -> Option<Response> {
         match self.settings.mode {
-            Mode::Ok | Mode::InitFail | Mode::EchoBody => None,
+            Mode::Ok | Mode::InitFail | Mode::EchoBody | Mode::ChooseUpstream => None,
             Mode::Trap => panic!("misbehave: trap requested"),
             Mode::Loop => {
                 let mut counter: u64 = 0;
@@ -102,14 +106,23 @@ impl Plugin for Misbehave {
         Ok(Misbehave { settings })
     }
 
-    fn phases(&self) -> Phases {
+    fn needs(&self) -> Needs {
+        if self.settings.mode == Mode::ChooseUpstream {
+            return Needs::REQUEST | Needs::RESPONSE;
+        }
         match self.settings.phase {
-            Phase::Request => Phases::REQUEST,
-            Phase::Response => Phases::RESPONSE,
+            Phase::Request => Needs::REQUEST,
+            Phase::Response => Needs::RESPONSE,
         }
     }
 
     fn on_request(&self, req: &mut Request, ctx: &mut Context) -> Action {
+        if self.settings.mode == Mode::ChooseUpstream {
+            if let Some(upstream) = req.headers().get("x-upstream").map(str::to_string) {
+                req.set_upstream(upstream);
+            }
+            return Action::Continue;
+        }
         if self.settings.mode == Mode::EchoBody {
             let seen = req
                 .body()
@@ -122,7 +135,22 @@ impl Plugin for Misbehave {
         }
     }
 
-    fn on_response(&self, resp: &mut Response, ctx: &mut Context) {
+    fn on_response(&self, req: &Request, resp: &mut Response, ctx: &mut Context) {
+        if self.settings.mode == Mode::ChooseUpstream {
+            let seen = [
+                ("x-seen-method", req.method()),
+                ("x-seen-path", req.path()),
+                ("x-seen-route", req.route()),
+                ("x-seen-param", req.param("id").unwrap_or("-")),
+                ("x-seen-upstream", req.upstream().unwrap_or("-")),
+                ("x-seen-consumer", req.consumer().unwrap_or("-")),
+                ("x-seen-request-id", req.id()),
+            ];
+            for (name, value) in seen {
+                resp.headers_mut().set(name, value);
+            }
+            return;
+        }
         if self.settings.mode == Mode::EchoContext {
             for key in ctx.keys() {
                 if let Some(value) = ctx.get(&key) {

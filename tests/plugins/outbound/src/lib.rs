@@ -1,7 +1,7 @@
 //! A test plugin that uses the `http-client` and `kv` capabilities, for the
 //! gateway's integration tests.
 
-use plugin_sdk::{Action, Config, Context, Plugin, Request, Response, http_client, kv};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response, http_client, kv};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -50,6 +50,10 @@ impl Plugin for Outbound {
         Ok(Outbound { settings })
     }
 
+    fn needs(&self) -> Needs {
+        Needs::REQUEST
+    }
+
     fn on_request(&self, _req: &mut Request, _ctx: &mut Context) -> Action {
         match self.settings.mode {
             Mode::Fetch => match http_client::send(http_client::Request::get(&self.settings.url)) {
@@ -76,8 +80,10 @@ impl Plugin for Outbound {
                     .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
                     .map_or(0, u64::from_le_bytes)
                     + 1;
-                kv::set("count", &count.to_le_bytes(), Duration::from_secs(60));
-                Action::Respond(Response::text(200, count.to_string()))
+                match kv::set("count", &count.to_le_bytes(), Duration::from_secs(60)) {
+                    Ok(()) => Action::Respond(Response::text(200, count.to_string())),
+                    Err(refused) => Action::Respond(Response::text(500, refused.to_string())),
+                }
             }
         }
     }

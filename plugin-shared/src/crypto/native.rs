@@ -1,9 +1,10 @@
-//! The in-process implementation of [`crate::crypto`], on aws-lc-rs.
+//! The in-process implementation of the `crypto` interface, on aws-lc-rs.
 //!
-//! Public but hidden: the gateway implements the `crypto` host interface with
-//! this very code, so a plugin unit-tested natively and the same plugin in the
-//! gateway get identical answers. Everything is checked when a key is made;
-//! [`NativeKey::verify`] only runs the primitive.
+//! The gateway implements the `crypto` host interface with this very code, and
+//! the SDK's `VerifyingKey` wraps it natively, so a plugin unit-tested
+//! natively and the same plugin in the gateway get identical answers.
+//! Everything is checked when a key is made (including the input cap,
+//! [`CRYPTO_MAX_INPUT`]); [`NativeKey::verify`] only runs the primitive.
 
 use aws_lc_rs::signature::{
     self, EcdsaVerificationAlgorithm, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents,
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 
 use super::{Algorithm, DigestAlgorithm};
+use crate::limits::CRYPTO_MAX_INPUT;
 
 /// A key bound to one [`Algorithm`]; what `VerifyingKey` wraps natively.
 #[derive(Clone)]
@@ -40,8 +42,11 @@ impl fmt::Debug for NativeKey {
 }
 
 impl NativeKey {
-    /// A key from one JSON Web Key; see `VerifyingKey::from_jwk` for the rules.
+    /// A key from one JSON Web Key; see the SDK's `VerifyingKey::from_jwk` for the rules.
     pub fn from_jwk(alg: Algorithm, jwk: &str) -> Result<NativeKey, String> {
+        if jwk.len() > CRYPTO_MAX_INPUT {
+            return Err("the JWK is too large".into());
+        }
         let jwk = match serde_json::from_str(jwk) {
             Ok(Value::Object(jwk)) => jwk,
             Ok(_) => return Err("a JWK must be a JSON object".into()),
@@ -97,6 +102,9 @@ impl NativeKey {
     /// A key from a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) or, for RSA, an
     /// `RSA PUBLIC KEY` (PKCS#1) block.
     pub fn from_pem(alg: Algorithm, pem: &str) -> Result<NativeKey, String> {
+        if pem.len() > CRYPTO_MAX_INPUT {
+            return Err("the PEM is too large".into());
+        }
         let family = Family::of(alg);
         if let Family::Hmac(_) = family {
             return Err(format!(
