@@ -12,7 +12,8 @@ use gateway::pipeline::{Entry, Pipeline};
 use gateway::plugin::{
     Context, EntryLimits, HostEnv, InstancePool, PluginEngine, Request, Response,
 };
-use plugin_sdk::crypto::{Algorithm, VerifyingKey};
+use plugin_shared::crypto::Algorithm;
+use plugin_shared::crypto::native::NativeKey as VerifyingKey;
 use std::time::{Duration, Instant};
 
 fn request() -> Request {

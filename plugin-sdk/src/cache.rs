@@ -3,7 +3,10 @@
 //! shared by every gateway. Needs the `cache` grant.
 //!
 //! Natively the cache is a per-thread map on the real clock, so tests see
-//! their own writes; nobody ever waits there.
+//! their own writes; nobody ever waits there. It refuses what the gateway
+//! refuses (`plugin_shared::limits`: the key cap, a zero TTL after the cut to
+//! whole milliseconds) and cuts TTLs at the same day; the per-entry size cap
+//! is the gateway's config (`[cache] max_entry`), so natively there is none.
 
 use crate::Headers;
 pub use crate::kv::StoreError;
@@ -31,7 +34,7 @@ pub struct Entry {
 /// `wait` for the filler's entry, so concurrent misses send one request
 /// upstream. `Duration::ZERO` never waits.
 pub fn lookup(key: &str, wait: Duration) -> Option<Entry> {
-    let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+    let wait_ms = plugin_shared::limits::millis_u32(wait);
     #[cfg(target_arch = "wasm32")]
     return crate::bindings::gateway::plugin::cache::lookup(key, wait_ms).map(|e| Entry {
         status: e.status,
@@ -51,7 +54,7 @@ pub fn lookup(key: &str, wait: Duration) -> Option<Entry> {
 /// callers waiting for it. Refused, saying why, for a key over 1 KiB, an
 /// entry over the cache's per-entry cap, a zero TTL or an unreachable store.
 pub fn put(key: &str, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
-    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let ttl_ms = plugin_shared::limits::millis(ttl);
     #[cfg(target_arch = "wasm32")]
     return crate::bindings::gateway::plugin::cache::put(
         key,
@@ -64,7 +67,7 @@ pub fn put(key: &str, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
         },
         ttl_ms,
     )
-    .map_err(StoreError::from);
+    .map_err(crate::kv::store_error);
     #[cfg(not(target_arch = "wasm32"))]
     return native::put(key, entry, ttl_ms);
 }
@@ -89,13 +92,9 @@ pub fn purge(key: &str) {
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
     use super::Entry;
+    use plugin_shared::limits::{CACHE_MAX_TTL, millis};
     use std::cell::RefCell;
     use std::collections::HashMap;
-
-    /// Longest key, as in the gateway.
-    const MAX_KEY: usize = 1024;
-    /// Longest lifetime, as in the gateway.
-    const MAX_TTL_MS: u64 = 86_400_000;
 
     thread_local! {
         static STORE: RefCell<HashMap<String, (Entry, u64)>> = RefCell::new(HashMap::new());
@@ -111,13 +110,11 @@ mod native {
     }
 
     pub fn put(key: &str, entry: Entry, ttl_ms: u64) -> Result<(), super::StoreError> {
-        if key.len() > MAX_KEY {
-            return Err(super::StoreError::KeyTooLong(MAX_KEY as u32));
+        // No per-entry cap natively: that one is the gateway's config.
+        if let Some(refused) = plugin_shared::store::cache_refusal(key, 0, usize::MAX, ttl_ms) {
+            return Err(refused);
         }
-        if ttl_ms == 0 {
-            return Err(super::StoreError::ZeroTtl);
-        }
-        let expires = crate::clock::now_millis().saturating_add(ttl_ms.min(MAX_TTL_MS));
+        let expires = crate::clock::now_millis().saturating_add(ttl_ms.min(millis(CACHE_MAX_TTL)));
         STORE.with_borrow_mut(|s| s.insert(key.to_string(), (entry, expires)));
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! Natively there is no gateway, so tests register consumers with
 //! [`register`] first; lookups then behave as the host's would.
 
+#[cfg(target_arch = "wasm32")]
 use crate::rate_limit::{Policy, Quota};
 use crate::{Context, Headers};
 
@@ -61,20 +62,12 @@ impl Consumer {
 
 /// A usage plan (`[usage_plans.NAME]`): a steady rate and a calendar quota,
 /// enforced by the rate-limit plugin for the consumers on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsagePlan {
-    /// The plan's name.
-    pub name: String,
-    /// The steady rate with its burst.
-    pub rate: Option<Policy>,
-    /// Requests per calendar period.
-    pub quota: Option<Quota>,
-}
+pub use plugin_shared::consumers::UsagePlan;
 
 /// The usage plan called `name`.
 pub fn plan(name: &str) -> Option<UsagePlan> {
     #[cfg(target_arch = "wasm32")]
-    return crate::bindings::gateway::plugin::consumers::plan(name).map(UsagePlan::from);
+    return crate::bindings::gateway::plugin::consumers::plan(name).map(plan_from_wit);
     #[cfg(not(target_arch = "wasm32"))]
     return native::PLANS.with_borrow(|plans| plans.iter().find(|p| p.name == name).cloned());
 }
@@ -144,25 +137,23 @@ impl From<crate::bindings::gateway::plugin::consumers::Consumer> for Consumer {
 }
 
 #[cfg(target_arch = "wasm32")]
-impl From<crate::bindings::gateway::plugin::consumers::UsagePlan> for UsagePlan {
-    fn from(p: crate::bindings::gateway::plugin::consumers::UsagePlan) -> Self {
-        use crate::bindings::gateway::plugin::types::QuotaPeriod as Wit;
-        UsagePlan {
-            name: p.name,
-            rate: p.rate.map(|rate| Policy {
-                limit: rate.limit,
-                period: std::time::Duration::from_millis(rate.period_ms),
-                burst: rate.burst,
-            }),
-            quota: p.quota.map(|quota| Quota {
-                limit: quota.limit,
-                period: match quota.period {
-                    Wit::Day => crate::rate_limit::QuotaPeriod::Day,
-                    Wit::Week => crate::rate_limit::QuotaPeriod::Week,
-                    Wit::Month => crate::rate_limit::QuotaPeriod::Month,
-                },
-            }),
-        }
+fn plan_from_wit(p: crate::bindings::gateway::plugin::consumers::UsagePlan) -> UsagePlan {
+    use crate::bindings::gateway::plugin::types::QuotaPeriod as Wit;
+    UsagePlan {
+        name: p.name,
+        rate: p.rate.map(|rate| Policy {
+            limit: rate.limit,
+            period: std::time::Duration::from_millis(rate.period_ms),
+            burst: rate.burst,
+        }),
+        quota: p.quota.map(|quota| Quota {
+            limit: quota.limit,
+            period: match quota.period {
+                Wit::Day => crate::rate_limit::QuotaPeriod::Day,
+                Wit::Week => crate::rate_limit::QuotaPeriod::Week,
+                Wit::Month => crate::rate_limit::QuotaPeriod::Month,
+            },
+        }),
     }
 }
 

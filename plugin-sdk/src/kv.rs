@@ -1,46 +1,24 @@
 //! A key/value store in the gateway process, shared by every instance of the
 //! same plugin and private to it, with a TTL per entry. Needs the `kv` grant.
 //!
-//! Natively the store is a per-thread map, so tests see their own writes.
+//! Natively the store is a per-thread map, so tests see their own writes, and
+//! it refuses what the gateway refuses (`plugin_shared::limits`: key and value
+//! sizes, a zero TTL after the cut to whole milliseconds) and cuts TTLs at the
+//! same day.
 
 use std::time::Duration;
 
 /// Why a store ([`kv`](crate::kv) or [`cache`](crate::cache)) refused a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
-    /// The key is longer than this many bytes.
-    KeyTooLong(u32),
-    /// The value (or cache entry) is larger than this many bytes.
-    TooLarge(u64),
-    /// A time to live of zero.
-    ZeroTtl,
-    /// The store is unreachable (Redis down); the message says why.
-    Unavailable(String),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::KeyTooLong(max) => write!(f, "key longer than {max} bytes"),
-            Self::TooLarge(max) => write!(f, "value larger than {max} bytes"),
-            Self::ZeroTtl => f.write_str("time to live of zero"),
-            Self::Unavailable(why) => write!(f, "store unavailable: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
+pub use plugin_shared::store::StoreError;
 
 #[cfg(target_arch = "wasm32")]
-impl From<crate::bindings::gateway::plugin::types::StoreError> for StoreError {
-    fn from(e: crate::bindings::gateway::plugin::types::StoreError) -> Self {
-        use crate::bindings::gateway::plugin::types::StoreError as Wit;
-        match e {
-            Wit::KeyTooLong(max) => Self::KeyTooLong(max),
-            Wit::TooLarge(max) => Self::TooLarge(max),
-            Wit::ZeroTtl => Self::ZeroTtl,
-            Wit::Unavailable(why) => Self::Unavailable(why),
-        }
+pub(crate) fn store_error(e: crate::bindings::gateway::plugin::types::StoreError) -> StoreError {
+    use crate::bindings::gateway::plugin::types::StoreError as Wit;
+    match e {
+        Wit::KeyTooLong(max) => StoreError::KeyTooLong(max),
+        Wit::TooLarge(max) => StoreError::TooLarge(max),
+        Wit::ZeroTtl => StoreError::ZeroTtl,
+        Wit::Unavailable(why) => StoreError::Unavailable(why),
     }
 }
 
@@ -56,9 +34,9 @@ pub fn get(key: &str) -> Option<Vec<u8>> {
 /// Refused, saying why, for a key over 512 bytes, a value over 1 MiB, a zero
 /// TTL or an unreachable store.
 pub fn set(key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let ttl_ms = plugin_shared::limits::millis(ttl);
     #[cfg(target_arch = "wasm32")]
-    return crate::bindings::gateway::plugin::kv::set(key, value, ttl_ms).map_err(StoreError::from);
+    return crate::bindings::gateway::plugin::kv::set(key, value, ttl_ms).map_err(store_error);
     #[cfg(not(target_arch = "wasm32"))]
     return native::set(key, value, ttl_ms);
 }
@@ -92,16 +70,11 @@ mod native {
     use super::StoreError;
 
     pub fn set(key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError> {
-        if key.len() > 512 {
-            return Err(StoreError::KeyTooLong(512));
+        if let Some(refused) = plugin_shared::store::kv_refusal(key, value.len(), ttl_ms) {
+            return Err(refused);
         }
-        if value.len() > 1 << 20 {
-            return Err(StoreError::TooLarge(1 << 20));
-        }
-        if ttl_ms == 0 {
-            return Err(StoreError::ZeroTtl);
-        }
-        let expires = crate::clock::now_millis().saturating_add(ttl_ms.min(86_400_000));
+        let max_ttl = plugin_shared::limits::millis(plugin_shared::limits::KV_MAX_TTL);
+        let expires = crate::clock::now_millis().saturating_add(ttl_ms.min(max_ttl));
         STORE.with_borrow_mut(|s| s.insert(key.to_string(), (value.to_vec(), expires)));
         Ok(())
     }

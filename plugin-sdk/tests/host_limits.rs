@@ -39,7 +39,10 @@ fn response_headers_are_refused_as_the_gateway_refuses_them() {
         ("content-length", "5"),
         ("content-type", "text/plain"),
     ] {
-        assert!(ctx.set_response_header(name, value).is_err(), "{name}: {value}");
+        assert!(
+            ctx.set_response_header(name, value).is_err(),
+            "{name}: {value}"
+        );
     }
     for i in 0..limits::RESPONSE_HEADERS_MAX {
         assert_eq!(ctx.set_response_header(&format!("x-h{i}"), "v"), Ok(()));
@@ -66,7 +69,10 @@ fn kv_refuses_long_keys_large_values_and_zero_ttls() {
         Err(StoreError::KeyTooLong(512))
     );
     let large = vec![0; limits::KV_MAX_VALUE + 1];
-    assert_eq!(kv::set("k", &large, ttl), Err(StoreError::TooLarge(1 << 20)));
+    assert_eq!(
+        kv::set("k", &large, ttl),
+        Err(StoreError::TooLarge(1 << 20))
+    );
     assert_eq!(kv::set("k", b"v", Duration::ZERO), Err(StoreError::ZeroTtl));
     // Under a millisecond is zero on its way to the gateway.
     assert_eq!(

@@ -58,6 +58,10 @@ pub const CACHE_MAX_KEY: usize = 1024;
 /// Longest `cache` entry lifetime: a longer TTL is cut to it.
 pub const CACHE_MAX_TTL: Duration = Duration::from_secs(86_400);
 
+/// Longest a `cache.lookup` waits for another request's fill of its key.
+/// Natively nobody waits, so this has no native counterpart.
+pub const CACHE_MAX_WAIT: Duration = Duration::from_secs(30);
+
 /// Longest `rate-limit` key, in bytes (checks and quota counts alike).
 pub const RATE_LIMIT_MAX_KEY: usize = 512;
 /// Longest period of a `rate-limit` policy.
@@ -69,6 +73,10 @@ pub const HTTP_CLIENT_MAX_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest JWK or PEM text a `crypto` key is made from, in bytes.
 pub const CRYPTO_MAX_INPUT: usize = 1 << 20;
+/// Most `crypto` keys one plugin instance holds at once. Keys are host
+/// resources in the gateway and plain values natively, so this one has no
+/// native counterpart.
+pub const CRYPTO_MAX_KEYS: usize = 4096;
 
 /// `duration` in whole milliseconds, as it crosses the contract: cut, not
 /// rounded (1.9 ms is 1 ms, 0.5 ms is 0), and saturating. The SDK converts
@@ -85,7 +93,12 @@ pub fn millis_u32(duration: Duration) -> u32 {
 
 /// Whether a context entry of `key_len` and `value_len` bytes may be stored
 /// in a context holding `entries` entries, `replacing` one of the same key.
-pub fn context_entry_fits(key_len: usize, value_len: usize, entries: usize, replacing: bool) -> bool {
+pub fn context_entry_fits(
+    key_len: usize,
+    value_len: usize,
+    entries: usize,
+    replacing: bool,
+) -> bool {
     let fits = key_len <= CONTEXT_MAX_KEY && value_len <= CONTEXT_MAX_VALUE;
     let has_room = entries < CONTEXT_MAX_ENTRIES || replacing;
     fits && has_room
@@ -134,7 +147,12 @@ mod tests {
 
     #[test]
     fn context_entries_fit_their_caps() {
-        assert!(context_entry_fits(CONTEXT_MAX_KEY, CONTEXT_MAX_VALUE, 0, false));
+        assert!(context_entry_fits(
+            CONTEXT_MAX_KEY,
+            CONTEXT_MAX_VALUE,
+            0,
+            false
+        ));
         assert!(!context_entry_fits(CONTEXT_MAX_KEY + 1, 1, 0, false));
         assert!(!context_entry_fits(1, CONTEXT_MAX_VALUE + 1, 0, false));
         assert!(!context_entry_fits(1, 1, CONTEXT_MAX_ENTRIES, false));

@@ -88,7 +88,10 @@ mod tests {
             cache_refusal(&"k".repeat(CACHE_MAX_KEY + 1), 10, 10, 1),
             Some(StoreError::KeyTooLong(1024))
         );
-        assert_eq!(cache_refusal("k", 11, 10, 1), Some(StoreError::TooLarge(10)));
+        assert_eq!(
+            cache_refusal("k", 11, 10, 1),
+            Some(StoreError::TooLarge(10))
+        );
         assert_eq!(cache_refusal("k", 10, 10, 0), Some(StoreError::ZeroTtl));
     }
 }

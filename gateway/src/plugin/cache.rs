@@ -19,10 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Longest lifetime of an entry.
-pub const MAX_TTL: Duration = Duration::from_secs(86_400);
-/// Longest key.
-pub const MAX_KEY: usize = 1024;
+pub use plugin_shared::limits::{CACHE_MAX_KEY as MAX_KEY, CACHE_MAX_TTL as MAX_TTL};
 /// Fills tracked before expired leases are swept.
 const SWEEP_FILLS_AT: usize = 10_000;
 
@@ -289,15 +286,22 @@ pub fn acceptable(key: &str, entry: &Entry, max_entry: usize) -> bool {
     key.len() <= MAX_KEY && entry.size() <= max_entry
 }
 
-/// Why `entry` cannot be stored under `key` for `ttl`, if it cannot.
+/// Why `entry` cannot be stored under `key` for `ttl`, if it cannot: the
+/// check the SDK's native cache runs too.
 pub fn refusal(key: &str, entry: &Entry, max_entry: usize, ttl: Duration) -> Option<StoreError> {
-    if key.len() > MAX_KEY {
-        return Some(StoreError::KeyTooLong(MAX_KEY as u32));
+    let ttl_ms = plugin_shared::limits::millis(ttl);
+    plugin_shared::store::cache_refusal(key, entry.size(), max_entry, ttl_ms).map(store_error)
+}
+
+/// The contract's form of a shared store refusal.
+pub fn store_error(refused: plugin_shared::store::StoreError) -> StoreError {
+    use plugin_shared::store::StoreError as Shared;
+    match refused {
+        Shared::KeyTooLong(max) => StoreError::KeyTooLong(max),
+        Shared::TooLarge(max) => StoreError::TooLarge(max),
+        Shared::ZeroTtl => StoreError::ZeroTtl,
+        Shared::Unavailable(why) => StoreError::Unavailable(why),
     }
-    if entry.size() > max_entry {
-        return Some(StoreError::TooLarge(max_entry as u64));
-    }
-    ttl.is_zero().then_some(StoreError::ZeroTtl)
 }
 
 /// Waits until the fill a [`Miss::Wait`] names ends or its lease runs out.

@@ -10,7 +10,7 @@ use super::bindings::gateway::plugin::types::{self, QuotaPeriod, StoreError};
 use super::bindings::gateway::plugin::{cache, http_client, kv, rate_limit};
 use super::cache::{Entry as CachedEntry, Miss};
 use super::host::{HostState, Store};
-use super::outbound::{KV_MAX_KEY, KV_MAX_TTL, KV_MAX_VALUE, OutboundError, check_url};
+use super::outbound::{KV_MAX_TTL, OutboundError, check_url};
 use super::ratelimit::{Decision, Policy, Quota, QuotaDecision, validate};
 use super::redis::{Kind, Match};
 use super::wire::{decode_headers, encode_headers};
@@ -18,6 +18,7 @@ use crate::config::StoreFailure;
 use crate::metrics::{Metrics, metrics};
 use bytes::Bytes;
 use http_body_util::Full;
+use plugin_shared::limits::millis;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,14 +136,9 @@ impl kv::Host for HostState {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> Result<(), StoreError> {
-        if key.len() > KV_MAX_KEY {
-            return Err(StoreError::KeyTooLong(KV_MAX_KEY as u32));
-        }
-        if value.len() > KV_MAX_VALUE {
-            return Err(StoreError::TooLarge(KV_MAX_VALUE as u64));
-        }
-        if ttl_ms == 0 {
-            return Err(StoreError::ZeroTtl);
+        // The same check as the SDK's native kv.
+        if let Some(refused) = plugin_shared::store::kv_refusal(&key, value.len(), ttl_ms) {
+            return Err(super::cache::store_error(refused));
         }
         let ttl = Duration::from_millis(ttl_ms);
         match self.env.store.clone() {
@@ -179,10 +175,6 @@ impl kv::Host for HostState {
             }
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl rate_limit::Host for HostState {
@@ -267,12 +259,7 @@ impl rate_limit::Host for HostState {
         let decision = match self.env.store.clone() {
             Store::Local => limits.count(&self.env.namespace, &key, quota, now_ms)?,
             Store::Redis { redis, on_failure } => {
-                if key.len() > super::ratelimit::MAX_KEY {
-                    return Err(format!(
-                        "rate-limit keys are at most {} bytes",
-                        super::ratelimit::MAX_KEY
-                    ));
-                }
+                plugin_shared::rate_limit::check_key(&key)?;
                 let answer = self
                     .io
                     .around(redis.count(&self.env.namespace, &key, quota, now_ms))
@@ -325,9 +312,6 @@ fn failure_outcome(on_failure: StoreFailure) -> &'static str {
     }
 }
 
-/// Longest a request may wait for another's fill of the same cache key.
-const MAX_COLLAPSE_WAIT: Duration = Duration::from_secs(30);
-
 impl HostState {
     /// The cached entry under `key`, from the entry's store.
     async fn cached(&mut self, key: &str) -> Option<cache::Entry> {
@@ -362,7 +346,8 @@ impl cache::Host for HostState {
             Metrics::count(lookups, "hit");
             return Some(found);
         }
-        let wait = Duration::from_millis(u64::from(wait_ms)).min(MAX_COLLAPSE_WAIT);
+        let wait =
+            Duration::from_millis(u64::from(wait_ms)).min(plugin_shared::limits::CACHE_MAX_WAIT);
         if wait.is_zero() {
             Metrics::count(lookups, "miss");
             return None;

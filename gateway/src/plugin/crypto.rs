@@ -12,14 +12,11 @@ use super::bindings::gateway::plugin::crypto::{
 use super::host::HostState;
 use plugin_shared::crypto::native::{self, NativeKey};
 use plugin_shared::crypto::{Algorithm, DigestAlgorithm};
+use plugin_shared::limits::CRYPTO_MAX_KEYS as MAX_KEYS;
 use wasmtime::component::Resource;
 
 /// The resource behind a plugin's `verifying-key` handle.
 pub struct VerifyingKey(NativeKey);
-
-/// Most keys one instance may hold at once (a host resource: natively a key
-/// is a plain value, so this cap has no native counterpart).
-const MAX_KEYS: usize = 4096;
 
 fn algorithm(alg: WitAlgorithm) -> Algorithm {
     match alg {

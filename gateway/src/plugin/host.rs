@@ -4,6 +4,7 @@
 use super::bindings::gateway::plugin::{clock, consumers, context, log, types};
 use super::outbound::{HostPattern, Services};
 use crate::identity::{Consumer, Consumers};
+use plugin_shared::limits;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -13,20 +14,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// What the SDK's panic hook starts its error line with.
 const PANIC_PREFIX: &str = "panic: ";
-
-/// Longest log line a plugin may write; the rest is cut.
-const MAX_LOG_LINE: usize = 4 * 1024;
-/// Most entries a request's context may hold.
-pub const MAX_CONTEXT_ENTRIES: usize = 64;
-/// Longest context key.
-const MAX_CONTEXT_KEY: usize = 256;
-/// Longest context value.
-const MAX_CONTEXT_VALUE: usize = 16 * 1024;
-
-/// Most headers request-phase plugins may set on the client's response.
-const MAX_RESPONSE_HEADERS: usize = 32;
-/// Most bytes of names and values they may set in all.
-const MAX_RESPONSE_HEADER_BYTES: usize = 8 * 1024;
 
 /// What a pipeline's plugins share for one request: key/value strings, and
 /// headers set for the client's response.
@@ -55,9 +42,8 @@ impl Context {
     /// Stores `value` under `key` unless it is over a cap, in which case the
     /// key is handed back.
     pub fn set(&mut self, key: String, value: String) -> Result<(), String> {
-        let fits = key.len() <= MAX_CONTEXT_KEY && value.len() <= MAX_CONTEXT_VALUE;
-        let has_room = self.values.len() < MAX_CONTEXT_ENTRIES || self.values.contains_key(&key);
-        if !(fits && has_room) {
+        let replacing = self.values.contains_key(&key);
+        if !limits::context_entry_fits(key.len(), value.len(), self.values.len(), replacing) {
             return Err(key);
         }
         self.values.insert(key, value);
@@ -69,10 +55,7 @@ impl Context {
     pub fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), String> {
         let name = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("invalid header name `{}`", name.escape_default()))?;
-        if crate::proxy::is_hop_by_hop(&name)
-            || name == http::header::CONTENT_LENGTH
-            || name == http::header::CONTENT_TYPE
-        {
+        if !limits::response_header_settable(name.as_str()) {
             return Err(format!("`{name}` cannot be set this way"));
         }
         let value = http::HeaderValue::from_str(value)
@@ -92,14 +75,8 @@ impl Context {
             }
             None => (self.response_headers.len() + 1, 0),
         };
-        if count > MAX_RESPONSE_HEADERS
-            || self.response_header_bytes - freed + bytes > MAX_RESPONSE_HEADER_BYTES
-        {
-            // Refused whole: an earlier value of the same name stays.
-            return Err(format!(
-                "over the cap of {MAX_RESPONSE_HEADERS} response headers or {MAX_RESPONSE_HEADER_BYTES} bytes"
-            ));
-        }
+        // Refused whole: an earlier value of the same name stays.
+        limits::response_headers_within(count, self.response_header_bytes - freed + bytes)?;
         self.response_header_bytes = self.response_header_bytes - freed + bytes;
         match replaced {
             Some(at) => self.response_headers[at] = (name, value),
@@ -112,7 +89,7 @@ impl Context {
     pub fn start_fill(&mut self, namespace: &Arc<str>, key: &str, fill: u64) {
         // One lookup per key and request in practice; the cap only bounds a
         // plugin that misses in a loop (its older fills then end by lease).
-        if self.fills.len() < MAX_CONTEXT_ENTRIES {
+        if self.fills.len() < limits::CONTEXT_MAX_ENTRIES {
             self.fills.push((namespace.clone(), key.to_string(), fill));
         }
     }
@@ -309,14 +286,7 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn write(&mut self, level: log::Level, mut message: String) {
-        if message.len() > MAX_LOG_LINE {
-            let mut end = MAX_LOG_LINE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push_str("...");
-        }
+        limits::cut_log_line(&mut message);
         let plugin = &*self.plugin;
         if level == log::Level::Error
             && let Some(panic) = message.strip_prefix(PANIC_PREFIX)
@@ -458,7 +428,7 @@ mod tests {
     #[test]
     fn response_headers_are_capped_in_count_and_bytes() {
         let mut context = Context::new();
-        for i in 0..MAX_RESPONSE_HEADERS {
+        for i in 0..limits::RESPONSE_HEADERS_MAX {
             assert_eq!(context.set_response_header(&format!("x-h{i}"), "v"), Ok(()));
         }
         assert!(context.set_response_header("x-one-more", "v").is_err());
@@ -466,11 +436,11 @@ mod tests {
         assert_eq!(context.set_response_header("x-h0", "w"), Ok(()));
 
         let mut context = Context::new();
-        let big = "v".repeat(MAX_RESPONSE_HEADER_BYTES / 2);
+        let big = "v".repeat(limits::RESPONSE_HEADERS_MAX_BYTES / 2);
         assert_eq!(context.set_response_header("x-a", &big), Ok(()));
         assert!(context.set_response_header("x-b", &big).is_err());
         // A refused replacement keeps the earlier value.
-        let huge = "v".repeat(MAX_RESPONSE_HEADER_BYTES);
+        let huge = "v".repeat(limits::RESPONSE_HEADERS_MAX_BYTES);
         assert!(context.set_response_header("x-a", &huge).is_err());
         assert_eq!(context.response_headers[0].1, big.as_str());
         // The refused header did not count against the budget.

@@ -4,10 +4,10 @@
 //! keys are evicted first).
 
 use governor::clock::{Clock, DefaultClock};
-use plugin_shared::rate_limit::native::{self, Limiter};
 pub use plugin_shared::rate_limit::native::validate;
-use plugin_shared::rate_limit::{check_key, quota_decision, window};
+use plugin_shared::rate_limit::native::{self, Limiter};
 pub use plugin_shared::rate_limit::{Decision, Policy, Quota, QuotaDecision};
+use plugin_shared::rate_limit::{check_key, quota_decision, window};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

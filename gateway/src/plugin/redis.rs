@@ -6,7 +6,9 @@
 //! Failures are counted and logged at most once per [`LOG_EVERY`]; what a
 //! failure means for a request is up to the caller (see `StoreFailure`).
 
-use plugin_shared::rate_limit::{Decision, Policy, Quota, QuotaDecision, QuotaPeriod, quota_decision};
+use plugin_shared::rate_limit::{
+    Decision, Policy, Quota, QuotaDecision, QuotaPeriod, quota_decision,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -110,10 +110,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     backend::constant_time_eq(a, b)
 }
 
-/// Inside the gateway: the `crypto` host imports.
 #[cfg(target_arch = "wasm32")]
 mod host {
-    //! The wasm32 side: every call goes to the gateway's `crypto` interface.
+    //! Inside the gateway: every call goes to the host's `crypto` interface.
     use super::{Algorithm, DigestAlgorithm};
     use crate::bindings::gateway::plugin::crypto as wit;
     use std::rc::Rc;
