@@ -101,7 +101,7 @@ print(f"{head}.{body}.{b64(sig)}")
 PY
 )
 
-gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt" / "rl" / "rlr" / "hit", $3 port
+gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "jwt" / "rl" / "rlr" / "hit", $3 port
   {
     echo "[server]"
     echo "listen = \"127.0.0.1:$3\""
@@ -111,7 +111,7 @@ gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt" / "rl
     fi
     echo "[upstreams.up]"
     echo "targets = [\"127.0.0.1:$UPSTREAM_PORT\"]"
-    if [ "$2" = key ]; then
+    if [ "$2" = key ] || [ "$2" = keyrl ]; then
       for i in $(seq 1 1000); do
         echo "[[consumers]]"
         echo "name = \"c$i\""
@@ -129,6 +129,13 @@ gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "jwt" / "rl
       key)
         echo "[[routes.plugins]]"
         echo "plugin = \"key-auth\""
+        ;;
+      keyrl)
+        echo "[[routes.plugins]]"
+        echo "plugin = \"key-auth\""
+        echo "[[routes.plugins]]"
+        echo "plugin = \"rate-limit\""
+        echo "config = { limits = [{ rate = \"1000000000/s\", by = [\"consumer\"] }] }"
         ;;
       rl|rlr)
         echo "[[routes.plugins]]"
@@ -373,6 +380,25 @@ for n in $CONFIGS; do
   i=$((i + 1))
 done
 
+# The speed bars: CPU per request of the setups they compare, in three
+# alternating rounds (the median of each), so a swing of the machine's speed
+# hits every setup alike. key-auth then rate-limit by consumer is a gateway of
+# its own, measured only here.
+KEYRL_PORT=$(free_port)
+gateway_conf "$WORK/gwkeyrl.toml" keyrl "$KEYRL_PORT"
+RUST_LOG=warn "$GATEWAY" run --config "$WORK/gwkeyrl.toml" > /dev/null 2> "$WORK/gwkeyrl.log" &
+KEYRL_PID=$!
+wait_port "$KEYRL_PORT"
+sanity "http://127.0.0.1:$KEYRL_PORT/" "$WORK/gwkeyrl.log" "x-api-key: $API_KEY"
+declare -A BAR
+for round in 1 2 3; do
+  BAR[nginx]+=" $(cpu_per_request "http://127.0.0.1:$NGINX_PORT/" "$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')")"
+  BAR[gw0]+=" $(cpu_per_request "http://127.0.0.1:${PORT[0]}/" "${GW_PIDS[0]}")"
+  BAR[gw5]+=" $(cpu_per_request "http://127.0.0.1:${PORT[5]}/" "${GW_PIDS[2]}")"
+  BAR[keyrl]+=" $(cpu_per_request "http://127.0.0.1:$KEYRL_PORT/" "$KEYRL_PID" "x-api-key: $API_KEY")"
+done
+kill "$KEYRL_PID"; wait "$KEYRL_PID" 2>/dev/null || true
+
 for pid in "${GW_PIDS[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
 
 # Deadline bar: how long a looping plugin takes to be stopped (deadline 50ms).
@@ -524,6 +550,24 @@ for label, key in rows:
         print(f"| {label} | {cpu[key]:.1f} | {over} |")
 print()
 print(f"Per headers plugin: {cpu['gw1'] - cpu['gw0']:.1f} us with 1, {(cpu['gw5'] - cpu['gw0']) / 5:.1f} us each with 5.")
+print()
+print("## Speed bars")
+print()
+print("CPU per request as above, in three alternating rounds over the four setups; medians (us) and their ratios.")
+print()
+import statistics
+bar = {k: [float(x) for x in v.split()] for k, v in {"nginx": "${BAR[nginx]}", "gw0": "${BAR[gw0]}", "gw5": "${BAR[gw5]}", "keyrl": "${BAR[keyrl]}"}.items()}
+med = {k: statistics.median(v) for k, v in bar.items()}
+print("| setup | rounds (us) | median (us) |")
+print("|---|---|---|")
+for label, key in [("nginx (proxy_pass, keepalive)", "nginx"), ("gateway, empty pipeline", "gw0"), ("gateway, 5 headers plugins", "gw5"), ("gateway, key-auth (1001 consumers) then rate-limit by consumer", "keyrl")]:
+    print(f"| {label} | {', '.join(f'{x:.1f}' for x in bar[key])} | {med[key]:.1f} |")
+print()
+print("| bar | measured | at most |")
+print("|---|---|---|")
+print(f"| key-auth + rate-limit over the empty pipeline | {med['keyrl'] / med['gw0']:.2f}x | 1.30x |")
+print(f"| five headers plugins over the empty pipeline | {med['gw5'] / med['gw0']:.2f}x | 1.35x |")
+print(f"| empty pipeline over nginx | {med['gw0'] / med['nginx']:.2f}x | 1.40x |")
 print()
 print(f"Of the {cpu['gw0'] - cpu['nginx']:.1f} us the empty pipeline costs over nginx per request, {cpu['bare'] - cpu['nginx']:.1f} us is hyper's own")
 print(f"(the bare proxy against nginx) and {cpu['gw0'] - cpu['bare']:.1f} us is the gateway's (routing, limits, forwarding headers, request id, metrics).")
