@@ -62,9 +62,9 @@ pub async fn handle(
     let request_id = request_id(request.headers());
     let id = request_id.to_str().unwrap_or("-");
     let trace = Traceparent::continue_or_start(request.headers());
-    if let Ok(value) = HeaderValue::try_from(trace.header()) {
-        request.headers_mut().insert(TRACEPARENT.clone(), value);
-    }
+    request
+        .headers_mut()
+        .insert(TRACEPARENT.clone(), trace.header());
     let method = request.method().clone();
     // For the access log; cloning a parsed URI shares its bytes.
     let uri = request.uri().clone();
@@ -108,7 +108,7 @@ pub async fn handle(
         tracing::info!(
             target: "access",
             request_id = %id,
-            trace_id = %trace.trace_id,
+            trace_id = %trace.trace_id(),
             client = %conn.client,
             method = %method,
             path = %uri.path(),
