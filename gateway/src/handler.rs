@@ -140,12 +140,20 @@ async fn process<'rt>(
     access: &mut Access<'rt>,
 ) -> Result<Response<Body>, RequestError> {
     crate::request_head::check(&mut request)?;
+    // Only a request phase reads the path parameters.
+    let wants_params = |route: usize| {
+        runtime
+            .routes
+            .get(route)
+            .is_none_or(|route| route.pipeline.has_request_phase())
+    };
     let matched = runtime
         .router
-        .find(
+        .find_with(
             authority(request.uri(), request.headers()),
             request.method(),
             request.uri().path(),
+            wants_params,
         )
         .map_err(|miss| match miss {
             Miss::NotFound => RequestError::NoRoute,
