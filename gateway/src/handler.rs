@@ -210,14 +210,14 @@ async fn process<'rt>(
             parts.headers.remove(&X_FORWARDED_CLIENT_CERT);
         }
     }
-    // A body still to come must keep coming; one that ended is left as it is.
-    let (body, answered) = if http_body::Body::is_end_stream(&body) {
+    // A body still to come must keep coming, within the limit; one that
+    // ended is left as it is (nothing more can come to time or to count).
+    let (mut body, answered) = if http_body::Body::is_end_stream(&body) {
         (body, None)
     } else {
         let (body, answered) = crate::body::read_timeout(body, runtime.limits.body_read_timeout);
-        (body, Some(answered))
+        (limit_body(body, limit), Some(answered))
     };
-    let mut body = limit_body(body, limit);
     // Plugins see the id the client will get back (to quote it in their answers).
     parts
         .headers
