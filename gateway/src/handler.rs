@@ -63,9 +63,9 @@ pub async fn handle(
     let request_id = request_id(request.headers());
     let id = request_id.to_str().unwrap_or("-");
     let trace = Traceparent::continue_or_start(request.headers());
-    if let Ok(value) = HeaderValue::try_from(trace.header()) {
-        request.headers_mut().insert(TRACEPARENT.clone(), value);
-    }
+    request
+        .headers_mut()
+        .insert(TRACEPARENT.clone(), trace.header());
     let method = request.method().clone();
     // For the access log; cloning a parsed URI shares its bytes.
     let uri = request.uri().clone();
@@ -109,7 +109,7 @@ pub async fn handle(
         tracing::info!(
             target: "access",
             request_id = %id,
-            trace_id = %trace.trace_id,
+            trace_id = %trace.trace_id(),
             client = %conn.client,
             method = %method,
             path = %uri.path(),
@@ -141,12 +141,20 @@ async fn process<'rt>(
     access: &mut Access<'rt>,
 ) -> Result<Response<Body>, RequestError> {
     crate::request_head::check(&mut request)?;
+    // Only a request phase reads the path parameters.
+    let wants_params = |route: usize| {
+        runtime
+            .routes
+            .get(route)
+            .is_none_or(|route| route.pipeline.has_request_phase())
+    };
     let matched = runtime
         .router
-        .find(
+        .find_with(
             authority(request.uri(), request.headers()),
             request.method(),
             request.uri().path(),
+            wants_params,
         )
         .map_err(|miss| match miss {
             Miss::NotFound => RequestError::NoRoute,
@@ -203,14 +211,14 @@ async fn process<'rt>(
             parts.headers.remove(&X_FORWARDED_CLIENT_CERT);
         }
     }
-    // A body still to come must keep coming; one that ended is left as it is.
-    let (body, answered) = if http_body::Body::is_end_stream(&body) {
+    // A body still to come must keep coming, within the limit; one that
+    // ended is left as it is (nothing more can come to time or to count).
+    let (mut body, answered) = if http_body::Body::is_end_stream(&body) {
         (body, None)
     } else {
         let (body, answered) = crate::body::read_timeout(body, runtime.limits.body_read_timeout);
-        (body, Some(answered))
+        (limit_body(body, limit), Some(answered))
     };
-    let mut body = limit_body(body, limit);
     // Plugins see the id the client will get back (to quote it in their answers).
     parts
         .headers

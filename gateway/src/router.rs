@@ -183,7 +183,22 @@ impl Router {
 
     /// Finds the route for a request. `host` may carry a port; it is ignored.
     pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Result<Match, Miss> {
-        let host = host.map(strip_port).map(str::to_ascii_lowercase);
+        self.find_with(host, method, path, |_| true)
+    }
+
+    /// [`Router::find`], capturing the path parameters only for the routes
+    /// `wants_params` says read them (the others get none, and the request
+    /// allocates nothing for them). The host is only looked at when some
+    /// route names one.
+    pub fn find_with(
+        &self,
+        host: Option<&str>,
+        method: &Method,
+        path: &str,
+        wants_params: impl Fn(RouteId) -> bool,
+    ) -> Result<Match, Miss> {
+        let by_host = !(self.exact.is_empty() && self.wildcard.is_empty());
+        let host = host.filter(|_| by_host).map(strip_port).map(lower_case);
         let mut allowed: Vec<Method> = Vec::new();
         let tables = host
             .as_deref()
@@ -207,11 +222,14 @@ impl Router {
                 .or(candidates.any);
             match route {
                 Some(route) => {
-                    let params = found
-                        .params
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
+                    let params = match wants_params(route) {
+                        true => found
+                            .params
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        false => Vec::new(),
+                    };
                     return Ok(Match { route, params });
                 }
                 None => {
@@ -228,6 +246,15 @@ impl Router {
             allowed.dedup();
             Err(Miss::MethodNotAllowed(allowed))
         }
+    }
+}
+
+/// `host` in lower case, borrowed when it already is (as clients send it).
+fn lower_case(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
     }
 }
 

@@ -90,45 +90,49 @@ fn forwarded_ip(entry: &str) -> Option<IpAddr> {
 /// forwarded (RFC 9110 section 7.6.1). Headers a `Connection` header names
 /// are hop-by-hop too; [`strip_hop_by_hop`] removes those as well.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-    ]
-    .contains(&name)
+    hop_by_hop(name).is_some()
+}
+
+/// The hop-by-hop header `name` is, if it is one. By text: every name of
+/// every message is asked, and a match on the text looks at its length
+/// first, where comparing `HeaderName`s would be nine comparisons each.
+fn hop_by_hop(name: &HeaderName) -> Option<&'static HeaderName> {
+    Some(match name.as_str() {
+        "connection" => &header::CONNECTION,
+        "keep-alive" => &KEEP_ALIVE,
+        "proxy-connection" => &PROXY_CONNECTION,
+        "te" => &header::TE,
+        "trailer" => &header::TRAILER,
+        "transfer-encoding" => &header::TRANSFER_ENCODING,
+        "upgrade" => &header::UPGRADE,
+        "proxy-authenticate" => &header::PROXY_AUTHENTICATE,
+        "proxy-authorization" => &header::PROXY_AUTHORIZATION,
+        _ => return None,
+    })
 }
 
 /// Removes headers that describe one connection and must not be forwarded,
 /// including those named in `Connection`.
+///
+/// Most messages have none, and most others one (`Connection: keep-alive`
+/// from an HTTP/1.1 upstream): one pass over the names decides, and nothing
+/// is allocated unless `Connection` has several lines.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages have none: one pass over the names instead of a hashed
-    // lookup per hop-by-hop name.
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    let mut lines = headers.get_all(header::CONNECTION).iter();
+    let first = lines.next().cloned();
+    let rest: Vec<HeaderValue> = lines.cloned().collect();
+    for line in first.iter().chain(&rest) {
+        let Ok(line) = line.to_str() else { continue };
+        for name in line.split(',') {
+            // Not a header name: nothing to remove.
+            headers.remove(name.trim());
+        }
     }
-    let hop_by_hop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
-    for name in hop_by_hop {
-        headers.remove(name);
+    while let Some(hop) = headers.keys().find_map(hop_by_hop) {
+        headers.remove(hop);
     }
 }
 
@@ -144,37 +148,22 @@ pub fn apply_forwarded(
 ) {
     let ip = peer.ip().to_canonical();
     let believe = trusted.trusts(ip);
-    let ip_text = ip.to_string();
-
-    let mut element = String::with_capacity(ip_text.len() + 64);
-    element.push_str("for=");
-    match ip {
-        IpAddr::V4(_) => element.push_str(&ip_text),
-        IpAddr::V6(_) => {
-            element.push_str("\"[");
-            element.push_str(&ip_text);
-            element.push_str("]\"");
-        }
-    }
-    element.push_str(";proto=");
-    element.push_str(scheme);
-    if let Some(host) = host
+    let mut ip_buffer = [0u8; IP_TEXT_MAX];
+    let ip_text = ip_text(ip, &mut ip_buffer);
+    // Quoted in `Forwarded`: only a host that cannot break out of the quotes.
+    let quotable = host
         .and_then(|h| h.to_str().ok())
-        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
-    {
-        element.push_str(";host=\"");
-        element.push_str(host);
-        element.push('"');
-    }
-    let forwarded = match joined(headers, &FORWARDED) {
-        Some(prior) if believe => format!("{prior}, {element}"),
-        _ => element,
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'));
+    let element = forwarded_element(ip, ip_text, scheme, quotable);
+    let forwarded = match joined_if(believe, headers, &FORWARDED) {
+        Some(prior) => format!("{prior}, {element}"),
+        None => element,
     };
     set(headers, &FORWARDED, forwarded);
 
-    let xff = match joined(headers, &X_FORWARDED_FOR) {
-        Some(prior) if believe => format!("{prior}, {ip_text}"),
-        _ => ip_text,
+    let xff = match joined_if(believe, headers, &X_FORWARDED_FOR) {
+        Some(prior) => format!("{prior}, {ip_text}"),
+        None => ip_text.to_string(),
     };
     set(headers, &X_FORWARDED_FOR, xff);
 
@@ -190,6 +179,57 @@ pub fn apply_forwarded(
         }
         _ => {}
     }
+}
+
+/// The longest text of an IP address (an IPv4-mapped IPv6 one is 45 bytes).
+const IP_TEXT_MAX: usize = 48;
+
+/// `ip` as text, written into `buffer` (no allocation per request).
+fn ip_text(ip: IpAddr, buffer: &mut [u8; IP_TEXT_MAX]) -> &str {
+    use std::io::Write;
+    let mut cursor = &mut buffer[..];
+    // Always fits (see IP_TEXT_MAX).
+    let _ = write!(cursor, "{ip}");
+    let written = IP_TEXT_MAX - cursor.len();
+    std::str::from_utf8(&buffer[..written]).unwrap_or_default()
+}
+
+/// This hop's `Forwarded` element (RFC 7239), in a string of exactly its
+/// length, so it becomes a header value without another allocation.
+fn forwarded_element(ip: IpAddr, ip_text: &str, scheme: &str, host: Option<&str>) -> String {
+    const FOR: &str = "for=";
+    const PROTO: &str = ";proto=";
+    const HOST: &str = ";host=\"";
+    let quoted = matches!(ip, IpAddr::V6(_));
+    let length = FOR.len()
+        + ip_text.len()
+        + if quoted { 4 } else { 0 }
+        + PROTO.len()
+        + scheme.len()
+        + host.map_or(0, |host| HOST.len() + host.len() + 1);
+    let mut element = String::with_capacity(length);
+    element.push_str(FOR);
+    if quoted {
+        element.push_str("\"[");
+        element.push_str(ip_text);
+        element.push_str("]\"");
+    } else {
+        element.push_str(ip_text);
+    }
+    element.push_str(PROTO);
+    element.push_str(scheme);
+    if let Some(host) = host {
+        element.push_str(HOST);
+        element.push_str(host);
+        element.push('"');
+    }
+    element
+}
+
+/// [`joined`] when the peer's headers are `believe`d (else they are
+/// replaced, and never read).
+fn joined_if(believe: bool, headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    believe.then(|| joined(headers, name)).flatten()
 }
 
 /// Every line of a list header, in order, as one list (a proxy may have added

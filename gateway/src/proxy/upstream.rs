@@ -265,7 +265,7 @@ impl Upstream {
             builder.enable_http1().wrap_connector(http)
         };
         let connector = TimedConnector {
-            inner: connect,
+            inner: Arc::new(connect),
             timeout: settings.connect_timeout.0,
         };
         let h2 = http2.then(|| {
@@ -285,7 +285,7 @@ impl Upstream {
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(settings.idle_timeout.0)
                     .pool_max_idle_per_host(settings.max_idle_connections)
-                    .build(connector.clone())
+                    .build(connector.for_worker())
             })
             .collect();
         Ok(Self {
@@ -912,10 +912,26 @@ fn client_builder(http2: bool, keepalive: Duration) -> hyper_util::client::legac
 /// The connector with one deadline over the TCP connect and the TLS
 /// handshake: a target that accepts connections but stalls the handshake is
 /// a failed connection after `connect_timeout`, like one that does not answer.
+///
+/// hyper-util's pooled client clones its connector for every request, even
+/// one an idle pooled connection serves, which is nearly all of them: the
+/// TLS connector (three reference counts, shared by every worker) is behind
+/// one `Arc` of the worker's own ([`TimedConnector::for_worker`]), and cloned
+/// only to open a connection.
 #[derive(Clone)]
 pub(super) struct TimedConnector {
-    inner: HttpsConnector<HttpConnector>,
+    inner: Arc<HttpsConnector<HttpConnector>>,
     timeout: Duration,
+}
+
+impl TimedConnector {
+    /// A copy whose reference count only the calling worker's pool touches.
+    fn for_worker(&self) -> Self {
+        Self {
+            inner: Arc::new(HttpsConnector::clone(&self.inner)),
+            timeout: self.timeout,
+        }
+    }
 }
 
 type Connecting = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Response;
@@ -929,15 +945,18 @@ impl tower_service::Service<Uri> for TimedConnector {
 
     fn poll_ready(
         &mut self,
-        cx: &mut std::task::Context<'_>,
+        _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        // The copy that connects is made ready in `call`.
+        std::task::Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
+        let mut inner = HttpsConnector::clone(&self.inner);
         let timeout = self.timeout;
         Box::pin(async move {
+            std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+            let connecting = inner.call(uri);
             tokio::time::timeout(timeout, connecting)
                 .await
                 .unwrap_or_else(|_| Err(format!("no connection within {timeout:?}").into()))

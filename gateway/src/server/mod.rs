@@ -19,7 +19,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -291,10 +292,20 @@ fn admit(runtime: &Runtime, peer: std::net::SocketAddr, activity: Arc<Activity>)
 /// open, HTTP/1.1 finishes the response in progress. (A future written out,
 /// not an `async fn`: generic over the connection, the latter trips rustc's
 /// `Send` inference for the spawned task.)
+///
+/// The connection's task is woken several times per request (the client's
+/// bytes, the upstream's answer, room to write); the reasons to close are
+/// looked at again only when one of them woke it ([`CloseWake`]), not at
+/// every wake-up.
 struct Drive<C> {
     connection: std::pin::Pin<Box<C>>,
     /// Resolves when the connection should close; `None` once it did.
     close: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// What `close` is polled with: records that it was woken.
+    close_wake: Arc<CloseWake>,
+    close_waker: std::task::Waker,
+    /// The task's waker as `close_wake` last got it.
+    task_waker: Option<std::task::Waker>,
     /// Held until the connection ends: the drain waits for every one.
     _stopping: watch::Receiver<()>,
 }
@@ -318,10 +329,44 @@ impl<C: GracefulConnection> Drive<C> {
                 }
             }
         });
+        let close_wake = Arc::new(CloseWake::default());
         Self {
             connection: Box::pin(connection),
             close: Some(close),
+            close_waker: std::task::Waker::from(close_wake.clone()),
+            close_wake,
+            task_waker: None,
             _stopping: stopping,
+        }
+    }
+
+    /// Polls `close` if it was woken since it was last polled, and closes the
+    /// connection gracefully once it resolves.
+    fn poll_close(&mut self, cx: &std::task::Context<'_>) {
+        if !self
+            .task_waker
+            .as_ref()
+            .is_some_and(|known| known.will_wake(cx.waker()))
+        {
+            let waker = cx.waker().clone();
+            *self.close_wake.task() = Some(waker.clone());
+            self.task_waker = Some(waker);
+        }
+        // After the task's waker is in place: a wake from now on is seen
+        // here or wakes the task again.
+        if !self.close_wake.woken.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let Some(close) = self.close.as_mut() else {
+            return;
+        };
+        if close
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&self.close_waker))
+            .is_ready()
+        {
+            self.close = None;
+            self.connection.as_mut().graceful_shutdown();
         }
     }
 }
@@ -333,13 +378,47 @@ impl<C: GracefulConnection> Future for Drive<C> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        if let Some(close) = self.close.as_mut()
-            && close.as_mut().poll(cx).is_ready()
-        {
-            self.close = None;
-            self.connection.as_mut().graceful_shutdown();
+        if self.close.is_some() {
+            self.poll_close(cx);
         }
         self.connection.as_mut().poll(cx)
+    }
+}
+
+/// The waker a connection's reasons to close are polled with: it notes that
+/// one of them may be ready, and wakes the connection's task.
+struct CloseWake {
+    /// Set by a wake, cleared when `close` is polled (set at first, so the
+    /// first poll registers its timers and channels).
+    woken: AtomicBool,
+    task: Mutex<Option<std::task::Waker>>,
+}
+
+impl Default for CloseWake {
+    fn default() -> Self {
+        Self {
+            woken: AtomicBool::new(true),
+            task: Mutex::new(None),
+        }
+    }
+}
+
+impl CloseWake {
+    fn task(&self) -> std::sync::MutexGuard<'_, Option<std::task::Waker>> {
+        self.task.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::task::Wake for CloseWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if let Some(task) = self.task().as_ref() {
+            task.wake_by_ref();
+        }
     }
 }
 
