@@ -141,12 +141,12 @@ async fn process<'rt>(
     access: &mut Access<'rt>,
 ) -> Result<Response<Body>, RequestError> {
     crate::request_head::check(&mut request)?;
-    // Only a request phase reads the path parameters.
+    // Only plugins read the path parameters (in either phase).
     let wants_params = |route: usize| {
-        runtime
-            .routes
-            .get(route)
-            .is_none_or(|route| route.pipeline.has_request_phase())
+        runtime.routes.get(route).is_none_or(|route| {
+            let pipeline = &route.pipeline;
+            pipeline.has_request_phase() || pipeline.has_response_phase(pipeline.entries().len())
+        })
     };
     let matched = runtime
         .router

@@ -303,6 +303,14 @@ config = {{ mode = "set-context", key = "consumer", value = "alice" }}
 [[routes.plugins]]
 plugin = "{p}"
 config = {{ mode = "choose-upstream" }}
+
+[[routes]]
+name = "response-only"
+path = "/only/{{id}}"
+upstream = "stable"
+[[routes.plugins]]
+plugin = "{p}"
+config = {{ mode = "choose-upstream", phase = "response" }}
 "#,
         stable = stable.addr,
         canary = canary.addr,
@@ -345,6 +353,14 @@ config = {{ mode = "choose-upstream" }}
 
     // An upstream the route does not list fails the call: 500, and the
     // request goes nowhere.
+    // A route whose plugins take only the response phase: its hook sees the
+    // path parameters too.
+    let response_only = get(&gw.url("/only/9")).await;
+    assert_eq!(seen(&response_only, "x-seen-param"), "9");
+    assert_eq!(seen(&response_only, "x-seen-route"), "response-only");
+    assert_eq!(seen(&response_only, "x-seen-consumer"), "-");
+    assert_eq!((stable.hits(), canary.hits()), (2, 1));
+
     let unlisted = send(&client(), ask("elsewhere")).await;
     assert_eq!(unlisted.status, 500, "{}", unlisted.body);
     let log = gw.log();
@@ -352,7 +368,7 @@ config = {{ mode = "choose-upstream" }}
         log.contains("upstream `elsewhere`, which its route does not list"),
         "{log}"
     );
-    assert_eq!((stable.hits(), canary.hits()), (1, 1));
+    assert_eq!((stable.hits(), canary.hits()), (2, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

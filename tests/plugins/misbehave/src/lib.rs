@@ -108,7 +108,10 @@ impl Plugin for Misbehave {
 
     fn needs(&self) -> Needs {
         if self.settings.mode == Mode::ChooseUpstream {
-            return Needs::REQUEST | Needs::RESPONSE;
+            return match self.settings.phase {
+                Phase::Request => Needs::REQUEST | Needs::RESPONSE,
+                Phase::Response => Needs::RESPONSE,
+            };
         }
         match self.settings.phase {
             Phase::Request => Needs::REQUEST,
