@@ -11,7 +11,7 @@ use crate::error::RequestError;
 use crate::metrics::metrics;
 use crate::plugin::{
     CallFailure, Context, InstancePool, Needs, Request, RequestEdit, RequestOutcome, Response,
-    ResponseOutcome, edit_head,
+    ResponseOutcome, edit_head, pseudo_in_headers,
 };
 use prometheus_client::metrics::histogram::Histogram;
 use std::time::Instant;
@@ -202,15 +202,7 @@ impl Pipeline {
             match outcome {
                 Ok(RequestOutcome::Proceed) => {}
                 Ok(RequestOutcome::ProceedWith(new)) => {
-                    if let Some(unlisted) = new
-                        .upstream
-                        .as_ref()
-                        .filter(|name| !self.upstreams.contains(name))
-                    {
-                        let why = format!(
-                            "upstream `{unlisted}`, which its route does not list in `upstreams` ({})",
-                            self.upstreams.join(", ")
-                        );
+                    if let Some(why) = self.refused_edit(&new) {
                         failed(entry, "request", CallFailure::BadAnswer(why))?;
                         continue;
                     }
@@ -227,6 +219,24 @@ impl Pipeline {
             }
         }
         Ok(RequestPhase::Proceed { edited })
+    }
+
+    /// Why the host refuses a request hook's edit, if it does: an upstream
+    /// its route does not list, or a field among its headers named like a
+    /// pseudo-field (`:upstream`), which would read as part of the head.
+    fn refused_edit(&self, edit: &RequestEdit) -> Option<String> {
+        if let Some(unlisted) = edit
+            .upstream
+            .as_ref()
+            .filter(|name| !self.upstreams.contains(name))
+        {
+            return Some(format!(
+                "upstream `{unlisted}`, which its route does not list in `upstreams` ({})",
+                self.upstreams.join(", ")
+            ));
+        }
+        let smuggled = edit.headers.as_deref().and_then(pseudo_in_headers)?;
+        Some(format!("a header named `{smuggled}`"))
     }
 
     /// Runs the response phase in reverse over the first `upto` entries;

@@ -361,6 +361,19 @@ config = {{ mode = "choose-upstream", phase = "response" }}
     assert_eq!(seen(&response_only, "x-seen-consumer"), "-");
     assert_eq!((stable.hits(), canary.hits()), (2, 1));
 
+    let smuggled = Request::get(gw.url("/users/7"))
+        .header("x-smuggle", "canary")
+        .body(Full::default())
+        .expect("request");
+    let smuggled = send(&client(), smuggled).await;
+    assert_eq!(smuggled.status, 500, "{}", smuggled.body);
+    assert!(
+        gw.log().contains("a header named `:upstream`"),
+        "{}",
+        gw.log()
+    );
+    assert_eq!((stable.hits(), canary.hits()), (2, 1));
+
     let unlisted = send(&client(), ask("elsewhere")).await;
     assert_eq!(unlisted.status, 500, "{}", unlisted.body);
     let log = gw.log();

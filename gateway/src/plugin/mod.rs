@@ -23,7 +23,10 @@ pub use host::{Context, HostEnv, Store};
 pub use outbound::{HostPattern, Services};
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
 pub use redis::{Kind as StateKind, Match, RedisStore};
-pub use wire::{decode_headers, edit_head, encode_head, encode_headers, head_field, head_headers};
+pub use wire::{
+    decode_headers, edit_head, encode_head, encode_headers, head_field, head_headers,
+    pseudo_in_headers,
+};
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]

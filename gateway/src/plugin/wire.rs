@@ -74,6 +74,15 @@ pub fn head_field<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
+/// The first field of `headers` whose name is not a header name a client
+/// could send because it starts with `:` (a pseudo-field smuggled into a
+/// plugin's header edit), lossily as text.
+pub fn pseudo_in_headers(headers: &[u8]) -> Option<String> {
+    fields(headers)
+        .find(|(name, _)| name.starts_with(b":"))
+        .map(|(name, _)| String::from_utf8_lossy(name).chars().take(64).collect())
+}
+
 /// The header fields of a head: what follows its pseudo-fields.
 pub fn head_headers(head: &[u8]) -> &[u8] {
     let pseudo: usize = fields(head)
@@ -210,6 +219,18 @@ mod tests {
         assert_eq!(head_field(&edited, ":query"), None);
         assert_eq!(head_field(&edited, ":upstream"), Some("canary"));
         assert_eq!(head_headers(&edited), new_headers.as_slice());
+    }
+
+    #[test]
+    fn a_pseudo_field_among_headers_is_found() {
+        let mut buffer = encode_headers(&HeaderMap::from_iter([(
+            http::header::ACCEPT,
+            HeaderValue::from_static("*/*"),
+        )]));
+        assert_eq!(pseudo_in_headers(&buffer), None);
+        push_field(&mut buffer, b":upstream", b"canary");
+        assert_eq!(pseudo_in_headers(&buffer).as_deref(), Some(":upstream"));
+        assert_eq!(pseudo_in_headers(&[1, 0]), None, "a malformed tail ends it");
     }
 
     #[test]

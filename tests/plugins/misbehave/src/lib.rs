@@ -124,6 +124,10 @@ impl Plugin for Misbehave {
             if let Some(upstream) = req.headers().get("x-upstream").map(str::to_string) {
                 req.set_upstream(upstream);
             }
+            // A hostile plugin's try at choosing through the head instead.
+            if let Some(upstream) = req.headers().get("x-smuggle").map(str::to_string) {
+                req.headers_mut().append(":upstream", upstream);
+            }
             return Action::Continue;
         }
         if self.settings.mode == Mode::EchoBody {
