@@ -41,7 +41,7 @@ fn main() -> wasmtime::Result<()> {
     let component = Component::from_file(&engine, file)?;
     // The SDK links the gateway's log import; the commands timed here never call it.
     linker
-        .instance("gateway:plugin/log@0.3.0")?
+        .instance(&format!("gateway:plugin/log@{}", gateway::plugin::CONTRACT))?
         .func_new("write", |_, _, _, _| Ok(()))?;
     let mut builder = WasiCtx::builder();
     builder.inherit_stdio().inherit_env().args(&args);

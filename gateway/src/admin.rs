@@ -206,6 +206,7 @@ impl Admin {
                 serde_json::json!({
                     "name": route.name,
                     "upstream": route.upstream.as_ref().map(|u| u.name.clone()),
+                    "upstreams": route.upstreams.iter().map(|u| u.name.clone()).collect::<Vec<_>>(),
                     "plugins": route.pipeline.describe(),
                 })
             })

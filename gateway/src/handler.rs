@@ -458,7 +458,8 @@ struct Forward<'a> {
     websocket: bool,
 }
 
-/// Proxies to the route's upstream. With `websocket`, the upgrade to
+/// Proxies to `to.upstream` (the route's, or the one a request hook chose
+/// among the route's). With `websocket`, the upgrade to
 /// WebSocket is asked of the upstream too, and a `101` answer keeps the
 /// headers that say so.
 async fn forward(
@@ -676,7 +677,7 @@ fn wit_request(
         (":route", route.name.as_str()),
         (":request-id", request_id.to_str().unwrap_or_default()),
     ];
-    if let Some(query) = parts.uri.query() {
+    if let Some(query) = parts.uri.query().filter(|q| !q.is_empty()) {
         pseudo.push((":query", query));
     }
     if let Some(upstream) = &route.upstream {

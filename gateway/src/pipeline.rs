@@ -11,7 +11,7 @@ use crate::error::RequestError;
 use crate::metrics::metrics;
 use crate::plugin::{
     CallFailure, Context, InstancePool, Needs, Request, RequestEdit, RequestOutcome, Response,
-    ResponseOutcome, edit_head, pseudo_in_headers,
+    ResponseOutcome, edit_head, header_fields_fault,
 };
 use prometheus_client::metrics::histogram::Histogram;
 use std::time::Instant;
@@ -222,8 +222,10 @@ impl Pipeline {
     }
 
     /// Why the host refuses a request hook's edit, if it does: an upstream
-    /// its route does not list, or a field among its headers named like a
-    /// pseudo-field (`:upstream`), which would read as part of the head.
+    /// its route does not list, a method, path or query no request can have,
+    /// or header fields `http` would refuse (a field named like a
+    /// pseudo-field, `:upstream`, would read as part of the head). Refused
+    /// here, the failure is the plugin's and its entry's `on_error` applies.
     fn refused_edit(&self, edit: &RequestEdit) -> Option<String> {
         if let Some(unlisted) = edit
             .upstream
@@ -235,8 +237,25 @@ impl Pipeline {
                 self.upstreams.join(", ")
             ));
         }
-        let smuggled = edit.headers.as_deref().and_then(pseudo_in_headers)?;
-        Some(format!("a header named `{smuggled}`"))
+        if let Some(method) = &edit.method
+            && http::Method::from_bytes(method.as_bytes()).is_err()
+        {
+            return Some(format!("an invalid method `{method}`"));
+        }
+        if let Some(path) = &edit.path
+            && (!path.starts_with('/')
+                || path.contains(['?', '#'])
+                || http::uri::PathAndQuery::try_from(path.as_str()).is_err())
+        {
+            return Some(format!("an invalid path `{path}` (it must start with `/`)"));
+        }
+        if let Some(query) = &edit.query
+            && (query.contains('#')
+                || http::uri::PathAndQuery::try_from(format!("/?{query}")).is_err())
+        {
+            return Some(format!("an invalid query `{query}`"));
+        }
+        edit.headers.as_deref().and_then(header_fields_fault)
     }
 
     /// Runs the response phase in reverse over the first `upto` entries;

@@ -218,6 +218,10 @@ impl Headers {
 
     /// Adds a value for `name`, keeping existing ones.
     pub fn append(&mut self, name: &str, value: impl Into<String>) {
+        debug_assert!(
+            Self::is_valid_name(name),
+            "`{name}` is no header name; the gateway refuses an edit with it"
+        );
         let value = value.into();
         push_field(
             &mut self.wire,
@@ -334,6 +338,10 @@ impl std::error::Error for Repeated {}
 pub struct Request {
     /// The pseudo-fields, then the header fields.
     pub(crate) head: Headers,
+    /// The pseudo-fields, kept apart once the headers are handed out for
+    /// editing: a plugin that replaces them whole (`*req.headers_mut() =
+    /// Headers::new()`) must not lose its method, path or route.
+    pub(crate) pseudo: Option<Vec<u8>>,
     pub(crate) body: Option<Vec<u8>>,
     pub(crate) edited: Edited,
 }
@@ -365,6 +373,7 @@ impl Request {
     pub(crate) fn from_wire(head: Vec<u8>, body: Option<Vec<u8>>) -> Self {
         Self {
             head: Headers::from_head(head),
+            pseudo: None,
             body,
             edited: Edited::default(),
         }
@@ -395,9 +404,14 @@ impl Request {
 
     /// The value of pseudo-field `name` (with its `:`).
     fn pseudo(&self, name: &str) -> Option<&str> {
-        fields_of(self.head.pseudo())
+        fields_of(self.pseudo_fields())
             .find(|(n, _)| *n == name.as_bytes())
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The encoded pseudo-fields.
+    fn pseudo_fields(&self) -> &[u8] {
+        self.pseudo.as_deref().unwrap_or(self.head.pseudo())
     }
 
     /// With pseudo-field `name` set to `value`, replacing the first one
@@ -405,7 +419,7 @@ impl Request {
     fn with_pseudo(mut self, name: &str, value: &str, add: bool) -> Self {
         let mut pseudo = Vec::with_capacity(self.head.pseudo().len() + value.len() + 16);
         let mut placed = false;
-        for (n, v) in fields_of(self.head.pseudo()) {
+        for (n, v) in fields_of(self.pseudo_fields()) {
             if !add && !placed && n == name.as_bytes() {
                 push_field(&mut pseudo, n, value.as_bytes());
                 placed = true;
@@ -417,6 +431,7 @@ impl Request {
             push_field(&mut pseudo, name.as_bytes(), value.as_bytes());
         }
         self.head.set_pseudo(&pseudo);
+        self.pseudo = None;
         self
     }
 
@@ -558,7 +573,7 @@ impl Request {
 
     /// All path parameters, in template order.
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
-        fields_of(self.head.pseudo())
+        fields_of(self.pseudo_fields())
             .filter(|(n, _)| *n == b":param")
             .filter_map(|(_, v)| std::str::from_utf8(v).ok()?.split_once('='))
     }
@@ -598,6 +613,9 @@ impl Request {
     /// The headers, for editing.
     pub fn headers_mut(&mut self) -> &mut Headers {
         self.edited.headers = true;
+        if self.pseudo.is_none() {
+            self.pseudo = Some(self.head.pseudo().to_vec());
+        }
         &mut self.head
     }
 
@@ -794,6 +812,26 @@ impl Response {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn replacing_the_headers_whole_keeps_the_request_head() {
+        let mut req = Request::new("POST", "/users/7?page=2")
+            .with_route("users")
+            .with_param("id", "7")
+            .with_header("x-a", "1");
+        *req.headers_mut() = Headers::new();
+        assert_eq!(
+            (
+                req.method(),
+                req.path(),
+                req.query(),
+                req.route(),
+                req.param("id")
+            ),
+            ("POST", "/users/7", "page=2", "users", Some("7"))
+        );
+        assert!(req.headers().is_empty());
+    }
     use super::*;
 
     #[test]

@@ -305,6 +305,15 @@ plugin = "{p}"
 config = {{ mode = "choose-upstream" }}
 
 [[routes]]
+name = "lenient"
+path = "/lenient/{{id}}"
+upstream = "stable"
+[[routes.plugins]]
+plugin = "{p}"
+on_error = "continue"
+config = {{ mode = "choose-upstream" }}
+
+[[routes]]
 name = "response-only"
 path = "/only/{{id}}"
 upstream = "stable"
@@ -374,6 +383,30 @@ config = {{ mode = "choose-upstream", phase = "response" }}
     );
     assert_eq!((stable.hits(), canary.hits()), (2, 1));
 
+    // An edit no request could carry is the plugin's failure, so its
+    // entry's on_error decides: 500, or on without the edit.
+    let bad_path = |path: &str| {
+        Request::get(gw.url(path))
+            .header("x-set-path", "no-slash")
+            .body(Full::default())
+            .expect("request")
+    };
+    let refused = send(&client(), bad_path("/users/1")).await;
+    assert_eq!(refused.status, 500, "{}", refused.body);
+    assert!(
+        gw.log().contains("an invalid path `no-slash`"),
+        "{}",
+        gw.log()
+    );
+    let lenient = send(&client(), bad_path("/lenient/1")).await;
+    assert_eq!(lenient.status, 200, "{}", lenient.body);
+    assert_eq!(
+        lenient.json()["path"],
+        "/lenient/1",
+        "the edit was not applied"
+    );
+    assert_eq!((stable.hits(), canary.hits()), (3, 1));
+
     let unlisted = send(&client(), ask("elsewhere")).await;
     assert_eq!(unlisted.status, 500, "{}", unlisted.body);
     let log = gw.log();
@@ -381,7 +414,7 @@ config = {{ mode = "choose-upstream", phase = "response" }}
         log.contains("upstream `elsewhere`, which its route does not list"),
         "{log}"
     );
-    assert_eq!((stable.hits(), canary.hits()), (2, 1));
+    assert_eq!((stable.hits(), canary.hits()), (3, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

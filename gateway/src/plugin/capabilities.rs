@@ -159,7 +159,7 @@ impl kv::Host for HostState {
                         ttl.min(KV_MAX_TTL),
                     ))
                     .await;
-                stored.map_err(|e| StoreError::Unavailable(e.to_string()))
+                stored.map_err(|e| unavailable(&e))
             }
         }
     }
@@ -300,6 +300,13 @@ impl rate_limit::Host for HostState {
     }
 }
 
+/// A store's failure as a plugin learns it: that the store is unreachable,
+/// not the Redis client's words (addresses, internals), which go to the log.
+fn unavailable(error: &dyn std::fmt::Display) -> StoreError {
+    tracing::warn!(%error, "a plugin's store write failed");
+    StoreError::Unavailable("the shared store did not answer".to_string())
+}
+
 fn allowed_outcome(allowed: bool) -> &'static str {
     if allowed { "allowed" } else { "refused" }
 }
@@ -405,7 +412,7 @@ impl cache::Host for HostState {
                     let encoded = entry.encode();
                     let set = redis.set(Kind::Cache, &self.env.namespace, &key, &encoded, ttl);
                     let done = self.io.around(set).await;
-                    done.map_err(|e| StoreError::Unavailable(e.to_string()))
+                    done.map_err(|e| unavailable(&e))
                 }
             },
         };

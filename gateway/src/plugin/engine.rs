@@ -306,6 +306,15 @@ mod tests {
     }
 
     #[test]
+    fn the_contract_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../wit/plugin.wit");
+        assert!(
+            wit.contains(&format!("package gateway:plugin@{CONTRACT};")),
+            "wit/plugin.wit and CONTRACT disagree"
+        );
+    }
+
+    #[test]
     fn a_component_built_against_another_contract_is_refused_naming_both_versions() {
         let engine = PluginEngine::new().expect("engine");
         let refused = engine.compile(&importing_log("0.3.0")).err();

@@ -18,14 +18,14 @@ pub use bindings::{
     Needs, PluginInfo, Request, RequestEdit, RequestOutcome, Response, ResponseOutcome,
 };
 pub use cache::ResponseCache;
-pub use engine::{Capability, CompiledPlugin, PluginEngine};
+pub use engine::{CONTRACT, Capability, CompiledPlugin, PluginEngine};
 pub use host::{Context, HostEnv, Store};
 pub use outbound::{HostPattern, Services};
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
 pub use redis::{Kind as StateKind, Match, RedisStore};
 pub use wire::{
     decode_headers, edit_head, encode_head, encode_headers, head_field, head_headers,
-    pseudo_in_headers,
+    header_fields_fault,
 };
 
 /// Why a plugin could not be loaded.

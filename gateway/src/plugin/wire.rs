@@ -74,13 +74,45 @@ pub fn head_field<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-/// The first field of `headers` whose name is not a header name a client
-/// could send because it starts with `:` (a pseudo-field smuggled into a
-/// plugin's header edit), lossily as text.
-pub fn pseudo_in_headers(headers: &[u8]) -> Option<String> {
-    fields(headers)
-        .find(|(name, _)| name.starts_with(b":"))
-        .map(|(name, _)| String::from_utf8_lossy(name).chars().take(64).collect())
+/// What is wrong with a plugin's header fields, if anything: a malformed
+/// encoding, a name that is no header name (one starting with `:` would read
+/// as a pseudo-field of the head), or a value no header may carry. A scan of
+/// the bytes, with the rules of `http`'s `HeaderName` and `HeaderValue`, so
+/// that an edit is refused when its plugin answers, not after the pipeline.
+pub fn header_fields_fault(headers: &[u8]) -> Option<String> {
+    let text = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .chars()
+            .take(64)
+            .collect::<String>()
+    };
+    let mut at = 0;
+    while at < headers.len() {
+        let Some((name_len, value_len)) = split_field(&headers[at..]) else {
+            return Some("a malformed header encoding".to_string());
+        };
+        let name = &headers[at + 8..at + 8 + name_len];
+        let value = &headers[at + 8 + name_len..at + 8 + name_len + value_len];
+        if name.starts_with(b":") {
+            return Some(format!("a header named `{}`", text(name)));
+        }
+        if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
+            return Some(format!("an invalid header name `{}`", text(name)));
+        }
+        if !value
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        {
+            return Some(format!("an invalid value for header `{}`", text(name)));
+        }
+        at += 8 + name_len + value_len;
+    }
+    None
+}
+
+/// Whether `byte` may be in a header name (an RFC 9110 token).
+fn is_token(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// The header fields of a head: what follows its pseudo-fields.
@@ -222,15 +254,31 @@ mod tests {
     }
 
     #[test]
-    fn a_pseudo_field_among_headers_is_found() {
+    fn a_plugins_header_fields_are_checked_as_http_would() {
         let mut buffer = encode_headers(&HeaderMap::from_iter([(
             http::header::ACCEPT,
             HeaderValue::from_static("*/*"),
         )]));
-        assert_eq!(pseudo_in_headers(&buffer), None);
-        push_field(&mut buffer, b":upstream", b"canary");
-        assert_eq!(pseudo_in_headers(&buffer).as_deref(), Some(":upstream"));
-        assert_eq!(pseudo_in_headers(&[1, 0]), None, "a malformed tail ends it");
+        assert_eq!(header_fields_fault(&buffer), None);
+        let with = |name: &[u8], value: &[u8]| {
+            let mut edited = buffer.clone();
+            push_field(&mut edited, name, value);
+            header_fields_fault(&edited)
+        };
+        assert_eq!(
+            with(b":upstream", b"canary").as_deref(),
+            Some("a header named `:upstream`")
+        );
+        assert_eq!(
+            with(b"x a", b"1").as_deref(),
+            Some("an invalid header name `x a`")
+        );
+        assert_eq!(
+            with(b"x-a", b"1\r\n2").as_deref(),
+            Some("an invalid value for header `x-a`")
+        );
+        assert_eq!(with(b"x-a", b"tab\tand \xc3\xa9"), None);
+        assert!(header_fields_fault(&[1, 0]).is_some(), "a malformed tail");
     }
 
     #[test]

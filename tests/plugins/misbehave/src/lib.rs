@@ -124,6 +124,9 @@ impl Plugin for Misbehave {
             if let Some(upstream) = req.headers().get("x-upstream").map(str::to_string) {
                 req.set_upstream(upstream);
             }
+            if let Some(path) = req.headers().get("x-set-path").map(str::to_string) {
+                req.set_path(path);
+            }
             // A hostile plugin's try at choosing through the head instead.
             if let Some(upstream) = req.headers().get("x-smuggle").map(str::to_string) {
                 req.headers_mut().append(":upstream", upstream);
