@@ -255,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_plugins_header_fields_are_checked_as_http_would() {
-        let mut buffer = encode_headers(&HeaderMap::from_iter([(
+        let buffer = encode_headers(&HeaderMap::from_iter([(
             http::header::ACCEPT,
             HeaderValue::from_static("*/*"),
         )]));
