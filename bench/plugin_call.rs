@@ -294,6 +294,9 @@ fn rs256_token() -> (VerifyingKey, String) {
 
 /// Median time of one native signature check of `token` under `key`.
 fn verify_cost(name: &str, (key, token): &(VerifyingKey, String)) {
+    if std::env::var("PLUGIN_CALL_ONLY").is_ok_and(|only| !"signature check".contains(&only)) {
+        return;
+    }
     let (input, signature) = token.rsplit_once('.').expect("token");
     let signature = B64.decode(signature).expect("signature");
     assert!(
