@@ -124,6 +124,10 @@ async fn measure_with(name: &str, pipeline: &Pipeline, make: impl Fn() -> Reques
 
     // The same call after the caches were filled with other data, as happens
     // between a gateway's calls (sockets, hyper, other requests).
+    // `PLUGIN_CALL_COLD=0` skips it (to profile the hot call alone).
+    if std::env::var("PLUGIN_CALL_COLD").is_ok_and(|v| v == "0") {
+        return;
+    }
     let mut evict = vec![0u8; EVICT_BYTES];
     let mut cold = Vec::new();
     let mut req = make();

@@ -14,7 +14,6 @@ use crate::plugin::{
     ResponseOutcome, edit_head, header_fields_fault,
 };
 use prometheus_client::metrics::histogram::Histogram;
-use std::time::Instant;
 
 /// One plugin with its config and policy.
 pub struct Entry {
@@ -193,9 +192,8 @@ impl Pipeline {
             } else {
                 request.body.take()
             };
-            let started = Instant::now();
-            let outcome = entry.pool.on_request(context, request).await;
-            entry.latency[0].observe(started.elapsed().as_secs_f64());
+            let (outcome, took) = entry.pool.on_request_timed(context, request).await;
+            entry.latency[0].observe(took.as_secs_f64());
             if lent_body.is_some() {
                 request.body = lent_body;
             }
@@ -279,9 +277,11 @@ impl Pipeline {
             } else {
                 response.body.take()
             };
-            let started = Instant::now();
-            let outcome = entry.pool.on_response(context, request, response).await;
-            entry.latency[1].observe(started.elapsed().as_secs_f64());
+            let (outcome, took) = entry
+                .pool
+                .on_response_timed(context, request, response)
+                .await;
+            entry.latency[1].observe(took.as_secs_f64());
             match outcome {
                 Ok(ResponseOutcome::Proceed) => {
                     if lent_body.is_some() {

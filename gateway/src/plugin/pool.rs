@@ -14,7 +14,7 @@ use super::bindings::{
     Needs, Plugin, PluginInfo, PluginPre, Request, RequestOutcome, Response, ResponseOutcome,
 };
 use super::host::{Context, HostEnv, HostState};
-use super::watchdog::{self, timed};
+use super::watchdog::{self, timed, timed_wall};
 use crate::worker::PerWorker;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
@@ -252,33 +252,50 @@ impl InstancePool {
         context: &mut Context,
         request: &Request,
     ) -> Result<RequestOutcome, CallFailure> {
-        let mut instance = self.checkout(context).await?;
+        self.on_request_timed(context, request).await.0
+    }
+
+    /// [`InstancePool::on_request`], with the call's wall time (zero when
+    /// no instance could be had).
+    pub async fn on_request_timed(
+        &self,
+        context: &mut Context,
+        request: &Request,
+    ) -> (Result<RequestOutcome, CallFailure>, Duration) {
+        let mut instance = match self.checkout(context).await {
+            Ok(instance) => instance,
+            Err(failure) => return (Err(failure), Duration::ZERO),
+        };
         let io = instance.store.data().io.clone();
         let call = instance
             .bindings
             .gateway_plugin_handler()
             .call_on_request(&mut instance.store, request);
-        let result = timed(self.limits.deadline, &io, call).await;
-        self.finish(instance, context, result)
+        let (result, took) = timed_wall(self.limits.deadline, &io, call).await;
+        (self.finish(instance, context, result), took)
     }
 
     /// Runs the response hook on a warm instance; `request` is the head of
-    /// the request `response` answers.
-    pub async fn on_response(
+    /// the request `response` answers. Returns the call's wall time too
+    /// (zero when no instance could be had).
+    pub async fn on_response_timed(
         &self,
         context: &mut Context,
         request: &Request,
         response: &Response,
-    ) -> Result<ResponseOutcome, CallFailure> {
-        let mut instance = self.checkout(context).await?;
+    ) -> (Result<ResponseOutcome, CallFailure>, Duration) {
+        let mut instance = match self.checkout(context).await {
+            Ok(instance) => instance,
+            Err(failure) => return (Err(failure), Duration::ZERO),
+        };
         let io = instance.store.data().io.clone();
         let call = instance.bindings.gateway_plugin_handler().call_on_response(
             &mut instance.store,
             request,
             response,
         );
-        let result = timed(self.limits.deadline, &io, call).await;
-        self.finish(instance, context, result)
+        let (result, took) = timed_wall(self.limits.deadline, &io, call).await;
+        (self.finish(instance, context, result), took)
     }
 
     /// Takes a warm instance (or makes one) and lends it the request's context

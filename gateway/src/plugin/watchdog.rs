@@ -173,14 +173,32 @@ pub async fn timed<T, F>(budget: Duration, io: &IoWaits, call: F) -> wasmtime::R
 where
     F: Future<Output = wasmtime::Result<T>>,
 {
+    timed_wall(budget, io, call).await.0
+}
+
+/// [`timed`], also returning the call's wall time, from its first poll to
+/// the end of its last: the clock reads the deadline needs anyway, so the
+/// caller measuring the call's latency need not read the clock twice more.
+pub async fn timed_wall<T, F>(
+    budget: Duration,
+    io: &IoWaits,
+    call: F,
+) -> (wasmtime::Result<T>, Duration)
+where
+    F: Future<Output = wasmtime::Result<T>>,
+{
     let mut call = pin!(call);
+    let mut first: Option<u64> = None;
+    let mut last = 0;
     let mut left = nanos(budget);
     // Since when the call is suspended, and whether that time counts.
     let mut suspended: Option<(u64, bool)> = None;
     // Armed only while a suspension counts (rare: calls finish in one poll).
     let mut alarm: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    std::future::poll_fn(move |cx| {
+    let result = std::future::poll_fn(|cx| {
         let started = now();
+        first.get_or_insert(started);
+        last = started;
         if let Some((since, true)) = suspended.take() {
             left = left.saturating_sub(started.saturating_sub(since));
             if left == 0 {
@@ -191,6 +209,7 @@ where
         let result = call.as_mut().poll(cx);
         drop(stretch);
         let ended = now();
+        last = ended;
         left = left.saturating_sub(ended.saturating_sub(started));
         if result.is_pending() {
             let counts = !io.waiting();
@@ -207,7 +226,9 @@ where
         }
         result
     })
-    .await
+    .await;
+    let wall = last.saturating_sub(first.unwrap_or(last));
+    (result, Duration::from_nanos(wall))
 }
 
 /// One stretch of guest time on this thread; ends when dropped, even if the
