@@ -11,7 +11,7 @@ use crate::identity::{Consumers, resolve_secret};
 use crate::metrics::metrics;
 use crate::pipeline::{Entry, Pipeline};
 use crate::plugin::{
-    Capability, CompiledPlugin, EntryLimits, HostEnv, HostPattern, InstancePool, PluginEngine,
+    Capability, CompiledPlugin, ConfigEnv, EntryLimits, HostPattern, InstancePool, PluginEngine,
     RedisStore, Store,
 };
 use crate::proxy::{TrustedProxies, Upstream};
@@ -189,11 +189,13 @@ impl Runtime {
             upstreams.insert(name.clone(), upstream);
         }
 
-        let mut env = HostEnv::new(engine.services().clone());
-        env.consumers = Arc::new(Consumers::build(source, config)?);
-        env.redis = match &config.redis {
-            Some(redis) => Some(Arc::new(redis_store(source, redis)?)),
-            None => None,
+        let env = ConfigEnv {
+            consumers: Arc::new(Consumers::build(source, config)?),
+            services: engine.services().clone(),
+            redis: match &config.redis {
+                Some(redis) => Some(Arc::new(redis_store(source, redis)?)),
+                None => None,
+            },
         };
         let (capacity, max_entry) = (config.cache.capacity.0, config.cache.max_entry.as_usize());
         if !engine.services().size_response_cache(capacity, max_entry) {
@@ -309,7 +311,7 @@ async fn build_route(
     upstreams: &HashMap<String, Arc<Upstream>>,
     earlier: &[String],
     engine: &PluginEngine,
-    env: &HostEnv,
+    env: &ConfigEnv,
 ) -> Result<(Route, RouteSpec), ConfigError> {
     let route = spanned.get_ref();
     let name = route.name.get_ref().clone();
@@ -535,7 +537,7 @@ async fn build_entry(
     route: &str,
     spanned: &Spanned<PluginEntryConfig>,
     engine: &PluginEngine,
-    env: &HostEnv,
+    env: &ConfigEnv,
 ) -> Result<Entry, ConfigError> {
     let entry = spanned.get_ref();
     let reference = entry.plugin.get_ref();
@@ -581,13 +583,12 @@ async fn build_entry(
     }
     let max_body = entry.max_body.unwrap_or(defaults.max_body).as_usize();
     let store = entry_store(source, route, entry, env.redis.as_ref())?;
-    let env = HostEnv {
-        namespace: Arc::from(reference.as_str()),
-        allowed_hosts: allowed_hosts.into(),
+    let env = env.entry(
+        Arc::from(reference.as_str()),
+        allowed_hosts.into(),
         max_body,
-        store,
-        ..env.clone()
-    };
+        &store,
+    );
     let mut pool = InstancePool::new(engine.engine(), compiled.pre, config_json, limits, env)
         .await
         .map_err(|e| {

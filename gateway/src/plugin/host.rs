@@ -1,9 +1,13 @@
-//! The host side of the imports every plugin is granted (`log`, `clock`,
-//! `context`), and the per-instance state a `Store` carries.
+//! The sandbox's side of the host: the per-instance state a wasmtime `Store`
+//! carries (the entry's [`HostEnv`], the request's [`Context`], the memory
+//! limiter, WASI), and the imports every plugin is granted (`log`, `clock`,
+//! `context`). The capabilities a grant adds are in `capabilities`.
 
-use super::bindings::gateway::plugin::{clock, consumers, context, log, types};
-use super::outbound::{HostPattern, Services};
-use crate::identity::{Consumer, Consumers};
+use super::bindings::gateway::plugin::{clock, context, log, types};
+use super::capabilities::http_client::HostPattern;
+use super::capabilities::redis::RedisStore;
+use super::capabilities::{Backends, Services, Store};
+use crate::identity::Consumers;
 use plugin_shared::limits;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,21 +114,6 @@ impl Context {
     }
 }
 
-/// Where an entry's `kv`, `rate-limit` and `cache` state lives.
-#[derive(Clone, Default)]
-pub enum Store {
-    /// In this process.
-    #[default]
-    Local,
-    /// On Redis, shared by every gateway using it.
-    Redis {
-        /// The connections.
-        redis: Arc<super::RedisStore>,
-        /// What a rate-limit check does when Redis cannot answer.
-        on_failure: crate::config::StoreFailure,
-    },
-}
-
 /// What the host interfaces serve from: shared by every instance of one
 /// pipeline entry (the config-wide parts are shared further).
 #[derive(Clone)]
@@ -140,10 +129,9 @@ pub struct HostEnv {
     pub allowed_hosts: Arc<[HostPattern]>,
     /// Largest outbound response body.
     pub max_body: usize,
-    /// The config's `[redis]`, if any.
-    pub redis: Option<Arc<super::RedisStore>>,
-    /// Where this entry's shared state lives.
-    pub store: Store,
+    /// Where this entry's `kv`, `rate-limit` and `cache` state lives: the
+    /// backends its `store` chose.
+    pub backends: Backends,
 }
 
 impl HostEnv {
@@ -151,12 +139,45 @@ impl HostEnv {
     pub fn new(services: Arc<Services>) -> Self {
         HostEnv {
             consumers: Arc::default(),
+            backends: Backends::local(&services),
             services,
             namespace: Arc::from(""),
             allowed_hosts: Arc::from(Vec::new()),
             max_body: 1 << 20,
-            redis: None,
-            store: Store::Local,
+        }
+    }
+}
+
+/// What every pipeline entry of one config shares, from which each entry's
+/// [`HostEnv`] is made.
+#[derive(Clone)]
+pub struct ConfigEnv {
+    /// `[[consumers]]`, for the `consumers` interface.
+    pub consumers: Arc<Consumers>,
+    /// The process-wide services.
+    pub services: Arc<Services>,
+    /// The config's `[redis]`, if any: where entries with `store = "redis"`
+    /// keep their state.
+    pub redis: Option<Arc<RedisStore>>,
+}
+
+impl ConfigEnv {
+    /// The environment of one entry: its plugin's `namespace`, the hosts it
+    /// may reach, its largest outbound body, and where its state lives.
+    pub fn entry(
+        &self,
+        namespace: Arc<str>,
+        allowed_hosts: Arc<[HostPattern]>,
+        max_body: usize,
+        store: &Store,
+    ) -> HostEnv {
+        HostEnv {
+            consumers: self.consumers.clone(),
+            backends: Backends::new(store, &self.services),
+            services: self.services.clone(),
+            namespace,
+            allowed_hosts,
+            max_body,
         }
     }
 }
@@ -353,50 +374,6 @@ impl context::Host for HostState {
     }
 }
 
-impl consumers::Host for HostState {
-    fn find_by_key(&mut self, key: String) -> Option<consumers::Consumer> {
-        self.env.consumers.find_by_key(&key).map(|c| to_wit(&c))
-    }
-
-    fn get(&mut self, name: String) -> Option<consumers::Consumer> {
-        self.env.consumers.get(&name).map(|c| to_wit(&c))
-    }
-
-    fn plan(&mut self, name: String) -> Option<consumers::UsagePlan> {
-        let plan = self.env.consumers.plan(&name)?;
-        Some(consumers::UsagePlan {
-            name: plan.name.clone(),
-            rate: plan.rate.map(|r| types::Rate {
-                limit: r.limit,
-                period_ms: u64::try_from(r.period.as_millis()).unwrap_or(u64::MAX),
-                burst: r.burst,
-            }),
-            quota: plan.quota.map(|q| types::Quota {
-                limit: q.limit,
-                period: period_to_wit(q.period),
-            }),
-        })
-    }
-}
-
-/// The contract's name for a quota period.
-pub fn period_to_wit(period: crate::config::QuotaPeriod) -> types::QuotaPeriod {
-    match period {
-        crate::config::QuotaPeriod::Day => types::QuotaPeriod::Day,
-        crate::config::QuotaPeriod::Week => types::QuotaPeriod::Week,
-        crate::config::QuotaPeriod::Month => types::QuotaPeriod::Month,
-    }
-}
-
-fn to_wit(consumer: &Consumer) -> consumers::Consumer {
-    consumers::Consumer {
-        name: consumer.name.clone(),
-        groups: consumer.groups.clone(),
-        plan: consumer.plan.clone(),
-        metadata: consumer.metadata.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,7 +450,7 @@ mod reserved {
 
     #[test]
     fn plugins_cannot_write_the_gateways_entries() {
-        let env = HostEnv::new(crate::plugin::outbound::Services::new());
+        let env = HostEnv::new(Services::new());
         let mut state = HostState::new(Arc::from("p"), env, 1 << 20);
         state
             .context

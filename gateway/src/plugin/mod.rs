@@ -1,28 +1,39 @@
-//! Hosting plugins: the engine, the contract's bindings, the host imports, and
-//! pools of warm instances per pipeline entry.
+//! Hosting plugins, in two parts.
+//!
+//! The sandbox runs components: `engine` (the wasmtime engine, compiling,
+//! linking), `bindings` (the one `bindgen!` over the contract), `pool` (warm
+//! instances per pipeline entry), `watchdog` (CPU deadlines that leave
+//! network waits out), `wire` (the contract's header encoding) and `host`
+//! (an instance's state and the imports every plugin gets: `log`, `clock`,
+//! `context`).
+//!
+//! `capabilities` are the interfaces an entry must be granted, one module
+//! per WIT interface: `kv`, `cache`, `rate_limit`, `http_client`, `crypto`,
+//! `consumers`.
 
 mod bindings;
-mod cache;
 mod capabilities;
-mod crypto;
 mod engine;
 mod host;
-mod outbound;
 mod pool;
-mod ratelimit;
-mod redis;
 mod watchdog;
 mod wire;
+
+// The contract's `verifying-key` resource, where `bindings` names it.
+use capabilities::crypto;
+// The process-wide services, where `engine` names them.
+use capabilities as outbound;
 
 pub use bindings::{
     Needs, PluginInfo, Request, RequestEdit, RequestOutcome, Response, ResponseOutcome,
 };
-pub use cache::ResponseCache;
+pub use capabilities::cache::ResponseCache;
+pub use capabilities::http_client::HostPattern;
+pub use capabilities::redis::{Kind as StateKind, Match, RedisStore};
+pub use capabilities::{Backends, Services, Store};
 pub use engine::{CONTRACT, Capability, CompiledPlugin, PluginEngine};
-pub use host::{Context, HostEnv, Store};
-pub use outbound::{HostPattern, Services};
+pub use host::{ConfigEnv, Context, HostEnv};
 pub use pool::{CallFailure, EntryLimits, EntryStats, InstancePool};
-pub use redis::{Kind as StateKind, Match, RedisStore};
 pub use wire::{
     decode_headers, edit_head, encode_head, encode_headers, head_field, head_headers,
     header_fields_fault,

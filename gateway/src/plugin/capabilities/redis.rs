@@ -4,7 +4,7 @@
 //! over a few multiplexed connections that reconnect by themselves.
 //!
 //! Failures are counted and logged at most once per [`LOG_EVERY`]; what a
-//! failure means for a request is up to the caller (see `StoreFailure`).
+//! failure means for a request is up to the caller (see `failure`).
 
 use plugin_shared::rate_limit::{
     Decision, Policy, Quota, QuotaDecision, QuotaPeriod, quota_decision,

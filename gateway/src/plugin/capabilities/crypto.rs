@@ -1,4 +1,4 @@
-//! The host side of `gateway:plugin/crypto`.
+//! `gateway:plugin/crypto`: signatures, MACs and digests, computed natively.
 //!
 //! The work is done by `plugin_shared::crypto::native` (aws-lc-rs), the same
 //! code a plugin's native unit tests run through the SDK, so a plugin behaves
@@ -6,10 +6,10 @@
 //! resources in the instance's table, capped in number so a plugin cannot
 //! grow host memory without bound.
 
-use super::bindings::gateway::plugin::crypto::{
+use crate::plugin::bindings::gateway::plugin::crypto::{
     self, Algorithm as WitAlgorithm, DigestAlgorithm as WitDigest,
 };
-use super::host::HostState;
+use crate::plugin::host::HostState;
 use plugin_shared::crypto::native::{self, NativeKey};
 use plugin_shared::crypto::{Algorithm, DigestAlgorithm};
 use plugin_shared::limits::CRYPTO_MAX_KEYS as MAX_KEYS;

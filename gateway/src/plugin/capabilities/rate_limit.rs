@@ -1,7 +1,12 @@
-//! The local backend of `gateway:plugin/rate-limit`: one governor (GCRA)
-//! limiter per (plugin, policy, key), kept in a bounded moka cache so that a
+//! `gateway:plugin/rate-limit`: GCRA rate limits and calendar quotas on
+//! counters the host keeps, shared by every instance of a plugin.
+//!
+//! [`LimitBackend`] is where the counters live: [`LocalLimits`], one governor
+//! (GCRA) limiter per (plugin, policy, key) in a bounded moka cache, so that a
 //! client rotating keys cannot grow memory without bound (idle and least used
-//! keys are evicted first).
+//! keys are evicted first); or [`RedisLimits`], one Lua script per check on
+//! Redis's clock. A Redis backend is always wrapped in `failure::OnFailure`,
+//! the entry's `store_failure`.
 
 use governor::clock::{Clock, DefaultClock};
 pub use plugin_shared::rate_limit::native::validate;
@@ -11,6 +16,14 @@ use plugin_shared::rate_limit::{check_key, quota_decision, window};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use super::BoxFuture;
+use super::redis::RedisStore;
+use crate::metrics::{Metrics, metrics};
+use crate::plugin::bindings::gateway::plugin::{rate_limit, types};
+use crate::plugin::host::HostState;
+use crate::plugin::watchdog::IoWaits;
+use plugin_shared::limits::millis;
 
 /// Most keys tracked at once, over all plugins.
 const MAX_KEYS: u64 = 100_000;
@@ -105,6 +118,185 @@ where
                 Arc::new(native::limiter(quota, self.clock.clone()))
             });
         Ok(native::decide(&limiter, &self.clock, quota))
+    }
+}
+
+/// Why a counter gave no decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The key or policy is one the host cannot honour; the plugin gets why.
+    Refused(String),
+    /// The store did not answer (what happens then is `failure::OnFailure`'s).
+    Unavailable,
+}
+
+impl From<String> for Fault {
+    fn from(why: String) -> Self {
+        Fault::Refused(why)
+    }
+}
+
+impl Fault {
+    /// What the plugin is told.
+    fn into_message(self) -> String {
+        match self {
+            Fault::Refused(why) => why,
+            Fault::Unavailable => "the shared store did not answer".to_string(),
+        }
+    }
+}
+
+/// Where one entry's rate-limit counters live.
+pub trait LimitBackend: Send + Sync {
+    /// Checks `key` under `policy` in `namespace`, counting the request when
+    /// it is allowed.
+    fn check<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+        policy: Policy,
+    ) -> BoxFuture<'a, Result<Decision, Fault>>;
+
+    /// Counts one request against `quota` for `key` in the calendar window
+    /// holding `now_ms`; refused requests are not counted.
+    fn count<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+        quota: Quota,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<QuotaDecision, Fault>>;
+}
+
+impl LimitBackend for LocalLimits {
+    fn check<'a>(
+        &'a self,
+        _: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+        policy: Policy,
+    ) -> BoxFuture<'a, Result<Decision, Fault>> {
+        let decision = LocalLimits::check(self, namespace, key, policy).map_err(Fault::from);
+        Box::pin(std::future::ready(decision))
+    }
+
+    fn count<'a>(
+        &'a self,
+        _: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+        quota: Quota,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<QuotaDecision, Fault>> {
+        let decision = LocalLimits::count(self, namespace, key, quota, now_ms).map_err(Fault::from);
+        Box::pin(std::future::ready(decision))
+    }
+}
+
+/// The counters of the entries with `store = "redis"`.
+pub struct RedisLimits(pub Arc<RedisStore>);
+
+impl LimitBackend for RedisLimits {
+    fn check<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+        policy: Policy,
+    ) -> BoxFuture<'a, Result<Decision, Fault>> {
+        Box::pin(async move {
+            validate(key, policy)?;
+            let answer = io.around(self.0.check(namespace, key, policy)).await;
+            answer.map_err(|_| Fault::Unavailable)
+        })
+    }
+
+    fn count<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+        quota: Quota,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<QuotaDecision, Fault>> {
+        Box::pin(async move {
+            check_key(key)?;
+            let answer = io.around(self.0.count(namespace, key, quota, now_ms)).await;
+            answer.map_err(|_| Fault::Unavailable)
+        })
+    }
+}
+
+/// The label a decision is counted under.
+fn allowed_outcome(allowed: bool) -> &'static str {
+    if allowed { "allowed" } else { "refused" }
+}
+
+impl rate_limit::Host for HostState {
+    async fn check(
+        &mut self,
+        key: String,
+        policy: types::Rate,
+    ) -> Result<rate_limit::Decision, String> {
+        let policy = Policy {
+            limit: policy.limit,
+            period: Duration::from_millis(policy.period_ms),
+            burst: policy.burst,
+        };
+        let env = &self.env;
+        let decision = env
+            .backends
+            .limits
+            .check(&self.io, &env.namespace, &key, policy)
+            .await
+            .map_err(Fault::into_message)?;
+        Metrics::count(
+            &metrics().rate_limit_checks,
+            allowed_outcome(decision.allowed),
+        );
+        Ok(rate_limit::Decision {
+            allowed: decision.allowed,
+            limit: decision.limit,
+            remaining: decision.remaining,
+            retry_after_ms: millis(decision.retry_after),
+            reset_ms: millis(decision.reset),
+        })
+    }
+
+    async fn count(
+        &mut self,
+        key: String,
+        quota: types::Quota,
+    ) -> Result<rate_limit::QuotaDecision, String> {
+        let quota = Quota {
+            limit: quota.limit,
+            period: match quota.period {
+                types::QuotaPeriod::Day => crate::config::QuotaPeriod::Day,
+                types::QuotaPeriod::Week => crate::config::QuotaPeriod::Week,
+                types::QuotaPeriod::Month => crate::config::QuotaPeriod::Month,
+            },
+        };
+        let now_ms = millis(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        let env = &self.env;
+        let decision = env
+            .backends
+            .limits
+            .count(&self.io, &env.namespace, &key, quota, now_ms)
+            .await
+            .map_err(Fault::into_message)?;
+        Metrics::count(&metrics().quota_counts, allowed_outcome(decision.allowed));
+        Ok(rate_limit::QuotaDecision {
+            allowed: decision.allowed,
+            limit: decision.limit,
+            remaining: decision.remaining,
+            reset_ms: millis(decision.reset),
+        })
     }
 }
 

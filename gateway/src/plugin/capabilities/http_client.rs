@@ -1,10 +1,14 @@
-//! Process-wide services behind the `http-client`, `kv` and `rate-limit`
-//! capabilities: an outbound HTTP(S) client, the shared-fetch cache, the
-//! key/value store and the local rate-limit counters.
+//! `gateway:plugin/http-client`: outbound HTTP(S) from a plugin to the hosts
+//! its entry allows, and `fetch-shared`, a single-flight cached GET.
 //!
-//! They live as long as the process (not one config), so a reload keeps cached
-//! documents and kv entries.
+//! The client ([`Outbound`]) and its shared documents live as long as the
+//! process (not one config), so a reload keeps connections and documents.
+//! Waits on the network are marked on the instance's `IoWaits`: they do not
+//! count against its CPU deadline; the request timeout bounds them instead.
 
+use crate::plugin::bindings::gateway::plugin::http_client;
+use crate::plugin::host::HostState;
+use crate::plugin::wire::{decode_headers, encode_headers};
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::{BodyExt, Full, Limited};
@@ -26,9 +30,6 @@ const SHARED_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_SHARED: usize = 1024;
 /// Most documents one plugin may share, so one cannot crowd out the others.
 const MAX_SHARED_PER_PLUGIN: usize = 64;
-/// Bytes the kv store holds across all plugins.
-const KV_CAPACITY: u64 = 64 << 20;
-pub use plugin_shared::limits::{KV_MAX_KEY, KV_MAX_TTL, KV_MAX_VALUE};
 
 /// Why an outbound request got no response: the error plugins get, so host
 /// and plugin name failures alike.
@@ -142,25 +143,15 @@ struct Shared {
 
 type SharedSlot = Arc<tokio::sync::Mutex<Option<Shared>>>;
 
-/// The process-wide services.
-pub struct Services {
-    /// Local rate-limit counters.
-    pub limits: super::ratelimit::LocalLimits,
+/// The outbound client and the documents fetched for sharing.
+pub struct Outbound {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     shared: Mutex<HashMap<(Arc<str>, String), SharedSlot>>,
-    kv: moka::sync::Cache<(Arc<str>, String), KvValue>,
-    responses: std::sync::OnceLock<super::ResponseCache>,
 }
 
-#[derive(Clone)]
-struct KvValue {
-    value: Arc<[u8]>,
-    expires: Instant,
-}
-
-impl Services {
-    /// Creates the client (webpki roots, HTTP/1.1, no redirects) and the stores.
-    pub fn new() -> Arc<Self> {
+impl Outbound {
+    /// The client: webpki roots, HTTP/1.1, no redirects.
+    pub fn new() -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_nodelay(true);
@@ -174,36 +165,10 @@ impl Services {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        let kv = moka::sync::Cache::builder()
-            .max_capacity(KV_CAPACITY)
-            .weigher(|key: &(Arc<str>, String), value: &KvValue| {
-                u32::try_from(key.1.len() + value.value.len() + 64).unwrap_or(u32::MAX)
-            })
-            .time_to_live(KV_MAX_TTL)
-            .build();
-        Arc::new(Services {
-            limits: super::ratelimit::LocalLimits::new(),
+        Outbound {
             client,
             shared: Mutex::new(HashMap::new()),
-            kv,
-            responses: std::sync::OnceLock::new(),
-        })
-    }
-
-    /// Sizes the process's response cache. The first config to load decides;
-    /// `false` when a later one asks for another size (applied at restart).
-    pub fn size_response_cache(&self, capacity: u64, max_entry: usize) -> bool {
-        let cache = self
-            .responses
-            .get_or_init(|| super::ResponseCache::new(capacity, max_entry));
-        cache.capacity() == capacity && cache.max_entry() == max_entry
-    }
-
-    /// The process's response cache (64 MiB with 8 MiB entries unless sized
-    /// first).
-    pub fn response_cache(&self) -> &super::ResponseCache {
-        self.responses
-            .get_or_init(|| super::ResponseCache::new(64 << 20, 8 << 20))
+        }
     }
 
     /// Sends one request to an allowed host and reads the whole answer.
@@ -289,37 +254,99 @@ impl Services {
         });
         Ok((answer.body, Duration::ZERO))
     }
+}
 
-    /// The kv value under `key` in `namespace`.
-    pub fn kv_get(&self, namespace: &Arc<str>, key: String) -> Option<Vec<u8>> {
-        let key = (namespace.clone(), key);
-        let found = self.kv.get(&key)?;
-        if found.expires <= Instant::now() {
-            self.kv.invalidate(&key);
-            return None;
-        }
-        Some(found.value.to_vec())
+/// The contract's form of an outbound failure.
+fn to_wit(error: OutboundError) -> http_client::Error {
+    match error {
+        OutboundError::NotAllowed(host) => http_client::Error::NotAllowed(host),
+        OutboundError::InvalidRequest(why) => http_client::Error::InvalidRequest(why),
+        OutboundError::Connect(why) => http_client::Error::Connect(why),
+        OutboundError::Timeout => http_client::Error::Timeout,
+        OutboundError::TooLarge => http_client::Error::TooLarge,
+        OutboundError::Protocol(why) => http_client::Error::Protocol(why),
     }
+}
 
-    /// Stores a kv value; `false` when over the caps.
-    pub fn kv_set(&self, namespace: &Arc<str>, key: String, value: Vec<u8>, ttl: Duration) -> bool {
-        if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
-            return false;
+impl HostState {
+    fn log_outbound(&self, url: &str, result: &Result<u16, OutboundError>, started: Instant) {
+        let plugin = &*self.plugin;
+        let elapsed_ms = started.elapsed().as_millis();
+        match result {
+            Ok(status) => tracing::debug!(plugin, url, status, elapsed_ms, "outbound request"),
+            Err(error) => {
+                tracing::info!(plugin, url, ?error, elapsed_ms, "outbound request failed")
+            }
         }
-        let expires = Instant::now() + ttl.min(KV_MAX_TTL);
-        self.kv.insert(
-            (namespace.clone(), key),
-            KvValue {
-                value: value.into(),
-                expires,
-            },
+    }
+}
+
+impl http_client::Host for HostState {
+    async fn send(
+        &mut self,
+        mut request: http_client::OutgoingRequest,
+    ) -> Result<http_client::IncomingResponse, http_client::Error> {
+        let started = Instant::now();
+        let uri = check_url(&request.url, &self.env.allowed_hosts).map_err(to_wit)?;
+        let headers = decode_headers(std::mem::take(&mut request.headers))
+            .map_err(|e| http_client::Error::InvalidRequest(format!("bad headers: {e}")))?;
+        let method = http::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| http_client::Error::InvalidRequest("bad method".into()))?;
+        let mut outgoing = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::from(request.body.unwrap_or_default())))
+            .map_err(|e| http_client::Error::InvalidRequest(e.to_string()))?;
+        *outgoing.headers_mut() = headers;
+        outgoing.headers_mut().remove(http::header::HOST);
+        let timeout = request
+            .timeout_ms
+            .map_or(MAX_TIMEOUT, |ms| Duration::from_millis(u64::from(ms)));
+        let outbound = &self.env.services.outbound;
+        let result = self
+            .io
+            .around(outbound.send(outgoing, timeout, self.env.max_body))
+            .await;
+        self.log_outbound(
+            &request.url,
+            &result.as_ref().map(|a| a.status).map_err(Clone::clone),
+            started,
         );
-        true
+        let answer = result.map_err(to_wit)?;
+        Ok(http_client::IncomingResponse {
+            status: answer.status,
+            headers: encode_headers(&answer.headers),
+            body: answer.body.to_vec(),
+        })
     }
 
-    /// Removes a kv value.
-    pub fn kv_delete(&self, namespace: &Arc<str>, key: String) {
-        self.kv.invalidate(&(namespace.clone(), key));
+    async fn fetch_shared(
+        &mut self,
+        url: String,
+        max_age_ms: u64,
+    ) -> Result<(Vec<u8>, u64), http_client::Error> {
+        let started = Instant::now();
+        let uri = check_url(&url, &self.env.allowed_hosts).map_err(to_wit)?;
+        let outbound = &self.env.services.outbound;
+        let result = self
+            .io
+            .around(outbound.fetch_shared(
+                &self.env.namespace,
+                uri,
+                Duration::from_millis(max_age_ms),
+                self.env.max_body,
+            ))
+            .await;
+        self.log_outbound(
+            &url,
+            &result.as_ref().map(|_| 200).map_err(Clone::clone),
+            started,
+        );
+        let (body, age) = result.map_err(to_wit)?;
+        Ok((
+            body.to_vec(),
+            u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+        ))
     }
 }
 
@@ -364,25 +391,5 @@ mod tests {
         for bad in ["", "ftp://x", "a*b.com", "host:port", "*.", "exa mple.com"] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn kv_entries_expire_and_are_namespaced() {
-        let services = Services::new();
-        let a: Arc<str> = Arc::from("a");
-        let b: Arc<str> = Arc::from("b");
-        assert!(services.kv_set(&a, "k".into(), b"v".to_vec(), Duration::from_secs(60)));
-        assert_eq!(services.kv_get(&a, "k".into()), Some(b"v".to_vec()));
-        assert_eq!(services.kv_get(&b, "k".into()), None);
-        assert!(services.kv_set(&a, "short".into(), b"v".to_vec(), Duration::ZERO));
-        assert_eq!(services.kv_get(&a, "short".into()), None);
-        assert!(!services.kv_set(
-            &a,
-            "x".repeat(KV_MAX_KEY + 1),
-            Vec::new(),
-            Duration::from_secs(1)
-        ));
-        services.kv_delete(&a, "k".into());
-        assert_eq!(services.kv_get(&a, "k".into()), None);
     }
 }

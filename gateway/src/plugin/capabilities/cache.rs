@@ -1,5 +1,9 @@
-//! The in-process backend of `gateway:plugin/cache` and the request
-//! collapsing both backends share.
+//! `gateway:plugin/cache`: whole responses, private to a plugin and shared by
+//! its instances, with request collapsing.
+//!
+//! [`CacheBackend`] is where entries live: [`LocalCache`], this process's
+//! [`ResponseCache`], or [`RedisCache`], shared by every gateway on the same
+//! Redis. Collapsing is this process's whatever the backend.
 //!
 //! Entries are weighed in bytes against one capacity for the process (least
 //! recently used out first) and expire on their own lifetime. A key missed by
@@ -11,7 +15,13 @@
 //! lease ran out (and whose key another request now fills) ends only its own
 //! fill when it finally stores or releases, never its successor's.
 
-use super::bindings::gateway::plugin::types::StoreError;
+use super::redis::{Kind, Match, RedisStore};
+use super::{BoxFuture, Services, unavailable};
+use crate::metrics::{Metrics, metrics};
+use crate::plugin::bindings::gateway::plugin::cache;
+use crate::plugin::bindings::gateway::plugin::types::StoreError;
+use crate::plugin::host::{HostEnv, HostState};
+use crate::plugin::watchdog::IoWaits;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -305,10 +315,230 @@ pub fn store_error(refused: plugin_shared::store::StoreError) -> StoreError {
 }
 
 /// Waits until the fill a [`Miss::Wait`] names ends or its lease runs out.
-pub async fn wait(mut done: watch::Receiver<()>, until: Instant) {
+pub async fn wait_for_fill(mut done: watch::Receiver<()>, until: Instant) {
     let deadline = tokio::time::Instant::from_std(until);
     // The sender is dropped when the fill ends: `changed` then returns.
     let _ = tokio::time::timeout_at(deadline, done.changed()).await;
+}
+
+/// Where one entry's cached responses live. Collapsing is not theirs: it is
+/// always this process's (see [`ResponseCache::miss`]).
+pub trait CacheBackend: Send + Sync {
+    /// The live entry under `key` in `namespace`.
+    fn get<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+    ) -> BoxFuture<'a, Option<Arc<Entry>>>;
+
+    /// Stores `entry` under `key` for `ttl` (checked against the caps already).
+    fn put<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+        entry: Entry,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Removes `key` and its variants (`key` and a newline, then anything).
+    fn purge<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+    ) -> BoxFuture<'a, ()>;
+}
+
+/// The process's response cache, as a backend.
+pub struct LocalCache(pub Arc<Services>);
+
+impl CacheBackend for LocalCache {
+    fn get<'a>(
+        &'a self,
+        _: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+    ) -> BoxFuture<'a, Option<Arc<Entry>>> {
+        Box::pin(std::future::ready(
+            self.0.response_cache().get(namespace, key),
+        ))
+    }
+
+    fn put<'a>(
+        &'a self,
+        _: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+        entry: Entry,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.response_cache().put(namespace, key, entry, ttl);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn purge<'a>(
+        &'a self,
+        _: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        self.0.response_cache().purge(namespace, key);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// The cached responses of the entries with `store = "redis"`, encoded with
+/// [`Entry::encode`].
+pub struct RedisCache(pub Arc<RedisStore>);
+
+impl CacheBackend for RedisCache {
+    fn get<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+    ) -> BoxFuture<'a, Option<Arc<Entry>>> {
+        Box::pin(async move {
+            let found = io.around(self.0.get(Kind::Cache, namespace, key)).await;
+            Some(Arc::new(Entry::decode(&found.ok().flatten()?)?))
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+        entry: Entry,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let encoded = entry.encode();
+            let set = self.0.set(Kind::Cache, namespace, key, &encoded, ttl);
+            io.around(set).await.map_err(|e| unavailable(&e))
+        })
+    }
+
+    fn purge<'a>(
+        &'a self,
+        io: &'a IoWaits,
+        namespace: &'a Arc<str>,
+        key: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(io.around(async move {
+            let _ = self.0.delete(Kind::Cache, namespace, key).await;
+            let variants = format!("{key}\n");
+            let purge = self
+                .0
+                .purge(Kind::Cache, Some(namespace), &variants, Match::Prefix);
+            let _ = purge.await;
+        }))
+    }
+}
+
+/// The cached entry under `key`, from the entry's backend.
+async fn cached(env: &HostEnv, io: &IoWaits, key: &str) -> Option<cache::Entry> {
+    let entry = env.backends.cache.get(io, &env.namespace, key).await?;
+    Some(cache::Entry {
+        status: entry.status,
+        headers: entry.headers.to_vec(),
+        body: entry.body.to_vec(),
+        stored_at_ms: entry.stored_at_ms,
+        vary: entry.vary.clone(),
+    })
+}
+
+impl cache::Host for HostState {
+    async fn lookup(&mut self, key: String, wait_ms: u32) -> Option<cache::Entry> {
+        let lookups = &metrics().cache_lookups;
+        if let Some(found) = cached(&self.env, &self.io, &key).await {
+            Metrics::count(lookups, "hit");
+            return Some(found);
+        }
+        let wait =
+            Duration::from_millis(u64::from(wait_ms)).min(plugin_shared::limits::CACHE_MAX_WAIT);
+        if wait.is_zero() {
+            Metrics::count(lookups, "miss");
+            return None;
+        }
+        let services = self.env.services.clone();
+        match services
+            .response_cache()
+            .miss(&self.env.namespace, &key, wait)
+        {
+            Miss::Fill(fill) => {
+                self.context.start_fill(&self.env.namespace, &key, fill);
+                Metrics::count(lookups, "miss");
+                None
+            }
+            Miss::Wait(done, until) => {
+                self.io.around(wait_for_fill(done, until)).await;
+                let found = cached(&self.env, &self.io, &key).await;
+                let outcome = if found.is_some() {
+                    "collapsed_hit"
+                } else {
+                    "miss"
+                };
+                Metrics::count(lookups, outcome);
+                found
+            }
+        }
+    }
+
+    async fn put(
+        &mut self,
+        key: String,
+        entry: cache::Entry,
+        ttl_ms: u64,
+    ) -> Result<(), StoreError> {
+        let services = self.env.services.clone();
+        let local = services.response_cache();
+        let entry = Entry {
+            status: entry.status,
+            headers: entry.headers.into(),
+            body: entry.body.into(),
+            stored_at_ms: entry.stored_at_ms,
+            vary: entry.vary,
+        };
+        let ttl = Duration::from_millis(ttl_ms).min(MAX_TTL);
+        let stored = match refusal(&key, &entry, local.max_entry(), ttl) {
+            Some(refused) => Err(refused),
+            None => {
+                let env = &self.env;
+                let put = env
+                    .backends
+                    .cache
+                    .put(&self.io, &env.namespace, &key, entry, ttl);
+                put.await
+            }
+        };
+        if let Some(fill) = self.context.take_fill(&self.env.namespace, &key) {
+            local.end_fill(&self.env.namespace, &key, fill);
+        }
+        if stored.is_ok() {
+            metrics().cache_stores.inc();
+        }
+        stored
+    }
+
+    fn release(&mut self, key: String) {
+        if let Some(fill) = self.context.take_fill(&self.env.namespace, &key) {
+            self.env
+                .services
+                .response_cache()
+                .end_fill(&self.env.namespace, &key, fill);
+        }
+    }
+
+    async fn purge(&mut self, key: String) {
+        let env = &self.env;
+        env.backends
+            .cache
+            .purge(&self.io, &env.namespace, &key)
+            .await;
+    }
 }
 
 #[cfg(test)]
@@ -397,7 +627,7 @@ mod tests {
         };
         let waiter = tokio::spawn(async move {
             let started = Instant::now();
-            wait(done, until).await;
+            wait_for_fill(done, until).await;
             started.elapsed()
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -427,7 +657,7 @@ mod tests {
             panic!("a second miss should wait");
         };
         let started = Instant::now();
-        wait(done, until).await;
+        wait_for_fill(done, until).await;
         assert!(started.elapsed() >= Duration::from_millis(30));
         assert!(matches!(
             cache.miss(&a, "k", Duration::from_millis(40)),

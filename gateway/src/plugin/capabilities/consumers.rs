@@ -1,0 +1,51 @@
+//! `gateway:plugin/consumers`: the consumers configured in `[[consumers]]`
+//! and their usage plans, looked up for a plugin. An API key is found by its
+//! keyed hash (see `identity`); a plugin gets the consumer, never a stored key.
+
+use crate::identity::Consumer;
+use crate::plugin::bindings::gateway::plugin::{consumers, types};
+use crate::plugin::host::HostState;
+
+impl consumers::Host for HostState {
+    fn find_by_key(&mut self, key: String) -> Option<consumers::Consumer> {
+        self.env.consumers.find_by_key(&key).map(|c| to_wit(&c))
+    }
+
+    fn get(&mut self, name: String) -> Option<consumers::Consumer> {
+        self.env.consumers.get(&name).map(|c| to_wit(&c))
+    }
+
+    fn plan(&mut self, name: String) -> Option<consumers::UsagePlan> {
+        let plan = self.env.consumers.plan(&name)?;
+        Some(consumers::UsagePlan {
+            name: plan.name.clone(),
+            rate: plan.rate.map(|r| types::Rate {
+                limit: r.limit,
+                period_ms: u64::try_from(r.period.as_millis()).unwrap_or(u64::MAX),
+                burst: r.burst,
+            }),
+            quota: plan.quota.map(|q| types::Quota {
+                limit: q.limit,
+                period: period_to_wit(q.period),
+            }),
+        })
+    }
+}
+
+/// The contract's name for a quota period.
+fn period_to_wit(period: crate::config::QuotaPeriod) -> types::QuotaPeriod {
+    match period {
+        crate::config::QuotaPeriod::Day => types::QuotaPeriod::Day,
+        crate::config::QuotaPeriod::Week => types::QuotaPeriod::Week,
+        crate::config::QuotaPeriod::Month => types::QuotaPeriod::Month,
+    }
+}
+
+fn to_wit(consumer: &Consumer) -> consumers::Consumer {
+    consumers::Consumer {
+        name: consumer.name.clone(),
+        groups: consumer.groups.clone(),
+        plan: consumer.plan.clone(),
+        metadata: consumer.metadata.clone(),
+    }
+}
