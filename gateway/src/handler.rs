@@ -95,6 +95,47 @@ pub async fn handle(
     for (name, value) in access.context.take_response_headers() {
         response.headers_mut().insert(name, value);
     }
+    finish(
+        &runtime,
+        &access,
+        &response,
+        started,
+        &Finished {
+            id,
+            trace: &trace,
+            conn: &conn,
+            method: &method,
+            uri: &uri,
+        },
+    );
+    response
+}
+
+/// What [`finish`] records of a request besides its response.
+struct Finished<'a> {
+    id: &'a str,
+    trace: &'a Traceparent,
+    conn: &'a Connection,
+    method: &'a Method,
+    uri: &'a Uri,
+}
+
+/// A request's last step: its route's metrics and its access-log line
+/// (errors always, successes as sampled).
+fn finish(
+    runtime: &Runtime,
+    access: &Access<'_>,
+    response: &Response<Body>,
+    started: Instant,
+    request: &Finished<'_>,
+) {
+    let Finished {
+        id,
+        trace,
+        conn,
+        method,
+        uri,
+    } = request;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let route_name = access.route.map_or("-", |route| route.name.as_str());
@@ -121,7 +162,6 @@ pub async fn handle(
             bytes = content_length(response.headers()),
         );
     }
-    response
 }
 
 /// What the access log and metrics need to know of a request.
@@ -133,15 +173,162 @@ struct Access<'rt> {
     upstream_micros: Option<u64>,
 }
 
+/// The phases of one request, in order: [`prepare`] (route, limits, the
+/// client certificate, forwarding of the request id), [`request_phase`]
+/// (the route's request hooks), [`dispatch`] (to the upstream, into a
+/// WebSocket tunnel, or nowhere when a plugin answered), [`response_phase`]
+/// (the response hooks, then the client's response). [`handle`] finishes
+/// (response headers from plugins, metrics, access log).
 async fn process<'rt>(
     runtime: &'rt Runtime,
-    mut request: Request<Body>,
+    request: Request<Body>,
     conn: &Connection,
     request_id: &HeaderValue,
     access: &mut Access<'rt>,
 ) -> Result<Response<Body>, RequestError> {
+    let mut exchange = prepare(runtime, request, conn, request_id, access)?;
+    let answer = match request_phase(&mut exchange, &mut access.context).await? {
+        Some(plugin_answer) => Pending::answered_by_plugin(plugin_answer),
+        None => match dispatch(&mut exchange, access).await? {
+            Dispatched::Final(response) => return Ok(response),
+            Dispatched::ForPlugins(pending) => pending,
+        },
+    };
+    response_phase(exchange, answer, &mut access.context).await
+}
+
+/// One request between its phases.
+struct Exchange<'rt, 'a> {
+    runtime: &'rt Runtime,
+    conn: &'a Connection,
+    request_id: &'a HeaderValue,
+    route: &'rt Route,
+    parts: Parts,
+    body: Body,
+    /// Told when the upstream answered, so a body still being read stops
+    /// counting against its read timeout; none when the body had ended.
+    answered: Option<crate::body::Answered>,
+    upgrade: Option<Upgrade>,
+    /// The head the plugins see, built once when any entry takes a phase.
+    wit: Option<WitRequest>,
+    /// Where the request goes: the route's first upstream, or the one a
+    /// request hook chose.
+    upstream: Option<&'rt Arc<Upstream>>,
+    /// How many entries (from the first) run their response phase: all,
+    /// or those before the plugin that answered.
+    respond_upto: usize,
+}
+
+/// A response on its way to the response phase.
+struct Pending {
+    wit: WitResponse,
+    /// The upstream's body when no plugin buffered it.
+    stream: Option<Body>,
+    /// The upstream's head, to pass on as is when no hook changed anything.
+    upstream_parts: Option<http::response::Parts>,
+    /// The upstream's trailers (gRPC's status) when its body was buffered
+    /// for the plugins, with the body they came after.
+    trailers: Option<(Bytes, HeaderMap)>,
+}
+
+impl Pending {
+    fn answered_by_plugin(wit: WitResponse) -> Self {
+        Self {
+            wit,
+            stream: None,
+            upstream_parts: None,
+            trailers: None,
+        }
+    }
+}
+
+/// What [`dispatch`] ended in.
+enum Dispatched {
+    /// The client's response: no response hook runs (none is declared, or
+    /// the upstream switched to WebSocket).
+    Final(Response<Body>),
+    /// The upstream's answer, for the response hooks.
+    ForPlugins(Pending),
+}
+
+/// Checks the request head, finds its route, and readies the request for
+/// the plugins: the client certificate in the context and in
+/// `X-Forwarded-Client-Cert`, the body under its size limit and read
+/// timeout, the request id in `X-Request-Id`, the head plugins see.
+fn prepare<'rt, 'a>(
+    runtime: &'rt Runtime,
+    mut request: Request<Body>,
+    conn: &'a Connection,
+    request_id: &'a HeaderValue,
+    access: &mut Access<'rt>,
+) -> Result<Exchange<'rt, 'a>, RequestError> {
     crate::request_head::check(&mut request)?;
-    // Only plugins read the path parameters (in either phase).
+    let (route, params) = find_route(runtime, &request)?;
+    access.route = Some(route);
+    if let Some(cert) = &conn.client_cert
+        && !route.pipeline.entries().is_empty()
+    {
+        client_cert_context(cert, &mut access.context);
+    }
+    let upgrade = route
+        .websocket
+        .and_then(|idle| websocket_upgrade(&mut request, idle));
+    let limit = runtime.limits.max_request_body;
+    if let Some(length) = content_length(request.headers())
+        && length > limit
+    {
+        return Err(RequestError::BodyTooLarge { limit });
+    }
+    let (mut parts, body) = request.into_parts();
+    // The verified client certificate, as Envoy reports it, set before the
+    // plugins see the request; a client's own claim to one is dropped.
+    match &conn.client_cert {
+        Some(cert) => {
+            parts
+                .headers
+                .insert(X_FORWARDED_CLIENT_CERT.clone(), cert.header.clone());
+        }
+        None => {
+            parts.headers.remove(&X_FORWARDED_CLIENT_CERT);
+        }
+    }
+    // A body still to come must keep coming, within the limit; one that
+    // ended is left as it is (nothing more can come to time or to count).
+    let (body, answered) = if http_body::Body::is_end_stream(&body) {
+        (body, None)
+    } else {
+        let (body, answered) = crate::body::read_timeout(body, runtime.limits.body_read_timeout);
+        (limit_body(body, limit), Some(answered))
+    };
+    // Plugins see the id the client will get back (to quote it in their answers).
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
+    let pipeline = &route.pipeline;
+    let respond_upto = pipeline.entries().len();
+    let wit = (pipeline.has_request_phase() || pipeline.has_response_phase(respond_upto))
+        .then(|| wit_request(&parts, conn, route, &params, request_id));
+    Ok(Exchange {
+        runtime,
+        conn,
+        request_id,
+        route,
+        parts,
+        body,
+        answered,
+        upgrade,
+        wit,
+        upstream: route.upstream.as_ref(),
+        respond_upto,
+    })
+}
+
+/// The request's route and its path parameters (captured only when its
+/// plugins, which alone read them, take a phase).
+fn find_route<'rt>(
+    runtime: &'rt Runtime,
+    request: &Request<Body>,
+) -> Result<(&'rt Route, Vec<(String, String)>), RequestError> {
     let wants_params = |route: usize| {
         runtime.routes.get(route).is_none_or(|route| {
             let pipeline = &route.pipeline;
@@ -166,233 +353,254 @@ async fn process<'rt>(
                     .join(", "),
             },
         })?;
-    let route = &runtime.routes[matched.route];
-    access.route = Some(route);
-    if let Some(cert) = &conn.client_cert
-        && !route.pipeline.entries().is_empty()
-    {
-        // Who the client proved to be, for the plugins (`ClientCert` keeps
-        // each value within the context's limits).
-        let context = &mut access.context;
-        let _ = context.set("tls.client.fingerprint".into(), cert.fingerprint.clone());
-        if !cert.subject.is_empty() {
-            let _ = context.set("tls.client.subject".into(), cert.subject.clone());
-        }
-        if let Some(cn) = &cert.common_name {
-            let _ = context.set("tls.client.cn".into(), cn.clone());
-        }
-        if !cert.names.is_empty() {
-            let _ = context.set("tls.client.names".into(), cert.names_joined());
-        }
-        if cert.incomplete {
-            let _ = context.set("tls.client.incomplete".into(), "true".into());
-        }
-    }
-    let mut upgrade = route
-        .websocket
-        .and_then(|idle| websocket_upgrade(&mut request, idle));
+    Ok((&runtime.routes[matched.route], matched.params))
+}
 
-    let limit = runtime.limits.max_request_body;
-    if let Some(length) = content_length(request.headers())
-        && length > limit
-    {
-        return Err(RequestError::BodyTooLarge { limit });
+/// Who the client proved to be, in the context for the plugins
+/// (`ClientCert` keeps each value within the context's limits).
+fn client_cert_context(cert: &crate::tls::ClientCert, context: &mut Context) {
+    let _ = context.set("tls.client.fingerprint".into(), cert.fingerprint.clone());
+    if !cert.subject.is_empty() {
+        let _ = context.set("tls.client.subject".into(), cert.subject.clone());
     }
-    let (mut parts, body) = request.into_parts();
-    // The verified client certificate, as Envoy reports it, set before the
-    // plugins see the request; a client's own claim to one is dropped.
-    match &conn.client_cert {
-        Some(cert) => {
-            parts
-                .headers
-                .insert(X_FORWARDED_CLIENT_CERT.clone(), cert.header.clone());
-        }
-        None => {
-            parts.headers.remove(&X_FORWARDED_CLIENT_CERT);
-        }
+    if let Some(cn) = &cert.common_name {
+        let _ = context.set("tls.client.cn".into(), cn.clone());
     }
-    // A body still to come must keep coming, within the limit; one that
-    // ended is left as it is (nothing more can come to time or to count).
-    let (mut body, answered) = if http_body::Body::is_end_stream(&body) {
-        (body, None)
-    } else {
-        let (body, answered) = crate::body::read_timeout(body, runtime.limits.body_read_timeout);
-        (limit_body(body, limit), Some(answered))
+    if !cert.names.is_empty() {
+        let _ = context.set("tls.client.names".into(), cert.names_joined());
+    }
+    if cert.incomplete {
+        let _ = context.set("tls.client.incomplete".into(), "true".into());
+    }
+}
+
+/// Runs the route's request hooks and applies what they changed: the head,
+/// the upstream, the body. Returns a plugin's answer, when one answered.
+async fn request_phase(
+    exchange: &mut Exchange<'_, '_>,
+    context: &mut Context,
+) -> Result<Option<WitResponse>, RequestError> {
+    let pipeline = &exchange.route.pipeline;
+    let Some(wit) = exchange
+        .wit
+        .as_mut()
+        .filter(|_| pipeline.has_request_phase())
+    else {
+        return Ok(None);
     };
-    // Plugins see the id the client will get back (to quote it in their answers).
-    parts
-        .headers
-        .insert(X_REQUEST_ID.clone(), request_id.clone());
-
-    let pipeline = &route.pipeline;
-    let context = &mut access.context;
-    let mut respond_upto = pipeline.entries().len();
-    let mut plugin_answer = None;
-    // The head the plugins see: built once, for either phase.
-    let mut wit = (pipeline.has_request_phase() || pipeline.has_response_phase(respond_upto))
-        .then(|| wit_request(&parts, conn, route, &matched.params, request_id));
-    let mut upstream = route.upstream.as_ref();
-    if let Some(wit) = wit.as_mut().filter(|_| pipeline.has_request_phase()) {
-        // Read when the first plugin that reads it is reached: one before it
-        // that refuses the request (an auth check) spares reading the body.
-        let cap = pipeline
-            .request_body_cap()
-            .map(|cap| cap.min(usize::try_from(limit).unwrap_or(usize::MAX)));
-        let unread = cap.map(|cap| (&mut body, cap));
-        match pipeline.run_request(wit, context, unread).await? {
-            RequestPhase::Proceed { edited } => {
-                if edited {
-                    apply_request(&mut parts, wit).map_err(|reason| RequestError::Plugin {
-                        plugin: "request phase".to_string(),
-                        reason,
-                    })?;
-                    upstream = chosen_upstream(route, wit).or(upstream);
-                }
-                if let Some(new_body) = wit.body.take() {
-                    parts.headers.remove(header::CONTENT_LENGTH);
-                    parts.headers.remove(header::TRANSFER_ENCODING);
-                    body = body::full(new_body);
-                }
+    // Read when the first plugin that reads it is reached: one before it
+    // that refuses the request (an auth check) spares reading the body.
+    let limit = exchange.runtime.limits.max_request_body;
+    let cap = pipeline
+        .request_body_cap()
+        .map(|cap| cap.min(usize::try_from(limit).unwrap_or(usize::MAX)));
+    let unread = cap.map(|cap| (&mut exchange.body, cap));
+    match pipeline.run_request(wit, context, unread).await? {
+        RequestPhase::Proceed { edited } => {
+            if edited {
+                apply_request(&mut exchange.parts, wit).map_err(|reason| RequestError::Plugin {
+                    plugin: "request phase".to_string(),
+                    reason,
+                })?;
+                exchange.upstream = chosen_upstream(exchange.route, wit).or(exchange.upstream);
             }
-            RequestPhase::Respond { response, by } => {
-                respond_upto = by;
-                plugin_answer = Some(response);
+            if let Some(new_body) = wit.body.take() {
+                exchange.parts.headers.remove(header::CONTENT_LENGTH);
+                exchange.parts.headers.remove(header::TRANSFER_ENCODING);
+                exchange.body = body::full(new_body);
             }
+            Ok(None)
+        }
+        RequestPhase::Respond { response, by } => {
+            exchange.respond_upto = by;
+            Ok(Some(response))
         }
     }
+}
 
+/// Sends the request to its upstream and takes the answer: into a
+/// WebSocket tunnel when the upstream switched protocols, straight to the
+/// client when no response hook runs, else (its body buffered when a hook
+/// reads it) on to the response phase.
+async fn dispatch<'rt>(
+    exchange: &mut Exchange<'rt, '_>,
+    access: &mut Access<'rt>,
+) -> Result<Dispatched, RequestError> {
+    let runtime = exchange.runtime;
     // A request hook that dropped the handshake's headers turned it into a
     // plain request.
-    if upgrade.is_some() && !has_token(&parts.headers, &header::UPGRADE, "websocket") {
-        upgrade = None;
-    }
-    let permit = match (&upgrade, &plugin_answer) {
-        (Some(_), None) => Some(
+    let upgrade = exchange
+        .upgrade
+        .take()
+        .filter(|_| has_token(&exchange.parts.headers, &header::UPGRADE, "websocket"));
+    let permit = match &upgrade {
+        Some(_) => Some(
             crate::limit::TUNNELS
                 .take(runtime.limits.max_websocket_connections)
                 .ok_or(RequestError::Overloaded {
                     what: "WebSocket connections",
                 })?,
         ),
-        _ => None,
+        None => None,
     };
-
-    // The upstream's trailers (gRPC's status) when its body was buffered for
-    // the plugins, with the body they came after.
-    let mut trailers: Option<(Bytes, HeaderMap)> = None;
-    let (mut wit_response, mut stream, mut upstream_parts) = match plugin_answer {
-        Some(answer) => (answer, None, None),
-        None => {
-            let upstream_started = Instant::now();
-            let websocket = upgrade.is_some();
-            let response = match upstream {
-                Some(upstream) => {
-                    let to = Forward {
-                        upstream,
-                        websocket,
-                    };
-                    forward(runtime, route, to, parts, body, conn, request_id).await
-                }
-                None => Err(RequestError::NoAnswer {
-                    route: route.name.clone(),
-                }),
+    let upstream = exchange.upstream;
+    let upstream_started = Instant::now();
+    let parts = std::mem::replace(&mut exchange.parts, Request::new(()).into_parts().0);
+    let body = std::mem::replace(&mut exchange.body, body::empty());
+    let response = match upstream {
+        Some(upstream) => {
+            let to = Forward {
+                upstream,
+                websocket: upgrade.is_some(),
             };
-            if let (Ok(_), Some(answered)) = (&response, &answered) {
-                answered.set();
-            }
-            let upstream_elapsed = upstream_started.elapsed();
-            access.upstream_micros = Some(upstream_elapsed.as_micros() as u64);
-            if let Some(upstream) = upstream {
-                upstream.latency.observe(upstream_elapsed.as_secs_f64());
-            }
-            let mut response = response?;
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                // Response hooks do not run: the answer has no body, and a
-                // hook changing it would leave the client and upstream
-                // speaking different protocols.
-                let (Some(upgrade), Some(permit)) = (upgrade, permit) else {
-                    return Err(RequestError::UpstreamBody {
-                        upstream: upstream_name(upstream),
-                        reason: "answered 101 Switching Protocols to a request that asked for no upgrade".to_string(),
-                    });
-                };
-                if !has_token(response.headers(), &header::UPGRADE, "websocket") {
-                    return Err(RequestError::UpstreamBody {
-                        upstream: upstream_name(upstream),
-                        reason: "answered 101 Switching Protocols without `Upgrade: websocket`"
-                            .to_string(),
-                    });
-                }
-                let upstream_side = hyper::upgrade::on(&mut response);
-                crate::proxy::tunnel::spawn(
-                    upgrade.client,
-                    upstream_side,
-                    upgrade.idle,
-                    route.name.clone(),
-                    (permit, conn.client_place.clone()),
-                );
-                return Ok(response);
-            }
-            if !pipeline.has_response_phase(respond_upto) {
-                return Ok(response);
-            }
-            let (response_parts, response_body) = response.into_parts();
-            let mut wit = wit_response(&response_parts);
-            let stream = match pipeline.response_body_cap(respond_upto) {
-                Some((cap, passes))
-                    if passes
-                        && content_length(&response_parts.headers)
-                            .is_some_and(|len| len > cap as u64) =>
-                {
-                    Some(response_body)
-                }
-                Some((cap, passes)) => match collect_or_keep(response_body, cap).await {
-                    Ok(Ok((bytes, after))) => {
-                        wit.body = Some(bytes.to_vec());
-                        trailers = after.map(|after| (bytes, after));
-                        None
-                    }
-                    Ok(Err((read, rest))) if passes => Some(body::prefixed(read, rest)),
-                    Ok(Err(_)) => {
-                        return Err(RequestError::UpstreamBody {
-                            upstream: upstream_name(upstream),
-                            reason: format!("larger than the {cap}-byte cap for plugins"),
-                        });
-                    }
-                    Err(reason) => {
-                        return Err(RequestError::UpstreamBody {
-                            upstream: upstream_name(upstream),
-                            reason,
-                        });
-                    }
-                },
-                None => Some(response_body),
-            };
-            (wit, stream, Some(response_parts))
+            let (route, conn) = (exchange.route, exchange.conn);
+            forward(runtime, route, to, parts, body, conn, exchange.request_id).await
         }
+        None => Err(RequestError::NoAnswer {
+            route: exchange.route.name.clone(),
+        }),
     };
+    if let (Ok(_), Some(answered)) = (&response, &exchange.answered) {
+        answered.set();
+    }
+    let upstream_elapsed = upstream_started.elapsed();
+    access.upstream_micros = Some(upstream_elapsed.as_micros() as u64);
+    if let Some(upstream) = upstream {
+        upstream.latency.observe(upstream_elapsed.as_secs_f64());
+    }
+    let response = response?;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return tunnel(exchange, response, upgrade.zip(permit)).map(Dispatched::Final);
+    }
+    if !exchange
+        .route
+        .pipeline
+        .has_response_phase(exchange.respond_upto)
+    {
+        return Ok(Dispatched::Final(response));
+    }
+    let pipeline = &exchange.route.pipeline;
+    let cap = pipeline.response_body_cap(exchange.respond_upto);
+    let pending = for_plugins(response, cap, upstream).await?;
+    Ok(Dispatched::ForPlugins(pending))
+}
 
-    if pipeline.has_response_phase(respond_upto) {
+/// The upstream switched to WebSocket: the connection becomes a tunnel, if
+/// the client asked for exactly that. Response hooks do not run: the answer
+/// has no body, and a hook changing it would leave the client and upstream
+/// speaking different protocols.
+fn tunnel(
+    exchange: &Exchange<'_, '_>,
+    mut response: Response<Body>,
+    asked: Option<(Upgrade, crate::limit::Place)>,
+) -> Result<Response<Body>, RequestError> {
+    let upstream = upstream_name(exchange.upstream);
+    let Some((upgrade, permit)) = asked else {
+        return Err(RequestError::UpstreamBody {
+            upstream,
+            reason: "answered 101 Switching Protocols to a request that asked for no upgrade"
+                .to_string(),
+        });
+    };
+    if !has_token(response.headers(), &header::UPGRADE, "websocket") {
+        return Err(RequestError::UpstreamBody {
+            upstream,
+            reason: "answered 101 Switching Protocols without `Upgrade: websocket`".to_string(),
+        });
+    }
+    let upstream_side = hyper::upgrade::on(&mut response);
+    crate::proxy::tunnel::spawn(
+        upgrade.client,
+        upstream_side,
+        upgrade.idle,
+        exchange.route.name.clone(),
+        (permit, exchange.conn.client_place.clone()),
+    );
+    Ok(response)
+}
+
+/// The upstream's answer as the response hooks get it: its body buffered
+/// (up to `cap`, the pipeline's response body cap) when one of them reads
+/// it, else left streaming; a body over the cap passes by unread when every
+/// reader lets it.
+async fn for_plugins(
+    response: Response<Body>,
+    cap: Option<(usize, bool)>,
+    upstream: Option<&Arc<Upstream>>,
+) -> Result<Pending, RequestError> {
+    let (response_parts, response_body) = response.into_parts();
+    let mut pending = Pending {
+        wit: wit_response(&response_parts),
+        stream: None,
+        upstream_parts: None,
+        trailers: None,
+    };
+    let failed = |reason| RequestError::UpstreamBody {
+        upstream: upstream_name(upstream),
+        reason,
+    };
+    pending.stream = match cap {
+        Some((cap, passes))
+            if passes
+                && content_length(&response_parts.headers).is_some_and(|len| len > cap as u64) =>
+        {
+            Some(response_body)
+        }
+        Some((cap, passes)) => match collect_or_keep(response_body, cap).await {
+            Ok(Ok((bytes, after))) => {
+                pending.wit.body = Some(bytes.to_vec());
+                pending.trailers = after.map(|after| (bytes, after));
+                None
+            }
+            Ok(Err((read, rest))) if passes => Some(body::prefixed(read, rest)),
+            Ok(Err(_)) => {
+                return Err(failed(format!(
+                    "larger than the {cap}-byte cap for plugins"
+                )));
+            }
+            Err(reason) => return Err(failed(reason)),
+        },
+        None => Some(response_body),
+    };
+    pending.upstream_parts = Some(response_parts);
+    Ok(pending)
+}
+
+/// Runs the response hooks (those before the plugin that answered, if one
+/// did) and builds the client's response: the upstream's untouched when no
+/// hook changed it, else from what the hooks left, with the upstream's
+/// trailers when its body is still the one they followed.
+async fn response_phase(
+    exchange: Exchange<'_, '_>,
+    mut pending: Pending,
+    context: &mut Context,
+) -> Result<Response<Body>, RequestError> {
+    let pipeline = &exchange.route.pipeline;
+    if pipeline.has_response_phase(exchange.respond_upto) {
         let head = response_head(
-            wit.unwrap_or_else(|| WitRequest {
+            exchange.wit.unwrap_or_else(|| WitRequest {
                 head: Vec::new(),
                 body: None,
             }),
             context,
         );
         let edited = pipeline
-            .run_response(&head, &mut wit_response, respond_upto, context)
+            .run_response(&head, &mut pending.wit, exchange.respond_upto, context)
             .await?;
-        if !edited && let (Some(parts), Some(stream)) = (upstream_parts.take(), stream.take()) {
+        if !edited
+            && let (Some(parts), Some(stream)) =
+                (pending.upstream_parts.take(), pending.stream.take())
+        {
             return Ok(Response::from_parts(parts, stream));
         }
     }
     // Trailers belong to the body they followed: kept if the plugins left it
     // as it was.
-    let trailers = trailers
-        .filter(|(original, _)| wit_response.body.as_deref() == Some(original.as_ref()))
+    let trailers = pending
+        .trailers
+        .filter(|(original, _)| pending.wit.body.as_deref() == Some(original.as_ref()))
         .map(|(_, trailers)| trailers);
-    let mut response = into_http_response(wit_response, stream)?;
+    let mut response = into_http_response(pending.wit, pending.stream)?;
     if let Some(trailers) = trailers {
         let body = std::mem::replace(response.body_mut(), body::empty());
         *response.body_mut() = body::with_trailers(body, trailers);
@@ -512,29 +720,7 @@ async fn forward(
     {
         parts.headers.insert(header::HOST, value);
     }
-
-    let path = parts.uri.path();
-    let path = match &route.strip_prefix {
-        Some(prefix) => match path.strip_prefix(prefix.as_str()) {
-            Some("") => "/",
-            Some(rest) if rest.starts_with('/') => rest,
-            _ => path,
-        },
-        None => path,
-    };
-    let path_and_query = match parts.uri.path_and_query() {
-        // Unchanged: share the parsed bytes.
-        Some(unchanged) if path.len() == unchanged.path().len() => unchanged.clone(),
-        _ => {
-            let rebuilt = match parts.uri.query() {
-                Some(query) => format!("{path}?{query}"),
-                None => path.to_string(),
-            };
-            PathAndQuery::try_from(rebuilt)
-                .map_err(|e| RequestError::BadRequest(format!("invalid path: {e}")))?
-        }
-    };
-
+    let path_and_query = upstream_target(route, &parts.uri)?;
     let request = Request::from_parts(parts, body);
     let mut response = upstream
         .send(request, path_and_query, !route.preserve_host)
@@ -554,6 +740,32 @@ async fn forward(
         headers.insert(header::UPGRADE, protocol);
     }
     Ok(response)
+}
+
+/// The path and query the upstream gets: the request's, without the route's
+/// `strip_prefix`.
+fn upstream_target(route: &Route, uri: &Uri) -> Result<PathAndQuery, RequestError> {
+    let path = uri.path();
+    let path = match &route.strip_prefix {
+        Some(prefix) => match path.strip_prefix(prefix.as_str()) {
+            Some("") => "/",
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => path,
+        },
+        None => path,
+    };
+    match uri.path_and_query() {
+        // Unchanged: share the parsed bytes.
+        Some(unchanged) if path.len() == unchanged.path().len() => Ok(unchanged.clone()),
+        _ => {
+            let rebuilt = match uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path.to_string(),
+            };
+            PathAndQuery::try_from(rebuilt)
+                .map_err(|e| RequestError::BadRequest(format!("invalid path: {e}")))
+        }
+    }
 }
 
 /// The client's `X-Request-Id` when it is sane (1 to 200 visible ASCII
