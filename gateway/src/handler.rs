@@ -142,9 +142,9 @@ fn finish(
     match access.route {
         Some(route) => {
             route.latency.observe(elapsed.as_secs_f64());
-            route.requests.inc(&method, status);
+            route.requests.inc(method, status);
         }
-        None => runtime.unrouted.inc(&method, status),
+        None => runtime.unrouted.inc(method, status),
     }
     if status >= 400 || runtime.limits.access_log.sampled() {
         tracing::info!(
@@ -323,12 +323,15 @@ fn prepare<'rt, 'a>(
     })
 }
 
+/// A route's path parameters, by name, in template order.
+type Params = Vec<(String, String)>;
+
 /// The request's route and its path parameters (captured only when its
 /// plugins, which alone read them, take a phase).
 fn find_route<'rt>(
     runtime: &'rt Runtime,
     request: &Request<Body>,
-) -> Result<(&'rt Route, Vec<(String, String)>), RequestError> {
+) -> Result<(&'rt Route, Params), RequestError> {
     let wants_params = |route: usize| {
         runtime.routes.get(route).is_none_or(|route| {
             let pipeline = &route.pipeline;
