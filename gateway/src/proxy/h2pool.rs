@@ -15,7 +15,7 @@
 //! and extra ones idle for the upstream's `idle_timeout` are closed by
 //! [`H2Pool::sweep`].
 
-use super::upstream::TimedConnector;
+use super::connect::TimedConnector;
 use crate::body::{self, Body, BoxError};
 use http::{Request, Response, Uri};
 use hyper::client::conn::http2::SendRequest;

@@ -1,6 +1,7 @@
 //! Talking to upstreams: pooled clients, target selection, and the headers a
 //! proxy owes the hop it forwards to.
 
+mod connect;
 mod forwarded;
 mod h2pool;
 mod traceparent;

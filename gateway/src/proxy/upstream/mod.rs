@@ -1,0 +1,266 @@
+//! One named upstream: the `Upstream` type, how it is built from its config
+//! and kept across reloads, and what the rest of the gateway calls on it
+//! (`send`, `start_tasks`, `state`).
+//!
+//! Its parts, each in a file of its own:
+//! - `balance`: the targets and the weighted round robin over those in rotation;
+//! - `health`: passive (failed connections) and active (health checks) health;
+//! - `send`: one request, its attempts and retries, over HTTP/1.1 or HTTP/2;
+//! - how connections are opened (TLS settings, connect timeout) is
+//!   `proxy::connect`, shared with `proxy::h2pool`.
+
+mod balance;
+mod health;
+mod send;
+
+use super::connect::{self, Connecting, SettingsError, TimedConnector};
+use super::h2pool::H2Pool;
+use crate::body::{self, Body};
+use crate::config::{Source, UpstreamConfig, UpstreamProtocol};
+use crate::error::RequestError;
+use balance::Target;
+use http::uri::PathAndQuery;
+use http::{Request, Response};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use toml::Spanned;
+
+/// The most `retries` an upstream may ask for.
+pub const MAX_RETRIES: u32 = 10;
+
+/// A named upstream service.
+pub struct Upstream {
+    /// The name routes refer to it by.
+    pub name: String,
+    targets: Vec<Target>,
+    next: AtomicUsize,
+    /// One pool per worker thread, so a pooled connection is always driven by
+    /// the thread that uses it.
+    clients: Vec<send::Http1Client>,
+    /// Speaks HTTP/2 to the targets.
+    http2: bool,
+    /// With HTTP/2, the connections (the `clients` are then unused).
+    h2: Option<H2Pool>,
+    /// Requests in flight (until their response body ends), with `max_requests`.
+    in_flight: Option<(Arc<AtomicUsize>, usize)>,
+    busy: Counter,
+    /// For health checks: a connection per check, not from the pools.
+    connector: TimedConnector,
+    timeout: Duration,
+    config: UpstreamConfig,
+    /// The `ca_file` as it was read, to tell whether a reload changed it.
+    ca_pem: Option<Vec<u8>>,
+    /// When it was built: the origin of the targets' ejection times.
+    born: Instant,
+    /// Latency to the response head, in the metrics.
+    pub latency: Histogram,
+    ejections: Counter,
+}
+
+impl Upstream {
+    /// Whether `config` (read from `source`) would build this same upstream,
+    /// so a reload can keep it and its connection pools.
+    pub fn unchanged(&self, config: &UpstreamConfig, source: &Source) -> bool {
+        self.config == *config
+            && match &config.ca_file {
+                None => self.ca_pem.is_none(),
+                Some(file) => connect::read_ca(source, file.get_ref()).ok() == self.ca_pem,
+            }
+    }
+
+    /// Builds the upstream and its (lazily connecting) pool.
+    pub fn new(
+        name: &str,
+        config: &Spanned<UpstreamConfig>,
+        source: &Source,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let settings = config.get_ref();
+        let at =
+            |(span, msg): SettingsError| source.error(span, format!("upstream `{name}`: {msg}"));
+        let targets = balance::targets(name, config, source)?;
+        check_failure_settings(settings).map_err(at)?;
+        let http2 = *settings.protocol.get_ref() == UpstreamProtocol::Http2;
+        let Connecting {
+            connector,
+            ca_pem,
+            keepalive,
+            max_streams,
+        } = Connecting::new(settings, source, http2).map_err(at)?;
+        let h2 = http2.then(|| {
+            H2Pool::new(
+                connector.clone(),
+                keepalive,
+                max_streams,
+                settings.idle_timeout.0,
+                targets.len(),
+            )
+        });
+        let in_flight = max_requests(settings).map_err(at)?;
+        let label = [("upstream", name.to_string())];
+        let metrics = crate::metrics::metrics();
+        Ok(Self {
+            name: name.to_string(),
+            targets,
+            next: AtomicUsize::new(0),
+            clients: send::http1_clients(settings, &connector, http2),
+            http2,
+            h2,
+            in_flight,
+            busy: metrics.upstream_busy.get_or_create(&label).clone(),
+            connector,
+            timeout: settings.timeout.0,
+            config: settings.clone(),
+            ca_pem,
+            born: Instant::now(),
+            latency: metrics.upstream_duration.get_or_create(&label).clone(),
+            ejections: metrics.upstream_ejections.get_or_create(&label).clone(),
+        })
+    }
+
+    /// Starts the upstream's tasks in the current runtime: the sweep of idle
+    /// HTTP/2 connections, and the health checks (when the config asks for
+    /// them and there is more than one target: a lone target is always
+    /// tried). The tasks end once the upstream is gone (a reload replaced it).
+    pub fn start_tasks(self: &Arc<Self>) {
+        self.start_h2_sweep();
+        self.start_health_checks();
+    }
+
+    /// Sweeps the idle HTTP/2 connections now and then, with HTTP/2.
+    fn start_h2_sweep(self: &Arc<Self>) {
+        let Some(pool) = &self.h2 else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let every = pool.sweep_every();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(upstream) = weak.upgrade() else {
+                    return;
+                };
+                if let Some(pool) = &upstream.h2 {
+                    pool.sweep();
+                }
+            }
+        });
+    }
+
+    /// Whether the targets are spoken to in HTTP/2.
+    pub fn http2(&self) -> bool {
+        self.http2
+    }
+
+    /// What the admin API shows: each target's weight and whether it is in
+    /// rotation (and if not, why and for how long), the requests in flight
+    /// with `max_requests`.
+    pub fn state(&self) -> serde_json::Value {
+        let now = self.now();
+        let targets: Vec<serde_json::Value> = self
+            .targets
+            .iter()
+            .map(|target| target_state(target, now))
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "protocol": if self.http2 { "http2" } else { "http1" },
+            // Since this upstream (and its pools) was built: a reload that
+            // changes its settings builds it anew, one that does not keeps it.
+            "built_ms_ago": self.now(),
+            "max_requests": self.in_flight.as_ref().map(|(_, max)| max),
+            "requests_in_flight": self.in_flight.as_ref().map(|(count, _)| count.load(Ordering::Relaxed)),
+            "targets": targets,
+        })
+    }
+
+    /// Milliseconds since the upstream was built.
+    fn now(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    /// Sends `request` (whose URI carries only path and query) to the next
+    /// target and waits for the response head within the upstream's timeout;
+    /// on a failed connection, retries a request without a body on another
+    /// target.
+    pub async fn send(
+        &self,
+        request: Request<Body>,
+        path_and_query: PathAndQuery,
+        set_host: bool,
+    ) -> Result<Response<Body>, RequestError> {
+        let Some(place) = self.take_place() else {
+            self.busy.inc();
+            return Err(RequestError::UpstreamBusy {
+                upstream: self.name.clone(),
+            });
+        };
+        let response = self.send_within(request, path_and_query, set_host).await?;
+        Ok(match place {
+            Some(place) => response.map(|body| body::guarded(body, place)),
+            None => response,
+        })
+    }
+}
+
+/// One target in the admin API's `state`, `now` ms after the upstream was built.
+fn target_state(target: &Target, now: u64) -> serde_json::Value {
+    let out_for = target.out_until.load(Ordering::Relaxed).saturating_sub(now);
+    let failing_checks = target.checks_failing.load(Ordering::Relaxed);
+    let state = match (failing_checks, out_for) {
+        (true, _) => "failing health checks",
+        (false, 0) if target.weight == 0 => "drained",
+        (false, 0) => "in rotation",
+        (false, _) => "ejected",
+    };
+    serde_json::json!({
+        "target": format!("{}://{}", target.scheme, target.authority),
+        "weight": target.weight,
+        "state": state,
+        "failed_connections_in_a_row": target.failures.load(Ordering::Relaxed),
+        "ejected_for_ms": out_for,
+    })
+}
+
+/// Checks what the upstream does about failures: `retries`, `health_check`
+/// and `fail_timeout`, in that order.
+fn check_failure_settings(settings: &UpstreamConfig) -> Result<(), SettingsError> {
+    if *settings.retries.get_ref() > MAX_RETRIES {
+        return Err((
+            settings.retries.span(),
+            format!(
+                "retries is at most {MAX_RETRIES} (it counts other targets tried after a failed connection)"
+            ),
+        ));
+    }
+    if let Some(check) = &settings.health_check {
+        health::validate_check(check.get_ref())
+            .map_err(|(span, msg)| (span, format!("health_check: {msg}")))?;
+    }
+    if settings.max_fails > 0 && settings.fail_timeout.get_ref().0.is_zero() {
+        return Err((
+            settings.fail_timeout.span(),
+            "fail_timeout must be more than zero (or set max_fails = 0 to never take a target out)"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The count of requests in flight and its `max_requests`, if set (at least 1).
+fn max_requests(
+    settings: &UpstreamConfig,
+) -> Result<Option<(Arc<AtomicUsize>, usize)>, SettingsError> {
+    match &settings.max_requests {
+        Some(max) if *max.get_ref() == 0 => Err((
+            max.span(),
+            "max_requests must be at least 1 (leave it out for no limit)".to_string(),
+        )),
+        Some(max) => Ok(Some((Arc::new(AtomicUsize::new(0)), *max.get_ref()))),
+        None => Ok(None),
+    }
+}
