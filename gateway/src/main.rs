@@ -173,19 +173,14 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `gateway run`: builds the config, binds the listeners, starts one worker
+/// per core, then runs the control loop (reloads, admin, signals) on this
+/// thread until the shutdown sequence ends.
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let engine = PluginEngine::new()?;
     let source = Source::read(&path)?;
     let config = source.parse()?;
-    let workers = match &config.server.workers {
-        Some(workers) if (1..=1024).contains(workers.get_ref()) => *workers.get_ref(),
-        Some(workers) => {
-            return Err(source
-                .error(workers.span(), "server.workers must be between 1 and 1024")
-                .into());
-        }
-        None => gateway::worker::default_count(),
-    };
+    let workers = worker_count(&source, &config)?;
     // Upstreams get one connection pool per worker, so the count comes first.
     gateway::worker::set_count(workers);
     let control = tokio::runtime::Builder::new_current_thread()
@@ -194,18 +189,13 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         .context("cannot start the control runtime")?;
     // Listening for SIGTERM and SIGINT before saying we listen: a signal sent
     // as soon as the listening line appears must drain, not kill.
-    let mut signals = {
+    let signals = {
         let _inside = control.enter();
         ShutdownSignals::new()
     };
     let runtime = control.block_on(gateway::build(&source, &config, &engine, None))?;
     let addr = listen_addr(&source, &config.server)?;
-    let settings = ListenerSettings {
-        header_read_timeout: config.server.header_read_timeout.0,
-        max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
-        max_headers: *config.server.max_headers.get_ref(),
-        idle_timeout: config.server.idle_timeout.get_ref().0,
-    };
+    let settings = listener_settings(&config);
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let reloader = Arc::new(Reloader::new(
         path.clone(),
@@ -219,36 +209,123 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     let watching = reloader.clone().watch();
     let listeners =
         gateway::worker::bind(addr, workers).with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listeners[0].local_addr()?;
-    // Tests and scripts read this line to learn the port when listen uses :0.
-    let scheme = if config.server.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    println!("gateway listening on {scheme}://{local}");
-    std::io::stdout().flush()?;
-    tracing::info!(%local, workers, routes = runtime.load().routes.len(), "serving");
-
-    let admin = match gateway::admin::settings(&source, &config)? {
-        Some(gateway::admin::Settings { addr, token }) => {
-            let listener = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("cannot listen on {addr} (admin)"))?;
-            listener.set_nonblocking(true)?;
-            println!("admin listening on http://{}", listener.local_addr()?);
-            std::io::stdout().flush()?;
-            Some((listener, token))
-        }
-        None => None,
-    };
+    announce(&listeners, config.server.tls.is_some(), &runtime)?;
+    let admin = admin_listener(&source, &config)?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut threads = Vec::with_capacity(workers);
     let tls = config
         .server
         .tls
         .as_ref()
         .map(|_| gateway::tls::Acceptor::new(runtime.clone()));
+    let threads = start_workers(listeners, &runtime, settings, tls, stopped)?;
+
+    // Reloads, the admin listener and signals run on this thread, off the
+    // workers' request path.
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let joined = control.block_on(async {
+        if let Some(watching) = watching {
+            tokio::spawn(watching);
+        }
+        tokio::spawn(reload_on_sighup(reloader.clone()));
+        if let Some((listener, token)) = admin {
+            let admin = gateway::admin::Admin {
+                runtime: runtime.clone(),
+                services: engine.services().clone(),
+                reloader: reloader.clone(),
+                draining: draining.clone(),
+                token,
+            };
+            serve_admin(Arc::new(admin), listener);
+        }
+        shut_down(signals, &draining, &runtime, stop, threads).await
+    });
+    // Without waiting for a blocking join still running after a signal cut
+    // the drain short.
+    control.shutdown_background();
+    joined.context("cannot join the worker threads")??;
+    // Keep the engine alive until serving ends.
+    drop(engine);
+    Ok(())
+}
+
+/// The edge settings of the listeners, from `[server]`.
+fn listener_settings(config: &gateway::config::Config) -> ListenerSettings {
+    ListenerSettings {
+        header_read_timeout: config.server.header_read_timeout.0,
+        max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
+        max_headers: *config.server.max_headers.get_ref(),
+        idle_timeout: config.server.idle_timeout.get_ref().0,
+    }
+}
+
+/// Says where the gateway listens: on stdout (tests and scripts read this
+/// line to learn the port when listen uses :0) and in the log.
+fn announce(
+    listeners: &[std::net::TcpListener],
+    tls: bool,
+    runtime: &ArcSwap<gateway::runtime::Runtime>,
+) -> anyhow::Result<()> {
+    let local = listeners
+        .first()
+        .context("no listener was bound")?
+        .local_addr()?;
+    let scheme = if tls { "https" } else { "http" };
+    println!("gateway listening on {scheme}://{local}");
+    std::io::stdout().flush()?;
+    let (workers, routes) = (listeners.len(), runtime.load().routes.len());
+    tracing::info!(%local, workers, routes, "serving");
+    Ok(())
+}
+
+/// `[server] workers`, checked, or one per core.
+fn worker_count(source: &Source, config: &gateway::config::Config) -> anyhow::Result<usize> {
+    match &config.server.workers {
+        Some(workers) if (1..=1024).contains(workers.get_ref()) => Ok(*workers.get_ref()),
+        Some(workers) => Err(source
+            .error(workers.span(), "server.workers must be between 1 and 1024")
+            .into()),
+        None => Ok(gateway::worker::default_count()),
+    }
+}
+
+/// The admin listener, bound and announced, when the config has one.
+fn admin_listener(
+    source: &Source,
+    config: &gateway::config::Config,
+) -> anyhow::Result<Option<(std::net::TcpListener, Option<Vec<u8>>)>> {
+    let Some(gateway::admin::Settings { addr, token }) = gateway::admin::settings(source, config)?
+    else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} (admin)"))?;
+    listener.set_nonblocking(true)?;
+    println!("admin listening on http://{}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    Ok(Some((listener, token)))
+}
+
+/// Serves the admin API on the control thread's runtime.
+fn serve_admin(admin: Arc<gateway::admin::Admin>, listener: std::net::TcpListener) {
+    match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => {
+            tokio::spawn(admin.serve(listener));
+        }
+        Err(err) => tracing::error!(%err, "cannot serve the admin listener"),
+    }
+}
+
+/// One thread per listener, each with its own current-thread runtime,
+/// serving until `stopped` turns true.
+fn start_workers(
+    listeners: Vec<std::net::TcpListener>,
+    runtime: &Arc<ArcSwap<gateway::runtime::Runtime>>,
+    settings: ListenerSettings,
+    tls: Option<gateway::tls::Acceptor>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<anyhow::Result<()>>>> {
+    let mut threads = Vec::with_capacity(listeners.len());
     for (index, listener) in listeners.into_iter().enumerate() {
         let runtime = runtime.clone();
         let tls = tls.clone();
@@ -273,77 +350,57 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             .context("cannot start a worker thread")?;
         threads.push(thread);
     }
-
-    // Reloads, the admin listener and signals run on this thread, off the
-    // workers' request path.
-    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let joined = control.block_on(async {
-        if let Some(watching) = watching {
-            tokio::spawn(watching);
-        }
-        tokio::spawn(reload_on_sighup(reloader.clone()));
-        if let Some((listener, token)) = admin {
-            let admin = Arc::new(gateway::admin::Admin {
-                runtime: runtime.clone(),
-                services: engine.services().clone(),
-                reloader: reloader.clone(),
-                draining: draining.clone(),
-                token,
-            });
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    tokio::spawn(admin.serve(listener));
-                }
-                Err(err) => tracing::error!(%err, "cannot serve the admin listener"),
-            }
-        }
-        signals.recv().await;
-        tracing::info!("shutdown requested");
-        // Not ready any more (the admin API keeps answering while workers
-        // drain, so a load balancer polling /readyz sees it).
-        draining.store(true, std::sync::atomic::Ordering::Relaxed);
-        // Serving on for a while lets load balancers take the gateway out of
-        // rotation before its listener closes; a second signal cuts it short.
-        let delay = runtime.load().limits.shutdown.delay;
-        if !delay.is_zero() {
-            tracing::info!(
-                ?delay,
-                "not ready; serving on for shutdown_delay before draining"
-            );
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = signals.recv() => tracing::info!("another signal: draining now"),
-            }
-        }
-        let _ = stop.send(true);
-        let joining = tokio::task::spawn_blocking(move || {
-            for thread in threads {
-                match thread.join() {
-                    Ok(result) => result?,
-                    Err(_) => anyhow::bail!("a worker thread panicked"),
-                }
-            }
-            Ok(())
-        });
-        // The drain may take up to drain_timeout; a further signal ends it.
-        tokio::select! {
-            joined = joining => joined,
-            () = signals.recv() => {
-                tracing::warn!("another signal during the drain: exiting now");
-                Ok(Ok(()))
-            }
-        }
-    });
-    // Without waiting for a blocking join still running after a signal cut
-    // the drain short.
-    control.shutdown_background();
-    joined.context("cannot join the worker threads")??;
-    // Keep the engine alive until serving ends.
-    drop(engine);
-    Ok(())
+    Ok(threads)
 }
 
-/// Reloads on every SIGHUP.
+/// The shutdown sequence, from the first signal: not ready (`/readyz`),
+/// serving on for `shutdown_delay` (a second signal cuts it short), then the
+/// workers drain (a further signal ends the drain at once).
+async fn shut_down(
+    mut signals: ShutdownSignals,
+    draining: &std::sync::atomic::AtomicBool,
+    runtime: &ArcSwap<gateway::runtime::Runtime>,
+    stop: tokio::sync::watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+) -> Result<anyhow::Result<()>, tokio::task::JoinError> {
+    signals.recv().await;
+    tracing::info!("shutdown requested");
+    // Not ready any more (the admin API keeps answering while workers
+    // drain, so a load balancer polling /readyz sees it).
+    draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Serving on for a while lets load balancers take the gateway out of
+    // rotation before its listener closes.
+    let delay = runtime.load().limits.shutdown.delay;
+    if !delay.is_zero() {
+        tracing::info!(
+            ?delay,
+            "not ready; serving on for shutdown_delay before draining"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = signals.recv() => tracing::info!("another signal: draining now"),
+        }
+    }
+    let _ = stop.send(true);
+    let joining = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            match thread.join() {
+                Ok(result) => result?,
+                Err(_) => anyhow::bail!("a worker thread panicked"),
+            }
+        }
+        Ok(())
+    });
+    // The drain may take up to drain_timeout; a further signal ends it.
+    tokio::select! {
+        joined = joining => joined,
+        () = signals.recv() => {
+            tracing::warn!("another signal during the drain: exiting now");
+            Ok(Ok(()))
+        }
+    }
+}
+
 async fn reload_on_sighup(reloader: Arc<Reloader>) {
     #[cfg(unix)]
     {
