@@ -41,24 +41,75 @@ pub struct Consumers {
     key: Option<hmac::Key>,
 }
 
+/// `identity.key_hash_secret`, read and checked (at least 16 bytes).
+fn key_hash_secret(source: &Source, config: &Config) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(spanned) = &config.identity.key_hash_secret else {
+        return Ok(None);
+    };
+    let secret = resolve_secret(source, spanned)
+        .map_err(|e| source.error(spanned.span(), format!("identity.key_hash_secret: {e}")))?;
+    if secret.len() < 16 {
+        return Err(source.error(
+            spanned.span(),
+            "identity.key_hash_secret must be at least 16 bytes; use 32 random bytes, for example `openssl rand -hex 32`",
+        ));
+    }
+    Ok(Some(secret))
+}
+
+/// A consumer's name, groups and plan, as the config may give them.
+fn check_consumer(
+    source: &Source,
+    config: &Config,
+    entry: &crate::config::ConsumerConfig,
+) -> Result<(), ConfigError> {
+    let name = entry.name.get_ref();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(source.error(
+            entry.name.span(),
+            "a consumer name must be 1 to 128 printable characters",
+        ));
+    }
+    // Groups travel comma-separated (context, x-consumer-groups): a comma in
+    // one would read as two.
+    for group in &entry.groups {
+        let text = group.get_ref();
+        if text.is_empty()
+            || text.len() > 128
+            || text.trim() != text
+            || text.chars().any(|c| c == ',' || c.is_control())
+        {
+            return Err(source.error(
+                group.span(),
+                format!("consumer `{name}`: group `{text}` must be 1 to 128 printable characters, without commas or surrounding spaces"),
+            ));
+        }
+    }
+    if let Some(plan) = &entry.plan
+        && !config.usage_plans.contains_key(plan.get_ref())
+    {
+        let known: Vec<&str> = config.usage_plans.keys().map(String::as_str).collect();
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
+        return Err(source.error(
+            plan.span(),
+            format!(
+                "consumer `{name}`: unknown usage plan `{}`; plans defined: {known}",
+                plan.get_ref()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Consumers {
     /// Checks and indexes `config.consumers`, reading keys from the environment
     /// and files as configured.
     pub fn build(source: &Source, config: &Config) -> Result<Self, ConfigError> {
-        let secret = match &config.identity.key_hash_secret {
-            Some(secret) => Some(resolve_secret(source, secret).map_err(|e| {
-                source.error(secret.span(), format!("identity.key_hash_secret: {e}"))
-            })?),
-            None => None,
-        };
-        if let Some(secret) = &secret
-            && secret.len() < 16
-        {
-            return Err(source.error(
-                config.identity.key_hash_secret.as_ref().map_or(0..0, Spanned::span),
-                "identity.key_hash_secret must be at least 16 bytes; use 32 random bytes, for example `openssl rand -hex 32`",
-            ));
-        }
+        let secret = key_hash_secret(source, config)?;
         let key = match &secret {
             Some(secret) => hmac::Key::new(hmac::HMAC_SHA256, secret),
             None => {
@@ -70,7 +121,6 @@ impl Consumers {
                 hmac::Key::new(hmac::HMAC_SHA256, &random)
             }
         };
-
         let mut consumers = Consumers {
             key: Some(key),
             ..Consumers::default()
@@ -82,87 +132,60 @@ impl Consumers {
                 period: rate.per,
                 burst: plan.burst.unwrap_or(rate.count).max(1),
             });
-            consumers.plans.insert(
-                name.clone(),
-                UsagePlan {
-                    name: name.clone(),
-                    rate,
-                    quota: plan.quota,
-                },
-            );
+            let plan = UsagePlan {
+                name: name.clone(),
+                rate,
+                quota: plan.quota,
+            };
+            consumers.plans.insert(name.clone(), plan);
         }
         for spanned in &config.consumers {
-            let entry = spanned.get_ref();
-            let name = entry.name.get_ref();
-            if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            consumers.add(source, config, spanned.get_ref(), secret.is_some())?;
+        }
+        Ok(consumers)
+    }
+
+    /// Checks one `[[consumers]]` entry and indexes it by name and by each of
+    /// its keys' digests.
+    fn add(
+        &mut self,
+        source: &Source,
+        config: &Config,
+        entry: &crate::config::ConsumerConfig,
+        keyed: bool,
+    ) -> Result<(), ConfigError> {
+        let name = entry.name.get_ref();
+        check_consumer(source, config, entry)?;
+        if self.by_name.contains_key(name) {
+            return Err(source.error(entry.name.span(), format!("duplicate consumer `{name}`")));
+        }
+        let consumer = Arc::new(Consumer {
+            name: name.clone(),
+            groups: entry.groups.iter().map(|g| g.get_ref().clone()).collect(),
+            plan: entry.plan.as_ref().map(|p| p.get_ref().clone()),
+            metadata: entry
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        });
+        for key in &entry.keys {
+            let digest = self
+                .key_digest(source, key, keyed)
+                .map_err(|e| source.error(key.span(), format!("consumer `{name}`: {e}")))?;
+            if let Some(owner) = self.by_key.get(&digest) {
                 return Err(source.error(
-                    entry.name.span(),
-                    "a consumer name must be 1 to 128 printable characters",
-                ));
-            }
-            // Groups travel comma-separated (context, x-consumer-groups):
-            // a comma in one would read as two.
-            for group in &entry.groups {
-                let text = group.get_ref();
-                if text.is_empty()
-                    || text.len() > 128
-                    || text.trim() != text
-                    || text.chars().any(|c| c == ',' || c.is_control())
-                {
-                    return Err(source.error(
-                        group.span(),
-                        format!("consumer `{name}`: group `{text}` must be 1 to 128 printable characters, without commas or surrounding spaces"),
-                    ));
-                }
-            }
-            if consumers.by_name.contains_key(name) {
-                return Err(source.error(entry.name.span(), format!("duplicate consumer `{name}`")));
-            }
-            if let Some(plan) = &entry.plan
-                && !config.usage_plans.contains_key(plan.get_ref())
-            {
-                let known: Vec<&str> = config.usage_plans.keys().map(String::as_str).collect();
-                return Err(source.error(
-                    plan.span(),
+                    key.span(),
                     format!(
-                        "consumer `{name}`: unknown usage plan `{}`; plans defined: {}",
-                        plan.get_ref(),
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
+                        "consumer `{name}`: this key is already a key of consumer `{}`; keys must be unique",
+                        owner.name
                     ),
                 ));
             }
-            let consumer = Arc::new(Consumer {
-                name: name.clone(),
-                groups: entry.groups.iter().map(|g| g.get_ref().clone()).collect(),
-                plan: entry.plan.as_ref().map(|p| p.get_ref().clone()),
-                metadata: entry
-                    .metadata
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            });
-            for key in &entry.keys {
-                let digest = consumers
-                    .key_digest(source, key, secret.is_some())
-                    .map_err(|e| source.error(key.span(), format!("consumer `{name}`: {e}")))?;
-                if let Some(owner) = consumers.by_key.get(&digest) {
-                    return Err(source.error(
-                        key.span(),
-                        format!(
-                            "consumer `{name}`: this key is already a key of consumer `{}`; keys must be unique",
-                            owner.name
-                        ),
-                    ));
-                }
-                consumers.by_key.insert(digest, consumer.clone());
-            }
-            consumers.by_name.insert(name.clone(), consumer);
+            self.by_key.insert(digest, consumer.clone());
         }
-        Ok(consumers)
+        self.by_name.insert(name.clone(), consumer);
+        Ok(())
     }
 
     fn key_digest(

@@ -85,87 +85,97 @@ pub struct Router {
     any_host: PathTable,
 }
 
+/// Routes by host key (`None`: any host), then path, with the routes each
+/// (host, path) has by method; two routes taking the same method there are
+/// an error.
+type Grouped = BTreeMap<Option<String>, BTreeMap<String, Candidates>>;
+
+fn group(specs: &[RouteSpec], names: &[String]) -> Result<Grouped, (RouteId, RouterError)> {
+    let mut grouped: Grouped = BTreeMap::new();
+    for (id, spec) in specs.iter().enumerate() {
+        let hosts: Vec<Option<String>> = match &spec.hosts {
+            None => vec![None],
+            Some(hosts) => hosts
+                .iter()
+                .map(|h| {
+                    normalize_host_pattern(h)
+                        .map(Some)
+                        .ok_or((id, RouterError::Host(h.clone())))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        for host in hosts {
+            let candidates = grouped
+                .entry(host)
+                .or_default()
+                .entry(spec.path.clone())
+                .or_default();
+            let duplicate = |other: RouteId| {
+                let other = names[other].clone();
+                (id, RouterError::Duplicate { other })
+            };
+            match &spec.methods {
+                None => {
+                    if let Some(other) = candidates.any {
+                        return Err(duplicate(other));
+                    }
+                    candidates.any = Some(id);
+                }
+                Some(methods) => {
+                    for (existing, other) in &candidates.by_method {
+                        if existing.iter().any(|m| methods.contains(m)) {
+                            return Err(duplicate(*other));
+                        }
+                    }
+                    candidates.by_method.push((methods.clone(), id));
+                }
+            }
+        }
+    }
+    Ok(grouped)
+}
+
+/// One host's path table. matchit's `{*rest}` needs at least one character,
+/// but people expect `/static/{*rest}` to take `/static/` too (and
+/// `/{*rest}` to take `/`): the bare prefix goes to the same routes unless a
+/// route names it.
+fn path_table(
+    mut paths: BTreeMap<String, Candidates>,
+) -> Result<PathTable, (RouteId, RouterError)> {
+    let implicit: Vec<(String, Candidates)> = paths
+        .iter()
+        .filter_map(|(path, candidates)| {
+            let (prefix, last) = path.rsplit_once('/')?;
+            let is_catch_all = last.starts_with("{*") && last.ends_with('}');
+            let prefix = format!("{prefix}/");
+            (is_catch_all && !paths.contains_key(&prefix)).then(|| (prefix, candidates.clone()))
+        })
+        .collect();
+    paths.extend(implicit);
+    let mut table = PathTable::default();
+    for (path, candidates) in paths {
+        let first = candidates
+            .by_method
+            .first()
+            .map(|(_, id)| *id)
+            .or(candidates.any)
+            .unwrap_or_default();
+        table
+            .paths
+            .insert(path, candidates)
+            .map_err(|e| (first, RouterError::Template(e.to_string())))?;
+    }
+    Ok(table)
+}
+
 impl Router {
     /// Builds the table. `names[i]` names route `i` in errors. On error, returns
     /// the index of the offending route with the error.
     pub fn build(specs: &[RouteSpec], names: &[String]) -> Result<Self, (RouteId, RouterError)> {
-        // host key -> path -> candidates. `None` host key is "any host".
-        let mut grouped: BTreeMap<Option<String>, BTreeMap<String, Candidates>> = BTreeMap::new();
-        for (id, spec) in specs.iter().enumerate() {
-            let hosts: Vec<Option<String>> = match &spec.hosts {
-                None => vec![None],
-                Some(hosts) => hosts
-                    .iter()
-                    .map(|h| {
-                        normalize_host_pattern(h)
-                            .map(Some)
-                            .ok_or((id, RouterError::Host(h.clone())))
-                    })
-                    .collect::<Result<_, _>>()?,
-            };
-            for host in hosts {
-                let candidates = grouped
-                    .entry(host)
-                    .or_default()
-                    .entry(spec.path.clone())
-                    .or_default();
-                let duplicate = |other: RouteId| {
-                    (
-                        id,
-                        RouterError::Duplicate {
-                            other: names[other].clone(),
-                        },
-                    )
-                };
-                match &spec.methods {
-                    None => {
-                        if let Some(other) = candidates.any {
-                            return Err(duplicate(other));
-                        }
-                        candidates.any = Some(id);
-                    }
-                    Some(methods) => {
-                        for (existing, other) in &candidates.by_method {
-                            if existing.iter().any(|m| methods.contains(m)) {
-                                return Err(duplicate(*other));
-                            }
-                        }
-                        candidates.by_method.push((methods.clone(), id));
-                    }
-                }
-            }
-        }
-
         let mut router = Router::default();
         let mut wildcard = Vec::new();
-        for (host, mut paths) in grouped {
-            // matchit's `{*rest}` needs at least one character, but people expect
-            // `/static/{*rest}` to take `/static/` too (and `/{*rest}` to take `/`).
-            // The bare prefix goes to the same routes unless a route names it.
-            let implicit: Vec<(String, Candidates)> = paths
-                .iter()
-                .filter_map(|(path, candidates)| {
-                    let (prefix, last) = path.rsplit_once('/')?;
-                    let is_catch_all = last.starts_with("{*") && last.ends_with('}');
-                    let prefix = format!("{prefix}/");
-                    (is_catch_all && !paths.contains_key(&prefix))
-                        .then(|| (prefix, candidates.clone()))
-                })
-                .collect();
-            paths.extend(implicit);
-            let mut table = PathTable::default();
-            for (path, candidates) in paths {
-                let first = candidates
-                    .by_method
-                    .first()
-                    .map(|(_, id)| *id)
-                    .or(candidates.any)
-                    .unwrap_or_default();
-                table
-                    .paths
-                    .insert(path, candidates)
-                    .map_err(|e| (first, RouterError::Template(e.to_string())))?;
-            }
+        for (host, paths) in group(specs, names)? {
+            let table = path_table(paths)?;
             match host {
                 None => router.any_host = table,
                 Some(host) => match host.strip_prefix('*') {

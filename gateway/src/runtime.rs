@@ -141,54 +141,8 @@ impl Runtime {
         engine: &PluginEngine,
         previous: Option<&Runtime>,
     ) -> Result<Self, ConfigError> {
-        let sample = &config.server.access_log_sample;
-        if !(0.0..=1.0).contains(sample.get_ref()) {
-            return Err(source.error(
-                sample.span(),
-                "server.access_log_sample must be between 0 and 1",
-            ));
-        }
-        if let Some(workers) = &config.server.workers
-            && !(1..=1024).contains(workers.get_ref())
-        {
-            return Err(source.error(workers.span(), "server.workers must be between 1 and 1024"));
-        }
-        let trusted: Vec<&str> = config
-            .server
-            .trusted_proxies
-            .iter()
-            .map(|t| t.get_ref().as_str())
-            .collect();
-        let trusted_proxies = TrustedProxies::parse(&trusted).map_err(|msg| {
-            let span = config
-                .server
-                .trusted_proxies
-                .iter()
-                .find(|t| msg.contains(&format!("`{}`", t.get_ref())))
-                .map_or(0..0, |t| t.span());
-            source.error(span, msg)
-        })?;
-
-        let mut upstreams = HashMap::new();
-        for (name, upstream) in &config.upstreams {
-            // An unchanged upstream keeps its connection pools across reloads.
-            let kept = previous
-                .and_then(|p| p.upstreams.get(name))
-                .filter(|kept| kept.unchanged(upstream.get_ref(), source));
-            let upstream = match kept {
-                Some(kept) => kept.clone(),
-                None => {
-                    let built = Arc::new(Upstream::new(name, upstream, source)?);
-                    if let Some(before) = previous.and_then(|p| p.upstreams.get(name)) {
-                        built.inherit_health(before);
-                    }
-                    built.start_tasks();
-                    built
-                }
-            };
-            upstreams.insert(name.clone(), upstream);
-        }
-
+        let limits = Limits::from_config(source, config)?;
+        let upstreams = build_upstreams(source, config, previous)?;
         let env = ConfigEnv {
             consumers: Arc::new(Consumers::build(source, config)?),
             services: engine.services().clone(),
@@ -203,89 +157,11 @@ impl Runtime {
                 "cache.capacity and cache.max_entry changes take effect at the next restart"
             );
         }
-
-        if *config.server.max_connections.get_ref() == 0 {
-            return Err(source.error(
-                config.server.max_connections.span(),
-                "server.max_connections must be at least 1",
-            ));
-        }
-        if config.server.body_read_timeout.get_ref().0 < std::time::Duration::from_secs(1) {
-            return Err(source.error(
-                config.server.body_read_timeout.span(),
-                "server.body_read_timeout must be at least 1s",
-            ));
-        }
-        if config.server.drain_timeout.get_ref().0 > std::time::Duration::from_secs(3600) {
-            return Err(source.error(
-                config.server.drain_timeout.span(),
-                "server.drain_timeout must be at most 1h",
-            ));
-        }
-        if config.server.shutdown_delay.get_ref().0 > std::time::Duration::from_secs(600) {
-            return Err(source.error(
-                config.server.shutdown_delay.span(),
-                "server.shutdown_delay must be at most 10m",
-            ));
-        }
-        let share = *config.server.close_idle_above.get_ref();
-        if !(share > 0.0 && share <= 1.0) {
-            return Err(source.error(
-                config.server.close_idle_above.span(),
-                "server.close_idle_above must be above 0 and at most 1 (a share of max_connections)",
-            ));
-        }
-        if let Some(per_ip) = &config.server.max_connections_per_ip
-            && *per_ip.get_ref() == 0
-        {
-            return Err(source.error(
-                per_ip.span(),
-                "server.max_connections_per_ip must be at least 1 (leave it out for no limit)",
-            ));
-        }
-
-        let mut routes = Vec::with_capacity(config.routes.len());
-        let mut specs = Vec::with_capacity(config.routes.len());
-        let mut names: Vec<String> = Vec::with_capacity(config.routes.len());
-        for route in &config.routes {
-            let (route, spec) =
-                build_route(source, config, route, &upstreams, &names, engine, &env).await?;
-            names.push(route.name.clone());
-            specs.push(spec);
-            routes.push(route);
-        }
-        let router = Router::build(&specs, &names).map_err(|(id, err)| {
-            let route = config.routes[id].get_ref();
-            let span = match err {
-                RouterError::Host(_) => {
-                    route.hosts.as_ref().map_or(route.path.span(), |h| h.span())
-                }
-                _ => route.path.span(),
-            };
-            source.error(span, format!("route `{}`: {err}", names[id]))
-        })?;
-
+        let (routes, router) = build_routes(source, config, &upstreams, engine, &env).await?;
         Ok(Self {
             router,
             routes,
-            limits: Limits {
-                access_log: AccessLogSampling::new(*config.server.access_log_sample.get_ref()),
-                max_request_body: config.server.max_request_body.0,
-                body_read_timeout: config.server.body_read_timeout.get_ref().0,
-                trusted_proxies,
-                max_websocket_connections: config.server.max_websocket_connections,
-                max_connections: *config.server.max_connections.get_ref(),
-                close_idle_from: close_idle_from(*config.server.max_connections.get_ref(), share),
-                max_connections_per_ip: config
-                    .server
-                    .max_connections_per_ip
-                    .as_ref()
-                    .map(|max| *max.get_ref()),
-                shutdown: Shutdown {
-                    delay: config.server.shutdown_delay.get_ref().0,
-                    drain_timeout: config.server.drain_timeout.get_ref().0,
-                },
-            },
+            limits,
             redis: env.redis.clone(),
             upstreams,
             unrouted: crate::metrics::RequestCounters::new("-"),
@@ -295,6 +171,158 @@ impl Runtime {
             },
         })
     }
+}
+
+impl Limits {
+    /// `[server]`'s request-path settings, checked.
+    fn from_config(source: &Source, config: &Config) -> Result<Self, ConfigError> {
+        let server = &config.server;
+        check_server(source, config)?;
+        let trusted: Vec<&str> = server
+            .trusted_proxies
+            .iter()
+            .map(|t| t.get_ref().as_str())
+            .collect();
+        let trusted_proxies = TrustedProxies::parse(&trusted).map_err(|msg| {
+            let span = server
+                .trusted_proxies
+                .iter()
+                .find(|t| msg.contains(&format!("`{}`", t.get_ref())))
+                .map_or(0..0, |t| t.span());
+            source.error(span, msg)
+        })?;
+        let max_connections = *server.max_connections.get_ref();
+        Ok(Limits {
+            access_log: AccessLogSampling::new(*server.access_log_sample.get_ref()),
+            max_request_body: server.max_request_body.0,
+            body_read_timeout: server.body_read_timeout.get_ref().0,
+            trusted_proxies,
+            max_websocket_connections: server.max_websocket_connections,
+            max_connections,
+            close_idle_from: close_idle_from(max_connections, *server.close_idle_above.get_ref()),
+            max_connections_per_ip: server
+                .max_connections_per_ip
+                .as_ref()
+                .map(|max| *max.get_ref()),
+            shutdown: Shutdown {
+                delay: server.shutdown_delay.get_ref().0,
+                drain_timeout: server.drain_timeout.get_ref().0,
+            },
+        })
+    }
+}
+
+/// The ranges of `[server]`'s numbers, each error at its key.
+fn check_server(source: &Source, config: &Config) -> Result<(), ConfigError> {
+    let server = &config.server;
+    let out_of_range =
+        |span: std::ops::Range<usize>, message: &str| Err(source.error(span, message));
+    if !(0.0..=1.0).contains(server.access_log_sample.get_ref()) {
+        return out_of_range(
+            server.access_log_sample.span(),
+            "server.access_log_sample must be between 0 and 1",
+        );
+    }
+    if let Some(workers) = &server.workers
+        && !(1..=1024).contains(workers.get_ref())
+    {
+        return out_of_range(workers.span(), "server.workers must be between 1 and 1024");
+    }
+    if *server.max_connections.get_ref() == 0 {
+        return out_of_range(
+            server.max_connections.span(),
+            "server.max_connections must be at least 1",
+        );
+    }
+    if server.body_read_timeout.get_ref().0 < std::time::Duration::from_secs(1) {
+        return out_of_range(
+            server.body_read_timeout.span(),
+            "server.body_read_timeout must be at least 1s",
+        );
+    }
+    if server.drain_timeout.get_ref().0 > std::time::Duration::from_secs(3600) {
+        return out_of_range(
+            server.drain_timeout.span(),
+            "server.drain_timeout must be at most 1h",
+        );
+    }
+    if server.shutdown_delay.get_ref().0 > std::time::Duration::from_secs(600) {
+        return out_of_range(
+            server.shutdown_delay.span(),
+            "server.shutdown_delay must be at most 10m",
+        );
+    }
+    let share = *server.close_idle_above.get_ref();
+    if !(share > 0.0 && share <= 1.0) {
+        return out_of_range(
+            server.close_idle_above.span(),
+            "server.close_idle_above must be above 0 and at most 1 (a share of max_connections)",
+        );
+    }
+    if let Some(per_ip) = &server.max_connections_per_ip
+        && *per_ip.get_ref() == 0
+    {
+        return out_of_range(
+            per_ip.span(),
+            "server.max_connections_per_ip must be at least 1 (leave it out for no limit)",
+        );
+    }
+    Ok(())
+}
+
+/// The config's upstreams by name. An unchanged upstream keeps its
+/// connection pools across reloads; a changed one keeps its targets' health.
+fn build_upstreams(
+    source: &Source,
+    config: &Config,
+    previous: Option<&Runtime>,
+) -> Result<HashMap<String, Arc<Upstream>>, ConfigError> {
+    let mut upstreams = HashMap::new();
+    for (name, upstream) in &config.upstreams {
+        let before = previous.and_then(|p| p.upstreams.get(name));
+        let upstream = match before.filter(|kept| kept.unchanged(upstream.get_ref(), source)) {
+            Some(kept) => kept.clone(),
+            None => {
+                let built = Arc::new(Upstream::new(name, upstream, source)?);
+                if let Some(before) = before {
+                    built.inherit_health(before);
+                }
+                built.start_tasks();
+                built
+            }
+        };
+        upstreams.insert(name.clone(), upstream);
+    }
+    Ok(upstreams)
+}
+
+/// Every route, built in config order, and the router over them.
+async fn build_routes(
+    source: &Source,
+    config: &Config,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    engine: &PluginEngine,
+    env: &ConfigEnv,
+) -> Result<(Vec<Route>, Router), ConfigError> {
+    let mut routes = Vec::with_capacity(config.routes.len());
+    let mut specs = Vec::with_capacity(config.routes.len());
+    let mut names: Vec<String> = Vec::with_capacity(config.routes.len());
+    for route in &config.routes {
+        let (route, spec) =
+            build_route(source, config, route, upstreams, &names, engine, env).await?;
+        names.push(route.name.clone());
+        specs.push(spec);
+        routes.push(route);
+    }
+    let router = Router::build(&specs, &names).map_err(|(id, err)| {
+        let route = config.routes[id].get_ref();
+        let span = match err {
+            RouterError::Host(_) => route.hosts.as_ref().map_or(route.path.span(), |h| h.span()),
+            _ => route.path.span(),
+        };
+        source.error(span, format!("route `{}`: {err}", names[id]))
+    })?;
+    Ok((routes, router))
 }
 
 /// The open connections from which new ones close idle ones: `share` of
@@ -333,31 +361,7 @@ async fn build_route(
     }
     let methods = match &route.methods {
         None => None,
-        Some(methods) => {
-            if methods.get_ref().is_empty() {
-                return Err(source.error(methods.span(), format!("route `{name}`: methods cannot be empty; leave it out to accept every method")));
-            }
-            let parsed = methods
-                .get_ref()
-                .iter()
-                .map(|m| {
-                    let upper = m.to_ascii_uppercase();
-                    Method::from_bytes(upper.as_bytes()).map_err(|_| {
-                        source.error(
-                            methods.span(),
-                            format!("route `{name}`: invalid method `{m}`"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if parsed.contains(&Method::CONNECT) {
-                return Err(source.error(
-                    methods.span(),
-                    format!("route `{name}`: CONNECT cannot be routed: the gateway does not open tunnels, and answers CONNECT with 405"),
-                ));
-            }
-            Some(parsed)
-        }
+        Some(methods) => Some(route_methods(source, &name, methods)?),
     };
     let listed = route_upstreams(source, config, route, &name, upstreams)?;
     let upstream = listed.first().cloned();
@@ -369,46 +373,10 @@ async fn build_route(
     }
     let strip_prefix = match &route.strip_prefix {
         None => None,
-        Some(prefix) => {
-            let text = prefix.get_ref().trim_end_matches('/');
-            if !text.starts_with('/') {
-                return Err(source.error(
-                    prefix.span(),
-                    format!(
-                        "route `{name}`: strip_prefix `{}` must start with `/`",
-                        prefix.get_ref()
-                    ),
-                ));
-            }
-            Some(text.to_string())
-        }
+        Some(prefix) => Some(route_strip_prefix(source, &name, prefix)?),
     };
-
     let websocket = websocket_setting(source, &name, route, upstream.is_some())?;
-    for upstream in listed.iter().filter(|u| u.http2()) {
-        // HTTP/2 names the host in `:authority`, which is the target's: a
-        // different `Host` beside it makes the request malformed (RFC 9113,
-        // section 8.3.1). And WebSocket over HTTP/2 is another handshake
-        // (RFC 8441) than the one this gateway relays.
-        if let Some(on) = route.preserve_host.as_ref().filter(|p| *p.get_ref()) {
-            return Err(source.error(
-                on.span(),
-                format!(
-                    "route `{name}`: preserve_host cannot be used with upstream `{}`, which speaks HTTP/2 (its requests carry the target's authority)",
-                    upstream.name
-                ),
-            ));
-        }
-        if let Some(on) = route.websocket.as_ref().filter(|w| *w.get_ref()) {
-            return Err(source.error(
-                on.span(),
-                format!(
-                    "route `{name}`: websocket = true needs an HTTP/1.1 upstream; `{}` speaks HTTP/2",
-                    upstream.name
-                ),
-            ));
-        }
-    }
+    check_http2_upstreams(source, &name, route, &listed)?;
 
     let mut entries = Vec::with_capacity(route.plugins.len());
     for entry in &route.plugins {
@@ -439,6 +407,92 @@ async fn build_route(
         },
         spec,
     ))
+}
+
+/// A route's `methods`, parsed: not empty, each a method, never CONNECT.
+fn route_methods(
+    source: &Source,
+    name: &str,
+    methods: &Spanned<Vec<String>>,
+) -> Result<Vec<Method>, ConfigError> {
+    if methods.get_ref().is_empty() {
+        return Err(source.error(
+            methods.span(),
+            format!("route `{name}`: methods cannot be empty; leave it out to accept every method"),
+        ));
+    }
+    let parsed = methods
+        .get_ref()
+        .iter()
+        .map(|m| {
+            let upper = m.to_ascii_uppercase();
+            Method::from_bytes(upper.as_bytes()).map_err(|_| {
+                source.error(
+                    methods.span(),
+                    format!("route `{name}`: invalid method `{m}`"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if parsed.contains(&Method::CONNECT) {
+        return Err(source.error(
+            methods.span(),
+            format!("route `{name}`: CONNECT cannot be routed: the gateway does not open tunnels, and answers CONNECT with 405"),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// A route's `strip_prefix` without its trailing `/`; it must start with `/`.
+fn route_strip_prefix(
+    source: &Source,
+    name: &str,
+    prefix: &Spanned<String>,
+) -> Result<String, ConfigError> {
+    let text = prefix.get_ref().trim_end_matches('/');
+    if !text.starts_with('/') {
+        return Err(source.error(
+            prefix.span(),
+            format!(
+                "route `{name}`: strip_prefix `{}` must start with `/`",
+                prefix.get_ref()
+            ),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// What a route may not ask of an HTTP/2 upstream. HTTP/2 names the host in
+/// `:authority`, which is the target's: a different `Host` beside it makes
+/// the request malformed (RFC 9113, section 8.3.1). And WebSocket over
+/// HTTP/2 is another handshake (RFC 8441) than the one this gateway relays.
+fn check_http2_upstreams(
+    source: &Source,
+    name: &str,
+    route: &RouteConfig,
+    listed: &[Arc<Upstream>],
+) -> Result<(), ConfigError> {
+    for upstream in listed.iter().filter(|u| u.http2()) {
+        if let Some(on) = route.preserve_host.as_ref().filter(|p| *p.get_ref()) {
+            return Err(source.error(
+                on.span(),
+                format!(
+                    "route `{name}`: preserve_host cannot be used with upstream `{}`, which speaks HTTP/2 (its requests carry the target's authority)",
+                    upstream.name
+                ),
+            ));
+        }
+        if let Some(on) = route.websocket.as_ref().filter(|w| *w.get_ref()) {
+            return Err(source.error(
+                on.span(),
+                format!(
+                    "route `{name}`: websocket = true needs an HTTP/1.1 upstream; `{}` speaks HTTP/2",
+                    upstream.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The upstreams a route lists (`upstream = "a"` or `upstreams = ["a",
