@@ -242,7 +242,7 @@ fi
 # The gateway's own rate-limit script (read from its source), loaded into
 # Redis: the Redis rows time one EVALSHA of it, the round trip a Redis-backed
 # check makes, beside the gateways.
-GCRA_SHA=$(python3 - "$REDIS_PORT" gateway/src/plugin/redis.rs <<'PY'
+GCRA_SHA=$(python3 - "$REDIS_PORT" gateway/src/plugin/capabilities/redis.rs <<'PY'
 import hashlib, re, socket, sys
 script = re.search(r'const GCRA: &str = r"(.*?)";', open(sys.argv[2]).read(), re.S).group(1)
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))

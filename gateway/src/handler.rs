@@ -16,7 +16,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Limited};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -801,40 +801,6 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// The request body, buffered for the plugins that read it (up to `cap`
-/// bytes), or the error the client is answered with.
-///
-/// Reads frame by frame rather than through `http_body_util::Limited`: inside an
-/// async fn rustc cannot prove `Limited`'s error-conversion bound for every
-/// lifetime and would refuse to call the request future `Send`.
-pub(crate) async fn collect_request_body(
-    mut body: Body,
-    cap: usize,
-) -> Result<Bytes, RequestError> {
-    let too_large = || RequestError::BodyTooLarge { limit: cap as u64 };
-    let mut buffer = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| {
-            if err.downcast_ref::<LengthLimitError>().is_some() {
-                too_large()
-            } else if let Some(timed_out) = err.downcast_ref::<crate::body::ReadTimedOut>() {
-                RequestError::BodyTimeout {
-                    timeout: timed_out.0,
-                }
-            } else {
-                RequestError::BadRequest(format!("cannot read the request body: {err}"))
-            }
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if buffer.len() + data.len() > cap {
-                return Err(too_large());
-            }
-            buffer.extend_from_slice(&data);
-        }
-    }
-    Ok(buffer.freeze())
 }
 
 /// A body read whole, and the trailers that followed it.

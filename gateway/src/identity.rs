@@ -57,10 +57,9 @@ fn key_hash_secret(source: &Source, config: &Config) -> Result<Option<Vec<u8>>, 
     Ok(Some(secret))
 }
 
-/// A consumer's name, groups and plan, as the config may give them.
-fn check_consumer(
+/// A consumer's name and groups, as the config may give them.
+fn check_name_and_groups(
     source: &Source,
-    config: &Config,
     entry: &crate::config::ConsumerConfig,
 ) -> Result<(), ConfigError> {
     let name = entry.name.get_ref();
@@ -85,6 +84,16 @@ fn check_consumer(
             ));
         }
     }
+    Ok(())
+}
+
+/// A consumer's plan, which must be one of `[usage_plans]`.
+fn check_plan(
+    source: &Source,
+    config: &Config,
+    entry: &crate::config::ConsumerConfig,
+) -> Result<(), ConfigError> {
+    let name = entry.name.get_ref();
     if let Some(plan) = &entry.plan
         && !config.usage_plans.contains_key(plan.get_ref())
     {
@@ -155,10 +164,11 @@ impl Consumers {
         keyed: bool,
     ) -> Result<(), ConfigError> {
         let name = entry.name.get_ref();
-        check_consumer(source, config, entry)?;
+        check_name_and_groups(source, entry)?;
         if self.by_name.contains_key(name) {
             return Err(source.error(entry.name.span(), format!("duplicate consumer `{name}`")));
         }
+        check_plan(source, config, entry)?;
         let consumer = Arc::new(Consumer {
             name: name.clone(),
             groups: entry.groups.iter().map(|g| g.get_ref().clone()).collect(),

@@ -217,7 +217,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         .server
         .tls
         .as_ref()
-        .map(|_| gateway::tls::Acceptor::new(runtime.clone()));
+        .map(|_| gateway::server::Acceptor::new(runtime.clone()));
     let threads = start_workers(listeners, &runtime, settings, tls, stopped)?;
 
     // Reloads, the admin listener and signals run on this thread, off the
@@ -322,7 +322,7 @@ fn start_workers(
     listeners: Vec<std::net::TcpListener>,
     runtime: &Arc<ArcSwap<gateway::runtime::Runtime>>,
     settings: ListenerSettings,
-    tls: Option<gateway::tls::Acceptor>,
+    tls: Option<gateway::server::Acceptor>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<anyhow::Result<()>>>> {
     let mut threads = Vec::with_capacity(listeners.len());

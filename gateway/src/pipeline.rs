@@ -13,6 +13,8 @@ use crate::plugin::{
     CallFailure, Context, InstancePool, Needs, Request, RequestEdit, RequestOutcome, Response,
     ResponseOutcome, edit_head, header_fields_fault,
 };
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError};
 use prometheus_client::metrics::histogram::Histogram;
 
 /// One plugin with its config and policy.
@@ -184,7 +186,7 @@ impl Pipeline {
             let reads_body = entry.pool.reads_request_body();
             if reads_body && let Some((body, cap)) = unread.take() {
                 let body = std::mem::replace(body, crate::body::empty());
-                let bytes = crate::handler::collect_request_body(body, cap).await?;
+                let bytes = collect_request_body(body, cap).await?;
                 request.body = Some(bytes.to_vec());
             }
             let lent_body = if reads_body {
@@ -328,6 +330,40 @@ fn apply_request_edit(request: &mut Request, edit: RequestEdit) {
     if edit.body.is_some() {
         request.body = edit.body;
     }
+}
+
+/// The request body, buffered for the plugins that read it (up to `cap`
+/// bytes), or the error the client is answered with.
+///
+/// Reads frame by frame rather than through `http_body_util::Limited`: inside an
+/// async fn rustc cannot prove `Limited`'s error-conversion bound for every
+/// lifetime and would refuse to call the request future `Send`.
+async fn collect_request_body(
+    mut body: crate::body::Body,
+    cap: usize,
+) -> Result<Bytes, RequestError> {
+    let too_large = || RequestError::BodyTooLarge { limit: cap as u64 };
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| {
+            if err.downcast_ref::<LengthLimitError>().is_some() {
+                too_large()
+            } else if let Some(timed_out) = err.downcast_ref::<crate::body::ReadTimedOut>() {
+                RequestError::BodyTimeout {
+                    timeout: timed_out.0,
+                }
+            } else {
+                RequestError::BadRequest(format!("cannot read the request body: {err}"))
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > cap {
+                return Err(too_large());
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
 }
 
 /// Logs a failed call and applies the entry's policy.

@@ -8,8 +8,6 @@
 //! without a restart, while connections already open keep theirs.
 
 use crate::config::{ClientAuth, ConfigError, Source, TlsConfig};
-use crate::runtime::Runtime;
-use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -131,27 +129,6 @@ struct Fixed(Arc<CertifiedKey>);
 impl ResolvesServerCert for Fixed {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.clone())
-    }
-}
-
-/// Accepts TLS connections with the current runtime's settings.
-#[derive(Clone)]
-pub struct Acceptor(Arc<ArcSwap<Runtime>>);
-
-impl Acceptor {
-    /// An acceptor that follows `runtime` through reloads.
-    pub fn new(runtime: Arc<ArcSwap<Runtime>>) -> Self {
-        Self(runtime)
-    }
-
-    /// The handshake with the settings serving now; `None` when a reload
-    /// turned TLS off (it needs a restart: the connection is refused).
-    pub fn current(&self) -> Option<tokio_rustls::TlsAcceptor> {
-        self.0
-            .load()
-            .tls
-            .clone()
-            .map(tokio_rustls::TlsAcceptor::from)
     }
 }
 

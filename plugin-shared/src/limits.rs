@@ -1,8 +1,8 @@
 //! The limits the gateway enforces on what a plugin asks of it, in one place.
 //!
 //! The host checks each of them where a plugin's call arrives
-//! (`gateway/src/plugin/host.rs`, `capabilities.rs`, `cache.rs`,
-//! `outbound.rs`, `ratelimit.rs`, `crypto.rs`), and the SDK's native test
+//! (`gateway/src/plugin/host.rs` and the capability modules under
+//! `gateway/src/plugin/capabilities/`), and the SDK's native test
 //! support applies the same ones, through the same checks where there is a
 //! decision to make, so a limit a plugin meets in production is one its
 //! native tests already met. Changing a number here changes both sides.

@@ -23,7 +23,7 @@ wasmtime::component::bindgen!({
         "gateway:plugin/cache.purge": async,
     },
     with: {
-        "gateway:plugin/crypto.verifying-key": super::crypto::VerifyingKey,
+        "gateway:plugin/crypto.verifying-key": super::capabilities::crypto::VerifyingKey,
     },
 });
 

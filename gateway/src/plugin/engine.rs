@@ -10,8 +10,8 @@
 
 use super::PluginError;
 use super::bindings::Plugin as PluginWorld;
+use super::capabilities::Services;
 use super::host::HostState;
-use super::outbound::Services;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! `context`). The capabilities a grant adds are in `capabilities`.
 
 use super::bindings::gateway::plugin::{clock, context, log, types};
-use super::capabilities::http_client::HostPattern;
+use super::capabilities::allowed_hosts::HostPattern;
 use super::capabilities::redis::RedisStore;
 use super::capabilities::{Backends, Services, Store};
 use crate::identity::Consumers;

@@ -19,11 +19,6 @@ mod pool;
 mod watchdog;
 mod wire;
 
-// The contract's `verifying-key` resource, where `bindings` names it.
-use capabilities::crypto;
-// The process-wide services, where `engine` names them.
-use capabilities as outbound;
-
 pub use bindings::{
     Needs, PluginInfo, Request, RequestEdit, RequestOutcome, Response, ResponseOutcome,
 };

@@ -4,12 +4,14 @@
 //! longest idle first, when the listener nears `max_connections`), and drains
 //! connections on shutdown.
 
+mod acceptor;
 mod activity;
 mod edge_io;
 
 use crate::handler::{Connection, handle};
 use crate::runtime::Runtime;
 use crate::tls::ClientCert;
+pub use acceptor::Acceptor;
 use activity::{Activity, InProgress};
 use arc_swap::ArcSwap;
 use edge_io::EdgeIo;
@@ -56,7 +58,7 @@ pub async fn serve(
     listener: TcpListener,
     runtime: Arc<ArcSwap<Runtime>>,
     settings: ListenerSettings,
-    tls: Option<crate::tls::Acceptor>,
+    tls: Option<Acceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -187,7 +189,7 @@ async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, std::net::Soc
 /// read once per connection) and whether ALPN chose HTTP/2. `None` when it
 /// failed or timed out (logged at debug).
 async fn handshake(
-    acceptor: &crate::tls::Acceptor,
+    acceptor: &Acceptor,
     stream: tokio::net::TcpStream,
     timeout: Duration,
     peer: std::net::SocketAddr,

@@ -20,6 +20,7 @@
 //! round trip) does not count against its CPU deadline (see `watchdog`): the
 //! backends that wait mark it on the instance's `IoWaits`.
 
+pub mod allowed_hosts;
 pub mod cache;
 mod consumers;
 pub mod crypto;
