@@ -4,6 +4,7 @@
 use crate::Validator;
 use crate::claims::ClaimRules;
 use crate::jwks_url::JwksUrl;
+use crate::keys::ALG_HINT;
 use crate::keys::{KeyConfig, KeyList, KeyStore, NO_KEY, is_hmac};
 use plugin_sdk::Config;
 use plugin_sdk::crypto::Algorithm;
@@ -13,10 +14,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::Duration;
-
-/// Appended to errors about algorithm names.
-pub const ALG_HINT: &str = "expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, \
-                            PS384, PS512, ES256, ES384, ES512, EdDSA (case-sensitive)";
 
 const MAX_LEEWAY: u64 = 600;
 const TOKEN_BYTES: std::ops::RangeInclusive<usize> = 128..=65536;

@@ -22,6 +22,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
+/// Appended to errors about algorithm names.
+pub const ALG_HINT: &str = "expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, \
+                            PS384, PS512, ES256, ES384, ES512, EdDSA (case-sensitive)";
+
 /// How many keys a token without a usable `kid` is tried against. Bounds the
 /// work an unauthenticated request can cause.
 pub const MAX_ATTEMPTS: usize = 8;
@@ -475,13 +479,8 @@ fn configured_key(
         Some(kid) => format!("keys[{index}] (kid {kid:?})"),
         None => format!("keys[{index}]"),
     };
-    let alg = Algorithm::from_name(&config.alg).ok_or_else(|| {
-        format!(
-            "{label}: unknown alg {:?}; {}",
-            config.alg,
-            crate::config::ALG_HINT
-        )
-    })?;
+    let alg = Algorithm::from_name(&config.alg)
+        .ok_or_else(|| format!("{label}: unknown alg {:?}; {}", config.alg, ALG_HINT))?;
     if !allowed.contains(&alg) {
         return Err(format!(
             "{label}: alg {} is not in `algorithms`",

@@ -1,7 +1,7 @@
 //! Why a mapping failed, who is to blame, and the one function that turns a
 //! failure into the answer the client gets.
 
-use crate::vars::Phase;
+use crate::phase::Phase;
 use plugin_sdk::{Response, log};
 
 /// Who supplied what a mapping failed on. It decides the status: a client's

@@ -33,6 +33,7 @@
 mod config;
 mod engine;
 mod error;
+mod phase;
 mod vars;
 
 pub use config::{DEFAULT_FUEL, DEFAULT_MAX_OUTPUT};

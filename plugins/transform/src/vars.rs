@@ -7,28 +7,10 @@
 //! templates name, carried through the context.
 
 use crate::error::{Failure, Origin};
+pub use crate::phase::Phase;
 use minijinja::Value;
 use plugin_sdk::{Context, Headers, Request, Response};
 use std::collections::BTreeMap;
-
-/// The two phases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// `on_request`.
-    Request,
-    /// `on_response`.
-    Response,
-}
-
-impl Phase {
-    /// `request` or `response`, as in the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Request => "request",
-            Phase::Response => "response",
-        }
-    }
-}
 
 /// A variable templates can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! The plugin's settings: parsed and checked once, at `init`, into
 //! [`Options`] that the request path only reads.
 
+use crate::error::ConvertError;
 use crate::media_type::MediaRange;
-use crate::names::{is_name, is_name_start};
+use crate::names::{is_name, is_name_start, local_name};
 use plugin_sdk::Config;
 use serde::Deserialize;
 
@@ -386,6 +387,34 @@ impl Options {
                 },
             },
         })
+    }
+}
+
+impl Mapping {
+    /// Checks `name` and returns it as it becomes a key: its local part when
+    /// namespaces are stripped.
+    pub fn key_name<'n>(&self, name: &'n str) -> Result<&'n str, ConvertError> {
+        // The length first: a long name is refused as long, whatever it holds.
+        if name.len() <= self.limits.max_name_length && !is_name(name) {
+            return Err(ConvertError::invalid_name(name));
+        }
+        self.key_of_name(name)
+    }
+
+    /// [`Mapping::key_name`] for a name already known to be an XML `Name`.
+    #[inline]
+    pub fn key_of_name<'n>(&self, name: &'n str) -> Result<&'n str, ConvertError> {
+        if name.len() > self.limits.max_name_length {
+            return Err(ConvertError::NameTooLong(self.limits.max_name_length));
+        }
+        if !self.strip_namespaces {
+            return Ok(name);
+        }
+        let local = local_name(name);
+        if !is_name(local) {
+            return Err(ConvertError::invalid_name(name));
+        }
+        Ok(local)
     }
 }
 

@@ -14,9 +14,7 @@
 use crate::config::Mapping;
 use crate::error::ConvertError;
 use crate::json_reader::{self, Value};
-use crate::names::{
-    BYTE_CLASS, COPY, NameSet, SPECIAL, is_namespace_declaration, key_name, refused_char_at,
-};
+use crate::names::{BYTE_CLASS, COPY, NameSet, SPECIAL, is_namespace_declaration, refused_char_at};
 use crate::swar;
 use std::borrow::Cow;
 
@@ -110,7 +108,7 @@ impl<'v> XmlWriter<'_, 'v> {
         indent: Option<usize>,
     ) -> Result<(), ConvertError> {
         self.check_size()?;
-        let name = key_name(key, self.mapping)?;
+        let name = self.mapping.key_name(key)?;
         self.out.push('<');
         self.out.push_str(name);
         let inner = indent.map(|level| level + 1);
@@ -206,7 +204,7 @@ impl<'v> XmlWriter<'_, 'v> {
         if self.mapping.strip_namespaces && is_namespace_declaration(name) {
             return Ok(());
         }
-        let name = key_name(name, self.mapping)?;
+        let name = self.mapping.key_name(name)?;
         let value =
             scalar(value).ok_or_else(|| ConvertError::NotScalar(crate::error::shorten(key)))?;
         if !self.attributes.insert(name) {

@@ -1,7 +1,5 @@
 //! What XML 1.0 allows in names and in character data.
 
-use crate::config::Mapping;
-use crate::error::ConvertError;
 use crate::swar;
 use std::collections::BTreeSet;
 
@@ -128,32 +126,6 @@ pub fn is_blank(text: &str) -> bool {
 #[inline]
 pub fn trim_xml(text: &str) -> &str {
     text.trim_matches(is_xml_space)
-}
-
-/// Checks `name` and returns it as it becomes a key: its local part when
-/// namespaces are stripped.
-pub fn key_name<'n>(name: &'n str, mapping: &Mapping) -> Result<&'n str, ConvertError> {
-    // The length first: a long name is refused as long, whatever it holds.
-    if name.len() <= mapping.limits.max_name_length && !is_name(name) {
-        return Err(ConvertError::invalid_name(name));
-    }
-    key_of_name(name, mapping)
-}
-
-/// [`key_name`] for a name already known to be an XML `Name`.
-#[inline]
-pub fn key_of_name<'n>(name: &'n str, mapping: &Mapping) -> Result<&'n str, ConvertError> {
-    if name.len() > mapping.limits.max_name_length {
-        return Err(ConvertError::NameTooLong(mapping.limits.max_name_length));
-    }
-    if !mapping.strip_namespaces {
-        return Ok(name);
-    }
-    let local = local_name(name);
-    if !is_name(local) {
-        return Err(ConvertError::invalid_name(name));
-    }
-    Ok(local)
 }
 
 /// The attribute names of one element, to keep the first of duplicates:

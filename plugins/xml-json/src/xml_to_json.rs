@@ -31,9 +31,7 @@ use crate::config::{Mapping, Recognize};
 use crate::error::ConvertError;
 use crate::json_writer::{JsonWriter, escaped, is_json_number};
 use crate::media_type::is_utf8;
-use crate::names::{
-    NameSet, is_blank, is_namespace_declaration, is_xml_space, key_name, key_of_name, trim_xml,
-};
+use crate::names::{NameSet, is_blank, is_namespace_declaration, is_xml_space, trim_xml};
 use crate::swar;
 use crate::xml_reader::{
     Name, Raw, Reader, Token, decode_attribute, decode_text, normalize_line_ends, xml_error,
@@ -176,9 +174,9 @@ fn check_encoding(declaration: &str) -> Result<(), ConvertError> {
 /// `name` checked, as it becomes a key.
 fn key<'a>(name: Name<'a>, mapping: &Mapping) -> Result<&'a str, ConvertError> {
     if name.valid {
-        key_of_name(name.text, mapping)
+        mapping.key_of_name(name.text)
     } else {
-        key_name(name.text, mapping)
+        mapping.key_name(name.text)
     }
 }
 
