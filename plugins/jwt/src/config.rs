@@ -219,39 +219,8 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
     }
 
     let header = header_name("header", &settings.header)?;
-    if let Some(query) = &settings.query
-        && (query.is_empty() || query.chars().any(|c| c.is_control() || "&=#".contains(c)))
-    {
-        return Err(format!(
-            "jwt: query {query:?} is not a usable parameter name"
-        ));
-    }
-    if let Some(cookie) = &settings.cookie
-        && (cookie.is_empty()
-            || !cookie
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
-    {
-        return Err(format!("jwt: cookie {cookie:?} is not a valid cookie name"));
-    }
-
-    let mut claims_to_headers = Vec::new();
-    for (claim, target) in &settings.claims_to_headers {
-        claim_name("claims_to_headers", claim)?;
-        let target = header_name(&format!("claims_to_headers.{claim}"), target)?;
-        if target == header || RESERVED_HEADERS.contains(&target.as_str()) {
-            return Err(format!(
-                "jwt: claims_to_headers.{claim}: the claim cannot be written to `{target}`, \
-                 which the gateway or this plugin reads"
-            ));
-        }
-        if let Some((other, _)) = claims_to_headers.iter().find(|(_, h)| *h == target) {
-            return Err(format!(
-                "jwt: claims_to_headers: `{other}` and `{claim}` both write header `{target}`"
-            ));
-        }
-        claims_to_headers.push((claim.clone(), target));
-    }
+    check_token_places(settings.query.as_deref(), settings.cookie.as_deref())?;
+    let claims_to_headers = claims_to_headers(&settings.claims_to_headers, &header)?;
 
     if let Some(claim) = &settings.consumer_claim {
         claim_name("consumer_claim", claim)?;
@@ -270,25 +239,7 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
         );
     }
 
-    let mut key_configs = settings.keys;
-    if let Some(secret) = settings.hmac_secret {
-        let hmac: Vec<Algorithm> = algorithms.iter().copied().filter(|a| is_hmac(*a)).collect();
-        if hmac.is_empty() {
-            return Err(
-                "jwt: hmac_secret needs an HS256, HS384 or HS512 entry in algorithms".into(),
-            );
-        }
-        for alg in hmac {
-            key_configs.push(KeyConfig {
-                kid: None,
-                alg: alg.name().to_string(),
-                jwk: None,
-                pem: None,
-                secret: Some(secret.clone()),
-                secret_base64: None,
-            });
-        }
-    }
+    let key_configs = key_configs(settings.keys, settings.hmac_secret, &algorithms)?;
     let url = jwks_url_timings(
         settings.jwks_url.as_deref(),
         settings.jwks_refresh,
@@ -334,6 +285,80 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
         validator,
         jwks_url,
     })
+}
+
+/// The `query` and `cookie` a token may come in, checked as names.
+fn check_token_places(query: Option<&str>, cookie: Option<&str>) -> Result<(), String> {
+    if let Some(query) = query
+        && (query.is_empty() || query.chars().any(|c| c.is_control() || "&=#".contains(c)))
+    {
+        return Err(format!(
+            "jwt: query {query:?} is not a usable parameter name"
+        ));
+    }
+    if let Some(cookie) = cookie
+        && (cookie.is_empty()
+            || !cookie
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
+    {
+        return Err(format!("jwt: cookie {cookie:?} is not a valid cookie name"));
+    }
+    Ok(())
+}
+
+/// `claims_to_headers`, checked: each claim a name, each header one this
+/// plugin and the gateway do not read (`header` is the token's), no header
+/// written twice.
+fn claims_to_headers<'a>(
+    wanted: impl IntoIterator<Item = (&'a String, &'a String)>,
+    header: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let mut claims_to_headers: Vec<(String, String)> = Vec::new();
+    for (claim, target) in wanted {
+        claim_name("claims_to_headers", claim)?;
+        let target = header_name(&format!("claims_to_headers.{claim}"), target)?;
+        if target == header || RESERVED_HEADERS.contains(&target.as_str()) {
+            return Err(format!(
+                "jwt: claims_to_headers.{claim}: the claim cannot be written to `{target}`, \
+                 which the gateway or this plugin reads"
+            ));
+        }
+        if let Some((other, _)) = claims_to_headers.iter().find(|(_, h)| *h == target) {
+            return Err(format!(
+                "jwt: claims_to_headers: `{other}` and `{claim}` both write header `{target}`"
+            ));
+        }
+        claims_to_headers.push((claim.clone(), target));
+    }
+    Ok(claims_to_headers)
+}
+
+/// The configured `keys`, plus one HMAC key per HS* algorithm allowed for
+/// `hmac_secret`, which needs at least one.
+fn key_configs(
+    mut keys: Vec<KeyConfig>,
+    hmac_secret: Option<String>,
+    algorithms: &[Algorithm],
+) -> Result<Vec<KeyConfig>, String> {
+    let Some(secret) = hmac_secret else {
+        return Ok(keys);
+    };
+    let hmac: Vec<Algorithm> = algorithms.iter().copied().filter(|a| is_hmac(*a)).collect();
+    if hmac.is_empty() {
+        return Err("jwt: hmac_secret needs an HS256, HS384 or HS512 entry in algorithms".into());
+    }
+    for alg in hmac {
+        keys.push(KeyConfig {
+            kid: None,
+            alg: alg.name().to_string(),
+            jwk: None,
+            pem: None,
+            secret: Some(secret.clone()),
+            secret_base64: None,
+        });
+    }
+    Ok(keys)
 }
 
 /// `jwks_url` with its refresh and refetch intervals, checked; `None`

@@ -154,6 +154,32 @@ impl KeyList {
         self.entries.is_empty()
     }
 
+    /// Members sharing a kid and a key type make the kid ambiguous for every
+    /// algorithm that type serves, even when one of them is unusable: the set
+    /// as published does not say which key the kid means.
+    fn note_duplicated_kids<'j>(
+        &mut self,
+        allowed: &[Algorithm],
+        jwks: impl Iterator<Item = &'j Value>,
+    ) {
+        let mut shapes: HashMap<(&str, &str, Option<&str>), usize> = HashMap::new();
+        for jwk in jwks {
+            let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+            if let (Some(kid), Some(kty)) = (text("kid"), text("kty")) {
+                *shapes.entry((kid, kty, text("crv"))).or_default() += 1;
+            }
+        }
+        for ((kid, kty, crv), count) in shapes {
+            if count > 1 {
+                let algs = allowed.iter().copied().filter(|&alg| fits(alg, kty, crv));
+                self.duplicated
+                    .entry(kid.to_string())
+                    .or_default()
+                    .extend(algs);
+            }
+        }
+    }
+
     fn add_jwks(
         &mut self,
         allowed: &[Algorithm],
@@ -186,25 +212,7 @@ impl KeyList {
             );
         }
         let taken = |jwk: &Value| source == SetSource::Config || is_secret(jwk) != Some(true);
-        // Members sharing a kid and a key type make the kid ambiguous for every
-        // algorithm that type serves, even when one of them is unusable: the
-        // set as published does not say which key the kid means.
-        let mut shapes: HashMap<(&str, &str, Option<&str>), usize> = HashMap::new();
-        for jwk in jwks.iter().filter(|jwk| taken(jwk)) {
-            let text = |name: &str| jwk.get(name).and_then(Value::as_str);
-            if let (Some(kid), Some(kty)) = (text("kid"), text("kty")) {
-                *shapes.entry((kid, kty, text("crv"))).or_default() += 1;
-            }
-        }
-        for ((kid, kty, crv), count) in shapes {
-            if count > 1 {
-                let algs = allowed.iter().copied().filter(|&alg| fits(alg, kty, crv));
-                self.duplicated
-                    .entry(kid.to_string())
-                    .or_default()
-                    .extend(algs);
-            }
-        }
+        self.note_duplicated_kids(allowed, jwks.iter().filter(|jwk| taken(jwk)));
         let before = self.entries.len();
         for (index, jwk) in jwks.iter().enumerate() {
             let label = match jwk.get("kid").and_then(Value::as_str) {
@@ -487,55 +495,10 @@ fn configured_key(
             alg.name()
         ));
     }
-    let given: Vec<&str> = [
-        ("jwk", config.jwk.is_some()),
-        ("pem", config.pem.is_some()),
-        ("secret", config.secret.is_some()),
-        ("secret_base64", config.secret_base64.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, present)| present.then_some(name))
-    .collect();
-    if given.len() != 1 {
-        return Err(format!(
-            "{label}: give exactly one of `jwk`, `pem`, `secret`, `secret_base64` (found {})",
-            if given.is_empty() {
-                "none".to_string()
-            } else {
-                given.join(", ")
-            }
-        ));
-    }
+    one_source(&label, config)?;
     let mut kid = config.kid.clone();
     let made = if let Some(jwk) = &config.jwk {
-        let Value::Object(members) = jwk else {
-            return Err(format!("{label}: `jwk` must be a JSON object"));
-        };
-        match jwk_alg(members).map_err(|e| format!("{label}: the JWK: {e}"))? {
-            JwkAlg::Known(named) if named != alg => {
-                return Err(format!(
-                    "{label}: the JWK's alg is {}, the entry's is {}; a key serves one algorithm",
-                    named.name(),
-                    alg.name()
-                ));
-            }
-            JwkAlg::Other(name) => {
-                return Err(format!(
-                    "{label}: the JWK's alg {name:?} is not a JWS signature algorithm"
-                ));
-            }
-            JwkAlg::Known(_) | JwkAlg::Absent => {}
-        }
-        match (members.get("kid"), &kid) {
-            (None, _) => {}
-            (Some(Value::String(inner)), None) => kid = Some(inner.clone()),
-            (Some(Value::String(inner)), Some(outer)) if inner == outer => {}
-            (Some(_), _) => {
-                return Err(format!(
-                    "{label}: the JWK's kid differs from the entry's kid"
-                ));
-            }
-        }
+        kid = jwk_kid(&label, alg, jwk, kid)?;
         VerifyingKey::from_jwk(alg, &jwk.to_string())
     } else if let Some(pem) = &config.pem {
         VerifyingKey::from_pem(alg, pem)
@@ -555,6 +518,66 @@ fn configured_key(
     };
     let key = made.map_err(|e| format!("{label}: {e}"))?;
     Ok((kid, key))
+}
+
+/// Checks that a configured key names exactly one source of key material.
+fn one_source(label: &str, config: &KeyConfig) -> Result<(), String> {
+    let given: Vec<&str> = [
+        ("jwk", config.jwk.is_some()),
+        ("pem", config.pem.is_some()),
+        ("secret", config.secret.is_some()),
+        ("secret_base64", config.secret_base64.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    if given.len() == 1 {
+        return Ok(());
+    }
+    let found = if given.is_empty() {
+        "none".to_string()
+    } else {
+        given.join(", ")
+    };
+    Err(format!(
+        "{label}: give exactly one of `jwk`, `pem`, `secret`, `secret_base64` (found {found})"
+    ))
+}
+
+/// Checks a configured JWK against the entry (an object, its `alg` the
+/// entry's, its `kid` the entry's) and returns the key's kid.
+fn jwk_kid(
+    label: &str,
+    alg: Algorithm,
+    jwk: &Value,
+    kid: Option<String>,
+) -> Result<Option<String>, String> {
+    let Value::Object(members) = jwk else {
+        return Err(format!("{label}: `jwk` must be a JSON object"));
+    };
+    match jwk_alg(members).map_err(|e| format!("{label}: the JWK: {e}"))? {
+        JwkAlg::Known(named) if named != alg => {
+            return Err(format!(
+                "{label}: the JWK's alg is {}, the entry's is {}; a key serves one algorithm",
+                named.name(),
+                alg.name()
+            ));
+        }
+        JwkAlg::Other(name) => {
+            return Err(format!(
+                "{label}: the JWK's alg {name:?} is not a JWS signature algorithm"
+            ));
+        }
+        JwkAlg::Known(_) | JwkAlg::Absent => {}
+    }
+    match (members.get("kid"), kid) {
+        (None, kid) => Ok(kid),
+        (Some(Value::String(inner)), None) => Ok(Some(inner.clone())),
+        (Some(Value::String(inner)), Some(outer)) if *inner == outer => Ok(Some(outer)),
+        (Some(_), _) => Err(format!(
+            "{label}: the JWK's kid differs from the entry's kid"
+        )),
+    }
 }
 
 /// A base64 secret in either alphabet, with or without padding.

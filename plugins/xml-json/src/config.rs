@@ -286,24 +286,8 @@ impl Options {
                     .into(),
             );
         }
-        let ranges = |key: &str, list: &[String]| -> Result<Vec<MediaRange>, String> {
-            if list.is_empty() {
-                return Err(format!(
-                    "xml-json: `{key}` is empty: list at least one media type"
-                ));
-            }
-            list.iter()
-                .map(|text| {
-                    MediaRange::parse(text).ok_or_else(|| {
-                        format!(
-                            "xml-json: `{text}` in `{key}` is not a media type: expected `type/subtype`, `type/*+suffix` or `type/*`"
-                        )
-                    })
-                })
-                .collect()
-        };
-        let xml_types = ranges("xml_types", &s.xml_types)?;
-        let json_types = ranges("json_types", &s.json_types)?;
+        let xml_types = media_ranges("xml_types", &s.xml_types)?;
+        let json_types = media_ranges("json_types", &s.json_types)?;
         for (key, value) in [
             ("xml_content_type", &s.xml_content_type),
             ("json_content_type", &s.json_content_type),
@@ -314,40 +298,8 @@ impl Options {
                 ));
             }
         }
-        // Keys must never be mistaken for element names (nor for each other).
-        if s.attribute_prefix.chars().next().is_none_or(is_name_start) {
-            return Err(format!(
-                "xml-json: `attribute_prefix` = `{}` must be non-empty and must not start with a character that can start an XML name; `@` is usual",
-                s.attribute_prefix
-            ));
-        }
-        if s.text_key.is_empty()
-            || is_name(&s.text_key)
-            || s.text_key.starts_with(&s.attribute_prefix)
-        {
-            return Err(format!(
-                "xml-json: `text_key` = `{}` must be non-empty, not an XML name and not start with `attribute_prefix`; `#text` is usual",
-                s.text_key
-            ));
-        }
-        let max_output = match &s.max_output {
-            None => DEFAULT_MAX_OUTPUT,
-            Some(value) => parse_size("max_output", value)?,
-        };
-        for (key, limit) in [
-            ("max_depth", s.max_depth),
-            ("max_elements", s.max_elements),
-            ("max_attributes", s.max_attributes),
-            ("max_name_length", s.max_name_length),
-            ("max_output", max_output),
-        ] {
-            if limit == 0 {
-                return Err(format!("xml-json: `{key}` must be at least 1"));
-            }
-        }
-        if s.max_depth > DEEPEST {
-            return Err(format!("xml-json: `max_depth` must be at most {DEEPEST}"));
-        }
+        check_keys(&s.attribute_prefix, &s.text_key)?;
+        let limits = limits(&s)?;
         for (key, name) in [("root", &s.root), ("array_item", &s.array_item)] {
             if !is_name(name) || name.len() > s.max_name_length {
                 return Err(format!(
@@ -378,16 +330,73 @@ impl Options {
                 declaration: s.declaration,
                 pretty: s.pretty,
                 allow_doctype: s.allow_doctype,
-                limits: Limits {
-                    max_depth: s.max_depth,
-                    max_elements: s.max_elements,
-                    max_attributes: s.max_attributes,
-                    max_name_length: s.max_name_length,
-                    max_output,
-                },
+                limits,
             },
         })
     }
+}
+
+/// A list of media ranges, not empty, each parsed.
+fn media_ranges(key: &str, list: &[String]) -> Result<Vec<MediaRange>, String> {
+    if list.is_empty() {
+        return Err(format!(
+            "xml-json: `{key}` is empty: list at least one media type"
+        ));
+    }
+    list.iter()
+        .map(|text| {
+            MediaRange::parse(text).ok_or_else(|| {
+                format!(
+                    "xml-json: `{text}` in `{key}` is not a media type: expected `type/subtype`, `type/*+suffix` or `type/*`"
+                )
+            })
+        })
+        .collect()
+}
+
+/// The keys JSON gives attributes and text, which must never be mistaken
+/// for element names (nor for each other).
+fn check_keys(attribute_prefix: &str, text_key: &str) -> Result<(), String> {
+    if attribute_prefix.chars().next().is_none_or(is_name_start) {
+        return Err(format!(
+            "xml-json: `attribute_prefix` = `{attribute_prefix}` must be non-empty and must not start with a character that can start an XML name; `@` is usual"
+        ));
+    }
+    if text_key.is_empty() || is_name(text_key) || text_key.starts_with(attribute_prefix) {
+        return Err(format!(
+            "xml-json: `text_key` = `{text_key}` must be non-empty, not an XML name and not start with `attribute_prefix`; `#text` is usual"
+        ));
+    }
+    Ok(())
+}
+
+/// The conversion's limits, each at least 1, the depth at most `DEEPEST`.
+fn limits(s: &Settings) -> Result<Limits, String> {
+    let max_output = match &s.max_output {
+        None => DEFAULT_MAX_OUTPUT,
+        Some(value) => parse_size("max_output", value)?,
+    };
+    for (key, limit) in [
+        ("max_depth", s.max_depth),
+        ("max_elements", s.max_elements),
+        ("max_attributes", s.max_attributes),
+        ("max_name_length", s.max_name_length),
+        ("max_output", max_output),
+    ] {
+        if limit == 0 {
+            return Err(format!("xml-json: `{key}` must be at least 1"));
+        }
+    }
+    if s.max_depth > DEEPEST {
+        return Err(format!("xml-json: `max_depth` must be at most {DEEPEST}"));
+    }
+    Ok(Limits {
+        max_depth: s.max_depth,
+        max_elements: s.max_elements,
+        max_attributes: s.max_attributes,
+        max_name_length: s.max_name_length,
+        max_output,
+    })
 }
 
 impl Mapping {

@@ -125,61 +125,7 @@ impl<'v> XmlWriter<'_, 'v> {
                 self.newline(indent);
                 self.end(name);
             }
-            Value::Object(members) => {
-                self.attributes.clear();
-                let mut content = false;
-                let mut text = false;
-                let mut count = 0;
-                for (key, value) in members {
-                    match self.kind(key) {
-                        Key::Attribute => {
-                            count += 1;
-                            if count > self.mapping.limits.max_attributes {
-                                return Err(ConvertError::TooManyAttributes(
-                                    self.mapping.limits.max_attributes,
-                                ));
-                            }
-                            self.attribute(key, value)?;
-                        }
-                        Key::Text => (content, text) = (true, true),
-                        Key::Element => content = true,
-                    }
-                }
-                if !content {
-                    self.out.push_str("/>");
-                    return Ok(());
-                }
-                self.out.push('>');
-                // Indenting beside text would add to it.
-                let inner = inner.filter(|_| !text);
-                let mut children = false;
-                for (key, value) in members {
-                    match (self.kind(key), value) {
-                        (Key::Attribute, _) => {}
-                        (Key::Text, value) => {
-                            let text = scalar(value)
-                                .ok_or_else(|| ConvertError::NotScalar(key.to_string()))?;
-                            self.text(&text, false)?;
-                        }
-                        (Key::Element, Value::Array(items)) => {
-                            for value in items {
-                                self.newline(inner);
-                                self.element(key, value, inner)?;
-                                children = true;
-                            }
-                        }
-                        (Key::Element, value) => {
-                            self.newline(inner);
-                            self.element(key, value, inner)?;
-                            children = true;
-                        }
-                    }
-                }
-                if children {
-                    self.newline(indent.filter(|_| !text));
-                }
-                self.end(name);
-            }
+            Value::Object(members) => self.object(name, members, indent)?,
             scalar_value => {
                 self.out.push('>');
                 let text = scalar(scalar_value).unwrap_or_default();
@@ -187,6 +133,72 @@ impl<'v> XmlWriter<'_, 'v> {
                 self.end(name);
             }
         }
+        Ok(())
+    }
+
+    /// The rest of an element holding an object: its attributes (scalars
+    /// under `attribute_prefix`), then its text and child elements in order.
+    fn object(
+        &mut self,
+        name: &str,
+        members: &'v [(Cow<'v, str>, Value<'v>)],
+        indent: Option<usize>,
+    ) -> Result<(), ConvertError> {
+        let inner = indent.map(|level| level + 1);
+        self.attributes.clear();
+        let mut content = false;
+        let mut text = false;
+        let mut count = 0;
+        for (key, value) in members {
+            match self.kind(key) {
+                Key::Attribute => {
+                    count += 1;
+                    if count > self.mapping.limits.max_attributes {
+                        return Err(ConvertError::TooManyAttributes(
+                            self.mapping.limits.max_attributes,
+                        ));
+                    }
+                    self.attribute(key, value)?;
+                }
+                Key::Text => (content, text) = (true, true),
+                Key::Element => content = true,
+            }
+        }
+        if !content {
+            self.out.push_str("/>");
+            return Ok(());
+        }
+        self.out.push('>');
+        // Indenting beside text would add to it.
+        let inner = inner.filter(|_| !text);
+        let mut children = false;
+        for (key, value) in members {
+            match (self.kind(key), value) {
+                (Key::Attribute, _) => {}
+                (Key::Text, value) => {
+                    let text =
+                        scalar(value).ok_or_else(|| ConvertError::NotScalar(key.to_string()))?;
+                    self.text(&text, false)?;
+                }
+                (Key::Element, Value::Array(items)) => {
+                    for value in items {
+                        self.newline(inner);
+                        self.element(key, value, inner)?;
+                        children = true;
+                    }
+                }
+                (Key::Element, value) => {
+                    self.newline(inner);
+                    self.element(key, value, inner)?;
+                    children = true;
+                }
+            }
+        }
+        if children {
+            self.newline(indent.filter(|_| !text));
+        }
+        self.end(name);
+
         Ok(())
     }
 
