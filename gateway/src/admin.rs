@@ -11,8 +11,6 @@
 //!   responses (a key with its `Vary` variants, or every key starting with the
 //!   prefix) from this process and, when `[redis]` is configured, from Redis.
 
-use crate::config::{Config, ConfigError, Source};
-use crate::identity::resolve_secret;
 use crate::metrics::metrics;
 use crate::plugin::{Match, Services, StateKind};
 use crate::reload::Reloader;
@@ -25,53 +23,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// `[admin]`, checked.
-pub struct Settings {
-    /// Where to listen.
-    pub addr: SocketAddr,
-    /// The bearer token, if one is required.
-    pub token: Option<Vec<u8>>,
-}
-
-/// The admin listener's settings from `[admin]`; `None` when there is no
-/// `[admin]`.
-pub fn settings(source: &Source, config: &Config) -> Result<Option<Settings>, ConfigError> {
-    let Some(admin) = &config.admin else {
-        return Ok(None);
-    };
-    let addr: SocketAddr = admin.listen.get_ref().parse().map_err(|_| {
-        source.error(
-            admin.listen.span(),
-            format!(
-                "invalid admin listen address `{}`: expected ip:port, for example \"127.0.0.1:9901\"",
-                admin.listen.get_ref()
-            ),
-        )
-    })?;
-    let token = match &admin.token {
-        Some(secret) => {
-            let token = resolve_secret(source, secret)
-                .map_err(|e| source.error(secret.span(), format!("admin.token: {e}")))?;
-            if token.len() < 16 {
-                return Err(source.error(
-                    secret.span(),
-                    "admin.token must be at least 16 bytes; use `openssl rand -hex 32`",
-                ));
-            }
-            Some(token)
-        }
-        None => None,
-    };
-    if token.is_none() && !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "the admin listener is not on loopback and has no token: anyone who can reach it can purge the cache");
-    }
-    Ok(Some(Settings { addr, token }))
-}
 
 /// What the admin handlers read.
 pub struct Admin {

@@ -7,7 +7,7 @@
 //! timing can at most reveal bytes of an HMAC output the caller cannot compute,
 //! which says nothing about any stored key.
 
-use crate::config::{Config, ConfigError, KeyConfig, Secret, Source};
+use crate::config::{Config, ConfigError, KeyConfig, Source, read_env, read_file, resolve_secret};
 use aws_lc_rs::hmac;
 pub use plugin_shared::consumers::UsagePlan;
 use plugin_shared::rate_limit::Policy;
@@ -297,31 +297,6 @@ fn parse_hash(text: &str) -> Result<[u8; 32], String> {
             .map_err(|_| hint())?;
     }
     Ok(out)
-}
-
-fn read_env(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
-}
-
-fn read_file(source: &Source, file: &str) -> Result<String, String> {
-    let path = source.base_dir().join(file);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
-}
-
-/// The bytes of `secret`, read from wherever it lives.
-pub fn resolve_secret(source: &Source, secret: &Spanned<Secret>) -> Result<Vec<u8>, String> {
-    match secret.get_ref() {
-        Secret::Inline(text) => {
-            tracing::warn!(
-                "a secret is written inline in the config; prefer {{ env = \"...\" }} or {{ file = \"...\" }}"
-            );
-            Ok(text.as_bytes().to_vec())
-        }
-        Secret::Env { env } => read_env(env).map(String::into_bytes),
-        Secret::File { file } => read_file(source, file).map(String::into_bytes),
-    }
 }
 
 /// Whether `key` can be an API key: at least 8 characters of visible ASCII

@@ -50,34 +50,6 @@ pub async fn build(
     engine: &plugin::PluginEngine,
     previous: Option<&runtime::Runtime>,
 ) -> Result<runtime::Runtime, ConfigError> {
-    config::listen_addr(source, &config.server)?;
-    let max_header = config.server.max_header_bytes.get_ref().as_usize();
-    if max_header < server::MIN_HEADER_BYTES {
-        return Err(source.error(
-            config.server.max_header_bytes.span(),
-            format!(
-                "max_header_bytes must be at least {} (8KiB)",
-                server::MIN_HEADER_BYTES
-            ),
-        ));
-    }
-    let max_headers = *config.server.max_headers.get_ref();
-    if !(1..=server::MAX_HEADERS).contains(&max_headers) {
-        return Err(source.error(
-            config.server.max_headers.span(),
-            format!(
-                "server.max_headers must be between 1 and {}",
-                server::MAX_HEADERS
-            ),
-        ));
-    }
-    if config.server.idle_timeout.get_ref().0 < std::time::Duration::from_secs(1) {
-        return Err(source.error(
-            config.server.idle_timeout.span(),
-            "server.idle_timeout must be at least 1s",
-        ));
-    }
-    admin::settings(source, config)?;
     runtime::Runtime::build(source, config, engine, previous).await
 }
 

@@ -3,10 +3,10 @@
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand, ValueEnum};
-use gateway::config::{Source, listen_addr};
+use gateway::config::{AdminSettings, ListenerSettings, Source};
 use gateway::plugin::PluginEngine;
 use gateway::reload::Reloader;
-use gateway::server::{ListenerSettings, serve};
+use gateway::server::serve;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -180,9 +180,9 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     let engine = PluginEngine::new()?;
     let source = Source::read(&path)?;
     let config = source.parse()?;
-    let workers = worker_count(&source, &config)?;
-    // Upstreams get one connection pool per worker, so the count comes first.
-    gateway::worker::set_count(workers);
+    // Upstreams get one connection pool per worker, so the count comes
+    // before the build (which checks it with the rest of `[server]`).
+    gateway::worker::set_count(requested_workers(&config));
     let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -194,8 +194,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         ShutdownSignals::new()
     };
     let runtime = control.block_on(gateway::build(&source, &config, &engine, None))?;
-    let addr = listen_addr(&source, &config.server)?;
-    let settings = listener_settings(&config);
+    let server = runtime.server.clone();
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let reloader = Arc::new(Reloader::new(
         path.clone(),
@@ -207,18 +206,17 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     // Watches are in place before the gateway says it listens, so no change
     // made after that line is missed.
     let watching = reloader.clone().watch();
-    let listeners =
-        gateway::worker::bind(addr, workers).with_context(|| format!("cannot listen on {addr}"))?;
-    announce(&listeners, config.server.tls.is_some(), &runtime)?;
-    let admin = admin_listener(&source, &config)?;
+    let addr = server.listen;
+    let listeners = gateway::worker::bind(addr, server.workers)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    announce(&listeners, server.tls, &runtime)?;
+    let admin = admin_listener(server.admin.as_ref())?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let tls = config
-        .server
+    let tls = server
         .tls
-        .as_ref()
-        .map(|_| gateway::server::Acceptor::new(runtime.clone()));
-    let threads = start_workers(listeners, &runtime, settings, tls, stopped)?;
+        .then(|| gateway::server::Acceptor::new(runtime.clone()));
+    let threads = start_workers(listeners, &runtime, server.listener, tls, stopped)?;
 
     // Reloads, the admin listener and signals run on this thread, off the
     // workers' request path.
@@ -249,16 +247,6 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The edge settings of the listeners, from `[server]`.
-fn listener_settings(config: &gateway::config::Config) -> ListenerSettings {
-    ListenerSettings {
-        header_read_timeout: config.server.header_read_timeout.0,
-        max_header_bytes: config.server.max_header_bytes.get_ref().as_usize(),
-        max_headers: *config.server.max_headers.get_ref(),
-        idle_timeout: config.server.idle_timeout.get_ref().0,
-    }
-}
-
 /// Says where the gateway listens: on stdout (tests and scripts read this
 /// line to learn the port when listen uses :0) and in the log.
 fn announce(
@@ -278,24 +266,22 @@ fn announce(
     Ok(())
 }
 
-/// `[server] workers`, checked, or one per core.
-fn worker_count(source: &Source, config: &gateway::config::Config) -> anyhow::Result<usize> {
-    match &config.server.workers {
-        Some(workers) if (1..=1024).contains(workers.get_ref()) => Ok(*workers.get_ref()),
-        Some(workers) => Err(source
-            .error(workers.span(), "server.workers must be between 1 and 1024")
-            .into()),
-        None => Ok(gateway::worker::default_count()),
-    }
+/// The worker count `[server] workers` asks for (one per core without it),
+/// before the build checks it.
+fn requested_workers(config: &gateway::config::Config) -> usize {
+    config
+        .server
+        .workers
+        .as_ref()
+        .map_or_else(gateway::worker::default_count, |w| *w.get_ref())
+        .clamp(1, 1024)
 }
 
 /// The admin listener, bound and announced, when the config has one.
 fn admin_listener(
-    source: &Source,
-    config: &gateway::config::Config,
+    admin: Option<&AdminSettings>,
 ) -> anyhow::Result<Option<(std::net::TcpListener, Option<Vec<u8>>)>> {
-    let Some(gateway::admin::Settings { addr, token }) = gateway::admin::settings(source, config)?
-    else {
+    let Some(AdminSettings { addr, token }) = admin else {
         return Ok(None);
     };
     let listener = std::net::TcpListener::bind(addr)
@@ -303,7 +289,7 @@ fn admin_listener(
     listener.set_nonblocking(true)?;
     println!("admin listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    Ok(Some((listener, token)))
+    Ok(Some((listener, token.clone())))
 }
 
 /// Serves the admin API on the control thread's runtime.

@@ -11,7 +11,7 @@
 //! watcher's thread; the rest are debounced, and a watched reload only
 //! happens when the content of some input changed.
 
-use crate::config::{Config, Source};
+use crate::config::{Config, RestartOnly, Source};
 use crate::metrics::{Metrics, metrics};
 use crate::plugin::PluginEngine;
 use crate::runtime::Runtime;
@@ -79,7 +79,7 @@ pub struct Reloader {
     serialize: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     /// The `[server]` settings that need a restart, as first loaded.
-    listener: String,
+    listener: RestartOnly,
     /// Wakes the watcher after a reload it did not start, so it watches the
     /// new config's inputs.
     resync: std::sync::OnceLock<mpsc::UnboundedSender<()>>,
@@ -95,6 +95,7 @@ impl Reloader {
         runtime: Arc<ArcSwap<Runtime>>,
     ) -> Self {
         let serving = fingerprint(&inputs(source, config));
+        let listener = runtime.load().server.restart_only();
         Self {
             path: path.clone(),
             engine,
@@ -110,7 +111,7 @@ impl Reloader {
                 serving,
                 attempted: None,
             }),
-            listener: listener_settings(config),
+            listener,
             resync: std::sync::OnceLock::new(),
         }
     }
@@ -168,9 +169,9 @@ impl Reloader {
                 Err(err) => return Err(self.rejected(trigger, err.to_string(), Some(attempt))),
             };
         let routes = runtime.routes.len();
+        let restart_only = runtime.server.restart_only();
         self.runtime.store(Arc::new(runtime));
-        let settings = listener_settings(&config);
-        if settings != self.listener {
+        if restart_only != self.listener {
             tracing::warn!(
                 "[server] listen, header limits and timeouts changed: they take effect at the next restart"
             );
@@ -421,21 +422,6 @@ fn fingerprint(files: &[PathBuf]) -> Fingerprint {
             (path.clone(), digest)
         })
         .collect()
-}
-
-/// The `[server]` settings a reload cannot change.
-fn listener_settings(config: &Config) -> String {
-    let server = &config.server;
-    format!(
-        "{} {} {:?} {:?} {:?} {:?} {:?}",
-        server.listen.get_ref(),
-        server.tls.is_some(),
-        server.header_read_timeout,
-        server.idle_timeout.get_ref(),
-        server.max_header_bytes.get_ref(),
-        server.max_headers.get_ref(),
-        server.workers.as_ref().map(|w| *w.get_ref())
-    )
 }
 
 fn now_ms() -> u64 {

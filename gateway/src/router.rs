@@ -163,9 +163,28 @@ fn path_table(
         table
             .paths
             .insert(path, candidates)
-            .map_err(|e| (first, RouterError::Template(e.to_string())))?;
+            .map_err(|e| (first, RouterError::Template(template_fault(e))))?;
     }
     Ok(table)
+}
+
+/// What is wrong with a path template, in the config's terms.
+fn template_fault(error: matchit::InsertError) -> String {
+    match error {
+        matchit::InsertError::Conflict { with } => format!(
+            "it overlaps `{with}` of an earlier route: in one place of the path, routes can differ by literal text, but parameters there must have the same name and a catch-all ({{*name}}) cannot sit beside another parameter"
+        ),
+        matchit::InsertError::InvalidParamSegment => {
+            "a path segment can hold one parameter only (`/{a}-x` is fine, `/{a}-{b}` is not)".to_string()
+        }
+        matchit::InsertError::InvalidParam => {
+            "a parameter needs a name between braces, as in `/users/{id}`; write `{{` or `}}` for a literal brace".to_string()
+        }
+        matchit::InsertError::InvalidCatchAll => {
+            "a catch-all parameter (`{*rest}`) can only end the path".to_string()
+        }
+        other => other.to_string(),
+    }
 }
 
 impl Router {

@@ -3,11 +3,12 @@
 //! the current snapshot once and finish on it; a new config builds a new one.
 
 use crate::builtin;
+use crate::config::problems::{Problems, in_config_terms, suggestion};
 use crate::config::{
     ByteSize, Config, ConfigError, DEFAULT_MAX_IDLE_MEMORY, PluginDefaults, PluginEntryConfig,
-    RedisConfig, RouteConfig, Source, StoreFailure, StoreKind,
+    RedisConfig, RouteConfig, ServerSettings, Source, StoreFailure, StoreKind, resolve_secret,
 };
-use crate::identity::{Consumers, resolve_secret};
+use crate::identity::Consumers;
 use crate::metrics::metrics;
 use crate::pipeline::{Entry, Pipeline};
 use crate::plugin::{
@@ -114,6 +115,8 @@ pub struct Shutdown {
 
 /// Everything one config produced.
 pub struct Runtime {
+    /// `[server]` and `[admin]`, checked.
+    pub server: ServerSettings,
     /// The routing table.
     pub router: Router,
     /// Routes by id.
@@ -131,188 +134,168 @@ pub struct Runtime {
     pub unrouted: crate::metrics::RequestCounters,
 }
 
+/// What a config builds besides its upstreams and routes.
+struct Shared {
+    server: ServerSettings,
+    env: ConfigEnv,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 impl Runtime {
     /// Validates `config` as a whole and builds it: compiles (or reuses) every
-    /// plugin, initialises its instances, creates upstream pools. Any error is
-    /// located in `source`.
+    /// plugin, initialises its instances, creates upstream pools. Every error
+    /// found is reported, each located in `source`.
     pub async fn build(
         source: &Source,
         config: &Config,
         engine: &PluginEngine,
         previous: Option<&Runtime>,
     ) -> Result<Self, ConfigError> {
-        let limits = Limits::from_config(source, config)?;
-        let upstreams = build_upstreams(source, config, previous)?;
-        let env = ConfigEnv {
-            consumers: Arc::new(Consumers::build(source, config)?),
-            services: engine.services().clone(),
-            redis: match &config.redis {
-                Some(redis) => Some(Arc::new(redis_store(source, redis)?)),
-                None => None,
+        let mut problems = Problems::new(source);
+        let upstreams = build_upstreams(&mut problems, config, previous);
+        let shared = build_shared(&mut problems, config, engine);
+        // Routes are checked even when something they use failed (against an
+        // environment without consumers or Redis), so one run reports their
+        // mistakes too.
+        let env = shared.as_ref().map_or_else(
+            || ConfigEnv {
+                consumers: Arc::new(Consumers::default()),
+                services: engine.services().clone(),
+                redis: None,
             },
-        };
-        let (capacity, max_entry) = (config.cache.capacity.0, config.cache.max_entry.as_usize());
-        if !engine.services().size_response_cache(capacity, max_entry) {
-            tracing::warn!(
-                "cache.capacity and cache.max_entry changes take effect at the next restart"
-            );
-        }
-        let (routes, router) = build_routes(source, config, &upstreams, engine, &env).await?;
+            |shared| shared.env.clone(),
+        );
+        let routes = build_routes(&mut problems, config, &upstreams, engine, &env).await;
+        let (shared, (routes, router)) = problems.finish_some(shared.zip(routes))?;
         Ok(Self {
+            limits: Limits::new(&shared.server),
+            server: shared.server,
             router,
             routes,
-            limits,
-            redis: env.redis.clone(),
+            redis: shared.env.redis,
             upstreams,
             unrouted: crate::metrics::RequestCounters::new("-"),
-            tls: match &config.server.tls {
-                Some(tls) => Some(crate::tls::load(source, tls)?),
-                None => None,
-            },
+            tls: shared.tls,
         })
     }
+}
+
+/// The server settings, consumers, Redis and TLS of `config`, every error
+/// recorded; `None` when any failed.
+fn build_shared(
+    problems: &mut Problems<'_>,
+    config: &Config,
+    engine: &PluginEngine,
+) -> Option<Shared> {
+    let source = problems.source();
+    let server = problems.keep(ServerSettings::check(
+        source,
+        &config.server,
+        config.admin.as_ref(),
+    ));
+    let consumers = problems.keep(Consumers::build(source, config));
+    let redis = match &config.redis {
+        Some(redis) => problems
+            .keep(redis_store(source, redis))
+            .map(|r| Some(Arc::new(r))),
+        None => Some(None),
+    };
+    let tls = match &config.server.tls {
+        Some(tls) => problems.keep(crate::tls::load(source, tls)).map(Some),
+        None => Some(None),
+    };
+    let (capacity, max_entry) = (config.cache.capacity.0, config.cache.max_entry.as_usize());
+    if !engine.services().size_response_cache(capacity, max_entry) {
+        tracing::warn!(
+            "cache.capacity and cache.max_entry changes take effect at the next restart"
+        );
+    }
+    Some(Shared {
+        server: server?,
+        env: ConfigEnv {
+            consumers: Arc::new(consumers?),
+            services: engine.services().clone(),
+            redis: redis?,
+        },
+        tls: tls?,
+    })
 }
 
 impl Limits {
-    /// `[server]`'s request-path settings, checked.
-    fn from_config(source: &Source, config: &Config) -> Result<Self, ConfigError> {
-        let server = &config.server;
-        check_server(source, config)?;
-        let trusted: Vec<&str> = server
-            .trusted_proxies
-            .iter()
-            .map(|t| t.get_ref().as_str())
-            .collect();
-        let trusted_proxies = TrustedProxies::parse(&trusted).map_err(|msg| {
-            let span = server
-                .trusted_proxies
-                .iter()
-                .find(|t| msg.contains(&format!("`{}`", t.get_ref())))
-                .map_or(0..0, |t| t.span());
-            source.error(span, msg)
-        })?;
-        let max_connections = *server.max_connections.get_ref();
-        Ok(Limits {
-            access_log: AccessLogSampling::new(*server.access_log_sample.get_ref()),
-            max_request_body: server.max_request_body.0,
-            body_read_timeout: server.body_read_timeout.get_ref().0,
-            trusted_proxies,
+    /// The request-path part of `[server]`.
+    fn new(server: &ServerSettings) -> Self {
+        Limits {
+            access_log: AccessLogSampling::new(server.access_log_sample),
+            max_request_body: server.max_request_body,
+            body_read_timeout: server.body_read_timeout,
+            trusted_proxies: server.trusted_proxies.clone(),
             max_websocket_connections: server.max_websocket_connections,
-            max_connections,
-            close_idle_from: close_idle_from(max_connections, *server.close_idle_above.get_ref()),
-            max_connections_per_ip: server
-                .max_connections_per_ip
-                .as_ref()
-                .map(|max| *max.get_ref()),
+            max_connections: server.max_connections,
+            close_idle_from: close_idle_from(server.max_connections, server.close_idle_above),
+            max_connections_per_ip: server.max_connections_per_ip,
             shutdown: Shutdown {
-                delay: server.shutdown_delay.get_ref().0,
-                drain_timeout: server.drain_timeout.get_ref().0,
+                delay: server.shutdown_delay,
+                drain_timeout: server.drain_timeout,
             },
-        })
+        }
     }
 }
 
-/// The ranges of `[server]`'s numbers, each error at its key.
-fn check_server(source: &Source, config: &Config) -> Result<(), ConfigError> {
-    let server = &config.server;
-    let out_of_range =
-        |span: std::ops::Range<usize>, message: &str| Err(source.error(span, message));
-    if !(0.0..=1.0).contains(server.access_log_sample.get_ref()) {
-        return out_of_range(
-            server.access_log_sample.span(),
-            "server.access_log_sample must be between 0 and 1",
-        );
-    }
-    if let Some(workers) = &server.workers
-        && !(1..=1024).contains(workers.get_ref())
-    {
-        return out_of_range(workers.span(), "server.workers must be between 1 and 1024");
-    }
-    if *server.max_connections.get_ref() == 0 {
-        return out_of_range(
-            server.max_connections.span(),
-            "server.max_connections must be at least 1",
-        );
-    }
-    if server.body_read_timeout.get_ref().0 < std::time::Duration::from_secs(1) {
-        return out_of_range(
-            server.body_read_timeout.span(),
-            "server.body_read_timeout must be at least 1s",
-        );
-    }
-    if server.drain_timeout.get_ref().0 > std::time::Duration::from_secs(3600) {
-        return out_of_range(
-            server.drain_timeout.span(),
-            "server.drain_timeout must be at most 1h",
-        );
-    }
-    if server.shutdown_delay.get_ref().0 > std::time::Duration::from_secs(600) {
-        return out_of_range(
-            server.shutdown_delay.span(),
-            "server.shutdown_delay must be at most 10m",
-        );
-    }
-    let share = *server.close_idle_above.get_ref();
-    if !(share > 0.0 && share <= 1.0) {
-        return out_of_range(
-            server.close_idle_above.span(),
-            "server.close_idle_above must be above 0 and at most 1 (a share of max_connections)",
-        );
-    }
-    if let Some(per_ip) = &server.max_connections_per_ip
-        && *per_ip.get_ref() == 0
-    {
-        return out_of_range(
-            per_ip.span(),
-            "server.max_connections_per_ip must be at least 1 (leave it out for no limit)",
-        );
-    }
-    Ok(())
-}
-
-/// The config's upstreams by name. An unchanged upstream keeps its
-/// connection pools across reloads; a changed one keeps its targets' health.
+/// The config's upstreams that build, by name, each error recorded. An
+/// unchanged upstream keeps its connection pools across reloads; a changed
+/// one keeps its targets' health.
 fn build_upstreams(
-    source: &Source,
+    problems: &mut Problems<'_>,
     config: &Config,
     previous: Option<&Runtime>,
-) -> Result<HashMap<String, Arc<Upstream>>, ConfigError> {
+) -> HashMap<String, Arc<Upstream>> {
+    let source = problems.source();
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
         let before = previous.and_then(|p| p.upstreams.get(name));
-        let upstream = match before.filter(|kept| kept.unchanged(upstream.get_ref(), source)) {
-            Some(kept) => kept.clone(),
-            None => {
-                let built = Arc::new(Upstream::new(name, upstream, source)?);
-                if let Some(before) = before {
-                    built.inherit_health(before);
-                }
-                built.start_tasks();
-                built
-            }
+        if let Some(kept) = before.filter(|kept| kept.unchanged(upstream.get_ref(), source)) {
+            upstreams.insert(name.clone(), kept.clone());
+            continue;
+        }
+        let Some(built) = problems.keep(Upstream::new(name, upstream, source)) else {
+            continue;
         };
-        upstreams.insert(name.clone(), upstream);
+        let built = Arc::new(built);
+        if let Some(before) = before {
+            built.inherit_health(before);
+        }
+        built.start_tasks();
+        upstreams.insert(name.clone(), built);
     }
-    Ok(upstreams)
+    upstreams
 }
 
-/// Every route, built in config order, and the router over them.
+/// Every route, built in config order, and the router over them; `None`
+/// when any route is wrong (each error recorded).
 async fn build_routes(
-    source: &Source,
+    problems: &mut Problems<'_>,
     config: &Config,
     upstreams: &HashMap<String, Arc<Upstream>>,
     engine: &PluginEngine,
     env: &ConfigEnv,
-) -> Result<(Vec<Route>, Router), ConfigError> {
+) -> Option<(Vec<Route>, Router)> {
+    let source = problems.source();
     let mut routes = Vec::with_capacity(config.routes.len());
     let mut specs = Vec::with_capacity(config.routes.len());
-    let mut names: Vec<String> = Vec::with_capacity(config.routes.len());
-    for route in &config.routes {
-        let (route, spec) =
-            build_route(source, config, route, upstreams, &names, engine, env).await?;
-        names.push(route.name.clone());
-        specs.push(spec);
-        routes.push(route);
+    let names: Vec<String> = config
+        .routes
+        .iter()
+        .map(|r| r.get_ref().name.get_ref().clone())
+        .collect();
+    for (id, route) in config.routes.iter().enumerate() {
+        let built = build_route(source, config, route, upstreams, &names[..id], engine, env).await;
+        if let Some((route, spec)) = problems.keep(built) {
+            specs.push(spec);
+            routes.push(route);
+        }
+    }
+    if routes.len() < config.routes.len() {
+        return None;
     }
     let router = Router::build(&specs, &names).map_err(|(id, err)| {
         let route = config.routes[id].get_ref();
@@ -321,8 +304,8 @@ async fn build_routes(
             _ => route.path.span(),
         };
         source.error(span, format!("route `{}`: {err}", names[id]))
-    })?;
-    Ok((routes, router))
+    });
+    Some((routes, problems.keep(router)?))
 }
 
 /// The open connections from which new ones close idle ones: `share` of
@@ -332,81 +315,184 @@ fn close_idle_from(max: usize, share: f64) -> usize {
     from.clamp(1, max)
 }
 
+/// A plugin's own config error with serde's wording (from "unknown
+/// field" or "invalid type" on) in the config's terms.
+fn plugin_terms(message: &str) -> String {
+    let serde_part = [
+        "unknown field `",
+        "unknown variant `",
+        "invalid type: ",
+        "missing field `",
+    ]
+    .iter()
+    .filter_map(|start| message.find(start))
+    .min();
+    match serde_part {
+        Some(at) => format!("{}{}", &message[..at], in_config_terms(&message[at..])),
+        None => message.to_string(),
+    }
+}
+
+/// What a route's own keys say, checked (all but its pipeline).
+struct RouteParts {
+    name: String,
+    methods: Option<Vec<Method>>,
+    listed: Vec<Arc<Upstream>>,
+    strip_prefix: Option<String>,
+    websocket: Option<std::time::Duration>,
+}
+
+/// One route and its router entry, or every error in it.
 async fn build_route(
     source: &Source,
     config: &Config,
-    spanned: &Spanned<crate::config::RouteConfig>,
+    spanned: &Spanned<RouteConfig>,
     upstreams: &HashMap<String, Arc<Upstream>>,
     earlier: &[String],
     engine: &PluginEngine,
     env: &ConfigEnv,
 ) -> Result<(Route, RouteSpec), ConfigError> {
     let route = spanned.get_ref();
-    let name = route.name.get_ref().clone();
-    if name.is_empty() {
-        return Err(source.error(route.name.span(), "a route name cannot be empty"));
-    }
-    if earlier.contains(&name) {
-        return Err(source.error(
-            route.name.span(),
-            format!("duplicate route name `{name}`: route names must be unique"),
-        ));
-    }
-    let path = route.path.get_ref();
-    if !path.starts_with('/') {
-        return Err(source.error(
-            route.path.span(),
-            format!("route `{name}`: path `{path}` must start with `/`"),
-        ));
-    }
-    let methods = match &route.methods {
-        None => None,
-        Some(methods) => Some(route_methods(source, &name, methods)?),
-    };
-    let listed = route_upstreams(source, config, route, &name, upstreams)?;
-    let upstream = listed.first().cloned();
-    if upstream.is_none() && route.plugins.is_empty() {
-        return Err(source.error(
-            spanned.span(),
-            format!("route `{name}` has neither an upstream nor plugins: add upstream = \"NAME\" or a plugin that answers"),
-        ));
-    }
-    let strip_prefix = match &route.strip_prefix {
-        None => None,
-        Some(prefix) => Some(route_strip_prefix(source, &name, prefix)?),
-    };
-    let websocket = websocket_setting(source, &name, route, upstream.is_some())?;
-    check_http2_upstreams(source, &name, route, &listed)?;
-
+    let mut problems = Problems::new(source);
+    let parts = route_parts(&mut problems, config, route, upstreams, earlier);
+    let name = route.name.get_ref();
     let mut entries = Vec::with_capacity(route.plugins.len());
     for entry in &route.plugins {
-        entries.push(build_entry(source, config, &name, entry, engine, env).await?);
+        let built = build_entry(source, config, name, entry, engine, env).await;
+        entries.extend(problems.keep(built));
     }
-
-    let name_for_metrics = name.clone();
+    let pipeline = Pipeline::new(entries);
+    let no_upstream = route.upstream.is_none() && route.upstreams.is_none();
+    if no_upstream && problems.is_empty() && !pipeline.has_request_phase() {
+        problems.at(
+            spanned.span(),
+            format!("route `{name}` has no upstream, and no plugin of its pipeline can answer a request (none has a request hook): add upstream = \"NAME\" or a plugin that answers, such as `respond`"),
+        );
+    }
+    let parts = problems.finish_some(parts)?;
     let spec = RouteSpec {
-        path: path.clone(),
-        methods,
+        path: route.path.get_ref().clone(),
+        methods: parts.methods,
         hosts: route.hosts.as_ref().map(|h| h.get_ref().clone()),
     };
-    Ok((
-        Route {
-            name,
-            upstream,
-            pipeline: Pipeline::new(entries)
-                .choosing_among(listed.iter().map(|u| u.name.clone()).collect()),
-            upstreams: listed,
-            strip_prefix,
-            preserve_host: route.preserve_host.as_ref().is_some_and(|p| *p.get_ref()),
-            websocket,
-            latency: metrics()
-                .request_duration
-                .get_or_create(&[("route", name_for_metrics.clone())])
-                .clone(),
-            requests: crate::metrics::RequestCounters::new(&name_for_metrics),
-        },
-        spec,
-    ))
+    let route = Route {
+        upstream: parts.listed.first().cloned(),
+        pipeline: pipeline.choosing_among(parts.listed.iter().map(|u| u.name.clone()).collect()),
+        upstreams: parts.listed,
+        strip_prefix: parts.strip_prefix,
+        preserve_host: route.preserve_host.as_ref().is_some_and(|p| *p.get_ref()),
+        websocket: parts.websocket,
+        latency: metrics()
+            .request_duration
+            .get_or_create(&[("route", parts.name.clone())])
+            .clone(),
+        requests: crate::metrics::RequestCounters::new(&parts.name),
+        name: parts.name,
+    };
+    Ok((route, spec))
+}
+
+/// A route's name, path, methods, upstreams, `strip_prefix` and WebSocket
+/// setting, each error recorded; `None` when any is wrong.
+fn route_parts(
+    problems: &mut Problems<'_>,
+    config: &Config,
+    route: &RouteConfig,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    earlier: &[String],
+) -> Option<RouteParts> {
+    let source = problems.source();
+    let name = route.name.get_ref().clone();
+    if name.is_empty() {
+        problems.at(route.name.span(), "a route name cannot be empty");
+    }
+    if earlier.contains(&name) {
+        problems.at(
+            route.name.span(),
+            format!("duplicate route name `{name}`: route names must be unique"),
+        );
+    }
+    problems.keep(route_path(source, &name, &route.path));
+    let methods = match &route.methods {
+        None => Some(None),
+        Some(methods) => problems
+            .keep(route_methods(source, &name, methods))
+            .map(Some),
+    };
+    let listed = problems.keep(route_upstreams(source, config, route, &name, upstreams));
+    let strip_prefix = match &route.strip_prefix {
+        None => Some(None),
+        Some(prefix) => problems
+            .keep(route_strip_prefix(
+                source,
+                &name,
+                prefix,
+                route.path.get_ref(),
+            ))
+            .map(Some),
+    };
+    let has_upstream = route.upstream.is_some() || route.upstreams.is_some();
+    let websocket = problems.keep(websocket_setting(source, &name, route, has_upstream));
+    if let Some(listed) = &listed {
+        problems.keep(check_http2_upstreams(source, &name, route, listed));
+    }
+    if !problems.is_empty() {
+        return None;
+    }
+    Some(RouteParts {
+        name,
+        methods: methods?,
+        listed: listed?,
+        strip_prefix: strip_prefix?,
+        websocket: websocket?,
+    })
+}
+
+/// A route's path template: it starts with `/`, and does not look like a
+/// regular expression or another router's syntax, which would be taken
+/// literally and never match what was meant.
+fn route_path(source: &Source, name: &str, path: &Spanned<String>) -> Result<(), ConfigError> {
+    let text = path.get_ref();
+    let fault = if looks_like_regex(text) {
+        Some(format!(
+            "path `{text}` looks like a regular expression, but paths are templates matched literally: write `/users/{{id}}` for a parameter and `/static/{{*rest}}` for the rest of the path"
+        ))
+    } else if !text.starts_with('/') {
+        Some(format!("path `{text}` must start with `/`"))
+    } else if text.contains('?') {
+        Some(format!(
+            "path `{text}` contains `?`: a route matches the path only; query parameters are not part of it"
+        ))
+    } else if text.split('/').any(|segment| segment.starts_with(':')) {
+        Some(format!(
+            "path `{text}` has a `:name` segment, which would match literally: parameters are written `{{name}}`, as in `/users/{{id}}`"
+        ))
+    } else {
+        None
+    };
+    match fault {
+        Some(fault) => Err(source.error(path.span(), format!("route `{name}`: {fault}"))),
+        None => Ok(()),
+    }
+}
+
+/// Whether a path template has regular-expression syntax outside its
+/// `{parameters}`: anchors, groups, classes, alternation, escapes, `.*`,
+/// `.+`, or a `*` that is not a catch-all.
+fn looks_like_regex(path: &str) -> bool {
+    let mut depth = 0usize;
+    let mut previous = ' ';
+    for c in path.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            '^' | '$' | '(' | ')' | '[' | ']' | '|' | '\\' if depth == 0 => return true,
+            '*' | '+' if depth == 0 && (previous == '.' || c == '*') => return true,
+            _ => {}
+        }
+        previous = c;
+    }
+    false
 }
 
 /// A route's `methods`, parsed: not empty, each a method, never CONNECT.
@@ -443,11 +529,14 @@ fn route_methods(
     Ok(parsed)
 }
 
-/// A route's `strip_prefix` without its trailing `/`; it must start with `/`.
+/// A route's `strip_prefix` without its trailing `/`: it must start with
+/// `/`, and the route's path must be able to start with it (a request the
+/// route matches must have it as its first segments).
 fn route_strip_prefix(
     source: &Source,
     name: &str,
     prefix: &Spanned<String>,
+    path: &str,
 ) -> Result<String, ConfigError> {
     let text = prefix.get_ref().trim_end_matches('/');
     if !text.starts_with('/') {
@@ -459,7 +548,30 @@ fn route_strip_prefix(
             ),
         ));
     }
+    if !can_start_with(path, text) {
+        return Err(source.error(
+            prefix.span(),
+            format!(
+                "route `{name}`: strip_prefix `{}` can never apply: the route's path `{path}` does not start with it (it removes whole leading segments only)",
+                prefix.get_ref()
+            ),
+        ));
+    }
     Ok(text.to_string())
+}
+
+/// Whether some path the template `path` matches starts with the segments
+/// `prefix` (no trailing `/`). Only the literal text before the first
+/// parameter decides; a parameter may match the rest.
+fn can_start_with(path: &str, prefix: &str) -> bool {
+    let literal = path.split('{').next().unwrap_or_default();
+    if literal.len() >= prefix.len() {
+        literal.starts_with(prefix)
+            && (literal.len() == prefix.len() || literal[prefix.len()..].starts_with('/'))
+    } else {
+        // Shorter: only a parameter after it can supply the rest.
+        path.contains('{') && prefix.starts_with(literal)
+    }
 }
 
 /// What a route may not ask of an HTTP/2 upstream. HTTP/2 names the host in
@@ -528,17 +640,16 @@ fn route_upstreams(
     let mut listed: Vec<Arc<Upstream>> = Vec::with_capacity(names.len());
     for wanted in &names {
         let found = upstreams.get(wanted.get_ref()).cloned().ok_or_else(|| {
+            if config.upstreams.contains_key(wanted.get_ref()) {
+                return ConfigError::reported();
+            }
             let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
             source.error(
                 wanted.span(),
                 format!(
-                    "route `{name}`: unknown upstream `{}`; defined upstreams: {}",
+                    "route `{name}`: unknown upstream `{}`{}",
                     wanted.get_ref(),
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
+                    suggestion(wanted.get_ref(), "defined upstreams", &known)
                 ),
             )
         })?;
@@ -606,9 +717,14 @@ async fn build_entry(
         engine.compile(&bytes)
     } else {
         let bytes = builtin::find(reference).ok_or_else(|| {
+            let known = builtin::names();
+            let hint = match crate::config::problems::closest(reference, known.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`? "),
+                None => String::new(),
+            };
             at_plugin(format!(
-                "unknown plugin `{reference}`: built-in plugins are {}; a component path must end in .wasm",
-                builtin::names().join(", ")
+                "unknown plugin `{reference}`: {hint}built-in plugins are {}; a component path must end in .wasm",
+                known.join(", ")
             ))
         })?;
         engine.compile_static(bytes)
@@ -636,7 +752,10 @@ async fn build_entry(
         );
     }
     let max_body = entry.max_body.unwrap_or(defaults.max_body).as_usize();
-    let store = entry_store(source, route, entry, env.redis.as_ref())?;
+    let store = match (&env.redis, &config.redis) {
+        (None, Some(_)) => return Err(ConfigError::reported()),
+        (redis, _) => entry_store(source, route, entry, redis.as_ref())?,
+    };
     let env = env.entry(
         Arc::from(reference.as_str()),
         allowed_hosts.into(),
@@ -652,7 +771,10 @@ async fn build_entry(
                 .map_or(entry.plugin.span(), |c| c.span());
             source.error(
                 span,
-                format!("route `{route}`: plugin `{reference}` rejected its config: {e}"),
+                format!(
+                    "route `{route}`: plugin `{reference}` rejected its config: {}",
+                    plugin_terms(&e.to_string())
+                ),
             )
         })?;
     idle.apply(source, route, entry, &mut pool)?;
@@ -870,9 +992,9 @@ fn check_grants(
             source.error(
                 grant.span(),
                 format!(
-                    "route `{route}`: unknown grant `{}`: grantable capabilities are {}",
+                    "route `{route}`: unknown grant `{}`{}",
                     grant.get_ref(),
-                    known.join(", ")
+                    suggestion(grant.get_ref(), "grantable capabilities", &known)
                 ),
             )
         })?;
@@ -948,7 +1070,62 @@ fn plugin_config(
 
 #[cfg(test)]
 mod tests {
-    use super::default_idle_memory;
+    use super::{can_start_with, default_idle_memory, looks_like_regex, route_path};
+    use crate::config::Source;
+    use toml::Spanned;
+
+    fn path_fault(path: &str) -> Option<String> {
+        let source = Source::from_text(std::path::Path::new("t.toml"), String::new());
+        route_path(&source, "r", &Spanned::new(0..0, path.to_string()))
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    #[test]
+    fn paths_in_another_syntax_are_refused() {
+        for path in [
+            "/users/.*",
+            "^/users",
+            "/a/(x|y)",
+            "/files/*",
+            "/v[12]/x",
+            "/a/\\d+",
+        ] {
+            assert!(looks_like_regex(path), "{path}");
+            assert!(
+                path_fault(path).is_some_and(|f| f.contains("regular expression")),
+                "{path}"
+            );
+        }
+        assert!(path_fault("/users/:id").is_some_and(|f| f.contains("`{name}`")));
+        assert!(path_fault("/search?q=1").is_some_and(|f| f.contains("`?`")));
+        assert!(path_fault("users").is_some_and(|f| f.contains("must start with `/`")));
+    }
+
+    #[test]
+    fn templates_are_not_mistaken_for_regexes() {
+        for path in [
+            "/users/{id}",
+            "/static/{*rest}",
+            "/a.json",
+            "/v1/things:batchGet",
+            "/x-y_z~",
+        ] {
+            assert!(!looks_like_regex(path), "{path}");
+            assert_eq!(path_fault(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn strip_prefix_must_be_a_possible_start_of_the_path() {
+        assert!(can_start_with("/api/users", "/api"));
+        assert!(can_start_with("/api", "/api"));
+        assert!(can_start_with("/{*rest}", "/api"));
+        assert!(can_start_with("/api/{id}/x", "/api/v1"));
+        assert!(!can_start_with("/apix/users", "/api"));
+        assert!(!can_start_with("/v2/{id}", "/v1"));
+        assert!(!can_start_with("/a", "/a/b"));
+    }
 
     const MIB: usize = 1024 * 1024;
 

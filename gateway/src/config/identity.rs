@@ -1,6 +1,7 @@
 //! `[identity]`, `[[consumers]]` and `[usage_plans]`: who calls the gateway and
 //! under which plan.
 
+use super::source::Source;
 use super::units::Duration;
 pub use plugin_shared::rate_limit::{Quota, QuotaPeriod};
 use serde::Deserialize;
@@ -173,6 +174,34 @@ fn quota<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Quota>, D:
     parse_quota(&String::deserialize(deserializer)?)
         .map(Some)
         .map_err(de::Error::custom)
+}
+
+/// The value of environment variable `name`.
+pub fn read_env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
+}
+
+/// The text of `file` (relative to the config file), without one trailing
+/// newline.
+pub fn read_file(source: &Source, file: &str) -> Result<String, String> {
+    let path = source.base_dir().join(file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+}
+
+/// The bytes of `secret`, read from wherever it lives.
+pub fn resolve_secret(source: &Source, secret: &Spanned<Secret>) -> Result<Vec<u8>, String> {
+    match secret.get_ref() {
+        Secret::Inline(text) => {
+            tracing::warn!(
+                "a secret is written inline in the config; prefer {{ env = \"...\" }} or {{ file = \"...\" }}"
+            );
+            Ok(text.as_bytes().to_vec())
+        }
+        Secret::Env { env } => read_env(env).map(String::into_bytes),
+        Secret::File { file } => read_file(source, file).map(String::into_bytes),
+    }
 }
 
 #[cfg(test)]

@@ -1,633 +1,45 @@
 //! The TOML configuration: its shape, and loading it with every error located.
 //!
-//! Parsing rejects unknown keys and malformed values; [`crate::runtime::Runtime::build`]
-//! then checks what only makes sense as a whole (routes against upstreams, plugins
-//! against their components) and reports those errors at the offending key too.
+//! [`Source::parse`] reads the file section by section (`parse`), so every
+//! mistake in it is reported in one run (`problems` gathers them and says
+//! them in the config's terms); [`ServerSettings`] checks `[server]` and
+//! `[admin]` into plain values; [`crate::runtime::Runtime::build`] then
+//! checks what only makes sense as a whole (routes against upstreams, plugins
+//! against their components), every error located at its key.
+//!
+//! The modules import each other in one direction: `source` (the text and
+//! its errors) and `units` below everything, `shape` (what serde reads) above
+//! the sections it is made of, `parse` on top.
 
 mod identity;
+mod parse;
+pub mod problems;
+mod server;
+mod shape;
+mod source;
 mod store;
 mod units;
 
 pub use identity::{
     ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
+    read_env, read_file, resolve_secret,
 };
+pub use server::{
+    AdminSettings, ClientAuth, ListenerSettings, MAX_HEADERS, MIN_HEADER_BYTES, RestartOnly,
+    ServerConfig, ServerSettings, TlsConfig,
+};
+pub use shape::{
+    Config, DEFAULT_MAX_IDLE_MEMORY, DEFAULT_WEBSOCKET_IDLE_TIMEOUT, HealthCheckConfig, OnError,
+    PluginDefaults, PluginEntryConfig, RouteConfig, UpstreamConfig, UpstreamProtocol,
+};
+pub use source::{ConfigError, Source};
 pub use store::{AdminConfig, CacheConfig, RedisConfig, StoreFailure, StoreKind};
 pub use units::{ByteSize, Duration};
 
-use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::ops::Range;
-use std::path::{Path, PathBuf};
-use toml::Spanned;
-
-/// A configuration error, located in its file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Something wrong at a known place in the file.
-    #[error("{file}:{line}:{column}: {message}")]
-    At {
-        /// The config file as given.
-        file: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column, in characters.
-        column: usize,
-        /// What is wrong and, where possible, what would be valid.
-        message: String,
-    },
-    /// The file could not be read at all.
-    #[error("{file}: {message}")]
-    Unreadable {
-        /// The config file as given.
-        file: String,
-        /// Why.
-        message: String,
-    },
-}
-
-/// The text of a config file, kept to turn byte spans into line and column.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// The path as the user gave it.
-    pub path: PathBuf,
-    text: String,
-}
-
-impl Source {
-    /// Reads `path`.
-    pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Unreadable {
-            file: path.display().to_string(),
-            message: err.to_string(),
-        })?;
-        Ok(Self::from_text(path, text))
-    }
-
-    /// Wraps text that came from somewhere other than a file read (tests).
-    pub fn from_text(path: &Path, text: String) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            text,
-        }
-    }
-
-    /// The directory relative paths in this file are resolved against.
-    pub fn base_dir(&self) -> PathBuf {
-        match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
-    }
-
-    /// An error at the start of `span`.
-    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        let offset = span.start.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(&self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        ConfigError::At {
-            file: self.path.display().to_string(),
-            line,
-            column,
-            message: message.into(),
-        }
-    }
-
-    /// Parses the text into the raw config shape.
-    pub fn parse(&self) -> Result<Config, ConfigError> {
-        toml::from_str::<Config>(&self.text).map_err(|err| {
-            let span = err.span().unwrap_or(0..0);
-            self.error(span, err.message().trim_end().to_string())
-        })
-    }
-}
-
-fn floor_char_boundary(text: &str, mut index: usize) -> usize {
-    while !text.is_char_boundary(index) {
-        index -= 1;
-    }
-    index
-}
-
-/// The whole file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// The client-facing listener and its limits.
-    #[serde(default)]
-    pub server: ServerConfig,
-    /// Defaults for every pipeline entry's sandbox.
-    #[serde(default)]
-    pub plugin_defaults: PluginDefaults,
-    /// Named upstream services.
-    #[serde(default)]
-    pub upstreams: BTreeMap<String, Spanned<UpstreamConfig>>,
-    /// Routes, matched most-specific first regardless of order.
-    #[serde(default)]
-    pub routes: Vec<Spanned<RouteConfig>>,
-    /// Settings shared by consumers.
-    #[serde(default)]
-    pub identity: IdentityConfig,
-    /// The callers of the API and their credentials.
-    #[serde(default)]
-    pub consumers: Vec<Spanned<ConsumerConfig>>,
-    /// Usage plans consumers belong to.
-    #[serde(default)]
-    pub usage_plans: BTreeMap<String, Spanned<UsagePlanConfig>>,
-    /// The Redis server shared state can live on.
-    #[serde(default)]
-    pub redis: Option<Spanned<RedisConfig>>,
-    /// The in-process response cache.
-    #[serde(default)]
-    pub cache: CacheConfig,
-    /// The admin listener; off unless given.
-    #[serde(default)]
-    pub admin: Option<AdminConfig>,
-}
-
-/// `[server]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Address to listen on, `ip:port`. Port 0 picks a free port (printed at start).
-    #[serde(default = "default_listen")]
-    pub listen: Spanned<String>,
-    /// Time allowed for a client to send a request's headers.
-    #[serde(default = "default_header_read_timeout")]
-    pub header_read_timeout: Duration,
-    /// Largest request head (request line and headers). At least 8KiB.
-    #[serde(default = "default_max_header_bytes")]
-    pub max_header_bytes: Spanned<ByteSize>,
-    /// Most header fields in one request head (HTTP/1.1); over it: 431.
-    #[serde(default = "default_max_headers")]
-    pub max_headers: Spanned<usize>,
-    /// Largest request body accepted from a client.
-    #[serde(default = "default_max_request_body")]
-    pub max_request_body: ByteSize,
-    /// Longest wait for the next bytes of a request body; over it: 408.
-    #[serde(default = "default_body_read_timeout")]
-    pub body_read_timeout: Spanned<Duration>,
-    /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed and extended.
-    /// From anyone else, those headers are replaced with what the gateway saw.
-    #[serde(default)]
-    pub trusted_proxies: Vec<Spanned<String>>,
-    /// Worker threads, each with its own listener socket; default one per core.
-    #[serde(default)]
-    pub workers: Option<Spanned<usize>>,
-    /// The share of successful requests the access log records (0 to 1);
-    /// requests answered 4xx or 5xx are always recorded.
-    #[serde(default = "default_access_log_sample")]
-    pub access_log_sample: Spanned<f64>,
-    /// TLS termination; without it the listener speaks cleartext.
-    #[serde(default)]
-    pub tls: Option<Spanned<TlsConfig>>,
-    /// Upgraded (WebSocket) connections open at once, process-wide; a
-    /// handshake over the limit is answered 503.
-    #[serde(default = "default_max_websocket_connections")]
-    pub max_websocket_connections: usize,
-    /// Client connections open at once, process-wide; a connection over the
-    /// limit is closed as soon as it is accepted.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: Spanned<usize>,
-    /// The share of `max_connections` (above 0, at most 1) from which each
-    /// new connection closes the keep-alive connection idle the longest.
-    #[serde(default = "default_close_idle_above")]
-    pub close_idle_above: Spanned<f64>,
-    /// Client connections open at once from one IPv4 address or IPv6 /64;
-    /// no limit unless given.
-    #[serde(default)]
-    pub max_connections_per_ip: Option<Spanned<usize>>,
-    /// An HTTP/2 client connection with no stream open for this long is
-    /// closed (GOAWAY). At least 1s.
-    #[serde(default = "default_server_idle_timeout")]
-    pub idle_timeout: Spanned<Duration>,
-    /// At shutdown, how long in-flight requests may take to finish before
-    /// their connections are closed. At most 1h.
-    #[serde(default = "default_drain_timeout")]
-    pub drain_timeout: Spanned<Duration>,
-    /// At shutdown, how long the gateway keeps accepting and serving while
-    /// `/readyz` already answers 503, before it drains. At most 10m.
-    #[serde(default = "default_shutdown_delay")]
-    pub shutdown_delay: Spanned<Duration>,
-}
-
-fn default_drain_timeout() -> Spanned<Duration> {
-    Spanned::new(0..0, Duration(std::time::Duration::from_secs(30)))
-}
-
-fn default_shutdown_delay() -> Spanned<Duration> {
-    Spanned::new(0..0, Duration(std::time::Duration::ZERO))
-}
-
-fn default_body_read_timeout() -> Spanned<Duration> {
-    Spanned::new(0..0, Duration(std::time::Duration::from_secs(60)))
-}
-
-fn default_server_idle_timeout() -> Spanned<Duration> {
-    Spanned::new(0..0, Duration(std::time::Duration::from_secs(60)))
-}
-
-fn default_max_websocket_connections() -> usize {
-    1024
-}
-
-fn default_max_headers() -> Spanned<usize> {
-    Spanned::new(0..0, 100)
-}
-
-fn default_close_idle_above() -> Spanned<f64> {
-    Spanned::new(0..0, 0.9)
-}
-
-fn default_max_connections() -> Spanned<usize> {
-    Spanned::new(0..0, 10_000)
-}
-
-/// `[server.tls]`: the certificate the listener presents, and the client
-/// certificates it asks for.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file with the certificate chain, leaf first (relative to the
-    /// config file).
-    pub cert: Spanned<String>,
-    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: Spanned<String>,
-    /// PEM file of the certificate authorities client certificates must
-    /// chain to: turns on mutual TLS.
-    #[serde(default)]
-    pub client_ca: Option<Spanned<String>>,
-    /// Whether a client must present a certificate (with `client_ca`).
-    #[serde(default)]
-    pub client_auth: Option<Spanned<ClientAuth>>,
-}
-
-/// `[server.tls] client_auth`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClientAuth {
-    /// A handshake without a valid client certificate fails.
-    Required,
-    /// Clients may present a certificate; one that does must be valid.
-    Optional,
-}
-
-fn default_access_log_sample() -> Spanned<f64> {
-    Spanned::new(0..0, 1.0)
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: default_listen(),
-            header_read_timeout: default_header_read_timeout(),
-            max_header_bytes: default_max_header_bytes(),
-            max_headers: default_max_headers(),
-            max_request_body: default_max_request_body(),
-            body_read_timeout: default_body_read_timeout(),
-            trusted_proxies: Vec::new(),
-            workers: None,
-            access_log_sample: default_access_log_sample(),
-            tls: None,
-            max_websocket_connections: default_max_websocket_connections(),
-            max_connections: default_max_connections(),
-            close_idle_above: default_close_idle_above(),
-            max_connections_per_ip: None,
-            idle_timeout: default_server_idle_timeout(),
-            drain_timeout: default_drain_timeout(),
-            shutdown_delay: default_shutdown_delay(),
-        }
-    }
-}
-
-fn default_listen() -> Spanned<String> {
-    Spanned::new(0..0, "127.0.0.1:8080".to_string())
-}
-fn default_header_read_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(10))
-}
-fn default_max_header_bytes() -> Spanned<ByteSize> {
-    Spanned::new(0..0, ByteSize(64 * 1024))
-}
-fn default_max_request_body() -> ByteSize {
-    ByteSize(10 * 1024 * 1024)
-}
-
-/// `[plugin_defaults]`: the sandbox every pipeline entry gets unless it says otherwise.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginDefaults {
-    /// Time one hook call may take before it is interrupted, its waits on
-    /// the network through host functions not counted.
-    #[serde(default = "default_deadline")]
-    pub deadline: Duration,
-    /// Largest linear memory one instance may grow to.
-    #[serde(default = "default_memory_limit")]
-    pub memory_limit: ByteSize,
-    /// Largest body handed to a plugin that reads bodies.
-    #[serde(default = "default_max_body")]
-    pub max_body: ByteSize,
-    /// Warm instances kept per pipeline entry.
-    #[serde(default = "default_pool_size")]
-    pub pool_size: usize,
-    /// Linear memory above which an instance is dropped after its call
-    /// instead of kept warm; when absent, four times the memory after `init`,
-    /// at least [`DEFAULT_MAX_IDLE_MEMORY`] and at most `memory_limit`.
-    #[serde(default)]
-    pub max_idle_memory: Option<Spanned<ByteSize>>,
-}
-
-/// The least `max_idle_memory` is when neither the entry nor
-/// `[plugin_defaults]` sets it (four times the memory after `init` when
-/// that is more, capped at `memory_limit`).
-pub const DEFAULT_MAX_IDLE_MEMORY: ByteSize = ByteSize(16 * 1024 * 1024);
-
-impl Default for PluginDefaults {
-    fn default() -> Self {
-        Self {
-            deadline: default_deadline(),
-            memory_limit: default_memory_limit(),
-            max_body: default_max_body(),
-            pool_size: default_pool_size(),
-            max_idle_memory: None,
-        }
-    }
-}
-
-fn default_deadline() -> Duration {
-    Duration(std::time::Duration::from_millis(100))
-}
-fn default_memory_limit() -> ByteSize {
-    ByteSize(64 * 1024 * 1024)
-}
-fn default_max_body() -> ByteSize {
-    ByteSize(1024 * 1024)
-}
-fn default_pool_size() -> usize {
-    16
-}
-
-/// `[upstreams.NAME]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// `host:port` targets, used round robin.
-    pub targets: Vec<Spanned<String>>,
-    /// One weight per target (default: all 1): a target gets its weight's
-    /// share of the requests; 0 gives it none.
-    #[serde(default)]
-    pub weights: Option<Spanned<Vec<u32>>>,
-    /// Time allowed to open a connection to a target.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: Duration,
-    /// Time allowed from sending the request to receiving the response head.
-    #[serde(default = "default_upstream_timeout")]
-    pub timeout: Duration,
-    /// How long an idle pooled connection is kept.
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: Duration,
-    /// Idle connections kept per target.
-    #[serde(default = "default_max_idle")]
-    pub max_idle_connections: usize,
-    /// Failed connections to a target in a row that take it out of rotation
-    /// for `fail_timeout` (0: never).
-    #[serde(default = "default_max_fails")]
-    pub max_fails: u32,
-    /// How long a target that failed `max_fails` times is skipped.
-    #[serde(default = "default_fail_timeout")]
-    pub fail_timeout: Spanned<Duration>,
-    /// Other targets tried when a connection cannot be opened, for requests
-    /// without a body (nothing has reached the upstream, so any method is safe).
-    #[serde(default = "default_retries")]
-    pub retries: Spanned<u32>,
-    /// PEM file of the certificate authorities `https://` targets must chain
-    /// to, instead of the built-in Mozilla roots (relative to the config file).
-    #[serde(default)]
-    pub ca_file: Option<Spanned<String>>,
-    /// The name `https://` targets' certificates are checked against (and sent
-    /// as SNI), when it is not the target's host (targets given as addresses).
-    #[serde(default)]
-    pub tls_server_name: Option<Spanned<String>>,
-    /// Active health checks: a `GET` to each target every `interval`.
-    #[serde(default)]
-    pub health_check: Option<Spanned<HealthCheckConfig>>,
-    /// The HTTP version spoken to the targets.
-    #[serde(default = "http1")]
-    pub protocol: Spanned<UpstreamProtocol>,
-    /// With HTTP/2: how often a connection is pinged; one whose ping is not
-    /// answered within as long is closed (default 30 s).
-    #[serde(default)]
-    pub http2_keepalive: Option<Spanned<Duration>>,
-    /// With HTTP/2: requests one connection carries at once before another
-    /// is opened (default 100).
-    #[serde(default)]
-    pub http2_max_streams: Option<Spanned<usize>>,
-    /// Requests in flight to the upstream at once, from this process; over
-    /// it, 503 at once. None: no limit.
-    #[serde(default)]
-    pub max_requests: Option<Spanned<usize>>,
-}
-
-/// The HTTP version an upstream's targets speak.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum UpstreamProtocol {
-    /// HTTP/1.1, a pool of keep-alive connections per target.
-    #[default]
-    #[serde(rename = "http1")]
-    Http1,
-    /// HTTP/2 only: with prior knowledge over `http://` (h2c), negotiated by
-    /// ALPN over `https://`; requests are multiplexed on one connection per
-    /// target and worker. What gRPC services need.
-    #[serde(rename = "http2")]
-    Http2,
-}
-
-/// `[upstreams.NAME.health_check]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheckConfig {
-    /// The path asked of every target (`/healthz`).
-    pub path: Spanned<String>,
-    /// Time between two checks of a target.
-    #[serde(default = "default_check_interval")]
-    pub interval: Spanned<Duration>,
-    /// Time a check may take, connection included.
-    #[serde(default = "default_check_timeout")]
-    pub timeout: Spanned<Duration>,
-    /// Passed checks in a row that bring a target back.
-    #[serde(default = "default_check_threshold")]
-    pub healthy: Spanned<u32>,
-    /// Failed checks in a row that take a target out.
-    #[serde(default = "default_check_threshold")]
-    pub unhealthy: Spanned<u32>,
-}
-
-fn default_check_interval() -> Spanned<Duration> {
-    Spanned::new(0..0, Duration(std::time::Duration::from_secs(10)))
-}
-fn default_check_timeout() -> Spanned<Duration> {
-    Spanned::new(0..0, Duration(std::time::Duration::from_secs(2)))
-}
-fn default_check_threshold() -> Spanned<u32> {
-    Spanned::new(0..0, 2)
-}
-
-fn default_connect_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(5))
-}
-fn default_upstream_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(30))
-}
-fn default_idle_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(90))
-}
-fn default_max_idle() -> usize {
-    256
-}
-fn default_max_fails() -> u32 {
-    3
-}
-fn default_fail_timeout() -> Spanned<Duration> {
-    Spanned::new(0..0, Duration(std::time::Duration::from_secs(10)))
-}
-fn default_retries() -> Spanned<u32> {
-    Spanned::new(0..0, 1)
-}
-
-/// `[[routes]]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Unique name, used in logs and shown to plugins.
-    pub name: Spanned<String>,
-    /// Path template: `/users/{id}`, `/static/{*rest}`.
-    pub path: Spanned<String>,
-    /// Methods this route answers; all when absent.
-    #[serde(default)]
-    pub methods: Option<Spanned<Vec<String>>>,
-    /// Hosts this route answers (`api.example.com`, `*.example.com`); all when absent.
-    #[serde(default)]
-    pub hosts: Option<Spanned<Vec<String>>>,
-    /// Upstream name. Without one, the pipeline must answer every request.
-    #[serde(default)]
-    pub upstream: Option<Spanned<String>>,
-    /// Several upstreams by name instead of `upstream`: requests go to the
-    /// first unless a request hook chooses another of them.
-    #[serde(default)]
-    pub upstreams: Option<Spanned<Vec<String>>>,
-    /// A leading path segment removed before proxying (`/api` turns `/api/x` into `/x`).
-    #[serde(default)]
-    pub strip_prefix: Option<Spanned<String>>,
-    /// Send the client's `Host` upstream instead of the target's address.
-    #[serde(default)]
-    pub preserve_host: Option<Spanned<bool>>,
-    /// Let HTTP/1.1 WebSocket upgrades (`Upgrade: websocket`) through to the
-    /// upstream; without it the upgrade headers are dropped like any other
-    /// hop-by-hop header.
-    #[serde(default)]
-    pub websocket: Option<Spanned<bool>>,
-    /// How long an upgraded connection may carry no bytes either way before
-    /// the gateway closes it.
-    #[serde(default)]
-    pub websocket_idle_timeout: Option<Spanned<Duration>>,
-    /// The pipeline, run in order for requests and in reverse for responses.
-    #[serde(default)]
-    pub plugins: Vec<Spanned<PluginEntryConfig>>,
-}
-
-/// How long an upgraded connection may stay silent, unless the route says.
-pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// `[[routes.plugins]]`: one pipeline entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginEntryConfig {
-    /// A built-in plugin's name, or a path to a `.wasm` component (relative to the
-    /// config file).
-    pub plugin: Spanned<String>,
-    /// What a failing plugin does to the request.
-    #[serde(default)]
-    pub on_error: OnError,
-    /// Overrides `plugin_defaults.deadline`.
-    #[serde(default)]
-    pub deadline: Option<Duration>,
-    /// Overrides `plugin_defaults.memory_limit`.
-    #[serde(default)]
-    pub memory_limit: Option<ByteSize>,
-    /// Overrides `plugin_defaults.max_body`.
-    #[serde(default)]
-    pub max_body: Option<ByteSize>,
-    /// Overrides `plugin_defaults.pool_size`.
-    #[serde(default)]
-    pub pool_size: Option<usize>,
-    /// Overrides `plugin_defaults.max_idle_memory`.
-    #[serde(default)]
-    pub max_idle_memory: Option<Spanned<ByteSize>>,
-    /// Host capabilities granted to this entry's plugin (`"crypto"`, ...). A
-    /// component importing an interface its entry does not grant is refused.
-    #[serde(default)]
-    pub grants: Vec<Spanned<String>>,
-    /// Where the plugin's `kv`, `rate-limit` and `cache` state lives.
-    #[serde(default = "local_store")]
-    pub store: Spanned<StoreKind>,
-    /// What rate-limit checks do when `store = "redis"` and Redis does not
-    /// answer in time.
-    #[serde(default)]
-    pub store_failure: Option<Spanned<StoreFailure>>,
-    /// Hosts the plugin may reach with `http-client`: `[scheme://]host[:port]`,
-    /// host may be `*.suffix`.
-    #[serde(default)]
-    pub allowed_hosts: Vec<Spanned<String>>,
-    /// Passed to the plugin's `init` as JSON.
-    #[serde(default)]
-    pub config: Option<Spanned<toml::Table>>,
-    /// Config keys whose value is the text of a file (relative to the config
-    /// file), read at load: `config_files = { jwks = "keys/jwks.json" }`.
-    #[serde(default)]
-    pub config_files: BTreeMap<String, Spanned<String>>,
-    /// Config keys whose value is an environment variable, read at load:
-    /// `config_env = { secret = "JWT_SECRET" }`. Keeps secrets out of the file.
-    #[serde(default)]
-    pub config_env: BTreeMap<String, Spanned<String>>,
-}
-
-fn http1() -> Spanned<UpstreamProtocol> {
-    Spanned::new(0..0, UpstreamProtocol::Http1)
-}
-
-fn local_store() -> Spanned<StoreKind> {
-    Spanned::new(0..0, StoreKind::Local)
-}
-
-/// The failure policy of a pipeline entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Answer the request with 500.
-    #[default]
-    Fail,
-    /// Skip the plugin and go on as if it had not been there.
-    Continue,
-}
-
-/// The listen address, checked.
-pub fn listen_addr(source: &Source, server: &ServerConfig) -> Result<SocketAddr, ConfigError> {
-    server.listen.get_ref().parse().map_err(|_| {
-        source.error(
-            server.listen.span(),
-            format!(
-                "invalid listen address `{}`: expected ip:port, for example \"127.0.0.1:8080\"",
-                server.listen.get_ref()
-            ),
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{Config, Source};
+    use std::path::Path;
 
     fn parse(text: &str) -> Result<Config, String> {
         Source::from_text(Path::new("t.toml"), text.to_string())
@@ -640,9 +52,35 @@ mod tests {
         let err = parse("[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n").err();
         let err = err.unwrap_or_default();
         assert!(
-            err.starts_with("t.toml:3:1: unknown field `lisen`"),
+            err.starts_with("t.toml:3:1: unknown key `lisen`; did you mean `listen`?"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_section_error_is_reported_in_one_run() {
+        let text = "[server]\nlisen = 1\n[[routes]]\nname = \"a\"\npath = \"/a\"\nupstram = \"x\"\n[[routes]]\nname = \"b\"\n[upstream.x]\n";
+        let err = parse(text).err().unwrap_or_default();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 5, "{err}");
+        assert!(
+            lines[0].starts_with("t.toml:2:1: unknown key `lisen`"),
+            "{err}"
+        );
+        assert!(
+            lines[1].starts_with("t.toml:6:1: unknown key `upstram`; did you mean `upstream`?"),
+            "{err}"
+        );
+        assert!(
+            lines[2].starts_with("t.toml:7:") && lines[2].contains("missing key `path`"),
+            "{err}"
+        );
+        assert!(
+            lines[3]
+                .starts_with("t.toml:9:2: unknown section `upstream`; did you mean `upstreams`?"),
+            "{err}"
+        );
+        assert_eq!(lines[4], "4 errors");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! proxy owes the hop it forwards to.
 
 mod connect;
-mod forwarded;
+pub mod forwarded;
 mod h2pool;
 mod traceparent;
 pub mod tunnel;

@@ -8,6 +8,7 @@ mod acceptor;
 mod activity;
 mod edge_io;
 
+pub use crate::config::{ListenerSettings, MAX_HEADERS, MIN_HEADER_BYTES};
 use crate::handler::{Connection, handle};
 use crate::runtime::Runtime;
 use crate::tls::ClientCert;
@@ -27,29 +28,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Listener settings; changing them needs a restart.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerSettings {
-    /// Time allowed for a request head to arrive.
-    pub header_read_timeout: Duration,
-    /// Largest request head.
-    pub max_header_bytes: usize,
-    /// Most header fields in an HTTP/1.1 request head.
-    pub max_headers: usize,
-    /// How long an HTTP/2 connection may stay without an open stream.
-    pub idle_timeout: Duration,
-}
-
 /// How often idle HTTP/2 client connections are pinged, and how long the
 /// answer may take.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(60);
-
-/// hyper's HTTP/1 read buffer cannot be smaller than this.
-pub const MIN_HEADER_BYTES: usize = 8 * 1024;
-
-/// The most `[server] max_headers` may be (hyper allocates room for that
-/// many on every request head it parses).
-pub const MAX_HEADERS: usize = 1000;
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
 /// `[server] drain_timeout` (as the serving config says then). Each worker
