@@ -7,6 +7,7 @@ use crate::config::problems::{Problems, in_config_terms, suggestion};
 use crate::config::{
     ByteSize, Config, ConfigError, DEFAULT_MAX_IDLE_MEMORY, PluginDefaults, PluginEntryConfig,
     RedisConfig, RouteConfig, ServerSettings, Source, StoreFailure, StoreKind, resolve_secret,
+    upstream_settings,
 };
 use crate::identity::Consumers;
 use crate::metrics::metrics;
@@ -252,13 +253,20 @@ fn build_upstreams(
     let source = problems.source();
     let mut upstreams = HashMap::new();
     for (name, upstream) in &config.upstreams {
+        let Some(settings) = problems.keep(upstream_settings(source, name, upstream)) else {
+            continue;
+        };
         let before = previous.and_then(|p| p.upstreams.get(name));
-        if let Some(kept) = before.filter(|kept| kept.unchanged(upstream.get_ref(), source)) {
+        if let Some(kept) = before.filter(|kept| kept.unchanged(&settings)) {
             upstreams.insert(name.clone(), kept.clone());
             continue;
         }
-        let Some(built) = problems.keep(Upstream::new(name, upstream, source)) else {
-            continue;
+        let built = match Upstream::new(name, &settings) {
+            Ok(built) => built,
+            Err(message) => {
+                problems.at(upstream.span(), format!("upstream `{name}`: {message}"));
+                continue;
+            }
         };
         let built = Arc::new(built);
         if let Some(before) = before {

@@ -19,6 +19,7 @@ mod shape;
 mod source;
 mod store;
 mod units;
+mod upstream;
 
 pub use identity::{
     ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
@@ -35,6 +36,7 @@ pub use shape::{
 pub use source::{ConfigError, Source};
 pub use store::{AdminConfig, CacheConfig, RedisConfig, StoreFailure, StoreKind};
 pub use units::{ByteSize, Duration};
+pub use upstream::upstream_settings;
 
 #[cfg(test)]
 mod tests {

@@ -1,163 +1,47 @@
 //! Opening connections to an upstream's targets: the TLS client settings
 //! (`ca_file` or Mozilla's roots, `tls_server_name`), the ALPN offered for
-//! the protocol spoken, the HTTP/2 connection settings, and one deadline
-//! (`connect_timeout`) over the TCP connect and the TLS handshake.
+//! the protocol spoken, and one deadline (`connect_timeout`) over the TCP
+//! connect and the TLS handshake.
 //!
 //! This is the layer below both `upstream` (pooled HTTP/1.1 clients, health
 //! checks) and `h2pool` (HTTP/2 connections): each imports it, neither
 //! imports the other's internals.
 
-use crate::config::{Source, UpstreamConfig};
+use super::upstream::settings::{UpstreamSettings, ca_roots};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use std::ops::Range;
+use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;
-use toml::Spanned;
 
-/// A settings error: where in the config, and why (without the upstream's name).
-pub(super) type SettingsError = (Range<usize>, String);
-
-/// How often HTTP/2 connections to targets are pinged by default.
-const DEFAULT_HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
-/// Requests one HTTP/2 connection carries at once by default: at or under
-/// what servers allow (nginx 128, hyper 200, gRPC's unlimited).
-const DEFAULT_HTTP2_MAX_STREAMS: usize = 100;
-/// The most `http2_max_streams` may say (HTTP/2 stream ids allow 2^30 client streams).
-const MAX_HTTP2_STREAMS: usize = 1 << 20;
-
-/// What an upstream's settings say about opening its connections.
-pub(super) struct Connecting {
-    pub connector: TimedConnector,
-    /// The `ca_file` as it was read, to tell whether a reload changed it.
-    pub ca_pem: Option<Vec<u8>>,
-    /// With HTTP/2: how often a connection is pinged.
-    pub keepalive: Duration,
-    /// With HTTP/2: streams one connection carries at once.
-    pub max_streams: usize,
-}
-
-impl Connecting {
-    /// Reads and checks the connection settings of `settings` (read from
-    /// `source`), in the order their errors are reported.
-    pub fn new(
-        settings: &UpstreamConfig,
-        source: &Source,
-        http2: bool,
-    ) -> Result<Self, SettingsError> {
-        let ca_pem = match &settings.ca_file {
-            None => None,
-            Some(file) => Some(read_ca(source, file.get_ref()).map_err(|err| {
-                (
-                    file.span(),
-                    format!("cannot read ca_file `{}`: {err}", file.get_ref()),
-                )
-            })?),
-        };
-        let tls = tls_settings(settings, ca_pem.as_deref())?;
-        let keepalive = http2_keepalive(settings, http2)?;
-        let max_streams = http2_max_streams(settings, http2)?;
-        let server_name = tls_server_name(settings)?;
-        let connector = TimedConnector::new(tls, server_name, http2, settings.connect_timeout.0);
-        Ok(Self {
-            connector,
-            ca_pem,
-            keepalive,
-            max_streams,
-        })
-    }
-}
-
-/// The bytes of `ca_file`, relative to the config's directory.
-pub(super) fn read_ca(source: &Source, file: &str) -> std::io::Result<Vec<u8>> {
-    std::fs::read(source.base_dir().join(file))
-}
-
-/// `http2_keepalive`, or its default; only with HTTP/2, and never zero.
-fn http2_keepalive(settings: &UpstreamConfig, http2: bool) -> Result<Duration, SettingsError> {
-    match (&settings.http2_keepalive, http2) {
-        (None, _) => Ok(DEFAULT_HTTP2_KEEPALIVE),
-        (Some(every), false) => Err((
-            every.span(),
-            "http2_keepalive needs protocol = \"http2\"".to_string(),
-        )),
-        (Some(every), true) if every.get_ref().0.is_zero() => Err((
-            every.span(),
-            "http2_keepalive must be more than zero".to_string(),
-        )),
-        (Some(every), true) => Ok(every.get_ref().0),
-    }
-}
-
-/// `http2_max_streams`, or its default; only with HTTP/2, and in range.
-fn http2_max_streams(settings: &UpstreamConfig, http2: bool) -> Result<usize, SettingsError> {
-    match (&settings.http2_max_streams, http2) {
-        (None, _) => Ok(DEFAULT_HTTP2_MAX_STREAMS),
-        (Some(max), false) => Err((
-            max.span(),
-            "http2_max_streams needs protocol = \"http2\"".to_string(),
-        )),
-        (Some(max), true) if !(1..=MAX_HTTP2_STREAMS).contains(max.get_ref()) => Err((
-            max.span(),
-            format!("http2_max_streams must be between 1 and {MAX_HTTP2_STREAMS}"),
-        )),
-        (Some(max), true) => Ok(*max.get_ref()),
-    }
-}
-
-/// `tls_server_name`, parsed.
-fn tls_server_name(
-    settings: &UpstreamConfig,
-) -> Result<Option<ServerName<'static>>, SettingsError> {
-    let Some(server_name) = &settings.tls_server_name else {
-        return Ok(None);
-    };
-    ServerName::try_from(server_name.get_ref().clone())
-        .map(Some)
-        .map_err(|_| {
-            (
-                server_name.span(),
-                format!(
-                    "tls_server_name `{}` is not a DNS name or IP address",
-                    server_name.get_ref()
-                ),
-            )
-        })
+/// The connector `settings` say to open an upstream's connections with:
+/// their TLS client settings, ALPN for the protocol spoken, and the connect
+/// timeout. Fails only when the TLS library cannot be set up.
+pub(super) fn connector(settings: &UpstreamSettings) -> Result<TimedConnector, String> {
+    let tls = tls_settings(settings.ca_pem.as_deref())?;
+    Ok(TimedConnector::new(
+        tls,
+        settings.tls_server_name.clone(),
+        settings.http2,
+        settings.connect_timeout,
+    ))
 }
 
 /// The TLS client settings for `https://` targets: the CAs in `ca_pem`, or
-/// the built-in Mozilla roots; HTTP/1.1.
-fn tls_settings(
-    settings: &UpstreamConfig,
-    ca_pem: Option<&[u8]>,
-) -> Result<rustls::ClientConfig, SettingsError> {
+/// the built-in Mozilla roots.
+fn tls_settings(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|err| (0..0, format!("TLS setup failed: {err}")))?;
+    .map_err(|err| format!("TLS setup failed: {err}"))?;
     let Some(pem) = ca_pem else {
         use hyper_rustls::ConfigBuilderExt;
         return Ok(builder.with_webpki_roots().with_no_client_auth());
     };
-    let span = settings.ca_file.as_ref().map_or(0..0, Spanned::span);
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert =
-            cert.map_err(|err| (span.clone(), format!("ca_file is not valid PEM: {err}")))?;
-        roots.add(cert).map_err(|err| {
-            (
-                span.clone(),
-                format!("ca_file holds an unusable certificate: {err}"),
-            )
-        })?;
-    }
-    if roots.is_empty() {
-        return Err((span, "ca_file holds no certificate".to_string()));
-    }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    Ok(builder
+        .with_root_certificates(ca_roots(pem)?)
+        .with_no_client_auth())
 }
 
 /// The name `https://` targets' certificates are checked against: the

@@ -6,7 +6,7 @@ pub mod forwarded;
 mod h2pool;
 mod traceparent;
 pub mod tunnel;
-mod upstream;
+pub mod upstream;
 
 pub use forwarded::{TrustedProxies, apply_forwarded, is_hop_by_hop, strip_hop_by_hop};
 pub use traceparent::{TRACEPARENT, Traceparent};

@@ -10,10 +10,10 @@
 
 use super::Upstream;
 use super::send::error_chain;
+use super::settings::HealthCheck;
 use crate::body::{self, Body};
-use crate::config::HealthCheckConfig;
-use crate::proxy::connect::{SettingsError, TimedConnector};
-use http::uri::{PathAndQuery, Uri};
+use crate::proxy::connect::TimedConnector;
+use http::uri::Uri;
 use http::{Request, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -31,7 +31,7 @@ impl Upstream {
     /// health too) failing health checks. A target taken out stays out
     /// instead of getting traffic again because an unrelated setting changed.
     pub fn inherit_health(&self, previous: &Upstream) {
-        let checks = self.config.health_check.is_some() && self.targets.len() > 1;
+        let checks = self.settings.health_check.is_some() && self.targets.len() > 1;
         let now = Instant::now();
         for target in &self.targets {
             let Some(old) = previous
@@ -47,7 +47,7 @@ impl Upstream {
             let until =
                 previous.born + Duration::from_millis(old.out_until.load(Ordering::Relaxed));
             // max_fails = 0 now: passive checks are off, and so is their verdict.
-            if self.config.max_fails != 0 && until > now {
+            if self.settings.max_fails != 0 && until > now {
                 let until = until.duration_since(self.born).as_millis();
                 target
                     .out_until
@@ -67,11 +67,11 @@ impl Upstream {
     pub(super) fn failed(&self, index: usize) {
         let target = &self.targets[index];
         let failures = target.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let max = self.config.max_fails;
+        let max = self.settings.max_fails;
         if max == 0 || failures < max || self.targets.len() == 1 {
             return;
         }
-        let timeout = self.config.fail_timeout.get_ref().0;
+        let timeout = self.settings.fail_timeout;
         let now = self.now();
         if target
             .out_until
@@ -106,20 +106,15 @@ impl Upstream {
     /// for them and there is more than one target (a lone target is always
     /// tried). The task ends once the upstream is gone.
     pub(super) fn start_health_checks(self: &Arc<Self>) {
-        let Some(check) = self
-            .config
-            .health_check
-            .as_ref()
-            .map(|c| c.get_ref().clone())
-        else {
+        let Some(check) = self.settings.health_check.clone() else {
             return;
         };
         if self.targets.len() < 2 {
             return;
         }
         let weak = Arc::downgrade(self);
-        let every = check.interval.get_ref().0;
-        let client: CheckClient = client_builder(self.http2, check.timeout.get_ref().0)
+        let every = check.interval;
+        let client: CheckClient = client_builder(self.http2, check.timeout)
             .pool_max_idle_per_host(0)
             .build(self.connector.clone());
         tokio::spawn(async move {
@@ -152,7 +147,7 @@ impl Upstream {
     async fn check_round(
         self: Arc<Self>,
         client: &CheckClient,
-        check: &HealthCheckConfig,
+        check: &HealthCheck,
     ) -> Vec<(usize, bool)> {
         let mut round = tokio::task::JoinSet::new();
         for index in 0..self.targets.len() {
@@ -164,12 +159,12 @@ impl Upstream {
     }
 
     /// One health check of target `index`: whether it answered 2xx or 3xx in time.
-    async fn check(&self, client: &CheckClient, index: usize, check: &HealthCheckConfig) -> bool {
+    async fn check(&self, client: &CheckClient, index: usize, check: &HealthCheck) -> bool {
         let target = &self.targets[index];
         let uri = Uri::builder()
             .scheme(target.scheme.clone())
             .authority(target.authority.clone())
-            .path_and_query(check.path.get_ref().as_str())
+            .path_and_query(check.path.clone())
             .build();
         let Ok(uri) = uri else {
             return false;
@@ -188,13 +183,13 @@ impl Upstream {
             http::header::USER_AGENT,
             http::HeaderValue::from_static("gateway-health-check"),
         );
-        let answer = tokio::time::timeout(check.timeout.get_ref().0, client.request(request)).await;
+        let answer = tokio::time::timeout(check.timeout, client.request(request)).await;
         let passed = matches!(&answer, Ok(Ok(response)) if response.status().is_success() || response.status().is_redirection());
         if !passed {
             let why = match answer {
                 Ok(Ok(response)) => format!("status {}", response.status().as_u16()),
                 Ok(Err(err)) => error_chain(&err),
-                Err(_) => format!("no answer within {:?}", check.timeout.get_ref().0),
+                Err(_) => format!("no answer within {:?}", check.timeout),
             };
             tracing::debug!(upstream = %self.name, target = %target.authority, why, "health check failed");
         }
@@ -203,10 +198,10 @@ impl Upstream {
 
     /// Applies a check's outcome: `streak` passed (positive) or failed
     /// (negative) checks in a row.
-    fn checked(&self, index: usize, streak: i64, check: &HealthCheckConfig) {
+    fn checked(&self, index: usize, streak: i64, check: &HealthCheck) {
         let target = &self.targets[index];
         let failing = target.checks_failing.load(Ordering::Relaxed);
-        if !failing && -streak >= i64::from(*check.unhealthy.get_ref()) {
+        if !failing && -streak >= i64::from(check.unhealthy) {
             target.checks_failing.store(true, Ordering::Relaxed);
             self.ejections.inc();
             tracing::warn!(
@@ -215,7 +210,7 @@ impl Upstream {
                 "target taken out of rotation: it failed {} health checks in a row",
                 -streak
             );
-        } else if failing && streak >= i64::from(*check.healthy.get_ref()) {
+        } else if failing && streak >= i64::from(check.healthy) {
             target.checks_failing.store(false, Ordering::Relaxed);
             tracing::info!(
                 upstream = %self.name,
@@ -252,29 +247,4 @@ fn client_builder(http2: bool, keepalive: Duration) -> hyper_util::client::legac
             .http2_keep_alive_while_idle(true);
     }
     builder
-}
-
-/// Checks `[upstreams.NAME.health_check]`: where a value is wrong, and why.
-pub(super) fn validate_check(check: &HealthCheckConfig) -> Result<(), SettingsError> {
-    let path = check.path.get_ref();
-    if !path.starts_with('/') || PathAndQuery::try_from(path.as_str()).is_err() {
-        return Err((
-            check.path.span(),
-            format!("path `{path}` must be a path starting with `/`, such as \"/healthz\""),
-        ));
-    }
-    for (value, what) in [(&check.interval, "interval"), (&check.timeout, "timeout")] {
-        if value.get_ref().0.is_zero() {
-            return Err((value.span(), format!("{what} must be more than zero")));
-        }
-    }
-    for (value, what) in [(&check.healthy, "healthy"), (&check.unhealthy, "unhealthy")] {
-        if *value.get_ref() == 0 {
-            return Err((
-                value.span(),
-                format!("{what} must be at least 1 (checks in a row)"),
-            ));
-        }
-    }
-    Ok(())
 }

@@ -6,30 +6,28 @@
 //! - `balance`: the targets and the weighted round robin over those in rotation;
 //! - `health`: passive (failed connections) and active (health checks) health;
 //! - `send`: one request, its attempts and retries, over HTTP/1.1 or HTTP/2;
+//! - `settings`: what it is built from, checked by the config beforehand;
 //! - how connections are opened (TLS settings, connect timeout) is
 //!   `proxy::connect`, shared with `proxy::h2pool`.
 
 mod balance;
 mod health;
 mod send;
+pub mod settings;
 
-use super::connect::{self, Connecting, SettingsError, TimedConnector};
+use super::connect::{self, TimedConnector};
 use super::h2pool::H2Pool;
 use crate::body::{self, Body};
-use crate::config::{Source, UpstreamConfig, UpstreamProtocol};
 use crate::error::RequestError;
 use balance::Target;
 use http::uri::PathAndQuery;
 use http::{Request, Response};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
+use settings::UpstreamSettings;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use toml::Spanned;
-
-/// The most `retries` an upstream may ask for.
-pub const MAX_RETRIES: u32 = 10;
 
 /// A named upstream service.
 pub struct Upstream {
@@ -50,9 +48,7 @@ pub struct Upstream {
     /// For health checks: a connection per check, not from the pools.
     connector: TimedConnector,
     timeout: Duration,
-    config: UpstreamConfig,
-    /// The `ca_file` as it was read, to tell whether a reload changed it.
-    ca_pem: Option<Vec<u8>>,
+    settings: UpstreamSettings,
     /// When it was built: the origin of the targets' ejection times.
     born: Instant,
     /// Latency to the response head, in the metrics.
@@ -61,59 +57,43 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Whether `config` (read from `source`) would build this same upstream,
-    /// so a reload can keep it and its connection pools.
-    pub fn unchanged(&self, config: &UpstreamConfig, source: &Source) -> bool {
-        self.config == *config
-            && match &config.ca_file {
-                None => self.ca_pem.is_none(),
-                Some(file) => connect::read_ca(source, file.get_ref()).ok() == self.ca_pem,
-            }
+    /// Whether `settings` would build this same upstream, so a reload can
+    /// keep it and its connection pools.
+    pub fn unchanged(&self, settings: &UpstreamSettings) -> bool {
+        self.settings == *settings
     }
 
-    /// Builds the upstream and its (lazily connecting) pool.
-    pub fn new(
-        name: &str,
-        config: &Spanned<UpstreamConfig>,
-        source: &Source,
-    ) -> Result<Self, crate::config::ConfigError> {
-        let settings = config.get_ref();
-        let at =
-            |(span, msg): SettingsError| source.error(span, format!("upstream `{name}`: {msg}"));
-        let targets = balance::targets(name, config, source)?;
-        check_failure_settings(settings).map_err(at)?;
-        let http2 = *settings.protocol.get_ref() == UpstreamProtocol::Http2;
-        let Connecting {
-            connector,
-            ca_pem,
-            keepalive,
-            max_streams,
-        } = Connecting::new(settings, source, http2).map_err(at)?;
+    /// Builds the upstream and its (lazily connecting) pool. Fails only when
+    /// the TLS library cannot be set up.
+    pub fn new(name: &str, settings: &UpstreamSettings) -> Result<Self, String> {
+        let connector = connect::connector(settings)?;
+        let http2 = settings.http2;
+        let targets: Vec<Target> = settings.targets.iter().map(Target::new).collect();
         let h2 = http2.then(|| {
             H2Pool::new(
                 connector.clone(),
-                keepalive,
-                max_streams,
-                settings.idle_timeout.0,
+                settings.http2_keepalive,
+                settings.http2_max_streams,
+                settings.idle_timeout,
                 targets.len(),
             )
         });
-        let in_flight = max_requests(settings).map_err(at)?;
         let label = [("upstream", name.to_string())];
         let metrics = crate::metrics::metrics();
         Ok(Self {
             name: name.to_string(),
             targets,
             next: AtomicUsize::new(0),
-            clients: send::http1_clients(settings, &connector, http2),
+            clients: send::http1_clients(settings, &connector),
             http2,
             h2,
-            in_flight,
+            in_flight: settings
+                .max_requests
+                .map(|max| (Arc::new(AtomicUsize::new(0)), max)),
             busy: metrics.upstream_busy.get_or_create(&label).clone(),
             connector,
-            timeout: settings.timeout.0,
-            config: settings.clone(),
-            ca_pem,
+            timeout: settings.timeout,
+            settings: settings.clone(),
             born: Instant::now(),
             latency: metrics.upstream_duration.get_or_create(&label).clone(),
             ejections: metrics.upstream_ejections.get_or_create(&label).clone(),
@@ -224,43 +204,4 @@ fn target_state(target: &Target, now: u64) -> serde_json::Value {
         "failed_connections_in_a_row": target.failures.load(Ordering::Relaxed),
         "ejected_for_ms": out_for,
     })
-}
-
-/// Checks what the upstream does about failures: `retries`, `health_check`
-/// and `fail_timeout`, in that order.
-fn check_failure_settings(settings: &UpstreamConfig) -> Result<(), SettingsError> {
-    if *settings.retries.get_ref() > MAX_RETRIES {
-        return Err((
-            settings.retries.span(),
-            format!(
-                "retries is at most {MAX_RETRIES} (it counts other targets tried after a failed connection)"
-            ),
-        ));
-    }
-    if let Some(check) = &settings.health_check {
-        health::validate_check(check.get_ref())
-            .map_err(|(span, msg)| (span, format!("health_check: {msg}")))?;
-    }
-    if settings.max_fails > 0 && settings.fail_timeout.get_ref().0.is_zero() {
-        return Err((
-            settings.fail_timeout.span(),
-            "fail_timeout must be more than zero (or set max_fails = 0 to never take a target out)"
-                .to_string(),
-        ));
-    }
-    Ok(())
-}
-
-/// The count of requests in flight and its `max_requests`, if set (at least 1).
-fn max_requests(
-    settings: &UpstreamConfig,
-) -> Result<Option<(Arc<AtomicUsize>, usize)>, SettingsError> {
-    match &settings.max_requests {
-        Some(max) if *max.get_ref() == 0 => Err((
-            max.span(),
-            "max_requests must be at least 1 (leave it out for no limit)".to_string(),
-        )),
-        Some(max) => Ok(Some((Arc::new(AtomicUsize::new(0)), *max.get_ref()))),
-        None => Ok(None),
-    }
 }

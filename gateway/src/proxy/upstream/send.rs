@@ -8,8 +8,8 @@
 //! this is safe for any method.
 
 use super::Upstream;
+use super::settings::UpstreamSettings;
 use crate::body::{self, Body};
-use crate::config::UpstreamConfig;
 use crate::error::RequestError;
 use crate::proxy::connect::TimedConnector;
 use crate::proxy::h2pool::{H2Pool, SendError};
@@ -30,16 +30,19 @@ pub(super) type Http1Client = Client<TimedConnector, Body>;
 /// always driven by the thread that uses it (none with HTTP/2: its requests
 /// go through `h2pool`).
 pub(super) fn http1_clients(
-    settings: &UpstreamConfig,
+    settings: &UpstreamSettings,
     connector: &TimedConnector,
-    http2: bool,
 ) -> Vec<Http1Client> {
-    let pools = if http2 { 0 } else { crate::worker::count() };
+    let pools = if settings.http2 {
+        0
+    } else {
+        crate::worker::count()
+    };
     (0..pools)
         .map(|_| {
             Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(settings.idle_timeout.0)
+                .pool_idle_timeout(settings.idle_timeout)
                 .pool_max_idle_per_host(settings.max_idle_connections)
                 .build(connector.for_worker())
         })
@@ -144,9 +147,7 @@ impl Upstream {
         let others = self.targets.len() - 1;
         match others {
             0 => 0,
-            _ if request.body().is_end_stream() => {
-                (*self.config.retries.get_ref() as usize).min(others)
-            }
+            _ if request.body().is_end_stream() => (self.settings.retries as usize).min(others),
             _ => 0,
         }
     }

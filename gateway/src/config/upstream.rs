@@ -1,0 +1,260 @@
+//! `[upstreams.NAME]` checked into [`UpstreamSettings`]: the targets and
+//! weights parsed, the numbers in range, the `ca_file` read and its
+//! certificates parsed, the HTTP/2 settings only with HTTP/2. Every error of
+//! an upstream is reported, each at its key.
+
+use super::problems::Problems;
+use super::shape::{HealthCheckConfig, UpstreamConfig, UpstreamProtocol};
+use super::source::{ConfigError, Source};
+use crate::proxy::upstream::settings::{
+    DEFAULT_HTTP2_KEEPALIVE, DEFAULT_HTTP2_MAX_STREAMS, HealthCheck, MAX_HTTP2_STREAMS,
+    MAX_RETRIES, TargetSpec, UpstreamSettings, ca_roots, check_weights,
+};
+use http::uri::PathAndQuery;
+use rustls::pki_types::ServerName;
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Upstream `name`'s settings, or every error in them.
+pub fn upstream_settings(
+    source: &Source,
+    name: &str,
+    config: &Spanned<UpstreamConfig>,
+) -> Result<UpstreamSettings, ConfigError> {
+    let settings = config.get_ref();
+    let mut problems = Problems::new(source);
+    let mut at = |span: Range<usize>, message: String| {
+        problems.at(span, format!("upstream `{name}`: {message}"));
+    };
+    let http2 = *settings.protocol.get_ref() == UpstreamProtocol::Http2;
+    check_numbers(&mut at, settings);
+    let health_check = settings
+        .health_check
+        .as_ref()
+        .and_then(|check| health_check(&mut at, check.get_ref()));
+    let ca_pem = settings
+        .ca_file
+        .as_ref()
+        .and_then(|file| ca_file(source, &mut at, file));
+    let tls_server_name = settings
+        .tls_server_name
+        .as_ref()
+        .and_then(|name| server_name(&mut at, name));
+    let http2_keepalive = http2_keepalive(&mut at, settings.http2_keepalive.as_ref(), http2);
+    let http2_max_streams = http2_max_streams(&mut at, settings.http2_max_streams.as_ref(), http2);
+    let targets = targets(&mut problems, name, config);
+    problems.finish(UpstreamSettings {
+        targets,
+        connect_timeout: settings.connect_timeout.0,
+        timeout: settings.timeout.0,
+        idle_timeout: settings.idle_timeout.0,
+        max_idle_connections: settings.max_idle_connections,
+        max_fails: settings.max_fails,
+        fail_timeout: settings.fail_timeout.get_ref().0,
+        retries: *settings.retries.get_ref(),
+        ca_pem,
+        tls_server_name,
+        health_check,
+        http2,
+        http2_keepalive,
+        http2_max_streams,
+        max_requests: settings.max_requests.as_ref().map(|m| *m.get_ref()),
+    })
+}
+
+/// The targets with their weights, each error recorded.
+fn targets(
+    problems: &mut Problems<'_>,
+    name: &str,
+    config: &Spanned<UpstreamConfig>,
+) -> Vec<TargetSpec> {
+    let settings = config.get_ref();
+    if settings.targets.is_empty() {
+        problems.at(
+            config.span(),
+            format!("upstream `{name}` has no targets: add targets = [\"host:port\"]"),
+        );
+        return Vec::new();
+    }
+    let weights = match &settings.weights {
+        None => vec![1; settings.targets.len()],
+        Some(weights) => {
+            if let Err(message) = check_weights(weights.get_ref(), settings.targets.len()) {
+                problems.at(weights.span(), format!("upstream `{name}`: {message}"));
+            }
+            weights.get_ref().clone()
+        }
+    };
+    settings
+        .targets
+        .iter()
+        .zip(weights)
+        .filter_map(|(target, weight)| {
+            TargetSpec::parse(target.get_ref(), weight)
+                .map_err(|message| problems.at(target.span(), message))
+                .ok()
+        })
+        .collect()
+}
+
+/// `retries`, `fail_timeout` and `max_requests` in range.
+fn check_numbers(at: &mut impl FnMut(Range<usize>, String), settings: &UpstreamConfig) {
+    if *settings.retries.get_ref() > MAX_RETRIES {
+        at(
+            settings.retries.span(),
+            format!(
+                "retries is at most {MAX_RETRIES} (it counts other targets tried after a failed connection)"
+            ),
+        );
+    }
+    if settings.max_fails > 0 && settings.fail_timeout.get_ref().0.is_zero() {
+        at(
+            settings.fail_timeout.span(),
+            "fail_timeout must be more than zero (or set max_fails = 0 to never take a target out)"
+                .to_string(),
+        );
+    }
+    if let Some(max) = &settings.max_requests
+        && *max.get_ref() == 0
+    {
+        at(
+            max.span(),
+            "max_requests must be at least 1 (leave it out for no limit)".to_string(),
+        );
+    }
+}
+
+/// `[upstreams.NAME.health_check]`, or `None` with its errors recorded.
+fn health_check(
+    at: &mut impl FnMut(Range<usize>, String),
+    check: &HealthCheckConfig,
+) -> Option<HealthCheck> {
+    let mut ok = true;
+    let mut fault = |span: Range<usize>, message: String| {
+        ok = false;
+        at(span, format!("health_check: {message}"));
+    };
+    let text = check.path.get_ref();
+    let path = PathAndQuery::try_from(text.as_str())
+        .ok()
+        .filter(|_| text.starts_with('/'));
+    if path.is_none() {
+        fault(
+            check.path.span(),
+            format!("path `{text}` must be a path starting with `/`, such as \"/healthz\""),
+        );
+    }
+    for (value, what) in [(&check.interval, "interval"), (&check.timeout, "timeout")] {
+        if value.get_ref().0.is_zero() {
+            fault(value.span(), format!("{what} must be more than zero"));
+        }
+    }
+    for (value, what) in [(&check.healthy, "healthy"), (&check.unhealthy, "unhealthy")] {
+        if *value.get_ref() == 0 {
+            fault(
+                value.span(),
+                format!("{what} must be at least 1 (checks in a row)"),
+            );
+        }
+    }
+    let path = path?;
+    ok.then(|| HealthCheck {
+        path,
+        interval: check.interval.get_ref().0,
+        timeout: check.timeout.get_ref().0,
+        healthy: *check.healthy.get_ref(),
+        unhealthy: *check.unhealthy.get_ref(),
+    })
+}
+
+/// The `ca_file`'s bytes, read relative to the config and checked to hold
+/// usable certificates.
+fn ca_file(
+    source: &Source,
+    at: &mut impl FnMut(Range<usize>, String),
+    file: &Spanned<String>,
+) -> Option<Vec<u8>> {
+    let pem = std::fs::read(source.base_dir().join(file.get_ref()))
+        .map_err(|err| {
+            at(
+                file.span(),
+                format!("cannot read ca_file `{}`: {err}", file.get_ref()),
+            )
+        })
+        .ok()?;
+    ca_roots(&pem)
+        .map_err(|message| at(file.span(), message))
+        .ok()?;
+    Some(pem)
+}
+
+/// `tls_server_name`, parsed.
+fn server_name(
+    at: &mut impl FnMut(Range<usize>, String),
+    name: &Spanned<String>,
+) -> Option<ServerName<'static>> {
+    ServerName::try_from(name.get_ref().clone())
+        .map_err(|_| {
+            at(
+                name.span(),
+                format!(
+                    "tls_server_name `{}` is not a DNS name or IP address",
+                    name.get_ref()
+                ),
+            );
+        })
+        .ok()
+}
+
+/// `http2_keepalive`, or its default; only with HTTP/2, and never zero.
+fn http2_keepalive(
+    at: &mut impl FnMut(Range<usize>, String),
+    every: Option<&Spanned<super::units::Duration>>,
+    http2: bool,
+) -> Duration {
+    match (every, http2) {
+        (None, _) => DEFAULT_HTTP2_KEEPALIVE,
+        (Some(every), false) => {
+            at(
+                every.span(),
+                "http2_keepalive needs protocol = \"http2\"".to_string(),
+            );
+            DEFAULT_HTTP2_KEEPALIVE
+        }
+        (Some(every), true) if every.get_ref().0.is_zero() => {
+            at(
+                every.span(),
+                "http2_keepalive must be more than zero".to_string(),
+            );
+            DEFAULT_HTTP2_KEEPALIVE
+        }
+        (Some(every), true) => every.get_ref().0,
+    }
+}
+
+/// `http2_max_streams`, or its default; only with HTTP/2, and in range.
+fn http2_max_streams(
+    at: &mut impl FnMut(Range<usize>, String),
+    max: Option<&Spanned<usize>>,
+    http2: bool,
+) -> usize {
+    match (max, http2) {
+        (None, _) => DEFAULT_HTTP2_MAX_STREAMS,
+        (Some(max), false) => {
+            at(
+                max.span(),
+                "http2_max_streams needs protocol = \"http2\"".to_string(),
+            );
+            DEFAULT_HTTP2_MAX_STREAMS
+        }
+        (Some(max), true) if !(1..=MAX_HTTP2_STREAMS).contains(max.get_ref()) => {
+            at(
+                max.span(),
+                format!("http2_max_streams must be between 1 and {MAX_HTTP2_STREAMS}"),
+            );
+            DEFAULT_HTTP2_MAX_STREAMS
+        }
+        (Some(max), true) => *max.get_ref(),
+    }
+}
