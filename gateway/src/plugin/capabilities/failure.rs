@@ -8,7 +8,7 @@
 //! `kv` and `cache` have no policy to choose: a failed read is a miss and a
 //! failed write tells the plugin the store is unavailable.
 
-use super::BoxFuture;
+use super::backend::BoxFuture;
 use super::rate_limit::{Decision, Fault, LimitBackend, LocalLimits, Policy, Quota, QuotaDecision};
 use crate::config::StoreFailure;
 use crate::metrics::{Metrics, metrics};

@@ -3,15 +3,18 @@
 //! moka cache in this process (kept across reloads), or [`RedisKv`], shared
 //! by every gateway on the same Redis. A Redis that cannot answer reads as a
 //! missing key and refuses writes as unavailable.
+//!
+//! The host functions run on a [`KvView`]: the entry's backend and namespace
+//! and the instance's `IoWaits`.
 
+use super::backend::{BoxFuture, StoreView, store_error, unavailable};
 use super::redis::{Kind, RedisStore};
-use super::{BoxFuture, unavailable};
 use crate::plugin::bindings::gateway::plugin::kv;
 use crate::plugin::bindings::gateway::plugin::types::StoreError;
-use crate::plugin::host::HostState;
 use crate::plugin::watchdog::IoWaits;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasmtime::component::HasData;
 
 pub use plugin_shared::limits::{KV_MAX_KEY, KV_MAX_TTL, KV_MAX_VALUE};
 
@@ -182,28 +185,34 @@ impl KvBackend for RedisKv {
     }
 }
 
-impl kv::Host for HostState {
+/// What the `kv` host functions serve from, borrowed for one call.
+pub type KvView<'a> = StoreView<'a, dyn KvBackend>;
+
+/// The `kv` interface's data in the linker: a [`KvView`].
+pub struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvView<'a>;
+}
+
+impl kv::Host for KvView<'_> {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        let env = &self.env;
-        env.backends.kv.get(&self.io, &env.namespace, key).await
+        self.backend.get(self.io, self.namespace, key).await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> Result<(), StoreError> {
         // The same check as the SDK's native kv.
         if let Some(refused) = plugin_shared::store::kv_refusal(&key, value.len(), ttl_ms) {
-            return Err(super::cache::store_error(refused));
+            return Err(store_error(refused));
         }
         let ttl = Duration::from_millis(ttl_ms);
-        let env = &self.env;
-        env.backends
-            .kv
-            .set(&self.io, &env.namespace, key, value, ttl)
+        (self.backend)
+            .set(self.io, self.namespace, key, value, ttl)
             .await
     }
 
     async fn delete(&mut self, key: String) {
-        let env = &self.env;
-        env.backends.kv.delete(&self.io, &env.namespace, key).await;
+        self.backend.delete(self.io, self.namespace, key).await;
     }
 }
 

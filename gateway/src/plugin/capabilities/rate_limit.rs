@@ -7,6 +7,9 @@
 //! keys are evicted first); or [`RedisLimits`], one Lua script per check on
 //! Redis's clock. A Redis backend is always wrapped in `failure::OnFailure`,
 //! the entry's `store_failure`.
+//!
+//! The host functions run on a [`RateLimitView`]: the entry's backend and
+//! namespace and the instance's `IoWaits`.
 
 use governor::clock::{Clock, DefaultClock};
 pub use plugin_shared::rate_limit::native::validate;
@@ -17,13 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::BoxFuture;
+use super::backend::{BoxFuture, StoreView};
 use super::redis::RedisStore;
 use crate::metrics::{Metrics, metrics};
 use crate::plugin::bindings::gateway::plugin::{rate_limit, types};
-use crate::plugin::host::HostState;
 use crate::plugin::watchdog::IoWaits;
 use plugin_shared::limits::millis;
+use wasmtime::component::HasData;
 
 /// Most keys tracked at once, over all plugins.
 const MAX_KEYS: u64 = 100_000;
@@ -256,7 +259,17 @@ fn allowed_outcome(allowed: bool) -> &'static str {
     if allowed { "allowed" } else { "refused" }
 }
 
-impl rate_limit::Host for HostState {
+/// What the `rate-limit` host functions serve from, borrowed for one call.
+pub type RateLimitView<'a> = StoreView<'a, dyn LimitBackend>;
+
+/// The `rate-limit` interface's data in the linker: a [`RateLimitView`].
+pub struct HasRateLimit;
+
+impl HasData for HasRateLimit {
+    type Data<'a> = RateLimitView<'a>;
+}
+
+impl rate_limit::Host for RateLimitView<'_> {
     async fn check(
         &mut self,
         key: String,
@@ -267,10 +280,10 @@ impl rate_limit::Host for HostState {
             period: Duration::from_millis(policy.period_ms),
             burst: policy.burst,
         };
-        let (env, limits) = (&self.env, &self.env.backends.limits);
-        let decision = match limits.check_now(&env.namespace, &key, policy) {
+        let (limits, namespace) = (self.backend, self.namespace);
+        let decision = match limits.check_now(namespace, &key, policy) {
             Some(decided) => decided,
-            None => limits.check(&self.io, &env.namespace, &key, policy).await,
+            None => limits.check(self.io, namespace, &key, policy).await,
         }
         .map_err(Fault::into_message)?;
         Metrics::count(
@@ -304,11 +317,8 @@ impl rate_limit::Host for HostState {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default(),
         );
-        let env = &self.env;
-        let decision = env
-            .backends
-            .limits
-            .count(&self.io, &env.namespace, &key, quota, now_ms)
+        let decision = (self.backend)
+            .count(self.io, self.namespace, &key, quota, now_ms)
             .await
             .map_err(Fault::into_message)?;
         Metrics::count(&metrics().quota_counts, allowed_outcome(decision.allowed));
