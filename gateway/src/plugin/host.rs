@@ -7,7 +7,7 @@
 
 use super::bindings::gateway::plugin::{clock, context, log, types};
 use super::capabilities::allowed_hosts::HostPattern;
-use super::capabilities::backend::StoreView;
+use super::capabilities::backend::{Scope, StoreView};
 use super::capabilities::cache::{CacheView, Fills};
 use super::capabilities::consumers::ConsumersView;
 use super::capabilities::crypto::CryptoView;
@@ -226,10 +226,10 @@ impl HostState {
 
 /// What the store-backed interfaces serve from in `env`, with `backend`.
 fn store<'a, B: ?Sized>(env: &'a HostEnv, io: &'a IoWaits, backend: &'a B) -> StoreView<'a, B> {
+    let namespace = &env.namespace;
     StoreView {
         backend,
-        namespace: &env.namespace,
-        io,
+        at: Scope { namespace, io },
     }
 }
 

@@ -13,15 +13,30 @@ use std::sync::Arc;
 /// What a backend returns: a future it may await the network in.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a backend writing returns.
+pub type Written<'a> = BoxFuture<'a, Result<(), StoreError>>;
+
+/// `value`, as a backend that waits on nothing returns it.
+pub fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+/// Whose state a backend call is about, and where it marks its waits.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    /// Whose keys these are: the entry's plugin reference.
+    pub namespace: &'a Arc<str>,
+    /// Where a backend marks its waits on the network.
+    pub io: &'a IoWaits,
+}
+
 /// What one host call of a store-backed interface serves from: borrows of
 /// the instance's state, nothing owned.
 pub struct StoreView<'a, B: ?Sized> {
     /// Where the entry's state lives (its `store`).
     pub backend: &'a B,
-    /// Whose keys these are: the entry's plugin reference.
-    pub namespace: &'a Arc<str>,
-    /// Where a backend marks its waits on the network.
-    pub io: &'a IoWaits,
+    /// The entry's namespace and the instance's `IoWaits`.
+    pub at: Scope<'a>,
 }
 
 /// A store's failure as a plugin learns it: that the store is unreachable,

@@ -19,12 +19,11 @@
 //! namespace, the instance's `IoWaits`, the process's cache and the fills
 //! the request owns.
 
-use super::backend::{BoxFuture, StoreView, store_error, unavailable};
+use super::backend::{BoxFuture, Scope, StoreView, Written, ready, store_error, unavailable};
 use super::redis::{Kind, Match, RedisStore};
 use crate::metrics::{Metrics, metrics};
 use crate::plugin::bindings::gateway::plugin::cache;
 use crate::plugin::bindings::gateway::plugin::types::StoreError;
-use crate::plugin::watchdog::IoWaits;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -317,31 +316,14 @@ pub async fn wait_for_fill(mut done: watch::Receiver<()>, until: Instant) {
 /// Where one entry's cached responses live. Collapsing is not theirs: it is
 /// always this process's (see [`ResponseCache::miss`]).
 pub trait CacheBackend: Send + Sync {
-    /// The live entry under `key` in `namespace`.
-    fn get<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, Option<Arc<Entry>>>;
+    /// The live entry under `key` in `at`'s namespace.
+    fn get<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, Option<Arc<Entry>>>;
 
     /// Stores `entry` under `key` for `ttl` (checked against the caps already).
-    fn put<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        entry: Entry,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn put<'a>(&'a self, at: Scope<'a>, key: &'a str, entry: Entry, ttl: Duration) -> Written<'a>;
 
     /// Removes `key` and its variants (`key` and a newline, then anything).
-    fn purge<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, ()>;
+    fn purge<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, ()>;
 }
 
 /// The process's response cache, made when first used: the first config to
@@ -369,35 +351,18 @@ impl ProcessCache {
 pub struct LocalCache(pub Arc<ProcessCache>);
 
 impl CacheBackend for LocalCache {
-    fn get<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, Option<Arc<Entry>>> {
-        Box::pin(std::future::ready(self.0.get().get(namespace, key)))
+    fn get<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, Option<Arc<Entry>>> {
+        ready(self.0.get().get(at.namespace, key))
     }
 
-    fn put<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        entry: Entry,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.0.get().put(namespace, key, entry, ttl);
-        Box::pin(std::future::ready(Ok(())))
+    fn put<'a>(&'a self, at: Scope<'a>, key: &'a str, entry: Entry, ttl: Duration) -> Written<'a> {
+        self.0.get().put(at.namespace, key, entry, ttl);
+        ready(Ok(()))
     }
 
-    fn purge<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, ()> {
-        self.0.get().purge(namespace, key);
-        Box::pin(std::future::ready(()))
+    fn purge<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, ()> {
+        self.0.get().purge(at.namespace, key);
+        ready(())
     }
 }
 
@@ -406,45 +371,28 @@ impl CacheBackend for LocalCache {
 pub struct RedisCache(pub Arc<RedisStore>);
 
 impl CacheBackend for RedisCache {
-    fn get<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, Option<Arc<Entry>>> {
+    fn get<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, Option<Arc<Entry>>> {
         Box::pin(async move {
-            let found = io.around(self.0.get(Kind::Cache, namespace, key)).await;
-            Some(Arc::new(Entry::decode(&found.ok().flatten()?)?))
+            let found = at.io.around(self.0.get(Kind::Cache, at.namespace, key));
+            Some(Arc::new(Entry::decode(&found.await.ok().flatten()?)?))
         })
     }
 
-    fn put<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        entry: Entry,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn put<'a>(&'a self, at: Scope<'a>, key: &'a str, entry: Entry, ttl: Duration) -> Written<'a> {
         Box::pin(async move {
             let encoded = entry.encode();
-            let set = self.0.set(Kind::Cache, namespace, key, &encoded, ttl);
-            io.around(set).await.map_err(|e| unavailable(&e))
+            let set = self.0.set(Kind::Cache, at.namespace, key, &encoded, ttl);
+            at.io.around(set).await.map_err(|e| unavailable(&e))
         })
     }
 
-    fn purge<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(io.around(async move {
-            let _ = self.0.delete(Kind::Cache, namespace, key).await;
+    fn purge<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(at.io.around(async move {
+            let _ = self.0.delete(Kind::Cache, at.namespace, key).await;
             let variants = format!("{key}\n");
             let purge = self
                 .0
-                .purge(Kind::Cache, Some(namespace), &variants, Match::Prefix);
+                .purge(Kind::Cache, Some(at.namespace), &variants, Match::Prefix);
             let _ = purge.await;
         }))
     }
@@ -496,7 +444,7 @@ impl HasData for HasCache {
 
 /// The cached entry under `key`, from the entry's backend.
 async fn cached(store: &StoreView<'_, dyn CacheBackend>, key: &str) -> Option<cache::Entry> {
-    let entry = store.backend.get(store.io, store.namespace, key).await?;
+    let entry = store.backend.get(store.at, key).await?;
     Some(cache::Entry {
         status: entry.status,
         headers: entry.headers.to_vec(),
@@ -509,7 +457,7 @@ async fn cached(store: &StoreView<'_, dyn CacheBackend>, key: &str) -> Option<ca
 impl CacheView<'_> {
     /// Ends this request's fill of `key`, if it holds one.
     fn end_fill(&mut self, key: &str) {
-        let namespace = self.store.namespace;
+        let namespace = self.store.at.namespace;
         if let Some(fill) = self.fills.take(namespace, key) {
             self.local.end_fill(namespace, key, fill);
         }
@@ -529,7 +477,7 @@ impl cache::Host for CacheView<'_> {
             Metrics::count(lookups, "miss");
             return None;
         }
-        let namespace = self.store.namespace;
+        let namespace = self.store.at.namespace;
         match self.local.miss(namespace, &key, wait) {
             Miss::Fill(fill) => {
                 self.fills.start(namespace, &key, fill);
@@ -537,7 +485,7 @@ impl cache::Host for CacheView<'_> {
                 None
             }
             Miss::Wait(done, until) => {
-                self.store.io.around(wait_for_fill(done, until)).await;
+                self.store.at.io.around(wait_for_fill(done, until)).await;
                 let found = cached(&self.store, &key).await;
                 let outcome = if found.is_some() {
                     "collapsed_hit"
@@ -567,11 +515,10 @@ impl cache::Host for CacheView<'_> {
         let stored = match refusal(&key, &entry, self.local.max_entry(), ttl) {
             Some(refused) => Err(refused),
             None => {
-                let store = &self.store;
-                let put = store
+                self.store
                     .backend
-                    .put(store.io, store.namespace, &key, entry, ttl);
-                put.await
+                    .put(self.store.at, &key, entry, ttl)
+                    .await
             }
         };
         self.end_fill(&key);
@@ -586,8 +533,7 @@ impl cache::Host for CacheView<'_> {
     }
 
     async fn purge(&mut self, key: String) {
-        let store = &self.store;
-        store.backend.purge(store.io, store.namespace, &key).await;
+        self.store.backend.purge(self.store.at, &key).await;
     }
 }
 

@@ -78,11 +78,12 @@ fn digest_algorithm(alg: WitDigest) -> DigestAlgorithm {
     }
 }
 
+/// A new key's handle, or why there is none.
+type NewKey = Result<Resource<VerifyingKey>, String>;
+
 impl CryptoView<'_> {
-    fn push_key(
-        &mut self,
-        key: Result<NativeKey, String>,
-    ) -> Result<Resource<VerifyingKey>, String> {
+    /// Holds `key` in the instance's table, unless it holds too many.
+    fn push_key(&mut self, key: Result<NativeKey, String>) -> NewKey {
         let key = key?;
         if *self.keys >= MAX_KEYS {
             return Err(format!("too many keys: an instance may hold {MAX_KEYS}"));
@@ -111,27 +112,15 @@ impl crypto::Host for CryptoView<'_> {
 }
 
 impl crypto::HostVerifyingKey for CryptoView<'_> {
-    fn from_jwk(
-        &mut self,
-        alg: WitAlgorithm,
-        jwk: String,
-    ) -> Result<Resource<VerifyingKey>, String> {
+    fn from_jwk(&mut self, alg: WitAlgorithm, jwk: String) -> NewKey {
         self.push_key(NativeKey::from_jwk(algorithm(alg), &jwk))
     }
 
-    fn from_pem(
-        &mut self,
-        alg: WitAlgorithm,
-        pem: String,
-    ) -> Result<Resource<VerifyingKey>, String> {
+    fn from_pem(&mut self, alg: WitAlgorithm, pem: String) -> NewKey {
         self.push_key(NativeKey::from_pem(algorithm(alg), &pem))
     }
 
-    fn from_secret(
-        &mut self,
-        alg: WitAlgorithm,
-        secret: Vec<u8>,
-    ) -> Result<Resource<VerifyingKey>, String> {
+    fn from_secret(&mut self, alg: WitAlgorithm, secret: Vec<u8>) -> NewKey {
         self.push_key(NativeKey::from_secret(algorithm(alg), &secret))
     }
 
