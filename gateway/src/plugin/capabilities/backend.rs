@@ -1,9 +1,10 @@
 //! What the store-backed capabilities (`kv`, `rate-limit`, `cache`) share: the
-//! boxed future their backends return, the view their host functions run on
-//! (the entry's backend, its namespace and the instance's `IoWaits`,
-//! borrowed from the instance's state for one call), and the contract's form
-//! of a store's refusal or failure. A leaf: it uses nothing else of the
-//! capabilities.
+//! boxed future their backends return (and [`ready`], how a local backend
+//! answers at once), the [`Scope`] every backend call gets (the entry's
+//! namespace and the instance's `IoWaits`), the view their host functions run
+//! on ([`StoreView`]: the entry's backend and that scope, borrowed from the
+//! instance's state for one call), and the contract's form of a store's
+//! refusal or failure. A leaf: it uses nothing else of the capabilities.
 
 use crate::plugin::bindings::gateway::plugin::types::StoreError;
 use crate::plugin::watchdog::IoWaits;
