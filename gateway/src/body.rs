@@ -1,7 +1,10 @@
 //! The one body type that flows through the gateway, in both directions.
 
 use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Errors from any body source (client, upstream, plugin output).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -40,14 +43,13 @@ pub fn read_timeout(body: Body, timeout: std::time::Duration) -> (Body, Answered
     let answered = Answered(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
         false,
     )));
-    let body = ReadTimeout {
-        body,
+    let watch = ReadTimeout {
         timeout,
         deadline: None,
         armed: false,
         answered: answered.clone(),
-    }
-    .boxed_unsync();
+    };
+    let body = Watched { body, watch }.boxed_unsync();
     (body, answered)
 }
 
@@ -69,37 +71,39 @@ impl Answered {
 /// `body`, and a receiver told when it has been read to its end.
 pub fn notify_end(body: Body) -> (Body, tokio::sync::oneshot::Receiver<()>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let body = NotifyEnd {
+    let body = Watched {
         body,
-        ended: Some(tx),
+        watch: NotifyEnd(Some(tx)),
     }
     .boxed_unsync();
     (body, rx)
 }
 
-struct NotifyEnd {
-    body: Body,
-    ended: Option<tokio::sync::oneshot::Sender<()>>,
+/// What a body's reader is answered: a frame, an error, the end, or not yet.
+type Polled<B> = Poll<Option<Result<Frame<<B as HttpBody>::Data>, <B as HttpBody>::Error>>>;
+
+/// `body`, read through `watch`: the frames, end and size are `body`'s, and
+/// `watch` sees each answer to a read (and may answer otherwise). What
+/// [`notify_end`], [`read_timeout`] and [`guarded`] wrap a body in.
+struct Watched<B, W> {
+    body: B,
+    watch: W,
 }
 
-impl http_body::Body for NotifyEnd {
-    type Data = Bytes;
-    type Error = BoxError;
+/// What a [`Watched`] body does after each read of the body it wraps.
+trait Watch<B: HttpBody>: Unpin {
+    /// The answer to a read that `body` answered with `polled`.
+    fn after(&mut self, body: &B, polled: Polled<B>, cx: &mut Context<'_>) -> Polled<B>;
+}
 
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        let ended = match &polled {
-            std::task::Poll::Ready(None) => true,
-            std::task::Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
-            _ => false,
-        };
-        if ended && let Some(tx) = self.ended.take() {
-            let _ = tx.send(());
-        }
-        polled
+impl<B: HttpBody + Unpin, W: Watch<B>> HttpBody for Watched<B, W> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled<B> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        this.watch.after(&this.body, polled, cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -108,6 +112,23 @@ impl http_body::Body for NotifyEnd {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Tells its receiver when the body has been read to its end.
+struct NotifyEnd(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Watch<Body> for NotifyEnd {
+    fn after(&mut self, body: &Body, polled: Polled<Body>, _: &mut Context<'_>) -> Polled<Body> {
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+            _ => false,
+        };
+        if ended && let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+        polled
     }
 }
 
@@ -123,8 +144,8 @@ impl std::fmt::Display for ReadTimedOut {
 
 impl std::error::Error for ReadTimedOut {}
 
+/// Fails a read whose bytes take longer than `timeout` to come.
 struct ReadTimeout {
-    body: Body,
     timeout: std::time::Duration,
     /// Made at the first wait, then reset for each later one.
     deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
@@ -133,47 +154,31 @@ struct ReadTimeout {
     answered: Answered,
 }
 
-impl http_body::Body for ReadTimeout {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        let this = &mut *self;
-        if let Poll::Ready(frame) = std::pin::Pin::new(&mut this.body).poll_frame(cx) {
-            this.armed = false;
-            return Poll::Ready(frame);
+impl Watch<Body> for ReadTimeout {
+    fn after(&mut self, _: &Body, polled: Polled<Body>, cx: &mut Context<'_>) -> Polled<Body> {
+        if polled.is_ready() {
+            self.armed = false;
+            return polled;
         }
-        if this.answered.is_set() {
-            this.deadline = None;
+        if self.answered.is_set() {
+            self.deadline = None;
             return Poll::Pending;
         }
-        let at = tokio::time::Instant::now() + this.timeout;
-        let deadline = match &mut this.deadline {
+        let at = tokio::time::Instant::now() + self.timeout;
+        let deadline = match &mut self.deadline {
             Some(deadline) => {
-                if !this.armed {
+                if !self.armed {
                     deadline.as_mut().reset(at);
                 }
                 deadline
             }
-            None => this.deadline.insert(Box::pin(tokio::time::sleep_until(at))),
+            None => self.deadline.insert(Box::pin(tokio::time::sleep_until(at))),
         };
-        this.armed = true;
+        self.armed = true;
         match deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimedOut(this.timeout))))),
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimedOut(self.timeout))))),
             Poll::Pending => Poll::Pending,
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 
@@ -192,36 +197,16 @@ where
     B::Error: Into<BoxError>,
     G: Send + Unpin + 'static,
 {
-    Guarded {
-        body,
-        _guard: guard,
-    }
-    .map_err(Into::into)
-    .boxed_unsync()
+    let watch = Guard(guard);
+    Watched { body, watch }.map_err(Into::into).boxed_unsync()
 }
 
-struct Guarded<B, G> {
-    body: B,
-    _guard: G,
-}
+/// Holds a guard for as long as the body lives; reads pass untouched.
+struct Guard<G>(G);
 
-impl<B: http_body::Body + Unpin, G: Unpin> http_body::Body for Guarded<B, G> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+impl<B: HttpBody, G: Unpin> Watch<B> for Guard<G> {
+    fn after(&mut self, _: &B, polled: Polled<B>, _: &mut Context<'_>) -> Polled<B> {
+        polled
     }
 }
 
@@ -239,18 +224,15 @@ struct Prefixed {
     rest: Body,
 }
 
-impl http_body::Body for Prefixed {
+impl HttpBody for Prefixed {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled<Body> {
         if let Some(prefix) = self.prefix.take() {
-            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(prefix))));
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
-        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+        Pin::new(&mut self.rest).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -152,21 +152,17 @@ impl RequestError {
     /// in the log; the client gets the category and the request id to quote.
     fn public_message(&self) -> String {
         match self {
-            Self::NoRoute
-            | Self::MethodNotAllowed { .. }
-            | Self::Connect { .. }
-            | Self::BodyTooLarge { .. }
-            | Self::BodyTimeout { .. }
-            | Self::BadRequest(_)
-            | Self::Malformed(_)
-            | Self::NotImplemented(_)
-            | Self::Overloaded { .. } => self.to_string(),
-            Self::Plugin { .. } | Self::NoAnswer { .. } => "internal error".to_string(),
+            // The client's own errors (see `origin`) and an overload say
+            // what they are: their messages hold no internal detail.
+            _ if self.origin() == Origin::Client => self.to_string(),
+            Self::Overloaded { .. } => self.to_string(),
             Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => {
                 "bad gateway".to_string()
             }
             Self::UpstreamTimeout { .. } => "upstream timed out".to_string(),
             Self::UpstreamBusy { .. } => "upstream busy".to_string(),
+            // A plugin's failure, no answer, and whatever else is ours.
+            _ => "internal error".to_string(),
         }
     }
 

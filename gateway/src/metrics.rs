@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 use std::sync::{LazyLock, Mutex};
 
 /// One label.
-type Label = [(&'static str, &'static str); 1];
+pub type Label = [(&'static str, &'static str); 1];
 /// Labels with values known at run time.
 type Labels<const N: usize> = [(&'static str, String); N];
 /// A family of latency histograms.

@@ -1,4 +1,12 @@
-//! The one place the WIT contract becomes Rust: `bindgen!` over `wit/`.
+//! The one place the WIT contract becomes Rust: `bindgen!` over `wit/`, and
+//! the host type behind the contract's one resource (`verifying-key`), kept
+//! here so that the bindings use nothing else of the plugin host.
+
+use plugin_shared::crypto::native::NativeKey;
+
+/// The resource behind a plugin's `verifying-key` handle (served by
+/// `capabilities::crypto`).
+pub struct VerifyingKey(pub(super) NativeKey);
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -23,7 +31,7 @@ wasmtime::component::bindgen!({
         "gateway:plugin/cache.purge": async,
     },
     with: {
-        "gateway:plugin/crypto.verifying-key": super::capabilities::crypto::VerifyingKey,
+        "gateway:plugin/crypto.verifying-key": self::VerifyingKey,
     },
 });
 

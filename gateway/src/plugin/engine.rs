@@ -9,8 +9,16 @@
 //! [`return_freed_memory_promptly`]).
 
 use super::PluginError;
-use super::bindings::Plugin as PluginWorld;
+use super::bindings::gateway::plugin::{
+    cache, clock, consumers, context, crypto, http_client, kv, log, rate_limit, types,
+};
 use super::capabilities::Services;
+use super::capabilities::cache::HasCache;
+use super::capabilities::consumers::HasConsumers;
+use super::capabilities::crypto::HasCrypto;
+use super::capabilities::http_client::HasHttpClient;
+use super::capabilities::kv::HasKv;
+use super::capabilities::rate_limit::HasRateLimit;
 use super::host::HostState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -120,8 +128,7 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| PluginError::Engine(e.to_string()))?;
-        PluginWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-            .map_err(|e| PluginError::Engine(e.to_string()))?;
+        add_host_interfaces(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
 
         return_freed_memory_promptly();
         super::watchdog::watch(&engine)
@@ -210,6 +217,23 @@ impl PluginEngine {
         // insert is a single call), so a poisoned lock is still usable.
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Links the contract's imports. The ones every plugin gets are served by the
+/// instance's state itself; each capability by its own view of it (made per
+/// call by a `HostState` getter: borrows, nothing allocated).
+fn add_host_interfaces(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    type Own = HasSelf<HostState>;
+    types::add_to_linker::<HostState, Own>(linker, |state| state)?;
+    log::add_to_linker::<HostState, Own>(linker, |state| state)?;
+    clock::add_to_linker::<HostState, Own>(linker, |state| state)?;
+    context::add_to_linker::<HostState, Own>(linker, |state| state)?;
+    crypto::add_to_linker::<HostState, HasCrypto>(linker, HostState::crypto)?;
+    consumers::add_to_linker::<HostState, HasConsumers>(linker, HostState::consumers)?;
+    http_client::add_to_linker::<HostState, HasHttpClient>(linker, HostState::http_client)?;
+    kv::add_to_linker::<HostState, HasKv>(linker, HostState::kv)?;
+    rate_limit::add_to_linker::<HostState, HasRateLimit>(linker, HostState::rate_limit)?;
+    cache::add_to_linker::<HostState, HasCache>(linker, HostState::cache)
 }
 
 /// The version of the contract (`wit/plugin.wit`) this gateway hosts.

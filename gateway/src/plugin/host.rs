@@ -1,12 +1,22 @@
 //! The sandbox's side of the host: the per-instance state a wasmtime `Store`
 //! carries (the entry's [`HostEnv`], the request's [`Context`], the memory
 //! limiter, WASI), and the imports every plugin is granted (`log`, `clock`,
-//! `context`). The capabilities a grant adds are in `capabilities`.
+//! `context`). The capabilities a grant adds are in `capabilities`; each
+//! serves from its own view of the state, which [`HostState`] makes here
+//! (`HostState::kv`, `HostState::cache`, ...).
 
 use super::bindings::gateway::plugin::{clock, context, log, types};
 use super::capabilities::allowed_hosts::HostPattern;
+use super::capabilities::backend::{Scope, StoreView};
+use super::capabilities::cache::{CacheView, Fills};
+use super::capabilities::consumers::ConsumersView;
+use super::capabilities::crypto::CryptoView;
+use super::capabilities::http_client::HttpClientView;
+use super::capabilities::kv::KvView;
+use super::capabilities::rate_limit::RateLimitView;
 use super::capabilities::redis::RedisStore;
 use super::capabilities::{Backends, Services, Store};
+use super::watchdog::IoWaits;
 use crate::identity::Consumers;
 use plugin_shared::limits;
 use std::collections::HashMap;
@@ -26,10 +36,10 @@ pub struct Context {
     values: HashMap<String, String>,
     response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     response_header_bytes: usize,
-    /// Cache fills this request owns (namespace, key, fill id), from a missed
-    /// `cache.lookup` in the request phase to `put` or `release` in the
-    /// response phase, whichever instance serves it.
-    fills: Vec<(Arc<str>, String, u64)>,
+    /// Cache fills this request owns, from a missed `cache.lookup` in the
+    /// request phase to `put` or `release` in the response phase, whichever
+    /// instance serves it.
+    fills: Fills,
 }
 
 impl Context {
@@ -87,24 +97,6 @@ impl Context {
             None => self.response_headers.push((name, value)),
         }
         Ok(())
-    }
-
-    /// Notes that this request fills `key` (fill id `fill`).
-    pub fn start_fill(&mut self, namespace: &Arc<str>, key: &str, fill: u64) {
-        // One lookup per key and request in practice; the cap only bounds a
-        // plugin that misses in a loop (its older fills then end by lease).
-        if self.fills.len() < limits::CONTEXT_MAX_ENTRIES {
-            self.fills.push((namespace.clone(), key.to_string(), fill));
-        }
-    }
-
-    /// The id of this request's fill of `key`, forgotten here.
-    pub fn take_fill(&mut self, namespace: &Arc<str>, key: &str) -> Option<u64> {
-        let at = self
-            .fills
-            .iter()
-            .position(|(ns, k, _)| ns == namespace && k == key)?;
-        Some(self.fills.swap_remove(at).2)
     }
 
     /// Takes the headers set for the client's response.
@@ -196,7 +188,7 @@ pub struct HostState {
     pub limiter: MemoryLimiter,
     /// Host functions waiting on the network now (their wait does not count
     /// against the call's deadline).
-    pub io: super::watchdog::IoWaits,
+    pub io: IoWaits,
     /// The panic the guest reported through the SDK's hook (`panic: ...`,
     /// logged at error level just before the trap), on one line: what the
     /// failure it ends in says, instead of the trap's backtrace.
@@ -223,12 +215,69 @@ impl HostState {
             keys: 0,
             context: Context::new(),
             limiter: MemoryLimiter::new(memory_limit),
-            io: super::watchdog::IoWaits::default(),
+            io: IoWaits::default(),
             panic: None,
             wasi,
             table: ResourceTable::new(),
             started: Instant::now(),
         }
+    }
+}
+
+/// What the store-backed interfaces serve from in `env`, with `backend`.
+fn store<'a, B: ?Sized>(env: &'a HostEnv, io: &'a IoWaits, backend: &'a B) -> StoreView<'a, B> {
+    let namespace = &env.namespace;
+    StoreView {
+        backend,
+        at: Scope { namespace, io },
+    }
+}
+
+/// The views the capabilities serve from: borrows of this state, for one
+/// host call (the linker's getters, see `engine`).
+impl HostState {
+    /// `kv`'s.
+    pub fn kv(&mut self) -> KvView<'_> {
+        store(&self.env, &self.io, &*self.env.backends.kv)
+    }
+
+    /// `rate-limit`'s.
+    pub fn rate_limit(&mut self) -> RateLimitView<'_> {
+        store(&self.env, &self.io, &*self.env.backends.limits)
+    }
+
+    /// `cache`'s.
+    pub fn cache(&mut self) -> CacheView<'_> {
+        CacheView {
+            store: store(&self.env, &self.io, &*self.env.backends.cache),
+            local: self.env.services.response_cache(),
+            fills: &mut self.context.fills,
+        }
+    }
+
+    /// `crypto`'s.
+    pub fn crypto(&mut self) -> CryptoView<'_> {
+        CryptoView {
+            table: &mut self.table,
+            keys: &mut self.keys,
+        }
+    }
+
+    /// `http-client`'s.
+    pub fn http_client(&mut self) -> HttpClientView<'_> {
+        HttpClientView {
+            plugin: &self.plugin,
+            outbound: &self.env.services.outbound,
+            allowed_hosts: &self.env.allowed_hosts,
+            namespace: &self.env.namespace,
+            max_body: self.env.max_body,
+            io: &self.io,
+        }
+    }
+
+    /// `consumers`'.
+    pub fn consumers(&mut self) -> ConsumersView<'_> {
+        ConsumersView(&self.env.consumers)
     }
 }
 

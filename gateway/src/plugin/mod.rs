@@ -9,7 +9,8 @@
 //!
 //! `capabilities` are the interfaces an entry must be granted, one module
 //! per WIT interface: `kv`, `cache`, `rate_limit`, `http_client`, `crypto`,
-//! `consumers`.
+//! `consumers`. Each serves from a view of the instance's state that `host`
+//! lends it per call, and `engine` links each interface with its own view.
 
 mod bindings;
 mod capabilities;

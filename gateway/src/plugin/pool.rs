@@ -262,17 +262,11 @@ impl InstancePool {
         context: &mut Context,
         request: &Request,
     ) -> (Result<RequestOutcome, CallFailure>, Duration) {
-        let mut instance = match self.checkout(context).await {
-            Ok(instance) => instance,
-            Err(failure) => return (Err(failure), Duration::ZERO),
-        };
-        let io = instance.store.data().io.clone();
-        let call = instance
-            .bindings
-            .gateway_plugin_handler()
-            .call_on_request(&mut instance.store, request);
-        let (result, took) = timed_wall(self.limits.deadline, &io, call).await;
-        (self.finish(instance, context, result), took)
+        self.call(context, async |instance: &mut Instance| {
+            let handler = instance.bindings.gateway_plugin_handler();
+            handler.call_on_request(&mut instance.store, request).await
+        })
+        .await
     }
 
     /// Runs the response hook on a warm instance; `request` is the head of
@@ -284,22 +278,30 @@ impl InstancePool {
         request: &Request,
         response: &Response,
     ) -> (Result<ResponseOutcome, CallFailure>, Duration) {
+        self.call(context, async |instance: &mut Instance| {
+            let handler = instance.bindings.gateway_plugin_handler();
+            (handler.call_on_response(&mut instance.store, request, response)).await
+        })
+        .await
+    }
+
+    /// Runs `hook` on a warm instance within the entry's deadline, and
+    /// returns its answer with the call's wall time (zero when no instance
+    /// could be had).
+    async fn call<T>(
+        &self,
+        context: &mut Context,
+        hook: impl AsyncFnOnce(&mut Instance) -> wasmtime::Result<T>,
+    ) -> (Result<T, CallFailure>, Duration) {
         let mut instance = match self.checkout(context).await {
             Ok(instance) => instance,
             Err(failure) => return (Err(failure), Duration::ZERO),
         };
         let io = instance.store.data().io.clone();
-        let call = instance.bindings.gateway_plugin_handler().call_on_response(
-            &mut instance.store,
-            request,
-            response,
-        );
-        let (result, took) = timed_wall(self.limits.deadline, &io, call).await;
+        let (result, took) = timed_wall(self.limits.deadline, &io, hook(&mut instance)).await;
         (self.finish(instance, context, result), took)
     }
 
-    /// Takes a warm instance (or makes one) and lends it the request's context
-    /// for one call.
     async fn checkout(&self, context: &mut Context) -> Result<Instance, CallFailure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let mut instance = match self.take_idle() {

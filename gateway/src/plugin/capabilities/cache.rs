@@ -14,20 +14,23 @@
 //! Each fill has an id, kept in the filling request's context: a request whose
 //! lease ran out (and whose key another request now fills) ends only its own
 //! fill when it finally stores or releases, never its successor's.
+//!
+//! The host functions run on a [`CacheView`]: the entry's backend and
+//! namespace, the instance's `IoWaits`, the process's cache and the fills
+//! the request owns.
 
+use super::backend::{BoxFuture, Scope, StoreView, Written, ready, store_error, unavailable};
 use super::redis::{Kind, Match, RedisStore};
-use super::{BoxFuture, Services, unavailable};
 use crate::metrics::{Metrics, metrics};
 use crate::plugin::bindings::gateway::plugin::cache;
 use crate::plugin::bindings::gateway::plugin::types::StoreError;
-use crate::plugin::host::{HostEnv, HostState};
-use crate::plugin::watchdog::IoWaits;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use wasmtime::component::HasData;
 
 pub use plugin_shared::limits::{CACHE_MAX_KEY as MAX_KEY, CACHE_MAX_TTL as MAX_TTL};
 /// Fills tracked before expired leases are swept.
@@ -303,17 +306,6 @@ pub fn refusal(key: &str, entry: &Entry, max_entry: usize, ttl: Duration) -> Opt
     plugin_shared::store::cache_refusal(key, entry.size(), max_entry, ttl_ms).map(store_error)
 }
 
-/// The contract's form of a shared store refusal.
-pub fn store_error(refused: plugin_shared::store::StoreError) -> StoreError {
-    use plugin_shared::store::StoreError as Shared;
-    match refused {
-        Shared::KeyTooLong(max) => StoreError::KeyTooLong(max),
-        Shared::TooLarge(max) => StoreError::TooLarge(max),
-        Shared::ZeroTtl => StoreError::ZeroTtl,
-        Shared::Unavailable(why) => StoreError::Unavailable(why),
-    }
-}
-
 /// Waits until the fill a [`Miss::Wait`] names ends or its lease runs out.
 pub async fn wait_for_fill(mut done: watch::Receiver<()>, until: Instant) {
     let deadline = tokio::time::Instant::from_std(until);
@@ -324,68 +316,53 @@ pub async fn wait_for_fill(mut done: watch::Receiver<()>, until: Instant) {
 /// Where one entry's cached responses live. Collapsing is not theirs: it is
 /// always this process's (see [`ResponseCache::miss`]).
 pub trait CacheBackend: Send + Sync {
-    /// The live entry under `key` in `namespace`.
-    fn get<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, Option<Arc<Entry>>>;
+    /// The live entry under `key` in `at`'s namespace.
+    fn get<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, Option<Arc<Entry>>>;
 
     /// Stores `entry` under `key` for `ttl` (checked against the caps already).
-    fn put<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        entry: Entry,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn put<'a>(&'a self, at: Scope<'a>, key: &'a str, entry: Entry, ttl: Duration) -> Written<'a>;
 
     /// Removes `key` and its variants (`key` and a newline, then anything).
-    fn purge<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, ()>;
+    fn purge<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// The process's response cache, made when first used: the first config to
+/// load sizes it (64 MiB with 8 MiB entries unless sized first).
+#[derive(Default)]
+pub struct ProcessCache(OnceLock<ResponseCache>);
+
+impl ProcessCache {
+    /// Sizes the cache. The first config to load decides; `false` when a
+    /// later one asks for another size (applied at restart).
+    pub fn size(&self, capacity: u64, max_entry: usize) -> bool {
+        let cache = self
+            .0
+            .get_or_init(|| ResponseCache::new(capacity, max_entry));
+        cache.capacity() == capacity && cache.max_entry() == max_entry
+    }
+
+    /// The cache.
+    pub fn get(&self) -> &ResponseCache {
+        self.0.get_or_init(|| ResponseCache::new(64 << 20, 8 << 20))
+    }
 }
 
 /// The process's response cache, as a backend.
-pub struct LocalCache(pub Arc<Services>);
+pub struct LocalCache(pub Arc<ProcessCache>);
 
 impl CacheBackend for LocalCache {
-    fn get<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, Option<Arc<Entry>>> {
-        Box::pin(std::future::ready(
-            self.0.response_cache().get(namespace, key),
-        ))
+    fn get<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, Option<Arc<Entry>>> {
+        ready(self.0.get().get(at.namespace, key))
     }
 
-    fn put<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        entry: Entry,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.0.response_cache().put(namespace, key, entry, ttl);
-        Box::pin(std::future::ready(Ok(())))
+    fn put<'a>(&'a self, at: Scope<'a>, key: &'a str, entry: Entry, ttl: Duration) -> Written<'a> {
+        self.0.get().put(at.namespace, key, entry, ttl);
+        ready(Ok(()))
     }
 
-    fn purge<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, ()> {
-        self.0.response_cache().purge(namespace, key);
-        Box::pin(std::future::ready(()))
+    fn purge<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, ()> {
+        self.0.get().purge(at.namespace, key);
+        ready(())
     }
 }
 
@@ -394,53 +371,80 @@ impl CacheBackend for LocalCache {
 pub struct RedisCache(pub Arc<RedisStore>);
 
 impl CacheBackend for RedisCache {
-    fn get<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, Option<Arc<Entry>>> {
+    fn get<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, Option<Arc<Entry>>> {
         Box::pin(async move {
-            let found = io.around(self.0.get(Kind::Cache, namespace, key)).await;
-            Some(Arc::new(Entry::decode(&found.ok().flatten()?)?))
+            let found = at.io.around(self.0.get(Kind::Cache, at.namespace, key));
+            Some(Arc::new(Entry::decode(&found.await.ok().flatten()?)?))
         })
     }
 
-    fn put<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        entry: Entry,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn put<'a>(&'a self, at: Scope<'a>, key: &'a str, entry: Entry, ttl: Duration) -> Written<'a> {
         Box::pin(async move {
             let encoded = entry.encode();
-            let set = self.0.set(Kind::Cache, namespace, key, &encoded, ttl);
-            io.around(set).await.map_err(|e| unavailable(&e))
+            let set = self.0.set(Kind::Cache, at.namespace, key, &encoded, ttl);
+            at.io.around(set).await.map_err(|e| unavailable(&e))
         })
     }
 
-    fn purge<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(io.around(async move {
-            let _ = self.0.delete(Kind::Cache, namespace, key).await;
+    fn purge<'a>(&'a self, at: Scope<'a>, key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(at.io.around(async move {
+            let _ = self.0.delete(Kind::Cache, at.namespace, key).await;
             let variants = format!("{key}\n");
             let purge = self
                 .0
-                .purge(Kind::Cache, Some(namespace), &variants, Match::Prefix);
+                .purge(Kind::Cache, Some(at.namespace), &variants, Match::Prefix);
             let _ = purge.await;
         }))
     }
 }
 
+/// The cache fills one request owns (namespace, key, fill id), from a missed
+/// `lookup` in the request phase to `put` or `release` in the response
+/// phase, whichever instance serves it. Kept in the request's context.
+#[derive(Debug, Default)]
+pub struct Fills(Vec<(Arc<str>, String, u64)>);
+
+impl Fills {
+    /// Notes that this request fills `key` (fill id `fill`).
+    pub fn start(&mut self, namespace: &Arc<str>, key: &str, fill: u64) {
+        // One lookup per key and request in practice; the cap only bounds a
+        // plugin that misses in a loop (its older fills then end by lease).
+        if self.0.len() < plugin_shared::limits::CONTEXT_MAX_ENTRIES {
+            self.0.push((namespace.clone(), key.to_string(), fill));
+        }
+    }
+
+    /// The id of this request's fill of `key`, forgotten here.
+    pub fn take(&mut self, namespace: &Arc<str>, key: &str) -> Option<u64> {
+        let at = self
+            .0
+            .iter()
+            .position(|(ns, k, _)| ns == namespace && k == key)?;
+        Some(self.0.swap_remove(at).2)
+    }
+}
+
+/// What the `cache` host functions serve from, borrowed from an instance's
+/// state for one call.
+pub struct CacheView<'a> {
+    /// The entry's backend, namespace and the instance's `IoWaits`.
+    pub store: StoreView<'a, dyn CacheBackend>,
+    /// The process's cache, where collapsing happens whatever the backend.
+    pub local: &'a ResponseCache,
+    /// The fills the current request owns (its context's).
+    pub fills: &'a mut Fills,
+}
+
+/// The `cache` interface's data in the linker: a [`CacheView`].
+pub struct HasCache;
+
+impl HasData for HasCache {
+    type Data<'a> = CacheView<'a>;
+}
+
 /// The cached entry under `key`, from the entry's backend.
-async fn cached(env: &HostEnv, io: &IoWaits, key: &str) -> Option<cache::Entry> {
-    let entry = env.backends.cache.get(io, &env.namespace, key).await?;
+async fn cached(store: &StoreView<'_, dyn CacheBackend>, key: &str) -> Option<cache::Entry> {
+    let entry = store.backend.get(store.at, key).await?;
     Some(cache::Entry {
         status: entry.status,
         headers: entry.headers.to_vec(),
@@ -450,10 +454,20 @@ async fn cached(env: &HostEnv, io: &IoWaits, key: &str) -> Option<cache::Entry> 
     })
 }
 
-impl cache::Host for HostState {
+impl CacheView<'_> {
+    /// Ends this request's fill of `key`, if it holds one.
+    fn end_fill(&mut self, key: &str) {
+        let namespace = self.store.at.namespace;
+        if let Some(fill) = self.fills.take(namespace, key) {
+            self.local.end_fill(namespace, key, fill);
+        }
+    }
+}
+
+impl cache::Host for CacheView<'_> {
     async fn lookup(&mut self, key: String, wait_ms: u32) -> Option<cache::Entry> {
         let lookups = &metrics().cache_lookups;
-        if let Some(found) = cached(&self.env, &self.io, &key).await {
+        if let Some(found) = cached(&self.store, &key).await {
             Metrics::count(lookups, "hit");
             return Some(found);
         }
@@ -463,19 +477,16 @@ impl cache::Host for HostState {
             Metrics::count(lookups, "miss");
             return None;
         }
-        let services = self.env.services.clone();
-        match services
-            .response_cache()
-            .miss(&self.env.namespace, &key, wait)
-        {
+        let namespace = self.store.at.namespace;
+        match self.local.miss(namespace, &key, wait) {
             Miss::Fill(fill) => {
-                self.context.start_fill(&self.env.namespace, &key, fill);
+                self.fills.start(namespace, &key, fill);
                 Metrics::count(lookups, "miss");
                 None
             }
             Miss::Wait(done, until) => {
-                self.io.around(wait_for_fill(done, until)).await;
-                let found = cached(&self.env, &self.io, &key).await;
+                self.store.at.io.around(wait_for_fill(done, until)).await;
+                let found = cached(&self.store, &key).await;
                 let outcome = if found.is_some() {
                     "collapsed_hit"
                 } else {
@@ -493,8 +504,6 @@ impl cache::Host for HostState {
         entry: cache::Entry,
         ttl_ms: u64,
     ) -> Result<(), StoreError> {
-        let services = self.env.services.clone();
-        let local = services.response_cache();
         let entry = Entry {
             status: entry.status,
             headers: entry.headers.into(),
@@ -503,20 +512,16 @@ impl cache::Host for HostState {
             vary: entry.vary,
         };
         let ttl = Duration::from_millis(ttl_ms).min(MAX_TTL);
-        let stored = match refusal(&key, &entry, local.max_entry(), ttl) {
+        let stored = match refusal(&key, &entry, self.local.max_entry(), ttl) {
             Some(refused) => Err(refused),
             None => {
-                let env = &self.env;
-                let put = env
-                    .backends
-                    .cache
-                    .put(&self.io, &env.namespace, &key, entry, ttl);
-                put.await
+                self.store
+                    .backend
+                    .put(self.store.at, &key, entry, ttl)
+                    .await
             }
         };
-        if let Some(fill) = self.context.take_fill(&self.env.namespace, &key) {
-            local.end_fill(&self.env.namespace, &key, fill);
-        }
+        self.end_fill(&key);
         if stored.is_ok() {
             metrics().cache_stores.inc();
         }
@@ -524,20 +529,11 @@ impl cache::Host for HostState {
     }
 
     fn release(&mut self, key: String) {
-        if let Some(fill) = self.context.take_fill(&self.env.namespace, &key) {
-            self.env
-                .services
-                .response_cache()
-                .end_fill(&self.env.namespace, &key, fill);
-        }
+        self.end_fill(&key);
     }
 
     async fn purge(&mut self, key: String) {
-        let env = &self.env;
-        env.backends
-            .cache
-            .purge(&self.io, &env.namespace, &key)
-            .await;
+        self.store.backend.purge(self.store.at, &key).await;
     }
 }
 

@@ -1,22 +1,34 @@
 //! `gateway:plugin/consumers`: the consumers configured in `[[consumers]]`
 //! and their usage plans, looked up for a plugin. An API key is found by its
 //! keyed hash (see `identity`); a plugin gets the consumer, never a stored key.
+//! The host functions run on a [`ConsumersView`] of the config's consumers.
 
-use crate::identity::Consumer;
+use crate::identity::{Consumer, Consumers};
 use crate::plugin::bindings::gateway::plugin::{consumers, types};
-use crate::plugin::host::HostState;
+use wasmtime::component::HasData;
 
-impl consumers::Host for HostState {
+/// What the `consumers` host functions serve from: the config's
+/// `[[consumers]]`, borrowed from an instance's state for one call.
+pub struct ConsumersView<'a>(pub &'a Consumers);
+
+/// The `consumers` interface's data in the linker: a [`ConsumersView`].
+pub struct HasConsumers;
+
+impl HasData for HasConsumers {
+    type Data<'a> = ConsumersView<'a>;
+}
+
+impl consumers::Host for ConsumersView<'_> {
     fn find_by_key(&mut self, key: String) -> Option<consumers::Consumer> {
-        self.env.consumers.find_by_key(&key).map(|c| to_wit(&c))
+        self.0.find_by_key(&key).map(|c| to_wit(&c))
     }
 
     fn get(&mut self, name: String) -> Option<consumers::Consumer> {
-        self.env.consumers.get(&name).map(|c| to_wit(&c))
+        self.0.get(&name).map(|c| to_wit(&c))
     }
 
     fn plan(&mut self, name: String) -> Option<consumers::UsagePlan> {
-        let plan = self.env.consumers.plan(&name)?;
+        let plan = self.0.plan(&name)?;
         Some(consumers::UsagePlan {
             name: plan.name.clone(),
             rate: plan.rate.map(|r| types::Rate {

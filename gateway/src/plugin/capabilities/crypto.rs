@@ -5,18 +5,34 @@
 //! the same in its tests and in the gateway, input caps included. Keys are
 //! resources in the instance's table, capped in number so a plugin cannot
 //! grow host memory without bound.
+//!
+//! The host functions run on a [`CryptoView`] of the instance's state: its
+//! resource table and its count of keys.
 
+use crate::plugin::bindings::VerifyingKey;
 use crate::plugin::bindings::gateway::plugin::crypto::{
     self, Algorithm as WitAlgorithm, DigestAlgorithm as WitDigest,
 };
-use crate::plugin::host::HostState;
 use plugin_shared::crypto::native::{self, NativeKey};
 use plugin_shared::crypto::{Algorithm, DigestAlgorithm};
 use plugin_shared::limits::CRYPTO_MAX_KEYS as MAX_KEYS;
-use wasmtime::component::Resource;
+use wasmtime::component::{HasData, Resource, ResourceTable};
 
-/// The resource behind a plugin's `verifying-key` handle.
-pub struct VerifyingKey(NativeKey);
+/// What the `crypto` host functions serve from, borrowed from an instance's
+/// state for one call.
+pub struct CryptoView<'a> {
+    /// The instance's resources, where its keys live.
+    pub table: &'a mut ResourceTable,
+    /// Verifying keys the instance holds.
+    pub keys: &'a mut usize,
+}
+
+/// The `crypto` interface's data in the linker: a [`CryptoView`].
+pub struct HasCrypto;
+
+impl HasData for HasCrypto {
+    type Data<'a> = CryptoView<'a>;
+}
 
 fn algorithm(alg: WitAlgorithm) -> Algorithm {
     match alg {
@@ -62,25 +78,26 @@ fn digest_algorithm(alg: WitDigest) -> DigestAlgorithm {
     }
 }
 
-impl HostState {
-    fn push_key(
-        &mut self,
-        key: Result<NativeKey, String>,
-    ) -> Result<Resource<VerifyingKey>, String> {
+/// A new key's handle, or why there is none.
+type NewKey = Result<Resource<VerifyingKey>, String>;
+
+impl CryptoView<'_> {
+    /// Holds `key` in the instance's table, unless it holds too many.
+    fn push_key(&mut self, key: Result<NativeKey, String>) -> NewKey {
         let key = key?;
-        if self.keys >= MAX_KEYS {
+        if *self.keys >= MAX_KEYS {
             return Err(format!("too many keys: an instance may hold {MAX_KEYS}"));
         }
         let handle = self
             .table
             .push(VerifyingKey(key))
             .map_err(|e| format!("cannot store the key: {e}"))?;
-        self.keys += 1;
+        *self.keys += 1;
         Ok(handle)
     }
 }
 
-impl crypto::Host for HostState {
+impl crypto::Host for CryptoView<'_> {
     fn digest(&mut self, alg: WitDigest, data: Vec<u8>) -> Vec<u8> {
         native::digest(digest_algorithm(alg), &data)
     }
@@ -94,28 +111,16 @@ impl crypto::Host for HostState {
     }
 }
 
-impl crypto::HostVerifyingKey for HostState {
-    fn from_jwk(
-        &mut self,
-        alg: WitAlgorithm,
-        jwk: String,
-    ) -> Result<Resource<VerifyingKey>, String> {
+impl crypto::HostVerifyingKey for CryptoView<'_> {
+    fn from_jwk(&mut self, alg: WitAlgorithm, jwk: String) -> NewKey {
         self.push_key(NativeKey::from_jwk(algorithm(alg), &jwk))
     }
 
-    fn from_pem(
-        &mut self,
-        alg: WitAlgorithm,
-        pem: String,
-    ) -> Result<Resource<VerifyingKey>, String> {
+    fn from_pem(&mut self, alg: WitAlgorithm, pem: String) -> NewKey {
         self.push_key(NativeKey::from_pem(algorithm(alg), &pem))
     }
 
-    fn from_secret(
-        &mut self,
-        alg: WitAlgorithm,
-        secret: Vec<u8>,
-    ) -> Result<Resource<VerifyingKey>, String> {
+    fn from_secret(&mut self, alg: WitAlgorithm, secret: Vec<u8>) -> NewKey {
         self.push_key(NativeKey::from_secret(algorithm(alg), &secret))
     }
 
@@ -140,7 +145,7 @@ impl crypto::HostVerifyingKey for HostState {
 
     fn drop(&mut self, key: Resource<VerifyingKey>) -> wasmtime::Result<()> {
         self.table.delete(key)?;
-        self.keys = self.keys.saturating_sub(1);
+        *self.keys = self.keys.saturating_sub(1);
         Ok(())
     }
 }

@@ -8,11 +8,14 @@
 //! `kv` and `cache` have no policy to choose: a failed read is a miss and a
 //! failed write tells the plugin the store is unavailable.
 
-use super::BoxFuture;
-use super::rate_limit::{Decision, Fault, LimitBackend, LocalLimits, Policy, Quota, QuotaDecision};
+use super::backend::Scope;
+use super::rate_limit::{
+    Checked, Counted, Decision, Fault, LimitBackend, LocalLimits, Policy, Quota, QuotaDecision,
+};
 use crate::config::StoreFailure;
-use crate::metrics::{Metrics, metrics};
-use crate::plugin::watchdog::IoWaits;
+use crate::metrics::{Label, Metrics, metrics};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,84 +40,66 @@ impl<B: LimitBackend> OnFailure<B> {
         }
     }
 
-    /// The label a failure is counted under.
-    fn outcome(&self) -> &'static str {
-        match self.policy {
+    /// `answer` when the store gave one; when it did not answer, what the
+    /// policy makes of that, counted in `outcomes`: the answer `fallback`
+    /// gives for admitting (`open`) or refusing for [`FAIL_CLOSED_RETRY`]
+    /// (`closed`), or a count on `local`.
+    fn decide<T>(
+        &self,
+        answer: Result<T, Fault>,
+        outcomes: &Family<Label, Counter>,
+        fallback: impl FnOnce(bool, Duration) -> T,
+        local: impl FnOnce(&LocalLimits) -> Result<T, String>,
+    ) -> Result<T, Fault> {
+        if !matches!(answer, Err(Fault::Unavailable)) {
+            return answer;
+        }
+        let outcome = match self.policy {
             StoreFailure::Open => "failed_open",
             StoreFailure::Closed => "failed_closed",
             StoreFailure::Local => "failed_local",
+        };
+        Metrics::count(outcomes, outcome);
+        match self.policy {
+            StoreFailure::Open => Ok(fallback(true, Duration::ZERO)),
+            StoreFailure::Closed => Ok(fallback(false, FAIL_CLOSED_RETRY)),
+            StoreFailure::Local => local(&self.local).map_err(Fault::from),
         }
     }
 }
 
 impl<B: LimitBackend> LimitBackend for OnFailure<B> {
-    fn check<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        policy: Policy,
-    ) -> BoxFuture<'a, Result<Decision, Fault>> {
+    fn check<'a>(&'a self, at: Scope<'a>, key: &'a str, policy: Policy) -> Checked<'a> {
+        let burst = policy.burst;
+        let fallback = move |allowed, wait| Decision {
+            allowed,
+            limit: burst,
+            remaining: if allowed { burst.saturating_sub(1) } else { 0 },
+            retry_after: wait,
+            reset: wait,
+        };
         Box::pin(async move {
-            let answer = self.store.check(io, namespace, key, policy).await;
-            if !matches!(answer, Err(Fault::Unavailable)) {
-                return answer;
-            }
-            Metrics::count(&metrics().rate_limit_checks, self.outcome());
-            match self.policy {
-                StoreFailure::Open => Ok(Decision {
-                    allowed: true,
-                    limit: policy.burst,
-                    remaining: policy.burst.saturating_sub(1),
-                    retry_after: Duration::ZERO,
-                    reset: Duration::ZERO,
-                }),
-                StoreFailure::Closed => Ok(Decision {
-                    allowed: false,
-                    limit: policy.burst,
-                    remaining: 0,
-                    retry_after: FAIL_CLOSED_RETRY,
-                    reset: FAIL_CLOSED_RETRY,
-                }),
-                StoreFailure::Local => self
-                    .local
-                    .check(namespace, key, policy)
-                    .map_err(Fault::from),
-            }
+            let answer = self.store.check(at, key, policy).await;
+            let local = |local: &LocalLimits| local.check(at.namespace, key, policy);
+            self.decide(answer, &metrics().rate_limit_checks, fallback, local)
         })
     }
 
-    fn count<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        quota: Quota,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<QuotaDecision, Fault>> {
+    fn count<'a>(&'a self, at: Scope<'a>, key: &'a str, quota: Quota, now: u64) -> Counted<'a> {
         Box::pin(async move {
-            let answer = self.store.count(io, namespace, key, quota, now_ms).await;
-            if !matches!(answer, Err(Fault::Unavailable)) {
-                return answer;
-            }
-            Metrics::count(&metrics().quota_counts, self.outcome());
-            match self.policy {
-                StoreFailure::Open => Ok(QuotaDecision {
-                    allowed: true,
-                    limit: quota.limit,
-                    remaining: quota.limit.saturating_sub(1),
-                    reset: Duration::ZERO,
-                }),
-                StoreFailure::Closed => Ok(QuotaDecision {
-                    allowed: false,
-                    limit: quota.limit,
-                    remaining: 0,
-                    reset: FAIL_CLOSED_RETRY,
-                }),
-                StoreFailure::Local => (self.local)
-                    .count(namespace, key, quota, now_ms)
-                    .map_err(Fault::from),
-            }
+            let answer = self.store.count(at, key, quota, now).await;
+            let local = |local: &LocalLimits| local.count(at.namespace, key, quota, now);
+            let fallback = |allowed, reset| QuotaDecision {
+                allowed,
+                limit: quota.limit,
+                remaining: if allowed {
+                    quota.limit.saturating_sub(1)
+                } else {
+                    0
+                },
+                reset,
+            };
+            self.decide(answer, &metrics().quota_counts, fallback, local)
         })
     }
 }

@@ -5,10 +5,12 @@
 //! process (not one config), so a reload keeps connections and documents.
 //! Waits on the network are marked on the instance's `IoWaits`: they do not
 //! count against its CPU deadline; the request timeout bounds them instead.
+//!
+//! The host functions run on an [`HttpClientView`] of the instance's state.
 
 pub use super::allowed_hosts::HostPattern;
 use crate::plugin::bindings::gateway::plugin::http_client;
-use crate::plugin::host::HostState;
+use crate::plugin::watchdog::IoWaits;
 use crate::plugin::wire::{decode_headers, encode_headers};
 use bytes::Bytes;
 use http::Uri;
@@ -20,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wasmtime::component::HasData;
 
 /// Longest a plugin may wait for one outbound answer.
 pub const MAX_TIMEOUT: Duration = plugin_shared::limits::HTTP_CLIENT_MAX_TIMEOUT;
@@ -211,9 +214,33 @@ fn to_wit(error: OutboundError) -> http_client::Error {
     }
 }
 
-impl HostState {
+/// What the `http-client` host functions serve from, borrowed from an
+/// instance's state for one call.
+pub struct HttpClientView<'a> {
+    /// The plugin's name, for logs.
+    pub plugin: &'a str,
+    /// The process's client and shared documents.
+    pub outbound: &'a Outbound,
+    /// Where the entry may connect.
+    pub allowed_hosts: &'a [HostPattern],
+    /// Whose shared documents these are: the entry's plugin reference.
+    pub namespace: &'a Arc<str>,
+    /// Largest outbound response body.
+    pub max_body: usize,
+    /// Where waits on the network are marked.
+    pub io: &'a IoWaits,
+}
+
+/// The `http-client` interface's data in the linker: an [`HttpClientView`].
+pub struct HasHttpClient;
+
+impl HasData for HasHttpClient {
+    type Data<'a> = HttpClientView<'a>;
+}
+
+impl HttpClientView<'_> {
     fn log_outbound(&self, url: &str, result: &Result<u16, OutboundError>, started: Instant) {
-        let plugin = &*self.plugin;
+        let plugin = self.plugin;
         let elapsed_ms = started.elapsed().as_millis();
         match result {
             Ok(status) => tracing::debug!(plugin, url, status, elapsed_ms, "outbound request"),
@@ -224,13 +251,13 @@ impl HostState {
     }
 }
 
-impl http_client::Host for HostState {
+impl http_client::Host for HttpClientView<'_> {
     async fn send(
         &mut self,
         mut request: http_client::OutgoingRequest,
     ) -> Result<http_client::IncomingResponse, http_client::Error> {
         let started = Instant::now();
-        let uri = check_url(&request.url, &self.env.allowed_hosts).map_err(to_wit)?;
+        let uri = check_url(&request.url, self.allowed_hosts).map_err(to_wit)?;
         let headers = decode_headers(std::mem::take(&mut request.headers))
             .map_err(|e| http_client::Error::InvalidRequest(format!("bad headers: {e}")))?;
         let method = http::Method::from_bytes(request.method.as_bytes())
@@ -245,11 +272,8 @@ impl http_client::Host for HostState {
         let timeout = request
             .timeout_ms
             .map_or(MAX_TIMEOUT, |ms| Duration::from_millis(u64::from(ms)));
-        let outbound = &self.env.services.outbound;
-        let result = self
-            .io
-            .around(outbound.send(outgoing, timeout, self.env.max_body))
-            .await;
+        let sent = self.outbound.send(outgoing, timeout, self.max_body);
+        let result = self.io.around(sent).await;
         self.log_outbound(
             &request.url,
             &result.as_ref().map(|a| a.status).map_err(Clone::clone),
@@ -269,17 +293,14 @@ impl http_client::Host for HostState {
         max_age_ms: u64,
     ) -> Result<(Vec<u8>, u64), http_client::Error> {
         let started = Instant::now();
-        let uri = check_url(&url, &self.env.allowed_hosts).map_err(to_wit)?;
-        let outbound = &self.env.services.outbound;
-        let result = self
-            .io
-            .around(outbound.fetch_shared(
-                &self.env.namespace,
-                uri,
-                Duration::from_millis(max_age_ms),
-                self.env.max_body,
-            ))
-            .await;
+        let uri = check_url(&url, self.allowed_hosts).map_err(to_wit)?;
+        let fetched = self.outbound.fetch_shared(
+            self.namespace,
+            uri,
+            Duration::from_millis(max_age_ms),
+            self.max_body,
+        );
+        let result = self.io.around(fetched).await;
         self.log_outbound(
             &url,
             &result.as_ref().map(|_| 200).map_err(Clone::clone),

@@ -3,15 +3,17 @@
 //! moka cache in this process (kept across reloads), or [`RedisKv`], shared
 //! by every gateway on the same Redis. A Redis that cannot answer reads as a
 //! missing key and refuses writes as unavailable.
+//!
+//! The host functions run on a [`KvView`]: the entry's backend and namespace
+//! and the instance's `IoWaits`.
 
+use super::backend::{BoxFuture, Scope, StoreView, Written, ready, store_error, unavailable};
 use super::redis::{Kind, RedisStore};
-use super::{BoxFuture, unavailable};
 use crate::plugin::bindings::gateway::plugin::kv;
 use crate::plugin::bindings::gateway::plugin::types::StoreError;
-use crate::plugin::host::HostState;
-use crate::plugin::watchdog::IoWaits;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasmtime::component::HasData;
 
 pub use plugin_shared::limits::{KV_MAX_KEY, KV_MAX_TTL, KV_MAX_VALUE};
 
@@ -21,31 +23,14 @@ const KV_CAPACITY: u64 = 64 << 20;
 /// Where one entry's kv values live. Keys are checked against the contract's
 /// caps before they get here.
 pub trait KvBackend: Send + Sync {
-    /// The value under `key` in `namespace`, unless absent or expired.
-    fn get<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: String,
-    ) -> BoxFuture<'a, Option<Vec<u8>>>;
+    /// The value under `key` in `at`'s namespace, unless absent or expired.
+    fn get<'a>(&'a self, at: Scope<'a>, key: String) -> BoxFuture<'a, Option<Vec<u8>>>;
 
     /// Stores `value` under `key` for `ttl`.
-    fn set<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: String,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn set<'a>(&'a self, at: Scope<'a>, key: String, value: Vec<u8>, ttl: Duration) -> Written<'a>;
 
     /// Removes `key`.
-    fn delete<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: String,
-    ) -> BoxFuture<'a, ()>;
+    fn delete<'a>(&'a self, at: Scope<'a>, key: String) -> BoxFuture<'a, ()>;
 }
 
 #[derive(Clone)]
@@ -106,35 +91,18 @@ impl LocalKv {
 }
 
 impl KvBackend for LocalKv {
-    fn get<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: String,
-    ) -> BoxFuture<'a, Option<Vec<u8>>> {
-        Box::pin(std::future::ready(LocalKv::get(self, namespace, key)))
+    fn get<'a>(&'a self, at: Scope<'a>, key: String) -> BoxFuture<'a, Option<Vec<u8>>> {
+        ready(LocalKv::get(self, at.namespace, key))
     }
 
-    fn set<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: String,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        LocalKv::set(self, namespace, key, value, ttl);
-        Box::pin(std::future::ready(Ok(())))
+    fn set<'a>(&'a self, at: Scope<'a>, key: String, value: Vec<u8>, ttl: Duration) -> Written<'a> {
+        LocalKv::set(self, at.namespace, key, value, ttl);
+        ready(Ok(()))
     }
 
-    fn delete<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: String,
-    ) -> BoxFuture<'a, ()> {
-        LocalKv::delete(self, namespace, key);
-        Box::pin(std::future::ready(()))
+    fn delete<'a>(&'a self, at: Scope<'a>, key: String) -> BoxFuture<'a, ()> {
+        LocalKv::delete(self, at.namespace, key);
+        ready(())
     }
 }
 
@@ -142,68 +110,57 @@ impl KvBackend for LocalKv {
 pub struct RedisKv(pub Arc<RedisStore>);
 
 impl KvBackend for RedisKv {
-    fn get<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: String,
-    ) -> BoxFuture<'a, Option<Vec<u8>>> {
+    fn get<'a>(&'a self, at: Scope<'a>, key: String) -> BoxFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move {
-            let found = io.around(self.0.get(Kind::Kv, namespace, &key)).await;
-            found.ok().flatten()
+            let found = at.io.around(self.0.get(Kind::Kv, at.namespace, &key));
+            found.await.ok().flatten()
         })
     }
 
-    fn set<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: String,
-        value: Vec<u8>,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn set<'a>(&'a self, at: Scope<'a>, key: String, value: Vec<u8>, ttl: Duration) -> Written<'a> {
         Box::pin(async move {
-            let set = self
-                .0
-                .set(Kind::Kv, namespace, &key, &value, ttl.min(KV_MAX_TTL));
-            io.around(set).await.map_err(|e| unavailable(&e))
+            let ttl = ttl.min(KV_MAX_TTL);
+            let set = self.0.set(Kind::Kv, at.namespace, &key, &value, ttl);
+            at.io.around(set).await.map_err(|e| unavailable(&e))
         })
     }
 
-    fn delete<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: String,
-    ) -> BoxFuture<'a, ()> {
+    fn delete<'a>(&'a self, at: Scope<'a>, key: String) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let _ = io.around(self.0.delete(Kind::Kv, namespace, &key)).await;
+            let _ = at
+                .io
+                .around(self.0.delete(Kind::Kv, at.namespace, &key))
+                .await;
         })
     }
 }
 
-impl kv::Host for HostState {
+/// What the `kv` host functions serve from, borrowed for one call.
+pub type KvView<'a> = StoreView<'a, dyn KvBackend>;
+
+/// The `kv` interface's data in the linker: a [`KvView`].
+pub struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvView<'a>;
+}
+
+impl kv::Host for KvView<'_> {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        let env = &self.env;
-        env.backends.kv.get(&self.io, &env.namespace, key).await
+        self.backend.get(self.at, key).await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> Result<(), StoreError> {
         // The same check as the SDK's native kv.
         if let Some(refused) = plugin_shared::store::kv_refusal(&key, value.len(), ttl_ms) {
-            return Err(super::cache::store_error(refused));
+            return Err(store_error(refused));
         }
         let ttl = Duration::from_millis(ttl_ms);
-        let env = &self.env;
-        env.backends
-            .kv
-            .set(&self.io, &env.namespace, key, value, ttl)
-            .await
+        self.backend.set(self.at, key, value, ttl).await
     }
 
     async fn delete(&mut self, key: String) {
-        let env = &self.env;
-        env.backends.kv.delete(&self.io, &env.namespace, key).await;
+        self.backend.delete(self.at, key).await;
     }
 }
 

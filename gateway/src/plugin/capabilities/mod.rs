@@ -1,7 +1,12 @@
 //! The capabilities: the host side of the interfaces a pipeline entry must be
 //! granted, one module per WIT interface (`kv`, `cache`, `rate_limit`,
 //! `http_client`, `crypto`, `consumers`). Each implements the bindgen `Host`
-//! trait of its interface next to the state it serves from.
+//! trait of its interface on a small view of its own (`KvView`, `CacheView`,
+//! ...: borrows of what that interface serves from, made from the instance's
+//! state for one call) and names that view to the linker with a `HasData`
+//! marker (`HasKv`, `HasCache`, ...). None of them knows the instance's
+//! state (`host` makes the views) or this module: what the store-backed ones
+//! share is in `backend`, a leaf.
 //!
 //! `kv`, `rate-limit` and `cache` keep state in this process or on Redis, as
 //! the entry's `store` says. Each of those modules names its state with one
@@ -21,25 +26,22 @@
 //! backends that wait mark it on the instance's `IoWaits`.
 
 pub mod allowed_hosts;
+pub mod backend;
 pub mod cache;
-mod consumers;
+pub mod consumers;
 pub mod crypto;
 mod failure;
 pub mod http_client;
-mod kv;
+pub mod kv;
 pub mod rate_limit;
 pub mod redis;
 
 use crate::config::StoreFailure;
-use cache::{CacheBackend, LocalCache, RedisCache, ResponseCache};
+use cache::{CacheBackend, LocalCache, ProcessCache, RedisCache, ResponseCache};
 use kv::{KvBackend, LocalKv, RedisKv};
 use rate_limit::{LimitBackend, LocalLimits, RedisLimits};
 use redis::RedisStore;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
-
-/// What a backend returns: a future it may await the network in.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use std::sync::Arc;
 
 /// Where an entry's `kv`, `rate-limit` and `cache` state lives.
 #[derive(Clone, Default)]
@@ -60,9 +62,9 @@ pub enum Store {
 /// go to, chosen once from its [`Store`].
 #[derive(Clone)]
 pub struct Backends {
-    kv: Arc<dyn KvBackend>,
-    limits: Arc<dyn LimitBackend>,
-    cache: Arc<dyn CacheBackend>,
+    pub(super) kv: Arc<dyn KvBackend>,
+    pub(super) limits: Arc<dyn LimitBackend>,
+    pub(super) cache: Arc<dyn CacheBackend>,
 }
 
 impl Backends {
@@ -87,17 +89,17 @@ impl Backends {
         Backends {
             kv: Arc::new(services.kv.clone()),
             limits: services.limits.clone(),
-            cache: Arc::new(LocalCache(services.clone())),
+            cache: Arc::new(LocalCache(services.responses.clone())),
         }
     }
 }
 
 /// The process-wide state behind the capabilities.
 pub struct Services {
-    outbound: http_client::Outbound,
+    pub(super) outbound: http_client::Outbound,
     kv: LocalKv,
     limits: Arc<LocalLimits>,
-    responses: OnceLock<ResponseCache>,
+    responses: Arc<ProcessCache>,
 }
 
 impl Services {
@@ -108,34 +110,19 @@ impl Services {
             outbound: http_client::Outbound::new(),
             kv: LocalKv::new(),
             limits: Arc::new(LocalLimits::new()),
-            responses: OnceLock::new(),
+            responses: Arc::default(),
         })
     }
 
     /// Sizes the process's response cache. The first config to load decides;
     /// `false` when a later one asks for another size (applied at restart).
     pub fn size_response_cache(&self, capacity: u64, max_entry: usize) -> bool {
-        let cache = self
-            .responses
-            .get_or_init(|| ResponseCache::new(capacity, max_entry));
-        cache.capacity() == capacity && cache.max_entry() == max_entry
+        self.responses.size(capacity, max_entry)
     }
 
     /// The process's response cache (64 MiB with 8 MiB entries unless sized
     /// first).
     pub fn response_cache(&self) -> &ResponseCache {
-        self.responses
-            .get_or_init(|| ResponseCache::new(64 << 20, 8 << 20))
+        self.responses.get()
     }
-}
-
-/// A store's failure as a plugin learns it: that the store is unreachable,
-/// not the Redis client's words (addresses, internals), which go to the log.
-fn unavailable(
-    error: &dyn std::fmt::Display,
-) -> crate::plugin::bindings::gateway::plugin::types::StoreError {
-    tracing::warn!(%error, "a plugin's store write failed");
-    crate::plugin::bindings::gateway::plugin::types::StoreError::Unavailable(
-        "the shared store did not answer".to_string(),
-    )
 }

@@ -7,6 +7,9 @@
 //! keys are evicted first); or [`RedisLimits`], one Lua script per check on
 //! Redis's clock. A Redis backend is always wrapped in `failure::OnFailure`,
 //! the entry's `store_failure`.
+//!
+//! The host functions run on a [`RateLimitView`]: the entry's backend and
+//! namespace and the instance's `IoWaits`.
 
 use governor::clock::{Clock, DefaultClock};
 pub use plugin_shared::rate_limit::native::validate;
@@ -17,13 +20,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::BoxFuture;
+use super::backend::{BoxFuture, Scope, StoreView, ready};
 use super::redis::RedisStore;
-use crate::metrics::{Metrics, metrics};
-use crate::plugin::bindings::gateway::plugin::{rate_limit, types};
-use crate::plugin::host::HostState;
-use crate::plugin::watchdog::IoWaits;
+use crate::metrics::{Label, Metrics, metrics};
+use crate::plugin::bindings::gateway::plugin::rate_limit::{
+    self, Decision as WitDecision, QuotaDecision as WitQuota,
+};
+use crate::plugin::bindings::gateway::plugin::types;
 use plugin_shared::limits::millis;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use wasmtime::component::HasData;
 
 /// Most keys tracked at once, over all plugins.
 const MAX_KEYS: u64 = 100_000;
@@ -146,74 +153,43 @@ impl Fault {
     }
 }
 
+/// A check's decision, or why there is none.
+pub type Decided = Result<Decision, Fault>;
+/// What a backend's check returns.
+pub type Checked<'a> = BoxFuture<'a, Decided>;
+/// What a backend's quota count returns.
+pub type Counted<'a> = BoxFuture<'a, Result<QuotaDecision, Fault>>;
+
 /// Where one entry's rate-limit counters live.
 pub trait LimitBackend: Send + Sync {
-    /// Checks `key` under `policy` in `namespace`, counting the request when
-    /// it is allowed.
-    fn check<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        policy: Policy,
-    ) -> BoxFuture<'a, Result<Decision, Fault>>;
+    /// Checks `key` under `policy` in `at`'s namespace, counting the request
+    /// when it is allowed.
+    fn check<'a>(&'a self, at: Scope<'a>, key: &'a str, policy: Policy) -> Checked<'a>;
 
     /// Counts one request against `quota` for `key` in the calendar window
     /// holding `now_ms`; refused requests are not counted.
-    fn count<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        quota: Quota,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<QuotaDecision, Fault>>;
+    fn count<'a>(&'a self, at: Scope<'a>, key: &'a str, quota: Quota, now: u64) -> Counted<'a>;
 
     /// The decision of [`LimitBackend::check`] at once, when the backend
     /// waits on nothing (the local counters): a check on the hot path then
     /// costs no boxed future. `None` for a backend that must be awaited.
-    fn check_now(
-        &self,
-        namespace: &Arc<str>,
-        key: &str,
-        policy: Policy,
-    ) -> Option<Result<Decision, Fault>> {
-        let _ = (namespace, key, policy);
+    fn check_now(&self, at: Scope<'_>, key: &str, policy: Policy) -> Option<Decided> {
+        let _ = (at, key, policy);
         None
     }
 }
 
 impl LimitBackend for LocalLimits {
-    fn check_now(
-        &self,
-        namespace: &Arc<str>,
-        key: &str,
-        policy: Policy,
-    ) -> Option<Result<Decision, Fault>> {
-        Some(LocalLimits::check(self, namespace, key, policy).map_err(Fault::from))
+    fn check_now(&self, at: Scope<'_>, key: &str, policy: Policy) -> Option<Decided> {
+        Some(LocalLimits::check(self, at.namespace, key, policy).map_err(Fault::from))
     }
 
-    fn check<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        policy: Policy,
-    ) -> BoxFuture<'a, Result<Decision, Fault>> {
-        let decision = LocalLimits::check(self, namespace, key, policy).map_err(Fault::from);
-        Box::pin(std::future::ready(decision))
+    fn check<'a>(&'a self, at: Scope<'a>, key: &'a str, policy: Policy) -> Checked<'a> {
+        ready(LocalLimits::check(self, at.namespace, key, policy).map_err(Fault::from))
     }
 
-    fn count<'a>(
-        &'a self,
-        _: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        quota: Quota,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<QuotaDecision, Fault>> {
-        let decision = LocalLimits::count(self, namespace, key, quota, now_ms).map_err(Fault::from);
-        Box::pin(std::future::ready(decision))
+    fn count<'a>(&'a self, at: Scope<'a>, key: &'a str, quota: Quota, now: u64) -> Counted<'a> {
+        ready(LocalLimits::count(self, at.namespace, key, quota, now).map_err(Fault::from))
     }
 }
 
@@ -221,103 +197,120 @@ impl LimitBackend for LocalLimits {
 pub struct RedisLimits(pub Arc<RedisStore>);
 
 impl LimitBackend for RedisLimits {
-    fn check<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        policy: Policy,
-    ) -> BoxFuture<'a, Result<Decision, Fault>> {
+    fn check<'a>(&'a self, at: Scope<'a>, key: &'a str, policy: Policy) -> Checked<'a> {
         Box::pin(async move {
             validate(key, policy)?;
-            let answer = io.around(self.0.check(namespace, key, policy)).await;
-            answer.map_err(|_| Fault::Unavailable)
+            let answer = at.io.around(self.0.check(at.namespace, key, policy));
+            answer.await.map_err(|_| Fault::Unavailable)
         })
     }
 
-    fn count<'a>(
-        &'a self,
-        io: &'a IoWaits,
-        namespace: &'a Arc<str>,
-        key: &'a str,
-        quota: Quota,
-        now_ms: u64,
-    ) -> BoxFuture<'a, Result<QuotaDecision, Fault>> {
+    fn count<'a>(&'a self, at: Scope<'a>, key: &'a str, quota: Quota, now: u64) -> Counted<'a> {
         Box::pin(async move {
             check_key(key)?;
-            let answer = io.around(self.0.count(namespace, key, quota, now_ms)).await;
-            answer.map_err(|_| Fault::Unavailable)
+            let answer = at.io.around(self.0.count(at.namespace, key, quota, now));
+            answer.await.map_err(|_| Fault::Unavailable)
         })
     }
 }
 
-/// The label a decision is counted under.
-fn allowed_outcome(allowed: bool) -> &'static str {
-    if allowed { "allowed" } else { "refused" }
+/// The plugin's answer for `decided`, counted in `outcomes` as allowed or
+/// refused; when there is no decision, why, in the plugin's words.
+fn answer<D, W: From<D>>(
+    outcomes: &Family<Label, Counter>,
+    decided: Result<D, Fault>,
+    allowed: fn(&D) -> bool,
+) -> Result<W, String> {
+    let decision = decided.map_err(Fault::into_message)?;
+    let outcome = if allowed(&decision) {
+        "allowed"
+    } else {
+        "refused"
+    };
+    Metrics::count(outcomes, outcome);
+    Ok(W::from(decision))
 }
 
-impl rate_limit::Host for HostState {
-    async fn check(
-        &mut self,
-        key: String,
-        policy: types::Rate,
-    ) -> Result<rate_limit::Decision, String> {
-        let policy = Policy {
-            limit: policy.limit,
-            period: Duration::from_millis(policy.period_ms),
-            burst: policy.burst,
-        };
-        let (env, limits) = (&self.env, &self.env.backends.limits);
-        let decision = match limits.check_now(&env.namespace, &key, policy) {
-            Some(decided) => decided,
-            None => limits.check(&self.io, &env.namespace, &key, policy).await,
+impl From<Decision> for rate_limit::Decision {
+    fn from(decision: Decision) -> Self {
+        let Decision {
+            allowed,
+            limit,
+            remaining,
+            retry_after,
+            reset,
+        } = decision;
+        let (retry_after_ms, reset_ms) = (millis(retry_after), millis(reset));
+        rate_limit::Decision {
+            allowed,
+            limit,
+            remaining,
+            retry_after_ms,
+            reset_ms,
         }
-        .map_err(Fault::into_message)?;
-        Metrics::count(
-            &metrics().rate_limit_checks,
-            allowed_outcome(decision.allowed),
-        );
-        Ok(rate_limit::Decision {
-            allowed: decision.allowed,
-            limit: decision.limit,
-            remaining: decision.remaining,
-            retry_after_ms: millis(decision.retry_after),
-            reset_ms: millis(decision.reset),
-        })
+    }
+}
+
+impl From<QuotaDecision> for rate_limit::QuotaDecision {
+    fn from(counted: QuotaDecision) -> Self {
+        let reset_ms = millis(counted.reset);
+        let QuotaDecision {
+            allowed,
+            limit,
+            remaining,
+            ..
+        } = counted;
+        rate_limit::QuotaDecision {
+            allowed,
+            limit,
+            remaining,
+            reset_ms,
+        }
+    }
+}
+
+/// What the `rate-limit` host functions serve from, borrowed for one call.
+pub type RateLimitView<'a> = StoreView<'a, dyn LimitBackend>;
+
+/// The `rate-limit` interface's data in the linker: a [`RateLimitView`].
+pub struct HasRateLimit;
+
+impl HasData for HasRateLimit {
+    type Data<'a> = RateLimitView<'a>;
+}
+
+impl rate_limit::Host for RateLimitView<'_> {
+    async fn check(&mut self, key: String, rate: types::Rate) -> Result<WitDecision, String> {
+        let policy = Policy {
+            limit: rate.limit,
+            period: Duration::from_millis(rate.period_ms),
+            burst: rate.burst,
+        };
+        let (limits, at) = (self.backend, self.at);
+        let decided = match limits.check_now(at, &key, policy) {
+            Some(decided) => decided,
+            None => limits.check(at, &key, policy).await,
+        };
+        answer(&metrics().rate_limit_checks, decided, |d| d.allowed)
     }
 
-    async fn count(
-        &mut self,
-        key: String,
-        quota: types::Quota,
-    ) -> Result<rate_limit::QuotaDecision, String> {
+    async fn count(&mut self, key: String, quota: types::Quota) -> Result<WitQuota, String> {
+        let period = match quota.period {
+            types::QuotaPeriod::Day => crate::config::QuotaPeriod::Day,
+            types::QuotaPeriod::Week => crate::config::QuotaPeriod::Week,
+            types::QuotaPeriod::Month => crate::config::QuotaPeriod::Month,
+        };
         let quota = Quota {
             limit: quota.limit,
-            period: match quota.period {
-                types::QuotaPeriod::Day => crate::config::QuotaPeriod::Day,
-                types::QuotaPeriod::Week => crate::config::QuotaPeriod::Week,
-                types::QuotaPeriod::Month => crate::config::QuotaPeriod::Month,
-            },
+            period,
         };
         let now_ms = millis(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default(),
         );
-        let env = &self.env;
-        let decision = env
-            .backends
-            .limits
-            .count(&self.io, &env.namespace, &key, quota, now_ms)
-            .await
-            .map_err(Fault::into_message)?;
-        Metrics::count(&metrics().quota_counts, allowed_outcome(decision.allowed));
-        Ok(rate_limit::QuotaDecision {
-            allowed: decision.allowed,
-            limit: decision.limit,
-            remaining: decision.remaining,
-            reset_ms: millis(decision.reset),
-        })
+        let counted = self.backend.count(self.at, &key, quota, now_ms).await;
+        answer(&metrics().quota_counts, counted, |d| d.allowed)
     }
 }
 
