@@ -593,23 +593,21 @@ fn check_http2_upstreams(
     listed: &[Arc<Upstream>],
 ) -> Result<(), ConfigError> {
     for upstream in listed.iter().filter(|u| u.http2()) {
-        if let Some(on) = route.preserve_host.as_ref().filter(|p| *p.get_ref()) {
-            return Err(source.error(
-                on.span(),
-                format!(
-                    "route `{name}`: preserve_host cannot be used with upstream `{}`, which speaks HTTP/2 (its requests carry the target's authority)",
-                    upstream.name
-                ),
-            ));
-        }
-        if let Some(on) = route.websocket.as_ref().filter(|w| *w.get_ref()) {
-            return Err(source.error(
-                on.span(),
-                format!(
-                    "route `{name}`: websocket = true needs an HTTP/1.1 upstream; `{}` speaks HTTP/2",
-                    upstream.name
-                ),
-            ));
+        let refusals = [
+            (
+                route.preserve_host.as_ref(),
+                "preserve_host cannot be used with upstream `{}`, which speaks HTTP/2 (its requests carry the target's authority)",
+            ),
+            (
+                route.websocket.as_ref(),
+                "websocket = true needs an HTTP/1.1 upstream; `{}` speaks HTTP/2",
+            ),
+        ];
+        for (setting, why) in refusals {
+            if let Some(on) = setting.filter(|on| *on.get_ref()) {
+                let why = why.replace("{}", &upstream.name);
+                return Err(source.error(on.span(), format!("route `{name}`: {why}")));
+            }
         }
     }
     Ok(())
@@ -718,26 +716,7 @@ async fn build_entry(
         |msg: String| source.error(entry.plugin.span(), format!("route `{route}`: {msg}"));
 
     let is_path = reference.ends_with(".wasm");
-    let compiled = if is_path {
-        let path = source.base_dir().join(reference);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| at_plugin(format!("cannot read plugin `{}`: {e}", path.display())))?;
-        engine.compile(&bytes)
-    } else {
-        let bytes = builtin::find(reference).ok_or_else(|| {
-            let known = builtin::names();
-            let hint = match crate::config::problems::closest(reference, known.iter().copied()) {
-                Some(near) => format!("did you mean `{near}`? "),
-                None => String::new(),
-            };
-            at_plugin(format!(
-                "unknown plugin `{reference}`: {hint}built-in plugins are {}; a component path must end in .wasm",
-                known.join(", ")
-            ))
-        })?;
-        engine.compile_static(bytes)
-    }
-    .map_err(|e| at_plugin(format!("plugin `{reference}`: {e}")))?;
+    let compiled = compile_entry(source, reference, is_path, engine).map_err(at_plugin)?;
     check_grants(source, route, entry, &compiled, is_path)?;
 
     let defaults = &config.plugin_defaults;
@@ -794,6 +773,36 @@ async fn build_entry(
         max_body,
         compiled.hash.to_string(),
     ))
+}
+
+/// The component `reference` names: a `.wasm` file (relative to the config)
+/// or a built-in, compiled or taken from the engine's cache.
+fn compile_entry(
+    source: &Source,
+    reference: &str,
+    is_path: bool,
+    engine: &PluginEngine,
+) -> Result<CompiledPlugin, String> {
+    let compiled = if is_path {
+        let path = source.base_dir().join(reference);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| format!("cannot read plugin `{}`: {e}", path.display()))?;
+        engine.compile(&bytes)
+    } else {
+        let bytes = builtin::find(reference).ok_or_else(|| {
+            let known = builtin::names();
+            let hint = match crate::config::problems::closest(reference, known.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`? "),
+                None => String::new(),
+            };
+            format!(
+                "unknown plugin `{reference}`: {hint}built-in plugins are {}; a component path must end in .wasm",
+                known.join(", ")
+            )
+        })?;
+        engine.compile_static(bytes)
+    };
+    compiled.map_err(|e| format!("plugin `{reference}`: {e}"))
 }
 
 /// An entry's `max_idle_memory` as the file set it (with where), or none for

@@ -120,14 +120,13 @@ impl Rate {
                 "invalid rate `{text}`: expected COUNT/PERIOD, for example \"100/s\", \"6000/minute\" or \"5/10s\""
             )
         };
-        let (count, period) = text.split_once('/').ok_or_else(hint)?;
-        let count: u32 = count.trim().parse().map_err(|_| hint())?;
+        let (count, period): (u32, &str) = count_and_period(text, &hint)?;
         if count == 0 {
             return Err(format!(
                 "invalid rate `{text}`: the count must be at least 1"
             ));
         }
-        let per = match period.trim() {
+        let per = match period {
             "s" | "sec" | "second" => std::time::Duration::from_secs(1),
             "m" | "min" | "minute" => std::time::Duration::from_secs(60),
             "h" | "hour" => std::time::Duration::from_secs(3600),
@@ -147,6 +146,17 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
+/// `COUNT/PERIOD` split at the slash, the count parsed and the period
+/// trimmed; `hint` says what was expected.
+fn count_and_period<'t, N: std::str::FromStr>(
+    text: &'t str,
+    hint: &dyn Fn() -> String,
+) -> Result<(N, &'t str), String> {
+    let (count, period) = text.split_once('/').ok_or_else(hint)?;
+    let count = count.trim().parse().map_err(|_| hint())?;
+    Ok((count, period.trim()))
+}
+
 /// Parses a quota: `LIMIT/day`, `LIMIT/week` or `LIMIT/month`.
 pub fn parse_quota(text: &str) -> Result<Quota, String> {
     let hint = || {
@@ -154,9 +164,8 @@ pub fn parse_quota(text: &str) -> Result<Quota, String> {
             "invalid quota `{text}`: expected LIMIT/day, LIMIT/week or LIMIT/month, for example \"10000/day\""
         )
     };
-    let (limit, period) = text.split_once('/').ok_or_else(hint)?;
-    let limit: u64 = limit.trim().parse().map_err(|_| hint())?;
-    let period = match period.trim() {
+    let (limit, period): (u64, &str) = count_and_period(text, &hint)?;
+    let period = match period {
         "day" => QuotaPeriod::Day,
         "week" => QuotaPeriod::Week,
         "month" => QuotaPeriod::Month,

@@ -41,8 +41,33 @@ pub fn upstream_settings(
         .tls_server_name
         .as_ref()
         .and_then(|name| server_name(&mut at, name));
-    let http2_keepalive = http2_keepalive(&mut at, settings.http2_keepalive.as_ref(), http2);
-    let http2_max_streams = http2_max_streams(&mut at, settings.http2_max_streams.as_ref(), http2);
+    let keepalive = settings
+        .http2_keepalive
+        .as_ref()
+        .map(|k| Spanned::new(k.span(), k.get_ref().0));
+    let http2_keepalive = http2_only(
+        &mut at,
+        "http2_keepalive",
+        keepalive.as_ref(),
+        http2,
+        (
+            DEFAULT_HTTP2_KEEPALIVE,
+            |d: &Duration| !d.is_zero(),
+            "more than zero",
+        ),
+    );
+    let max_streams_range = format!("between 1 and {MAX_HTTP2_STREAMS}");
+    let http2_max_streams = http2_only(
+        &mut at,
+        "http2_max_streams",
+        settings.http2_max_streams.as_ref(),
+        http2,
+        (
+            DEFAULT_HTTP2_MAX_STREAMS,
+            |m: &usize| (1..=MAX_HTTP2_STREAMS).contains(m),
+            &max_streams_range,
+        ),
+    );
     let targets = targets(&mut problems, name, config);
     problems.finish(UpstreamSettings {
         targets,
@@ -207,54 +232,25 @@ fn server_name(
         .ok()
 }
 
-/// `http2_keepalive`, or its default; only with HTTP/2, and never zero.
-fn http2_keepalive(
+/// An HTTP/2-only setting `key`: its value, or `default` when it is absent
+/// or wrong (the error recorded). Given without HTTP/2, or out of `valid`
+/// (which `range` says in words), it is an error.
+fn http2_only<T: Copy>(
     at: &mut impl FnMut(Range<usize>, String),
-    every: Option<&Spanned<super::units::Duration>>,
+    key: &str,
+    given: Option<&Spanned<T>>,
     http2: bool,
-) -> Duration {
-    match (every, http2) {
-        (None, _) => DEFAULT_HTTP2_KEEPALIVE,
-        (Some(every), false) => {
-            at(
-                every.span(),
-                "http2_keepalive needs protocol = \"http2\"".to_string(),
-            );
-            DEFAULT_HTTP2_KEEPALIVE
-        }
-        (Some(every), true) if every.get_ref().0.is_zero() => {
-            at(
-                every.span(),
-                "http2_keepalive must be more than zero".to_string(),
-            );
-            DEFAULT_HTTP2_KEEPALIVE
-        }
-        (Some(every), true) => every.get_ref().0,
+    (default, valid, range): (T, fn(&T) -> bool, &str),
+) -> T {
+    let Some(value) = given else {
+        return default;
+    };
+    if !http2 {
+        at(value.span(), format!("{key} needs protocol = \"http2\""));
+    } else if !valid(value.get_ref()) {
+        at(value.span(), format!("{key} must be {range}"));
+    } else {
+        return *value.get_ref();
     }
-}
-
-/// `http2_max_streams`, or its default; only with HTTP/2, and in range.
-fn http2_max_streams(
-    at: &mut impl FnMut(Range<usize>, String),
-    max: Option<&Spanned<usize>>,
-    http2: bool,
-) -> usize {
-    match (max, http2) {
-        (None, _) => DEFAULT_HTTP2_MAX_STREAMS,
-        (Some(max), false) => {
-            at(
-                max.span(),
-                "http2_max_streams needs protocol = \"http2\"".to_string(),
-            );
-            DEFAULT_HTTP2_MAX_STREAMS
-        }
-        (Some(max), true) if !(1..=MAX_HTTP2_STREAMS).contains(max.get_ref()) => {
-            at(
-                max.span(),
-                format!("http2_max_streams must be between 1 and {MAX_HTTP2_STREAMS}"),
-            );
-            DEFAULT_HTTP2_MAX_STREAMS
-        }
-        (Some(max), true) => *max.get_ref(),
-    }
+    default
 }

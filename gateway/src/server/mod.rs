@@ -450,25 +450,27 @@ enum Refusal {
 fn refused(peer: std::net::SocketAddr, refusal: Refusal) {
     static TOTAL: crate::limit::LogEvery = crate::limit::LogEvery::new(Duration::from_secs(10));
     static PER_IP: crate::limit::LogEvery = crate::limit::LogEvery::new(Duration::from_secs(10));
-    let metrics = crate::metrics::metrics();
+    let (limit, log, open) = match refusal {
+        Refusal::Total => ("max_connections", &TOTAL, crate::limit::CONNECTIONS.open()),
+        Refusal::PerIp => (
+            "max_connections_per_ip",
+            &PER_IP,
+            crate::limit::CLIENT_CONNECTIONS.open(peer.ip()),
+        ),
+    };
+    crate::metrics::metrics()
+        .connections_refused
+        .get_or_create(&[("limit", limit)])
+        .inc();
+    let Some(suppressed) = log.ready() else {
+        return;
+    };
     match refusal {
         Refusal::Total => {
-            metrics
-                .connections_refused
-                .get_or_create(&[("limit", "max_connections")])
-                .inc();
-            if let Some(suppressed) = TOTAL.ready() {
-                tracing::warn!(%peer, open = crate::limit::CONNECTIONS.open(), suppressed, "max_connections reached: new connections are closed on arrival (logged at most every 10 s; `suppressed` since the last line; gateway_connections_refused_total counts them)");
-            }
+            tracing::warn!(%peer, open, suppressed, "max_connections reached: new connections are closed on arrival (logged at most every 10 s; `suppressed` since the last line; gateway_connections_refused_total counts them)")
         }
         Refusal::PerIp => {
-            metrics
-                .connections_refused
-                .get_or_create(&[("limit", "max_connections_per_ip")])
-                .inc();
-            if let Some(suppressed) = PER_IP.ready() {
-                tracing::warn!(%peer, open = crate::limit::CLIENT_CONNECTIONS.open(peer.ip()), suppressed, "max_connections_per_ip reached: this client's new connections are closed on arrival (logged at most every 10 s for all clients; `suppressed` since the last line; gateway_connections_refused_total counts them)");
-            }
+            tracing::warn!(%peer, open, suppressed, "max_connections_per_ip reached: this client's new connections are closed on arrival (logged at most every 10 s for all clients; `suppressed` since the last line; gateway_connections_refused_total counts them)")
         }
     }
 }

@@ -8,9 +8,9 @@
 //! take a target out, `healthy` passed ones put it back. A reload that
 //! rebuilds the upstream carries both verdicts over ([`Upstream::inherit_health`]).
 
-use super::Upstream;
 use super::send::error_chain;
 use super::settings::HealthCheck;
+use super::{Rounds, Upstream};
 use crate::body::{self, Body};
 use crate::proxy::connect::TimedConnector;
 use http::uri::Uri;
@@ -112,23 +112,16 @@ impl Upstream {
         if self.targets.len() < 2 {
             return;
         }
-        let weak = Arc::downgrade(self);
-        let every = check.interval;
+        let mut rounds = Rounds::new(self, check.interval);
         let client: CheckClient = client_builder(self.http2, check.timeout)
             .pool_max_idle_per_host(0)
             .build(self.connector.clone());
         tokio::spawn(async move {
             // Passed (positive) or failed (negative) checks in a row, per target.
             let mut streaks: Vec<i64> = Vec::new();
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(upstream) = weak.upgrade() else {
-                    return;
-                };
+            while let Some(upstream) = rounds.next().await {
                 let outcomes = upstream.check_round(&client, &check).await;
-                let Some(upstream) = weak.upgrade() else {
+                let Some(upstream) = rounds.upstream() else {
                     return;
                 };
                 streaks.resize(upstream.targets.len(), 0);

@@ -114,16 +114,9 @@ impl Upstream {
         let Some(pool) = &self.h2 else {
             return;
         };
-        let weak = Arc::downgrade(self);
-        let every = pool.sweep_every();
+        let mut rounds = Rounds::new(self, pool.sweep_every());
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(upstream) = weak.upgrade() else {
-                    return;
-                };
+            while let Some(upstream) = rounds.next().await {
                 if let Some(pool) = &upstream.h2 {
                     pool.sweep();
                 }
@@ -184,6 +177,36 @@ impl Upstream {
             Some(place) => response.map(|body| body::guarded(body, place)),
             None => response,
         })
+    }
+}
+
+/// The rounds of a periodic task of an upstream's (health checks, sweeps):
+/// one every period, the first a period from now, for as long as the
+/// upstream lives (a reload that replaces it ends them).
+pub(super) struct Rounds {
+    upstream: std::sync::Weak<Upstream>,
+    ticks: tokio::time::Interval,
+}
+
+impl Rounds {
+    fn new(upstream: &Arc<Upstream>, every: Duration) -> Self {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            upstream: Arc::downgrade(upstream),
+            ticks,
+        }
+    }
+
+    /// Waits for the next round: the upstream, or `None` once it is gone.
+    async fn next(&mut self) -> Option<Arc<Upstream>> {
+        self.ticks.tick().await;
+        self.upstream.upgrade()
+    }
+
+    /// The upstream, if it is still there (after a round's wait).
+    fn upstream(&self) -> Option<Arc<Upstream>> {
+        self.upstream.upgrade()
     }
 }
 
