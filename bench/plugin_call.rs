@@ -79,13 +79,16 @@ async fn pipeline_in(engine: &PluginEngine, bytes: &[u8], config: &str, env: Hos
     )
     .await
     .expect("init");
-    Pipeline::new(vec![Entry::new(
-        "bench".into(),
-        pool,
-        OnError::Fail,
-        1 << 20,
-        compiled_hash,
-    )])
+    Pipeline::new(
+        vec![Entry::new(
+            "bench".into(),
+            pool,
+            OnError::Fail,
+            1 << 20,
+            compiled_hash,
+        )],
+        u64::MAX,
+    )
 }
 
 async fn measure(name: &str, pipeline: &Pipeline) {

@@ -24,6 +24,32 @@ pub fn empty() -> Body {
     full(Bytes::new())
 }
 
+/// `body`, failing with [`TooLarge`] once more than `limit` bytes came.
+pub fn limited(body: Body, limit: u64) -> Body {
+    http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .map_err(move |err| {
+            if err.is::<http_body_util::LengthLimitError>() {
+                Box::new(TooLarge(limit))
+            } else {
+                err
+            }
+        })
+        .boxed_unsync()
+}
+
+/// A body went over its limit (the number of bytes), which errors carry to
+/// the client's 413.
+#[derive(Debug)]
+pub struct TooLarge(pub u64);
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the body is over its limit of {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
 /// Boxes any compatible body.
 pub fn boxed<B>(body: B) -> Body
 where

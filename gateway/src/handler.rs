@@ -3,7 +3,7 @@
 
 use crate::body::{self, Body};
 use crate::error::{Origin, RequestError};
-use crate::pipeline::RequestPhase;
+use crate::pipeline::{RequestPhase, ResponseBody};
 use crate::plugin::{
     Context, Request as WitRequest, Response as WitResponse, decode_headers, edit_head,
     encode_head, encode_headers, head_field, head_headers,
@@ -16,7 +16,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -298,7 +298,7 @@ fn prepare<'rt, 'a>(
         (body, None)
     } else {
         let (body, answered) = crate::body::read_timeout(body, runtime.limits.body_read_timeout);
-        (limit_body(body, limit), Some(answered))
+        (body::limited(body, limit), Some(answered))
     };
     // Plugins see the id the client will get back (to quote it in their answers).
     parts
@@ -306,7 +306,9 @@ fn prepare<'rt, 'a>(
         .insert(X_REQUEST_ID.clone(), request_id.clone());
     let pipeline = &route.pipeline;
     let respond_upto = pipeline.entries().len();
-    let wit = (pipeline.has_request_phase() || pipeline.has_response_phase(respond_upto))
+    let wit = pipeline
+        .plan()
+        .any_phase()
         .then(|| wit_request(&parts, conn, route, &params, request_id));
     Ok(Exchange {
         runtime,
@@ -333,10 +335,10 @@ fn find_route<'rt>(
     request: &Request<Body>,
 ) -> Result<(&'rt Route, Params), RequestError> {
     let wants_params = |route: usize| {
-        runtime.routes.get(route).is_none_or(|route| {
-            let pipeline = &route.pipeline;
-            pipeline.has_request_phase() || pipeline.has_response_phase(pipeline.entries().len())
-        })
+        runtime
+            .routes
+            .get(route)
+            .is_none_or(|route| route.pipeline.plan().any_phase())
     };
     let matched = runtime
         .router
@@ -387,17 +389,16 @@ async fn request_phase(
     let Some(wit) = exchange
         .wit
         .as_mut()
-        .filter(|_| pipeline.has_request_phase())
+        .filter(|_| pipeline.plan().request_phase)
     else {
         return Ok(None);
     };
     // Read when the first plugin that reads it is reached: one before it
     // that refuses the request (an auth check) spares reading the body.
-    let limit = exchange.runtime.limits.max_request_body;
-    let cap = pipeline
-        .request_body_cap()
-        .map(|cap| cap.min(usize::try_from(limit).unwrap_or(usize::MAX)));
-    let unread = cap.map(|cap| (&mut exchange.body, cap));
+    let unread = pipeline
+        .plan()
+        .request_body
+        .map(|cap| (&mut exchange.body, cap));
     match pipeline.run_request(wit, context, unread).await? {
         RequestPhase::Proceed { edited } => {
             if edited {
@@ -475,16 +476,11 @@ async fn dispatch<'rt>(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         return tunnel(exchange, response, upgrade.zip(permit)).map(Dispatched::Final);
     }
-    if !exchange
-        .route
-        .pipeline
-        .has_response_phase(exchange.respond_upto)
-    {
+    let plan = exchange.route.pipeline.response_plan(exchange.respond_upto);
+    if !plan.hooks {
         return Ok(Dispatched::Final(response));
     }
-    let pipeline = &exchange.route.pipeline;
-    let cap = pipeline.response_body_cap(exchange.respond_upto);
-    let pending = for_plugins(response, cap, upstream).await?;
+    let pending = for_plugins(response, plan.body, upstream).await?;
     Ok(Dispatched::ForPlugins(pending))
 }
 
@@ -528,7 +524,7 @@ fn tunnel(
 /// reader lets it.
 async fn for_plugins(
     response: Response<Body>,
-    cap: Option<(usize, bool)>,
+    cap: Option<ResponseBody>,
     upstream: Option<&Arc<Upstream>>,
 ) -> Result<Pending, RequestError> {
     let (response_parts, response_body) = response.into_parts();
@@ -543,13 +539,16 @@ async fn for_plugins(
         reason,
     };
     pending.stream = match cap {
-        Some((cap, passes))
-            if passes
-                && content_length(&response_parts.headers).is_some_and(|len| len > cap as u64) =>
-        {
+        Some(ResponseBody {
+            cap,
+            large_passes: true,
+        }) if content_length(&response_parts.headers).is_some_and(|len| len > cap as u64) => {
             Some(response_body)
         }
-        Some((cap, passes)) => match collect_or_keep(response_body, cap).await {
+        Some(ResponseBody {
+            cap,
+            large_passes: passes,
+        }) => match collect_or_keep(response_body, cap).await {
             Ok(Ok((bytes, after))) => {
                 pending.wit.body = Some(bytes.to_vec());
                 pending.trailers = after.map(|after| (bytes, after));
@@ -579,7 +578,7 @@ async fn response_phase(
     context: &mut Context,
 ) -> Result<Response<Body>, RequestError> {
     let pipeline = &exchange.route.pipeline;
-    if pipeline.has_response_phase(exchange.respond_upto) {
+    if pipeline.response_plan(exchange.respond_upto).hooks {
         let head = response_head(
             exchange.wit.unwrap_or_else(|| WitRequest {
                 head: Vec::new(),
@@ -682,7 +681,6 @@ async fn forward(
     conn: &Connection,
     request_id: &HeaderValue,
 ) -> Result<Response<Body>, RequestError> {
-    let limit = runtime.limits.max_request_body;
     let Forward {
         upstream,
         websocket,
@@ -727,11 +725,7 @@ async fn forward(
     let request = Request::from_parts(parts, body);
     let mut response = upstream
         .send(request, path_and_query, !route.preserve_host)
-        .await
-        .map_err(|err| match err {
-            RequestError::BodyTooLarge { .. } => RequestError::BodyTooLarge { limit },
-            other => other,
-        })?;
+        .await?;
     let switched = match response.status() {
         StatusCode::SWITCHING_PROTOCOLS => response.headers().get(header::UPGRADE).cloned(),
         _ => None,
@@ -834,10 +828,6 @@ async fn collect_or_keep(
 }
 
 /// Caps a streamed body at `limit` bytes (outside the request future, as above).
-fn limit_body(body: Body, limit: u64) -> Body {
-    Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync()
-}
-
 fn wit_request(
     parts: &Parts,
     conn: &Connection,

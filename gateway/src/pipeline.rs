@@ -14,7 +14,7 @@ use crate::plugin::{
     ResponseOutcome, edit_head, header_fields_fault,
 };
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError};
+use http_body_util::BodyExt;
 use prometheus_client::metrics::histogram::Histogram;
 
 /// One plugin with its config and policy.
@@ -107,12 +107,92 @@ pub struct Pipeline {
     entries: Vec<Entry>,
     /// The upstreams a request hook may choose among (the route's).
     upstreams: Vec<String>,
+    /// What the entries need of a request and its answer, decided once.
+    plan: BodyPlan,
+}
+
+/// What a pipeline's entries need of a request and its answer: which phases
+/// run, and which bodies are buffered for them, up to what size. Decided
+/// when the route is built, so a request asks nothing of the entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyPlan {
+    /// Some entry has a request hook.
+    pub request_phase: bool,
+    /// Some entry's request hook reads the body: it is buffered up to this
+    /// many bytes (the smallest of their `max_body` and the server's
+    /// `max_request_body`) when the first of them is reached.
+    pub request_body: Option<usize>,
+    /// The response phase when every entry takes part (no plugin answered).
+    pub response: ResponsePlan,
+}
+
+/// What the response hooks of some entries need.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponsePlan {
+    /// Some entry has a response hook.
+    pub hooks: bool,
+    /// Some entry's response hook reads the body: it is buffered up to
+    /// `cap` bytes (the smallest of their `max_body`); with `large_passes`
+    /// (every reader lets it), a larger body passes by unread instead of
+    /// failing the request.
+    pub body: Option<ResponseBody>,
+}
+
+/// The response body the hooks read, and what a larger one does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseBody {
+    /// Bytes buffered at most.
+    pub cap: usize,
+    /// A larger body passes by unread (else the request fails).
+    pub large_passes: bool,
+}
+
+impl BodyPlan {
+    /// The plan for `entries`, with request bodies capped at `max_request_body`.
+    fn new(entries: &[Entry], max_request_body: u64) -> Self {
+        let request_hooks = entries.iter().filter(|e| e.takes(Needs::REQUEST_HOOK));
+        let server_cap = usize::try_from(max_request_body).unwrap_or(usize::MAX);
+        BodyPlan {
+            request_phase: request_hooks.clone().next().is_some(),
+            request_body: request_hooks
+                .filter(|e| e.pool.reads_request_body())
+                .map(|e| e.max_body.min(server_cap))
+                .min(),
+            response: ResponsePlan::new(entries),
+        }
+    }
+
+    /// Whether any phase runs at all (the plugins need the request's head).
+    pub fn any_phase(&self) -> bool {
+        self.request_phase || self.response.hooks
+    }
+}
+
+impl ResponsePlan {
+    /// The response phase of `entries`.
+    fn new(entries: &[Entry]) -> Self {
+        let hooks = entries.iter().filter(|e| e.takes(Needs::RESPONSE_HOOK));
+        let readers = hooks.clone().filter(|e| e.pool.reads_response_body());
+        ResponsePlan {
+            hooks: hooks.clone().next().is_some(),
+            body: readers
+                .clone()
+                .map(|e| e.max_body)
+                .min()
+                .map(|cap| ResponseBody {
+                    cap,
+                    large_passes: readers.clone().all(|e| e.pool.passes_large_bodies()),
+                }),
+        }
+    }
 }
 
 impl Pipeline {
-    /// A pipeline over `entries`, in request order.
-    pub fn new(entries: Vec<Entry>) -> Self {
+    /// A pipeline over `entries`, in request order, whose request bodies are
+    /// capped at `max_request_body` (the server's).
+    pub fn new(entries: Vec<Entry>, max_request_body: u64) -> Self {
         Self {
+            plan: BodyPlan::new(&entries, max_request_body),
             entries,
             upstreams: Vec::new(),
         }
@@ -130,41 +210,24 @@ impl Pipeline {
         &self.entries
     }
 
-    /// Whether any entry takes the request phase.
-    pub fn has_request_phase(&self) -> bool {
-        self.entries.iter().any(|e| e.takes(Needs::REQUEST_HOOK))
+    /// What the entries need of a request and its answer.
+    pub fn plan(&self) -> &BodyPlan {
+        &self.plan
     }
 
-    /// Whether any entry among the first `upto` takes the response phase.
-    pub fn has_response_phase(&self, upto: usize) -> bool {
-        self.entries[..upto]
-            .iter()
-            .any(|e| e.takes(Needs::RESPONSE_HOOK))
+    /// The response phase when entry `upto` answered the request: that of
+    /// the entries before it (all of them when none answered).
+    pub fn response_plan(&self, upto: usize) -> ResponsePlan {
+        if upto >= self.entries.len() {
+            self.plan.response
+        } else {
+            ResponsePlan::new(&self.entries[..upto])
+        }
     }
 
     /// What the admin API shows of each entry, in order.
     pub fn describe(&self) -> Vec<serde_json::Value> {
         self.entries.iter().map(Entry::describe).collect()
-    }
-
-    /// The body cap for the request phase, if any entry reads request bodies.
-    pub fn request_body_cap(&self) -> Option<usize> {
-        self.entries
-            .iter()
-            .filter(|e| e.takes(Needs::REQUEST_HOOK) && e.pool.reads_request_body())
-            .map(|e| e.max_body)
-            .min()
-    }
-
-    /// The body cap for the response phase over the first `upto` entries, and
-    /// whether a body over it passes by (every reader lets it) rather than
-    /// failing the request.
-    pub fn response_body_cap(&self, upto: usize) -> Option<(usize, bool)> {
-        let readers = self.entries[..upto]
-            .iter()
-            .filter(|e| e.takes(Needs::RESPONSE_HOOK) && e.pool.reads_response_body());
-        let cap = readers.clone().map(|e| e.max_body).min()?;
-        Some((cap, readers.clone().all(|e| e.pool.passes_large_bodies())))
     }
 
     /// Runs the request phase in order. `unread` is the client's body and the
@@ -346,8 +409,8 @@ async fn collect_request_body(
     let mut buffer = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| {
-            if err.downcast_ref::<LengthLimitError>().is_some() {
-                too_large()
+            if let Some(over) = err.downcast_ref::<crate::body::TooLarge>() {
+                RequestError::BodyTooLarge { limit: over.0 }
             } else if let Some(timed_out) = err.downcast_ref::<crate::body::ReadTimedOut>() {
                 RequestError::BodyTimeout {
                     timeout: timed_out.0,

@@ -369,9 +369,9 @@ async fn build_route(
         let built = build_entry(source, config, name, entry, engine, env).await;
         entries.extend(problems.keep(built));
     }
-    let pipeline = Pipeline::new(entries);
+    let pipeline = Pipeline::new(entries, config.server.max_request_body.0);
     let no_upstream = route.upstream.is_none() && route.upstreams.is_none();
-    if no_upstream && problems.is_empty() && !pipeline.has_request_phase() {
+    if no_upstream && problems.is_empty() && !pipeline.plan().request_phase {
         problems.at(
             spanned.span(),
             format!("route `{name}` has no upstream, and no plugin of its pipeline can answer a request (none has a request hook): add upstream = \"NAME\" or a plugin that answers, such as `respond`"),

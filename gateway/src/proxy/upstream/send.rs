@@ -291,11 +291,8 @@ fn client_body_error(err: &(dyn std::error::Error + 'static)) -> Option<RequestE
     // the whole chain for them first.
     let chain = || std::iter::successors(Some(err), |cause| cause.source());
     for cause in chain() {
-        if cause
-            .downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
-            return Some(RequestError::BodyTooLarge { limit: 0 });
+        if let Some(over) = cause.downcast_ref::<crate::body::TooLarge>() {
+            return Some(RequestError::BodyTooLarge { limit: over.0 });
         }
         if let Some(timed_out) = cause.downcast_ref::<crate::body::ReadTimedOut>() {
             return Some(RequestError::BodyTimeout {
