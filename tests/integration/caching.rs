@@ -2,10 +2,12 @@
 //! long, keys, Vary, poisoning headers, collapsing, purges through the admin
 //! API, and one cache shared by two gateways through a real `redis-server`.
 
+use crate::support::config::{Config, Plugin, Route};
 use crate::support::{Gateway, RedisServer, Reply, Upstream, client, send, serve_http1};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -246,33 +248,17 @@ async fn concurrent_misses_send_one_request_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_consumer_has_its_own_entries_and_only_some_may_refresh() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[[consumers]]
-name = "alice"
-keys = [{{ plaintext = "alice-key-00000001" }}]
-[[consumers]]
-name = "bob"
-keys = [{{ plaintext = "bob-key-000000001" }}]
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "mine"
-path = "/me"
-upstream = "api"
-[[routes.plugins]]
-plugin = "key-auth"
-[[routes.plugins]]
-plugin = "cache"
-config = {{ refresh = ["alice"] }}
-"#,
-        addr = upstream.addr
-    ));
+    let gw = Config::new()
+        .consumer(json!({ "name": "alice", "keys": [{ "plaintext": "alice-key-00000001" }] }))
+        .consumer(json!({ "name": "bob", "keys": [{ "plaintext": "bob-key-000000001" }] }))
+        .upstream("api", &upstream)
+        .route(
+            Route::new("mine", "/me")
+                .upstream("api")
+                .plugin(Plugin::new("key-auth"))
+                .plugin(Plugin::new("cache").config(json!({ "refresh": ["alice"] }))),
+        )
+        .start();
     let alice = [("x-api-key", "alice-key-00000001")];
     let bob = [("x-api-key", "bob-key-000000001")];
     let url = gw.url("/me");
@@ -490,22 +476,14 @@ async fn validating_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_entry_is_revalidated_and_a_304_serves_the_stored_body() {
     let (addr, seen) = validating_upstream().await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "cached"
-path = "/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "cache"
-"#
-    ));
+    let gw = Config::new()
+        .upstream("api", addr)
+        .route(
+            Route::new("cached", "/{*rest}")
+                .upstream("api")
+                .plugin(Plugin::new("cache")),
+        )
+        .start();
     let first = fetch(&gw.url("/doc"), &[]).await;
     assert_eq!((first.status, x_cache(&first)), (200, "MISS"));
     assert_eq!(first.body, "stored body");

@@ -3,10 +3,12 @@
 //! HTTP/2 preface, hyper's own refusals, a body cut off at its limit, and
 //! idle connections crowding out new clients.
 
+use crate::support::config::{Config, Route};
 use crate::support::{Gateway, Upstream, get, metric, serve_http1};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
+use serde_json::json;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -253,19 +255,11 @@ async fn body_recording_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_aborted_upstream_not_ended_short() {
     let (upstream, seen) = body_recording_upstream().await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_request_body = "1KiB"
-[upstreams.up]
-targets = ["{upstream}"]
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "up"
-"#
-    ));
+    let gw = Config::new()
+        .server(json!({ "max_request_body": "1KiB" }))
+        .upstream("up", upstream)
+        .route(Route::new("all", "/{*rest}").upstream("up"))
+        .start();
     let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nhost: gw\r\ntransfer-encoding: chunked\r\n\r\n")

@@ -21,56 +21,38 @@ mod transform;
 mod upstreams;
 mod websocket;
 
+use crate::support::config::{Config, Plugin, Pool, Route};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 use std::time::{Duration, Instant};
-use support::{Gateway, Reply, Upstream, check, client, get, plugin_path, send};
-
-fn misbehave() -> String {
-    plugin_path("misbehave_plugin").display().to_string()
-}
+use support::{Gateway, Reply, Upstream, check, client, get, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_method_and_most_specific_path() {
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.a]
-targets = ["{a}"]
-[upstreams.b]
-targets = ["{b}"]
-
-[[routes]]
-name = "user-by-id"
-path = "/users/{{id}}"
-upstream = "a"
-
-[[routes]]
-name = "me"
-path = "/users/me"
-methods = ["GET"]
-upstream = "b"
-
-[[routes]]
-name = "static"
-path = "/static/{{*rest}}"
-upstream = "b"
-strip_prefix = "/static"
-
-[[routes]]
-name = "hosted"
-path = "/users/{{id}}"
-hosts = ["*.example.test"]
-upstream = "b"
-"#,
-        a = a.addr,
-        b = b.addr
-    ));
+    let gw = Config::new()
+        .upstream("a", &a)
+        .upstream("b", &b)
+        .route(Route::new("user-by-id", "/users/{id}").upstream("a"))
+        .route(
+            Route::new("me", "/users/me")
+                .methods(&["GET"])
+                .upstream("b"),
+        )
+        .route(
+            Route::new("static", "/static/{*rest}")
+                .upstream("b")
+                .strip_prefix("/static"),
+        )
+        .route(
+            Route::new("hosted", "/users/{id}")
+                .hosts(&["*.example.test"])
+                .upstream("b"),
+        )
+        .start();
 
     let reply = get(&gw.url("/users/42")).await;
     assert_eq!(reply.status, 200);
@@ -112,20 +94,14 @@ upstream = "b"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_not_allowed_lists_allowed_methods() {
     let a = Upstream::start("a").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.a]
-targets = ["{a}"]
-[[routes]]
-name = "items"
-path = "/items"
-methods = ["GET", "post"]
-upstream = "a"
-"#,
-        a = a.addr
-    ));
+    let gw = Config::new()
+        .upstream("a", &a)
+        .route(
+            Route::new("items", "/items")
+                .methods(&["GET", "post"])
+                .upstream("a"),
+        )
+        .start();
     let request = Request::delete(gw.url("/items"))
         .body(Full::default())
         .expect("request");
@@ -137,38 +113,29 @@ upstream = "a"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_phases_edit_request_and_response() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-
-[[routes]]
-name = "edited"
-path = "/edit"
-upstream = "up"
-
-[[routes.plugins]]
-plugin = "headers"
-[routes.plugins.config.request]
-set = {{ "x-first" = "1" }}
-remove = ["x-secret"]
-query_add = {{ "added" = "yes" }}
-query_remove = ["drop"]
-[routes.plugins.config.response]
-add = {{ "x-order" = "first" }}
-
-[[routes.plugins]]
-plugin = "headers"
-[routes.plugins.config.request]
-rename = {{ "x-first" = "x-renamed" }}
-[routes.plugins.config.response]
-set = {{ "x-order" = "second", "x-second" = "yes" }}
-remove = ["x-upstream"]
-"#,
-        up = up.addr
-    ));
+    let gw = Config::new()
+        .upstream("up", &up)
+        .route(
+            Route::new("edited", "/edit")
+                .upstream("up")
+                .plugin(Plugin::new("headers").config(json!({
+                    "request": {
+                        "set": { "x-first": "1" },
+                        "remove": ["x-secret"],
+                        "query_add": { "added": "yes" },
+                        "query_remove": ["drop"],
+                    },
+                    "response": { "add": { "x-order": "first" } },
+                })))
+                .plugin(Plugin::new("headers").config(json!({
+                    "request": { "rename": { "x-first": "x-renamed" } },
+                    "response": {
+                        "set": { "x-order": "second", "x-second": "yes" },
+                        "remove": ["x-upstream"],
+                    },
+                }))),
+        )
+        .start();
     let request = Request::get(gw.url("/edit?keep=1&drop=2"))
         .header("x-secret", "hunter2")
         .body(Full::default())
@@ -198,35 +165,26 @@ remove = ["x-upstream"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_answers_without_upstream_and_earlier_plugins_see_the_answer() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-
-[[routes]]
-name = "function"
-path = "/fn/{{name}}"
-
-[[routes.plugins]]
-plugin = "headers"
-config = {{ response = {{ set = {{ "x-wrapped" = "yes" }} }} }}
-
-[[routes.plugins]]
-plugin = "respond"
-config = {{ status = 201, body = "made {{{{name}}}}", headers = {{ "x-made-by" = "respond" }} }}
-
-[[routes]]
-name = "short-circuit"
-path = "/blocked"
-upstream = "up"
-[[routes.plugins]]
-plugin = "respond"
-config = {{ status = 403, body = "no" }}
-"#,
-        up = up.addr
-    ));
+    let gw = Config::new()
+        .upstream("up", &up)
+        .route(
+            Route::new("function", "/fn/{name}")
+                .plugin(
+                    Plugin::new("headers")
+                        .config(json!({ "response": { "set": { "x-wrapped": "yes" } } })),
+                )
+                .plugin(Plugin::new("respond").config(json!({
+                    "status": 201,
+                    "body": "made {{name}}",
+                    "headers": { "x-made-by": "respond" },
+                }))),
+        )
+        .route(
+            Route::new("short-circuit", "/blocked")
+                .upstream("up")
+                .plugin(Plugin::new("respond").config(json!({ "status": 403, "body": "no" }))),
+        )
+        .start();
     let reply = get(&gw.url("/fn/widget")).await;
     assert_eq!(reply.status, 201);
     assert_eq!(reply.body, "made widget");
@@ -245,29 +203,21 @@ config = {{ status = 403, body = "no" }}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_is_shared_within_a_request_only() {
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[[routes]]
-name = "ctx"
-path = "/ctx"
-[[routes.plugins]]
-plugin = "{p}"
-config = {{ mode = "set-context", key = "consumer", value = "alice" }}
-[[routes.plugins]]
-plugin = "{p}"
-config = {{ mode = "echo-context" }}
-
-[[routes]]
-name = "empty"
-path = "/empty"
-[[routes.plugins]]
-plugin = "{p}"
-config = {{ mode = "echo-context" }}
-"#,
-        p = misbehave()
-    ));
+    let gw = Config::new()
+        .route(
+            Route::new("ctx", "/ctx")
+                .plugin(
+                    Plugin::wasm("misbehave_plugin").config(
+                        json!({ "mode": "set-context", "key": "consumer", "value": "alice" }),
+                    ),
+                )
+                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "echo-context" }))),
+        )
+        .route(
+            Route::new("empty", "/empty")
+                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "echo-context" }))),
+        )
+        .start();
     let reply = get(&gw.url("/ctx")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["consumer"], "alice");
@@ -283,48 +233,40 @@ config = {{ mode = "echo-context" }}
 async fn a_request_hook_chooses_among_the_route_upstreams_and_the_response_hook_sees_the_head() {
     let stable = Upstream::start("stable").await;
     let canary = Upstream::start("canary").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.stable]
-targets = ["{stable}"]
-[upstreams.canary]
-targets = ["{canary}"]
-[upstreams.elsewhere]
-targets = ["{canary}"]
-[[routes]]
-name = "users"
-path = "/users/{{id}}"
-upstreams = ["stable", "canary"]
-[[routes.plugins]]
-plugin = "{p}"
-config = {{ mode = "set-context", key = "consumer", value = "alice" }}
-[[routes.plugins]]
-plugin = "{p}"
-config = {{ mode = "choose-upstream" }}
-
-[[routes]]
-name = "lenient"
-path = "/lenient/{{id}}"
-upstream = "stable"
-[[routes.plugins]]
-plugin = "{p}"
-on_error = "continue"
-config = {{ mode = "choose-upstream" }}
-
-[[routes]]
-name = "response-only"
-path = "/only/{{id}}"
-upstream = "stable"
-[[routes.plugins]]
-plugin = "{p}"
-config = {{ mode = "choose-upstream", phase = "response" }}
-"#,
-        stable = stable.addr,
-        canary = canary.addr,
-        p = misbehave()
-    ));
+    let gw = Config::new()
+        .upstream("stable", &stable)
+        .upstream("canary", &canary)
+        .upstream("elsewhere", &canary)
+        .route(
+            Route::new("users", "/users/{id}")
+                .upstreams(&["stable", "canary"])
+                .plugin(
+                    Plugin::wasm("misbehave_plugin").config(
+                        json!({ "mode": "set-context", "key": "consumer", "value": "alice" }),
+                    ),
+                )
+                .plugin(
+                    Plugin::wasm("misbehave_plugin").config(json!({ "mode": "choose-upstream" })),
+                ),
+        )
+        .route(
+            Route::new("lenient", "/lenient/{id}")
+                .upstream("stable")
+                .plugin(
+                    Plugin::wasm("misbehave_plugin")
+                        .on_error("continue")
+                        .config(json!({ "mode": "choose-upstream" })),
+                ),
+        )
+        .route(
+            Route::new("response-only", "/only/{id}")
+                .upstream("stable")
+                .plugin(
+                    Plugin::wasm("misbehave_plugin")
+                        .config(json!({ "mode": "choose-upstream", "phase": "response" })),
+                ),
+        )
+        .start();
     let by_default = get(&gw.url("/users/42")).await;
     assert_eq!(by_default.status, 200);
     assert_eq!(by_default.json()["upstream"], "stable");
@@ -420,40 +362,29 @@ config = {{ mode = "choose-upstream", phase = "response" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trapping_plugin_fails_the_request_or_is_skipped() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "fail"
-path = "/fail"
-upstream = "up"
-[[routes.plugins]]
-plugin = "{p}"
-config = {{ mode = "trap" }}
-
-[[routes]]
-name = "continue"
-path = "/continue"
-upstream = "up"
-[[routes.plugins]]
-plugin = "{p}"
-on_error = "continue"
-config = {{ mode = "trap" }}
-
-[[routes]]
-name = "response-trap"
-path = "/response-trap"
-upstream = "up"
-[[routes.plugins]]
-plugin = "{p}"
-config = {{ mode = "trap", phase = "response" }}
-"#,
-        up = up.addr,
-        p = misbehave()
-    ));
+    let gw = Config::new()
+        .upstream("up", &up)
+        .route(
+            Route::new("fail", "/fail")
+                .upstream("up")
+                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "trap" }))),
+        )
+        .route(
+            Route::new("continue", "/continue").upstream("up").plugin(
+                Plugin::wasm("misbehave_plugin")
+                    .on_error("continue")
+                    .config(json!({ "mode": "trap" })),
+            ),
+        )
+        .route(
+            Route::new("response-trap", "/response-trap")
+                .upstream("up")
+                .plugin(
+                    Plugin::wasm("misbehave_plugin")
+                        .config(json!({ "mode": "trap", "phase": "response" })),
+                ),
+        )
+        .start();
     for _ in 0..3 {
         let reply = get(&gw.url("/fail")).await;
         assert_eq!(reply.status, 500);
@@ -480,31 +411,19 @@ config = {{ mode = "trap", phase = "response" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infinite_loop_is_stopped_by_the_deadline_while_other_routes_serve() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "loop"
-path = "/loop"
-[[routes.plugins]]
-plugin = "{p}"
-deadline = "100ms"
-config = {{ mode = "loop" }}
-
-[[routes]]
-name = "fine"
-path = "/fine"
-upstream = "up"
-[[routes.plugins]]
-plugin = "headers"
-config = {{ request = {{ set = {{ "x-ok" = "1" }} }} }}
-"#,
-        up = up.addr,
-        p = misbehave()
-    ));
+    let gw = Config::new()
+        .upstream("up", &up)
+        .route(
+            Route::new("loop", "/loop").plugin(
+                Plugin::wasm("misbehave_plugin")
+                    .with("deadline", json!("100ms"))
+                    .config(json!({ "mode": "loop" })),
+            ),
+        )
+        .route(Route::new("fine", "/fine").upstream("up").plugin(
+            Plugin::new("headers").config(json!({ "request": { "set": { "x-ok": "1" } } })),
+        ))
+        .start();
     let looping = tokio::spawn({
         let url = gw.url("/loop");
         async move {
@@ -568,20 +487,15 @@ config = {{ request = {{ set = {{ "x-ok" = "1" }} }} }}
 async fn a_plugin_sleeping_in_a_loop_is_stopped_by_the_deadline() {
     // WASI sleeps suspend the call, so no epoch check sees them: the time
     // still counts, and the call is cut off at its deadline.
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[[routes]]
-name = "sleepy"
-path = "/sleepy"
-[[routes.plugins]]
-plugin = "{p}"
-deadline = "100ms"
-config = {{ mode = "sleep" }}
-"#,
-        p = misbehave()
-    ));
+    let gw = Config::new()
+        .route(
+            Route::new("sleepy", "/sleepy").plugin(
+                Plugin::wasm("misbehave_plugin")
+                    .with("deadline", json!("100ms"))
+                    .config(json!({ "mode": "sleep" })),
+            ),
+        )
+        .start();
     for _ in 0..2 {
         let started = Instant::now();
         let reply = tokio::time::timeout(Duration::from_secs(10), get(&gw.url("/sleepy")))
@@ -602,29 +516,17 @@ config = {{ mode = "sleep" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_hungry_plugin_hits_the_cap() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "hog"
-path = "/hog"
-upstream = "up"
-[[routes.plugins]]
-plugin = "{p}"
-memory_limit = "16MiB"
-config = {{ mode = "oom" }}
-
-[[routes]]
-name = "fine"
-path = "/fine"
-upstream = "up"
-"#,
-        up = up.addr,
-        p = misbehave()
-    ));
+    let gw = Config::new()
+        .upstream("up", &up)
+        .route(
+            Route::new("hog", "/hog").upstream("up").plugin(
+                Plugin::wasm("misbehave_plugin")
+                    .with("memory_limit", json!("16MiB"))
+                    .config(json!({ "mode": "oom" })),
+            ),
+        )
+        .route(Route::new("fine", "/fine").upstream("up"))
+        .start();
     for _ in 0..3 {
         assert_eq!(get(&gw.url("/hog")).await.status, 500);
         assert_eq!(get(&gw.url("/fine")).await.status, 200);
@@ -644,27 +546,15 @@ async fn upstream_down_is_502_and_slow_is_504() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr")
     };
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.down]
-targets = ["{closed}"]
-connect_timeout = "1s"
-[upstreams.slow]
-targets = ["{up}"]
-timeout = "200ms"
-[[routes]]
-name = "down"
-path = "/down"
-upstream = "down"
-[[routes]]
-name = "slow"
-path = "/slow/{{ms}}"
-upstream = "slow"
-"#,
-        up = up.addr
-    ));
+    let gw = Config::new()
+        .upstream(
+            "down",
+            Pool::new([closed]).with("connect_timeout", json!("1s")),
+        )
+        .upstream("slow", Pool::new([up.addr]).timeout("200ms"))
+        .route(Route::new("down", "/down").upstream("down"))
+        .route(Route::new("slow", "/slow/{ms}").upstream("slow"))
+        .start();
     let reply = get(&gw.url("/down")).await;
     assert_eq!(reply.status, 502);
     assert_eq!(reply.json()["error"], "bad gateway");
@@ -680,20 +570,10 @@ upstream = "slow"
 async fn forwarding_headers_request_id_and_round_robin() {
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.pair]
-targets = ["{a}", "{b}"]
-[[routes]]
-name = "any"
-path = "/{{*rest}}"
-upstream = "pair"
-"#,
-        a = a.addr,
-        b = b.addr
-    ));
+    let gw = Config::new()
+        .upstream("pair", Pool::new([a.addr, b.addr]))
+        .route(Route::new("any", "/{*rest}").upstream("pair"))
+        .start();
     let request = Request::get(gw.url("/x"))
         .header("x-forwarded-for", "6.6.6.6")
         .header("x-request-id", "abc-123")
@@ -737,22 +617,15 @@ upstream = "pair"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_limits_body_size_and_header_timeout() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_request_body = "1KiB"
-header_read_timeout = "300ms"
-max_header_bytes = "8KiB"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "any"
-path = "/{{*rest}}"
-upstream = "up"
-"#,
-        up = up.addr
-    ));
+    let gw = Config::new()
+        .server(json!({
+            "max_request_body": "1KiB",
+            "header_read_timeout": "300ms",
+            "max_header_bytes": "8KiB",
+        }))
+        .upstream("up", &up)
+        .route(Route::new("any", "/{*rest}").upstream("up"))
+        .start();
     let big = Request::post(gw.url("/upload"))
         .body(Full::new(Bytes::from(vec![b'x'; 4096])))
         .expect("request");
@@ -789,19 +662,12 @@ upstream = "up"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_cleartext_and_third_party_plugin_from_a_path() {
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[[routes]]
-name = "hello"
-path = "/hello/{{name}}"
-[[routes.plugins]]
-plugin = "{hello}"
-config = {{ greeting = "Hi" }}
-"#,
-        hello = plugin_path("hello_plugin").display()
-    ));
+    let gw = Config::new()
+        .route(
+            Route::new("hello", "/hello/{name}")
+                .plugin(Plugin::wasm("hello_plugin").config(json!({ "greeting": "Hi" }))),
+        )
+        .start();
     let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build::<_, Full<Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new());
@@ -828,31 +694,18 @@ config = {{ greeting = "Hi" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_cross_only_to_plugins_that_read_them() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "reader"
-path = "/reader"
-upstream = "up"
-[[routes.plugins]]
-plugin = "{reader}"
-max_body = "2KiB"
-
-[[routes]]
-name = "blind"
-path = "/blind"
-[[routes.plugins]]
-plugin = "{misbehave}"
-config = {{ mode = "echo-body" }}
-"#,
-        up = up.addr,
-        reader = plugin_path("body_reader_plugin").display(),
-        misbehave = misbehave()
-    ));
+    let gw = Config::new()
+        .upstream("up", &up)
+        .route(
+            Route::new("reader", "/reader")
+                .upstream("up")
+                .plugin(Plugin::wasm("body_reader_plugin").with("max_body", json!("2KiB"))),
+        )
+        .route(
+            Route::new("blind", "/blind")
+                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "echo-body" }))),
+        )
+        .start();
     let post = |path: &str, body: &'static str| {
         Request::post(gw.url(path))
             .body(Full::new(Bytes::from_static(body.as_bytes())))
@@ -1008,22 +861,12 @@ async fn sigterm_drains_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_delay_keeps_serving_while_not_ready() {
     let up = Upstream::start("up").await;
-    let mut gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_delay = "1500ms"
-[admin]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "up"
-"#,
-        up = up.addr
-    ));
+    let mut gw = Config::new()
+        .server(json!({ "shutdown_delay": "1500ms" }))
+        .admin()
+        .upstream("up", &up)
+        .route(Route::new("all", "/{*rest}").upstream("up"))
+        .start();
     let signalled = Instant::now();
     gw.signal("TERM");
     assert!(
@@ -1050,21 +893,14 @@ upstream = "up"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_cuts_the_shutdown_delay_short() {
-    let mut gw = Gateway::start(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_delay = "1m"
-[admin]
-listen = "127.0.0.1:0"
-[[routes]]
-name = "hello"
-path = "/"
-[[routes.plugins]]
-plugin = "respond"
-config = { status = 200, body = "hi" }
-"#,
-    );
+    let mut gw = Config::new()
+        .server(json!({ "shutdown_delay": "1m" }))
+        .admin()
+        .route(
+            Route::new("hello", "/")
+                .plugin(Plugin::new("respond").config(json!({ "status": 200, "body": "hi" }))),
+        )
+        .start();
     gw.signal("TERM");
     assert!(gw.turns_not_ready(Duration::from_secs(5)).await);
     gw.signal("TERM");
@@ -1138,30 +974,18 @@ async fn drain_timeout_bounds_the_wait_for_in_flight_requests() {
 async fn a_request_body_that_stops_coming_is_answered_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-body_read_timeout = "1500ms"
-[upstreams.up]
-targets = ["{up}"]
-# Shorter than body_read_timeout, and shorter than the steady upload below:
-# the upstream's clock starts at the body's last byte.
-timeout = "1s"
-[[routes]]
-name = "proxied"
-path = "/proxied"
-upstream = "up"
-[[routes]]
-name = "reader"
-path = "/reader"
-upstream = "up"
-[[routes.plugins]]
-plugin = "{reader}"
-"#,
-        up = up.addr,
-        reader = plugin_path("body_reader_plugin").display(),
-    ));
+    let gw = // Shorter than body_read_timeout, and shorter than the steady upload below:
+// the upstream's clock starts at the body's last byte.
+Config::new()
+.server(json!({ "body_read_timeout": "1500ms" }))
+.upstream("up", Pool::new([up.addr])
+.timeout("1s"))
+.route(Route::new("proxied", "/proxied")
+.upstream("up"))
+.route(Route::new("reader", "/reader")
+.upstream("up")
+.plugin(Plugin::wasm("body_reader_plugin")))
+.start();
     // Sends the head and `parts` of a 12-byte body, one every `pause`; the
     // status line answered and how long after the first part it came.
     let upload = |path: &'static str, parts: &'static [&'static str], pause: Duration| {
@@ -1216,28 +1040,17 @@ plugin = "{reader}"
 async fn plugins_before_the_first_body_reader_answer_without_waiting_for_the_body() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-body_read_timeout = "10s"
-[[consumers]]
-name = "alice"
-keys = [{{ plaintext = "alice-key-0000000001" }}]
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "reader"
-path = "/reader"
-upstream = "up"
-[[routes.plugins]]
-plugin = "key-auth"
-[[routes.plugins]]
-plugin = "{reader}"
-"#,
-        up = up.addr,
-        reader = plugin_path("body_reader_plugin").display(),
-    ));
+    let gw = Config::new()
+        .server(json!({ "body_read_timeout": "10s" }))
+        .consumer(json!({ "name": "alice", "keys": [{ "plaintext": "alice-key-0000000001" }] }))
+        .upstream("up", &up)
+        .route(
+            Route::new("reader", "/reader")
+                .upstream("up")
+                .plugin(Plugin::new("key-auth"))
+                .plugin(Plugin::wasm("body_reader_plugin")),
+        )
+        .start();
     // Announces 1000 bytes, sends 5, and waits.
     let started = Instant::now();
     let mut stream = tokio::net::TcpStream::connect(gw.addr)

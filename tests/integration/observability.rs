@@ -1,10 +1,12 @@
 //! What operators see: metrics after a scripted traffic pattern, trace
 //! context propagation, the access log, and readiness while draining.
 
+use crate::support::config::{Config, Plugin, Route};
 use crate::support::{Gateway, Upstream, client, get, metric, plugin_path, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn config(upstream: &str) -> String {
@@ -204,25 +206,12 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_max_connections_are_closed_on_arrival() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_connections = 2
-
-[admin]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "api"
-"#,
-        addr = upstream.addr
-    ));
+    let gw = Config::new()
+        .server(json!({ "max_connections": 2 }))
+        .admin()
+        .upstream("api", &upstream)
+        .route(Route::new("all", "/{*rest}").upstream("api"))
+        .start();
     let request = b"GET /x HTTP/1.1\r\nhost: gw\r\n\r\n";
     let connect = || tokio::net::TcpStream::connect(gw.addr);
     // Two connections that have not sent their first request yet: new
@@ -270,24 +259,14 @@ upstream = "api"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_cannot_hold_more_than_max_connections_per_ip() {
-    let gw = Gateway::start(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_connections_per_ip = 2
-trusted_proxies = ["127.0.0.3"]
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[routes]]
-name = "hello"
-path = "/hello"
-[[routes.plugins]]
-plugin = "respond"
-config = { status = 200, body = "hi" }
-"#,
-    );
+    let gw = Config::new()
+        .server(json!({ "max_connections_per_ip": 2, "trusted_proxies": ["127.0.0.3"] }))
+        .admin()
+        .route(
+            Route::new("hello", "/hello")
+                .plugin(Plugin::new("respond").config(json!({ "status": 200, "body": "hi" }))),
+        )
+        .start();
     let request = b"GET /hello HTTP/1.1\r\nhost: gw\r\n\r\n";
     // Connections from 127.0.0.1 and from 127.0.0.2 (another client on loopback).
     let from = |ip: [u8; 4]| {
@@ -341,21 +320,13 @@ config = { status = 200, body = "hi" }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_send_nothing_are_closed_after_header_read_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let gw = Gateway::start(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-header_read_timeout = "1s"
-max_connections = 2
-
-[[routes]]
-name = "hello"
-path = "/hello"
-[[routes.plugins]]
-plugin = "respond"
-config = { status = 200, body = "hi" }
-"#,
-    );
+    let gw = Config::new()
+        .server(json!({ "header_read_timeout": "1s", "max_connections": 2 }))
+        .route(
+            Route::new("hello", "/hello")
+                .plugin(Plugin::new("respond").config(json!({ "status": 200, "body": "hi" }))),
+        )
+        .start();
     // Silent, and stalled on the first byte of the HTTP/2 preface: both hold
     // a place until the deadline closes them.
     let mut silent = tokio::net::TcpStream::connect(gw.addr)

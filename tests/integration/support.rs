@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+pub mod config;
+
 /// Where build.rs put the compiled plugins (built-ins, the example and test plugins).
 pub fn plugin_path(stem: &str) -> PathBuf {
     Path::new(env!("GATEWAY_PLUGIN_DIR")).join(format!("{stem}.wasm"))
