@@ -403,35 +403,24 @@ async fn mtls_auth_takes_the_certificate_not_forged_headers_however_many() {
     let upstream = Recorder::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (root, ca) = mtls_files(dir.path());
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[server.tls]
-cert = "cert.pem"
-key = "key.pem"
-client_ca = "clients.pem"
-client_auth = "optional"
-
-[[consumers]]
-name = "billing"
-
-[[consumers]]
-name = "admin"
-
-[upstreams.api]
-targets = ["{upstream}"]
-
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "mtls-auth"
-"#,
-        upstream = upstream.addr
-    );
-    std::fs::write(dir.path().join("gateway.toml"), config).expect("config");
+    let config = Config::new()
+        .server(json!({
+            "tls": {
+                "cert": "cert.pem",
+                "key": "key.pem",
+                "client_ca": "clients.pem",
+                "client_auth": "optional",
+            },
+        }))
+        .consumer(json!({ "name": "billing" }))
+        .consumer(json!({ "name": "admin" }))
+        .upstream("api", upstream.addr)
+        .route(
+            Route::new("all", "/{*rest}")
+                .upstream("api")
+                .plugin(Plugin::new("mtls-auth")),
+        );
+    config.write(&dir.path().join("gateway.toml"));
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
     let forged = "GET /x HTTP/1.1\r\nhost: localhost\r\n\
         x-forwarded-client-cert: Hash=00;Subject=\"CN=admin\"\r\n\

@@ -9,47 +9,27 @@ use http_body_util::Full;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-fn config(upstream: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{upstream}"]
-
-[[routes]]
-name = "ok"
-path = "/ok"
-upstream = "api"
-[[routes.plugins]]
-plugin = "headers"
-config = {{ request = {{ set = {{ "x-seen" = "1" }} }} }}
-
-[[routes]]
-name = "fail"
-path = "/fail"
-upstream = "api"
-[[routes.plugins]]
-plugin = "{misbehave}"
-config = {{ mode = "trap" }}
-
-[[routes]]
-name = "slow"
-path = "/slow/{{ms}}"
-upstream = "api"
-"#,
-        misbehave = plugin_path("misbehave_plugin").display()
-    )
+/// An admin listener and three routes to `upstream`: `/ok` (through
+/// `headers`), `/fail` (a plugin that traps) and `/slow/{ms}`.
+fn config(upstream: &Upstream) -> Config {
+    Config::new()
+        .admin()
+        .upstream("api", upstream)
+        .route(Route::new("ok", "/ok").upstream("api").plugin(
+            Plugin::new("headers").config(json!({ "request": { "set": { "x-seen": "1" } } })),
+        ))
+        .route(
+            Route::new("fail", "/fail")
+                .upstream("api")
+                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "trap" }))),
+        )
+        .route(Route::new("slow", "/slow/{ms}").upstream("api"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_a_scripted_traffic_pattern() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let gw = config(&upstream).start();
     for _ in 0..3 {
         assert_eq!(get(&gw.url("/ok")).await.status, 200);
     }
@@ -118,7 +98,7 @@ async fn metrics_count_a_scripted_traffic_pattern() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_are_continued_or_started_and_logged() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let gw = config(&upstream).start();
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let request = Request::get(gw.url("/ok"))
         .header("traceparent", incoming)
@@ -153,7 +133,7 @@ async fn traces_are_continued_or_started_and_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_off_while_draining() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let gw = config(&upstream).start();
     assert_eq!(get(&gw.admin_url("/readyz")).await.status, 200);
     let url = gw.url("/slow/1500");
     let in_flight = tokio::spawn(async move { get(&url).await });
@@ -354,7 +334,7 @@ async fn connections_that_send_nothing_are_closed_after_header_read_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_panic_is_one_readable_log_line() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let gw = config(&upstream).start();
     let reply = get(&gw.url("/fail")).await;
     assert_eq!(reply.status, 500);
     // The access line comes after the failure's: wait for it.

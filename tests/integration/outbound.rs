@@ -12,6 +12,11 @@ fn outbound() -> String {
     plugin_path("outbound_plugin").display().to_string()
 }
 
+/// The outbound test plugin, granted `http-client` and `kv`.
+fn fetcher() -> Plugin {
+    Plugin::wasm("outbound_plugin").with("grants", json!(["http-client", "kv"]))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_reach_allowed_hosts_share_fetches_and_keep_kv() {
     let api = Upstream::start("api").await;
@@ -19,24 +24,21 @@ async fn plugins_reach_allowed_hosts_share_fetches_and_keep_kv() {
     let gw = Config::new()
         .route(
             Route::new("fetch", "/fetch").plugin(
-                Plugin::new(outbound())
-                    .with("grants", json!(["http-client", "kv"]))
+                fetcher()
                     .with("allowed_hosts", json!(["127.0.0.1"]))
                     .config(json!({ "mode": "fetch", "url": format!("http://{}/data", api.addr) })),
             ),
         )
         .route(
             Route::new("denied", "/denied").plugin(
-                Plugin::new(outbound())
-                    .with("grants", json!(["http-client", "kv"]))
+                fetcher()
                     .with("allowed_hosts", json!(["https://example.com"]))
                     .config(json!({ "mode": "fetch", "url": format!("http://{}/data", api.addr) })),
             ),
         )
         .route(
             Route::new("slow", "/slow").plugin(
-                Plugin::new(outbound())
-                    .with("grants", json!(["http-client", "kv"]))
+                fetcher()
                     .with(
                         "allowed_hosts",
                         json!([format!("127.0.0.1:{}", api.addr.port())]),
@@ -49,8 +51,7 @@ async fn plugins_reach_allowed_hosts_share_fetches_and_keep_kv() {
         )
         .route(
             Route::new("shared", "/shared").plugin(
-                Plugin::new(outbound())
-                    .with("grants", json!(["http-client", "kv"]))
+                fetcher()
                     .with("allowed_hosts", json!(["127.0.0.1"]))
                     .with("pool_size", json!(8))
                     .config(json!({
@@ -62,7 +63,7 @@ async fn plugins_reach_allowed_hosts_share_fetches_and_keep_kv() {
         )
         .route(
             Route::new("counter", "/counter").plugin(
-                Plugin::new(outbound())
+                Plugin::wasm("outbound_plugin")
                     .with("grants", json!(["kv", "http-client"]))
                     .config(json!({ "mode": "kv-counter" })),
             ),

@@ -10,29 +10,20 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// A gateway whose `/slow/{ms}` route answers after `ms` milliseconds, with
-/// `server` added to its `[server]` table.
-fn slow_gateway(up: &Upstream, server: &str) -> Gateway {
-    Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{server}
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "slow"
-path = "/slow/{{ms}}"
-upstream = "up"
-"#,
-        up = up.addr
-    ))
+/// `server` merged into its `[server]` table.
+fn slow_gateway(up: &Upstream, server: serde_json::Value) -> Gateway {
+    Config::new()
+        .server(server)
+        .upstream("up", up)
+        .route(Route::new("slow", "/slow/{ms}").upstream("up"))
+        .start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("up").await;
-    let gw = slow_gateway(&up, "");
+    let gw = slow_gateway(&up, json!({}));
     let url = gw.url("/slow/500");
     let in_flight = tokio::spawn(async move { get(&url).await });
     up.wait_for_a_hit().await;
@@ -119,7 +110,7 @@ async fn a_second_signal_cuts_the_shutdown_delay_short() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_during_the_drain_ends_it() {
     let up = Upstream::start("up").await;
-    let mut gw = slow_gateway(&up, "");
+    let mut gw = slow_gateway(&up, json!({}));
     let url = gw.url("/slow/20000");
     let _in_flight = tokio::spawn(async move {
         let _ = client()
@@ -146,7 +137,7 @@ async fn a_signal_during_the_drain_ends_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_bounds_the_wait_for_in_flight_requests() {
     let up = Upstream::start("up").await;
-    let gw = slow_gateway(&up, "drain_timeout = \"300ms\"");
+    let gw = slow_gateway(&up, json!({ "drain_timeout": "300ms" }));
     let request = Request::get(gw.url("/slow/20000"))
         .body(Full::default())
         .expect("request");

@@ -97,7 +97,7 @@ impl Config {
 
     /// Writes the TOML to `path` (for tests that start the gateway on a
     /// file they change later).
-    pub fn write(&self, path: &Path) {
+    pub fn write(&self, path: impl AsRef<Path>) {
         std::fs::write(path, self.toml()).expect("write the config");
     }
 
@@ -182,6 +182,12 @@ impl Pool {
     /// `[upstreams.NAME.health]`.
     pub fn health(self, health: Value) -> Pool {
         self.with("health", health)
+    }
+
+    /// Several more keys at once (`json!({ "max_fails": 2, "retries": 0 })`).
+    pub fn settings(mut self, settings: Value) -> Pool {
+        merge_into(&mut self.0, settings);
+        self
     }
 
     /// Any other key.
