@@ -118,26 +118,16 @@ Config::new()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_by_ip_see_the_client_behind_a_trusted_proxy() {
     let upstream = Upstream::start("api").await;
-    let config = |trusted: &str| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-trusted_proxies = [{trusted}]
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "by-ip"
-path = "/ip"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-config = {{ limits = [{{ rate = "2/minute", by = ["ip"] }}] }}
-"#,
-            addr = upstream.addr
-        )
+    let config = |trusted: &[&str]| {
+        Config::new()
+            .server(json!({ "trusted_proxies": trusted }))
+            .upstream("api", &upstream)
+            .route(
+                Route::new("by-ip", "/ip").upstream("api").plugin(
+                    Plugin::new("rate-limit")
+                        .config(json!({ "limits": [{ "rate": "2/minute", "by": ["ip"] }] })),
+                ),
+            )
     };
     let from = |gw: &Gateway, client: &str| {
         Request::get(gw.url("/ip"))
@@ -148,7 +138,7 @@ config = {{ limits = [{{ rate = "2/minute", by = ["ip"] }}] }}
     let client = client();
 
     // The tests' own address (127.0.0.1) plays the trusted balancer.
-    let behind = Gateway::start(&config("\"127.0.0.1\""));
+    let behind = config(&["127.0.0.1"]).start();
     let mut statuses = Vec::new();
     for who in ["203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.2"] {
         statuses.push(send(&client, from(&behind, who)).await.status);
@@ -158,7 +148,7 @@ config = {{ limits = [{{ rate = "2/minute", by = ["ip"] }}] }}
     assert!(log.contains("client=203.0.113.1:0"), "{log}");
 
     // Untrusted: the header is ignored and every request is the same client.
-    let direct = Gateway::start(&config(""));
+    let direct = config(&[]).start();
     let mut statuses = Vec::new();
     for who in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
         statuses.push(send(&client, from(&direct, who)).await.status);
