@@ -3,7 +3,7 @@
 //! API, and one cache shared by two gateways through a real `redis-server`.
 
 use crate::support::config::{Config, Plugin, Route};
-use crate::support::{Gateway, RedisServer, Reply, Upstream, client, send, serve_http1};
+use crate::support::{RedisServer, Reply, Upstream, client, send, serve_http1};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;

@@ -420,7 +420,7 @@ async fn mtls_auth_takes_the_certificate_not_forged_headers_however_many() {
                 .upstream("api")
                 .plugin(Plugin::new("mtls-auth")),
         );
-    config.write(&dir.path().join("gateway.toml"));
+    config.write(dir.path().join("gateway.toml"));
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
     let forged = "GET /x HTTP/1.1\r\nhost: localhost\r\n\
         x-forwarded-client-cert: Hash=00;Subject=\"CN=admin\"\r\n\

@@ -336,8 +336,8 @@ async fn an_http2_upstream_over_tls_is_reached_through_alpn() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("ca.pem"), ca).expect("ca");
-    config(grpc(format!("https://localhost:{port}")).with("ca_file", json!("ca.pem")))
-        .write(&dir.path().join("gateway.toml"));
+    config(grpc(format!("https://localhost:{port}")).ca_file("ca.pem"))
+        .write(dir.path().join("gateway.toml"));
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
 
     let mut sender = h2_client(&gw).await;

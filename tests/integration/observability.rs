@@ -2,7 +2,7 @@
 //! context propagation, the access log, and readiness while draining.
 
 use crate::support::config::{Config, Plugin, Route};
-use crate::support::{Gateway, Upstream, client, get, metric, plugin_path, send};
+use crate::support::{Upstream, client, get, metric, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;

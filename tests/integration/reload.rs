@@ -425,7 +425,7 @@ async fn edits_reached_through_symlinks_and_swapped_directories_are_picked_up() 
                     .with("config_files", json!({ "body": "plugins/body.txt" })),
             ),
         )
-        .write(&root.join("gateway.toml"));
+        .write(root.join("gateway.toml"));
     let gw = Gateway::start_at(&root.join("gateway.toml"));
     assert_eq!(get(&gw.url("/p")).await.body, "one", "{}", gw.log());
     std::os::unix::fs::symlink("releases/v2", root.join("plugins.new")).expect("link");

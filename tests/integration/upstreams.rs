@@ -272,19 +272,15 @@ async fn https_targets_are_verified_against_the_configured_authorities() {
     std::fs::write(dir.path().join("ca.pem"), &ca).expect("ca");
     let by_name = format!("https://localhost:{port}");
     let by_address = format!("https://127.0.0.1:{port}");
-    let ca_file = json!("ca.pem");
     Config::new()
         // Trusted through ca_file, reached by name.
-        .upstream(
-            "trusted",
-            Pool::new([&by_name]).with("ca_file", ca_file.clone()),
-        )
+        .upstream("trusted", Pool::new([&by_name]).ca_file("ca.pem"))
         // Reached by address, checked against the name in tls_server_name.
         .upstream(
             "by-address",
             Pool::new([&by_address])
-                .with("ca_file", ca_file.clone())
-                .with("tls_server_name", json!("localhost")),
+                .ca_file("ca.pem")
+                .tls_server_name("localhost"),
         )
         // The built-in public roots do not know this certificate.
         .upstream("public-roots", Pool::new([&by_name]))
@@ -292,8 +288,8 @@ async fn https_targets_are_verified_against_the_configured_authorities() {
         .upstream(
             "wrong-name",
             Pool::new([&by_address])
-                .with("ca_file", ca_file)
-                .with("tls_server_name", json!("api.example.com")),
+                .ca_file("ca.pem")
+                .tls_server_name("api.example.com"),
         )
         .route(Route::new("trusted", "/trusted").upstream("trusted"))
         .route(Route::new("by-address", "/by-address").upstream("by-address"))

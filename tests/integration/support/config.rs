@@ -69,18 +69,13 @@ impl Config {
         self.push("consumers", consumer)
     }
 
-    /// `[plugin_defaults]` keys.
-    pub fn plugin_defaults(self, defaults: Value) -> Config {
-        self.merge("plugin_defaults", defaults)
-    }
-
     /// `[redis] url = ..`.
     pub fn redis(self, url: impl ToString) -> Config {
         self.merge("redis", json!({ "url": url.to_string() }))
     }
 
-    /// Any other top-level table (`[cache]`, `[logging]`, ..), merged into
-    /// what is there.
+    /// Any other top-level table (`[plugin_defaults]`, `[usage_plans]`,
+    /// `[cache]`, ..), merged into what is there.
     pub fn with(self, table: &str, settings: Value) -> Config {
         self.merge(table, settings)
     }
@@ -174,14 +169,15 @@ impl Pool {
         self.with("protocol", json!(protocol))
     }
 
-    /// `[upstreams.NAME.tls]`.
-    pub fn tls(self, tls: Value) -> Pool {
-        self.with("tls", tls)
+    /// `ca_file = ..`: the authorities `https://` targets must chain to.
+    pub fn ca_file(self, path: &str) -> Pool {
+        self.with("ca_file", json!(path))
     }
 
-    /// `[upstreams.NAME.health]`.
-    pub fn health(self, health: Value) -> Pool {
-        self.with("health", health)
+    /// `tls_server_name = ..`: the name `https://` targets' certificates
+    /// are checked against.
+    pub fn tls_server_name(self, name: &str) -> Pool {
+        self.with("tls_server_name", json!(name))
     }
 
     /// Several more keys at once (`json!({ "max_fails": 2, "retries": 0 })`).
