@@ -2,7 +2,7 @@
 //! context propagation, the access log, and readiness while draining.
 
 use crate::support::config::{Config, Plugin, Route};
-use crate::support::{Upstream, client, get, metric, send};
+use crate::support::{Upstream, client, get, metric, misbehave, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
@@ -21,7 +21,7 @@ fn config(upstream: &Upstream) -> Config {
         .route(
             Route::new("fail", "/fail")
                 .upstream("api")
-                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "trap" }))),
+                .plugin(misbehave(json!({ "mode": "trap" }))),
         )
         .route(Route::new("slow", "/slow/{ms}").upstream("api"))
 }

@@ -3,7 +3,7 @@
 //! hook choosing the upstream, and bodies crossing only to plugins that read them.
 
 use crate::support::config::{Config, Plugin, Route};
-use crate::support::{Reply, Upstream, client, get, send};
+use crate::support::{Reply, Upstream, client, get, misbehave, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
@@ -105,17 +105,12 @@ async fn context_is_shared_within_a_request_only() {
     let gw = Config::new()
         .route(
             Route::new("ctx", "/ctx")
-                .plugin(
-                    Plugin::wasm("misbehave_plugin").config(
-                        json!({ "mode": "set-context", "key": "consumer", "value": "alice" }),
-                    ),
-                )
-                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "echo-context" }))),
+                .plugin(misbehave(
+                    json!({ "mode": "set-context", "key": "consumer", "value": "alice" }),
+                ))
+                .plugin(misbehave(json!({ "mode": "echo-context" }))),
         )
-        .route(
-            Route::new("empty", "/empty")
-                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "echo-context" }))),
-        )
+        .route(Route::new("empty", "/empty").plugin(misbehave(json!({ "mode": "echo-context" }))))
         .start();
     let reply = get(&gw.url("/ctx")).await;
     assert_eq!(reply.status, 200);
@@ -139,31 +134,22 @@ async fn a_request_hook_chooses_among_the_route_upstreams_and_the_response_hook_
         .route(
             Route::new("users", "/users/{id}")
                 .upstreams(&["stable", "canary"])
-                .plugin(
-                    Plugin::wasm("misbehave_plugin").config(
-                        json!({ "mode": "set-context", "key": "consumer", "value": "alice" }),
-                    ),
-                )
-                .plugin(
-                    Plugin::wasm("misbehave_plugin").config(json!({ "mode": "choose-upstream" })),
-                ),
+                .plugin(misbehave(
+                    json!({ "mode": "set-context", "key": "consumer", "value": "alice" }),
+                ))
+                .plugin(misbehave(json!({ "mode": "choose-upstream" }))),
         )
         .route(
             Route::new("lenient", "/lenient/{id}")
                 .upstream("stable")
-                .plugin(
-                    Plugin::wasm("misbehave_plugin")
-                        .on_error("continue")
-                        .config(json!({ "mode": "choose-upstream" })),
-                ),
+                .plugin(misbehave(json!({ "mode": "choose-upstream" })).on_error("continue")),
         )
         .route(
             Route::new("response-only", "/only/{id}")
                 .upstream("stable")
-                .plugin(
-                    Plugin::wasm("misbehave_plugin")
-                        .config(json!({ "mode": "choose-upstream", "phase": "response" })),
-                ),
+                .plugin(misbehave(
+                    json!({ "mode": "choose-upstream", "phase": "response" }),
+                )),
         )
         .start();
     let by_default = get(&gw.url("/users/42")).await;
@@ -268,10 +254,7 @@ async fn bodies_cross_only_to_plugins_that_read_them() {
                 .upstream("up")
                 .plugin(Plugin::wasm("body_reader_plugin").with("max_body", json!("2KiB"))),
         )
-        .route(
-            Route::new("blind", "/blind")
-                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "echo-body" }))),
-        )
+        .route(Route::new("blind", "/blind").plugin(misbehave(json!({ "mode": "echo-body" }))))
         .start();
     let post = |path: &str, body: &'static str| {
         Request::post(gw.url(path))

@@ -3,7 +3,7 @@
 //! memory stops at the cap, while other routes keep serving.
 
 use crate::support::config::{Config, Plugin, Route};
-use crate::support::{Upstream, get};
+use crate::support::{Upstream, get, misbehave};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -15,22 +15,17 @@ async fn trapping_plugin_fails_the_request_or_is_skipped() {
         .route(
             Route::new("fail", "/fail")
                 .upstream("up")
-                .plugin(Plugin::wasm("misbehave_plugin").config(json!({ "mode": "trap" }))),
+                .plugin(misbehave(json!({ "mode": "trap" }))),
         )
         .route(
-            Route::new("continue", "/continue").upstream("up").plugin(
-                Plugin::wasm("misbehave_plugin")
-                    .on_error("continue")
-                    .config(json!({ "mode": "trap" })),
-            ),
+            Route::new("continue", "/continue")
+                .upstream("up")
+                .plugin(misbehave(json!({ "mode": "trap" })).on_error("continue")),
         )
         .route(
             Route::new("response-trap", "/response-trap")
                 .upstream("up")
-                .plugin(
-                    Plugin::wasm("misbehave_plugin")
-                        .config(json!({ "mode": "trap", "phase": "response" })),
-                ),
+                .plugin(misbehave(json!({ "mode": "trap", "phase": "response" }))),
         )
         .start();
     for _ in 0..3 {
@@ -62,11 +57,8 @@ async fn infinite_loop_is_stopped_by_the_deadline_while_other_routes_serve() {
     let gw = Config::new()
         .upstream("up", &up)
         .route(
-            Route::new("loop", "/loop").plugin(
-                Plugin::wasm("misbehave_plugin")
-                    .with("deadline", json!("100ms"))
-                    .config(json!({ "mode": "loop" })),
-            ),
+            Route::new("loop", "/loop")
+                .plugin(misbehave(json!({ "mode": "loop" })).with("deadline", json!("100ms"))),
         )
         .route(Route::new("fine", "/fine").upstream("up").plugin(
             Plugin::new("headers").config(json!({ "request": { "set": { "x-ok": "1" } } })),
@@ -137,11 +129,8 @@ async fn a_plugin_sleeping_in_a_loop_is_stopped_by_the_deadline() {
     // still counts, and the call is cut off at its deadline.
     let gw = Config::new()
         .route(
-            Route::new("sleepy", "/sleepy").plugin(
-                Plugin::wasm("misbehave_plugin")
-                    .with("deadline", json!("100ms"))
-                    .config(json!({ "mode": "sleep" })),
-            ),
+            Route::new("sleepy", "/sleepy")
+                .plugin(misbehave(json!({ "mode": "sleep" })).with("deadline", json!("100ms"))),
         )
         .start();
     for _ in 0..2 {
@@ -167,11 +156,9 @@ async fn memory_hungry_plugin_hits_the_cap() {
     let gw = Config::new()
         .upstream("up", &up)
         .route(
-            Route::new("hog", "/hog").upstream("up").plugin(
-                Plugin::wasm("misbehave_plugin")
-                    .with("memory_limit", json!("16MiB"))
-                    .config(json!({ "mode": "oom" })),
-            ),
+            Route::new("hog", "/hog")
+                .upstream("up")
+                .plugin(misbehave(json!({ "mode": "oom" })).with("memory_limit", json!("16MiB"))),
         )
         .route(Route::new("fine", "/fine").upstream("up"))
         .start();

@@ -26,6 +26,12 @@ pub fn plugin_path(stem: &str) -> PathBuf {
     Path::new(env!("GATEWAY_PLUGIN_DIR")).join(format!("{stem}.wasm"))
 }
 
+/// An entry of the misbehave test plugin, doing what `config` (`mode`, ..)
+/// says.
+pub fn misbehave(config: serde_json::Value) -> config::Plugin {
+    config::Plugin::wasm("misbehave_plugin").config(config)
+}
+
 /// Serves HTTP/1.1 (upgrades included) with `service` on every connection
 /// `listener` accepts, until the test ends; over TLS with `tls`, each
 /// connection's handshake first.
