@@ -13,6 +13,8 @@ pub mod builtin;
 pub mod config;
 pub mod error;
 pub mod handler;
+#[cfg(test)]
+pub(crate) mod harness;
 pub mod identity;
 pub mod limit;
 pub mod metrics;

@@ -2,10 +2,12 @@
 //! long, keys, Vary, poisoning headers, collapsing, purges through the admin
 //! API, and one cache shared by two gateways through a real `redis-server`.
 
-use crate::support::{Gateway, RedisServer, Reply, Upstream, client, send, serve_http1};
+use crate::support::config::{Config, Plugin, Route};
+use crate::support::{RedisServer, Reply, Upstream, client, send, serve_http1};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,37 +41,28 @@ fn x_cache(reply: &Reply) -> &str {
     reply.header("x-cache").unwrap_or("none")
 }
 
-fn cached_route(upstream: &Upstream, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
+/// The `cache` entry the tests start from: 4 KiB bodies, 60 s.
+fn cache() -> Plugin {
+    Plugin::new("cache")
+        .with("max_body", json!("4KiB"))
+        .config(json!({ "ttl": "60s", "max_body": "4KiB" }))
+}
 
-[admin]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "cached"
-path = "/c/{{*rest}}"
-upstream = "api"
-strip_prefix = "/c"
-[[routes.plugins]]
-plugin = "cache"
-max_body = "4KiB"
-config = {{ ttl = "60s", max_body = "4KiB" }}
-{extra}
-"#,
-        addr = upstream.addr
+/// An admin listener and one route, `/c/{*rest}` (prefix stripped), to
+/// `upstream` through `cache`.
+fn cached_route(upstream: &Upstream, cache: Plugin) -> Config {
+    Config::new().admin().upstream("api", upstream).route(
+        Route::new("cached", "/c/{*rest}")
+            .upstream("api")
+            .strip_prefix("/c")
+            .plugin(cache),
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_stores_what_http_allows_and_serves_it_back() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&cached_route(&upstream, ""));
+    let gw = cached_route(&upstream, cache()).start();
     let url = |path: &str| gw.url(path);
 
     // Miss, then hits with the same response and an Age.
@@ -171,7 +164,7 @@ async fn cache_stores_what_http_allows_and_serves_it_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_purges_by_key_and_prefix_and_counts_lookups() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&cached_route(&upstream, ""));
+    let gw = cached_route(&upstream, cache()).start();
     let host = gw.addr.to_string();
     for path in ["/c/a", "/c/a?v=1", "/c/b"] {
         fetch(&gw.url(path), &[]).await;
@@ -223,7 +216,7 @@ async fn admin_purges_by_key_and_prefix_and_counts_lookups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_send_one_request_upstream() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&cached_route(&upstream, ""));
+    let gw = cached_route(&upstream, cache()).start();
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let url = gw.url("/c/slow/300");
@@ -246,33 +239,17 @@ async fn concurrent_misses_send_one_request_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_consumer_has_its_own_entries_and_only_some_may_refresh() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[[consumers]]
-name = "alice"
-keys = [{{ plaintext = "alice-key-00000001" }}]
-[[consumers]]
-name = "bob"
-keys = [{{ plaintext = "bob-key-000000001" }}]
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "mine"
-path = "/me"
-upstream = "api"
-[[routes.plugins]]
-plugin = "key-auth"
-[[routes.plugins]]
-plugin = "cache"
-config = {{ refresh = ["alice"] }}
-"#,
-        addr = upstream.addr
-    ));
+    let gw = Config::new()
+        .consumer(json!({ "name": "alice", "keys": [{ "plaintext": "alice-key-00000001" }] }))
+        .consumer(json!({ "name": "bob", "keys": [{ "plaintext": "bob-key-000000001" }] }))
+        .upstream("api", &upstream)
+        .route(
+            Route::new("mine", "/me")
+                .upstream("api")
+                .plugin(Plugin::new("key-auth"))
+                .plugin(Plugin::new("cache").config(json!({ "refresh": ["alice"] }))),
+        )
+        .start();
     let alice = [("x-api-key", "alice-key-00000001")];
     let bob = [("x-api-key", "bob-key-000000001")];
     let url = gw.url("/me");
@@ -298,17 +275,9 @@ config = {{ refresh = ["alice"] }}
 async fn two_gateways_share_one_cache_through_redis() {
     let redis = RedisServer::start();
     let upstream = Upstream::start("api").await;
-    let config = cached_route(&upstream, "")
-        .replace(
-            "[upstreams.api]",
-            &format!("[redis]\nurl = \"{}\"\n\n[upstreams.api]", redis.url()),
-        )
-        .replace(
-            "plugin = \"cache\"",
-            "plugin = \"cache\"\nstore = \"redis\"",
-        );
-    let a = Gateway::start(&config);
-    let b = Gateway::start(&config);
+    let config = cached_route(&upstream, cache().with("store", json!("redis"))).redis(redis.url());
+    let a = config.start();
+    let b = config.start();
     let host = [("host", "api.example")];
 
     let first = fetch(&a.url("/c/shared"), &host).await;
@@ -337,7 +306,7 @@ async fn two_gateways_share_one_cache_through_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_valued_age_is_read_as_its_first_member() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&cached_route(&upstream, ""));
+    let gw = cached_route(&upstream, cache()).start();
     // An hour of lifetime, two hours old: stale on arrival, not served again.
     let stale = "/c/aged?h-cache-control=max-age%3D3600&h-age=7200%2C%200";
     let first = fetch(&gw.url(stale), &[]).await;
@@ -364,7 +333,7 @@ async fn a_list_valued_age_is_read_as_its_first_member() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn successful_unsafe_requests_invalidate_their_uri_and_locations() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&cached_route(&upstream, ""));
+    let gw = cached_route(&upstream, cache()).start();
     let url = |path: &str| gw.url(path);
     let stored = |path: &'static str| {
         let url = url(path);
@@ -414,17 +383,9 @@ async fn successful_unsafe_requests_invalidate_their_uri_and_locations() {
 async fn an_invalidation_through_one_gateway_holds_on_the_others_through_redis() {
     let redis = RedisServer::start();
     let upstream = Upstream::start("api").await;
-    let config = cached_route(&upstream, "")
-        .replace(
-            "[upstreams.api]",
-            &format!("[redis]\nurl = \"{}\"\n\n[upstreams.api]", redis.url()),
-        )
-        .replace(
-            "plugin = \"cache\"",
-            "plugin = \"cache\"\nstore = \"redis\"",
-        );
-    let a = Gateway::start(&config);
-    let b = Gateway::start(&config);
+    let config = cached_route(&upstream, cache().with("store", json!("redis"))).redis(redis.url());
+    let a = config.start();
+    let b = config.start();
     let host = [("host", "api.example")];
     let german = [("host", "api.example"), ("accept-language", "de")];
     let varying = "/c/doc?h-vary=accept-language";
@@ -490,22 +451,14 @@ async fn validating_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_entry_is_revalidated_and_a_304_serves_the_stored_body() {
     let (addr, seen) = validating_upstream().await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "cached"
-path = "/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "cache"
-"#
-    ));
+    let gw = Config::new()
+        .upstream("api", addr)
+        .route(
+            Route::new("cached", "/{*rest}")
+                .upstream("api")
+                .plugin(Plugin::new("cache")),
+        )
+        .start();
     let first = fetch(&gw.url("/doc"), &[]).await;
     assert_eq!((first.status, x_cache(&first)), (200, "MISS"));
     assert_eq!(first.body, "stored body");
@@ -560,10 +513,16 @@ plugin = "cache"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdn_cache_control_decides_when_the_cache_acts_as_a_cdn() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&cached_route(&upstream, "").replace(
-        r#"config = { ttl = "60s", max_body = "4KiB" }"#,
-        r#"config = { ttl = "60s", max_body = "4KiB", targeted_cache_control = ["CDN-Cache-Control"], strip_targeted_cache_control = true }"#,
-    ));
+    let gw = cached_route(
+        &upstream,
+        cache().config(json!({
+            "ttl": "60s",
+            "max_body": "4KiB",
+            "targeted_cache_control": ["CDN-Cache-Control"],
+            "strip_targeted_cache_control": true,
+        })),
+    )
+    .start();
     let path = "/c/cdn?h-cache-control=no-store&h-cdn-cache-control=max-age%3D600";
     let first = fetch(&gw.url(path), &[]).await;
     assert_eq!(x_cache(&first), "MISS");

@@ -2,10 +2,12 @@
 //! the gateway, allowed origins marked on every answer (a 401 from a later
 //! plugin included), the upstream's `Vary` kept.
 
-use crate::support::{Gateway, Upstream, client, send};
+use crate::support::config::{Config, Plugin, Route};
+use crate::support::{Upstream, client, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 
 const KEY: &str = "cors-key-0000000001";
 
@@ -31,34 +33,22 @@ fn vary(reply: &crate::support::Reply) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_answers_preflights_and_marks_answers_for_allowed_origins() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{upstream}"]
-
-[[consumers]]
-name = "web"
-keys = [{{ plaintext = "{KEY}" }}]
-
-[[routes]]
-name = "api"
-path = "/{{*rest}}"
-upstream = "api"
-
-# First, so preflights (which carry no credentials) never reach key-auth,
-# and its headers are on key-auth's 401 too.
-[[routes.plugins]]
-plugin = "cors"
-config = {{ origins = ["https://app.example.com", "https://*.shop.test"], headers = ["x-api-key", "content-type"], expose_headers = ["x-request-id"], max_age = "1h" }}
-
-[[routes.plugins]]
-plugin = "key-auth"
-"#,
-        upstream = upstream.addr
-    ));
+    let gw = // First, so preflights (which carry no credentials) never reach key-auth,
+// and its headers are on key-auth's 401 too.
+Config::new()
+.upstream("api", &upstream)
+.consumer(json!({ "name": "web", "keys": [{ "plaintext": KEY.to_string() }] }))
+.route(Route::new("api", "/{*rest}")
+.upstream("api")
+.plugin(Plugin::new("cors")
+.config(json!({
+                "origins": ["https://app.example.com", "https://*.shop.test"],
+                "headers": ["x-api-key", "content-type"],
+                "expose_headers": ["x-request-id"],
+                "max_age": "1h",
+            })))
+.plugin(Plugin::new("key-auth")))
+.start();
     let client = client();
 
     let preflight = send(

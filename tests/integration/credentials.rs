@@ -5,6 +5,7 @@
 //! header. The upstream records every header line it gets, so a second line
 //! cannot hide behind the first.
 
+use crate::support::config::{Config, Plugin, Route};
 use crate::support::{Gateway, Reply, client, send, serve_http1};
 use aws_lc_rs::hmac;
 use base64::Engine as _;
@@ -126,35 +127,21 @@ fn hs256(secret: &str, sub: &str) -> String {
 }
 
 fn key_auth_gateway(upstream: SocketAddr) -> Gateway {
-    Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[[consumers]]
-name = "alice"
-keys = [{{ plaintext = "{KEY}" }}]
-
-[upstreams.api]
-targets = ["{upstream}"]
-
-[[routes]]
-name = "kept"
-path = "/kept/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "key-auth"
-config = {{ query = ["api_key"], hide_credentials = false }}
-
-[[routes]]
-name = "hidden"
-path = "/hidden/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "key-auth"
-config = {{ query = ["api_key"] }}
-"#
-    ))
+    Config::new()
+        .consumer(json!({ "name": "alice", "keys": [{ "plaintext": KEY.to_string() }] }))
+        .upstream("api", upstream)
+        .route(
+            Route::new("kept", "/kept/{*rest}").upstream("api").plugin(
+                Plugin::new("key-auth")
+                    .config(json!({ "query": ["api_key"], "hide_credentials": false })),
+            ),
+        )
+        .route(
+            Route::new("hidden", "/hidden/{*rest}")
+                .upstream("api")
+                .plugin(Plugin::new("key-auth").config(json!({ "query": ["api_key"] }))),
+        )
+        .start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,31 +217,27 @@ async fn key_auth_forwards_exactly_the_one_key_it_checked_or_none() {
 }
 
 fn jwt_gateway(upstream: SocketAddr) -> Gateway {
-    Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{upstream}"]
-
-[[routes]]
-name = "kept"
-path = "/kept/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "jwt"
-config = {{ algorithms = ["HS256"], hmac_secret = "{HS_SECRET}", query = "access_token", cookie = "session" }}
-
-[[routes]]
-name = "hidden"
-path = "/hidden/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "jwt"
-config = {{ algorithms = ["HS256"], hmac_secret = "{HS_SECRET}", query = "access_token", hide_credentials = true }}
-"#
-    ))
+    Config::new()
+        .upstream("api", upstream)
+        .route(Route::new("kept", "/kept/{*rest}").upstream("api").plugin(
+            Plugin::new("jwt").config(json!({
+                "algorithms": ["HS256"],
+                "hmac_secret": HS_SECRET.to_string(),
+                "query": "access_token",
+                "cookie": "session",
+            })),
+        ))
+        .route(
+            Route::new("hidden", "/hidden/{*rest}")
+                .upstream("api")
+                .plugin(Plugin::new("jwt").config(json!({
+                    "algorithms": ["HS256"],
+                    "hmac_secret": HS_SECRET.to_string(),
+                    "query": "access_token",
+                    "hide_credentials": true,
+                }))),
+        )
+        .start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,35 +403,24 @@ async fn mtls_auth_takes_the_certificate_not_forged_headers_however_many() {
     let upstream = Recorder::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (root, ca) = mtls_files(dir.path());
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[server.tls]
-cert = "cert.pem"
-key = "key.pem"
-client_ca = "clients.pem"
-client_auth = "optional"
-
-[[consumers]]
-name = "billing"
-
-[[consumers]]
-name = "admin"
-
-[upstreams.api]
-targets = ["{upstream}"]
-
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "mtls-auth"
-"#,
-        upstream = upstream.addr
-    );
-    std::fs::write(dir.path().join("gateway.toml"), config).expect("config");
+    let config = Config::new()
+        .server(json!({
+            "tls": {
+                "cert": "cert.pem",
+                "key": "key.pem",
+                "client_ca": "clients.pem",
+                "client_auth": "optional",
+            },
+        }))
+        .consumer(json!({ "name": "billing" }))
+        .consumer(json!({ "name": "admin" }))
+        .upstream("api", upstream.addr)
+        .route(
+            Route::new("all", "/{*rest}")
+                .upstream("api")
+                .plugin(Plugin::new("mtls-auth")),
+        );
+    config.write(dir.path().join("gateway.toml"));
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
     let forged = "GET /x HTTP/1.1\r\nhost: localhost\r\n\
         x-forwarded-client-cert: Hash=00;Subject=\"CN=admin\"\r\n\

@@ -3,41 +3,32 @@
 //! HTTP/2 preface, hyper's own refusals, a body cut off at its limit, and
 //! idle connections crowding out new clients.
 
+use crate::support::config::{Config, Route};
 use crate::support::{Gateway, Upstream, get, metric, serve_http1};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
+use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A gateway with one catch-all route to `upstream`, `server` more
-/// `[server]` keys and `route` more keys of the route.
-fn proxy_with(upstream: &Upstream, server: &str, route: &str) -> Gateway {
-    Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{server}
-[admin]
-listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{up}"]
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "up"
-{route}
-"#,
-        up = upstream.addr
-    ))
+/// A gateway with an admin listener and one catch-all route to `upstream`,
+/// `server` more `[server]` keys and `route` adding to the route.
+fn proxy_with(upstream: &Upstream, server: Value, route: impl FnOnce(Route) -> Route) -> Gateway {
+    Config::new()
+        .server(server)
+        .admin()
+        .upstream("up", upstream)
+        .route(route(Route::new("all", "/{*rest}").upstream("up")))
+        .start()
 }
 
 /// [`proxy_with`] a plain route.
-fn proxy(upstream: &Upstream, server: &str) -> Gateway {
-    proxy_with(upstream, server, "")
+fn proxy(upstream: &Upstream, server: Value) -> Gateway {
+    proxy_with(upstream, server, |route| route)
 }
 
 /// Sends `raw` on a new connection and reads until the gateway closes it
@@ -64,7 +55,7 @@ fn json_body(answer: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_applied_twice_is_refused_and_the_connection_closed() {
     let up = Upstream::start("up").await;
-    let gw = proxy(&up, "");
+    let gw = proxy(&up, json!({}));
     let body = "5\r\nhello\r\n0\r\n\r\n";
     for framing in [
         "transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n",
@@ -95,7 +86,7 @@ async fn chunked_applied_twice_is_refused_and_the_connection_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_codings_other_than_chunked_get_501() {
     let up = Upstream::start("up").await;
-    let gw = proxy(&up, "");
+    let gw = proxy(&up, json!({}));
     for coding in ["gzip, chunked", "deflate, chunked", "compress, chunked"] {
         let raw = format!(
             "POST /a HTTP/1.1\r\nhost: gw\r\ntransfer-encoding: {coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
@@ -118,7 +109,7 @@ async fn transfer_codings_other_than_chunked_get_501() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_must_be_present_single_and_valid() {
     let up = Upstream::start("up").await;
-    let gw = proxy(&up, "");
+    let gw = proxy(&up, json!({}));
     for head in [
         "GET /a HTTP/1.1\r\n",
         "GET /a HTTP/1.1\r\nhost: a.test\r\nhost: b.test\r\n",
@@ -139,7 +130,9 @@ async fn host_must_be_present_single_and_valid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_names_the_host() {
     let up = Upstream::start("up").await;
-    let gw = proxy_with(&up, "", "preserve_host = true");
+    let gw = proxy_with(&up, json!({}), |route| {
+        route.with("preserve_host", json!(true))
+    });
     let answer = exchange(
         &gw,
         b"GET http://api.example.test:8080/a HTTP/1.1\r\nhost: other.test\r\nconnection: close\r\n\r\n",
@@ -161,7 +154,7 @@ async fn absolute_form_names_the_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_is_answered_405_and_never_forwarded() {
     let up = Upstream::start("up").await;
-    let gw = proxy(&up, "");
+    let gw = proxy(&up, json!({}));
     for target in ["/path", "example.test:443"] {
         let raw = format!("CONNECT {target} HTTP/1.1\r\nhost: example.test:443\r\n\r\n");
         let answer = exchange(&gw, raw.as_bytes()).await;
@@ -182,7 +175,7 @@ fn has_goaway_protocol_error(answer: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_http2_preface_gets_goaway_protocol_error() {
     let up = Upstream::start("up").await;
-    let gw = proxy(&up, "");
+    let gw = proxy(&up, json!({}));
     let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
     stream
         .write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
@@ -200,7 +193,7 @@ async fn a_broken_http2_preface_gets_goaway_protocol_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hypers_own_refusals_carry_the_json_error_body() {
     let up = Upstream::start("up").await;
-    let gw = proxy(&up, "max_headers = 5");
+    let gw = proxy(&up, json!({ "max_headers": 5 }));
     let mut many = String::from("GET /a HTTP/1.1\r\nhost: gw\r\n");
     for i in 0..5 {
         many.push_str(&format!("x-{i}: v\r\n"));
@@ -253,19 +246,11 @@ async fn body_recording_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_aborted_upstream_not_ended_short() {
     let (upstream, seen) = body_recording_upstream().await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_request_body = "1KiB"
-[upstreams.up]
-targets = ["{upstream}"]
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "up"
-"#
-    ));
+    let gw = Config::new()
+        .server(json!({ "max_request_body": "1KiB" }))
+        .upstream("up", upstream)
+        .route(Route::new("all", "/{*rest}").upstream("up"))
+        .start();
     let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nhost: gw\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -326,7 +311,7 @@ async fn kept_alive(gw: &Gateway) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_make_room_for_new_clients() {
     let up = Upstream::start("up").await;
-    let gw = proxy(&up, "max_connections = 20");
+    let gw = proxy(&up, json!({ "max_connections": 20 }));
     let mut idle = Vec::new();
     for _ in 0..30 {
         idle.push(kept_alive(&gw).await);
@@ -348,7 +333,10 @@ async fn idle_keep_alive_connections_make_room_for_new_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_limit_an_idle_connection_gives_its_place_to_a_new_client() {
     let up = Upstream::start("up").await;
-    let gw = proxy(&up, "max_connections = 3\nclose_idle_above = 1.0");
+    let gw = proxy(
+        &up,
+        json!({ "max_connections": 3, "close_idle_above": 1.0 }),
+    );
     let mut idle = Vec::new();
     for _ in 0..3 {
         idle.push(kept_alive(&gw).await);
@@ -376,7 +364,7 @@ async fn a_client_over_its_own_limit_closes_nobodys_connection() {
     let up = Upstream::start("up").await;
     let gw = proxy(
         &up,
-        "max_connections = 10\nclose_idle_above = 0.2\nmax_connections_per_ip = 2",
+        json!({ "max_connections": 10, "close_idle_above": 0.2, "max_connections_per_ip": 2 }),
     );
     let mut idle = [kept_alive(&gw).await, kept_alive(&gw).await];
     // A third from the same address is over max_connections_per_ip.

@@ -3,6 +3,7 @@
 //! The upstreams are real hyper HTTP/2 servers, in cleartext (h2c) and over
 //! TLS with ALPN.
 
+use crate::support::config::{Config, Plugin, Pool, Route};
 use crate::support::{Gateway, client, send};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -10,6 +11,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -123,33 +125,16 @@ async fn h2c_upstream() -> SocketAddr {
     addr
 }
 
-fn config(target: &str, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.grpc]
-targets = ["{target}"]
-protocol = "http2"
-{extra}
-
-[[routes]]
-name = "grpc"
-path = "/{{*rest}}"
-upstream = "grpc"
-"#
-    )
+/// The HTTP/2 upstream `grpc` at `target`.
+fn grpc(target: impl ToString) -> Pool {
+    Pool::new([target]).protocol("http2")
 }
 
-/// `config` with one worker thread: every request of a test meets the same
-/// connections to the target.
-fn one_worker(config: String) -> String {
-    config.replacen(
-        "listen = \"127.0.0.1:0\"\n",
-        "listen = \"127.0.0.1:0\"\nworkers = 1\n",
-        1,
-    )
+/// A gateway with `upstream` as `grpc` and one catch-all route to it.
+fn config(upstream: Pool) -> Config {
+    Config::new()
+        .upstream("grpc", upstream)
+        .route(Route::new("grpc", "/{*rest}").upstream("grpc"))
 }
 
 /// An HTTP/2 (prior knowledge) connection to the gateway.
@@ -224,7 +209,7 @@ async fn ends_ok(tx: mpsc::Sender<Frame<Bytes>>, body: &mut Incoming) -> HeaderM
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_style_stream_flows_both_ways_with_its_trailers() {
     let upstream = h2c_upstream().await;
-    let gw = Gateway::start(&config(&upstream.to_string(), ""));
+    let gw = config(grpc(upstream)).start();
     let mut sender = h2_client(&gw).await;
     let (tx, body) = channel_body();
     tx.send(Frame::data(Bytes::from_static(b"ping-1")))
@@ -316,7 +301,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http1_client_reaches_an_http2_upstream() {
     let upstream = h2c_upstream().await;
-    let gw = Gateway::start(&config(&upstream.to_string(), ""));
+    let gw = config(grpc(upstream)).start();
     let request = Request::post(gw.url("/anything"))
         .header("te", "trailers")
         .body(Full::new(Bytes::from_static(b"hello")))
@@ -351,11 +336,8 @@ async fn an_http2_upstream_over_tls_is_reached_through_alpn() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("ca.pem"), ca).expect("ca");
-    std::fs::write(
-        dir.path().join("gateway.toml"),
-        config(&format!("https://localhost:{port}"), "ca_file = \"ca.pem\""),
-    )
-    .expect("config");
+    config(grpc(format!("https://localhost:{port}")).ca_file("ca.pem"))
+        .write(dir.path().join("gateway.toml"));
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
 
     let mut sender = h2_client(&gw).await;
@@ -381,8 +363,14 @@ async fn an_http2_upstream_over_tls_is_reached_through_alpn() {
 async fn trailers_survive_a_plugin_that_reads_the_body_and_leaves_it() {
     let upstream = h2c_upstream().await;
     // The cache reads response bodies; a POST it passes by untouched.
-    let route_plugins = "[[routes.plugins]]\nplugin = \"cache\"\n";
-    let gw = Gateway::start(&(config(&upstream.to_string(), "") + route_plugins));
+    let gw = Config::new()
+        .upstream("grpc", grpc(upstream))
+        .route(
+            Route::new("grpc", "/{*rest}")
+                .upstream("grpc")
+                .plugin(Plugin::new("cache")),
+        )
+        .start();
     let mut sender = h2_client(&gw).await;
     let response = call(&mut sender, &gw, Some(b"unary")).await;
     assert_eq!(response.status(), 200, "{}", gw.log());
@@ -455,10 +443,14 @@ async fn a_connection_that_stops_answering_is_found_out_by_its_pings() {
             }
         });
     }
-    let gw = Gateway::start(&one_worker(config(
-        &relay_addr.to_string(),
-        "timeout = \"1s\"\nhttp2_keepalive = \"500ms\"",
-    )));
+    let gw = config(
+        grpc(relay_addr)
+            .timeout("1s")
+            .with("http2_keepalive", json!("500ms")),
+    )
+    // One worker thread: every request meets the same connections to the target.
+    .server(json!({ "workers": 1 }))
+    .start();
     let call = || async {
         let request = Request::post(gw.url("/echo.Echo/Unary"))
             .body(Full::new(Bytes::from_static(b"x")))
@@ -514,7 +506,7 @@ async fn h2c_upstream_limited(streams: u32) -> (SocketAddr, Arc<AtomicUsize>, Ar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_on_a_cold_gateway_opens_one_connection() {
     let (upstream, accepted, _) = h2c_upstream_limited(100).await;
-    let gw = Gateway::start(&config(&upstream.to_string(), ""));
+    let gw = config(grpc(upstream)).start();
     let sender = h2_client(&gw).await;
     let calls = (0..30).map(|i| {
         let mut sender = sender.clone();
@@ -540,10 +532,15 @@ async fn a_burst_on_a_cold_gateway_opens_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_streams_do_not_starve_other_calls_another_connection_opens() {
     let (upstream, connections, open_now) = h2c_upstream_limited(2).await;
-    let gw = Gateway::start(&one_worker(config(
-        &upstream.to_string(),
-        "timeout = \"2s\"\nhttp2_max_streams = 2\nidle_timeout = \"1s\"",
-    )));
+    let gw = config(
+        grpc(upstream)
+            .timeout("2s")
+            .with("http2_max_streams", json!(2))
+            .with("idle_timeout", json!("1s")),
+    )
+    // One worker thread: every request meets the same connections to the target.
+    .server(json!({ "workers": 1 }))
+    .start();
     let mut sender = h2_client(&gw).await;
     // Three long-lived streams (watches, server streams) stay open.
     let mut open = Vec::new();
@@ -629,11 +626,9 @@ async fn closes_after(task: tokio::task::JoinHandle<()>, limit: Duration) -> Dur
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_client_connections_are_closed_but_not_while_a_stream_is_open() {
     let upstream = h2c_upstream().await;
-    let gw = Gateway::start(&config(&upstream.to_string(), "").replacen(
-        "listen = \"127.0.0.1:0\"\n",
-        "listen = \"127.0.0.1:0\"\nidle_timeout = \"1s\"\n",
-        1,
-    ));
+    let gw = config(grpc(upstream))
+        .server(json!({ "idle_timeout": "1s" }))
+        .start();
 
     // A connection that never sends a request is closed after idle_timeout.
     let (_silent, silent) = h2_connection(&gw).await;
@@ -713,11 +708,9 @@ async fn idle_client_connections_are_closed_but_not_while_a_stream_is_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_client_stream_outlives_body_read_timeout_once_the_upstream_answered() {
     let upstream = h2c_upstream().await;
-    let gw = Gateway::start(&config(&upstream.to_string(), "").replacen(
-        "listen = \"127.0.0.1:0\"\n",
-        "listen = \"127.0.0.1:0\"\nbody_read_timeout = \"1s\"\n",
-        1,
-    ));
+    let gw = config(grpc(upstream))
+        .server(json!({ "body_read_timeout": "1s" }))
+        .start();
     let (mut sender, _connection) = h2_connection(&gw).await;
     let (tx, body) = channel_body();
     tx.send(Frame::data(Bytes::from_static(b"first")))

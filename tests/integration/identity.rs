@@ -1,9 +1,11 @@
 //! Consumers, API keys and capability grants, through the real binary.
 
-use crate::support::{Gateway, Upstream, check, client, plugin_path, send};
+use crate::support::config::{Config, Plugin, Route};
+use crate::support::{Upstream, check, client, plugin_path, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
@@ -46,52 +48,33 @@ fn request(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
 async fn key_auth_admits_known_keys_and_refuses_everything_else() {
     let upstream = Upstream::start("api").await;
     let bob_hash = hash_key("bob-key-0000000001");
-    let gw = Gateway::start_with_env(
-        &format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[identity]
-key_hash_secret = {{ env = "KEY_SECRET" }}
-
-[usage_plans.gold]
-rate = "100/s"
-quota = "10000/day"
-
-[[consumers]]
-name = "alice"
-groups = ["admins", "beta"]
-plan = "gold"
-keys = [{{ plaintext = "alice-key-0000000001" }}]
-
-[[consumers]]
-name = "bob"
-keys = [{{ hash = "{bob_hash}" }}]
-
-[[consumers]]
-name = "carol"
-keys = [{{ env = "CAROL_KEY" }}]
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "api"
-path = "/api/{{*rest}}"
-upstream = "api"
-
-[[routes.plugins]]
-plugin = "key-auth"
-config = {{ query = ["api_key"] }}
-"#,
-            addr = upstream.addr
-        ),
-        &[
+    let gw = Config::new()
+        .with(
+            "identity",
+            json!({ "key_hash_secret": { "env": "KEY_SECRET" } }),
+        )
+        .with(
+            "usage_plans",
+            json!({ "gold": { "rate": "100/s", "quota": "10000/day" } }),
+        )
+        .consumer(json!({
+            "name": "alice",
+            "groups": ["admins", "beta"],
+            "plan": "gold",
+            "keys": [{ "plaintext": "alice-key-0000000001" }],
+        }))
+        .consumer(json!({ "name": "bob", "keys": [{ "hash": bob_hash.to_string() }] }))
+        .consumer(json!({ "name": "carol", "keys": [{ "env": "CAROL_KEY" }] }))
+        .upstream("api", &upstream)
+        .route(
+            Route::new("api", "/api/{*rest}")
+                .upstream("api")
+                .plugin(Plugin::new("key-auth").config(json!({ "query": ["api_key"] }))),
+        )
+        .start_with_env(&[
             ("KEY_SECRET", SECRET),
             ("CAROL_KEY", "carol-key-0000000001"),
-        ],
-    );
+        ]);
     let client = client();
 
     // The right key, by each way of storing it.
@@ -225,33 +208,20 @@ async fn ip_restriction_lets_only_allowed_clients_through() {
     let up = Upstream::start("up").await;
     // The test client is the trusted proxy: X-Forwarded-For says which
     // client each request comes from.
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-trusted_proxies = ["127.0.0.1"]
-
-[upstreams.up]
-targets = ["{up}"]
-
-[[routes]]
-name = "office"
-path = "/office"
-upstream = "up"
-[[routes.plugins]]
-plugin = "ip-restriction"
-config = {{ allow = ["203.0.113.0/24", "2001:db8::/32"], deny = ["203.0.113.66"] }}
-
-[[routes]]
-name = "internal"
-path = "/internal"
-upstream = "up"
-[[routes.plugins]]
-plugin = "ip-restriction"
-config = {{ allow = ["127.0.0.0/8"] }}
-"#,
-        up = up.addr
-    ));
+    let gw = Config::new()
+        .server(json!({ "trusted_proxies": ["127.0.0.1"] }))
+        .upstream("up", &up)
+        .route(Route::new("office", "/office").upstream("up").plugin(
+            Plugin::new("ip-restriction").config(
+                json!({ "allow": ["203.0.113.0/24", "2001:db8::/32"], "deny": ["203.0.113.66"] }),
+            ),
+        ))
+        .route(
+            Route::new("internal", "/internal")
+                .upstream("up")
+                .plugin(Plugin::new("ip-restriction").config(json!({ "allow": ["127.0.0.0/8"] }))),
+        )
+        .start();
     let from = |client: Option<&str>| {
         let mut request = Request::get(gw.url("/office"));
         if let Some(client) = client {
@@ -329,49 +299,38 @@ config = {{ allow = ["127.0.0.0/8"] }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_admits_consumers_by_group_after_key_auth() {
     let up = Upstream::start("up").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[[consumers]]
-name = "alice"
-groups = ["admins", "beta"]
-keys = [{{ plaintext = "alice-key-0000000001" }}]
-
-[[consumers]]
-name = "bob"
-groups = ["beta"]
-keys = [{{ plaintext = "bob-key-00000000000002" }}]
-
-[[consumers]]
-name = "mallory"
-groups = ["admins", "suspended"]
-keys = [{{ plaintext = "mallory-key-0000000003" }}]
-
-[upstreams.up]
-targets = ["{up}"]
-
-[[routes]]
-name = "admin"
-path = "/admin"
-upstream = "up"
-[[routes.plugins]]
-plugin = "key-auth"
-[[routes.plugins]]
-plugin = "acl"
-config = {{ allow = ["admins"], deny = ["suspended"] }}
-
-[[routes]]
-name = "anonymous"
-path = "/anonymous"
-upstream = "up"
-[[routes.plugins]]
-plugin = "acl"
-config = {{ allow = ["admins"] }}
-"#,
-        up = up.addr
-    ));
+    let gw = Config::new()
+        .consumer(json!({
+            "name": "alice",
+            "groups": ["admins", "beta"],
+            "keys": [{ "plaintext": "alice-key-0000000001" }],
+        }))
+        .consumer(json!({
+            "name": "bob",
+            "groups": ["beta"],
+            "keys": [{ "plaintext": "bob-key-00000000000002" }],
+        }))
+        .consumer(json!({
+            "name": "mallory",
+            "groups": ["admins", "suspended"],
+            "keys": [{ "plaintext": "mallory-key-0000000003" }],
+        }))
+        .upstream("up", &up)
+        .route(
+            Route::new("admin", "/admin")
+                .upstream("up")
+                .plugin(Plugin::new("key-auth"))
+                .plugin(
+                    Plugin::new("acl")
+                        .config(json!({ "allow": ["admins"], "deny": ["suspended"] })),
+                ),
+        )
+        .route(
+            Route::new("anonymous", "/anonymous")
+                .upstream("up")
+                .plugin(Plugin::new("acl").config(json!({ "allow": ["admins"] }))),
+        )
+        .start();
     let ask = |path: &str, key: Option<&str>| {
         let mut request = Request::get(gw.url(path));
         if let Some(key) = key {

@@ -2,7 +2,8 @@
 //! aws-lc-rs (ES256 through a JWKS file, HS256 with a secret from the
 //! environment), and the attacks that must never reach the upstream.
 
-use crate::support::{DocumentServer, Gateway, Upstream, client, send};
+use crate::support::config::{Config, Plugin, Route};
+use crate::support::{DocumentServer, Upstream, client, send};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use aws_lc_rs::{hmac, rand::SystemRandom};
 use base64::Engine as _;
@@ -63,38 +64,32 @@ async fn jwt_admits_valid_tokens_and_refuses_every_attack() {
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, json!({ "keys": [jwk(&key, "k1")] }).to_string()).expect("jwks");
 
-    let gw = Gateway::start_with_env(
-        &format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "es"
-path = "/es/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "jwt"
-config_files = {{ jwks = "{jwks}" }}
-config = {{ algorithms = ["ES256"], issuer = "https://issuer.test", audience = "orders", consumer_claim = "sub", claims_to_headers = {{ sub = "x-jwt-sub" }} }}
-
-[[routes]]
-name = "hs"
-path = "/hs/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "jwt"
-config_env = {{ hmac_secret = "HS_SECRET" }}
-config = {{ algorithms = ["HS256"] }}
-"#,
-            addr = upstream.addr,
-            jwks = jwks.display()
-        ),
-        &[("HS_SECRET", HS_SECRET)],
-    );
+    let gw = Config::new()
+        .upstream("api", &upstream)
+        .route(
+            Route::new("es", "/es/{*rest}").upstream("api").plugin(
+                Plugin::new("jwt")
+                    .with(
+                        "config_files",
+                        json!({ "jwks": jwks.display().to_string() }),
+                    )
+                    .config(json!({
+                        "algorithms": ["ES256"],
+                        "issuer": "https://issuer.test",
+                        "audience": "orders",
+                        "consumer_claim": "sub",
+                        "claims_to_headers": { "sub": "x-jwt-sub" },
+                    })),
+            ),
+        )
+        .route(
+            Route::new("hs", "/hs/{*rest}").upstream("api").plugin(
+                Plugin::new("jwt")
+                    .with("config_env", json!({ "hmac_secret": "HS_SECRET" }))
+                    .config(json!({ "algorithms": ["HS256"] })),
+            ),
+        )
+        .start_with_env(&[("HS_SECRET", HS_SECRET)]);
     let client = client();
     let header = json!({"alg": "ES256", "typ": "JWT", "kid": "k1"});
     let claims = json!({
@@ -285,28 +280,25 @@ async fn jwks_url_is_shared_refetched_on_rotation_and_survives_an_outage() {
     let second = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
     let set = |keys: Vec<Value>| json!({ "keys": keys }).to_string();
     let jwks = DocumentServer::start(&set(vec![jwk(&first, "k1")])).await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{api}"]
-
-[[routes]]
-name = "es"
-path = "/{{*rest}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "jwt"
-allowed_hosts = ["127.0.0.1:{port}"]
-pool_size = 4
-config = {{ algorithms = ["ES256"], jwks_url = "http://{jwks}/.well-known/jwks.json", jwks_refresh = 300, jwks_min_refetch = 1 }}
-"#,
-        api = upstream.addr,
-        port = jwks.addr.port(),
-        jwks = jwks.addr,
-    ));
+    let gw = Config::new()
+        .upstream("api", &upstream)
+        .route(
+            Route::new("es", "/{*rest}").upstream("api").plugin(
+                Plugin::new("jwt")
+                    .with(
+                        "allowed_hosts",
+                        json!([format!("127.0.0.1:{}", jwks.addr.port())]),
+                    )
+                    .with("pool_size", json!(4))
+                    .config(json!({
+                        "algorithms": ["ES256"],
+                        "jwks_url": format!("http://{}/.well-known/jwks.json", jwks.addr),
+                        "jwks_refresh": 300,
+                        "jwks_min_refetch": 1,
+                    })),
+            ),
+        )
+        .start();
     let client = client();
     let claims = json!({"sub": "alice", "exp": now() + 300});
     let token =

@@ -2,10 +2,12 @@
 //! entry's `max_idle_memory` is dropped after its call, so the process's
 //! resident memory returns to where it was, and `/metrics` counts the discard.
 
+use crate::support::config::{Config, Plugin, Route};
 use crate::support::{Gateway, Upstream, client, get, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -55,33 +57,26 @@ fn status_bytes(pid: u32, field: &str) -> u64 {
     kib * 1024
 }
 
-fn config(upstream: &Upstream) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_request_body = "64MiB"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "convert"
-path = "/convert"
-upstream = "api"
-
-[[routes.plugins]]
-plugin = "xml-json"
-max_body = "64MiB"
-memory_limit = "1GiB"
-deadline = "30s"
-config = {{ request = "xml-to-json", response = "none", max_elements = 10000000, max_output = "256MiB" }}
-"#,
-        addr = upstream.addr
-    )
+/// One route converting XML to JSON with room for a 50 MiB document.
+fn config(upstream: &Upstream) -> Config {
+    Config::new()
+        .server(json!({ "max_request_body": "64MiB" }))
+        .admin()
+        .upstream("api", upstream)
+        .route(
+            Route::new("convert", "/convert").upstream("api").plugin(
+                Plugin::new("xml-json")
+                    .with("max_body", json!("64MiB"))
+                    .with("memory_limit", json!("1GiB"))
+                    .with("deadline", json!("30s"))
+                    .config(json!({
+                        "request": "xml-to-json",
+                        "response": "none",
+                        "max_elements": 10000000,
+                        "max_output": "256MiB",
+                    })),
+            ),
+        )
 }
 
 async fn post_xml(gw: &Gateway, xml: String) {
@@ -110,7 +105,7 @@ async fn rss_settles_below(pid: u32, ceiling: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_conversion_leaves_no_resident_memory_behind() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream));
+    let gw = config(&upstream).start();
     let pid = gateway_pid(&gw.config_path());
     // Warm up the route and the allocator with a small document first.
     post_xml(&gw, large_xml(4 * 1024)).await;
@@ -146,7 +141,8 @@ async fn a_large_conversion_leaves_no_resident_memory_behind() {
     post_xml(&gw, large_xml(4 * 1024)).await;
 }
 
-/// A config with one `respond` entry carrying `settings`, and `defaults` in
+/// As text, for the errors' line and column: a config with one `respond`
+/// entry carrying `settings`, and `defaults` in
 /// `[plugin_defaults]`.
 fn entry_config(defaults: &str, settings: &str) -> String {
     format!(
@@ -203,7 +199,8 @@ fn max_idle_memory_is_checked_where_it_is_written() {
     assert!(ok, "{out}");
 }
 
-/// A config with one `respond` entry answering `body_mib` MiB (which it
+/// As text, for the errors' line and column: a config with one `respond`
+/// entry answering `body_mib` MiB (which it
 /// holds from `init` on, twice: the config text and the parsed body), plus
 /// `settings` on the entry.
 fn large_init_config(body_mib: usize, settings: &str) -> String {
@@ -249,7 +246,12 @@ fn the_default_max_idle_memory_admits_a_plugin_large_after_init() {
 async fn the_default_max_idle_memory_is_4_times_the_memory_after_init() {
     // About 13MiB after init (in 64KiB pages): the default is about 52MiB,
     // under the default memory_limit (64MiB).
-    let gw = Gateway::start(&large_init_config(4, ""));
+    let gw = Config::new()
+        .admin()
+        .route(Route::new("large", "/large").plugin(
+            Plugin::new("respond").config(json!({ "status": 200, "body": "x".repeat(4 << 20) })),
+        ))
+        .start();
     for _ in 0..3 {
         let reply = get(&gw.url("/large")).await;
         assert_eq!(reply.status, 200);

@@ -1,53 +1,35 @@
 //! What operators see: metrics after a scripted traffic pattern, trace
 //! context propagation, the access log, and readiness while draining.
 
-use crate::support::{Gateway, Upstream, client, get, metric, plugin_path, send};
+use crate::support::config::{Config, Plugin, Route};
+use crate::support::{Upstream, client, get, metric, misbehave, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 use std::time::{Duration, Instant};
 
-fn config(upstream: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{upstream}"]
-
-[[routes]]
-name = "ok"
-path = "/ok"
-upstream = "api"
-[[routes.plugins]]
-plugin = "headers"
-config = {{ request = {{ set = {{ "x-seen" = "1" }} }} }}
-
-[[routes]]
-name = "fail"
-path = "/fail"
-upstream = "api"
-[[routes.plugins]]
-plugin = "{misbehave}"
-config = {{ mode = "trap" }}
-
-[[routes]]
-name = "slow"
-path = "/slow/{{ms}}"
-upstream = "api"
-"#,
-        misbehave = plugin_path("misbehave_plugin").display()
-    )
+/// An admin listener and three routes to `upstream`: `/ok` (through
+/// `headers`), `/fail` (a plugin that traps) and `/slow/{ms}`.
+fn config(upstream: &Upstream) -> Config {
+    Config::new()
+        .admin()
+        .upstream("api", upstream)
+        .route(Route::new("ok", "/ok").upstream("api").plugin(
+            Plugin::new("headers").config(json!({ "request": { "set": { "x-seen": "1" } } })),
+        ))
+        .route(
+            Route::new("fail", "/fail")
+                .upstream("api")
+                .plugin(misbehave(json!({ "mode": "trap" }))),
+        )
+        .route(Route::new("slow", "/slow/{ms}").upstream("api"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_a_scripted_traffic_pattern() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let gw = config(&upstream).start();
     for _ in 0..3 {
         assert_eq!(get(&gw.url("/ok")).await.status, 200);
     }
@@ -116,7 +98,7 @@ async fn metrics_count_a_scripted_traffic_pattern() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_are_continued_or_started_and_logged() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let gw = config(&upstream).start();
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let request = Request::get(gw.url("/ok"))
         .header("traceparent", incoming)
@@ -151,7 +133,7 @@ async fn traces_are_continued_or_started_and_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_off_while_draining() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let gw = config(&upstream).start();
     assert_eq!(get(&gw.admin_url("/readyz")).await.status, 200);
     let url = gw.url("/slow/1500");
     let in_flight = tokio::spawn(async move { get(&url).await });
@@ -204,25 +186,12 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_max_connections_are_closed_on_arrival() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_connections = 2
-
-[admin]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "api"
-"#,
-        addr = upstream.addr
-    ));
+    let gw = Config::new()
+        .server(json!({ "max_connections": 2 }))
+        .admin()
+        .upstream("api", &upstream)
+        .route(Route::new("all", "/{*rest}").upstream("api"))
+        .start();
     let request = b"GET /x HTTP/1.1\r\nhost: gw\r\n\r\n";
     let connect = || tokio::net::TcpStream::connect(gw.addr);
     // Two connections that have not sent their first request yet: new
@@ -270,24 +239,14 @@ upstream = "api"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_cannot_hold_more_than_max_connections_per_ip() {
-    let gw = Gateway::start(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_connections_per_ip = 2
-trusted_proxies = ["127.0.0.3"]
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[routes]]
-name = "hello"
-path = "/hello"
-[[routes.plugins]]
-plugin = "respond"
-config = { status = 200, body = "hi" }
-"#,
-    );
+    let gw = Config::new()
+        .server(json!({ "max_connections_per_ip": 2, "trusted_proxies": ["127.0.0.3"] }))
+        .admin()
+        .route(
+            Route::new("hello", "/hello")
+                .plugin(Plugin::new("respond").config(json!({ "status": 200, "body": "hi" }))),
+        )
+        .start();
     let request = b"GET /hello HTTP/1.1\r\nhost: gw\r\n\r\n";
     // Connections from 127.0.0.1 and from 127.0.0.2 (another client on loopback).
     let from = |ip: [u8; 4]| {
@@ -341,21 +300,13 @@ config = { status = 200, body = "hi" }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_send_nothing_are_closed_after_header_read_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let gw = Gateway::start(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-header_read_timeout = "1s"
-max_connections = 2
-
-[[routes]]
-name = "hello"
-path = "/hello"
-[[routes.plugins]]
-plugin = "respond"
-config = { status = 200, body = "hi" }
-"#,
-    );
+    let gw = Config::new()
+        .server(json!({ "header_read_timeout": "1s", "max_connections": 2 }))
+        .route(
+            Route::new("hello", "/hello")
+                .plugin(Plugin::new("respond").config(json!({ "status": 200, "body": "hi" }))),
+        )
+        .start();
     // Silent, and stalled on the first byte of the HTTP/2 preface: both hold
     // a place until the deadline closes them.
     let mut silent = tokio::net::TcpStream::connect(gw.addr)
@@ -383,7 +334,7 @@ config = { status = 200, body = "hi" }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_panic_is_one_readable_log_line() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream.addr.to_string()));
+    let gw = config(&upstream).start();
     let reply = get(&gw.url("/fail")).await;
     assert_eq!(reply.status, 500);
     // The access line comes after the failure's: wait for it.

@@ -1,75 +1,74 @@
 //! The `http-client` and `kv` capabilities through the real binary: allow-lists,
 //! shared fetches, the deadline pausing while a plugin waits, kv across requests.
 
-use crate::support::{Gateway, Upstream, check, client, get, plugin_path, send};
+use crate::support::config::{Config, Plugin, Route};
+use crate::support::{Upstream, check, client, get, plugin_path, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 
 fn outbound() -> String {
     plugin_path("outbound_plugin").display().to_string()
+}
+
+/// The outbound test plugin, granted `http-client` and `kv`.
+fn fetcher() -> Plugin {
+    Plugin::wasm("outbound_plugin").with("grants", json!(["http-client", "kv"]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_reach_allowed_hosts_share_fetches_and_keep_kv() {
     let api = Upstream::start("api").await;
     let docs = Upstream::start("docs").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[[routes]]
-name = "fetch"
-path = "/fetch"
-[[routes.plugins]]
-plugin = "{wasm}"
-grants = ["http-client", "kv"]
-allowed_hosts = ["127.0.0.1"]
-config = {{ mode = "fetch", url = "http://{api}/data" }}
-
-[[routes]]
-name = "denied"
-path = "/denied"
-[[routes.plugins]]
-plugin = "{wasm}"
-grants = ["http-client", "kv"]
-allowed_hosts = ["https://example.com"]
-config = {{ mode = "fetch", url = "http://{api}/data" }}
-
-[[routes]]
-name = "slow"
-path = "/slow"
-[[routes.plugins]]
-plugin = "{wasm}"
-grants = ["http-client", "kv"]
-allowed_hosts = ["127.0.0.1:{api_port}"]
-deadline = "20ms"
-config = {{ mode = "fetch", url = "http://{api}/slow/150" }}
-
-[[routes]]
-name = "shared"
-path = "/shared"
-[[routes.plugins]]
-plugin = "{wasm}"
-grants = ["http-client", "kv"]
-allowed_hosts = ["127.0.0.1"]
-pool_size = 8
-config = {{ mode = "fetch-shared", url = "http://{docs}/jwks", max_age_ms = 60000 }}
-
-[[routes]]
-name = "counter"
-path = "/counter"
-[[routes.plugins]]
-plugin = "{wasm}"
-grants = ["kv", "http-client"]
-config = {{ mode = "kv-counter" }}
-"#,
-        wasm = outbound(),
-        api = api.addr,
-        api_port = api.addr.port(),
-        docs = docs.addr,
-    ));
+    let gw = Config::new()
+        .route(
+            Route::new("fetch", "/fetch").plugin(
+                fetcher()
+                    .with("allowed_hosts", json!(["127.0.0.1"]))
+                    .config(json!({ "mode": "fetch", "url": format!("http://{}/data", api.addr) })),
+            ),
+        )
+        .route(
+            Route::new("denied", "/denied").plugin(
+                fetcher()
+                    .with("allowed_hosts", json!(["https://example.com"]))
+                    .config(json!({ "mode": "fetch", "url": format!("http://{}/data", api.addr) })),
+            ),
+        )
+        .route(
+            Route::new("slow", "/slow").plugin(
+                fetcher()
+                    .with(
+                        "allowed_hosts",
+                        json!([format!("127.0.0.1:{}", api.addr.port())]),
+                    )
+                    .with("deadline", json!("20ms"))
+                    .config(
+                        json!({ "mode": "fetch", "url": format!("http://{}/slow/150", api.addr) }),
+                    ),
+            ),
+        )
+        .route(
+            Route::new("shared", "/shared").plugin(
+                fetcher()
+                    .with("allowed_hosts", json!(["127.0.0.1"]))
+                    .with("pool_size", json!(8))
+                    .config(json!({
+                        "mode": "fetch-shared",
+                        "url": format!("http://{}/jwks", docs.addr),
+                        "max_age_ms": 60000,
+                    })),
+            ),
+        )
+        .route(
+            Route::new("counter", "/counter").plugin(
+                Plugin::wasm("outbound_plugin")
+                    .with("grants", json!(["kv", "http-client"]))
+                    .config(json!({ "mode": "kv-counter" })),
+            ),
+        )
+        .start();
 
     let reply = get(&gw.url("/fetch")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);

@@ -2,10 +2,12 @@
 //! is dropped; valid changes show up quickly; invalid ones are rejected and
 //! the old config keeps serving.
 
+use crate::support::config::{Config, Plugin, Route};
 use crate::support::{Gateway, Reply, Upstream, client, get, plugin_path, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,7 +31,7 @@ fn write_atomically(path: &Path, text: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
-fn version_config(upstream: &str, version: usize) -> String {
+fn version_config(upstream: &Upstream, version: usize) -> Config {
     // Every version keeps /stable; each adds its own route, and the order of
     // /stable's plugins changes with the version.
     let (first, second) = if version.is_multiple_of(2) {
@@ -37,43 +39,30 @@ fn version_config(upstream: &str, version: usize) -> String {
     } else {
         ("b", "a")
     };
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{upstream}"]
-
-[[routes]]
-name = "stable"
-path = "/stable"
-upstream = "api"
-[[routes.plugins]]
-plugin = "headers"
-config = {{ request = {{ set = {{ "x-first" = "{first}" }} }} }}
-[[routes.plugins]]
-plugin = "headers"
-config = {{ request = {{ set = {{ "x-second" = "{second}" }} }} }}
-
-[[routes]]
-name = "v{version}"
-path = "/v{version}"
-[[routes.plugins]]
-plugin = "respond"
-config = {{ status = 200, body = "version {version}" }}
-"#
-    )
+    let set = |header: &str, value: &str| {
+        Plugin::new("headers").config(json!({ "request": { "set": { header: value } } }))
+    };
+    Config::new()
+        .admin()
+        .upstream("api", upstream)
+        .route(
+            Route::new("stable", "/stable")
+                .upstream("api")
+                .plugin(set("x-first", first))
+                .plugin(set("x-second", second)),
+        )
+        .route(
+            Route::new(&format!("v{version}"), &format!("/v{version}")).plugin(
+                Plugin::new("respond")
+                    .config(json!({ "status": 200, "body": format!("version {version}") })),
+            ),
+        )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_config_changes_under_load_lose_no_request() {
     let upstream = Upstream::start("api").await;
-    let addr = upstream.addr.to_string();
-    let gw = Gateway::start(&version_config(&addr, 0));
+    let gw = version_config(&upstream, 0).start();
     let config_path = gw.config_path();
 
     // Steady load from another task: every request must succeed.
@@ -103,7 +92,8 @@ async fn a_hundred_config_changes_under_load_lose_no_request() {
     for version in 1..=100 {
         if version % 10 == 5 {
             // An invalid config: rejected, the previous one keeps serving.
-            let broken = version_config(&addr, version)
+            let broken = version_config(&upstream, version)
+                .toml()
                 .replace("plugin = \"respond\"", "plugin = \"respnd\"");
             write_atomically(&config_path, broken.as_bytes());
             let rejected = until(&gw.admin_url("/status"), Duration::from_secs(5), |reply| {
@@ -126,7 +116,10 @@ async fn a_hundred_config_changes_under_load_lose_no_request() {
             continue;
         }
         let started = Instant::now();
-        write_atomically(&config_path, version_config(&addr, version).as_bytes());
+        write_atomically(
+            &config_path,
+            version_config(&upstream, version).toml().as_bytes(),
+        );
         let url = gw.url(&format!("/v{version}"));
         let expected = format!("version {version}");
         let seen = until(&url, Duration::from_secs(5), |reply| reply.body == expected).await;
@@ -180,21 +173,14 @@ async fn plugins_replaced_in_place_by_rename_and_by_configmap_swap_are_reloaded(
     let upstream = Upstream::start("api").await;
     let hello = std::fs::read(plugin_path("hello_plugin")).expect("hello plugin");
     let reader = std::fs::read(plugin_path("body_reader_plugin")).expect("body reader plugin");
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.api]
-targets = ["{addr}"]
-[[routes]]
-name = "p"
-path = "/p/{{name}}"
-upstream = "api"
-[[routes.plugins]]
-plugin = "p.wasm"
-"#,
-        addr = upstream.addr
-    );
+    let config = Config::new()
+        .upstream("api", &upstream)
+        .route(
+            Route::new("p", "/p/{name}")
+                .upstream("api")
+                .plugin(Plugin::new("p.wasm")),
+        )
+        .toml();
     // A ConfigMap-style directory: gateway.toml -> ..data/gateway.toml, and
     // ..data -> a versioned directory swapped by renaming a new symlink.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -247,14 +233,15 @@ plugin = "p.wasm"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_and_the_admin_api_reload_and_report_errors() {
     let upstream = Upstream::start("api").await;
-    let addr = upstream.addr.to_string();
-    let gw = Gateway::start(&version_config(&addr, 1));
+    let gw = version_config(&upstream, 1).start();
     let config_path = gw.config_path();
     let admin = |path: &str| gw.admin_url(path);
 
     // An invalid config, reloaded through the admin API: 422 with the
     // located error, and the old config still serving.
-    let broken = version_config(&addr, 2).replace("path = \"/v2\"", "path = \"v2\"");
+    let broken = version_config(&upstream, 2)
+        .toml()
+        .replace("path = \"/v2\"", "path = \"v2\"");
     std::fs::write(&config_path, broken).expect("write");
     let request = Request::post(admin("/reload"))
         .body(Full::<Bytes>::default())
@@ -272,7 +259,7 @@ async fn sighup_and_the_admin_api_reload_and_report_errors() {
     assert_eq!(get(&gw.url("/v1")).await.body, "version 1");
 
     // Fixed and reloaded by SIGHUP.
-    std::fs::write(&config_path, version_config(&addr, 2)).expect("write");
+    version_config(&upstream, 2).write(&config_path);
     gw.signal("HUP");
     let seen = until(&gw.url("/v2"), Duration::from_secs(5), |r| {
         r.body == "version 2"
@@ -292,32 +279,20 @@ async fn sighup_and_the_admin_api_reload_and_report_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_counters_and_cached_responses_survive_a_reload() {
     let upstream = Upstream::start("api").await;
-    let config = |extra_route: &str| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.api]
-targets = ["{addr}"]
-[[routes]]
-name = "limited"
-path = "/limited"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-config = {{ limits = [{{ rate = "3/minute", by = ["route"] }}] }}
-[[routes]]
-name = "cached"
-path = "/cached"
-upstream = "api"
-[[routes.plugins]]
-plugin = "cache"
-{extra_route}
-"#,
-            addr = upstream.addr
+    let config = Config::new()
+        .upstream("api", &upstream)
+        .route(
+            Route::new("limited", "/limited").upstream("api").plugin(
+                Plugin::new("rate-limit")
+                    .config(json!({ "limits": [{ "rate": "3/minute", "by": ["route"] }] })),
+            ),
         )
-    };
-    let gw = Gateway::start(&config(""));
+        .route(
+            Route::new("cached", "/cached")
+                .upstream("api")
+                .plugin(Plugin::new("cache")),
+        );
+    let gw = config.start();
     for _ in 0..2 {
         assert_eq!(get(&gw.url("/limited")).await.status, 200);
     }
@@ -327,7 +302,10 @@ plugin = "cache"
     // Reload with a route added and the rest unchanged.
     write_atomically(
         &gw.config_path(),
-        config("[[routes]]\nname = \"new\"\npath = \"/new\"\nupstream = \"api\"").as_bytes(),
+        config
+            .route(Route::new("new", "/new").upstream("api"))
+            .toml()
+            .as_bytes(),
     );
     let reloaded = until(&gw.url("/new"), Duration::from_secs(5), |r| r.status == 200).await;
     assert!(reloaded.is_some(), "{}", gw.log());
@@ -343,8 +321,7 @@ plugin = "cache"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_written_without_pause_next_to_the_config_does_not_hold_reloads_back() {
     let upstream = Upstream::start("api").await;
-    let addr = upstream.addr.to_string();
-    let gw = Gateway::start(&version_config(&addr, 0));
+    let gw = version_config(&upstream, 0).start();
     let config_path = gw.config_path();
     // Something appends to a file in the config's directory every
     // millisecond, as `gateway run > gateway.log` started there would.
@@ -363,7 +340,7 @@ async fn a_log_written_without_pause_next_to_the_config_does_not_hold_reloads_ba
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    write_atomically(&config_path, version_config(&addr, 1).as_bytes());
+    write_atomically(&config_path, version_config(&upstream, 1).toml().as_bytes());
     let reloaded = until(&gw.url("/v1"), Duration::from_secs(5), |r| r.status == 200).await;
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
@@ -374,19 +351,11 @@ async fn a_log_written_without_pause_next_to_the_config_does_not_hold_reloads_ba
     );
 }
 
-fn respond_config(route: &str, plugin: &str, body: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[[routes]]
-name = "r"
-path = "{route}"
-[[routes.plugins]]
-plugin = "{plugin}"
-config = {{ status = 200, body = "{body}" }}
-"#
+/// One route `r` at `route` whose plugin, `plugin`, answers `body`.
+fn respond_config(route: &str, plugin: &str, body: &str) -> Config {
+    Config::new().route(
+        Route::new("r", route)
+            .plugin(Plugin::new(plugin).config(json!({ "status": 200, "body": body }))),
     )
 }
 
@@ -394,13 +363,13 @@ config = {{ status = 200, body = "{body}" }}
 async fn a_plugin_copied_in_after_the_config_that_needs_it_is_picked_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, respond_config("/old", "respond", "old")).expect("config");
+    respond_config("/old", "respond", "old").write(&config);
     let gw = Gateway::start_at(&config);
     assert_eq!(get(&gw.url("/old")).await.body, "old");
     // A deploy writes the config first: rejected, its plugin is missing...
     write_atomically(
         &config,
-        respond_config("/new", "new.wasm", "new").as_bytes(),
+        respond_config("/new", "new.wasm", "new").toml().as_bytes(),
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     while !gw.log().contains("config rejected") {
@@ -425,11 +394,11 @@ async fn edits_reached_through_symlinks_and_swapped_directories_are_picked_up() 
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let real = root.join("gateway.prod.toml");
-    std::fs::write(&real, respond_config("/a", "respond", "one")).expect("config");
+    respond_config("/a", "respond", "one").write(&real);
     std::os::unix::fs::symlink("gateway.prod.toml", root.join("gateway.toml")).expect("link");
     let gw = Gateway::start_at(&root.join("gateway.toml"));
     assert_eq!(get(&gw.url("/a")).await.body, "one");
-    std::fs::write(&real, respond_config("/a", "respond", "two")).expect("edit");
+    respond_config("/a", "respond", "two").write(&real);
     let seen = until(&gw.url("/a"), Duration::from_secs(5), |r| r.body == "two").await;
     assert!(
         seen.is_some(),
@@ -448,22 +417,15 @@ async fn edits_reached_through_symlinks_and_swapped_directories_are_picked_up() 
         std::fs::write(release.join("body.txt"), body).expect("body");
     }
     std::os::unix::fs::symlink("releases/v1", root.join("plugins")).expect("link");
-    std::fs::write(
-        root.join("gateway.toml"),
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[[routes]]
-name = "r"
-path = "/p"
-[[routes.plugins]]
-plugin = "plugins/p.wasm"
-config = { status = 200 }
-config_files = { body = "plugins/body.txt" }
-"#,
-    )
-    .expect("config");
+    Config::new()
+        .route(
+            Route::new("r", "/p").plugin(
+                Plugin::new("plugins/p.wasm")
+                    .config(json!({ "status": 200 }))
+                    .with("config_files", json!({ "body": "plugins/body.txt" })),
+            ),
+        )
+        .write(root.join("gateway.toml"));
     let gw = Gateway::start_at(&root.join("gateway.toml"));
     assert_eq!(get(&gw.url("/p")).await.body, "one", "{}", gw.log());
     std::os::unix::fs::symlink("releases/v2", root.join("plugins.new")).expect("link");
@@ -483,16 +445,8 @@ config_files = { body = "plugins/body.txt" }
     let next = dir.path().join("gw.new");
     std::fs::create_dir(&live).expect("dir");
     std::fs::create_dir(&next).expect("dir");
-    std::fs::write(
-        live.join("gateway.toml"),
-        respond_config("/d", "respond", "one"),
-    )
-    .expect("config");
-    std::fs::write(
-        next.join("gateway.toml"),
-        respond_config("/d", "respond", "two"),
-    )
-    .expect("config");
+    respond_config("/d", "respond", "one").write(live.join("gateway.toml"));
+    respond_config("/d", "respond", "two").write(next.join("gateway.toml"));
     let gw = Gateway::start_at(&live.join("gateway.toml"));
     assert_eq!(get(&gw.url("/d")).await.body, "one");
     std::fs::rename(&live, dir.path().join("gw.old")).expect("retire");
@@ -503,11 +457,7 @@ config_files = { body = "plugins/body.txt" }
         "directory swap not picked up:\n{}",
         gw.log()
     );
-    std::fs::write(
-        live.join("gateway.toml"),
-        respond_config("/d", "respond", "three"),
-    )
-    .expect("edit");
+    respond_config("/d", "respond", "three").write(live.join("gateway.toml"));
     let seen = until(&gw.url("/d"), Duration::from_secs(5), |r| r.body == "three").await;
     assert!(
         seen.is_some(),

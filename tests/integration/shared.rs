@@ -1,10 +1,12 @@
 //! Several gateway processes sharing rate-limit counters and quotas through a
 //! real `redis-server`, and what happens when Redis dies under them.
 
+use crate::support::config::{Config, Plugin, Route};
 use crate::support::{Gateway, RedisServer, Upstream, client, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn get(url: &str, key: Option<&str>) -> Request<Full<Bytes>> {
@@ -15,76 +17,39 @@ fn get(url: &str, key: Option<&str>) -> Request<Full<Bytes>> {
     builder.body(Full::default()).expect("request")
 }
 
-fn config(upstream: &str, redis: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
+/// `rate-limit` counting in Redis (`limit` per minute for the route, or
+/// the consumer's plan), with `store_failure` when given.
+fn limit(rate: Option<&str>, store_failure: Option<&str>) -> Plugin {
+    let mut plugin = Plugin::new("rate-limit").with("store", json!("redis"));
+    if let Some(mode) = store_failure {
+        plugin = plugin.with("store_failure", json!(mode));
+    }
+    match rate {
+        Some(rate) => plugin.config(json!({ "limits": [{ "rate": rate, "by": ["route"] }] })),
+        None => plugin,
+    }
+}
 
-[redis]
-url = "{redis}"
-timeout = "200ms"
-
-[usage_plans.tiny]
-quota = "3/day"
-
-[[consumers]]
-name = "quinn"
-plan = "tiny"
-keys = [{{ plaintext = "quinn-key-00000001" }}]
-
-[upstreams.api]
-targets = ["{upstream}"]
-
-[[routes]]
-name = "shared"
-path = "/shared"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-store = "redis"
-config = {{ limits = [{{ rate = "5/minute", by = ["route"] }}] }}
-
-[[routes]]
-name = "quota"
-path = "/quota"
-upstream = "api"
-[[routes.plugins]]
-plugin = "key-auth"
-[[routes.plugins]]
-plugin = "rate-limit"
-store = "redis"
-
-[[routes]]
-name = "open"
-path = "/open"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-store = "redis"
-config = {{ limits = [{{ rate = "2/minute", by = ["route"] }}] }}
-
-[[routes]]
-name = "closed"
-path = "/closed"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-store = "redis"
-store_failure = "closed"
-config = {{ limits = [{{ rate = "2/minute", by = ["route"] }}] }}
-
-[[routes]]
-name = "fallback"
-path = "/fallback"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-store = "redis"
-store_failure = "local"
-config = {{ limits = [{{ rate = "2/minute", by = ["route"] }}] }}
-"#
-    )
+fn config(upstream: &Upstream, redis: &RedisServer) -> Config {
+    let route = |name: &str| Route::new(name, &format!("/{name}")).upstream("api");
+    Config::new()
+        .with("redis", json!({ "url": redis.url(), "timeout": "200ms" }))
+        .with("usage_plans", json!({ "tiny": { "quota": "3/day" } }))
+        .consumer(json!({
+            "name": "quinn",
+            "plan": "tiny",
+            "keys": [{ "plaintext": "quinn-key-00000001" }],
+        }))
+        .upstream("api", upstream)
+        .route(route("shared").plugin(limit(Some("5/minute"), None)))
+        .route(
+            route("quota")
+                .plugin(Plugin::new("key-auth"))
+                .plugin(limit(None, None)),
+        )
+        .route(route("open").plugin(limit(Some("2/minute"), None)))
+        .route(route("closed").plugin(limit(Some("2/minute"), Some("closed"))))
+        .route(route("fallback").plugin(limit(Some("2/minute"), Some("local"))))
 }
 
 /// Sends `n` requests at once, spread over `gateways`, and counts the 200s.
@@ -112,9 +77,9 @@ async fn admitted(gateways: &[&Gateway], path: &str, key: Option<&str>, n: usize
 async fn two_gateways_on_one_redis_admit_no_more_than_the_limit() {
     let redis = RedisServer::start();
     let upstream = Upstream::start("api").await;
-    let config = config(&upstream.addr.to_string(), &redis.url());
-    let a = Gateway::start(&config);
-    let b = Gateway::start(&config);
+    let config = config(&upstream, &redis);
+    let a = config.start();
+    let b = config.start();
 
     // 5 per minute for the route, whichever gateway a request lands on.
     assert_eq!(admitted(&[&a, &b], "/shared", None, 20).await, 5);
@@ -141,7 +106,7 @@ async fn two_gateways_on_one_redis_admit_no_more_than_the_limit() {
 async fn when_redis_dies_each_route_follows_its_failure_mode_without_hanging() {
     let mut redis = RedisServer::start();
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&config(&upstream.addr.to_string(), &redis.url()));
+    let gw = config(&upstream, &redis).start();
     let client = client();
     let status = |path: &'static str| {
         let client = client.clone();

@@ -19,9 +19,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+pub mod config;
+
 /// Where build.rs put the compiled plugins (built-ins, the example and test plugins).
 pub fn plugin_path(stem: &str) -> PathBuf {
     Path::new(env!("GATEWAY_PLUGIN_DIR")).join(format!("{stem}.wasm"))
+}
+
+/// An entry of the misbehave test plugin, doing what `config` (`mode`, ..)
+/// says.
+pub fn misbehave(config: serde_json::Value) -> config::Plugin {
+    config::Plugin::wasm("misbehave_plugin").config(config)
 }
 
 /// Serves HTTP/1.1 (upgrades included) with `service` on every connection

@@ -2,8 +2,10 @@
 //! upstream learns the client used https, and a renewed certificate is served
 //! after a reload without a restart.
 
+use crate::support::config::{Config, Plugin, Route};
 use crate::support::{Gateway, Upstream};
 use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,11 +29,7 @@ fn tls_gateway(upstream: &Upstream) -> (Gateway, tempfile::TempDir, CertificateD
     let (cert, key, der) = certificate();
     std::fs::write(dir.path().join("cert.pem"), &cert).expect("cert");
     std::fs::write(dir.path().join("key.pem"), &key).expect("key");
-    std::fs::write(
-        dir.path().join("gateway.toml"),
-        tls_config(upstream.addr, "", ""),
-    )
-    .expect("config");
+    tls_config(upstream, json!({}), |route| route).write(dir.path().join("gateway.toml"));
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
     (gw, dir, der)
 }
@@ -197,33 +195,20 @@ fn mtls_files(
 }
 
 /// A config with mutual TLS (`client_auth`) and one catch-all route to
-/// `upstream`, its plugins and anything else in `rest`.
-fn mtls_config(upstream: std::net::SocketAddr, auth: &str, rest: &str) -> String {
-    let client_auth = format!("client_ca = \"clients.pem\"\nclient_auth = \"{auth}\"");
-    tls_config(upstream, &client_auth, rest)
+/// `upstream` through `plugin`.
+fn mtls_config(upstream: &Upstream, auth: &str, plugin: Plugin) -> Config {
+    let client_auth = json!({ "client_ca": "clients.pem", "client_auth": auth });
+    tls_config(upstream, client_auth, |route| route.plugin(plugin))
 }
 
 /// A config with TLS (`cert.pem`, `key.pem` and `tls` more `[server.tls]`
-/// keys) and one catch-all route to `upstream`, then `rest`.
-fn tls_config(upstream: std::net::SocketAddr, tls: &str, rest: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[server.tls]
-cert = "cert.pem"
-key = "key.pem"
-{tls}
-
-[upstreams.api]
-targets = ["{upstream}"]
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "api"
-{rest}
-"#
-    )
+/// keys) and one catch-all route to `upstream`, with what `route` adds.
+fn tls_config(upstream: &Upstream, tls: Value, route: impl FnOnce(Route) -> Route) -> Config {
+    Config::new()
+        .server(json!({ "tls": { "cert": "cert.pem", "key": "key.pem" } }))
+        .server(json!({ "tls": tls }))
+        .upstream("api", upstream)
+        .route(route(Route::new("all", "/{*rest}").upstream("api")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,19 +218,18 @@ async fn mutual_tls_admits_clients_of_the_configured_authority_and_tells_who_the
     let (server_root, ca) = mtls_files(dir.path());
     let (_, stranger_ca) = client_ca("Another CA");
     let config = |auth: &str| {
+        let seen = |expression: &str| format!("{{{{ {expression} | default(\"none\") }}}}");
         mtls_config(
-            upstream.addr,
+            &upstream,
             auth,
-            r#"[[routes.plugins]]
-plugin = "transform"
-[routes.plugins.config.request.headers]
-x-subject-seen-by-plugins = '{{ context["tls.client.subject"] | default("none") }}'
-x-names-seen-by-plugins = '{{ context["tls.client.names"] | default("none") }}'
-x-xfcc-seen-by-plugins = '{{ headers["x-forwarded-client-cert"] | default("none") }}'
-"#,
+            Plugin::new("transform").config(json!({ "request": { "headers": {
+                "x-subject-seen-by-plugins": seen(r#"context["tls.client.subject"]"#),
+                "x-names-seen-by-plugins": seen(r#"context["tls.client.names"]"#),
+                "x-xfcc-seen-by-plugins": seen(r#"headers["x-forwarded-client-cert"]"#),
+            } } })),
         )
     };
-    std::fs::write(dir.path().join("gateway.toml"), config("required")).expect("config");
+    config("required").write(dir.path().join("gateway.toml"));
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
     let forged = "GET /hello HTTP/1.1\r\nhost: localhost\r\nx-forwarded-client-cert: Hash=forged\r\nconnection: close\r\n\r\n";
 
@@ -295,7 +279,7 @@ x-xfcc-seen-by-plugins = '{{ headers["x-forwarded-client-cert"] | default("none"
 
     // Optional: a client without a certificate gets through, and its forged
     // header does not.
-    std::fs::write(dir.path().join("gateway.toml"), config("optional")).expect("config");
+    config("optional").write(dir.path().join("gateway.toml"));
     let started = Instant::now();
     let response = loop {
         if let Some(response) = mtls_request(gw.addr, &server_root, None, forged).await {
@@ -332,22 +316,14 @@ async fn mtls_auth_makes_the_certificate_a_consumer_credential() {
     let upstream = Upstream::start("api").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (server_root, ca) = mtls_files(dir.path());
-    let config = mtls_config(
-        upstream.addr,
+    mtls_config(
+        &upstream,
         "optional",
-        r#"[[routes.plugins]]
-plugin = "mtls-auth"
-config = { consumer_from = ["dns", "cn"] }
-
-[usage_plans.gold]
-rate = "100/s"
-
-[[consumers]]
-name = "billing"
-plan = "gold"
-"#,
-    );
-    std::fs::write(dir.path().join("gateway.toml"), config).expect("config");
+        Plugin::new("mtls-auth").config(json!({ "consumer_from": ["dns", "cn"] })),
+    )
+    .with("usage_plans", json!({ "gold": { "rate": "100/s" } }))
+    .consumer(json!({ "name": "billing", "plan": "gold" }))
+    .write(dir.path().join("gateway.toml"));
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
     let request = "GET /orders HTTP/1.1\r\nhost: localhost\r\nx-consumer-name: billing\r\nconnection: close\r\n\r\n";
 

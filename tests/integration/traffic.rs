@@ -1,40 +1,33 @@
 //! The `rate-limit` built-in through the real binary: exact counts, 429 with
 //! `Retry-After` and `RateLimit-*` headers, separate counters per key.
 
+use crate::support::config::{Config, Plugin, Route};
 use crate::support::{Gateway, Upstream, client, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_admits_exactly_the_limit_then_answers_429() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "by-ip"
-path = "/ip"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-config = {{ limits = [{{ rate = "3/minute", by = ["ip"] }}] }}
-
-[[routes]]
-name = "by-tenant"
-path = "/tenant"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-config = {{ limits = [{{ rate = "2/minute", by = ["header:x-tenant"] }}, {{ rate = "100/s", by = ["route"] }}] }}
-"#,
-        addr = upstream.addr
-    ));
+    let gw = Config::new()
+        .upstream("api", &upstream)
+        .route(
+            Route::new("by-ip", "/ip").upstream("api").plugin(
+                Plugin::new("rate-limit")
+                    .config(json!({ "limits": [{ "rate": "3/minute", "by": ["ip"] }] })),
+            ),
+        )
+        .route(Route::new("by-tenant", "/tenant").upstream("api").plugin(
+            Plugin::new("rate-limit").config(json!({
+                "limits": [
+                    { "rate": "2/minute", "by": ["header:x-tenant"] },
+                    { "rate": "100/s", "by": ["route"] },
+                ],
+            })),
+        ))
+        .start();
     let client = client();
     let get = |path: &str, tenant: Option<&str>| {
         let mut builder = Request::get(gw.url(path));
@@ -80,50 +73,27 @@ async fn rate_limit_headers_reach_every_kind_of_answer() {
     let down = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let down_addr = down.local_addr().expect("addr");
     drop(down);
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[upstreams.down]
-targets = ["{down_addr}"]
-
-[[routes]]
-name = "proxied"
-path = "/proxied"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-config = {{ limits = [{{ rate = "5/minute", by = ["route"] }}] }}
-# Runs its response hook before the client gets the answer: it must not see
-# (so cannot remove) what the request phase set.
-[[routes.plugins]]
-plugin = "headers"
-config = {{ response = {{ remove = ["ratelimit-limit"], set = {{ "x-saw" = "yes" }} }} }}
-
-[[routes]]
-name = "answered"
-path = "/answered"
-[[routes.plugins]]
-plugin = "rate-limit"
-config = {{ limits = [{{ rate = "5/minute", by = ["route"] }}] }}
-[[routes.plugins]]
-plugin = "respond"
-config = {{ status = 201, body = "made here" }}
-
-[[routes]]
-name = "broken"
-path = "/broken"
-upstream = "down"
-[[routes.plugins]]
-plugin = "rate-limit"
-config = {{ limits = [{{ rate = "5/minute", by = ["route"] }}] }}
-"#,
-        addr = upstream.addr
-    ));
+    let gw = // Runs its response hook before the client gets the answer: it must not see
+// (so cannot remove) what the request phase set.
+Config::new()
+.upstream("api", &upstream)
+.upstream("down", down_addr)
+.route(Route::new("proxied", "/proxied")
+.upstream("api")
+.plugin(Plugin::new("rate-limit")
+.config(json!({ "limits": [{ "rate": "5/minute", "by": ["route"] }] })))
+.plugin(Plugin::new("headers")
+.config(json!({ "response": { "remove": ["ratelimit-limit"], "set": { "x-saw": "yes" } } }))))
+.route(Route::new("answered", "/answered")
+.plugin(Plugin::new("rate-limit")
+.config(json!({ "limits": [{ "rate": "5/minute", "by": ["route"] }] })))
+.plugin(Plugin::new("respond")
+.config(json!({ "status": 201, "body": "made here" }))))
+.route(Route::new("broken", "/broken")
+.upstream("down")
+.plugin(Plugin::new("rate-limit")
+.config(json!({ "limits": [{ "rate": "5/minute", "by": ["route"] }] }))))
+.start();
     let client = client();
     let get = |path: &str| {
         Request::get(gw.url(path))
@@ -148,26 +118,16 @@ config = {{ limits = [{{ rate = "5/minute", by = ["route"] }}] }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_by_ip_see_the_client_behind_a_trusted_proxy() {
     let upstream = Upstream::start("api").await;
-    let config = |trusted: &str| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-trusted_proxies = [{trusted}]
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "by-ip"
-path = "/ip"
-upstream = "api"
-[[routes.plugins]]
-plugin = "rate-limit"
-config = {{ limits = [{{ rate = "2/minute", by = ["ip"] }}] }}
-"#,
-            addr = upstream.addr
-        )
+    let config = |trusted: &[&str]| {
+        Config::new()
+            .server(json!({ "trusted_proxies": trusted }))
+            .upstream("api", &upstream)
+            .route(
+                Route::new("by-ip", "/ip").upstream("api").plugin(
+                    Plugin::new("rate-limit")
+                        .config(json!({ "limits": [{ "rate": "2/minute", "by": ["ip"] }] })),
+                ),
+            )
     };
     let from = |gw: &Gateway, client: &str| {
         Request::get(gw.url("/ip"))
@@ -178,7 +138,7 @@ config = {{ limits = [{{ rate = "2/minute", by = ["ip"] }}] }}
     let client = client();
 
     // The tests' own address (127.0.0.1) plays the trusted balancer.
-    let behind = Gateway::start(&config("\"127.0.0.1\""));
+    let behind = config(&["127.0.0.1"]).start();
     let mut statuses = Vec::new();
     for who in ["203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.2"] {
         statuses.push(send(&client, from(&behind, who)).await.status);
@@ -188,7 +148,7 @@ config = {{ limits = [{{ rate = "2/minute", by = ["ip"] }}] }}
     assert!(log.contains("client=203.0.113.1:0"), "{log}");
 
     // Untrusted: the header is ignored and every request is the same client.
-    let direct = Gateway::start(&config(""));
+    let direct = config(&[]).start();
     let mut statuses = Vec::new();
     for who in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
         statuses.push(send(&client, from(&direct, who)).await.status);

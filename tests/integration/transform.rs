@@ -1,42 +1,32 @@
 //! The `transform` built-in (mapping templates) through the real binary, in
 //! front of a real upstream.
 
-use crate::support::{Gateway, Upstream, client, send};
+use crate::support::config::{Config, Plugin, Route};
+use crate::support::{Upstream, client, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_map_requests_and_responses_end_to_end() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "orders"
-path = "/users/{{id}}/orders"
-upstream = "api"
-
-[[routes.plugins]]
-plugin = "transform"
-
-[routes.plugins.config.request]
-body = '''{{"userId": {{{{ params.id | int }}}}, "sku": {{{{ body.item.sku }}}}, "qty": {{{{ body.item.qty | default(1) }}}}, "lang": {{{{ headers["accept-language"] | default("en") }}}}}}'''
-
-[routes.plugins.config.request.headers]
-x-mapped = "{{{{ method }}}} {{{{ path }}}}"
-
-[routes.plugins.config.response]
-status = "{{{{ 201 if status == 200 else status }}}}"
-body = '''{{"seenByUpstream": {{{{ body.body | fromjson | tojson }}}}, "upstream": {{{{ body.upstream }}}}}}'''
-"#,
-        addr = upstream.addr
-    ));
+    let gw = Config::new()
+.upstream("api", &upstream)
+.route(Route::new("orders", "/users/{id}/orders")
+.upstream("api")
+.plugin(Plugin::new("transform")
+.config(json!({
+                "request": {
+                    "body": "{\"userId\": {{ params.id | int }}, \"sku\": {{ body.item.sku }}, \"qty\": {{ body.item.qty | default(1) }}, \"lang\": {{ headers[\"accept-language\"] | default(\"en\") }}}",
+                    "headers": { "x-mapped": "{{ method }} {{ path }}" },
+                },
+                "response": {
+                    "status": "{{ 201 if status == 200 else status }}",
+                    "body": "{\"seenByUpstream\": {{ body.body | fromjson | tojson }}, \"upstream\": {{ body.upstream }}}",
+                },
+            }))))
+.start();
     let post = |body: &'static str| {
         Request::post(gw.url("/users/42/orders"))
             .header("content-type", "application/json")
@@ -124,32 +114,22 @@ async fn xml_json_fronts_an_xml_service_for_json_clients() {
         r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]><lolz>&lol2;</lolz>"#,
     ))
     .await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.soap]
-targets = ["{service}"]
-[upstreams.evil]
-targets = ["{hostile}"]
-
-[[routes]]
-name = "orders"
-path = "/orders"
-upstream = "soap"
-[[routes.plugins]]
-plugin = "xml-json"
-config = {{ request = "json-to-xml", response = "xml-to-json", arrays = ["/orderResponse/items/item"] }}
-
-[[routes]]
-name = "evil"
-path = "/evil"
-upstream = "evil"
-[[routes.plugins]]
-plugin = "xml-json"
-"#
-    ));
+    let gw = Config::new()
+        .upstream("soap", service)
+        .upstream("evil", hostile)
+        .route(Route::new("orders", "/orders").upstream("soap").plugin(
+            Plugin::new("xml-json").config(json!({
+                "request": "json-to-xml",
+                "response": "xml-to-json",
+                "arrays": ["/orderResponse/items/item"],
+            })),
+        ))
+        .route(
+            Route::new("evil", "/evil")
+                .upstream("evil")
+                .plugin(Plugin::new("xml-json")),
+        )
+        .start();
     let request = Request::post(gw.url("/orders"))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(
@@ -209,33 +189,19 @@ plugin = "xml-json"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_entries_whose_templates_read_bodies_buffer_them() {
     let upstream = Upstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstreams.api]
-targets = ["{addr}"]
-
-[[routes]]
-name = "headers-only"
-path = "/headers-only"
-upstream = "api"
-[[routes.plugins]]
-plugin = "transform"
-max_body = "1KiB"
-config = {{ request = {{ headers = {{ x-route = "{{{{ route }}}}" }} }} }}
-
-[[routes]]
-name = "reads-body"
-path = "/reads-body"
-upstream = "api"
-[[routes.plugins]]
-plugin = "transform"
-max_body = "1KiB"
-config = {{ request = {{ headers = {{ x-sku = "{{{{ body.sku | default('-') }}}}" }} }} }}
-"#,
-        addr = upstream.addr
-    ));
+    let gw = Config::new()
+.upstream("api", &upstream)
+.route(Route::new("headers-only", "/headers-only")
+.upstream("api")
+.plugin(Plugin::new("transform")
+.with("max_body", json!("1KiB"))
+.config(json!({ "request": { "headers": { "x-route": "{{ route }}" } } }))))
+.route(Route::new("reads-body", "/reads-body")
+.upstream("api")
+.plugin(Plugin::new("transform")
+.with("max_body", json!("1KiB"))
+.config(json!({ "request": { "headers": { "x-sku": "{{ body.sku | default('-') }}" } } }))))
+.start();
     let big = format!(r#"{{"sku": "A", "pad": "{}"}}"#, "x".repeat(4000));
     let post = |path: &str| {
         Request::post(gw.url(path))

@@ -2,10 +2,12 @@
 //! another target, and targets that keep failing taken out of rotation for a
 //! while (passive health checking).
 
+use crate::support::config::{Config, Pool, Route};
 use crate::support::{Gateway, Upstream, client, get, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 /// A local port nothing listens on: connections to it are refused.
@@ -18,30 +20,18 @@ async fn dead_port() -> String {
     addr.to_string()
 }
 
-fn config(targets: &[&str], extra: &str) -> String {
-    let targets = targets
-        .iter()
-        .map(|t| format!("\"{t}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-
-[upstreams.svc]
-targets = [{targets}]
-connect_timeout = "2s"
-{extra}
-
-[[routes]]
-name = "all"
-path = "/{{*rest}}"
-upstream = "svc"
-"#
-    )
+/// An admin listener and a catch-all route to the upstream `svc`: `targets`,
+/// a 2 s connect timeout and `settings`.
+fn config(targets: &[&str], settings: Value) -> Config {
+    Config::new()
+        .admin()
+        .upstream(
+            "svc",
+            Pool::new(targets)
+                .with("connect_timeout", json!("2s"))
+                .settings(settings),
+        )
+        .route(Route::new("all", "/{*rest}").upstream("svc"))
 }
 
 fn ejections(metrics: &str) -> Option<f64> {
@@ -65,7 +55,7 @@ async fn a_refused_connection_is_retried_on_another_target_when_there_is_no_body
     let dead = dead_port().await;
     // max_fails = 0: the dead target stays in rotation, so every other
     // request meets it.
-    let gw = Gateway::start(&config(&[&dead, &live.addr.to_string()], "max_fails = 0"));
+    let gw = config(&[&dead, &live.addr.to_string()], json!({ "max_fails": 0 })).start();
     for _ in 0..6 {
         let reply = get(&gw.url("/items")).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
@@ -85,10 +75,11 @@ async fn a_refused_connection_is_retried_on_another_target_when_there_is_no_body
 async fn retries_zero_answers_502_for_the_dead_target() {
     let live = Upstream::start("live").await;
     let dead = dead_port().await;
-    let gw = Gateway::start(&config(
+    let gw = config(
         &[&dead, &live.addr.to_string()],
-        "max_fails = 0\nretries = 0",
-    ));
+        json!({ "max_fails": 0, "retries": 0 }),
+    )
+    .start();
     let mut statuses = Vec::new();
     for _ in 0..4 {
         statuses.push(get(&gw.url("/items")).await.status);
@@ -101,10 +92,11 @@ async fn retries_zero_answers_502_for_the_dead_target() {
 async fn a_target_failing_max_fails_times_is_skipped_for_fail_timeout() {
     let live = Upstream::start("live").await;
     let dead = dead_port().await;
-    let gw = Gateway::start(&config(
+    let gw = config(
         &[&dead, &live.addr.to_string()],
-        "max_fails = 2\nfail_timeout = \"1s\"\nretries = 0",
-    ));
+        json!({ "max_fails": 2, "fail_timeout": "1s", "retries": 0 }),
+    )
+    .start();
     // Round robin alternates until the dead target has failed twice; then
     // only the live one is used.
     let mut failed = 0;
@@ -151,8 +143,8 @@ async fn a_target_taken_out_stays_out_when_a_reload_rebuilds_its_upstream() {
     let dead = dead_port().await;
     let live_addr = live.addr.to_string();
     let targets = [dead.as_str(), live_addr.as_str()];
-    let settings = "max_fails = 1\nfail_timeout = \"60s\"\nretries = 0";
-    let gw = Gateway::start(&config(&targets, settings));
+    let settings = json!({ "max_fails": 1, "fail_timeout": "60s", "retries": 0 });
+    let gw = config(&targets, settings.clone()).start();
     let mut statuses = Vec::new();
     for _ in 0..4 {
         statuses.push(get(&gw.url("/items")).await.status);
@@ -168,9 +160,9 @@ async fn a_target_taken_out_stays_out_when_a_reload_rebuilds_its_upstream() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Another connect_timeout: the upstream is built anew (its pools too).
-    let changed =
-        config(&targets, settings).replace("connect_timeout = \"2s\"", "connect_timeout = \"3s\"");
-    std::fs::write(gw.config_path(), changed).expect("write");
+    let mut changed = settings;
+    changed["connect_timeout"] = json!("3s");
+    config(&targets, changed).write(gw.config_path());
     let reload = Request::post(gw.admin_url("/reload"))
         .body(Full::<Bytes>::default())
         .expect("request");
@@ -199,10 +191,11 @@ async fn a_target_taken_out_stays_out_when_a_reload_rebuilds_its_upstream() {
 async fn when_every_target_is_out_they_are_still_tried() {
     let first = dead_port().await;
     let second = dead_port().await;
-    let gw = Gateway::start(&config(
+    let gw = config(
         &[&first, &second],
-        "max_fails = 1\nfail_timeout = \"1h\"",
-    ));
+        json!({ "max_fails": 1, "fail_timeout": "1h" }),
+    )
+    .start();
     for _ in 0..4 {
         assert_eq!(get(&gw.url("/items")).await.status, 502);
     }
@@ -277,51 +270,32 @@ async fn https_targets_are_verified_against_the_configured_authorities() {
     let port = addr.port();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("ca.pem"), &ca).expect("ca");
-    std::fs::write(
-        dir.path().join("gateway.toml"),
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-# Trusted through ca_file, reached by name.
-[upstreams.trusted]
-targets = ["https://localhost:{port}"]
-ca_file = "ca.pem"
-# Reached by address, checked against the name in tls_server_name.
-[upstreams.by-address]
-targets = ["https://127.0.0.1:{port}"]
-ca_file = "ca.pem"
-tls_server_name = "localhost"
-# The built-in public roots do not know this certificate.
-[upstreams.public-roots]
-targets = ["https://localhost:{port}"]
-# The certificate is not for this name.
-[upstreams.wrong-name]
-targets = ["https://127.0.0.1:{port}"]
-ca_file = "ca.pem"
-tls_server_name = "api.example.com"
-
-[[routes]]
-name = "trusted"
-path = "/trusted"
-upstream = "trusted"
-[[routes]]
-name = "by-address"
-path = "/by-address"
-upstream = "by-address"
-[[routes]]
-name = "public-roots"
-path = "/public-roots"
-upstream = "public-roots"
-[[routes]]
-name = "wrong-name"
-path = "/wrong-name"
-upstream = "wrong-name"
-"#
-        ),
-    )
-    .expect("config");
+    let by_name = format!("https://localhost:{port}");
+    let by_address = format!("https://127.0.0.1:{port}");
+    Config::new()
+        // Trusted through ca_file, reached by name.
+        .upstream("trusted", Pool::new([&by_name]).ca_file("ca.pem"))
+        // Reached by address, checked against the name in tls_server_name.
+        .upstream(
+            "by-address",
+            Pool::new([&by_address])
+                .ca_file("ca.pem")
+                .tls_server_name("localhost"),
+        )
+        // The built-in public roots do not know this certificate.
+        .upstream("public-roots", Pool::new([&by_name]))
+        // The certificate is not for this name.
+        .upstream(
+            "wrong-name",
+            Pool::new([&by_address])
+                .ca_file("ca.pem")
+                .tls_server_name("api.example.com"),
+        )
+        .route(Route::new("trusted", "/trusted").upstream("trusted"))
+        .route(Route::new("by-address", "/by-address").upstream("by-address"))
+        .route(Route::new("public-roots", "/public-roots").upstream("public-roots"))
+        .route(Route::new("wrong-name", "/wrong-name").upstream("wrong-name"))
+        .write(dir.path().join("gateway.toml"));
     let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
 
     let trusted = get(&gw.url("/trusted")).await;
@@ -362,10 +336,11 @@ async fn a_client_cutting_its_upload_short_is_not_held_against_the_target() {
     use tokio::io::AsyncWriteExt;
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;
-    let gw = Gateway::start(&config(
+    let gw = config(
         &[&a.addr.to_string(), &b.addr.to_string()],
-        "max_fails = 1\nfail_timeout = \"1h\"",
-    ));
+        json!({ "max_fails": 1, "fail_timeout": "1h" }),
+    )
+    .start();
     let addr = gw.url("");
     for _ in 0..4 {
         let mut stream = tokio::net::TcpStream::connect(addr.trim_start_matches("http://"))
@@ -397,10 +372,19 @@ async fn active_health_checks_take_an_unhealthy_target_out_and_bring_it_back() {
     // Answers "flaky" to everything, or 503 to everything when switched off:
     // its connections never fail, so only the checks can see it is sick.
     let flaky = crate::support::DocumentServer::start("flaky").await;
-    let gw = Gateway::start(&config(
+    let gw = config(
         &[&steady.addr.to_string(), &flaky.addr.to_string()],
-        "health_check = { path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", healthy = 2, unhealthy = 2 }",
-    ));
+        json!({
+            "health_check": {
+                "path": "/healthz",
+                "interval": "100ms",
+                "timeout": "1s",
+                "healthy": 2,
+                "unhealthy": 2,
+            },
+        }),
+    )
+    .start();
     let served_by_flaky =
         |replies: &[crate::support::Reply]| replies.iter().filter(|r| r.body == "flaky").count();
     let round = || async {
@@ -460,7 +444,7 @@ async fn active_health_checks_take_an_unhealthy_target_out_and_bring_it_back() {
 async fn max_requests_sheds_load_at_once_while_the_upstream_is_slow() {
     let upstream = Upstream::start("api").await;
     let addr = upstream.addr.to_string();
-    let gw = Gateway::start(&config(&[&addr], "max_requests = 2"));
+    let gw = config(&[&addr], json!({ "max_requests": 2 })).start();
     // Two slow requests in flight...
     let slow = |gw_url: String| tokio::spawn(async move { get(&gw_url).await.status });
     let first = slow(gw.url("/slow/3000"));
@@ -506,7 +490,7 @@ async fn weights_share_the_requests_and_zero_drains_a_target() {
         drained.addr.to_string(),
     ];
     let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
-    let gw = Gateway::start(&config(&targets, "weights = [3, 1, 0]"));
+    let gw = config(&targets, json!({ "weights": [3, 1, 0] })).start();
     for _ in 0..40 {
         assert_eq!(get(&gw.url("/x")).await.status, 200);
     }
@@ -536,7 +520,7 @@ async fn weights_share_the_requests_and_zero_drains_a_target() {
     // to, the light one, never the drained one.
     let dead = dead_port().await;
     let targets = [dead.as_str(), targets[1], targets[2]];
-    let gw = Gateway::start(&config(&targets, "weights = [3, 1, 0]"));
+    let gw = config(&targets, json!({ "weights": [3, 1, 0] })).start();
     for _ in 0..8 {
         assert_eq!(get(&gw.url("/x")).await.status, 200);
     }

@@ -2,6 +2,7 @@
 //! protocols (hyper, with upgrades), and a client speaking raw HTTP/1.1 on a
 //! TCP socket, so every byte the gateway passes is checked.
 
+use crate::support::config::{Config, Plugin, Route};
 use crate::support::{Gateway, Upstream, get, serve_http1};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -9,6 +10,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use serde_json::json;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -202,51 +204,34 @@ impl Handshake {
     }
 }
 
-fn config(ws: &SocketAddr, plain: &SocketAddr, idle: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_websocket_connections = 2
-[admin]
-listen = "127.0.0.1:0"
+/// The WebSocket route `chat` (`/chat/{*rest}`), behind `key-auth`.
+fn chat() -> Route {
+    Route::new("chat", "/chat/{*rest}")
+        .upstream("chat")
+        .with("websocket", json!(true))
+        .plugin(Plugin::new("key-auth"))
+}
 
-[upstreams.chat]
-targets = ["{ws}"]
-[upstreams.plain]
-targets = ["{plain}"]
-
-[[consumers]]
-name = "alice"
-keys = [{{ plaintext = "alice-key-0000000001" }}]
-
-[[routes]]
-name = "chat"
-path = "/chat/{{*rest}}"
-upstream = "chat"
-websocket = true
-{idle}
-[[routes.plugins]]
-plugin = "key-auth"
-
-[[routes]]
-name = "no-upgrades"
-path = "/plain/{{*rest}}"
-upstream = "chat"
-
-[[routes]]
-name = "other"
-path = "/other"
-upstream = "plain"
-"#
-    )
+/// Two WebSockets at most, the upstreams `chat` (at `ws`) and `plain`, the
+/// consumer alice, and the routes `chat`, `no-upgrades` (`/plain/{*rest}`,
+/// to `chat` without upgrades) and `other` (to `plain`).
+fn config(ws: &SocketAddr, plain: &SocketAddr, chat: Route) -> Config {
+    Config::new()
+        .server(json!({ "max_websocket_connections": 2 }))
+        .admin()
+        .upstream("chat", *ws)
+        .upstream("plain", *plain)
+        .consumer(json!({ "name": "alice", "keys": [{ "plaintext": "alice-key-0000000001" }] }))
+        .route(chat)
+        .route(Route::new("no-upgrades", "/plain/{*rest}").upstream("chat"))
+        .route(Route::new("other", "/other").upstream("plain"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_handshakes_pass_the_pipeline_then_bytes_flow_both_ways() {
     let ws = WsUpstream::start().await;
     let plain = Upstream::start("plain").await;
-    let gw = Gateway::start(&config(&ws.addr, &plain.addr, ""));
+    let gw = config(&ws.addr, &plain.addr, chat()).start();
 
     // The request phase runs first: no key, no upgrade, no upstream contact.
     let refused = handshake(&gw, "/chat/room", "").await;
@@ -329,7 +314,7 @@ async fn websocket_handshakes_pass_the_pipeline_then_bytes_flow_both_ways() {
 async fn routes_without_websocket_forward_the_handshake_as_a_plain_request() {
     let ws = WsUpstream::start().await;
     let plain = Upstream::start("plain").await;
-    let gw = Gateway::start(&config(&ws.addr, &plain.addr, ""));
+    let gw = config(&ws.addr, &plain.addr, chat()).start();
 
     // Not enabled on the route: forwarded as a plain request, as nginx does.
     let mut plain_route = handshake(&gw, "/plain/room", "").await;
@@ -350,11 +335,7 @@ async fn routes_without_websocket_forward_the_handshake_as_a_plain_request() {
 async fn an_upstream_refusing_the_upgrade_is_answered_as_usual() {
     let ws = WsUpstream::start().await;
     let plain = Upstream::start("plain").await;
-    let config = config(&ws.addr, &plain.addr, "").replace(
-        "path = \"/chat/{*rest}\"\nupstream = \"chat\"\nwebsocket = true",
-        "path = \"/chat/{*rest}\"\nupstream = \"chat\"\nwebsocket = true\nstrip_prefix = \"/chat\"",
-    );
-    let gw = Gateway::start(&config);
+    let gw = config(&ws.addr, &plain.addr, chat().strip_prefix("/chat")).start();
     let mut refused = handshake(&gw, "/chat/refuse", "x-api-key: alice-key-0000000001\r\n").await;
     assert_eq!(refused.status, 403, "{}", refused.head);
     assert_eq!(refused.read_exact(15).await, b"no sockets here");
@@ -370,11 +351,12 @@ async fn an_upstream_refusing_the_upgrade_is_answered_as_usual() {
 async fn a_silent_websocket_is_closed_after_the_idle_timeout() {
     let ws = WsUpstream::start().await;
     let plain = Upstream::start("plain").await;
-    let gw = Gateway::start(&config(
+    let gw = config(
         &ws.addr,
         &plain.addr,
-        "websocket_idle_timeout = \"400ms\"",
-    ));
+        chat().with("websocket_idle_timeout", json!("400ms")),
+    )
+    .start();
     let mut chat = handshake(&gw, "/chat/room", "x-api-key: alice-key-0000000001\r\n").await;
     assert_eq!(chat.status, 101, "{}", chat.head);
     chat.upstream_saw().await;
@@ -393,7 +375,7 @@ async fn a_silent_websocket_is_closed_after_the_idle_timeout() {
 async fn switching_protocols_is_refused_unless_it_is_the_websocket_asked_for() {
     let ws = WsUpstream::start().await;
     let plain = Upstream::start("plain").await;
-    let gw = Gateway::start(&config(&ws.addr, &plain.addr, ""));
+    let gw = config(&ws.addr, &plain.addr, chat()).start();
     // No upgrade was asked of this upstream (the route does not pass them).
     let unasked = handshake(&gw, "/plain/always-101", "").await;
     assert_eq!(unasked.status, 502, "{}", unasked.head);
@@ -411,7 +393,7 @@ async fn switching_protocols_is_refused_unless_it_is_the_websocket_asked_for() {
 async fn open_websockets_are_capped_by_max_websocket_connections() {
     let ws = WsUpstream::start().await;
     let plain = Upstream::start("plain").await;
-    let gw = Gateway::start(&config(&ws.addr, &plain.addr, ""));
+    let gw = config(&ws.addr, &plain.addr, chat()).start();
     let key = "x-api-key: alice-key-0000000001\r\n";
     let mut first = handshake(&gw, "/chat/a", key).await;
     let second = handshake(&gw, "/chat/b", key).await;
@@ -441,11 +423,9 @@ async fn open_websockets_are_capped_by_max_websocket_connections() {
 async fn an_open_websocket_keeps_its_place_under_max_connections_per_ip() {
     let ws = WsUpstream::start().await;
     let plain = Upstream::start("plain").await;
-    let gw = Gateway::start(&config(&ws.addr, &plain.addr, "").replacen(
-        "max_websocket_connections = 2\n",
-        "max_websocket_connections = 2\nmax_connections_per_ip = 1\n",
-        1,
-    ));
+    let gw = config(&ws.addr, &plain.addr, chat())
+        .server(json!({ "max_connections_per_ip": 1 }))
+        .start();
     let key = "x-api-key: alice-key-0000000001\r\n";
     // A request on a new connection: whether it is answered at all.
     let answered = || async {

@@ -1,0 +1,198 @@
+//! Routing and proxying: which route a request takes (host, method, the most
+//! specific path), 405 with `allow`, upstream failures (502, 504), the
+//! forwarding headers and request ids, round robin, and HTTP/2 cleartext.
+
+use crate::support::config::{Config, Plugin, Pool, Route};
+use crate::support::{Upstream, client, get, send};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_host_method_and_most_specific_path() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let gw = Config::new()
+        .upstream("a", &a)
+        .upstream("b", &b)
+        .route(Route::new("user-by-id", "/users/{id}").upstream("a"))
+        .route(
+            Route::new("me", "/users/me")
+                .methods(&["GET"])
+                .upstream("b"),
+        )
+        .route(
+            Route::new("static", "/static/{*rest}")
+                .upstream("b")
+                .strip_prefix("/static"),
+        )
+        .route(
+            Route::new("hosted", "/users/{id}")
+                .hosts(&["*.example.test"])
+                .upstream("b"),
+        )
+        .start();
+
+    let reply = get(&gw.url("/users/42")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["upstream"], "a");
+    assert_eq!(reply.json()["path"], "/users/42");
+
+    let reply = get(&gw.url("/users/me")).await;
+    assert_eq!(
+        reply.json()["upstream"],
+        "b",
+        "static segment beats the parameter"
+    );
+
+    let reply = get(&gw.url("/static/css/site.css?v=3")).await;
+    assert_eq!(reply.json()["path"], "/css/site.css", "prefix stripped");
+    assert_eq!(reply.json()["query"], "v=3");
+
+    let request = Request::get(gw.url("/users/7"))
+        .header("host", "api.example.test")
+        .body(Full::default())
+        .expect("request");
+    let reply = send(&client(), request).await;
+    assert_eq!(reply.json()["upstream"], "b", "host-specific route wins");
+
+    let reply = get(&gw.url("/nothing/here")).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"], "no route matches this request");
+    assert!(reply.header("x-request-id").is_some());
+
+    let request = Request::delete(gw.url("/users/me"))
+        .body(Full::default())
+        .expect("request");
+    let reply = send(&client(), request).await;
+    // The most specific template owns its path: /users/me answers GET only, and
+    // does not fall back to /users/{id} for other methods (docs/configuration.md).
+    assert_eq!(reply.status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_not_allowed_lists_allowed_methods() {
+    let a = Upstream::start("a").await;
+    let gw = Config::new()
+        .upstream("a", &a)
+        .route(
+            Route::new("items", "/items")
+                .methods(&["GET", "post"])
+                .upstream("a"),
+        )
+        .start();
+    let request = Request::delete(gw.url("/items"))
+        .body(Full::default())
+        .expect("request");
+    let reply = send(&client(), request).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET, POST"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_slow_is_504() {
+    let up = Upstream::start("up").await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let gw = Config::new()
+        .upstream(
+            "down",
+            Pool::new([closed]).with("connect_timeout", json!("1s")),
+        )
+        .upstream("slow", Pool::new([up.addr]).timeout("200ms"))
+        .route(Route::new("down", "/down").upstream("down"))
+        .route(Route::new("slow", "/slow/{ms}").upstream("slow"))
+        .start();
+    let reply = get(&gw.url("/down")).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.json()["error"], "bad gateway");
+    let started = Instant::now();
+    let reply = get(&gw.url("/slow/2000")).await;
+    assert_eq!(reply.status, 504);
+    assert!(started.elapsed() < Duration::from_millis(1900));
+    let reply = get(&gw.url("/slow/0")).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_request_id_and_round_robin() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let gw = Config::new()
+        .upstream("pair", Pool::new([a.addr, b.addr]))
+        .route(Route::new("any", "/{*rest}").upstream("pair"))
+        .start();
+    let request = Request::get(gw.url("/x"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-request-id", "abc-123")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .body(Full::default())
+        .expect("request");
+    let reply = send(&client(), request).await;
+    let seen = reply.json();
+    assert_eq!(
+        seen["headers"]["x-forwarded-for"], "127.0.0.1",
+        "untrusted XFF replaced"
+    );
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(
+        seen["headers"]["forwarded"],
+        format!("for=127.0.0.1;proto=http;host=\"{}\"", gw.addr)
+    );
+    assert_eq!(seen["headers"]["x-request-id"], "abc-123");
+    assert!(
+        seen["headers"].get("x-hop").is_none(),
+        "hop-by-hop header named in Connection dropped"
+    );
+    assert_eq!(reply.header("x-request-id"), Some("abc-123"));
+
+    let generated = get(&gw.url("/y")).await;
+    let id = generated
+        .header("x-request-id")
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(id.len(), 36, "a UUID is generated");
+    assert_eq!(generated.json()["headers"]["x-request-id"], id);
+
+    for _ in 0..6 {
+        get(&gw.url("/z")).await;
+    }
+    assert_eq!(a.hits() + b.hits(), 8);
+    assert_eq!(a.hits(), 4, "round robin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_cleartext_and_third_party_plugin_from_a_path() {
+    let gw = Config::new()
+        .route(
+            Route::new("hello", "/hello/{name}")
+                .plugin(Plugin::wasm("hello_plugin").config(json!({ "greeting": "Hi" }))),
+        )
+        .start();
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build::<_, Full<Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new());
+    let response = h2
+        .request(
+            Request::get(gw.url("/hello/ada"))
+                .body(Full::default())
+                .expect("request"),
+        )
+        .await
+        .expect("h2 request");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    use http_body_util::BodyExt;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(json["message"], "Hi, ada!");
+}
