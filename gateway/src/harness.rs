@@ -6,6 +6,7 @@
 //! Test-only (`#[cfg(test)]` in `lib.rs`); the tests that use it live in the
 //! submodules below.
 
+mod body_plan;
 mod echo;
 mod handler_phases;
 mod runtime_build;

@@ -198,7 +198,7 @@ plugin = "{wasm}"
     let (ok, out) = check(dir.path(), "unknown.toml");
     assert!(!ok);
     assert!(
-        out.contains("unknown.toml:10:11: route `r`: unknown grant `filesystem`: grantable capabilities are crypto, consumers, http-client, kv, rate-limit"),
+        out.contains("unknown.toml:10:11: route `r`: unknown grant `filesystem`; grantable capabilities: crypto, consumers, http-client, kv, rate-limit"),
         "{out}"
     );
 }

@@ -320,4 +320,10 @@ async fn an_undeclared_body_over_max_request_body_is_413() {
         reply.text()
     );
     assert_eq!(reply.json()["status"], 413);
+    // Found while streaming to the upstream, the error still knows its limit.
+    assert!(
+        reply.text().contains("exceeds 1024 bytes"),
+        "{}",
+        reply.text()
+    );
 }

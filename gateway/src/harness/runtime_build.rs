@@ -99,7 +99,7 @@ config = {{ request = {{ set = {{ "x-two" = "1" }} }} }}
         .map(|e| e.reference.as_str())
         .collect();
     assert_eq!(plugins, ["headers"]);
-    assert!(two.pipeline.has_request_phase());
+    assert!(two.pipeline.plan().request_phase);
 }
 
 #[tokio::test]
