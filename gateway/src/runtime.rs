@@ -7,7 +7,7 @@ use crate::config::problems::{Problems, in_config_terms, suggestion};
 use crate::config::{
     ByteSize, Config, ConfigError, DEFAULT_MAX_IDLE_MEMORY, PluginDefaults, PluginEntryConfig,
     RedisConfig, RouteConfig, ServerSettings, Source, StoreFailure, StoreKind, resolve_secret,
-    upstream_settings,
+    route_settings, upstream_settings,
 };
 use crate::identity::Consumers;
 use crate::metrics::metrics;
@@ -18,7 +18,6 @@ use crate::plugin::{
 };
 use crate::proxy::{TrustedProxies, Upstream};
 use crate::router::{RouteSpec, Router, RouterError};
-use http::Method;
 use std::collections::HashMap;
 use std::sync::Arc;
 use toml::Spanned;
@@ -341,15 +340,6 @@ fn plugin_terms(message: &str) -> String {
     }
 }
 
-/// What a route's own keys say, checked (all but its pipeline).
-struct RouteParts {
-    name: String,
-    methods: Option<Vec<Method>>,
-    listed: Vec<Arc<Upstream>>,
-    strip_prefix: Option<String>,
-    websocket: Option<std::time::Duration>,
-}
-
 /// One route and its router entry, or every error in it.
 async fn build_route(
     source: &Source,
@@ -362,7 +352,7 @@ async fn build_route(
 ) -> Result<(Route, RouteSpec), ConfigError> {
     let route = spanned.get_ref();
     let mut problems = Problems::new(source);
-    let parts = route_parts(&mut problems, config, route, upstreams, earlier);
+    let settings = problems.keep(route_settings(source, route, &config.upstreams, earlier));
     let name = route.name.get_ref();
     let mut entries = Vec::with_capacity(route.plugins.len());
     for entry in &route.plugins {
@@ -377,329 +367,39 @@ async fn build_route(
             format!("route `{name}` has no upstream, and no plugin of its pipeline can answer a request (none has a request hook): add upstream = \"NAME\" or a plugin that answers, such as `respond`"),
         );
     }
-    let parts = problems.finish_some(parts)?;
+    let settings = problems.finish_some(settings)?;
+    // An upstream the route names but that did not build has its error
+    // reported already.
+    let listed: Vec<Arc<Upstream>> = settings
+        .upstreams
+        .iter()
+        .map(|name| {
+            upstreams
+                .get(name)
+                .cloned()
+                .ok_or_else(ConfigError::reported)
+        })
+        .collect::<Result<_, _>>()?;
     let spec = RouteSpec {
-        path: route.path.get_ref().clone(),
-        methods: parts.methods,
-        hosts: route.hosts.as_ref().map(|h| h.get_ref().clone()),
+        path: settings.path,
+        methods: settings.methods,
+        hosts: settings.hosts,
     };
     let route = Route {
-        upstream: parts.listed.first().cloned(),
-        pipeline: pipeline.choosing_among(parts.listed.iter().map(|u| u.name.clone()).collect()),
-        upstreams: parts.listed,
-        strip_prefix: parts.strip_prefix,
-        preserve_host: route.preserve_host.as_ref().is_some_and(|p| *p.get_ref()),
-        websocket: parts.websocket,
+        upstream: listed.first().cloned(),
+        pipeline: pipeline.choosing_among(settings.upstreams),
+        upstreams: listed,
+        strip_prefix: settings.strip_prefix,
+        preserve_host: settings.preserve_host,
+        websocket: settings.websocket,
         latency: metrics()
             .request_duration
-            .get_or_create(&[("route", parts.name.clone())])
+            .get_or_create(&[("route", settings.name.clone())])
             .clone(),
-        requests: crate::metrics::RequestCounters::new(&parts.name),
-        name: parts.name,
+        requests: crate::metrics::RequestCounters::new(&settings.name),
+        name: settings.name,
     };
     Ok((route, spec))
-}
-
-/// A route's name, path, methods, upstreams, `strip_prefix` and WebSocket
-/// setting, each error recorded; `None` when any is wrong.
-fn route_parts(
-    problems: &mut Problems<'_>,
-    config: &Config,
-    route: &RouteConfig,
-    upstreams: &HashMap<String, Arc<Upstream>>,
-    earlier: &[String],
-) -> Option<RouteParts> {
-    let source = problems.source();
-    let name = route.name.get_ref().clone();
-    if name.is_empty() {
-        problems.at(route.name.span(), "a route name cannot be empty");
-    }
-    if earlier.contains(&name) {
-        problems.at(
-            route.name.span(),
-            format!("duplicate route name `{name}`: route names must be unique"),
-        );
-    }
-    problems.keep(route_path(source, &name, &route.path));
-    let methods = match &route.methods {
-        None => Some(None),
-        Some(methods) => problems
-            .keep(route_methods(source, &name, methods))
-            .map(Some),
-    };
-    let listed = problems.keep(route_upstreams(source, config, route, &name, upstreams));
-    let strip_prefix = match &route.strip_prefix {
-        None => Some(None),
-        Some(prefix) => problems
-            .keep(route_strip_prefix(
-                source,
-                &name,
-                prefix,
-                route.path.get_ref(),
-            ))
-            .map(Some),
-    };
-    let has_upstream = route.upstream.is_some() || route.upstreams.is_some();
-    let websocket = problems.keep(websocket_setting(source, &name, route, has_upstream));
-    if let Some(listed) = &listed {
-        problems.keep(check_http2_upstreams(source, &name, route, listed));
-    }
-    if !problems.is_empty() {
-        return None;
-    }
-    Some(RouteParts {
-        name,
-        methods: methods?,
-        listed: listed?,
-        strip_prefix: strip_prefix?,
-        websocket: websocket?,
-    })
-}
-
-/// A route's path template: it starts with `/`, and does not look like a
-/// regular expression or another router's syntax, which would be taken
-/// literally and never match what was meant.
-fn route_path(source: &Source, name: &str, path: &Spanned<String>) -> Result<(), ConfigError> {
-    let text = path.get_ref();
-    let fault = if looks_like_regex(text) {
-        Some(format!(
-            "path `{text}` looks like a regular expression, but paths are templates matched literally: write `/users/{{id}}` for a parameter and `/static/{{*rest}}` for the rest of the path"
-        ))
-    } else if !text.starts_with('/') {
-        Some(format!("path `{text}` must start with `/`"))
-    } else if text.contains('?') {
-        Some(format!(
-            "path `{text}` contains `?`: a route matches the path only; query parameters are not part of it"
-        ))
-    } else if text.split('/').any(|segment| segment.starts_with(':')) {
-        Some(format!(
-            "path `{text}` has a `:name` segment, which would match literally: parameters are written `{{name}}`, as in `/users/{{id}}`"
-        ))
-    } else {
-        None
-    };
-    match fault {
-        Some(fault) => Err(source.error(path.span(), format!("route `{name}`: {fault}"))),
-        None => Ok(()),
-    }
-}
-
-/// Whether a path template has regular-expression syntax outside its
-/// `{parameters}`: anchors, groups, classes, alternation, escapes, `.*`,
-/// `.+`, or a `*` that is not a catch-all.
-fn looks_like_regex(path: &str) -> bool {
-    let mut depth = 0usize;
-    let mut previous = ' ';
-    for c in path.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth = depth.saturating_sub(1),
-            '^' | '$' | '(' | ')' | '[' | ']' | '|' | '\\' if depth == 0 => return true,
-            '*' | '+' if depth == 0 && (previous == '.' || c == '*') => return true,
-            _ => {}
-        }
-        previous = c;
-    }
-    false
-}
-
-/// A route's `methods`, parsed: not empty, each a method, never CONNECT.
-fn route_methods(
-    source: &Source,
-    name: &str,
-    methods: &Spanned<Vec<String>>,
-) -> Result<Vec<Method>, ConfigError> {
-    if methods.get_ref().is_empty() {
-        return Err(source.error(
-            methods.span(),
-            format!("route `{name}`: methods cannot be empty; leave it out to accept every method"),
-        ));
-    }
-    let parsed = methods
-        .get_ref()
-        .iter()
-        .map(|m| {
-            let upper = m.to_ascii_uppercase();
-            Method::from_bytes(upper.as_bytes()).map_err(|_| {
-                source.error(
-                    methods.span(),
-                    format!("route `{name}`: invalid method `{m}`"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if parsed.contains(&Method::CONNECT) {
-        return Err(source.error(
-            methods.span(),
-            format!("route `{name}`: CONNECT cannot be routed: the gateway does not open tunnels, and answers CONNECT with 405"),
-        ));
-    }
-    Ok(parsed)
-}
-
-/// A route's `strip_prefix` without its trailing `/`: it must start with
-/// `/`, and the route's path must be able to start with it (a request the
-/// route matches must have it as its first segments).
-fn route_strip_prefix(
-    source: &Source,
-    name: &str,
-    prefix: &Spanned<String>,
-    path: &str,
-) -> Result<String, ConfigError> {
-    let text = prefix.get_ref().trim_end_matches('/');
-    if !text.starts_with('/') {
-        return Err(source.error(
-            prefix.span(),
-            format!(
-                "route `{name}`: strip_prefix `{}` must start with `/`",
-                prefix.get_ref()
-            ),
-        ));
-    }
-    if !can_start_with(path, text) {
-        return Err(source.error(
-            prefix.span(),
-            format!(
-                "route `{name}`: strip_prefix `{}` can never apply: the route's path `{path}` does not start with it (it removes whole leading segments only)",
-                prefix.get_ref()
-            ),
-        ));
-    }
-    Ok(text.to_string())
-}
-
-/// Whether some path the template `path` matches starts with the segments
-/// `prefix` (no trailing `/`). Only the literal text before the first
-/// parameter decides; a parameter may match the rest.
-fn can_start_with(path: &str, prefix: &str) -> bool {
-    let literal = path.split('{').next().unwrap_or_default();
-    if literal.len() >= prefix.len() {
-        literal.starts_with(prefix)
-            && (literal.len() == prefix.len() || literal[prefix.len()..].starts_with('/'))
-    } else {
-        // Shorter: only a parameter after it can supply the rest.
-        path.contains('{') && prefix.starts_with(literal)
-    }
-}
-
-/// What a route may not ask of an HTTP/2 upstream. HTTP/2 names the host in
-/// `:authority`, which is the target's: a different `Host` beside it makes
-/// the request malformed (RFC 9113, section 8.3.1). And WebSocket over
-/// HTTP/2 is another handshake (RFC 8441) than the one this gateway relays.
-fn check_http2_upstreams(
-    source: &Source,
-    name: &str,
-    route: &RouteConfig,
-    listed: &[Arc<Upstream>],
-) -> Result<(), ConfigError> {
-    for upstream in listed.iter().filter(|u| u.http2()) {
-        let refusals = [
-            (
-                route.preserve_host.as_ref(),
-                "preserve_host cannot be used with upstream `{}`, which speaks HTTP/2 (its requests carry the target's authority)",
-            ),
-            (
-                route.websocket.as_ref(),
-                "websocket = true needs an HTTP/1.1 upstream; `{}` speaks HTTP/2",
-            ),
-        ];
-        for (setting, why) in refusals {
-            if let Some(on) = setting.filter(|on| *on.get_ref()) {
-                let why = why.replace("{}", &upstream.name);
-                return Err(source.error(on.span(), format!("route `{name}`: {why}")));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The upstreams a route lists (`upstream = "a"` or `upstreams = ["a",
-/// "b"]`), resolved by name, in order.
-fn route_upstreams(
-    source: &Source,
-    config: &Config,
-    route: &RouteConfig,
-    name: &str,
-    upstreams: &HashMap<String, Arc<Upstream>>,
-) -> Result<Vec<Arc<Upstream>>, ConfigError> {
-    let names: Vec<Spanned<String>> = match (&route.upstream, &route.upstreams) {
-        (Some(_), Some(list)) => {
-            return Err(source.error(
-                list.span(),
-                format!("route `{name}`: give either `upstream` or `upstreams`, not both"),
-            ));
-        }
-        (Some(one), None) => vec![one.clone()],
-        (None, Some(list)) if list.get_ref().is_empty() => {
-            return Err(source.error(
-                list.span(),
-                format!("route `{name}`: `upstreams` is empty; name at least one upstream or leave it out"),
-            ));
-        }
-        (None, Some(list)) => list
-            .get_ref()
-            .iter()
-            .map(|n| Spanned::new(list.span(), n.clone()))
-            .collect(),
-        (None, None) => Vec::new(),
-    };
-    let mut listed: Vec<Arc<Upstream>> = Vec::with_capacity(names.len());
-    for wanted in &names {
-        let found = upstreams.get(wanted.get_ref()).cloned().ok_or_else(|| {
-            if config.upstreams.contains_key(wanted.get_ref()) {
-                return ConfigError::reported();
-            }
-            let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
-            source.error(
-                wanted.span(),
-                format!(
-                    "route `{name}`: unknown upstream `{}`{}",
-                    wanted.get_ref(),
-                    suggestion(wanted.get_ref(), "defined upstreams", &known)
-                ),
-            )
-        })?;
-        if listed.iter().any(|u| u.name == found.name) {
-            return Err(source.error(
-                wanted.span(),
-                format!("route `{name}`: upstream `{}` is listed twice", found.name),
-            ));
-        }
-        listed.push(found);
-    }
-    Ok(listed)
-}
-
-/// The idle timeout of the route's upgraded connections, when it lets
-/// WebSocket upgrades through.
-fn websocket_setting(
-    source: &Source,
-    name: &str,
-    route: &RouteConfig,
-    has_upstream: bool,
-) -> Result<Option<std::time::Duration>, ConfigError> {
-    let enabled = route.websocket.as_ref().filter(|on| *on.get_ref());
-    match (enabled, &route.websocket_idle_timeout) {
-        (None, None) => Ok(None),
-        (None, Some(timeout)) => Err(source.error(
-            timeout.span(),
-            format!("route `{name}`: websocket_idle_timeout needs websocket = true"),
-        )),
-        (Some(on), _) if !has_upstream => Err(source.error(
-            on.span(),
-            format!("route `{name}`: websocket = true needs an upstream to pass the connection to"),
-        )),
-        (Some(_), Some(timeout)) if timeout.get_ref().0.is_zero() => Err(source.error(
-            timeout.span(),
-            format!("route `{name}`: websocket_idle_timeout must be more than zero"),
-        )),
-        (Some(_), timeout) => {
-            Ok(Some(timeout.as_ref().map_or(
-                crate::config::DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
-                |t| t.get_ref().0,
-            )))
-        }
-    }
 }
 
 async fn build_entry(
@@ -1087,62 +787,7 @@ fn plugin_config(
 
 #[cfg(test)]
 mod tests {
-    use super::{can_start_with, default_idle_memory, looks_like_regex, route_path};
-    use crate::config::Source;
-    use toml::Spanned;
-
-    fn path_fault(path: &str) -> Option<String> {
-        let source = Source::from_text(std::path::Path::new("t.toml"), String::new());
-        route_path(&source, "r", &Spanned::new(0..0, path.to_string()))
-            .err()
-            .map(|e| e.to_string())
-    }
-
-    #[test]
-    fn paths_in_another_syntax_are_refused() {
-        for path in [
-            "/users/.*",
-            "^/users",
-            "/a/(x|y)",
-            "/files/*",
-            "/v[12]/x",
-            "/a/\\d+",
-        ] {
-            assert!(looks_like_regex(path), "{path}");
-            assert!(
-                path_fault(path).is_some_and(|f| f.contains("regular expression")),
-                "{path}"
-            );
-        }
-        assert!(path_fault("/users/:id").is_some_and(|f| f.contains("`{name}`")));
-        assert!(path_fault("/search?q=1").is_some_and(|f| f.contains("`?`")));
-        assert!(path_fault("users").is_some_and(|f| f.contains("must start with `/`")));
-    }
-
-    #[test]
-    fn templates_are_not_mistaken_for_regexes() {
-        for path in [
-            "/users/{id}",
-            "/static/{*rest}",
-            "/a.json",
-            "/v1/things:batchGet",
-            "/x-y_z~",
-        ] {
-            assert!(!looks_like_regex(path), "{path}");
-            assert_eq!(path_fault(path), None, "{path}");
-        }
-    }
-
-    #[test]
-    fn strip_prefix_must_be_a_possible_start_of_the_path() {
-        assert!(can_start_with("/api/users", "/api"));
-        assert!(can_start_with("/api", "/api"));
-        assert!(can_start_with("/{*rest}", "/api"));
-        assert!(can_start_with("/api/{id}/x", "/api/v1"));
-        assert!(!can_start_with("/apix/users", "/api"));
-        assert!(!can_start_with("/v2/{id}", "/v1"));
-        assert!(!can_start_with("/a", "/a/b"));
-    }
+    use super::default_idle_memory;
 
     const MIB: usize = 1024 * 1024;
 

@@ -14,6 +14,7 @@
 mod identity;
 mod parse;
 pub mod problems;
+mod route;
 mod server;
 mod shape;
 mod source;
@@ -25,6 +26,7 @@ pub use identity::{
     ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
     read_env, read_file, resolve_secret,
 };
+pub use route::{RouteSettings, route_settings};
 pub use server::{
     AdminSettings, ClientAuth, ListenerSettings, MAX_HEADERS, MIN_HEADER_BYTES, RestartOnly,
     ServerConfig, ServerSettings, TlsConfig,
