@@ -827,7 +827,8 @@ async fn collect_or_keep(
     Ok(Ok((buffer.freeze(), trailers)))
 }
 
-/// Caps a streamed body at `limit` bytes (outside the request future, as above).
+/// The request head as plugins see it: the pseudo-fields (method, path,
+/// route, parameters, ...) then the header fields.
 fn wit_request(
     parts: &Parts,
     conn: &Connection,

@@ -182,7 +182,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = source.parse()?;
     // Upstreams get one connection pool per worker, so the count comes
     // before the build (which checks it with the rest of `[server]`).
-    gateway::worker::set_count(requested_workers(&config));
+    gateway::worker::set_count(config.server.worker_count());
     let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -264,17 +264,6 @@ fn announce(
     let (workers, routes) = (listeners.len(), runtime.load().routes.len());
     tracing::info!(%local, workers, routes, "serving");
     Ok(())
-}
-
-/// The worker count `[server] workers` asks for (one per core without it),
-/// before the build checks it.
-fn requested_workers(config: &gateway::config::Config) -> usize {
-    config
-        .server
-        .workers
-        .as_ref()
-        .map_or_else(gateway::worker::default_count, |w| *w.get_ref())
-        .clamp(1, 1024)
 }
 
 /// The admin listener, bound and announced, when the config has one.

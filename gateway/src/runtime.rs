@@ -154,9 +154,10 @@ impl Runtime {
         let mut problems = Problems::new(source);
         let upstreams = build_upstreams(&mut problems, config, previous);
         let shared = build_shared(&mut problems, config, engine);
-        // Routes are checked even when something they use failed (against an
-        // environment without consumers or Redis), so one run reports their
-        // mistakes too.
+        // Routes are checked even when something they use failed, so one
+        // run reports their mistakes too: against no consumers (plugins
+        // read them per request, not at init) and no Redis (entries that
+        // keep state there are skipped, the `[redis]` error being reported).
         let env = shared.as_ref().map_or_else(
             || ConfigEnv {
                 consumers: Arc::new(Consumers::default()),
@@ -167,6 +168,12 @@ impl Runtime {
         );
         let routes = build_routes(&mut problems, config, &upstreams, engine, &env).await;
         let (shared, (routes, router)) = problems.finish_some(shared.zip(routes))?;
+        let (capacity, max_entry) = (config.cache.capacity.0, config.cache.max_entry.as_usize());
+        if !engine.services().size_response_cache(capacity, max_entry) {
+            tracing::warn!(
+                "cache.capacity and cache.max_entry changes take effect at the next restart"
+            );
+        }
         Ok(Self {
             limits: Limits::new(&shared.server),
             server: shared.server,
@@ -204,12 +211,6 @@ fn build_shared(
         Some(tls) => problems.keep(crate::tls::load(source, tls)).map(Some),
         None => Some(None),
     };
-    let (capacity, max_entry) = (config.cache.capacity.0, config.cache.max_entry.as_usize());
-    if !engine.services().size_response_cache(capacity, max_entry) {
-        tracing::warn!(
-            "cache.capacity and cache.max_entry changes take effect at the next restart"
-        );
-    }
     Some(Shared {
         server: server?,
         env: ConfigEnv {
@@ -439,9 +440,10 @@ async fn build_entry(
         );
     }
     let max_body = entry.max_body.unwrap_or(defaults.max_body).as_usize();
-    let store = match (&env.redis, &config.redis) {
-        (None, Some(_)) => return Err(ConfigError::reported()),
-        (redis, _) => entry_store(source, route, entry, redis.as_ref())?,
+    let store = match (entry.store.get_ref(), &env.redis, &config.redis) {
+        // `[redis]` is there but failed: its error is reported already.
+        (StoreKind::Redis, None, Some(_)) => return Err(ConfigError::reported()),
+        (_, redis, _) => entry_store(source, route, entry, redis.as_ref())?,
     };
     let env = env.entry(
         Arc::from(reference.as_str()),

@@ -55,15 +55,16 @@ impl<'s> Problems<'s> {
     /// `value` when nothing was found wrong; otherwise every error, in file
     /// order.
     pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
-        let mut found = self.found;
+        let mut found: Vec<(String, ConfigError)> =
+            self.found.into_iter().map(|e| (e.to_string(), e)).collect();
+        found
+            .sort_by(|(a_text, a), (b_text, b)| a.place().cmp(&b.place()).then(a_text.cmp(b_text)));
+        found.dedup_by(|(a, _), (b, _)| a == b);
+        let mut found: Vec<ConfigError> = found.into_iter().map(|(_, e)| e).collect();
         match found.len() {
             0 => Ok(value),
             1 => Err(found.remove(0)),
-            _ => {
-                found.sort_by_key(ConfigError::place);
-                found.dedup_by(|a, b| a.to_string() == b.to_string());
-                Err(ConfigError::Several(found))
-            }
+            _ => Err(ConfigError::Several(found)),
         }
     }
 }
@@ -79,6 +80,10 @@ impl Problems<'_> {
 /// Of `known`, the name `given` is most likely a misspelling of, if any is
 /// close enough to suggest.
 pub fn closest<'k>(given: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    // Too short to tell a misspelling from another name.
+    if given.chars().count() < 3 {
+        return None;
+    }
     let given_lower = given.to_ascii_lowercase();
     known
         .into_iter()
@@ -106,6 +111,12 @@ pub fn suggestion(given: &str, noun: &str, known: &[&str]) -> String {
 /// or value.
 pub fn in_config_terms(message: &str) -> String {
     let message = message.trim_end();
+    // serde_json's position in a plugin's JSON config says nothing about
+    // the TOML it came from.
+    let message = match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(" column ") => &message[..at],
+        _ => message,
+    };
     if let Some(rest) = message.strip_prefix("unknown field `") {
         return unknown("key", rest, "valid keys here");
     }
@@ -202,6 +213,7 @@ fn is_rust_type(word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Source;
 
     #[test]
     fn an_unknown_key_gets_the_closest_known_one() {
@@ -236,8 +248,46 @@ mod tests {
     }
 
     #[test]
-    fn closest_ignores_names_far_away() {
+    fn closest_ignores_names_far_away_and_names_too_short_to_tell() {
         assert_eq!(closest("upstrem", ["upstream", "routes"]), Some("upstream"));
         assert_eq!(closest("xyz", ["upstream", "routes"]), None);
+        assert_eq!(closest("a", ["acl", "jwt"]), None);
+    }
+
+    #[test]
+    fn a_json_position_in_a_plugin_message_is_dropped() {
+        let said = in_config_terms("invalid type: string \"x\", expected u32 at line 1 column 9");
+        assert_eq!(
+            said,
+            "expected a whole number, 0 or more, found the string \"x\""
+        );
+    }
+
+    #[test]
+    fn the_same_error_twice_is_reported_once() {
+        let source = Source::from_text(std::path::Path::new("t.toml"), "a\nb\n".into());
+        let mut problems = Problems::new(&source);
+        problems.at(2..3, "second");
+        problems.at(0..1, "first");
+        problems.at(2..3, "other");
+        problems.at(0..1, "first");
+        let err = problems
+            .finish(())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "t.toml:1:1: first\nt.toml:2:1: other\nt.toml:2:1: second\n3 errors"
+        );
+        let mut problems = Problems::new(&source);
+        problems.at(0..1, "only");
+        problems.at(0..1, "only");
+        let err = problems
+            .finish(())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(err, "t.toml:1:1: only");
     }
 }

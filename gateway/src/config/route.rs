@@ -130,23 +130,31 @@ fn route_path(source: &Source, name: &str, path: &Spanned<String>) -> Result<(),
     }
 }
 
-/// Whether a path template has regular-expression syntax outside its
-/// `{parameters}`: anchors, groups, classes, alternation, escapes, `.*`,
-/// `.+`, or a `*` that is not a catch-all.
+/// Whether a path template has regular-expression or glob syntax outside
+/// its `{parameters}`: characters a URL path cannot hold unencoded (`^`,
+/// `[`, `]`, `|`, `\\`), `.*`, `.+`, `(?`, a trailing `$` anchor, or a
+/// segment that is a glob (`*`, `**`). Characters a path may hold (`$` in
+/// `/odata/$metadata`, `(` `)` in `/Products(1)`, `+`, `:`) pass.
 fn looks_like_regex(path: &str) -> bool {
     let mut depth = 0usize;
-    let mut previous = ' ';
+    let mut outside = String::with_capacity(path.len());
     for c in path.chars() {
         match c {
             '{' => depth += 1,
-            '}' => depth = depth.saturating_sub(1),
-            '^' | '$' | '(' | ')' | '[' | ']' | '|' | '\\' if depth == 0 => return true,
-            '*' | '+' if depth == 0 && (previous == '.' || c == '*') => return true,
+            '}' => {
+                depth = depth.saturating_sub(1);
+                outside.push('_');
+            }
+            _ if depth == 0 => outside.push(c),
             _ => {}
         }
-        previous = c;
     }
-    false
+    outside.contains(['^', '[', ']', '|', '\\'])
+        || [".*", ".+", "(?"].iter().any(|p| outside.contains(p))
+        || outside.ends_with('$')
+        || outside
+            .split('/')
+            .any(|segment| segment == "*" || segment == "**")
 }
 
 /// A route's `methods`, parsed: not empty, each a method, never CONNECT.
@@ -371,6 +379,9 @@ mod tests {
             "/files/*",
             "/v[12]/x",
             "/a/\\d+",
+            "/users$",
+            "/a/**/b",
+            "/(?i)x",
         ] {
             assert!(looks_like_regex(path), "{path}");
             assert!(
@@ -391,6 +402,12 @@ mod tests {
             "/a.json",
             "/v1/things:batchGet",
             "/x-y_z~",
+            "/odata/$metadata",
+            "/api/$batch",
+            "/Products(1)",
+            "/files/a+b",
+            "/.well-known/x",
+            "/v1/*x",
         ] {
             assert!(!looks_like_regex(path), "{path}");
             assert_eq!(path_fault(path), None, "{path}");

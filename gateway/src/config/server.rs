@@ -187,6 +187,18 @@ fn default_max_request_body() -> ByteSize {
     ByteSize(10 * 1024 * 1024)
 }
 
+impl ServerConfig {
+    /// The worker threads `workers` asks for, one per core without it, at
+    /// most 1024 (the check refuses more; the worker count is needed before
+    /// the check runs).
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .as_ref()
+            .map_or_else(crate::worker::default_count, |w| *w.get_ref())
+            .clamp(1, 1024)
+    }
+}
+
 /// Listener settings; changing them needs a restart.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ListenerSettings {
@@ -216,6 +228,8 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Worker threads (one per core unless `server.workers` says).
     pub workers: usize,
+    /// `server.workers` as written (`None`: one per core).
+    pub workers_asked: Option<usize>,
     /// Whether the listener terminates TLS.
     pub tls: bool,
     /// The listener's limits.
@@ -249,7 +263,7 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestartOnly {
     listen: SocketAddr,
-    workers: usize,
+    workers: Option<usize>,
     tls: bool,
     listener: ListenerSettings,
 }
@@ -273,10 +287,8 @@ impl ServerSettings {
         let (listen, trusted_proxies, admin) = problems.finish_some(parts)?;
         Ok(Self {
             listen,
-            workers: server
-                .workers
-                .as_ref()
-                .map_or_else(crate::worker::default_count, |w| *w.get_ref()),
+            workers: server.worker_count(),
+            workers_asked: server.workers.as_ref().map(|w| *w.get_ref()),
             tls: server.tls.is_some(),
             listener: ListenerSettings {
                 header_read_timeout: server.header_read_timeout.0,
@@ -302,7 +314,7 @@ impl ServerSettings {
     pub fn restart_only(&self) -> RestartOnly {
         RestartOnly {
             listen: self.listen,
-            workers: self.workers,
+            workers: self.workers_asked,
             tls: self.tls,
             listener: self.listener,
         }
@@ -417,6 +429,15 @@ fn trusted_proxies(
         .ok()
 }
 
+/// Whether two listeners would want the same socket: one port (not 0, which
+/// picks a free one), and one address or an unspecified address of the same
+/// family that covers the other.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers =
+        |x: SocketAddr, y: SocketAddr| x.ip().is_unspecified() && x.is_ipv4() == y.is_ipv4();
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
+}
+
 /// `[admin]`, checked: an address other than the server's, a token long
 /// enough. `Some(None)` without `[admin]`; `None` when it is wrong.
 fn admin_settings(
@@ -429,13 +450,11 @@ fn admin_settings(
     };
     let addr = listen_addr(problems, &admin.listen, "admin listen", "127.0.0.1:9901")?;
     if let Some(server) = server
-        && server.port() != 0
-        && addr.port() == server.port()
-        && (addr.ip() == server.ip() || addr.ip().is_unspecified() || server.ip().is_unspecified())
+        && overlaps(addr, server)
     {
         problems.at(
             admin.listen.span(),
-            format!("admin.listen `{addr}` is the address the server listens on (`{server}`): give the admin listener a port of its own"),
+            format!("admin.listen `{addr}` overlaps the address the server listens on (`{server}`): give the admin listener a port of its own"),
         );
         return None;
     }
@@ -463,4 +482,21 @@ fn admin_settings(
         tracing::warn!(%addr, "the admin listener is not on loopback and has no token: anyone who can reach it can purge the cache");
     }
     Some(Some(AdminSettings { addr, token }))
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::overlaps;
+
+    #[test]
+    fn listeners_overlap_on_one_port_of_one_family() {
+        let addr = |text: &str| text.parse().unwrap_or_else(|_| panic!("{text}"));
+        assert!(overlaps(addr("127.0.0.1:8080"), addr("0.0.0.0:8080")));
+        assert!(overlaps(addr("0.0.0.0:8080"), addr("127.0.0.1:8080")));
+        assert!(overlaps(addr("[::1]:8080"), addr("[::]:8080")));
+        assert!(!overlaps(addr("[::1]:8080"), addr("0.0.0.0:8080")));
+        assert!(!overlaps(addr("127.0.0.1:9901"), addr("127.0.0.1:8080")));
+        assert!(!overlaps(addr("127.0.0.2:8080"), addr("127.0.0.1:8080")));
+        assert!(!overlaps(addr("127.0.0.1:0"), addr("127.0.0.1:0")));
+    }
 }

@@ -27,7 +27,8 @@ pub enum ConfigError {
         /// Why.
         message: String,
     },
-    /// More than one error, in file order.
+    /// Several errors, in file order; empty only for
+    /// [`ConfigError::reported`], which is never shown on its own.
     #[error("{}\n{} errors", join_lines(.0), .0.len())]
     Several(Vec<ConfigError>),
 }

@@ -302,6 +302,8 @@ impl InstancePool {
         (self.finish(instance, context, result), took)
     }
 
+    /// Takes a warm instance (or makes one) and lends it the request's
+    /// context for one call.
     async fn checkout(&self, context: &mut Context) -> Result<Instance, CallFailure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let mut instance = match self.take_idle() {

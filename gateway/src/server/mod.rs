@@ -450,27 +450,26 @@ enum Refusal {
 fn refused(peer: std::net::SocketAddr, refusal: Refusal) {
     static TOTAL: crate::limit::LogEvery = crate::limit::LogEvery::new(Duration::from_secs(10));
     static PER_IP: crate::limit::LogEvery = crate::limit::LogEvery::new(Duration::from_secs(10));
-    let (limit, log, open) = match refusal {
-        Refusal::Total => ("max_connections", &TOTAL, crate::limit::CONNECTIONS.open()),
-        Refusal::PerIp => (
-            "max_connections_per_ip",
-            &PER_IP,
-            crate::limit::CLIENT_CONNECTIONS.open(peer.ip()),
-        ),
+    let (limit, log) = match refusal {
+        Refusal::Total => ("max_connections", &TOTAL),
+        Refusal::PerIp => ("max_connections_per_ip", &PER_IP),
     };
     crate::metrics::metrics()
         .connections_refused
         .get_or_create(&[("limit", limit)])
         .inc();
+    // Counting the open connections takes a lock: only for a log line.
     let Some(suppressed) = log.ready() else {
         return;
     };
     match refusal {
         Refusal::Total => {
-            tracing::warn!(%peer, open, suppressed, "max_connections reached: new connections are closed on arrival (logged at most every 10 s; `suppressed` since the last line; gateway_connections_refused_total counts them)")
+            let open = crate::limit::CONNECTIONS.open();
+            tracing::warn!(%peer, open, suppressed, "max_connections reached: new connections are closed on arrival (logged at most every 10 s; `suppressed` since the last line; gateway_connections_refused_total counts them)");
         }
         Refusal::PerIp => {
-            tracing::warn!(%peer, open, suppressed, "max_connections_per_ip reached: this client's new connections are closed on arrival (logged at most every 10 s for all clients; `suppressed` since the last line; gateway_connections_refused_total counts them)")
+            let open = crate::limit::CLIENT_CONNECTIONS.open(peer.ip());
+            tracing::warn!(%peer, open, suppressed, "max_connections_per_ip reached: this client's new connections are closed on arrival (logged at most every 10 s for all clients; `suppressed` since the last line; gateway_connections_refused_total counts them)");
         }
     }
 }
