@@ -80,13 +80,13 @@ async fn pipeline_in(engine: &PluginEngine, bytes: &[u8], config: &str, env: Hos
     .await
     .expect("init");
     Pipeline::new(
-        vec![Entry::new(
+        vec![std::sync::Arc::new(Entry::new(
             "bench".into(),
             pool,
             OnError::Fail,
             1 << 20,
             compiled_hash,
-        )],
+        ))],
         u64::MAX,
     )
 }

@@ -162,6 +162,7 @@ impl Admin {
                     "upstream": route.upstream.as_ref().map(|u| u.name.clone()),
                     "upstreams": route.upstreams.iter().map(|u| u.name.clone()).collect::<Vec<_>>(),
                     "plugins": route.pipeline.describe(),
+                    "switched_off": route.switched_off,
                 })
             })
             .collect();

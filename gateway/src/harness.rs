@@ -9,6 +9,7 @@
 mod body_plan;
 mod echo;
 mod handler_phases;
+mod inherited;
 mod runtime_build;
 
 pub(crate) use echo::{Echo, Echoed};

@@ -170,7 +170,36 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
         config.upstreams.len(),
         plugins
     );
+    for route in &runtime.routes {
+        println!("  {}", effective_pipeline(route));
+    }
     Ok(())
+}
+
+/// One route's pipeline as it runs, for `gateway check`: `route `api`:
+/// key-auth (global), headers; switched off: cors`.
+fn effective_pipeline(route: &gateway::runtime::Route) -> String {
+    let entries: Vec<String> = route
+        .pipeline
+        .entries()
+        .iter()
+        .map(|entry| match entry.level {
+            gateway::pipeline::Level::Global => format!("{} (global)", entry.reference),
+            gateway::pipeline::Level::Route => entry.reference.clone(),
+        })
+        .collect();
+    let mut line = format!("route `{}`: ", route.name);
+    line.push_str(&match entries.is_empty() {
+        true => "no plugins".to_string(),
+        false => entries.join(", "),
+    });
+    if !route.switched_off.is_empty() {
+        line.push_str(&format!(
+            "; switched off: {}",
+            route.switched_off.join(", ")
+        ));
+    }
+    line
 }
 
 /// `gateway run`: builds the config, binds the listeners, starts one worker

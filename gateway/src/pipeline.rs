@@ -16,6 +16,7 @@ use crate::plugin::{
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use prometheus_client::metrics::histogram::Histogram;
+use std::sync::Arc;
 
 /// One plugin with its config and policy.
 pub struct Entry {
@@ -31,6 +32,27 @@ pub struct Entry {
     pub hash: String,
     /// Call latency of the request and response hooks.
     latency: [Histogram; 2],
+    /// Where the config declares it.
+    pub level: Level,
+}
+
+/// Where a pipeline entry is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `[[plugins]]`: every route runs it unless it replaces or switches it off.
+    Global,
+    /// The route's own `[[routes.plugins]]`.
+    Route,
+}
+
+impl Level {
+    /// How the admin API and `gateway check` name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Global => "global",
+            Level::Route => "route",
+        }
+    }
 }
 
 impl Entry {
@@ -56,7 +78,14 @@ impl Entry {
             max_body,
             hash,
             latency,
+            level: Level::Route,
         }
+    }
+
+    /// The same entry, declared at `level`.
+    pub fn at(mut self, level: Level) -> Self {
+        self.level = level;
+        self
     }
 
     /// What the admin API shows of the entry.
@@ -65,6 +94,7 @@ impl Entry {
         let count = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
         serde_json::json!({
             "plugin": self.reference,
+            "level": self.level.as_str(),
             "name": self.pool.info.name,
             "version": self.pool.info.version,
             "hash": self.hash,
@@ -104,7 +134,7 @@ pub enum RequestPhase {
 /// The entries of one route.
 #[derive(Default)]
 pub struct Pipeline {
-    entries: Vec<Entry>,
+    entries: Vec<Arc<Entry>>,
     /// The upstreams a request hook may choose among (the route's).
     upstreams: Vec<String>,
     /// What the entries need of a request and its answer, decided once.
@@ -149,7 +179,7 @@ pub struct ResponseBody {
 
 impl BodyPlan {
     /// The plan for `entries`, with request bodies capped at `max_request_body`.
-    fn new(entries: &[Entry], max_request_body: u64) -> Self {
+    fn new(entries: &[Arc<Entry>], max_request_body: u64) -> Self {
         let request_hooks = entries.iter().filter(|e| e.takes(Needs::REQUEST_HOOK));
         let server_cap = usize::try_from(max_request_body).unwrap_or(usize::MAX);
         BodyPlan {
@@ -170,7 +200,7 @@ impl BodyPlan {
 
 impl ResponsePlan {
     /// The response phase of `entries`.
-    fn new(entries: &[Entry]) -> Self {
+    fn new(entries: &[Arc<Entry>]) -> Self {
         let hooks = entries.iter().filter(|e| e.takes(Needs::RESPONSE_HOOK));
         let readers = hooks.clone().filter(|e| e.pool.reads_response_body());
         ResponsePlan {
@@ -190,7 +220,7 @@ impl ResponsePlan {
 impl Pipeline {
     /// A pipeline over `entries`, in request order, whose request bodies are
     /// capped at `max_request_body` (the server's).
-    pub fn new(entries: Vec<Entry>, max_request_body: u64) -> Self {
+    pub fn new(entries: Vec<Arc<Entry>>, max_request_body: u64) -> Self {
         Self {
             plan: BodyPlan::new(&entries, max_request_body),
             entries,
@@ -206,7 +236,7 @@ impl Pipeline {
     }
 
     /// The entries, in request order.
-    pub fn entries(&self) -> &[Entry] {
+    pub fn entries(&self) -> &[Arc<Entry>] {
         &self.entries
     }
 
@@ -227,7 +257,7 @@ impl Pipeline {
 
     /// What the admin API shows of each entry, in order.
     pub fn describe(&self) -> Vec<serde_json::Value> {
-        self.entries.iter().map(Entry::describe).collect()
+        self.entries.iter().map(|entry| entry.describe()).collect()
     }
 
     /// Runs the request phase in order. `unread` is the client's body and the

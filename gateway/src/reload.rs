@@ -395,16 +395,19 @@ pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
             files.push(base.join(ca.get_ref()));
         }
     }
-    for route in &config.routes {
-        for entry in &route.get_ref().plugins {
-            let entry = entry.get_ref();
-            let reference = entry.plugin.get_ref();
-            if reference.ends_with(".wasm") {
-                files.push(base.join(reference));
-            }
-            for file in entry.config_files.values() {
-                files.push(base.join(file.get_ref()));
-            }
+    let inherited = config.plugins.iter();
+    let own = config
+        .routes
+        .iter()
+        .flat_map(|r| r.get_ref().plugins.iter());
+    for entry in inherited.chain(own) {
+        let entry = entry.get_ref();
+        let reference = entry.plugin.get_ref();
+        if reference.ends_with(".wasm") {
+            files.push(base.join(reference));
+        }
+        for file in entry.config_files.values() {
+            files.push(base.join(file.get_ref()));
         }
     }
     files.sort();

@@ -11,7 +11,7 @@ use crate::config::{
 };
 use crate::identity::Consumers;
 use crate::metrics::metrics;
-use crate::pipeline::{Entry, Pipeline};
+use crate::pipeline::{Entry, Level, Pipeline};
 use crate::plugin::{
     Capability, CompiledPlugin, ConfigEnv, EntryLimits, HostPattern, InstancePool, PluginEngine,
     RedisStore, Store,
@@ -30,8 +30,11 @@ pub struct Route {
     pub upstream: Option<Arc<Upstream>>,
     /// Every upstream it lists, which a request hook may choose among.
     pub upstreams: Vec<Arc<Upstream>>,
-    /// Its plugins.
+    /// Its plugins: the inherited `[[plugins]]` entries (each possibly
+    /// replaced by one of its own), then its own.
     pub pipeline: Pipeline,
+    /// The inherited entries it switches off, by name.
+    pub switched_off: Vec<String>,
     /// Removed from the front of the path before proxying.
     pub strip_prefix: Option<String>,
     /// Send the client's `Host` upstream.
@@ -166,7 +169,15 @@ impl Runtime {
             },
             |shared| shared.env.clone(),
         );
-        let routes = build_routes(&mut problems, config, &upstreams, engine, &env).await;
+        let inherited = build_inherited(&mut problems, config, engine, &env).await;
+        let building = Building {
+            config,
+            upstreams: &upstreams,
+            engine,
+            env: &env,
+            inherited: &inherited,
+        };
+        let routes = build_routes(&mut problems, &building).await;
         let (shared, (routes, router)) = problems.finish_some(shared.zip(routes))?;
         let (capacity, max_entry) = (config.cache.capacity.0, config.cache.max_entry.as_usize());
         if !engine.services().size_response_cache(capacity, max_entry) {
@@ -278,16 +289,64 @@ fn build_upstreams(
     upstreams
 }
 
+/// What every route of a config is built against.
+struct Building<'a> {
+    config: &'a Config,
+    upstreams: &'a HashMap<String, Arc<Upstream>>,
+    engine: &'a PluginEngine,
+    env: &'a ConfigEnv,
+    /// The `[[plugins]]` entries, in order.
+    inherited: &'a [Inherited],
+}
+
+/// A `[[plugins]]` entry as routes inherit it.
+struct Inherited {
+    /// What a route replaces or switches it off by.
+    name: String,
+    /// The entry, shared by every route that keeps it; `None` when it is
+    /// off (`enabled = false`) or did not build (its error recorded).
+    entry: Option<Arc<Entry>>,
+}
+
+/// The `[[plugins]]` entries, each built once, every error recorded.
+async fn build_inherited(
+    problems: &mut Problems<'_>,
+    config: &Config,
+    engine: &PluginEngine,
+    env: &ConfigEnv,
+) -> Vec<Inherited> {
+    let source = problems.source();
+    let mut inherited: Vec<Inherited> = Vec::with_capacity(config.plugins.len());
+    for spanned in &config.plugins {
+        let entry = spanned.get_ref();
+        let name = entry.name().to_string();
+        if inherited.iter().any(|i| i.name == name) {
+            let at = entry.name.as_ref().unwrap_or(&entry.plugin);
+            problems.at(
+                at.span(),
+                format!("[[plugins]]: two entries are named `{name}`: give one a `name` of its own, so routes can tell them apart"),
+            );
+            continue;
+        }
+        let entry = match entry.is_enabled() {
+            false => None,
+            true => problems
+                .keep(build_entry(source, config, "[[plugins]]", spanned, engine, env).await)
+                .map(|built| Arc::new(built.at(Level::Global))),
+        };
+        inherited.push(Inherited { name, entry });
+    }
+    inherited
+}
+
 /// Every route, built in config order, and the router over them; `None`
 /// when any route is wrong (each error recorded).
 async fn build_routes(
     problems: &mut Problems<'_>,
-    config: &Config,
-    upstreams: &HashMap<String, Arc<Upstream>>,
-    engine: &PluginEngine,
-    env: &ConfigEnv,
+    building: &Building<'_>,
 ) -> Option<(Vec<Route>, Router)> {
     let source = problems.source();
+    let config = building.config;
     let mut routes = Vec::with_capacity(config.routes.len());
     let mut specs = Vec::with_capacity(config.routes.len());
     let names: Vec<String> = config
@@ -296,7 +355,7 @@ async fn build_routes(
         .map(|r| r.get_ref().name.get_ref().clone())
         .collect();
     for (id, route) in config.routes.iter().enumerate() {
-        let built = build_route(source, config, route, upstreams, &names[..id], engine, env).await;
+        let built = build_route(source, building, route, &names[..id]).await;
         if let Some((route, spec)) = problems.keep(built) {
             specs.push(spec);
             routes.push(route);
@@ -341,25 +400,85 @@ fn plugin_terms(message: &str) -> String {
     }
 }
 
+/// A route's pipeline entries: the inherited ones in their order, each
+/// replaced by the route's entry of the same name (which keeps its place)
+/// or switched off by one with `enabled = false`, then the route's other
+/// entries in its order. Also the names it switched off.
+async fn route_entries(
+    problems: &mut Problems<'_>,
+    building: &Building<'_>,
+    route: &RouteConfig,
+) -> (Vec<Arc<Entry>>, Vec<String>) {
+    let source = problems.source();
+    let scope = format!("route `{}`", route.name.get_ref());
+    let inherited = building.inherited;
+    let mut slots: Vec<Option<Arc<Entry>>> = inherited.iter().map(|i| i.entry.clone()).collect();
+    let mut taken = vec![false; inherited.len()];
+    let (mut own, mut switched_off) = (Vec::new(), Vec::new());
+    for spanned in &route.plugins {
+        let entry = spanned.get_ref();
+        let slot = inherited.iter().position(|i| i.name == entry.name());
+        let at = entry.name.as_ref().unwrap_or(&entry.plugin);
+        if let Some(index) = slot.filter(|i| taken[*i]) {
+            problems.at(
+                at.span(),
+                format!(
+                    "{scope}: two entries replace the inherited entry `{}`; keep one",
+                    inherited[index].name
+                ),
+            );
+            continue;
+        }
+        if slot.is_none() && !entry.is_enabled() {
+            let known: Vec<&str> = inherited.iter().map(|i| i.name.as_str()).collect();
+            problems.at(at.span(), format!("{scope}: `enabled = false` switches off an inherited entry, and no [[plugins]] entry is named `{}`{}", entry.name(), suggestion(entry.name(), "the [[plugins]] entries are", &known)));
+            continue;
+        }
+        let built = match entry.is_enabled() {
+            false => None,
+            true => {
+                let built = build_entry(
+                    source,
+                    building.config,
+                    &scope,
+                    spanned,
+                    building.engine,
+                    building.env,
+                )
+                .await;
+                problems.keep(built).map(Arc::new)
+            }
+        };
+        match slot {
+            Some(index) => {
+                taken[index] = true;
+                if built.is_none() && !entry.is_enabled() {
+                    switched_off.push(inherited[index].name.clone());
+                }
+                slots[index] = built;
+            }
+            None => own.extend(built),
+        }
+    }
+    (
+        slots.into_iter().flatten().chain(own).collect(),
+        switched_off,
+    )
+}
+
 /// One route and its router entry, or every error in it.
 async fn build_route(
     source: &Source,
-    config: &Config,
+    building: &Building<'_>,
     spanned: &Spanned<RouteConfig>,
-    upstreams: &HashMap<String, Arc<Upstream>>,
     earlier: &[String],
-    engine: &PluginEngine,
-    env: &ConfigEnv,
 ) -> Result<(Route, RouteSpec), ConfigError> {
+    let (config, upstreams) = (building.config, building.upstreams);
     let route = spanned.get_ref();
     let mut problems = Problems::new(source);
     let settings = problems.keep(route_settings(source, route, &config.upstreams, earlier));
     let name = route.name.get_ref();
-    let mut entries = Vec::with_capacity(route.plugins.len());
-    for entry in &route.plugins {
-        let built = build_entry(source, config, name, entry, engine, env).await;
-        entries.extend(problems.keep(built));
-    }
+    let (entries, switched_off) = route_entries(&mut problems, building, route).await;
     let pipeline = Pipeline::new(entries, config.server.max_request_body.0);
     let no_upstream = route.upstream.is_none() && route.upstreams.is_none();
     if no_upstream && problems.is_empty() && !pipeline.plan().request_phase {
@@ -390,6 +509,7 @@ async fn build_route(
         upstream: listed.first().cloned(),
         pipeline: pipeline.choosing_among(settings.upstreams),
         upstreams: listed,
+        switched_off,
         strip_prefix: settings.strip_prefix,
         preserve_host: settings.preserve_host,
         websocket: settings.websocket,
@@ -413,8 +533,7 @@ async fn build_entry(
 ) -> Result<Entry, ConfigError> {
     let entry = spanned.get_ref();
     let reference = entry.plugin.get_ref();
-    let at_plugin =
-        |msg: String| source.error(entry.plugin.span(), format!("route `{route}`: {msg}"));
+    let at_plugin = |msg: String| source.error(entry.plugin.span(), format!("{route}: {msg}"));
 
     let is_path = reference.ends_with(".wasm");
     let compiled = compile_entry(source, reference, is_path, engine).map_err(at_plugin)?;
@@ -436,7 +555,7 @@ async fn build_entry(
     for host in &entry.allowed_hosts {
         allowed_hosts.push(
             HostPattern::parse(host.get_ref())
-                .map_err(|e| source.error(host.span(), format!("route `{route}`: {e}")))?,
+                .map_err(|e| source.error(host.span(), format!("{route}: {e}")))?,
         );
     }
     let max_body = entry.max_body.unwrap_or(defaults.max_body).as_usize();
@@ -461,13 +580,13 @@ async fn build_entry(
             source.error(
                 span,
                 format!(
-                    "route `{route}`: plugin `{reference}` rejected its config: {}",
+                    "{route}: plugin `{reference}` rejected its config: {}",
                     plugin_terms(&e.to_string())
                 ),
             )
         })?;
     idle.apply(source, route, entry, &mut pool)?;
-    tracing::debug!(route, plugin = pool.name(), hash = %compiled.hash, "plugin entry ready");
+    tracing::debug!(scope = route, plugin = pool.name(), hash = %compiled.hash, "plugin entry ready");
     Ok(Entry::new(
         reference.clone(),
         pool,
@@ -535,7 +654,7 @@ fn idle_memory<'a>(
             return Err(source.error(
                 value.span(),
                 format!(
-                    "route `{route}`: max_idle_memory ({}{origin}) is above the entry's memory_limit ({}); set it at most to memory_limit (equal to it, instances are never dropped for their memory)",
+                    "{route}: max_idle_memory ({}{origin}) is above the entry's memory_limit ({}); set it at most to memory_limit (equal to it, instances are never dropped for their memory)",
                     show_size(bytes),
                     show_size(memory_limit)
                 ),
@@ -604,7 +723,7 @@ fn written_idle_memory(
     Err(source.error(
         value.span(),
         format!(
-            "route `{route}`: plugin `{}` holds {} of linear memory right after init, more than max_idle_memory ({}{origin}), so every call would drop its instance; set max_idle_memory above what the plugin needs, at most memory_limit, or leave it out (the default is 4 times the memory after init, at least 16MiB, at most memory_limit)",
+            "{route}: plugin `{}` holds {} of linear memory right after init, more than max_idle_memory ({}{origin}), so every call would drop its instance; set max_idle_memory above what the plugin needs, at most memory_limit, or leave it out (the default is 4 times the memory after init, at least 16MiB, at most memory_limit)",
             entry.plugin.get_ref(),
             show_size(initial),
             show_size(bytes)
@@ -669,7 +788,7 @@ fn entry_store(
         (StoreKind::Local, _) => match &entry.store_failure {
             Some(failure) => Err(source.error(
                 failure.span(),
-                format!("route `{route}`: store_failure only applies with store = \"redis\""),
+                format!("{route}: store_failure only applies with store = \"redis\""),
             )),
             None => Ok(Store::Local),
         },
@@ -682,9 +801,7 @@ fn entry_store(
         }),
         (StoreKind::Redis, None) => Err(source.error(
             entry.store.span(),
-            format!(
-                "route `{route}`: store = \"redis\" needs a [redis] section with the server's url"
-            ),
+            format!("{route}: store = \"redis\" needs a [redis] section with the server's url"),
         )),
     }
 }
@@ -711,7 +828,7 @@ fn check_grants(
             source.error(
                 grant.span(),
                 format!(
-                    "route `{route}`: unknown grant `{}`{}",
+                    "{route}: unknown grant `{}`{}",
                     grant.get_ref(),
                     suggestion(grant.get_ref(), "grantable capabilities", &known)
                 ),
@@ -728,7 +845,7 @@ fn check_grants(
         Some(missing) => Err(source.error(
             entry.plugin.span(),
             format!(
-                "route `{route}`: plugin `{reference}` imports gateway:plugin/{name} but its entry does not grant it; add grants = [\"{name}\"] to the entry if you trust the plugin with it",
+                "{route}: plugin `{reference}` imports gateway:plugin/{name} but its entry does not grant it; add grants = [\"{name}\"] to the entry if you trust the plugin with it",
                 name = missing.name()
             ),
         )),
@@ -748,7 +865,7 @@ fn plugin_config(
         .map(|t| t.get_ref().clone())
         .unwrap_or_default();
     let mut fill = |key: &String, spanned: &Spanned<String>, value: Result<String, String>| {
-        let at = |msg: String| source.error(spanned.span(), format!("route `{route}`: {msg}"));
+        let at = |msg: String| source.error(spanned.span(), format!("{route}: {msg}"));
         if table.contains_key(key) {
             return Err(at(format!(
                 "config key `{key}` is set both in config and here; keep one"
@@ -782,7 +899,7 @@ fn plugin_config(
                 .config
                 .as_ref()
                 .map_or(entry.plugin.span(), |c| c.span()),
-            format!("route `{route}`: plugin config cannot be passed on: {e}"),
+            format!("{route}: plugin config cannot be passed on: {e}"),
         )
     })
 }

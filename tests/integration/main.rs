@@ -15,6 +15,7 @@ mod memory;
 mod observability;
 mod outbound;
 mod pipeline;
+mod policies;
 mod reload;
 mod routing;
 mod sandbox;

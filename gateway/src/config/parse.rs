@@ -16,11 +16,12 @@ use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 /// The top-level keys a config may have.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "plugin_defaults",
     "upstreams",
     "routes",
+    "plugins",
     "identity",
     "consumers",
     "usage_plans",
@@ -71,6 +72,7 @@ fn section<'i>(
         "upstreams" => config.upstreams = named(problems, "upstreams", value),
         "usage_plans" => config.usage_plans = named(problems, "usage_plans", value),
         "routes" => config.routes = listed(problems, "routes", value),
+        "plugins" => config.plugins = listed(problems, "plugins", value),
         "consumers" => config.consumers = listed(problems, "consumers", value),
         other => problems.at(
             key.span(),

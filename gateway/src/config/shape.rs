@@ -25,6 +25,10 @@ pub struct Config {
     /// Routes, matched most-specific first regardless of order.
     #[serde(default)]
     pub routes: Vec<Spanned<RouteConfig>>,
+    /// `[[plugins]]`: entries every route runs before its own, unless the
+    /// route replaces or switches one off by name.
+    #[serde(default)]
+    pub plugins: Vec<Spanned<PluginEntryConfig>>,
     /// Settings shared by consumers.
     #[serde(default)]
     pub identity: IdentityConfig,
@@ -73,6 +77,18 @@ pub struct PluginDefaults {
 /// `[plugin_defaults]` sets it (four times the memory after `init` when
 /// that is more, capped at `memory_limit`).
 pub const DEFAULT_MAX_IDLE_MEMORY: ByteSize = ByteSize(16 * 1024 * 1024);
+
+impl PluginEntryConfig {
+    /// The name inherited entries are replaced and switched off by.
+    pub fn name(&self) -> &str {
+        self.name.as_ref().unwrap_or(&self.plugin).get_ref()
+    }
+
+    /// Whether the entry is on (`enabled` absent or true).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.as_ref().is_none_or(|on| *on.get_ref())
+    }
+}
 
 impl Default for PluginDefaults {
     fn default() -> Self {
@@ -270,13 +286,21 @@ pub struct RouteConfig {
 /// How long an upgraded connection may stay silent, unless the route says.
 pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// `[[routes.plugins]]`: one pipeline entry.
+/// `[[routes.plugins]]` or `[[plugins]]`: one pipeline entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginEntryConfig {
     /// A built-in plugin's name, or a path to a `.wasm` component (relative to the
     /// config file).
     pub plugin: Spanned<String>,
+    /// The entry's name, by which a route replaces or switches off an
+    /// inherited entry; the `plugin` reference when absent.
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    /// `false`: the entry is off. On a route, switches off the inherited
+    /// entry of the same name.
+    #[serde(default)]
+    pub enabled: Option<Spanned<bool>>,
     /// What a failing plugin does to the request.
     #[serde(default)]
     pub on_error: OnError,

@@ -64,6 +64,11 @@ impl Config {
         self.push("routes", Value::Object(route.0))
     }
 
+    /// One more `[[plugins]]` entry, which every route inherits.
+    pub fn plugin(self, plugin: Plugin) -> Config {
+        self.push("plugins", Value::Object(plugin.0))
+    }
+
     /// One more `[[consumers]]` (`json!({ "name": .., "keys": [..] })`).
     pub fn consumer(self, consumer: Value) -> Config {
         self.push("consumers", consumer)
