@@ -27,6 +27,30 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// Idle instances by route and plugin, for the metrics. An inherited entry
+/// has one pool, whichever routes run it: it is counted once, under the
+/// route `*`.
+fn pool_sizes(runtime: &Runtime) -> Vec<(String, String, usize)> {
+    let mut inherited: Vec<&Arc<crate::pipeline::Entry>> = Vec::new();
+    let mut pools = Vec::new();
+    for route in &runtime.routes {
+        for entry in route.pipeline.entries() {
+            let label = match entry.level {
+                crate::pipeline::Level::Global => {
+                    if inherited.iter().any(|seen| Arc::ptr_eq(seen, entry)) {
+                        continue;
+                    }
+                    inherited.push(entry);
+                    crate::runtime::INHERITED_ROUTE_LABEL.to_string()
+                }
+                _ => route.name.clone(),
+            };
+            pools.push((label, entry.reference.clone(), entry.pool.idle()));
+        }
+    }
+    pools
+}
+
 /// What the admin handlers read.
 pub struct Admin {
     /// The current runtime (for its Redis connections).
@@ -99,19 +123,7 @@ impl Admin {
             (&Method::GET, "/metrics") => {
                 let usage = self.services.response_cache().usage();
                 let runtime = self.runtime.load_full();
-                let pools: Vec<(String, String, usize)> = runtime
-                    .routes
-                    .iter()
-                    .flat_map(|route| {
-                        route.pipeline.entries().iter().map(|entry| {
-                            (
-                                route.name.clone(),
-                                entry.reference.clone(),
-                                entry.pool.idle(),
-                            )
-                        })
-                    })
-                    .collect();
+                let pools = pool_sizes(&runtime);
                 Response::builder()
                     .header(
                         header::CONTENT_TYPE,

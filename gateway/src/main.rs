@@ -158,11 +158,15 @@ fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn check(path: PathBuf) -> anyhow::Result<()> {
     let engine = PluginEngine::new()?;
     let (config, runtime) = async_runtime()?.block_on(gateway::load(&path, &engine))?;
-    let plugins: usize = runtime
+    // An inherited entry is one entry, however many routes run it.
+    let mut entries: Vec<*const gateway::pipeline::Entry> = runtime
         .routes
         .iter()
-        .map(|r| r.pipeline.entries().len())
-        .sum();
+        .flat_map(|r| r.pipeline.entries().iter().map(Arc::as_ptr))
+        .collect();
+    entries.sort();
+    entries.dedup();
+    let plugins = entries.len();
     println!(
         "{}: OK ({} routes, {} upstreams, {} plugin entries)",
         path.display(),
@@ -176,16 +180,24 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One route's pipeline as it runs, for `gateway check`: `route `api`:
-/// key-auth (global), headers; switched off: cors`.
+/// One route's pipeline as it runs, for `gateway check`, an entry named
+/// other than its plugin as `name=plugin`: ``route `api`: key-auth
+/// (global), stamp=headers (replaces global), cors; switched off: acl``.
 fn effective_pipeline(route: &gateway::runtime::Route) -> String {
     let entries: Vec<String> = route
         .pipeline
         .entries()
         .iter()
-        .map(|entry| match entry.level {
-            gateway::pipeline::Level::Global => format!("{} (global)", entry.reference),
-            gateway::pipeline::Level::Route => entry.reference.clone(),
+        .map(|entry| {
+            let named = match entry.name == entry.reference {
+                true => entry.reference.clone(),
+                false => format!("{}={}", entry.name, entry.reference),
+            };
+            match entry.level {
+                gateway::pipeline::Level::Global => format!("{named} (global)"),
+                gateway::pipeline::Level::Replacement => format!("{named} (replaces global)"),
+                gateway::pipeline::Level::Route => named,
+            }
         })
         .collect();
     let mut line = format!("route `{}`: ", route.name);

@@ -34,6 +34,8 @@ pub struct Entry {
     latency: [Histogram; 2],
     /// Where the config declares it.
     pub level: Level,
+    /// Its name in the config (`name`, else the plugin reference).
+    pub name: String,
 }
 
 /// Where a pipeline entry is declared.
@@ -43,6 +45,8 @@ pub enum Level {
     Global,
     /// The route's own `[[routes.plugins]]`.
     Route,
+    /// The route's own entry in place of the inherited entry of its name.
+    Replacement,
 }
 
 impl Level {
@@ -51,6 +55,7 @@ impl Level {
         match self {
             Level::Global => "global",
             Level::Route => "route",
+            Level::Replacement => "replacement",
         }
     }
 }
@@ -72,6 +77,7 @@ impl Entry {
         };
         let latency = [latency("request"), latency("response")];
         Self {
+            name: reference.clone(),
             reference,
             pool,
             on_error,
@@ -82,9 +88,10 @@ impl Entry {
         }
     }
 
-    /// The same entry, declared at `level`.
-    pub fn at(mut self, level: Level) -> Self {
+    /// The same entry, declared at `level` under `name`.
+    pub fn at(mut self, level: Level, name: &str) -> Self {
         self.level = level;
+        self.name = name.to_string();
         self
     }
 
@@ -95,6 +102,7 @@ impl Entry {
         serde_json::json!({
             "plugin": self.reference,
             "level": self.level.as_str(),
+            "entry": self.name,
             "name": self.pool.info.name,
             "version": self.pool.info.version,
             "hash": self.hash,
@@ -110,7 +118,8 @@ impl Entry {
         })
     }
 
-    fn takes(&self, hook: Needs) -> bool {
+    /// Whether the plugin declared `hook`.
+    pub fn takes(&self, hook: Needs) -> bool {
         self.pool.needs.contains(hook)
     }
 }

@@ -13,8 +13,8 @@ use crate::identity::Consumers;
 use crate::metrics::metrics;
 use crate::pipeline::{Entry, Level, Pipeline};
 use crate::plugin::{
-    Capability, CompiledPlugin, ConfigEnv, EntryLimits, HostPattern, InstancePool, PluginEngine,
-    RedisStore, Store,
+    Capability, CompiledPlugin, ConfigEnv, EntryLimits, HostPattern, InstancePool, Needs,
+    PluginEngine, RedisStore, Store,
 };
 use crate::proxy::{TrustedProxies, Upstream};
 use crate::router::{RouteSpec, Router, RouterError};
@@ -299,10 +299,23 @@ struct Building<'a> {
     inherited: &'a [Inherited],
 }
 
+/// Where an entry is declared: how its errors name the place, and the
+/// `route` label of its metrics (`*` for an inherited entry, which serves
+/// every route that keeps it).
+struct EntryAt<'a> {
+    scope: &'a str,
+    route: &'a str,
+}
+
+/// The `route` label of an inherited entry's metrics.
+pub const INHERITED_ROUTE_LABEL: &str = "*";
+
 /// A `[[plugins]]` entry as routes inherit it.
 struct Inherited {
     /// What a route replaces or switches it off by.
     name: String,
+    /// The plugin it runs (a replacement must run the same one).
+    plugin: String,
     /// The entry, shared by every route that keeps it; `None` when it is
     /// off (`enabled = false`) or did not build (its error recorded).
     entry: Option<Arc<Entry>>,
@@ -328,13 +341,21 @@ async fn build_inherited(
             );
             continue;
         }
-        let entry = match entry.is_enabled() {
-            false => None,
-            true => problems
-                .keep(build_entry(source, config, "[[plugins]]", spanned, engine, env).await)
-                .map(|built| Arc::new(built.at(Level::Global))),
+        let at = EntryAt {
+            scope: "[[plugins]]",
+            route: INHERITED_ROUTE_LABEL,
         };
-        inherited.push(Inherited { name, entry });
+        // Built even when off, so its mistakes are found before a route
+        // turns it on.
+        let built = build_entry(source, config, &at, spanned, engine, env).await;
+        let built = problems
+            .keep(built)
+            .map(|built| Arc::new(built.at(Level::Global, &name)));
+        inherited.push(Inherited {
+            plugin: entry.plugin.get_ref().clone(),
+            entry: built.filter(|_| entry.is_enabled()),
+            name,
+        });
     }
     inherited
 }
@@ -410,49 +431,39 @@ async fn route_entries(
     route: &RouteConfig,
 ) -> (Vec<Arc<Entry>>, Vec<String>) {
     let source = problems.source();
-    let scope = format!("route `{}`", route.name.get_ref());
+    let name = route.name.get_ref();
+    let scope = format!("route `{name}`");
+    let at = EntryAt {
+        scope: &scope,
+        route: name,
+    };
     let inherited = building.inherited;
     let mut slots: Vec<Option<Arc<Entry>>> = inherited.iter().map(|i| i.entry.clone()).collect();
     let mut taken = vec![false; inherited.len()];
     let (mut own, mut switched_off) = (Vec::new(), Vec::new());
     for spanned in &route.plugins {
         let entry = spanned.get_ref();
-        let slot = inherited.iter().position(|i| i.name == entry.name());
-        let at = entry.name.as_ref().unwrap_or(&entry.plugin);
-        if let Some(index) = slot.filter(|i| taken[*i]) {
-            problems.at(
-                at.span(),
-                format!(
-                    "{scope}: two entries replace the inherited entry `{}`; keep one",
-                    inherited[index].name
-                ),
-            );
+        let Some(slot) = inherited_slot(problems, &scope, inherited, &taken, entry) else {
             continue;
-        }
-        if slot.is_none() && !entry.is_enabled() {
-            let known: Vec<&str> = inherited.iter().map(|i| i.name.as_str()).collect();
-            problems.at(at.span(), format!("{scope}: `enabled = false` switches off an inherited entry, and no [[plugins]] entry is named `{}`{}", entry.name(), suggestion(entry.name(), "the [[plugins]] entries are", &known)));
-            continue;
-        }
+        };
         let built = match entry.is_enabled() {
             false => None,
             true => {
-                let built = build_entry(
-                    source,
-                    building.config,
-                    &scope,
-                    spanned,
-                    building.engine,
-                    building.env,
-                )
-                .await;
-                problems.keep(built).map(Arc::new)
+                let (config, engine, env) = (building.config, building.engine, building.env);
+                let built = build_entry(source, config, &at, spanned, engine, env).await;
+                let level = match slot {
+                    Some(_) => Level::Replacement,
+                    None => Level::Route,
+                };
+                problems
+                    .keep(built)
+                    .map(|b| Arc::new(b.at(level, entry.name())))
             }
         };
         match slot {
             Some(index) => {
                 taken[index] = true;
-                if built.is_none() && !entry.is_enabled() {
+                if !entry.is_enabled() && inherited[index].entry.is_some() {
                     switched_off.push(inherited[index].name.clone());
                 }
                 slots[index] = built;
@@ -460,10 +471,54 @@ async fn route_entries(
             None => own.extend(built),
         }
     }
-    (
-        slots.into_iter().flatten().chain(own).collect(),
-        switched_off,
-    )
+    let entries = slots.into_iter().flatten().chain(own).collect();
+    (entries, switched_off)
+}
+
+/// Which inherited entry a route entry replaces or switches off (`Some(None)`
+/// for none: it is the route's own), or `None` when that is an error
+/// (recorded): a second replacement of one entry, a replacement running
+/// another plugin, `enabled = false` naming nothing inherited.
+fn inherited_slot(
+    problems: &mut Problems<'_>,
+    scope: &str,
+    inherited: &[Inherited],
+    taken: &[bool],
+    entry: &PluginEntryConfig,
+) -> Option<Option<usize>> {
+    let slot = inherited.iter().position(|i| i.name == entry.name());
+    let at = entry.name.as_ref().unwrap_or(&entry.plugin).span();
+    let fault = match slot {
+        Some(index) if taken[index] => Some(format!(
+            "{scope}: two entries name the inherited entry `{}`; keep one",
+            inherited[index].name
+        )),
+        Some(index) if entry.is_enabled() && inherited[index].plugin != *entry.plugin.get_ref() => {
+            Some(format!(
+                "{scope}: this entry would replace the inherited entry `{}`, which runs `{}`, with `{}`; a replacement runs the same plugin: give this entry another `name`, and add an entry `{}` with enabled = false if the inherited one must not run",
+                inherited[index].name,
+                inherited[index].plugin,
+                entry.plugin.get_ref(),
+                inherited[index].name
+            ))
+        }
+        None if !entry.is_enabled() => {
+            let known: Vec<&str> = inherited.iter().map(|i| i.name.as_str()).collect();
+            Some(format!(
+                "{scope}: `enabled = false` switches off an inherited entry, and no [[plugins]] entry is named `{}`{} (to leave out one of the route's own entries, delete it)",
+                entry.name(),
+                suggestion(entry.name(), "the [[plugins]] entries are", &known)
+            ))
+        }
+        _ => None,
+    };
+    match fault {
+        Some(fault) => {
+            problems.at(at, fault);
+            None
+        }
+        None => Some(slot),
+    }
 }
 
 /// One route and its router entry, or every error in it.
@@ -481,7 +536,12 @@ async fn build_route(
     let (entries, switched_off) = route_entries(&mut problems, building, route).await;
     let pipeline = Pipeline::new(entries, config.server.max_request_body.0);
     let no_upstream = route.upstream.is_none() && route.upstreams.is_none();
-    if no_upstream && problems.is_empty() && !pipeline.plan().request_phase {
+    // An inherited entry (an API key check) does not answer for the route.
+    let answers = pipeline
+        .entries()
+        .iter()
+        .any(|e| e.level != Level::Global && e.takes(Needs::REQUEST_HOOK));
+    if no_upstream && problems.is_empty() && !answers {
         problems.at(
             spanned.span(),
             format!("route `{name}` has no upstream, and no plugin of its pipeline can answer a request (none has a request hook): add upstream = \"NAME\" or a plugin that answers, such as `respond`"),
@@ -526,11 +586,12 @@ async fn build_route(
 async fn build_entry(
     source: &Source,
     config: &Config,
-    route: &str,
+    at: &EntryAt<'_>,
     spanned: &Spanned<PluginEntryConfig>,
     engine: &PluginEngine,
     env: &ConfigEnv,
 ) -> Result<Entry, ConfigError> {
+    let route = at.scope;
     let entry = spanned.get_ref();
     let reference = entry.plugin.get_ref();
     let at_plugin = |msg: String| source.error(entry.plugin.span(), format!("{route}: {msg}"));
@@ -585,7 +646,7 @@ async fn build_entry(
                 ),
             )
         })?;
-    idle.apply(source, route, entry, &mut pool)?;
+    idle.apply(source, at, entry, &mut pool)?;
     tracing::debug!(scope = route, plugin = pool.name(), hash = %compiled.hash, "plugin entry ready");
     Ok(Entry::new(
         reference.clone(),
@@ -685,19 +746,19 @@ impl IdleMemory<'_> {
     fn apply(
         &self,
         source: &Source,
-        route: &str,
+        at: &EntryAt<'_>,
         entry: &PluginEntryConfig,
         pool: &mut InstancePool,
     ) -> Result<(), ConfigError> {
         let initial = pool.initial_memory();
         let bytes = match self.setting {
-            Some(setting) => written_idle_memory(source, route, entry, setting, initial)?,
+            Some(setting) => written_idle_memory(source, at.scope, entry, setting, initial)?,
             None => default_idle_memory(initial, self.memory_limit),
         };
         let discards = metrics()
             .pool_discards
             .get_or_create(&[
-                ("route", route.to_string()),
+                ("route", at.route.to_string()),
                 ("plugin", entry.plugin.get_ref().clone()),
                 ("reason", "max_idle_memory".to_string()),
             ])

@@ -120,11 +120,25 @@ async fn a_global_key_auth_guards_every_route_but_one_that_switches_it_off() {
         [pair("headers", "global"), pair("key-auth", "global")]
     );
     assert_eq!(levels("health"), [pair("headers", "global")]);
+    // One shared key-auth entry: the four requests of two routes in one
+    // set of counters, seen from either route.
+    let calls = |name: &str, at: usize| route(name)["plugins"][at]["calls"].clone();
+    assert_eq!(calls("orders", 1), json!(4));
+    assert_eq!(calls("stamped", 1), json!(4));
+    let metrics = get(&gw.admin_url("/metrics")).await.body;
+    let idle: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("gateway_plugin_idle_instances{") && l.contains("plugin=\"key-auth\"")
+        })
+        .collect();
+    assert_eq!(idle.len(), 1, "one pool, counted once: {idle:?}");
+    assert!(idle[0].contains("route=\"*\""), "{idle:?}");
     assert_eq!(route("health")["switched_off"], json!(["key-auth"]));
     assert_eq!(
         levels("stamped"),
         [
-            pair("headers", "route"),
+            pair("headers", "replacement"),
             pair("key-auth", "global"),
             pair("headers", "route")
         ],
@@ -140,9 +154,9 @@ async fn gateway_check_prints_each_routes_pipeline_as_it_runs() {
     let (ok, output) = check(dir.path(), "gateway.toml");
     assert!(ok, "{output}");
     for line in [
-        "  route `orders`: headers (global), key-auth (global)",
-        "  route `health`: headers (global); switched off: key-auth",
-        "  route `stamped`: headers, key-auth (global), headers",
+        "  route `orders`: stamp=headers (global), key-auth (global)",
+        "  route `health`: stamp=headers (global); switched off: key-auth",
+        "  route `stamped`: stamp=headers (replaces global), key-auth (global), headers",
     ] {
         assert!(
             output.lines().any(|l| l == line),

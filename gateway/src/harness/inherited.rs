@@ -80,10 +80,10 @@ async fn inherited_entries_come_first_and_replacements_keep_their_place() {
     assert_eq!(
         entries(&runtime, 1),
         [
-            headers(Level::Route),
+            headers(Level::Replacement),
             headers(Level::Global),
             // An entry off everywhere, on for this route by its name.
-            ("respond".to_string(), Level::Route),
+            ("respond".to_string(), Level::Replacement),
             headers(Level::Route),
         ]
     );
