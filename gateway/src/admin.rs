@@ -28,15 +28,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Idle instances by route and plugin, for the metrics. An inherited entry
-/// has one pool, whichever routes run it: it is counted once, under the
-/// route `*`.
+/// (`[[plugins]]` or an API's) has one pool, whichever routes run it: it is
+/// counted once, under the route `*`.
 fn pool_sizes(runtime: &Runtime) -> Vec<(String, String, usize)> {
     let mut inherited: Vec<&Arc<crate::pipeline::Entry>> = Vec::new();
     let mut pools = Vec::new();
     for route in &runtime.routes {
         for entry in route.pipeline.entries() {
             let label = match entry.level {
-                crate::pipeline::Level::Global => {
+                crate::pipeline::Level::Global | crate::pipeline::Level::Api => {
                     if inherited.iter().any(|seen| Arc::ptr_eq(seen, entry)) {
                         continue;
                     }

@@ -8,6 +8,7 @@
 //! [`runtime`] turns it into the immutable snapshot requests run on.
 
 pub mod admin;
+pub mod apis;
 pub mod body;
 pub mod builtin;
 pub mod config;
@@ -18,6 +19,7 @@ pub(crate) mod harness;
 pub mod identity;
 pub mod limit;
 pub mod metrics;
+pub mod openapi;
 pub mod pipeline;
 pub mod plugin;
 pub mod proxy;

@@ -182,7 +182,7 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 
 /// One route's pipeline as it runs, for `gateway check`, an entry named
 /// other than its plugin as `name=plugin`: ``route `api`: key-auth
-/// (global), stamp=headers (replaces global), cors; switched off: acl``.
+/// (global), stamp=headers (replaces inherited), cors; switched off: acl``.
 fn effective_pipeline(route: &gateway::runtime::Route) -> String {
     let entries: Vec<String> = route
         .pipeline
@@ -195,7 +195,8 @@ fn effective_pipeline(route: &gateway::runtime::Route) -> String {
             };
             match entry.level {
                 gateway::pipeline::Level::Global => format!("{named} (global)"),
-                gateway::pipeline::Level::Replacement => format!("{named} (replaces global)"),
+                gateway::pipeline::Level::Replacement => format!("{named} (replaces inherited)"),
+                gateway::pipeline::Level::Api => format!("{named} (api)"),
                 gateway::pipeline::Level::Route => named,
             }
         })

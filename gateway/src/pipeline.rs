@@ -47,6 +47,8 @@ pub enum Level {
     Route,
     /// The route's own entry in place of the inherited entry of its name.
     Replacement,
+    /// An `[apis.NAME]` entry: every route of the API runs it.
+    Api,
 }
 
 impl Level {
@@ -56,6 +58,7 @@ impl Level {
             Level::Global => "global",
             Level::Route => "route",
             Level::Replacement => "replacement",
+            Level::Api => "api",
         }
     }
 }

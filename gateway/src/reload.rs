@@ -395,12 +395,19 @@ pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
             files.push(base.join(ca.get_ref()));
         }
     }
+    for api in config.apis.values() {
+        files.push(base.join(api.get_ref().openapi.get_ref()));
+    }
     let inherited = config.plugins.iter();
+    let of_apis = config
+        .apis
+        .values()
+        .flat_map(|a| a.get_ref().plugins.iter());
     let own = config
         .routes
         .iter()
         .flat_map(|r| r.get_ref().plugins.iter());
-    for entry in inherited.chain(own) {
+    for entry in inherited.chain(of_apis).chain(own) {
         let entry = entry.get_ref();
         let reference = entry.plugin.get_ref();
         if reference.ends_with(".wasm") {

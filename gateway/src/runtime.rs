@@ -290,6 +290,7 @@ fn build_upstreams(
 }
 
 /// What every route of a config is built against.
+#[derive(Clone, Copy)]
 struct Building<'a> {
     config: &'a Config,
     upstreams: &'a HashMap<String, Arc<Upstream>>,
@@ -310,7 +311,8 @@ struct EntryAt<'a> {
 /// The `route` label of an inherited entry's metrics.
 pub const INHERITED_ROUTE_LABEL: &str = "*";
 
-/// A `[[plugins]]` entry as routes inherit it.
+/// A `[[plugins]]` (or an API's) entry as routes inherit it.
+#[derive(Clone)]
 struct Inherited {
     /// What a route replaces or switches it off by.
     name: String,
@@ -360,33 +362,48 @@ async fn build_inherited(
     inherited
 }
 
-/// Every route, built in config order, and the router over them; `None`
-/// when any route is wrong (each error recorded).
+/// Every route (the hand-written ones in config order, then each API's
+/// operations) and the router over them; `None` when any route or API is
+/// wrong (each error recorded).
 async fn build_routes(
     problems: &mut Problems<'_>,
     building: &Building<'_>,
 ) -> Option<(Vec<Route>, Router)> {
     let source = problems.source();
     let config = building.config;
-    let mut routes = Vec::with_capacity(config.routes.len());
-    let mut specs = Vec::with_capacity(config.routes.len());
-    let names: Vec<String> = config
-        .routes
+    let apis = crate::apis::expand(problems, config);
+    let mut levels: Vec<Vec<Inherited>> = Vec::with_capacity(apis.len());
+    for api in &apis {
+        levels.push(api_inherited(problems, building, api).await);
+    }
+    let own = config.routes.iter().map(|r| (r, building.inherited));
+    let of_apis = apis
         .iter()
-        .map(|r| r.get_ref().name.get_ref().clone())
+        .zip(&levels)
+        .flat_map(|(api, inherited)| api.routes.iter().map(move |r| (r, inherited.as_slice())));
+    let all: Vec<(&Spanned<RouteConfig>, &[Inherited])> = own.chain(of_apis).collect();
+    let names: Vec<String> = all
+        .iter()
+        .map(|(r, _)| r.get_ref().name.get_ref().clone())
         .collect();
-    for (id, route) in config.routes.iter().enumerate() {
-        let built = build_route(source, building, route, &names[..id]).await;
+    let mut routes = Vec::with_capacity(all.len());
+    let mut specs = Vec::with_capacity(all.len());
+    for (id, (route, inherited)) in all.iter().enumerate() {
+        let building = Building {
+            inherited,
+            ..*building
+        };
+        let built = build_route(source, &building, route, &names[..id]).await;
         if let Some((route, spec)) = problems.keep(built) {
             specs.push(spec);
             routes.push(route);
         }
     }
-    if routes.len() < config.routes.len() {
+    if routes.len() < all.len() || apis.len() < config.apis.len() {
         return None;
     }
     let router = Router::build(&specs, &names).map_err(|(id, err)| {
-        let route = config.routes[id].get_ref();
+        let route = all[id].0.get_ref();
         let span = match err {
             RouterError::Host(_) => route.hosts.as_ref().map_or(route.path.span(), |h| h.span()),
             _ => route.path.span(),
@@ -394,6 +411,59 @@ async fn build_routes(
         source.error(span, format!("route `{}`: {err}", names[id]))
     });
     Some((routes, problems.keep(router)?))
+}
+
+/// What the routes of `api` inherit: the `[[plugins]]` entries, each
+/// replaced or switched off by the API's entry of its name, then the API's
+/// other entries (each built once, shared by the API's routes).
+async fn api_inherited(
+    problems: &mut Problems<'_>,
+    building: &Building<'_>,
+    api: &crate::apis::Api<'_>,
+) -> Vec<Inherited> {
+    let source = problems.source();
+    let scope = format!("api `{}`", api.name);
+    let at = EntryAt {
+        scope: &scope,
+        route: INHERITED_ROUTE_LABEL,
+    };
+    let mut inherited: Vec<Inherited> = building.inherited.to_vec();
+    let mut taken = vec![false; inherited.len()];
+    for spanned in api.plugins {
+        let entry = spanned.get_ref();
+        let Some(slot) = inherited_slot(problems, &scope, building.inherited, &taken, entry) else {
+            continue;
+        };
+        if slot.is_none() && inherited.iter().any(|i| i.name == entry.name()) {
+            let span = entry.name.as_ref().unwrap_or(&entry.plugin).span();
+            problems.at(
+                span,
+                format!(
+                    "{scope}: two entries are named `{}`: give one a `name` of its own",
+                    entry.name()
+                ),
+            );
+            continue;
+        }
+        let (config, engine, env) = (building.config, building.engine, building.env);
+        let built = build_entry(source, config, &at, spanned, engine, env).await;
+        let built = problems
+            .keep(built)
+            .map(|b| Arc::new(b.at(Level::Api, entry.name())))
+            .filter(|_| entry.is_enabled());
+        match slot {
+            Some(index) => {
+                taken[index] = true;
+                inherited[index].entry = built;
+            }
+            None => inherited.push(Inherited {
+                name: entry.name().to_string(),
+                plugin: entry.plugin.get_ref().clone(),
+                entry: built,
+            }),
+        }
+    }
+    inherited
 }
 
 /// The open connections from which new ones close idle ones: `share` of
@@ -537,10 +607,9 @@ async fn build_route(
     let pipeline = Pipeline::new(entries, config.server.max_request_body.0);
     let no_upstream = route.upstream.is_none() && route.upstreams.is_none();
     // An inherited entry (an API key check) does not answer for the route.
-    let answers = pipeline
-        .entries()
-        .iter()
-        .any(|e| e.level != Level::Global && e.takes(Needs::REQUEST_HOOK));
+    let answers = pipeline.entries().iter().any(|e| {
+        matches!(e.level, Level::Route | Level::Replacement) && e.takes(Needs::REQUEST_HOOK)
+    });
     if no_upstream && problems.is_empty() && !answers {
         problems.at(
             spanned.span(),

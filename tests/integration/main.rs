@@ -2,6 +2,7 @@
 //! real upstream servers, driven over real sockets. One module per topic;
 //! `support` starts gateways (from a typed config builder), upstreams and redis.
 
+mod apis;
 mod caching;
 mod config_checks;
 mod cors;

@@ -156,7 +156,7 @@ async fn gateway_check_prints_each_routes_pipeline_as_it_runs() {
     for line in [
         "  route `orders`: stamp=headers (global), key-auth (global)",
         "  route `health`: stamp=headers (global); switched off: key-auth",
-        "  route `stamped`: stamp=headers (replaces global), key-auth (global), headers",
+        "  route `stamped`: stamp=headers (replaces inherited), key-auth (global), headers",
     ] {
         assert!(
             output.lines().any(|l| l == line),

@@ -32,8 +32,8 @@ pub use server::{
     ServerConfig, ServerSettings, TlsConfig,
 };
 pub use shape::{
-    Config, DEFAULT_MAX_IDLE_MEMORY, DEFAULT_WEBSOCKET_IDLE_TIMEOUT, HealthCheckConfig, OnError,
-    PluginDefaults, PluginEntryConfig, RouteConfig, UpstreamConfig, UpstreamProtocol,
+    ApiConfig, Config, DEFAULT_MAX_IDLE_MEMORY, DEFAULT_WEBSOCKET_IDLE_TIMEOUT, HealthCheckConfig,
+    OnError, PluginDefaults, PluginEntryConfig, RouteConfig, UpstreamConfig, UpstreamProtocol,
 };
 pub use source::{ConfigError, Source};
 pub use store::{AdminConfig, CacheConfig, RedisConfig, StoreFailure, StoreKind};

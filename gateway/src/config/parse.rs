@@ -16,12 +16,13 @@ use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 /// The top-level keys a config may have.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "plugin_defaults",
     "upstreams",
     "routes",
     "plugins",
+    "apis",
     "identity",
     "consumers",
     "usage_plans",
@@ -73,6 +74,7 @@ fn section<'i>(
         "usage_plans" => config.usage_plans = named(problems, "usage_plans", value),
         "routes" => config.routes = listed(problems, "routes", value),
         "plugins" => config.plugins = listed(problems, "plugins", value),
+        "apis" => config.apis = named(problems, "apis", value),
         "consumers" => config.consumers = listed(problems, "consumers", value),
         other => problems.at(
             key.span(),

@@ -47,6 +47,11 @@ impl<'s> Problems<'s> {
         result.map_err(|error| self.push(error)).ok()
     }
 
+    /// How many errors are recorded so far.
+    pub fn len(&self) -> usize {
+        self.found.len()
+    }
+
     /// Whether nothing is wrong so far.
     pub fn is_empty(&self) -> bool {
         self.found.is_empty()

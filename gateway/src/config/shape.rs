@@ -29,6 +29,10 @@ pub struct Config {
     /// route replaces or switches one off by name.
     #[serde(default)]
     pub plugins: Vec<Spanned<PluginEntryConfig>>,
+    /// `[apis.NAME]`: APIs defined by OpenAPI documents, one route per
+    /// operation.
+    #[serde(default)]
+    pub apis: BTreeMap<String, Spanned<ApiConfig>>,
     /// Settings shared by consumers.
     #[serde(default)]
     pub identity: IdentityConfig,
@@ -242,8 +246,34 @@ fn default_retries() -> Spanned<u32> {
     Spanned::new(0..0, 1)
 }
 
-/// `[[routes]]`.
+/// `[apis.NAME]`: an API defined by an OpenAPI document.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The document (YAML or JSON, OpenAPI 3.0 or 3.1), relative to the
+    /// config file.
+    pub openapi: Spanned<String>,
+    /// A prefix before every path of the document (`/v1`).
+    #[serde(default)]
+    pub base_path: Option<Spanned<String>>,
+    /// Hosts its routes answer; all when absent.
+    #[serde(default)]
+    pub hosts: Option<Spanned<Vec<String>>>,
+    /// Where its operations go unless one names another
+    /// (`x-gateway-upstream`).
+    #[serde(default)]
+    pub upstream: Option<Spanned<String>>,
+    /// Validate requests against the document.
+    #[serde(default)]
+    pub validate: Option<Spanned<bool>>,
+    /// Entries every route of the API runs, after the `[[plugins]]` ones
+    /// (which they may replace or switch off by name).
+    #[serde(default)]
+    pub plugins: Vec<Spanned<PluginEntryConfig>>,
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Unique name, used in logs and shown to plugins.

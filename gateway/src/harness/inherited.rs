@@ -117,3 +117,60 @@ fn an_inherited_entrys_files_are_watched_for_reloads() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_apis_entries_sit_between_the_global_ones_and_the_operations() {
+    let dir = std::env::temp_dir().join(format!("gateway-harness-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let document = dir.join("api.yaml");
+    std::fs::write(
+        &document,
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get: {operationId: a}\n  /b:\n    get: {operationId: b}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        r#"
+[[plugins]]
+plugin = "key-auth"
+
+[[plugins]]
+plugin = "headers"
+name = "stamp"
+config = {{ request = {{ set = {{ "x-stamp" = "global" }} }} }}
+
+[upstreams.u]
+targets = ["127.0.0.1:9"]
+
+[apis.open]
+openapi = "{}"
+upstream = "u"
+validate = false
+
+[[apis.open.plugins]]
+plugin = "key-auth"
+enabled = false
+
+[[apis.open.plugins]]
+plugin = "cors"
+config = {{ origins = ["*"] }}
+"#,
+        document.display()
+    );
+    let runtime = build(&text, None).await.unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let names: Vec<&str> = runtime.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        entries(&runtime, 0),
+        [
+            ("headers".to_string(), Level::Global),
+            ("cors".to_string(), Level::Api)
+        ],
+        "the API switched key-auth off and added cors after the global entries"
+    );
+    let cors = |route: usize| runtime.routes[route].pipeline.entries()[1].clone();
+    assert!(
+        Arc::ptr_eq(&cors(0), &cors(1)),
+        "one cors entry for the API's routes"
+    );
+}

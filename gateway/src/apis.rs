@@ -1,0 +1,214 @@
+//! `[apis.NAME]`: an API defined by an OpenAPI document, expanded into one
+//! route per operation (named by its `operationId`, its path the API's
+//! `base_path` and the operation's template, its method the operation's),
+//! with the API's `plugins` as the level between `[[plugins]]` and the
+//! route, and a `key-auth` entry where the operation's security asks for an
+//! API key.
+//!
+//! The routes are then checked and built like hand-written ones (`runtime`);
+//! what only the document can say wrong is reported at its line in the
+//! document.
+
+use crate::config::problems::{Problems, suggestion};
+use crate::config::{
+    ApiConfig, Config, ConfigError, OnError, PluginEntryConfig, RouteConfig, StoreKind,
+};
+use crate::openapi::{self, ApiKey, Operation};
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// The name of the entry an operation's API key check runs under.
+pub const SECURITY_ENTRY: &str = "openapi-security";
+
+/// One API, expanded.
+pub struct Api<'c> {
+    /// Its name in the config.
+    pub name: &'c str,
+    /// Its own entries, for every one of its routes.
+    pub plugins: &'c [Spanned<PluginEntryConfig>],
+    /// One route per operation.
+    pub routes: Vec<Spanned<RouteConfig>>,
+    /// The document, relative to the config file (a reload input).
+    pub document: String,
+}
+
+/// Every API of `config`, each error recorded (an API with one is left out).
+pub fn expand<'c>(problems: &mut Problems<'_>, config: &'c Config) -> Vec<Api<'c>> {
+    let mut apis = Vec::with_capacity(config.apis.len());
+    for (name, api) in &config.apis {
+        if let Some(routes) = api_routes(problems, config, name, api) {
+            apis.push(Api {
+                name,
+                plugins: &api.get_ref().plugins,
+                routes,
+                document: api.get_ref().openapi.get_ref().clone(),
+            });
+        }
+    }
+    apis
+}
+
+/// The routes of API `name`, or `None` with its errors recorded.
+fn api_routes(
+    problems: &mut Problems<'_>,
+    config: &Config,
+    name: &str,
+    spanned: &Spanned<ApiConfig>,
+) -> Option<Vec<Spanned<RouteConfig>>> {
+    let source = problems.source();
+    let api = spanned.get_ref();
+    let before = problems.len();
+    check_settings(problems, name, spanned);
+    let base_path = base_path(problems, name, api);
+    let (document, faults) =
+        problems.keep(openapi::load(&source.base_dir(), api.openapi.get_ref()))?;
+    let read_well = faults.is_empty();
+    for fault in faults {
+        problems.push(fault);
+    }
+    if document.operations.is_empty() && read_well {
+        problems.at(
+            api.openapi.span(),
+            format!("api `{name}`: the document has no operations"),
+        );
+        return None;
+    }
+    let mut routes = Vec::with_capacity(document.operations.len());
+    for operation in &document.operations {
+        let upstream = operation_upstream(problems, config, name, api, operation, &document.path);
+        if let Some(upstream) = upstream {
+            routes.push(route(spanned, base_path.as_deref()?, operation, upstream));
+        }
+    }
+    (problems.len() == before).then_some(routes)
+}
+
+/// `validate`, before the document is read.
+fn check_settings(problems: &mut Problems<'_>, name: &str, spanned: &Spanned<ApiConfig>) {
+    let api = spanned.get_ref();
+    match &api.validate {
+        Some(off) if !*off.get_ref() => {}
+        Some(on) => problems.at(on.span(), format!("api `{name}`: request validation against the document is not available in this gateway yet: set validate = false to serve the API without it")),
+        None => problems.at(spanned.span(), format!("api `{name}`: request validation against the document is not available in this gateway yet: add validate = false to serve the API without it")),
+    }
+}
+
+/// The API's `base_path`: empty, or `/segments` without a trailing `/`.
+fn base_path(problems: &mut Problems<'_>, name: &str, api: &ApiConfig) -> Option<String> {
+    let Some(base) = &api.base_path else {
+        return Some(String::new());
+    };
+    let text = base.get_ref().trim_end_matches('/');
+    if !text.is_empty() && !text.starts_with('/') || text.contains(['{', '}', '?', '*']) {
+        problems.at(base.span(), format!("api `{name}`: base_path `{}` must be a literal path starting with `/`, such as \"/v1\"", base.get_ref()));
+        return None;
+    }
+    Some(text.to_string())
+}
+
+/// Where an operation goes: its `x-gateway-upstream`, else the API's.
+fn operation_upstream(
+    problems: &mut Problems<'_>,
+    config: &Config,
+    name: &str,
+    api: &ApiConfig,
+    operation: &Operation,
+    document: &std::path::Path,
+) -> Option<Spanned<String>> {
+    let path = problems.source().base_dir().join(document);
+    let file = path
+        .strip_prefix(".")
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    let Some(chosen) = &operation.upstream else {
+        if api.upstream.is_none() {
+            let (line, column) = operation.at;
+            problems.push(ConfigError::At { file, line, column, message: format!("api `{name}`: operation `{}` has no upstream: set `upstream` in [apis.{name}] or `x-gateway-upstream` on the operation", operation.name) });
+        }
+        return api.upstream.clone();
+    };
+    if !config.upstreams.contains_key(&chosen.value) {
+        let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
+        let (line, column) = chosen.at;
+        problems.push(ConfigError::At {
+            file,
+            line,
+            column,
+            message: format!(
+                "operation `{}`: unknown upstream `{}`{}",
+                operation.name,
+                chosen.value,
+                suggestion(&chosen.value, "defined upstreams", &known)
+            ),
+        });
+        return None;
+    }
+    Some(Spanned::new(api.openapi.span(), chosen.value.clone()))
+}
+
+/// The route of one operation, every key located at the API's table.
+fn route(
+    api: &Spanned<ApiConfig>,
+    base_path: &str,
+    operation: &Operation,
+    upstream: Spanned<String>,
+) -> Spanned<RouteConfig> {
+    let span = api.span();
+    let plugins = operation
+        .api_key
+        .as_ref()
+        .map(|key| at(&span, security_entry(&span, key)))
+        .into_iter()
+        .collect();
+    at(
+        &span,
+        RouteConfig {
+            name: at(&span, operation.name.clone()),
+            path: at(&span, format!("{base_path}{}", operation.path)),
+            methods: Some(at(&span, vec![operation.method.to_string()])),
+            hosts: api.get_ref().hosts.clone(),
+            upstream: Some(upstream),
+            upstreams: None,
+            strip_prefix: None,
+            preserve_host: None,
+            websocket: None,
+            websocket_idle_timeout: None,
+            plugins,
+        },
+    )
+}
+
+/// `value` located at `span` of the config.
+fn at<T>(span: &std::ops::Range<usize>, value: T) -> Spanned<T> {
+    Spanned::new(span.clone(), value)
+}
+
+/// A `key-auth` entry reading the key where the scheme says.
+fn security_entry(span: &std::ops::Range<usize>, key: &ApiKey) -> PluginEntryConfig {
+    let (headers, query) = match key {
+        ApiKey::Header(name) => (vec![toml::Value::from(name.as_str())], vec![]),
+        ApiKey::Query(name) => (vec![], vec![toml::Value::from(name.as_str())]),
+    };
+    let mut config = toml::Table::new();
+    config.insert("headers".into(), toml::Value::Array(headers));
+    config.insert("query".into(), toml::Value::Array(query));
+    PluginEntryConfig {
+        plugin: at(span, "key-auth".to_string()),
+        name: Some(at(span, SECURITY_ENTRY.to_string())),
+        enabled: None,
+        on_error: OnError::Fail,
+        deadline: None,
+        memory_limit: None,
+        max_body: None,
+        pool_size: None,
+        max_idle_memory: None,
+        grants: Vec::new(),
+        store: Spanned::new(span.clone(), StoreKind::Local),
+        store_failure: None,
+        allowed_hosts: Vec::new(),
+        config: Some(at(span, config)),
+        config_files: BTreeMap::new(),
+        config_env: BTreeMap::new(),
+    }
+}

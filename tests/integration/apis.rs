@@ -1,0 +1,229 @@
+//! APIs defined by OpenAPI documents (`[apis.NAME]`), through the real
+//! binary: one route per operation under the API's base path, the API's
+//! entries between `[[plugins]]` and the route, an operation's own upstream,
+//! an apiKey security scheme enforced per operation (`security: []` public),
+//! 3.0 YAML and 3.1 JSON documents, mistakes reported at the document's line
+//! and column, and the document reloaded when it changes.
+
+use crate::support::config::{Config, Plugin};
+use crate::support::{Gateway, Upstream, check, client, get, send};
+use http::Request;
+use http_body_util::Full;
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SHOP_YAML: &str = r#"openapi: 3.0.3
+info:
+  title: Shop
+  version: "1.0"
+security:
+  - shopKey: []
+components:
+  securitySchemes:
+    shopKey:
+      type: apiKey
+      in: header
+      name: X-Shop-Key
+paths:
+  /products:
+    get:
+      operationId: listProducts
+      security: []
+    post:
+      operationId: createProduct
+  /products/{id}:
+    get:
+      operationId: getProduct
+      x-gateway-upstream: catalog
+"#;
+
+const KEY: &str = "shop-key-00000001";
+
+fn shop(dir: &Path, shop: &Upstream, catalog: &Upstream) -> Config {
+    std::fs::write(dir.join("shop.yaml"), SHOP_YAML).expect("write the document");
+    Config::new()
+        .consumer(json!({ "name": "alice", "keys": [{ "plaintext": KEY }] }))
+        .upstream("shop", shop)
+        .upstream("catalog", catalog)
+        .with(
+            "apis",
+            json!({ "shop": {
+                "openapi": "shop.yaml",
+                "base_path": "/v1",
+                "upstream": "shop",
+                "validate": false,
+                "plugins": [{ "plugin": "headers", "config": { "request": { "set": { "x-api": "shop" } } } }],
+            }}),
+        )
+}
+
+fn start_in(dir: &Path, config: &Config) -> Gateway {
+    let path = dir.join("gateway.toml");
+    config.write(&path);
+    Gateway::start_at(&path)
+}
+
+async fn post_with_key(url: &str, key: Option<&str>) -> crate::support::Reply {
+    let mut request = Request::post(url);
+    if let Some(key) = key {
+        request = request.header("x-shop-key", key);
+    }
+    send(&client(), request.body(Full::default()).expect("request")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_operation_is_a_route_with_the_apis_entries_and_its_security() {
+    let (shop_up, catalog_up) = (
+        Upstream::start("shop").await,
+        Upstream::start("catalog").await,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start_in(dir.path(), &shop(dir.path(), &shop_up, &catalog_up));
+
+    let public = get(&gw.url("/v1/products")).await;
+    assert_eq!(
+        public.status, 200,
+        "security: [] is public: {}",
+        public.body
+    );
+    assert_eq!(public.json()["upstream"], "shop");
+    assert_eq!(
+        public.json()["headers"]["x-api"],
+        "shop",
+        "the API's entry runs"
+    );
+
+    assert_eq!(
+        post_with_key(&gw.url("/v1/products"), None).await.status,
+        401
+    );
+    let created = post_with_key(&gw.url("/v1/products"), Some(KEY)).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert_eq!(created.json()["method"], "POST");
+
+    // The document's security applies to getProduct too (the document-wide
+    // requirement), and x-gateway-upstream sends it to the catalog.
+    assert_eq!(get(&gw.url("/v1/products/7")).await.status, 401);
+    let request = Request::get(gw.url("/v1/products/7"))
+        .header("x-shop-key", KEY)
+        .body(Full::default())
+        .expect("request");
+    let product = send(&client(), request).await;
+    assert_eq!(product.status, 200, "{}", product.body);
+    assert_eq!(product.json()["upstream"], "catalog");
+    assert_eq!(product.json()["path"], "/v1/products/7");
+
+    assert_eq!(
+        get(&gw.url("/products")).await.status,
+        404,
+        "only under the base path"
+    );
+    assert_eq!(
+        send(
+            &client(),
+            Request::delete(gw.url("/v1/products"))
+                .body(Full::default())
+                .expect("request")
+        )
+        .await
+        .status,
+        405,
+        "only the documented methods"
+    );
+
+    let (ok, output) = check(dir.path(), "gateway.toml");
+    assert!(ok, "{output}");
+    for line in [
+        "  route `listProducts`: headers (api)",
+        "  route `createProduct`: headers (api), openapi-security=key-auth",
+    ] {
+        assert!(
+            output.lines().any(|l| l == line),
+            "missing `{line}` in:\n{output}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_openapi_3_1_document_is_read_the_same_way() {
+    let up = Upstream::start("books").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let document = json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Library", "version": "1" },
+        "paths": { "/books/{isbn}": { "get": { "operationId": "getBook" } } }
+    });
+    std::fs::write(dir.path().join("library.json"), document.to_string()).expect("write");
+    let config = Config::new().upstream("books", &up).with(
+        "apis",
+        json!({ "library": { "openapi": "library.json", "upstream": "books", "validate": false } }),
+    );
+    let gw = start_in(dir.path(), &config);
+    let book = get(&gw.url("/books/978-3")).await;
+    assert_eq!(book.status, 200, "{}", book.body);
+    assert_eq!(book.json()["path"], "/books/978-3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_document_is_served_after_a_reload() {
+    let (shop_up, catalog_up) = (
+        Upstream::start("shop").await,
+        Upstream::start("catalog").await,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start_in(dir.path(), &shop(dir.path(), &shop_up, &catalog_up));
+    assert_eq!(get(&gw.url("/v1/orders")).await.status, 404);
+    let grown = format!(
+        "{SHOP_YAML}  /orders:\n    get:\n      operationId: listOrders\n      security: []\n"
+    );
+    let document = dir.path().join("shop.yaml");
+    std::fs::write(document.with_extension("tmp"), grown).expect("write");
+    std::fs::rename(document.with_extension("tmp"), &document).expect("rename");
+    let started = Instant::now();
+    while get(&gw.url("/v1/orders")).await.status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new operation was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(&gw.url("/v1/products")).await.status,
+        200,
+        "the others stay"
+    );
+}
+
+#[test]
+fn mistakes_in_the_document_are_reported_at_its_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let document = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      operationId: a\n      x-gateway-upstream: shopp\n  /b:\n    get:\n      operationId: b\n      security:\n        - bearer: []\ncomponents:\n  securitySchemes:\n    bearer: {type: http, scheme: bearer}\n";
+    std::fs::write(dir.path().join("api.yaml"), document).expect("write");
+    let config = Config::new()
+        .upstream(
+            "shop",
+            "127.0.0.1:9".parse::<std::net::SocketAddr>().expect("addr"),
+        )
+        .with(
+            "apis",
+            json!({ "api": { "openapi": "api.yaml", "upstream": "shop", "validate": false } }),
+        )
+        .plugin(Plugin::new("headers").config(json!({})));
+    config.write(dir.path().join("gateway.toml"));
+    let (ok, output) = check(dir.path(), "gateway.toml");
+    assert!(!ok, "{output}");
+    let lines: Vec<&str> = output.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "api.yaml:7:7: operation `a`: unknown upstream `shopp`; did you mean `shop`?"
+        )),
+        "{output}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("api.yaml:12:11: security scheme `bearer` is of type `http`")),
+        "{output}"
+    );
+}
