@@ -13,12 +13,25 @@ use crate::config::problems::{Problems, suggestion};
 use crate::config::{
     ApiConfig, Config, ConfigError, OnError, PluginEntryConfig, RouteConfig, StoreKind,
 };
-use crate::openapi::{self, ApiKey, Operation};
+use crate::openapi::{self, ApiKey, Mock, Operation};
 use std::collections::BTreeMap;
 use toml::Spanned;
 
 /// The name of the entry an operation's API key check runs under.
 pub const SECURITY_ENTRY: &str = "openapi-security";
+/// The name of the entry a mocked operation answers with.
+pub const MOCK_ENTRY: &str = "openapi-mock";
+/// The name of the entry that removes, on a public operation, the consumer
+/// headers a client sent itself (no key check runs there to remove them).
+pub const PUBLIC_ENTRY: &str = "openapi-public";
+
+/// Whether the entry named `name` runs before every inherited entry: the
+/// key check (entries before it could answer without it, a cache hit, or
+/// need its consumer, a rate limit by consumer) and the removal of forged
+/// consumer headers (an inherited key check sets the real ones after it).
+pub fn runs_first(name: &str) -> bool {
+    name == SECURITY_ENTRY || name == PUBLIC_ENTRY
+}
 
 /// One API, expanded.
 pub struct Api<'c> {
@@ -28,8 +41,6 @@ pub struct Api<'c> {
     pub plugins: &'c [Spanned<PluginEntryConfig>],
     /// One route per operation.
     pub routes: Vec<Spanned<RouteConfig>>,
-    /// The document, relative to the config file (a reload input).
-    pub document: String,
 }
 
 /// Every API of `config`, each error recorded (an API with one is left out).
@@ -41,7 +52,6 @@ pub fn expand<'c>(problems: &mut Problems<'_>, config: &'c Config) -> Vec<Api<'c
                 name,
                 plugins: &api.get_ref().plugins,
                 routes,
-                document: api.get_ref().openapi.get_ref().clone(),
             });
         }
     }
@@ -76,7 +86,7 @@ fn api_routes(
     let mut routes = Vec::with_capacity(document.operations.len());
     for operation in &document.operations {
         let upstream = operation_upstream(problems, config, name, api, operation, &document.path);
-        if let Some(upstream) = upstream {
+        if upstream.is_some() || operation.mock.is_some() {
             routes.push(route(spanned, base_path.as_deref()?, operation, upstream));
         }
     }
@@ -122,7 +132,7 @@ fn operation_upstream(
         .display()
         .to_string();
     let Some(chosen) = &operation.upstream else {
-        if api.upstream.is_none() {
+        if api.upstream.is_none() && operation.mock.is_none() {
             let (line, column) = operation.at;
             problems.push(ConfigError::At { file, line, column, message: format!("api `{name}`: operation `{}` has no upstream: set `upstream` in [apis.{name}] or `x-gateway-upstream` on the operation", operation.name) });
         }
@@ -152,14 +162,17 @@ fn route(
     api: &Spanned<ApiConfig>,
     base_path: &str,
     operation: &Operation,
-    upstream: Spanned<String>,
+    upstream: Option<Spanned<String>>,
 ) -> Spanned<RouteConfig> {
     let span = api.span();
-    let plugins = operation
-        .api_key
-        .as_ref()
-        .map(|key| at(&span, security_entry(&span, key)))
-        .into_iter()
+    let security = match &operation.api_key {
+        Some(key) => security_entry(&span, key),
+        None => public_entry(&span),
+    };
+    let mock = operation.mock.as_ref().map(|mock| mock_entry(&span, mock));
+    let plugins = std::iter::once(security)
+        .chain(mock)
+        .map(|e| at(&span, e))
         .collect();
     at(
         &span,
@@ -168,7 +181,7 @@ fn route(
             path: at(&span, format!("{base_path}{}", operation.path)),
             methods: Some(at(&span, vec![operation.method.to_string()])),
             hosts: api.get_ref().hosts.clone(),
-            upstream: Some(upstream),
+            upstream,
             upstreams: None,
             strip_prefix: None,
             preserve_host: None,
@@ -184,6 +197,36 @@ fn at<T>(span: &std::ops::Range<usize>, value: T) -> Spanned<T> {
     Spanned::new(span.clone(), value)
 }
 
+/// A `headers` entry removing the consumer headers a key check would set
+/// (`x-consumer-name`, `-groups`, `-plan`), so a client cannot claim an
+/// identity on a public operation of an API whose upstream trusts them.
+fn public_entry(span: &std::ops::Range<usize>) -> PluginEntryConfig {
+    let names = ["x-consumer-name", "x-consumer-groups", "x-consumer-plan"];
+    let remove = names.iter().map(|n| toml::Value::from(*n)).collect();
+    let mut request = toml::Table::new();
+    request.insert("remove".into(), toml::Value::Array(remove));
+    let mut config = toml::Table::new();
+    config.insert("request".into(), toml::Value::Table(request));
+    entry(span, "headers", PUBLIC_ENTRY, config)
+}
+
+/// A `respond` entry giving the documented answer (`x-gateway-mock`).
+fn mock_entry(span: &std::ops::Range<usize>, mock: &Mock) -> PluginEntryConfig {
+    let mut config = toml::Table::new();
+    config.insert(
+        "status".into(),
+        toml::Value::Integer(i64::from(mock.status)),
+    );
+    config.insert("body".into(), toml::Value::String(mock.body.clone()));
+    if let Some(content_type) = &mock.content_type {
+        config.insert(
+            "content_type".into(),
+            toml::Value::String(content_type.clone()),
+        );
+    }
+    entry(span, "respond", MOCK_ENTRY, config)
+}
+
 /// A `key-auth` entry reading the key where the scheme says.
 fn security_entry(span: &std::ops::Range<usize>, key: &ApiKey) -> PluginEntryConfig {
     let (headers, query) = match key {
@@ -193,9 +236,19 @@ fn security_entry(span: &std::ops::Range<usize>, key: &ApiKey) -> PluginEntryCon
     let mut config = toml::Table::new();
     config.insert("headers".into(), toml::Value::Array(headers));
     config.insert("query".into(), toml::Value::Array(query));
+    entry(span, "key-auth", SECURITY_ENTRY, config)
+}
+
+/// A pipeline entry of built-in `plugin` named `name`, with `config`.
+fn entry(
+    span: &std::ops::Range<usize>,
+    plugin: &str,
+    name: &str,
+    config: toml::Table,
+) -> PluginEntryConfig {
     PluginEntryConfig {
-        plugin: at(span, "key-auth".to_string()),
-        name: Some(at(span, SECURITY_ENTRY.to_string())),
+        plugin: at(span, plugin.to_string()),
+        name: Some(at(span, name.to_string())),
         enabled: None,
         on_error: OnError::Fail,
         deadline: None,

@@ -379,7 +379,8 @@ fn concerns_inputs(event: &notify::Event, names: &BTreeSet<OsString>) -> bool {
 }
 
 /// The files a config reads: itself, its TLS certificate, key and client CA, its
-/// upstreams' CA files, its `.wasm` plugins and `config_files`.
+/// upstreams' CA files, its APIs' OpenAPI documents, its `.wasm` plugins and
+/// `config_files`.
 pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
     let base = source.base_dir();
     let mut files = vec![source.path.clone()];

@@ -541,7 +541,16 @@ async fn route_entries(
             None => own.extend(built),
         }
     }
-    let entries = slots.into_iter().flatten().chain(own).collect();
+    // An API operation's key check (or, on a public one, the removal of
+    // forged consumer headers) runs before the inherited entries.
+    let (first, own): (Vec<_>, Vec<_>) = own
+        .into_iter()
+        .partition(|e: &Arc<Entry>| crate::apis::runs_first(&e.name));
+    let entries = first
+        .into_iter()
+        .chain(slots.into_iter().flatten())
+        .chain(own)
+        .collect();
     (entries, switched_off)
 }
 

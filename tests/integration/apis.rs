@@ -81,7 +81,16 @@ async fn each_operation_is_a_route_with_the_apis_entries_and_its_security() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = start_in(dir.path(), &shop(dir.path(), &shop_up, &catalog_up));
 
-    let public = get(&gw.url("/v1/products")).await;
+    let forged = Request::get(gw.url("/v1/products"))
+        .header("x-consumer-name", "admin")
+        .body(Full::default())
+        .expect("request");
+    let public = send(&client(), forged).await;
+    assert!(
+        public.json()["headers"].get("x-consumer-name").is_none(),
+        "no identity is claimed on a public operation: {}",
+        public.body
+    );
     assert_eq!(
         public.status, 200,
         "security: [] is public: {}",
@@ -135,8 +144,8 @@ async fn each_operation_is_a_route_with_the_apis_entries_and_its_security() {
     let (ok, output) = check(dir.path(), "gateway.toml");
     assert!(ok, "{output}");
     for line in [
-        "  route `listProducts`: headers (api)",
-        "  route `createProduct`: headers (api), openapi-security=key-auth",
+        "  route `listProducts`: openapi-public=headers, headers (api)",
+        "  route `createProduct`: openapi-security=key-auth, headers (api)",
     ] {
         assert!(
             output.lines().any(|l| l == line),
@@ -198,7 +207,7 @@ async fn a_changed_document_is_served_after_a_reload() {
 #[test]
 fn mistakes_in_the_document_are_reported_at_its_lines() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let document = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      operationId: a\n      x-gateway-upstream: shopp\n  /b:\n    get:\n      operationId: b\n      security:\n        - bearer: []\ncomponents:\n  securitySchemes:\n    bearer: {type: http, scheme: bearer}\n";
+    let document = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      operationId: a\n      x-gateway-upstream: shopp\n  /b:\n    get:\n      operationId: b\n      security:\n        - bearer: []\n  /c:\n    security:\n      - key: []\n    get: {operationId: c}\n  /d:\n    get:\n      operationId: d\n      security:\n        - key: [admin]\ncomponents:\n  securitySchemes:\n    bearer: {type: http, scheme: bearer}\n    key: {type: apiKey, in: query, name: key}\n";
     std::fs::write(dir.path().join("api.yaml"), document).expect("write");
     let config = Config::new()
         .upstream(
@@ -226,4 +235,71 @@ fn mistakes_in_the_document_are_reported_at_its_lines() {
             .any(|l| l.contains("api.yaml:12:11: security scheme `bearer` is of type `http`")),
         "{output}"
     );
+    let said = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(
+        said(
+            "api.yaml:14:5: unknown key `security` in a path item (security belongs on each operation"
+        ),
+        "a security on the path item is not silently ignored: {output}"
+    );
+    assert!(
+        said("api.yaml:21:11: scheme `key` is required with roles"),
+        "roles are not silently dropped: {output}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mocked_operation_answers_with_its_documented_example() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let document = r#"openapi: 3.1.0
+info: {title: Catalog, version: "1"}
+paths:
+  /lamps/{id}:
+    get:
+      operationId: getLamp
+      x-gateway-mock: true
+      responses:
+        "200":
+          description: a lamp
+          content:
+            application/json:
+              example: {id: 7, name: Desk lamp, watts: 40}
+        "404":
+          description: no such lamp
+  /lamps:
+    post:
+      operationId: addLamp
+      x-gateway-mock: {status: 409}
+      responses:
+        "201": {description: added}
+        "409":
+          description: a lamp of that name exists
+          content:
+            text/plain:
+              examples:
+                taken: {value: name taken}
+"#;
+    std::fs::write(dir.path().join("catalog.yaml"), document).expect("write");
+    let config = Config::new().with(
+        "apis",
+        json!({ "catalog": { "openapi": "catalog.yaml", "validate": false } }),
+    );
+    let gw = start_in(dir.path(), &config);
+    let lamp = get(&gw.url("/lamps/7")).await;
+    assert_eq!(lamp.status, 200, "{}", lamp.body);
+    assert_eq!(lamp.header("content-type"), Some("application/json"));
+    assert_eq!(
+        lamp.json(),
+        json!({ "id": 7, "name": "Desk lamp", "watts": 40 })
+    );
+    let taken = send(
+        &client(),
+        Request::post(gw.url("/lamps"))
+            .body(Full::default())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(taken.status, 409);
+    assert_eq!(taken.header("content-type"), Some("text/plain"));
+    assert_eq!(taken.body, "name taken");
 }

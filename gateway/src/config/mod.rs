@@ -26,7 +26,7 @@ pub use identity::{
     ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
     read_env, read_file, resolve_secret,
 };
-pub use route::{RouteSettings, route_settings};
+pub use route::{RouteSettings, path_fault, route_settings};
 pub use server::{
     AdminSettings, ClientAuth, ListenerSettings, MAX_HEADERS, MIN_HEADER_BYTES, RestartOnly,
     ServerConfig, ServerSettings, TlsConfig,

@@ -106,8 +106,16 @@ pub fn route_settings(
 /// regular expression or another router's syntax, which would be taken
 /// literally and never match what was meant.
 fn route_path(source: &Source, name: &str, path: &Spanned<String>) -> Result<(), ConfigError> {
-    let text = path.get_ref();
-    let fault = if looks_like_regex(text) {
+    match path_fault(path.get_ref()) {
+        Some(fault) => Err(source.error(path.span(), format!("route `{name}`: {fault}"))),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with a path template, if anything: it must start with `/`
+/// and be a template, not another router's syntax.
+pub fn path_fault(text: &str) -> Option<String> {
+    if looks_like_regex(text) {
         Some(format!(
             "path `{text}` looks like a regular expression, but paths are templates matched literally: write `/users/{{id}}` for a parameter and `/static/{{*rest}}` for the rest of the path"
         ))
@@ -123,10 +131,6 @@ fn route_path(source: &Source, name: &str, path: &Spanned<String>) -> Result<(),
         ))
     } else {
         None
-    };
-    match fault {
-        Some(fault) => Err(source.error(path.span(), format!("route `{name}`: {fault}"))),
-        None => Ok(()),
     }
 }
 

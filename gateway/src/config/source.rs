@@ -41,11 +41,13 @@ impl ConfigError {
     }
 
     /// Where the error is, for putting several in file order.
-    pub(super) fn place(&self) -> (usize, usize) {
+    pub(super) fn place(&self) -> (&str, usize, usize) {
         match self {
-            ConfigError::At { line, column, .. } => (*line, *column),
-            ConfigError::Unreadable { .. } => (0, 0),
-            ConfigError::Several(errors) => errors.first().map_or((0, 0), Self::place),
+            ConfigError::At {
+                file, line, column, ..
+            } => (file, *line, *column),
+            ConfigError::Unreadable { file, .. } => (file, 0, 0),
+            ConfigError::Several(errors) => errors.first().map_or(("", 0, 0), Self::place),
         }
     }
 }

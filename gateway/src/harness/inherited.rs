@@ -163,12 +163,15 @@ config = {{ origins = ["*"] }}
     assert_eq!(
         entries(&runtime, 0),
         [
+            // The document has no security: the operation is public, and
+            // forged consumer headers are removed first.
+            ("headers".to_string(), Level::Route),
             ("headers".to_string(), Level::Global),
             ("cors".to_string(), Level::Api)
         ],
         "the API switched key-auth off and added cors after the global entries"
     );
-    let cors = |route: usize| runtime.routes[route].pipeline.entries()[1].clone();
+    let cors = |route: usize| runtime.routes[route].pipeline.entries()[2].clone();
     assert!(
         Arc::ptr_eq(&cors(0), &cors(1)),
         "one cors entry for the API's routes"

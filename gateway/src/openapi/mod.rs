@@ -15,17 +15,24 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tree::{Place, Tree, escape};
 
+/// The largest document read (larger ones are refused before parsing).
+pub const MAX_DOCUMENT_BYTES: u64 = 16 << 20;
+
 /// The methods an OpenAPI path item may have operations for.
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
+
+/// The other keys a path item may have (besides `x-` extensions).
+const PATH_ITEM_KEYS: [&str; 5] = ["summary", "description", "servers", "parameters", "$ref"];
 
 /// A document's operations.
 #[derive(Debug)]
 pub struct Document {
     /// The file, as the config names it (relative to the config file).
     pub path: PathBuf,
-    /// Every operation, in the document's order.
+    /// Every operation, by path (as the document's `paths` sort), then by
+    /// method.
     pub operations: Vec<Operation>,
 }
 
@@ -43,6 +50,8 @@ pub struct Operation {
     pub upstream: Option<Located<String>>,
     /// The API key its `security` asks for; `None` when it is public.
     pub api_key: Option<ApiKey>,
+    /// `x-gateway-mock`: the documented answer the gateway gives itself.
+    pub mock: Option<Mock>,
     /// Where the operation is in the document.
     pub at: Place,
 }
@@ -54,6 +63,18 @@ pub struct Located<T> {
     pub value: T,
     /// Its line and column in the document.
     pub at: Place,
+}
+
+/// An answer taken from the document: a documented response's status, and
+/// the first content type it documents with its example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mock {
+    /// The status.
+    pub status: u16,
+    /// The content type, when the response documents a body.
+    pub content_type: Option<String>,
+    /// The example body (JSON examples written as JSON text).
+    pub body: String,
 }
 
 /// Where an `apiKey` security scheme carries the key.
@@ -78,10 +99,20 @@ pub fn load(base: &Path, file: &str) -> Result<(Document, Vec<ConfigError>), Con
         column,
         message,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Unreadable {
+    let unreadable = |message: String| ConfigError::Unreadable {
         file: shown.display().to_string(),
-        message: format!("cannot read the OpenAPI document: {e}"),
-    })?;
+        message,
+    };
+    let size = std::fs::metadata(&path)
+        .map_err(|e| unreadable(format!("cannot read the OpenAPI document: {e}")))?
+        .len();
+    if size > MAX_DOCUMENT_BYTES {
+        return Err(unreadable(format!(
+            "the OpenAPI document is {size} bytes, more than the {MAX_DOCUMENT_BYTES} the gateway reads"
+        )));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| unreadable(format!("cannot read the OpenAPI document: {e}")))?;
     let tree = Tree::parse(&text).map_err(|(at, message)| located(at, message))?;
     let mut faults = Vec::new();
     let operations = Reader {
@@ -95,6 +126,50 @@ pub fn load(base: &Path, file: &str) -> Result<(Document, Vec<ConfigError>), Con
         operations,
     };
     Ok((document, faults))
+}
+
+/// What the router could not take of an OpenAPI path template: a catch-all
+/// (`{*name}`), an escaped brace, or two parameters in one segment.
+fn template_fault(path: &str) -> Option<String> {
+    if path.contains("{*") || path.contains("{{") || path.contains("}}") {
+        return Some(format!(
+            "path `{path}`: `{{*name}}` and doubled braces are the gateway's own template syntax, not OpenAPI's"
+        ));
+    }
+    path.split('/')
+        .any(|segment| segment.matches('{').count() > 1)
+        .then(|| format!("path `{path}` has two parameters in one segment, which the gateway cannot tell apart: give each its own segment"))
+}
+
+/// The answer a documented response gives: its first content type, and that
+/// content's `example`, else its first `examples` value, else its schema's
+/// `example` (an empty body when there is none).
+fn example(response: &Value, status: u16) -> Mock {
+    let content = response.get("content").and_then(Value::as_object);
+    let Some((content_type, media)) = content.and_then(|c| c.iter().next()) else {
+        return Mock {
+            status,
+            content_type: None,
+            body: String::new(),
+        };
+    };
+    let value = media
+        .get("example")
+        .or_else(|| {
+            let examples = media.get("examples").and_then(Value::as_object)?;
+            examples.values().next()?.get("value")
+        })
+        .or_else(|| media.get("schema")?.get("example"));
+    let body = match value {
+        None => String::new(),
+        Some(Value::String(text)) if !content_type.contains("json") => text.clone(),
+        Some(other) => other.to_string(),
+    };
+    Mock {
+        status,
+        content_type: Some(content_type.clone()),
+        body,
+    }
 }
 
 /// Reads the operations out of a tree, recording each mistake.
@@ -135,6 +210,9 @@ impl Reader<'_> {
                 );
                 continue;
             }
+            if !self.path_item_is_readable(path, item, &pointer) {
+                continue;
+            }
             for method in METHODS {
                 if let Some(operation) = item.get(method) {
                     let at = format!("{pointer}/{method}");
@@ -146,6 +224,42 @@ impl Reader<'_> {
             }
         }
         operations
+    }
+
+    /// A path item with only keys the specification defines (a `security`
+    /// written there, or a misspelt method, would be ignored: the operation
+    /// would be served other than its author meant), and a path the gateway
+    /// routes as written.
+    fn path_item_is_readable(&mut self, path: &str, item: &Value, pointer: &str) -> bool {
+        let mut readable = true;
+        if let Some(fault) = crate::config::path_fault(path).or_else(|| template_fault(path)) {
+            self.fault(pointer, fault);
+            readable = false;
+        }
+        let Some(keys) = item.as_object() else {
+            self.fault(pointer, "a path item must be a mapping of its operations");
+            return false;
+        };
+        for key in keys.keys() {
+            let known = METHODS.contains(&key.as_str()) || PATH_ITEM_KEYS.contains(&key.as_str());
+            if !known && !key.starts_with("x-") {
+                let hint = match key.as_str() {
+                    "security" => {
+                        " (security belongs on each operation, or at the document's top level)"
+                            .to_string()
+                    }
+                    other => {
+                        crate::config::problems::suggestion(other, "a path item has", &METHODS)
+                    }
+                };
+                self.fault(
+                    &format!("{pointer}/{}", escape(key)),
+                    format!("unknown key `{key}` in a path item{hint}"),
+                );
+                readable = false;
+            }
+        }
+        readable
     }
 
     /// `openapi: 3.0.x` or `3.1.x`; anything else is a fault.
@@ -162,6 +276,13 @@ impl Reader<'_> {
                     format!(
                         "OpenAPI version `{v}` is not read by the gateway: it reads 3.0.x and 3.1.x"
                     ),
+                );
+                false
+            }
+            None if root.get("openapi").is_some() => {
+                self.fault(
+                    "/openapi",
+                    "write the OpenAPI version as text, such as `openapi: \"3.1.0\"`",
                 );
                 false
             }
@@ -203,14 +324,61 @@ impl Reader<'_> {
             }
         };
         let api_key = self.security(op, at)?;
+        let mock = self.mock(op, at)?;
         Some(Operation {
             name,
             method: Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()?,
             path: path.to_string(),
             upstream,
             api_key,
+            mock,
             at: self.tree.place(at),
         })
+    }
+
+    /// `x-gateway-mock: true` (the first documented 2xx response, else the
+    /// first one) or `x-gateway-mock: {status: N}`; `Some(None)` without it.
+    fn mock(&mut self, op: &Value, at: &str) -> Option<Option<Mock>> {
+        let pointer = format!("{at}/x-gateway-mock");
+        let wanted = match op.get("x-gateway-mock") {
+            None | Some(Value::Bool(false)) => return Some(None),
+            Some(Value::Bool(true)) => None,
+            Some(Value::Object(o)) if o.get("status").and_then(Value::as_u64).is_some() => {
+                o.get("status").and_then(Value::as_u64)
+            }
+            Some(_) => {
+                self.fault(
+                    &pointer,
+                    "x-gateway-mock is true, or {status: N} naming a documented response",
+                );
+                return None;
+            }
+        };
+        let Some(responses) = op.get("responses").and_then(Value::as_object) else {
+            self.fault(
+                &pointer,
+                "x-gateway-mock needs the operation's `responses`: it answers with one of them",
+            );
+            return None;
+        };
+        let code = |key: &String| key.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+        let chosen = match wanted {
+            Some(status) => responses
+                .keys()
+                .find(|k| code(k).map(u64::from) == Some(status)),
+            None => responses
+                .keys()
+                .find(|k| code(k).is_some_and(|c| (200..300).contains(&c)))
+                .or_else(|| responses.keys().find(|k| code(k).is_some())),
+        };
+        let Some(key) = chosen else {
+            self.fault(
+                &pointer,
+                "x-gateway-mock names no documented response with a status code",
+            );
+            return None;
+        };
+        Some(Some(example(responses.get(key)?, code(key)?)))
     }
 
     /// Operation ids are unique (the specification requires it; they name routes).
@@ -254,15 +422,25 @@ impl Reader<'_> {
             self.fault(&pointer, "several alternative security requirements: the gateway enforces one apiKey scheme per operation");
             return None;
         };
-        let names: Vec<&String> = requirement
-            .as_object()
-            .map(|o| o.keys().collect())
-            .unwrap_or_default();
-        let [scheme] = names.as_slice() else {
+        let Some(requirement) = requirement.as_object() else {
+            self.fault(
+                &format!("{pointer}/0"),
+                "a security requirement must be a mapping of scheme names to lists",
+            );
+            return None;
+        };
+        let [(scheme, scopes)] = requirement.iter().collect::<Vec<_>>()[..] else {
             self.fault(&format!("{pointer}/0"), "a requirement of several schemes at once: the gateway enforces one apiKey scheme per operation");
             return None;
         };
-        self.api_key(scheme, &format!("{pointer}/0/{}", escape(scheme)))
+        let used_at = format!("{pointer}/0/{}", escape(scheme));
+        // Roles on an apiKey scheme (3.1) would be required; the gateway
+        // checks the key only, so it refuses rather than serve more openly.
+        if scopes.as_array().is_none_or(|roles| !roles.is_empty()) {
+            self.fault(&used_at, format!("scheme `{scheme}` is required with roles (or not with a list): the gateway checks an API key, not roles; write `{scheme}: []`, and check roles with an acl entry"));
+            return None;
+        }
+        self.api_key(scheme, &used_at)
     }
 
     /// The `apiKey` scheme `name` of `components.securitySchemes`.
