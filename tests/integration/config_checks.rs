@@ -43,6 +43,18 @@ fn the_quickstart_config_checks() {
 }
 
 #[test]
+fn the_openapi_example_checks_with_its_levels_of_entries() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/openapi");
+    let (ok, output) = check(&dir, "gateway.toml");
+    assert!(ok, "{output}");
+    assert!(
+        output.lines().any(|l| l
+            == "  route `getBook`: openapi-security=key-auth, headers (global), cors (api), openapi-mock=respond"),
+        "{output}"
+    );
+}
+
+#[test]
 fn the_secured_api_example_checks() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/secured-api");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
