@@ -43,6 +43,33 @@ pub struct Api<'c> {
     pub routes: Vec<Spanned<RouteConfig>>,
 }
 
+/// Records an error for every entry of the config itself named like the
+/// ones the gateway adds to an API's operations (`openapi-...`): one would
+/// run before the inherited entries, or take the place of a key check.
+pub fn check_reserved_names(problems: &mut Problems<'_>, config: &Config) {
+    let of_apis = config
+        .apis
+        .values()
+        .flat_map(|a| a.get_ref().plugins.iter());
+    let of_routes = config
+        .routes
+        .iter()
+        .flat_map(|r| r.get_ref().plugins.iter());
+    for spanned in config.plugins.iter().chain(of_apis).chain(of_routes) {
+        let entry = spanned.get_ref();
+        if let Some(name) = entry
+            .name
+            .as_ref()
+            .filter(|n| n.get_ref().starts_with("openapi-"))
+        {
+            problems.at(
+                name.span(),
+                format!("entry name `{}`: names starting with `openapi-` are the gateway's own (the entries it adds to an API's operations); choose another", name.get_ref()),
+            );
+        }
+    }
+}
+
 /// Every API of `config`, each error recorded (an API with one is left out).
 pub fn expand<'c>(problems: &mut Problems<'_>, config: &'c Config) -> Vec<Api<'c>> {
     let mut apis = Vec::with_capacity(config.apis.len());

@@ -155,6 +155,7 @@ impl Runtime {
         previous: Option<&Runtime>,
     ) -> Result<Self, ConfigError> {
         let mut problems = Problems::new(source);
+        crate::apis::check_reserved_names(&mut problems, config);
         let upstreams = build_upstreams(&mut problems, config, previous);
         let shared = build_shared(&mut problems, config, engine);
         // Routes are checked even when something they use failed, so one

@@ -207,7 +207,7 @@ async fn a_changed_document_is_served_after_a_reload() {
 #[test]
 fn mistakes_in_the_document_are_reported_at_its_lines() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let document = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      operationId: a\n      x-gateway-upstream: shopp\n  /b:\n    get:\n      operationId: b\n      security:\n        - bearer: []\n  /c:\n    security:\n      - key: []\n    get: {operationId: c}\n  /d:\n    get:\n      operationId: d\n      security:\n        - key: [admin]\ncomponents:\n  securitySchemes:\n    bearer: {type: http, scheme: bearer}\n    key: {type: apiKey, in: query, name: key}\n";
+    let document = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      operationId: a\n      x-gateway-upstream: shopp\n  /b:\n    get:\n      operationId: b\n      security:\n        - bearer: []\n  /c:\n    security:\n      - key: []\n    get: {operationId: c}\n  /d:\n    get:\n      operationId: d\n      security:\n        - key: [admin]\n  /e:\n    get: {operationId: e, securty: []}\ncomponents:\n  securitySchemes:\n    bearer: {type: http, scheme: bearer}\n    key: {type: apiKey, in: query, name: key}\n";
     std::fs::write(dir.path().join("api.yaml"), document).expect("write");
     let config = Config::new()
         .upstream(
@@ -245,6 +245,10 @@ fn mistakes_in_the_document_are_reported_at_its_lines() {
     assert!(
         said("api.yaml:21:11: scheme `key` is required with roles"),
         "roles are not silently dropped: {output}"
+    );
+    assert!(
+        said("unknown key `securty` in an operation; did you mean `security`?"),
+        "a misspelt security does not leave the operation open: {output}"
     );
 }
 

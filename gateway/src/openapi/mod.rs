@@ -23,6 +23,22 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
+/// The keys an operation may have (besides `x-` extensions).
+const OPERATION_KEYS: [&str; 12] = [
+    "tags",
+    "summary",
+    "description",
+    "externalDocs",
+    "operationId",
+    "parameters",
+    "requestBody",
+    "responses",
+    "callbacks",
+    "deprecated",
+    "security",
+    "servers",
+];
+
 /// The other keys a path item may have (besides `x-` extensions).
 const PATH_ITEM_KEYS: [&str; 5] = ["summary", "description", "servers", "parameters", "$ref"];
 
@@ -141,23 +157,50 @@ fn template_fault(path: &str) -> Option<String> {
         .then(|| format!("path `{path}` has two parameters in one segment, which the gateway cannot tell apart: give each its own segment"))
 }
 
-/// The answer a documented response gives: its first content type, and that
-/// content's `example`, else its first `examples` value, else its schema's
-/// `example` (an empty body when there is none).
-fn example(response: &Value, status: u16) -> Mock {
+/// The response `x-gateway-mock` answers with, and its status: the one of
+/// status `wanted`, else the first (in the document's sorted keys) 2xx,
+/// `2XX` (200) or `default` (200). Only final statuses, 200 to 599.
+fn chosen_response(
+    responses: &serde_json::Map<String, Value>,
+    wanted: Option<u64>,
+) -> Option<(&String, u16)> {
+    let code = |key: &String| match key.as_str() {
+        "2XX" | "default" => Some(200),
+        _ => key.parse::<u16>().ok().filter(|c| (200..=599).contains(c)),
+    };
+    let mut codes = responses.keys().filter_map(|k| Some((k, code(k)?)));
+    match wanted {
+        Some(status) => codes.find(|(k, c)| u64::from(*c) == status && k.parse::<u16>().is_ok()),
+        None => codes.find(|(_, c)| (200..300).contains(c)),
+    }
+}
+
+/// The answer a documented response gives: its first content type (in the
+/// document's sorted keys) and that content's `example`, else its first
+/// `examples` value, else its schema's `example`; no body for 204 and 304
+/// or when there is no example. What cannot be answered as documented is
+/// an error: a media range or an invalid content type, an example with
+/// `{{` (the answer would fill it in).
+fn example(response: &Value, status: u16) -> Result<Mock, String> {
     let content = response.get("content").and_then(Value::as_object);
-    let Some((content_type, media)) = content.and_then(|c| c.iter().next()) else {
-        return Mock {
+    let first = content.and_then(|c| c.iter().next());
+    let Some((content_type, media)) = first.filter(|_| status != 204 && status != 304) else {
+        return Ok(Mock {
             status,
             content_type: None,
             body: String::new(),
-        };
+        });
     };
+    if content_type.contains('*') || http::HeaderValue::from_str(content_type).is_err() {
+        return Err(format!(
+            "the mocked response's content type `{content_type}` is not one an answer can carry"
+        ));
+    }
     let value = media
         .get("example")
         .or_else(|| {
             let examples = media.get("examples").and_then(Value::as_object)?;
-            examples.values().next()?.get("value")
+            examples.values().find_map(|e| e.get("value"))
         })
         .or_else(|| media.get("schema")?.get("example"));
     let body = match value {
@@ -165,11 +208,14 @@ fn example(response: &Value, status: u16) -> Mock {
         Some(Value::String(text)) if !content_type.contains("json") => text.clone(),
         Some(other) => other.to_string(),
     };
-    Mock {
+    if body.contains("{{") {
+        return Err("the mocked example contains `{{`, which the gateway's answer would fill in from the path: change the example".to_string());
+    }
+    Ok(Mock {
         status,
         content_type: Some(content_type.clone()),
         body,
-    }
+    })
 }
 
 /// Reads the operations out of a tree, recording each mistake.
@@ -298,6 +344,9 @@ impl Reader<'_> {
 
     /// One operation, or `None` with its faults recorded.
     fn operation(&mut self, path: &str, method: &str, op: &Value, at: &str) -> Option<Operation> {
+        if !self.keys_are_known(op, at) {
+            return None;
+        }
         let name = match op.get("operationId") {
             None => format!("{} {path}", method.to_ascii_uppercase()),
             Some(Value::String(id)) if !id.is_empty() => id.clone(),
@@ -336,6 +385,28 @@ impl Reader<'_> {
         })
     }
 
+    /// Whether every key of operation `op` is one the specification
+    /// defines (a misspelt `security` would leave the operation open).
+    fn keys_are_known(&mut self, op: &Value, at: &str) -> bool {
+        let Some(keys) = op.as_object() else {
+            self.fault(at, "an operation must be a mapping");
+            return false;
+        };
+        let mut known = true;
+        for key in keys.keys() {
+            if !OPERATION_KEYS.contains(&key.as_str()) && !key.starts_with("x-") {
+                let hint =
+                    crate::config::problems::suggestion(key, "an operation has", &OPERATION_KEYS);
+                self.fault(
+                    &format!("{at}/{}", escape(key)),
+                    format!("unknown key `{key}` in an operation{hint}"),
+                );
+                known = false;
+            }
+        }
+        known
+    }
+
     /// `x-gateway-mock: true` (the first documented 2xx response, else the
     /// first one) or `x-gateway-mock: {status: N}`; `Some(None)` without it.
     fn mock(&mut self, op: &Value, at: &str) -> Option<Option<Mock>> {
@@ -361,24 +432,30 @@ impl Reader<'_> {
             );
             return None;
         };
-        let code = |key: &String| key.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
-        let chosen = match wanted {
-            Some(status) => responses
-                .keys()
-                .find(|k| code(k).map(u64::from) == Some(status)),
-            None => responses
-                .keys()
-                .find(|k| code(k).is_some_and(|c| (200..300).contains(&c)))
-                .or_else(|| responses.keys().find(|k| code(k).is_some())),
-        };
-        let Some(key) = chosen else {
-            self.fault(
-                &pointer,
-                "x-gateway-mock names no documented response with a status code",
-            );
+        let Some((key, status)) = chosen_response(responses, wanted) else {
+            let why = match wanted {
+                Some(status) => format!("x-gateway-mock asks for status {status}, which the operation's responses do not document"),
+                None => "x-gateway-mock: true answers with a documented 2xx response (200, 2XX or default): the operation has none; name one with {status: N}".to_string(),
+            };
+            self.fault(&pointer, why);
             return None;
         };
-        Some(Some(example(responses.get(key)?, code(key)?)))
+        let response = &responses[key];
+        let at = format!("{at}/responses/{}", escape(key));
+        if response.get("$ref").is_some() {
+            self.fault(
+                &at,
+                "a mocked response is read in place: a `$ref` response is not followed",
+            );
+            return None;
+        }
+        match example(response, status) {
+            Ok(mock) => Some(Some(mock)),
+            Err(why) => {
+                self.fault(&at, why);
+                None
+            }
+        }
     }
 
     /// Operation ids are unique (the specification requires it; they name routes).
@@ -481,5 +558,41 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chosen_response;
+    use serde_json::{Value, json};
+
+    fn chosen(responses: Value, wanted: Option<u64>) -> Option<(String, u16)> {
+        let map = responses.as_object().cloned().unwrap_or_default();
+        chosen_response(&map, wanted).map(|(k, c)| (k.clone(), c))
+    }
+
+    #[test]
+    fn a_mock_answers_with_a_success_unless_told_otherwise() {
+        let both = json!({"404": {}, "200": {}});
+        assert_eq!(chosen(both.clone(), None), Some(("200".into(), 200)));
+        assert_eq!(chosen(both, Some(404)), Some(("404".into(), 404)));
+        assert_eq!(
+            chosen(json!({"2XX": {}, "404": {}}), None),
+            Some(("2XX".into(), 200))
+        );
+        assert_eq!(
+            chosen(json!({"default": {}}), None),
+            Some(("default".into(), 200))
+        );
+        assert_eq!(
+            chosen(json!({"404": {}, "500": {}}), None),
+            None,
+            "never an error for `true`"
+        );
+        assert_eq!(
+            chosen(json!({"101": {}}), Some(101)),
+            None,
+            "only final statuses"
+        );
     }
 }

@@ -89,22 +89,42 @@ pub fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
+/// The longest JSON pointer a node may have: with [`MAX_DEPTH`], bounds the
+/// work of placing each node (and so the keys' length).
+pub const MAX_POINTER: usize = 2048;
+
+/// A collection being read.
+struct Open {
+    value: Value,
+    /// In a mapping, the key waiting for its value.
+    key: Option<String>,
+    pointer: String,
+    /// Its anchor (0: none).
+    anchor: usize,
+    /// The node count before it opened.
+    opened_at: usize,
+    /// The deepest nesting among its values so far (0: scalars only).
+    depth: usize,
+}
+
+/// An anchored value, and what an alias to it costs.
+struct Anchored {
+    value: Value,
+    /// Its values, counted as they were read.
+    size: usize,
+    /// How deep it nests.
+    depth: usize,
+}
+
 /// Builds the tree from the parser's events.
 #[derive(Default)]
 struct Builder {
-    /// Open collections: the value so far, the key waiting for its value (in
-    /// a mapping), and the collection's pointer.
-    open: Vec<(Value, Option<String>, String)>,
+    open: Vec<Open>,
     root: Option<Value>,
-    anchors: HashMap<usize, Value>,
-    /// The anchor of each open collection (0: none), and the node count
-    /// when it opened.
-    open_anchors: Vec<(usize, usize)>,
+    anchors: HashMap<usize, Anchored>,
     places: BTreeMap<String, Place>,
     /// Nodes so far, aliases counted at their size.
     nodes: usize,
-    /// The size of each anchored value, in nodes.
-    anchor_sizes: HashMap<usize, usize>,
     /// Why the document was refused (too large, too deep, a key it cannot
     /// read); reading stops there.
     refused: Option<(Place, String)>,
@@ -112,155 +132,237 @@ struct Builder {
     place_bytes: usize,
 }
 
-impl Builder {
-    /// The pointer of the next value of the innermost open collection.
-    fn next_pointer(&self) -> String {
-        match self.open.last() {
-            None => String::new(),
-            Some((Value::Array(items), _, pointer)) => format!("{pointer}/{}", items.len()),
-            Some((_, key, pointer)) => {
-                format!("{pointer}/{}", escape(key.as_deref().unwrap_or_default()))
-            }
-        }
-    }
-
-    /// Whether the next scalar is a mapping's key.
-    fn expecting_key(&self) -> bool {
-        matches!(self.open.last(), Some((Value::Object(_), None, _)))
-    }
-
-    /// Puts a finished value where it belongs.
-    fn put(&mut self, value: Value) {
-        match self.open.last_mut() {
-            None => self.root = Some(value),
-            Some((Value::Array(items), _, _)) => items.push(value),
-            Some((Value::Object(map), key, _)) => {
-                if let Some(key) = key.take() {
-                    map.insert(key, value);
-                }
-            }
-            Some(_) => {}
-        }
-    }
-
-    fn mark(&mut self, pointer: String, span: Span) {
-        if self.place_bytes + pointer.len() > MAX_PLACE_BYTES {
-            return;
-        }
-        self.place_bytes += pointer.len();
-        self.places
-            .entry(pointer)
-            .or_insert((span.start.line(), span.start.col() + 1));
-    }
-}
-
-impl<'input> SpannedEventReceiver<'input> for Builder {
-    fn on_event(&mut self, event: Event<'input>, span: Span) {
-        if !self.within_limits(&event, span) {
-            return;
-        }
+impl SpannedEventReceiver<'_> for Builder {
+    fn on_event(&mut self, event: Event<'_>, span: Span) {
         match event {
-            Event::Scalar(text, style, anchor, _) => {
-                if self.expecting_key() {
-                    self.key(text.into_owned(), span);
-                    return;
-                }
-                let pointer = self.next_pointer();
-                self.mark(pointer, span);
-                let value = scalar(&text, style);
-                if anchor > 0 {
-                    self.anchors.insert(anchor, value.clone());
-                    self.anchor_sizes.insert(anchor, 1);
-                }
-                self.put(value);
+            Event::Scalar(text, _, anchor, _) if self.expecting_key() => {
+                self.key(text.into_owned(), anchor, span)
             }
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                let pointer = self.next_pointer();
-                self.mark(pointer.clone(), span);
-                let empty = match event {
-                    Event::SequenceStart(..) => Value::Array(Vec::new()),
-                    _ => Value::Object(Map::new()),
-                };
-                self.open.push((empty, None, pointer));
-                self.open_anchors.push((anchor, self.nodes));
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let Some((value, _, _)) = self.open.pop() else {
-                    return;
-                };
-                if let Some((anchor, opened_at)) = self.open_anchors.pop().filter(|a| a.0 > 0) {
-                    self.anchors.insert(anchor, value.clone());
-                    self.anchor_sizes.insert(anchor, self.nodes - opened_at);
-                }
-                self.put(value);
-            }
-            Event::Alias(anchor) => {
-                let value = self.anchors.get(&anchor).cloned().unwrap_or(Value::Null);
-                self.put(value);
-            }
+            Event::Scalar(text, style, anchor, _) => self.scalar(&text, style, anchor, span),
+            Event::SequenceStart(anchor, _) => self.start(Value::Array(Vec::new()), anchor, span),
+            Event::MappingStart(anchor, _) => self.start(Value::Object(Map::new()), anchor, span),
+            Event::SequenceEnd | Event::MappingEnd => self.end(),
+            Event::Alias(anchor) => self.alias(anchor, span),
             _ => {}
         }
     }
 }
 
 impl Builder {
-    /// A mapping's next key; one given twice is refused.
-    fn key(&mut self, key: String, span: Span) {
-        let pointer = format!("{}/{}", self.next_pointer_of_map(), escape(&key));
-        if let Some(Value::Object(map)) = self.open.last().map(|(v, _, _)| v)
+    /// A mapping's next key: plain text, not anchored, not given twice.
+    fn key(&mut self, key: String, anchor: usize, span: Span) {
+        if anchor > 0 {
+            return self.refuse(span, "an anchor on a key is not read".to_string());
+        }
+        let Some(pointer) = self.child_pointer(&escape(&key)) else {
+            return self.refuse(
+                span,
+                format!("keys nest longer than {MAX_POINTER} bytes of path"),
+            );
+        };
+        if let Some(Open {
+            value: Value::Object(map),
+            ..
+        }) = self.open.last()
             && map.contains_key(&key)
         {
-            let (line, column) = self.places.get(&pointer).copied().unwrap_or((0, 0));
-            self.refuse(span, format!("key `{key}` is given twice in one mapping (first at line {line}, column {column})"));
-            return;
+            let first = match self.places.get(&pointer) {
+                Some((line, column)) => format!(" (first at line {line}, column {column})"),
+                None => String::new(),
+            };
+            return self.refuse(
+                span,
+                format!("key `{key}` is given twice in one mapping{first}"),
+            );
         }
         self.mark(pointer, span);
-        if let Some((_, slot, _)) = self.open.last_mut() {
-            *slot = Some(key);
+        if let Some(open) = self.open.last_mut() {
+            open.key = Some(key);
         }
     }
 
-    /// Counts the nodes `event` adds; false (and the document refused) once
-    /// it grows past [`MAX_NODES`] or nests deeper than [`MAX_DEPTH`].
-    fn within_limits(&mut self, event: &Event<'_>, span: Span) -> bool {
-        if self.expecting_key() && !matches!(event, Event::Scalar(..) | Event::MappingEnd) {
+    fn scalar(&mut self, text: &str, style: ScalarStyle, anchor: usize, span: Span) {
+        if !self.count(1, span) {
+            return;
+        }
+        let Some(pointer) = self.next_pointer() else {
             return self.refuse(
                 span,
-                "a key that is not plain text (a complex or alias key) is not read".to_string(),
+                format!("values nest longer than {MAX_POINTER} bytes of path"),
+            );
+        };
+        self.mark(pointer, span);
+        let value = scalar(text, style);
+        if anchor > 0 {
+            let anchored = Anchored {
+                value: value.clone(),
+                size: 1,
+                depth: 0,
+            };
+            self.anchors.insert(anchor, anchored);
+        }
+        self.put(value, 0);
+    }
+
+    fn start(&mut self, empty: Value, anchor: usize, span: Span) {
+        if self.expecting_key() {
+            return self.refuse(
+                span,
+                "a key that is not plain text (a complex key) is not read".to_string(),
             );
         }
-        let added = match event {
-            Event::Scalar(..) => 1,
-            Event::SequenceStart(..) | Event::MappingStart(..) => {
-                if self.open.len() >= MAX_DEPTH {
-                    return self.refuse(
-                        span,
-                        format!("the document nests deeper than {MAX_DEPTH} levels"),
-                    );
-                }
-                1
-            }
-            Event::Alias(anchor) => self.anchor_sizes.get(anchor).copied().unwrap_or(1),
-            _ => 0,
+        if self.open.len() >= MAX_DEPTH {
+            return self.refuse(
+                span,
+                format!("the document nests deeper than {MAX_DEPTH} levels"),
+            );
+        }
+        let opened_at = self.nodes;
+        if !self.count(1, span) {
+            return;
+        }
+        let Some(pointer) = self.next_pointer() else {
+            return self.refuse(
+                span,
+                format!("values nest longer than {MAX_POINTER} bytes of path"),
+            );
         };
-        self.nodes = self.nodes.saturating_add(added);
+        self.mark(pointer.clone(), span);
+        self.open.push(Open {
+            value: empty,
+            key: None,
+            pointer,
+            anchor,
+            opened_at,
+            depth: 0,
+        });
+    }
+
+    fn end(&mut self) {
+        let Some(open) = self.open.pop() else {
+            return;
+        };
+        let depth = open.depth + 1;
+        if open.anchor > 0 {
+            let size = self.nodes - open.opened_at;
+            let anchored = Anchored {
+                value: open.value.clone(),
+                size,
+                depth,
+            };
+            self.anchors.insert(open.anchor, anchored);
+        }
+        self.put(open.value, depth);
+    }
+
+    /// An alias: a copy of its anchor's value, counted at its size and
+    /// depth (an alias to a collection still open has no value yet).
+    fn alias(&mut self, anchor: usize, span: Span) {
+        if self.expecting_key() {
+            return self.refuse(
+                span,
+                "a key that is not plain text (an alias key) is not read".to_string(),
+            );
+        }
+        let Some(Anchored { size, depth, .. }) = self.anchors.get(&anchor) else {
+            return self.refuse(
+                span,
+                "an alias to a value not read yet (or to its own collection)".to_string(),
+            );
+        };
+        let (size, depth) = (*size, *depth);
+        if self.open.len() + depth > MAX_DEPTH {
+            return self.refuse(span, format!("the document nests deeper than {MAX_DEPTH} levels (aliases counted at their depth)"));
+        }
+        if !self.count(size.max(1), span) {
+            return;
+        }
+        let value = self
+            .anchors
+            .get(&anchor)
+            .map(|a| a.value.clone())
+            .unwrap_or(Value::Null);
+        self.put(value, depth);
+    }
+
+    /// Adds `nodes` to the count; false (and the document refused) past
+    /// [`MAX_NODES`].
+    fn count(&mut self, nodes: usize, span: Span) -> bool {
+        self.nodes = self.nodes.saturating_add(nodes);
         if self.nodes > MAX_NODES {
-            return self.refuse(span, format!("the document expands to more than {MAX_NODES} values (aliases counted at their size)"));
+            self.refuse(span, format!("the document expands to more than {MAX_NODES} values (aliases counted at their size)"));
+            return false;
         }
         true
     }
 
-    fn refuse(&mut self, span: Span, why: String) -> bool {
-        self.refused = Some(((span.start.line(), span.start.col() + 1), why));
-        false
+    /// The pointer of the next value of the innermost open collection;
+    /// `None` past [`MAX_POINTER`].
+    fn next_pointer(&self) -> Option<String> {
+        match self.open.last() {
+            None => Some(String::new()),
+            Some(Open {
+                value: Value::Array(items),
+                ..
+            }) => self.child_pointer(&items.len().to_string()),
+            Some(Open { key, .. }) => {
+                self.child_pointer(&escape(key.as_deref().unwrap_or_default()))
+            }
+        }
     }
 
-    /// The pointer of the innermost open mapping.
-    fn next_pointer_of_map(&self) -> String {
-        self.open
-            .last()
-            .map(|(_, _, p)| p.clone())
-            .unwrap_or_default()
+    /// The pointer of `segment` (escaped) under the innermost open
+    /// collection; `None` past [`MAX_POINTER`].
+    fn child_pointer(&self, segment: &str) -> Option<String> {
+        let parent = self.open.last().map_or("", |open| open.pointer.as_str());
+        (parent.len() + 1 + segment.len() <= MAX_POINTER).then(|| format!("{parent}/{segment}"))
+    }
+
+    /// Whether the next scalar is a mapping's key.
+    fn expecting_key(&self) -> bool {
+        matches!(
+            self.open.last(),
+            Some(Open {
+                value: Value::Object(_),
+                key: None,
+                ..
+            })
+        )
+    }
+
+    /// Puts a finished value, `depth` deep, where it belongs.
+    fn put(&mut self, value: Value, depth: usize) {
+        let Some(open) = self.open.last_mut() else {
+            self.root = Some(value);
+            return;
+        };
+        open.depth = open.depth.max(depth);
+        match &mut open.value {
+            Value::Array(items) => items.push(value),
+            Value::Object(map) => {
+                if let Some(key) = open.key.take() {
+                    map.insert(key, value);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Keeps `pointer`'s place, within [`MAX_PLACE_BYTES`].
+    fn mark(&mut self, pointer: String, span: Span) {
+        if self.places.contains_key(&pointer) || self.place_bytes + pointer.len() > MAX_PLACE_BYTES
+        {
+            return;
+        }
+        self.place_bytes += pointer.len();
+        self.places
+            .insert(pointer, (span.start.line(), span.start.col() + 1));
+    }
+
+    fn refuse(&mut self, span: Span, why: String) {
+        if self.refused.is_none() {
+            self.refused = Some(((span.start.line(), span.start.col() + 1), why));
+        }
     }
 }
 
@@ -372,6 +474,44 @@ mod tests {
         let text = "- ".repeat(100_000) + "x\n";
         let refused = Tree::parse(&text).err();
         assert!(refused.is_some_and(|(_, why)| why.contains("nests deeper")));
+    }
+
+    #[test]
+    fn aliases_of_empty_collections_are_counted_too() {
+        let mut text = String::from("e: &e []\n");
+        let mut previous = "e".to_string();
+        for level in 1..40 {
+            text.push_str(&format!("a{level}: &a{level} [*{previous}, *{previous}]\n"));
+            previous = format!("a{level}");
+        }
+        let refused = Tree::parse(&text).err();
+        assert!(
+            refused
+                .as_ref()
+                .is_some_and(|(_, why)| why.contains("expands to more than")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn aliases_cannot_nest_deeper_than_the_text() {
+        let mut text = String::from("a0: &a0 []\n");
+        for level in 1..200 {
+            text.push_str(&format!("a{level}: &a{level} [*a{}]\n", level - 1));
+        }
+        let refused = Tree::parse(&text).err();
+        assert!(
+            refused
+                .as_ref()
+                .is_some_and(|(_, why)| why.contains("nests deeper")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn anchors_on_keys_and_aliases_to_open_collections_are_refused() {
+        assert!(Tree::parse("&k a: 1\nb: *k\n").is_err());
+        assert!(Tree::parse("a: &x [*x]\n").is_err());
     }
 
     #[test]
