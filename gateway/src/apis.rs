@@ -13,7 +13,7 @@ use crate::config::problems::{Problems, suggestion};
 use crate::config::{
     ApiConfig, Config, ConfigError, OnError, PluginEntryConfig, RouteConfig, StoreKind,
 };
-use crate::openapi::{self, ApiKey, Mock, Operation};
+use crate::openapi::{self, Credential, Mock, Operation};
 use std::collections::BTreeMap;
 use toml::Spanned;
 
@@ -112,12 +112,53 @@ fn api_routes(
     }
     let mut routes = Vec::with_capacity(document.operations.len());
     for operation in &document.operations {
+        if !bearer_is_configured(problems, name, api, operation, &document.path) {
+            continue;
+        }
         let upstream = operation_upstream(problems, config, name, api, operation, &document.path);
         if upstream.is_some() || operation.mock.is_some() {
             routes.push(route(spanned, base_path.as_deref()?, operation, upstream));
         }
     }
     (problems.len() == before).then_some(routes)
+}
+
+/// Whether an operation requiring a bearer token has the API's `bearer`
+/// entry to check it with (an error at its requirement otherwise).
+fn bearer_is_configured(
+    problems: &mut Problems<'_>,
+    name: &str,
+    api: &ApiConfig,
+    operation: &Operation,
+    document: &std::path::Path,
+) -> bool {
+    let Some(Credential::Bearer((line, column))) = operation.credential else {
+        return true;
+    };
+    if let Some(bearer) = &api.bearer {
+        if bearer.get_ref().is_enabled() {
+            return true;
+        }
+        problems.at(bearer.span(), format!("api `{name}`: the bearer entry cannot be switched off: operations of the document require it"));
+        return false;
+    }
+    let path = problems.source().base_dir().join(document);
+    let file = path
+        .strip_prefix(".")
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    let message = format!(
+        "api `{name}`: operation `{}` requires a bearer token: say how tokens are checked with [apis.{name}.bearer] (a jwt entry with its settings)",
+        operation.name
+    );
+    problems.push(ConfigError::At {
+        file,
+        line,
+        column,
+        message,
+    });
+    false
 }
 
 /// `validate`, before the document is read.
@@ -192,9 +233,10 @@ fn route(
     upstream: Option<Spanned<String>>,
 ) -> Spanned<RouteConfig> {
     let span = api.span();
-    let security = match &operation.api_key {
-        Some(key) => security_entry(&span, key),
-        None => public_entry(&span),
+    let security = match (&operation.credential, &api.get_ref().bearer) {
+        (Some(Credential::Bearer(_)), Some(bearer)) => bearer_entry(bearer),
+        (Some(key), _) => security_entry(&span, key),
+        (None, _) => public_entry(&span),
     };
     let mock = operation.mock.as_ref().map(|mock| mock_entry(&span, mock));
     let plugins = std::iter::once(security)
@@ -254,11 +296,20 @@ fn mock_entry(span: &std::ops::Range<usize>, mock: &Mock) -> PluginEntryConfig {
     entry(span, "respond", MOCK_ENTRY, config)
 }
 
+/// The API's `bearer` entry, as an operation's security check.
+fn bearer_entry(bearer: &Spanned<PluginEntryConfig>) -> PluginEntryConfig {
+    let mut entry = bearer.get_ref().clone();
+    entry.name = Some(Spanned::new(bearer.span(), SECURITY_ENTRY.to_string()));
+    entry
+}
+
 /// A `key-auth` entry reading the key where the scheme says.
-fn security_entry(span: &std::ops::Range<usize>, key: &ApiKey) -> PluginEntryConfig {
+fn security_entry(span: &std::ops::Range<usize>, key: &Credential) -> PluginEntryConfig {
     let (headers, query) = match key {
-        ApiKey::Header(name) => (vec![toml::Value::from(name.as_str())], vec![]),
-        ApiKey::Query(name) => (vec![], vec![toml::Value::from(name.as_str())]),
+        Credential::Header(name) => (vec![toml::Value::from(name.as_str())], vec![]),
+        Credential::Query(name) => (vec![], vec![toml::Value::from(name.as_str())]),
+        // Handled by the API's bearer entry; never reached.
+        Credential::Bearer(_) => (vec![], vec![]),
     };
     let mut config = toml::Table::new();
     config.insert("headers".into(), toml::Value::Array(headers));

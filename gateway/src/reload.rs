@@ -400,10 +400,10 @@ pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
         files.push(base.join(api.get_ref().openapi.get_ref()));
     }
     let inherited = config.plugins.iter();
-    let of_apis = config
-        .apis
-        .values()
-        .flat_map(|a| a.get_ref().plugins.iter());
+    let of_apis = config.apis.values().flat_map(|a| {
+        let api = a.get_ref();
+        api.plugins.iter().chain(api.bearer.iter())
+    });
     let own = config
         .routes
         .iter()

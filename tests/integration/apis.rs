@@ -207,7 +207,7 @@ async fn a_changed_document_is_served_after_a_reload() {
 #[test]
 fn mistakes_in_the_document_are_reported_at_its_lines() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let document = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      operationId: a\n      x-gateway-upstream: shopp\n  /b:\n    get:\n      operationId: b\n      security:\n        - bearer: []\n  /c:\n    security:\n      - key: []\n    get: {operationId: c}\n  /d:\n    get:\n      operationId: d\n      security:\n        - key: [admin]\n  /e:\n    get: {operationId: e, securty: []}\ncomponents:\n  securitySchemes:\n    bearer: {type: http, scheme: bearer}\n    key: {type: apiKey, in: query, name: key}\n";
+    let document = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      operationId: a\n      x-gateway-upstream: shopp\n  /b:\n    get:\n      operationId: b\n      security:\n        - bearer: []\n  /c:\n    security:\n      - key: []\n    get: {operationId: c}\n  /d:\n    get:\n      operationId: d\n      security:\n        - key: [admin]\n  /e:\n    get: {operationId: e, securty: []}\ncomponents:\n  securitySchemes:\n    bearer: {type: oauth2, flows: {}}\n    key: {type: apiKey, in: query, name: key}\n";
     std::fs::write(dir.path().join("api.yaml"), document).expect("write");
     let config = Config::new()
         .upstream(
@@ -232,7 +232,7 @@ fn mistakes_in_the_document_are_reported_at_its_lines() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("api.yaml:12:11: security scheme `bearer` is of type `http`")),
+            .any(|l| l.contains("api.yaml:12:11: security scheme `bearer` is of type `oauth2`")),
         "{output}"
     );
     let said = |needle: &str| lines.iter().any(|l| l.contains(needle));
@@ -306,4 +306,65 @@ paths:
     assert_eq!(taken.status, 409);
     assert_eq!(taken.header("content-type"), Some("text/plain"));
     assert_eq!(taken.body, "name taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_bearer_scheme_is_checked_by_the_apis_bearer_entry() {
+    const SECRET: &str = "a-shared-secret-for-hs256-tokens";
+    let up = Upstream::start("orders").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let document = "openapi: 3.1.0\ninfo: {title: Orders, version: '1'}\nsecurity:\n  - token: []\ncomponents:\n  securitySchemes:\n    token: {type: http, scheme: bearer, bearerFormat: JWT}\npaths:\n  /orders:\n    get: {operationId: listOrders}\n  /health:\n    get: {operationId: health, security: []}\n";
+    std::fs::write(dir.path().join("orders.yaml"), document).expect("write");
+    let bearer =
+        json!({ "plugin": "jwt", "config": { "algorithms": ["HS256"], "hmac_secret": SECRET } });
+    let config = Config::new().upstream("orders", &up).with(
+        "apis",
+        json!({ "orders": { "openapi": "orders.yaml", "upstream": "orders", "validate": false, "bearer": bearer } }),
+    );
+    let gw = start_in(dir.path(), &config);
+    assert_eq!(get(&gw.url("/orders")).await.status, 401, "no token");
+    let forged = Request::get(gw.url("/orders"))
+        .header(
+            "authorization",
+            format!(
+                "Bearer {}",
+                crate::credentials::hs256("another-secret-entirely-000", "eve")
+            ),
+        )
+        .body(Full::default())
+        .expect("request");
+    assert_eq!(
+        send(&client(), forged).await.status,
+        401,
+        "a token signed with another key"
+    );
+    let signed = Request::get(gw.url("/orders"))
+        .header(
+            "authorization",
+            format!("Bearer {}", crate::credentials::hs256(SECRET, "alice")),
+        )
+        .body(Full::default())
+        .expect("request");
+    let orders = send(&client(), signed).await;
+    assert_eq!(orders.status, 200, "{}", orders.body);
+    assert_eq!(
+        get(&gw.url("/health")).await.status,
+        200,
+        "security: [] stays public"
+    );
+
+    // Without the bearer entry, the config is refused at the requirement.
+    let unchecked = Config::new().upstream("orders", &up).with(
+        "apis",
+        json!({ "orders": { "openapi": "orders.yaml", "upstream": "orders", "validate": false } }),
+    );
+    unchecked.write(dir.path().join("unchecked.toml"));
+    let (ok, output) = check(dir.path(), "unchecked.toml");
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains(
+            "orders.yaml:4:5: api `orders`: operation `listOrders` requires a bearer token"
+        ),
+        "{output}"
+    );
 }

@@ -114,7 +114,7 @@ fn assert_refused_as_repeated(reply: &Reply, case: &str) {
 }
 
 /// An HS256 token for `sub`, valid for five minutes, MACed with `secret`.
-fn hs256(secret: &str, sub: &str) -> String {
+pub(crate) fn hs256(secret: &str, sub: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -266,6 +266,10 @@ pub struct ApiConfig {
     /// Validate requests against the document.
     #[serde(default)]
     pub validate: Option<Spanned<bool>>,
+    /// The entry that checks the document's `http` `bearer` scheme (a
+    /// `jwt` entry with its settings), for the operations that require it.
+    #[serde(default)]
+    pub bearer: Option<Spanned<PluginEntryConfig>>,
     /// Entries every route of the API runs, after the `[[plugins]]` ones
     /// (which they may replace or switch off by name).
     #[serde(default)]

@@ -65,7 +65,7 @@ pub struct Operation {
     /// the API's.
     pub upstream: Option<Located<String>>,
     /// The API key its `security` asks for; `None` when it is public.
-    pub api_key: Option<ApiKey>,
+    pub credential: Option<Credential>,
     /// `x-gateway-mock`: the documented answer the gateway gives itself.
     pub mock: Option<Mock>,
     /// Where the operation is in the document.
@@ -93,13 +93,16 @@ pub struct Mock {
     pub body: String,
 }
 
-/// Where an `apiKey` security scheme carries the key.
+/// What an operation's security asks the client for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiKey {
-    /// In the named request header.
+pub enum Credential {
+    /// An API key (`apiKey`) in the named request header.
     Header(String),
-    /// In the named query parameter.
+    /// An API key (`apiKey`) in the named query parameter.
     Query(String),
+    /// A bearer token (`http`, `bearer`), checked as the API's `bearer`
+    /// entry says; where the requirement is, for when the API has none.
+    Bearer(Place),
 }
 
 /// Reads the document at `base.join(file)`: the operations it could read,
@@ -372,14 +375,14 @@ impl Reader<'_> {
                 return None;
             }
         };
-        let api_key = self.security(op, at)?;
+        let credential = self.security(op, at)?;
         let mock = self.mock(op, at)?;
         Some(Operation {
             name,
             method: Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()?,
             path: path.to_string(),
             upstream,
-            api_key,
+            credential,
             mock,
             at: self.tree.place(at),
         })
@@ -475,7 +478,7 @@ impl Reader<'_> {
     /// for; `Some(None)` when it is public. A requirement the gateway cannot
     /// enforce is a fault: it never serves an operation more openly than its
     /// document says.
-    fn security(&mut self, op: &Value, at: &str) -> Option<Option<ApiKey>> {
+    fn security(&mut self, op: &Value, at: &str) -> Option<Option<Credential>> {
         let (requirements, pointer) = match op.get("security") {
             Some(own) => (own, format!("{at}/security")),
             None => match self.tree.root.get("security") {
@@ -517,11 +520,11 @@ impl Reader<'_> {
             self.fault(&used_at, format!("scheme `{scheme}` is required with roles (or not with a list): the gateway checks an API key, not roles; write `{scheme}: []`, and check roles with an acl entry"));
             return None;
         }
-        self.api_key(scheme, &used_at)
+        self.credential(scheme, &used_at)
     }
 
     /// The `apiKey` scheme `name` of `components.securitySchemes`.
-    fn api_key(&mut self, name: &str, used_at: &str) -> Option<Option<ApiKey>> {
+    fn credential(&mut self, name: &str, used_at: &str) -> Option<Option<Credential>> {
         let defined = format!("/components/securitySchemes/{}", escape(name));
         let Some(scheme) = self.tree.root.pointer(&defined) else {
             self.fault(
@@ -540,8 +543,18 @@ impl Reader<'_> {
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty());
         match (kind, place, key) {
-            ("apiKey", "header", Some(key)) => Some(Some(ApiKey::Header(key.to_ascii_lowercase()))),
-            ("apiKey", "query", Some(key)) => Some(Some(ApiKey::Query(key.to_string()))),
+            ("http", _, _)
+                if scheme
+                    .get("scheme")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("bearer")) =>
+            {
+                Some(Some(Credential::Bearer(self.tree.place(used_at))))
+            }
+            ("apiKey", "header", Some(key)) => {
+                Some(Some(Credential::Header(key.to_ascii_lowercase())))
+            }
+            ("apiKey", "query", Some(key)) => Some(Some(Credential::Query(key.to_string()))),
             ("apiKey", "cookie", _) => {
                 self.fault(&defined, format!("security scheme `{name}` takes the key from a cookie, which the gateway does not read: use a header or a query parameter"));
                 None
@@ -554,7 +567,7 @@ impl Reader<'_> {
                 None
             }
             (other, _, _) => {
-                self.fault(used_at, format!("security scheme `{name}` is of type `{other}`, which the gateway does not enforce from the document: use an apiKey scheme, or leave the operation's security out and guard its route with a plugin entry (jwt, key-auth)"));
+                self.fault(used_at, format!("security scheme `{name}` is of type `{other}`, which the gateway does not enforce from the document: use an apiKey or an http bearer scheme, or leave the operation's security out and guard its route with a plugin entry (jwt, key-auth)"));
                 None
             }
         }
