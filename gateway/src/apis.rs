@@ -10,9 +10,7 @@
 //! document.
 
 use crate::config::problems::{Problems, suggestion};
-use crate::config::{
-    ApiConfig, Config, ConfigError, OnError, PluginEntryConfig, RouteConfig, StoreKind,
-};
+use crate::config::{ApiConfig, Config, OnError, PluginEntryConfig, RouteConfig, StoreKind};
 use crate::openapi::{self, Credential, Mock, Operation};
 use std::collections::BTreeMap;
 use toml::Spanned;
@@ -112,10 +110,10 @@ fn api_routes(
     }
     let mut routes = Vec::with_capacity(document.operations.len());
     for operation in &document.operations {
-        if !bearer_is_configured(problems, name, api, operation, &document.path) {
+        if !bearer_is_configured(problems, name, api, operation, &document) {
             continue;
         }
-        let upstream = operation_upstream(problems, config, name, api, operation, &document.path);
+        let upstream = operation_upstream(problems, config, name, api, operation, &document);
         if upstream.is_some() || operation.mock.is_some() {
             routes.push(route(spanned, base_path.as_deref()?, operation, upstream));
         }
@@ -130,9 +128,9 @@ fn bearer_is_configured(
     name: &str,
     api: &ApiConfig,
     operation: &Operation,
-    document: &std::path::Path,
+    document: &openapi::Document,
 ) -> bool {
-    let Some(Credential::Bearer((line, column))) = operation.credential else {
+    let Some(Credential::Bearer(at)) = operation.credential else {
         return true;
     };
     if let Some(bearer) = &api.bearer {
@@ -142,22 +140,11 @@ fn bearer_is_configured(
         problems.at(bearer.span(), format!("api `{name}`: the bearer entry cannot be switched off: operations of the document require it"));
         return false;
     }
-    let path = problems.source().base_dir().join(document);
-    let file = path
-        .strip_prefix(".")
-        .unwrap_or(&path)
-        .display()
-        .to_string();
     let message = format!(
         "api `{name}`: operation `{}` requires a bearer token: say how tokens are checked with [apis.{name}.bearer] (a jwt entry with its settings)",
         operation.name
     );
-    problems.push(ConfigError::At {
-        file,
-        line,
-        column,
-        message,
-    });
+    problems.push(document.error(at, message));
     false
 }
 
@@ -191,35 +178,27 @@ fn operation_upstream(
     name: &str,
     api: &ApiConfig,
     operation: &Operation,
-    document: &std::path::Path,
+    document: &openapi::Document,
 ) -> Option<Spanned<String>> {
-    let path = problems.source().base_dir().join(document);
-    let file = path
-        .strip_prefix(".")
-        .unwrap_or(&path)
-        .display()
-        .to_string();
     let Some(chosen) = &operation.upstream else {
         if api.upstream.is_none() && operation.mock.is_none() {
-            let (line, column) = operation.at;
-            problems.push(ConfigError::At { file, line, column, message: format!("api `{name}`: operation `{}` has no upstream: set `upstream` in [apis.{name}] or `x-gateway-upstream` on the operation", operation.name) });
+            let message = format!(
+                "api `{name}`: operation `{}` has no upstream: set `upstream` in [apis.{name}] or `x-gateway-upstream` on the operation",
+                operation.name
+            );
+            problems.push(document.error(operation.at, message));
         }
         return api.upstream.clone();
     };
     if !config.upstreams.contains_key(&chosen.value) {
         let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
-        let (line, column) = chosen.at;
-        problems.push(ConfigError::At {
-            file,
-            line,
-            column,
-            message: format!(
-                "operation `{}`: unknown upstream `{}`{}",
-                operation.name,
-                chosen.value,
-                suggestion(&chosen.value, "defined upstreams", &known)
-            ),
-        });
+        let message = format!(
+            "operation `{}`: unknown upstream `{}`{}",
+            operation.name,
+            chosen.value,
+            suggestion(&chosen.value, "defined upstreams", &known)
+        );
+        problems.push(document.error(chosen.at, message));
         return None;
     }
     Some(Spanned::new(api.openapi.span(), chosen.value.clone()))

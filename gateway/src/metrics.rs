@@ -88,9 +88,7 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
-    /// Every metric and its registration: a declarative table, one entry per
-    /// metric, kept in one function on purpose (splitting it would only
-    /// scatter the list).
+    /// Every metric, registered in three groups.
     fn new() -> Self {
         let metrics = Metrics {
             requests: Family::default(),
@@ -118,113 +116,124 @@ impl Metrics {
         };
         {
             let mut registry = metrics.registry.lock().unwrap_or_else(|p| p.into_inner());
-            registry.register(
-                "requests",
-                "Requests by route, method and status",
-                metrics.requests.clone(),
-            );
-            registry.register(
-                "request_duration_seconds",
-                "Request latency by route",
-                metrics.request_duration.clone(),
-            );
-            registry.register(
-                "upstream_duration_seconds",
-                "Upstream latency to the response head, by upstream",
-                metrics.upstream_duration.clone(),
-            );
-            registry.register(
-                "upstream_ejections",
-                "Targets taken out of rotation after failed connections, by upstream",
-                metrics.upstream_ejections.clone(),
-            );
-            registry.register(
-                "upstream_busy",
-                "Requests answered 503 because their upstream had max_requests in flight",
-                metrics.upstream_busy.clone(),
-            );
-            registry.register(
-                "plugin_duration_seconds",
-                "Plugin call latency by plugin and phase",
-                metrics.plugin_duration.clone(),
-            );
-            registry.register(
-                "plugin_failures",
-                "Failed plugin calls by plugin and kind",
-                metrics.plugin_failures.clone(),
-            );
-            registry.register(
-                "plugin_idle_instances",
-                "Idle warm instances by route and plugin",
-                metrics.pool_idle.clone(),
-            );
-            registry.register(
-                "plugin_instances_discarded",
-                "Instances dropped after a successful call instead of kept warm, by route, plugin and reason",
-                metrics.pool_discards.clone(),
-            );
-            registry.register(
-                "rate_limit_checks",
-                "Rate-limit checks by outcome",
-                metrics.rate_limit_checks.clone(),
-            );
-            registry.register(
-                "quota_counts",
-                "Usage-plan quota counts by outcome",
-                metrics.quota_counts.clone(),
-            );
-            registry.register(
-                "cache_lookups",
-                "Response cache lookups by result",
-                metrics.cache_lookups.clone(),
-            );
-            registry.register(
-                "cache_stores",
-                "Responses stored in the cache",
-                metrics.cache_stores.clone(),
-            );
-            registry.register(
-                "redis_failures",
-                "Redis operations that failed or timed out",
-                metrics.redis_failures.clone(),
-            );
-            registry.register(
-                "reloads",
-                "Config reloads by outcome",
-                metrics.reloads.clone(),
-            );
-            registry.register(
-                "websocket_connections",
-                "Upgraded (WebSocket) connections open now",
-                metrics.tunnels.clone(),
-            );
-            registry.register(
-                "connections",
-                "Client connections open now",
-                metrics.connections.clone(),
-            );
-            registry.register(
-                "connections_refused",
-                "Client connections closed on arrival, by the limit reached (max_connections, max_connections_per_ip)",
-                metrics.connections_refused.clone(),
-            );
-            registry.register(
-                "connections_idle_closed",
-                "Kept-alive client connections closed while idle to make room for new ones (past close_idle_above of max_connections)",
-                metrics.connections_idle_closed.clone(),
-            );
-            registry.register(
-                "cache_entries",
-                "Responses held in this process's cache",
-                metrics.cache_entries.clone(),
-            );
-            registry.register(
-                "cache_bytes",
-                "Bytes held in this process's cache",
-                metrics.cache_bytes.clone(),
-            );
+            metrics.register_requests(&mut registry);
+            metrics.register_stores(&mut registry);
+            metrics.register_connections(&mut registry);
         }
         metrics
+    }
+
+    /// Requests, upstreams and plugin calls.
+    fn register_requests(&self, registry: &mut Registry) {
+        registry.register(
+            "requests",
+            "Requests by route, method and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Request latency by route",
+            self.request_duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Upstream latency to the response head, by upstream",
+            self.upstream_duration.clone(),
+        );
+        registry.register(
+            "upstream_ejections",
+            "Targets taken out of rotation after failed connections, by upstream",
+            self.upstream_ejections.clone(),
+        );
+        registry.register(
+            "upstream_busy",
+            "Requests answered 503 because their upstream had max_requests in flight",
+            self.upstream_busy.clone(),
+        );
+        registry.register(
+            "plugin_duration_seconds",
+            "Plugin call latency by plugin and phase",
+            self.plugin_duration.clone(),
+        );
+        registry.register(
+            "plugin_failures",
+            "Failed plugin calls by plugin and kind",
+            self.plugin_failures.clone(),
+        );
+        registry.register(
+            "plugin_idle_instances",
+            "Idle warm instances by route and plugin",
+            self.pool_idle.clone(),
+        );
+        registry.register(
+            "plugin_instances_discarded",
+            "Instances dropped after a successful call instead of kept warm, by route, plugin and reason",
+            self.pool_discards.clone(),
+        );
+    }
+
+    /// Rate limits, quotas, the response cache, Redis and reloads.
+    fn register_stores(&self, registry: &mut Registry) {
+        registry.register(
+            "rate_limit_checks",
+            "Rate-limit checks by outcome",
+            self.rate_limit_checks.clone(),
+        );
+        registry.register(
+            "quota_counts",
+            "Usage-plan quota counts by outcome",
+            self.quota_counts.clone(),
+        );
+        registry.register(
+            "cache_lookups",
+            "Response cache lookups by result",
+            self.cache_lookups.clone(),
+        );
+        registry.register(
+            "cache_stores",
+            "Responses stored in the cache",
+            self.cache_stores.clone(),
+        );
+        registry.register(
+            "redis_failures",
+            "Redis operations that failed or timed out",
+            self.redis_failures.clone(),
+        );
+        registry.register("reloads", "Config reloads by outcome", self.reloads.clone());
+    }
+
+    /// Client connections, WebSocket tunnels and the cache's size.
+    fn register_connections(&self, registry: &mut Registry) {
+        registry.register(
+            "websocket_connections",
+            "Upgraded (WebSocket) connections open now",
+            self.tunnels.clone(),
+        );
+        registry.register(
+            "connections",
+            "Client connections open now",
+            self.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections closed on arrival, by the limit reached (max_connections, max_connections_per_ip)",
+            self.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_idle_closed",
+            "Kept-alive client connections closed while idle to make room for new ones (past close_idle_above of max_connections)",
+            self.connections_idle_closed.clone(),
+        );
+        registry.register(
+            "cache_entries",
+            "Responses held in this process's cache",
+            self.cache_entries.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Bytes held in this process's cache",
+            self.cache_bytes.clone(),
+        );
     }
 
     /// Counts one event of `family` with `outcome`.

@@ -12,7 +12,7 @@ mod tree;
 use crate::config::ConfigError;
 use http::Method;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tree::{Place, Tree, escape};
 
 /// The largest document read (larger ones are refused before parsing).
@@ -45,11 +45,28 @@ const PATH_ITEM_KEYS: [&str; 5] = ["summary", "description", "servers", "paramet
 /// A document's operations.
 #[derive(Debug)]
 pub struct Document {
-    /// The file, as the config names it (relative to the config file).
-    pub path: PathBuf,
+    /// The file, as errors name it.
+    pub shown: String,
     /// Every operation, by path (as the document's `paths` sort), then by
     /// method.
     pub operations: Vec<Operation>,
+}
+
+impl Document {
+    /// An error at `place` of the document.
+    pub fn error(&self, place: Place, message: String) -> ConfigError {
+        located(&self.shown, place, message)
+    }
+}
+
+/// An error at `(line, column)` of `file`.
+fn located(file: &str, (line, column): Place, message: String) -> ConfigError {
+    ConfigError::At {
+        file: file.to_string(),
+        line,
+        column,
+        message,
+    }
 }
 
 /// One operation: one route.
@@ -111,15 +128,13 @@ pub enum Credential {
 pub fn load(base: &Path, file: &str) -> Result<(Document, Vec<ConfigError>), ConfigError> {
     let path = base.join(file);
     // Named as the config does when the config is in the working directory.
-    let shown = path.strip_prefix(".").unwrap_or(&path).to_path_buf();
-    let located = |(line, column): Place, message: String| ConfigError::At {
-        file: shown.display().to_string(),
-        line,
-        column,
-        message,
-    };
+    let shown = path
+        .strip_prefix(".")
+        .unwrap_or(&path)
+        .display()
+        .to_string();
     let unreadable = |message: String| ConfigError::Unreadable {
-        file: shown.display().to_string(),
+        file: shown.clone(),
         message,
     };
     let size = std::fs::metadata(&path)
@@ -132,18 +147,18 @@ pub fn load(base: &Path, file: &str) -> Result<(Document, Vec<ConfigError>), Con
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| unreadable(format!("cannot read the OpenAPI document: {e}")))?;
-    let tree = Tree::parse(&text).map_err(|(at, message)| located(at, message))?;
+    let tree = Tree::parse(&text).map_err(|(at, message)| located(&shown, at, message))?;
     let mut faults = Vec::new();
     let operations = Reader {
         tree: &tree,
         faults: &mut faults,
     }
     .operations();
-    let faults = faults.into_iter().map(|(at, m)| located(at, m)).collect();
-    let document = Document {
-        path: PathBuf::from(file),
-        operations,
-    };
+    let faults = faults
+        .into_iter()
+        .map(|(at, m)| located(&shown, at, m))
+        .collect();
+    let document = Document { shown, operations };
     Ok((document, faults))
 }
 

@@ -195,50 +195,12 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
     let settings: Settings = config.parse()?;
 
     let algorithms = algorithms(&settings.algorithms)?;
-    if settings.leeway > MAX_LEEWAY {
-        return Err(format!(
-            "jwt: leeway is {} seconds; at most {MAX_LEEWAY} are allowed",
-            settings.leeway
-        ));
-    }
-    if !TOKEN_BYTES.contains(&settings.max_token_bytes) {
-        return Err(format!(
-            "jwt: max_token_bytes must be between {} and {}, got {}",
-            TOKEN_BYTES.start(),
-            TOKEN_BYTES.end(),
-            settings.max_token_bytes
-        ));
-    }
+    check_limits_and_claims(&settings)?;
     let issuers = non_empty_list("issuer", settings.issuer)?;
     let audiences = non_empty_list("audience", settings.audience)?;
-    for name in &settings.required_claims {
-        claim_name("required_claims", name)?;
-    }
-    for name in &settings.claims_to_context {
-        claim_name("claims_to_context", name)?;
-    }
-
     let header = header_name("header", &settings.header)?;
     check_token_places(settings.query.as_deref(), settings.cookie.as_deref())?;
     let claims_to_headers = claims_to_headers(&settings.claims_to_headers, &header)?;
-
-    if let Some(claim) = &settings.consumer_claim {
-        claim_name("consumer_claim", claim)?;
-    } else if settings.consumer_must_exist {
-        return Err(
-            "jwt: consumer_must_exist needs consumer_claim, the claim naming the consumer".into(),
-        );
-    }
-    if settings.realm.is_empty()
-        || settings.realm.contains(['"', '\\'])
-        || settings.realm.chars().any(char::is_control)
-    {
-        return Err(
-            "jwt: realm must be non-empty, without quotes, backslashes or control characters"
-                .into(),
-        );
-    }
-
     let key_configs = key_configs(settings.keys, settings.hmac_secret, &algorithms)?;
     let url = jwks_url_timings(
         settings.jwks_url.as_deref(),
@@ -285,6 +247,48 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
         validator,
         jwks_url,
     })
+}
+
+/// The settings checked on their own: `leeway`, `max_token_bytes`, the
+/// claim names, `consumer_claim` with `consumer_must_exist`, and `realm`.
+fn check_limits_and_claims(settings: &Settings) -> Result<(), String> {
+    if settings.leeway > MAX_LEEWAY {
+        return Err(format!(
+            "jwt: leeway is {} seconds; at most {MAX_LEEWAY} are allowed",
+            settings.leeway
+        ));
+    }
+    if !TOKEN_BYTES.contains(&settings.max_token_bytes) {
+        return Err(format!(
+            "jwt: max_token_bytes must be between {} and {}, got {}",
+            TOKEN_BYTES.start(),
+            TOKEN_BYTES.end(),
+            settings.max_token_bytes
+        ));
+    }
+    for name in &settings.required_claims {
+        claim_name("required_claims", name)?;
+    }
+    for name in &settings.claims_to_context {
+        claim_name("claims_to_context", name)?;
+    }
+    if let Some(claim) = &settings.consumer_claim {
+        claim_name("consumer_claim", claim)?;
+    } else if settings.consumer_must_exist {
+        return Err(
+            "jwt: consumer_must_exist needs consumer_claim, the claim naming the consumer".into(),
+        );
+    }
+    if settings.realm.is_empty()
+        || settings.realm.contains(['"', '\\'])
+        || settings.realm.chars().any(char::is_control)
+    {
+        return Err(
+            "jwt: realm must be non-empty, without quotes, backslashes or control characters"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// The `query` and `cookie` a token may come in, checked as names.
