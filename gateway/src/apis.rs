@@ -17,6 +17,9 @@ use toml::Spanned;
 
 /// The name of the entry an operation's API key check runs under.
 pub const SECURITY_ENTRY: &str = "openapi-security";
+/// The name of the entry that validates an operation's requests against
+/// the document.
+pub const VALIDATION_ENTRY: &str = "openapi-validation";
 /// The name of the entry a mocked operation answers with.
 pub const MOCK_ENTRY: &str = "openapi-mock";
 /// The name of the entry that removes, on a public operation, the consumer
@@ -25,10 +28,13 @@ pub const PUBLIC_ENTRY: &str = "openapi-public";
 
 /// Whether the entry named `name` runs before every inherited entry: the
 /// key check (entries before it could answer without it, a cache hit, or
-/// need its consumer, a rate limit by consumer) and the removal of forged
-/// consumer headers (an inherited key check sets the real ones after it).
+/// need its consumer, a rate limit by consumer), the removal of forged
+/// consumer headers (an inherited key check sets the real ones after it),
+/// and request validation (after the key check, so a caller without a key
+/// learns nothing of the schemas; before every other entry, so none of
+/// them, nor the upstream, sees a request the document does not allow).
 pub fn runs_first(name: &str) -> bool {
-    name == SECURITY_ENTRY || name == PUBLIC_ENTRY
+    name == SECURITY_ENTRY || name == PUBLIC_ENTRY || name == VALIDATION_ENTRY
 }
 
 /// One API, expanded.
@@ -93,10 +99,13 @@ fn api_routes(
     let source = problems.source();
     let api = spanned.get_ref();
     let before = problems.len();
-    check_settings(problems, name, spanned);
+    let validate = api.validate.as_ref().is_none_or(|v| *v.get_ref());
     let base_path = base_path(problems, name, api);
-    let (document, faults) =
-        problems.keep(openapi::load(&source.base_dir(), api.openapi.get_ref()))?;
+    let (document, faults) = problems.keep(openapi::load(
+        &source.base_dir(),
+        api.openapi.get_ref(),
+        validate,
+    ))?;
     let read_well = faults.is_empty();
     for fault in faults {
         problems.push(fault);
@@ -146,16 +155,6 @@ fn bearer_is_configured(
     );
     problems.push(document.error(at, message));
     false
-}
-
-/// `validate`, before the document is read.
-fn check_settings(problems: &mut Problems<'_>, name: &str, spanned: &Spanned<ApiConfig>) {
-    let api = spanned.get_ref();
-    match &api.validate {
-        Some(off) if !*off.get_ref() => {}
-        Some(on) => problems.at(on.span(), format!("api `{name}`: request validation against the document is not available in this gateway yet: set validate = false to serve the API without it")),
-        None => problems.at(spanned.span(), format!("api `{name}`: request validation against the document is not available in this gateway yet: add validate = false to serve the API without it")),
-    }
 }
 
 /// The API's `base_path`: empty, or `/segments` without a trailing `/`.
@@ -217,8 +216,13 @@ fn route(
         (Some(key), _) => security_entry(&span, key),
         (None, _) => public_entry(&span),
     };
+    let validation = operation
+        .validation
+        .as_ref()
+        .map(|spec| validation_entry(&span, spec));
     let mock = operation.mock.as_ref().map(|mock| mock_entry(&span, mock));
     let plugins = std::iter::once(security)
+        .chain(validation)
         .chain(mock)
         .map(|e| at(&span, e))
         .collect();
@@ -273,6 +277,14 @@ fn mock_entry(span: &std::ops::Range<usize>, mock: &Mock) -> PluginEntryConfig {
         );
     }
     entry(span, "respond", MOCK_ENTRY, config)
+}
+
+/// A `request-validator` entry checking requests against `spec` (given as
+/// JSON text: a schema may hold `null`s, which TOML cannot).
+fn validation_entry(span: &std::ops::Range<usize>, spec: &serde_json::Value) -> PluginEntryConfig {
+    let mut config = toml::Table::new();
+    config.insert("openapi".into(), toml::Value::String(spec.to_string()));
+    entry(span, "request-validator", VALIDATION_ENTRY, config)
 }
 
 /// The API's `bearer` entry, as an operation's security check.

@@ -81,6 +81,11 @@ const BUILTINS: &[Builtin] = &[
         bytes: component!("plugin_cors"),
         grants: &[],
     },
+    Builtin {
+        name: "request-validator",
+        bytes: component!("plugin_request_validator"),
+        grants: &[],
+    },
 ];
 
 fn builtin(name: &str) -> Option<&'static Builtin> {

@@ -8,6 +8,7 @@
 //! paths, operations, security and its `x-gateway-*` extensions.
 
 mod tree;
+mod validation;
 
 use crate::config::ConfigError;
 use http::Method;
@@ -85,6 +86,9 @@ pub struct Operation {
     pub credential: Option<Credential>,
     /// `x-gateway-mock`: the documented answer the gateway gives itself.
     pub mock: Option<Mock>,
+    /// The config of its `request-validator` entry: what its parameters
+    /// and body must be; `None` when it has neither or validation is off.
+    pub validation: Option<serde_json::Value>,
     /// Where the operation is in the document.
     pub at: Place,
 }
@@ -125,7 +129,11 @@ pub enum Credential {
 /// Reads the document at `base.join(file)`: the operations it could read,
 /// and every mistake in it (each located in the document); an error when it
 /// cannot be read or parsed at all.
-pub fn load(base: &Path, file: &str) -> Result<(Document, Vec<ConfigError>), ConfigError> {
+pub fn load(
+    base: &Path,
+    file: &str,
+    validate: bool,
+) -> Result<(Document, Vec<ConfigError>), ConfigError> {
     let path = base.join(file);
     // Named as the config does when the config is in the working directory.
     let shown = path
@@ -152,6 +160,7 @@ pub fn load(base: &Path, file: &str) -> Result<(Document, Vec<ConfigError>), Con
     let operations = Reader {
         tree: &tree,
         faults: &mut faults,
+        validate,
     }
     .operations();
     let faults = faults
@@ -240,6 +249,8 @@ fn example(response: &Value, status: u16) -> Result<Mock, String> {
 struct Reader<'t> {
     tree: &'t Tree,
     faults: &'t mut Vec<(Place, String)>,
+    /// Whether operations are read with what their requests are validated against.
+    validate: bool,
 }
 
 impl Reader<'_> {
@@ -280,7 +291,12 @@ impl Reader<'_> {
             for method in METHODS {
                 if let Some(operation) = item.get(method) {
                     let at = format!("{pointer}/{method}");
+                    let validation = self.validation(&pointer, &at);
                     if let Some(op) = self.operation(path, method, operation, &at) {
+                        let Some(validation) = validation else {
+                            continue;
+                        };
+                        let op = Operation { validation, ..op };
                         self.check_unique(&operations, &op, &at);
                         operations.push(op);
                     }
@@ -399,6 +415,7 @@ impl Reader<'_> {
             upstream,
             credential,
             mock,
+            validation: None,
             at: self.tree.place(at),
         })
     }

@@ -1,0 +1,375 @@
+//! What an operation's requests are validated against: its parameters (the
+//! path item's, overridden by the operation's of the same name and place)
+//! and its request body, with the parts of the document their `$ref`s reach,
+//! as the config of the built-in `request-validator` entry.
+//!
+//! `$ref`s to parameters and request bodies are followed here; `$ref`s in
+//! schemas are left for the validator, which resolves them in the parts of
+//! the document copied beside them at their own pointers (so every
+//! reference reads as in the document). A `$ref` outside the document is a
+//! fault: nothing is fetched.
+
+use super::Reader;
+use serde_json::{Map, Value, json};
+
+/// How many `$ref`s are followed to reach a parameter or request body.
+const MAX_HOPS: usize = 16;
+
+/// Where a parameter may be (OpenAPI's `in`).
+const PLACES: [&str; 4] = ["path", "query", "header", "cookie"];
+
+/// Styles OpenAPI defines, for the fault naming an unknown one.
+const STYLES: [&str; 7] = [
+    "simple",
+    "label",
+    "matrix",
+    "form",
+    "spaceDelimited",
+    "pipeDelimited",
+    "deepObject",
+];
+
+/// Header parameters OpenAPI says are ignored (the request's own framing
+/// and credentials, described elsewhere in the document).
+const IGNORED_HEADERS: [&str; 3] = ["accept", "content-type", "authorization"];
+
+/// The 3.1 dialects validated as JSON Schema 2020-12.
+const DIALECTS: [&str; 2] = [
+    "https://spec.openapis.org/oas/3.1/dialect/base",
+    "https://json-schema.org/draft/2020-12/schema",
+];
+
+impl Reader<'_> {
+    /// The validator's config for the operation at `at` of the path item at
+    /// `item_at`: `Some(None)` when it has nothing to check, `None` with the
+    /// faults recorded.
+    pub(super) fn validation(&mut self, item_at: &str, at: &str) -> Option<Option<Value>> {
+        if !self.validate {
+            return Some(None);
+        }
+        let dialect = self.dialect()?;
+        let parameters = self.parameters(item_at, at)?;
+        let body = self.request_body(at)?;
+        if parameters.is_empty() && body.is_none() {
+            return Some(None);
+        }
+        let mut document = Map::new();
+        let mut schemas: Vec<&Value> = parameters.iter().filter_map(|p| p.get("schema")).collect();
+        if let Some(content) = body.as_ref().and_then(|b| b.get("content")) {
+            schemas.extend(content.as_object().into_iter().flat_map(|c| c.values()));
+        }
+        for schema in schemas {
+            self.copy_references(schema, at, &mut document)?;
+        }
+        let mut spec = json!({
+            "dialect": dialect,
+            "document": document,
+            "parameters": parameters,
+        });
+        if let Some(body) = body {
+            spec["body"] = body;
+        }
+        Some(Some(spec))
+    }
+
+    /// `openapi-3.0` for a 3.0 document, `2020-12` for 3.1 (whose
+    /// `jsonSchemaDialect`, when given, must be one the validator speaks).
+    fn dialect(&mut self) -> Option<&'static str> {
+        let root = &self.tree.root;
+        let version = root
+            .get("openapi")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if version.starts_with("3.0.") {
+            return Some("openapi-3.0");
+        }
+        match root.get("jsonSchemaDialect").and_then(Value::as_str) {
+            Some(dialect) if !DIALECTS.contains(&dialect) => {
+                self.fault("/jsonSchemaDialect", format!("jsonSchemaDialect `{dialect}`: the gateway validates with JSON Schema 2020-12 (OpenAPI 3.1's base dialect); set validate = false to serve the API without validation"));
+                None
+            }
+            _ => Some("2020-12"),
+        }
+    }
+
+    /// The parameters of the path item, then the operation's in their place.
+    fn parameters(&mut self, item_at: &str, at: &str) -> Option<Vec<Value>> {
+        let tree = self.tree;
+        let mut merged: Vec<Value> = Vec::new();
+        for owner in [item_at, at] {
+            let pointer = format!("{owner}/parameters");
+            let Some(listed) = tree.root.pointer(&pointer) else {
+                continue;
+            };
+            let Some(listed) = listed.as_array() else {
+                self.fault(&pointer, "parameters must be a list");
+                return None;
+            };
+            for index in 0..listed.len() {
+                let Some(parameter) = self.parameter(&format!("{pointer}/{index}"))? else {
+                    continue;
+                };
+                let same = |p: &Value| p["name"] == parameter["name"] && p["in"] == parameter["in"];
+                merged.retain(|p| !same(p));
+                merged.push(parameter);
+            }
+        }
+        Some(merged)
+    }
+
+    /// One parameter as the validator reads it; `Some(None)` for a header
+    /// OpenAPI says to ignore.
+    fn parameter(&mut self, pointer: &str) -> Option<Option<Value>> {
+        let (object, at) = self.followed(pointer, "a parameter")?;
+        let name = object
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let place = object.get("in").and_then(Value::as_str).unwrap_or_default();
+        if name.is_empty() || !PLACES.contains(&place) {
+            self.fault(
+                &at,
+                "a parameter needs a `name` and `in` (path, query, header or cookie)",
+            );
+            return None;
+        }
+        if place == "header" && IGNORED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Some(None);
+        }
+        let mut parameter = json!({
+            "name": name,
+            "in": place,
+            "required": object.get("required").and_then(Value::as_bool).unwrap_or(false),
+        });
+        if let Some(style) = object.get("style") {
+            if !style.as_str().is_some_and(|s| STYLES.contains(&s)) {
+                let hint = style
+                    .as_str()
+                    .map(|s| crate::config::problems::suggestion(s, "OpenAPI's styles", &STYLES))
+                    .unwrap_or_default();
+                self.fault(
+                    &format!("{at}/style"),
+                    format!("parameter `{name}`: unknown style{hint}"),
+                );
+                return None;
+            }
+            parameter["style"] = style.clone();
+        }
+        if let Some(explode) = object.get("explode").and_then(Value::as_bool) {
+            parameter["explode"] = Value::Bool(explode);
+        }
+        if let Some(schema) = object.get("schema") {
+            parameter["schema"] = schema.clone();
+        } else if let Some(content) = object.get("content").and_then(Value::as_object) {
+            let Some((_, media)) = content.iter().next().filter(|(t, _)| is_json(t)) else {
+                self.fault(&format!("{at}/content"), format!("parameter `{name}`: only JSON content (application/json) is validated in a parameter; set validate = false to serve the API without validation"));
+                return None;
+            };
+            parameter["json"] = Value::Bool(true);
+            if let Some(schema) = media.get("schema") {
+                parameter["schema"] = schema.clone();
+            }
+        }
+        Some(Some(parameter))
+    }
+
+    /// The operation's request body: whether it is required, and a schema
+    /// per content type (JSON ones only: others are checked by type alone).
+    fn request_body(&mut self, at: &str) -> Option<Option<Value>> {
+        let pointer = format!("{at}/requestBody");
+        if self.tree.root.pointer(&pointer).is_none() {
+            return Some(None);
+        }
+        let (object, body_at) = self.followed(&pointer, "a request body")?;
+        let Some(documented) = object.get("content").and_then(Value::as_object) else {
+            self.fault(&body_at, "a request body needs its `content` types");
+            return None;
+        };
+        let mut content = Map::new();
+        for (media_type, media) in documented {
+            let schema = media
+                .get("schema")
+                .filter(|_| is_json(media_type))
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            content.insert(media_type.clone(), schema);
+        }
+        if content.is_empty() {
+            self.fault(
+                &format!("{body_at}/content"),
+                "a request body needs at least one content type",
+            );
+            return None;
+        }
+        Some(Some(json!({
+            "required": object.get("required").and_then(Value::as_bool).unwrap_or(false),
+            "content": content,
+        })))
+    }
+
+    /// The object at `pointer`, its `$ref`s followed, and where it is.
+    fn followed(&mut self, pointer: &str, what: &str) -> Option<(Value, String)> {
+        let tree = self.tree;
+        let mut at = pointer.to_string();
+        for _ in 0..MAX_HOPS {
+            let Some(value) = tree.root.pointer(&at) else {
+                self.fault(&at, format!("{what} is missing here"));
+                return None;
+            };
+            match value.get("$ref") {
+                None if value.is_object() => return Some((value.clone(), at)),
+                None => {
+                    self.fault(&at, format!("{what} must be a mapping"));
+                    return None;
+                }
+                Some(reference) => {
+                    let ref_at = format!("{at}/$ref");
+                    at = self.local(reference, &ref_at)?;
+                }
+            }
+        }
+        self.fault(
+            pointer,
+            format!("{what}: more than {MAX_HOPS} `$ref`s in a row"),
+        );
+        None
+    }
+
+    /// The pointer a `$ref` (found at `ref_at`) names in this document.
+    fn local(&mut self, reference: &Value, ref_at: &str) -> Option<String> {
+        match reference.as_str().and_then(|r| r.strip_prefix('#')) {
+            Some(pointer) if pointer.starts_with('/') => Some(pointer.to_string()),
+            _ => {
+                let shown = reference.as_str().unwrap_or("?");
+                self.fault(ref_at, format!("`$ref: {shown}` points outside the document (or at all of it): the gateway follows references inside the document only, and fetches nothing"));
+                None
+            }
+        }
+    }
+
+    /// Copies into `document`, at their own pointers, the parts of the
+    /// document `schema`'s `$ref`s reach, and theirs in turn.
+    fn copy_references(
+        &mut self,
+        schema: &Value,
+        at: &str,
+        document: &mut Map<String, Value>,
+    ) -> Option<()> {
+        let tree = self.tree;
+        let mut pending = Vec::new();
+        references(schema, &mut pending);
+        let mut copied: Vec<String> = Vec::new();
+        while let Some(reference) = pending.pop() {
+            let pointer = self.local(&Value::String(reference.clone()), at)?;
+            if copied.contains(&pointer) {
+                continue;
+            }
+            let Some(target) = tree.root.pointer(&pointer) else {
+                self.fault(
+                    at,
+                    format!("`$ref: {reference}` points at nothing in the document"),
+                );
+                return None;
+            };
+            references(target, &mut pending);
+            insert(document, &pointer, target.clone());
+            copied.push(pointer);
+        }
+        Some(())
+    }
+}
+
+/// Every `$ref` inside `value` (not inside examples, which are data).
+fn references(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("$ref", Value::String(reference)) => found.push(reference.clone()),
+                    ("example" | "examples" | "enum" | "const" | "default", _) => {}
+                    _ => references(inner, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| references(i, found)),
+        _ => {}
+    }
+}
+
+/// `value` put at JSON pointer `pointer` of `document`, the objects on its
+/// way made as needed (an array's index becomes a key, which a pointer
+/// reads the same way).
+fn insert(document: &mut Map<String, Value>, pointer: &str, value: Value) {
+    let tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, path)) = tokens.split_last() else {
+        return;
+    };
+    let mut node = document;
+    for token in path {
+        let next = node
+            .entry(token.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        let Value::Object(map) = next else {
+            return;
+        };
+        node = map;
+    }
+    node.insert(last.clone(), value);
+}
+
+/// Whether a content type is JSON (`application/json`, `...+json`).
+fn is_json(media_type: &str) -> bool {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referenced_parts_are_copied_at_their_own_pointers() {
+        let mut document = Map::new();
+        insert(
+            &mut document,
+            "/components/schemas/Pet",
+            json!({"type": "object"}),
+        );
+        insert(
+            &mut document,
+            "/paths/~1pets/get/parameters/0/schema",
+            json!({"type": "integer"}),
+        );
+        assert_eq!(
+            Value::Object(document.clone()).pointer("/components/schemas/Pet"),
+            Some(&json!({"type": "object"}))
+        );
+        assert_eq!(
+            Value::Object(document).pointer("/paths/~1pets/get/parameters/0/schema"),
+            Some(&json!({"type": "integer"}))
+        );
+    }
+
+    #[test]
+    fn references_skip_examples() {
+        let mut found = Vec::new();
+        references(
+            &json!({"$ref": "#/a", "properties": {"x": {"$ref": "#/b"}}, "example": {"$ref": "#/c"}}),
+            &mut found,
+        );
+        found.sort();
+        assert_eq!(found, vec!["#/a", "#/b"]);
+    }
+}

@@ -1,0 +1,486 @@
+//! The built-in `request-validator` plugin: refuses, with 400 and a list of
+//! every failure, a request whose parameters or body do not match their
+//! schemas, before it reaches the upstream. An API defined by an OpenAPI
+//! document gets one on each operation (the gateway writes its config from
+//! the document); any route can have one configured by hand.
+//!
+//! Parameters are read as their `style` says and converted to the types
+//! their schema names (`params`); JSON bodies are parsed and validated
+//! whole (`schema`). Every schema is compiled once, when the instance
+//! starts; a request only evaluates them. A failure names where (`in`: the
+//! path, query, a header, a cookie or the body), which parameter, the JSON
+//! pointer inside the value, and why.
+
+mod params;
+mod schema;
+
+use params::{ParameterSpec, Reader};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response};
+use schema::Dialect;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Failures listed in one answer at most (the count says how many there were).
+const MAX_LISTED: usize = 20;
+
+/// The longest reason given for one failure (a schema error quotes the
+/// value, which may be a whole body).
+const MAX_REASON: usize = 300;
+
+/// What to check, as configured by hand or by an API (`openapi`: this
+/// same table as JSON text, which can hold the `null`s a schema may have
+/// and TOML cannot).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    /// The schemas' dialect.
+    #[serde(default)]
+    dialect: Dialect,
+    /// What `$ref`s (`#/...`) point into.
+    #[serde(default)]
+    document: Option<Value>,
+    /// The parameters.
+    #[serde(default)]
+    parameters: Vec<ParameterSpec>,
+    /// The body.
+    #[serde(default)]
+    body: Option<BodySpec>,
+}
+
+/// The body a request may have.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BodySpec {
+    /// A request must have one.
+    #[serde(default)]
+    required: bool,
+    /// The content types accepted (`type/subtype`, `type/*` or `*/*`), each
+    /// with the schema of a JSON body (an empty one accepts any).
+    content: BTreeMap<String, Value>,
+}
+
+/// A configured instance.
+#[derive(Debug)]
+pub struct RequestValidator {
+    parameters: Vec<Parameter>,
+    body: Option<Body>,
+}
+
+#[derive(Debug)]
+struct Parameter {
+    reader: Reader,
+    schema: Option<jsonschema::Validator>,
+}
+
+#[derive(Debug)]
+struct Body {
+    required: bool,
+    /// By media type (lowercase, without parameters).
+    content: Vec<(String, Option<jsonschema::Validator>)>,
+}
+
+/// One reason a request is refused.
+#[derive(Debug, Serialize, PartialEq)]
+struct Failure {
+    /// `path`, `query`, `header`, `cookie` or `body`.
+    #[serde(rename = "in")]
+    location: &'static str,
+    /// The parameter's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// Where inside the value (a JSON pointer; empty for the whole value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pointer: Option<String>,
+    /// Why.
+    reason: String,
+}
+
+impl Plugin for RequestValidator {
+    const NAME: &'static str = "request-validator";
+
+    fn needs(&self) -> Needs {
+        if self.body.is_some() {
+            Needs::REQUEST | Needs::REQUEST_BODY
+        } else {
+            Needs::REQUEST
+        }
+    }
+
+    fn init(config: Config) -> Result<Self, String> {
+        let spec = spec_of(&config)?;
+        let document = spec.document.unwrap_or(Value::Null);
+        let mut parameters = Vec::with_capacity(spec.parameters.len());
+        for parameter in &spec.parameters {
+            let schema = parameter.schema.as_ref();
+            let shape = schema.map_or(schema::Shape::Scalar(schema::Kind::Text), |s| {
+                schema::shape(&document, s)
+            });
+            let reader = Reader::new(parameter, shape)?;
+            let schema = schema
+                .map(|s| schema::compile(spec.dialect, &document, s))
+                .transpose()
+                .map_err(|e| format!("parameter `{}`: {e}", parameter.name))?;
+            parameters.push(Parameter { reader, schema });
+        }
+        let body = spec
+            .body
+            .map(|body| compile_body(spec.dialect, &document, body))
+            .transpose()?;
+        Ok(RequestValidator { parameters, body })
+    }
+
+    fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Action {
+        let mut failures = Vec::new();
+        for parameter in &self.parameters {
+            parameter.check(req, &mut failures);
+        }
+        if let Some(body) = &self.body {
+            body.check(req, &mut failures);
+        }
+        if failures.is_empty() {
+            return Action::Continue;
+        }
+        Action::Respond(refusal(req, failures))
+    }
+}
+
+/// The spec of a config: the table itself, or the JSON text in `openapi`.
+fn spec_of(config: &Config) -> Result<Spec, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FromApi {
+        openapi: String,
+    }
+    if let Ok(from_api) = config.parse::<FromApi>() {
+        return serde_json::from_str(&from_api.openapi)
+            .map_err(|e| format!("invalid config from the OpenAPI document: {e}"));
+    }
+    config.parse()
+}
+
+fn compile_body(dialect: Dialect, document: &Value, spec: BodySpec) -> Result<Body, String> {
+    let mut content = Vec::with_capacity(spec.content.len());
+    for (media_type, schema) in spec.content {
+        let essence = essence(&media_type);
+        if !essence.contains('/') {
+            return Err(format!("body: `{media_type}` is not a content type"));
+        }
+        let unconstrained = schema.as_object().is_some_and(|o| o.is_empty()) || schema == true;
+        let validator = if unconstrained {
+            None
+        } else if is_json(&essence) {
+            Some(
+                schema::compile(dialect, document, &schema)
+                    .map_err(|e| format!("body `{media_type}`: {e}"))?,
+            )
+        } else {
+            return Err(format!(
+                "body `{media_type}`: only JSON bodies are validated against a schema; give this content type an empty schema"
+            ));
+        };
+        content.push((essence, validator));
+    }
+    if content.is_empty() {
+        return Err("body: list at least one content type".to_string());
+    }
+    Ok(Body {
+        required: spec.required,
+        content,
+    })
+}
+
+impl Parameter {
+    fn check(&self, req: &Request, failures: &mut Vec<Failure>) {
+        let reader = &self.reader;
+        let failure = |pointer: Option<String>, reason: String| Failure {
+            location: reader.location.as_str(),
+            name: Some(reader.name.clone()),
+            pointer,
+            reason,
+        };
+        match reader.read(req) {
+            Ok(None) if reader.required => {
+                failures.push(failure(None, "is required".to_string()));
+            }
+            Ok(None) => {}
+            Ok(Some(value)) => {
+                if let Some(schema) = &self.schema {
+                    for (pointer, reason) in schema_failures(schema, &value) {
+                        failures.push(failure(Some(pointer), reason));
+                    }
+                }
+            }
+            Err(fault) => failures.push(failure(None, fault)),
+        }
+    }
+}
+
+impl Body {
+    fn check(&self, req: &Request, failures: &mut Vec<Failure>) {
+        let failure = |pointer: Option<String>, reason: String| Failure {
+            location: "body",
+            name: None,
+            pointer,
+            reason,
+        };
+        let body = req.body().filter(|b| !b.is_empty());
+        let Some(body) = body else {
+            if self.required {
+                failures.push(failure(None, "a body is required".to_string()));
+            }
+            return;
+        };
+        let given = req.headers().get("content-type").map(essence);
+        let Some((_, schema)) = given.as_deref().and_then(|t| self.accepting(t)) else {
+            let accepted: Vec<&str> = self.content.iter().map(|(t, _)| t.as_str()).collect();
+            let reason = match &given {
+                Some(t) => format!("content type `{t}` is not one of {}", accepted.join(", ")),
+                None => format!("no content type; expected one of {}", accepted.join(", ")),
+            };
+            failures.push(failure(None, reason));
+            return;
+        };
+        // A range (`*/*`) with a schema validates the JSON bodies it takes in.
+        let Some(schema) = schema
+            .as_ref()
+            .filter(|_| given.as_deref().is_some_and(is_json_type))
+        else {
+            return;
+        };
+        match serde_json::from_slice::<Value>(body) {
+            Ok(value) => {
+                for (pointer, reason) in schema_failures(schema, &value) {
+                    failures.push(failure(Some(pointer), reason));
+                }
+            }
+            Err(e) => failures.push(failure(None, format!("is not JSON: {e}"))),
+        }
+    }
+
+    /// The documented content type `given` matches: itself, else its
+    /// `type/*`, else `*/*`.
+    fn accepting(&self, given: &str) -> Option<&(String, Option<jsonschema::Validator>)> {
+        let range = given.split_once('/').map(|(t, _)| format!("{t}/*"));
+        let find = |t: &str| self.content.iter().find(|(c, _)| c == t);
+        find(given)
+            .or_else(|| range.as_deref().and_then(find))
+            .or_else(|| find("*/*"))
+    }
+}
+
+/// Every way `value` fails `schema`: the pointer inside it, and why.
+fn schema_failures(schema: &jsonschema::Validator, value: &Value) -> Vec<(String, String)> {
+    schema
+        .iter_errors(value)
+        .take(MAX_LISTED + 1)
+        .map(|error| {
+            (
+                error.instance_path().to_string(),
+                shortened(error.to_string()),
+            )
+        })
+        .collect()
+}
+
+fn shortened(mut reason: String) -> String {
+    if reason.len() > MAX_REASON {
+        let mut cut = MAX_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
+}
+
+/// A content type's `type/subtype`, lowercase, without parameters.
+fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Whether a request's content type `essence` is JSON.
+fn is_json_type(essence: &str) -> bool {
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// Whether bodies of `essence` are JSON: `application/json`, `*/*+json`
+/// (or a range that includes them).
+fn is_json(essence: &str) -> bool {
+    is_json_type(essence) || essence == "application/*" || essence == "*/*"
+}
+
+/// The 400 answer listing `failures` (the first [`MAX_LISTED`]).
+fn refusal(req: &Request, mut failures: Vec<Failure>) -> Response {
+    let count = failures.len();
+    failures.truncate(MAX_LISTED);
+    let body = serde_json::json!({
+        "error": "bad request: the request does not match the API's definition",
+        "status": 400,
+        "request_id": req.id(),
+        "failures": failures,
+        "failure_count": count,
+    });
+    Response::json(400, &body)
+}
+
+plugin_sdk::export!(RequestValidator);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn validator(spec: Value) -> RequestValidator {
+        RequestValidator::init(Config::from_value(spec)).expect("a valid config")
+    }
+
+    fn failures(plugin: &RequestValidator, mut req: Request) -> Vec<Value> {
+        match plugin.on_request(&mut req, &mut Context::new()) {
+            Action::Continue => Vec::new(),
+            Action::Respond(response) => {
+                assert_eq!(response.status(), 400);
+                let body: Value =
+                    serde_json::from_slice(response.body().expect("a body")).expect("JSON");
+                body["failures"].as_array().expect("a list").clone()
+            }
+        }
+    }
+
+    fn pets() -> RequestValidator {
+        validator(json!({
+            "dialect": "openapi-3.0",
+            "document": {"components": {"schemas": {"Pet": {
+                "type": "object", "required": ["name"],
+                "properties": {"name": {"type": "string", "minLength": 1},
+                               "tag": {"type": "string", "nullable": true},
+                               "age": {"type": "integer", "minimum": 0}}}}}},
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}},
+                {"name": "X-Trace", "in": "header", "required": true, "schema": {"type": "string", "pattern": "^[a-f0-9]+$"}}
+            ],
+            "body": {"required": true, "content": {
+                "application/json": {"$ref": "#/components/schemas/Pet"},
+                "text/*": {}
+            }}
+        }))
+    }
+
+    fn post(query: &str, content_type: &str, body: &str) -> Request {
+        Request::new("POST", &format!("/pets?{query}"))
+            .with_header("x-trace", "ab12")
+            .with_header("content-type", content_type)
+            .with_body(body)
+    }
+
+    #[test]
+    fn a_matching_request_passes() {
+        let plugin = pets();
+        let ok = post(
+            "limit=10",
+            "application/json; charset=utf-8",
+            r#"{"name":"Rex","tag":null}"#,
+        );
+        assert_eq!(failures(&plugin, ok), Vec::<Value>::new());
+        assert_eq!(
+            failures(&plugin, post("", "text/plain", "anything")),
+            Vec::<Value>::new()
+        );
+    }
+
+    #[test]
+    fn each_failure_is_listed_with_where_and_why() {
+        let plugin = pets();
+        let bad = Request::new("POST", "/pets?limit=500")
+            .with_header("content-type", "application/json")
+            .with_body(r#"{"name":"","age":-1}"#);
+        let listed = failures(&plugin, bad);
+        let wheres: Vec<(String, String)> = listed
+            .iter()
+            .map(|f| {
+                let named = f["name"].as_str().unwrap_or_default().to_string();
+                let at = f["pointer"].as_str().unwrap_or_default();
+                (
+                    f["in"].as_str().unwrap_or_default().to_string(),
+                    format!("{named}{at}"),
+                )
+            })
+            .collect();
+        assert!(
+            wheres.contains(&("query".into(), "limit".into())),
+            "{listed:?}"
+        );
+        assert!(
+            wheres.contains(&("header".into(), "x-trace".into())),
+            "{listed:?}"
+        );
+        assert!(
+            wheres.contains(&("body".into(), "/name".into())),
+            "{listed:?}"
+        );
+        assert!(
+            wheres.contains(&("body".into(), "/age".into())),
+            "{listed:?}"
+        );
+        assert_eq!(listed.len(), 4, "{listed:?}");
+    }
+
+    #[test]
+    fn bodies_of_other_types_missing_or_not_json_are_refused() {
+        let plugin = pets();
+        let xml = failures(&plugin, post("", "application/xml", "<pet/>"));
+        assert!(
+            xml[0]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("application/xml")
+        );
+        let missing = Request::new("POST", "/pets").with_header("x-trace", "ab");
+        assert_eq!(
+            failures(&plugin, missing)[0]["reason"],
+            "a body is required"
+        );
+        let broken = failures(&plugin, post("", "application/json", "{"));
+        assert!(
+            broken[0]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("is not JSON")
+        );
+    }
+
+    #[test]
+    fn the_api_form_carries_the_same_table_as_json_text() {
+        let spec = json!({"parameters": [{"name": "id", "in": "path", "schema": {"type": "integer", "enum": [1, null]}}]});
+        let plugin = validator(json!({"openapi": spec.to_string()}));
+        let req = |id: &str| Request::new("GET", "/").with_param("id", id);
+        assert!(failures(&plugin, req("1")).is_empty());
+        assert_eq!(failures(&plugin, req("2")).len(), 1);
+        assert_eq!(
+            failures(&plugin, Request::new("GET", "/"))[0]["reason"],
+            "is required"
+        );
+    }
+
+    #[test]
+    fn configs_that_cannot_be_enforced_are_refused() {
+        let bad = |spec: Value| RequestValidator::init(Config::from_value(spec)).is_err();
+        assert!(bad(
+            json!({"body": {"content": {"text/plain": {"type": "string"}}}})
+        ));
+        assert!(bad(json!({"body": {"content": {}}})));
+        assert!(bad(
+            json!({"parameters": [{"name": "a", "in": "header", "style": "form"}]})
+        ));
+        assert!(bad(
+            json!({"parameters": [{"name": "a", "in": "query", "schema": {"$ref": "#/nowhere"}}]})
+        ));
+        assert!(bad(json!({"unknown": 1})));
+    }
+}

@@ -1,0 +1,312 @@
+//! Schemas: compiled once per instance with `jsonschema`, in the dialect the
+//! config names, every `$ref` resolved inside the configured document.
+//!
+//! OpenAPI 3.0's Schema Object is JSON Schema draft 4 with a few words of
+//! its own; before compiling, `nullable: true` becomes a `null` in `type`
+//! (and in `enum`), and the OpenAPI formats `int32` and `int64` become the
+//! bounds they mean. Nothing is fetched: a `$ref` outside the document
+//! fails the compilation.
+
+use jsonschema::{Draft, PatternOptions, Validator};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Where a compiled schema is put in its root (beside the document's own
+/// top-level keys), so the document's `#/...` references resolve.
+const SLOT: &str = "x-gateway-validated";
+
+/// How many `$ref`s are followed to find a schema's type for coercion.
+const MAX_REF_HOPS: usize = 32;
+
+/// Steps the regular-expression engine may backtrack per match (a pattern
+/// that needs more fails to match instead of stalling the worker).
+const BACKTRACK_LIMIT: usize = 100_000;
+
+/// The schema dialect of the config's schemas.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAPI 3.0's Schema Object (draft 4 with `nullable`).
+    #[serde(rename = "openapi-3.0")]
+    OpenApi30,
+    /// JSON Schema 2020-12 (OpenAPI 3.1's).
+    #[default]
+    #[serde(rename = "2020-12")]
+    Draft202012,
+}
+
+/// Compiles `schema`, whose `$ref`s point into `document`.
+pub fn compile(dialect: Dialect, document: &Value, schema: &Value) -> Result<Validator, String> {
+    let mut root = match document {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    root.insert(SLOT.to_string(), schema.clone());
+    root.insert("$ref".to_string(), Value::String(format!("#/{SLOT}")));
+    let mut root = Value::Object(root);
+    let draft = match dialect {
+        Dialect::OpenApi30 => {
+            from_openapi_30(&mut root);
+            Draft::Draft4
+        }
+        Dialect::Draft202012 => Draft::Draft202012,
+    };
+    with_format_bounds(&mut root);
+    jsonschema::options()
+        .with_draft(draft)
+        .should_validate_formats(true)
+        .with_format("uuid", is_uuid)
+        .with_pattern_options(PatternOptions::fancy_regex().backtrack_limit(BACKTRACK_LIMIT))
+        .build(&root)
+        .map_err(|e| e.to_string())
+}
+
+/// Keys whose values are data, not schemas: left as they are.
+fn is_data(key: &str) -> bool {
+    matches!(
+        key,
+        "example" | "examples" | "enum" | "const" | "default" | "x-example"
+    )
+}
+
+/// `nullable: true` as draft 4 says it: `null` added to `type` and `enum`.
+fn from_openapi_30(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.remove("nullable") == Some(Value::Bool(true)) {
+                if let Some(Value::String(one)) = map.get("type") {
+                    let one = Value::String(one.clone());
+                    map.insert("type".into(), Value::Array(vec![one, "null".into()]));
+                }
+                if let Some(Value::Array(values)) = map.get_mut("enum")
+                    && !values.contains(&Value::Null)
+                {
+                    values.push(Value::Null);
+                }
+            }
+            for (key, inner) in map.iter_mut() {
+                if !is_data(key) {
+                    from_openapi_30(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(from_openapi_30),
+        _ => {}
+    }
+}
+
+/// OpenAPI's `int32` and `int64` formats as the bounds they mean, where the
+/// schema sets none itself.
+fn with_format_bounds(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let bounds = match map.get("format").and_then(Value::as_str) {
+                Some("int32") => Some((Value::from(i32::MIN), Value::from(i32::MAX))),
+                Some("int64") => Some((Value::from(i64::MIN), Value::from(i64::MAX))),
+                _ => None,
+            };
+            if let Some((low, high)) = bounds {
+                map.entry("minimum").or_insert(low);
+                map.entry("maximum").or_insert(high);
+            }
+            for (key, inner) in map.iter_mut() {
+                if !is_data(key) {
+                    with_format_bounds(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(with_format_bounds),
+        _ => {}
+    }
+}
+
+/// RFC 9562's textual form: 8-4-4-4-12 hexadecimal digits.
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The schema `schema` stands for: itself, or what its `$ref` chain points
+/// at in `document` (the last one found when a link is missing).
+pub fn resolve<'a>(document: &'a Value, mut schema: &'a Value) -> &'a Value {
+    for _ in 0..MAX_REF_HOPS {
+        let Some(target) = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|pointer| document.pointer(pointer))
+        else {
+            break;
+        };
+        schema = target;
+    }
+    schema
+}
+
+/// A scalar type text is converted to before it is validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Kept as text.
+    Text,
+    /// A whole number, when it reads as one.
+    Integer,
+    /// A number, when it reads as one.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+}
+
+/// What a parameter's schema says its value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// One value.
+    Scalar(Kind),
+    /// A list of values.
+    Array(Kind),
+    /// Named values: the properties the schema lists, with their kinds.
+    Object(Vec<(String, Kind)>),
+}
+
+/// The shape of `schema` (its `$ref`s resolved in `document`).
+pub fn shape(document: &Value, schema: &Value) -> Shape {
+    let schema = resolve(document, schema);
+    let kind_of = |s: &Value| kind(&type_name(resolve(document, s)));
+    match type_name(schema).as_str() {
+        "array" => Shape::Array(schema.get("items").map_or(Kind::Text, kind_of)),
+        "object" => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let listed = properties.into_iter().flatten();
+            Shape::Object(listed.map(|(n, s)| (n.clone(), kind_of(s))).collect())
+        }
+        _ => Shape::Scalar(kind(&type_name(schema))),
+    }
+}
+
+/// A schema's `type`: the string, or the first that is not `null` of a list.
+fn type_name(schema: &Value) -> String {
+    match schema.get("type") {
+        Some(Value::String(name)) => name.clone(),
+        Some(Value::Array(names)) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|n| *n != "null")
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
+fn kind(type_name: &str) -> Kind {
+    match type_name {
+        "integer" => Kind::Integer,
+        "number" => Kind::Number,
+        "boolean" => Kind::Boolean,
+        _ => Kind::Text,
+    }
+}
+
+/// `text` as `kind` says, or as text when it does not read so (the schema
+/// then reports the wrong type).
+pub fn coerce(text: &str, kind: Kind) -> Value {
+    let converted = match kind {
+        Kind::Text => None,
+        Kind::Integer => text
+            .parse::<i64>()
+            .ok()
+            .map(Value::from)
+            .or_else(|| number(text)),
+        Kind::Number => number(text),
+        Kind::Boolean => match text {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+    };
+    converted.unwrap_or_else(|| Value::String(text.to_string()))
+}
+
+/// `text` as a number when it is one in JSON's syntax (not `inf` or `NaN`,
+/// which Rust's float parser would take).
+fn number(text: &str) -> Option<Value> {
+    serde_json::from_str::<serde_json::Number>(text)
+        .ok()
+        .map(Value::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nullable_adds_null_to_type_and_enum_but_not_to_examples() {
+        let mut schema = json!({
+            "type": "string", "nullable": true, "enum": ["a"],
+            "example": {"nullable": true, "type": "x"}
+        });
+        from_openapi_30(&mut schema);
+        assert_eq!(schema["type"], json!(["string", "null"]));
+        assert_eq!(schema["enum"], json!(["a", null]));
+        assert_eq!(schema["example"], json!({"nullable": true, "type": "x"}));
+    }
+
+    #[test]
+    fn refs_resolve_inside_the_document_in_both_dialects() {
+        let document = json!({"components": {"schemas": {
+            "Id": {"type": "integer", "format": "int32", "minimum": 1},
+            "Pet": {"type": "object", "required": ["id"], "properties": {"id": {"$ref": "#/components/schemas/Id"}}}
+        }}});
+        let schema = json!({"$ref": "#/components/schemas/Pet"});
+        for dialect in [Dialect::OpenApi30, Dialect::Draft202012] {
+            let validator = compile(dialect, &document, &schema).expect("compiles");
+            assert!(validator.is_valid(&json!({"id": 3})));
+            assert!(!validator.is_valid(&json!({"id": 0})));
+            assert!(!validator.is_valid(&json!({"id": 3_000_000_000_i64})));
+            assert!(!validator.is_valid(&json!({})));
+        }
+    }
+
+    #[test]
+    fn a_ref_outside_the_document_does_not_compile() {
+        let outside = json!({"$ref": "https://example.com/schema.json"});
+        assert!(compile(Dialect::Draft202012, &json!({}), &outside).is_err());
+        let missing = json!({"$ref": "#/components/schemas/Nowhere"});
+        assert!(compile(Dialect::OpenApi30, &json!({}), &missing).is_err());
+    }
+
+    #[test]
+    fn formats_are_asserted() {
+        let uuid = compile(
+            Dialect::OpenApi30,
+            &json!({}),
+            &json!({"type": "string", "format": "uuid"}),
+        )
+        .expect("compiles");
+        assert!(uuid.is_valid(&json!("6f1c4a52-9a4e-4c1b-8f53-0c5a2f1d9e77")));
+        assert!(!uuid.is_valid(&json!("6f1c4a52")));
+        let date = compile(
+            Dialect::Draft202012,
+            &json!({}),
+            &json!({"type": "string", "format": "date"}),
+        )
+        .expect("compiles");
+        assert!(date.is_valid(&json!("2026-12-07")));
+        assert!(!date.is_valid(&json!("07/12/2026")));
+    }
+
+    #[test]
+    fn shapes_follow_refs_and_coercion_keeps_what_does_not_read() {
+        let document = json!({"components": {"schemas": {"N": {"type": "integer"}}}});
+        let array = json!({"type": "array", "items": {"$ref": "#/components/schemas/N"}});
+        assert_eq!(shape(&document, &array), Shape::Array(Kind::Integer));
+        assert_eq!(coerce("12", Kind::Integer), json!(12));
+        assert_eq!(coerce("1.5", Kind::Number), json!(1.5));
+        assert_eq!(coerce("inf", Kind::Number), json!("inf"));
+        assert_eq!(coerce("12a", Kind::Integer), json!("12a"));
+        assert_eq!(coerce("true", Kind::Boolean), json!(true));
+        assert_eq!(coerce("007", Kind::Text), json!("007"));
+    }
+}
