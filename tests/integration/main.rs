@@ -28,4 +28,5 @@ mod tls;
 mod traffic;
 mod transform;
 mod upstreams;
+mod validation;
 mod websocket;

@@ -54,13 +54,29 @@ impl Reader<'_> {
             return Some(None);
         }
         let mut document = Map::new();
-        let mut schemas: Vec<&Value> = parameters.iter().filter_map(|p| p.get("schema")).collect();
-        if let Some(content) = body.as_ref().and_then(|b| b.get("content")) {
-            schemas.extend(content.as_object().into_iter().flat_map(|c| c.values()));
+        let mut schemas: Vec<(&Value, String)> = parameters
+            .iter()
+            .filter_map(|(p, at)| Some((p.get("schema")?, format!("{at}/schema"))))
+            .collect();
+        if let Some((body, body_at)) = &body {
+            let content = body.get("content").and_then(Value::as_object);
+            schemas.extend(content.into_iter().flatten().map(|(media_type, schema)| {
+                let at = format!(
+                    "{body_at}/content/{}/schema",
+                    super::tree::escape(media_type)
+                );
+                (schema, at)
+            }));
         }
-        for schema in schemas {
-            self.copy_references(schema, at, &mut document)?;
+        let mut copied = true;
+        for (schema, at) in schemas {
+            copied &= self.copy_references(schema, &at, &mut document).is_some();
         }
+        if !copied {
+            return None;
+        }
+        let parameters: Vec<Value> = parameters.into_iter().map(|(p, _)| p).collect();
+        let body = body.map(|(b, _)| b);
         let mut spec = json!({
             "dialect": dialect,
             "document": document,
@@ -92,10 +108,12 @@ impl Reader<'_> {
         }
     }
 
-    /// The parameters of the path item, then the operation's in their place.
-    fn parameters(&mut self, item_at: &str, at: &str) -> Option<Vec<Value>> {
+    /// The parameters of the path item, then the operation's in their
+    /// place, each with where it is.
+    fn parameters(&mut self, item_at: &str, at: &str) -> Option<Vec<(Value, String)>> {
         let tree = self.tree;
-        let mut merged: Vec<Value> = Vec::new();
+        let mut merged: Vec<(Value, String)> = Vec::new();
+        let mut readable = true;
         for owner in [item_at, at] {
             let pointer = format!("{owner}/parameters");
             let Some(listed) = tree.root.pointer(&pointer) else {
@@ -106,20 +124,25 @@ impl Reader<'_> {
                 return None;
             };
             for index in 0..listed.len() {
-                let Some(parameter) = self.parameter(&format!("{pointer}/{index}"))? else {
-                    continue;
-                };
-                let same = |p: &Value| p["name"] == parameter["name"] && p["in"] == parameter["in"];
-                merged.retain(|p| !same(p));
-                merged.push(parameter);
+                match self.parameter(&format!("{pointer}/{index}")) {
+                    Some(Some((parameter, at))) => {
+                        let same = |(p, _): &(Value, String)| {
+                            p["name"] == parameter["name"] && p["in"] == parameter["in"]
+                        };
+                        merged.retain(|p| !same(p));
+                        merged.push((parameter, at));
+                    }
+                    Some(None) => {}
+                    None => readable = false,
+                }
             }
         }
-        Some(merged)
+        readable.then_some(merged)
     }
 
-    /// One parameter as the validator reads it; `Some(None)` for a header
-    /// OpenAPI says to ignore.
-    fn parameter(&mut self, pointer: &str) -> Option<Option<Value>> {
+    /// One parameter as the validator reads it, and where it is defined;
+    /// `Some(None)` for a header OpenAPI says to ignore.
+    fn parameter(&mut self, pointer: &str) -> Option<Option<(Value, String)>> {
         let (object, at) = self.followed(pointer, "a parameter")?;
         let name = object
             .get("name")
@@ -149,7 +172,10 @@ impl Reader<'_> {
                     .unwrap_or_default();
                 self.fault(
                     &format!("{at}/style"),
-                    format!("parameter `{name}`: unknown style{hint}"),
+                    format!(
+                        "parameter `{name}`: unknown style `{}`{hint}",
+                        style.as_str().unwrap_or("?")
+                    ),
                 );
                 return None;
             }
@@ -170,12 +196,12 @@ impl Reader<'_> {
                 parameter["schema"] = schema.clone();
             }
         }
-        Some(Some(parameter))
+        Some(Some((parameter, at)))
     }
 
     /// The operation's request body: whether it is required, and a schema
     /// per content type (JSON ones only: others are checked by type alone).
-    fn request_body(&mut self, at: &str) -> Option<Option<Value>> {
+    fn request_body(&mut self, at: &str) -> Option<Option<(Value, String)>> {
         let pointer = format!("{at}/requestBody");
         if self.tree.root.pointer(&pointer).is_none() {
             return Some(None);
@@ -201,19 +227,25 @@ impl Reader<'_> {
             );
             return None;
         }
-        Some(Some(json!({
+        let body = json!({
             "required": object.get("required").and_then(Value::as_bool).unwrap_or(false),
             "content": content,
-        })))
+        });
+        Some(Some((body, body_at)))
     }
 
     /// The object at `pointer`, its `$ref`s followed, and where it is.
     fn followed(&mut self, pointer: &str, what: &str) -> Option<(Value, String)> {
         let tree = self.tree;
         let mut at = pointer.to_string();
+        let mut referred_at: Option<String> = None;
         for _ in 0..MAX_HOPS {
             let Some(value) = tree.root.pointer(&at) else {
-                self.fault(&at, format!("{what} is missing here"));
+                let ref_at = referred_at.unwrap_or_else(|| at.clone());
+                self.fault(
+                    &ref_at,
+                    format!("{what}: `$ref` points at nothing in the document (#{at})"),
+                );
                 return None;
             };
             match value.get("$ref") {
@@ -225,6 +257,7 @@ impl Reader<'_> {
                 Some(reference) => {
                     let ref_at = format!("{at}/$ref");
                     at = self.local(reference, &ref_at)?;
+                    referred_at = Some(ref_at);
                 }
             }
         }
@@ -248,7 +281,7 @@ impl Reader<'_> {
     }
 
     /// Copies into `document`, at their own pointers, the parts of the
-    /// document `schema`'s `$ref`s reach, and theirs in turn.
+    /// document `schema` (at `at`) reaches by `$ref`, and theirs in turn.
     fn copy_references(
         &mut self,
         schema: &Value,
@@ -257,21 +290,21 @@ impl Reader<'_> {
     ) -> Option<()> {
         let tree = self.tree;
         let mut pending = Vec::new();
-        references(schema, &mut pending);
+        references(schema, at, &mut pending);
         let mut copied: Vec<String> = Vec::new();
-        while let Some(reference) = pending.pop() {
-            let pointer = self.local(&Value::String(reference.clone()), at)?;
+        while let Some((reference, ref_at)) = pending.pop() {
+            let pointer = self.local(&Value::String(reference.clone()), &ref_at)?;
             if copied.contains(&pointer) {
                 continue;
             }
             let Some(target) = tree.root.pointer(&pointer) else {
                 self.fault(
-                    at,
+                    &ref_at,
                     format!("`$ref: {reference}` points at nothing in the document"),
                 );
                 return None;
             };
-            references(target, &mut pending);
+            references(target, &pointer, &mut pending);
             insert(document, &pointer, target.clone());
             copied.push(pointer);
         }
@@ -279,19 +312,25 @@ impl Reader<'_> {
     }
 }
 
-/// Every `$ref` inside `value` (not inside examples, which are data).
-fn references(value: &Value, found: &mut Vec<String>) {
+/// Every `$ref` inside `value` (found at pointer `at`), with where it is;
+/// not inside examples, which are data.
+fn references(value: &Value, at: &str, found: &mut Vec<(String, String)>) {
     match value {
         Value::Object(map) => {
             for (key, inner) in map {
+                let inner_at = format!("{at}/{}", super::tree::escape(key));
                 match (key.as_str(), inner) {
-                    ("$ref", Value::String(reference)) => found.push(reference.clone()),
+                    ("$ref", Value::String(reference)) => found.push((reference.clone(), inner_at)),
                     ("example" | "examples" | "enum" | "const" | "default", _) => {}
-                    _ => references(inner, found),
+                    _ => references(inner, &inner_at, found),
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|i| references(i, found)),
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                references(item, &format!("{at}/{index}"), found);
+            }
+        }
         _ => {}
     }
 }
@@ -367,9 +406,15 @@ mod tests {
         let mut found = Vec::new();
         references(
             &json!({"$ref": "#/a", "properties": {"x": {"$ref": "#/b"}}, "example": {"$ref": "#/c"}}),
+            "/s",
             &mut found,
         );
         found.sort();
-        assert_eq!(found, vec!["#/a", "#/b"]);
+        let expected = [("#/a", "/s/$ref"), ("#/b", "/s/properties/x/$ref")];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(r, a)| (r.to_string(), a.to_string()))
+            .collect();
+        assert_eq!(found, expected);
     }
 }

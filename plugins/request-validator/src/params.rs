@@ -158,9 +158,9 @@ impl Reader {
     /// The parameter's value in `req`: `None` when absent.
     pub fn read(&self, req: &Request) -> Result<Option<Value>, Fault> {
         match self.location {
-            Location::Query => self.from_query(req),
+            Location::Query => self.read_query(req),
             Location::Path => match req.param(&self.name) {
-                Some(raw) => self.from_path(raw).map(Some),
+                Some(raw) => self.read_path(raw).map(Some),
                 None => Ok(None),
             },
             Location::Header => {
@@ -179,7 +179,7 @@ impl Reader {
 
     /// A path segment's value: `simple` as is, `label` after its `.`,
     /// `matrix` after its `;name=` (exploded arrays repeat it).
-    fn from_path(&self, raw: &str) -> Result<Value, Fault> {
+    fn read_path(&self, raw: &str) -> Result<Value, Fault> {
         match self.style {
             Style::Label => {
                 let rest = raw
@@ -188,12 +188,12 @@ impl Reader {
                 let separator = if self.explode { '.' } else { ',' };
                 self.styled(rest, separator, true)
             }
-            Style::Matrix => self.from_matrix(raw),
+            Style::Matrix => self.read_matrix(raw),
             _ => self.styled(raw, ',', true),
         }
     }
 
-    fn from_matrix(&self, raw: &str) -> Result<Value, Fault> {
+    fn read_matrix(&self, raw: &str) -> Result<Value, Fault> {
         let pairs: Vec<&str> = raw.split(';').skip(1).collect();
         let prefix = format!("{}=", self.name);
         if raw.is_empty() || !raw.starts_with(';') {
@@ -229,7 +229,7 @@ impl Reader {
     /// A query parameter: form style reads every `name=` (or, exploded
     /// objects, every property's name), the delimited styles split one
     /// value, deepObject reads every `name[key]=`.
-    fn from_query(&self, req: &Request) -> Result<Option<Value>, Fault> {
+    fn read_query(&self, req: &Request) -> Result<Option<Value>, Fault> {
         let pairs = raw_pairs(req.query());
         if self.json {
             return match single(&pairs, &self.name)? {
@@ -339,7 +339,7 @@ fn object_of(parts: &[String], properties: &[(String, Kind)], pairs: bool) -> Re
             object.insert(name.to_string(), coerce(value, kind_of(name)));
         }
     } else {
-        if parts.len() % 2 != 0 {
+        if !parts.len().is_multiple_of(2) {
             return Err("expected names and values in turn".to_string());
         }
         for pair in parts.chunks(2) {
