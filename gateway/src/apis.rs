@@ -99,12 +99,18 @@ fn api_routes(
     let source = problems.source();
     let api = spanned.get_ref();
     let before = problems.len();
-    let validate = api.validate.as_ref().is_none_or(|v| *v.get_ref());
+    let checks = openapi::Checks {
+        requests: api.validate.as_ref().is_none_or(|v| *v.get_ref()),
+        responses: api
+            .validate_responses
+            .as_ref()
+            .is_some_and(|v| *v.get_ref()),
+    };
     let base_path = base_path(problems, name, api);
     let (document, faults) = problems.keep(openapi::load(
         &source.base_dir(),
         api.openapi.get_ref(),
-        validate,
+        checks,
     ))?;
     let read_well = faults.is_empty();
     for fault in faults {

@@ -46,6 +46,8 @@ pub struct Metrics {
     /// Failed plugin calls by plugin and kind: `trap`, `deadline`,
     /// `memory_limit`, `instantiate`.
     pub plugin_failures: Family<Labels<2>, Counter>,
+    /// Events plugins counted (`log.count`), by plugin name and event.
+    pub plugin_events: Family<Labels<2>, Counter>,
     /// Idle warm instances by route and plugin, read when scraped.
     pub pool_idle: Family<Labels<2>, Gauge>,
     /// Instances dropped after a successful call instead of kept warm, by
@@ -98,6 +100,7 @@ impl Metrics {
             upstream_busy: Family::default(),
             plugin_duration: Family::new_with_constructor(plugin_histogram),
             plugin_failures: Family::default(),
+            plugin_events: Family::default(),
             pool_idle: Family::default(),
             pool_discards: Family::default(),
             rate_limit_checks: Family::default(),
@@ -159,6 +162,11 @@ impl Metrics {
             "plugin_failures",
             "Failed plugin calls by plugin and kind",
             self.plugin_failures.clone(),
+        );
+        registry.register(
+            "plugin_events",
+            "Events plugins counted, by plugin and event",
+            self.plugin_events.clone(),
         );
         registry.register(
             "plugin_idle_instances",

@@ -45,6 +45,32 @@ pub mod log {
     pub fn error(message: &str) {
         write(Level::Error, message);
     }
+
+    /// Counts one occurrence of `event` (1 to 64 characters of `a-z`, `0-9`
+    /// and `_`; other names are ignored) in the gateway's metric
+    /// `gateway_plugin_events_total{plugin, event}`: something worth
+    /// watching that is not a failure (a response that does not match its
+    /// contract, a fallback taken). Natively, counted per thread: see
+    /// [`counted`].
+    pub fn count(event: &str) {
+        #[cfg(target_arch = "wasm32")]
+        crate::bindings::gateway::plugin::log::count(event);
+        #[cfg(not(target_arch = "wasm32"))]
+        COUNTS.with(|counts| *counts.borrow_mut().entry(event.to_string()).or_insert(0) += 1);
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    thread_local! {
+        static COUNTS: std::cell::RefCell<std::collections::HashMap<String, u64>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+
+    /// Natively (in a plugin's own tests): how many times this thread
+    /// counted `event`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn counted(event: &str) -> u64 {
+        COUNTS.with(|counts| counts.borrow().get(event).copied().unwrap_or(0))
+    }
 }
 
 /// Time as the host grants it.

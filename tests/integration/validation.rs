@@ -360,3 +360,61 @@ async fn a_changed_document_changes_what_is_accepted_without_a_restart() {
     }
     assert_eq!(call(&gw, "/search?limit=30", &[]).await.status, 200);
 }
+
+/// The echo upstream's answer is an object without `id`: not the
+/// documented `Thing`. A `404` is documented without a body.
+const THINGS_YAML: &str = r##"openapi: 3.1.0
+info: {title: Things, version: "1"}
+components:
+  schemas:
+    Thing: {type: object, required: [id], properties: {id: {type: integer}}}
+  responses:
+    Missing: {description: no such thing}
+paths:
+  /things/{id}:
+    get:
+      operationId: getThing
+      responses:
+        "200":
+          description: the thing
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Thing"}
+        "404": {$ref: "#/components/responses/Missing"}
+"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_that_differ_from_the_document_are_counted_and_passed_on_unchanged() {
+    let upstream = Upstream::start("things").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("things.yaml"), THINGS_YAML).expect("write the document");
+    let config = Config::new().admin().upstream("things", &upstream).with(
+        "apis",
+        json!({ "things": { "openapi": "things.yaml", "upstream": "things", "validate_responses": true } }),
+    );
+    let gw = start_in(dir.path(), &config);
+    let mismatches = |text: &str| {
+        crate::support::metric(
+            text,
+            r#"gateway_plugin_events_total{plugin="request-validator",event="response_mismatch"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+    let before = mismatches(&crate::support::get(&gw.admin_url("/metrics")).await.body);
+
+    let reply = call(&gw, "/things/7", &[]).await;
+    assert_eq!(reply.status, 200, "reported, not refused: {}", reply.body);
+    assert_eq!(
+        reply.json()["upstream"],
+        "things",
+        "the body passes unchanged"
+    );
+    let metrics = crate::support::get(&gw.admin_url("/metrics")).await.body;
+    assert_eq!(mismatches(&metrics) - before, 1.0, "{metrics}");
+    assert!(
+        gw.log()
+            .contains("route `getThing`: the 200 response does not match"),
+        "the mismatch is logged with its route: {}",
+        gw.log()
+    );
+}

@@ -263,9 +263,13 @@ pub struct ApiConfig {
     /// (`x-gateway-upstream`).
     #[serde(default)]
     pub upstream: Option<Spanned<String>>,
-    /// Validate requests against the document.
+    /// Validate requests against the document (default on).
     #[serde(default)]
     pub validate: Option<Spanned<bool>>,
+    /// Check responses against the document, reporting mismatches only
+    /// (default off).
+    #[serde(default)]
+    pub validate_responses: Option<Spanned<bool>>,
     /// The entry that checks the document's `http` `bearer` scheme (a
     /// `jwt` entry with its settings), for the operations that require it.
     #[serde(default)]

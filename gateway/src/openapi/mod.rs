@@ -126,13 +126,22 @@ pub enum Credential {
     Bearer(Place),
 }
 
+/// What an API's operations are checked against their document for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checks {
+    /// Requests: parameters and bodies (refused when they do not match).
+    pub requests: bool,
+    /// Responses: statuses and bodies (mismatches reported only).
+    pub responses: bool,
+}
+
 /// Reads the document at `base.join(file)`: the operations it could read,
 /// and every mistake in it (each located in the document); an error when it
 /// cannot be read or parsed at all.
 pub fn load(
     base: &Path,
     file: &str,
-    validate: bool,
+    checks: Checks,
 ) -> Result<(Document, Vec<ConfigError>), ConfigError> {
     let path = base.join(file);
     // Named as the config does when the config is in the working directory.
@@ -160,7 +169,7 @@ pub fn load(
     let operations = Reader {
         tree: &tree,
         faults: &mut faults,
-        validate,
+        checks,
     }
     .operations();
     let faults = faults
@@ -249,8 +258,8 @@ fn example(response: &Value, status: u16) -> Result<Mock, String> {
 struct Reader<'t> {
     tree: &'t Tree,
     faults: &'t mut Vec<(Place, String)>,
-    /// Whether operations are read with what their requests are validated against.
-    validate: bool,
+    /// What operations are read with the schemas for.
+    checks: Checks,
 }
 
 impl Reader<'_> {

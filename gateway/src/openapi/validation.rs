@@ -44,13 +44,22 @@ impl Reader<'_> {
     /// `item_at`: `Some(None)` when it has nothing to check, `None` with the
     /// faults recorded.
     pub(super) fn validation(&mut self, item_at: &str, at: &str) -> Option<Option<Value>> {
-        if !self.validate {
+        let checks = self.checks;
+        if !checks.requests && !checks.responses {
             return Some(None);
         }
         let dialect = self.dialect()?;
-        let parameters = self.parameters(item_at, at)?;
-        let body = self.request_body(at)?;
-        if parameters.is_empty() && body.is_none() {
+        let (parameters, body) = if checks.requests {
+            (self.parameters(item_at, at)?, self.request_body(at)?)
+        } else {
+            (Vec::new(), None)
+        };
+        let responses = if checks.responses {
+            self.responses(at)?
+        } else {
+            Vec::new()
+        };
+        if parameters.is_empty() && body.is_none() && responses.is_empty() {
             return Some(None);
         }
         let mut document = Map::new();
@@ -63,6 +72,16 @@ impl Reader<'_> {
             schemas.extend(content.into_iter().flatten().map(|(media_type, schema)| {
                 let at = format!(
                     "{body_at}/content/{}/schema",
+                    super::tree::escape(media_type)
+                );
+                (schema, at)
+            }));
+        }
+        for (_, response, response_at) in &responses {
+            let content = response.get("content").and_then(Value::as_object);
+            schemas.extend(content.into_iter().flatten().map(|(media_type, schema)| {
+                let at = format!(
+                    "{response_at}/content/{}/schema",
                     super::tree::escape(media_type)
                 );
                 (schema, at)
@@ -84,6 +103,13 @@ impl Reader<'_> {
         });
         if let Some(body) = body {
             spec["body"] = body;
+        }
+        if checks.responses {
+            let documented: Map<String, Value> = responses
+                .into_iter()
+                .map(|(status, response, _)| (status, response))
+                .collect();
+            spec["responses"] = Value::Object(documented);
         }
         Some(Some(spec))
     }
@@ -211,15 +237,10 @@ impl Reader<'_> {
             self.fault(&body_at, "a request body needs its `content` types");
             return None;
         };
-        let mut content = Map::new();
-        for (media_type, media) in documented {
-            let schema = media
-                .get("schema")
-                .filter(|_| is_json(media_type))
-                .cloned()
-                .unwrap_or_else(|| json!({}));
-            content.insert(media_type.clone(), schema);
-        }
+        let content: Map<String, Value> = documented
+            .iter()
+            .map(|(media_type, media)| (media_type.clone(), json_schema(media_type, media)))
+            .collect();
         if content.is_empty() {
             self.fault(
                 &format!("{body_at}/content"),
@@ -232,6 +253,32 @@ impl Reader<'_> {
             "content": content,
         });
         Some(Some((body, body_at)))
+    }
+
+    /// The operation's documented responses, by status, each with a schema
+    /// per content type (JSON ones only: others are checked by type alone)
+    /// and where it is.
+    fn responses(&mut self, at: &str) -> Option<Vec<(String, Value, String)>> {
+        let tree = self.tree;
+        let pointer = format!("{at}/responses");
+        let Some(documented) = tree.root.pointer(&pointer).and_then(Value::as_object) else {
+            return Some(Vec::new());
+        };
+        let mut responses = Vec::with_capacity(documented.len());
+        for status in documented.keys().filter(|k| !k.starts_with("x-")) {
+            let (object, response_at) = self.followed(
+                &format!("{pointer}/{}", super::tree::escape(status)),
+                "a response",
+            )?;
+            let content = object.get("content").and_then(Value::as_object);
+            let content: Map<String, Value> = content
+                .into_iter()
+                .flatten()
+                .map(|(media_type, media)| (media_type.clone(), json_schema(media_type, media)))
+                .collect();
+            responses.push((status.clone(), json!({ "content": content }), response_at));
+        }
+        Some(responses)
     }
 
     /// The object at `pointer`, its `$ref`s followed, and where it is.
@@ -361,6 +408,16 @@ fn insert(document: &mut Map<String, Value>, pointer: &str, value: Value) {
         node = map;
     }
     node.insert(last.clone(), value);
+}
+
+/// The schema a body of `media_type` is validated against: the media's
+/// `schema` for a JSON type, none (`{}`) for the others.
+fn json_schema(media_type: &str, media: &Value) -> Value {
+    media
+        .get("schema")
+        .filter(|_| is_json(media_type))
+        .cloned()
+        .unwrap_or_else(|| json!({}))
 }
 
 /// Whether a content type is JSON (`application/json`, `...+json`).

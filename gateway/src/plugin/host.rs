@@ -374,6 +374,59 @@ impl log::Host for HostState {
             log::Level::Error => tracing::error!(plugin, "{message}"),
         }
     }
+
+    fn count(&mut self, event: String) {
+        count_event(&self.plugin, event);
+    }
+}
+
+/// Distinct plugin and event pairs counted at most: a plugin cannot grow
+/// the metrics without bound by counting ever new names.
+const MAX_EVENT_SERIES: usize = 256;
+
+/// The longest event name counted.
+const MAX_EVENT_NAME: usize = 64;
+
+/// Counts `event` for `plugin` in `gateway_plugin_events_total`, when its
+/// name is well formed and the pair is known or fits under the cap.
+fn count_event(plugin: &str, event: String) {
+    use std::collections::HashSet;
+    use std::sync::{LazyLock, Mutex};
+    static SERIES: LazyLock<Mutex<HashSet<(String, String)>>> =
+        LazyLock::new(|| Mutex::new(HashSet::new()));
+    let well_formed = (1..=MAX_EVENT_NAME).contains(&event.len())
+        && event
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !well_formed {
+        tracing::debug!(
+            plugin,
+            "an event name of other than 1 to 64 of a-z, 0-9 and _ is not counted"
+        );
+        return;
+    }
+    let key = (plugin.to_string(), event);
+    {
+        let Ok(mut series) = SERIES.lock() else {
+            return;
+        };
+        if !series.contains(&key) {
+            if series.len() >= MAX_EVENT_SERIES {
+                tracing::debug!(
+                    plugin,
+                    event = key.1,
+                    "too many distinct plugin events; not counted"
+                );
+                return;
+            }
+            series.insert(key.clone());
+        }
+    }
+    let (plugin, event) = key;
+    crate::metrics::metrics()
+        .plugin_events
+        .get_or_create(&[("plugin", plugin), ("event", event)])
+        .inc();
 }
 
 impl clock::Host for HostState {

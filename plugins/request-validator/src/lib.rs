@@ -15,7 +15,7 @@ mod params;
 mod schema;
 
 use params::{ParameterSpec, Reader};
-use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response};
+use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response, log};
 use schema::Dialect;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -46,6 +46,20 @@ struct Spec {
     /// The body.
     #[serde(default)]
     body: Option<BodySpec>,
+    /// The documented responses, by status (`200`, `2XX`, `default`): when
+    /// given, responses are checked too, and a mismatch is logged and
+    /// counted (event `response_mismatch`), never changed.
+    #[serde(default)]
+    responses: Option<BTreeMap<String, ResponseSpec>>,
+}
+
+/// A documented response.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseSpec {
+    /// Its content types, each with the schema of a JSON body; none: no body.
+    #[serde(default)]
+    content: BTreeMap<String, Value>,
 }
 
 /// The body a request may have.
@@ -65,6 +79,8 @@ struct BodySpec {
 pub struct RequestValidator {
     parameters: Vec<Parameter>,
     body: Option<Body>,
+    /// By status key, as documented (`200`, `2XX`, `default`).
+    responses: Option<Vec<(String, Content)>>,
 }
 
 #[derive(Debug)]
@@ -76,9 +92,13 @@ struct Parameter {
 #[derive(Debug)]
 struct Body {
     required: bool,
-    /// By media type (lowercase, without parameters).
-    content: Vec<(String, Option<jsonschema::Validator>)>,
+    content: Content,
 }
+
+/// Content types (lowercase, without parameters), each with the schema of
+/// a JSON body.
+#[derive(Debug, Default)]
+struct Content(Vec<(String, Option<jsonschema::Validator>)>);
 
 /// One reason a request is refused.
 #[derive(Debug, Serialize, PartialEq)]
@@ -100,11 +120,18 @@ impl Plugin for RequestValidator {
     const NAME: &'static str = "request-validator";
 
     fn needs(&self) -> Needs {
-        if self.body.is_some() {
-            Needs::REQUEST | Needs::REQUEST_BODY
-        } else {
-            Needs::REQUEST
+        let mut needs = Needs::NONE;
+        if !self.parameters.is_empty() || self.body.is_some() {
+            needs = needs | Needs::REQUEST;
         }
+        if self.body.is_some() {
+            needs = needs | Needs::REQUEST_BODY;
+        }
+        if self.responses.is_some() {
+            // A response larger than the entry's max_body passes unchecked.
+            needs = needs | Needs::RESPONSE | Needs::RESPONSE_BODY | Needs::LARGE_BODIES_PASS;
+        }
+        needs
     }
 
     fn init(config: Config) -> Result<Self, String> {
@@ -127,7 +154,15 @@ impl Plugin for RequestValidator {
             .body
             .map(|body| compile_body(spec.dialect, &document, body))
             .transpose()?;
-        Ok(RequestValidator { parameters, body })
+        let responses = spec
+            .responses
+            .map(|documented| compile_responses(spec.dialect, &document, documented))
+            .transpose()?;
+        Ok(RequestValidator {
+            parameters,
+            body,
+            responses,
+        })
     }
 
     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Action {
@@ -143,6 +178,73 @@ impl Plugin for RequestValidator {
         }
         Action::Respond(refusal(req, failures))
     }
+
+    fn on_response(&self, req: &Request, resp: &mut Response, _ctx: &mut Context) {
+        let Some(responses) = &self.responses else {
+            return;
+        };
+        let failures = check_response(responses, resp);
+        if failures.is_empty() {
+            return;
+        }
+        let reasons: Vec<String> = failures
+            .iter()
+            .map(|f| match &f.pointer {
+                Some(pointer) => format!("{pointer}: {}", f.reason),
+                None => f.reason.clone(),
+            })
+            .collect();
+        log::warn(&format!(
+            "route `{}`: the {} response does not match the API's definition (passed on unchanged): {}",
+            req.route(),
+            resp.status(),
+            reasons.join("; ")
+        ));
+        log::count("response_mismatch");
+    }
+}
+
+/// How `resp` differs from its documented response.
+fn check_response(responses: &[(String, Content)], resp: &Response) -> Vec<Failure> {
+    let status = resp.status().to_string();
+    let range = format!("{}XX", &status[..1]);
+    let find = |key: &str| responses.iter().find(|(k, _)| k.eq_ignore_ascii_case(key));
+    let mut failures = Vec::new();
+    let Some((_, content)) = find(&status)
+        .or_else(|| find(&range))
+        .or_else(|| find("default"))
+    else {
+        failures.push(Failure::of_body(
+            None,
+            format!("status {status} is not documented"),
+        ));
+        return failures;
+    };
+    if let Some(body) = resp.body().filter(|b| !b.is_empty()) {
+        if content.0.is_empty() {
+            failures.push(Failure::of_body(
+                None,
+                "a body, where the documented response has none".to_string(),
+            ));
+        } else {
+            content.check(resp.headers().get("content-type"), body, &mut failures);
+        }
+    }
+    failures
+}
+
+fn compile_responses(
+    dialect: Dialect,
+    document: &Value,
+    documented: BTreeMap<String, ResponseSpec>,
+) -> Result<Vec<(String, Content)>, String> {
+    let mut responses = Vec::with_capacity(documented.len());
+    for (status, response) in documented {
+        let content = compile_content(dialect, document, response.content)
+            .map_err(|e| format!("response `{status}`: {e}"))?;
+        responses.push((status, content));
+    }
+    Ok(responses)
 }
 
 /// The spec of a config: the table itself, or the JSON text in `openapi`.
@@ -160,11 +262,28 @@ fn spec_of(config: &Config) -> Result<Spec, String> {
 }
 
 fn compile_body(dialect: Dialect, document: &Value, spec: BodySpec) -> Result<Body, String> {
-    let mut content = Vec::with_capacity(spec.content.len());
-    for (media_type, schema) in spec.content {
+    let content =
+        compile_content(dialect, document, spec.content).map_err(|e| format!("body {e}"))?;
+    if content.0.is_empty() {
+        return Err("body: list at least one content type".to_string());
+    }
+    Ok(Body {
+        required: spec.required,
+        content,
+    })
+}
+
+/// Content types with their schemas, compiled.
+fn compile_content(
+    dialect: Dialect,
+    document: &Value,
+    documented: BTreeMap<String, Value>,
+) -> Result<Content, String> {
+    let mut content = Vec::with_capacity(documented.len());
+    for (media_type, schema) in documented {
         let essence = essence(&media_type);
         if !essence.contains('/') {
-            return Err(format!("body: `{media_type}` is not a content type"));
+            return Err(format!("`{media_type}` is not a content type"));
         }
         let unconstrained = schema.as_object().is_some_and(|o| o.is_empty()) || schema == true;
         let validator = if unconstrained {
@@ -172,22 +291,28 @@ fn compile_body(dialect: Dialect, document: &Value, spec: BodySpec) -> Result<Bo
         } else if is_json(&essence) {
             Some(
                 schema::compile(dialect, document, &schema)
-                    .map_err(|e| format!("body `{media_type}`: {e}"))?,
+                    .map_err(|e| format!("`{media_type}`: {e}"))?,
             )
         } else {
             return Err(format!(
-                "body `{media_type}`: only JSON bodies are validated against a schema; give this content type an empty schema"
+                "`{media_type}`: only JSON bodies are validated against a schema; give this content type an empty schema"
             ));
         };
         content.push((essence, validator));
     }
-    if content.is_empty() {
-        return Err("body: list at least one content type".to_string());
+    Ok(Content(content))
+}
+
+impl Failure {
+    /// A failure of the body, at `pointer` inside it.
+    fn of_body(pointer: Option<String>, reason: String) -> Self {
+        Failure {
+            location: "body",
+            name: None,
+            pointer,
+            reason,
+        }
     }
-    Ok(Body {
-        required: spec.required,
-        content,
-    })
 }
 
 impl Parameter {
@@ -218,27 +343,29 @@ impl Parameter {
 
 impl Body {
     fn check(&self, req: &Request, failures: &mut Vec<Failure>) {
-        let failure = |pointer: Option<String>, reason: String| Failure {
-            location: "body",
-            name: None,
-            pointer,
-            reason,
-        };
-        let body = req.body().filter(|b| !b.is_empty());
-        let Some(body) = body else {
-            if self.required {
-                failures.push(failure(None, "a body is required".to_string()));
+        match req.body().filter(|b| !b.is_empty()) {
+            Some(body) => self
+                .content
+                .check(req.headers().get("content-type"), body, failures),
+            None if self.required => {
+                failures.push(Failure::of_body(None, "a body is required".to_string()));
             }
-            return;
-        };
-        let given = req.headers().get("content-type").map(essence);
+            None => {}
+        }
+    }
+}
+
+impl Content {
+    /// Checks `body`, of `content_type`, against the documented types.
+    fn check(&self, content_type: Option<&str>, body: &[u8], failures: &mut Vec<Failure>) {
+        let given = content_type.map(essence);
         let Some((_, schema)) = given.as_deref().and_then(|t| self.accepting(t)) else {
-            let accepted: Vec<&str> = self.content.iter().map(|(t, _)| t.as_str()).collect();
+            let accepted: Vec<&str> = self.0.iter().map(|(t, _)| t.as_str()).collect();
             let reason = match &given {
                 Some(t) => format!("content type `{t}` is not one of {}", accepted.join(", ")),
                 None => format!("no content type; expected one of {}", accepted.join(", ")),
             };
-            failures.push(failure(None, reason));
+            failures.push(Failure::of_body(None, reason));
             return;
         };
         // A range (`*/*`) with a schema validates the JSON bodies it takes in.
@@ -251,10 +378,10 @@ impl Body {
         match serde_json::from_slice::<Value>(body) {
             Ok(value) => {
                 for (pointer, reason) in schema_failures(schema, &value) {
-                    failures.push(failure(Some(pointer), reason));
+                    failures.push(Failure::of_body(Some(pointer), reason));
                 }
             }
-            Err(e) => failures.push(failure(None, format!("is not JSON: {e}"))),
+            Err(e) => failures.push(Failure::of_body(None, format!("is not JSON: {e}"))),
         }
     }
 
@@ -262,7 +389,7 @@ impl Body {
     /// `type/*`, else `*/*`.
     fn accepting(&self, given: &str) -> Option<&(String, Option<jsonschema::Validator>)> {
         let range = given.split_once('/').map(|(t, _)| format!("{t}/*"));
-        let find = |t: &str| self.content.iter().find(|(c, _)| c == t);
+        let find = |t: &str| self.0.iter().find(|(c, _)| c == t);
         find(given)
             .or_else(|| range.as_deref().and_then(find))
             .or_else(|| find("*/*"))
@@ -466,6 +593,41 @@ mod tests {
             failures(&plugin, Request::new("GET", "/"))[0]["reason"],
             "is required"
         );
+    }
+
+    #[test]
+    fn responses_that_differ_from_the_document_are_counted_and_passed_on() {
+        let plugin = validator(json!({"responses": {
+            "200": {"content": {"application/json": {"type": "object", "required": ["id"]}}},
+            "4XX": {},
+        }}));
+        assert!(plugin.needs().contains(Needs::RESPONSE_BODY));
+        assert!(!plugin.needs().contains(Needs::REQUEST));
+        let req = Request::new("GET", "/things/1").with_route("getThing");
+        let respond = |status: u16, body: &str| {
+            let mut resp = Response::new(status)
+                .with_header("content-type", "application/json")
+                .with_body(body);
+            plugin.on_response(&req, &mut resp, &mut Context::new());
+            (resp.status(), resp.body().map(<[u8]>::to_vec))
+        };
+        let before = log::counted("response_mismatch");
+        assert_eq!(respond(200, r#"{"id":1}"#).0, 200);
+        assert_eq!(respond(404, "").0, 404);
+        assert_eq!(
+            log::counted("response_mismatch"),
+            before,
+            "documented answers"
+        );
+        let (status, body) = respond(200, r#"{"name":"x"}"#);
+        assert_eq!(
+            (status, body.as_deref()),
+            (200, Some(&br#"{"name":"x"}"#[..])),
+            "passed on unchanged"
+        );
+        respond(500, "");
+        respond(404, "a body");
+        assert_eq!(log::counted("response_mismatch"), before + 3);
     }
 
     #[test]
