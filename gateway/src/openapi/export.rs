@@ -658,3 +658,200 @@ fn component_safe(text: &str) -> String {
         )
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{DEFAULT_METHODS, Exported, export, path_parameters};
+    use crate::config::{Config, Source};
+    use serde_json::{Value, json};
+    use std::path::Path;
+
+    fn config(dir: &Path, toml: &str) -> Config {
+        let path = dir.join("gateway.toml");
+        let parsed = Source::from_text(&path, toml.to_string()).parse();
+        parsed.unwrap_or_else(|e| panic!("the config parses: {e}"))
+    }
+
+    fn whole(dir: &Path, toml: &str) -> Exported {
+        let config = config(dir, toml);
+        export(dir, &config, None, "t").unwrap_or_else(|e| panic!("exports: {e}"))
+    }
+
+    fn document(pet: Value, scheme_header: &str, pointer: &str) -> String {
+        json!({
+            "openapi": "3.1.0",
+            "info": { "title": "t", "version": "1" },
+            "components": {
+                "schemas": {
+                    "Pet": pet,
+                    "Error": { "type": "string" },
+                    "Owner": { "properties": { "pet": { "$ref": "#/components/schemas/Pet" } } },
+                },
+                "securitySchemes": { "key": { "type": "apiKey", "in": "header", "name": scheme_header } },
+            },
+            "security": [{ "key": [] }],
+            "paths": { pointer: { "post": {
+                "operationId": format!("create{}", &pointer[1..]),
+                "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Pet" } } } },
+            } } },
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn components_of_another_content_are_renamed_with_their_references() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = document(json!({ "type": "object" }), "x-a", "/a");
+        let b = document(json!({ "type": "string" }), "x-b", "/b");
+        std::fs::write(dir.path().join("a.json"), a).expect("write a");
+        std::fs::write(dir.path().join("b.json"), b).expect("write b");
+        let toml = "[apis.a]\nopenapi = \"a.json\"\n[apis.b]\nopenapi = \"b.json\"\n";
+        let Exported { document, notes } = whole(dir.path(), toml);
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(schemas["Pet"], json!({ "type": "object" }));
+        assert_eq!(schemas["b.Pet"], json!({ "type": "string" }));
+        assert_eq!(
+            schemas["Error"],
+            json!({ "type": "string" }),
+            "equal ones are shared"
+        );
+        assert!(schemas.get("b.Error").is_none(), "{schemas:#}");
+        // Equal, but referring to a renamed one: renamed too.
+        assert_eq!(
+            schemas["b.Owner"]["properties"]["pet"]["$ref"],
+            "#/components/schemas/b.Pet"
+        );
+        let b_op = &document["paths"]["/b"]["post"];
+        let body = &b_op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+        assert_eq!(body, "#/components/schemas/b.Pet");
+        assert_eq!(b_op["security"], json!([{ "b.key": [] }]));
+        assert_eq!(
+            document["paths"]["/a"]["post"]["security"],
+            json!([{ "key": [] }])
+        );
+        assert_eq!(
+            document["components"]["securitySchemes"]["b.key"]["name"],
+            "x-b"
+        );
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.contains("components.schemas.Pet")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_routes_security_is_its_effective_pipelines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = r#"
+[[plugins]]
+plugin = "key-auth"
+config = { headers = [], query = ["api_key"] }
+
+[[routes]]
+name = "open"
+path = "/open"
+methods = ["GET"]
+[[routes.plugins]]
+plugin = "key-auth"
+enabled = false
+
+[[routes]]
+name = "replaced"
+path = "/replaced"
+methods = ["GET"]
+[[routes.plugins]]
+plugin = "key-auth"
+config = { headers = ["x-one", "x-two"] }
+
+[[routes]]
+name = "both"
+path = "/both"
+methods = ["GET"]
+[[routes.plugins]]
+plugin = "jwt"
+config = { algorithms = ["HS256"] }
+"#;
+        let Exported { document, .. } = whole(dir.path(), toml);
+        let security = |path: &str| document["paths"][path]["get"].get("security").cloned();
+        assert_eq!(security("/open"), None);
+        assert_eq!(
+            security("/replaced"),
+            Some(json!([{ "apiKey-header-x-one": [] }, { "apiKey-header-x-two": [] }]))
+        );
+        assert_eq!(
+            security("/both"),
+            Some(json!([{ "apiKey-query-api_key": [], "bearer-jwt": [] }]))
+        );
+        let schemes = &document["components"]["securitySchemes"];
+        assert_eq!(
+            schemes["apiKey-query-api_key"],
+            json!({ "type": "apiKey", "in": "query", "name": "api_key" })
+        );
+        assert_eq!(
+            schemes["bearer-jwt"],
+            json!({ "type": "http", "scheme": "bearer", "bearerFormat": "JWT" })
+        );
+    }
+
+    #[test]
+    fn a_route_has_one_operation_per_method_each_with_its_own_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = r#"
+[[routes]]
+name = "any"
+path = "/any/{id}"
+
+[[routes]]
+name = "any-put"
+path = "/other"
+methods = ["GET", "PURGE"]
+
+[[routes]]
+name = "rest"
+path = "/static/{*rest}"
+"#;
+        let Exported { document, notes } = whole(dir.path(), toml);
+        let item = document["paths"]["/any/{id}"]
+            .as_object()
+            .expect("the path");
+        let mut methods: Vec<&String> = item.keys().collect();
+        methods.sort();
+        let mut expected = DEFAULT_METHODS.to_vec();
+        expected.sort();
+        assert_eq!(methods, expected);
+        assert_eq!(item["get"]["operationId"], "any");
+        assert_eq!(item["post"]["operationId"], "any-post");
+        assert_eq!(
+            item["put"]["operationId"], "any-put-2",
+            "the name of another route"
+        );
+        assert_eq!(item["get"]["parameters"][0]["name"], "id");
+        let other = document["paths"]["/other"].as_object().expect("the path");
+        assert_eq!(other.keys().collect::<Vec<_>>(), ["get"]);
+        assert!(notes.iter().any(|n| n.contains("`PURGE`")), "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.contains("route `rest`")),
+            "{notes:?}"
+        );
+        assert!(document["paths"].get("/static/{*rest}").is_none());
+    }
+
+    #[test]
+    fn an_unknown_api_is_an_error_naming_the_known_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.json"), document(json!({}), "x", "/a")).expect("write");
+        let config = config(dir.path(), "[apis.shop]\nopenapi = \"a.json\"\n");
+        let err = export(dir.path(), &config, Some("shp"), "t").err();
+        assert_eq!(
+            err.as_deref(),
+            Some("no api `shp` in the config; its APIs are `shop`")
+        );
+    }
+
+    #[test]
+    fn path_parameters_are_read_from_the_template() {
+        assert_eq!(path_parameters("/a/{x}/b/{y}.json"), ["x", "y"]);
+        assert!(path_parameters("/plain").is_empty());
+    }
+}
