@@ -1,4 +1,5 @@
-//! The `gateway` command: `run` serves a config, `check` validates one.
+//! The `gateway` command: `run` serves a config, `check` validates one,
+//! `openapi export` describes what one serves as an OpenAPI document.
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;

@@ -6,6 +6,9 @@
 //! The document is read as a tree with places (`tree`), not through a typed
 //! model: no crate reads both 3.0 and 3.1, and the gateway needs only the
 //! paths, operations, security and its `x-gateway-*` extensions.
+//!
+//! `export` goes the other way: a config's APIs and hand-written routes as
+//! one OpenAPI 3.1.0 document the gateway can import again.
 
 pub mod export;
 mod tree;
