@@ -215,7 +215,7 @@ fn an_exported_config_imports_as_an_api_with_the_same_routes() {
 }
 
 #[test]
-fn one_api_is_its_document_under_its_base_path() {
+fn one_api_is_its_document_under_its_base_path_and_imports_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     original(dir.path()).write(dir.path().join("gateway.toml"));
     let (exported, _) = export_json(dir.path(), "gateway.toml", Some("pets"));
@@ -238,6 +238,27 @@ fn one_api_is_its_document_under_its_base_path() {
         exported["paths"]["/v1/pets/{petId}"]["parameters"][0]["name"],
         "petId"
     );
+
+    // Imported without a base_path: the API's own routes.
+    std::fs::write(dir.path().join("pets.json"), exported.to_string()).expect("write");
+    let config = Config::new()
+        .upstream("pets", Pool::new(["127.0.0.1:9"]))
+        .with(
+            "apis",
+            json!({ "y": { "openapi": "pets.json", "upstream": "pets", "validate": false } }),
+        );
+    config.write(dir.path().join("reimport.toml"));
+    let (ok, rechecked) = check(dir.path(), "reimport.toml");
+    assert!(ok, "the export imports:\n{rechecked}");
+    let names = [
+        "GET /pets/{petId}/photos",
+        "createPet",
+        "getPet",
+        "listPets",
+    ];
+    assert_eq!(route_names(&rechecked), names.map(String::from).into());
+    let (again, _) = export_json(dir.path(), "reimport.toml", Some("y"));
+    assert_eq!(operations(&again), operations(&exported));
 
     let (ok, stdout, stderr) = run_export(dir.path(), "gateway.toml", Some("petz"));
     assert!(!ok, "an unknown API is refused: {stdout}");
