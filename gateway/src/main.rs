@@ -1,4 +1,5 @@
-//! The `gateway` command: `run` serves a config, `check` validates one.
+//! The `gateway` command: `run` serves a config, `check` validates one,
+//! `openapi export` describes what one serves as an OpenAPI document.
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -53,6 +54,26 @@ enum Command {
         #[command(subcommand)]
         what: New,
     },
+    /// OpenAPI documents of what a config serves.
+    Openapi {
+        #[command(subcommand)]
+        what: Openapi,
+    },
+}
+
+#[derive(Subcommand)]
+enum Openapi {
+    /// Print (as JSON, which is also YAML) an OpenAPI 3.1.0 document of the
+    /// config's APIs and hand-written routes, after checking the config as
+    /// `check` does; what OpenAPI cannot describe is left out, said on stderr.
+    Export {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this API (`[apis.NAME]`), its paths under its base_path.
+        #[arg(long)]
+        api: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +112,12 @@ fn main() -> ExitCode {
         Command::New {
             what: New::Plugin { name, dir, sdk },
         } => new_plugin(&name, dir, sdk),
+        Command::Openapi {
+            what: Openapi::Export { config, api },
+        } => {
+            init_logging(LogFormat::Text);
+            openapi_export(&config, api.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,6 +204,29 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     for route in &runtime.routes {
         println!("  {}", effective_pipeline(route));
     }
+    Ok(())
+}
+
+/// `gateway openapi export`: the config checked as a whole (a broken one
+/// is refused with its errors), then its document on stdout and what it
+/// leaves out on stderr.
+fn openapi_export(path: &Path, api: Option<&str>) -> anyhow::Result<()> {
+    let engine = PluginEngine::new()?;
+    let (config, _runtime) = async_runtime()?.block_on(gateway::load(path, &engine))?;
+    let base = Source::read(path)?.base_dir();
+    let title = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let exported = gateway::openapi::export::export(&base, &config, api, &title)
+        .map_err(anyhow::Error::msg)?;
+    for note in &exported.notes {
+        eprintln!("note: {note}");
+    }
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &exported.document)?;
+    writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 

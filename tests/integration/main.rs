@@ -14,6 +14,7 @@ mod jwt;
 mod limits;
 mod memory;
 mod observability;
+mod openapi_export;
 mod outbound;
 mod pipeline;
 mod policies;

@@ -388,6 +388,25 @@ pub fn check(dir: &Path, file: &str) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// Runs `gateway openapi export` in `dir` on `file` (only API `api` when
+/// given) and returns (success, stdout, stderr).
+pub fn run_export(dir: &Path, file: &str, api: Option<&str>) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    command
+        .current_dir(dir)
+        .args(["openapi", "export", "--config", file])
+        .env("RUST_LOG", "error");
+    if let Some(api) = api {
+        command.args(["--api", api]);
+    }
+    let output = command.output().expect("run gateway openapi export");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// The value of the first metric line starting with `prefix` (labels
 /// included) in a Prometheus text exposition.
 pub fn metric(text: &str, prefix: &str) -> Option<f64> {

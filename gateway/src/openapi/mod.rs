@@ -6,7 +6,11 @@
 //! The document is read as a tree with places (`tree`), not through a typed
 //! model: no crate reads both 3.0 and 3.1, and the gateway needs only the
 //! paths, operations, security and its `x-gateway-*` extensions.
+//!
+//! `export` goes the other way: a config's APIs and hand-written routes as
+//! one OpenAPI 3.1.0 document the gateway can import again.
 
+pub mod export;
 mod tree;
 mod validation;
 
@@ -143,6 +147,25 @@ pub fn load(
     file: &str,
     checks: Checks,
 ) -> Result<(Document, Vec<ConfigError>), ConfigError> {
+    let (shown, tree) = read(base, file)?;
+    let mut faults = Vec::new();
+    let operations = Reader {
+        tree: &tree,
+        faults: &mut faults,
+        checks,
+    }
+    .operations();
+    let faults = faults
+        .into_iter()
+        .map(|(at, m)| located(&shown, at, m))
+        .collect();
+    let document = Document { shown, operations };
+    Ok((document, faults))
+}
+
+/// The document at `base.join(file)` as a tree, and its name as errors
+/// show it; an error when it cannot be read or parsed at all.
+fn read(base: &Path, file: &str) -> Result<(String, Tree), ConfigError> {
     let path = base.join(file);
     // Named as the config does when the config is in the working directory.
     let shown = path
@@ -165,19 +188,7 @@ pub fn load(
     let text = std::fs::read_to_string(&path)
         .map_err(|e| unreadable(format!("cannot read the OpenAPI document: {e}")))?;
     let tree = Tree::parse(&text).map_err(|(at, message)| located(&shown, at, message))?;
-    let mut faults = Vec::new();
-    let operations = Reader {
-        tree: &tree,
-        faults: &mut faults,
-        checks,
-    }
-    .operations();
-    let faults = faults
-        .into_iter()
-        .map(|(at, m)| located(&shown, at, m))
-        .collect();
-    let document = Document { shown, operations };
-    Ok((document, faults))
+    Ok((shown, tree))
 }
 
 /// What the router could not take of an OpenAPI path template: a catch-all

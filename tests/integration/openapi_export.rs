@@ -1,0 +1,281 @@
+//! `gateway openapi export` through the real binary: the document of one
+//! API and of a whole config (an API and hand-written routes), read back
+//! by the gateway itself as an API whose routes are the same ones; an
+//! unknown API and a broken config refused.
+
+use crate::support::config::{Config, Plugin, Pool, Route};
+use crate::support::{check, run_export};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// An API with a path parameter, an apiKey scheme required at the top
+/// level, a public operation and one without an operationId.
+const PETS_YAML: &str = r##"openapi: 3.1.0
+info:
+  title: Pets
+  version: "2.0"
+security:
+  - petKey: []
+components:
+  securitySchemes:
+    petKey:
+      type: apiKey
+      in: header
+      name: X-Pet-Key
+  schemas:
+    Pet:
+      type: object
+      properties:
+        name: {type: string}
+paths:
+  /pets:
+    get:
+      operationId: listPets
+      security: []
+    post:
+      operationId: createPet
+      requestBody:
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/Pet"}
+  /pets/{petId}:
+    parameters:
+      - {name: petId, in: path, required: true, schema: {type: string}}
+    get:
+      operationId: getPet
+  /pets/{petId}/photos:
+    get:
+      responses:
+        "200": {description: the photos}
+"##;
+
+const SECRET: &str = "an-hs256-secret-of-32-bytes-or-more!";
+
+/// The config exported: the pets API under `/v1`, and hand-written routes
+/// (public, an API key in a header, a JWT, a catch-all).
+fn original(dir: &Path) -> Config {
+    std::fs::write(dir.join("pets.yaml"), PETS_YAML).expect("write the document");
+    Config::new()
+        .upstream("pets", Pool::new(["127.0.0.1:9"]))
+        .with(
+            "apis",
+            json!({ "pets": {
+                "openapi": "pets.yaml",
+                "base_path": "/v1",
+                "upstream": "pets",
+                "validate": false,
+            }}),
+        )
+        .route(
+            Route::new("health", "/health")
+                .methods(&["GET"])
+                .upstream("pets"),
+        )
+        .route(
+            Route::new("user", "/users/{id}")
+                .methods(&["GET", "DELETE"])
+                .upstream("pets")
+                .plugin(Plugin::new("key-auth").config(json!({ "headers": ["X-User-Key"] }))),
+        )
+        .route(
+            Route::new("reports", "/reports/{year}/{month}")
+                .methods(&["GET"])
+                .upstream("pets")
+                .plugin(Plugin::new("jwt").config(jwt_settings())),
+        )
+        .route(Route::new("files", "/files/{*rest}").upstream("pets"))
+}
+
+fn jwt_settings() -> Value {
+    json!({ "algorithms": ["HS256"], "hmac_secret": SECRET })
+}
+
+/// The exported document as the one API `x` of a new config.
+fn reimported() -> Config {
+    Config::new()
+        .upstream("pets", Pool::new(["127.0.0.1:9"]))
+        .with(
+            "apis",
+            json!({ "x": {
+                "openapi": "exported.json",
+                "upstream": "pets",
+                "validate": false,
+                "bearer": { "plugin": "jwt", "config": jwt_settings() },
+            }}),
+        )
+}
+
+/// The route names `gateway check` lists.
+fn route_names(output: &str) -> BTreeSet<String> {
+    output
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("route `"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Each operation of a document as (path, method, operationId, the
+/// security schemes it requires, as defined).
+fn operations(document: &Value) -> BTreeSet<(String, String, String, String)> {
+    let mut all = BTreeSet::new();
+    let paths = document["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("a path item") {
+            let Some(id) = op.get("operationId").and_then(Value::as_str) else {
+                continue;
+            };
+            let schemes: Vec<Value> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r.as_object().expect("a requirement").keys())
+                .map(|name| document["components"]["securitySchemes"][name].clone())
+                .collect();
+            let schemes = serde_json::to_string(&schemes).expect("schemes as JSON");
+            all.insert((path.clone(), method.clone(), id.to_string(), schemes));
+        }
+    }
+    all
+}
+
+fn export_json(dir: &Path, file: &str, api: Option<&str>) -> (Value, String) {
+    let (ok, stdout, stderr) = run_export(dir, file, api);
+    assert!(ok, "export failed:\n{stderr}");
+    let document = serde_json::from_str(&stdout).expect("the export is JSON");
+    (document, stderr)
+}
+
+#[test]
+fn an_exported_config_imports_as_an_api_with_the_same_routes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    original(dir.path()).write(dir.path().join("gateway.toml"));
+    let (ok, checked) = check(dir.path(), "gateway.toml");
+    assert!(ok, "{checked}");
+
+    let (exported, notes) = export_json(dir.path(), "gateway.toml", None);
+    assert_eq!(exported["openapi"], "3.1.0");
+    assert!(
+        notes.contains("route `files`") && notes.contains("catch-all"),
+        "the catch-all route is said to be left out: {notes}"
+    );
+    let paths = exported["paths"].as_object().expect("paths");
+    assert!(!paths.keys().any(|p| p.contains("files")), "{exported:#}");
+    let user = &exported["paths"]["/users/{id}"];
+    assert_eq!(user["get"]["operationId"], "user");
+    assert_eq!(user["delete"]["operationId"], "user-delete");
+    assert_eq!(
+        user["get"]["parameters"],
+        json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }])
+    );
+    let schemes = &exported["components"]["securitySchemes"];
+    assert_eq!(
+        schemes["apiKey-header-x-user-key"],
+        json!({ "type": "apiKey", "in": "header", "name": "x-user-key" })
+    );
+    assert_eq!(
+        user["get"]["security"],
+        json!([{ "apiKey-header-x-user-key": [] }])
+    );
+    let reports = &exported["paths"]["/reports/{year}/{month}"]["get"];
+    let bearer = reports["security"][0].as_object().expect("a requirement");
+    let bearer = bearer.keys().next().expect("a scheme");
+    assert_eq!(schemes[bearer]["bearerFormat"], "JWT");
+    assert_eq!(exported["paths"]["/v1/pets"]["get"]["security"], json!([]));
+    assert_eq!(
+        exported["paths"]["/v1/pets"]["post"]["security"],
+        json!([{ "petKey": [] }]),
+        "the document's top-level security is on each of its operations"
+    );
+    assert_eq!(
+        exported["paths"]["/v1/pets/{petId}/photos"]["get"]["operationId"],
+        "GET /pets/{petId}/photos",
+        "an operation without an id keeps its route's name"
+    );
+    assert!(
+        exported["paths"]["/health"]["get"]
+            .get("security")
+            .is_none()
+    );
+
+    std::fs::write(dir.path().join("exported.json"), exported.to_string()).expect("write");
+    reimported().write(dir.path().join("reimport.toml"));
+    let (ok, rechecked) = check(dir.path(), "reimport.toml");
+    assert!(ok, "the export imports:\n{rechecked}");
+    let mut expected = route_names(&checked);
+    expected.remove("files");
+    expected.insert("user-delete".to_string());
+    assert_eq!(route_names(&rechecked), expected, "{rechecked}");
+
+    // The same operations (path, method, name, security) once more through
+    // the import: the routes the reimport serves are the exported ones.
+    let (again, _) = export_json(dir.path(), "reimport.toml", None);
+    assert_eq!(operations(&again), operations(&exported));
+}
+
+#[test]
+fn one_api_is_its_document_under_its_base_path_and_imports_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    original(dir.path()).write(dir.path().join("gateway.toml"));
+    let (exported, _) = export_json(dir.path(), "gateway.toml", Some("pets"));
+    let paths: Vec<&String> = exported["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .collect();
+    assert_eq!(
+        paths,
+        ["/v1/pets", "/v1/pets/{petId}", "/v1/pets/{petId}/photos"]
+    );
+    assert_eq!(exported["security"], json!([{ "petKey": [] }]));
+    assert_eq!(exported["info"]["title"], "Pets");
+    assert_eq!(
+        exported["components"]["schemas"]["Pet"]["properties"]["name"]["type"],
+        "string"
+    );
+    assert_eq!(
+        exported["paths"]["/v1/pets/{petId}"]["parameters"][0]["name"],
+        "petId"
+    );
+
+    // Imported without a base_path: the API's own routes.
+    std::fs::write(dir.path().join("pets.json"), exported.to_string()).expect("write");
+    let config = Config::new()
+        .upstream("pets", Pool::new(["127.0.0.1:9"]))
+        .with(
+            "apis",
+            json!({ "y": { "openapi": "pets.json", "upstream": "pets", "validate": false } }),
+        );
+    config.write(dir.path().join("reimport.toml"));
+    let (ok, rechecked) = check(dir.path(), "reimport.toml");
+    assert!(ok, "the export imports:\n{rechecked}");
+    let names = [
+        "GET /pets/{petId}/photos",
+        "createPet",
+        "getPet",
+        "listPets",
+    ];
+    assert_eq!(route_names(&rechecked), names.map(String::from).into());
+    let (again, _) = export_json(dir.path(), "reimport.toml", Some("y"));
+    assert_eq!(operations(&again), operations(&exported));
+
+    let (ok, stdout, stderr) = run_export(dir.path(), "gateway.toml", Some("petz"));
+    assert!(!ok, "an unknown API is refused: {stdout}");
+    assert!(
+        stderr.contains("no api `petz`") && stderr.contains("`pets`"),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+}
+
+#[test]
+fn a_broken_config_is_refused_with_its_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = original(dir.path()).route(Route::new("lost", "/lost").upstream("nowhere"));
+    config.write(dir.path().join("gateway.toml"));
+    let (ok, stdout, stderr) = run_export(dir.path(), "gateway.toml", None);
+    assert!(!ok, "a broken config is not exported: {stdout}");
+    assert!(stderr.contains("nowhere"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+}
