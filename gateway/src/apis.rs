@@ -226,9 +226,14 @@ fn route(
         .validation
         .as_ref()
         .map(|spec| validation_entry(&span, spec));
+    let own = operation
+        .plugins
+        .iter()
+        .map(|e| document_entry(&span, &e.value));
     let mock = operation.mock.as_ref().map(|mock| mock_entry(&span, mock));
     let plugins = std::iter::once(security)
         .chain(validation)
+        .chain(own)
         .chain(mock)
         .map(|e| at(&span, e))
         .collect();
@@ -283,6 +288,25 @@ fn mock_entry(span: &std::ops::Range<usize>, mock: &Mock) -> PluginEntryConfig {
         );
     }
     entry(span, "respond", MOCK_ENTRY, config)
+}
+
+/// An entry of the operation's `x-gateway-plugins`.
+fn document_entry(
+    span: &std::ops::Range<usize>,
+    own: &openapi::entries::Entry,
+) -> PluginEntryConfig {
+    let mut entry = entry(
+        span,
+        &own.plugin,
+        own.name.as_deref().unwrap_or(&own.plugin),
+        own.config.clone().unwrap_or_default(),
+    );
+    entry.enabled = own.enabled.map(|on| at(span, on));
+    entry.on_error = own.on_error;
+    entry.deadline = own.deadline;
+    entry.memory_limit = own.memory_limit;
+    entry.max_body = own.max_body;
+    entry
 }
 
 /// A `request-validator` entry checking requests against `spec` (given as

@@ -10,6 +10,7 @@
 //! `export` goes the other way: a config's APIs and hand-written routes as
 //! one OpenAPI 3.1.0 document the gateway can import again.
 
+pub mod entries;
 pub mod export;
 mod tree;
 mod validation;
@@ -90,6 +91,8 @@ pub struct Operation {
     pub credential: Option<Credential>,
     /// `x-gateway-mock`: the documented answer the gateway gives itself.
     pub mock: Option<Mock>,
+    /// `x-gateway-plugins`: entries of its own, run after the inherited ones.
+    pub plugins: Vec<Located<entries::Entry>>,
     /// The config of its `request-validator` entry: what its parameters
     /// and body must be; `None` when it has neither or validation is off.
     pub validation: Option<serde_json::Value>,
@@ -428,6 +431,7 @@ impl Reader<'_> {
         };
         let credential = self.security(op, at)?;
         let mock = self.mock(op, at)?;
+        let plugins = self.plugins(op, at)?;
         Some(Operation {
             name,
             method: Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()?,
@@ -435,6 +439,7 @@ impl Reader<'_> {
             upstream,
             credential,
             mock,
+            plugins,
             validation: None,
             at: self.tree.place(at),
         })
