@@ -206,6 +206,15 @@ paths:
           application/json:
             schema: {$ref: "#/components/schemas/Order"}
           text/csv: {}
+  /files/{name}:
+    put:
+      operationId: uploadFile
+      parameters:
+        - {name: name, in: path, required: true, schema: {type: string, maxLength: 64}}
+      requestBody:
+        required: true
+        content:
+          application/octet-stream: {}
 "##;
 
 const KEY: &str = "order-key-0000001";
@@ -321,6 +330,32 @@ async fn body_failures_are_listed_with_json_pointers_after_the_key_check() {
         hits,
         "no refused request reached the upstream"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_checked_by_content_type_alone_streams_past_the_body_cap() {
+    let upstream = Upstream::start("orders").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = start_in(dir.path(), &orders_config(dir.path(), &upstream, None));
+    let upload = |content_type: &'static str, size: usize| {
+        Request::put(gw.url("/files/report.bin"))
+            .header("x-order-key", KEY)
+            .header("content-type", content_type)
+            .body(Full::from(vec![b'a'; size]))
+            .expect("request")
+    };
+    // Twice plugin_defaults.max_body (1 MiB): never buffered for the validator.
+    let size = 2 << 20;
+    let reply = send(&client(), upload("application/octet-stream", size)).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        &reply.body[..reply.body.len().min(300)]
+    );
+    assert_eq!(reply.json()["body"].as_str().map(str::len), Some(size));
+    let refused = send(&client(), upload("text/plain", 10)).await;
+    assert_eq!(failures(&refused), ["body/"], "{}", refused.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

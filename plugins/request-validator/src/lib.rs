@@ -124,7 +124,7 @@ impl Plugin for RequestValidator {
         if !self.parameters.is_empty() || self.body.is_some() {
             needs = needs | Needs::REQUEST;
         }
-        if self.body.is_some() {
+        if self.body.as_ref().is_some_and(Body::is_read) {
             needs = needs | Needs::REQUEST_BODY;
         }
         if self.responses.is_some() {
@@ -342,11 +342,25 @@ impl Parameter {
 }
 
 impl Body {
+    /// Whether the body is read: only when some content type has a schema
+    /// (an upload of a type checked by name alone streams by unbuffered,
+    /// whatever its size).
+    fn is_read(&self) -> bool {
+        self.content.0.iter().any(|(_, schema)| schema.is_some())
+    }
+
     fn check(&self, req: &Request, failures: &mut Vec<Failure>) {
+        let content_type = req.headers().get("content-type");
+        if !self.is_read() {
+            if has_body(req) {
+                self.content.check_type(content_type, failures);
+            } else if self.required {
+                failures.push(Failure::of_body(None, "a body is required".to_string()));
+            }
+            return;
+        }
         match req.body().filter(|b| !b.is_empty()) {
-            Some(body) => self
-                .content
-                .check(req.headers().get("content-type"), body, failures),
+            Some(body) => self.content.check(content_type, body, failures),
             None if self.required => {
                 failures.push(Failure::of_body(None, "a body is required".to_string()));
             }
@@ -355,19 +369,43 @@ impl Body {
     }
 }
 
+/// Whether a request whose body is not read has one, by its head: a
+/// `Content-Length` other than 0, or a `Transfer-Encoding`.
+fn has_body(req: &Request) -> bool {
+    let headers = req.headers();
+    headers.contains("transfer-encoding")
+        || headers
+            .get("content-length")
+            .is_some_and(|length| length.trim() != "0")
+}
+
 impl Content {
+    /// The documented schema for `content_type`, or a failure when the
+    /// type is not documented.
+    fn check_type(
+        &self,
+        content_type: Option<&str>,
+        failures: &mut Vec<Failure>,
+    ) -> Option<&Option<jsonschema::Validator>> {
+        let given = content_type.map(essence);
+        if let Some((_, schema)) = given.as_deref().and_then(|t| self.accepting(t)) {
+            return Some(schema);
+        }
+        let accepted: Vec<&str> = self.0.iter().map(|(t, _)| t.as_str()).collect();
+        let reason = match &given {
+            Some(t) => format!("content type `{t}` is not one of {}", accepted.join(", ")),
+            None => format!("no content type; expected one of {}", accepted.join(", ")),
+        };
+        failures.push(Failure::of_body(None, reason));
+        None
+    }
+
     /// Checks `body`, of `content_type`, against the documented types.
     fn check(&self, content_type: Option<&str>, body: &[u8], failures: &mut Vec<Failure>) {
-        let given = content_type.map(essence);
-        let Some((_, schema)) = given.as_deref().and_then(|t| self.accepting(t)) else {
-            let accepted: Vec<&str> = self.0.iter().map(|(t, _)| t.as_str()).collect();
-            let reason = match &given {
-                Some(t) => format!("content type `{t}` is not one of {}", accepted.join(", ")),
-                None => format!("no content type; expected one of {}", accepted.join(", ")),
-            };
-            failures.push(Failure::of_body(None, reason));
+        let Some(schema) = self.check_type(content_type, failures) else {
             return;
         };
+        let given = content_type.map(essence);
         // A range (`*/*`) with a schema validates the JSON bodies it takes in.
         let Some(schema) = schema
             .as_ref()
@@ -628,6 +666,30 @@ mod tests {
         respond(500, "");
         respond(404, "a body");
         assert_eq!(log::counted("response_mismatch"), before + 3);
+    }
+
+    #[test]
+    fn a_body_checked_by_type_alone_is_not_read() {
+        let plugin = validator(
+            json!({"body": {"required": true, "content": {"application/octet-stream": {}}}}),
+        );
+        assert!(
+            !plugin.needs().contains(Needs::REQUEST_BODY),
+            "an upload streams by"
+        );
+        let upload = |content_type: &str| {
+            Request::new("PUT", "/files/a")
+                .with_header("content-type", content_type)
+                .with_header("content-length", "73400320")
+        };
+        assert!(failures(&plugin, upload("application/octet-stream")).is_empty());
+        assert_eq!(failures(&plugin, upload("text/plain")).len(), 1);
+        let empty = Request::new("PUT", "/files/a").with_header("content-length", "0");
+        assert_eq!(failures(&plugin, empty)[0]["reason"], "a body is required");
+        assert!(
+            pets().needs().contains(Needs::REQUEST_BODY),
+            "a schema needs the body"
+        );
     }
 
     #[test]
