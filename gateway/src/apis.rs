@@ -17,9 +17,11 @@ use toml::Spanned;
 
 /// The name of the entry an operation's API key check runs under.
 pub const SECURITY_ENTRY: &str = "openapi-security";
-/// The name of the entry that validates an operation's requests against
-/// the document.
-pub const VALIDATION_ENTRY: &str = "openapi-validation";
+/// The names of the entries that validate an API's requests against its
+/// document, shared by its routes: one for the operations whose bodies are
+/// read (a content type with a schema), one for the others (whose bodies
+/// stream by unread). A route runs the one its operation is in.
+pub const VALIDATION_ENTRIES: [&str; 2] = ["openapi-validation", "openapi-validation-body"];
 /// The name of the entry a mocked operation answers with.
 pub const MOCK_ENTRY: &str = "openapi-mock";
 /// The name of the entry that removes, on a public operation, the consumer
@@ -28,13 +30,10 @@ pub const PUBLIC_ENTRY: &str = "openapi-public";
 
 /// Whether the entry named `name` runs before every inherited entry: the
 /// key check (entries before it could answer without it, a cache hit, or
-/// need its consumer, a rate limit by consumer), the removal of forged
-/// consumer headers (an inherited key check sets the real ones after it),
-/// and request validation (after the key check, so a caller without a key
-/// learns nothing of the schemas; before every other entry, so none of
-/// them, nor the upstream, sees a request the document does not allow).
+/// need its consumer, a rate limit by consumer) and the removal of forged
+/// consumer headers (an inherited key check sets the real ones after it).
 pub fn runs_first(name: &str) -> bool {
-    name == SECURITY_ENTRY || name == PUBLIC_ENTRY || name == VALIDATION_ENTRY
+    name == SECURITY_ENTRY || name == PUBLIC_ENTRY
 }
 
 /// One API, expanded.
@@ -45,6 +44,9 @@ pub struct Api<'c> {
     pub plugins: &'c [Spanned<PluginEntryConfig>],
     /// One route per operation.
     pub routes: Vec<Spanned<RouteConfig>>,
+    /// Its validation entries (`VALIDATION_ENTRIES`), run after its own
+    /// entries, each shared by the routes of its operations.
+    pub validation: Vec<Spanned<PluginEntryConfig>>,
 }
 
 /// Records an error for every entry of the config itself named like the
@@ -78,24 +80,31 @@ pub fn check_reserved_names(problems: &mut Problems<'_>, config: &Config) {
 pub fn expand<'c>(problems: &mut Problems<'_>, config: &'c Config) -> Vec<Api<'c>> {
     let mut apis = Vec::with_capacity(config.apis.len());
     for (name, api) in &config.apis {
-        if let Some(routes) = api_routes(problems, config, name, api) {
+        if let Some((routes, validation)) = api_routes(problems, config, name, api) {
             apis.push(Api {
                 name,
                 plugins: &api.get_ref().plugins,
                 routes,
+                validation,
             });
         }
     }
     apis
 }
 
-/// The routes of API `name`, or `None` with its errors recorded.
+/// Routes, as the config has them.
+type Routes = Vec<Spanned<RouteConfig>>;
+/// Pipeline entries, as the config has them.
+type Entries = Vec<Spanned<PluginEntryConfig>>;
+
+/// The routes of API `name` and its validation entries, or `None` with
+/// its errors recorded.
 fn api_routes(
     problems: &mut Problems<'_>,
     config: &Config,
     name: &str,
     spanned: &Spanned<ApiConfig>,
-) -> Option<Vec<Spanned<RouteConfig>>> {
+) -> Option<(Routes, Entries)> {
     let source = problems.source();
     let api = spanned.get_ref();
     let before = problems.len();
@@ -123,6 +132,7 @@ fn api_routes(
         );
         return None;
     }
+    let (validation, classes) = validation_entries(&spanned.span(), &document);
     let mut routes = Vec::with_capacity(document.operations.len());
     for operation in &document.operations {
         if !bearer_is_configured(problems, name, api, operation, &document) {
@@ -130,10 +140,18 @@ fn api_routes(
         }
         let upstream = operation_upstream(problems, config, name, api, operation, &document);
         if upstream.is_some() || operation.mock.is_some() {
-            routes.push(route(spanned, base_path.as_deref()?, operation, upstream));
+            let mut route = route(spanned, base_path.as_deref()?, operation, upstream);
+            let runs = classes.get(operation.name.as_str()).copied();
+            for other in validation.iter().map(|e| e.get_ref().name()) {
+                if Some(other) != runs {
+                    let off = switched_off(&spanned.span(), "request-validator", other);
+                    route.get_mut().plugins.push(at(&spanned.span(), off));
+                }
+            }
+            routes.push(route);
         }
     }
-    (problems.len() == before).then_some(routes)
+    (problems.len() == before).then_some((routes, validation))
 }
 
 /// Whether an operation requiring a bearer token has the API's `bearer`
@@ -222,17 +240,12 @@ fn route(
         (Some(key), _) => security_entry(&span, key),
         (None, _) => public_entry(&span),
     };
-    let validation = operation
-        .validation
-        .as_ref()
-        .map(|spec| validation_entry(&span, spec));
     let own = operation
         .plugins
         .iter()
         .map(|e| document_entry(&span, &e.value));
     let mock = operation.mock.as_ref().map(|mock| mock_entry(&span, mock));
     let plugins = std::iter::once(security)
-        .chain(validation)
         .chain(own)
         .chain(mock)
         .map(|e| at(&span, e))
@@ -309,12 +322,62 @@ fn document_entry(
     entry
 }
 
-/// A `request-validator` entry checking requests against `spec` (given as
-/// JSON text: a schema may hold `null`s, which TOML cannot).
-fn validation_entry(span: &std::ops::Range<usize>, spec: &serde_json::Value) -> PluginEntryConfig {
-    let mut config = toml::Table::new();
-    config.insert("openapi".into(), toml::Value::String(spec.to_string()));
-    entry(span, "request-validator", VALIDATION_ENTRY, config)
+/// The API's validation entries (`request-validator`, configured with
+/// each operation's checks by route name, as JSON text: a schema may hold
+/// `null`s, which TOML cannot), and which one each operation is in.
+fn validation_entries<'d>(
+    span: &std::ops::Range<usize>,
+    document: &'d openapi::Document,
+) -> (
+    Vec<Spanned<PluginEntryConfig>>,
+    BTreeMap<&'d str, &'static str>,
+) {
+    let mut classes: [serde_json::Map<String, serde_json::Value>; 2] = Default::default();
+    let mut runs = BTreeMap::new();
+    for operation in &document.operations {
+        let Some(spec) = &operation.validation else {
+            continue;
+        };
+        let class = usize::from(reads_body(spec));
+        classes[class].insert(operation.name.clone(), spec.clone());
+        runs.insert(operation.name.as_str(), VALIDATION_ENTRIES[class]);
+    }
+    let (dialect, referenced) = &document.schemas;
+    let entries = classes
+        .into_iter()
+        .zip(VALIDATION_ENTRIES)
+        .filter(|(operations, _)| !operations.is_empty())
+        .map(|(operations, name)| {
+            let spec = serde_json::json!({
+                "dialect": dialect,
+                "document": referenced,
+                "operations": operations,
+            });
+            let mut config = toml::Table::new();
+            config.insert("openapi".into(), toml::Value::String(spec.to_string()));
+            at(span, entry(span, "request-validator", name, config))
+        })
+        .collect();
+    (entries, runs)
+}
+
+/// Whether an operation's checks read its request body: some content type
+/// of its body has a schema.
+fn reads_body(spec: &serde_json::Value) -> bool {
+    spec.pointer("/body/content")
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|content| {
+            content
+                .values()
+                .any(|schema| schema.as_object().is_none_or(|o| !o.is_empty()))
+        })
+}
+
+/// An entry switching off the inherited entry `name` of `plugin`.
+fn switched_off(span: &std::ops::Range<usize>, plugin: &str, name: &str) -> PluginEntryConfig {
+    let mut off = entry(span, plugin, name, toml::Table::new());
+    off.enabled = Some(at(span, false));
+    off
 }
 
 /// The API's `bearer` entry, as an operation's security check.

@@ -430,7 +430,7 @@ async fn api_inherited(
     };
     let mut inherited: Vec<Inherited> = building.inherited.to_vec();
     let mut taken = vec![false; inherited.len()];
-    for spanned in api.plugins {
+    for spanned in api.plugins.iter().chain(&api.validation) {
         let entry = spanned.get_ref();
         let Some(slot) = inherited_slot(problems, &scope, building.inherited, &taken, entry) else {
             continue;
@@ -534,7 +534,10 @@ async fn route_entries(
         match slot {
             Some(index) => {
                 taken[index] = true;
-                if !entry.is_enabled() && inherited[index].entry.is_some() {
+                // The gateway's own switches (an API's validation entry its
+                // operation is not in) are not the route's to show.
+                let own_switch = inherited[index].name.starts_with("openapi-");
+                if !entry.is_enabled() && inherited[index].entry.is_some() && !own_switch {
                     switched_off.push(inherited[index].name.clone());
                 }
                 slots[index] = built;

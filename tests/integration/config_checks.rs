@@ -49,7 +49,7 @@ fn the_openapi_example_checks_with_its_levels_of_entries() {
     assert!(ok, "{output}");
     assert!(
         output.lines().any(|l| l
-            == "  route `getBook`: openapi-security=key-auth, openapi-validation=request-validator, headers (global), api-version=headers (api), openapi-mock=respond"),
+            == "  route `getBook`: openapi-security=key-auth, headers (global), api-version=headers (api), openapi-validation=request-validator (api), openapi-mock=respond"),
         "{output}"
     );
 }

@@ -56,6 +56,10 @@ pub struct Document {
     /// Every operation, by path (as the document's `paths` sort), then by
     /// method.
     pub operations: Vec<Operation>,
+    /// The schemas' dialect (`openapi-3.0` or `2020-12`), and the parts of
+    /// the document the operations' schemas refer to, at their own
+    /// pointers: what their validation resolves `$ref`s in.
+    pub schemas: (&'static str, Value),
 }
 
 impl Document {
@@ -152,17 +156,28 @@ pub fn load(
 ) -> Result<(Document, Vec<ConfigError>), ConfigError> {
     let (shown, tree) = read(base, file)?;
     let mut faults = Vec::new();
-    let operations = Reader {
+    let mut reader = Reader {
         tree: &tree,
         faults: &mut faults,
         checks,
-    }
-    .operations();
+        dialect: "2020-12",
+        referenced: serde_json::Map::new(),
+        copied: std::collections::HashSet::new(),
+    };
+    let operations = reader.operations();
+    let schemas = (
+        reader.dialect,
+        Value::Object(std::mem::take(&mut reader.referenced)),
+    );
     let faults = faults
         .into_iter()
         .map(|(at, m)| located(&shown, at, m))
         .collect();
-    let document = Document { shown, operations };
+    let document = Document {
+        shown,
+        operations,
+        schemas,
+    };
     Ok((document, faults))
 }
 
@@ -274,6 +289,12 @@ struct Reader<'t> {
     faults: &'t mut Vec<(Place, String)>,
     /// What operations are read with the schemas for.
     checks: Checks,
+    /// The schemas' dialect.
+    dialect: &'static str,
+    /// The parts of the document the operations' schemas refer to.
+    referenced: serde_json::Map<String, Value>,
+    /// Their pointers.
+    copied: std::collections::HashSet<String>,
 }
 
 impl Reader<'_> {
@@ -286,6 +307,10 @@ impl Reader<'_> {
         let root = &self.tree.root;
         if !self.version_is_supported(root) {
             return Vec::new();
+        }
+        match self.dialect() {
+            Some(dialect) => self.dialect = dialect,
+            None => return Vec::new(),
         }
         let Some(paths) = root.get("paths").and_then(Value::as_object) else {
             self.fault("/paths", "the document has no `paths`: nothing to route");

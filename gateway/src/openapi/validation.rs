@@ -48,7 +48,6 @@ impl Reader<'_> {
         if !checks.requests && !checks.responses {
             return Some(None);
         }
-        let dialect = self.dialect()?;
         let (parameters, body) = if checks.requests {
             (self.parameters(item_at, at)?, self.request_body(at)?)
         } else {
@@ -62,7 +61,6 @@ impl Reader<'_> {
         if parameters.is_empty() && body.is_none() && responses.is_empty() {
             return Some(None);
         }
-        let mut document = Map::new();
         let mut schemas: Vec<(&Value, String)> = parameters
             .iter()
             .filter_map(|(p, at)| Some((p.get("schema")?, format!("{at}/schema"))))
@@ -88,19 +86,15 @@ impl Reader<'_> {
             }));
         }
         let mut copied = true;
-        for (schema, at) in schemas {
-            copied &= self.copy_references(schema, &at, &mut document).is_some();
+        for (schema, at) in &schemas {
+            copied &= self.copy_references(schema, at).is_some();
         }
-        if !copied {
+        if !copied || !self.compiles(&schemas) {
             return None;
         }
         let parameters: Vec<Value> = parameters.into_iter().map(|(p, _)| p).collect();
         let body = body.map(|(b, _)| b);
-        let mut spec = json!({
-            "dialect": dialect,
-            "document": document,
-            "parameters": parameters,
-        });
+        let mut spec = json!({ "parameters": parameters });
         if let Some(body) = body {
             spec["body"] = body;
         }
@@ -114,9 +108,34 @@ impl Reader<'_> {
         Some(Some(spec))
     }
 
+    /// Whether every one of `schemas` compiles, as the validator will
+    /// compile it; a fault at each that does not.
+    fn compiles(&mut self, schemas: &[(&Value, String)]) -> bool {
+        use request_validator_schema::{Dialect, compile};
+        let dialect = match self.dialect {
+            "openapi-3.0" => Dialect::OpenApi30,
+            _ => Dialect::Draft202012,
+        };
+        let document = Value::Object(std::mem::take(&mut self.referenced));
+        let mut all = true;
+        for (schema, at) in schemas {
+            if let Err(why) = compile(dialect, &document, schema) {
+                self.fault(at, format!("the schema cannot be validated against: {why}"));
+                all = false;
+            }
+        }
+        if let Value::Object(referenced) = document {
+            self.referenced = referenced;
+        }
+        all
+    }
+
     /// `openapi-3.0` for a 3.0 document, `2020-12` for 3.1 (whose
     /// `jsonSchemaDialect`, when given, must be one the validator speaks).
-    fn dialect(&mut self) -> Option<&'static str> {
+    pub(super) fn dialect(&mut self) -> Option<&'static str> {
+        if !self.checks.requests && !self.checks.responses {
+            return Some("2020-12");
+        }
         let root = &self.tree.root;
         let version = root
             .get("openapi")
@@ -327,21 +346,16 @@ impl Reader<'_> {
         }
     }
 
-    /// Copies into `document`, at their own pointers, the parts of the
-    /// document `schema` (at `at`) reaches by `$ref`, and theirs in turn.
-    fn copy_references(
-        &mut self,
-        schema: &Value,
-        at: &str,
-        document: &mut Map<String, Value>,
-    ) -> Option<()> {
+    /// Copies into the referenced parts, at their own pointers, the parts
+    /// of the document `schema` (at `at`) reaches by `$ref`, and theirs in
+    /// turn.
+    fn copy_references(&mut self, schema: &Value, at: &str) -> Option<()> {
         let tree = self.tree;
         let mut pending = Vec::new();
         references(schema, at, &mut pending);
-        let mut copied: Vec<String> = Vec::new();
         while let Some((reference, ref_at)) = pending.pop() {
             let pointer = self.local(&Value::String(reference.clone()), &ref_at)?;
-            if copied.contains(&pointer) {
+            if self.copied.contains(&pointer) {
                 continue;
             }
             let Some(target) = tree.root.pointer(&pointer) else {
@@ -352,8 +366,8 @@ impl Reader<'_> {
                 return None;
             };
             references(target, &pointer, &mut pending);
-            insert(document, &pointer, target.clone());
-            copied.push(pointer);
+            insert(&mut self.referenced, &pointer, target.clone());
+            self.copied.insert(pointer);
         }
         Some(())
     }

@@ -12,7 +12,7 @@
 //! pointer inside the value, and why.
 
 mod params;
-mod schema;
+use request_validator_schema as schema;
 
 use params::{ParameterSpec, Reader};
 use plugin_sdk::{Action, Config, Context, Needs, Plugin, Request, Response, log};
@@ -20,6 +20,7 @@ use schema::Dialect;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 /// Failures listed in one answer at most (the count says how many there were).
 const MAX_LISTED: usize = 20;
@@ -51,6 +52,23 @@ struct Spec {
     /// counted (event `response_mismatch`), never changed.
     #[serde(default)]
     responses: Option<BTreeMap<String, ResponseSpec>>,
+    /// Checks by route name, for an entry several routes share (an API's):
+    /// each route is checked as its own says, a route it does not name is
+    /// let through. Instead of `parameters`, `body` and `responses`.
+    #[serde(default)]
+    operations: Option<BTreeMap<String, OperationSpec>>,
+}
+
+/// What one route of a shared entry checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperationSpec {
+    #[serde(default)]
+    parameters: Vec<ParameterSpec>,
+    #[serde(default)]
+    body: Option<BodySpec>,
+    #[serde(default)]
+    responses: Option<BTreeMap<String, ResponseSpec>>,
 }
 
 /// A documented response.
@@ -74,9 +92,19 @@ struct BodySpec {
     content: BTreeMap<String, Value>,
 }
 
-/// A configured instance.
+/// A configured instance: the checks of its one route, or of each route
+/// of an API by name.
 #[derive(Debug)]
-pub struct RequestValidator {
+pub enum RequestValidator {
+    /// Every request it sees.
+    One(Checks),
+    /// By route name.
+    ByRoute(BTreeMap<String, Checks>),
+}
+
+/// What requests (and responses) of one route are checked for.
+#[derive(Debug)]
+pub struct Checks {
     parameters: Vec<Parameter>,
     body: Option<Body>,
     /// By status key, as documented (`200`, `2XX`, `default`).
@@ -86,7 +114,7 @@ pub struct RequestValidator {
 #[derive(Debug)]
 struct Parameter {
     reader: Reader,
-    schema: Option<jsonschema::Validator>,
+    schema: Option<schema::Lazy>,
 }
 
 #[derive(Debug)]
@@ -98,7 +126,7 @@ struct Body {
 /// Content types (lowercase, without parameters), each with the schema of
 /// a JSON body.
 #[derive(Debug, Default)]
-struct Content(Vec<(String, Option<jsonschema::Validator>)>);
+struct Content(Vec<(String, Option<schema::Lazy>)>);
 
 /// One reason a request is refused.
 #[derive(Debug, Serialize, PartialEq)]
@@ -120,57 +148,53 @@ impl Plugin for RequestValidator {
     const NAME: &'static str = "request-validator";
 
     fn needs(&self) -> Needs {
-        let mut needs = Needs::NONE;
-        if !self.parameters.is_empty() || self.body.is_some() {
-            needs = needs | Needs::REQUEST;
-        }
-        if self.body.as_ref().is_some_and(Body::is_read) {
-            needs = needs | Needs::REQUEST_BODY;
-        }
-        if self.responses.is_some() {
-            // A response larger than the entry's max_body passes unchecked.
-            needs = needs | Needs::RESPONSE | Needs::RESPONSE_BODY | Needs::LARGE_BODIES_PASS;
-        }
-        needs
+        self.all()
+            .fold(Needs::NONE, |needs, checks| needs | checks.needs())
     }
 
     fn init(config: Config) -> Result<Self, String> {
         let spec = spec_of(&config)?;
-        let document = spec.document.unwrap_or(Value::Null);
-        let mut parameters = Vec::with_capacity(spec.parameters.len());
-        for parameter in &spec.parameters {
-            let schema = parameter.schema.as_ref();
-            let shape = schema.map_or(schema::Shape::Scalar(schema::Kind::Text), |s| {
-                schema::shape(&document, s)
-            });
-            let reader = Reader::new(parameter, shape)?;
-            let schema = schema
-                .map(|s| schema::compile(spec.dialect, &document, s))
-                .transpose()
-                .map_err(|e| format!("parameter `{}`: {e}", parameter.name))?;
-            parameters.push(Parameter { reader, schema });
+        let shared = Rc::new(schema::Shared {
+            dialect: spec.dialect,
+            document: spec.document.unwrap_or(Value::Null),
+        });
+        let Some(operations) = spec.operations else {
+            let one = OperationSpec {
+                parameters: spec.parameters,
+                body: spec.body,
+                responses: spec.responses,
+            };
+            // One route's schemas, configured by hand: compiled now, so a
+            // mistake in one refuses the config.
+            let checks = Checks::compile(&shared, one)?;
+            checks.compile_all()?;
+            return Ok(RequestValidator::One(checks));
+        };
+        if !spec.parameters.is_empty() || spec.body.is_some() || spec.responses.is_some() {
+            return Err(
+                "give either `operations` or `parameters`, `body` and `responses`".to_string(),
+            );
         }
-        let body = spec
-            .body
-            .map(|body| compile_body(spec.dialect, &document, body))
-            .transpose()?;
-        let responses = spec
-            .responses
-            .map(|documented| compile_responses(spec.dialect, &document, documented))
-            .transpose()?;
-        Ok(RequestValidator {
-            parameters,
-            body,
-            responses,
-        })
+        // An API's: each route's compiled when the instance first serves
+        // it (the gateway compiled them all once when loading the API).
+        let mut by_route = BTreeMap::new();
+        for (route, operation) in operations {
+            let checks =
+                Checks::compile(&shared, operation).map_err(|e| format!("route `{route}`: {e}"))?;
+            by_route.insert(route, checks);
+        }
+        Ok(RequestValidator::ByRoute(by_route))
     }
 
     fn on_request(&self, req: &mut Request, _ctx: &mut Context) -> Action {
+        let Some(checks) = self.of(req) else {
+            return Action::Continue;
+        };
         let mut failures = Vec::new();
-        for parameter in &self.parameters {
+        for parameter in &checks.parameters {
             parameter.check(req, &mut failures);
         }
-        if let Some(body) = &self.body {
+        if let Some(body) = &checks.body {
             body.check(req, &mut failures);
         }
         if failures.is_empty() {
@@ -180,7 +204,7 @@ impl Plugin for RequestValidator {
     }
 
     fn on_response(&self, req: &Request, resp: &mut Response, _ctx: &mut Context) {
-        let Some(responses) = &self.responses else {
+        let Some(responses) = self.of(req).and_then(|c| c.responses.as_deref()) else {
             return;
         };
         let failures = check_response(responses, resp);
@@ -201,6 +225,99 @@ impl Plugin for RequestValidator {
             reasons.join("; ")
         ));
         log::count("response_mismatch");
+    }
+}
+
+impl RequestValidator {
+    /// Every route's checks.
+    fn all(&self) -> impl Iterator<Item = &Checks> {
+        let (one, many) = match self {
+            RequestValidator::One(checks) => (Some(checks), None),
+            RequestValidator::ByRoute(by_route) => (None, Some(by_route.values())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    /// The checks of `req`'s route.
+    fn of(&self, req: &Request) -> Option<&Checks> {
+        match self {
+            RequestValidator::One(checks) => Some(checks),
+            RequestValidator::ByRoute(by_route) => by_route.get(req.route()),
+        }
+    }
+}
+
+impl Checks {
+    /// The checks of `spec`, their schemas to compile against `shared`.
+    fn compile(shared: &Rc<schema::Shared>, spec: OperationSpec) -> Result<Self, String> {
+        let mut parameters = Vec::with_capacity(spec.parameters.len());
+        for parameter in spec.parameters {
+            let shape = parameter
+                .schema
+                .as_ref()
+                .map_or(schema::Shape::Scalar(schema::Kind::Text), |s| {
+                    schema::shape(&shared.document, s)
+                });
+            let reader = Reader::new(&parameter, shape)?;
+            let schema = parameter.schema.map(|s| schema::Lazy::new(shared, s));
+            parameters.push(Parameter { reader, schema });
+        }
+        let body = spec
+            .body
+            .map(|body| compile_body(shared, body))
+            .transpose()?;
+        let responses = spec
+            .responses
+            .map(|documented| compile_responses(shared, documented))
+            .transpose()?;
+        Ok(Checks {
+            parameters,
+            body,
+            responses,
+        })
+    }
+
+    /// Compiles every schema now: the error of the first that fails.
+    fn compile_all(&self) -> Result<(), String> {
+        for parameter in &self.parameters {
+            if let Some(schema) = &parameter.schema {
+                schema
+                    .get()
+                    .map_err(|e| format!("parameter `{}`: {e}", parameter.reader.name))?;
+            }
+        }
+        let bodies = self.body.iter().map(|b| ("body", &b.content));
+        let responses = self
+            .responses
+            .iter()
+            .flatten()
+            .map(|(s, c)| (s.as_str(), c));
+        for (what, content) in bodies.chain(responses) {
+            for (media_type, schema) in &content.0 {
+                if let Some(schema) = schema {
+                    schema
+                        .get()
+                        .map_err(|e| format!("{what} `{media_type}`: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The hooks and bodies these checks need.
+    fn needs(&self) -> Needs {
+        let mut needs = Needs::NONE;
+        if !self.parameters.is_empty() || self.body.is_some() {
+            needs = needs | Needs::REQUEST;
+        }
+        if self.body.as_ref().is_some_and(Body::is_read) {
+            needs = needs | Needs::REQUEST_BODY;
+        }
+        if self.responses.is_some() {
+            // A response larger than the entry's max_body passes unchecked.
+            needs = needs | Needs::RESPONSE | Needs::RESPONSE_BODY | Needs::LARGE_BODIES_PASS;
+        }
+        needs
     }
 }
 
@@ -234,13 +351,12 @@ fn check_response(responses: &[(String, Content)], resp: &Response) -> Vec<Failu
 }
 
 fn compile_responses(
-    dialect: Dialect,
-    document: &Value,
+    shared: &Rc<schema::Shared>,
     documented: BTreeMap<String, ResponseSpec>,
 ) -> Result<Vec<(String, Content)>, String> {
     let mut responses = Vec::with_capacity(documented.len());
     for (status, response) in documented {
-        let content = compile_content(dialect, document, response.content)
+        let content = compile_content(shared, response.content)
             .map_err(|e| format!("response `{status}`: {e}"))?;
         responses.push((status, content));
     }
@@ -261,9 +377,8 @@ fn spec_of(config: &Config) -> Result<Spec, String> {
     config.parse()
 }
 
-fn compile_body(dialect: Dialect, document: &Value, spec: BodySpec) -> Result<Body, String> {
-    let content =
-        compile_content(dialect, document, spec.content).map_err(|e| format!("body {e}"))?;
+fn compile_body(shared: &Rc<schema::Shared>, spec: BodySpec) -> Result<Body, String> {
+    let content = compile_content(shared, spec.content).map_err(|e| format!("body {e}"))?;
     if content.0.is_empty() {
         return Err("body: list at least one content type".to_string());
     }
@@ -275,8 +390,7 @@ fn compile_body(dialect: Dialect, document: &Value, spec: BodySpec) -> Result<Bo
 
 /// Content types with their schemas, compiled.
 fn compile_content(
-    dialect: Dialect,
-    document: &Value,
+    shared: &Rc<schema::Shared>,
     documented: BTreeMap<String, Value>,
 ) -> Result<Content, String> {
     let mut content = Vec::with_capacity(documented.len());
@@ -289,10 +403,7 @@ fn compile_content(
         let validator = if unconstrained {
             None
         } else if is_json(&essence) {
-            Some(
-                schema::compile(dialect, document, &schema)
-                    .map_err(|e| format!("`{media_type}`: {e}"))?,
-            )
+            Some(schema::Lazy::new(shared, schema))
         } else {
             return Err(format!(
                 "`{media_type}`: only JSON bodies are validated against a schema; give this content type an empty schema"
@@ -386,7 +497,7 @@ impl Content {
         &self,
         content_type: Option<&str>,
         failures: &mut Vec<Failure>,
-    ) -> Option<&Option<jsonschema::Validator>> {
+    ) -> Option<&Option<schema::Lazy>> {
         let given = content_type.map(essence);
         if let Some((_, schema)) = given.as_deref().and_then(|t| self.accepting(t)) {
             return Some(schema);
@@ -425,7 +536,7 @@ impl Content {
 
     /// The documented content type `given` matches: itself, else its
     /// `type/*`, else `*/*`.
-    fn accepting(&self, given: &str) -> Option<&(String, Option<jsonschema::Validator>)> {
+    fn accepting(&self, given: &str) -> Option<&(String, Option<schema::Lazy>)> {
         let range = given.split_once('/').map(|(t, _)| format!("{t}/*"));
         let find = |t: &str| self.0.iter().find(|(c, _)| c == t);
         find(given)
@@ -435,7 +546,16 @@ impl Content {
 }
 
 /// Every way `value` fails `schema`: the pointer inside it, and why.
-fn schema_failures(schema: &jsonschema::Validator, value: &Value) -> Vec<(String, String)> {
+fn schema_failures(schema: &schema::Lazy, value: &Value) -> Vec<(String, String)> {
+    let schema = match schema.get() {
+        Ok(schema) => schema,
+        Err(e) => {
+            return vec![(
+                String::new(),
+                format!("the definition cannot be compiled: {e}"),
+            )];
+        }
+    };
     schema
         .iter_errors(value)
         .take(MAX_LISTED + 1)

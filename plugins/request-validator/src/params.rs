@@ -9,9 +9,9 @@
 //! | header | `simple` | `simple` |
 //! | cookie | `form` | `form` (explode) |
 
-use crate::schema::{Kind, Shape, coerce};
 use percent_encoding::percent_decode_str;
 use plugin_sdk::Request;
+use request_validator_schema::{Kind, Shape, coerce};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 

@@ -1,5 +1,9 @@
-//! Schemas: compiled once per instance with `jsonschema`, in the dialect the
-//! config names, every `$ref` resolved inside the configured document.
+//! The schema side of the built-in `request-validator`: schemas compiled
+//! with `jsonschema` in the dialect the config names, every `$ref` resolved
+//! inside the configured document, and what a parameter's schema says its
+//! text converts to. The plugin compiles with it at requests (in wasm); the
+//! gateway compiles an API's schemas with it when loading, to report one
+//! that cannot be compiled at the document's line.
 //!
 //! OpenAPI 3.0's Schema Object is JSON Schema draft 4 with a few words of
 //! its own; before compiling, `nullable: true` becomes a `null` in `type`
@@ -58,6 +62,45 @@ pub fn compile(dialect: Dialect, document: &Value, schema: &Value) -> Result<Val
         .with_pattern_options(PatternOptions::fancy_regex().backtrack_limit(BACKTRACK_LIMIT))
         .build(&root)
         .map_err(|e| e.to_string())
+}
+
+/// What the schemas of one config share: their dialect and the document
+/// their `$ref`s point into.
+#[derive(Debug)]
+pub struct Shared {
+    /// The dialect.
+    pub dialect: Dialect,
+    /// The document.
+    pub document: Value,
+}
+
+/// A schema compiled when it is first needed (an API's entry holds every
+/// operation's, and an instance only compiles those of the routes it
+/// serves).
+#[derive(Debug)]
+pub struct Lazy {
+    schema: Value,
+    shared: std::rc::Rc<Shared>,
+    compiled: std::cell::OnceCell<Result<Validator, String>>,
+}
+
+impl Lazy {
+    /// `schema`, to compile against `shared`.
+    pub fn new(shared: &std::rc::Rc<Shared>, schema: Value) -> Self {
+        Lazy {
+            schema,
+            shared: shared.clone(),
+            compiled: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The compiled schema (compiled now if it was not yet).
+    pub fn get(&self) -> Result<&Validator, &str> {
+        self.compiled
+            .get_or_init(|| compile(self.shared.dialect, &self.shared.document, &self.schema))
+            .as_ref()
+            .map_err(String::as_str)
+    }
 }
 
 /// Keys whose values are data, not schemas: left as they are.
