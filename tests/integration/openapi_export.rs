@@ -303,17 +303,36 @@ fn one_api_is_its_document_under_its_base_path_and_imports_back() {
     assert!(stdout.is_empty(), "{stdout}");
 }
 
-async fn put_item(gw: &Gateway, id: &str, body: Value) -> crate::support::Reply {
-    let request = Request::put(gw.url(&format!("/v2/items/{id}")))
-        .header("content-type", "application/json")
-        .body(Full::from(body.to_string()))
-        .expect("request");
-    send(&client(), request).await
+/// The status of each of a few `PUT /v2/items/{id}` requests: one valid
+/// (nulls where `nullable` allows them), then a count not above its
+/// exclusive minimum, a null for a property named `nullable`, a value
+/// outside a nullable `enum`, an id not above its exclusive minimum.
+async fn item_statuses(gw: &Gateway) -> Vec<u16> {
+    let requests = [
+        (
+            "1",
+            json!({ "name": null, "nullable": false, "count": 1, "kind": null }),
+        ),
+        ("1", json!({ "name": "a", "count": 0 })),
+        ("1", json!({ "name": "a", "nullable": null })),
+        ("1", json!({ "name": "a", "kind": "c" })),
+        ("0", json!({ "name": "a" })),
+    ];
+    let mut statuses = Vec::new();
+    for (id, body) in requests {
+        let request = Request::put(gw.url(&format!("/v2/items/{id}")))
+            .header("content-type", "application/json")
+            .body(Full::from(body.to_string()))
+            .expect("request");
+        statuses.push(send(&client(), request).await.status);
+    }
+    statuses
 }
 
-/// A 3.0 document exported (under its `base_path`) as 3.1, with its
-/// schemas rewritten, imports back with validation on, and the routes
-/// accept and refuse what the original's did.
+/// A 3.0 document exported (under its `base_path`) as 3.1, its schemas
+/// rewritten and its `$ref` into its own path item following the prefix,
+/// imports back with validation on, and its routes accept and refuse what
+/// the original's do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_3_0_document_exports_as_3_1_schemas_that_validate_the_same() {
     let upstream = Upstream::start("items").await;
@@ -329,6 +348,18 @@ async fn a_3_0_document_exports_as_3_1_schemas_that_validate_the_same() {
 
     let (exported, notes) = export_json(dir.path(), "gateway.toml", Some("items"));
     assert!(notes.contains("3.0.3"), "{notes}");
+    std::fs::write(dir.path().join("items.json"), exported.to_string()).expect("write");
+    let reimport = Config::new().upstream("items", &upstream).with(
+        "apis",
+        json!({ "y": { "openapi": "items.json", "upstream": "items", "validate": true } }),
+    );
+    reimport.write(dir.path().join("reimport.toml"));
+    let (ok, rechecked) = check(dir.path(), "reimport.toml");
+    assert!(ok, "the export imports with validation:\n{rechecked}");
+    let names = ["getItem", "putItem"].map(String::from).into();
+    assert_eq!(route_names(&rechecked), names, "{rechecked}");
+    assert!(rechecked.contains("openapi-validation"), "{rechecked}");
+
     let item = &exported["components"]["schemas"]["Item"];
     assert_eq!(
         item["properties"]["name"]["type"],
@@ -344,30 +375,20 @@ async fn a_3_0_document_exports_as_3_1_schemas_that_validate_the_same() {
         "#/paths/~1v2~1items~1{id}/get/parameters/0"
     );
 
-    std::fs::write(dir.path().join("items.json"), exported.to_string()).expect("write");
-    let reimport = Config::new().upstream("items", &upstream).with(
-        "apis",
-        json!({ "y": { "openapi": "items.json", "upstream": "items", "validate": true } }),
-    );
-    reimport.write(dir.path().join("reimport.toml"));
-    let (ok, rechecked) = check(dir.path(), "reimport.toml");
-    assert!(ok, "the export imports with validation:\n{rechecked}");
-    let names = ["getItem", "putItem"].map(String::from).into();
-    assert_eq!(route_names(&rechecked), names, "{rechecked}");
-
+    let expected = [200, 400, 400, 400, 400];
     let gw = Gateway::start_at(&dir.path().join("reimport.toml"));
-    let valid = json!({ "name": null, "nullable": false, "count": 1, "kind": null });
-    let reply = put_item(&gw, "1", valid).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    for (id, body) in [
-        ("1", json!({ "name": "a", "count": 0 })),
-        ("1", json!({ "name": "a", "nullable": null })),
-        ("1", json!({ "name": "a", "kind": "c" })),
-        ("0", json!({ "name": "a" })),
-    ] {
-        let reply = put_item(&gw, id, body.clone()).await;
-        assert_eq!(reply.status, 400, "{id} {body}: {}", reply.body);
-    }
+    assert_eq!(item_statuses(&gw).await, expected, "the export");
+    drop(gw);
+    // The original, validated as 3.0 by the request-validator, alike but
+    // for the property named `nullable`: that validator's 3.0 reading
+    // removes `nullable` by key name, the property with it, so it lets a
+    // null through there (its own matter, not the export's).
+    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+    let mut original = item_statuses(&gw).await;
+    original.remove(2);
+    let mut alike = expected.to_vec();
+    alike.remove(2);
+    assert_eq!(original, alike, "the original");
 }
 
 #[test]

@@ -3,10 +3,13 @@
 //! to get the same routes.
 //!
 //! - One API (`--api NAME`): its document as the gateway imported it, every
-//!   path prefixed with the API's `base_path`, `openapi` set to `3.1.0`,
-//!   the top-level `servers` (the upstream's addresses, not the gateway's)
-//!   left out, and an `operationId` given to each operation without one (the
-//!   route name the gateway gave it, `METHOD path`, so a re-import keeps it).
+//!   path prefixed with the API's `base_path` (and every `$ref` or
+//!   `operationRef` into a path item with it), `openapi` set to `3.1.0` (a
+//!   3.0 document's schemas rewritten as 3.1 says them: `nullable`, boolean
+//!   `exclusiveMinimum`/`exclusiveMaximum`), the top-level `servers` (the
+//!   upstream's addresses, not the gateway's) left out, and an
+//!   `operationId` given to each operation without one (the route name the
+//!   gateway gave it, `METHOD path`, so a re-import keeps it).
 //! - The whole config: every API's operations as above, merged (each
 //!   document's top-level `security` moved onto its operations; a component
 //!   named like another one with different content renamed
