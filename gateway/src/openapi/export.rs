@@ -3,10 +3,13 @@
 //! to get the same routes.
 //!
 //! - One API (`--api NAME`): its document as the gateway imported it, every
-//!   path prefixed with the API's `base_path`, `openapi` set to `3.1.0`,
-//!   the top-level `servers` (the upstream's addresses, not the gateway's)
-//!   left out, and an `operationId` given to each operation without one (the
-//!   route name the gateway gave it, `METHOD path`, so a re-import keeps it).
+//!   path prefixed with the API's `base_path` (and every `$ref` or
+//!   `operationRef` into a path item with it), `openapi` set to `3.1.0` (a
+//!   3.0 document's schemas rewritten as 3.1 says them: `nullable`, boolean
+//!   `exclusiveMinimum`/`exclusiveMaximum`), the top-level `servers` (the
+//!   upstream's addresses, not the gateway's) left out, and an
+//!   `operationId` given to each operation without one (the route name the
+//!   gateway gave it, `METHOD path`, so a re-import keeps it).
 //! - The whole config: every API's operations as above, merged (each
 //!   document's top-level `security` moved onto its operations; a component
 //!   named like another one with different content renamed
@@ -94,7 +97,12 @@ fn api_document(
     };
     let version = root.get("openapi").and_then(Value::as_str).unwrap_or("");
     if version.starts_with("3.0.") {
-        notes.push(format!("api `{name}`: {shown} is OpenAPI {version}; its schemas are copied as written (3.0's `nullable` and boolean `exclusiveMinimum` are not rewritten for 3.1)"));
+        let version = version.to_string();
+        let before = root.clone();
+        schemas_to_3_1(&mut root);
+        if root != before {
+            notes.push(format!("api `{name}`: {shown} is OpenAPI {version}; its schemas are rewritten as 3.1 says them (`nullable: true` as a \"null\" type, boolean `exclusiveMinimum`/`exclusiveMaximum` as numbers)"));
+        }
     }
     root.insert("openapi".into(), Value::from(OPENAPI_VERSION));
     if root.remove("servers").is_some() {
@@ -104,13 +112,18 @@ fn api_document(
         .base_path
         .as_ref()
         .map_or("", |b| b.get_ref().trim_end_matches('/'));
+    let mut moved = HashMap::new();
     if let Some(Value::Object(paths)) = root.remove("paths") {
         let prefixed = paths
             .into_iter()
             .map(|(path, mut item)| {
                 if path.starts_with('/') {
                     name_operations(&path, &mut item);
-                    (format!("{base_path}{path}"), item)
+                    let new = format!("{base_path}{path}");
+                    if new != path {
+                        moved.insert(path, new.clone());
+                    }
+                    (new, item)
                 } else {
                     (path, item)
                 }
@@ -118,7 +131,265 @@ fn api_document(
             .collect();
         root.insert("paths".into(), Value::Object(prefixed));
     }
+    if !moved.is_empty() {
+        root.values_mut().for_each(|v| repoint(v, &moved));
+    }
     Ok(Value::Object(root))
+}
+
+/// Rewrites, anywhere in `value`, each reference into a path item whose
+/// key changed (a `$ref` or a link's `operationRef` reading
+/// `#/paths/OLD...`) to point at its new key.
+fn repoint(value: &mut Value, moved: &HashMap<String, String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                match (key.as_str(), &mut *inner) {
+                    ("$ref" | "operationRef", Value::String(reference)) => {
+                        if let Some(new) = repointed(reference, moved) {
+                            *reference = new;
+                        }
+                    }
+                    _ => repoint(inner, moved),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| repoint(i, moved)),
+        _ => {}
+    }
+}
+
+/// `reference` pointing at its path item's new key, when it points into a
+/// moved one: the key's segment is matched percent-decoded and JSON-pointer
+/// unescaped, and written back escaped (percent-encoded when it was), the
+/// rest of the reference as it was.
+fn repointed(reference: &str, moved: &HashMap<String, String>) -> Option<String> {
+    let rest = reference.strip_prefix("#/paths/")?;
+    let (segment, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let decoded = percent_decode(segment)?;
+    if decoded.contains('/') {
+        return None;
+    }
+    let key = decoded.replace("~1", "/").replace("~0", "~");
+    let new = escape(moved.get(&key)?);
+    let new = match segment.contains('%') {
+        true => percent_encode(&new),
+        false => new,
+    };
+    Some(format!("#/paths/{new}{tail}"))
+}
+
+/// `text` with its `%XX` escapes decoded; `None` when one is broken or the
+/// bytes are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        if byte != b'%' {
+            out.push(byte);
+            at += 1;
+            continue;
+        }
+        let hex = bytes.get(at + 1..at + 3)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let hex = std::str::from_utf8(hex).ok()?;
+        out.push(u8::from_str_radix(hex, 16).ok()?);
+        at += 3;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `segment` with every byte a URI fragment cannot hold as such `%XX`
+/// (the percent sign included).
+fn percent_encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Rewrites a 3.0 document's schemas as 3.1 (JSON Schema 2020-12) says
+/// them, wherever the document has schemas: in its paths (parameters,
+/// request bodies, responses, headers, callbacks) and its components.
+fn schemas_to_3_1(root: &mut Map<String, Value>) {
+    if let Some(Value::Object(paths)) = root.get_mut("paths") {
+        paths.values_mut().for_each(path_item_3_1);
+    }
+    let Some(Value::Object(components)) = root.get_mut("components") else {
+        return;
+    };
+    for (kind, items) in components.iter_mut() {
+        let each: fn(&mut Value) = match kind.as_str() {
+            "schemas" => schema_3_1,
+            "parameters" | "headers" => parameter_3_1,
+            "requestBodies" => request_body_3_1,
+            "responses" => response_3_1,
+            "callbacks" => callback_3_1,
+            _ => continue,
+        };
+        if let Value::Object(items) = items {
+            items.values_mut().for_each(each);
+        }
+    }
+}
+
+/// The schemas of a path item: its parameters' and its operations'.
+fn path_item_3_1(item: &mut Value) {
+    if let Some(Value::Array(params)) = item.get_mut("parameters") {
+        params.iter_mut().for_each(parameter_3_1);
+    }
+    for_each_operation(item, |op| {
+        if let Some(Value::Array(params)) = op.get_mut("parameters") {
+            params.iter_mut().for_each(parameter_3_1);
+        }
+        if let Some(body) = op.get_mut("requestBody") {
+            request_body_3_1(body);
+        }
+        if let Some(Value::Object(responses)) = op.get_mut("responses") {
+            responses.values_mut().for_each(response_3_1);
+        }
+        if let Some(Value::Object(callbacks)) = op.get_mut("callbacks") {
+            callbacks.values_mut().for_each(callback_3_1);
+        }
+    });
+}
+
+/// A callback: path items by expression.
+fn callback_3_1(callback: &mut Value) {
+    if let Value::Object(items) = callback {
+        items.values_mut().for_each(path_item_3_1);
+    }
+}
+
+/// A parameter or header: its `schema`, or the schemas of its `content`.
+fn parameter_3_1(parameter: &mut Value) {
+    if let Some(schema) = parameter.get_mut("schema") {
+        schema_3_1(schema);
+    }
+    content_3_1(parameter);
+}
+
+/// A request body: the schemas of its `content`.
+fn request_body_3_1(body: &mut Value) {
+    content_3_1(body);
+}
+
+/// A response: its headers' schemas and its `content`'s.
+fn response_3_1(response: &mut Value) {
+    if let Some(Value::Object(headers)) = response.get_mut("headers") {
+        headers.values_mut().for_each(parameter_3_1);
+    }
+    content_3_1(response);
+}
+
+/// The media types of `holder`'s `content`: each one's `schema`, and the
+/// headers of its `encoding`.
+fn content_3_1(holder: &mut Value) {
+    let Some(Value::Object(content)) = holder.get_mut("content") else {
+        return;
+    };
+    for media in content.values_mut() {
+        if let Some(schema) = media.get_mut("schema") {
+            schema_3_1(schema);
+        }
+        let Some(Value::Object(encoding)) = media.get_mut("encoding") else {
+            continue;
+        };
+        for property in encoding.values_mut() {
+            if let Some(Value::Object(headers)) = property.get_mut("headers") {
+                headers.values_mut().for_each(parameter_3_1);
+            }
+        }
+    }
+}
+
+/// A 3.0 schema as 3.1 says it, and the schemas in it, found by keyword
+/// position: the values of `properties` are schemas whatever they are
+/// named, the values of `example`, `enum`, `default`... are data, left
+/// as they are.
+fn schema_3_1(schema: &mut Value) {
+    let Value::Object(map) = schema else {
+        return;
+    };
+    nullable_3_1(map);
+    exclusive_3_1(map, "exclusiveMinimum", "minimum");
+    exclusive_3_1(map, "exclusiveMaximum", "maximum");
+    for (key, inner) in map.iter_mut() {
+        match (key.as_str(), inner) {
+            (
+                "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas",
+                Value::Object(schemas),
+            ) => schemas.values_mut().for_each(schema_3_1),
+            ("allOf" | "anyOf" | "oneOf" | "prefixItems" | "items", Value::Array(schemas)) => {
+                schemas.iter_mut().for_each(schema_3_1);
+            }
+            (
+                "items"
+                | "additionalItems"
+                | "additionalProperties"
+                | "not"
+                | "contains"
+                | "propertyNames"
+                | "if"
+                | "then"
+                | "else",
+                inner,
+            ) => schema_3_1(inner),
+            _ => {}
+        }
+    }
+}
+
+/// `nullable: true` as a `"null"` in `type` (a lone type becoming a list)
+/// and a `null` in `enum`; `nullable` removed.
+fn nullable_3_1(map: &mut Map<String, Value>) {
+    let Some(Value::Bool(nullable)) = map.get("nullable") else {
+        return;
+    };
+    let nullable = *nullable;
+    map.remove("nullable");
+    if !nullable {
+        return;
+    }
+    match map.get_mut("type") {
+        Some(Value::String(one)) => {
+            let one = Value::String(std::mem::take(one));
+            map.insert("type".into(), json!([one, "null"]));
+        }
+        Some(Value::Array(types)) if !types.contains(&json!("null")) => {
+            types.push(json!("null"));
+        }
+        _ => {}
+    }
+    if let Some(Value::Array(values)) = map.get_mut("enum")
+        && !values.contains(&Value::Null)
+    {
+        values.push(Value::Null);
+    }
+}
+
+/// 3.0's boolean `exclusive` (`exclusiveMinimum`) as 3.1's number: `true`
+/// takes the value of `bound` (`minimum`), which goes; `false` goes.
+fn exclusive_3_1(map: &mut Map<String, Value>, exclusive: &str, bound: &str) {
+    let Some(Value::Bool(is_exclusive)) = map.get(exclusive) else {
+        return;
+    };
+    let is_exclusive = *is_exclusive;
+    map.remove(exclusive);
+    if is_exclusive
+        && map.get(bound).is_some_and(Value::is_number)
+        && let Some(value) = map.remove(bound)
+    {
+        map.insert(exclusive.into(), value);
+    }
 }
 
 /// Gives each operation of a path item without an `operationId` the name
@@ -846,6 +1117,157 @@ path = "/static/{*rest}"
         assert_eq!(
             err.as_deref(),
             Some("no api `shp` in the config; its APIs are `shop`")
+        );
+    }
+
+    /// A document whose `/items/{id}` operations and components point
+    /// into its own path item (plainly, percent-encoded, by a link).
+    fn pointing_document() -> String {
+        let param = "#/paths/~1items~1{id}/get/parameters/0";
+        json!({
+            "openapi": "3.1.0",
+            "info": { "title": "t", "version": "1" },
+            "components": { "parameters": {
+                "Id": { "$ref": "#/paths/~1items~1%7Bid%7D/get/parameters/0" },
+                "Other": { "$ref": "#/paths/~1itemsX/get" },
+            } },
+            "paths": {
+                "/items/{id}": {
+                    "get": {
+                        "operationId": "get",
+                        "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                        "responses": { "200": { "description": "ok", "links": { "self": {
+                            "operationRef": "#/paths/~1items~1{id}/get",
+                        } } } },
+                    },
+                    "put": { "operationId": "put", "parameters": [{ "$ref": param }] },
+                    "delete": { "operationId": "delete", "parameters": [{ "$ref": "#/components/parameters/Id" }] },
+                },
+            },
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn references_into_a_prefixed_path_point_at_its_new_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.json"), pointing_document()).expect("write a");
+        std::fs::write(dir.path().join("b.json"), pointing_document()).expect("write b");
+        let toml = "[apis.a]\nopenapi = \"a.json\"\nbase_path = \"/v1/\"\n\
+                    [apis.b]\nopenapi = \"b.json\"\nbase_path = \"/v~2\"\n";
+        let config = config(dir.path(), toml);
+        let one = export(dir.path(), &config, Some("a"), "t").expect("exports a");
+        let item = &one.document["paths"]["/v1/items/{id}"];
+        assert_eq!(
+            item["put"]["parameters"][0]["$ref"],
+            "#/paths/~1v1~1items~1{id}/get/parameters/0"
+        );
+        let link = &item["get"]["responses"]["200"]["links"]["self"];
+        assert_eq!(link["operationRef"], "#/paths/~1v1~1items~1{id}/get");
+        let params = &one.document["components"]["parameters"];
+        assert_eq!(
+            params["Id"]["$ref"], "#/paths/~1v1~1items~1%7Bid%7D/get/parameters/0",
+            "percent-encoded as it was"
+        );
+        assert_eq!(
+            params["Other"]["$ref"], "#/paths/~1itemsX/get",
+            "no such path: left as it is"
+        );
+
+        // Merged: b's `Id` now points elsewhere than a's, so it is renamed,
+        // with the reference to it.
+        let Exported { document, .. } = export(dir.path(), &config, None, "t").expect("exports");
+        let params = &document["components"]["parameters"];
+        assert_eq!(
+            params["Id"]["$ref"],
+            "#/paths/~1v1~1items~1%7Bid%7D/get/parameters/0"
+        );
+        assert_eq!(
+            params["b.Id"]["$ref"],
+            "#/paths/~1v~02~1items~1%7Bid%7D/get/parameters/0"
+        );
+        let b = &document["paths"]["/v~2/items/{id}"];
+        assert_eq!(
+            b["put"]["parameters"][0]["$ref"],
+            "#/paths/~1v~02~1items~1{id}/get/parameters/0"
+        );
+        assert_eq!(
+            b["delete"]["parameters"][0]["$ref"],
+            "#/components/parameters/b.Id"
+        );
+        for reference in [&b["put"]["parameters"][0]["$ref"], &params["b.Id"]["$ref"]] {
+            let pointer = reference
+                .as_str()
+                .expect("a string")
+                .trim_start_matches('#');
+            let pointer = pointer.replace("%7B", "{").replace("%7D", "}");
+            assert_eq!(
+                document.pointer(&pointer).map(|p| &p["name"]),
+                Some(&json!("id"))
+            );
+        }
+    }
+
+    #[test]
+    fn a_3_0_documents_schemas_are_rewritten_as_3_1_by_keyword_position() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data =
+            json!({ "nullable": true, "type": "string", "exclusiveMinimum": true, "minimum": 1 });
+        let source = json!({
+            "openapi": "3.0.3",
+            "info": { "title": "t", "version": "1" },
+            "components": { "schemas": { "Item": {
+                "type": "object",
+                "nullable": false,
+                "properties": {
+                    "nullable": { "type": "boolean" },
+                    "default": { "type": "string", "nullable": true, "enum": ["a"], "default": data },
+                    "count": { "type": "integer", "minimum": 0, "exclusiveMinimum": true, "maximum": 9, "exclusiveMaximum": false },
+                    "tags": { "type": "array", "items": { "type": "string", "nullable": true } },
+                },
+                "example": data,
+            } } },
+            "paths": { "/items": { "get": {
+                "parameters": [{ "name": "n", "in": "query", "schema": { "type": "number", "maximum": 5, "exclusiveMaximum": true }, "example": data }],
+                "responses": { "200": { "description": "ok", "content": { "application/json": {
+                    "schema": { "allOf": [{ "nullable": true, "type": ["integer"] }] },
+                    "examples": { "x": { "value": data } },
+                } } } },
+            } } },
+        });
+        std::fs::write(dir.path().join("a.json"), source.to_string()).expect("write");
+        let config = config(dir.path(), "[apis.a]\nopenapi = \"a.json\"\n");
+        let Exported { document, notes } =
+            export(dir.path(), &config, Some("a"), "t").expect("exports");
+        let item = &document["components"]["schemas"]["Item"];
+        let expected_item = json!({
+            "type": "object",
+            "properties": {
+                "nullable": { "type": "boolean" },
+                "default": { "type": ["string", "null"], "enum": ["a", null], "default": data },
+                "count": { "type": "integer", "exclusiveMinimum": 0, "maximum": 9 },
+                "tags": { "type": "array", "items": { "type": ["string", "null"] } },
+            },
+            "example": data,
+        });
+        assert_eq!(*item, expected_item);
+        let get = &document["paths"]["/items"]["get"];
+        assert_eq!(
+            get["parameters"][0],
+            json!({ "name": "n", "in": "query", "schema": { "type": "number", "exclusiveMaximum": 5 }, "example": data })
+        );
+        let media = &get["responses"]["200"]["content"]["application/json"];
+        assert_eq!(
+            media["schema"],
+            json!({ "allOf": [{ "type": ["integer", "null"] }] })
+        );
+        assert_eq!(media["examples"]["x"]["value"], data);
+        assert_eq!(document["openapi"], "3.1.0");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("3.0.3") && n.contains("rewritten")),
+            "{notes:?}"
         );
     }
 
