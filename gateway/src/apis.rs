@@ -135,7 +135,9 @@ fn api_routes(
     let (validation, classes) = validation_entries(&spanned.span(), &document);
     let mut routes = Vec::with_capacity(document.operations.len());
     for operation in &document.operations {
-        if !bearer_is_configured(problems, name, api, operation, &document) {
+        if !bearer_is_configured(problems, name, api, operation, &document)
+            || !adds_only(problems, config, api, operation, &document)
+        {
             continue;
         }
         let upstream = operation_upstream(problems, config, name, api, operation, &document);
@@ -192,6 +194,37 @@ fn base_path(problems: &mut Problems<'_>, name: &str, api: &ApiConfig) -> Option
         return None;
     }
     Some(text.to_string())
+}
+
+/// Whether the operation's own entries only add to its pipeline: none is
+/// named like a `[[plugins]]` or API entry (which it would replace or, as
+/// the same plugin, stand in for): those are the config's (an error at the
+/// entry's line otherwise).
+fn adds_only(
+    problems: &mut Problems<'_>,
+    config: &Config,
+    api: &ApiConfig,
+    operation: &Operation,
+    document: &openapi::Document,
+) -> bool {
+    let configured: Vec<&str> = config
+        .plugins
+        .iter()
+        .chain(&api.plugins)
+        .map(|e| e.get_ref().name())
+        .collect();
+    let mut adds = true;
+    for own in &operation.plugins {
+        let name = own.value.name();
+        if configured.contains(&name) {
+            let message = format!(
+                "x-gateway-plugins: entry `{name}` is named like an entry the config runs on this API's routes: a document adds entries, it cannot replace or switch off the config's; give it a `name` of its own"
+            );
+            problems.push(document.error(own.at, message));
+            adds = false;
+        }
+    }
+    adds
 }
 
 /// Where an operation goes: its `x-gateway-upstream`, else the API's.
@@ -311,14 +344,10 @@ fn document_entry(
     let mut entry = entry(
         span,
         &own.plugin,
-        own.name.as_deref().unwrap_or(&own.plugin),
+        own.name(),
         own.config.clone().unwrap_or_default(),
     );
-    entry.enabled = own.enabled.map(|on| at(span, on));
     entry.on_error = own.on_error;
-    entry.deadline = own.deadline;
-    entry.memory_limit = own.memory_limit;
-    entry.max_body = own.max_body;
     entry
 }
 

@@ -370,7 +370,7 @@ async fn an_http_bearer_scheme_is_checked_by_the_apis_bearer_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operations_own_entries_run_after_the_inherited_ones_and_can_switch_one_off() {
+async fn an_operations_own_entries_run_after_the_inherited_ones_and_only_add() {
     let up = Upstream::start("notes").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let document = r#"openapi: 3.1.0
@@ -385,16 +385,16 @@ paths:
           config: {request: {set: {x-step: operation}}}
     post:
       operationId: addNote
-      x-gateway-plugins:
-        - {name: stamp-api, enabled: false, plugin: headers}
 "#;
     std::fs::write(dir.path().join("notes.yaml"), document).expect("write");
     let api_entry = json!({ "plugin": "headers", "name": "stamp-api", "config": { "request": { "set": { "x-step": "api", "x-api": "notes" } } } });
-    let config = Config::new().upstream("notes", &up).with(
-        "apis",
-        json!({ "notes": { "openapi": "notes.yaml", "upstream": "notes", "plugins": [api_entry] } }),
-    );
-    let gw = start_in(dir.path(), &config);
+    let config = |file: &str| {
+        Config::new().upstream("notes", &up).with(
+            "apis",
+            json!({ "notes": { "openapi": file, "upstream": "notes", "plugins": [api_entry.clone()] } }),
+        )
+    };
+    let gw = start_in(dir.path(), &config("notes.yaml"));
     let listed = get(&gw.url("/notes")).await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(
@@ -408,30 +408,35 @@ paths:
         "then the operation's own"
     );
     let added = post_with_key(&gw.url("/notes"), None).await;
-    assert_eq!(added.status, 200, "{}", added.body);
-    assert!(
-        added.json()["headers"].get("x-api").is_none(),
-        "switched off for addNote: {}",
+    assert_eq!(
+        added.json()["headers"]["x-step"],
+        "api",
+        "only on its operation: {}",
         added.body
     );
 
-    // A document adds built-ins only, and nothing the config alone grants.
-    let granted = document.replace(
-        "plugin: headers\n          name: stamp-op",
-        "plugin: headers\n          grants: [kv]\n          name: stamp-op",
+    // A document adds built-ins only: it neither grants nor replaces the
+    // config's entries.
+    let refused = |name: &str, text: String| {
+        std::fs::write(dir.path().join(format!("{name}.yaml")), text).expect("write");
+        config(&format!("{name}.yaml")).write(dir.path().join(format!("{name}.toml")));
+        let (ok, output) = check(dir.path(), &format!("{name}.toml"));
+        assert!(!ok, "{output}");
+        output
+    };
+    let granted = refused(
+        "granted",
+        document.replace("name: stamp-op", "grants: [kv]\n          name: stamp-op"),
     );
-    std::fs::write(dir.path().join("granted.yaml"), granted).expect("write");
-    let refused = Config::new().upstream("notes", &up).with(
-        "apis",
-        json!({ "notes": { "openapi": "granted.yaml", "upstream": "notes" } }),
-    );
-    refused.write(dir.path().join("refused.toml"));
-    let (ok, output) = check(dir.path(), "refused.toml");
-    assert!(!ok, "{output}");
     assert!(
-        output.contains(
+        granted.contains(
             "granted.yaml:9:11: x-gateway-plugins: `grants` cannot be set from the document"
         ),
-        "{output}"
+        "{granted}"
     );
+    let replacing = refused(
+        "replacing",
+        document.replace("name: stamp-op", "name: stamp-api"),
+    );
+    assert!(replacing.contains("replacing.yaml:8:11: x-gateway-plugins: entry `stamp-api` is named like an entry the config runs"), "{replacing}");
 }

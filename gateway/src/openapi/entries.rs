@@ -1,30 +1,22 @@
 //! `x-gateway-plugins`: pipeline entries an operation adds for itself, run
 //! after the inherited ones (and before its mock answer), with the keys of a
-//! `[[routes.plugins]]` entry that concern the request: `plugin`, `name`,
-//! `enabled`, `config`, `on_error`, `deadline`, `memory_limit`, `max_body`.
+//! `[[routes.plugins]]` entry that say what it does: `plugin`, `name`,
+//! `config`, `on_error`.
 //!
-//! Only built-in plugins: a document says what an operation needs, while
-//! what runs in the gateway's process (a component's path, the capabilities
-//! it is granted, the hosts it may reach, where its state lives) stays the
-//! config's to say.
+//! Only built-in plugins, and only additions: a document says what an
+//! operation needs, while what runs in the gateway's process (a component's
+//! path, the capabilities it is granted, the hosts it may reach, its
+//! resources, where its state lives) and the entries the config runs on
+//! every route stay the config's to say (an entry named like one of those is
+//! refused by the API, which knows them).
 
 use super::Reader;
 use super::tree::escape;
 use crate::config::OnError;
-use crate::config::{ByteSize, Duration};
 use serde_json::Value;
 
 /// The keys an entry of `x-gateway-plugins` may have.
-const KEYS: [&str; 8] = [
-    "plugin",
-    "name",
-    "enabled",
-    "config",
-    "on_error",
-    "deadline",
-    "memory_limit",
-    "max_body",
-];
+const KEYS: [&str; 4] = ["plugin", "name", "config", "on_error"];
 
 /// One entry of an operation's `x-gateway-plugins`.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,18 +25,17 @@ pub struct Entry {
     pub plugin: String,
     /// Its name (the plugin's when absent).
     pub name: Option<String>,
-    /// `false` switches off the inherited entry of its name.
-    pub enabled: Option<bool>,
     /// The plugin's config.
     pub config: Option<toml::Table>,
     /// What a failing call does.
     pub on_error: OnError,
-    /// Overrides `plugin_defaults.deadline`.
-    pub deadline: Option<Duration>,
-    /// Overrides `plugin_defaults.memory_limit`.
-    pub memory_limit: Option<ByteSize>,
-    /// Overrides `plugin_defaults.max_body`.
-    pub max_body: Option<ByteSize>,
+}
+
+impl Entry {
+    /// Its name in the pipeline: `name`, else the plugin's.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.plugin)
+    }
 }
 
 impl Reader<'_> {
@@ -126,15 +117,11 @@ fn entry(item: &Value) -> Result<Entry, Fault> {
     Ok(Entry {
         plugin,
         name,
-        enabled: typed(object, "enabled", "true or false")?,
         config: object
             .get("config")
             .map(|c| table(c).map_err(|why| (Some("config".to_string()), why)))
             .transpose()?,
         on_error: typed(object, "on_error", "\"fail\" or \"continue\"")?.unwrap_or_default(),
-        deadline: typed(object, "deadline", "a duration such as \"50ms\"")?,
-        memory_limit: typed(object, "memory_limit", "a size such as \"16MiB\"")?,
-        max_body: typed(object, "max_body", "a size such as \"1MiB\"")?,
     })
 }
 
@@ -198,16 +185,13 @@ mod tests {
     #[test]
     fn an_entry_reads_the_request_keys_of_a_route_entry() {
         let read = entry(&json!({
-            "plugin": "rate-limit", "name": "per-op", "deadline": "20ms",
+            "plugin": "rate-limit", "name": "per-op", "on_error": "continue",
             "config": {"limits": [{"rate": "5/s", "by": "ip"}]}
         }))
         .expect("a valid entry");
         assert_eq!(read.plugin, "rate-limit");
-        assert_eq!(read.name.as_deref(), Some("per-op"));
-        assert_eq!(
-            read.deadline.map(|d| d.0),
-            Some(std::time::Duration::from_millis(20))
-        );
+        assert_eq!(read.name(), "per-op");
+        assert_eq!(read.on_error, OnError::Continue);
         let limits = read.config.as_ref().and_then(|c| c.get("limits"));
         assert!(matches!(limits, Some(toml::Value::Array(a)) if a.len() == 1));
     }

@@ -336,10 +336,18 @@ impl Reader<'_> {
 
     /// The pointer a `$ref` (found at `ref_at`) names in this document.
     fn local(&mut self, reference: &Value, ref_at: &str) -> Option<String> {
-        match reference.as_str().and_then(|r| r.strip_prefix('#')) {
-            Some(pointer) if pointer.starts_with('/') => Some(pointer.to_string()),
+        let shown = reference.as_str().unwrap_or("?");
+        // A URI fragment: percent-encoded characters stand for themselves.
+        let pointer = shown
+            .strip_prefix('#')
+            .and_then(|f| percent_encoding::percent_decode_str(f).decode_utf8().ok());
+        match pointer {
+            Some(pointer) if pointer.starts_with('/') => Some(pointer.into_owned()),
+            Some(anchor) if !anchor.is_empty() => {
+                self.fault(ref_at, format!("`$ref: {shown}` names an anchor: the gateway follows JSON pointers (`#/components/...`) only"));
+                None
+            }
             _ => {
-                let shown = reference.as_str().unwrap_or("?");
                 self.fault(ref_at, format!("`$ref: {shown}` points outside the document (or at all of it): the gateway follows references inside the document only, and fetches nothing"));
                 None
             }
@@ -382,6 +390,19 @@ fn references(value: &Value, at: &str, found: &mut Vec<(String, String)>) {
                 let inner_at = format!("{at}/{}", super::tree::escape(key));
                 match (key.as_str(), inner) {
                     ("$ref", Value::String(reference)) => found.push((reference.clone(), inner_at)),
+                    // Names to schemas: a property may be called `default`.
+                    (
+                        "properties" | "patternProperties" | "$defs" | "definitions",
+                        Value::Object(named),
+                    ) => {
+                        for (name, schema) in named {
+                            references(
+                                schema,
+                                &format!("{inner_at}/{}", super::tree::escape(name)),
+                                found,
+                            );
+                        }
+                    }
                     ("example" | "examples" | "enum" | "const" | "default", _) => {}
                     _ => references(inner, &inner_at, found),
                 }
@@ -476,12 +497,12 @@ mod tests {
     fn references_skip_examples() {
         let mut found = Vec::new();
         references(
-            &json!({"$ref": "#/a", "properties": {"x": {"$ref": "#/b"}}, "example": {"$ref": "#/c"}}),
+            &json!({"$ref": "#/a", "properties": {"default": {"$ref": "#/b"}}, "example": {"$ref": "#/c"}}),
             "/s",
             &mut found,
         );
         found.sort();
-        let expected = [("#/a", "/s/$ref"), ("#/b", "/s/properties/x/$ref")];
+        let expected = [("#/a", "/s/$ref"), ("#/b", "/s/properties/default/$ref")];
         let expected: Vec<(String, String)> = expected
             .iter()
             .map(|(r, a)| (r.to_string(), a.to_string()))

@@ -384,6 +384,10 @@ impl log::Host for HostState {
 /// the metrics without bound by counting ever new names.
 const MAX_EVENT_SERIES: usize = 256;
 
+/// Distinct events one plugin counts at most: one plugin cannot use up the
+/// series the others need.
+const MAX_PLUGIN_EVENTS: usize = 32;
+
 /// The longest event name counted.
 const MAX_EVENT_NAME: usize = 64;
 
@@ -411,7 +415,8 @@ fn count_event(plugin: &str, event: String) {
             return;
         };
         if !series.contains(&key) {
-            if series.len() >= MAX_EVENT_SERIES {
+            let of_plugin = series.iter().filter(|(p, _)| *p == key.0).count();
+            if series.len() >= MAX_EVENT_SERIES || of_plugin >= MAX_PLUGIN_EVENTS {
                 tracing::debug!(
                     plugin,
                     event = key.1,

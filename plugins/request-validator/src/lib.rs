@@ -11,6 +11,7 @@
 //! path, query, a header, a cookie or the body), which parameter, the JSON
 //! pointer inside the value, and why.
 
+mod json;
 mod params;
 use request_validator_schema as schema;
 
@@ -24,6 +25,11 @@ use std::rc::Rc;
 
 /// Failures listed in one answer at most (the count says how many there were).
 const MAX_LISTED: usize = 20;
+
+/// The largest value whose failures are all listed; a larger one fails
+/// with its first (listing every failure of a large body could cost more
+/// than the request deserves).
+const LIST_ALL_UP_TO: usize = 64 << 10;
 
 /// The longest reason given for one failure (a schema error quotes the
 /// value, which may be a whole body).
@@ -337,7 +343,12 @@ fn check_response(responses: &[(String, Content)], resp: &Response) -> Vec<Failu
         ));
         return failures;
     };
-    if let Some(body) = resp.body().filter(|b| !b.is_empty()) {
+    // A compressed body is not read here (it would read as not JSON).
+    let encoded = resp
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+    if let Some(body) = resp.body().filter(|b| !b.is_empty() && !encoded) {
         if content.0.is_empty() {
             failures.push(Failure::of_body(
                 None,
@@ -442,7 +453,7 @@ impl Parameter {
             Ok(None) => {}
             Ok(Some(value)) => {
                 if let Some(schema) = &self.schema {
-                    for (pointer, reason) in schema_failures(schema, &value) {
+                    for (pointer, reason) in schema_failures(schema, &value, 0) {
                         failures.push(failure(Some(pointer), reason));
                     }
                 }
@@ -461,7 +472,12 @@ impl Body {
     }
 
     fn check(&self, req: &Request, failures: &mut Vec<Failure>) {
-        let content_type = req.headers().get("content-type");
+        // Two lines: the upstream might read the type not checked here.
+        let Ok(content_type) = req.headers().single("content-type") else {
+            let reason = "the content type is given more than once".to_string();
+            failures.push(Failure::of_body(None, reason));
+            return;
+        };
         if !self.is_read() {
             if has_body(req) {
                 self.content.check_type(content_type, failures);
@@ -524,9 +540,9 @@ impl Content {
         else {
             return;
         };
-        match serde_json::from_slice::<Value>(body) {
+        match json::parse(body) {
             Ok(value) => {
-                for (pointer, reason) in schema_failures(schema, &value) {
+                for (pointer, reason) in schema_failures(schema, &value, body.len()) {
                     failures.push(Failure::of_body(Some(pointer), reason));
                 }
             }
@@ -545,8 +561,10 @@ impl Content {
     }
 }
 
-/// Every way `value` fails `schema`: the pointer inside it, and why.
-fn schema_failures(schema: &schema::Lazy, value: &Value) -> Vec<(String, String)> {
+/// How `value` (of `size` bytes as sent) fails `schema`: the pointer
+/// inside it and why, for each failure (the first only for a value over
+/// [`LIST_ALL_UP_TO`]).
+fn schema_failures(schema: &schema::Lazy, value: &Value, size: usize) -> Vec<(String, String)> {
     let schema = match schema.get() {
         Ok(schema) => schema,
         Err(e) => {
@@ -556,15 +574,27 @@ fn schema_failures(schema: &schema::Lazy, value: &Value) -> Vec<(String, String)
             )];
         }
     };
+    if schema.is_valid(value) {
+        return Vec::new();
+    }
+    let failure = |error: jsonschema::ValidationError<'_>| {
+        (
+            error.instance_path().to_string(),
+            shortened(error.to_string()),
+        )
+    };
+    if size > LIST_ALL_UP_TO {
+        return schema
+            .validate(value)
+            .err()
+            .map(failure)
+            .into_iter()
+            .collect();
+    }
     schema
         .iter_errors(value)
         .take(MAX_LISTED + 1)
-        .map(|error| {
-            (
-                error.instance_path().to_string(),
-                shortened(error.to_string()),
-            )
-        })
+        .map(failure)
         .collect()
 }
 
@@ -786,6 +816,47 @@ mod tests {
         respond(500, "");
         respond(404, "a body");
         assert_eq!(log::counted("response_mismatch"), before + 3);
+    }
+
+    #[test]
+    fn what_an_upstream_could_read_otherwise_is_refused() {
+        let plugin = pets();
+        let twice = post("", "application/json", r#"{"name":"Rex","name":""}"#);
+        assert!(
+            failures(&plugin, twice)[0]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("given twice")
+        );
+        let two_types = post("", "text/plain", r#"{"name":""}"#)
+            .with_header("content-type", "application/json");
+        assert_eq!(
+            failures(&plugin, two_types)[0]["reason"],
+            "the content type is given more than once"
+        );
+    }
+
+    #[test]
+    fn a_large_body_fails_with_its_first_failure_only() {
+        let plugin = validator(
+            json!({"body": {"content": {"application/json": {"type": "array", "items": {"type": "string"}}}}}),
+        );
+        let small = format!("[{}]", vec!["1"; 100].join(","));
+        let listed = failures(
+            &plugin,
+            Request::new("POST", "/")
+                .with_header("content-type", "application/json")
+                .with_body(small),
+        );
+        assert_eq!(listed.len(), MAX_LISTED, "listed up to the cap");
+        let large = format!("[{}]", vec!["1"; 40_000].join(","));
+        let listed = failures(
+            &plugin,
+            Request::new("POST", "/")
+                .with_header("content-type", "application/json")
+                .with_body(large),
+        );
+        assert_eq!(listed.len(), 1, "only the first");
     }
 
     #[test]

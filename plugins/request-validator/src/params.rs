@@ -124,6 +124,17 @@ pub struct Reader {
 /// What went wrong reading a parameter, before any schema.
 pub type Fault = String;
 
+/// How the pieces of a raw value are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// As they are (header values).
+    None,
+    /// Percent-decoded (path segments, cookies).
+    Percent,
+    /// Percent-decoded with `+` as a space (the query).
+    Form,
+}
+
 impl Reader {
     /// `spec`, its style checked, of `shape`.
     pub fn new(spec: &ParameterSpec, shape: Shape) -> Result<Self, String> {
@@ -165,13 +176,16 @@ impl Reader {
             },
             Location::Header => {
                 let lines: Vec<&str> = req.headers().get_all(&self.name).collect();
+                if lines.len() != req.headers().count(&self.name) {
+                    return Err("has a line that is not UTF-8 text".to_string());
+                }
                 if lines.is_empty() {
                     return Ok(None);
                 }
-                self.styled(&lines.join(","), ',', false).map(Some)
+                self.styled(&lines.join(","), ',', Encoding::None).map(Some)
             }
-            Location::Cookie => match cookie(req, &self.name) {
-                Some(raw) => self.styled(raw, ',', true).map(Some),
+            Location::Cookie => match cookie(req, &self.name)? {
+                Some(raw) => self.styled(raw, ',', Encoding::Percent).map(Some),
                 None => Ok(None),
             },
         }
@@ -186,10 +200,10 @@ impl Reader {
                     .strip_prefix('.')
                     .ok_or("expected a label value starting with `.`")?;
                 let separator = if self.explode { '.' } else { ',' };
-                self.styled(rest, separator, true)
+                self.styled(rest, separator, Encoding::Percent)
             }
             Style::Matrix => self.read_matrix(raw),
-            _ => self.styled(raw, ',', true),
+            _ => self.styled(raw, ',', Encoding::Percent),
         }
     }
 
@@ -214,14 +228,16 @@ impl Reader {
             }
             (Shape::Object(_), true) => {
                 let joined = pairs.join(",");
-                self.styled(&joined, ',', true)
+                self.styled(&joined, ',', Encoding::Percent)
             }
             _ => {
-                let value = pairs
-                    .first()
-                    .and_then(|p| p.strip_prefix(prefix.as_str()))
-                    .ok_or_else(|| format!("expected `;{}=value`", self.name))?;
-                self.styled(value, ',', true)
+                // One pair: another (`;id=5;id=9`) might be what the upstream reads.
+                let value = match pairs.as_slice() {
+                    [one] => one.strip_prefix(prefix.as_str()),
+                    _ => None,
+                };
+                let value = value.ok_or_else(|| format!("expected one `;{}=value`", self.name))?;
+                self.styled(value, ',', Encoding::Percent)
             }
         }
     }
@@ -231,6 +247,15 @@ impl Reader {
     /// value, deepObject reads every `name[key]=`.
     fn read_query(&self, req: &Request) -> Result<Option<Value>, Fault> {
         let pairs = raw_pairs(req.query());
+        if self.style != Style::DeepObject
+            && pairs.iter().any(|(k, _)| {
+                k.strip_prefix(self.name.as_str())
+                    .is_some_and(|rest| rest.starts_with('['))
+            })
+        {
+            // `name[]=` or `name[0]=`: what many frameworks read as `name`.
+            return Err(format!("is also given as `{}[...]`", self.name));
+        }
         if self.json {
             return match single(&pairs, &self.name)? {
                 Some(raw) => json_value(&decode(raw, true)?).map(Some),
@@ -259,6 +284,16 @@ impl Reader {
             (Shape::Object(properties), Style::DeepObject, _) => {
                 deep_object(&pairs, &self.name, properties)
             }
+            (Shape::Array(kind), Style::SpaceDelimited | Style::PipeDelimited, true) => {
+                // Exploded, the delimited styles are form's repeated names.
+                let values: Result<Vec<Value>, Fault> = pairs
+                    .iter()
+                    .filter(|(k, _)| k == &self.name)
+                    .map(|(_, v)| Ok(coerce(&decode(v, true)?, *kind)))
+                    .collect();
+                let values = values?;
+                Ok((!values.is_empty()).then_some(Value::Array(values)))
+            }
             (_, Style::SpaceDelimited | Style::PipeDelimited, _) => {
                 let Some(raw) = single(&pairs, &self.name)? else {
                     return Ok(None);
@@ -272,7 +307,7 @@ impl Reader {
                 Ok(Some(self.split(&text, separator)))
             }
             _ => match single(&pairs, &self.name)? {
-                Some(raw) => self.styled(raw, ',', true).map(Some),
+                Some(raw) => self.styled(raw, ',', Encoding::Form).map(Some),
                 None => Ok(None),
             },
         }
@@ -280,13 +315,12 @@ impl Reader {
 
     /// A raw (still percent-encoded) value split at `separator` as the
     /// shape says, each piece decoded then converted.
-    fn styled(&self, raw: &str, separator: char, encoded: bool) -> Result<Value, Fault> {
-        let piece = |text: &str| {
-            if encoded {
-                decode(text, false)
-            } else {
-                Ok(text.to_string())
-            }
+    fn styled(&self, raw: &str, separator: char, encoding: Encoding) -> Result<Value, Fault> {
+        let piece = |text: &str| match encoding {
+            // Optional whitespace around a header list's items is not data.
+            Encoding::None => Ok(text.trim_matches([' ', '\t']).to_string()),
+            Encoding::Percent => decode(text, false),
+            Encoding::Form => decode(text, true),
         };
         if self.json {
             return json_value(&piece(raw)?);
@@ -422,17 +456,24 @@ fn decode(raw: &str, form: bool) -> Result<String, Fault> {
 
 /// A value that is JSON text.
 fn json_value(text: &str) -> Result<Value, Fault> {
-    serde_json::from_str(text).map_err(|e| format!("is not JSON: {e}"))
+    crate::json::parse(text.as_bytes()).map_err(|e| format!("is not JSON: {e}"))
 }
 
-/// The raw value of cookie `name` in the request's `Cookie` header(s).
-fn cookie<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.headers()
+/// The raw value of cookie `name` in the request's `Cookie` header(s), or
+/// a fault when it is given twice (frameworks differ in which they read).
+fn cookie<'r>(req: &'r Request, name: &str) -> Result<Option<&'r str>, Fault> {
+    let mut values = req
+        .headers()
         .get_all("cookie")
         .flat_map(|line| line.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err("is given more than once".to_string());
+    }
+    Ok(first)
 }
 
 #[cfg(test)]
@@ -561,6 +602,38 @@ mod tests {
         let cookie = reader(Location::Cookie, None, None, Shape::Scalar(Kind::Integer));
         let req = Request::new("GET", "/").with_header("cookie", "a=b; id=42");
         assert_eq!(cookie.read(&req), Ok(Some(json!(42))));
+    }
+
+    #[test]
+    fn what_an_upstream_could_read_otherwise_is_a_fault() {
+        let scalar = reader(Location::Query, None, None, Shape::Scalar(Kind::Text));
+        assert_eq!(
+            query(&scalar, "id=a+b"),
+            Ok(Some(json!("a b"))),
+            "`+` is a space in a query"
+        );
+        assert!(query(&scalar, "id=5&id[]=9").is_err(), "a bracketed alias");
+        assert!(query(&scalar, "id[0]=9").is_err());
+        let matrix = reader(
+            Location::Path,
+            Some(Style::Matrix),
+            None,
+            Shape::Scalar(Kind::Integer),
+        );
+        assert!(path(&matrix, ";id=5;id=999").is_err());
+        let cookie = reader(Location::Cookie, None, None, Shape::Scalar(Kind::Integer));
+        let twice = Request::new("GET", "/").with_header("cookie", "id=5; id=999");
+        assert!(cookie.read(&twice).is_err());
+        let header = reader(Location::Header, None, None, Shape::Array(Kind::Boolean));
+        let spaced = Request::new("GET", "/").with_header("id", "true, false");
+        assert_eq!(header.read(&spaced), Ok(Some(json!([true, false]))));
+        let exploded = reader(
+            Location::Query,
+            Some(Style::PipeDelimited),
+            Some(true),
+            INTS,
+        );
+        assert_eq!(query(&exploded, "id=1&id=2"), Ok(Some(json!([1, 2]))));
     }
 
     #[test]

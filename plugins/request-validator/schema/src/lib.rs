@@ -103,63 +103,112 @@ impl Lazy {
     }
 }
 
-/// Keys whose values are data, not schemas: left as they are.
-fn is_data(key: &str) -> bool {
+/// Keywords whose value is a map of names to schemas.
+const SCHEMA_MAPS: [&str; 5] = [
+    "properties",
+    "patternProperties",
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+];
+
+/// Keywords whose value is a schema or a list of schemas.
+const SUBSCHEMAS: [&str; 15] = [
+    "items",
+    "additionalItems",
+    "prefixItems",
+    "additionalProperties",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "propertyNames",
+    "contains",
+    "not",
+    "if",
+    "then",
+    "else",
+    "allOf",
+    "anyOf",
+    "oneOf",
+];
+
+/// Calls `visit` on `value` and on every schema inside it, found by
+/// keyword position (a property named `nullable` or `default` is a
+/// property, and example data is never visited). A document's other parts
+/// are walked through as plain JSON until a schema keyword is met.
+fn each_schema(value: &mut Value, visit: &mut impl FnMut(&mut serde_json::Map<String, Value>)) {
+    match value {
+        Value::Object(map) => {
+            visit(map);
+            for (key, inner) in map.iter_mut() {
+                if SCHEMA_MAPS.contains(&key.as_str()) {
+                    if let Value::Object(named) = inner {
+                        named.values_mut().for_each(|s| each_schema(s, visit));
+                    }
+                } else if SUBSCHEMAS.contains(&key.as_str()) || !is_keyword(key) {
+                    each_schema(inner, visit);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| each_schema(i, visit)),
+        _ => {}
+    }
+}
+
+/// Whether `key` is a schema keyword whose value is not a schema (data,
+/// such as `enum` or `example`, or a plain setting): not walked into.
+/// Other keys (a document's `components`, `paths`, ...) are walked into.
+fn is_keyword(key: &str) -> bool {
     matches!(
         key,
-        "example" | "examples" | "enum" | "const" | "default" | "x-example"
-    )
+        "example"
+            | "examples"
+            | "enum"
+            | "const"
+            | "default"
+            | "required"
+            | "type"
+            | "format"
+            | "pattern"
+            | "nullable"
+            | "discriminator"
+            | "xml"
+            | "externalDocs"
+    ) || key.starts_with("x-")
 }
 
 /// `nullable: true` as draft 4 says it: `null` added to `type` and `enum`.
 fn from_openapi_30(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            if map.remove("nullable") == Some(Value::Bool(true)) {
-                if let Some(Value::String(one)) = map.get("type") {
-                    let one = Value::String(one.clone());
-                    map.insert("type".into(), Value::Array(vec![one, "null".into()]));
-                }
-                if let Some(Value::Array(values)) = map.get_mut("enum")
-                    && !values.contains(&Value::Null)
-                {
-                    values.push(Value::Null);
-                }
-            }
-            for (key, inner) in map.iter_mut() {
-                if !is_data(key) {
-                    from_openapi_30(inner);
-                }
-            }
+    each_schema(value, &mut |map| {
+        if map.get("nullable") != Some(&Value::Bool(true)) {
+            return;
         }
-        Value::Array(items) => items.iter_mut().for_each(from_openapi_30),
-        _ => {}
-    }
+        map.remove("nullable");
+        if let Some(Value::String(one)) = map.get("type") {
+            let one = Value::String(one.clone());
+            map.insert("type".into(), Value::Array(vec![one, "null".into()]));
+        }
+        if let Some(Value::Array(values)) = map.get_mut("enum")
+            && !values.contains(&Value::Null)
+        {
+            values.push(Value::Null);
+        }
+    });
 }
 
 /// OpenAPI's `int32` and `int64` formats as the bounds they mean, where the
 /// schema sets none itself.
 fn with_format_bounds(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            let bounds = match map.get("format").and_then(Value::as_str) {
-                Some("int32") => Some((Value::from(i32::MIN), Value::from(i32::MAX))),
-                Some("int64") => Some((Value::from(i64::MIN), Value::from(i64::MAX))),
-                _ => None,
-            };
-            if let Some((low, high)) = bounds {
-                map.entry("minimum").or_insert(low);
-                map.entry("maximum").or_insert(high);
-            }
-            for (key, inner) in map.iter_mut() {
-                if !is_data(key) {
-                    with_format_bounds(inner);
-                }
-            }
+    each_schema(value, &mut |map| {
+        let bounds = match map.get("format").and_then(Value::as_str) {
+            Some("int32") => Some((Value::from(i32::MIN), Value::from(i32::MAX))),
+            Some("int64") => Some((Value::from(i64::MIN), Value::from(i64::MAX))),
+            _ => None,
+        };
+        if let Some((low, high)) = bounds {
+            map.entry("minimum").or_insert(low);
+            map.entry("maximum").or_insert(high);
         }
-        Value::Array(items) => items.iter_mut().for_each(with_format_bounds),
-        _ => {}
-    }
+    });
 }
 
 /// RFC 9562's textual form: 8-4-4-4-12 hexadecimal digits.
@@ -213,10 +262,29 @@ pub enum Shape {
     Object(Vec<(String, Kind)>),
 }
 
+/// How deep `allOf`, `anyOf` and `oneOf` are looked into for a type.
+const MAX_TYPED_DEPTH: usize = 8;
+
+/// `schema` (its `$ref`s resolved in `document`), or when it names no type,
+/// the first branch of its `allOf`, `anyOf` or `oneOf` that does.
+fn typed<'a>(document: &'a Value, schema: &'a Value, depth: usize) -> &'a Value {
+    let schema = resolve(document, schema);
+    if schema.get("type").is_some() || depth >= MAX_TYPED_DEPTH {
+        return schema;
+    }
+    ["allOf", "anyOf", "oneOf"]
+        .iter()
+        .filter_map(|k| schema.get(*k).and_then(Value::as_array))
+        .flatten()
+        .map(|branch| typed(document, branch, depth + 1))
+        .find(|branch| branch.get("type").is_some())
+        .unwrap_or(schema)
+}
+
 /// The shape of `schema` (its `$ref`s resolved in `document`).
 pub fn shape(document: &Value, schema: &Value) -> Shape {
-    let schema = resolve(document, schema);
-    let kind_of = |s: &Value| kind(&type_name(resolve(document, s)));
+    let schema = typed(document, schema, 0);
+    let kind_of = |s: &Value| kind(&type_name(typed(document, s, 0)));
     match type_name(schema).as_str() {
         "array" => Shape::Array(schema.get("items").map_or(Kind::Text, kind_of)),
         "object" => {
@@ -251,16 +319,17 @@ fn kind(type_name: &str) -> Kind {
     }
 }
 
-/// `text` as `kind` says, or as text when it does not read so (the schema
-/// then reports the wrong type).
+/// `text` as `kind` says, or as text when it does not read so exactly (the
+/// schema then reports the wrong type): an integer is `-?(0|[1-9][0-9]*)`
+/// (no `+`, leading zero, space or exponent, which upstreams read
+/// differently), a number is JSON's syntax.
 pub fn coerce(text: &str, kind: Kind) -> Value {
     let converted = match kind {
         Kind::Text => None,
-        Kind::Integer => text
-            .parse::<i64>()
-            .ok()
-            .map(Value::from)
-            .or_else(|| number(text)),
+        Kind::Integer => Some(text)
+            .filter(|t| is_integer(t))
+            .and_then(|t| serde_json::from_str::<serde_json::Number>(t).ok())
+            .map(Value::Number),
         Kind::Number => number(text),
         Kind::Boolean => match text {
             "true" => Some(Value::Bool(true)),
@@ -271,11 +340,24 @@ pub fn coerce(text: &str, kind: Kind) -> Value {
     converted.unwrap_or_else(|| Value::String(text.to_string()))
 }
 
-/// `text` as a number when it is one in JSON's syntax (not `inf` or `NaN`,
-/// which Rust's float parser would take).
+/// Whether `text` is an integer written the one way: `-?(0|[1-9][0-9]*)`.
+fn is_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+}
+
+/// `text` as a number when it is one in JSON's syntax, nothing around it
+/// (not `inf`, `NaN`, `+1` or ` 1`, which Rust's or JSON's parsers take).
 fn number(text: &str) -> Option<Value> {
-    serde_json::from_str::<serde_json::Number>(text)
-        .ok()
+    let bare = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"-.eE+".contains(&b));
+    let signed = text.starts_with(['-']) || text.starts_with(|c: char| c.is_ascii_digit());
+    (bare && signed)
+        .then(|| serde_json::from_str::<serde_json::Number>(text).ok())
+        .flatten()
         .map(Value::Number)
 }
 
@@ -283,6 +365,27 @@ fn number(text: &str) -> Option<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn schemas_are_found_by_keyword_position_not_by_name() {
+        let mut schema = json!({"type": "object", "properties": {
+            "nullable": {"type": "integer", "format": "int32"},
+            "default": {"type": "string", "nullable": true},
+        }});
+        from_openapi_30(&mut schema);
+        with_format_bounds(&mut schema);
+        assert_eq!(
+            schema["properties"]["nullable"]["maximum"],
+            json!(i32::MAX),
+            "a property named nullable is kept"
+        );
+        assert_eq!(
+            schema["properties"]["default"]["type"],
+            json!(["string", "null"])
+        );
+        let either = json!({"anyOf": [{"type": "integer"}, {"enum": ["all"]}]});
+        assert_eq!(shape(&json!({}), &either), Shape::Scalar(Kind::Integer));
+    }
 
     #[test]
     fn nullable_adds_null_to_type_and_enum_but_not_to_examples() {
@@ -349,6 +452,16 @@ mod tests {
         assert_eq!(coerce("1.5", Kind::Number), json!(1.5));
         assert_eq!(coerce("inf", Kind::Number), json!("inf"));
         assert_eq!(coerce("12a", Kind::Integer), json!("12a"));
+        for odd in ["+5", " 5", "007", "1e2", "100.0", "-", ""] {
+            assert_eq!(
+                coerce(odd, Kind::Integer),
+                json!(odd),
+                "{odd:?} is not an integer as written"
+            );
+        }
+        assert_eq!(coerce("-3", Kind::Integer), json!(-3));
+        assert_eq!(coerce("+1.5", Kind::Number), json!("+1.5"));
+        assert_eq!(coerce("1e2", Kind::Number), json!(100.0));
         assert_eq!(coerce("true", Kind::Boolean), json!(true));
         assert_eq!(coerce("007", Kind::Text), json!("007"));
     }
