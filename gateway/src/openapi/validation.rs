@@ -65,25 +65,10 @@ impl Reader<'_> {
             .iter()
             .filter_map(|(p, at)| Some((p.get("schema")?, format!("{at}/schema"))))
             .collect();
-        if let Some((body, body_at)) = &body {
-            let content = body.get("content").and_then(Value::as_object);
-            schemas.extend(content.into_iter().flatten().map(|(media_type, schema)| {
-                let at = format!(
-                    "{body_at}/content/{}/schema",
-                    super::tree::escape(media_type)
-                );
-                (schema, at)
-            }));
-        }
-        for (_, response, response_at) in &responses {
-            let content = response.get("content").and_then(Value::as_object);
-            schemas.extend(content.into_iter().flatten().map(|(media_type, schema)| {
-                let at = format!(
-                    "{response_at}/content/{}/schema",
-                    super::tree::escape(media_type)
-                );
-                (schema, at)
-            }));
+        let documented = body.iter().map(|(b, at)| (b, at));
+        let responses_documented = responses.iter().map(|(_, r, at)| (r, at));
+        for (object, at) in documented.chain(responses_documented) {
+            schemas.extend(media_schemas(object, at));
         }
         let mut copied = true;
         for (schema, at) in &schemas {
@@ -415,6 +400,19 @@ fn references(value: &Value, at: &str, found: &mut Vec<(String, String)>) {
         }
         _ => {}
     }
+}
+
+/// The schemas of a request body's or response's `content` (the object at
+/// `at`), each with where it is.
+fn media_schemas<'v>(object: &'v Value, at: &str) -> impl Iterator<Item = (&'v Value, String)> {
+    let content = object.get("content").and_then(Value::as_object);
+    content
+        .into_iter()
+        .flatten()
+        .map(move |(media_type, schema)| {
+            let schema_at = format!("{at}/content/{}/schema", super::tree::escape(media_type));
+            (schema, schema_at)
+        })
 }
 
 /// `value` put at JSON pointer `pointer` of `document`, the objects on its
