@@ -5,6 +5,10 @@
 #   bench/run.sh            # needs nginx, wrk and redis-server (apt-get install -y nginx-light wrk redis-server)
 #
 # Environment: DURATION (default 10s), CONNECTIONS (default 64), THREADS (default 2).
+#   ONLY=validation   run only the request-validation speed bars (the empty
+#                     pipeline, and the API of bench/validation.yaml served with
+#                     `validate = false` and `validate = true`, GET and POST):
+#                     prints their section to stdout and leaves REPORT.md alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -101,7 +105,7 @@ print(f"{head}.{body}.{b64(sig)}")
 PY
 )
 
-gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "jwt" / "rl" / "rlr" / "hit", $3 port
+gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "jwt" / "rl" / "rlr" / "hit" / "xml" / "xmlpass" / "val" / "noval", $3 port
   {
     echo "[server]"
     echo "listen = \"127.0.0.1:$3\""
@@ -121,11 +125,21 @@ gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "
       echo "name = \"bench\""
       echo "keys = [{ plaintext = \"$API_KEY\" }]"
     fi
-    echo "[[routes]]"
-    echo "name = \"all\""
-    echo "path = \"/{*rest}\""
-    echo "upstream = \"up\""
+    if [ "$2" = val ] || [ "$2" = noval ]; then
+      # The API of bench/validation.yaml (copied next to the configs), its
+      # requests checked against the document or not.
+      echo "[apis.items]"
+      echo "openapi = \"validation.yaml\""
+      echo "upstream = \"up\""
+      if [ "$2" = val ]; then echo "validate = true"; else echo "validate = false"; fi
+    else
+      echo "[[routes]]"
+      echo "name = \"all\""
+      echo "path = \"/{*rest}\""
+      echo "upstream = \"up\""
+    fi
     case "$2" in
+      val|noval) ;;
       key)
         echo "[[routes.plugins]]"
         echo "plugin = \"key-auth\""
@@ -203,28 +217,154 @@ print(f"{rps:.0f} {p50:.0f} {p99:.0f} {errors.group(1) if errors else 0}")
 PY
 }
 
+# The gateway's CPU time per request (user + system, from /proc) under a
+# moderate load: the end-to-end cost of a pipeline, free of scheduling noise.
+cpu_ticks() { # $@ pids -> user + system ticks of all of them
+  local pid total=0
+  for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo "$total"
+}
+cpu_per_request() { # $1 url, $2 pids (space-separated), $3 optional header, $4 optional wrk script
+  local header=(); [ -n "${3:-}" ] && header=(-H "$3")
+  local script=(); [ -n "${4:-}" ] && script=(-s "$4")
+  local before after
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $2)
+  wrk -t1 -c16 -d5s "${header[@]}" "${script[@]}" "$1" > "$WORK/wrkcpu.out"
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks $2)
+  python3 - "$WORK/wrkcpu.out" "$before" "$after" "$(getconf CLK_TCK)" "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errors:
+    sys.exit(f"bench: {sys.argv[5]} answered {errors.group(1)} non-2xx under load:\n{text}")
+ticks = int(sys.argv[3]) - int(sys.argv[2])
+print(f"{ticks / int(sys.argv[4]) * 1e6 / requests:.1f}")
+PY
+}
+wrk_rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$WORK/wrkcpu.out"; }
+
 # The micro-benchmark first, on a quiet machine.
-MICRO=$(cargo bench -q -p gateway --bench plugin_call 2>/dev/null | grep '^plugin_call' || true)
+MICRO=""
+if [ -z "${ONLY:-}" ]; then
+  MICRO=$(cargo bench -q -p gateway --bench plugin_call 2>/dev/null | grep '^plugin_call' || true)
+fi
 
 declare -A RESULT
 declare -A PORT
 declare -A HEADER
-CONFIGS="0 1 5 key jwt rl rlr hit xml"
+CONFIGS="0 1 5 key jwt rl rlr hit xml noval val"
+case "${ONLY:-}" in
+  "") ;;
+  validation) CONFIGS="0 noval val" ;;
+  *) echo "bench: ONLY=${ONLY} is not known (validation)" >&2; exit 2 ;;
+esac
 declare -A URLPATH
 URLPATH[xml]="/data.xml"
+# The request-validation rows: one API (bench/validation.yaml) served without
+# and with validation; a GET with a path parameter and two query parameters,
+# and a POST with a 305-byte JSON body (through a wrk script).
+cp bench/validation.yaml "$WORK/validation.yaml"
+VAL_GET="/items/42?limit=10&tag=a&tag=b"
+URLPATH[noval]=$VAL_GET
+URLPATH[val]=$VAL_GET
+VAL_BODY='{"name":"Desk lamp with a long enough name","sku":"LMP-042","price":{"amount":49.9,"currency":"EUR"},"tags":["lighting","desk","office"],"active":true,"lines":[{"sku":"BLB-001","quantity":2,"note":"warm white bulbs"},{"sku":"CBL-010","quantity":1,"note":"two metre cable"},{"sku":"SCR-100","quantity":8}]}'
+printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$VAL_BODY" > "$WORK/post.lua"
 HEADER[key]="x-api-key: $API_KEY"
 HEADER[jwt]="authorization: Bearer $JWT"
 GW_PIDS=()
+declare -A GWPID
 for n in $CONFIGS; do
   PORT[$n]=$(free_port)
   gateway_conf "$WORK/gw$n.toml" "$n" "${PORT[$n]}"
   RUST_LOG=warn "$GATEWAY" run --config "$WORK/gw$n.toml" > /dev/null 2> "$WORK/gw$n.log" &
   GW_PIDS+=($!)
+  GWPID[$n]=$!
 done
 for n in $CONFIGS; do
   wait_port "${PORT[$n]}"
   sanity "http://127.0.0.1:${PORT[$n]}${URLPATH[$n]:-/}" "$WORK/gw$n.log" "${HEADER[$n]:-}"
 done
+# Validation on means refusals: the validating gateway answers 400 to a query
+# parameter over its maximum and to a body without its required `lines`, the
+# other lets both through; both take the POST the rounds send.
+expect() { # $1 status, $2 log file, $3... curl arguments
+  local want=$1 log=$2 status; shift 2
+  status=$(curl -s -o /dev/null -w '%{http_code}' "$@")
+  if [ "$status" != "$want" ]; then echo "bench: curl $* answered $status, not $want" >&2; cat "$log" >&2; exit 1; fi
+}
+for n in noval val; do
+  url="http://127.0.0.1:${PORT[$n]}/items"
+  if [ "$n" = val ]; then refused=400; else refused=200; fi
+  expect 200 "$WORK/gw$n.log" -X POST -H 'content-type: application/json' --data "$VAL_BODY" "$url"
+  expect "$refused" "$WORK/gw$n.log" "$url/42?limit=500&tag=a"
+  expect "$refused" "$WORK/gw$n.log" -X POST -H 'content-type: application/json' \
+    --data '{"name":"x","sku":"LMP-042","price":{"amount":1,"currency":"EUR"}}' "$url"
+done
+# One round of the validation speed bars (CPU per request, and requests/s of
+# the same wrk run): the API without and with validation, GET and POST.
+declare -A BAR VBAR VRPS
+validation_round() {
+  local n
+  for n in noval val; do
+    VBAR[get$n]+=" $(cpu_per_request "http://127.0.0.1:${PORT[$n]}$VAL_GET" "${GWPID[$n]}")"
+    VRPS[get$n]+=" $(wrk_rps)"
+    VBAR[post$n]+=" $(cpu_per_request "http://127.0.0.1:${PORT[$n]}/items" "${GWPID[$n]}" "" "$WORK/post.lua")"
+    VRPS[post$n]+=" $(wrk_rps)"
+  done
+}
+# Their section of the report, into $WORK/validation.md.
+validation_report() {
+  python3 - > "$WORK/validation.md" <<PY
+import statistics
+bar = {k: [float(x) for x in v.split()] for k, v in {"gw0": "${BAR[gw0]}", "getnoval": "${VBAR[getnoval]}", "getval": "${VBAR[getval]}", "postnoval": "${VBAR[postnoval]}", "postval": "${VBAR[postval]}"}.items()}
+rps = {k: [float(x) for x in v.split()] for k, v in {"getnoval": "${VRPS[getnoval]}", "getval": "${VRPS[getval]}", "postnoval": "${VRPS[postnoval]}", "postval": "${VRPS[postval]}"}.items()}
+med = {k: statistics.median(v) for k, v in bar.items()}
+rmed = {k: statistics.median(v) for k, v in rps.items()}
+print("### Request validation")
+print()
+print("The API of \`bench/validation.yaml\` (OpenAPI 3.1: \`GET /items/{id}\` with an integer path parameter with bounds, an")
+print("integer query parameter with a maximum and an array of strings in exploded form; \`POST /items\` with a JSON body of")
+print("six properties, a nested array of objects and a \`\$ref\` to a component), served by two gateways, with \`validate = false\`")
+print("and with \`validate = true\`, measured in the same alternating rounds as the setups above. The GET is")
+print("\`${VAL_GET}\`, the POST a valid ${#VAL_BODY}-byte JSON body (wrk with a script). CPU per request (us), and")
+print("requests/s of the same wrk runs (1 thread, 16 connections, 5 s: not saturating, the CPU is the measure):")
+print()
+print("| setup | CPU rounds (us) | CPU median (us) | requests/s rounds | requests/s median |")
+print("|---|---|---|---|---|")
+print(f"| gateway, empty pipeline (catch-all route, GET /) | {', '.join(f'{x:.1f}' for x in bar['gw0'])} | {med['gw0']:.1f} | - | - |")
+for label, key in [("API, GET, not validated", "getnoval"), ("API, GET, validated", "getval"), ("API, POST, not validated", "postnoval"), ("API, POST, validated", "postval")]:
+    print(f"| {label} | {', '.join(f'{x:.1f}' for x in bar[key])} | {med[key]:.1f} | {', '.join(f'{x:.0f}' for x in rps[key])} | {rmed[key]:.0f} |")
+print()
+print("| ratio | CPU per request | requests/s |")
+print("|---|---|---|")
+print(f"| GET, validated over not validated | {med['getval'] / med['getnoval']:.2f}x | {rmed['getval'] / rmed['getnoval']:.2f}x |")
+print(f"| POST, validated over not validated | {med['postval'] / med['postnoval']:.2f}x | {rmed['postval'] / rmed['postnoval']:.2f}x |")
+print(f"| GET not validated (an API's route and its \`openapi-public\` entry) over the empty pipeline | {med['getnoval'] / med['gw0']:.2f}x | - |")
+print()
+print(f"Validation adds {med['getval'] - med['getnoval']:.1f} us of CPU per GET and {med['postval'] - med['postnoval']:.1f} us per POST. That is one plugin call per")
+print("request (the \`openapi-validation\` entry, the built-in \`request-validator\` in the Wasm sandbox; the request's head")
+print("crosses into the plugin) plus evaluating the operation's schemas (compiled once per instance): the parameters")
+print("read by their style, converted and checked. On the POST the gateway also buffers the body for the plugin")
+print("(without validation it streams through), the body crosses into the sandbox and is parsed as JSON and checked")
+print("against its schema there. The one-connection latency probe (\`bench/latency.rs\`) sends GETs only: the POST is")
+print("measured by CPU and requests/s here, the GET's added latency is in the first table. The document has no")
+print("\`security\`, so both gateways run an \`openapi-public\` entry (a \`headers\` plugin removing the consumer headers) on")
+print("every operation: the baseline already makes one plugin call per request, which is why it costs more than the")
+print("empty pipeline, and validation is a second one.")
+PY
+}
+if [ "${ONLY:-}" = validation ]; then
+  for round in 1 2 3; do
+    BAR[gw0]+=" $(cpu_per_request "http://127.0.0.1:${PORT[0]}/" "${GWPID[0]}")"
+    validation_round
+  done
+  validation_report
+  cat "$WORK/validation.md"
+  exit 0
+fi
 if ! curl -s "http://127.0.0.1:${PORT[xml]}/data.xml" | python3 -c 'import json, sys; json.load(sys.stdin)'; then
   echo "bench: the xml-json gateway did not answer JSON" >&2; exit 1
 fi
@@ -299,6 +439,7 @@ for n in $CONFIGS; do
   case "$n" in
     0) ;;
     xml) pair gw0xml gwxml ;;
+    val) pair gwnoval gwval ;;
     *) pair gw0 "gw$n" ;;
   esac
 done
@@ -347,29 +488,6 @@ for round in 1 2 3; do
 done
 alone_median() { python3 -c "import statistics, sys; print(statistics.median(map(float, sys.argv[1:])))" ${ALONE[$1]}; }
 ALONE_LOCAL=$(alone_median gwrl); ALONE_REMOTE=$(alone_median gwrlr); ALONE_EVAL=$(alone_median evalsha)
-# The gateway's CPU time per request (user + system, from /proc) under a
-# moderate load: the end-to-end cost of a pipeline, free of scheduling noise.
-cpu_ticks() { # $@ pids -> user + system ticks of all of them
-  local pid total=0
-  for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
-  echo "$total"
-}
-cpu_per_request() { # $1 url, $2 pids (space-separated), $3 optional header
-  local header=(); [ -n "${3:-}" ] && header=(-H "$3")
-  local before after
-  # shellcheck disable=SC2086
-  before=$(cpu_ticks $2)
-  wrk -t1 -c16 -d5s "${header[@]}" "$1" > "$WORK/wrkcpu.out"
-  # shellcheck disable=SC2086
-  after=$(cpu_ticks $2)
-  python3 - "$WORK/wrkcpu.out" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-requests = int(re.search(r"(\d+) requests in", text).group(1))
-ticks = int(sys.argv[3]) - int(sys.argv[2])
-print(f"{ticks / int(sys.argv[4]) * 1e6 / requests:.1f}")
-PY
-}
 declare -A CPU
 # nginx's workers are the proxy's cost (its master only supervises).
 CPU[nginx]=$(cpu_per_request "http://127.0.0.1:$NGINX_PORT/" "$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')")
@@ -383,20 +501,22 @@ done
 # The speed bars: CPU per request of the setups they compare, in three
 # alternating rounds (the median of each), so a swing of the machine's speed
 # hits every setup alike. key-auth then rate-limit by consumer is a gateway of
-# its own, measured only here.
+# its own, measured only here. The request-validation rows (validation_round)
+# are in the same rounds.
 KEYRL_PORT=$(free_port)
 gateway_conf "$WORK/gwkeyrl.toml" keyrl "$KEYRL_PORT"
 RUST_LOG=warn "$GATEWAY" run --config "$WORK/gwkeyrl.toml" > /dev/null 2> "$WORK/gwkeyrl.log" &
 KEYRL_PID=$!
 wait_port "$KEYRL_PORT"
 sanity "http://127.0.0.1:$KEYRL_PORT/" "$WORK/gwkeyrl.log" "x-api-key: $API_KEY"
-declare -A BAR
 for round in 1 2 3; do
   BAR[nginx]+=" $(cpu_per_request "http://127.0.0.1:$NGINX_PORT/" "$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')")"
-  BAR[gw0]+=" $(cpu_per_request "http://127.0.0.1:${PORT[0]}/" "${GW_PIDS[0]}")"
-  BAR[gw5]+=" $(cpu_per_request "http://127.0.0.1:${PORT[5]}/" "${GW_PIDS[2]}")"
+  BAR[gw0]+=" $(cpu_per_request "http://127.0.0.1:${PORT[0]}/" "${GWPID[0]}")"
+  BAR[gw5]+=" $(cpu_per_request "http://127.0.0.1:${PORT[5]}/" "${GWPID[5]}")"
   BAR[keyrl]+=" $(cpu_per_request "http://127.0.0.1:$KEYRL_PORT/" "$KEYRL_PID" "x-api-key: $API_KEY")"
+  validation_round
 done
+validation_report
 kill "$KEYRL_PID"; wait "$KEYRL_PID" 2>/dev/null || true
 
 for pid in "${GW_PIDS[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
@@ -476,13 +596,13 @@ PY
 
 python3 - "$WORK" <<PY > bench/REPORT.md
 import sys
-res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "bare": "${RESULT[bare]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}", "gwrl": "${RESULT[gwrl]}", "gwrlr": "${RESULT[gwrlr]}", "gwhit": "${RESULT[gwhit]}", "gwxml": "${RESULT[gwxml]}", "gw0xml": "${RESULT[gw0xml]}"}.items()}
-cpu = {"nginx": float("${CPU[nginx]}"), "bare": float("${CPU[bare]}"), "gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}"), "gwrl": float("${CPU[gwrl]}"), "gwrlr": float("${CPU[gwrlr]}"), "gwhit": float("${CPU[gwhit]}"), "gwxml": float("${CPU[gwxml]}")}
-added = {"gw0": float("${ADDED[gw0]}"), "gw1": float("${ADDED[gw1]}"), "gw5": float("${ADDED[gw5]}"), "gwkey": float("${ADDED[gwkey]}"), "gwjwt": float("${ADDED[gwjwt]}"), "gwrl": float("${ADDED[gwrl]}"), "gwrlr": float("${ADDED[gwrlr]}"), "gwhit": float("${ADDED[gwhit]}"), "gwxml": float("${ADDED[gwxml]}")}
-single = {"nginx": float("${SINGLE[nginx]}"), "bare": float("${SINGLE[bare]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}"), "gwrl": float("${SINGLE[gwrl]}"), "gwrlr": float("${SINGLE[gwrlr]}"), "gwhit": float("${SINGLE[gwhit]}"), "gwxml": float("${SINGLE[gwxml]}"), "gw0xml": float("${SINGLE[gw0xml]}")}
+res = {k: v.split() for k, v in {"nginx": "${RESULT[nginx]}", "bare": "${RESULT[bare]}", "gw0": "${RESULT[gw0]}", "gw1": "${RESULT[gw1]}", "gw5": "${RESULT[gw5]}", "gwkey": "${RESULT[gwkey]}", "gwjwt": "${RESULT[gwjwt]}", "gwrl": "${RESULT[gwrl]}", "gwrlr": "${RESULT[gwrlr]}", "gwhit": "${RESULT[gwhit]}", "gwxml": "${RESULT[gwxml]}", "gw0xml": "${RESULT[gw0xml]}", "gwnoval": "${RESULT[gwnoval]}", "gwval": "${RESULT[gwval]}"}.items()}
+cpu = {"nginx": float("${CPU[nginx]}"), "bare": float("${CPU[bare]}"), "gw0": float("${CPU[gw0]}"), "gw1": float("${CPU[gw1]}"), "gw5": float("${CPU[gw5]}"), "gwkey": float("${CPU[gwkey]}"), "gwjwt": float("${CPU[gwjwt]}"), "gwrl": float("${CPU[gwrl]}"), "gwrlr": float("${CPU[gwrlr]}"), "gwhit": float("${CPU[gwhit]}"), "gwxml": float("${CPU[gwxml]}"), "gwnoval": float("${CPU[gwnoval]}"), "gwval": float("${CPU[gwval]}")}
+added = {"gw0": float("${ADDED[gw0]}"), "gw1": float("${ADDED[gw1]}"), "gw5": float("${ADDED[gw5]}"), "gwkey": float("${ADDED[gwkey]}"), "gwjwt": float("${ADDED[gwjwt]}"), "gwrl": float("${ADDED[gwrl]}"), "gwrlr": float("${ADDED[gwrlr]}"), "gwhit": float("${ADDED[gwhit]}"), "gwxml": float("${ADDED[gwxml]}"), "gwnoval": float("${ADDED[gwnoval]}"), "gwval": float("${ADDED[gwval]}")}
+single = {"nginx": float("${SINGLE[nginx]}"), "bare": float("${SINGLE[bare]}"), "gw0": float("${SINGLE[gw0]}"), "gw1": float("${SINGLE[gw1]}"), "gw5": float("${SINGLE[gw5]}"), "gwkey": float("${SINGLE[gwkey]}"), "gwjwt": float("${SINGLE[gwjwt]}"), "gwrl": float("${SINGLE[gwrl]}"), "gwrlr": float("${SINGLE[gwrlr]}"), "gwhit": float("${SINGLE[gwhit]}"), "gwxml": float("${SINGLE[gwxml]}"), "gw0xml": float("${SINGLE[gw0xml]}"), "gwnoval": float("${SINGLE[gwnoval]}"), "gwval": float("${SINGLE[gwval]}")}
 nginx_rps = float(res["nginx"][0])
 base_p50 = float(res["gw0"][1])
-rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("bare hyper proxy (bench/bare_proxy.rs: hyper-util server and client only)", "bare"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5"), ("gateway, key-auth (1001 consumers)", "gwkey"), ("gateway, jwt (HS256, audience, claim to header)", "gwjwt"), ("gateway, rate-limit (one limit by IP, local)", "gwrl"), ("gateway, rate-limit (one limit by IP, Redis)", "gwrlr"), ("gateway, cache hit (nothing proxied)", "gwhit"), ("gateway, empty pipeline, ${XML_BYTES}-byte XML response", "gw0xml"), ("gateway, xml-json (${XML_BYTES}-byte XML response to JSON)", "gwxml")]
+rows = [("nginx (proxy_pass, keepalive)", "nginx"), ("bare hyper proxy (bench/bare_proxy.rs: hyper-util server and client only)", "bare"), ("gateway, empty pipeline", "gw0"), ("gateway, 1 plugin", "gw1"), ("gateway, 5 plugins", "gw5"), ("gateway, key-auth (1001 consumers)", "gwkey"), ("gateway, jwt (HS256, audience, claim to header)", "gwjwt"), ("gateway, rate-limit (one limit by IP, local)", "gwrl"), ("gateway, rate-limit (one limit by IP, Redis)", "gwrlr"), ("gateway, cache hit (nothing proxied)", "gwhit"), ("gateway, empty pipeline, ${XML_BYTES}-byte XML response", "gw0xml"), ("gateway, xml-json (${XML_BYTES}-byte XML response to JSON)", "gwxml"), ("gateway, API of bench/validation.yaml, GET, validate = false", "gwnoval"), ("gateway, API of bench/validation.yaml, GET, validate = true", "gwval")]
 print("# Benchmark report")
 print()
 print("Generated by \`bench/run.sh\` on $(nproc) cores, $(date -u +%Y-%m-%d). Load: wrk, ${THREADS} threads, ${CONNECTIONS} keep-alive")
@@ -505,6 +625,8 @@ print("(the \`headers\` plugin setting one request header; the micro-benchmark b
 print("the rest is the request's data crossing into and out of the plugin with cold caches).")
 print()
 print(f"Built-ins, median added on one connection over the empty pipeline: key-auth {added['gwkey']:.1f} us, jwt {added['gwjwt']:.1f} us, rate-limit {added['gwrl']:.1f} us (local), {added['gwrlr']:.1f} us (Redis).")
+print(f"Request validation (\`${VAL_GET}\` on the API of \`bench/validation.yaml\`), median added on one connection over the same API not validated: {added['gwval']:.1f} us")
+print(f"({single['gwval'] - added['gwval']:.1f} us not validated, {single['gwval']:.1f} us validated); under load {float(res['gwval'][0]):.0f} against {float(res['gwnoval'][0]):.0f} requests/s ({float(res['gwval'][0]) / float(res['gwnoval'][0]):.2f}x).")
 print()
 over = float("$REDIS_REMOTE") - float("$REDIS_LOCAL")
 print(f"Redis: a Redis-backed check makes one round trip (one EVALSHA of the GCRA script). In one rotation on one connection each,")
@@ -553,7 +675,8 @@ print(f"Per headers plugin: {cpu['gw1'] - cpu['gw0']:.1f} us with 1, {(cpu['gw5'
 print()
 print("## Speed bars")
 print()
-print("CPU per request as above, in three alternating rounds over the four setups; medians (us) and their ratios.")
+print("CPU per request as above, in three alternating rounds over the four setups below and the request-validation ones")
+print("further down; medians (us) and their ratios.")
 print()
 import statistics
 bar = {k: [float(x) for x in v.split()] for k, v in {"nginx": "${BAR[nginx]}", "gw0": "${BAR[gw0]}", "gw5": "${BAR[gw5]}", "keyrl": "${BAR[keyrl]}"}.items()}
@@ -572,6 +695,7 @@ print()
 print(f"Of the {cpu['gw0'] - cpu['nginx']:.1f} us the empty pipeline costs over nginx per request, {cpu['bare'] - cpu['nginx']:.1f} us is hyper's own")
 print(f"(the bare proxy against nginx) and {cpu['gw0'] - cpu['bare']:.1f} us is the gateway's (routing, limits, forwarding headers, request id, metrics).")
 print()
+print(open(f"{sys.argv[1]}/validation.md").read())
 print("## One plugin call through the host (\`cargo bench -p gateway --bench plugin_call\`)")
 print()
 print("Each case twice: calls back to back (caches hot), then single calls after 16 MiB of other data was written")
