@@ -398,7 +398,7 @@ fn reads_body(spec: &serde_json::Value) -> bool {
         .is_some_and(|content| {
             content
                 .values()
-                .any(|schema| schema.as_object().is_none_or(|o| !o.is_empty()))
+                .any(|schema| !request_validator_schema::is_unconstrained(schema))
         })
 }
 

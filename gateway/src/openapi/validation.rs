@@ -96,15 +96,16 @@ impl Reader<'_> {
     /// Whether every one of `schemas` compiles, as the validator will
     /// compile it; a fault at each that does not.
     fn compiles(&mut self, schemas: &[(&Value, String)]) -> bool {
-        use request_validator_schema::{Dialect, compile};
+        use request_validator_schema::{Dialect, compile_prepared, prepare};
         let dialect = match self.dialect {
             "openapi-3.0" => Dialect::OpenApi30,
             _ => Dialect::Draft202012,
         };
         let document = Value::Object(std::mem::take(&mut self.referenced));
+        let prepared = prepare(dialect, document.clone());
         let mut all = true;
         for (schema, at) in schemas {
-            if let Err(why) = compile(dialect, &document, schema) {
+            if let Err(why) = compile_prepared(dialect, &prepared, schema) {
                 self.fault(at, format!("the schema cannot be validated against: {why}"));
                 all = false;
             }
@@ -348,7 +349,15 @@ impl Reader<'_> {
         references(schema, at, &mut pending);
         while let Some((reference, ref_at)) = pending.pop() {
             let pointer = self.local(&Value::String(reference.clone()), &ref_at)?;
-            if self.copied.contains(&pointer) {
+            // Copied already, or inside a part that is (a pointer into an
+            // array would otherwise turn the array into an object).
+            let within = |p: &str| {
+                p.match_indices('/')
+                    .map(|(i, _)| &p[..i])
+                    .chain([p])
+                    .any(|prefix| self.copied.contains(prefix))
+            };
+            if within(&pointer) {
                 continue;
             }
             let Some(target) = tree.root.pointer(&pointer) else {

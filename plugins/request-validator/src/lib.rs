@@ -23,6 +23,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+/// The reason given for a schema the instance could not compile: the
+/// request is answered 500 (the gateway's fault, not the client's).
+const UNCOMPILED: &str = "the API's definition could not be compiled";
+
 /// Failures listed in one answer at most (the count says how many there were).
 const MAX_LISTED: usize = 20;
 
@@ -160,10 +164,10 @@ impl Plugin for RequestValidator {
 
     fn init(config: Config) -> Result<Self, String> {
         let spec = spec_of(&config)?;
-        let shared = Rc::new(schema::Shared {
-            dialect: spec.dialect,
-            document: spec.document.unwrap_or(Value::Null),
-        });
+        let shared = Rc::new(schema::Shared::new(
+            spec.dialect,
+            spec.document.unwrap_or(Value::Null),
+        ));
         let Some(operations) = spec.operations else {
             let one = OperationSpec {
                 parameters: spec.parameters,
@@ -205,6 +209,9 @@ impl Plugin for RequestValidator {
         }
         if failures.is_empty() {
             return Action::Continue;
+        }
+        if failures.iter().any(|f| f.reason == UNCOMPILED) {
+            return Action::Respond(Response::error(500, UNCOMPILED, req));
         }
         Action::Respond(refusal(req, failures))
     }
@@ -410,7 +417,7 @@ fn compile_content(
         if !essence.contains('/') {
             return Err(format!("`{media_type}` is not a content type"));
         }
-        let unconstrained = schema.as_object().is_some_and(|o| o.is_empty()) || schema == true;
+        let unconstrained = schema::is_unconstrained(&schema);
         let validator = if unconstrained {
             None
         } else if is_json(&essence) {
@@ -568,10 +575,9 @@ fn schema_failures(schema: &schema::Lazy, value: &Value, size: usize) -> Vec<(St
     let schema = match schema.get() {
         Ok(schema) => schema,
         Err(e) => {
-            return vec![(
-                String::new(),
-                format!("the definition cannot be compiled: {e}"),
-            )];
+            // The gateway compiled it when loading: a limit of the sandbox.
+            log::error(&format!("a schema cannot be compiled: {e}"));
+            return vec![(String::new(), UNCOMPILED.to_string())];
         }
     };
     if schema.is_valid(value) {

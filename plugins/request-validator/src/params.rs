@@ -179,6 +179,16 @@ impl Reader {
                 if lines.len() != req.headers().count(&self.name) {
                     return Err("has a line that is not UTF-8 text".to_string());
                 }
+                // `x_limit` beside `x-limit`: servers that map headers to
+                // variables read both as one.
+                let alias = |n: &str| n.replace('_', "-").eq_ignore_ascii_case(&self.name);
+                if req
+                    .headers()
+                    .iter()
+                    .any(|(n, _)| n.contains('_') && alias(n))
+                {
+                    return Err("is also given with `_` for `-` in its name".to_string());
+                }
                 if lines.is_empty() {
                     return Ok(None);
                 }
@@ -634,6 +644,24 @@ mod tests {
             INTS,
         );
         assert_eq!(query(&exploded, "id=1&id=2"), Ok(Some(json!([1, 2]))));
+    }
+
+    #[test]
+    fn a_header_also_given_with_underscores_is_a_fault() {
+        let named = ParameterSpec {
+            name: "x-limit".into(),
+            location: Location::Header,
+            required: false,
+            style: None,
+            explode: None,
+            json: false,
+            schema: None,
+        };
+        let limit = Reader::new(&named, Shape::Scalar(Kind::Integer)).expect("a header");
+        let plain = Request::new("GET", "/").with_header("x-limit", "5");
+        assert_eq!(limit.read(&plain), Ok(Some(json!(5))));
+        let aliased = plain.with_header("x_limit", "5000");
+        assert!(limit.read(&aliased).is_err());
     }
 
     #[test]

@@ -40,21 +40,39 @@ pub enum Dialect {
 
 /// Compiles `schema`, whose `$ref`s point into `document`.
 pub fn compile(dialect: Dialect, document: &Value, schema: &Value) -> Result<Validator, String> {
+    compile_prepared(dialect, &prepare(dialect, document.clone()), schema)
+}
+
+/// `document` as the validator reads it in `dialect`: OpenAPI 3.0's
+/// `nullable` and the `int32`/`int64` formats said in JSON Schema's terms.
+/// Done once for a document many schemas point into.
+pub fn prepare(dialect: Dialect, mut document: Value) -> Value {
+    if dialect == Dialect::OpenApi30 {
+        from_openapi_30(&mut document);
+    }
+    with_format_bounds(&mut document);
+    document
+}
+
+/// Compiles `schema`, whose `$ref`s point into `document` (already
+/// [`prepare`]d).
+pub fn compile_prepared(
+    dialect: Dialect,
+    document: &Value,
+    schema: &Value,
+) -> Result<Validator, String> {
+    let schema = prepare(dialect, schema.clone());
     let mut root = match document {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
     };
-    root.insert(SLOT.to_string(), schema.clone());
+    root.insert(SLOT.to_string(), schema);
     root.insert("$ref".to_string(), Value::String(format!("#/{SLOT}")));
-    let mut root = Value::Object(root);
+    let root = Value::Object(root);
     let draft = match dialect {
-        Dialect::OpenApi30 => {
-            from_openapi_30(&mut root);
-            Draft::Draft4
-        }
+        Dialect::OpenApi30 => Draft::Draft4,
         Dialect::Draft202012 => Draft::Draft202012,
     };
-    with_format_bounds(&mut root);
     jsonschema::options()
         .with_draft(draft)
         .should_validate_formats(true)
@@ -70,8 +88,18 @@ pub fn compile(dialect: Dialect, document: &Value, schema: &Value) -> Result<Val
 pub struct Shared {
     /// The dialect.
     pub dialect: Dialect,
-    /// The document.
+    /// The document, [`prepare`]d.
     pub document: Value,
+}
+
+impl Shared {
+    /// `document` in `dialect`, prepared once for all its schemas.
+    pub fn new(dialect: Dialect, document: Value) -> Self {
+        Shared {
+            dialect,
+            document: prepare(dialect, document),
+        }
+    }
 }
 
 /// A schema compiled when it is first needed (an API's entry holds every
@@ -97,10 +125,18 @@ impl Lazy {
     /// The compiled schema (compiled now if it was not yet).
     pub fn get(&self) -> Result<&Validator, &str> {
         self.compiled
-            .get_or_init(|| compile(self.shared.dialect, &self.shared.document, &self.schema))
+            .get_or_init(|| {
+                compile_prepared(self.shared.dialect, &self.shared.document, &self.schema)
+            })
             .as_ref()
             .map_err(String::as_str)
     }
+}
+
+/// Whether a body schema constrains nothing (`{}` or `true`): a body of
+/// its type is checked by content type alone, and need not be read.
+pub fn is_unconstrained(schema: &Value) -> bool {
+    schema.as_object().is_some_and(|o| o.is_empty()) || *schema == Value::Bool(true)
 }
 
 /// Keywords whose value is a map of names to schemas.
@@ -229,7 +265,8 @@ pub fn resolve<'a>(document: &'a Value, mut schema: &'a Value) -> &'a Value {
             .get("$ref")
             .and_then(Value::as_str)
             .and_then(|r| r.strip_prefix('#'))
-            .and_then(|pointer| document.pointer(pointer))
+            .and_then(|f| percent_encoding::percent_decode_str(f).decode_utf8().ok())
+            .and_then(|pointer| document.pointer(&pointer))
         else {
             break;
         };
@@ -262,29 +299,44 @@ pub enum Shape {
     Object(Vec<(String, Kind)>),
 }
 
-/// How deep `allOf`, `anyOf` and `oneOf` are looked into for a type.
-const MAX_TYPED_DEPTH: usize = 8;
+/// How many `allOf`, `anyOf` and `oneOf` schemas are looked into for a
+/// type, at most (a schema naming itself in its branches ends there).
+const MAX_TYPED_VISITS: usize = 32;
 
 /// `schema` (its `$ref`s resolved in `document`), or when it names no type,
 /// the first branch of its `allOf`, `anyOf` or `oneOf` that does.
-fn typed<'a>(document: &'a Value, schema: &'a Value, depth: usize) -> &'a Value {
+fn typed<'a>(document: &'a Value, schema: &'a Value, budget: &mut usize) -> &'a Value {
     let schema = resolve(document, schema);
-    if schema.get("type").is_some() || depth >= MAX_TYPED_DEPTH {
+    if schema.get("type").is_some() || *budget == 0 {
         return schema;
     }
-    ["allOf", "anyOf", "oneOf"]
+    *budget -= 1;
+    let branches = ["allOf", "anyOf", "oneOf"]
         .iter()
         .filter_map(|k| schema.get(*k).and_then(Value::as_array))
-        .flatten()
-        .map(|branch| typed(document, branch, depth + 1))
-        .find(|branch| branch.get("type").is_some())
-        .unwrap_or(schema)
+        .flatten();
+    for branch in branches {
+        let found = typed(document, branch, budget);
+        if found.get("type").is_some() {
+            return found;
+        }
+        if *budget == 0 {
+            break;
+        }
+    }
+    schema
+}
+
+/// [`typed`] with a fresh budget.
+fn typed_in<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
+    let mut budget = MAX_TYPED_VISITS;
+    typed(document, schema, &mut budget)
 }
 
 /// The shape of `schema` (its `$ref`s resolved in `document`).
 pub fn shape(document: &Value, schema: &Value) -> Shape {
-    let schema = typed(document, schema, 0);
-    let kind_of = |s: &Value| kind(&type_name(typed(document, s, 0)));
+    let schema = typed_in(document, schema);
+    let kind_of = |s: &Value| kind(&type_name(typed_in(document, s)));
     match type_name(schema).as_str() {
         "array" => Shape::Array(schema.get("items").map_or(Kind::Text, kind_of)),
         "object" => {
@@ -365,6 +417,29 @@ fn number(text: &str) -> Option<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn inline_schemas_are_read_in_their_dialect_too() {
+        let nullable =
+            json!({"type": "object", "properties": {"note": {"type": "string", "nullable": true}}});
+        let validator = compile(Dialect::OpenApi30, &json!({}), &nullable).expect("compiles");
+        assert!(validator.is_valid(&json!({"note": null})));
+        let int32 = json!({"type": "integer", "format": "int32"});
+        let validator = compile(Dialect::Draft202012, &json!({}), &int32).expect("compiles");
+        assert!(!validator.is_valid(&json!(3_000_000_000_i64)));
+        let looping = json!({"components": {"schemas": {"A": {"anyOf": [
+            {"$ref": "#/components/schemas/A"}, {"$ref": "#/components/schemas/A"},
+            {"$ref": "#/components/schemas/A"}, {"$ref": "#/components/schemas/A"}]}}}});
+        let schema = json!({"$ref": "#/components/schemas/A"});
+        assert_eq!(
+            shape(&looping, &schema),
+            Shape::Scalar(Kind::Text),
+            "a bounded search"
+        );
+        let encoded = json!({"paths": {"/items/{id}": {"type": "integer"}}});
+        let schema = json!({"$ref": "#/paths/~1items~1%7Bid%7D"});
+        assert_eq!(shape(&encoded, &schema), Shape::Scalar(Kind::Integer));
+    }
 
     #[test]
     fn schemas_are_found_by_keyword_position_not_by_name() {
