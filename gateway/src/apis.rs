@@ -296,6 +296,7 @@ fn route(
             preserve_host: None,
             websocket: None,
             websocket_idle_timeout: None,
+            conditions: None,
             plugins,
         },
     )

@@ -340,14 +340,16 @@ fn find_route<'rt>(
             .get(route)
             .is_none_or(|route| route.pipeline.plan().any_phase())
     };
+    let routed = crate::router::Request {
+        host: authority(request.uri(), request.headers()),
+        method: request.method(),
+        path: request.uri().path(),
+        headers: request.headers(),
+        query: request.uri().query(),
+    };
     let matched = runtime
         .router
-        .find_with(
-            authority(request.uri(), request.headers()),
-            request.method(),
-            request.uri().path(),
-            wants_params,
-        )
+        .find_with(&routed, wants_params)
         .map_err(|miss| match miss {
             Miss::NotFound => RequestError::NoRoute,
             Miss::MethodNotAllowed(methods) => RequestError::MethodNotAllowed {

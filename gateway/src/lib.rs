@@ -25,6 +25,7 @@ pub mod plugin;
 pub mod proxy;
 pub mod reload;
 pub mod request_head;
+pub mod route_match;
 pub mod router;
 pub mod runtime;
 pub mod scaffold;

@@ -2,11 +2,15 @@
 //!
 //! Hosts are tried most specific first (exact, then the longest `*.suffix`, then
 //! routes without hosts). Within a host, paths use `matchit`, which prefers static
-//! segments over `{param}` over `{*catch_all}`; on one path, a route that names the
-//! method beats a route that takes every method.
+//! segments over `{param}` over `{*catch_all}`; on one path, a route with more
+//! conditions on headers and query parameters (`route_match`) is tried before
+//! one with fewer, and among equals a route that names the method beats a
+//! route that takes every method.
 
-use http::Method;
+use crate::route_match::Conditions;
+use http::{HeaderMap, Method};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// A route identifier: its index in the runtime's route list.
 pub type RouteId = usize;
@@ -20,13 +24,15 @@ pub struct RouteSpec {
     pub methods: Option<Vec<Method>>,
     /// Host patterns, or all when `None`.
     pub hosts: Option<Vec<String>>,
+    /// Conditions on headers and query parameters, all to hold.
+    pub conditions: Conditions,
 }
 
 /// Why routes could not be put together.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
     /// Two routes answer the same host, path and method.
-    #[error("route duplicates route `{other}`: same host, path and method")]
+    #[error("route duplicates route `{other}`: same host, path, method and conditions")]
     Duplicate {
         /// The route inserted earlier.
         other: String,
@@ -57,12 +63,74 @@ pub enum Miss {
     MethodNotAllowed(Vec<Method>),
 }
 
+/// The routes of one host and path, in the order they are tried: more
+/// conditions first, then those naming methods before those taking any.
 #[derive(Debug, Default, Clone)]
-struct Candidates {
-    /// Routes with an explicit method list.
-    by_method: Vec<(Vec<Method>, RouteId)>,
-    /// The route taking any method, if any.
-    any: Option<RouteId>,
+struct Candidates(Vec<Candidate>);
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    /// Its methods, or any when `None`.
+    methods: Option<Vec<Method>>,
+    conditions: Arc<Conditions>,
+    route: RouteId,
+}
+
+impl Candidates {
+    /// Adds `candidate`, or the route it would duplicate: one taking a
+    /// method of it under the same conditions.
+    fn add(&mut self, candidate: Candidate) -> Result<(), RouteId> {
+        let overlaps = |other: &Candidate| match (&other.methods, &candidate.methods) {
+            (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+            (None, None) => true,
+            _ => false,
+        };
+        if let Some(other) = self
+            .0
+            .iter()
+            .find(|c| overlaps(c) && c.conditions == candidate.conditions)
+        {
+            return Err(other.route);
+        }
+        self.0.push(candidate);
+        self.0
+            .sort_by_key(|c| (std::cmp::Reverse(c.conditions.len()), c.methods.is_none()));
+        Ok(())
+    }
+
+    /// The first route taking `method` whose conditions hold; else the
+    /// methods the path has routes for.
+    fn pick(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<RouteId, Vec<Method>> {
+        let takes = |c: &&Candidate| c.methods.as_ref().is_none_or(|m| m.contains(method));
+        if let Some(found) = self
+            .0
+            .iter()
+            .filter(takes)
+            .find(|c| c.conditions.is_empty() || c.conditions.hold(headers, query))
+        {
+            return Ok(found.route);
+        }
+        if self.0.iter().any(|c| takes(&c)) {
+            // A route takes the method, but its conditions do not hold.
+            return Err(Vec::new());
+        }
+        Err(self
+            .0
+            .iter()
+            .filter_map(|c| c.methods.clone())
+            .flatten()
+            .collect())
+    }
+
+    /// Some route of them, to name in an error.
+    fn first(&self) -> RouteId {
+        self.0.first().map_or(0, |c| c.route)
+    }
 }
 
 #[derive(Default)]
@@ -104,32 +172,22 @@ fn group(specs: &[RouteSpec], names: &[String]) -> Result<Grouped, (RouteId, Rou
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let conditions = Arc::new(spec.conditions.clone());
         for host in hosts {
             let candidates = grouped
                 .entry(host)
                 .or_default()
                 .entry(spec.path.clone())
                 .or_default();
-            let duplicate = |other: RouteId| {
+            let candidate = Candidate {
+                methods: spec.methods.clone(),
+                conditions: conditions.clone(),
+                route: id,
+            };
+            candidates.add(candidate).map_err(|other| {
                 let other = names[other].clone();
                 (id, RouterError::Duplicate { other })
-            };
-            match &spec.methods {
-                None => {
-                    if let Some(other) = candidates.any {
-                        return Err(duplicate(other));
-                    }
-                    candidates.any = Some(id);
-                }
-                Some(methods) => {
-                    for (existing, other) in &candidates.by_method {
-                        if existing.iter().any(|m| methods.contains(m)) {
-                            return Err(duplicate(*other));
-                        }
-                    }
-                    candidates.by_method.push((methods.clone(), id));
-                }
-            }
+            })?;
         }
     }
     Ok(grouped)
@@ -154,12 +212,7 @@ fn path_table(
     paths.extend(implicit);
     let mut table = PathTable::default();
     for (path, candidates) in paths {
-        let first = candidates
-            .by_method
-            .first()
-            .map(|(_, id)| *id)
-            .or(candidates.any)
-            .unwrap_or_default();
+        let first = candidates.first();
         table
             .paths
             .insert(path, candidates)
@@ -210,9 +263,17 @@ impl Router {
         Ok(router)
     }
 
-    /// Finds the route for a request. `host` may carry a port; it is ignored.
+    /// Finds the route for a request without headers or query. `host` may
+    /// carry a port; it is ignored.
     pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Result<Match, Miss> {
-        self.find_with(host, method, path, |_| true)
+        let request = Request {
+            host,
+            method,
+            path,
+            headers: &HeaderMap::new(),
+            query: None,
+        };
+        self.find_with(&request, |_| true)
     }
 
     /// [`Router::find`], capturing the path parameters only for the routes
@@ -221,11 +282,10 @@ impl Router {
     /// route names one.
     pub fn find_with(
         &self,
-        host: Option<&str>,
-        method: &Method,
-        path: &str,
+        request: &Request<'_>,
         wants_params: impl Fn(RouteId) -> bool,
     ) -> Result<Match, Miss> {
+        let (host, method, path) = (request.host, request.method, request.path);
         let by_host = !(self.exact.is_empty() && self.wildcard.is_empty());
         let host = host.filter(|_| by_host).map(strip_port).map(lower_case);
         let mut allowed: Vec<Method> = Vec::new();
@@ -242,15 +302,8 @@ impl Router {
             let Ok(found) = table.paths.at(path) else {
                 continue;
             };
-            let candidates = found.value;
-            let route = candidates
-                .by_method
-                .iter()
-                .find(|(methods, _)| methods.contains(method))
-                .map(|(_, id)| *id)
-                .or(candidates.any);
-            match route {
-                Some(route) => {
+            match found.value.pick(method, request.headers, request.query) {
+                Ok(route) => {
                     let params = match wants_params(route) {
                         true => found
                             .params
@@ -261,11 +314,7 @@ impl Router {
                     };
                     return Ok(Match { route, params });
                 }
-                None => {
-                    for (methods, _) in &candidates.by_method {
-                        allowed.extend(methods.iter().cloned());
-                    }
-                }
+                Err(methods) => allowed.extend(methods),
             }
         }
         if allowed.is_empty() {
@@ -276,6 +325,21 @@ impl Router {
             Err(Miss::MethodNotAllowed(allowed))
         }
     }
+}
+
+/// What a request is routed by.
+#[derive(Debug)]
+pub struct Request<'r> {
+    /// Its host (`Host` or the URI's authority), a port allowed.
+    pub host: Option<&'r str>,
+    /// Its method.
+    pub method: &'r Method,
+    /// Its path.
+    pub path: &'r str,
+    /// Its headers, for routes' header conditions.
+    pub headers: &'r HeaderMap,
+    /// Its query, undecoded, for routes' query conditions.
+    pub query: Option<&'r str>,
 }
 
 /// `host` in lower case, borrowed when it already is (as clients send it).
@@ -312,6 +376,7 @@ mod tests {
 
     fn spec(path: &str, methods: Option<&[&str]>, hosts: Option<&[&str]>) -> RouteSpec {
         RouteSpec {
+            conditions: Conditions::default(),
             path: path.to_string(),
             methods: methods.map(|ms| ms.iter().filter_map(|m| m.parse().ok()).collect()),
             hosts: hosts.map(|hs| hs.iter().map(|h| h.to_string()).collect()),
@@ -417,6 +482,68 @@ mod tests {
         assert_eq!(
             router.find(None, &Method::GET, "/nope"),
             Err(Miss::NotFound)
+        );
+    }
+
+    fn with_header(mut spec: RouteSpec, name: &str, value: &str) -> RouteSpec {
+        spec.conditions.headers.push(crate::route_match::Condition {
+            name: name.into(),
+            test: crate::route_match::Test::Exact(value.into()),
+        });
+        spec
+    }
+
+    fn find_by(router: &Router, headers: &[(&str, &str)]) -> Result<Match, Miss> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("a name"),
+                http::HeaderValue::from_str(value).expect("a value"),
+            );
+        }
+        let request = Request {
+            host: None,
+            method: &Method::GET,
+            path: "/split",
+            headers: &map,
+            query: None,
+        };
+        router.find_with(&request, |_| false)
+    }
+
+    #[test]
+    fn a_route_with_conditions_is_tried_before_the_one_without() {
+        let plain = spec("/split", None, None);
+        let canary = with_header(spec("/split", Some(&["GET"]), None), "x-canary", "always");
+        let both = with_header(canary.clone(), "x-user", "beta");
+        let router = build(&[plain, canary, both]);
+        let route = |headers: &[(&str, &str)]| find_by(&router, headers).map(|m| m.route);
+        assert_eq!(route(&[]), Ok(0), "the fallback");
+        assert_eq!(route(&[("x-canary", "always")]), Ok(1));
+        assert_eq!(
+            route(&[("x-canary", "always"), ("x-user", "beta")]),
+            Ok(2),
+            "more conditions first"
+        );
+        assert_eq!(route(&[("x-canary", "never")]), Ok(0));
+
+        let alone = build(&[with_header(
+            spec("/split", None, None),
+            "x-canary",
+            "always",
+        )]);
+        assert_eq!(
+            find_by(&alone, &[]),
+            Err(Miss::NotFound),
+            "no fallback: 404, not 405"
+        );
+        let same = [
+            with_header(spec("/split", None, None), "x-canary", "always"),
+            with_header(spec("/split", None, None), "x-canary", "always"),
+        ];
+        assert!(
+            Router::build(&same, &["a".into(), "b".into()]).is_err(),
+            "same conditions"
         );
     }
 

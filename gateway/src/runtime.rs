@@ -646,6 +646,7 @@ async fn build_route(
         path: settings.path,
         methods: settings.methods,
         hosts: settings.hosts,
+        conditions: settings.conditions,
     };
     let route = Route {
         upstream: listed.first().cloned(),

@@ -1,5 +1,5 @@
 //! Routing and proxying: which route a request takes (host, method, the most
-//! specific path), 405 with `allow`, upstream failures (502, 504), the
+//! specific path, conditions on headers and query parameters), 405 with `allow`, upstream failures (502, 504), the
 //! forwarding headers and request ids, round robin, and HTTP/2 cleartext.
 
 use crate::support::config::{Config, Plugin, Pool, Route};
@@ -9,6 +9,80 @@ use http::Request;
 use http_body_util::Full;
 use serde_json::json;
 use std::time::{Duration, Instant};
+
+async fn get_with(url: &str, headers: &[(&str, &str)]) -> crate::support::Reply {
+    let mut request = Request::get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(&client(), request.body(Full::default()).expect("request")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_on_headers_and_query_choose_among_routes_of_one_path() {
+    let (v1, v2, v3) = (
+        Upstream::start("v1").await,
+        Upstream::start("v2").await,
+        Upstream::start("v3").await,
+    );
+    let canary = json!({ "headers": [{ "name": "X-Canary", "exact": "always" }] });
+    let beta = json!({
+        "headers": [{ "name": "x-canary", "present": true }],
+        "query": [{ "name": "channel", "regex": "^beta-[0-9]+$" }, { "name": "debug", "present": false }],
+    });
+    let gw = Config::new()
+        .upstream("v1", &v1)
+        .upstream("v2", &v2)
+        .upstream("v3", &v3)
+        .route(Route::new("split", "/split").upstream("v1"))
+        .route(
+            Route::new("split-canary", "/split")
+                .upstream("v2")
+                .with("match", canary),
+        )
+        .route(
+            Route::new("split-beta", "/split")
+                .upstream("v3")
+                .with("match", beta),
+        )
+        .start();
+    let upstream = |reply: crate::support::Reply| reply.json()["upstream"].clone();
+    let url = gw.url("/split");
+    assert_eq!(
+        upstream(get_with(&url, &[]).await),
+        "v1",
+        "the route without conditions"
+    );
+    assert_eq!(
+        upstream(get_with(&url, &[("x-canary", "always")]).await),
+        "v2"
+    );
+    assert_eq!(
+        upstream(get_with(&url, &[("x-canary", "sometimes")]).await),
+        "v1"
+    );
+    let beta_url = gw.url("/split?channel=beta-7");
+    assert_eq!(
+        upstream(get_with(&beta_url, &[("x-canary", "no")]).await),
+        "v3",
+        "more conditions first"
+    );
+    assert_eq!(
+        upstream(get_with(&beta_url, &[("x-canary", "always")]).await),
+        "v3"
+    );
+    let debug_url = gw.url("/split?channel=beta-7&debug=1");
+    assert_eq!(
+        upstream(get_with(&debug_url, &[("x-canary", "always")]).await),
+        "v2",
+        "debug must be absent"
+    );
+    let other = gw.url("/split?channel=beta-x");
+    assert_eq!(
+        upstream(get_with(&other, &[("x-canary", "no")]).await),
+        "v1"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_method_and_most_specific_path() {

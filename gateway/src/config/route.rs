@@ -35,6 +35,8 @@ pub struct RouteSettings {
     /// With WebSocket upgrades let through: the upgraded connections' idle
     /// timeout.
     pub websocket: Option<Duration>,
+    /// Its conditions on headers and query parameters.
+    pub conditions: crate::route_match::Conditions,
 }
 
 /// A route's name, path, methods, upstreams, `strip_prefix` and WebSocket
@@ -76,6 +78,10 @@ pub fn route_settings(
             ))
             .map(Some),
     };
+    let conditions = match &route.conditions {
+        None => Some(crate::route_match::Conditions::default()),
+        Some(conditions) => problems.keep(route_conditions(source, &name, conditions)),
+    };
     let has_upstream = route.upstream.is_some() || route.upstreams.is_some();
     let websocket = problems.keep(websocket_setting(source, &name, route, has_upstream));
     if let Some(listed) = &listed {
@@ -83,13 +89,13 @@ pub fn route_settings(
             source, &name, route, listed, upstreams,
         ));
     }
-    let parts = match (methods, listed, strip_prefix, websocket) {
-        (Some(methods), Some(listed), Some(strip_prefix), Some(websocket)) => {
-            Some((methods, listed, strip_prefix, websocket))
+    let parts = match (methods, listed, strip_prefix, websocket, conditions) {
+        (Some(methods), Some(listed), Some(strip_prefix), Some(websocket), Some(conditions)) => {
+            Some((methods, listed, strip_prefix, websocket, conditions))
         }
         _ => None,
     };
-    let (methods, upstreams, strip_prefix, websocket) = problems.finish_some(parts)?;
+    let (methods, upstreams, strip_prefix, websocket, conditions) = problems.finish_some(parts)?;
     Ok(RouteSettings {
         name,
         path: route.path.get_ref().clone(),
@@ -99,7 +105,68 @@ pub fn route_settings(
         strip_prefix,
         preserve_host: route.preserve_host.as_ref().is_some_and(|p| *p.get_ref()),
         websocket,
+        conditions,
     })
+}
+
+/// `[routes.match]` as conditions: each with a name fit for its place and
+/// exactly one test, its regex within bounds.
+fn route_conditions(
+    source: &Source,
+    name: &str,
+    spanned: &Spanned<super::shape::MatchConfig>,
+) -> Result<crate::route_match::Conditions, ConfigError> {
+    use crate::route_match::{Condition, Conditions};
+    let config = spanned.get_ref();
+    let error =
+        |message: String| source.error(spanned.span(), format!("route `{name}`: match: {message}"));
+    let read = |place: &str, c: &super::shape::ConditionConfig| -> Result<Condition, ConfigError> {
+        let header = place == "headers";
+        if c.name.is_empty() || (header && http::HeaderName::from_bytes(c.name.as_bytes()).is_err())
+        {
+            return Err(error(format!(
+                "{place}: `{}` is not a name a request can carry",
+                c.name
+            )));
+        }
+        let test =
+            condition_test(c).map_err(|why| error(format!("{place} `{}`: {why}", c.name)))?;
+        let name = if header {
+            c.name.to_ascii_lowercase()
+        } else {
+            c.name.clone()
+        };
+        Ok(Condition { name, test })
+    };
+    let headers = config
+        .headers
+        .iter()
+        .map(|c| read("headers", c))
+        .collect::<Result<_, _>>()?;
+    let query = config
+        .query
+        .iter()
+        .map(|c| read("query", c))
+        .collect::<Result<_, _>>()?;
+    let conditions = Conditions { headers, query };
+    if conditions.is_empty() {
+        return Err(error(
+            "give `headers` or `query` conditions, or leave `match` out".to_string(),
+        ));
+    }
+    Ok(conditions)
+}
+
+/// The one test a condition gives.
+fn condition_test(c: &super::shape::ConditionConfig) -> Result<crate::route_match::Test, String> {
+    use crate::route_match::Test;
+    match (&c.exact, &c.prefix, &c.regex, c.present) {
+        (Some(text), None, None, None) => Ok(Test::Exact(text.clone())),
+        (None, Some(text), None, None) => Ok(Test::Prefix(text.clone())),
+        (None, None, Some(pattern), None) => Test::regex(pattern),
+        (None, None, None, Some(wanted)) => Ok(Test::Present(wanted)),
+        _ => Err("give exactly one of exact, prefix, regex or present".to_string()),
+    }
 }
 
 /// A route's path template: it starts with `/`, and does not look like a

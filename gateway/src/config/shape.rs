@@ -316,9 +316,44 @@ pub struct RouteConfig {
     /// the gateway closes it.
     #[serde(default)]
     pub websocket_idle_timeout: Option<Spanned<Duration>>,
+    /// Conditions on request headers and query parameters, all to hold.
+    #[serde(default, rename = "match")]
+    pub conditions: Option<Spanned<MatchConfig>>,
     /// The pipeline, run in order for requests and in reverse for responses.
     #[serde(default)]
     pub plugins: Vec<Spanned<PluginEntryConfig>>,
+}
+
+/// `[routes.match]`: conditions a request must meet for the route.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// On request headers.
+    #[serde(default)]
+    pub headers: Vec<ConditionConfig>,
+    /// On query parameters.
+    #[serde(default)]
+    pub query: Vec<ConditionConfig>,
+}
+
+/// One condition: a name and exactly one test.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionConfig {
+    /// The header or query parameter.
+    pub name: String,
+    /// Its value equals this.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// Its value starts with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Its value matches this regular expression.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// It is present (`true`) or absent (`false`).
+    #[serde(default)]
+    pub present: Option<bool>,
 }
 
 /// How long an upgraded connection may stay silent, unless the route says.
