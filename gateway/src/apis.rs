@@ -292,6 +292,7 @@ fn route(
             hosts: api.get_ref().hosts.clone(),
             upstream,
             upstreams: None,
+            weights: None,
             strip_prefix: None,
             preserve_host: None,
             websocket: None,

@@ -306,10 +306,11 @@ fn prepare<'rt, 'a>(
         .insert(X_REQUEST_ID.clone(), request_id.clone());
     let pipeline = &route.pipeline;
     let respond_upto = pipeline.entries().len();
+    let upstream = route.first_upstream();
     let wit = pipeline
         .plan()
         .any_phase()
-        .then(|| wit_request(&parts, conn, route, &params, request_id));
+        .then(|| wit_request(&parts, conn, route, upstream, &params, request_id));
     Ok(Exchange {
         runtime,
         conn,
@@ -320,7 +321,7 @@ fn prepare<'rt, 'a>(
         answered,
         upgrade,
         wit,
-        upstream: route.upstream.as_ref(),
+        upstream,
         respond_upto,
     })
 }
@@ -835,6 +836,7 @@ fn wit_request(
     parts: &Parts,
     conn: &Connection,
     route: &Route,
+    upstream: Option<&Arc<Upstream>>,
     params: &[(String, String)],
     request_id: &HeaderValue,
 ) -> WitRequest {
@@ -854,7 +856,7 @@ fn wit_request(
     if let Some(query) = parts.uri.query().filter(|q| !q.is_empty()) {
         pseudo.push((":query", query));
     }
-    if let Some(upstream) = &route.upstream {
+    if let Some(upstream) = upstream {
         pseudo.push((":upstream", upstream.name.as_str()));
     }
     WitRequest {

@@ -30,6 +30,9 @@ pub struct Route {
     pub upstream: Option<Arc<Upstream>>,
     /// Every upstream it lists, which a request hook may choose among.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// The running sums of its upstreams' weights, when it splits requests
+    /// by weight (the last is the total).
+    pub split: Option<Vec<u64>>,
     /// Its plugins: the inherited `[[plugins]]` entries (each possibly
     /// replaced by one of its own), then its own.
     pub pipeline: Pipeline,
@@ -45,6 +48,20 @@ pub struct Route {
     pub latency: prometheus_client::metrics::histogram::Histogram,
     /// Requests by method and status, in the metrics.
     pub requests: crate::metrics::RequestCounters,
+}
+
+impl Route {
+    /// Where a request goes before any request hook chooses: an upstream
+    /// picked by weight when the route splits requests, else its first.
+    pub fn first_upstream(&self) -> Option<&Arc<Upstream>> {
+        let Some(sums) = &self.split else {
+            return self.upstream.as_ref();
+        };
+        let total = sums.last().copied().unwrap_or(0);
+        let drawn = fastrand::u64(0..total.max(1));
+        let index = sums.partition_point(|sum| *sum <= drawn);
+        self.upstreams.get(index).or(self.upstream.as_ref())
+    }
 }
 
 /// Which successful requests the access log records (errors always are).
@@ -650,6 +667,15 @@ async fn build_route(
     };
     let route = Route {
         upstream: listed.first().cloned(),
+        split: settings.weights.map(|weights| {
+            weights
+                .iter()
+                .scan(0u64, |sum, w| {
+                    *sum += u64::from(*w);
+                    Some(*sum)
+                })
+                .collect()
+        }),
         pipeline: pipeline.choosing_among(settings.upstreams),
         upstreams: listed,
         switched_off,

@@ -85,6 +85,42 @@ async fn conditions_on_headers_and_query_choose_among_routes_of_one_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_split_a_routes_requests_among_its_upstreams() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let gw = Config::new()
+        .upstream("v1", &v1)
+        .upstream("v2", &v2)
+        .route(
+            Route::new("split", "/split")
+                .upstreams(&["v1", "v2"])
+                .with("weights", json!([80, 20])),
+        )
+        .route(
+            Route::new("drained", "/drained")
+                .upstreams(&["v1", "v2"])
+                .with("weights", json!([1, 0])),
+        )
+        .start();
+    let client = client();
+    let mut to_v2 = 0;
+    for _ in 0..400 {
+        let request = Request::get(gw.url("/split"))
+            .body(Full::default())
+            .expect("request");
+        if send(&client, request).await.json()["upstream"] == "v2" {
+            to_v2 += 1;
+        }
+    }
+    // 20% of 400 is 80; three standard deviations (8 each) either side.
+    assert!((56..=104).contains(&to_v2), "{to_v2} of 400 went to v2");
+    let before = v2.hits();
+    for _ in 0..50 {
+        assert_eq!(get(&gw.url("/drained")).await.json()["upstream"], "v1");
+    }
+    assert_eq!(v2.hits(), before, "a weight of 0 drains");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_method_and_most_specific_path() {
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;

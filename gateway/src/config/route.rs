@@ -25,9 +25,11 @@ pub struct RouteSettings {
     pub methods: Option<Vec<Method>>,
     /// The hosts it answers; all when `None`.
     pub hosts: Option<Vec<String>>,
-    /// The upstreams it may send to, by name, each defined; the first unless
-    /// a request hook chooses another.
+    /// The upstreams it may send to, by name, each defined; the first (or
+    /// one by `weights`) unless a request hook chooses another.
     pub upstreams: Vec<String>,
+    /// Each upstream's share of requests, in order, when split by weight.
+    pub weights: Option<Vec<u32>>,
     /// The leading segments removed before proxying, without a trailing `/`.
     pub strip_prefix: Option<String>,
     /// Send the client's `Host` upstream.
@@ -78,6 +80,7 @@ pub fn route_settings(
             ))
             .map(Some),
     };
+    let weights = problems.keep(route_weights(source, &name, route));
     let conditions = match &route.conditions {
         None => Some(crate::route_match::Conditions::default()),
         Some(conditions) => problems.keep(route_conditions(source, &name, conditions)),
@@ -89,13 +92,21 @@ pub fn route_settings(
             source, &name, route, listed, upstreams,
         ));
     }
-    let parts = match (methods, listed, strip_prefix, websocket, conditions) {
-        (Some(methods), Some(listed), Some(strip_prefix), Some(websocket), Some(conditions)) => {
-            Some((methods, listed, strip_prefix, websocket, conditions))
+    let parts = match (
+        methods,
+        listed,
+        strip_prefix,
+        websocket,
+        conditions,
+        weights,
+    ) {
+        (Some(m), Some(l), Some(s), Some(w), Some(c), Some(weights)) => {
+            Some((m, l, s, w, c, weights))
         }
         _ => None,
     };
-    let (methods, upstreams, strip_prefix, websocket, conditions) = problems.finish_some(parts)?;
+    let (methods, upstreams, strip_prefix, websocket, conditions, weights) =
+        problems.finish_some(parts)?;
     Ok(RouteSettings {
         name,
         path: route.path.get_ref().clone(),
@@ -106,7 +117,46 @@ pub fn route_settings(
         preserve_host: route.preserve_host.as_ref().is_some_and(|p| *p.get_ref()),
         websocket,
         conditions,
+        weights,
     })
+}
+
+/// The most a weight may be (shares are relative: `[9, 1]` is `[90, 10]`).
+const MAX_WEIGHT: u32 = 1_000_000;
+
+/// `weights`: one per upstream of `upstreams`, at most [`MAX_WEIGHT`], not
+/// all `0`.
+fn route_weights(
+    source: &Source,
+    name: &str,
+    route: &RouteConfig,
+) -> Result<Option<Vec<u32>>, ConfigError> {
+    let Some(weights) = &route.weights else {
+        return Ok(None);
+    };
+    let error =
+        |message: String| source.error(weights.span(), format!("route `{name}`: {message}"));
+    let Some(upstreams) = &route.upstreams else {
+        return Err(error(
+            "`weights` split requests among `upstreams`: list them".to_string(),
+        ));
+    };
+    let (given, listed) = (weights.get_ref(), upstreams.get_ref().len());
+    if given.len() != listed {
+        return Err(error(format!(
+            "{} weights for {listed} upstreams: give one per upstream, in order",
+            given.len()
+        )));
+    }
+    if given.iter().any(|w| *w > MAX_WEIGHT) {
+        return Err(error(format!("a weight is at most {MAX_WEIGHT}")));
+    }
+    if given.iter().all(|w| *w == 0) {
+        return Err(error(
+            "every weight is 0: no upstream would get a request".to_string(),
+        ));
+    }
+    Ok(Some(given.clone()))
 }
 
 /// `[routes.match]` as conditions: each with a name fit for its place and

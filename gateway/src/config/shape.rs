@@ -301,6 +301,10 @@ pub struct RouteConfig {
     /// first unless a request hook chooses another of them.
     #[serde(default)]
     pub upstreams: Option<Spanned<Vec<String>>>,
+    /// With `upstreams`: each one's share of requests, in order (`[90, 10]`;
+    /// `0` drains one).
+    #[serde(default)]
+    pub weights: Option<Spanned<Vec<u32>>>,
     /// A leading path segment removed before proxying (`/api` turns `/api/x` into `/x`).
     #[serde(default)]
     pub strip_prefix: Option<Spanned<String>>,
