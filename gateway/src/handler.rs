@@ -263,6 +263,19 @@ fn prepare<'rt, 'a>(
     access: &mut Access<'rt>,
 ) -> Result<Exchange<'rt, 'a>, RequestError> {
     crate::request_head::check(&mut request)?;
+    // The verified client certificate, as Envoy reports it, set before the
+    // routes' conditions and the plugins see the request; a client's own
+    // claim to one is dropped.
+    match &conn.client_cert {
+        Some(cert) => {
+            request
+                .headers_mut()
+                .insert(X_FORWARDED_CLIENT_CERT.clone(), cert.header.clone());
+        }
+        None => {
+            request.headers_mut().remove(&X_FORWARDED_CLIENT_CERT);
+        }
+    }
     let (route, params) = find_route(runtime, &request)?;
     access.route = Some(route);
     if let Some(cert) = &conn.client_cert
@@ -280,18 +293,6 @@ fn prepare<'rt, 'a>(
         return Err(RequestError::BodyTooLarge { limit });
     }
     let (mut parts, body) = request.into_parts();
-    // The verified client certificate, as Envoy reports it, set before the
-    // plugins see the request; a client's own claim to one is dropped.
-    match &conn.client_cert {
-        Some(cert) => {
-            parts
-                .headers
-                .insert(X_FORWARDED_CLIENT_CERT.clone(), cert.header.clone());
-        }
-        None => {
-            parts.headers.remove(&X_FORWARDED_CLIENT_CERT);
-        }
-    }
     // A body still to come must keep coming, within the limit; one that
     // ended is left as it is (nothing more can come to time or to count).
     let (body, answered) = if http_body::Body::is_end_stream(&body) {

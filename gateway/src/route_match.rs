@@ -62,21 +62,22 @@ impl Test {
 
     /// Whether `values` (every value of the header or parameter) pass: one
     /// of them passes the value tests.
-    fn passes<'v>(&self, mut values: impl Iterator<Item = &'v str>) -> bool {
+    fn passes<S: AsRef<str>>(&self, mut values: impl Iterator<Item = S>) -> bool {
+        let text = |v: &S| v.as_ref().to_string();
         match self {
             Test::Present(wanted) => values.next().is_some() == *wanted,
-            Test::Exact(text) => values.any(|v| v == text),
-            Test::Prefix(text) => values.any(|v| v.starts_with(text.as_str())),
-            Test::Regex(regex) => values.any(|v| regex.is_match(v)),
+            Test::Exact(wanted) => values.any(|v| text(&v) == *wanted),
+            Test::Prefix(wanted) => values.any(|v| v.as_ref().starts_with(wanted.as_str())),
+            Test::Regex(regex) => values.any(|v| regex.is_match(v.as_ref())),
         }
     }
 
     /// The test as text, to tell two sets of conditions apart.
     fn describe(&self) -> String {
         match self {
-            Test::Exact(text) => format!("exact={text}"),
-            Test::Prefix(text) => format!("prefix={text}"),
-            Test::Regex(regex) => format!("regex={}", regex.as_str()),
+            Test::Exact(text) => format!("exact={text:?}"),
+            Test::Prefix(text) => format!("prefix={text:?}"),
+            Test::Regex(regex) => format!("regex={:?}", regex.as_str()),
             Test::Present(wanted) => format!("present={wanted}"),
         }
     }
@@ -103,10 +104,12 @@ impl Conditions {
     /// `query` (undecoded).
     pub fn hold(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
         let headers_hold = self.headers.iter().all(|c| {
+            // Every line counts, text or not (one that is not UTF-8 is read
+            // lossily): a header is never absent for its bytes.
             let values = headers
                 .get_all(c.name.as_str())
                 .iter()
-                .filter_map(|v| v.to_str().ok());
+                .map(|v| String::from_utf8_lossy(v.as_bytes()));
             c.test.passes(values)
         });
         if !headers_hold || self.query.is_empty() {
@@ -129,11 +132,11 @@ impl Conditions {
         let mut all: Vec<String> = self
             .headers
             .iter()
-            .map(|c| format!("header {} {}", c.name, c.test.describe()))
+            .map(|c| format!("header {:?} {}", c.name, c.test.describe()))
             .chain(
                 self.query
                     .iter()
-                    .map(|c| format!("query {} {}", c.name, c.test.describe())),
+                    .map(|c| format!("query {:?} {}", c.name, c.test.describe())),
             )
             .collect();
         all.sort();
@@ -179,6 +182,16 @@ mod tests {
         assert!(!header("x-canary", Test::Present(true)).hold(&none, None));
         assert!(header("x-canary", Test::Present(false)).hold(&none, None));
         assert!(!header("x-canary", Test::Exact("always".into())).hold(&none, None));
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            "x-debug",
+            http::HeaderValue::from_bytes(b"caf\xc3\xa9").expect("bytes"),
+        );
+        assert!(
+            !header("x-debug", Test::Present(false)).hold(&odd, None),
+            "not text, still present"
+        );
+        assert!(header("x-debug", Test::Exact("café".into())).hold(&odd, None));
     }
 
     #[test]

@@ -206,10 +206,23 @@ fn path_table(
             let (prefix, last) = path.rsplit_once('/')?;
             let is_catch_all = last.starts_with("{*") && last.ends_with('}');
             let prefix = format!("{prefix}/");
-            (is_catch_all && !paths.contains_key(&prefix)).then(|| (prefix, candidates.clone()))
+            is_catch_all.then(|| (prefix, candidates.clone()))
         })
         .collect();
-    paths.extend(implicit);
+    // Where a route names the bare prefix itself (with conditions, say),
+    // the catch-all's routes join it there as its fallbacks.
+    for (prefix, candidates) in implicit {
+        match paths.get_mut(&prefix) {
+            Some(named) => {
+                for candidate in candidates.0 {
+                    let _ = named.add(candidate);
+                }
+            }
+            None => {
+                paths.insert(prefix, candidates);
+            }
+        }
+    }
     let mut table = PathTable::default();
     for (path, candidates) in paths {
         let first = candidates.first();
@@ -545,6 +558,27 @@ mod tests {
             Router::build(&same, &["a".into(), "b".into()]).is_err(),
             "same conditions"
         );
+    }
+
+    #[test]
+    fn a_catch_all_is_the_fallback_of_a_conditional_route_on_its_bare_prefix() {
+        let catch_all = spec("/split/{*rest}", None, None);
+        let bare = with_header(spec("/split/", None, None), "x-canary", "always");
+        let router = build(&[catch_all, bare]);
+        let mut request_headers = HeaderMap::new();
+        let at = |headers: &HeaderMap| {
+            let request = Request {
+                host: None,
+                method: &Method::GET,
+                path: "/split/",
+                headers,
+                query: None,
+            };
+            router.find_with(&request, |_| false).map(|m| m.route)
+        };
+        assert_eq!(at(&request_headers), Ok(0));
+        request_headers.insert("x-canary", http::HeaderValue::from_static("always"));
+        assert_eq!(at(&request_headers), Ok(1));
     }
 
     #[test]

@@ -86,10 +86,15 @@ async fn conditions_on_headers_and_query_choose_among_routes_of_one_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weights_split_a_routes_requests_among_its_upstreams() {
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let (v1, v2, v3) = (
+        Upstream::start("v1").await,
+        Upstream::start("v2").await,
+        Upstream::start("v3").await,
+    );
     let gw = Config::new()
         .upstream("v1", &v1)
         .upstream("v2", &v2)
+        .upstream("v3", &v3)
         .route(
             Route::new("split", "/split")
                 .upstreams(&["v1", "v2"])
@@ -97,8 +102,8 @@ async fn weights_split_a_routes_requests_among_its_upstreams() {
         )
         .route(
             Route::new("drained", "/drained")
-                .upstreams(&["v1", "v2"])
-                .with("weights", json!([1, 0])),
+                .upstreams(&["v1", "v2", "v3"])
+                .with("weights", json!([1, 0, 1])),
         )
         .start();
     let client = client();
@@ -114,10 +119,18 @@ async fn weights_split_a_routes_requests_among_its_upstreams() {
     // 20% of 400 is 80; three standard deviations (8 each) either side.
     assert!((56..=104).contains(&to_v2), "{to_v2} of 400 went to v2");
     let before = v2.hits();
-    for _ in 0..50 {
-        assert_eq!(get(&gw.url("/drained")).await.json()["upstream"], "v1");
+    let mut to_v3 = 0;
+    for _ in 0..100 {
+        if get(&gw.url("/drained")).await.json()["upstream"] == "v3" {
+            to_v3 += 1;
+        }
     }
-    assert_eq!(v2.hits(), before, "a weight of 0 drains");
+    assert_eq!(
+        v2.hits(),
+        before,
+        "a weight of 0 drains, between two others"
+    );
+    assert!((20..=80).contains(&to_v3), "{to_v3} of 100 went to v3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
