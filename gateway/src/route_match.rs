@@ -63,10 +63,9 @@ impl Test {
     /// Whether `values` (every value of the header or parameter) pass: one
     /// of them passes the value tests.
     fn passes<S: AsRef<str>>(&self, mut values: impl Iterator<Item = S>) -> bool {
-        let text = |v: &S| v.as_ref().to_string();
         match self {
             Test::Present(wanted) => values.next().is_some() == *wanted,
-            Test::Exact(wanted) => values.any(|v| text(&v) == *wanted),
+            Test::Exact(wanted) => values.any(|v| v.as_ref() == wanted),
             Test::Prefix(wanted) => values.any(|v| v.as_ref().starts_with(wanted.as_str())),
             Test::Regex(regex) => values.any(|v| regex.is_match(v.as_ref())),
         }
@@ -115,14 +114,12 @@ impl Conditions {
         if !headers_hold || self.query.is_empty() {
             return headers_hold;
         }
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        // Decoded per condition, borrowing what needs no decoding.
+        let query = query.unwrap_or("").as_bytes();
         self.query.iter().all(|c| {
-            let values = pairs
-                .iter()
+            let values = form_urlencoded::parse(query)
                 .filter(|(k, _)| *k == c.name)
-                .map(|(_, v)| v.as_str());
+                .map(|(_, v)| v);
             c.test.passes(values)
         })
     }

@@ -498,15 +498,24 @@ mod tests {
         shape: Shape,
     ) -> Reader {
         let spec = ParameterSpec {
-            name: "id".into(),
-            location,
-            required: false,
             style,
             explode,
-            json: false,
-            schema: None,
+            ..parameter("id", location)
         };
         Reader::new(&spec, shape).expect("a valid style")
+    }
+
+    /// A parameter named `name` in `location`, with no style or schema.
+    fn parameter(name: &str, location: Location) -> ParameterSpec {
+        ParameterSpec {
+            name: name.into(),
+            location,
+            required: false,
+            style: None,
+            explode: None,
+            json: false,
+            schema: None,
+        }
     }
 
     fn query(reader: &Reader, query: &str) -> Result<Option<Value>, Fault> {
@@ -648,15 +657,7 @@ mod tests {
 
     #[test]
     fn a_header_also_given_with_underscores_is_a_fault() {
-        let named = ParameterSpec {
-            name: "x-limit".into(),
-            location: Location::Header,
-            required: false,
-            style: None,
-            explode: None,
-            json: false,
-            schema: None,
-        };
+        let named = parameter("x-limit", Location::Header);
         let limit = Reader::new(&named, Shape::Scalar(Kind::Integer)).expect("a header");
         let plain = Request::new("GET", "/").with_header("x-limit", "5");
         assert_eq!(limit.read(&plain), Ok(Some(json!(5))));
@@ -667,13 +668,8 @@ mod tests {
     #[test]
     fn styles_that_do_not_fit_the_location_are_refused() {
         let spec = |location, style| ParameterSpec {
-            name: "x".into(),
-            location,
-            required: false,
             style: Some(style),
-            explode: None,
-            json: false,
-            schema: None,
+            ..parameter("x", location)
         };
         assert!(
             Reader::new(
