@@ -8,6 +8,7 @@ use crate::plugin::{
     Context, Request as WitRequest, Response as WitResponse, decode_headers, edit_head,
     encode_head, encode_headers, head_field, head_headers,
 };
+use crate::proxy::upstream::Sending;
 use crate::proxy::{TRACEPARENT, Traceparent, Upstream, apply_forwarded, strip_hop_by_hop};
 use crate::router::Miss;
 use crate::runtime::{Route, Runtime};
@@ -728,7 +729,15 @@ async fn forward(
     let path_and_query = upstream_target(route, &parts.uri)?;
     let request = Request::from_parts(parts, body);
     let mut response = upstream
-        .send(request, path_and_query, !route.preserve_host)
+        .send(
+            request,
+            path_and_query,
+            Sending {
+                set_host: !route.preserve_host,
+                retry: route.retry.as_ref(),
+                client: Some(conn.client.ip()),
+            },
+        )
         .await?;
     let switched = match response.status() {
         StatusCode::SWITCHING_PROTOCOLS => response.headers().get(header::UPGRADE).cloned(),

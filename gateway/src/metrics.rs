@@ -41,6 +41,10 @@ pub struct Metrics {
     pub upstream_ejections: Family<Labels<1>, Counter>,
     /// Requests answered 503 because their upstream had `max_requests` in flight.
     pub upstream_busy: Family<Labels<1>, Counter>,
+    /// Retries made by routes' retry policies, by upstream.
+    pub upstream_retries: Family<Labels<1>, Counter>,
+    /// Retries a retry budget refused, by upstream.
+    pub upstream_retries_refused: Family<Labels<1>, Counter>,
     /// Plugin call latency by plugin (its reference) and phase.
     pub plugin_duration: Latencies<2>,
     /// Failed plugin calls by plugin and kind: `trap`, `deadline`,
@@ -98,6 +102,8 @@ impl Metrics {
             upstream_duration: Family::new_with_constructor(request_histogram),
             upstream_ejections: Family::default(),
             upstream_busy: Family::default(),
+            upstream_retries: Family::default(),
+            upstream_retries_refused: Family::default(),
             plugin_duration: Family::new_with_constructor(plugin_histogram),
             plugin_failures: Family::default(),
             plugin_events: Family::default(),
@@ -152,6 +158,16 @@ impl Metrics {
             "upstream_busy",
             "Requests answered 503 because their upstream had max_requests in flight",
             self.upstream_busy.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Retries made by routes' retry policies, by upstream",
+            self.upstream_retries.clone(),
+        );
+        registry.register(
+            "upstream_retries_refused",
+            "Retries a retry budget refused, by upstream",
+            self.upstream_retries_refused.clone(),
         );
         registry.register(
             "plugin_duration_seconds",

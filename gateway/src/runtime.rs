@@ -44,6 +44,8 @@ pub struct Route {
     pub preserve_host: bool,
     /// When WebSocket upgrades pass: the idle timeout of an upgraded connection.
     pub websocket: Option<std::time::Duration>,
+    /// Its retry policy.
+    pub retry: Option<crate::proxy::upstream::retry::RetryPolicy>,
     /// Request latency, in the metrics.
     pub latency: prometheus_client::metrics::histogram::Histogram,
     /// Requests by method and status, in the metrics.
@@ -682,6 +684,7 @@ async fn build_route(
         strip_prefix: settings.strip_prefix,
         preserve_host: settings.preserve_host,
         websocket: settings.websocket,
+        retry: settings.retry,
         latency: metrics()
             .request_duration
             .get_or_create(&[("route", settings.name.clone())])

@@ -19,6 +19,7 @@ mod outbound;
 mod pipeline;
 mod policies;
 mod reload;
+mod resilience;
 mod routing;
 mod sandbox;
 mod scaffold;

@@ -6,8 +6,11 @@
 //! plugins are built (`runtime`).
 
 use super::problems::{Problems, suggestion};
-use super::shape::{DEFAULT_WEBSOCKET_IDLE_TIMEOUT, RouteConfig, UpstreamConfig, UpstreamProtocol};
+use super::shape::{
+    DEFAULT_WEBSOCKET_IDLE_TIMEOUT, RetryConfig, RouteConfig, UpstreamConfig, UpstreamProtocol,
+};
 use super::source::{ConfigError, Source};
+use crate::proxy::upstream::retry::{MAX_POLICY_RETRIES, RetryPolicy};
 use http::Method;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,6 +42,8 @@ pub struct RouteSettings {
     pub websocket: Option<Duration>,
     /// Its conditions on headers and query parameters.
     pub conditions: crate::route_match::Conditions,
+    /// Its retry policy.
+    pub retry: Option<RetryPolicy>,
 }
 
 /// A route's name, path, methods, upstreams, `strip_prefix` and WebSocket
@@ -85,6 +90,10 @@ pub fn route_settings(
         None => Some(crate::route_match::Conditions::default()),
         Some(conditions) => problems.keep(route_conditions(source, &name, conditions)),
     };
+    let retry = match &route.retry {
+        None => Some(None),
+        Some(retry) => problems.keep(retry_policy(source, &name, retry)).map(Some),
+    };
     let has_upstream = route.upstream.is_some() || route.upstreams.is_some();
     let websocket = problems.keep(websocket_setting(source, &name, route, has_upstream));
     if let Some(listed) = &listed {
@@ -97,15 +106,14 @@ pub fn route_settings(
         listed,
         strip_prefix,
         websocket,
-        conditions,
-        weights,
+        (conditions, weights, retry),
     ) {
-        (Some(m), Some(l), Some(s), Some(w), Some(c), Some(weights)) => {
-            Some((m, l, s, w, c, weights))
+        (Some(m), Some(l), Some(s), Some(w), (Some(c), Some(weights), Some(r))) => {
+            Some((m, l, s, w, (c, weights, r)))
         }
         _ => None,
     };
-    let (methods, upstreams, strip_prefix, websocket, conditions, weights) =
+    let (methods, upstreams, strip_prefix, websocket, (conditions, weights, retry)) =
         problems.finish_some(parts)?;
     Ok(RouteSettings {
         name,
@@ -118,7 +126,84 @@ pub fn route_settings(
         websocket,
         conditions,
         weights,
+        retry,
     })
+}
+
+/// `[routes.retry]` checked into a [`RetryPolicy`], or every error in it.
+fn retry_policy(
+    source: &Source,
+    name: &str,
+    retry: &Spanned<RetryConfig>,
+) -> Result<RetryPolicy, ConfigError> {
+    let mut problems = Problems::new(source);
+    let config = retry.get_ref();
+    let mut fault = |span: std::ops::Range<usize>, message: String| {
+        problems.at(span, format!("route `{name}`: retry: {message}"));
+    };
+    if *config.retries.get_ref() > MAX_POLICY_RETRIES {
+        fault(
+            config.retries.span(),
+            format!("retries is at most {MAX_POLICY_RETRIES}"),
+        );
+    }
+    let statuses = retry_statuses(&mut fault, &config.on_status);
+    if let Some(timeout) = &config.per_try_timeout
+        && timeout.get_ref().0.is_zero()
+    {
+        fault(
+            timeout.span(),
+            "per_try_timeout must be more than zero".to_string(),
+        );
+    }
+    let (backoff, max_backoff) = (config.backoff.get_ref().0, config.max_backoff.get_ref().0);
+    if max_backoff < backoff {
+        fault(
+            config.max_backoff.span(),
+            "max_backoff must be at least backoff".to_string(),
+        );
+    }
+    let budget = *config.budget.get_ref();
+    if !(budget > 0.0 && budget <= 1.0) {
+        fault(
+            config.budget.span(),
+            "budget is a share of the requests in flight: above 0, at most 1 (0.2 is 20%)"
+                .to_string(),
+        );
+    }
+    problems.finish(RetryPolicy {
+        retries: *config.retries.get_ref(),
+        statuses,
+        on_timeout: config.on_timeout,
+        per_try_timeout: config.per_try_timeout.as_ref().map(|t| t.get_ref().0),
+        backoff,
+        max_backoff,
+        any_method: config.any_method,
+        budget,
+        min_retries_in_flight: *config.min_retries_in_flight.get_ref(),
+    })
+}
+
+/// `on_status`: each a 5xx or 429, none twice.
+fn retry_statuses(
+    fault: &mut impl FnMut(std::ops::Range<usize>, String),
+    given: &Spanned<Vec<u16>>,
+) -> Vec<http::StatusCode> {
+    let mut statuses = Vec::new();
+    for code in given.get_ref() {
+        match http::StatusCode::from_u16(*code) {
+            Ok(status) if status.is_server_error() || *code == 429 => {
+                if !statuses.contains(&status) {
+                    statuses.push(status);
+                }
+            }
+            _ => fault(
+                given.span(),
+                format!("on_status holds {code}: only 5xx statuses and 429 can be retried"),
+            ),
+        }
+    }
+    statuses
 }
 
 /// The most a weight may be (shares are relative: `[9, 1]` is `[90, 10]`).

@@ -178,6 +178,122 @@ pub struct UpstreamConfig {
     /// it, 503 at once. None: no limit.
     #[serde(default)]
     pub max_requests: Option<Spanned<usize>>,
+    /// Ejecting targets whose answers are errors.
+    #[serde(default)]
+    pub outlier_detection: Option<Spanned<OutlierDetectionConfig>>,
+    /// How a target is chosen per request.
+    #[serde(default = "round_robin")]
+    pub balance: Spanned<BalanceKind>,
+    /// With `balance = "hash"`: what is hashed (`header:NAME`,
+    /// `cookie:NAME` or `ip`).
+    #[serde(default)]
+    pub hash_on: Option<Spanned<String>>,
+}
+
+/// How an upstream chooses a target per request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceKind {
+    /// Weighted round robin.
+    #[default]
+    RoundRobin,
+    /// The less busy of two targets drawn by weight (power of two choices).
+    LeastRequest,
+    /// Consistent hashing on `hash_on`.
+    Hash,
+}
+
+/// `[upstreams.NAME.outlier_detection]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetectionConfig {
+    /// Errors in a row (5xx answers, failed connections, timeouts) that
+    /// eject a target.
+    #[serde(default = "default_consecutive_errors")]
+    pub consecutive_errors: Spanned<u32>,
+    /// A first ejection's length; the n-th in a row lasts n times it.
+    #[serde(default = "default_base_ejection_time")]
+    pub base_ejection_time: Spanned<Duration>,
+    /// The longest an ejection lasts.
+    #[serde(default = "default_max_ejection_time")]
+    pub max_ejection_time: Spanned<Duration>,
+    /// The most targets out of rotation at once, in percent (one may
+    /// always be).
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: Spanned<u32>,
+}
+
+fn round_robin() -> Spanned<BalanceKind> {
+    Spanned::new(0..0, BalanceKind::RoundRobin)
+}
+fn default_consecutive_errors() -> Spanned<u32> {
+    Spanned::new(0..0, 5)
+}
+fn default_base_ejection_time() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_secs(30)))
+}
+fn default_max_ejection_time() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_secs(300)))
+}
+fn default_max_ejection_percent() -> Spanned<u32> {
+    Spanned::new(0..0, 50)
+}
+
+/// `[routes.retry]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Tries after the first.
+    #[serde(default = "default_policy_retries")]
+    pub retries: Spanned<u32>,
+    /// Answers retried, by status.
+    #[serde(default = "default_retry_statuses")]
+    pub on_status: Spanned<Vec<u16>>,
+    /// Retry a try that got no response head in time.
+    #[serde(default = "default_true")]
+    pub on_timeout: bool,
+    /// Time each try may take to its response head (default: the
+    /// upstream's `timeout`).
+    #[serde(default)]
+    pub per_try_timeout: Option<Spanned<Duration>>,
+    /// The first backoff's ceiling, doubled at each retry.
+    #[serde(default = "default_backoff")]
+    pub backoff: Spanned<Duration>,
+    /// The largest backoff.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Spanned<Duration>,
+    /// Retry every method, not only the idempotent ones.
+    #[serde(default)]
+    pub any_method: bool,
+    /// Retries in flight to an upstream: at most this share of its requests
+    /// in flight...
+    #[serde(default = "default_retry_budget")]
+    pub budget: Spanned<f64>,
+    /// ...or this many, whichever is more.
+    #[serde(default = "default_min_retries_in_flight")]
+    pub min_retries_in_flight: Spanned<usize>,
+}
+
+fn default_policy_retries() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
+fn default_retry_statuses() -> Spanned<Vec<u16>> {
+    Spanned::new(0..0, vec![502, 503, 504])
+}
+fn default_true() -> bool {
+    true
+}
+fn default_backoff() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_millis(25)))
+}
+fn default_max_backoff() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(std::time::Duration::from_millis(250)))
+}
+fn default_retry_budget() -> Spanned<f64> {
+    Spanned::new(0..0, 0.2)
+}
+fn default_min_retries_in_flight() -> Spanned<usize> {
+    Spanned::new(0..0, 3)
 }
 
 /// The HTTP version an upstream's targets speak.
@@ -323,6 +439,9 @@ pub struct RouteConfig {
     /// Conditions on request headers and query parameters, all to hold.
     #[serde(default, rename = "match")]
     pub conditions: Option<Spanned<MatchConfig>>,
+    /// Retries of failed tries and chosen answers.
+    #[serde(default)]
+    pub retry: Option<Spanned<RetryConfig>>,
     /// The pipeline, run in order for requests and in reverse for responses.
     #[serde(default)]
     pub plugins: Vec<Spanned<PluginEntryConfig>>,

@@ -4,11 +4,14 @@
 //! an upstream is reported, each at its key.
 
 use super::problems::Problems;
-use super::shape::{HealthCheckConfig, UpstreamConfig, UpstreamProtocol};
+use super::shape::{
+    BalanceKind, HealthCheckConfig, OutlierDetectionConfig, UpstreamConfig, UpstreamProtocol,
+};
 use super::source::{ConfigError, Source};
 use crate::proxy::upstream::settings::{
-    DEFAULT_HTTP2_KEEPALIVE, DEFAULT_HTTP2_MAX_STREAMS, HealthCheck, MAX_HTTP2_STREAMS,
-    MAX_RETRIES, TargetSpec, UpstreamSettings, ca_roots, check_weights,
+    Balance, DEFAULT_HTTP2_KEEPALIVE, DEFAULT_HTTP2_MAX_STREAMS, HashOn, HealthCheck,
+    MAX_HTTP2_STREAMS, MAX_RETRIES, OutlierDetection, TargetSpec, UpstreamSettings, ca_roots,
+    check_weights,
 };
 use http::uri::PathAndQuery;
 use rustls::pki_types::ServerName;
@@ -68,6 +71,11 @@ pub fn upstream_settings(
             &max_streams_range,
         ),
     );
+    let outlier_detection = settings
+        .outlier_detection
+        .as_ref()
+        .and_then(|detection| outlier_detection(&mut at, detection.get_ref()));
+    let balance = balance(&mut at, settings);
     let targets = targets(&mut problems, name, config);
     problems.finish(UpstreamSettings {
         targets,
@@ -85,6 +93,62 @@ pub fn upstream_settings(
         http2_keepalive,
         http2_max_streams,
         max_requests: settings.max_requests.as_ref().map(|m| *m.get_ref()),
+        outlier_detection,
+        balance,
+    })
+}
+
+/// `balance` and `hash_on`, together; round robin with their errors recorded.
+fn balance(at: &mut impl FnMut(Range<usize>, String), settings: &UpstreamConfig) -> Balance {
+    match (settings.balance.get_ref(), &settings.hash_on) {
+        (BalanceKind::Hash, Some(on)) => match HashOn::parse(on.get_ref()) {
+            Ok(on) => return Balance::Hash(on),
+            Err(message) => at(on.span(), message),
+        },
+        (BalanceKind::Hash, None) => at(
+            settings.balance.span(),
+            "balance = \"hash\" needs hash_on: `header:NAME`, `cookie:NAME` or `ip`".to_string(),
+        ),
+        (_, Some(on)) => at(on.span(), "hash_on needs balance = \"hash\"".to_string()),
+        (BalanceKind::LeastRequest, None) => return Balance::LeastRequest,
+        (BalanceKind::RoundRobin, None) => {}
+    }
+    Balance::RoundRobin
+}
+
+/// `[upstreams.NAME.outlier_detection]`, or `None` with its errors recorded.
+fn outlier_detection(
+    at: &mut impl FnMut(Range<usize>, String),
+    detection: &OutlierDetectionConfig,
+) -> Option<OutlierDetection> {
+    let mut ok = true;
+    let mut fault = |span: Range<usize>, message: &str| {
+        ok = false;
+        at(span, format!("outlier_detection: {message}"));
+    };
+    let errors = &detection.consecutive_errors;
+    if *errors.get_ref() == 0 {
+        fault(errors.span(), "consecutive_errors must be at least 1");
+    }
+    let (base, max) = (&detection.base_ejection_time, &detection.max_ejection_time);
+    if base.get_ref().0.is_zero() {
+        fault(base.span(), "base_ejection_time must be more than zero");
+    }
+    if max.get_ref().0 < base.get_ref().0 {
+        fault(
+            max.span(),
+            "max_ejection_time must be at least base_ejection_time",
+        );
+    }
+    let percent = &detection.max_ejection_percent;
+    if *percent.get_ref() > 100 {
+        fault(percent.span(), "max_ejection_percent is at most 100");
+    }
+    ok.then(|| OutlierDetection {
+        consecutive_errors: *errors.get_ref(),
+        base_ejection_time: base.get_ref().0,
+        max_ejection_time: max.get_ref().0,
+        max_ejection_percent: *percent.get_ref(),
     })
 }
 

@@ -46,8 +46,10 @@ impl Upstream {
                 .store(old.failures.load(Ordering::Relaxed), Ordering::Relaxed);
             let until =
                 previous.born + Duration::from_millis(old.out_until.load(Ordering::Relaxed));
-            // max_fails = 0 now: passive checks are off, and so is their verdict.
-            if self.settings.max_fails != 0 && until > now {
+            // Passive checks and outlier detection both off now: so is
+            // their verdict.
+            let passive = self.settings.max_fails != 0 || self.settings.outlier_detection.is_some();
+            if passive && until > now {
                 let until = until.duration_since(self.born).as_millis();
                 target
                     .out_until
@@ -65,6 +67,7 @@ impl Upstream {
     /// A connection to target `index` could not be opened (or broke before
     /// the answer): takes the target out when that makes `max_fails` in a row.
     pub(super) fn failed(&self, index: usize) {
+        self.outlier_saw(index, true);
         let target = &self.targets[index];
         let failures = target.failures.fetch_add(1, Ordering::Relaxed) + 1;
         let max = self.settings.max_fails;
@@ -88,9 +91,15 @@ impl Upstream {
         }
     }
 
-    /// Target `index` answered: it is in rotation, and its failure count
-    /// starts over.
-    pub(super) fn answered(&self, index: usize) {
+    /// Target `index` answered with `status`: it is in rotation, and its
+    /// failure count starts over; with outlier detection, a 5xx answer counts
+    /// against it instead.
+    pub(super) fn answered(&self, index: usize, status: http::StatusCode) {
+        let error = status.is_server_error() && self.settings.outlier_detection.is_some();
+        self.outlier_saw(index, error);
+        if error {
+            return;
+        }
         let target = &self.targets[index];
         // Read first: most answers find nothing to reset, and a load keeps the
         // line shared between cores.
@@ -100,6 +109,11 @@ impl Upstream {
         if target.out_until.load(Ordering::Relaxed) != 0 {
             target.out_until.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Target `index` gave no answer in time: an error for outlier detection.
+    pub(super) fn erred(&self, index: usize) {
+        self.outlier_saw(index, true);
     }
 
     /// Starts the health checks in the current runtime, when the config asks

@@ -5,13 +5,17 @@
 //! Its parts, each in a file of its own:
 //! - `balance`: the targets and the weighted round robin over those in rotation;
 //! - `health`: passive (failed connections) and active (health checks) health;
+//! - `outlier`: outlier detection, ejecting targets whose answers are errors;
 //! - `send`: one request, its attempts and retries, over HTTP/1.1 or HTTP/2;
+//! - `retry`: a route's retry policy, the retry budget, replayable requests;
 //! - `settings`: what it is built from, checked by the config beforehand;
 //! - how connections are opened (TLS settings, connect timeout) is
 //!   `proxy::connect`, shared with `proxy::h2pool`.
 
 mod balance;
 mod health;
+mod outlier;
+pub mod retry;
 mod send;
 pub mod settings;
 
@@ -35,6 +39,8 @@ pub struct Upstream {
     pub name: String,
     targets: Vec<Target>,
     next: AtomicUsize,
+    /// With consistent hashing: the ring.
+    ring: Option<balance::Ring>,
     /// One pool per worker thread, so a pooled connection is always driven by
     /// the thread that uses it.
     clients: Vec<send::Http1Client>,
@@ -54,6 +60,22 @@ pub struct Upstream {
     /// Latency to the response head, in the metrics.
     pub latency: Histogram,
     ejections: Counter,
+    /// Requests and retries in flight, for retry budgets.
+    budget: retry::Budget,
+    /// Retries made, and retries the budget refused.
+    retried: Counter,
+    retries_refused: Counter,
+}
+
+/// How one request is sent, beyond the request itself: what its route asks.
+#[derive(Clone, Copy, Default)]
+pub struct Sending<'a> {
+    /// `Host` set to the target's (not with `preserve_host`).
+    pub set_host: bool,
+    /// The route's retry policy.
+    pub retry: Option<&'a retry::RetryPolicy>,
+    /// The client's address, for hashing on it.
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Upstream {
@@ -80,8 +102,11 @@ impl Upstream {
         });
         let label = [("upstream", name.to_string())];
         let metrics = crate::metrics::metrics();
+        let ring = matches!(settings.balance, settings::Balance::Hash(_))
+            .then(|| balance::Ring::new(&targets));
         Ok(Self {
             name: name.to_string(),
+            ring,
             targets,
             next: AtomicUsize::new(0),
             clients: send::http1_clients(settings, &connector),
@@ -97,6 +122,12 @@ impl Upstream {
             born: Instant::now(),
             latency: metrics.upstream_duration.get_or_create(&label).clone(),
             ejections: metrics.upstream_ejections.get_or_create(&label).clone(),
+            budget: retry::Budget::default(),
+            retried: metrics.upstream_retries.get_or_create(&label).clone(),
+            retries_refused: metrics
+                .upstream_retries_refused
+                .get_or_create(&label)
+                .clone(),
         })
     }
 
@@ -158,13 +189,13 @@ impl Upstream {
 
     /// Sends `request` (whose URI carries only path and query) to the next
     /// target and waits for the response head within the upstream's timeout;
-    /// on a failed connection, retries a request without a body on another
-    /// target.
+    /// on a failed connection, fails over to another target, and retries
+    /// as `how.retry` says.
     pub async fn send(
         &self,
         request: Request<Body>,
         path_and_query: PathAndQuery,
-        set_host: bool,
+        how: Sending<'_>,
     ) -> Result<Response<Body>, RequestError> {
         let Some(place) = self.take_place() else {
             self.busy.inc();
@@ -172,7 +203,7 @@ impl Upstream {
                 upstream: self.name.clone(),
             });
         };
-        let response = self.send_within(request, path_and_query, set_host).await?;
+        let response = self.send_within(request, path_and_query, how).await?;
         Ok(match place {
             Some(place) => response.map(|body| body::guarded(body, place)),
             None => response,

@@ -3,18 +3,22 @@
 //! pooled client, HTTP/2 through `h2pool`), the wait for the response head
 //! within `timeout`, and what a failed attempt means.
 //!
-//! A request without a body whose connection cannot be opened is retried on
-//! another target, up to `retries` times: nothing reached the upstream, so
-//! this is safe for any method.
+//! A request whose connection cannot be opened fails over to another
+//! target, up to `retries` times: nothing reached the upstream, so this is
+//! safe for any method. A route's retry policy (`retry`) retries more:
+//! resets, timeouts and chosen statuses, within its budget.
 
-use super::Upstream;
+use super::balance;
+use super::retry::{self, Attempt, Retry, Tries};
+use super::settings::Balance;
 use super::settings::UpstreamSettings;
+use super::{Sending, Upstream};
 use crate::body::{self, Body};
 use crate::error::RequestError;
 use crate::proxy::connect::TimedConnector;
 use crate::proxy::h2pool::{H2Pool, SendError};
 use http::uri::{PathAndQuery, Uri};
-use http::{HeaderMap, Method, Request, Response, Version};
+use http::{Request, Response, Version};
 use http_body::Body as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -68,7 +72,9 @@ enum Failure {
         sent: bool,
         counts: bool,
     },
-    /// Anything else: a timeout waiting for the answer, a bad request.
+    /// No response head came within the try's timeout.
+    TimedOut(RequestError),
+    /// Anything else: a bad request, the client's body failing.
     Other(RequestError),
 }
 
@@ -88,67 +94,119 @@ impl Upstream {
     }
 
     /// Sends `request` to the targets picked in turn until one answers, or
-    /// the failure cannot be retried.
+    /// the failure or answer is not retried (see [`Tries::next`]).
     pub(super) async fn send_within(
         &self,
         request: Request<Body>,
         path_and_query: PathAndQuery,
-        set_host: bool,
+        how: Sending<'_>,
     ) -> Result<Response<Body>, RequestError> {
-        let mut retries = self.retries_for(&request);
-        // What a retry resends: the head (the body is known to be empty).
-        let head = (retries > 0).then(|| (request.method().clone(), request.headers().clone()));
-        let mut request = request;
+        let _counted = self.budget.request();
+        let key = match &self.settings.balance {
+            Balance::Hash(on) => balance::hash_key(on, request.headers(), how.client),
+            _ => None,
+        };
+        let failover = (self.settings.retries as usize).min(self.targets.len() - 1);
+        let mut tries = Tries::new(failover, how.retry, request.method());
+        let (mut request, replay) =
+            retry::replayable(request, how.retry, tries.failover_left > 0).await?;
+        let timeout = how.retry.and_then(|p| p.per_try_timeout);
+        let timeout = timeout.unwrap_or(self.timeout);
         let mut tried = Vec::new();
-        let mut index = self.pick(&tried);
+        // The place of the retry in flight, in the budget.
+        let mut _retrying = None;
         loop {
-            let failure = match self
-                .send_to(index, request, path_and_query.clone(), set_host)
-                .await
-            {
-                Ok(response) => {
-                    self.answered(index);
-                    return Ok(response);
-                }
-                Err(failure) => failure,
+            let index = self.pick(&tried, key);
+            let busy = self.busy_with(index);
+            let sent = self
+                .send_to(
+                    index,
+                    request,
+                    path_and_query.clone(),
+                    how.set_host,
+                    timeout,
+                )
+                .await;
+            let attempt = self.settle(index, sent, busy);
+            let (Some(replay), Some(retry)) = (&replay, tries.next(&attempt)) else {
+                return attempt.into_result();
             };
-            let (error, sent) = match failure {
-                Failure::Connection {
-                    error,
-                    sent,
-                    counts,
-                } => {
-                    if counts {
-                        self.failed(index);
-                    }
-                    (error, sent)
-                }
-                Failure::Other(error) => return Err(error),
-            };
-            let Some((method, headers)) = head.as_ref().filter(|_| !sent && retries > 0) else {
-                return Err(error);
-            };
-            retries -= 1;
-            tracing::debug!(
-                upstream = %self.name,
-                target = %self.targets[index].authority,
-                %error,
-                "retrying on another target"
-            );
-            request = bodiless(method, headers);
+            if let Retry::Policy { number, policy } = retry {
+                // This request's previous retry is over: its place is free.
+                _retrying = None;
+                let Some(place) = self.budget.retry(policy) else {
+                    self.retries_refused.inc();
+                    return attempt.into_result();
+                };
+                _retrying = Some(place);
+                self.retried.inc();
+                // An answer being retried is dropped (its connection with it
+                // when its body was not read): the client never sees it.
+                drop(attempt);
+                tokio::time::sleep(policy.backoff_before(number)).await;
+            } else {
+                tracing::debug!(
+                    upstream = %self.name,
+                    target = %self.targets[index].authority,
+                    "connection failed: retrying on another target"
+                );
+            }
+            request = replay.request();
             tried.push(index);
-            index = self.pick(&tried);
         }
     }
 
-    /// How many other targets `request` may be retried on: each retry goes
-    /// to a target not tried yet, and only a request without a body is.
-    fn retries_for(&self, request: &Request<Body>) -> usize {
-        let others = self.targets.len() - 1;
-        match others {
-            0 => 0,
-            _ if request.body().is_end_stream() => (self.settings.retries as usize).min(others),
-            _ => 0,
+    /// With least-request balancing, target `index` counts one more request
+    /// in flight until the returned guard is dropped.
+    fn busy_with(&self, index: usize) -> Option<InFlight> {
+        if self.settings.balance != Balance::LeastRequest {
+            return None;
+        }
+        let active = &self.targets[index].active;
+        active.fetch_add(1, Ordering::AcqRel);
+        Some(InFlight(active.clone()))
+    }
+
+    /// What one attempt on target `index` came to, with the target's health
+    /// told: an answer counts for it, a failed connection against it. The
+    /// target stays `busy` until an answer's body ends.
+    fn settle(
+        &self,
+        index: usize,
+        sent: Result<Response<Body>, Failure>,
+        busy: Option<InFlight>,
+    ) -> Attempt {
+        match sent {
+            Ok(response) => {
+                self.answered(index, response.status());
+                Attempt::Answered(match busy {
+                    Some(busy) => response.map(|body| body::guarded(body, busy)),
+                    None => response,
+                })
+            }
+            Err(Failure::Connection {
+                error,
+                sent,
+                counts,
+            }) => {
+                if counts {
+                    self.failed(index);
+                }
+                Attempt::Failed {
+                    error,
+                    sent,
+                    timed_out: false,
+                }
+            }
+            Err(Failure::TimedOut(error)) => {
+                self.erred(index);
+                Attempt::Failed {
+                    error,
+                    sent: true,
+                    timed_out: true,
+                }
+            }
+            Err(Failure::Other(error)) => Attempt::Final(error),
         }
     }
 
@@ -159,6 +217,7 @@ impl Upstream {
         request: Request<Body>,
         path_and_query: PathAndQuery,
         set_host: bool,
+        timeout: Duration,
     ) -> Result<Response<Body>, Failure> {
         let request = self.address(index, request, path_and_query, set_host)?;
         // The timeout runs from the request's last byte: how long an upload
@@ -171,9 +230,9 @@ impl Upstream {
             (Request::from_parts(parts, body), Some(sent))
         };
         if let Some(pool) = &self.h2 {
-            return self.send_h2(pool, index, request, sent).await;
+            return self.send_h2(pool, index, request, (sent, timeout)).await;
         }
-        self.send_h1(request, sent).await
+        self.send_h1(request, (sent, timeout)).await
     }
 
     /// `request` addressed to target `index`: its URI, version and `Host`.
@@ -213,14 +272,14 @@ impl Upstream {
         pool: &H2Pool,
         index: usize,
         request: Request<Body>,
-        sent: Option<oneshot::Receiver<()>>,
+        (sent, timeout): (Option<oneshot::Receiver<()>>, Duration),
     ) -> Result<Response<Body>, Failure> {
         let origin = &self.targets[index].origin;
         // Boxed: the HTTP/2 send is a large future (6.8 KB), and inline
         // it would grow every request's state, HTTP/1.1 ones included,
         // which is copied as the futures nest (the handler's was 12 KB).
         let sending = Box::pin(pool.send(index, origin, request));
-        match within(self.timeout, sent, sending).await {
+        match within(timeout, sent, sending).await {
             None => Err(self.timed_out()),
             Some(Ok(response)) => Ok(response),
             Some(Err(SendError::Connect { error, shared })) => {
@@ -243,10 +302,10 @@ impl Upstream {
     async fn send_h1(
         &self,
         request: Request<Body>,
-        sent: Option<oneshot::Receiver<()>>,
+        (sent, timeout): (Option<oneshot::Receiver<()>>, Duration),
     ) -> Result<Response<Body>, Failure> {
         let client = &self.clients[crate::worker::index() % self.clients.len()];
-        match within(self.timeout, sent, client.request(request)).await {
+        match within(timeout, sent, client.request(request)).await {
             None => Err(self.timed_out()),
             Some(Err(err)) => {
                 let sent = !err.is_connect();
@@ -257,7 +316,7 @@ impl Upstream {
     }
 
     fn timed_out(&self) -> Failure {
-        Failure::Other(RequestError::UpstreamTimeout {
+        Failure::TimedOut(RequestError::UpstreamTimeout {
             upstream: self.name.clone(),
         })
     }
@@ -286,7 +345,7 @@ impl Upstream {
 
 /// The client's body failing (over the limit, cut short, malformed)
 /// surfaces in `err`, deep in its chain. It is not the target's fault.
-fn client_body_error(err: &(dyn std::error::Error + 'static)) -> Option<RequestError> {
+pub(super) fn client_body_error(err: &(dyn std::error::Error + 'static)) -> Option<RequestError> {
     // The body's own errors sit below hyper's "user body" error: look at
     // the whole chain for them first.
     let chain = || std::iter::successors(Some(err), |cause| cause.source());
@@ -311,14 +370,6 @@ fn client_body_error(err: &(dyn std::error::Error + 'static)) -> Option<RequestE
         )));
     }
     None
-}
-
-/// A retry's request: `method` and `headers`, no body.
-fn bodiless(method: &Method, headers: &HeaderMap) -> Request<Body> {
-    let mut request = Request::new(body::empty());
-    *request.method_mut() = method.clone();
-    *request.headers_mut() = headers.clone();
-    request
 }
 
 /// `sending`'s output, unless `timeout` passes first; the clock starts when

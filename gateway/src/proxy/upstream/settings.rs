@@ -56,6 +56,73 @@ pub struct UpstreamSettings {
     pub http2_max_streams: usize,
     /// Requests in flight at once, from this process.
     pub max_requests: Option<usize>,
+    /// Ejecting targets whose answers are errors.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// How a target is chosen per request.
+    pub balance: Balance,
+}
+
+/// How an upstream chooses a target per request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Balance {
+    /// Weighted round robin.
+    #[default]
+    RoundRobin,
+    /// The less busy of two targets drawn by weight.
+    LeastRequest,
+    /// Consistent hashing on a request's key; round robin without one.
+    Hash(HashOn),
+}
+
+/// What consistent hashing hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashOn {
+    /// A request header's value.
+    Header(http::HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// The client's address.
+    ClientIp,
+}
+
+impl HashOn {
+    /// `header:NAME`, `cookie:NAME` or `ip`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let wrong = || {
+            format!(
+                "hash_on `{text}` must be `header:NAME`, `cookie:NAME` or `ip`, for example \"header:x-user-id\""
+            )
+        };
+        match text.split_once(':') {
+            None if text == "ip" => Ok(HashOn::ClientIp),
+            Some(("header", name)) => http::HeaderName::try_from(name)
+                .map(HashOn::Header)
+                .map_err(|_| wrong()),
+            Some(("cookie", name))
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"=;,".contains(&b)) =>
+            {
+                Ok(HashOn::Cookie(name.to_string()))
+            }
+            _ => Err(wrong()),
+        }
+    }
+}
+
+/// `[upstreams.NAME.outlier_detection]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierDetection {
+    /// Errors in a row (5xx, failed connections, timeouts) that eject a target.
+    pub consecutive_errors: u32,
+    /// A first ejection's length; the n-th in a row lasts n times it.
+    pub base_ejection_time: Duration,
+    /// The longest ejection.
+    pub max_ejection_time: Duration,
+    /// The most targets out of rotation at once, in percent of all (one
+    /// may always be).
+    pub max_ejection_percent: u32,
 }
 
 /// One target: where it is and its share of the requests.
