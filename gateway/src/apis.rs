@@ -299,6 +299,7 @@ fn route(
             websocket_idle_timeout: None,
             conditions: None,
             retry: None,
+            mirror: None,
             plugins,
         },
     )

@@ -158,6 +158,58 @@ impl Watch<Body> for NotifyEnd {
     }
 }
 
+/// `body`, and a receiver of a copy of its bytes once it has been read to
+/// its end, if they were at most `cap` bytes: what a mirrored request is
+/// sent with, without delaying the original's body. A larger body, one that
+/// fails or one abandoned before its end, sends nothing.
+pub fn copied(body: Body, cap: usize) -> (Body, tokio::sync::oneshot::Receiver<Bytes>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let body = Watched {
+        body,
+        watch: Copied {
+            bytes: bytes::BytesMut::new(),
+            cap,
+            tx: Some(tx),
+        },
+    }
+    .boxed_unsync();
+    (body, rx)
+}
+
+/// Keeps a copy of the frames read, up to `cap` bytes, for its receiver.
+struct Copied {
+    bytes: bytes::BytesMut,
+    cap: usize,
+    tx: Option<tokio::sync::oneshot::Sender<Bytes>>,
+}
+
+impl Watch<Body> for Copied {
+    fn after(&mut self, body: &Body, polled: Polled<Body>, _: &mut Context<'_>) -> Polled<Body> {
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if self.bytes.len() + data.len() > self.cap {
+                        self.tx = None;
+                    } else if self.tx.is_some() {
+                        self.bytes.extend_from_slice(data);
+                    }
+                }
+                body.is_end_stream()
+            }
+            Poll::Ready(Some(Err(_))) => {
+                self.tx = None;
+                false
+            }
+            Poll::Pending => false,
+        };
+        if ended && let Some(tx) = self.tx.take() {
+            let _ = tx.send(std::mem::take(&mut self.bytes).freeze());
+        }
+        polled
+    }
+}
+
 /// A request body whose next bytes did not come within the read timeout.
 #[derive(Debug)]
 pub struct ReadTimedOut(pub std::time::Duration);

@@ -727,6 +727,10 @@ async fn forward(
         parts.headers.insert(header::HOST, value);
     }
     let path_and_query = upstream_target(route, &parts.uri)?;
+    let body = match &route.mirror {
+        Some(mirror) if !websocket => mirror.copy(&parts, &path_and_query, body, conn.client.ip()),
+        _ => body,
+    };
     let request = Request::from_parts(parts, body);
     let mut response = upstream
         .send(

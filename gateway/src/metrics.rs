@@ -45,6 +45,9 @@ pub struct Metrics {
     pub upstream_retries: Family<Labels<1>, Counter>,
     /// Retries a retry budget refused, by upstream.
     pub upstream_retries_refused: Family<Labels<1>, Counter>,
+    /// Mirrored copies by route and outcome: `sent`, `skipped` (over
+    /// `max_in_flight`, or a body too large), `failed`.
+    pub mirrored: Family<Labels<2>, Counter>,
     /// Plugin call latency by plugin (its reference) and phase.
     pub plugin_duration: Latencies<2>,
     /// Failed plugin calls by plugin and kind: `trap`, `deadline`,
@@ -104,6 +107,7 @@ impl Metrics {
             upstream_busy: Family::default(),
             upstream_retries: Family::default(),
             upstream_retries_refused: Family::default(),
+            mirrored: Family::default(),
             plugin_duration: Family::new_with_constructor(plugin_histogram),
             plugin_failures: Family::default(),
             plugin_events: Family::default(),
@@ -168,6 +172,11 @@ impl Metrics {
             "upstream_retries_refused",
             "Retries a retry budget refused, by upstream",
             self.upstream_retries_refused.clone(),
+        );
+        registry.register(
+            "mirror_requests",
+            "Mirrored copies of requests by route and outcome (sent, skipped, failed)",
+            self.mirrored.clone(),
         );
         registry.register(
             "plugin_duration_seconds",

@@ -46,6 +46,8 @@ pub struct Route {
     pub websocket: Option<std::time::Duration>,
     /// Its retry policy.
     pub retry: Option<crate::proxy::upstream::retry::RetryPolicy>,
+    /// Where copies of its requests go.
+    pub mirror: Option<crate::proxy::mirror::Mirror>,
     /// Request latency, in the metrics.
     pub latency: prometheus_client::metrics::histogram::Histogram,
     /// Requests by method and status, in the metrics.
@@ -661,6 +663,20 @@ async fn build_route(
                 .ok_or_else(ConfigError::reported)
         })
         .collect::<Result<_, _>>()?;
+    let mirror = match &settings.mirror {
+        None => None,
+        Some(mirror) => {
+            let upstream = upstreams
+                .get(&mirror.upstream)
+                .cloned()
+                .ok_or_else(ConfigError::reported)?;
+            Some(crate::proxy::mirror::Mirror::new(
+                mirror,
+                upstream,
+                &settings.name,
+            ))
+        }
+    };
     let spec = RouteSpec {
         path: settings.path,
         methods: settings.methods,
@@ -685,6 +701,7 @@ async fn build_route(
         preserve_host: settings.preserve_host,
         websocket: settings.websocket,
         retry: settings.retry,
+        mirror,
         latency: metrics()
             .request_duration
             .get_or_create(&[("route", settings.name.clone())])

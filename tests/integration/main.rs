@@ -13,6 +13,7 @@ mod identity;
 mod jwt;
 mod limits;
 mod memory;
+mod mirroring;
 mod observability;
 mod openapi_export;
 mod outbound;

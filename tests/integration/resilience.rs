@@ -14,13 +14,13 @@ use std::time::Duration;
 
 /// A server that accepts connections and never answers on them, counting
 /// them: each request in flight to it holds one.
-struct Silent {
-    addr: std::net::SocketAddr,
+pub struct Silent {
+    pub addr: std::net::SocketAddr,
     accepted: Arc<AtomicUsize>,
 }
 
 impl Silent {
-    async fn start() -> Silent {
+    pub async fn start() -> Silent {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -37,7 +37,7 @@ impl Silent {
         Silent { addr, accepted }
     }
 
-    fn accepted(&self) -> usize {
+    pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
 }

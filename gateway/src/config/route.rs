@@ -7,9 +7,11 @@
 
 use super::problems::{Problems, suggestion};
 use super::shape::{
-    DEFAULT_WEBSOCKET_IDLE_TIMEOUT, RetryConfig, RouteConfig, UpstreamConfig, UpstreamProtocol,
+    DEFAULT_WEBSOCKET_IDLE_TIMEOUT, MirrorConfig, RetryConfig, RouteConfig, UpstreamConfig,
+    UpstreamProtocol,
 };
 use super::source::{ConfigError, Source};
+use crate::proxy::mirror::MirrorSettings;
 use crate::proxy::upstream::retry::{MAX_POLICY_RETRIES, RetryPolicy};
 use http::Method;
 use std::collections::BTreeMap;
@@ -44,6 +46,8 @@ pub struct RouteSettings {
     pub conditions: crate::route_match::Conditions,
     /// Its retry policy.
     pub retry: Option<RetryPolicy>,
+    /// Where copies of its requests go.
+    pub mirror: Option<MirrorSettings>,
 }
 
 /// A route's name, path, methods, upstreams, `strip_prefix` and WebSocket
@@ -94,6 +98,12 @@ pub fn route_settings(
         None => Some(None),
         Some(retry) => problems.keep(retry_policy(source, &name, retry)).map(Some),
     };
+    let mirror = match &route.mirror {
+        None => Some(None),
+        Some(mirror) => problems
+            .keep(mirror_settings(source, &name, mirror, upstreams))
+            .map(Some),
+    };
     let has_upstream = route.upstream.is_some() || route.upstreams.is_some();
     let websocket = problems.keep(websocket_setting(source, &name, route, has_upstream));
     if let Some(listed) = &listed {
@@ -106,14 +116,14 @@ pub fn route_settings(
         listed,
         strip_prefix,
         websocket,
-        (conditions, weights, retry),
+        (conditions, weights, retry, mirror),
     ) {
-        (Some(m), Some(l), Some(s), Some(w), (Some(c), Some(weights), Some(r))) => {
-            Some((m, l, s, w, (c, weights, r)))
+        (Some(m), Some(l), Some(s), Some(w), (Some(c), Some(weights), Some(r), Some(mirror))) => {
+            Some((m, l, s, w, (c, weights, r, mirror)))
         }
         _ => None,
     };
-    let (methods, upstreams, strip_prefix, websocket, (conditions, weights, retry)) =
+    let (methods, upstreams, strip_prefix, websocket, (conditions, weights, retry, mirror)) =
         problems.finish_some(parts)?;
     Ok(RouteSettings {
         name,
@@ -127,6 +137,47 @@ pub fn route_settings(
         conditions,
         weights,
         retry,
+        mirror,
+    })
+}
+
+/// `[routes.mirror]` checked: the upstream defined, the share and cap in range.
+fn mirror_settings(
+    source: &Source,
+    name: &str,
+    mirror: &Spanned<MirrorConfig>,
+    upstreams: &BTreeMap<String, Spanned<UpstreamConfig>>,
+) -> Result<MirrorSettings, ConfigError> {
+    let mut problems = Problems::new(source);
+    let config = mirror.get_ref();
+    let upstream = config.upstream.get_ref();
+    if !upstreams.contains_key(upstream) {
+        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        problems.at(
+            config.upstream.span(),
+            format!(
+                "route `{name}`: mirror: unknown upstream `{upstream}`{}",
+                suggestion(upstream, "defined upstreams", &known)
+            ),
+        );
+    }
+    let share = *config.share.get_ref();
+    if !(share > 0.0 && share <= 1.0) {
+        problems.at(
+            config.share.span(),
+            format!("route `{name}`: mirror: share is above 0 and at most 1 (0.1 copies 10% of requests)"),
+        );
+    }
+    if *config.max_in_flight.get_ref() == 0 {
+        problems.at(
+            config.max_in_flight.span(),
+            format!("route `{name}`: mirror: max_in_flight must be at least 1"),
+        );
+    }
+    problems.finish(MirrorSettings {
+        upstream: upstream.clone(),
+        share,
+        max_in_flight: *config.max_in_flight.get_ref(),
     })
 }
 

@@ -274,6 +274,27 @@ pub struct RetryConfig {
     pub min_retries_in_flight: Spanned<usize>,
 }
 
+/// `[routes.mirror]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// The upstream the copies go to.
+    pub upstream: Spanned<String>,
+    /// The share of requests copied (above 0, at most 1).
+    #[serde(default = "default_mirror_share")]
+    pub share: Spanned<f64>,
+    /// Copies in flight at once for the route; over it a copy is skipped.
+    #[serde(default = "default_mirror_in_flight")]
+    pub max_in_flight: Spanned<usize>,
+}
+
+fn default_mirror_share() -> Spanned<f64> {
+    Spanned::new(0..0, 1.0)
+}
+fn default_mirror_in_flight() -> Spanned<usize> {
+    Spanned::new(0..0, 100)
+}
+
 fn default_policy_retries() -> Spanned<u32> {
     Spanned::new(0..0, 2)
 }
@@ -442,6 +463,9 @@ pub struct RouteConfig {
     /// Retries of failed tries and chosen answers.
     #[serde(default)]
     pub retry: Option<Spanned<RetryConfig>>,
+    /// Copies of a share of the requests sent to another upstream.
+    #[serde(default)]
+    pub mirror: Option<Spanned<MirrorConfig>>,
     /// The pipeline, run in order for requests and in reverse for responses.
     #[serde(default)]
     pub plugins: Vec<Spanned<PluginEntryConfig>>,

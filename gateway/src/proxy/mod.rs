@@ -1,9 +1,10 @@
-//! Talking to upstreams: pooled clients, target selection, and the headers a
-//! proxy owes the hop it forwards to.
+//! Talking to upstreams: pooled clients, target selection, the headers a
+//! proxy owes the hop it forwards to, and mirrored copies of requests.
 
 mod connect;
 pub mod forwarded;
 mod h2pool;
+pub mod mirror;
 mod traceparent;
 pub mod tunnel;
 pub mod upstream;
