@@ -22,6 +22,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-transform", "plugin_transform"),
     ("plugin-xml-json", "plugin_xml_json"),
     ("plugin-cors", "plugin_cors"),
+    ("plugin-canary", "plugin_canary"),
     ("plugin-request-validator", "plugin_request_validator"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),

@@ -82,6 +82,11 @@ const BUILTINS: &[Builtin] = &[
         grants: &[],
     },
     Builtin {
+        name: "canary",
+        bytes: component!("plugin_canary"),
+        grants: &[],
+    },
+    Builtin {
         name: "request-validator",
         bytes: component!("plugin_request_validator"),
         grants: &[],

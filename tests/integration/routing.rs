@@ -1,5 +1,6 @@
 //! Routing and proxying: which route a request takes (host, method, the most
-//! specific path, conditions on headers and query parameters), 405 with `allow`, upstream failures (502, 504), the
+//! specific path, conditions on headers and query parameters), splits by
+//! weight and by the `canary` built-in, 405 with `allow`, upstream failures (502, 504), the
 //! forwarding headers and request ids, round robin, and HTTP/2 cleartext.
 
 use crate::support::config::{Config, Plugin, Pool, Route};
@@ -131,6 +132,46 @@ async fn weights_split_a_routes_requests_among_its_upstreams() {
         "a weight of 0 drains, between two others"
     );
     assert!((20..=80).contains(&to_v3), "{to_v3} of 100 went to v3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_built_in_sends_by_header_cookie_consumer_and_sticky_percentage() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let canary = Plugin::new("canary").config(json!({
+        "upstream": "v2",
+        "header": { "name": "x-canary", "values": ["always"] },
+        "cookie": { "name": "canary", "values": ["yes"] },
+        "percentage": 25,
+        "sticky_on": "header:x-user",
+    }));
+    let gw = Config::new()
+        .upstream("v1", &v1)
+        .upstream("v2", &v2)
+        .route(
+            Route::new("orders", "/orders")
+                .upstreams(&["v1", "v2"])
+                .plugin(canary),
+        )
+        .start();
+    let url = gw.url("/orders");
+    let side = |reply: crate::support::Reply| reply.json()["upstream"].as_str().map(str::to_string);
+    let always = get_with(&url, &[("x-canary", "always"), ("x-user", "u-1")]).await;
+    assert_eq!(side(always).as_deref(), Some("v2"));
+    let cookie = get_with(&url, &[("cookie", "a=b; canary=yes")]).await;
+    assert_eq!(side(cookie).as_deref(), Some("v2"));
+    // Without the header or cookie, a quarter of users, each always on its side.
+    let mut canaries = 0;
+    for user in 0..200 {
+        let user = format!("user-{user}");
+        let first = side(get_with(&url, &[("x-user", &user)]).await);
+        let again = side(get_with(&url, &[("x-user", &user)]).await);
+        assert_eq!(first, again, "{user} changed sides");
+        if first.as_deref() == Some("v2") {
+            canaries += 1;
+        }
+    }
+    // 50 expected; three standard deviations (6.1) either side.
+    assert!((32..=68).contains(&canaries), "{canaries} of 200 users on the canary");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
