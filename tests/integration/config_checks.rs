@@ -70,3 +70,10 @@ fn the_secured_api_example_checks() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn the_traffic_example_checks() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/traffic");
+    let (ok, output) = check(&dir, "gateway.toml");
+    assert!(ok, "{output}");
+}

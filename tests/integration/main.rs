@@ -29,6 +29,7 @@ mod shutdown;
 mod support;
 mod tls;
 mod traffic;
+mod traffic_example;
 mod transform;
 mod upstreams;
 mod validation;

@@ -171,7 +171,10 @@ async fn the_canary_built_in_sends_by_header_cookie_consumer_and_sticky_percenta
         }
     }
     // 50 expected; three standard deviations (6.1) either side.
-    assert!((32..=68).contains(&canaries), "{canaries} of 200 users on the canary");
+    assert!(
+        (32..=68).contains(&canaries),
+        "{canaries} of 200 users on the canary"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
