@@ -27,8 +27,8 @@ type CheckClient = Client<TimedConnector, Body>;
 impl Upstream {
     /// Takes over what `previous`, this upstream as it was before a reload
     /// changed its settings, learned of the targets both have: connections
-    /// failed in a row, time left out of rotation, and (when this one checks
-    /// health too) failing health checks. A target taken out stays out
+    /// failed in a row, time left out of rotation, outlier detection's
+    /// counts, and (when this one checks health too) failing health checks. A target taken out stays out
     /// instead of getting traffic again because an unrelated setting changed.
     pub fn inherit_health(&self, previous: &Upstream) {
         let checks = self.settings.health_check.is_some() && self.targets.len() > 1;
@@ -55,6 +55,7 @@ impl Upstream {
                     .out_until
                     .store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::Relaxed);
             }
+            self.inherit_outlier(target, old, previous.born);
             if checks {
                 target.checks_failing.store(
                     old.checks_failing.load(Ordering::Relaxed),

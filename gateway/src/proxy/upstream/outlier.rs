@@ -8,10 +8,32 @@
 //! `max_ejection_time`.
 
 use super::Upstream;
+use super::balance::Target;
 use super::settings::OutlierDetection;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 impl Upstream {
+    /// After a reload that rebuilt the upstream: `target` takes over what
+    /// outlier detection knew of `old` (a target of the upstream built at
+    /// `old_born`): its errors and ejections in a row, and when its last
+    /// ejection ended, moved onto this upstream's clock.
+    pub(super) fn inherit_outlier(&self, target: &Target, old: &Target, old_born: Instant) {
+        if self.settings.outlier_detection.is_none() {
+            return;
+        }
+        let copy = |to: &std::sync::atomic::AtomicU32, from: &std::sync::atomic::AtomicU32| {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        copy(&target.errors, &old.errors);
+        copy(&target.ejections, &old.ejections);
+        let ended = old_born + Duration::from_millis(old.ejected_until.load(Ordering::Relaxed));
+        let ended = ended.saturating_duration_since(self.born).as_millis();
+        target
+            .ejected_until
+            .store(u64::try_from(ended).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     /// Outlier detection is told of target `index`'s answer or failure:
     /// `error` when it was a 5xx, a failed connection or a timeout.
     pub(super) fn outlier_saw(&self, index: usize, error: bool) {
