@@ -159,10 +159,11 @@ impl Watch<Body> for NotifyEnd {
 }
 
 /// `body`, and a receiver of a copy of its bytes once it has been read to
-/// its end, if they were at most `cap` bytes: what a mirrored request is
-/// sent with, without delaying the original's body. A larger body, one that
-/// fails or one abandoned before its end, sends nothing.
-pub fn copied(body: Body, cap: usize) -> (Body, tokio::sync::oneshot::Receiver<Bytes>) {
+/// its end, if they were at most `cap` bytes (`None` as soon as they are
+/// more): what a mirrored request is sent with, without delaying the
+/// original's body. A body that fails, or is abandoned before its end,
+/// sends nothing (the receiver sees the sender dropped).
+pub fn copied(body: Body, cap: usize) -> (Body, tokio::sync::oneshot::Receiver<Option<Bytes>>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let body = Watched {
         body,
@@ -180,7 +181,7 @@ pub fn copied(body: Body, cap: usize) -> (Body, tokio::sync::oneshot::Receiver<B
 struct Copied {
     bytes: bytes::BytesMut,
     cap: usize,
-    tx: Option<tokio::sync::oneshot::Sender<Bytes>>,
+    tx: Option<tokio::sync::oneshot::Sender<Option<Bytes>>>,
 }
 
 impl Watch<Body> for Copied {
@@ -190,7 +191,11 @@ impl Watch<Body> for Copied {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     if self.bytes.len() + data.len() > self.cap {
-                        self.tx = None;
+                        // Over the cap: say so, and keep nothing more.
+                        if let Some(tx) = self.tx.take() {
+                            let _ = tx.send(None);
+                        }
+                        self.bytes = bytes::BytesMut::new();
                     } else if self.tx.is_some() {
                         self.bytes.extend_from_slice(data);
                     }
@@ -204,7 +209,7 @@ impl Watch<Body> for Copied {
             Poll::Pending => false,
         };
         if ended && let Some(tx) = self.tx.take() {
-            let _ = tx.send(std::mem::take(&mut self.bytes).freeze());
+            let _ = tx.send(Some(std::mem::take(&mut self.bytes).freeze()));
         }
         polled
     }

@@ -16,6 +16,7 @@ use crate::plugin::{
     Capability, CompiledPlugin, ConfigEnv, EntryLimits, HostPattern, InstancePool, Needs,
     PluginEngine, RedisStore, Store,
 };
+use crate::proxy::mirror::Mirror;
 use crate::proxy::{TrustedProxies, Upstream};
 use crate::router::{RouteSpec, Router, RouterError};
 use std::collections::HashMap;
@@ -47,7 +48,7 @@ pub struct Route {
     /// Its retry policy.
     pub retry: Option<crate::proxy::upstream::retry::RetryPolicy>,
     /// Where copies of its requests go.
-    pub mirror: Option<crate::proxy::mirror::Mirror>,
+    pub mirror: Option<Mirror>,
     /// Request latency, in the metrics.
     pub latency: prometheus_client::metrics::histogram::Histogram,
     /// Requests by method and status, in the metrics.
@@ -653,29 +654,24 @@ async fn build_route(
     let settings = problems.finish_some(settings)?;
     // An upstream the route names but that did not build has its error
     // reported already.
+    let built = |name: &String| {
+        upstreams
+            .get(name)
+            .cloned()
+            .ok_or_else(ConfigError::reported)
+    };
     let listed: Vec<Arc<Upstream>> = settings
         .upstreams
         .iter()
-        .map(|name| {
-            upstreams
-                .get(name)
-                .cloned()
-                .ok_or_else(ConfigError::reported)
-        })
+        .map(built)
         .collect::<Result<_, _>>()?;
     let mirror = match &settings.mirror {
         None => None,
-        Some(mirror) => {
-            let upstream = upstreams
-                .get(&mirror.upstream)
-                .cloned()
-                .ok_or_else(ConfigError::reported)?;
-            Some(crate::proxy::mirror::Mirror::new(
-                mirror,
-                upstream,
-                &settings.name,
-            ))
-        }
+        Some(mirror) => Some(Mirror::new(
+            mirror,
+            built(&mirror.upstream)?,
+            &settings.name,
+        )),
     };
     let spec = RouteSpec {
         path: settings.path,
@@ -685,15 +681,7 @@ async fn build_route(
     };
     let route = Route {
         upstream: listed.first().cloned(),
-        split: settings.weights.map(|weights| {
-            weights
-                .iter()
-                .scan(0u64, |sum, w| {
-                    *sum += u64::from(*w);
-                    Some(*sum)
-                })
-                .collect()
-        }),
+        split: settings.weights.as_deref().map(running_sums),
         pipeline: pipeline.choosing_among(settings.upstreams),
         upstreams: listed,
         switched_off,
@@ -710,6 +698,17 @@ async fn build_route(
         name: settings.name,
     };
     Ok((route, spec))
+}
+
+/// The running sums of `weights` (the last is their total).
+fn running_sums(weights: &[u32]) -> Vec<u64> {
+    weights
+        .iter()
+        .scan(0u64, |sum, w| {
+            *sum += u64::from(*w);
+            Some(*sum)
+        })
+        .collect()
 }
 
 async fn build_entry(

@@ -159,7 +159,7 @@ async fn share_samples_the_requests_copied() {
     let metrics = get(&gw.admin_url("/metrics")).await.body;
     let name = "gateway_mirror_requests_total{route=\"all\",outcome=\"sent\"}";
     let sent = metric(&metrics, name).unwrap_or(0.0);
-    // 100 expected; 3 standard deviations (8.7) either way.
-    assert!((74.0..=126.0).contains(&sent), "{sent} copies of 400");
+    // 100 expected; 5 standard deviations (8.7 each) either way.
+    assert!((57.0..=143.0).contains(&sent), "{sent} copies of 400");
     assert_eq!(mirror.wait_for(sent as usize).await.len(), sent as usize);
 }

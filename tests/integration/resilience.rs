@@ -177,39 +177,51 @@ async fn the_retry_budget_stops_a_retry_storm() {
     assert!(tries < 60, "{tries} tries for 20 requests");
 }
 
+/// Sends GETs until `bad` has received `hits` requests (at most 40):
+/// the statuses the client got.
+async fn until_hits(gw: &crate::support::Gateway, bad: &DocumentServer, hits: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    while bad.hits() < hits && statuses.len() < 40 {
+        statuses.push(get(&gw.url("/items")).await.status);
+    }
+    statuses
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outlier_detection_ejects_a_failing_target_for_a_growing_time() {
     let (bad, good) = (failing().await, Upstream::start("good").await);
     let targets = [bad.addr.to_string(), good.addr.to_string()];
     let detection = json!({ "outlier_detection": {
         "consecutive_errors": 3,
-        "base_ejection_time": "1s",
+        "base_ejection_time": "3s",
     } });
     let gw = gateway(&targets, detection, json!({})).start();
-    let mut statuses = Vec::new();
-    for _ in 0..20 {
-        statuses.push(get(&gw.url("/items")).await.status);
-    }
-    // Three 503s in a row from the failing target eject it.
+    let target_state = || async {
+        let state = get(&gw.admin_url("/upstreams")).await.json();
+        state["upstreams"][0]["targets"][0].clone()
+    };
+    // Three 503s in a row from the failing target eject it...
+    let statuses = until_hits(&gw, &bad, 3).await;
     assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 3);
-    assert_eq!(bad.hits(), 3);
-    let state = get(&gw.admin_url("/upstreams")).await.json();
-    assert_eq!(
-        state["upstreams"][0]["targets"][0]["state"], "ejected",
-        "{state}"
-    );
-
-    // Back after a second, still failing: ejected again, for longer.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    for _ in 0..20 {
-        get(&gw.url("/items")).await;
+    assert_eq!(target_state().await["state"], "ejected");
+    // ...and while it is out, the other target takes everything.
+    for _ in 0..10 {
+        assert_eq!(get(&gw.url("/items")).await.status, 200);
     }
-    assert_eq!(bad.hits(), 6);
-    let state = get(&gw.admin_url("/upstreams")).await.json();
-    let out_for = state["upstreams"][0]["targets"][0]["ejected_for_ms"]
-        .as_u64()
-        .unwrap_or(0);
-    assert!(out_for > 1000, "{state}");
+    assert_eq!(bad.hits(), 3);
+
+    // Back after its ejection, still failing: ejected again, for twice as
+    // long (6 s: more than 3 s are left when it is read).
+    let waiting = std::time::Instant::now();
+    while target_state().await["state"] == "ejected" {
+        assert!(waiting.elapsed() < Duration::from_secs(10), "never back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until_hits(&gw, &bad, 6).await;
+    let target = target_state().await;
+    assert_eq!(target["state"], "ejected", "{target}");
+    let out_for = target["ejected_for_ms"].as_u64().unwrap_or(0);
+    assert!(out_for > 3000, "{target}");
     let metrics = get(&gw.admin_url("/metrics")).await.body;
     let ejections = "gateway_upstream_ejections_total{upstream=\"svc\"}";
     assert_eq!(metric(&metrics, ejections), Some(2.0), "{metrics}");
@@ -256,8 +268,8 @@ async fn least_request_sends_around_a_target_that_holds_requests() {
     let mut in_flight = Vec::new();
     for _ in 0..20 {
         let url = gw.url("/items");
-        let request = tokio::spawn(async move { get(&url).await.status });
         let before = silent.accepted();
+        let request = tokio::spawn(async move { get(&url).await.status });
         // Either the good target answers, or the silent one holds it.
         let waiting = std::time::Instant::now();
         while !request.is_finished() && silent.accepted() == before {
@@ -318,4 +330,26 @@ async fn hashing_keeps_a_key_on_its_target_and_a_new_target_takes_only_its_share
         "{} moved",
         moved.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_replay_cap_is_sent_once() {
+    let (bad, good) = (failing().await, Upstream::start("good").await);
+    let targets = [bad.addr.to_string(), good.addr.to_string()];
+    let route = json!({ "retry": { "any_method": true } });
+    let gw = gateway(&targets, json!({}), route).start();
+    let body = Bytes::from(vec![b'x'; 100 * 1024]);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let request = Request::put(gw.url("/items"))
+            .body(Full::new(body.clone()))
+            .expect("request");
+        statuses.push(send(&client(), request).await.status);
+    }
+    // 100 KiB is over the 64 KiB kept for a retry: the failing target's
+    // answers reach the client (a 503, or a 502 when it closes the
+    // connection on the body it does not read).
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok, 2, "{statuses:?}");
+    assert_eq!(bad.hits() + good.hits(), 4);
 }

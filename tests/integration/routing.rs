@@ -117,8 +117,8 @@ async fn weights_split_a_routes_requests_among_its_upstreams() {
             to_v2 += 1;
         }
     }
-    // 20% of 400 is 80; three standard deviations (8 each) either side.
-    assert!((56..=104).contains(&to_v2), "{to_v2} of 400 went to v2");
+    // 20% of 400 is 80; five standard deviations (8 each) either side.
+    assert!((40..=120).contains(&to_v2), "{to_v2} of 400 went to v2");
     let before = v2.hits();
     let mut to_v3 = 0;
     for _ in 0..100 {
@@ -170,9 +170,10 @@ async fn the_canary_built_in_sends_by_header_cookie_consumer_and_sticky_percenta
             canaries += 1;
         }
     }
-    // 50 expected; three standard deviations (6.1) either side.
+    // 50 expected; the users' hashes are fixed, so this is the same run to
+    // run, and well within five standard deviations (6.1 each).
     assert!(
-        (32..=68).contains(&canaries),
+        (20..=80).contains(&canaries),
         "{canaries} of 200 users on the canary"
     );
 }

@@ -89,21 +89,11 @@ pub fn route_settings(
             ))
             .map(Some),
     };
-    let weights = problems.keep(route_weights(source, &name, route));
     let conditions = match &route.conditions {
         None => Some(crate::route_match::Conditions::default()),
         Some(conditions) => problems.keep(route_conditions(source, &name, conditions)),
     };
-    let retry = match &route.retry {
-        None => Some(None),
-        Some(retry) => problems.keep(retry_policy(source, &name, retry)).map(Some),
-    };
-    let mirror = match &route.mirror {
-        None => Some(None),
-        Some(mirror) => problems
-            .keep(mirror_settings(source, &name, mirror, upstreams))
-            .map(Some),
-    };
+    let traffic = problems.keep(route_traffic(source, &name, route, upstreams));
     let has_upstream = route.upstream.is_some() || route.upstreams.is_some();
     let websocket = problems.keep(websocket_setting(source, &name, route, has_upstream));
     if let Some(listed) = &listed {
@@ -116,14 +106,13 @@ pub fn route_settings(
         listed,
         strip_prefix,
         websocket,
-        (conditions, weights, retry, mirror),
+        conditions,
+        traffic,
     ) {
-        (Some(m), Some(l), Some(s), Some(w), (Some(c), Some(weights), Some(r), Some(mirror))) => {
-            Some((m, l, s, w, (c, weights, r, mirror)))
-        }
+        (Some(m), Some(l), Some(s), Some(w), Some(c), Some(t)) => Some((m, l, s, w, c, t)),
         _ => None,
     };
-    let (methods, upstreams, strip_prefix, websocket, (conditions, weights, retry, mirror)) =
+    let (methods, upstreams, strip_prefix, websocket, conditions, traffic) =
         problems.finish_some(parts)?;
     Ok(RouteSettings {
         name,
@@ -135,22 +124,83 @@ pub fn route_settings(
         preserve_host: route.preserve_host.as_ref().is_some_and(|p| *p.get_ref()),
         websocket,
         conditions,
-        weights,
-        retry,
-        mirror,
+        weights: traffic.weights,
+        retry: traffic.retry,
+        mirror: traffic.mirror,
     })
 }
 
-/// `[routes.mirror]` checked: the upstream defined, the share and cap in range.
+/// What a route does with its traffic besides where it sends it.
+struct Traffic {
+    weights: Option<Vec<u32>>,
+    retry: Option<RetryPolicy>,
+    mirror: Option<MirrorSettings>,
+}
+
+/// A route's `weights`, `retry` and `mirror`, checked; `retry` and
+/// `mirror` only on a route that proxies.
+fn route_traffic(
+    source: &Source,
+    name: &str,
+    route: &RouteConfig,
+    upstreams: &BTreeMap<String, Spanned<UpstreamConfig>>,
+) -> Result<Traffic, ConfigError> {
+    let mut problems = Problems::new(source);
+    let weights = problems.keep(route_weights(source, name, route));
+    let retry = match &route.retry {
+        None => Some(None),
+        Some(retry) => problems.keep(retry_policy(source, name, retry)).map(Some),
+    };
+    let mirror = match &route.mirror {
+        None => Some(None),
+        Some(mirror) => problems
+            .keep(mirror_settings(source, name, route, mirror, upstreams))
+            .map(Some),
+    };
+    if route.upstream.is_none() && route.upstreams.is_none() {
+        let given = [
+            ("retry", route.retry.as_ref().map(Spanned::span)),
+            ("mirror", route.mirror.as_ref().map(Spanned::span)),
+        ];
+        for (key, span) in given {
+            if let Some(span) = span {
+                let message = format!("route `{name}`: `{key}` needs `upstream` or `upstreams`");
+                problems.at(span, message);
+            }
+        }
+    }
+    let traffic = match (weights, retry, mirror) {
+        (Some(weights), Some(retry), Some(mirror)) => Some(Traffic {
+            weights,
+            retry,
+            mirror,
+        }),
+        _ => None,
+    };
+    problems.finish_some(traffic)
+}
+
+/// `[routes.mirror]` checked: the upstream defined and not one `route`
+/// sends to (copies would take places its requests need), the share and
+/// cap in range.
 fn mirror_settings(
     source: &Source,
     name: &str,
+    route: &RouteConfig,
     mirror: &Spanned<MirrorConfig>,
     upstreams: &BTreeMap<String, Spanned<UpstreamConfig>>,
 ) -> Result<MirrorSettings, ConfigError> {
     let mut problems = Problems::new(source);
     let config = mirror.get_ref();
     let upstream = config.upstream.get_ref();
+    let own = route.upstream.iter().map(|u| u.get_ref());
+    let listed = route.upstreams.iter().flat_map(|u| u.get_ref());
+    if own.chain(listed).any(|u| u == upstream) {
+        problems.at(
+            config.upstream.span(),
+            format!("route `{name}`: mirror: `{upstream}` is where the route sends its requests; mirror to another upstream"),
+        );
+    }
     if !upstreams.contains_key(upstream) {
         let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
         problems.at(

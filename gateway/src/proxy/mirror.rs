@@ -45,8 +45,18 @@ pub struct Mirror {
     share: f64,
     max_in_flight: usize,
     in_flight: Arc<AtomicUsize>,
+    counts: Counts,
+}
+
+/// The copies of a route, by outcome.
+#[derive(Clone)]
+struct Counts {
+    /// Sent to the mirror (answered or not).
     sent: Counter,
+    /// Not sent: over `max_in_flight`, a body over the cap, or the
+    /// original's body failed.
     skipped: Counter,
+    /// Sent, and not answered.
     failed: Counter,
 }
 
@@ -84,9 +94,11 @@ impl Mirror {
             share: settings.share,
             max_in_flight: settings.max_in_flight,
             in_flight: Arc::new(AtomicUsize::new(0)),
-            sent: count("sent"),
-            skipped: count("skipped"),
-            failed: count("failed"),
+            counts: Counts {
+                sent: count("sent"),
+                skipped: count("skipped"),
+                failed: count("failed"),
+            },
         }
     }
 
@@ -109,7 +121,7 @@ impl Mirror {
             .try_into()
             .map_or(true, |length: usize| length > MAX_MIRRORED_BODY);
         let Some(place) = self.take_place().filter(|_| !too_large) else {
-            self.skipped.inc();
+            self.counts.skipped.inc();
             return body;
         };
         let copy = Copy {
@@ -124,20 +136,24 @@ impl Mirror {
             let (body, bytes) = body::copied(body, MAX_MIRRORED_BODY);
             (body, Some(bytes))
         };
-        self.sent.inc();
-        let (upstream, failed) = (self.upstream.clone(), self.failed.clone());
+        let (upstream, counts) = (self.upstream.clone(), self.counts.clone());
         tokio::spawn(async move {
             let _place = place;
             let bytes = match bytes {
                 None => Bytes::new(),
-                // The original's body failed, was cut or was too large.
                 Some(bytes) => match bytes.await {
-                    Ok(bytes) => bytes,
-                    Err(_) => return,
+                    Ok(Some(bytes)) => bytes,
+                    // Over the cap, or the original's body failed or was
+                    // abandoned: nothing to send.
+                    _ => {
+                        counts.skipped.inc();
+                        return;
+                    }
                 },
             };
+            counts.sent.inc();
             if !send_copy(&upstream, copy, bytes).await {
-                failed.inc();
+                counts.failed.inc();
             }
         });
         body

@@ -150,12 +150,13 @@ impl Upstream {
     }
 
     /// The target `key` falls on, skipping those out of rotation or tried
-    /// (the next point's target takes their keys).
+    /// (the next point's target takes their keys); when every untried one
+    /// is out, the key's own among them still beats a turn of round robin.
     fn hashed(&self, ring: &Ring, tried: &[usize], key: u64) -> Option<usize> {
         let now = self.now();
-        ring.find(key, |i| {
-            !tried.contains(i) && self.targets[*i].in_rotation(now)
-        })
+        let untried = |i: &usize| !tried.contains(i);
+        ring.find(key, |i| untried(i) && self.targets[*i].in_rotation(now))
+            .or_else(|| ring.find(key, untried))
     }
 
     /// The less busy of two different targets drawn by weight among those

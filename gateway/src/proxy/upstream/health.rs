@@ -77,9 +77,10 @@ impl Upstream {
         }
         let timeout = self.settings.fail_timeout;
         let now = self.now();
+        // The later of this and an ejection by outlier detection holds.
         if target
             .out_until
-            .swap(now + timeout.as_millis() as u64, Ordering::Relaxed)
+            .fetch_max(now + timeout.as_millis() as u64, Ordering::Relaxed)
             <= now
         {
             self.ejections.inc();
@@ -107,7 +108,10 @@ impl Upstream {
         if target.failures.load(Ordering::Relaxed) != 0 {
             target.failures.store(0, Ordering::Relaxed);
         }
-        if target.out_until.load(Ordering::Relaxed) != 0 {
+        // An answer ends a `max_fails` ejection, not one by outlier
+        // detection: a request sent before it may still come back well.
+        let out_until = target.out_until.load(Ordering::Relaxed);
+        if out_until != 0 && target.ejected_until.load(Ordering::Relaxed) <= self.now() {
             target.out_until.store(0, Ordering::Relaxed);
         }
     }

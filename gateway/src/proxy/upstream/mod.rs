@@ -62,6 +62,8 @@ pub struct Upstream {
     ejections: Counter,
     /// Requests and retries in flight, for retry budgets.
     budget: retry::Budget,
+    /// Held while outlier detection decides and makes an ejection.
+    ejecting: std::sync::Mutex<()>,
     /// Retries made, and retries the budget refused.
     retried: Counter,
     retries_refused: Counter,
@@ -123,6 +125,7 @@ impl Upstream {
             latency: metrics.upstream_duration.get_or_create(&label).clone(),
             ejections: metrics.upstream_ejections.get_or_create(&label).clone(),
             budget: retry::Budget::default(),
+            ejecting: std::sync::Mutex::new(()),
             retried: metrics.upstream_retries.get_or_create(&label).clone(),
             retries_refused: metrics
                 .upstream_retries_refused

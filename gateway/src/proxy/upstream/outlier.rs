@@ -58,6 +58,12 @@ impl Upstream {
     /// Ejects target `index` after `errors` in a row, unless it is out
     /// already or that would eject too many.
     fn eject(&self, index: usize, detection: &OutlierDetection, errors: u32) {
+        // Errors that arrive together must not eject one target twice, nor
+        // two targets past the share: the check and the ejection are one
+        // step. Ejections are rare, so a lock costs nothing that matters.
+        let Ok(_one_at_a_time) = self.ejecting.lock() else {
+            return;
+        };
         let now = self.now();
         let target = &self.targets[index];
         if !target.in_rotation(now) || !self.room_to_eject(now, detection) {

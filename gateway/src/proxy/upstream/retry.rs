@@ -241,6 +241,11 @@ impl<'p> Tries<'p> {
         }
     }
 
+    /// Whether the policy retries this request's timeouts.
+    pub fn retries_timeouts(&self) -> bool {
+        self.covered && self.policy.is_some_and(|p| p.on_timeout && p.retries > 0)
+    }
+
     /// Whether `attempt` is retried, and how. A connection that could not
     /// be opened fails over (any method: nothing was sent), then counts as
     /// a policy retry; a reset, a timeout or a listed status is retried by

@@ -101,7 +101,9 @@ impl Upstream {
         path_and_query: PathAndQuery,
         how: Sending<'_>,
     ) -> Result<Response<Body>, RequestError> {
-        let _counted = self.budget.request();
+        // Counted only where a budget is measured: a shared counter bumped by
+        // every request would bounce between cores for nothing.
+        let _counted = how.retry.map(|_| self.budget.request());
         let key = match &self.settings.balance {
             Balance::Hash(on) => balance::hash_key(on, request.headers(), how.client),
             _ => None,
@@ -110,8 +112,15 @@ impl Upstream {
         let mut tries = Tries::new(failover, how.retry, request.method());
         let (mut request, replay) =
             retry::replayable(request, how.retry, tries.failover_left > 0).await?;
-        let timeout = how.retry.and_then(|p| p.per_try_timeout);
-        let timeout = timeout.unwrap_or(self.timeout);
+        // A try's own timeout only where a timeout can be retried; never
+        // longer than the upstream's.
+        let per_try = how.retry.and_then(|p| p.per_try_timeout);
+        let timeout = match per_try {
+            Some(per_try) if replay.is_some() && tries.retries_timeouts() => {
+                per_try.min(self.timeout)
+            }
+            _ => self.timeout,
+        };
         let mut tried = Vec::new();
         // The place of the retry in flight, in the budget.
         let mut _retrying = None;
