@@ -56,6 +56,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "authz")]
+pub mod authz;
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod bindings;

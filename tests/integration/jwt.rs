@@ -346,3 +346,71 @@ async fn jwks_url_is_shared_refetched_on_rotation_and_survives_an_outage() {
     }
     assert_eq!(status(token(&first, "k1")).await, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_and_claim_rules_answer_403_with_insufficient_scope() {
+    let upstream = Upstream::start("api").await;
+    let jwt = |rules: Value| {
+        let mut config = json!({ "algorithms": ["HS256"] });
+        if let (Value::Object(into), Value::Object(from)) = (&mut config, rules) {
+            into.extend(from);
+        }
+        Plugin::new("jwt")
+            .with("config_env", json!({ "hmac_secret": "HS_SECRET" }))
+            .config(config)
+    };
+    let gw = Config::new()
+        .upstream("api", &upstream)
+        .route(
+            Route::new("read", "/orders")
+                .upstream("api")
+                .plugin(jwt(json!({ "scopes": { "all_of": ["orders:read"] } }))),
+        )
+        .route(
+            Route::new("admin", "/admin")
+                .upstream("api")
+                .plugin(jwt(json!({
+                    "scopes": { "any_of": ["admin", "ops"] },
+                    "claim_rules": [{ "claim": "tenant", "equals": "acme" }],
+                }))),
+        )
+        .start_with_env(&[("HS_SECRET", HS_SECRET)]);
+    let header = json!({ "alg": "HS256", "typ": "JWT" });
+    let token = |claims: Value| {
+        let mut all = json!({ "exp": now() + 300 });
+        if let (Value::Object(into), Value::Object(from)) = (&mut all, claims) {
+            into.extend(from);
+        }
+        hs256(HS_SECRET.as_bytes(), &header, &all)
+    };
+    let client = client();
+    let reader = token(json!({ "scope": "orders:read profile" }));
+    assert_eq!(
+        send(&client, bearer(&gw.url("/orders"), &reader))
+            .await
+            .status,
+        200
+    );
+
+    let writer = token(json!({ "scope": "orders:write" }));
+    let refused = send(&client, bearer(&gw.url("/orders"), &writer)).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        refused.header("www-authenticate"),
+        Some(
+            "Bearer realm=\"gateway\", error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"orders:read\""
+        )
+    );
+
+    let ops = token(json!({ "scp": ["ops"], "tenant": "acme" }));
+    assert_eq!(
+        send(&client, bearer(&gw.url("/admin"), &ops)).await.status,
+        200
+    );
+    let other_tenant = token(json!({ "scp": ["ops"], "tenant": "initech" }));
+    let refused = send(&client, bearer(&gw.url("/admin"), &other_tenant)).await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("claim tenant"), "{}", refused.body);
+    // Neither refusal reached the upstream.
+    assert_eq!(upstream.hits(), 2);
+}

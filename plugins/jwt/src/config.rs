@@ -7,6 +7,7 @@ use crate::jwks_url::JwksUrl;
 use crate::keys::ALG_HINT;
 use crate::keys::{KeyConfig, KeyList, KeyStore, NO_KEY, is_hmac};
 use plugin_sdk::Config;
+use plugin_sdk::authz::{ClaimRuleConfig, Rules, RulesConfig, ScopesConfig};
 use plugin_sdk::crypto::Algorithm;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -104,6 +105,12 @@ struct Settings {
     /// The realm in the `WWW-Authenticate` challenge.
     #[serde(default = "default_realm")]
     realm: String,
+    /// Scopes a token must hold (any of, all of).
+    #[serde(default)]
+    scopes: Option<ScopesConfig>,
+    /// Conditions on claim values, all to hold.
+    #[serde(default)]
+    claim_rules: Vec<ClaimRuleConfig>,
 }
 
 fn default_header() -> String {
@@ -176,6 +183,8 @@ pub struct Options {
     pub hide_credentials: bool,
     /// The realm, checked to need no escaping.
     pub realm: String,
+    /// Scope and claim rules a verified token must also pass (`403`).
+    pub authz: Rules,
 }
 
 /// What `init` builds from the settings.
@@ -201,6 +210,11 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
     let header = header_name("header", &settings.header)?;
     check_token_places(settings.query.as_deref(), settings.cookie.as_deref())?;
     let claims_to_headers = claims_to_headers(&settings.claims_to_headers, &header)?;
+    let authz = Rules::new(RulesConfig {
+        scopes: settings.scopes,
+        claim_rules: settings.claim_rules,
+    })
+    .map_err(|e| format!("jwt: {e}"))?;
     let key_configs = key_configs(settings.keys, settings.hmac_secret, &algorithms)?;
     let url = jwks_url_timings(
         settings.jwks_url.as_deref(),
@@ -241,6 +255,7 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
         consumer_must_exist: settings.consumer_must_exist,
         hide_credentials: settings.hide_credentials,
         realm: settings.realm,
+        authz,
     };
     Ok(Loaded {
         options,

@@ -10,7 +10,9 @@
 //! signature is checked with the SDK's `crypto` host functions, each key bound
 //! to one algorithm of the `algorithms` allow-list, and its claims against the
 //! clock (`exp`, `nbf` with `leeway`), `required_claims`, `issuer` and
-//! `audience`. On success, chosen claims go into the request context
+//! `audience`; then against the route's `scopes` and `claim_rules`
+//! (`plugin_sdk::authz`: `403` with an `insufficient_scope` challenge when
+//! they do not hold). On success, chosen claims go into the request context
 //! (`jwt.claim.<name>`) and upstream headers, the consumer named by
 //! `consumer_claim` into `consumer`, `consumer.groups` and `consumer.plan`,
 //! and `auth.method` is `jwt`. On failure the client gets 401 with an
@@ -265,6 +267,13 @@ impl Plugin for Jwt {
         };
         if let Err(reason) = self.identify(ctx, &verified) {
             return self.refuse(req, Some(&token), &reason);
+        }
+        if let Err(unmet) = self.options.authz.check(verified.claims()) {
+            log::info(&format!(
+                "jwt: refused a request on route `{}`: {unmet}",
+                req.route()
+            ));
+            return Action::Respond(unmet.response(&self.options.realm, req));
         }
         self.admit(req, ctx, &verified);
         Action::Continue

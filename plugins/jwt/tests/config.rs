@@ -68,7 +68,7 @@ fn each_bad_config_gives_its_message() {
         ),
         (
             json!({"algorithm": ["HS256"]}),
-            "invalid config: unknown field `algorithm`, expected one of `algorithms`, `keys`, `jwks`, `hmac_secret`, `jwks_url`, `jwks_refresh`, `jwks_min_refetch`, `header`, `query`, `cookie`, `leeway`, `issuer`, `audience`, `required_claims`, `max_token_bytes`, `claims_to_context`, `claims_to_headers`, `consumer_claim`, `consumer_must_exist`, `hide_credentials`, `realm`",
+            "invalid config: unknown field `algorithm`, expected one of `algorithms`, `keys`, `jwks`, `hmac_secret`, `jwks_url`, `jwks_refresh`, `jwks_min_refetch`, `header`, `query`, `cookie`, `leeway`, `issuer`, `audience`, `required_claims`, `max_token_bytes`, `claims_to_context`, `claims_to_headers`, `consumer_claim`, `consumer_must_exist`, `hide_credentials`, `realm`, `scopes`, `claim_rules`",
         ),
         (
             json!({"keys": []}),
