@@ -165,10 +165,20 @@ fn bearer_is_configured(
     operation: &Operation,
     document: &openapi::Document,
 ) -> bool {
-    let Some(Credential::Bearer(at)) = operation.credential else {
+    let Some(Credential::Bearer { at, scopes }) = &operation.credential else {
         return true;
     };
     if let Some(bearer) = &api.bearer {
+        let plugin = bearer.get_ref().plugin.get_ref();
+        if !scopes.is_empty() && !SCOPED_BEARERS.contains(&plugin.as_str()) {
+            let message = format!(
+                "api `{name}`: operation `{}` requires scopes, and its bearer entry's plugin `{plugin}` cannot check them: use {}",
+                operation.name,
+                SCOPED_BEARERS.join(" or ")
+            );
+            problems.push(document.error(*at, message));
+            return false;
+        }
         if bearer.get_ref().is_enabled() {
             return true;
         }
@@ -179,9 +189,13 @@ fn bearer_is_configured(
         "api `{name}`: operation `{}` requires a bearer token: say how tokens are checked with [apis.{name}.bearer] (a jwt entry with its settings)",
         operation.name
     );
-    problems.push(document.error(at, message));
+    problems.push(document.error(*at, message));
     false
 }
+
+/// The bearer entries' plugins that take an operation's scopes (`scopes`
+/// in their config).
+const SCOPED_BEARERS: &[&str] = &["jwt"];
 
 /// The API's `base_path`: empty, or `/segments` without a trailing `/`.
 fn base_path(problems: &mut Problems<'_>, name: &str, api: &ApiConfig) -> Option<String> {
@@ -269,7 +283,7 @@ fn route(
 ) -> Spanned<RouteConfig> {
     let span = api.span();
     let security = match (&operation.credential, &api.get_ref().bearer) {
-        (Some(Credential::Bearer(_)), Some(bearer)) => bearer_entry(bearer),
+        (Some(Credential::Bearer { scopes, .. }), Some(bearer)) => bearer_entry(bearer, scopes),
         (Some(key), _) => security_entry(&span, key),
         (None, _) => public_entry(&span),
     };
@@ -413,10 +427,29 @@ fn switched_off(span: &std::ops::Range<usize>, plugin: &str, name: &str) -> Plug
     off
 }
 
-/// The API's `bearer` entry, as an operation's security check.
-fn bearer_entry(bearer: &Spanned<PluginEntryConfig>) -> PluginEntryConfig {
+/// The API's `bearer` entry, as an operation's security check: with the
+/// operation's `scopes` added to the entry's `scopes.all_of`.
+fn bearer_entry(bearer: &Spanned<PluginEntryConfig>, scopes: &[String]) -> PluginEntryConfig {
     let mut entry = bearer.get_ref().clone();
     entry.name = Some(Spanned::new(bearer.span(), SECURITY_ENTRY.to_string()));
+    if !scopes.is_empty() {
+        let span = bearer.span();
+        let config = entry
+            .config
+            .get_or_insert_with(|| Spanned::new(span, toml::Table::new()))
+            .get_mut();
+        let required = config
+            .entry("scopes")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(required) = required {
+            let all_of = required
+                .entry("all_of")
+                .or_insert_with(|| toml::Value::Array(Vec::new()));
+            if let toml::Value::Array(all_of) = all_of {
+                all_of.extend(scopes.iter().map(|s| toml::Value::from(s.as_str())));
+            }
+        }
+    }
     entry
 }
 
@@ -426,7 +459,7 @@ fn security_entry(span: &std::ops::Range<usize>, key: &Credential) -> PluginEntr
         Credential::Header(name) => (vec![toml::Value::from(name.as_str())], vec![]),
         Credential::Query(name) => (vec![], vec![toml::Value::from(name.as_str())]),
         // Handled by the API's bearer entry; never reached.
-        Credential::Bearer(_) => (vec![], vec![]),
+        Credential::Bearer { .. } => (vec![], vec![]),
     };
     let mut config = toml::Table::new();
     config.insert("headers".into(), toml::Value::Array(headers));

@@ -370,6 +370,69 @@ async fn an_http_bearer_scheme_is_checked_by_the_apis_bearer_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operations_bearer_scopes_are_required_of_its_tokens() {
+    const SECRET: &str = "a-shared-secret-for-hs256-tokens";
+    let up = Upstream::start("orders").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let document = "openapi: 3.1.0\ninfo: {title: Orders, version: '1'}\nsecurity:\n  - token: []\ncomponents:\n  securitySchemes:\n    token: {type: http, scheme: bearer}\npaths:\n  /orders:\n    get: {operationId: listOrders, security: [{token: [orders:read]}]}\n    delete: {operationId: dropOrders, security: [{token: [orders:write, admin]}]}\n  /me:\n    get: {operationId: me}\n";
+    std::fs::write(dir.path().join("orders.yaml"), document).expect("write");
+    let bearer =
+        json!({ "plugin": "jwt", "config": { "algorithms": ["HS256"], "hmac_secret": SECRET } });
+    let config = Config::new().upstream("orders", &up).with(
+        "apis",
+        json!({ "orders": { "openapi": "orders.yaml", "upstream": "orders", "validate": false, "bearer": bearer } }),
+    );
+    let gw = start_in(dir.path(), &config);
+    let call = |method: &str, path: &str, scope: &str| {
+        let token = crate::credentials::hs256_with(SECRET, json!({ "sub": "ann", "scope": scope }));
+        Request::builder()
+            .method(method)
+            .uri(gw.url(path))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .expect("request")
+    };
+    let status = |request| async { send(&client(), request).await.status };
+    assert_eq!(status(call("GET", "/orders", "orders:read")).await, 200);
+    assert_eq!(status(call("GET", "/orders", "profile")).await, 403);
+    // Every scope of the requirement is needed.
+    assert_eq!(status(call("DELETE", "/orders", "orders:write")).await, 403);
+    assert_eq!(
+        status(call("DELETE", "/orders", "admin orders:write")).await,
+        200
+    );
+    // An operation whose requirement lists none needs only a valid token.
+    assert_eq!(status(call("GET", "/me", "")).await, 200);
+    let refused = send(&client(), call("GET", "/orders", "")).await;
+    assert_eq!(
+        refused.header("www-authenticate"),
+        Some(
+            "Bearer realm=\"gateway\", error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"orders:read\""
+        )
+    );
+
+    // A bearer entry whose plugin cannot check scopes is refused at the
+    // requirement that lists them.
+    let wasm = crate::support::plugin_path("hello_plugin");
+    let other = json!({ "plugin": wasm.display().to_string() });
+    Config::new()
+        .upstream("orders", &up)
+        .with(
+            "apis",
+            json!({ "orders": { "openapi": "orders.yaml", "upstream": "orders", "validate": false, "bearer": other } }),
+        )
+        .write(dir.path().join("other.toml"));
+    let (ok, output) = check(dir.path(), "other.toml");
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains(
+            "api `orders`: operation `listOrders` requires scopes, and its bearer entry's plugin"
+        ),
+        "{output}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operations_own_entries_run_after_the_inherited_ones_and_only_add() {
     let up = Upstream::start("notes").await;
     let dir = tempfile::tempdir().expect("tempdir");

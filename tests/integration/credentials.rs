@@ -115,11 +115,17 @@ fn assert_refused_as_repeated(reply: &Reply, case: &str) {
 
 /// An HS256 token for `sub`, valid for five minutes, MACed with `secret`.
 pub(crate) fn hs256(secret: &str, sub: &str) -> String {
+    hs256_with(secret, json!({ "sub": sub }))
+}
+
+/// An HS256 token with `claims` and an `exp` five minutes away.
+pub(crate) fn hs256_with(secret: &str, mut claims: serde_json::Value) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    claims["exp"] = json!(now + 300);
     let header = B64.encode(json!({"alg": "HS256"}).to_string());
-    let claims = B64.encode(json!({"sub": sub, "exp": now + 300}).to_string());
+    let claims = B64.encode(claims.to_string());
     let input = format!("{header}.{claims}");
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
     let tag = hmac::sign(&key, input.as_bytes());

@@ -133,8 +133,10 @@ pub enum Credential {
     /// An API key (`apiKey`) in the named query parameter.
     Query(String),
     /// A bearer token (`http`, `bearer`), checked as the API's `bearer`
-    /// entry says; where the requirement is, for when the API has none.
-    Bearer(Place),
+    /// entry says; where the requirement is (for when the API has none, or
+    /// its entry cannot check scopes), and the scopes it lists (OpenAPI
+    /// 3.1's roles), which the token must all hold.
+    Bearer { at: Place, scopes: Vec<String> },
 }
 
 /// What an API's operations are checked against their document for.
@@ -596,13 +598,29 @@ impl Reader<'_> {
             return None;
         };
         let used_at = format!("{pointer}/0/{}", escape(scheme));
-        // Roles on an apiKey scheme (3.1) would be required; the gateway
-        // checks the key only, so it refuses rather than serve more openly.
-        if scopes.as_array().is_none_or(|roles| !roles.is_empty()) {
-            self.fault(&used_at, format!("scheme `{scheme}` is required with roles (or not with a list): the gateway checks an API key, not roles; write `{scheme}: []`, and check roles with an acl entry"));
+        let Some(scopes) = scopes.as_array().and_then(|list| {
+            list.iter()
+                .map(|scope| scope.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+        }) else {
+            self.fault(
+                &used_at,
+                format!(
+                    "scheme `{scheme}` must be required with a list of scopes (`{scheme}: []`)"
+                ),
+            );
             return None;
+        };
+        match self.credential(scheme, &used_at)? {
+            Some(Credential::Bearer { at, .. }) => Some(Some(Credential::Bearer { at, scopes })),
+            // Roles on an apiKey scheme (3.1) would be required; the gateway
+            // checks the key only, so it refuses rather than serve more openly.
+            Some(_) if !scopes.is_empty() => {
+                self.fault(&used_at, format!("scheme `{scheme}` is required with roles: the gateway checks an API key, not roles; write `{scheme}: []`, and check roles with an acl entry"));
+                None
+            }
+            credential => Some(credential),
         }
-        self.credential(scheme, &used_at)
     }
 
     /// The `apiKey` scheme `name` of `components.securitySchemes`.
@@ -631,7 +649,10 @@ impl Reader<'_> {
                     .and_then(Value::as_str)
                     .is_some_and(|s| s.eq_ignore_ascii_case("bearer")) =>
             {
-                Some(Some(Credential::Bearer(self.tree.place(used_at))))
+                Some(Some(Credential::Bearer {
+                    at: self.tree.place(used_at),
+                    scopes: Vec::new(),
+                }))
             }
             ("apiKey", "header", Some(key)) => {
                 Some(Some(Credential::Header(key.to_ascii_lowercase())))
