@@ -23,6 +23,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-xml-json", "plugin_xml_json"),
     ("plugin-cors", "plugin_cors"),
     ("plugin-canary", "plugin_canary"),
+    ("plugin-oauth2-introspection", "plugin_oauth2_introspection"),
     ("plugin-request-validator", "plugin_request_validator"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),

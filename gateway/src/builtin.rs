@@ -87,6 +87,16 @@ const BUILTINS: &[Builtin] = &[
         grants: &[],
     },
     Builtin {
+        name: "oauth2-introspection",
+        bytes: component!("plugin_oauth2_introspection"),
+        grants: &[
+            Capability::HttpClient,
+            Capability::Kv,
+            Capability::Crypto,
+            Capability::Consumers,
+        ],
+    },
+    Builtin {
         name: "request-validator",
         bytes: component!("plugin_request_validator"),
         grants: &[],

@@ -44,6 +44,51 @@ impl Request {
     }
 }
 
+/// Whether `url` is fit for a plugin to call with secrets or for keys: an
+/// `https://` URL, or `http://` to this machine (a local identity provider,
+/// tests), with a host and no credentials in it (URLs end up in logs). The
+/// error starts with the URL, quoted, for the caller to prefix with its key.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    const LOOPBACK: &str = "(http:// is allowed to localhost, 127.0.0.1 and [::1] only)";
+    let (secure, rest) = match (
+        lower.strip_prefix("https://"),
+        lower.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err(format!("{url:?} is not an https:// URL {LOOPBACK}")),
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} holds whitespace or control characters"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!(
+            "{url:?} carries credentials; the URL is logged, so it must not"
+        ));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().map(|ip| format!("[{ip}]")),
+        None => authority.split(':').next().map(str::to_string),
+    }
+    .unwrap_or_default();
+    if host.is_empty() || host == "[]" {
+        return Err(format!("{url:?} has no host"));
+    }
+    let loopback = host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !secure && !loopback {
+        return Err(format!(
+            "{url:?}: plain http:// can be read and changed on the way; use https:// {LOOPBACK}"
+        ));
+    }
+    Ok(())
+}
+
 /// A complete answer.
 #[derive(Debug, Clone)]
 pub struct Response {

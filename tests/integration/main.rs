@@ -10,6 +10,7 @@ mod credentials;
 mod edge;
 mod grpc;
 mod identity;
+mod introspection;
 mod jwt;
 mod limits;
 mod memory;

@@ -13,7 +13,6 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const MAX_LEEWAY: u64 = 600;
@@ -398,7 +397,7 @@ fn jwks_url_timings(
         }
         return Ok(None);
     };
-    check_jwks_url(url)?;
+    plugin_sdk::http_client::check_url(url).map_err(|why| format!("jwt: jwks_url {why}"))?;
     let refresh = refresh.unwrap_or(DEFAULT_JWKS_REFRESH);
     if !JWKS_REFRESH.contains(&refresh) {
         return Err(format!(
@@ -419,54 +418,6 @@ fn jwks_url_timings(
         Duration::from_secs(refresh),
         Duration::from_secs(min_refetch),
     )))
-}
-
-/// An `https://` URL, or `http://` to this machine (a local IdP, tests), with
-/// a host and no credentials (the URL is logged).
-fn check_jwks_url(url: &str) -> Result<(), String> {
-    let lower = url.to_ascii_lowercase();
-    let (secure, rest) = match (
-        lower.strip_prefix("https://"),
-        lower.strip_prefix("http://"),
-    ) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        (None, None) => {
-            return Err(format!(
-                "jwt: jwks_url {url:?} is not an https:// URL (http:// is allowed to \
-                 localhost, 127.0.0.1 and [::1] only)"
-            ));
-        }
-    };
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "jwt: jwks_url {url:?} holds whitespace or control characters"
-        ));
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(format!(
-            "jwt: jwks_url {url:?} carries credentials; the URL is logged, so it must not"
-        ));
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().map(|ip| format!("[{ip}]")),
-        None => authority.split(':').next().map(str::to_string),
-    }
-    .unwrap_or_default();
-    if host.is_empty() || host == "[]" {
-        return Err(format!("jwt: jwks_url {url:?} has no host"));
-    }
-    let loopback = host == "localhost"
-        || host == "[::1]"
-        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
-    if !secure && !loopback {
-        return Err(format!(
-            "jwt: jwks_url {url:?}: keys fetched over plain http:// could be swapped on the \
-             way; use https:// (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"
-        ));
-    }
-    Ok(())
 }
 
 /// The allow-list, checked: known names only, never `none`.

@@ -144,11 +144,11 @@ fn each_bad_config_gives_its_message() {
         ),
         (
             json!({"jwks_url": "http://issuer.example.com/jwks"}),
-            r#"jwt: jwks_url "http://issuer.example.com/jwks": keys fetched over plain http:// could be swapped on the way; use https:// (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"#,
+            r#"jwt: jwks_url "http://issuer.example.com/jwks": plain http:// can be read and changed on the way; use https:// (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"#,
         ),
         (
             json!({"jwks_url": "http://127.0.0.1.example.com/jwks"}),
-            r#"jwt: jwks_url "http://127.0.0.1.example.com/jwks": keys fetched over plain http:// could be swapped on the way; use https:// (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"#,
+            r#"jwt: jwks_url "http://127.0.0.1.example.com/jwks": plain http:// can be read and changed on the way; use https:// (http:// is allowed to localhost, 127.0.0.1 and [::1] only)"#,
         ),
         (
             json!({"jwks_url": "https://user:pw@issuer.example.com/jwks"}),
