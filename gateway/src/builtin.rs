@@ -97,6 +97,16 @@ const BUILTINS: &[Builtin] = &[
         ],
     },
     Builtin {
+        name: "ext-auth",
+        bytes: component!("plugin_ext_auth"),
+        grants: &[
+            Capability::HttpClient,
+            Capability::Cache,
+            Capability::Crypto,
+            Capability::Consumers,
+        ],
+    },
+    Builtin {
         name: "request-validator",
         bytes: component!("plugin_request_validator"),
         grants: &[],

@@ -8,6 +8,7 @@ mod config_checks;
 mod cors;
 mod credentials;
 mod edge;
+mod ext_auth;
 mod grpc;
 mod identity;
 mod introspection;
