@@ -143,6 +143,39 @@ fn pseudo_len(wire: &[u8]) -> usize {
         .sum()
 }
 
+/// Headers that describe a connection, the message's framing or where it
+/// goes, which a value from configuration or an outside answer must not set
+/// on the upstream request.
+const NOT_SETTABLE_UPSTREAM: [&str; 10] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "expect",
+];
+
+impl Headers {
+    /// Whether `name` is a header name (an HTTP token) that a plugin may
+    /// set on the upstream request from configuration or an outside answer
+    /// (an authorizer's, a claim's): not `host`, hop-by-hop or framing
+    /// headers.
+    pub fn settable_upstream(name: &str) -> bool {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        token
+            && !NOT_SETTABLE_UPSTREAM
+                .iter()
+                .any(|refused| refused.eq_ignore_ascii_case(name))
+    }
+}
+
 impl Headers {
     /// The first value of `name`. Values that are not UTF-8 are skipped.
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -833,6 +866,24 @@ mod tests {
         assert!(req.headers().is_empty());
     }
     use super::*;
+
+    #[test]
+    fn only_headers_that_describe_the_request_itself_are_settable_upstream() {
+        for name in ["x-user", "X-Tenant-Id", "authorization", "x_legacy"] {
+            assert!(Headers::settable_upstream(name), "{name}");
+        }
+        for name in [
+            "Host",
+            "connection",
+            "Transfer-Encoding",
+            "content-length",
+            "te",
+            "",
+        ] {
+            assert!(!Headers::settable_upstream(name), "{name}");
+        }
+        assert!(!Headers::settable_upstream("x-a b") && !Headers::settable_upstream("x:y"));
+    }
 
     #[test]
     fn an_underscore_spelling_is_the_same_header_for_checks_and_removal() {

@@ -4,10 +4,10 @@
 //! requests, and a request authorizer's identity sources.
 
 use crate::support::config::{Config, Plugin, Route};
-use crate::support::{Upstream, client, send, serve_http1};
+use crate::support::{Upstream, body_bytes, client, send, serve_local};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use serde_json::{Value, json};
@@ -26,20 +26,12 @@ struct Authorizer {
 
 impl Authorizer {
     async fn start(&self) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let this = self.clone();
-        serve_http1(
-            listener,
-            None,
-            service_fn(move |req: Request<Incoming>| {
-                let this = this.clone();
-                async move { Ok::<_, Infallible>(this.answer(req).await) }
-            }),
-        );
-        addr
+        serve_local(service_fn(move |req: Request<Incoming>| {
+            let this = this.clone();
+            async move { Ok::<_, Infallible>(this.answer(req).await) }
+        }))
+        .await
     }
 
     fn calls(&self, token: &str) -> usize {
@@ -50,12 +42,7 @@ impl Authorizer {
     }
 
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = body_bytes(req.into_body()).await;
         let question: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let token = question["token"].as_str().unwrap_or("-").to_string();
         if let Ok(mut calls) = self.calls.lock() {

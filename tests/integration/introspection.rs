@@ -3,10 +3,10 @@
 //! credentials and form, and answers by token.
 
 use crate::support::config::{Config, Plugin, Route};
-use crate::support::{Upstream, client, send, serve_http1};
+use crate::support::{Upstream, body_bytes, client, send, serve_local};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use serde_json::json;
@@ -21,20 +21,13 @@ const CLIENT_AUTH: &str = "Basic Z2F0ZXdheTpzM2NyZXQlMkZ4";
 /// An introspection endpoint: `token=good-*` is active with scope
 /// `orders:read`, `token=admin` with `admin`, anything else inactive.
 async fn endpoint() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
-    serve_http1(
-        listener,
-        None,
-        service_fn(move |req: Request<Incoming>| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async move { Ok::<_, Infallible>(introspect(req).await) }
-        }),
-    );
+    let addr = serve_local(service_fn(move |req: Request<Incoming>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, Infallible>(introspect(req).await) }
+    }))
+    .await;
     (addr, calls)
 }
 
@@ -48,12 +41,7 @@ async fn introspect(req: Request<Incoming>) -> Response<Full<Bytes>> {
         .get("content-type")
         .is_some_and(|v| v == "application/x-www-form-urlencoded");
     let post = req.method() == http::Method::POST;
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_bytes(req.into_body()).await;
     if !(authorized && form && post) {
         let mut refused = Response::new(Full::new(Bytes::from_static(
             b"{\"error\":\"invalid_client\"}",

@@ -4,10 +4,10 @@
 
 use crate::resilience::Silent;
 use crate::support::config::{Config, Pool, Route};
-use crate::support::{Upstream, client, get, metric, send, serve_http1};
+use crate::support::{Upstream, body_bytes, client, get, metric, send, serve_local};
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use serde_json::{Value, json};
@@ -23,28 +23,21 @@ struct Recorder {
 
 impl Recorder {
     async fn start() -> Recorder {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        serve_http1(
-            listener,
-            None,
-            service_fn(move |req: Request<Incoming>| {
-                let log = log.clone();
-                async move {
-                    let (method, path) = (req.method().to_string(), req.uri().to_string());
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                    let body = String::from_utf8_lossy(&body.unwrap_or_default()).to_string();
-                    if let Ok(mut seen) = log.lock() {
-                        seen.push((method, path, body));
-                    }
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"mirror"))))
+        let addr = serve_local(service_fn(move |req: Request<Incoming>| {
+            let log = log.clone();
+            async move {
+                let (method, path) = (req.method().to_string(), req.uri().to_string());
+                let body = body_bytes(req.into_body()).await;
+                let body = String::from_utf8_lossy(&body).to_string();
+                if let Ok(mut seen) = log.lock() {
+                    seen.push((method, path, body));
                 }
-            }),
-        );
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"mirror"))))
+            }
+        }))
+        .await;
         Recorder { addr, seen }
     }
 

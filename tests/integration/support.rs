@@ -75,6 +75,31 @@ where
     });
 }
 
+/// Serves `service` over HTTP/1.1 on a fresh loopback port, until the test
+/// ends: its address.
+pub async fn serve_local<S, B>(service: S) -> SocketAddr
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    serve_http1(listener, None, service);
+    addr
+}
+
+/// A request's whole body (empty when it cannot be read).
+pub async fn body_bytes(body: Incoming) -> Bytes {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 /// A TLS server setup for `localhost` with a fresh self-signed certificate,
 /// offering `alpn` (none: HTTP/1.1): the config and the certificate's PEM,
 /// for a client's `ca_file`.

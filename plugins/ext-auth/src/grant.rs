@@ -4,7 +4,7 @@
 //! an allow with parts dropped.
 
 use plugin_sdk::consumers::{self, CONTEXT_AUTH, CONTEXT_CONSUMER, CONTEXT_GROUPS, CONTEXT_PLAN};
-use plugin_sdk::{Context, Request};
+use plugin_sdk::{Context, Headers, Request};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -14,19 +14,6 @@ const MAX_ENTRIES: usize = 32;
 const MAX_VALUE: usize = 4096;
 /// Prefix of the context keys an answer sets.
 pub const CONTEXT_PREFIX: &str = "ext-auth.";
-/// Headers an authorizer may not set upstream.
-const REFUSED_HEADERS: &[&str] = &[
-    "host",
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "te",
-    "upgrade",
-    "keep-alive",
-    "proxy-connection",
-    "trailer",
-    "expect",
-];
 
 /// An allow, as the authorizer's body says.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -76,13 +63,7 @@ impl Grant {
             }
         }
         for (name, value) in &self.headers {
-            let lower = name.to_ascii_lowercase();
-            let name_ok = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-                && !REFUSED_HEADERS.contains(&lower.as_str());
-            if !name_ok || !text(value) {
+            if !Headers::settable_upstream(name) || !text(value) {
                 return Err(format!("header `{name}` cannot be set upstream"));
             }
         }

@@ -152,31 +152,16 @@ pub fn load(config: &Config) -> Result<(Settings, Rules), String> {
     Ok((settings, rules))
 }
 
-/// `claims_to_headers`, each header a valid, lower-cased name that is not
-/// `authorization`, `host` or hop-by-hop.
+/// `claims_to_headers`, each header lower-cased and one a plugin may set
+/// upstream (not `host`, hop-by-hop or framing headers), nor the
+/// credentials' own (`authorization`, `cookie`).
 fn headers(given: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
-    const REFUSED: &[&str] = &[
-        "authorization",
-        "host",
-        "connection",
-        "content-length",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-        "keep-alive",
-        "proxy-connection",
-        "trailer",
-        "cookie",
-    ];
     given
         .into_iter()
         .map(|(member, header)| {
             let header = header.to_ascii_lowercase();
-            let valid = !header.is_empty()
-                && header
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !valid || REFUSED.contains(&header.as_str()) {
+            let own = header == "authorization" || header == "cookie";
+            if own || !plugin_sdk::Headers::settable_upstream(&header) {
                 return Err(format!(
                     "oauth2-introspection: claims_to_headers: `{header}` cannot carry a claim"
                 ));

@@ -178,6 +178,18 @@ impl Upstream {
 
     /// A target drawn at random by weight among those `keep` accepts.
     fn draw(&self, keep: &dyn Fn(&usize) -> bool) -> Option<usize> {
+        self.weighted(keep, |total| fastrand::u64(0..total))
+    }
+
+    /// The target at `position(total)` (below `total`) when the weights of
+    /// those `keep` accepts are laid end to end: each gets its weight's
+    /// share of positions, one of weight 0 none. `None` when their weights
+    /// sum to 0.
+    fn weighted(
+        &self,
+        keep: &dyn Fn(&usize) -> bool,
+        position: impl FnOnce(u64) -> u64,
+    ) -> Option<usize> {
         let count = self.targets.len();
         let total: u64 = (0..count)
             .filter(|i| keep(i))
@@ -186,7 +198,7 @@ impl Upstream {
         if total == 0 {
             return None;
         }
-        let mut left = fastrand::u64(0..total);
+        let mut left = position(total);
         (0..count).filter(|i| keep(i)).find(|i| {
             let weight = self.targets[*i].weight;
             match left.checked_sub(weight) {
@@ -202,7 +214,6 @@ impl Upstream {
     /// Weighted round robin over the targets in rotation and untried; when
     /// every untried one is out, over those.
     fn round_robin(&self, tried: &[usize]) -> usize {
-        let count = self.targets.len();
         // A retry takes the turn's next candidate without using a turn: the
         // target it moves away from does not get the following request too.
         let turn = if tried.is_empty() {
@@ -213,28 +224,11 @@ impl Upstream {
         let now = self.now();
         let untried = |i: &usize| !tried.contains(i);
         let usable = |i: &usize| untried(i) && self.targets[*i].in_rotation(now);
-        // Summing first spreads a missing target's share over all the others
-        // by their weights, not onto its neighbour. Each cycle of the sum's
-        // length gives every candidate exactly its weight's share (and one
-        // of weight 0 none).
-        let pick_among = |keep: &dyn Fn(&usize) -> bool| {
-            let total: u64 = (0..count)
-                .filter(|i| keep(i))
-                .map(|i| self.targets[i].weight)
-                .sum();
-            if total == 0 {
-                return None;
-            }
-            let mut left = turn % total;
-            (0..count).filter(|i| keep(i)).find(|i| {
-                let weight = self.targets[*i].weight;
-                if left < weight {
-                    return true;
-                }
-                left -= weight;
-                false
-            })
-        };
+        // Laying out only the candidates spreads a missing target's share
+        // over all the others by their weights, not onto its neighbour. Each
+        // cycle of the total's length gives every candidate exactly its
+        // weight's share.
+        let pick_among = |keep: &dyn Fn(&usize) -> bool| self.weighted(keep, |total| turn % total);
         pick_among(&usable)
             .or_else(|| pick_among(&untried))
             .or_else(|| pick_among(&|_| true))
