@@ -143,22 +143,6 @@ fn pseudo_len(wire: &[u8]) -> usize {
         .sum()
 }
 
-/// Headers that describe a connection, the message's framing or where it
-/// goes, which a value from configuration or an outside answer must not set
-/// on the upstream request.
-const NOT_SETTABLE_UPSTREAM: [&str; 10] = [
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "expect",
-];
-
 impl Headers {
     /// Whether `name` is a header name (an HTTP token) that a plugin may
     /// set on the upstream request from configuration or an outside answer
@@ -169,9 +153,10 @@ impl Headers {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let framing = plugin_shared::limits::FRAMING_HEADERS.iter();
         token
-            && !NOT_SETTABLE_UPSTREAM
-                .iter()
+            && !framing
+                .chain(&["host", "expect"])
                 .any(|refused| refused.eq_ignore_ascii_case(name))
     }
 }

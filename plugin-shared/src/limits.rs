@@ -42,6 +42,20 @@ pub const RESPONSE_HEADERS_NOT_SETTABLE: [&str; 11] = [
     "content-type",
 ];
 
+/// Headers that belong to one connection or frame the message (hop-by-hop
+/// fields and `content-length`): the gateway's to set, never a plugin's
+/// configuration's.
+pub const FRAMING_HEADERS: [&str; 8] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// Longest log line a plugin may write, in bytes; the rest is cut and
 /// replaced by `...`.
 pub const LOG_MAX_LINE: usize = 4 * 1024;

@@ -17,18 +17,6 @@ const MAX_OUTPUT_CAP: usize = 16 * 1024 * 1024;
 /// The content type of a body template that names none.
 const DEFAULT_CONTENT_TYPE: &str = "application/json";
 
-/// Headers the gateway owns: message framing and hop-by-hop fields.
-const RESERVED_HEADERS: &[&str] = &[
-    "connection",
-    "content-length",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
@@ -216,7 +204,7 @@ fn mapping(
                 "transform: {phase}.headers: `{name}` is not a valid header name"
             ));
         }
-        if RESERVED_HEADERS.contains(&lower.as_str()) {
+        if plugin_shared::limits::FRAMING_HEADERS.contains(&lower.as_str()) {
             return Err(format!(
                 "transform: {phase}.headers: `{name}` is set by the gateway and cannot be mapped"
             ));
