@@ -22,6 +22,8 @@ use std::time::Duration;
 struct Authorizer {
     calls: Arc<Mutex<HashMap<String, usize>>>,
     questions: Arc<Mutex<Vec<Value>>>,
+    /// Denies everything.
+    strict: bool,
 }
 
 impl Authorizer {
@@ -52,6 +54,7 @@ impl Authorizer {
             questions.push(question.clone());
         }
         let (status, grant) = match token.as_str() {
+            _ if self.strict => (403, json!({})),
             t if t.starts_with("Bearer allow") => (
                 200,
                 json!({ "consumer": "alice", "headers": { "x-user": "alice" }, "context": { "tenant": "acme" } }),
@@ -216,4 +219,55 @@ async fn a_request_authorizer_reads_its_identity_sources() {
         first["identity"],
         json!({ "header:x-tenant": "acme", "query:app": "web", "path": "/tenants/orders" })
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_never_stands_for_another_authorizer_or_route() {
+    let upstream = Upstream::start("api").await;
+    let lenient = Authorizer::default();
+    let strict = Authorizer {
+        strict: true,
+        ..Authorizer::default()
+    };
+    let (lenient_addr, strict_addr) = (lenient.start().await, strict.start().await);
+    let gw = Config::new()
+        .upstream("api", &upstream)
+        .route(
+            Route::new("a", "/a")
+                .upstream("api")
+                .plugin(ext_auth(lenient_addr, json!({}))),
+        )
+        .route(
+            Route::new("b", "/b")
+                .upstream("api")
+                .plugin(ext_auth(strict_addr, json!({}))),
+        )
+        .route(
+            Route::new("c", "/c")
+                .upstream("api")
+                .plugin(ext_auth(lenient_addr, json!({}))),
+        )
+        .start();
+    let client = client();
+    assert_eq!(
+        send(&client, with_token(gw.url("/a"), "allow-9"))
+            .await
+            .status,
+        200
+    );
+    // Remembered for route a, not for the strict authorizer of route b...
+    assert_eq!(
+        send(&client, with_token(gw.url("/b"), "allow-9"))
+            .await
+            .status,
+        403
+    );
+    // ...nor for another route of the same authorizer, which is asked.
+    assert_eq!(
+        send(&client, with_token(gw.url("/c"), "allow-9"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(lenient.calls("Bearer allow-9"), 2);
 }

@@ -17,7 +17,7 @@
 //!
 //! Decisions are remembered in the plugin's `cache` (in the process, or on
 //! Redis with the entry's `store = "redis"`), keyed by the SHA-256 of the
-//! identity sources' values: an allow for `cache_ttl` (or the answer's
+//! endpoint, the route and the identity sources' values: an allow for `cache_ttl` (or the answer's
 //! shorter `ttl`), a denial for `deny_ttl`, a failure never. Concurrent
 //! requests with the same new sources wait for the first one's call (the
 //! cache's request collapsing): one call, whatever the concurrency.
@@ -116,7 +116,10 @@ impl ExtAuth {
     /// The decision for `values`: remembered (or being asked by a
     /// concurrent request, then waited for), else asked and remembered.
     fn decide(&self, req: &Request, values: &[(String, String)]) -> Decision {
-        let key = cache_key(values);
+        // Every ext-auth entry shares one cache: the key holds the
+        // authorizer and the route, so no decision crosses to another.
+        let scope = [self.settings.endpoint.as_str(), req.route()];
+        let key = cache_key(&scope, values);
         let wait = self.settings.timeout + Duration::from_millis(200);
         if let Some(decision) = cache::lookup(&key, wait).and_then(remembered) {
             return decision;
@@ -207,15 +210,17 @@ fn remembered(entry: cache::Entry) -> Option<Decision> {
     }
 }
 
-/// The cache key of identity sources: the SHA-256 of their labels and
-/// values, each length-prefixed (so no two lists share a key), in hex.
-fn cache_key(values: &[(String, String)]) -> String {
+/// The cache key of identity sources for a `scope` (the authorizer and the
+/// route): the SHA-256 of all their parts, each length-prefixed (so no two
+/// lists share a key), in hex.
+fn cache_key(scope: &[&str], values: &[(String, String)]) -> String {
     let mut bytes = Vec::new();
-    for (label, value) in values {
-        for part in [label, value] {
-            bytes.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            bytes.extend_from_slice(part.as_bytes());
-        }
+    let pairs = values
+        .iter()
+        .flat_map(|(label, value)| [label.as_str(), value.as_str()]);
+    for part in scope.iter().copied().chain(pairs) {
+        bytes.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(part.as_bytes());
     }
     let hash = digest(DigestAlgorithm::Sha256, &bytes);
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();

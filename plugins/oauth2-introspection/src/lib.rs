@@ -10,8 +10,8 @@
 //! `claim_rules` (`plugin_sdk::authz`, on the answer's members: `scope`,
 //! `client_id`, `sub`, ...) must hold (`403` otherwise).
 //!
-//! Answers are remembered in the plugin's `kv`, keyed by the token's SHA-256
-//! (never the token): an active one until its `exp` or for `cache_ttl`,
+//! Answers are remembered in the plugin's `kv`, keyed by the SHA-256 of the
+//! endpoint, the client id and the token (never the token itself): an active one until its `exp` or for `cache_ttl`,
 //! whichever is first; an inactive one for `inactive_ttl`. An endpoint that
 //! cannot be reached, or answers anything but `200` with a JSON object, is
 //! a `503`: the token is neither admitted nor cached.
@@ -146,7 +146,7 @@ impl Introspection {
     /// The token's verdict: remembered, or asked of the endpoint (and then
     /// remembered).
     fn verdict(&self, token: &str, now: u64) -> Result<Verdict, String> {
-        let key = cache_key(token);
+        let key = cache_key(&self.settings.endpoint, &self.settings.client_id, token);
         if let Some(verdict) = kv::get(&key).and_then(|r| remembered_verdict(&r, now)) {
             return Ok(verdict);
         }
@@ -271,9 +271,16 @@ fn remembered_verdict(bytes: &[u8], now: u64) -> Option<Verdict> {
     }
 }
 
-/// The `kv` key of a token: its SHA-256, in hex.
-fn cache_key(token: &str) -> String {
-    let hash = digest(DigestAlgorithm::Sha256, token.as_bytes());
+/// The `kv` key of a token at an endpoint, for a client: the SHA-256 of
+/// the three, in hex. Every entry of this plugin shares one `kv`, so an
+/// answer of one authorization server never stands for another's.
+fn cache_key(endpoint: &str, client_id: &str, token: &str) -> String {
+    let mut bytes = Vec::new();
+    for part in [endpoint, client_id, token] {
+        bytes.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(part.as_bytes());
+    }
+    let hash = digest(DigestAlgorithm::Sha256, &bytes);
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
     format!("token:{hex}")
 }
@@ -388,7 +395,11 @@ mod tests {
     fn tokens_are_bearer_token68_and_keys_are_hashes() {
         assert!(is_token68("abc.DEF-123_~+/=="));
         assert!(!is_token68("a b") && !is_token68("") && !is_token68("=") && !is_token68("a\"b"));
-        let key = cache_key("secret-token");
+        let key = cache_key(ENDPOINT, "gw", "secret-token");
+        assert_ne!(
+            key,
+            cache_key("https://other.example.com/i", "gw", "secret-token")
+        );
         assert!(key.starts_with("token:") && !key.contains("secret"));
         assert_eq!(key.len(), "token:".len() + 64);
         assert_eq!(
