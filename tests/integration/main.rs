@@ -12,6 +12,7 @@ mod grpc;
 mod identity;
 mod jwt;
 mod limits;
+mod listeners;
 mod memory;
 mod observability;
 mod openapi_export;
