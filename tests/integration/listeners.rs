@@ -460,3 +460,42 @@ async fn the_proxy_protocol_names_the_client_and_only_trusted_peers_may_send_it(
     // The default listener takes no header.
     assert_eq!(get(&gw.url("/echo")).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_route_limits_and_a_moved_listener_waits_for_a_restart() {
+    let upstream = crate::support::Upstream::start("api").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |listen: &str, on: &str| {
+        Config::new()
+            .listener(serde_json::json!({ "name": "side", "listen": listen }))
+            .upstream("api", &upstream)
+            .route(
+                Route::new("limited", "/limited")
+                    .upstream("api")
+                    .with("listeners", serde_json::json!([on])),
+            )
+    };
+    config("127.0.0.1:0", "default").write(dir.path().join("gateway.toml"));
+    let gw = Gateway::start_at(&dir.path().join("gateway.toml"));
+    let side = gw.listener("side");
+    let request = get_request("GET", "/limited", "localhost");
+    let on_side = || exchange(side, None, &request);
+    assert_eq!(status(&on_side().await), 404);
+    assert_eq!(get(&gw.url("/limited")).await.status, 200);
+
+    // The route moves to `side`, whose address changes too: the route
+    // follows at once, the address at the next restart (said in the log),
+    // and the socket bound at start serves on.
+    config("127.0.0.1:1", "side").write(dir.path().join("gateway.toml"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&on_side().await) != 200 {
+        assert!(Instant::now() < deadline, "not reloaded:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&gw.url("/limited")).await.status, 404);
+    let log = gw.log();
+    assert!(
+        log.contains("[[listeners]] changed") && log.contains("next restart"),
+        "{log}"
+    );
+}
