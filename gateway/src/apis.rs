@@ -304,6 +304,7 @@ fn route(
             path: at(&span, format!("{base_path}{}", operation.path)),
             methods: Some(at(&span, vec![operation.method.to_string()])),
             hosts: api.get_ref().hosts.clone(),
+            listeners: None,
             upstream,
             upstreams: None,
             weights: None,

@@ -44,6 +44,8 @@ pub struct Connection {
     /// The connection's place under `max_connections_per_ip`: a WebSocket
     /// tunnel keeps it once the connection itself has ended in the upgrade.
     pub client_place: Option<Arc<crate::limit::ClientPlace>>,
+    /// The name of the listener it came on (routes may be limited to some).
+    pub listener: Arc<str>,
 }
 
 /// Serves one request on the runtime snapshot it started with.
@@ -277,7 +279,7 @@ fn prepare<'rt, 'a>(
             request.headers_mut().remove(&X_FORWARDED_CLIENT_CERT);
         }
     }
-    let (route, params) = find_route(runtime, &request)?;
+    let (route, params) = find_route(runtime, &request, &conn.listener)?;
     access.route = Some(route);
     if let Some(cert) = &conn.client_cert
         && !route.pipeline.entries().is_empty()
@@ -336,6 +338,7 @@ type Params = Vec<(String, String)>;
 fn find_route<'rt>(
     runtime: &'rt Runtime,
     request: &Request<Body>,
+    listener: &str,
 ) -> Result<(&'rt Route, Params), RequestError> {
     let wants_params = |route: usize| {
         runtime
@@ -349,6 +352,7 @@ fn find_route<'rt>(
         path: request.uri().path(),
         headers: request.headers(),
         query: request.uri().query(),
+        listener,
     };
     let matched = runtime
         .router

@@ -91,6 +91,7 @@ impl Gateway {
                 client: peer,
                 client_cert: None,
                 client_place: None,
+                listener: Arc::from(crate::config::DEFAULT_LISTENER),
             },
         }
     }

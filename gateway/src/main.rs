@@ -298,17 +298,13 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     // Watches are in place before the gateway says it listens, so no change
     // made after that line is missed.
     let watching = reloader.clone().watch();
-    let addr = server.listen;
-    let listeners = gateway::worker::bind(addr, server.workers)
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    announce(&listeners, server.tls, &runtime)?;
+    let bound = bind_listeners(&server.listeners, server.workers)?;
+    announce(&bound, &runtime)?;
     let admin = admin_listener(server.admin.as_ref())?;
+    announce_more(&bound)?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let tls = server
-        .tls
-        .then(|| gateway::server::Acceptor::new(runtime.clone()));
-    let threads = start_workers(listeners, &runtime, server.listener, tls, stopped)?;
+    let threads = start_workers(bound, &runtime, server.listener, stopped)?;
 
     // Reloads, the admin listener and signals run on this thread, off the
     // workers' request path.
@@ -339,22 +335,67 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A listener's sockets, one per worker (`SO_REUSEPORT`).
+struct Bound {
+    name: Arc<str>,
+    tls: bool,
+    sockets: Vec<std::net::TcpListener>,
+}
+
+/// Binds every listener, `default` first, with one socket per worker.
+fn bind_listeners(
+    listeners: &[gateway::config::Listener],
+    workers: usize,
+) -> anyhow::Result<Vec<Bound>> {
+    listeners
+        .iter()
+        .map(|listener| {
+            let addr = listener.addr;
+            let sockets = gateway::worker::bind(addr, workers).with_context(|| {
+                format!("cannot listen on {addr} (listener `{}`)", listener.name)
+            })?;
+            Ok(Bound {
+                name: Arc::from(listener.name.as_str()),
+                tls: listener.tls,
+                sockets,
+            })
+        })
+        .collect()
+}
+
+/// Where a listener listens, as its announcement says it.
+fn address(bound: &Bound) -> anyhow::Result<String> {
+    let socket = bound.sockets.first().context("no listener was bound")?;
+    let scheme = if bound.tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{}", socket.local_addr()?))
+}
+
 /// Says where the gateway listens: on stdout (tests and scripts read this
 /// line to learn the port when listen uses :0) and in the log.
-fn announce(
-    listeners: &[std::net::TcpListener],
-    tls: bool,
-    runtime: &ArcSwap<gateway::runtime::Runtime>,
-) -> anyhow::Result<()> {
-    let local = listeners
-        .first()
-        .context("no listener was bound")?
-        .local_addr()?;
-    let scheme = if tls { "https" } else { "http" };
-    println!("gateway listening on {scheme}://{local}");
+fn announce(bound: &[Bound], runtime: &ArcSwap<gateway::runtime::Runtime>) -> anyhow::Result<()> {
+    let default = bound.first().context("no listener was bound")?;
+    let local = address(default)?;
+    println!("gateway listening on {local}");
     std::io::stdout().flush()?;
-    let (workers, routes) = (listeners.len(), runtime.load().routes.len());
+    let (workers, routes) = (default.sockets.len(), runtime.load().routes.len());
     tracing::info!(%local, workers, routes, "serving");
+    Ok(())
+}
+
+/// Says where each `[[listeners]]` entry listens, one stdout line each
+/// (`listener NAME listening on URL`), after the default's and the admin's.
+fn announce_more(bound: &[Bound]) -> anyhow::Result<()> {
+    let mut lines = String::new();
+    for listener in bound.iter().skip(1) {
+        let local = address(listener)?;
+        lines.push_str(&format!(
+            "listener {} listening on {local}\n",
+            listener.name
+        ));
+        tracing::info!(listener = %listener.name, %local, "serving");
+    }
+    print!("{lines}");
+    std::io::stdout().flush()?;
     Ok(())
 }
 
@@ -383,20 +424,31 @@ fn serve_admin(admin: Arc<gateway::admin::Admin>, listener: std::net::TcpListene
     }
 }
 
-/// One thread per listener, each with its own current-thread runtime,
-/// serving until `stopped` turns true.
+/// One thread per worker, each with its own current-thread runtime serving
+/// its socket of every listener until `stopped` turns true.
 fn start_workers(
-    listeners: Vec<std::net::TcpListener>,
+    bound: Vec<Bound>,
     runtime: &Arc<ArcSwap<gateway::runtime::Runtime>>,
     settings: ListenerSettings,
-    tls: Option<gateway::server::Acceptor>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<anyhow::Result<()>>>> {
-    let mut threads = Vec::with_capacity(listeners.len());
-    for (index, listener) in listeners.into_iter().enumerate() {
+    // sockets[worker]: (listener name, its socket, TLS acceptor).
+    let workers = bound.first().map_or(0, |b| b.sockets.len());
+    let mut sockets: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+    for listener in bound {
+        let tls = listener
+            .tls
+            .then(|| gateway::server::Acceptor::new(runtime.clone(), listener.name.clone()));
+        for (worker, socket) in listener.sockets.into_iter().enumerate() {
+            if let Some(mine) = sockets.get_mut(worker) {
+                mine.push((listener.name.clone(), socket, tls.clone()));
+            }
+        }
+    }
+    let mut threads = Vec::with_capacity(workers);
+    for (index, mine) in sockets.into_iter().enumerate() {
         let runtime = runtime.clone();
-        let tls = tls.clone();
-        let mut stopped = stopped.clone();
+        let stopped = stopped.clone();
         let thread = std::thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || -> anyhow::Result<()> {
@@ -406,11 +458,23 @@ fn start_workers(
                     .build()
                     .context("cannot start a worker runtime")?;
                 tokio.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    let shutdown = async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    };
-                    serve(listener, runtime, settings, tls, shutdown).await;
+                    let mut serving = tokio::task::JoinSet::new();
+                    for (name, socket, tls) in mine {
+                        let socket = tokio::net::TcpListener::from_std(socket)?;
+                        let mut stopped = stopped.clone();
+                        let shutdown = async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        };
+                        serving.spawn(serve(
+                            socket,
+                            name,
+                            runtime.clone(),
+                            settings,
+                            tls,
+                            shutdown,
+                        ));
+                    }
+                    serving.join_all().await;
                     Ok(())
                 })
             })

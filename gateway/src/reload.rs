@@ -171,7 +171,11 @@ impl Reloader {
         let routes = runtime.routes.len();
         let restart_only = runtime.server.restart_only();
         self.runtime.store(Arc::new(runtime));
-        if restart_only != self.listener {
+        if restart_only.listeners != self.listener.listeners {
+            tracing::warn!(
+                "[[listeners]] changed (one added or removed, renamed, or its listen address or TLS on/off): this takes effect at the next restart; until then the listeners bound at start keep serving with the new routes and TLS material, and a removed TLS listener refuses connections"
+            );
+        } else if restart_only != self.listener {
             tracing::warn!(
                 "[server] listen, header limits and timeouts changed: they take effect at the next restart"
             );
@@ -378,23 +382,32 @@ fn concerns_inputs(event: &notify::Event, names: &BTreeSet<OsString>) -> bool {
         })
 }
 
-/// The files a config reads: itself, its TLS certificate, key and client CA, its
-/// upstreams' CA files, its APIs' OpenAPI documents, its `.wasm` plugins and
+/// The files a config reads: itself, its TLS certificates, keys and client CA, its
+/// upstreams' CA files and client certificates and keys, its APIs' OpenAPI documents, its `.wasm` plugins and
 /// `config_files`.
 pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
     let base = source.base_dir();
     let mut files = vec![source.path.clone()];
-    if let Some(tls) = &config.server.tls {
-        files.push(base.join(tls.get_ref().cert.get_ref()));
-        files.push(base.join(tls.get_ref().key.get_ref()));
-        if let Some(ca) = &tls.get_ref().client_ca {
-            files.push(base.join(ca.get_ref()));
-        }
+    let listeners = config
+        .listeners
+        .iter()
+        .filter_map(|l| l.get_ref().tls.as_ref());
+    for tls in config.server.tls.iter().chain(listeners) {
+        files.extend(tls_files(tls.get_ref()).map(|file| base.join(file)));
     }
     for upstream in config.upstreams.values() {
-        if let Some(ca) = &upstream.get_ref().ca_file {
-            files.push(base.join(ca.get_ref()));
-        }
+        let upstream = upstream.get_ref();
+        let files_of = [
+            &upstream.ca_file,
+            &upstream.client_cert,
+            &upstream.client_key,
+        ];
+        files.extend(
+            files_of
+                .into_iter()
+                .flatten()
+                .map(|f| base.join(f.get_ref())),
+        );
     }
     for api in config.apis.values() {
         files.push(base.join(api.get_ref().openapi.get_ref()));
@@ -421,6 +434,19 @@ pub fn inputs(source: &Source, config: &Config) -> Vec<PathBuf> {
     files.sort();
     files.dedup();
     files
+}
+
+/// The files a listener's TLS settings read: every certificate and key,
+/// and the client CA.
+fn tls_files(tls: &crate::config::TlsConfig) -> impl Iterator<Item = &String> {
+    let defaults = [&tls.cert, &tls.key].into_iter().map(|f| f.get_ref());
+    let by_name = tls.certificates.iter().flat_map(|entry| {
+        let entry = entry.get_ref();
+        [entry.cert.get_ref(), entry.key.get_ref()]
+    });
+    defaults
+        .chain(by_name)
+        .chain(tls.client_ca.iter().map(|f| f.get_ref()))
 }
 
 fn fingerprint(files: &[PathBuf]) -> Fingerprint {

@@ -26,6 +26,8 @@ pub struct RouteSpec {
     pub hosts: Option<Vec<String>>,
     /// Conditions on headers and query parameters, all to hold.
     pub conditions: Conditions,
+    /// The listeners (by name) it answers on, or all when `None`.
+    pub listeners: Option<Arc<[String]>>,
 }
 
 /// Why routes could not be put together.
@@ -73,6 +75,8 @@ struct Candidate {
     /// Its methods, or any when `None`.
     methods: Option<Vec<Method>>,
     conditions: Arc<Conditions>,
+    /// The listeners it answers on, or all when `None`.
+    listeners: Option<Arc<[String]>>,
     route: RouteId,
 }
 
@@ -85,43 +89,48 @@ impl Candidates {
             (None, None) => true,
             _ => false,
         };
-        if let Some(other) = self
-            .0
-            .iter()
-            .find(|c| overlaps(c) && c.conditions == candidate.conditions)
-        {
+        if let Some(other) = self.0.iter().find(|c| {
+            overlaps(c)
+                && c.conditions == candidate.conditions
+                && c.listeners == candidate.listeners
+        }) {
             return Err(other.route);
         }
         self.0.push(candidate);
-        self.0
-            .sort_by_key(|c| (std::cmp::Reverse(c.conditions.len()), c.methods.is_none()));
+        self.0.sort_by_key(|c| {
+            let conditions = std::cmp::Reverse(c.conditions.len());
+            (conditions, c.listeners.is_none(), c.methods.is_none())
+        });
         Ok(())
     }
 
-    /// The first route taking `method` whose conditions hold; else the
-    /// methods the path has routes for.
-    fn pick(
-        &self,
-        method: &Method,
-        headers: &HeaderMap,
-        query: Option<&str>,
-    ) -> Result<RouteId, Vec<Method>> {
+    /// The first route on the request's listener taking its method whose
+    /// conditions hold; else the methods the path has routes for there.
+    fn pick(&self, request: &Request<'_>) -> Result<RouteId, Vec<Method>> {
+        let (method, headers, query) = (request.method, request.headers, request.query);
+        let on = |c: &&Candidate| {
+            c.listeners
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| n == request.listener))
+        };
         let takes = |c: &&Candidate| c.methods.as_ref().is_none_or(|m| m.contains(method));
         if let Some(found) = self
             .0
             .iter()
+            .filter(on)
             .filter(takes)
             .find(|c| c.conditions.is_empty() || c.conditions.hold(headers, query))
         {
             return Ok(found.route);
         }
-        if self.0.iter().any(|c| takes(&c)) {
+        if self.0.iter().filter(on).any(|c| takes(&c)) {
             // A route takes the method, but its conditions do not hold.
             return Err(Vec::new());
         }
         Err(self
             .0
             .iter()
+            .filter(on)
             .filter_map(|c| c.methods.clone())
             .flatten()
             .collect())
@@ -182,6 +191,7 @@ fn group(specs: &[RouteSpec], names: &[String]) -> Result<Grouped, (RouteId, Rou
             let candidate = Candidate {
                 methods: spec.methods.clone(),
                 conditions: conditions.clone(),
+                listeners: spec.listeners.clone(),
                 route: id,
             };
             candidates.add(candidate).map_err(|other| {
@@ -285,6 +295,7 @@ impl Router {
             path,
             headers: &HeaderMap::new(),
             query: None,
+            listener: crate::config::DEFAULT_LISTENER,
         };
         self.find_with(&request, |_| true)
     }
@@ -298,7 +309,7 @@ impl Router {
         request: &Request<'_>,
         wants_params: impl Fn(RouteId) -> bool,
     ) -> Result<Match, Miss> {
-        let (host, method, path) = (request.host, request.method, request.path);
+        let (host, path) = (request.host, request.path);
         let by_host = !(self.exact.is_empty() && self.wildcard.is_empty());
         let host = host.filter(|_| by_host).map(strip_port).map(lower_case);
         let mut allowed: Vec<Method> = Vec::new();
@@ -315,7 +326,7 @@ impl Router {
             let Ok(found) = table.paths.at(path) else {
                 continue;
             };
-            match found.value.pick(method, request.headers, request.query) {
+            match found.value.pick(request) {
                 Ok(route) => {
                     let params = match wants_params(route) {
                         true => found
@@ -353,6 +364,8 @@ pub struct Request<'r> {
     pub headers: &'r HeaderMap,
     /// Its query, undecoded, for routes' query conditions.
     pub query: Option<&'r str>,
+    /// The name of the listener it came on, for routes limited to some.
+    pub listener: &'r str,
 }
 
 /// `host` in lower case, borrowed when it already is (as clients send it).
@@ -393,6 +406,7 @@ mod tests {
             path: path.to_string(),
             methods: methods.map(|ms| ms.iter().filter_map(|m| m.parse().ok()).collect()),
             hosts: hosts.map(|hs| hs.iter().map(|h| h.to_string()).collect()),
+            listeners: None,
         }
     }
 
@@ -520,6 +534,7 @@ mod tests {
             path: "/split",
             headers: &map,
             query: None,
+            listener: "default",
         };
         router.find_with(&request, |_| false)
     }
@@ -573,6 +588,7 @@ mod tests {
                 path: "/split/",
                 headers,
                 query: None,
+                listener: "default",
             };
             router.find_with(&request, |_| false).map(|m| m.route)
         };
@@ -599,5 +615,32 @@ mod tests {
         assert!(matches!(conflict, Err((_, RouterError::Template(_)))));
         let bad_host = Router::build(&[spec("/", None, Some(&["bad host"]))], &names);
         assert!(matches!(bad_host, Err((0, RouterError::Host(_)))));
+    }
+
+    #[test]
+    fn a_route_limited_to_listeners_answers_on_those_only() {
+        let mut private = spec("/admin", None, None);
+        private.listeners = Some(Arc::from(vec!["private".to_string()]));
+        let mut public = spec("/admin", None, None);
+        public.listeners = Some(Arc::from(vec!["default".to_string()]));
+        let open = spec("/{*rest}", None, None);
+        let router = build(&[private, public, open]);
+        let on = |listener: &str, path: &str| {
+            let request = Request {
+                host: None,
+                method: &Method::GET,
+                path,
+                headers: &HeaderMap::new(),
+                query: None,
+                listener,
+            };
+            router.find_with(&request, |_| false).map(|m| m.route)
+        };
+        assert_eq!(on("private", "/admin"), Ok(0));
+        assert_eq!(on("default", "/admin"), Ok(1));
+        // No route of the path is on this listener: not found (no fallback
+        // to a less specific path).
+        assert_eq!(on("other", "/admin"), Err(Miss::NotFound));
+        assert_eq!(on("other", "/else"), Ok(2));
     }
 }

@@ -7,7 +7,7 @@ use crate::config::problems::{Problems, in_config_terms, suggestion};
 use crate::config::{
     ByteSize, Config, ConfigError, DEFAULT_MAX_IDLE_MEMORY, PluginDefaults, PluginEntryConfig,
     RedisConfig, RouteConfig, ServerSettings, Source, StoreFailure, StoreKind, resolve_secret,
-    route_settings, upstream_settings,
+    route_listeners, route_settings, upstream_settings,
 };
 use crate::identity::Consumers;
 use crate::metrics::metrics;
@@ -155,6 +155,8 @@ pub struct Runtime {
     /// The listener's TLS settings (certificate, client verification), with
     /// `[server.tls]`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS settings of the `[[listeners]]` that have `tls`, by name.
+    pub listener_tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// Requests that matched no route, in the metrics.
     pub unrouted: crate::metrics::RequestCounters,
 }
@@ -164,6 +166,7 @@ struct Shared {
     server: ServerSettings,
     env: ConfigEnv,
     tls: Option<Arc<rustls::ServerConfig>>,
+    listener_tls: HashMap<String, Arc<rustls::ServerConfig>>,
 }
 
 impl Runtime {
@@ -217,6 +220,7 @@ impl Runtime {
             upstreams,
             unrouted: crate::metrics::RequestCounters::new("-"),
             tls: shared.tls,
+            listener_tls: shared.listener_tls,
         })
     }
 }
@@ -232,6 +236,7 @@ fn build_shared(
     let server = problems.keep(ServerSettings::check(
         source,
         &config.server,
+        &config.listeners,
         config.admin.as_ref(),
     ));
     let consumers = problems.keep(Consumers::build(source, config));
@@ -242,9 +247,12 @@ fn build_shared(
         None => Some(None),
     };
     let tls = match &config.server.tls {
-        Some(tls) => problems.keep(crate::tls::load(source, tls)).map(Some),
+        Some(tls) => problems
+            .keep(crate::tls::load(source, tls, "server.tls"))
+            .map(Some),
         None => Some(None),
     };
+    let listener_tls = listener_tls(problems, config);
     Some(Shared {
         server: server?,
         env: ConfigEnv {
@@ -253,7 +261,35 @@ fn build_shared(
             redis: redis?,
         },
         tls: tls?,
+        listener_tls: listener_tls?,
     })
+}
+
+/// The TLS settings of every `[[listeners]]` entry with `tls`, by name,
+/// every error recorded; `None` when any failed.
+fn listener_tls(
+    problems: &mut Problems<'_>,
+    config: &Config,
+) -> Option<HashMap<String, Arc<rustls::ServerConfig>>> {
+    let source = problems.source();
+    let mut built = Some(HashMap::new());
+    for listener in &config.listeners {
+        let listener = listener.get_ref();
+        let Some(tls) = &listener.tls else {
+            continue;
+        };
+        let name = listener.name.get_ref();
+        let label = format!("listener `{name}` tls");
+        match problems.keep(crate::tls::load(source, tls, &label)) {
+            Some(tls) => {
+                if let Some(built) = built.as_mut() {
+                    built.insert(name.clone(), tls);
+                }
+            }
+            None => built = None,
+        }
+    }
+    built
 }
 
 impl Limits {
@@ -626,6 +662,17 @@ fn inherited_slot(
     }
 }
 
+/// The names of the config's listeners, `default` first.
+fn listener_names(config: &Config) -> Vec<&str> {
+    let named = config
+        .listeners
+        .iter()
+        .map(|l| l.get_ref().name.get_ref().as_str());
+    std::iter::once(crate::config::DEFAULT_LISTENER)
+        .chain(named)
+        .collect()
+}
+
 /// One route and its router entry, or every error in it.
 async fn build_route(
     source: &Source,
@@ -638,6 +685,9 @@ async fn build_route(
     let mut problems = Problems::new(source);
     let settings = problems.keep(route_settings(source, route, &config.upstreams, earlier));
     let name = route.name.get_ref();
+    let known = listener_names(config);
+    let listeners = route.listeners.as_ref();
+    let listeners = problems.keep(route_listeners(source, name, listeners, &known));
     let (entries, switched_off) = route_entries(&mut problems, building, route).await;
     let pipeline = Pipeline::new(entries, config.server.max_request_body.0);
     let no_upstream = route.upstream.is_none() && route.upstreams.is_none();
@@ -651,7 +701,7 @@ async fn build_route(
             format!("route `{name}` has no upstream, and no plugin of its pipeline can answer a request (none has a request hook): add upstream = \"NAME\" or a plugin that answers, such as `respond`"),
         );
     }
-    let settings = problems.finish_some(settings)?;
+    let (settings, listeners) = problems.finish_some(settings.zip(listeners))?;
     // An upstream the route names but that did not build has its error
     // reported already.
     let built = |name: &String| {
@@ -678,6 +728,7 @@ async fn build_route(
         methods: settings.methods,
         hosts: settings.hosts,
         conditions: settings.conditions,
+        listeners: listeners.map(Arc::from),
     };
     let route = Route {
         upstream: listed.first().cloned(),

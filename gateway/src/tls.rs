@@ -1,5 +1,5 @@
-//! TLS termination on the client-facing listener (rustls, on aws-lc-rs), and
-//! mutual TLS: client certificates verified against the configured
+//! TLS termination on the client-facing listeners (rustls, on aws-lc-rs),
+//! with certificates chosen by SNI (`sni`), and mutual TLS: client certificates verified against the configured
 //! authorities, their identity handed to plugins and the upstream.
 //!
 //! The TLS settings are part of the runtime: every handshake uses the current
@@ -10,46 +10,103 @@
 use crate::config::{ClientAuth, ConfigError, Source, TlsConfig};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use toml::Spanned;
 
-/// Builds the listener's TLS settings from `[server.tls]`: its certificate
-/// and, with `client_ca`, the verification of client certificates.
+mod sni;
+
+/// Builds a listener's TLS settings from `[server.tls]` (or a listener's
+/// `tls`, named `label` in errors): its certificates, chosen by SNI, and with
+/// `client_ca` the verification of client certificates.
 pub fn load(
     source: &Source,
     tls: &Spanned<TlsConfig>,
+    label: &str,
 ) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
-    let verifier = client_verifier(source, tls)?;
-    let certified = certified_key(source, tls)?;
+    let verifier = client_verifier(source, tls, label)?;
+    let config = tls.get_ref();
+    let default = certified_key(source, (&config.cert, &config.key), tls.span(), label)?;
+    let certificates = by_name(source, tls, default, label)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| source.error(tls.span(), format!("server.tls: {e}")))?
+        .map_err(|e| source.error(tls.span(), format!("{label}: {e}")))?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(Fixed(certified)));
+        .with_cert_resolver(Arc::new(certificates));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The certificates by name: each of `certificates` for its names (given, or
+/// its DNS alternative names), `default` for its own names no entry claims
+/// and for every other name. A name two entries claim is an error.
+fn by_name(
+    source: &Source,
+    tls: &Spanned<TlsConfig>,
+    default: Arc<CertifiedKey>,
+    label: &str,
+) -> Result<sni::ByName, ConfigError> {
+    let mut table = sni::ByName::new(default.clone());
+    for (index, entry) in tls.get_ref().certificates.iter().enumerate() {
+        let at = format!("{label}.certificates[{index}]");
+        let config = entry.get_ref();
+        let cert = certified_key(source, (&config.cert, &config.key), entry.span(), &at)?;
+        let names: Vec<(String, std::ops::Range<usize>)> = match &config.names {
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    sni::normalize(name.get_ref())
+                        .map(|n| (n, name.span()))
+                        .map_err(|message| source.error(name.span(), format!("{at}: {message}")))
+                })
+                .collect::<Result<_, _>>()?,
+            None => sni::dns_names(cert.end_entity_cert().map_or(&[][..], |c| c.as_ref()))
+                .into_iter()
+                .map(|name| (name, entry.span()))
+                .collect(),
+        };
+        if names.is_empty() {
+            return Err(source.error(
+                entry.span(),
+                format!(
+                    "{at}: the certificate has no DNS name: list the names it is for in `names`"
+                ),
+            ));
+        }
+        for (name, span) in names {
+            if !table.add(&name, cert.clone()) {
+                return Err(source.error(span, format!("{at}: the name `{name}` is given twice (another certificate is already presented for it)")));
+            }
+        }
+    }
+    for name in sni::dns_names(default.end_entity_cert().map_or(&[][..], |c| c.as_ref())) {
+        if !table.has(&name) {
+            table.add(&name, default.clone());
+        }
+    }
+    Ok(table)
 }
 
 /// Verifies client certificates against `client_ca`, or asks for none.
 fn client_verifier(
     source: &Source,
     tls: &Spanned<TlsConfig>,
+    label: &str,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ConfigError> {
     let config = tls.get_ref();
     let Some(file) = &config.client_ca else {
         if let Some(auth) = &config.client_auth {
             return Err(source.error(
                 auth.span(),
-                "server.tls: client_auth needs client_ca, the authorities client certificates must chain to",
+                format!("{label}: client_auth needs client_ca, the authorities client certificates must chain to"),
             ));
         }
         return Ok(WebPkiClientVerifier::no_client_auth());
     };
-    let at = |message: String| source.error(file.span(), format!("server.tls: {message}"));
+    let at = |message: String| source.error(file.span(), format!("{label}: {message}"));
     let path = source.base_dir().join(file.get_ref());
     let certs = CertificateDer::pem_file_iter(&path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -79,16 +136,18 @@ fn client_verifier(
         .map_err(|e| at(format!("cannot verify clients with client_ca: {e}")))
 }
 
-/// Reads and checks the certificate chain and key `[server.tls]` names.
+/// Reads and checks a certificate chain and its key (`cert`, `key`); errors
+/// at `span`, prefixed with `label`.
 fn certified_key(
     source: &Source,
-    tls: &Spanned<TlsConfig>,
+    (cert, key): (&Spanned<String>, &Spanned<String>),
+    span: std::ops::Range<usize>,
+    label: &str,
 ) -> Result<Arc<CertifiedKey>, ConfigError> {
-    let config = tls.get_ref();
     let base = source.base_dir();
-    let at = |message: String| source.error(tls.span(), format!("server.tls: {message}"));
-    let cert_path = base.join(config.cert.get_ref());
-    let key_path = base.join(config.key.get_ref());
+    let at = |message: String| source.error(span.clone(), format!("{label}: {message}"));
+    let cert_path = base.join(cert.get_ref());
+    let key_path = base.join(key.get_ref());
     let certs = CertificateDer::pem_file_iter(&cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| {
@@ -116,20 +175,14 @@ fn certified_key(
         ))
     })?;
     let certified = CertifiedKey::new(certs, signing);
-    certified
-        .keys_match()
-        .map_err(|e| at(format!("the key does not match the certificate: {e}")))?;
+    certified.keys_match().map_err(|_| {
+        at(format!(
+            "the key `{}` does not match the certificate `{}`",
+            key_path.display(),
+            cert_path.display()
+        ))
+    })?;
     Ok(Arc::new(certified))
-}
-
-/// Presents one certificate, whatever the client asks for.
-#[derive(Debug)]
-struct Fixed(Arc<CertifiedKey>);
-
-impl ResolvesServerCert for Fixed {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
-    }
 }
 
 /// A client certificate verified during the handshake: who the client is.

@@ -14,6 +14,7 @@ mod identity;
 mod introspection;
 mod jwt;
 mod limits;
+mod listeners;
 mod memory;
 mod mirroring;
 mod observability;

@@ -245,6 +245,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The admin listener, when the config has `[admin]`.
     pub admin: Option<SocketAddr>,
+    /// The `[[listeners]]`: name and address, in order.
+    pub listeners: Vec<(String, SocketAddr)>,
     child: Child,
     config_path: PathBuf,
     /// The config's directory (when the test gave only the text) and the log's.
@@ -318,14 +320,40 @@ impl Gateway {
                 .and_then(|a| a.parse().ok())
                 .unwrap_or_else(|| panic!("unexpected admin line: {line}"))
         });
+        // Then one line per `[[listeners]]`: `listener NAME listening on URL`.
+        let listeners = (0..config.matches("[[listeners]]").count())
+            .map(|_| {
+                let mut line = String::new();
+                stdout.read_line(&mut line).unwrap_or(0);
+                let parsed = line
+                    .trim()
+                    .strip_prefix("listener ")
+                    .and_then(|rest| rest.split_once(" listening on "))
+                    .and_then(|(name, url)| {
+                        let addr = url.rsplit("://").next()?.parse().ok()?;
+                        Some((name.to_string(), addr))
+                    });
+                parsed.unwrap_or_else(|| panic!("unexpected listener line: {line}"))
+            })
+            .collect();
         Gateway {
             addr,
             admin,
+            listeners,
             child,
             config_path,
             _dirs: (dir, logs),
             log,
         }
+    }
+
+    /// The address of the `[[listeners]]` entry `name`.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, addr)| *addr)
+            .unwrap_or_else(|| panic!("no listener `{name}`"))
     }
 
     /// The config file the gateway serves.

@@ -12,6 +12,7 @@
 //! the sections it is made of, `parse` on top.
 
 mod identity;
+mod listener;
 mod parse;
 pub mod problems;
 mod route;
@@ -26,10 +27,11 @@ pub use identity::{
     ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
     read_env, read_file, resolve_secret,
 };
+pub use listener::{DEFAULT_LISTENER, HttpsRedirect, Listener, ListenerConfig, route_listeners};
 pub use route::{RouteSettings, path_fault, route_settings};
 pub use server::{
-    AdminSettings, ClientAuth, ListenerSettings, MAX_HEADERS, MIN_HEADER_BYTES, RestartOnly,
-    ServerConfig, ServerSettings, TlsConfig,
+    AdminSettings, CertificateConfig, ClientAuth, ListenerSettings, MAX_HEADERS, MIN_HEADER_BYTES,
+    RestartOnly, ServerConfig, ServerSettings, TlsConfig,
 };
 pub use shape::{
     ApiConfig, Config, DEFAULT_MAX_IDLE_MEMORY, DEFAULT_WEBSOCKET_IDLE_TIMEOUT, HealthCheckConfig,

@@ -16,8 +16,9 @@ use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 /// The top-level keys a config may have.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
+    "listeners",
     "plugin_defaults",
     "upstreams",
     "routes",
@@ -73,6 +74,7 @@ fn section<'i>(
         "upstreams" => config.upstreams = named(problems, "upstreams", value),
         "usage_plans" => config.usage_plans = named(problems, "usage_plans", value),
         "routes" => config.routes = listed(problems, "routes", value),
+        "listeners" => config.listeners = listed(problems, "listeners", value),
         "plugins" => config.plugins = listed(problems, "plugins", value),
         "apis" => config.apis = named(problems, "apis", value),
         "consumers" => config.consumers = listed(problems, "consumers", value),

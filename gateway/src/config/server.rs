@@ -3,6 +3,7 @@
 //! proxies, the admin token) into plain values the rest of the gateway reads.
 
 use super::identity::resolve_secret;
+use super::listener::{DEFAULT_LISTENER, Listener, ListenerConfig, check_listeners};
 use super::problems::Problems;
 use super::source::{ConfigError, Source};
 use super::store::AdminConfig;
@@ -134,6 +135,24 @@ pub struct TlsConfig {
     /// Whether a client must present a certificate (with `client_ca`).
     #[serde(default)]
     pub client_auth: Option<Spanned<ClientAuth>>,
+    /// More certificates, each presented to clients that ask for one of its
+    /// names (SNI); `cert` and `key` are the default for other names.
+    #[serde(default)]
+    pub certificates: Vec<Spanned<CertificateConfig>>,
+}
+
+/// `[[server.tls.certificates]]`: a certificate chosen by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: Spanned<String>,
+    /// PEM file with its private key.
+    pub key: Spanned<String>,
+    /// The names it is presented for: DNS names or one-label wildcards
+    /// (`*.example.com`). Default: the certificate's DNS alternative names.
+    #[serde(default)]
+    pub names: Option<Vec<Spanned<String>>>,
 }
 
 /// `[server.tls] client_auth`.
@@ -256,6 +275,9 @@ pub struct ServerSettings {
     pub shutdown_delay: std::time::Duration,
     /// The admin listener, when configured.
     pub admin: Option<AdminSettings>,
+    /// The client-facing listeners: `default` (`listen`, `[server.tls]`)
+    /// first, then `[[listeners]]` in order.
+    pub listeners: Vec<Listener>,
 }
 
 /// The settings a reload cannot change: comparing them says whether a
@@ -266,6 +288,8 @@ pub struct RestartOnly {
     workers: Option<usize>,
     tls: bool,
     listener: ListenerSettings,
+    /// The `[[listeners]]`: name, address, TLS or not.
+    pub listeners: Vec<(String, SocketAddr, bool)>,
 }
 
 impl ServerSettings {
@@ -273,6 +297,7 @@ impl ServerSettings {
     pub fn check(
         source: &Source,
         server: &ServerConfig,
+        listeners: &[Spanned<ListenerConfig>],
         admin: Option<&AdminConfig>,
     ) -> Result<Self, ConfigError> {
         let mut problems = Problems::new(source);
@@ -280,11 +305,24 @@ impl ServerSettings {
         let listen = listen_addr(&mut problems, &server.listen, "listen", "127.0.0.1:8080");
         let trusted_proxies = trusted_proxies(&mut problems, &server.trusted_proxies);
         let admin = admin_settings(&mut problems, admin, listen);
-        let parts = match (listen, trusted_proxies, admin) {
-            (Some(listen), Some(trusted), Some(admin)) => Some((listen, trusted, admin)),
+        let listeners = listen.zip(admin.as_ref()).and_then(|(addr, admin)| {
+            let default = Listener {
+                name: DEFAULT_LISTENER.to_string(),
+                addr,
+                tls: server.tls.is_some(),
+                redirect_https: None,
+                proxy_protocol: None,
+            };
+            let admin = admin.as_ref().map(|a| a.addr);
+            check_listeners(&mut problems, listeners, default, admin)
+        });
+        let parts = match (listen, trusted_proxies, admin, listeners) {
+            (Some(listen), Some(trusted), Some(admin), Some(listeners)) => {
+                Some((listen, trusted, admin, listeners))
+            }
             _ => None,
         };
-        let (listen, trusted_proxies, admin) = problems.finish_some(parts)?;
+        let (listen, trusted_proxies, admin, listeners) = problems.finish_some(parts)?;
         Ok(Self {
             listen,
             workers: server.worker_count(),
@@ -307,6 +345,7 @@ impl ServerSettings {
             drain_timeout: server.drain_timeout.get_ref().0,
             shutdown_delay: server.shutdown_delay.get_ref().0,
             admin,
+            listeners,
         })
     }
 
@@ -317,6 +356,12 @@ impl ServerSettings {
             workers: self.workers_asked,
             tls: self.tls,
             listener: self.listener,
+            listeners: self
+                .listeners
+                .iter()
+                .skip(1)
+                .map(|l| (l.name.clone(), l.addr, l.tls))
+                .collect(),
         }
     }
 }
@@ -432,7 +477,7 @@ fn trusted_proxies(
 /// Whether two listeners would want the same socket: one port (not 0, which
 /// picks a free one), and one address or an unspecified address of the same
 /// family that covers the other.
-fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+pub(super) fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     let covers =
         |x: SocketAddr, y: SocketAddr| x.ip().is_unspecified() && x.is_ipv4() == y.is_ipv4();
     a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))

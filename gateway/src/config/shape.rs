@@ -2,6 +2,7 @@
 //! included, before any check that needs more than one key.
 
 use super::identity::{ConsumerConfig, IdentityConfig, UsagePlanConfig};
+use super::listener::ListenerConfig;
 use super::server::ServerConfig;
 use super::store::{AdminConfig, CacheConfig, RedisConfig, StoreFailure, StoreKind};
 use super::units::{ByteSize, Duration};
@@ -16,6 +17,9 @@ pub struct Config {
     /// The client-facing listener and its limits.
     #[serde(default)]
     pub server: ServerConfig,
+    /// `[[listeners]]`: client-facing listeners beside `[server]`'s.
+    #[serde(default)]
+    pub listeners: Vec<Spanned<ListenerConfig>>,
     /// Defaults for every pipeline entry's sandbox.
     #[serde(default)]
     pub plugin_defaults: PluginDefaults,
@@ -160,6 +164,13 @@ pub struct UpstreamConfig {
     /// as SNI), when it is not the target's host (targets given as addresses).
     #[serde(default)]
     pub tls_server_name: Option<Spanned<String>>,
+    /// PEM file of the certificate chain presented to `https://` targets
+    /// that ask for a client certificate (mutual TLS), with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<Spanned<String>>,
+    /// PEM file of the private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<Spanned<String>>,
     /// Active health checks: a `GET` to each target every `interval`.
     #[serde(default)]
     pub health_check: Option<Spanned<HealthCheckConfig>>,
@@ -431,6 +442,9 @@ pub struct RouteConfig {
     /// Hosts this route answers (`api.example.com`, `*.example.com`); all when absent.
     #[serde(default)]
     pub hosts: Option<Spanned<Vec<String>>>,
+    /// The listeners (by name) this route answers on; all when absent.
+    #[serde(default)]
+    pub listeners: Option<Spanned<Vec<Spanned<String>>>>,
     /// Upstream name. Without one, the pipeline must answer every request.
     #[serde(default)]
     pub upstream: Option<Spanned<String>>,

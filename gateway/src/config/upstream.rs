@@ -9,9 +9,9 @@ use super::shape::{
 };
 use super::source::{ConfigError, Source};
 use crate::proxy::upstream::settings::{
-    Balance, DEFAULT_HTTP2_KEEPALIVE, DEFAULT_HTTP2_MAX_STREAMS, HashOn, HealthCheck,
-    MAX_HTTP2_STREAMS, MAX_RETRIES, OutlierDetection, TargetSpec, UpstreamSettings, ca_roots,
-    check_weights,
+    Balance, ClientIdentity, DEFAULT_HTTP2_KEEPALIVE, DEFAULT_HTTP2_MAX_STREAMS, HashOn,
+    HealthCheck, MAX_HTTP2_STREAMS, MAX_RETRIES, OutlierDetection, TargetSpec, UpstreamSettings,
+    ca_roots, check_weights,
 };
 use http::uri::PathAndQuery;
 use rustls::pki_types::ServerName;
@@ -44,6 +44,7 @@ pub fn upstream_settings(
         .tls_server_name
         .as_ref()
         .and_then(|name| server_name(&mut at, name));
+    let client_identity = client_identity(source, &mut at, config);
     let keepalive = settings
         .http2_keepalive
         .as_ref()
@@ -88,6 +89,7 @@ pub fn upstream_settings(
         retries: *settings.retries.get_ref(),
         ca_pem,
         tls_server_name,
+        client_identity,
         health_check,
         http2,
         http2_keepalive,
@@ -276,6 +278,51 @@ fn ca_file(
         .map_err(|message| at(file.span(), message))
         .ok()?;
     Some(pem)
+}
+
+/// `client_cert` and `client_key` read and checked to belong together; both
+/// or neither must be given.
+fn client_identity(
+    source: &Source,
+    at: &mut impl FnMut(Range<usize>, String),
+    config: &Spanned<UpstreamConfig>,
+) -> Option<ClientIdentity> {
+    let settings = config.get_ref();
+    let (cert, key) = match (&settings.client_cert, &settings.client_key) {
+        (None, None) => return None,
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(given), None) | (None, Some(given)) => {
+            at(
+                given.span(),
+                "client_cert and client_key go together: give both files (the certificate chain and its private key)".to_string(),
+            );
+            return None;
+        }
+    };
+    let mut read = |file: &Spanned<String>, key: &str| {
+        std::fs::read(source.base_dir().join(file.get_ref()))
+            .map_err(|err| {
+                at(
+                    file.span(),
+                    format!("cannot read {key} `{}`: {err}", file.get_ref()),
+                )
+            })
+            .ok()
+    };
+    let identity = ClientIdentity {
+        cert_pem: read(cert, "client_cert")?,
+        key_pem: read(key, "client_key")?,
+    };
+    if let Err(message) = identity.certified_key() {
+        let span = if message.starts_with("client_key") {
+            key.span()
+        } else {
+            cert.span()
+        };
+        at(span, message);
+        return None;
+    }
+    Some(identity)
 }
 
 /// `tls_server_name`, parsed.

@@ -1,6 +1,7 @@
 //! Opening connections to an upstream's targets: the TLS client settings
 //! (`ca_file` or Mozilla's roots, `tls_server_name`), the ALPN offered for
-//! the protocol spoken, and one deadline (`connect_timeout`) over the TCP
+//! the protocol spoken, the client certificate presented to targets that
+//! ask for one (`client_cert`), and one deadline (`connect_timeout`) over the TCP
 //! connect and the TLS handshake.
 //!
 //! This is the layer below both `upstream` (pooled HTTP/1.1 clients, health
@@ -18,7 +19,13 @@ use std::time::Duration;
 /// their TLS client settings, ALPN for the protocol spoken, and the connect
 /// timeout. Fails only when the TLS library cannot be set up.
 pub(super) fn connector(settings: &UpstreamSettings) -> Result<TimedConnector, String> {
-    let tls = tls_settings(settings.ca_pem.as_deref())?;
+    let mut tls = tls_settings(settings.ca_pem.as_deref())?;
+    if let Some(identity) = &settings.client_identity {
+        let certified = identity.certified_key()?;
+        // Presented to every target that asks for a client certificate.
+        tls.client_auth_cert_resolver =
+            Arc::new(rustls::sign::SingleCertAndKey::from(Arc::new(certified)));
+    }
     Ok(TimedConnector::new(
         tls,
         settings.tls_server_name.clone(),

@@ -2,11 +2,15 @@
 //! (cleartext, negotiated per connection), enforces the edge limits hyper owns,
 //! closes idle connections (HTTP/2 after `idle_timeout`; kept-alive ones,
 //! longest idle first, when the listener nears `max_connections`), and drains
-//! connections on shutdown.
+//! connections on shutdown. One `serve` runs per listener and worker; a
+//! listener may read a PROXY protocol header first (`proxy_protocol`) or
+//! answer everything with a redirect to HTTPS (`redirect`).
 
 mod acceptor;
 mod activity;
 mod edge_io;
+mod proxy_protocol;
+mod redirect;
 
 pub use crate::config::{ListenerSettings, MAX_HEADERS, MIN_HEADER_BYTES};
 use crate::handler::{Connection, handle};
@@ -34,19 +38,27 @@ const HTTP2_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
 /// `[server] drain_timeout` (as the serving config says then). Each worker
-/// thread runs one of these on its own listener.
+/// thread runs one of these on its own socket of each listener (`name`).
 pub async fn serve(
     listener: TcpListener,
+    name: Arc<str>,
     runtime: Arc<ArcSwap<Runtime>>,
     settings: ListenerSettings,
     tls: Option<Acceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let builder = http_builder(&settings);
     // Sent once at shutdown; the drain is over when every connection has
     // dropped its receiver.
-    let (stop, _) = watch::channel(());
+    let (stop, stopping) = watch::channel(());
+    let opening = Arc::new(Opening {
+        runtime: runtime.clone(),
+        scheme: if tls.is_some() { "https" } else { "http" },
+        builder: http_builder(&settings),
+        name,
+        settings,
+        tls,
+        stopping,
+    });
     tokio::pin!(shutdown);
 
     loop {
@@ -54,25 +66,98 @@ pub async fn serve(
             accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
+        match opening.proxy_protocol(peer) {
+            Proxied::No => opening.open(stream, peer),
+            Proxied::Refused => {
+                tracing::debug!(%peer, "connection refused: not in proxy_protocol_from");
+            }
+            Proxied::Yes => {
+                let opening = opening.clone();
+                tokio::spawn(async move { opening.open_proxied(stream, peer).await });
+            }
+        }
+    }
+
+    drop(listener);
+    drop(opening);
+    drain(stop, runtime.load().limits.shutdown.drain_timeout).await;
+}
+
+/// Whether a connection starts with a PROXY protocol header.
+enum Proxied {
+    /// The listener does not take the protocol.
+    No,
+    /// It does, and the peer is allowed to send it.
+    Yes,
+    /// It does, and the peer is not allowed to connect.
+    Refused,
+}
+
+/// What the connections of one listener are opened with.
+struct Opening {
+    runtime: Arc<ArcSwap<Runtime>>,
+    name: Arc<str>,
+    scheme: &'static str,
+    builder: auto::Builder<TokioExecutor>,
+    settings: ListenerSettings,
+    tls: Option<Acceptor>,
+    /// Held by every connection until it ends: the drain waits for them.
+    stopping: watch::Receiver<()>,
+}
+
+impl Opening {
+    /// Whether a connection from `peer` starts with a PROXY protocol
+    /// header, as the serving config says for this listener.
+    fn proxy_protocol(&self, peer: std::net::SocketAddr) -> Proxied {
+        let runtime = self.runtime.load();
+        let listener = runtime
+            .server
+            .listeners
+            .iter()
+            .find(|l| *l.name == *self.name);
+        match listener.and_then(|l| l.proxy_protocol.as_ref()) {
+            None => Proxied::No,
+            Some(from) if from.trusts(peer.ip().to_canonical()) => Proxied::Yes,
+            Some(_) => Proxied::Refused,
+        }
+    }
+
+    /// Reads the PROXY protocol header (within `header_read_timeout`) and
+    /// opens the connection as the client's it names; closes it when the
+    /// header is missing or wrong.
+    async fn open_proxied(&self, mut stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+        let timeout = self.settings.header_read_timeout;
+        let reading = proxy_protocol::read_header(&mut stream, peer);
+        match tokio::time::timeout(timeout, reading).await {
+            Ok(Ok(client)) => self.open(stream, client),
+            Ok(Err(err)) => tracing::debug!(%peer, %err, "connection closed"),
+            Err(_) => tracing::debug!(%peer, "connection closed: no PROXY protocol header in time"),
+        }
+    }
+
+    /// Serves the connection from `peer` when it is admitted: the TLS
+    /// handshake first on a TLS listener, then HTTP, in a task of its own.
+    fn open(&self, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
         let activity = Arc::new(Activity::new());
-        let Some(place) = admit(&runtime.load(), peer, activity.clone()) else {
-            continue;
+        let Some(place) = admit(&self.runtime.load(), peer, activity.clone()) else {
+            return;
         };
         let serving = Serving {
-            runtime: runtime.clone(),
+            runtime: self.runtime.clone(),
             peer,
-            scheme,
+            scheme: self.scheme,
             client_place: place.client_place.clone(),
+            listener: self.name.clone(),
         };
         let _ = stream.set_nodelay(true);
-        let stopping = stop.subscribe();
-        let idle_timeout = settings.idle_timeout;
+        let stopping = self.stopping.clone();
+        let (idle_timeout, builder) = (self.settings.idle_timeout, self.builder.clone());
         let service = move |client_cert: Option<Arc<ClientCert>>, activity: Arc<Activity>| {
             service_fn(move |request| serving.answer(request, &client_cert, &activity))
         };
-        let Some(acceptor) = &tls else {
+        let Some(acceptor) = self.tls.clone() else {
             let service = service(None, activity.clone());
-            let io = EdgeIo::new(stream, settings.header_read_timeout, activity.clone());
+            let io = EdgeIo::new(stream, self.settings.header_read_timeout, activity.clone());
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
@@ -82,13 +167,11 @@ pub async fn serve(
                 }
                 drop(place);
             });
-            continue;
+            return;
         };
         // The handshake runs in the connection's task, bounded like a request
         // head, so a slow client holds up nobody else.
-        let acceptor = acceptor.clone();
-        let builder = builder.clone();
-        let handshake_timeout = settings.header_read_timeout;
+        let handshake_timeout = self.settings.header_read_timeout;
         tokio::spawn(async move {
             let Some((stream, client_cert, h2)) =
                 handshake(&acceptor, stream, handshake_timeout, peer).await
@@ -111,9 +194,6 @@ pub async fn serve(
             drop(place);
         });
     }
-
-    drop(listener);
-    drain(stop, runtime.load().limits.shutdown.drain_timeout).await;
 }
 
 /// What a connection's requests are served with.
@@ -122,6 +202,7 @@ struct Serving {
     peer: std::net::SocketAddr,
     scheme: &'static str,
     client_place: Option<Arc<crate::limit::ClientPlace>>,
+    listener: Arc<str>,
 }
 
 impl Serving {
@@ -136,16 +217,26 @@ impl Serving {
     {
         let in_progress = InProgress::open(activity.clone());
         let snapshot = self.runtime.load_full();
+        let redirect = snapshot
+            .server
+            .listeners
+            .iter()
+            .find(|l| *l.name == *self.listener)
+            .and_then(|l| l.redirect_https);
         let conn = Connection {
             peer: self.peer,
             scheme: self.scheme,
             client: self.peer,
             client_cert: client_cert.clone(),
             client_place: self.client_place.clone(),
+            listener: self.listener.clone(),
         };
         let request = request.map(crate::body::boxed);
         async move {
-            let response = handle(snapshot, request, conn).await;
+            let response = match redirect {
+                Some(redirect) => redirect::answer(&request, redirect),
+                None => handle(snapshot, request, conn).await,
+            };
             Ok(response.map(|body| crate::body::guarded(body, in_progress)))
         }
     }

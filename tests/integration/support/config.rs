@@ -59,6 +59,11 @@ impl Config {
         self
     }
 
+    /// One more `[[listeners]]` (`json!({ "name": .., "listen": "127.0.0.1:0" })`).
+    pub fn listener(self, listener: Value) -> Config {
+        self.push("listeners", listener)
+    }
+
     /// One more `[[routes]]`, after the ones before it.
     pub fn route(self, route: Route) -> Config {
         self.push("routes", Value::Object(route.0))

@@ -7,7 +7,7 @@
 
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::time::Duration;
 
 /// The largest weight a target may have.
@@ -46,6 +46,9 @@ pub struct UpstreamSettings {
     pub ca_pem: Option<Vec<u8>>,
     /// The name `https://` targets' certificates are checked against.
     pub tls_server_name: Option<ServerName<'static>>,
+    /// The certificate chain and key presented to `https://` targets that
+    /// ask for one (mutual TLS); none without it.
+    pub client_identity: Option<ClientIdentity>,
     /// Active health checks.
     pub health_check: Option<HealthCheck>,
     /// HTTP/2 to the targets instead of HTTP/1.1.
@@ -123,6 +126,48 @@ pub struct OutlierDetection {
     /// The most targets out of rotation at once, in percent of all (one
     /// may always be).
     pub max_ejection_percent: u32,
+}
+
+/// A client certificate chain and its private key, as PEM read from
+/// `client_cert` and `client_key` (compared by content, so a reload that
+/// brings renewed files builds the upstream anew).
+#[derive(Clone, PartialEq)]
+pub struct ClientIdentity {
+    /// The certificate chain, leaf first.
+    pub cert_pem: Vec<u8>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("ClientIdentity")
+            .field("cert_pem", &self.cert_pem.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    /// The chain and key parsed and checked to belong together, or why they
+    /// cannot be used.
+    pub fn certified_key(&self) -> Result<rustls::sign::CertifiedKey, String> {
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| format!("client_cert is not valid PEM: {err}"))?;
+        if chain.is_empty() {
+            return Err("client_cert holds no certificate".to_string());
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|err| format!("client_key holds no usable private key: {err}"))?;
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|err| match err {
+            rustls::Error::InconsistentKeys(_) => {
+                "client_key does not match the certificate in client_cert".to_string()
+            }
+            other => format!("client_cert and client_key cannot be used: {other}"),
+        })
+    }
 }
 
 /// One target: where it is and its share of the requests.
