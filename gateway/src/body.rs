@@ -215,6 +215,18 @@ impl Watch<Body> for Copied {
     }
 }
 
+/// Reads `body` to its end, or until more than `max` bytes have passed: an
+/// answer nobody will see, read so its connection can serve again.
+pub async fn drain(mut body: Body, max: usize) {
+    let mut read = 0;
+    while read <= max {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+            _ => return,
+        }
+    }
+}
+
 /// A request body whose next bytes did not come within the read timeout.
 #[derive(Debug)]
 pub struct ReadTimedOut(pub std::time::Duration);

@@ -12,7 +12,6 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request};
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use prometheus_client::metrics::counter::Counter;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -188,23 +187,13 @@ async fn send_copy(upstream: &Upstream, copy: Copy, bytes: Bytes) -> bool {
     };
     match upstream.send(request, copy.path_and_query, how).await {
         Ok(answer) => {
-            let _ = tokio::time::timeout(ANSWER_READ_TIMEOUT, drain(answer.into_body())).await;
+            let reading = body::drain(answer.into_body(), MAX_ANSWER_READ);
+            let _ = tokio::time::timeout(ANSWER_READ_TIMEOUT, reading).await;
             true
         }
         Err(err) => {
             tracing::debug!(upstream = %upstream.name, error = %err, "mirrored request failed");
             false
-        }
-    }
-}
-
-/// Reads `body` to its end, or until [`MAX_ANSWER_READ`] bytes have passed.
-async fn drain(mut body: Body) {
-    let mut read = 0;
-    while read <= MAX_ANSWER_READ {
-        match body.frame().await {
-            Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
-            _ => return,
         }
     }
 }

@@ -208,6 +208,25 @@ impl Attempt {
     }
 }
 
+/// How much of an answer being retried is read, so its connection can be
+/// used again; a longer one is dropped with its connection.
+const MAX_DRAINED: usize = 64 * 1024;
+
+/// Waits `backoff` before a retry, reading the body of the answer being
+/// retried meanwhile (never longer than the backoff: a body that does not
+/// end in time is dropped, and its connection with it).
+pub async fn back_off(attempt: Attempt, backoff: Duration) {
+    let drain = async {
+        if let Attempt::Answered(answer) = attempt {
+            body::drain(answer.into_body(), MAX_DRAINED).await;
+        }
+    };
+    let _ = tokio::join!(
+        tokio::time::sleep(backoff),
+        tokio::time::timeout(backoff, drain)
+    );
+}
+
 /// The kind of retry a failed try earns.
 pub enum Retry<'p> {
     /// A connection that could not be opened: another target at once (the

@@ -149,10 +149,10 @@ impl Upstream {
                 };
                 _retrying = Some(place);
                 self.retried.inc();
-                // An answer being retried is dropped (its connection with it
-                // when its body was not read): the client never sees it.
-                drop(attempt);
-                tokio::time::sleep(policy.backoff_before(number)).await;
+                // The client never sees an answer being retried: it is read
+                // during the backoff (so its connection can serve again)
+                // and dropped.
+                retry::back_off(attempt, policy.backoff_before(number)).await;
             } else {
                 tracing::debug!(
                     upstream = %self.name,
