@@ -173,9 +173,10 @@ impl Reloader {
         self.runtime.store(Arc::new(runtime));
         if restart_only.listeners != self.listener.listeners {
             tracing::warn!(
-                "[[listeners]] changed (one added or removed, renamed, or its listen address or TLS on/off): this takes effect at the next restart; until then the listeners bound at start keep serving with the new routes and TLS material, and a removed TLS listener refuses connections"
+                "[[listeners]] changed (one added or removed, renamed, or its listen address or TLS on/off): this takes effect at the next restart; until then the listeners bound at start keep serving with the new routes and TLS material, and a removed listener refuses new connections"
             );
-        } else if restart_only != self.listener {
+        }
+        if restart_only.without_listeners() != self.listener.without_listeners() {
             tracing::warn!(
                 "[server] listen, header limits and timeouts changed: they take effect at the next restart"
             );

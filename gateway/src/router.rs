@@ -89,11 +89,17 @@ impl Candidates {
             (None, None) => true,
             _ => false,
         };
-        if let Some(other) = self.0.iter().find(|c| {
-            overlaps(c)
-                && c.conditions == candidate.conditions
-                && c.listeners == candidate.listeners
-        }) {
+        // Routes on listeners in common would shadow each other there.
+        let share_a_listener = |other: &Candidate| match (&other.listeners, &candidate.listeners) {
+            (Some(a), Some(b)) => a.iter().any(|l| b.contains(l)),
+            (None, None) => true,
+            _ => false,
+        };
+        if let Some(other) = self
+            .0
+            .iter()
+            .find(|c| overlaps(c) && c.conditions == candidate.conditions && share_a_listener(c))
+        {
             return Err(other.route);
         }
         self.0.push(candidate);
@@ -642,5 +648,22 @@ mod tests {
         // to a less specific path).
         assert_eq!(on("other", "/admin"), Err(Miss::NotFound));
         assert_eq!(on("other", "/else"), Ok(2));
+    }
+
+    #[test]
+    fn routes_that_share_a_listener_are_duplicates() {
+        let on = |listeners: &[&str]| {
+            let mut route = spec("/admin", None, None);
+            route.listeners = Some(Arc::from(
+                listeners.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            ));
+            route
+        };
+        let names = vec!["a".to_string(), "b".to_string()];
+        let shared = Router::build(&[on(&["x", "y"]), on(&["y"])], &names);
+        assert!(matches!(shared, Err((1, RouterError::Duplicate { .. }))));
+        let reordered = Router::build(&[on(&["x", "y"]), on(&["y", "x"])], &names);
+        assert!(matches!(reordered, Err((1, RouterError::Duplicate { .. }))));
+        assert!(Router::build(&[on(&["x"]), on(&["y"])], &names).is_ok());
     }
 }

@@ -442,6 +442,12 @@ async fn the_proxy_protocol_names_the_client_and_only_trusted_peers_may_send_it(
     .concat();
     let reply = raw(behind, &v2).await;
     assert_eq!(forwarded_for(&reply), "198.51.100.9", "{reply}");
+    // A dual-stack balancer's IPv4-mapped address is the IPv4 client.
+    let mapped = format!("PROXY TCP6 ::ffff:203.0.113.8 ::1 51234 80\r\n{request}");
+    assert_eq!(
+        forwarded_for(&raw(behind, mapped.as_bytes()).await),
+        "203.0.113.8"
+    );
     // LOCAL: the load balancer's own connection keeps its address.
     let local = [proxy_v2(None), request.clone().into_bytes()].concat();
     assert_eq!(forwarded_for(&raw(behind, &local).await), "127.0.0.1");
@@ -456,7 +462,7 @@ async fn the_proxy_protocol_names_the_client_and_only_trusted_peers_may_send_it(
     assert_eq!(raw(behind, request.as_bytes()).await, "");
     // A peer not in proxy_protocol_from is closed on, header or not.
     assert_eq!(raw(gw.listener("elsewhere"), v1.as_bytes()).await, "");
-    assert_eq!(upstream.hits(), 3);
+    assert_eq!(upstream.hits(), 4);
     // The default listener takes no header.
     assert_eq!(get(&gw.url("/echo")).await.status, 200);
 }
@@ -497,5 +503,22 @@ async fn a_reload_moves_route_limits_and_a_moved_listener_waits_for_a_restart() 
     assert!(
         log.contains("[[listeners]] changed") && log.contains("next restart"),
         "{log}"
+    );
+
+    // Removed from the config: its socket refuses new connections until the
+    // restart, rather than serving without its settings.
+    Config::new()
+        .upstream("api", &upstream)
+        .route(Route::new("limited", "/limited").upstream("api"))
+        .write(dir.path().join("gateway.toml"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&gw.url("/limited")).await.status != 200 {
+        assert!(Instant::now() < deadline, "not reloaded:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        raw(side, request.as_bytes()).await,
+        "",
+        "a removed listener served a request"
     );
 }

@@ -193,6 +193,14 @@ fn proxy_protocol(
             "proxy_protocol_from is empty: list the load balancers' addresses",
         ),
         (Some(from), true) => {
+            // Everyone trusted is anyone naming any client address.
+            let everyone = from.get_ref().iter().find(|e| e.get_ref().ends_with("/0"));
+            if let Some(entry) = everyone {
+                return fault(
+                    entry.span(),
+                    "proxy_protocol_from cannot trust every address (`/0`): any client could then name any address as its own; list the load balancers",
+                );
+            }
             let entries: Vec<&str> = from
                 .get_ref()
                 .iter()

@@ -292,6 +292,16 @@ pub struct RestartOnly {
     pub listeners: Vec<(String, SocketAddr, bool)>,
 }
 
+impl RestartOnly {
+    /// The same without the `[[listeners]]`: what `[server]` alone fixes.
+    pub fn without_listeners(&self) -> RestartOnly {
+        RestartOnly {
+            listeners: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
 impl ServerSettings {
     /// `config`'s `[server]` and `[admin]`, with every error in them.
     pub fn check(

@@ -71,9 +71,17 @@ pub async fn serve(
             Proxied::Refused => {
                 tracing::debug!(%peer, "connection refused: not in proxy_protocol_from");
             }
+            Proxied::Removed => {
+                tracing::debug!(%peer, listener = %opening.name, "connection refused: the listener is no longer in the config");
+            }
             Proxied::Yes => {
+                // Counted among the connections while its header is read.
+                let Some(place) = crate::limit::CONNECTIONS.take(opening.max_connections()) else {
+                    tracing::debug!(%peer, "connection refused: max_connections");
+                    continue;
+                };
                 let opening = opening.clone();
-                tokio::spawn(async move { opening.open_proxied(stream, peer).await });
+                tokio::spawn(async move { opening.open_proxied(stream, peer, place).await });
             }
         }
     }
@@ -91,6 +99,9 @@ enum Proxied {
     Yes,
     /// It does, and the peer is not allowed to connect.
     Refused,
+    /// A reload removed the listener (its socket serves until a restart):
+    /// its connections are closed, not served without its protections.
+    Removed,
 }
 
 /// What the connections of one listener are opened with.
@@ -106,6 +117,11 @@ struct Opening {
 }
 
 impl Opening {
+    /// The most connections open at once, as the serving config says.
+    fn max_connections(&self) -> usize {
+        self.runtime.load().limits.max_connections
+    }
+
     /// Whether a connection from `peer` starts with a PROXY protocol
     /// header, as the serving config says for this listener.
     fn proxy_protocol(&self, peer: std::net::SocketAddr) -> Proxied {
@@ -115,7 +131,10 @@ impl Opening {
             .listeners
             .iter()
             .find(|l| *l.name == *self.name);
-        match listener.and_then(|l| l.proxy_protocol.as_ref()) {
+        let Some(listener) = listener else {
+            return Proxied::Removed;
+        };
+        match listener.proxy_protocol.as_ref() {
             None => Proxied::No,
             Some(from) if from.trusts(peer.ip().to_canonical()) => Proxied::Yes,
             Some(_) => Proxied::Refused,
@@ -125,10 +144,18 @@ impl Opening {
     /// Reads the PROXY protocol header (within `header_read_timeout`) and
     /// opens the connection as the client's it names; closes it when the
     /// header is missing or wrong.
-    async fn open_proxied(&self, mut stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+    async fn open_proxied(
+        &self,
+        mut stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        reading_place: crate::limit::Place,
+    ) {
         let timeout = self.settings.header_read_timeout;
         let reading = proxy_protocol::read_header(&mut stream, peer);
-        match tokio::time::timeout(timeout, reading).await {
+        let read = tokio::time::timeout(timeout, reading).await;
+        // The connection takes its own place (and its client's) when admitted.
+        drop(reading_place);
+        match read {
             Ok(Ok(client)) => self.open(stream, client),
             Ok(Err(err)) => tracing::debug!(%peer, %err, "connection closed"),
             Err(_) => tracing::debug!(%peer, "connection closed: no PROXY protocol header in time"),

@@ -31,13 +31,16 @@ pub async fn read_header(stream: &mut TcpStream, peer: SocketAddr) -> Result<Soc
     // Both versions are longer than this (version 1's shortest line is 15).
     let mut header = vec![0; V2_SIGNATURE.len()];
     read(stream, &mut header).await?;
-    if header == V2_SIGNATURE {
-        return read_v2(stream, header, peer).await;
-    }
-    if !header.starts_with(b"PROXY ") {
+    let client = if header == V2_SIGNATURE {
+        read_v2(stream, header, peer).await?
+    } else if header.starts_with(b"PROXY ") {
+        read_v1(stream, header, peer).await?
+    } else {
         return Err("no PROXY protocol header".into());
-    }
-    read_v1(stream, header, peer).await
+    };
+    // An IPv4 client a dual-stack balancer names as `::ffff:a.b.c.d` is the
+    // IPv4 address, for address rules, limits and logs alike.
+    Ok(SocketAddr::new(client.ip().to_canonical(), client.port()))
 }
 
 /// The rest of a version 2 header after its signature.
