@@ -298,6 +298,7 @@ fn route(
             websocket: None,
             websocket_idle_timeout: None,
             conditions: None,
+            compression: None,
             plugins,
         },
     )

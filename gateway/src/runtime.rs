@@ -44,6 +44,8 @@ pub struct Route {
     pub preserve_host: bool,
     /// When WebSocket upgrades pass: the idle timeout of an upgraded connection.
     pub websocket: Option<std::time::Duration>,
+    /// How its responses are compressed for the client, when they are.
+    pub compression: Option<crate::compress::Compression>,
     /// Request latency, in the metrics.
     pub latency: prometheus_client::metrics::histogram::Histogram,
     /// Requests by method and status, in the metrics.
@@ -633,6 +635,12 @@ async fn build_route(
     let mut problems = Problems::new(source);
     let settings = problems.keep(route_settings(source, route, &config.upstreams, earlier));
     let name = route.name.get_ref();
+    let compression = problems.keep(crate::config::route_compression(
+        source,
+        config.server.compression.as_ref(),
+        route.compression.as_ref(),
+        name,
+    ));
     let (entries, switched_off) = route_entries(&mut problems, building, route).await;
     let pipeline = Pipeline::new(entries, config.server.max_request_body.0);
     let no_upstream = route.upstream.is_none() && route.upstreams.is_none();
@@ -646,7 +654,7 @@ async fn build_route(
             format!("route `{name}` has no upstream, and no plugin of its pipeline can answer a request (none has a request hook): add upstream = \"NAME\" or a plugin that answers, such as `respond`"),
         );
     }
-    let settings = problems.finish_some(settings)?;
+    let (settings, compression) = problems.finish_some(settings.zip(compression))?;
     // An upstream the route names but that did not build has its error
     // reported already.
     let listed: Vec<Arc<Upstream>> = settings
@@ -682,6 +690,7 @@ async fn build_route(
         strip_prefix: settings.strip_prefix,
         preserve_host: settings.preserve_host,
         websocket: settings.websocket,
+        compression,
         latency: metrics()
             .request_duration
             .get_or_create(&[("route", settings.name.clone())])

@@ -323,6 +323,9 @@ pub struct RouteConfig {
     /// Conditions on request headers and query parameters, all to hold.
     #[serde(default, rename = "match")]
     pub conditions: Option<Spanned<MatchConfig>>,
+    /// Response compression: these keys over `[server.compression]`'s.
+    #[serde(default)]
+    pub compression: Option<Spanned<super::compression::CompressionConfig>>,
     /// The pipeline, run in order for requests and in reverse for responses.
     #[serde(default)]
     pub plugins: Vec<Spanned<PluginEntryConfig>>,
