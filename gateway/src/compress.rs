@@ -49,7 +49,10 @@ impl Algorithm {
         Self::ALL
             .into_iter()
             .find(|alg| name.eq_ignore_ascii_case(alg.name()))
-            .or_else(|| name.eq_ignore_ascii_case("x-gzip").then_some(Algorithm::Gzip))
+            .or_else(|| {
+                name.eq_ignore_ascii_case("x-gzip")
+                    .then_some(Algorithm::Gzip)
+            })
     }
 
     /// The level used unless the config sets one: gzip's own default (6),
@@ -167,12 +170,12 @@ impl Compression {
         else {
             return false;
         };
-        self.content_types.iter().any(|listed| {
-            match listed.strip_suffix('*') {
+        self.content_types
+            .iter()
+            .any(|listed| match listed.strip_suffix('*') {
                 Some(prefix) => media.starts_with(prefix),
                 None => media == *listed,
-            }
-        })
+            })
     }
 }
 

@@ -549,7 +549,8 @@ async fn for_plugins(
     // The hooks that read the body read it decoded (a coding the gateway
     // does not know is left to them); their cap counts decoded bytes.
     if cap.is_some() {
-        response_body = crate::compress::decoded_response(&mut response_parts.headers, response_body);
+        response_body =
+            crate::compress::decoded_response(&mut response_parts.headers, response_body);
     }
     let mut pending = Pending {
         wit: wit_response(&response_parts),

@@ -97,7 +97,9 @@ async fn fixed_upstream() -> SocketAddr {
                 document(size).into_bytes()
             }
         };
-        let response = response.body(Full::new(Bytes::from(body))).expect("response");
+        let response = response
+            .body(Full::new(Bytes::from(body)))
+            .expect("response");
         Ok::<_, std::convert::Infallible>(response)
     });
     serve_http1(listener, None, service);
@@ -252,7 +254,11 @@ async fn small_unlisted_encoded_partial_and_head_responses_are_not_compressed() 
 async fn without_a_compression_table_nothing_is_compressed() {
     let gw = Config::new()
         .upstream("fixed", fixed_upstream().await)
-        .route(Route::new("c", "/c/{*rest}").upstream("fixed").strip_prefix("/c"))
+        .route(
+            Route::new("c", "/c/{*rest}")
+                .upstream("fixed")
+                .strip_prefix("/c"),
+        )
         .start();
     let (_, headers, body) = get_with(&gw.url("/c/json/5000"), "gzip, br, zstd").await;
     assert_eq!(header(&headers, "content-encoding"), None);
@@ -355,7 +361,8 @@ async fn a_zip_bomb_gets_413_and_an_unknown_coding_415() {
     assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
     let headers = [("content-encoding", "gzip")];
     let (status, _, body) = fetch("POST", &gw.url("/read"), &headers, bomb).await;
-    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let start: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+    assert_eq!(status, 413, "{start}");
     assert_eq!(up.hits(), 0);
 
     let headers = [("content-encoding", "compress")];
@@ -386,7 +393,13 @@ async fn curl_compressed_reads_what_the_gateway_compresses() {
     let url = gw.url("/c/json/5000");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("curl")
-            .args(["--silent", "--compressed", "--dump-header", "/dev/stderr", &url])
+            .args([
+                "--silent",
+                "--compressed",
+                "--dump-header",
+                "/dev/stderr",
+                &url,
+            ])
             .output()
     })
     .await

@@ -5,9 +5,7 @@
 use super::problems::{Problems, suggestion};
 use super::source::{ConfigError, Source};
 use super::units::ByteSize;
-use crate::compress::{
-    Algorithm, Compression, DEFAULT_CONTENT_TYPES, DEFAULT_MIN_SIZE, LEVELS,
-};
+use crate::compress::{Algorithm, Compression, DEFAULT_CONTENT_TYPES, DEFAULT_MIN_SIZE, LEVELS};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -83,9 +81,15 @@ pub fn route_compression(
             .or(server.algorithms)
             .unwrap_or_else(|| Algorithm::ALL.to_vec()),
         min_size: own.min_size.or(server.min_size).unwrap_or(DEFAULT_MIN_SIZE),
-        content_types: own.content_types.or(server.content_types).unwrap_or_else(|| {
-            DEFAULT_CONTENT_TYPES.iter().map(|t| t.to_string()).collect()
-        }),
+        content_types: own
+            .content_types
+            .or(server.content_types)
+            .unwrap_or_else(|| {
+                DEFAULT_CONTENT_TYPES
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect()
+            }),
         level: own.level.or(server.level),
     }))
 }
@@ -108,7 +112,7 @@ fn check_table(problems: &mut Problems<'_>, table: &CompressionConfig, at: &str)
                 None => problems.at(
                     given.span(),
                     format!(
-                        "unknown compression algorithm `{}`{}",
+                        "{at}.algorithms: unknown algorithm `{}`{}",
                         given.get_ref(),
                         suggestion(given.get_ref(), "known algorithms", &names)
                     ),
@@ -131,7 +135,7 @@ fn check_table(problems: &mut Problems<'_>, table: &CompressionConfig, at: &str)
                 if media_type_fault(&media) {
                     problems.at(
                         given.span(),
-                        format!("invalid media type `{}` in {at}.content_types: expected `type/subtype` or `type/*`, such as `application/json`", given.get_ref()),
+                        format!("{at}.content_types: invalid media type `{}`: expected `type/subtype` or `type/*`, such as `application/json`", given.get_ref()),
                     );
                     return None;
                 }
