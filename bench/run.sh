@@ -431,9 +431,9 @@ rmed = {k: statistics.median(v) for k, v in rps.items()}
 print("### Response compression")
 print()
 print("A ${JSON_BYTES}-byte JSON document (records of varied values) from the upstream, every request asking for")
-print("\\`Accept-Encoding: gzip\\`: the gateway's catch-all route without compression, and with \\`[routes.compression]")
-print("algorithms = [\"gzip\"]\\` (level 6, the default), ${GZ_BYTES} bytes on the wire; nginx proxying the same document")
-print("without and with \\`gzip on; gzip_comp_level 6\\`. CPU per request (us) of the proxy's processes, and requests/s of")
+print("\`Accept-Encoding: gzip\`: the gateway's catch-all route without compression, and with \`[routes.compression]")
+print("algorithms = [\"gzip\"]\` (level 6, the default), ${GZ_BYTES} bytes on the wire; nginx proxying the same document")
+print("without and with \`gzip on; gzip_comp_level 6\`. CPU per request (us) of the proxy's processes, and requests/s of")
 print("the same wrk runs (1 thread, 16 connections, 5 s), in alternating rounds:")
 print()
 print("| setup | CPU rounds (us) | CPU median (us) | requests/s rounds | requests/s median |")
@@ -448,8 +448,8 @@ print(f"| nginx, gzip over uncompressed | {med['nginxgz'] / med['nginx']:.2f}x |
 print(f"| gateway gzip over nginx gzip | {med['gz'] / med['nginxgz']:.2f}x |")
 print()
 print(f"gzip adds {med['gz'] - med['plain']:.0f} us of CPU per request to the gateway and {med['nginxgz'] - med['nginx']:.0f} us to nginx: deflate")
-print("at level 6 over ${JSON_BYTES} bytes (zlib-rs in the gateway, through \\`async-compression\\` and \\`flate2\\`; zlib in nginx),")
-print("streamed in 16 KiB frames.")
+print("at level 6 over ${JSON_BYTES} bytes (zlib-rs in the gateway, through \`async-compression\` and \`flate2\`; zlib in nginx),")
+print("streamed (the body is never held whole).")
 PY
 }
 if [ "${ONLY:-}" = compression ]; then
