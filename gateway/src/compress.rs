@@ -335,7 +335,8 @@ pub fn codings(headers: &HeaderMap) -> Result<Vec<Coding>, String> {
 /// [`crate::body::TooLarge`] past `cap`. `Err` names a coding the gateway
 /// cannot decode.
 pub fn decoded_request(headers: &mut HeaderMap, body: Body, cap: usize) -> Result<Body, String> {
-    if !headers.contains_key(header::CONTENT_ENCODING) {
+    // No body (a `GET`): nothing to decode.
+    if !headers.contains_key(header::CONTENT_ENCODING) || http_body::Body::is_end_stream(&body) {
         return Ok(body);
     }
     let codings = codings(headers)?;
@@ -352,6 +353,10 @@ pub fn decoded_request(headers: &mut HeaderMap, body: Body, cap: usize) -> Resul
 /// and `Content-Length` removed); otherwise `body` as it is. The caller
 /// caps what it reads.
 pub fn decoded_response(headers: &mut HeaderMap, body: Body) -> Body {
+    // No body (a `HEAD` answer, a `304`): nothing to decode, the head stays.
+    if http_body::Body::is_end_stream(&body) {
+        return body;
+    }
     match codings(headers) {
         Ok(codings) if !codings.is_empty() => {
             headers.remove(header::CONTENT_ENCODING);

@@ -303,6 +303,11 @@ async fn a_gzip_xml_upstream_converts_through_xml_json_and_transform() {
     let converted: serde_json::Value =
         serde_json::from_slice(&decode("gzip", &body)).expect("JSON");
     assert_eq!(converted, expected);
+    // A HEAD answer has no body to decode: its head passes.
+    let (status, headers, body) = fetch("HEAD", &gw.url("/xml/gzip-xml"), &[], Vec::new()).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+    assert!(body.is_empty());
     // A template reads the decoded JSON.
     let (status, _, body) = fetch("GET", &gw.url("/mapped/gzip-json"), &[], Vec::new()).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
