@@ -9,6 +9,10 @@
 #                     pipeline, and the API of bench/validation.yaml served with
 #                     `validate = false` and `validate = true`, GET and POST):
 #                     prints their section to stdout and leaves REPORT.md alone.
+#   ONLY=compression  run only the compression rows (a 100 KB JSON response,
+#                     gzip at the default level against the same route
+#                     uncompressed, nginx's gzip beside nginx plain): prints
+#                     their section to stdout and leaves REPORT.md alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -18,7 +22,7 @@ THREADS=${THREADS:-2}
 WORK=$(mktemp -d)
 cleanup() {
   for job in $(jobs -p); do kill "$job" 2>/dev/null || true; done
-  for name in upstream proxy redis bare; do
+  for name in upstream proxy proxygz redis bare; do
     if [ -f "$WORK/$name.pid" ]; then kill "$(cat "$WORK/$name.pid")" 2>/dev/null || true; fi
   done
   sleep 0.2
@@ -70,20 +74,44 @@ doc = f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title
 open(sys.argv[1], "w").write(doc)
 PY
 XML_BYTES=$(stat -c %s "$WORK/www/data.xml")
+# A 100 KB JSON document for the compression rows: records of varied values,
+# as an API's list answer has (about 6x smaller gzipped, not a run of one byte).
+python3 - "$WORK/www/data.json" <<'PY'
+import json, random, sys
+rng = random.Random(20)
+words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
+records, size = [], 0
+while size < 100 * 1024:
+    record = {"id": rng.randrange(10**9), "name": " ".join(rng.choice(words) for _ in range(3)),
+              "price": round(rng.uniform(1, 1000), 2), "active": rng.random() < 0.5,
+              "tags": rng.sample(words, 3), "sku": f"SKU-{rng.randrange(10**6):06d}"}
+    records.append(record)
+    size += len(json.dumps(record)) + 2
+open(sys.argv[1], "w").write(json.dumps(records))
+PY
+JSON_BYTES=$(stat -c %s "$WORK/www/data.json")
 # nginx workers run as an unprivileged user: let them read it.
-chmod 755 "$WORK" "$WORK/www"; chmod 644 "$WORK/www/data.xml"
+chmod 755 "$WORK" "$WORK/www"; chmod 644 "$WORK/www/data.xml" "$WORK/www/data.json"
 
 # The fixed upstream both proxies forward to: nginx answering from memory
 # (and the XML document from its page cache).
 nginx_conf upstream "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 100000;
     location / { return 200 'hello from upstream\n'; }
-    location = /data.xml { default_type application/xml; alias $WORK/www/data.xml; } }"
+    location = /data.xml { default_type application/xml; alias $WORK/www/data.xml; }
+    location = /data.json { default_type application/json; alias $WORK/www/data.json; } }"
 # The peer: nginx as a keep-alive reverse proxy.
 nginx_conf proxy "upstream up { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
   server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 100000;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+# The compression rows' peer: the same proxy with gzip at the default level.
+NGINXGZ_PORT=$(free_port)
+nginx_conf proxygz "upstream up { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
+  server { listen 127.0.0.1:$NGINXGZ_PORT; keepalive_requests 100000;
+    gzip on; gzip_comp_level 6; gzip_types application/json; gzip_proxied any; gzip_vary on;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 nginx -c "$WORK/upstream.conf"
 nginx -c "$WORK/proxy.conf"
+nginx -c "$WORK/proxygz.conf"
 # The shared store for the Redis rows, on loopback like everything else.
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" > /dev/null &
 echo $! > "$WORK/redis.pid"
@@ -105,7 +133,7 @@ print(f"{head}.{body}.{b64(sig)}")
 PY
 )
 
-gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "jwt" / "rl" / "rlr" / "hit" / "xml" / "xmlpass" / "val" / "noval", $3 port
+gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "jwt" / "rl" / "rlr" / "hit" / "xml" / "xmlpass" / "val" / "noval" / "gz", $3 port
   {
     echo "[server]"
     echo "listen = \"127.0.0.1:$3\""
@@ -140,6 +168,11 @@ gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "
     fi
     case "$2" in
       val|noval) ;;
+      gz)
+        # gzip only, at its default level (6), as nginx's gzip beside it.
+        echo "[routes.compression]"
+        echo "algorithms = [\"gzip\"]"
+        ;;
       key)
         echo "[[routes.plugins]]"
         echo "plugin = \"key-auth\""
@@ -259,7 +292,8 @@ CONFIGS="0 1 5 key jwt rl rlr hit xml noval val"
 case "${ONLY:-}" in
   "") ;;
   validation) CONFIGS="0 noval val" ;;
-  *) echo "bench: ONLY=${ONLY} is not known (validation)" >&2; exit 2 ;;
+  compression) CONFIGS="0 gz" ;;
+  *) echo "bench: ONLY=${ONLY} is not known (validation, compression)" >&2; exit 2 ;;
 esac
 declare -A URLPATH
 URLPATH[xml]="/data.xml"
@@ -272,6 +306,9 @@ URLPATH[noval]=$VAL_GET
 URLPATH[val]=$VAL_GET
 VAL_BODY='{"name":"Desk lamp with a long enough name","sku":"LMP-042","price":{"amount":49.9,"currency":"EUR"},"tags":["lighting","desk","office"],"active":true,"lines":[{"sku":"BLB-001","quantity":2,"note":"warm white bulbs"},{"sku":"CBL-010","quantity":1,"note":"two metre cable"},{"sku":"SCR-100","quantity":8}]}'
 printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$VAL_BODY" > "$WORK/post.lua"
+# The compression rows: the 100 KB JSON document, asked for with gzip.
+URLPATH[gz]=/data.json
+HEADER[gz]="accept-encoding: gzip"
 HEADER[key]="x-api-key: $API_KEY"
 HEADER[jwt]="authorization: Bearer $JWT"
 GW_PIDS=()
@@ -296,6 +333,7 @@ expect() { # $1 status, $2 log file, $3... curl arguments
   if [ "$status" != "$want" ]; then echo "bench: curl $* answered $status, not $want" >&2; cat "$log" >&2; exit 1; fi
 }
 for n in noval val; do
+  [ -n "${PORT[$n]:-}" ] || continue   # ONLY=compression runs neither
   url="http://127.0.0.1:${PORT[$n]}/items"
   if [ "$n" = val ]; then refused=400; else refused=200; fi
   expect 200 "$WORK/gw$n.log" -X POST -H 'content-type: application/json' --data "$VAL_BODY" "$url"
@@ -356,6 +394,74 @@ print("every operation: the baseline already makes one plugin call per request, 
 print("empty pipeline, and validation is a second one.")
 PY
 }
+# The compression rows: the 100 KB JSON document through the gateway without
+# and with gzip, and through nginx without and with gzip, every request
+# asking for gzip. $1: the compressing gateway's port, $2: its pid.
+declare -A CBAR CRPS
+compression_round() {
+  local ae="accept-encoding: gzip" nginx nginxgz
+  nginx=$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')
+  nginxgz=$(pgrep -P "$(cat "$WORK/proxygz.pid")" | tr '\n' ' ')
+  CBAR[plain]+=" $(cpu_per_request "http://127.0.0.1:${PORT[0]}/data.json" "${GWPID[0]}" "$ae")"
+  CRPS[plain]+=" $(wrk_rps)"
+  CBAR[gz]+=" $(cpu_per_request "http://127.0.0.1:$1/data.json" "$2" "$ae")"
+  CRPS[gz]+=" $(wrk_rps)"
+  CBAR[nginx]+=" $(cpu_per_request "http://127.0.0.1:$NGINX_PORT/data.json" "$nginx" "$ae")"
+  CRPS[nginx]+=" $(wrk_rps)"
+  CBAR[nginxgz]+=" $(cpu_per_request "http://127.0.0.1:$NGINXGZ_PORT/data.json" "$nginxgz" "$ae")"
+  CRPS[nginxgz]+=" $(wrk_rps)"
+}
+# Refuse to measure a compressing setup that does not compress, or changes
+# the document. $1: url.
+check_gzip() {
+  local headers
+  headers=$(curl -s -o "$WORK/gz.out" -D - -H 'accept-encoding: gzip' "$1" | tr -d '\r' | tr 'A-Z' 'a-z')
+  echo "$headers" | grep -q '^content-encoding: gzip' || { echo "bench: $1 did not answer gzip: $headers" >&2; exit 1; }
+  gunzip -c "$WORK/gz.out" | cmp -s - "$WORK/www/data.json" || { echo "bench: $1 changed the document" >&2; exit 1; }
+  GZ_BYTES=$(stat -c %s "$WORK/gz.out")
+}
+# Their section of the report, into $WORK/compression.md.
+compression_report() {
+  python3 - > "$WORK/compression.md" <<PY
+import statistics
+bar = {k: [float(x) for x in v.split()] for k, v in {"plain": "${CBAR[plain]}", "gz": "${CBAR[gz]}", "nginx": "${CBAR[nginx]}", "nginxgz": "${CBAR[nginxgz]}"}.items()}
+rps = {k: [float(x) for x in v.split()] for k, v in {"plain": "${CRPS[plain]}", "gz": "${CRPS[gz]}", "nginx": "${CRPS[nginx]}", "nginxgz": "${CRPS[nginxgz]}"}.items()}
+med = {k: statistics.median(v) for k, v in bar.items()}
+rmed = {k: statistics.median(v) for k, v in rps.items()}
+print("### Response compression")
+print()
+print("A ${JSON_BYTES}-byte JSON document (records of varied values) from the upstream, every request asking for")
+print("\`Accept-Encoding: gzip\`: the gateway's catch-all route without compression, and with \`[routes.compression]")
+print("algorithms = [\"gzip\"]\` (level 6, the default), ${GZ_BYTES} bytes on the wire; nginx proxying the same document")
+print("without and with \`gzip on; gzip_comp_level 6\`. CPU per request (us) of the proxy's processes, and requests/s of")
+print("the same wrk runs (1 thread, 16 connections, 5 s), in alternating rounds:")
+print()
+print("| setup | CPU rounds (us) | CPU median (us) | requests/s rounds | requests/s median |")
+print("|---|---|---|---|---|")
+for label, key in [("gateway, uncompressed", "plain"), ("gateway, gzip", "gz"), ("nginx, uncompressed", "nginx"), ("nginx, gzip", "nginxgz")]:
+    print(f"| {label} | {', '.join(f'{x:.1f}' for x in bar[key])} | {med[key]:.1f} | {', '.join(f'{x:.0f}' for x in rps[key])} | {rmed[key]:.0f} |")
+print()
+print("| ratio | CPU per request |")
+print("|---|---|")
+print(f"| gateway, gzip over uncompressed (the bar: at most 1.5x) | {med['gz'] / med['plain']:.2f}x |")
+print(f"| nginx, gzip over uncompressed | {med['nginxgz'] / med['nginx']:.2f}x |")
+print(f"| gateway gzip over nginx gzip | {med['gz'] / med['nginxgz']:.2f}x |")
+print()
+print(f"gzip adds {med['gz'] - med['plain']:.0f} us of CPU per request to the gateway and {med['nginxgz'] - med['nginx']:.0f} us to nginx: deflate")
+print("at level 6 over ${JSON_BYTES} bytes (zlib-rs in the gateway, through \`async-compression\` and \`flate2\`; zlib in nginx),")
+print("streamed (the body is never held whole).")
+PY
+}
+if [ "${ONLY:-}" = compression ]; then
+  check_gzip "http://127.0.0.1:${PORT[gz]}/data.json"
+  check_gzip "http://127.0.0.1:$NGINXGZ_PORT/data.json"
+  for round in 1 2 3; do
+    compression_round "${PORT[gz]}" "${GWPID[gz]}"
+  done
+  compression_report
+  cat "$WORK/compression.md"
+  exit 0
+fi
 if [ "${ONLY:-}" = validation ]; then
   for round in 1 2 3; do
     BAR[gw0]+=" $(cpu_per_request "http://127.0.0.1:${PORT[0]}/" "${GWPID[0]}")"
@@ -509,15 +615,26 @@ RUST_LOG=warn "$GATEWAY" run --config "$WORK/gwkeyrl.toml" > /dev/null 2> "$WORK
 KEYRL_PID=$!
 wait_port "$KEYRL_PORT"
 sanity "http://127.0.0.1:$KEYRL_PORT/" "$WORK/gwkeyrl.log" "x-api-key: $API_KEY"
+# The compression rows' gateway, also measured only here.
+GZ_PORT=$(free_port)
+gateway_conf "$WORK/gwgz.toml" gz "$GZ_PORT"
+RUST_LOG=warn "$GATEWAY" run --config "$WORK/gwgz.toml" > /dev/null 2> "$WORK/gwgz.log" &
+GZ_PID=$!
+wait_port "$GZ_PORT"
+check_gzip "http://127.0.0.1:$GZ_PORT/data.json"
+check_gzip "http://127.0.0.1:$NGINXGZ_PORT/data.json"
 for round in 1 2 3; do
   BAR[nginx]+=" $(cpu_per_request "http://127.0.0.1:$NGINX_PORT/" "$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')")"
   BAR[gw0]+=" $(cpu_per_request "http://127.0.0.1:${PORT[0]}/" "${GWPID[0]}")"
   BAR[gw5]+=" $(cpu_per_request "http://127.0.0.1:${PORT[5]}/" "${GWPID[5]}")"
   BAR[keyrl]+=" $(cpu_per_request "http://127.0.0.1:$KEYRL_PORT/" "$KEYRL_PID" "x-api-key: $API_KEY")"
   validation_round
+  compression_round "$GZ_PORT" "$GZ_PID"
 done
 validation_report
+compression_report
 kill "$KEYRL_PID"; wait "$KEYRL_PID" 2>/dev/null || true
+kill "$GZ_PID"; wait "$GZ_PID" 2>/dev/null || true
 
 for pid in "${GW_PIDS[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
 
@@ -696,6 +813,7 @@ print(f"Of the {cpu['gw0'] - cpu['nginx']:.1f} us the empty pipeline costs over 
 print(f"(the bare proxy against nginx) and {cpu['gw0'] - cpu['bare']:.1f} us is the gateway's (routing, limits, forwarding headers, request id, metrics).")
 print()
 print(open(f"{sys.argv[1]}/validation.md").read())
+print(open(f"{sys.argv[1]}/compression.md").read())
 print("## One plugin call through the host (\`cargo bench -p gateway --bench plugin_call\`)")
 print()
 print("Each case twice: calls back to back (caches hot), then single calls after 16 MiB of other data was written")

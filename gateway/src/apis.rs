@@ -315,6 +315,7 @@ fn route(
             conditions: None,
             retry: None,
             mirror: None,
+            compression: None,
             plugins,
         },
     )

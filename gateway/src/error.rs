@@ -41,6 +41,10 @@ pub enum RequestError {
         /// The timeout.
         timeout: std::time::Duration,
     },
+    /// The request body has a content coding the gateway cannot decode for
+    /// the plugins that read it.
+    #[error("unsupported Content-Encoding `{0}`: the gateway decodes gzip, deflate, br and zstd")]
+    UnsupportedEncoding(String),
     /// The request is malformed in a way hyper let through.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -120,6 +124,7 @@ impl RequestError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Plugin { .. } | Self::NoAnswer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UpstreamUnavailable { .. } | Self::UpstreamBody { .. } => StatusCode::BAD_GATEWAY,
@@ -138,6 +143,7 @@ impl RequestError {
             | Self::BodyTimeout { .. }
             | Self::BadRequest(_)
             | Self::Malformed(_)
+            | Self::UnsupportedEncoding(_)
             | Self::NotImplemented(_) => Origin::Client,
             Self::Plugin { .. } => Origin::Plugin,
             Self::NoAnswer { .. } | Self::Overloaded { .. } => Origin::Internal,

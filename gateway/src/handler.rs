@@ -70,6 +70,7 @@ pub async fn handle(
         .headers_mut()
         .insert(TRACEPARENT.clone(), trace.header());
     let method = request.method().clone();
+    let accept = accept_encoding(request.headers());
     // For the access log; cloning a parsed URI shares its bytes.
     let uri = request.uri().clone();
     let span = tracing::info_span!("request", id = %id);
@@ -78,7 +79,13 @@ pub async fn handle(
         .instrument(span.clone())
         .await;
     let mut response = match result {
-        Ok(response) => response,
+        Ok(response) => match access.route.and_then(|route| route.compression.as_ref()) {
+            Some(compression) => {
+                let accept = accept.as_ref().and_then(|a| a.to_str().ok());
+                compression.apply(&method, accept, response)
+            }
+            None => response,
+        },
         Err(err) => {
             let _entered = span.enter();
             match err.origin() {
@@ -303,6 +310,13 @@ fn prepare<'rt, 'a>(
     } else {
         let (body, answered) = crate::body::read_timeout(body, runtime.limits.body_read_timeout);
         (body::limited(body, limit), Some(answered))
+    };
+    // Plugins that read the body read it decoded, up to their cap; it then
+    // goes upstream decoded. Unread, it passes as it came.
+    let body = match route.pipeline.plan().request_body {
+        Some(cap) => crate::compress::decoded_request(&mut parts.headers, body, cap)
+            .map_err(RequestError::UnsupportedEncoding)?,
+        None => body,
     };
     // Plugins see the id the client will get back (to quote it in their answers).
     parts
@@ -536,7 +550,13 @@ async fn for_plugins(
     cap: Option<ResponseBody>,
     upstream: Option<&Arc<Upstream>>,
 ) -> Result<Pending, RequestError> {
-    let (response_parts, response_body) = response.into_parts();
+    let (mut response_parts, mut response_body) = response.into_parts();
+    // The hooks that read the body read it decoded (a coding the gateway
+    // does not know is left to them); their cap counts decoded bytes.
+    if cap.is_some() {
+        response_body =
+            crate::compress::decoded_response(&mut response_parts.headers, response_body);
+    }
     let mut pending = Pending {
         wit: wit_response(&response_parts),
         stream: None,
@@ -807,6 +827,23 @@ fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
         Some(authority) => Some(authority.as_str()),
         None => headers.get(header::HOST).and_then(|h| h.to_str().ok()),
     }
+}
+
+/// The client's `Accept-Encoding`, its lines joined: what the route's
+/// compression negotiates with once the answer is known.
+fn accept_encoding(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut lines = headers.get_all(header::ACCEPT_ENCODING).iter();
+    let first = lines.next()?;
+    let rest: Vec<&HeaderValue> = lines.collect();
+    if rest.is_empty() {
+        return Some(first.clone());
+    }
+    let mut joined = first.as_bytes().to_vec();
+    for line in rest {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(line.as_bytes());
+    }
+    HeaderValue::from_bytes(&joined).ok()
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod apis;
 pub mod body;
 pub mod builtin;
+pub mod compress;
 pub mod config;
 pub mod error;
 pub mod handler;

@@ -49,6 +49,8 @@ pub struct Route {
     pub retry: Option<crate::proxy::upstream::retry::RetryPolicy>,
     /// Where copies of its requests go.
     pub mirror: Option<Mirror>,
+    /// How its responses are compressed for the client, when they are.
+    pub compression: Option<crate::compress::Compression>,
     /// Request latency, in the metrics.
     pub latency: prometheus_client::metrics::histogram::Histogram,
     /// Requests by method and status, in the metrics.
@@ -688,6 +690,12 @@ async fn build_route(
     let known = listener_names(config);
     let listeners = route.listeners.as_ref();
     let listeners = problems.keep(route_listeners(source, name, listeners, &known));
+    let compression = problems.keep(crate::config::route_compression(
+        source,
+        config.server.compression.as_ref(),
+        route.compression.as_ref(),
+        name,
+    ));
     let (entries, switched_off) = route_entries(&mut problems, building, route).await;
     let pipeline = Pipeline::new(entries, config.server.max_request_body.0);
     let no_upstream = route.upstream.is_none() && route.upstreams.is_none();
@@ -701,7 +709,8 @@ async fn build_route(
             format!("route `{name}` has no upstream, and no plugin of its pipeline can answer a request (none has a request hook): add upstream = \"NAME\" or a plugin that answers, such as `respond`"),
         );
     }
-    let (settings, listeners) = problems.finish_some(settings.zip(listeners))?;
+    let (settings, (listeners, compression)) =
+        problems.finish_some(settings.zip(listeners.zip(compression)))?;
     // An upstream the route names but that did not build has its error
     // reported already.
     let built = |name: &String| {
@@ -741,6 +750,7 @@ async fn build_route(
         websocket: settings.websocket,
         retry: settings.retry,
         mirror,
+        compression,
         latency: metrics()
             .request_duration
             .get_or_create(&[("route", settings.name.clone())])

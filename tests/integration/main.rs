@@ -4,6 +4,7 @@
 
 mod apis;
 mod caching;
+mod compression;
 mod config_checks;
 mod cors;
 mod credentials;

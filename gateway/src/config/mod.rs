@@ -11,6 +11,7 @@
 //! its errors) and `units` below everything, `shape` (what serde reads) above
 //! the sections it is made of, `parse` on top.
 
+mod compression;
 mod identity;
 mod listener;
 mod parse;
@@ -23,6 +24,7 @@ mod store;
 mod units;
 mod upstream;
 
+pub use compression::{CompressionConfig, route_compression};
 pub use identity::{
     ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
     read_env, read_file, resolve_secret,

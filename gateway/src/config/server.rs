@@ -84,6 +84,10 @@ pub struct ServerConfig {
     /// `/readyz` already answers 503, before it drains. At most 10m.
     #[serde(default = "default_shutdown_delay")]
     pub shutdown_delay: Spanned<Duration>,
+    /// Response compression for every route, unless a route's own
+    /// `[routes.compression]` says otherwise key by key; off without it.
+    #[serde(default)]
+    pub compression: Option<Spanned<super::compression::CompressionConfig>>,
 }
 
 fn default_drain_timeout() -> Spanned<Duration> {
@@ -189,6 +193,7 @@ impl Default for ServerConfig {
             idle_timeout: default_server_idle_timeout(),
             drain_timeout: default_drain_timeout(),
             shutdown_delay: default_shutdown_delay(),
+            compression: None,
         }
     }
 }
@@ -312,6 +317,7 @@ impl ServerSettings {
     ) -> Result<Self, ConfigError> {
         let mut problems = Problems::new(source);
         check_ranges(&mut problems, server);
+        super::compression::check_server(&mut problems, server.compression.as_ref());
         let listen = listen_addr(&mut problems, &server.listen, "listen", "127.0.0.1:8080");
         let trusted_proxies = trusted_proxies(&mut problems, &server.trusted_proxies);
         let admin = admin_settings(&mut problems, admin, listen);

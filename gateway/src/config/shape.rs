@@ -480,6 +480,9 @@ pub struct RouteConfig {
     /// Copies of a share of the requests sent to another upstream.
     #[serde(default)]
     pub mirror: Option<Spanned<MirrorConfig>>,
+    /// Response compression: these keys over `[server.compression]`'s.
+    #[serde(default)]
+    pub compression: Option<Spanned<super::compression::CompressionConfig>>,
     /// The pipeline, run in order for requests and in reverse for responses.
     #[serde(default)]
     pub plugins: Vec<Spanned<PluginEntryConfig>>,
