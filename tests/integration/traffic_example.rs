@@ -5,6 +5,7 @@ use crate::support::{Gateway, client, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use std::io::Read as _;
 
 /// The example, copied to a temporary directory with its port replaced by
 /// a free one, and started.
@@ -56,10 +57,44 @@ async fn the_split_is_80_20_and_the_header_canary_always_reaches_v2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn big_is_a_json_document_of_at_least_20_kb() {
+async fn big_is_a_json_document_of_at_least_20_kb_compressed_when_asked() {
     let (gw, _dir) = example();
-    let reply = get(&gw, "/big", &[]).await;
-    assert_eq!(reply.status, 200);
-    assert!(reply.body.len() >= 20 * 1024, "{} bytes", reply.body.len());
-    assert!(reply.json()["items"].is_array());
+    let plain = get(&gw, "/big", &[]).await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert!(plain.body.len() >= 20 * 1024, "{} bytes", plain.body.len());
+    assert!(plain.json()["items"].is_array());
+    for (asked, coding) in [("gzip", "gzip"), ("br, gzip", "br")] {
+        let request = Request::get(gw.url("/big"))
+            .header("accept-encoding", asked)
+            .body(Full::<Bytes>::default())
+            .expect("request");
+        let response = client().request(request).await.expect("response");
+        let headers = response.headers().clone();
+        assert_eq!(
+            headers.get("content-encoding").map(|v| v.as_bytes()),
+            Some(coding.as_bytes())
+        );
+        let vary = headers
+            .get("vary")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(vary.eq_ignore_ascii_case("accept-encoding"), "{vary}");
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert!(
+            body.len() < plain.body.len() / 3,
+            "{coding}: {} bytes",
+            body.len()
+        );
+        let mut decoded = Vec::new();
+        match coding {
+            "gzip" => flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut decoded),
+            _ => brotli::Decompressor::new(&body[..], 4096).read_to_end(&mut decoded),
+        }
+        .expect("decode");
+        assert_eq!(decoded, plain.body.as_bytes(), "{coding}");
+    }
 }
