@@ -308,8 +308,14 @@ pub enum Coding {
     Zstd,
 }
 
+/// The most codings one body may carry for the gateway to decode it (each
+/// layer a decoder and a buffer: a header listing thousands would cost their
+/// memory and a stack as deep before any byte is read).
+pub const MAX_CODINGS: usize = 2;
+
 /// The codings `headers`' `Content-Encoding` lists, in the order they were
-/// applied (`identity` left out), or the first one the gateway cannot decode.
+/// applied (`identity` left out), or what the gateway cannot decode: a
+/// coding it does not know, or more than [`MAX_CODINGS`].
 pub fn codings(headers: &HeaderMap) -> Result<Vec<Coding>, String> {
     let mut codings = Vec::new();
     for value in headers.get_all(header::CONTENT_ENCODING) {
@@ -323,6 +329,9 @@ pub fn codings(headers: &HeaderMap) -> Result<Vec<Coding>, String> {
                 "zstd" => Coding::Zstd,
                 _ => return Err(name.to_string()),
             };
+            if codings.len() == MAX_CODINGS {
+                return Err(format!("more than {MAX_CODINGS} codings"));
+            }
             codings.push(coding);
         }
     }
@@ -345,32 +354,63 @@ pub fn decoded_request(headers: &mut HeaderMap, body: Body, cap: usize) -> Resul
         return Ok(body);
     }
     headers.remove(header::CONTENT_LENGTH);
-    Ok(crate::body::limited(decode(body, &codings), cap as u64))
+    Ok(crate::body::limited(
+        decode(body, &codings, cap),
+        cap as u64,
+    ))
 }
 
 /// A response body decoded for the plugins that read it, when its
-/// `Content-Encoding` lists only codings the gateway decodes (the header
-/// and `Content-Length` removed); otherwise `body` as it is. The caller
-/// caps what it reads.
-pub fn decoded_response(headers: &mut HeaderMap, body: Body) -> Body {
+/// `Content-Encoding` lists only codings the gateway decodes (the header,
+/// `Content-Length`, `Accept-Ranges` and a strong `ETag`, which named the
+/// encoded bytes, removed); otherwise `body` as it is. A partial answer
+/// (`206`, `Content-Range`) is a slice of the encoded bytes and stays as
+/// it is. The caller caps what it reads; `cap` bounds each inner layer.
+pub fn decoded_response(
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    body: Body,
+    cap: usize,
+) -> Body {
     // No body (a `HEAD` answer, a `304`): nothing to decode, the head stays.
-    if http_body::Body::is_end_stream(&body) {
+    let partial =
+        status == StatusCode::PARTIAL_CONTENT || headers.contains_key(header::CONTENT_RANGE);
+    if partial || http_body::Body::is_end_stream(&body) {
         return body;
     }
     match codings(headers) {
         Ok(codings) if !codings.is_empty() => {
             headers.remove(header::CONTENT_ENCODING);
             headers.remove(header::CONTENT_LENGTH);
-            decode(body, &codings)
+            headers.remove(header::ACCEPT_RANGES);
+            let strong = headers
+                .get(header::ETAG)
+                .is_some_and(|etag| !etag.as_bytes().starts_with(b"W/"));
+            if strong {
+                headers.remove(header::ETAG);
+            }
+            decode(body, &codings, cap)
         }
         _ => body,
     }
 }
 
-/// `body` with `codings` (in the order they were applied) undone.
-pub fn decode(body: Body, codings: &[Coding]) -> Body {
+/// How much more than the final cap an inner layer may expand to: an
+/// outer coding holding a bomb of empty inner members would otherwise cost
+/// decoding without limit while its output stays under the cap.
+const INNER_FACTOR: u64 = 4;
+
+/// `body` with `codings` (in the order they were applied) undone; every
+/// layer but the last yields at most `cap` × 4 bytes (an error past it).
+pub fn decode(body: Body, codings: &[Coding], cap: usize) -> Body {
     let mut input: Pin<Box<dyn AsyncBufRead + Send>> = Box::pin(reader(body));
-    for coding in codings.iter().rev() {
+    let inner_cap = (cap as u64).saturating_mul(INNER_FACTOR);
+    for (layer, coding) in codings.iter().rev().enumerate() {
+        if layer > 0 {
+            // What the previous layer decoded, bounded before it is decoded again.
+            let bounded = crate::body::limited(from_reader(input), inner_cap);
+            input = Box::pin(reader(bounded));
+        }
         let decoded: Pin<Box<dyn AsyncRead + Send>> = match coding {
             Coding::Gzip => {
                 let mut decoder = codec::GzipDecoder::new(input);
@@ -379,7 +419,11 @@ pub fn decode(body: Body, codings: &[Coding]) -> Body {
             }
             Coding::Deflate => Box::pin(codec::ZlibDecoder::new(input)),
             Coding::Brotli => Box::pin(codec::BrotliDecoder::new(input)),
-            Coding::Zstd => Box::pin(codec::ZstdDecoder::new_for_http(input)),
+            Coding::Zstd => {
+                let mut decoder = codec::ZstdDecoder::new_for_http(input);
+                decoder.multiple_members(true);
+                Box::pin(decoder)
+            }
         };
         input = Box::pin(tokio::io::BufReader::with_capacity(CHUNK, decoded));
     }

@@ -78,14 +78,9 @@ pub async fn handle(
     let result = process(&runtime, request, &conn, &request_id, &mut access)
         .instrument(span.clone())
         .await;
+    let compressible = result.is_ok();
     let mut response = match result {
-        Ok(response) => match access.route.and_then(|route| route.compression.as_ref()) {
-            Some(compression) => {
-                let accept = accept.as_ref().and_then(|a| a.to_str().ok());
-                compression.apply(&method, accept, response)
-            }
-            None => response,
-        },
+        Ok(response) => response,
         Err(err) => {
             let _entered = span.enter();
             match err.origin() {
@@ -104,6 +99,13 @@ pub async fn handle(
     // gets (upstream, plugin or error), after every response hook.
     for (name, value) in access.context.take_response_headers() {
         response.headers_mut().insert(name, value);
+    }
+    // Last, so it sees every header the answer will have (a plugin's `Vary`
+    // or `Cache-Control: no-transform`) and its own are not overwritten.
+    let compression = access.route.and_then(|route| route.compression.as_ref());
+    if let Some(compression) = compression.filter(|_| compressible) {
+        let accept = accept.as_ref().and_then(|a| a.to_str().ok());
+        response = compression.apply(&method, accept, response);
     }
     finish(
         &runtime,
@@ -551,11 +553,17 @@ async fn for_plugins(
     upstream: Option<&Arc<Upstream>>,
 ) -> Result<Pending, RequestError> {
     let (mut response_parts, mut response_body) = response.into_parts();
-    // The hooks that read the body read it decoded (a coding the gateway
-    // does not know is left to them); their cap counts decoded bytes.
-    if cap.is_some() {
-        response_body =
-            crate::compress::decoded_response(&mut response_parts.headers, response_body);
+    // A body larger (as sent) than the cap passes as it came, encoded or not,
+    // when every reader lets it: it is never decoded for nothing.
+    let passes_whole = cap.as_ref().is_some_and(|c| {
+        c.large_passes
+            && content_length(&response_parts.headers).is_some_and(|len| len > c.cap as u64)
+    });
+    // Otherwise the hooks that read the body read it decoded (a coding the
+    // gateway does not know is left to them); their cap counts decoded bytes.
+    if let Some(c) = cap.as_ref().filter(|_| !passes_whole) {
+        let (status, headers) = (response_parts.status, &mut response_parts.headers);
+        response_body = crate::compress::decoded_response(status, headers, response_body, c.cap);
     }
     let mut pending = Pending {
         wit: wit_response(&response_parts),
@@ -568,12 +576,7 @@ async fn for_plugins(
         reason,
     };
     pending.stream = match cap {
-        Some(ResponseBody {
-            cap,
-            large_passes: true,
-        }) if content_length(&response_parts.headers).is_some_and(|len| len > cap as u64) => {
-            Some(response_body)
-        }
+        Some(_) if passes_whole => Some(response_body),
         Some(ResponseBody {
             cap,
             large_passes: passes,

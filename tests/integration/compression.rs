@@ -379,6 +379,21 @@ async fn a_zip_bomb_gets_413_and_an_unknown_coding_415() {
     let (status, _, _) = fetch("POST", &gw.url("/read"), &headers, b"plain".to_vec()).await;
     assert_eq!(status, 400);
     assert_eq!(up.hits(), 0);
+    // Two codings are decoded; more are refused before any decoding (each
+    // would cost a decoder, and thousands a stack as deep).
+    let twice = gzip(&gzip(b"{\"n\":1}"));
+    let headers = [("content-encoding", "gzip, gzip")];
+    let (status, _, _) = fetch("POST", &gw.url("/read"), &headers, twice).await;
+    assert_eq!(status, 200);
+    let many = ["gzip"; 3000].join(",");
+    let headers = [("content-encoding", many.as_str())];
+    let (status, _, body) = fetch("POST", &gw.url("/read"), &headers, b"x".to_vec()).await;
+    assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
+    let thrice = gzip(&gzip(&gzip(b"{}")));
+    let headers = [("content-encoding", "gzip, gzip, gzip")];
+    let (status, _, _) = fetch("POST", &gw.url("/read"), &headers, thrice).await;
+    assert_eq!(status, 415);
+    assert_eq!(up.hits(), 1);
     // The gateway still serves.
     let (status, _, _) = fetch("POST", &gw.url("/read"), &[], b"ok".to_vec()).await;
     assert_eq!(status, 200);
