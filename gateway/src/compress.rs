@@ -601,7 +601,7 @@ mod tests {
                 Brotli => Coding::Brotli,
                 Zstd => Coding::Zstd,
             };
-            let decoded = decode(encoded, &[coding]).collect().await;
+            let decoded = decode(encoded, &[coding], 1 << 20).collect().await;
             let decoded = decoded.map(|c| c.to_bytes()).unwrap_or_default();
             assert_eq!(decoded, Bytes::from(text.clone()), "{algorithm:?}");
         }
