@@ -6,8 +6,8 @@ use crate::builtin;
 use crate::config::problems::{Problems, in_config_terms, suggestion};
 use crate::config::{
     ByteSize, Config, ConfigError, DEFAULT_MAX_IDLE_MEMORY, PluginDefaults, PluginEntryConfig,
-    RedisConfig, RouteConfig, ServerSettings, Source, StoreFailure, StoreKind, resolve_secret,
-    route_listeners, route_settings, upstream_settings,
+    RedisConfig, RouteConfig, RouteSettings, ServerSettings, Source, StoreFailure, StoreKind,
+    resolve_secret, route_listeners, route_settings, upstream_settings,
 };
 use crate::identity::Consumers;
 use crate::metrics::metrics;
@@ -698,12 +698,7 @@ async fn build_route(
     ));
     let (entries, switched_off) = route_entries(&mut problems, building, route).await;
     let pipeline = Pipeline::new(entries, config.server.max_request_body.0);
-    let no_upstream = route.upstream.is_none() && route.upstreams.is_none();
-    // An inherited entry (an API key check) does not answer for the route.
-    let answers = pipeline.entries().iter().any(|e| {
-        matches!(e.level, Level::Route | Level::Replacement) && e.takes(Needs::REQUEST_HOOK)
-    });
-    if no_upstream && problems.is_empty() && !answers {
+    if problems.is_empty() && !answers_or_proxies(route, &pipeline) {
         problems.at(
             spanned.span(),
             format!("route `{name}` has no upstream, and no plugin of its pipeline can answer a request (none has a request hook): add upstream = \"NAME\" or a plugin that answers, such as `respond`"),
@@ -711,27 +706,7 @@ async fn build_route(
     }
     let (settings, (listeners, compression)) =
         problems.finish_some(settings.zip(listeners.zip(compression)))?;
-    // An upstream the route names but that did not build has its error
-    // reported already.
-    let built = |name: &String| {
-        upstreams
-            .get(name)
-            .cloned()
-            .ok_or_else(ConfigError::reported)
-    };
-    let listed: Vec<Arc<Upstream>> = settings
-        .upstreams
-        .iter()
-        .map(built)
-        .collect::<Result<_, _>>()?;
-    let mirror = match &settings.mirror {
-        None => None,
-        Some(mirror) => Some(Mirror::new(
-            mirror,
-            built(&mirror.upstream)?,
-            &settings.name,
-        )),
-    };
+    let (listed, mirror) = route_upstreams(upstreams, &settings)?;
     let spec = RouteSpec {
         path: settings.path,
         methods: settings.methods,
@@ -759,6 +734,44 @@ async fn build_route(
         name: settings.name,
     };
     Ok((route, spec))
+}
+
+/// Whether `route` proxies, or one of its own entries (not an inherited one,
+/// such as an API key check) has a request hook that can answer.
+fn answers_or_proxies(route: &RouteConfig, pipeline: &Pipeline) -> bool {
+    let proxies = route.upstream.is_some() || route.upstreams.is_some();
+    proxies
+        || pipeline.entries().iter().any(|e| {
+            matches!(e.level, Level::Route | Level::Replacement) && e.takes(Needs::REQUEST_HOOK)
+        })
+}
+
+/// The built upstreams a route lists, and its mirror. An upstream that did
+/// not build has its error reported already.
+fn route_upstreams(
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    settings: &RouteSettings,
+) -> Result<(Vec<Arc<Upstream>>, Option<Mirror>), ConfigError> {
+    let built = |name: &String| {
+        upstreams
+            .get(name)
+            .cloned()
+            .ok_or_else(ConfigError::reported)
+    };
+    let listed = settings
+        .upstreams
+        .iter()
+        .map(built)
+        .collect::<Result<_, _>>()?;
+    let mirror = match &settings.mirror {
+        None => None,
+        Some(mirror) => Some(Mirror::new(
+            mirror,
+            built(&mirror.upstream)?,
+            &settings.name,
+        )),
+    };
+    Ok((listed, mirror))
 }
 
 /// The running sums of `weights` (the last is their total).

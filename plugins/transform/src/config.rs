@@ -252,42 +252,7 @@ impl Spec {
         };
         let mut statuses = vec![StatusMatch::Class(2)];
         let response = match settings.response {
-            Some(r) => {
-                let mut m = mapping("response", r.body, r.content_type, r.headers, &mut sources)?;
-                m.status = match r.status {
-                    None => None,
-                    Some(StatusSetting::Code(code)) if (100..=599).contains(&code) => {
-                        Some(StatusSpec::Fixed(code))
-                    }
-                    Some(StatusSetting::Code(code)) => {
-                        return Err(format!(
-                            "transform: response.status: {code} is not a status code from 100 to 599"
-                        ));
-                    }
-                    Some(StatusSetting::Template(text)) => {
-                        let name = "response.status".to_string();
-                        sources.push(Source {
-                            name: name.clone(),
-                            text,
-                            format: Format::Text,
-                        });
-                        Some(StatusSpec::Template(name))
-                    }
-                };
-                if let Some(patterns) = r.statuses {
-                    if patterns.is_empty() {
-                        return Err(
-                            "transform: response.statuses is empty: the mapping would never apply"
-                                .into(),
-                        );
-                    }
-                    statuses = patterns
-                        .into_iter()
-                        .map(status_match)
-                        .collect::<Result<_, _>>()?;
-                }
-                Some(m)
-            }
+            Some(r) => Some(response_mapping(r, &mut sources, &mut statuses)?),
             None => None,
         };
         for (phase, m) in [("request", &request), ("response", &response)] {
@@ -331,4 +296,46 @@ impl Spec {
             sources,
         })
     }
+}
+
+/// `response`, checked: its mapping, its status (a code or a template), and
+/// the statuses it applies to (into `statuses`, when given).
+fn response_mapping(
+    r: ResponseSettings,
+    sources: &mut Vec<Source>,
+    statuses: &mut Vec<StatusMatch>,
+) -> Result<Mapping, String> {
+    let mut m = mapping("response", r.body, r.content_type, r.headers, sources)?;
+    m.status = match r.status {
+        None => None,
+        Some(StatusSetting::Code(code)) if (100..=599).contains(&code) => {
+            Some(StatusSpec::Fixed(code))
+        }
+        Some(StatusSetting::Code(code)) => {
+            return Err(format!(
+                "transform: response.status: {code} is not a status code from 100 to 599"
+            ));
+        }
+        Some(StatusSetting::Template(text)) => {
+            let name = "response.status".to_string();
+            sources.push(Source {
+                name: name.clone(),
+                text,
+                format: Format::Text,
+            });
+            Some(StatusSpec::Template(name))
+        }
+    };
+    if let Some(patterns) = r.statuses {
+        if patterns.is_empty() {
+            return Err(
+                "transform: response.statuses is empty: the mapping would never apply".into(),
+            );
+        }
+        *statuses = patterns
+            .into_iter()
+            .map(status_match)
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(m)
 }
