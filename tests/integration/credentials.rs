@@ -359,15 +359,9 @@ fn mtls_files(dir: &std::path::Path) -> (CertificateDer<'static>, Issuer) {
 type Issuer = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
 type ClientCert = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
-/// A client certificate for common name `cn`, issued by `ca`.
+/// A client certificate for common name `cn`, issued by `ca`, as rustls takes it.
 fn client_certificate(ca: &Issuer, cn: &str) -> ClientCert {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, ca).expect("signed");
+    let (cert, key) = crate::support::client_certificate(ca, cn);
     let key = PrivateKeyDer::try_from(key.serialize_der()).expect("key");
     (vec![cert.der().clone()], key)
 }

@@ -26,13 +26,7 @@ fn authority(name: &str) -> (String, Issuer) {
 
 /// A client certificate for `cn` issued by `issuer`: (certificate PEM, key PEM).
 fn client_certificate(issuer: &Issuer, cn: &str) -> (String, String) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, issuer).expect("signed");
+    let (cert, key) = crate::support::client_certificate(issuer, cn);
     (cert.pem(), key.serialize_pem())
 }
 
@@ -244,17 +238,8 @@ async fn exchange(
             let _ = tcp.read_to_end(&mut response).await;
         }
         Some(root) => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(root.clone()).expect("root");
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
             let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            let mut tls = crate::support::tls_connector(root)
                 .connect(name, tcp)
                 .await
                 .expect("TLS handshake");

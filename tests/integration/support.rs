@@ -100,6 +100,38 @@ pub async fn body_bytes(body: Incoming) -> Bytes {
         .unwrap_or_default()
 }
 
+/// A TLS connector that trusts only `root` (rustls on aws-lc-rs).
+pub fn tls_connector(
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A client certificate (for client authentication) with common name `cn`,
+/// issued by `issuer`, and its key.
+pub fn client_certificate(
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    cn: &str,
+) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, issuer).expect("signed");
+    (cert, key)
+}
+
 /// A TLS server setup for `localhost` with a fresh self-signed certificate,
 /// offering `alpn` (none: HTTP/1.1): the config and the certificate's PEM,
 /// for a client's `ca_file`.

@@ -42,16 +42,7 @@ async fn https_get(
     path: &str,
     root: &CertificateDer<'static>,
 ) -> Option<(CertificateDer<'static>, String)> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = crate::support::tls_connector(root);
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::try_from("localhost").expect("name");
     let mut tls = connector.connect(name, tcp).await.ok()?;
