@@ -6,7 +6,8 @@
 #
 # Environment: DURATION (default 10s), CONNECTIONS (default 64), THREADS (default 2).
 #   ONLY=auth         run only the authorization rows (the empty pipeline,
-#                     key-auth, and ext-auth with its decision cached).
+#                     key-auth, ext-auth with its decision cached, and
+#                     basic-auth with an argon2id password verified before).
 #   ONLY=validation   run only the request-validation speed bars (the empty
 #                     pipeline, and the API of bench/validation.yaml served with
 #                     `validate = false` and `validate = true`, GET and POST):
@@ -124,6 +125,9 @@ echo $! > "$WORK/redis.pid"
 echo $! > "$WORK/bare.pid"
 
 API_KEY=bench-key-0123456789
+# basic-auth's password and its argon2id hash, as an operator makes it.
+PASSWORD=bench-password-0123456789
+PASSWORD_HASH=$(printf '%s\n' "$PASSWORD" | "$GATEWAY" hash-password)
 HS_SECRET=bench-hs256-secret-0123456789abcdef
 # An HS256 token for the jwt run, made with the Python standard library.
 JWT=$(python3 - "$HS_SECRET" <<'PY'
@@ -136,7 +140,7 @@ print(f"{head}.{body}.{b64(sig)}")
 PY
 )
 
-gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "jwt" / "rl" / "rlr" / "hit" / "xml" / "xmlpass" / "val" / "noval" / "gz" / "extauth", $3 port
+gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "jwt" / "rl" / "rlr" / "hit" / "xml" / "xmlpass" / "val" / "noval" / "gz" / "extauth" / "basic", $3 port
   {
     echo "[server]"
     echo "listen = \"127.0.0.1:$3\""
@@ -155,6 +159,18 @@ gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "
       echo "[[consumers]]"
       echo "name = \"bench\""
       echo "keys = [{ plaintext = \"$API_KEY\" }]"
+    fi
+    if [ "$2" = basic ]; then
+      # 1001 consumers with argon2id passwords (one hash, as the cost of a
+      # check does not depend on which), as many as key-auth's.
+      for i in $(seq 1 1000); do
+        echo "[[consumers]]"
+        echo "name = \"c$i\""
+        echo "passwords = [{ hash = \"$PASSWORD_HASH\" }]"
+      done
+      echo "[[consumers]]"
+      echo "name = \"bench\""
+      echo "passwords = [{ hash = \"$PASSWORD_HASH\" }]"
     fi
     if [ "$2" = val ] || [ "$2" = noval ]; then
       # The API of bench/validation.yaml (copied next to the configs), its
@@ -212,6 +228,10 @@ gateway_conf() { # $1 file, $2 number of headers plugins, or "key" / "keyrl" / "
         echo "plugin = \"ext-auth\""
         echo "allowed_hosts = [\"127.0.0.1:$UPSTREAM_PORT\"]"
         echo "config = { endpoint = \"http://127.0.0.1:$UPSTREAM_PORT/authz\", cache_ttl = 3600 }"
+        ;;
+      basic)
+        echo "[[routes.plugins]]"
+        echo "plugin = \"basic-auth\""
         ;;
       jwt)
         echo "[[routes.plugins]]"
@@ -304,7 +324,7 @@ case "${ONLY:-}" in
   "") ;;
   validation) CONFIGS="0 noval val" ;;
   compression) CONFIGS="0 gz" ;;
-  auth) CONFIGS="0 key extauth" ;;
+  auth) CONFIGS="0 key extauth basic" ;;
   *) echo "bench: ONLY=${ONLY} is not known (validation, compression, auth)" >&2; exit 2 ;;
 esac
 declare -A URLPATH
@@ -324,6 +344,7 @@ HEADER[gz]="accept-encoding: gzip"
 HEADER[key]="x-api-key: $API_KEY"
 HEADER[jwt]="authorization: Bearer $JWT"
 HEADER[extauth]="authorization: Bearer bench-opaque-token"
+HEADER[basic]="authorization: Basic $(printf 'bench:%s' "$PASSWORD" | base64 -w0)"
 GW_PIDS=()
 declare -A GWPID
 for n in $CONFIGS; do
@@ -480,24 +501,25 @@ if [ "${ONLY:-}" = auth ]; then
   # request in alternating rounds.
   declare -A ABAR
   for round in 1 2 3; do
-    for n in 0 key extauth; do
+    for n in 0 key extauth basic; do
       ABAR[$n]+=" $(cpu_per_request "http://127.0.0.1:${PORT[$n]}/" "${GWPID[$n]}" "${HEADER[$n]:-}")"
     done
   done
   python3 - <<PY
 import statistics
-bar = {k: [float(x) for x in v.split()] for k, v in {"gw0": "${ABAR[0]}", "key": "${ABAR[key]}", "extauth": "${ABAR[extauth]}"}.items()}
+bar = {k: [float(x) for x in v.split()] for k, v in {"gw0": "${ABAR[0]}", "key": "${ABAR[key]}", "extauth": "${ABAR[extauth]}", "basic": "${ABAR[basic]}"}.items()}
 med = {k: statistics.median(v) for k, v in bar.items()}
 print("### Authorization")
 print()
 print("| setup | CPU rounds (us) | CPU median (us) |")
 print("|---|---|---|")
-for label, key in [("gateway, empty pipeline", "gw0"), ("gateway, key-auth (1001 consumers)", "key"), ("gateway, ext-auth, decision cached", "extauth")]:
+for label, key in [("gateway, empty pipeline", "gw0"), ("gateway, key-auth (1001 consumers)", "key"), ("gateway, ext-auth, decision cached", "extauth"), ("gateway, basic-auth (1001 consumers, argon2id, verified before)", "basic")]:
     print(f"| {label} | {', '.join(f'{x:.1f}' for x in bar[key])} | {med[key]:.1f} |")
 print()
 print("| ratio | CPU per request |")
 print("|---|---|")
 print(f"| cached ext-auth over key-auth (the bar: at most 1.3x) | {med['extauth'] / med['key']:.2f}x |")
+print(f"| basic-auth after the first request over key-auth (the bar: at most 1.3x) | {med['basic'] / med['key']:.2f}x |")
 PY
   exit 0
 fi

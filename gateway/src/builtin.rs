@@ -107,6 +107,11 @@ const BUILTINS: &[Builtin] = &[
         ],
     },
     Builtin {
+        name: "basic-auth",
+        bytes: component!("plugin_basic_auth"),
+        grants: &[Capability::Consumers],
+    },
+    Builtin {
         name: "request-validator",
         bytes: component!("plugin_request_validator"),
         grants: &[],

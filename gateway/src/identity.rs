@@ -7,6 +7,8 @@
 //! timing can at most reveal bytes of an HMAC output the caller cannot compute,
 //! which says nothing about any stored key.
 
+pub mod passwords;
+
 use crate::config::{Config, ConfigError, KeyConfig, Source, read_env, read_file, resolve_secret};
 use aws_lc_rs::hmac;
 pub use plugin_shared::consumers::UsagePlan;
@@ -39,6 +41,7 @@ pub struct Consumers {
     plans: HashMap<String, UsagePlan>,
     by_key: HashMap<[u8; 32], Arc<Consumer>>,
     key: Option<hmac::Key>,
+    passwords: passwords::Passwords,
 }
 
 /// `identity.key_hash_secret`, read and checked (at least 16 bytes).
@@ -194,6 +197,18 @@ impl Consumers {
             }
             self.by_key.insert(digest, consumer.clone());
         }
+        for password in &entry.passwords {
+            let given = password.get_ref();
+            let username = given.username.as_deref().unwrap_or(name);
+            self.passwords
+                .add(
+                    username,
+                    given.hash.as_deref(),
+                    given.plaintext.as_deref(),
+                    &consumer,
+                )
+                .map_err(|e| source.error(password.span(), format!("consumer `{name}`: {e}")))?;
+        }
         self.by_name.insert(name.clone(), consumer);
         Ok(())
     }
@@ -251,6 +266,11 @@ impl Consumers {
             return None;
         }
         self.by_key.get(&self.digest(key)).cloned()
+    }
+
+    /// Checks a basic-auth credential (see [`passwords`]).
+    pub async fn verify_password(&self, username: &str, password: &str) -> passwords::Check {
+        self.passwords.verify(username, password).await
     }
 
     /// The consumer called `name`.

@@ -1,5 +1,6 @@
 //! The `gateway` command: `run` serves a config, `check` validates one,
-//! `openapi export` describes what one serves as an OpenAPI document.
+//! `openapi export` describes what one serves as an OpenAPI document,
+//! `hash-key` and `hash-password` print the stored forms of credentials.
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -49,6 +50,15 @@ enum Command {
         #[arg(long, default_value = "GATEWAY_KEY_HASH_SECRET")]
         secret_env: String,
     },
+    /// Print the stored form of a basic-auth password (`$argon2id$...` by
+    /// default) for a consumer's `passwords = [{ hash = "..." }]`. Reads the
+    /// password from stdin (one line).
+    HashPassword {
+        /// The hash to write: argon2id (recommended), or bcrypt or
+        /// pbkdf2-sha256 where another system must read it too.
+        #[arg(long, value_enum, default_value_t = PasswordAlgorithm::Argon2id)]
+        algorithm: PasswordAlgorithm,
+    },
     /// Scaffold something new.
     New {
         #[command(subcommand)]
@@ -92,6 +102,14 @@ enum New {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum PasswordAlgorithm {
+    Argon2id,
+    Bcrypt,
+    #[value(name = "pbkdf2-sha256")]
+    Pbkdf2Sha256,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -109,6 +127,7 @@ fn main() -> ExitCode {
             check(config)
         }
         Command::HashKey { secret_env } => hash_key(&secret_env),
+        Command::HashPassword { algorithm } => hash_password(algorithm),
         Command::New {
             what: New::Plugin { name, dir, sdk },
         } => new_plugin(&name, dir, sdk),
@@ -158,6 +177,25 @@ fn hash_key(secret_env: &str) -> anyhow::Result<()> {
     let key = key.trim_end_matches(['\r', '\n']);
     gateway::identity::check_key_text(key).map_err(anyhow::Error::msg)?;
     println!("{}", gateway::identity::hash_key(secret.as_bytes(), key));
+    Ok(())
+}
+
+fn hash_password(algorithm: PasswordAlgorithm) -> anyhow::Result<()> {
+    use gateway::identity::passwords::{Algorithm, hash_password};
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from stdin")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let algorithm = match algorithm {
+        PasswordAlgorithm::Argon2id => Algorithm::Argon2id,
+        PasswordAlgorithm::Bcrypt => Algorithm::Bcrypt,
+        PasswordAlgorithm::Pbkdf2Sha256 => Algorithm::Pbkdf2Sha256,
+    };
+    println!(
+        "{}",
+        hash_password(password, algorithm).map_err(anyhow::Error::msg)?
+    );
     Ok(())
 }
 

@@ -70,6 +70,10 @@ pub struct Metrics {
     pub cache_lookups: Family<Label, Counter>,
     /// Responses stored in the cache.
     pub cache_stores: Counter,
+    /// Basic-auth password checks by outcome: `remembered` (a credential
+    /// verified lately, no hash computed), `valid`, `invalid` (each of
+    /// these two computed a hash), `busy` (refused unchecked).
+    pub password_checks: Family<Label, Counter>,
     /// Redis operations that failed or timed out.
     pub redis_failures: Counter,
     /// Config reloads by outcome: `ok`, `rejected`.
@@ -117,6 +121,7 @@ impl Metrics {
             quota_counts: Family::default(),
             cache_lookups: Family::default(),
             cache_stores: Counter::default(),
+            password_checks: Family::default(),
             redis_failures: Counter::default(),
             reloads: Family::default(),
             tunnels: Gauge::default(),
@@ -233,6 +238,11 @@ impl Metrics {
             self.redis_failures.clone(),
         );
         registry.register("reloads", "Config reloads by outcome", self.reloads.clone());
+        registry.register(
+            "password_checks",
+            "Basic-auth password checks by outcome",
+            self.password_checks.clone(),
+        );
     }
 
     /// Client connections, WebSocket tunnels and the cache's size.

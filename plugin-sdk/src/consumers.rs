@@ -105,6 +105,53 @@ pub fn get(name: &str) -> Option<Consumer> {
     });
 }
 
+/// The outcome of [`verify_password`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The credential is this consumer's.
+    Valid(Consumer),
+    /// An unknown user name or a wrong password (not said which).
+    Invalid,
+    /// Too many passwords are being checked at once; nothing was checked
+    /// (answer 503, the client may try again).
+    Busy,
+}
+
+/// Checks a basic-auth credential against the consumers' password hashes.
+/// The gateway computes the hash outside the plugin's CPU deadline and
+/// remembers a verified credential for a while (keyed by a keyed digest),
+/// so a valid caller pays the hash once. Natively, against the passwords
+/// given to [`register_password`].
+pub fn verify_password(username: &str, password: &str) -> PasswordCheck {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use crate::bindings::gateway::plugin::consumers::{PasswordCheck as Wit, verify_password};
+        match verify_password(username, password) {
+            Wit::Valid(consumer) => PasswordCheck::Valid(consumer.into()),
+            Wit::Invalid => PasswordCheck::Invalid,
+            Wit::Busy => PasswordCheck::Busy,
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    native::PASSWORDS.with_borrow(|passwords| {
+        passwords
+            .iter()
+            .find(|(_, user, clear)| user == username && clear == password)
+            .map_or(PasswordCheck::Invalid, |(consumer, _, _)| {
+                PasswordCheck::Valid(consumer.clone())
+            })
+    })
+}
+
+/// Registers `username` with `password` for `consumer`, for native tests
+/// (this thread only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn register_password(consumer: Consumer, username: &str, password: &str) {
+    native::PASSWORDS.with_borrow_mut(|passwords| {
+        passwords.push((consumer, username.to_string(), password.to_string()));
+    });
+}
+
 /// Registers `consumer` with its API `keys` for native tests (this thread only).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn register(consumer: Consumer, keys: &[&str]) {
@@ -121,6 +168,7 @@ mod native {
     thread_local! {
         pub static REGISTRY: RefCell<Vec<(Consumer, Vec<String>)>> = const { RefCell::new(Vec::new()) };
         pub static PLANS: RefCell<Vec<super::UsagePlan>> = const { RefCell::new(Vec::new()) };
+        pub static PASSWORDS: RefCell<Vec<(Consumer, String, String)>> = const { RefCell::new(Vec::new()) };
     }
 }
 

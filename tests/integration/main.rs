@@ -3,6 +3,7 @@
 //! `support` starts gateways (from a typed config builder), upstreams and redis.
 
 mod apis;
+mod basic_auth;
 mod caching;
 mod compression;
 mod config_checks;

@@ -71,6 +71,25 @@ pub struct ConsumerConfig {
     /// The consumer's API keys.
     #[serde(default)]
     pub keys: Vec<Spanned<KeyConfig>>,
+    /// The consumer's basic-auth credentials.
+    #[serde(default)]
+    pub passwords: Vec<Spanned<PasswordConfig>>,
+}
+
+/// One basic-auth credential of a consumer: a user name and exactly one of
+/// `hash` and `plaintext`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// The user name; the consumer's name when absent.
+    pub username: Option<String>,
+    /// The password's hash, as printed by `gateway hash-password`
+    /// (`$argon2id$...`), or a bcrypt (`$2b$...`) or PBKDF2
+    /// (`$pbkdf2-sha256$...`, Django's `pbkdf2_sha256$...`) hash from
+    /// another system.
+    pub hash: Option<String>,
+    /// The password in clear: for local development only; logged as a warning.
+    pub plaintext: Option<String>,
 }
 
 /// One API key of a consumer. Exactly one source.

@@ -29,6 +29,8 @@ wasmtime::component::bindgen!({
         "gateway:plugin/cache.lookup": async,
         "gateway:plugin/cache.put": async,
         "gateway:plugin/cache.purge": async,
+        // Computes a password hash on a blocking thread.
+        "gateway:plugin/consumers.verify-password": async,
     },
     with: {
         "gateway:plugin/crypto.verifying-key": self::VerifyingKey,

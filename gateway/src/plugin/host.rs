@@ -277,7 +277,10 @@ impl HostState {
 
     /// `consumers`'.
     pub fn consumers(&mut self) -> ConsumersView<'_> {
-        ConsumersView(&self.env.consumers)
+        ConsumersView {
+            consumers: &self.env.consumers,
+            io: &self.io,
+        }
     }
 }
 

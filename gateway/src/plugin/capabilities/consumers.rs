@@ -1,15 +1,25 @@
 //! `gateway:plugin/consumers`: the consumers configured in `[[consumers]]`
 //! and their usage plans, looked up for a plugin. An API key is found by its
 //! keyed hash (see `identity`); a plugin gets the consumer, never a stored key.
+//! A basic-auth password is checked by the host (`identity::passwords`): the
+//! hash is computed on a blocking thread, a wait marked on the instance's
+//! `IoWaits` so that it does not spend the call's CPU deadline.
 //! The host functions run on a [`ConsumersView`] of the config's consumers.
 
+use crate::identity::passwords::Check;
 use crate::identity::{Consumer, Consumers};
 use crate::plugin::bindings::gateway::plugin::{consumers, types};
+use crate::plugin::watchdog::IoWaits;
 use wasmtime::component::HasData;
 
 /// What the `consumers` host functions serve from: the config's
-/// `[[consumers]]`, borrowed from an instance's state for one call.
-pub struct ConsumersView<'a>(pub &'a Consumers);
+/// `[[consumers]]` and the instance's waits, borrowed for one call.
+pub struct ConsumersView<'a> {
+    /// The config's consumers.
+    pub consumers: &'a Consumers,
+    /// Where a password check marks its wait.
+    pub io: &'a IoWaits,
+}
 
 /// The `consumers` interface's data in the linker: a [`ConsumersView`].
 pub struct HasConsumers;
@@ -20,15 +30,28 @@ impl HasData for HasConsumers {
 
 impl consumers::Host for ConsumersView<'_> {
     fn find_by_key(&mut self, key: String) -> Option<consumers::Consumer> {
-        self.0.find_by_key(&key).map(|c| to_wit(&c))
+        self.consumers.find_by_key(&key).map(|c| to_wit(&c))
     }
 
     fn get(&mut self, name: String) -> Option<consumers::Consumer> {
-        self.0.get(&name).map(|c| to_wit(&c))
+        self.consumers.get(&name).map(|c| to_wit(&c))
+    }
+
+    async fn verify_password(
+        &mut self,
+        username: String,
+        password: String,
+    ) -> consumers::PasswordCheck {
+        let check = self.consumers.verify_password(&username, &password);
+        match self.io.around(check).await {
+            Check::Valid(consumer) => consumers::PasswordCheck::Valid(to_wit(&consumer)),
+            Check::Invalid => consumers::PasswordCheck::Invalid,
+            Check::Busy => consumers::PasswordCheck::Busy,
+        }
     }
 
     fn plan(&mut self, name: String) -> Option<consumers::UsagePlan> {
-        let plan = self.0.plan(&name)?;
+        let plan = self.consumers.plan(&name)?;
         Some(consumers::UsagePlan {
             name: plan.name.clone(),
             rate: plan.rate.map(|r| types::Rate {
