@@ -52,7 +52,7 @@ enum Command {
     },
     /// Print the stored form of a basic-auth password (`$argon2id$...` by
     /// default) for a consumer's `passwords = [{ hash = "..." }]`. Reads the
-    /// password from stdin (one line).
+    /// password from stdin: one line, its line break dropped, spaces kept.
     HashPassword {
         /// The hash to write: argon2id (recommended), or bcrypt or
         /// pbkdf2-sha256 where another system must read it too.
@@ -182,11 +182,18 @@ fn hash_key(secret_env: &str) -> anyhow::Result<()> {
 
 fn hash_password(algorithm: PasswordAlgorithm) -> anyhow::Result<()> {
     use gateway::identity::passwords::{Algorithm, hash_password};
-    let mut password = String::new();
+    use std::io::Read as _;
+    let mut input = String::new();
     std::io::stdin()
-        .read_line(&mut password)
-        .context("cannot read the password from stdin")?;
-    let password = password.trim_end_matches(['\r', '\n']);
+        .take(64 * 1024)
+        .read_to_string(&mut input)
+        .context("cannot read the password from stdin (one line of UTF-8)")?;
+    let password = input.strip_suffix('\n').map_or(input.as_str(), |line| {
+        line.strip_suffix('\r').unwrap_or(line)
+    });
+    if password.contains(['\n', '\r']) {
+        anyhow::bail!("give the password on one line of stdin, and nothing after it");
+    }
     let algorithm = match algorithm {
         PasswordAlgorithm::Argon2id => Algorithm::Argon2id,
         PasswordAlgorithm::Bcrypt => Algorithm::Bcrypt,

@@ -133,14 +133,29 @@ pub fn verify_password(username: &str, password: &str) -> PasswordCheck {
         }
     }
     #[cfg(not(target_arch = "wasm32"))]
-    native::PASSWORDS.with_borrow(|passwords| {
-        passwords
-            .iter()
-            .find(|(_, user, clear)| user == username && clear == password)
-            .map_or(PasswordCheck::Invalid, |(consumer, _, _)| {
-                PasswordCheck::Valid(consumer.clone())
-            })
-    })
+    {
+        if native::PASSWORDS_BUSY.get() {
+            return PasswordCheck::Busy;
+        }
+        if !plugin_shared::limits::password_checkable(username, password) {
+            return PasswordCheck::Invalid;
+        }
+        native::PASSWORDS.with_borrow(|passwords| {
+            passwords
+                .iter()
+                .find(|(_, user, clear)| user == username && clear == password)
+                .map_or(PasswordCheck::Invalid, |(consumer, _, _)| {
+                    PasswordCheck::Valid(consumer.clone())
+                })
+        })
+    }
+}
+
+/// Makes [`verify_password`] answer [`PasswordCheck::Busy`] (or not), for
+/// native tests of a plugin's answer to a busy gateway (this thread only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn set_password_checks_busy(busy: bool) {
+    native::PASSWORDS_BUSY.set(busy);
 }
 
 /// Registers `username` with `password` for `consumer`, for native tests
@@ -169,6 +184,7 @@ mod native {
         pub static REGISTRY: RefCell<Vec<(Consumer, Vec<String>)>> = const { RefCell::new(Vec::new()) };
         pub static PLANS: RefCell<Vec<super::UsagePlan>> = const { RefCell::new(Vec::new()) };
         pub static PASSWORDS: RefCell<Vec<(Consumer, String, String)>> = const { RefCell::new(Vec::new()) };
+        pub static PASSWORDS_BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 }
 

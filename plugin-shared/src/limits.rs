@@ -92,6 +92,27 @@ pub const CRYPTO_MAX_INPUT: usize = 1 << 20;
 /// native counterpart.
 pub const CRYPTO_MAX_KEYS: usize = 4096;
 
+/// The longest basic-auth user name `consumers.verify-password` checks;
+/// longer ones are invalid unchecked.
+pub const PASSWORD_MAX_USERNAME: usize = 256;
+/// The longest password `consumers.verify-password` checks.
+pub const PASSWORD_MAX_LENGTH: usize = 1024;
+/// Password checks one request may ask for, all its plugins together; more
+/// are answered busy unchecked.
+pub const PASSWORD_CHECKS_PER_REQUEST: u8 = 4;
+
+/// Whether `username` and `password` can be checked: a user name of 1 to
+/// [`PASSWORD_MAX_USERNAME`] bytes without a colon (RFC 7617) or control
+/// characters, a password of 1 to [`PASSWORD_MAX_LENGTH`] bytes.
+pub fn password_checkable(username: &str, password: &str) -> bool {
+    !username.is_empty()
+        && username.len() <= PASSWORD_MAX_USERNAME
+        && !username.contains(':')
+        && !username.chars().any(char::is_control)
+        && !password.is_empty()
+        && password.len() <= PASSWORD_MAX_LENGTH
+}
+
 /// `duration` in whole milliseconds, as it crosses the contract: cut, not
 /// rounded (1.9 ms is 1 ms, 0.5 ms is 0), and saturating. The SDK converts
 /// with this inside the gateway and natively alike, so a sub-millisecond TTL

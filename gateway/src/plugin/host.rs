@@ -40,6 +40,8 @@ pub struct Context {
     /// request phase to `put` or `release` in the response phase, whichever
     /// instance serves it.
     fills: Fills,
+    /// Password checks this request asked for (`consumers.verify-password`).
+    password_checks: u8,
 }
 
 impl Context {
@@ -280,6 +282,8 @@ impl HostState {
         ConsumersView {
             consumers: &self.env.consumers,
             io: &self.io,
+            plugin: &self.plugin,
+            password_checks: &mut self.context.password_checks,
         }
     }
 }

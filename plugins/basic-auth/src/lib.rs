@@ -11,6 +11,10 @@
 //! the request is proxied. On failure the client gets 401 with a `Basic`
 //! challenge; when the gateway is checking too many passwords at once, 503.
 //!
+//! The credentials are base64 (padded or not) of UTF-8 text, as the
+//! `charset="UTF-8"` of the challenge asks; other bytes are malformed. An
+//! empty user name or password is never valid.
+//!
 //! A credential must be given once: two `Authorization` lines, or a comma
 //! in one (two joined by a proxy), get 401, since the upstream might read
 //! another copy than the one checked here. Headers under the consumer
@@ -24,6 +28,15 @@ use serde::Deserialize;
 
 /// The longest `Authorization` value read; longer ones are refused unread.
 const MAX_HEADER: usize = 4096;
+/// The most characters of a refused user name a log line shows.
+const LOGGED_NAME: usize = 64;
+
+/// Standard base64, with or without its padding.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,14 +101,11 @@ fn credentials(req: &Request) -> Result<(String, String), Refusal> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(Refusal::Missing);
     }
-    let decoded = base64::engine::general_purpose::STANDARD
+    let decoded = BASE64
         .decode(token.trim_start())
         .map_err(|_| Refusal::Malformed)?;
     let text = String::from_utf8(decoded).map_err(|_| Refusal::Malformed)?;
     let (user, password) = text.split_once(':').ok_or(Refusal::Malformed)?;
-    if user.is_empty() || password.is_empty() {
-        return Err(Refusal::Malformed);
-    }
     Ok((user.to_string(), password.to_string()))
 }
 
@@ -174,9 +184,10 @@ impl Plugin for BasicAuth {
         match consumers::verify_password(&user, &password) {
             PasswordCheck::Valid(consumer) => self.admit(req, ctx, &consumer),
             PasswordCheck::Invalid => {
+                let shown: String = user.chars().take(LOGGED_NAME).collect();
                 log::info(&format!(
                     "basic-auth: invalid credentials for user `{}` on route `{}` from {}",
-                    user.escape_debug(),
+                    shown.escape_debug(),
                     req.route(),
                     req.client_addr()
                 ));
@@ -223,16 +234,22 @@ mod tests {
         )
     }
 
-    fn answer(auth: &BasicAuth, req: &mut Request) -> (Option<u16>, Option<String>) {
+    /// The status, challenge and error of a refusal.
+    fn answer(auth: &BasicAuth, req: &mut Request) -> (Option<u16>, Option<String>, String) {
         match auth.on_request(req, &mut Context::new()) {
-            Action::Respond(response) => (
-                Some(response.status()),
-                response
-                    .headers()
-                    .get("www-authenticate")
-                    .map(str::to_string),
-            ),
-            _ => (None, None),
+            Action::Respond(response) => {
+                let body: serde_json::Value =
+                    serde_json::from_slice(response.body().unwrap_or_default()).unwrap_or_default();
+                (
+                    Some(response.status()),
+                    response
+                        .headers()
+                        .get("www-authenticate")
+                        .map(str::to_string),
+                    body["error"].as_str().unwrap_or_default().to_string(),
+                )
+            }
+            _ => (None, None, String::new()),
         }
     }
 
@@ -242,7 +259,7 @@ mod tests {
         let auth = plugin("{}");
         let mut req = Request::new("GET", "/x")
             .with_header("authorization", &basic("alice:wonderland-secret-1"))
-            .with_header("x-consumer-name", "mallory");
+            .with_header("x-consumer-plan", "platinum");
         let mut ctx = Context::new();
         assert!(matches!(
             auth.on_request(&mut req, &mut ctx),
@@ -258,6 +275,8 @@ mod tests {
         );
         assert_eq!(req.headers().get("authorization"), None);
         assert_eq!(req.headers().get("x-consumer-name"), Some("alice"));
+        // alice has no plan: the client's claim to one is gone.
+        assert_eq!(req.headers().get("x-consumer-plan"), None);
     }
 
     #[test]
@@ -265,28 +284,61 @@ mod tests {
         setup();
         let auth = plugin(r#"{"realm": "zoo"}"#);
         let challenge = Some("Basic realm=\"zoo\", charset=\"UTF-8\"".to_string());
-        for value in [
-            basic("alice:wonderland-secret-2"),
-            basic("bob:wonderland-secret-1"),
-            basic("alice"),
-            basic(":wonderland-secret-1"),
-            "Basic !!!".to_string(),
-            "Bearer abc".to_string(),
-            format!("{}, {}", basic("alice:wonderland-secret-1"), basic("a:b")),
+        let invalid = "unauthorized: invalid credentials";
+        let malformed = "unauthorized: malformed basic credentials";
+        let missing = "unauthorized: missing basic credentials";
+        let twice = "unauthorized: credential given more than once";
+        for (value, reason) in [
+            (basic("alice:wonderland-secret-2"), invalid),
+            (basic("bob:wonderland-secret-1"), invalid),
+            (basic(":wonderland-secret-1"), invalid),
+            (basic("alice:"), invalid),
+            (basic("alice"), malformed),
+            ("Basic !!!".to_string(), malformed),
+            ("Bearer abc".to_string(), missing),
+            (
+                format!("{}, {}", basic("alice:wonderland-secret-1"), basic("a:b")),
+                twice,
+            ),
         ] {
             let mut req = Request::new("GET", "/x").with_header("authorization", &value);
-            assert_eq!(
-                answer(&auth, &mut req),
-                (Some(401), challenge.clone()),
-                "{value}"
-            );
+            let expected = (Some(401), challenge.clone(), reason.to_string());
+            assert_eq!(answer(&auth, &mut req), expected, "{value}");
         }
         let mut none = Request::new("GET", "/x");
-        assert_eq!(answer(&auth, &mut none), (Some(401), challenge.clone()));
-        let mut twice = Request::new("GET", "/x")
+        let expected = (Some(401), challenge.clone(), missing.to_string());
+        assert_eq!(answer(&auth, &mut none), expected);
+        let mut two_lines = Request::new("GET", "/x")
             .with_header("authorization", &basic("alice:wonderland-secret-1"))
             .with_header("authorization", &basic("alice:wonderland-secret-1"));
-        assert_eq!(answer(&auth, &mut twice), (Some(401), challenge));
+        let expected = (Some(401), challenge, twice.to_string());
+        assert_eq!(answer(&auth, &mut two_lines), expected);
+    }
+
+    #[test]
+    fn unpadded_credentials_are_read_and_a_busy_gateway_is_503() {
+        setup();
+        let auth = plugin("{}");
+        let unpadded = basic("alice:wonderland-secret-1")
+            .trim_end_matches('=')
+            .to_string();
+        let mut req = Request::new("GET", "/x").with_header("authorization", &unpadded);
+        assert!(matches!(
+            auth.on_request(&mut req, &mut Context::new()),
+            Action::Continue
+        ));
+        consumers::set_password_checks_busy(true);
+        let mut req = Request::new("GET", "/x")
+            .with_header("authorization", &basic("alice:wonderland-secret-1"));
+        let action = auth.on_request(&mut req, &mut Context::new());
+        consumers::set_password_checks_busy(false);
+        match action {
+            Action::Respond(response) => {
+                assert_eq!(response.status(), 503);
+                assert_eq!(response.headers().get("retry-after"), Some("1"));
+            }
+            _ => panic!("a busy gateway admitted the request"),
+        }
     }
 
     #[test]

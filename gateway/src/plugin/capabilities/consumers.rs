@@ -3,10 +3,11 @@
 //! keyed hash (see `identity`); a plugin gets the consumer, never a stored key.
 //! A basic-auth password is checked by the host (`identity::passwords`): the
 //! hash is computed on a blocking thread, a wait marked on the instance's
-//! `IoWaits` so that it does not spend the call's CPU deadline.
+//! `IoWaits` so that it does not spend the call's CPU deadline (the checker
+//! bounds it instead), and one request may ask for a few checks only.
 //! The host functions run on a [`ConsumersView`] of the config's consumers.
 
-use crate::identity::passwords::Check;
+use crate::identity::passwords::{Check, PASSWORD_CHECKS_PER_REQUEST};
 use crate::identity::{Consumer, Consumers};
 use crate::plugin::bindings::gateway::plugin::{consumers, types};
 use crate::plugin::watchdog::IoWaits;
@@ -19,6 +20,10 @@ pub struct ConsumersView<'a> {
     pub consumers: &'a Consumers,
     /// Where a password check marks its wait.
     pub io: &'a IoWaits,
+    /// The plugin's name, for logs.
+    pub plugin: &'a str,
+    /// Password checks the request asked for so far.
+    pub password_checks: &'a mut u8,
 }
 
 /// The `consumers` interface's data in the linker: a [`ConsumersView`].
@@ -42,6 +47,14 @@ impl consumers::Host for ConsumersView<'_> {
         username: String,
         password: String,
     ) -> consumers::PasswordCheck {
+        if *self.password_checks >= PASSWORD_CHECKS_PER_REQUEST {
+            tracing::warn!(
+                plugin = self.plugin,
+                "a request asked for more than {PASSWORD_CHECKS_PER_REQUEST} password checks; answered busy"
+            );
+            return consumers::PasswordCheck::Busy;
+        }
+        *self.password_checks += 1;
         let check = self.consumers.verify_password(&username, &password);
         match self.io.around(check).await {
             Check::Valid(consumer) => consumers::PasswordCheck::Valid(to_wit(&consumer)),
