@@ -71,6 +71,24 @@ pub struct ConsumerConfig {
     /// The consumer's API keys.
     #[serde(default)]
     pub keys: Vec<Spanned<KeyConfig>>,
+    /// The consumer's AWS-style access keys, for Signature Version 4
+    /// (`aws-sigv4`).
+    #[serde(default)]
+    pub access_keys: Vec<Spanned<AccessKeyConfig>>,
+}
+
+/// One access key of a consumer: an id and its secret, for AWS Signature
+/// Version 4. The secret stays in the gateway; plugins only ask whether a
+/// signature is right.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    /// The access key id (`AKIA...`): 16 to 128 of `A-Z` and `0-9`, unique
+    /// across consumers.
+    pub id: Spanned<String>,
+    /// The secret access key: inline (warned about), `{ env = "NAME" }` or
+    /// `{ file = "path" }`.
+    pub secret: Spanned<Secret>,
 }
 
 /// One API key of a consumer. Exactly one source.

@@ -1,6 +1,8 @@
 //! `gateway:plugin/consumers`: the consumers configured in `[[consumers]]`
 //! and their usage plans, looked up for a plugin. An API key is found by its
-//! keyed hash (see `identity`); a plugin gets the consumer, never a stored key.
+//! keyed hash (see `identity`), an AWS Signature Version 4 signature by its
+//! access key's secret, held in the host; a plugin gets the consumer, never a
+//! stored key or secret.
 //! The host functions run on a [`ConsumersView`] of the config's consumers.
 
 use crate::identity::{Consumer, Consumers};
@@ -25,6 +27,25 @@ impl consumers::Host for ConsumersView<'_> {
 
     fn get(&mut self, name: String) -> Option<consumers::Consumer> {
         self.0.get(&name).map(|c| to_wit(&c))
+    }
+
+    fn verify_sigv4(
+        &mut self,
+        access_key_id: String,
+        date: String,
+        region: String,
+        service: String,
+        string_to_sign: String,
+        signature: String,
+    ) -> Option<consumers::Consumer> {
+        self.0
+            .verify_sigv4(
+                &access_key_id,
+                (&date, &region, &service),
+                &string_to_sign,
+                &signature,
+            )
+            .map(|c| to_wit(&c))
     }
 
     fn plan(&mut self, name: String) -> Option<consumers::UsagePlan> {
