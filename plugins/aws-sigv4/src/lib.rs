@@ -5,7 +5,9 @@
 //!
 //! Two forms are read: the `Authorization: AWS4-HMAC-SHA256 Credential=...,
 //! SignedHeaders=..., Signature=...` header, and presigned URLs (the
-//! `X-Amz-*` query parameters, when `allow_presigned`). A request with
+//! `X-Amz-*` query parameters, when `allow_presigned`; their payload hash is
+//! `UNSIGNED-PAYLOAD` for S3 and the body's SHA-256 for other services, as
+//! botocore signs them). A request with
 //! both, with the header twice or a parameter twice, is refused. The plugin
 //! rebuilds the canonical request from what it received (the method, the
 //! path, the query, the signed headers and the body's SHA-256) and the
@@ -37,7 +39,7 @@ use std::time::Duration;
 
 pub use plugin_sdk::consumers::{CONTEXT_AUTH, CONTEXT_CONSUMER, CONTEXT_GROUPS, CONTEXT_PLAN};
 
-/// The payload hash of a presigned URL, or of a request that opts out.
+/// The payload hash of an S3 presigned URL, or of a request that opts out.
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// The query parameters of a presigned URL.
 const PRESIGN_PARAMS: [&str; 7] = [
@@ -316,8 +318,8 @@ impl AwsSigV4 {
 
     /// The payload hash signed: `x-amz-content-sha256` when sent (a hex
     /// hash must be the body's; `UNSIGNED-PAYLOAD` when allowed; streaming
-    /// forms are refused), else `UNSIGNED-PAYLOAD` for a presigned URL and
-    /// the body's SHA-256 for a header.
+    /// forms are refused), else `UNSIGNED-PAYLOAD` for an S3 presigned URL
+    /// and the body's SHA-256 for anything else.
     fn payload_hash(&self, req: &Request, claim: &Claim) -> Result<String, Refusal> {
         let declared = req
             .headers()
@@ -342,7 +344,11 @@ impl AwsSigV4 {
                 }
                 Ok(value.into())
             }
-            None if claim.expires.is_some() => Ok(UNSIGNED_PAYLOAD.into()),
+            // S3's presigned URLs leave the body out; other services' sign
+            // it, as botocore's `SigV4QueryAuth` does.
+            None if claim.expires.is_some() && self.settings.service == "s3" => {
+                Ok(UNSIGNED_PAYLOAD.into())
+            }
             None => Ok(sha256_hex(body)),
         }
     }
