@@ -30,6 +30,7 @@ mod sandbox;
 mod scaffold;
 mod shared;
 mod shutdown;
+mod sigv4;
 mod support;
 mod tls;
 mod traffic;
