@@ -88,13 +88,23 @@ fn admits(auth: &AwsSigV4, req: &mut Request, now: u64) -> Context {
     ctx
 }
 
+/// A test-suite case: its name, path and query, extra headers, signed
+/// headers and signature.
+type SuiteCase = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+);
+
 /// Cases of the AWS Signature Version 4 test suite (`aws-sig-v4-test-suite`):
 /// the request, the signed headers and the signature of its `.authz` file.
 #[test]
 fn the_aws_test_suite_verifies() {
     setup();
     let auth = suite_plugin();
-    let cases: &[(&str, &str, &[(&str, &str)], &str, &str)] = &[
+    let cases: &[SuiteCase] = &[
         (
             "get-vanilla",
             "/",
