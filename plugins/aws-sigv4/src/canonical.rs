@@ -69,16 +69,14 @@ pub fn canonical_uri(path: &str, s3: bool) -> String {
     out
 }
 
-/// `text` percent-decoded, `+` read as a space (as the query's consumers,
-/// and botocore when it presigns, read it); a `%` without two hex digits
-/// stays as it is.
+/// `text` percent-decoded (RFC 3986: `+` is itself; the plugin refuses a
+/// query holding one); a `%` without two hex digits stays as it is.
 pub fn decode(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
             b'%' => {
                 let pair = bytes
                     .get(i + 1..i + 3)
@@ -167,8 +165,8 @@ mod tests {
             "Param1=Value1&Param1=value2"
         );
         assert_eq!(
-            canonical_query("a=b+c&d=e%20f&g=%7e&h", None),
-            "a=b%20c&d=e%20f&g=~&h="
+            canonical_query("a=b%2Bc&d=e%20f&g=%7e&h", None),
+            "a=b%2Bc&d=e%20f&g=~&h="
         );
         assert_eq!(canonical_query("\u{1234}=bar", None), "%E1%88%B4=bar");
         assert_eq!(

@@ -134,6 +134,14 @@ impl AwsSigV4 {
     /// The consumer whose key signed `req`, and the claim checked, at `now`.
     fn check(&self, req: &Request, now: u64) -> Result<(Consumer, Claim), Refusal> {
         let claim = self.claim(req)?;
+        // `+` reads as a space to some upstreams and as a plus to others:
+        // whichever the signature covered, the other could be swapped in.
+        if req.query().contains('+') {
+            return Err(refuse(
+                400,
+                "a + in the query is ambiguous: encode a space as %20 and a plus as %2B",
+            ));
+        }
         self.check_scope(&claim)?;
         self.check_time(&claim, now)?;
         let canonical = self.canonical_request(req, &claim)?;

@@ -307,6 +307,22 @@ fn the_aws_test_suite_verifies() {
     }
 }
 
+#[test]
+fn the_normalized_path_goes_upstream_and_hide_credentials_off_keeps_them() {
+    setup();
+    let slashes = "9a624bd73a37c9a373b5312afbebe7a714a789de108f0bdfe846570885f57e84";
+    let mut req = suite_request("GET", "//example//", &[], "host;x-amz-date", slashes);
+    admits(&suite_plugin(), &mut req, SUITE_TIME);
+    assert_eq!(req.path(), "/example/");
+    let keep = plugin(
+        r#"{"region": "us-east-1", "service": "service", "hide_credentials": false, "consumer_headers": false}"#,
+    );
+    let mut req = suite_request("GET", "//example//", &[], "host;x-amz-date", slashes);
+    admits(&keep, &mut req, SUITE_TIME);
+    assert!(req.headers().get("authorization").is_some());
+    assert_eq!(req.headers().get("x-consumer-name"), None);
+}
+
 /// The suite's `post-x-www-form-urlencoded` and
 /// `post-x-www-form-urlencoded-parameters` (a body, hashed; the content
 /// type, its `.sts` and `.authz` files agree on, is signed but not the
@@ -418,7 +434,7 @@ fn s3_request(path_and_query: &str) -> Request {
 fn the_documented_s3_presigned_url_verifies_until_it_expires() {
     setup();
     let auth = plugin(r#"{"region": "us-east-1", "service": "s3"}"#);
-    let mut req = s3_request(&format!("{S3_PRESIGNED}&a=b+c"));
+    let mut req = s3_request(&format!("{S3_PRESIGNED}&a=b%20c"));
     // An extra parameter is not signed: refused. Without it: admitted.
     assert_eq!(
         status(&auth.handle(&mut req, &mut Context::new(), S3_TIME + 10)),
@@ -484,6 +500,11 @@ fn missing_repeated_and_malformed_credentials() {
     assert_eq!(status(&run(&mut none)), Some(401));
     let mut bearer = none.clone().with_header("authorization", "Bearer x");
     assert_eq!(status(&run(&mut bearer)), Some(401));
+    // A literal + in the query: refused, whatever it was meant to be.
+    let mut plus = suite_request("GET", "/?a=b+c", &[], "host;x-amz-date", vanilla);
+    let action = run(&mut plus);
+    assert_eq!(status(&action), Some(400));
+    assert!(reason(&action).contains("%2B"), "{}", reason(&action));
     let mut twice = suite_request("GET", "/", &[], "host;x-amz-date", vanilla)
         .with_header("authorization", "x");
     assert_eq!(status(&run(&mut twice)), Some(400));
