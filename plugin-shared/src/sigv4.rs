@@ -113,6 +113,9 @@ pub fn check_inputs(
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
+    //! The computation, on aws-lc-rs: the gateway's, and the SDK's in a
+    //! plugin's native tests.
+
     use aws_lc_rs::{constant_time, hmac};
 
     /// The secret an unknown access key id is checked against, so that an
