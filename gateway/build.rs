@@ -26,6 +26,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("plugin-oauth2-introspection", "plugin_oauth2_introspection"),
     ("plugin-ext-auth", "plugin_ext_auth"),
     ("plugin-basic-auth", "plugin_basic_auth"),
+    ("plugin-aws-sigv4", "plugin_aws_sigv4"),
     ("plugin-request-validator", "plugin_request_validator"),
     ("hello-plugin", "hello_plugin"),
     ("misbehave-plugin", "misbehave_plugin"),

@@ -112,6 +112,11 @@ const BUILTINS: &[Builtin] = &[
         grants: &[Capability::Consumers],
     },
     Builtin {
+        name: "aws-sigv4",
+        bytes: component!("plugin_aws_sigv4"),
+        grants: &[Capability::Consumers, Capability::Crypto, Capability::Kv],
+    },
+    Builtin {
         name: "request-validator",
         bytes: component!("plugin_request_validator"),
         grants: &[],

@@ -6,13 +6,23 @@
 //! not grow with the number of consumers. The lookup compares digests, not keys:
 //! timing can at most reveal bytes of an HMAC output the caller cannot compute,
 //! which says nothing about any stored key.
+//!
+//! Access keys (`access_keys`, for AWS Signature Version 4) are the
+//! exception: a signature can only be checked with the secret itself, so the
+//! secret is held here, by access key id, and never leaves the host. A plugin
+//! hands [`Consumers::verify_sigv4`] the string it built and the signature the
+//! client sent; the host derives the signing key, compares in constant time,
+//! and answers with the consumer or nothing.
 
 pub mod passwords;
 
-use crate::config::{Config, ConfigError, KeyConfig, Source, read_env, read_file, resolve_secret};
+use crate::config::{
+    AccessKeyConfig, Config, ConfigError, KeyConfig, Source, read_env, read_file, resolve_secret,
+};
 use aws_lc_rs::hmac;
 pub use plugin_shared::consumers::UsagePlan;
 use plugin_shared::rate_limit::Policy;
+use plugin_shared::sigv4;
 use std::collections::HashMap;
 use std::sync::Arc;
 use toml::Spanned;
@@ -42,6 +52,13 @@ pub struct Consumers {
     by_key: HashMap<[u8; 32], Arc<Consumer>>,
     key: Option<hmac::Key>,
     passwords: passwords::Passwords,
+    by_access_key: HashMap<String, AccessKey>,
+}
+
+/// A secret access key and its consumer.
+struct AccessKey {
+    consumer: Arc<Consumer>,
+    secret: Vec<u8>,
 }
 
 /// `identity.key_hash_secret`, read and checked (at least 16 bytes).
@@ -209,8 +226,75 @@ impl Consumers {
                 )
                 .map_err(|e| source.error(password.span(), format!("consumer `{name}`: {e}")))?;
         }
+        for access_key in &entry.access_keys {
+            self.add_access_key(source, access_key, &consumer)?;
+        }
         self.by_name.insert(name.clone(), consumer);
         Ok(())
+    }
+
+    /// Checks one of `consumer`'s access keys (id and secret) and indexes it
+    /// by id, which must be new.
+    fn add_access_key(
+        &mut self,
+        source: &Source,
+        spanned: &Spanned<AccessKeyConfig>,
+        consumer: &Arc<Consumer>,
+    ) -> Result<(), ConfigError> {
+        let name = &consumer.name;
+        let access_key = spanned.get_ref();
+        let id = access_key.id.get_ref();
+        sigv4::check_access_key_id(id)
+            .map_err(|e| source.error(access_key.id.span(), format!("consumer `{name}`: {e}")))?;
+        if let Some(owner) = self.by_access_key.get(id) {
+            return Err(source.error(
+                access_key.id.span(),
+                format!(
+                    "consumer `{name}`: access key id `{id}` is already an access key of consumer `{}`; access key ids must be unique",
+                    owner.consumer.name
+                ),
+            ));
+        }
+        let secret = resolve_secret(source, &access_key.secret)
+            .and_then(|secret| sigv4::check_secret(&secret).map(|()| secret))
+            .map_err(|e| {
+                source.error(
+                    access_key.secret.span(),
+                    format!("consumer `{name}`: access key `{id}`: {e}"),
+                )
+            })?;
+        self.by_access_key.insert(
+            id.clone(),
+            AccessKey {
+                consumer: consumer.clone(),
+                secret,
+            },
+        );
+        Ok(())
+    }
+
+    /// The consumer whose access key `access_key_id` signed `string_to_sign`
+    /// with `signature` (64 lower-case hex digits), the signing key derived
+    /// for `date` (`YYYYMMDD`), `region` and `service` as AWS Signature
+    /// Version 4 does. The comparison takes constant time, and an unknown id
+    /// is checked against a dummy secret, so that timing tells neither the
+    /// signature nor whether the id exists. Inputs out of shape (see
+    /// `plugin_shared::sigv4::check_inputs`) find no one.
+    pub fn verify_sigv4(
+        &self,
+        access_key_id: &str,
+        scope: (&str, &str, &str),
+        string_to_sign: &str,
+        signature: &str,
+    ) -> Option<Arc<Consumer>> {
+        let (date, region, service) = scope;
+        let found = self.by_access_key.get(access_key_id);
+        let secret = found.map(|key| key.secret.as_slice());
+        if sigv4::verify(secret, date, region, service, string_to_sign, signature) {
+            found.map(|key| key.consumer.clone())
+        } else {
+            None
+        }
     }
 
     fn key_digest(
@@ -417,5 +501,100 @@ keys = [{{ hash = "{hashed}" }}]
         );
         let err = build("[[consumers]]\nname = \"a\"\nkeys = [{ plaintext = \"same-key-1\" }]\n[[consumers]]\nname = \"b\"\nkeys = [{ plaintext = \"same-key-1\" }]\n").err().unwrap_or_default();
         assert!(err.contains("already a key of consumer `a`"), "{err}");
+    }
+
+    /// The IAM `ListUsers` example of the AWS Signature Version 4
+    /// documentation: its string to sign and signature.
+    const LIST_USERS_STS: &str = "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/iam/aws4_request\nf536975d06c0309214f805bb90ccff089219ecd68b2577efef23edd43b7e1a59";
+    const LIST_USERS_SIG: &str = "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7";
+
+    #[test]
+    fn access_keys_verify_the_documented_signature() {
+        let consumers = build(
+            r#"
+[[consumers]]
+name = "alice"
+access_keys = [{ id = "AKIAIOSFODNN7EXAMPLE", secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }]
+[[consumers]]
+name = "bob"
+access_keys = [{ id = "AKIAI44QH8DHBEXAMPLE", secret = "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY" }]
+"#,
+        )
+        .unwrap_or_default();
+        let scope = ("20150830", "us-east-1", "iam");
+        let found = consumers.verify_sigv4(
+            "AKIAIOSFODNN7EXAMPLE",
+            scope,
+            LIST_USERS_STS,
+            LIST_USERS_SIG,
+        );
+        assert_eq!(found.map(|c| c.name.clone()), Some("alice".to_string()));
+        // Bob's secret, an unknown id, another scope or string: no one.
+        let sts = LIST_USERS_STS;
+        assert!(
+            consumers
+                .verify_sigv4("AKIAI44QH8DHBEXAMPLE", scope, sts, LIST_USERS_SIG)
+                .is_none()
+        );
+        assert!(
+            consumers
+                .verify_sigv4("AKIAUNKNOWNEXAMPLE00", scope, sts, LIST_USERS_SIG)
+                .is_none()
+        );
+        let other = ("20150830", "us-east-1", "sts");
+        assert!(
+            consumers
+                .verify_sigv4("AKIAIOSFODNN7EXAMPLE", other, sts, LIST_USERS_SIG)
+                .is_none()
+        );
+        let changed = sts.replace("T123600Z", "T123601Z");
+        assert!(
+            consumers
+                .verify_sigv4("AKIAIOSFODNN7EXAMPLE", scope, &changed, LIST_USERS_SIG)
+                .is_none()
+        );
+        assert!(
+            consumers
+                .verify_sigv4(
+                    "AKIAIOSFODNN7EXAMPLE",
+                    ("2015-08-30", "us-east-1", "iam"),
+                    sts,
+                    LIST_USERS_SIG
+                )
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_access_keys_are_located() {
+        let err = build(
+            "[[consumers]]\nname = \"a\"\naccess_keys = [{ id = \"AKID\", secret = \"s\" }]\n",
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(
+            err.starts_with("t.toml:3:23: consumer `a`: access key id `AKID` must be 8 to 128"),
+            "{err}"
+        );
+        let err = build("[[consumers]]\nname = \"a\"\naccess_keys = [{ id = \"AKIAIOSFODNN7EXAMPLE\", secret = \"\" }]\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains(
+                "access key `AKIAIOSFODNN7EXAMPLE`: a secret access key must not be empty"
+            ),
+            "{err}"
+        );
+        let err = build("[[consumers]]\nname = \"a\"\naccess_keys = [{ id = \"AKIAIOSFODNN7EXAMPLE\", secret = { env = \"GATEWAY_TEST_UNSET_SIGV4\" } }]\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("environment variable `GATEWAY_TEST_UNSET_SIGV4` is not set"),
+            "{err}"
+        );
+        let err = build("[[consumers]]\nname = \"a\"\naccess_keys = [{ id = \"AKIAIOSFODNN7EXAMPLE\", secret = \"x\" }]\n[[consumers]]\nname = \"b\"\naccess_keys = [{ id = \"AKIAIOSFODNN7EXAMPLE\", secret = \"y\" }]\n")
+            .err()
+            .unwrap_or_default();
+        assert!(err.starts_with("t.toml:6:23: consumer `b`: access key id `AKIAIOSFODNN7EXAMPLE` is already an access key of consumer `a`"), "{err}");
     }
 }

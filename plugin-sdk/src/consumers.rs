@@ -1,12 +1,18 @@
 //! The consumers configured in the gateway (`[[consumers]]`): look one up by API
-//! key or by name. Needs the `consumers` grant.
+//! key, by name, or by an AWS Signature Version 4 signature of one of its
+//! access keys. Needs the `consumers` grant.
 //!
 //! Natively there is no gateway, so tests register consumers with
-//! [`register`] first; lookups then behave as the host's would.
+//! [`register`] (and [`register_access_key`]) first; lookups then behave as
+//! the host's would.
 
 #[cfg(target_arch = "wasm32")]
 use crate::rate_limit::{Policy, Quota};
 use crate::{Context, Headers};
+
+/// The checks of `verify_sigv4`'s inputs and of access key ids, as the
+/// gateway applies them.
+pub use plugin_shared::sigv4;
 
 /// Context key of the authenticated consumer's name (rate limiting keys on it).
 pub const CONTEXT_CONSUMER: &str = "consumer";
@@ -89,6 +95,53 @@ pub fn find_by_key(key: &str) -> Option<Consumer> {
             .iter()
             .find(|(_, keys)| keys.iter().any(|k| k == key))
             .map(|(consumer, _)| consumer.clone())
+    });
+}
+
+/// AWS Signature Version 4: the consumer whose access key `access_key_id`
+/// signed `string_to_sign` with `signature` (64 lower-case hex digits), the
+/// signing key derived for `date` (`YYYYMMDD`), `region` and `service`. The
+/// gateway holds the secret, derives the key and compares in constant time;
+/// a plugin builds the canonical request and the string to sign, and never
+/// sees a secret. Inputs out of shape
+/// ([`sigv4::check_inputs`]) find no one.
+pub fn verify_sigv4(
+    access_key_id: &str,
+    date: &str,
+    region: &str,
+    service: &str,
+    string_to_sign: &str,
+    signature: &str,
+) -> Option<Consumer> {
+    #[cfg(target_arch = "wasm32")]
+    return crate::bindings::gateway::plugin::consumers::verify_sigv4(
+        access_key_id,
+        date,
+        region,
+        service,
+        string_to_sign,
+        signature,
+    )
+    .map(Consumer::from);
+    #[cfg(not(target_arch = "wasm32"))]
+    return native::ACCESS_KEYS.with_borrow(|keys| {
+        let found = keys.iter().find(|(_, id, _)| id == access_key_id);
+        let secret = found.map(|(_, _, secret)| secret.as_slice());
+        if plugin_shared::sigv4::verify(secret, date, region, service, string_to_sign, signature) {
+            found.map(|(consumer, _, _)| consumer.clone())
+        } else {
+            None
+        }
+    });
+}
+
+/// Registers an access key of `consumer` for native tests (this thread
+/// only): [`verify_sigv4`] then checks signatures with `secret` as the
+/// gateway does.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn register_access_key(consumer: Consumer, id: &str, secret: &str) {
+    native::ACCESS_KEYS.with_borrow_mut(|keys| {
+        keys.push((consumer, id.to_string(), secret.as_bytes().to_vec()));
     });
 }
 
@@ -185,6 +238,7 @@ mod native {
         pub static PLANS: RefCell<Vec<super::UsagePlan>> = const { RefCell::new(Vec::new()) };
         pub static PASSWORDS: RefCell<Vec<(Consumer, String, String)>> = const { RefCell::new(Vec::new()) };
         pub static PASSWORDS_BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        pub static ACCESS_KEYS: RefCell<Vec<(Consumer, String, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
     }
 }
 

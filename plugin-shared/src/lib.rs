@@ -7,7 +7,8 @@
 //! (a plugin that passes its native tests is never refused by the gateway for
 //! a limit its tests did not apply), the [`units`] configs are written in, the
 //! GCRA and calendar-quota arithmetic of [`rate_limit`], the key checks and
-//! verification of [`crypto`], and the plain types both sides name
+//! verification of [`crypto`], the AWS Signature Version 4 checks of
+//! [`sigv4`], and the plain types both sides name
 //! ([`consumers::UsagePlan`], [`http_client::Error`], [`store::StoreError`]).
 //!
 //! Plugin authors never depend on this crate: the SDK re-exports what they
@@ -24,5 +25,6 @@ pub mod crypto;
 pub mod http_client;
 pub mod limits;
 pub mod rate_limit;
+pub mod sigv4;
 pub mod store;
 pub mod units;

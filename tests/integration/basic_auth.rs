@@ -3,7 +3,7 @@
 //! hash is computed once (read from `gateway_password_checks_total`).
 
 use crate::support::config::{Config, Plugin, Route};
-use crate::support::{Gateway, Upstream, client, get, metric, send};
+use crate::support::{Gateway, Upstream, client, get, metric, python, send};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::Request;
@@ -31,19 +31,22 @@ fn hash_password(password: &str, algorithm: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-/// Django's `pbkdf2_sha256$...` form, made by Python's own PBKDF2 as
-/// Django makes it, so that the gateway reads a hash it did not write.
-fn django_hash(password: &str) -> String {
-    let script = "import base64,hashlib,sys\n\
-        p=sys.argv[1].encode(); salt='pepperedsalt'; n=100000\n\
-        h=base64.b64encode(hashlib.pbkdf2_hmac('sha256',p,salt.encode(),n)).decode()\n\
-        print(f'pbkdf2_sha256${n}${salt}${h}')";
-    let output = Command::new("python3")
-        .args(["-c", script, password])
-        .output()
-        .expect("python3 (tests/run needs it)");
-    assert!(output.status.success(), "python3 failed");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+/// Hashes made by other systems' libraries, so that the gateway reads what
+/// it did not write: argon2-cffi's defaults (argon2id, 64 MiB, 3 passes, 4
+/// lanes), pyca's bcrypt, and Django's PBKDF2 form made with Python's own
+/// PBKDF2 as Django makes it. One line of JSON per password: `[kind, hash]`.
+fn foreign_hashes(password: &str) -> Vec<(String, String)> {
+    let script = "import argon2, base64, bcrypt, hashlib, json, sys\n\
+        p = sys.stdin.read()\n\
+        salt = 'pepperedsalt'; n = 100000\n\
+        dj = base64.b64encode(hashlib.pbkdf2_hmac('sha256', p.encode(), salt.encode(), n)).decode()\n\
+        print(json.dumps([\n\
+          ['argon2-cffi', argon2.PasswordHasher().hash(p)],\n\
+          ['pyca-bcrypt', bcrypt.hashpw(p.encode(), bcrypt.gensalt(10)).decode()],\n\
+          ['django', f'pbkdf2_sha256${n}${salt}${dj}'],\n\
+        ]))";
+    let out = python(script, password.as_bytes());
+    serde_json::from_slice(&out).expect("hashes as JSON")
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -75,15 +78,21 @@ async fn checks(gw: &Gateway, outcome: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_reads_every_hash_kind_and_pays_each_hash_once() {
     let upstream = Upstream::start("api").await;
+    let foreign = foreign_hashes("dave-password-4");
     let users = [
         ("alice", hash_password("wonderland-secret-1", "argon2id")),
         ("bob", hash_password("bob-password-2", "bcrypt")),
         ("carol", hash_password("carol-password-3", "pbkdf2-sha256")),
-        ("dave", django_hash("dave-password-4")),
+        ("dave", foreign[0].1.clone()),
+        ("frank", foreign[1].1.clone()),
+        ("grace", foreign[2].1.clone()),
     ];
     assert!(users[0].1.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
     assert!(users[1].1.starts_with("$2b$12$"));
     assert!(users[2].1.starts_with("$pbkdf2-sha256$i=600000,l=32$"));
+    assert!(users[3].1.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"));
+    assert!(users[4].1.starts_with("$2b$10$"));
+    assert!(users[5].1.starts_with("pbkdf2_sha256$100000$"));
     let mut config = Config::new().admin().upstream("api", &upstream).route(
         Route::new("basic", "/basic")
             .upstream("api")
@@ -108,6 +117,8 @@ async fn basic_auth_reads_every_hash_kind_and_pays_each_hash_once() {
         ("bob", "bob-password-2", "bob"),
         ("carol", "carol-password-3", "carol"),
         ("dave", "dave-password-4", "dave"),
+        ("frank", "dave-password-4", "frank"),
+        ("grace", "dave-password-4", "grace"),
         ("erin", "erin-password-5", "erin-consumer"),
     ] {
         let reply = call(&gw, Some(&basic(user, password))).await;
@@ -126,17 +137,17 @@ async fn basic_auth_reads_every_hash_kind_and_pays_each_hash_once() {
             Some("Basic realm=\"zoo\", charset=\"UTF-8\"")
         );
     }
-    // Four hashed passwords verified, five wrong ones checked (the
-    // plaintext one counts as checks too, without a hash).
-    assert_eq!(checks(&gw, "valid").await, 5.0);
-    assert_eq!(checks(&gw, "invalid").await, 5.0);
+    // Seven passwords verified (six hashed, one in clear), seven wrong
+    // ones checked.
+    assert_eq!(checks(&gw, "valid").await, 7.0);
+    assert_eq!(checks(&gw, "invalid").await, 7.0);
 
     // A valid credential again: remembered, no hash computed.
     for _ in 0..5 {
         let reply = call(&gw, Some(&basic("alice", "wonderland-secret-1"))).await;
         assert_eq!(reply.status, 200);
     }
-    assert_eq!(checks(&gw, "valid").await, 5.0);
+    assert_eq!(checks(&gw, "valid").await, 7.0);
     assert_eq!(checks(&gw, "remembered").await, 5.0);
 
     // An unknown user is checked against a decoy hash, as a known one would
@@ -144,11 +155,11 @@ async fn basic_auth_reads_every_hash_kind_and_pays_each_hash_once() {
     let unknown = call(&gw, Some(&basic("mallory", "wonderland-secret-1"))).await;
     assert_eq!(unknown.status, 401);
     assert_eq!(unknown.json()["error"], "unauthorized: invalid credentials");
-    assert_eq!(checks(&gw, "invalid").await, 6.0);
+    assert_eq!(checks(&gw, "invalid").await, 8.0);
 
     // No credentials, another scheme: the challenge, nothing checked.
     assert_eq!(call(&gw, None).await.status, 401);
     assert_eq!(call(&gw, Some("Bearer abc")).await.status, 401);
-    assert_eq!(checks(&gw, "invalid").await, 6.0);
-    assert_eq!(upstream.hits(), 10);
+    assert_eq!(checks(&gw, "invalid").await, 8.0);
+    assert_eq!(upstream.hits(), 12);
 }

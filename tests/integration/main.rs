@@ -3,6 +3,7 @@
 //! `support` starts gateways (from a typed config builder), upstreams and redis.
 
 mod apis;
+mod auth_example;
 mod basic_auth;
 mod caching;
 mod compression;
@@ -31,6 +32,7 @@ mod sandbox;
 mod scaffold;
 mod shared;
 mod shutdown;
+mod sigv4;
 mod support;
 mod tls;
 mod traffic;

@@ -700,3 +700,38 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// Runs `script` with python3 and the packages `tests/run` installs into
+/// `target/python-deps` (botocore, argon2-cffi, bcrypt), `input` on its
+/// stdin; its stdout. Fails the test, saying to run `tests/run`, when python3
+/// or a package is missing or the script fails.
+pub fn python(script: &str, input: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let deps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-deps");
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("PYTHONPATH", &deps)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run python3 ({e}): run tests/run, which installs python3 and the packages"
+            )
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write to python3");
+    let output = child.wait_with_output().expect("python3 output");
+    assert!(
+        output.status.success(),
+        "python3 failed; run tests/run, which installs its packages into target/python-deps: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}

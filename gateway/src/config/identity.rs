@@ -74,6 +74,10 @@ pub struct ConsumerConfig {
     /// The consumer's basic-auth credentials.
     #[serde(default)]
     pub passwords: Vec<Spanned<PasswordConfig>>,
+    /// The consumer's AWS-style access keys, for Signature Version 4
+    /// (`aws-sigv4`).
+    #[serde(default)]
+    pub access_keys: Vec<Spanned<AccessKeyConfig>>,
 }
 
 /// One basic-auth credential of a consumer: a user name and exactly one of
@@ -90,6 +94,20 @@ pub struct PasswordConfig {
     pub hash: Option<String>,
     /// The password in clear: for local development only; logged as a warning.
     pub plaintext: Option<String>,
+}
+
+/// One access key of a consumer: an id and its secret, for AWS Signature
+/// Version 4. The secret stays in the gateway; plugins only ask whether a
+/// signature is right.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    /// The access key id (`AKIA...`): 8 to 128 of `A-Z` and `0-9`, unique
+    /// across consumers.
+    pub id: Spanned<String>,
+    /// The secret access key: inline (warned about), `{ env = "NAME" }` or
+    /// `{ file = "path" }`.
+    pub secret: Spanned<Secret>,
 }
 
 /// One API key of a consumer. Exactly one source.

@@ -26,8 +26,8 @@ mod upstream;
 
 pub use compression::{CompressionConfig, route_compression};
 pub use identity::{
-    ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret, UsagePlanConfig,
-    read_env, read_file, resolve_secret,
+    AccessKeyConfig, ConsumerConfig, IdentityConfig, KeyConfig, Quota, QuotaPeriod, Rate, Secret,
+    UsagePlanConfig, read_env, read_file, resolve_secret,
 };
 pub use listener::{DEFAULT_LISTENER, HttpsRedirect, Listener, ListenerConfig, route_listeners};
 pub use route::{RouteSettings, path_fault, route_settings};

@@ -1,6 +1,8 @@
 //! `gateway:plugin/consumers`: the consumers configured in `[[consumers]]`
 //! and their usage plans, looked up for a plugin. An API key is found by its
-//! keyed hash (see `identity`); a plugin gets the consumer, never a stored key.
+//! keyed hash (see `identity`), an AWS Signature Version 4 signature by its
+//! access key's secret, held in the host; a plugin gets the consumer, never a
+//! stored key or secret.
 //! A basic-auth password is checked by the host (`identity::passwords`): the
 //! hash is computed on a blocking thread, a wait marked on the instance's
 //! `IoWaits` so that it does not spend the call's CPU deadline (the checker
@@ -61,6 +63,25 @@ impl consumers::Host for ConsumersView<'_> {
             Check::Invalid => consumers::PasswordCheck::Invalid,
             Check::Busy => consumers::PasswordCheck::Busy,
         }
+    }
+
+    fn verify_sigv4(
+        &mut self,
+        access_key_id: String,
+        date: String,
+        region: String,
+        service: String,
+        string_to_sign: String,
+        signature: String,
+    ) -> Option<consumers::Consumer> {
+        self.consumers
+            .verify_sigv4(
+                &access_key_id,
+                (&date, &region, &service),
+                &string_to_sign,
+                &signature,
+            )
+            .map(|c| to_wit(&c))
     }
 
     fn plan(&mut self, name: String) -> Option<consumers::UsagePlan> {
