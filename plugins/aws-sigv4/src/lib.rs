@@ -310,12 +310,24 @@ impl AwsSigV4 {
         }
     }
 
-    /// The canonical request of `req` as `claim` signed it.
+    /// The canonical request of `req` as `claim` signed it. A path with
+    /// empty, `.` or `..` segments is refused (other than for `s3`): AWS
+    /// signs it normalized, but the route was chosen on it as it came, and
+    /// an upstream reading the normalized one could be sent past the
+    /// route's guards (`/reports/../admin`).
     fn canonical_request(&self, req: &Request, claim: &Claim) -> Result<String, Refusal> {
-        let uri = canonical::canonical_uri(req.path(), self.settings.service == "s3");
+        let s3 = self.settings.service == "s3";
+        if !s3 && canonical::normalize_path(req.path()) != req.path() {
+            return Err(refuse(
+                400,
+                "the path has empty, `.` or `..` segments: send it normalized",
+            ));
+        }
+        let uri = canonical::canonical_uri(req.path(), s3);
         let skip = claim.expires.map(|_| "X-Amz-Signature");
         let query = canonical::canonical_query(req.query(), skip);
-        let headers = canonical_headers(req, &claim.signed.signed_headers)?;
+        let presigned = claim.expires.is_some();
+        let headers = canonical_headers(req, &claim.signed.signed_headers, presigned)?;
         let payload = self.payload_hash(req, claim)?;
         Ok(format!(
             "{}\n{uri}\n{query}\n{headers}\n{}\n{payload}",
@@ -355,6 +367,9 @@ impl AwsSigV4 {
             // S3's presigned URLs leave the body out; other services' sign
             // it, as botocore's `SigV4QueryAuth` does.
             None if claim.expires.is_some() && self.settings.service == "s3" => {
+                if !body.is_empty() && !self.settings.allow_unsigned_payload {
+                    return Err(refuse(403, "unsigned payloads are not accepted"));
+                }
                 Ok(UNSIGNED_PAYLOAD.into())
             }
             None => Ok(sha256_hex(body)),
@@ -391,37 +406,44 @@ impl AwsSigV4 {
         if self.settings.consumer_headers {
             consumer.set_headers(req.headers_mut(), &self.settings.header_prefix);
         }
-        // What was signed is the normalized path: the upstream gets it.
-        if self.settings.service != "s3" {
-            let normalized = canonical::normalize_path(req.path());
-            if normalized != req.path() {
-                req.set_path(normalized);
-            }
-        }
     }
 }
 
 /// The canonical headers of `names` (each line `name:value\n`): every one
 /// present (`host` may be the request's authority, over HTTP/2), in text,
-/// under no other spelling; `host` among them, and `x-amz-content-sha256`
-/// when the request has it.
-fn canonical_headers(req: &Request, names: &[String]) -> Result<String, Refusal> {
+/// under no other spelling, and not named by `Connection` (which would
+/// remove it on the way upstream); `host` among them, and every header the
+/// upstream could act on unsigned: `x-amz-*` (`x-amz-content-sha256`
+/// included) and, for an `Authorization` signature over a body,
+/// `content-type`.
+fn canonical_headers(req: &Request, names: &[String], presigned: bool) -> Result<String, Refusal> {
     let signed = |name: &str| names.iter().any(|n| n == name);
     if !signed("host") {
         return Err(refuse(400, "the host header must be signed"));
     }
-    if req.headers().contains("x-amz-content-sha256") && !signed("x-amz-content-sha256") {
-        return Err(refuse(
-            400,
-            "the x-amz-content-sha256 header must be signed",
-        ));
+    for (name, _) in req.headers().iter() {
+        let name = name.to_ascii_lowercase();
+        let must = name.starts_with("x-amz-")
+            || (name == "content-type" && !presigned && !req.body().unwrap_or_default().is_empty());
+        if must && !signed(&name) {
+            return Err(refuse(400, format!("the {name} header must be signed")));
+        }
+    }
+    for value in req.headers().get_all("connection") {
+        if value
+            .split(',')
+            .any(|token| signed(&token.trim().to_ascii_lowercase()))
+        {
+            return Err(refuse(400, "a signed header is named in Connection"));
+        }
     }
     let mut out = String::new();
     for name in names {
-        let aliased = req
-            .headers()
-            .iter()
-            .any(|(other, _)| other != name.as_str() && other.replace('_', "-") == *name);
+        let folded = name.replace('_', "-");
+        let aliased = req.headers().iter().any(|(other, _)| {
+            !other.eq_ignore_ascii_case(name)
+                && other.to_ascii_lowercase().replace('_', "-") == folded
+        });
         if aliased {
             return Err(refuse(
                 400,

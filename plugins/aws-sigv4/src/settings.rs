@@ -27,8 +27,8 @@ struct Raw {
     max_expires: String,
     #[serde(default = "yes")]
     allow_presigned: bool,
-    #[serde(default = "yes")]
-    allow_unsigned_payload: bool,
+    #[serde(default)]
+    allow_unsigned_payload: Option<bool>,
     #[serde(default = "yes")]
     hide_credentials: bool,
     #[serde(default = "yes")]
@@ -69,7 +69,9 @@ pub struct Settings {
     pub max_expires: Duration,
     /// Accept presigned URLs (credentials in the query).
     pub allow_presigned: bool,
-    /// Accept `x-amz-content-sha256: UNSIGNED-PAYLOAD`.
+    /// Accept `x-amz-content-sha256: UNSIGNED-PAYLOAD` (by default for
+    /// `s3` only: elsewhere a body left unsigned could be swapped by anyone
+    /// replaying the request within its window).
     pub allow_unsigned_payload: bool,
     /// Remove the `Authorization` header or the `X-Amz-*` parameters.
     pub hide_credentials: bool,
@@ -97,22 +99,28 @@ pub fn load(config: &Config) -> Result<Settings, String> {
     if max_expires > MAX_EXPIRES {
         return Err("aws-sigv4: max_expires must be at most 168h (7 days, AWS's limit)".into());
     }
-    if raw.single_use && raw.allow_presigned && max_expires > KV_MAX_TTL {
+    if raw.single_use && raw.allow_presigned && max_expires + max_skew > KV_MAX_TTL {
         return Err(
-            "aws-sigv4: single_use remembers a signature for at most 24h (the kv store's limit); set max_expires to 24h or less, or allow_presigned = false".into(),
+            "aws-sigv4: single_use remembers a signature for at most 24h (the kv store's limit), and a presigned URL may be used for max_expires plus max_skew; make those two at most 24h together, or set allow_presigned = false".into(),
         );
     }
     let header_prefix = raw.header_prefix.to_ascii_lowercase();
-    if raw.consumer_headers && !Headers::is_valid_name(&header_prefix) {
-        return Err("aws-sigv4: header_prefix must be a valid header name prefix".into());
+    // The prefix's headers are removed from every request: one that would
+    // take signed `x-amz-*` headers with them cannot be.
+    if !Headers::is_valid_name(&header_prefix) || "x-amz-".starts_with(&header_prefix) {
+        return Err(
+            "aws-sigv4: header_prefix must be a valid header name prefix, and not one of `x-amz-`"
+                .into(),
+        );
     }
+    let allow_unsigned_payload = raw.allow_unsigned_payload.unwrap_or(raw.service == "s3");
     Ok(Settings {
         region: raw.region,
         service: raw.service,
         max_skew,
         max_expires,
         allow_presigned: raw.allow_presigned,
-        allow_unsigned_payload: raw.allow_unsigned_payload,
+        allow_unsigned_payload,
         hide_credentials: raw.hide_credentials,
         consumer_headers: raw.consumer_headers,
         header_prefix,
@@ -144,6 +152,7 @@ mod tests {
         assert_eq!(settings.max_skew, Duration::from_secs(300));
         assert_eq!(settings.max_expires, MAX_EXPIRES);
         assert!(settings.allow_presigned && settings.hide_credentials && !settings.single_use);
+        assert!(!settings.allow_unsigned_payload);
         assert!(load_json(r#"{"region": "us-east-1"}"#).is_err());
         assert!(load_json(r#"{"region": "US/East", "service": "iam"}"#).is_err());
         assert!(
@@ -160,6 +169,13 @@ mod tests {
             load_json(r#"{"region": "us-east-1", "service": "iam", "single_use": true}"#).is_err()
         );
         assert!(load_json(r#"{"region": "us-east-1", "service": "iam", "single_use": true, "max_expires": "1h"}"#).is_ok());
+        assert!(load_json(r#"{"region": "us-east-1", "service": "iam", "single_use": true, "max_expires": "24h"}"#).is_err());
+        assert!(
+            load_json(r#"{"region": "us-east-1", "service": "iam", "header_prefix": "x-"}"#)
+                .is_err()
+        );
+        let s3 = load_json(r#"{"region": "us-east-1", "service": "s3"}"#);
+        assert!(s3.is_ok_and(|s| s.allow_unsigned_payload));
         assert!(load_json(r#"{"region": "us-east-1", "service": "iam", "realm": "x"}"#).is_err());
     }
 }
