@@ -1,6 +1,7 @@
 //! The checks a request head passes before it is routed: its message framing
 //! (RFC 9112, section 6.1), its `Host` (RFC 9112, section 3.2; RFC 9113,
-//! section 8.3.1), and the methods the gateway never proxies (`CONNECT`).
+//! section 8.3.1), its path (no `.` or `..` segments, RFC 3986 section
+//! 5.2.4), and the methods the gateway never proxies (`CONNECT`).
 //!
 //! hyper parses the head and decodes `chunked`; what it lets through that a
 //! proxy must not forward is refused here, so no upstream ever sees it.
@@ -21,10 +22,32 @@ pub fn check<B>(request: &mut Request<B>) -> Result<(), RequestError> {
         framing(request.headers())?;
     }
     host(request)?;
+    dot_segments(request.uri().path())?;
     if request.method() == Method::CONNECT {
         return Err(RequestError::Connect {
             allow: PROXIED_METHODS,
         });
+    }
+    Ok(())
+}
+
+/// A path with a `.` or `..` segment, also percent-encoded (`%2e`) or with
+/// parameters (`..;x`), is refused. Clients resolve them before sending
+/// (RFC 3986, section 5.2.4); routes match the path as it came, so an
+/// upstream resolving them itself could be reached past the guards of
+/// another route (`/public/../admin` matches `/public/{*rest}`).
+fn dot_segments(path: &str) -> Result<(), RequestError> {
+    for segment in path.split('/') {
+        if !segment.contains(['.', '%']) {
+            continue;
+        }
+        let name = segment.split(';').next().unwrap_or_default();
+        let decoded = name.replace("%2e", ".").replace("%2E", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(RequestError::Malformed(
+                "the path has a `.` or `..` segment: resolve it before sending".to_string(),
+            ));
+        }
     }
     Ok(())
 }
@@ -185,6 +208,33 @@ mod tests {
         match check(&mut request) {
             Ok(()) => 200,
             Err(err) => err.status().as_u16(),
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_refused_in_every_spelling() {
+        let h11 = Version::HTTP_11;
+        let at = |path| request(h11, path, &[("host", "a")]);
+        for path in [
+            "/public/../admin",
+            "/public/./x",
+            "/public/..",
+            "/a/%2e%2e/b",
+            "/a/.%2E/b",
+            "/a/%2e/b",
+            "/a/..;x=1/b",
+        ] {
+            assert_eq!(status(at(path)), 400, "{path}");
+        }
+        for path in [
+            "/",
+            "/a.b/c",
+            "/.well-known/x",
+            "/a/...",
+            "/a/..b",
+            "/v1.2/%2e%2ex",
+        ] {
+            assert_eq!(status(at(path)), 200, "{path}");
         }
     }
 

@@ -2,28 +2,15 @@
 //! with alice's password, a SigV4 request signed by botocore, and the
 //! external authorizer the example serves itself.
 
-use crate::support::{Gateway, client, python, send};
+use crate::support::{Gateway, client, python, run_example, send};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 
-/// The example, copied to a temporary directory with its port replaced by
-/// a free one, and started.
+/// The example on a free port.
 fn example() -> (Gateway, tempfile::TempDir) {
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/auth");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let config = std::fs::read_to_string(source.join("gateway.toml")).expect("read");
-    let config = config.replace(":8083", &format!(":{port}"));
-    std::fs::write(dir.path().join("gateway.toml"), config).expect("write");
-    std::fs::create_dir(dir.path().join("secrets")).expect("mkdir");
-    let secret = "secrets/aws-secret-access-key";
-    std::fs::copy(source.join(secret), dir.path().join(secret)).expect("copy");
-    (Gateway::start_at(&dir.path().join("gateway.toml")), dir)
+    run_example("auth", 8083, &["secrets/aws-secret-access-key"])
 }
 
 async fn get(gw: &Gateway, path: &str, authorization: Option<&str>) -> crate::support::Reply {

@@ -164,6 +164,31 @@ async fn connect_is_answered_405_and_never_forwarded() {
     assert_eq!(up.hits(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_are_refused_before_routing() {
+    let up = Upstream::start("up").await;
+    let gw = proxy(&up, json!({}));
+    for path in [
+        "/public/../admin/users",
+        "/public/%2e%2e/admin",
+        "/a/./b",
+        "/a/..;x/b",
+    ] {
+        let raw = format!("GET {path} HTTP/1.1\r\nhost: example.test\r\n\r\n");
+        let answer = exchange(&gw, raw.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(
+            json_body(&answer)["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("`..` segment")),
+            "{answer}"
+        );
+    }
+    assert_eq!(up.hits(), 0);
+    let raw = b"GET /a/.well-known/x HTTP/1.1\r\nhost: example.test\r\nconnection: close\r\n\r\n";
+    assert!(exchange(&gw, raw).await.starts_with("HTTP/1.1 200"));
+}
+
 /// A GOAWAY frame with PROTOCOL_ERROR somewhere in `answer`.
 fn has_goaway_protocol_error(answer: &[u8]) -> bool {
     let goaway = [0u8, 0, 8, 0x7, 0, 0, 0, 0, 0];

@@ -735,3 +735,28 @@ pub fn python(script: &str, input: &[u8]) -> Vec<u8> {
     );
     output.stdout
 }
+
+/// `examples/NAME` run for real: its `gateway.toml` copied to a temporary
+/// directory with `:PORT` (the port it listens on) replaced by a free one,
+/// and `files` (paths relative to the example) copied beside it.
+pub fn run_example(name: &str, port: u16, files: &[&str]) -> (Gateway, tempfile::TempDir) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = std::fs::read_to_string(source.join("gateway.toml")).expect("read");
+    let config = config.replace(&format!(":{port}"), &format!(":{free}"));
+    std::fs::write(dir.path().join("gateway.toml"), config).expect("write");
+    for file in files {
+        let to = dir.path().join(file);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::copy(source.join(file), to).expect("copy");
+    }
+    (Gateway::start_at(&dir.path().join("gateway.toml")), dir)
+}

@@ -1,26 +1,15 @@
 //! `examples/traffic` run for real, on a free port instead of 8082: the
 //! split's shares, the header canary, and the large document.
 
-use crate::support::{Gateway, client, send};
+use crate::support::{Gateway, client, run_example, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use std::io::Read as _;
 
-/// The example, copied to a temporary directory with its port replaced by
-/// a free one, and started.
+/// The example on a free port.
 fn example() -> (Gateway, tempfile::TempDir) {
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/traffic");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let config = std::fs::read_to_string(source.join("gateway.toml")).expect("read");
-    let config = config.replace(":8082", &format!(":{port}"));
-    std::fs::write(dir.path().join("gateway.toml"), config).expect("write");
-    std::fs::copy(source.join("big.json"), dir.path().join("big.json")).expect("copy");
-    (Gateway::start_at(&dir.path().join("gateway.toml")), dir)
+    run_example("traffic", 8082, &["big.json"])
 }
 
 async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> crate::support::Reply {

@@ -231,7 +231,7 @@ fn check_argon2(parsed: &PasswordHash<'_>) -> Result<(), String> {
         || params.p_cost() > ARGON2_MAX_LANES
     {
         return Err(format!(
-            "argon2 cost m={},t={},p={} is over the limits (m at most {ARGON2_MAX_MEMORY_KIB} KiB, m times t at most {ARGON2_MAX_WORK}, p at most {ARGON2_MAX_LANES})",
+            "argon2 cost m={},t={},p={} is over the limits (m at most {ARGON2_MAX_MEMORY_KIB} KiB, m times t at most {ARGON2_MAX_WORK} KiB: 256 MiB once or 64 MiB three times; p at most {ARGON2_MAX_LANES})",
             params.m_cost(),
             params.t_cost(),
             params.p_cost()

@@ -100,12 +100,12 @@ pub fn parse_authorization(value: &str) -> Result<Signed, String> {
         let part = part.trim_matches(' ');
         let (name, value) = part
             .split_once('=')
-            .ok_or_else(|| format!("malformed Authorization part `{part}`"))?;
+            .ok_or_else(|| format!("malformed Authorization part `{}`", shown(part)))?;
         let slot = match name {
             "Credential" => &mut credential,
             "SignedHeaders" => &mut signed_headers,
             "Signature" => &mut signature,
-            other => return Err(format!("unknown Authorization part `{other}`")),
+            other => return Err(format!("unknown Authorization part `{}`", shown(other))),
         };
         if slot.replace(value).is_some() {
             return Err(format!("Authorization part `{name}` given twice"));
@@ -119,6 +119,16 @@ pub fn parse_authorization(value: &str) -> Result<Signed, String> {
         )?,
         signature: check_signature(signature.ok_or_else(|| missing("Signature"))?)?,
     })
+}
+
+/// The first 32 characters of client text quoted in a refusal (the answer
+/// and the log line), escaped.
+fn shown(text: &str) -> String {
+    text.chars()
+        .take(32)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
 }
 
 /// Seconds since the Unix epoch of an ISO 8601 basic time,
@@ -138,7 +148,7 @@ pub fn amz_date_seconds(text: &str) -> Option<u64> {
     let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
     let (hour, minute, second) = (number(9..11)?, number(11..13)?, number(13..15)?);
     if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
+        || !(1..=days_in_month(year, month)).contains(&day)
         || hour > 23
         || minute > 59
         || second > 59
@@ -147,6 +157,17 @@ pub fn amz_date_seconds(text: &str) -> Option<u64> {
     }
     let days = days_from_civil(year, month, day)?;
     Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// The days of `month` (1 to 12) in `year`, leap years counted.
+fn days_in_month(year: u64, month: u64) -> u64 {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (from
@@ -176,6 +197,10 @@ pub fn http_date_to_amz(text: &str) -> Option<String> {
         return None;
     };
     let month = MONTHS.iter().position(|m| *m == month)? + 1;
+    let clock = time.as_bytes();
+    if day.len() != 2 || clock.len() != 8 || clock[2] != b':' || clock[5] != b':' {
+        return None;
+    }
     let time = time.replace(':', "");
     let amz = format!("{year}{month:02}{day}T{time}Z");
     amz_date_seconds(&amz).map(|_| amz)
@@ -232,5 +257,19 @@ mod tests {
             Some("20150830T123600Z")
         );
         assert_eq!(http_date_to_amz("Sunday, 30-Aug-15 12:36:00 GMT"), None);
+        // Days that do not exist, and clocks not written HH:MM:SS.
+        assert_eq!(amz_date_seconds("20150231T000000Z"), None);
+        assert_eq!(amz_date_seconds("20150229T000000Z"), None);
+        assert!(amz_date_seconds("20160229T000000Z").is_some());
+        assert_eq!(http_date_to_amz("Sun, 30 Aug 2015 12:3600 GMT"), None);
+        assert_eq!(http_date_to_amz("Sun, 30 Aug 2015 123600 GMT"), None);
+        assert_eq!(http_date_to_amz("Sun, 3 Aug 2015 12:36:00 GMT"), None);
+    }
+
+    #[test]
+    fn refusals_quote_at_most_32_characters_of_the_client_text() {
+        let long = format!("AWS4-HMAC-SHA256 {}", "x".repeat(4000));
+        let said = parse_authorization(&long).err().unwrap_or_default();
+        assert!(said.len() < 80, "{said}");
     }
 }
