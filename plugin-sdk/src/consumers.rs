@@ -26,6 +26,43 @@ pub const CONTEXT_AUTH: &str = "auth.method";
 /// ([`Consumer::set_headers`]).
 pub const HEADER_PREFIX: &str = "x-consumer-";
 
+/// The default of an authentication plugin's `header_prefix` setting:
+/// [`HEADER_PREFIX`] (for `#[serde(default = "...")]`).
+pub fn default_header_prefix() -> String {
+    HEADER_PREFIX.to_string()
+}
+
+/// An authentication plugin's `header_prefix` setting, checked and
+/// lower-cased: the start of a header name (letters, digits, `-`, `_`), not
+/// empty. The plugin removes the client's headers under it from every
+/// request, so an empty prefix would remove them all. `plugin` names the
+/// plugin in the error.
+pub fn checked_header_prefix(plugin: &str, prefix: &str) -> Result<String, String> {
+    if prefix.is_empty()
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "{plugin}: header_prefix must be the start of a header name (letters, digits, - and _), not empty"
+        ));
+    }
+    Ok(prefix.to_ascii_lowercase())
+}
+
+/// An authentication plugin's `realm` setting, checked for a
+/// `WWW-Authenticate` challenge: not empty, without quotes, backslashes or
+/// control characters (so it needs no escaping). `plugin` names the plugin
+/// in the error.
+pub fn check_realm(plugin: &str, realm: &str) -> Result<(), String> {
+    if realm.is_empty() || realm.contains(['"', '\\']) || realm.chars().any(char::is_control) {
+        return Err(format!(
+            "{plugin}: realm must be non-empty, without quotes, backslashes or control characters"
+        ));
+    }
+    Ok(())
+}
+
 /// A caller of the API, as configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Consumer {

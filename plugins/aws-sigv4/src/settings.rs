@@ -2,9 +2,9 @@
 //! scoped to, the time windows, what kinds of requests are accepted, and what
 //! goes upstream.
 
+use plugin_sdk::Config;
 use plugin_sdk::consumers::{self, sigv4};
 use plugin_sdk::units::parse_duration;
-use plugin_sdk::{Config, Headers};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ struct Raw {
     hide_credentials: bool,
     #[serde(default = "yes")]
     consumer_headers: bool,
-    #[serde(default = "default_prefix")]
+    #[serde(default = "consumers::default_header_prefix")]
     header_prefix: String,
     #[serde(default)]
     single_use: bool,
@@ -45,10 +45,6 @@ fn default_max_skew() -> String {
 
 fn default_max_expires() -> String {
     "168h".into()
-}
-
-fn default_prefix() -> String {
-    consumers::HEADER_PREFIX.to_string()
 }
 
 fn yes() -> bool {
@@ -104,10 +100,10 @@ pub fn load(config: &Config) -> Result<Settings, String> {
             "aws-sigv4: single_use remembers a signature for at most 24h (the kv store's limit), and a presigned URL may be used for max_expires plus max_skew; make those two at most 24h together, or set allow_presigned = false".into(),
         );
     }
-    let header_prefix = raw.header_prefix.to_ascii_lowercase();
+    let header_prefix = consumers::checked_header_prefix("aws-sigv4", &raw.header_prefix)?;
     // The prefix's headers are removed from every request: one that would
     // take signed `x-amz-*` headers with them cannot be.
-    if !Headers::is_valid_name(&header_prefix) || "x-amz-".starts_with(&header_prefix) {
+    if "x-amz-".starts_with(&header_prefix) {
         return Err(
             "aws-sigv4: header_prefix must be a valid header name prefix, and not one of `x-amz-`"
                 .into(),

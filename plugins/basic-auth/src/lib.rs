@@ -51,16 +51,12 @@ struct Settings {
     #[serde(default = "yes")]
     consumer_headers: bool,
     /// The prefix of the consumer headers.
-    #[serde(default = "default_prefix")]
+    #[serde(default = "consumers::default_header_prefix")]
     header_prefix: String,
 }
 
 fn default_realm() -> String {
     "gateway".to_string()
-}
-
-fn default_prefix() -> String {
-    consumers::HEADER_PREFIX.to_string()
 }
 
 fn yes() -> bool {
@@ -160,13 +156,9 @@ impl Plugin for BasicAuth {
 
     fn init(config: Config) -> Result<Self, String> {
         let mut settings: Settings = config.parse()?;
-        settings.header_prefix = settings.header_prefix.to_ascii_lowercase();
-        if settings.consumer_headers && settings.header_prefix.is_empty() {
-            return Err("basic-auth: header_prefix must not be empty".into());
-        }
-        if settings.realm.contains('"') || settings.realm.chars().any(char::is_control) {
-            return Err("basic-auth: realm must not contain quotes or control characters".into());
-        }
+        settings.header_prefix =
+            consumers::checked_header_prefix("basic-auth", &settings.header_prefix)?;
+        consumers::check_realm("basic-auth", &settings.realm)?;
         let challenge = format!("Basic realm=\"{}\", charset=\"UTF-8\"", settings.realm);
         Ok(BasicAuth {
             settings,

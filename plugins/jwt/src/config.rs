@@ -293,16 +293,7 @@ fn check_limits_and_claims(settings: &Settings) -> Result<(), String> {
             "jwt: consumer_must_exist needs consumer_claim, the claim naming the consumer".into(),
         );
     }
-    if settings.realm.is_empty()
-        || settings.realm.contains(['"', '\\'])
-        || settings.realm.chars().any(char::is_control)
-    {
-        return Err(
-            "jwt: realm must be non-empty, without quotes, backslashes or control characters"
-                .into(),
-        );
-    }
-    Ok(())
+    plugin_sdk::consumers::check_realm("jwt", &settings.realm)
 }
 
 /// The `query` and `cookie` a token may come in, checked as names.

@@ -46,7 +46,7 @@ struct Settings {
     #[serde(default = "yes")]
     consumer_headers: bool,
     /// The prefix of the consumer headers.
-    #[serde(default = "default_prefix")]
+    #[serde(default = "consumers::default_header_prefix")]
     header_prefix: String,
     /// The realm in the `WWW-Authenticate` challenge.
     #[serde(default = "default_realm")]
@@ -55,10 +55,6 @@ struct Settings {
 
 fn default_headers() -> Vec<String> {
     vec!["x-api-key".to_string()]
-}
-
-fn default_prefix() -> String {
-    consumers::HEADER_PREFIX.to_string()
 }
 
 fn default_realm() -> String {
@@ -179,13 +175,9 @@ impl Plugin for KeyAuth {
         // A place listed twice is one place, not a key given twice.
         dedup(&mut settings.headers);
         dedup(&mut settings.query);
-        settings.header_prefix = settings.header_prefix.to_ascii_lowercase();
-        if settings.consumer_headers && settings.header_prefix.is_empty() {
-            return Err("key-auth: header_prefix must not be empty".into());
-        }
-        if settings.realm.contains('"') || settings.realm.chars().any(char::is_control) {
-            return Err("key-auth: realm must not contain quotes or control characters".into());
-        }
+        settings.header_prefix =
+            consumers::checked_header_prefix("key-auth", &settings.header_prefix)?;
+        consumers::check_realm("key-auth", &settings.realm)?;
         let challenge = format!(
             "ApiKey realm=\"{}\"{}",
             settings.realm,
@@ -351,6 +343,13 @@ mod tests {
         assert!(KeyAuth::init(Config::from_json(r#"{"headers": [], "query": []}"#)).is_err());
         assert!(KeyAuth::init(Config::from_json(r#"{"headers": ["bad header"]}"#)).is_err());
         assert!(KeyAuth::init(Config::from_json(r#"{"realm": "a\"b"}"#)).is_err());
+        // An empty prefix would remove every header of every request.
+        assert!(
+            KeyAuth::init(Config::from_json(
+                r#"{"header_prefix": "", "consumer_headers": false}"#
+            ))
+            .is_err()
+        );
         assert!(KeyAuth::init(Config::from_json(r#"{"heders": ["x"]}"#)).is_err());
     }
 }

@@ -62,16 +62,12 @@ struct Settings {
     #[serde(default = "yes")]
     consumer_headers: bool,
     /// The prefix of the consumer headers.
-    #[serde(default = "default_prefix")]
+    #[serde(default = "consumers::default_header_prefix")]
     header_prefix: String,
 }
 
 fn default_sources() -> Vec<Source> {
     vec![Source::Cn]
-}
-
-fn default_prefix() -> String {
-    consumers::HEADER_PREFIX.to_string()
 }
 
 fn yes() -> bool {
@@ -154,10 +150,8 @@ impl Plugin for MtlsAuth {
                     .into(),
             );
         }
-        settings.header_prefix = settings.header_prefix.to_ascii_lowercase();
-        if settings.consumer_headers && settings.header_prefix.is_empty() {
-            return Err("mtls-auth: header_prefix must not be empty".into());
-        }
+        settings.header_prefix =
+            consumers::checked_header_prefix("mtls-auth", &settings.header_prefix)?;
         Ok(MtlsAuth { settings })
     }
 
