@@ -1,12 +1,15 @@
 //! The checks a request head passes before it is routed: its message framing
 //! (RFC 9112, section 6.1), its `Host` (RFC 9112, section 3.2; RFC 9113,
 //! section 8.3.1), its path (no `.` or `..` segments, RFC 3986 section
-//! 5.2.4), and the methods the gateway never proxies (`CONNECT`).
+//! 5.2.4), and the methods the gateway never proxies (`CONNECT`). Headers the
+//! client names in `Connection` are for the gateway alone and go before the
+//! plugins see the request.
 //!
 //! hyper parses the head and decodes `chunked`; what it lets through that a
 //! proxy must not forward is refused here, so no upstream ever sees it.
 
 use crate::error::RequestError;
+use crate::proxy::is_hop_by_hop;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Version};
 
@@ -23,6 +26,7 @@ pub fn check<B>(request: &mut Request<B>) -> Result<(), RequestError> {
     }
     host(request)?;
     dot_segments(request.uri().path())?;
+    connection_options(request.headers_mut());
     if request.method() == Method::CONNECT {
         return Err(RequestError::Connect {
             allow: PROXIED_METHODS,
@@ -50,6 +54,47 @@ fn dot_segments(path: &str) -> Result<(), RequestError> {
         }
     }
     Ok(())
+}
+
+/// Removes the headers the client named in `Connection` (RFC 9110, section
+/// 7.6.1: they are for this hop alone), and the names from `Connection`
+/// but those of the hop-by-hop headers and `close`. The plugins then never
+/// read what the upstream will not get (a signed header, say), and a header
+/// a plugin sets (`x-consumer-name`) is not removed on the way upstream
+/// because the client named it.
+fn connection_options(headers: &mut HeaderMap) {
+    let mut named = Vec::new();
+    for line in headers.get_all(header::CONNECTION) {
+        let Ok(text) = line.to_str() else { continue };
+        for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let hop = header::HeaderName::from_bytes(token.as_bytes())
+                .is_ok_and(|name| is_hop_by_hop(&name));
+            if !hop && !token.eq_ignore_ascii_case("close") {
+                named.push(token.to_ascii_lowercase());
+            }
+        }
+    }
+    if named.is_empty() {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|line| line.to_str().ok())
+        .flat_map(|text| text.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !named.contains(&t.to_ascii_lowercase()))
+        .map(str::to_string)
+        .collect();
+    for name in &named {
+        headers.remove(name.as_str());
+    }
+    headers.remove(header::CONNECTION);
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", "))
+        && !kept.is_empty()
+    {
+        headers.insert(header::CONNECTION, value);
+    }
 }
 
 /// The request's transfer codings: `chunked` once at most, and no other
@@ -209,6 +254,43 @@ mod tests {
             Ok(()) => 200,
             Err(err) => err.status().as_u16(),
         }
+    }
+
+    #[test]
+    fn headers_named_in_connection_go_and_connection_keeps_the_rest() {
+        let mut req = request(
+            Version::HTTP_11,
+            "/",
+            &[
+                ("host", "a"),
+                ("connection", "keep-alive, X-Consumer-Name"),
+                ("connection", "upgrade, close, x-private"),
+                ("x-consumer-name", "mallory"),
+                ("x-private", "1"),
+                ("upgrade", "websocket"),
+                ("x-kept", "1"),
+            ],
+        );
+        assert!(check(&mut req).is_ok());
+        let headers = req.headers();
+        assert_eq!(headers.get("x-consumer-name"), None);
+        assert_eq!(headers.get("x-private"), None);
+        assert_eq!(headers.get("x-kept").map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(
+            headers.get("upgrade").map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
+        assert_eq!(
+            headers.get("connection").map(|v| v.as_bytes()),
+            Some(&b"keep-alive, upgrade, close"[..])
+        );
+        let mut plain = request(
+            Version::HTTP_11,
+            "/",
+            &[("host", "a"), ("connection", "close")],
+        );
+        assert!(check(&mut plain).is_ok());
+        assert_eq!(plain.headers().get_all("connection").iter().count(), 1);
     }
 
     #[test]

@@ -367,3 +367,33 @@ async fn acl_admits_consumers_by_group_after_key_auth() {
         gw.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_the_client_names_in_connection_cannot_take_the_consumer_headers_away() {
+    let upstream = Upstream::start("api").await;
+    let gw = Config::new()
+        .consumer(json!({ "name": "alice", "keys": [{ "plaintext": "alice-key-0000000001" }] }))
+        .upstream("api", &upstream)
+        .route(
+            Route::new("api", "/api/{*rest}")
+                .upstream("api")
+                .plugin(Plugin::new("key-auth")),
+        )
+        .start();
+    let reply = send(
+        &client(),
+        request(
+            &gw.url("/api/x"),
+            &[
+                ("x-api-key", "alice-key-0000000001"),
+                ("connection", "x-consumer-name, x-private"),
+                ("x-private", "for the gateway only"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen = &reply.json()["headers"];
+    assert_eq!(seen["x-consumer-name"], "alice");
+    assert!(seen.get("x-private").is_none(), "{seen}");
+}
