@@ -63,6 +63,7 @@ pub async fn handle(
             .client(conn.peer, request.headers()),
         ..conn
     };
+    crate::request_head::drop_connection_options(request.headers_mut());
     let request_id = request_id(request.headers());
     let id = request_id.to_str().unwrap_or("-");
     let trace = Traceparent::continue_or_start(request.headers());

@@ -1,15 +1,15 @@
 //! The checks a request head passes before it is routed: its message framing
 //! (RFC 9112, section 6.1), its `Host` (RFC 9112, section 3.2; RFC 9113,
 //! section 8.3.1), its path (no `.` or `..` segments, RFC 3986 section
-//! 5.2.4), and the methods the gateway never proxies (`CONNECT`). Headers the
-//! client names in `Connection` are for the gateway alone and go before the
-//! plugins see the request.
+//! 5.2.4), and the methods the gateway never proxies (`CONNECT`); and, first
+//! of all ([`drop_connection_options`]), the headers the client names in
+//! `Connection`, which are for the gateway alone.
 //!
 //! hyper parses the head and decodes `chunked`; what it lets through that a
 //! proxy must not forward is refused here, so no upstream ever sees it.
 
 use crate::error::RequestError;
-use crate::proxy::is_hop_by_hop;
+use crate::proxy::names_hop_by_hop;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Version};
 
@@ -26,7 +26,6 @@ pub fn check<B>(request: &mut Request<B>) -> Result<(), RequestError> {
     }
     host(request)?;
     dot_segments(request.uri().path())?;
-    connection_options(request.headers_mut());
     if request.method() == Method::CONNECT {
         return Err(RequestError::Connect {
             allow: PROXIED_METHODS,
@@ -35,41 +34,55 @@ pub fn check<B>(request: &mut Request<B>) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// A path with a `.` or `..` segment, also percent-encoded (`%2e`) or with
-/// parameters (`..;x`), is refused. Clients resolve them before sending
-/// (RFC 3986, section 5.2.4); routes match the path as it came, so an
-/// upstream resolving them itself could be reached past the guards of
-/// another route (`/public/../admin` matches `/public/{*rest}`).
+/// A path with a `.` or `..` segment is refused, in every spelling an
+/// upstream might resolve: percent-encoded (`%2e`), with parameters
+/// (`..;x`), or beside an encoded slash or backslash (`..%2f`, `%2e%2e%5c`),
+/// and so is a raw backslash (not a URI character; some servers read it as
+/// `/`). Clients resolve dot segments before sending (RFC 3986, section
+/// 5.2.4); routes match the path as it came, so an upstream resolving them
+/// itself could be reached past the guards of another route
+/// (`/public/../admin` matches `/public/{*rest}`). An encoded slash alone
+/// (`/projects/group%2Fname`) passes.
 fn dot_segments(path: &str) -> Result<(), RequestError> {
+    let refused = || {
+        RequestError::Malformed(
+            "the path has a `.` or `..` segment or a backslash: resolve it before sending"
+                .to_string(),
+        )
+    };
+    if path.contains('\\') {
+        return Err(refused());
+    }
     for segment in path.split('/') {
         if !segment.contains(['.', '%']) {
             continue;
         }
         let name = segment.split(';').next().unwrap_or_default();
-        let decoded = name.replace("%2e", ".").replace("%2E", ".");
-        if decoded == "." || decoded == ".." {
-            return Err(RequestError::Malformed(
-                "the path has a `.` or `..` segment: resolve it before sending".to_string(),
-            ));
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(name).collect();
+        let dotted = decoded
+            .split(|&b| b == b'/' || b == b'\\')
+            .any(|piece| piece == b"." || piece == b"..");
+        if dotted {
+            return Err(refused());
         }
     }
     Ok(())
 }
 
 /// Removes the headers the client named in `Connection` (RFC 9110, section
-/// 7.6.1: they are for this hop alone), and the names from `Connection`
-/// but those of the hop-by-hop headers and `close`. The plugins then never
-/// read what the upstream will not get (a signed header, say), and a header
-/// a plugin sets (`x-consumer-name`) is not removed on the way upstream
-/// because the client named it.
-fn connection_options(headers: &mut HeaderMap) {
+/// 7.6.1: they are for this hop alone), and those names from `Connection`,
+/// which keeps the hop-by-hop ones and `close`. Called as a request arrives,
+/// before anything reads or sets its headers: the plugins then never read a
+/// header the client named (a signed one, say, the upstream would not get),
+/// and none the gateway or a plugin sets (`traceparent`, `x-consumer-name`)
+/// is removed on the way upstream because the client named it. A `Host` so
+/// named is gone, and the request then fails the `Host` check.
+pub fn drop_connection_options(headers: &mut HeaderMap) {
     let mut named = Vec::new();
     for line in headers.get_all(header::CONNECTION) {
         let Ok(text) = line.to_str() else { continue };
         for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let hop = header::HeaderName::from_bytes(token.as_bytes())
-                .is_ok_and(|name| is_hop_by_hop(&name));
-            if !hop && !token.eq_ignore_ascii_case("close") {
+            if !names_hop_by_hop(token) && !token.eq_ignore_ascii_case("close") {
                 named.push(token.to_ascii_lowercase());
             }
         }
@@ -271,7 +284,7 @@ mod tests {
                 ("x-kept", "1"),
             ],
         );
-        assert!(check(&mut req).is_ok());
+        drop_connection_options(req.headers_mut());
         let headers = req.headers();
         assert_eq!(headers.get("x-consumer-name"), None);
         assert_eq!(headers.get("x-private"), None);
@@ -284,13 +297,23 @@ mod tests {
             headers.get("connection").map(|v| v.as_bytes()),
             Some(&b"keep-alive, upgrade, close"[..])
         );
-        let mut plain = request(
+        let mut only = request(
             Version::HTTP_11,
             "/",
-            &[("host", "a"), ("connection", "close")],
+            &[("host", "a"), ("connection", "Close, X-A"), ("x-a", "1")],
         );
-        assert!(check(&mut plain).is_ok());
-        assert_eq!(plain.headers().get_all("connection").iter().count(), 1);
+        drop_connection_options(only.headers_mut());
+        assert_eq!(only.headers().get("x-a"), None);
+        let connection = only.headers().get("connection").map(|v| v.as_bytes());
+        assert_eq!(connection, Some(&b"Close"[..]));
+        // A Host named in Connection is gone: the Host check then refuses.
+        let mut host = request(
+            Version::HTTP_11,
+            "/",
+            &[("host", "a"), ("connection", "host")],
+        );
+        drop_connection_options(host.headers_mut());
+        assert_eq!(status(host), 400);
     }
 
     #[test]
@@ -305,6 +328,11 @@ mod tests {
             "/a/.%2E/b",
             "/a/%2e/b",
             "/a/..;x=1/b",
+            "/public/..%2fadmin",
+            "/public/%2e%2e%2Fadmin",
+            "/public/%2e%2e%5cadmin",
+            "/public/..\\admin",
+            "/public\\x",
         ] {
             assert_eq!(status(at(path)), 400, "{path}");
         }
@@ -315,6 +343,7 @@ mod tests {
             "/a/...",
             "/a/..b",
             "/v1.2/%2e%2ex",
+            "/projects/group%2Fname",
         ] {
             assert_eq!(status(at(path)), 200, "{path}");
         }

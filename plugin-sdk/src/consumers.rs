@@ -33,18 +33,13 @@ pub fn default_header_prefix() -> String {
 }
 
 /// An authentication plugin's `header_prefix` setting, checked and
-/// lower-cased: the start of a header name (letters, digits, `-`, `_`), not
-/// empty. The plugin removes the client's headers under it from every
+/// lower-cased: the start of a header name (its characters), not empty. The plugin removes the client's headers under it from every
 /// request, so an empty prefix would remove them all. `plugin` names the
 /// plugin in the error.
 pub fn checked_header_prefix(plugin: &str, prefix: &str) -> Result<String, String> {
-    if prefix.is_empty()
-        || !prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !Headers::is_valid_name(prefix) {
         return Err(format!(
-            "{plugin}: header_prefix must be the start of a header name (letters, digits, - and _), not empty"
+            "{plugin}: header_prefix must be the start of a header name, not empty"
         ));
     }
     Ok(prefix.to_ascii_lowercase())

@@ -386,7 +386,7 @@ async fn headers_the_client_names_in_connection_cannot_take_the_consumer_headers
             &gw.url("/api/x"),
             &[
                 ("x-api-key", "alice-key-0000000001"),
-                ("connection", "x-consumer-name, x-private"),
+                ("connection", "x-consumer-name, x-private, traceparent"),
                 ("x-private", "for the gateway only"),
             ],
         ),
@@ -396,4 +396,11 @@ async fn headers_the_client_names_in_connection_cannot_take_the_consumer_headers
     let seen = &reply.json()["headers"];
     assert_eq!(seen["x-consumer-name"], "alice");
     assert!(seen.get("x-private").is_none(), "{seen}");
+    // The gateway's own trace context, set after the client's options went.
+    assert!(
+        seen["traceparent"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("00-")),
+        "{seen}"
+    );
 }

@@ -93,6 +93,24 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     hop_by_hop(name).is_some()
 }
 
+/// Whether `token`, a name a `Connection` header lists, is one of the
+/// hop-by-hop headers, in any case (no allocation: asked of every request
+/// that says `Connection: keep-alive`).
+pub fn names_hop_by_hop(token: &str) -> bool {
+    const NAMES: [&str; 9] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    ];
+    NAMES.iter().any(|name| name.eq_ignore_ascii_case(token))
+}
+
 /// The hop-by-hop header `name` is, if it is one. By text: every name of
 /// every message is asked, and a match on the text looks at its length
 /// first, where comparing `HeaderName`s would be nine comparisons each.

@@ -9,6 +9,8 @@ mod traceparent;
 pub mod tunnel;
 pub mod upstream;
 
-pub use forwarded::{TrustedProxies, apply_forwarded, is_hop_by_hop, strip_hop_by_hop};
+pub use forwarded::{
+    TrustedProxies, apply_forwarded, is_hop_by_hop, names_hop_by_hop, strip_hop_by_hop,
+};
 pub use traceparent::{TRACEPARENT, Traceparent};
 pub use upstream::Upstream;

@@ -105,7 +105,7 @@ pub fn load(config: &Config) -> Result<Settings, String> {
     // take signed `x-amz-*` headers with them cannot be.
     if "x-amz-".starts_with(&header_prefix) {
         return Err(
-            "aws-sigv4: header_prefix must be a valid header name prefix, and not one of `x-amz-`"
+            "aws-sigv4: header_prefix must not be the start of `x-amz-` (the headers under it are removed from every request)"
                 .into(),
         );
     }
