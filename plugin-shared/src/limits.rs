@@ -25,10 +25,9 @@ pub const CONTEXT_MAX_TOTAL: usize = CONTEXT_MAX_ENTRIES * (CONTEXT_MAX_KEY + CO
 pub const RESPONSE_HEADERS_MAX: usize = 32;
 /// Most bytes of names and values those headers hold in all.
 pub const RESPONSE_HEADERS_MAX_BYTES: usize = 8 * 1024;
-/// Headers a plugin may not set on the client's response: hop-by-hop ones
-/// describe one connection, and the body's framing and type are the
-/// answer's own.
-pub const RESPONSE_HEADERS_NOT_SETTABLE: [&str; 11] = [
+/// The hop-by-hop headers (RFC 9110, section 7.6.1): they describe one
+/// connection and are never forwarded.
+pub const HOP_BY_HOP_HEADERS: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -38,9 +37,11 @@ pub const RESPONSE_HEADERS_NOT_SETTABLE: [&str; 11] = [
     "upgrade",
     "proxy-authenticate",
     "proxy-authorization",
-    "content-length",
-    "content-type",
 ];
+
+/// Headers a plugin may not set on the client's response besides the
+/// hop-by-hop ones: the body's framing and type are the answer's own.
+const RESPONSE_BODY_HEADERS: [&str; 2] = ["content-length", "content-type"];
 
 /// Headers that belong to one connection or frame the message (hop-by-hop
 /// fields and `content-length`): the gateway's to set, never a plugin's
@@ -141,7 +142,7 @@ pub fn context_entry_fits(
 
 /// Whether a plugin may set the response header `name` (lower-case) at all.
 pub fn response_header_settable(name: &str) -> bool {
-    !RESPONSE_HEADERS_NOT_SETTABLE.contains(&name)
+    !HOP_BY_HOP_HEADERS.contains(&name) && !RESPONSE_BODY_HEADERS.contains(&name)
 }
 
 /// Whether the response headers set so far would stay within the caps with

@@ -2,11 +2,8 @@
 //! with alice's password, a SigV4 request signed by botocore, and the
 //! external authorizer the example serves itself.
 
-use crate::support::{Gateway, client, python, run_example, send};
+use crate::support::{Gateway, get_with, python, run_example};
 use base64::Engine as _;
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
 
 /// The example on a free port.
 fn example() -> (Gateway, tempfile::TempDir) {
@@ -14,15 +11,11 @@ fn example() -> (Gateway, tempfile::TempDir) {
 }
 
 async fn get(gw: &Gateway, path: &str, authorization: Option<&str>) -> crate::support::Reply {
-    let mut request = Request::get(gw.url(path));
-    if let Some(value) = authorization {
-        request = request.header("authorization", value);
-    }
-    send(
-        &client(),
-        request.body(Full::<Bytes>::default()).expect("request"),
-    )
-    .await
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|v| ("authorization", v))
+        .into_iter()
+        .collect();
+    get_with(&gw.url(path), &headers).await
 }
 
 /// The headers botocore's `SigV4Auth` adds to a GET of `url`, signed with
@@ -67,16 +60,12 @@ async fn alice_signs_in_with_basic_auth_and_the_authorizer_knows_one_token() {
 async fn a_request_signed_by_botocore_with_akidexample_is_admitted() {
     let (gw, _dir) = example();
     let url = gw.url("/signed");
-    let headers = signed_by_botocore(&url);
-    let mut request = Request::get(&url);
-    for (name, value) in &headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let reply = send(
-        &client(),
-        request.body(Full::<Bytes>::default()).expect("request"),
-    )
-    .await;
+    let signed = signed_by_botocore(&url);
+    let headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let reply = get_with(&url, &headers).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["authenticated"], "aws-sigv4");
     assert_eq!(get(&gw, "/signed", None).await.status, 401);

@@ -3,11 +3,8 @@
 //! hash is computed once (read from `gateway_password_checks_total`).
 
 use crate::support::config::{Config, Plugin, Route};
-use crate::support::{Gateway, Upstream, client, get, metric, python, send};
+use crate::support::{Gateway, Upstream, get, get_with, metric, python};
 use base64::Engine as _;
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
 use serde_json::json;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -55,15 +52,11 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 async fn call(gw: &Gateway, authorization: Option<&str>) -> crate::support::Reply {
-    let mut request = Request::get(gw.url("/basic"));
-    if let Some(value) = authorization {
-        request = request.header("authorization", value);
-    }
-    send(
-        &client(),
-        request.body(Full::<Bytes>::default()).expect("request"),
-    )
-    .await
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|v| ("authorization", v))
+        .into_iter()
+        .collect();
+    get_with(&gw.url("/basic"), &headers).await
 }
 
 async fn checks(gw: &Gateway, outcome: &str) -> f64 {

@@ -545,6 +545,15 @@ pub async fn send(
     }
 }
 
+/// GET `url` with `headers`.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = Request::get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(&client(), request.body(Full::default()).expect("request")).await
+}
+
 /// GET `url`.
 pub async fn get(url: &str) -> Reply {
     send(

@@ -1,7 +1,7 @@
 //! `examples/traffic` run for real, on a free port instead of 8082: the
 //! split's shares, the header canary, and the large document.
 
-use crate::support::{Gateway, client, run_example, send};
+use crate::support::{Gateway, client, get_with, run_example};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
@@ -13,15 +13,7 @@ fn example() -> (Gateway, tempfile::TempDir) {
 }
 
 async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> crate::support::Reply {
-    let mut request = Request::get(gw.url(path));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    send(
-        &client(),
-        request.body(Full::<Bytes>::default()).expect("request"),
-    )
-    .await
+    get_with(&gw.url(path), headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

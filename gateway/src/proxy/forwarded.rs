@@ -97,18 +97,9 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// hop-by-hop headers, in any case (no allocation: asked of every request
 /// that says `Connection: keep-alive`).
 pub fn names_hop_by_hop(token: &str) -> bool {
-    const NAMES: [&str; 9] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
-    ];
-    NAMES.iter().any(|name| name.eq_ignore_ascii_case(token))
+    plugin_shared::limits::HOP_BY_HOP_HEADERS
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case(token))
 }
 
 /// The hop-by-hop header `name` is, if it is one. By text: every name of

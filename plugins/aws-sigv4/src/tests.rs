@@ -100,141 +100,144 @@ type SuiteCase = (
 
 /// Cases of the AWS Signature Version 4 test suite (`aws-sig-v4-test-suite`):
 /// the request, the signed headers and the signature of its `.authz` file.
+const SUITE: &[SuiteCase] = &[
+    (
+        "get-vanilla",
+        "/",
+        &[],
+        "host;x-amz-date",
+        "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+    ),
+    (
+        "get-vanilla-query-order-key-case",
+        "/?Param2=value2&Param1=value1",
+        &[],
+        "host;x-amz-date",
+        "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
+    ),
+    (
+        "get-vanilla-query-order-value",
+        "/?Param1=value2&Param1=value1",
+        &[],
+        "host;x-amz-date",
+        "5772eed61e12b33fae39ee5e7012498b51d56abc0abb7c60486157bd471c4694",
+    ),
+    (
+        "get-vanilla-query-order-key",
+        "/?Param1=value2&Param1=Value1",
+        &[],
+        "host;x-amz-date",
+        "eedbc4e291e521cf13422ffca22be7d2eb8146eecf653089df300a15b2382bd1",
+    ),
+    (
+        "get-vanilla-empty-query-key",
+        "/?Param1=value1",
+        &[],
+        "host;x-amz-date",
+        "a67d582fa61cc504c4bae71f336f98b97f1ea3c7a6bfe1b6e45aec72011b9aeb",
+    ),
+    (
+        "get-vanilla-utf8-query",
+        "/?\u{1234}=bar",
+        &[],
+        "host;x-amz-date",
+        "2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04",
+    ),
+    (
+        "get-vanilla-query-unreserved",
+        "/?-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz=-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+        &[],
+        "host;x-amz-date",
+        "9c3e54bfcdf0b19771a7f523ee5669cdf59bc7cc0884027167c21bb143a40197",
+    ),
+    (
+        "get-utf8",
+        "/\u{1234}",
+        &[],
+        "host;x-amz-date",
+        "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85",
+    ),
+    (
+        "get-unreserved",
+        "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+        &[],
+        "host;x-amz-date",
+        "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f",
+    ),
+    (
+        "get-header-value-trim",
+        "/",
+        &[("my-header1", " value1"), ("my-header2", " \"a   b   c\"")],
+        "host;my-header1;my-header2;x-amz-date",
+        "acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736",
+    ),
+    (
+        "get-header-value-order",
+        "/",
+        &[
+            ("my-header1", "value4"),
+            ("my-header1", "value1"),
+            ("my-header1", "value3"),
+            ("my-header1", "value2"),
+        ],
+        "host;my-header1;x-amz-date",
+        "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01",
+    ),
+    (
+        "get-header-key-duplicate",
+        "/",
+        &[
+            ("my-header1", "value2"),
+            ("my-header1", "value2"),
+            ("my-header1", "value1"),
+        ],
+        "host;my-header1;x-amz-date",
+        "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea",
+    ),
+    (
+        "get-space",
+        "/example space/",
+        &[],
+        "host;x-amz-date",
+        "652487583200325589f1fba4c7e578f72c47cb61beeca81406b39ddec1366741",
+    ),
+    (
+        "post-vanilla",
+        "/",
+        &[],
+        "host;x-amz-date",
+        "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+    ),
+    (
+        "post-vanilla-query",
+        "/?Param1=value1",
+        &[],
+        "host;x-amz-date",
+        "28038455d6de14eafc1f9222cf5aa6f1a96197d7deb8263271d420d138af7f11",
+    ),
+    (
+        "post-header-key-sort",
+        "/",
+        &[("my-header1", "value1")],
+        "host;my-header1;x-amz-date",
+        "c5410059b04c1ee005303aed430f6e6645f61f4dc9e1461ec8f8916fdf18852c",
+    ),
+    (
+        "post-header-value-case",
+        "/",
+        &[("my-header1", "VALUE1")],
+        "host;my-header1;x-amz-date",
+        "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d",
+    ),
+];
+
+/// Each [`SUITE`] case verifies, and is refused with one digit of its
+/// signature changed.
 #[test]
 fn the_aws_test_suite_verifies() {
     setup();
     let auth = suite_plugin();
-    let cases: &[SuiteCase] = &[
-        (
-            "get-vanilla",
-            "/",
-            &[],
-            "host;x-amz-date",
-            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
-        ),
-        (
-            "get-vanilla-query-order-key-case",
-            "/?Param2=value2&Param1=value1",
-            &[],
-            "host;x-amz-date",
-            "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
-        ),
-        (
-            "get-vanilla-query-order-value",
-            "/?Param1=value2&Param1=value1",
-            &[],
-            "host;x-amz-date",
-            "5772eed61e12b33fae39ee5e7012498b51d56abc0abb7c60486157bd471c4694",
-        ),
-        (
-            "get-vanilla-query-order-key",
-            "/?Param1=value2&Param1=Value1",
-            &[],
-            "host;x-amz-date",
-            "eedbc4e291e521cf13422ffca22be7d2eb8146eecf653089df300a15b2382bd1",
-        ),
-        (
-            "get-vanilla-empty-query-key",
-            "/?Param1=value1",
-            &[],
-            "host;x-amz-date",
-            "a67d582fa61cc504c4bae71f336f98b97f1ea3c7a6bfe1b6e45aec72011b9aeb",
-        ),
-        (
-            "get-vanilla-utf8-query",
-            "/?\u{1234}=bar",
-            &[],
-            "host;x-amz-date",
-            "2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04",
-        ),
-        (
-            "get-vanilla-query-unreserved",
-            "/?-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz=-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-            &[],
-            "host;x-amz-date",
-            "9c3e54bfcdf0b19771a7f523ee5669cdf59bc7cc0884027167c21bb143a40197",
-        ),
-        (
-            "get-utf8",
-            "/\u{1234}",
-            &[],
-            "host;x-amz-date",
-            "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85",
-        ),
-        (
-            "get-unreserved",
-            "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-            &[],
-            "host;x-amz-date",
-            "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f",
-        ),
-        (
-            "get-header-value-trim",
-            "/",
-            &[("my-header1", " value1"), ("my-header2", " \"a   b   c\"")],
-            "host;my-header1;my-header2;x-amz-date",
-            "acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736",
-        ),
-        (
-            "get-header-value-order",
-            "/",
-            &[
-                ("my-header1", "value4"),
-                ("my-header1", "value1"),
-                ("my-header1", "value3"),
-                ("my-header1", "value2"),
-            ],
-            "host;my-header1;x-amz-date",
-            "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01",
-        ),
-        (
-            "get-header-key-duplicate",
-            "/",
-            &[
-                ("my-header1", "value2"),
-                ("my-header1", "value2"),
-                ("my-header1", "value1"),
-            ],
-            "host;my-header1;x-amz-date",
-            "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea",
-        ),
-        (
-            "get-space",
-            "/example space/",
-            &[],
-            "host;x-amz-date",
-            "652487583200325589f1fba4c7e578f72c47cb61beeca81406b39ddec1366741",
-        ),
-        (
-            "post-vanilla",
-            "/",
-            &[],
-            "host;x-amz-date",
-            "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
-        ),
-        (
-            "post-vanilla-query",
-            "/?Param1=value1",
-            &[],
-            "host;x-amz-date",
-            "28038455d6de14eafc1f9222cf5aa6f1a96197d7deb8263271d420d138af7f11",
-        ),
-        (
-            "post-header-key-sort",
-            "/",
-            &[("my-header1", "value1")],
-            "host;my-header1;x-amz-date",
-            "c5410059b04c1ee005303aed430f6e6645f61f4dc9e1461ec8f8916fdf18852c",
-        ),
-        (
-            "post-header-value-case",
-            "/",
-            &[("my-header1", "VALUE1")],
-            "host;my-header1;x-amz-date",
-            "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d",
-        ),
-    ];
-    for (name, path, headers, signed, signature) in cases {
+    for (name, path, headers, signed, signature) in SUITE {
         let method = if name.starts_with("post") {
             "POST"
         } else {
